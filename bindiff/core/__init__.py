@@ -1,0 +1,18 @@
+"""The domain-agnostic core: it knows only batches of binary vectors (B, D).
+
+Depends on torch, numpy and einops only; it never imports an adapter.
+"""
+
+from .denoisers import DENOISERS, MLPDenoiser, build_denoiser, register_denoiser, sinusoidal_embedding
+from .diffusion import BinomialDiffusion, LossOutput
+from .losses import LOSSES, bce_x0, bernoulli_kl, bernoulli_kl_logits, diffusion_loss, vb_terms
+from .process import KERNELS, BernoulliProcess
+from .scheduler import ReverseScheduler, StepOutput
+from .schedules import SCHEDULES, get_schedule, validate_betas
+
+__all__ = [
+    "BernoulliProcess", "BinomialDiffusion", "DENOISERS", "KERNELS", "LOSSES", "LossOutput", "MLPDenoiser",
+    "ReverseScheduler", "SCHEDULES", "StepOutput", "bce_x0", "bernoulli_kl", "bernoulli_kl_logits",
+    "build_denoiser", "diffusion_loss", "get_schedule", "register_denoiser", "sinusoidal_embedding",
+    "validate_betas", "vb_terms",
+]

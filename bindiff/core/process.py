@@ -1,0 +1,163 @@
+"""The Bernoulli forward process on {0, 1}^D and its exact posterior.
+
+Time convention: x_0 is the data, x_1..x_T are increasingly noisy, t is an integer in 1..T
+(t = 0 means "no noise"). The kernel is Sohl-Dickstein's binomial diffusion
+
+    q(x_t | x_{t-1}) = B(x_{t-1} (1 − β_t) + β_t / 2),
+
+whose distance to ½ shrinks by α_t = 1 − β_t per step, hence the closed form
+
+    q(x_t | x_0) = B(ᾱ_t x_0 + (1 − ᾱ_t) / 2),   ᾱ_t = ∏_{s≤t} α_s.
+
+RecFusion's bit flip (flip each bit with probability b_t) is the same family with β_t = 2 b_t;
+``kernel="flip"`` takes flip probabilities and converts them, so both share one code path.
+All tables are built in float64 and checked once at construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .schedules import get_schedule, validate_betas
+
+KERNELS = ("toward_half", "flip")
+
+
+def _gather(table: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+    """table[t] shaped to broadcast over the feature axes of ``like``."""
+    t = torch.as_tensor(t, device=table.device)
+    values = table[t].to(device=like.device, dtype=like.dtype)
+    return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
+
+
+class BernoulliProcess:
+    """Closed-form marginals, one-step kernels and posteriors of binomial diffusion.
+
+    Not an ``nn.Module``: it has no parameters, only a config that round-trips through
+    ``to_config`` / ``from_config`` (the schedule is rebuilt from its name and parameters).
+    """
+
+    def __init__(self, betas: torch.Tensor, kernel: str = "toward_half", config: dict | None = None):
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+        rates = torch.as_tensor(betas, dtype=torch.float64)
+        if kernel == "flip":
+            if ((rates <= 0) | (rates > 0.5)).any():
+                raise ValueError("flip probabilities must lie in (0, 0.5]; a flip rate b is beta = 2b")
+            rates = 2 * rates
+        self.kernel = kernel
+        self.betas = validate_betas(rates)
+        self.alphas = 1 - self.betas
+        # alpha_bar[0] = 1 so that index t reads ᾱ_t directly, t = 0..T.
+        self.alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(self.alphas, 0)])
+        self._config = dict(config) if config is not None else {
+            "betas": [float(b) for b in torch.as_tensor(betas, dtype=torch.float64)], "kernel": kernel
+        }
+        self._check_tables()
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_schedule(cls, schedule: str, steps: int, kernel: str = "toward_half", **params: Any) -> "BernoulliProcess":
+        config = {"schedule": schedule, "steps": steps, "kernel": kernel, **params}
+        return cls(get_schedule(schedule, steps, **params), kernel=kernel, config=config)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "BernoulliProcess":
+        config = dict(config)
+        kernel = config.pop("kernel", "toward_half")
+        if "betas" in config:
+            return cls(torch.tensor(config["betas"], dtype=torch.float64), kernel=kernel)
+        return cls.from_schedule(config.pop("schedule"), config.pop("steps"), kernel=kernel, **config)
+
+    def to_config(self) -> dict:
+        return dict(self._config)
+
+    def _check_tables(self) -> None:
+        # The product form and the log-space sum must agree; a disagreement means the
+        # schedule is so extreme that float64 cannot represent ᾱ_t faithfully.
+        via_logs = torch.exp(torch.cumsum(torch.log(self.alphas.clamp_min(1e-300)), 0))
+        assert torch.allclose(self.alpha_bar[1:], via_logs, rtol=1e-9, atol=1e-300)
+        assert (self.alpha_bar >= 0).all() and (self.alpha_bar <= 1).all()
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.betas.numel())
+
+    def _check_t(self, t: torch.Tensor | int, low: int = 0) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.long)
+        if t.numel() and (int(t.min()) < low or int(t.max()) > self.num_steps):
+            raise ValueError(f"time steps must lie in {low}..{self.num_steps}, got {t.min().item()}..{t.max().item()}")
+        return t
+
+    # -- forward process ------------------------------------------------------------------
+    def marginal_probs(self, x0: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """P(x_t = 1 | x_0) = ᾱ_t x_0 + (1 − ᾱ_t) / 2."""
+        a = _gather(self.alpha_bar, self._check_t(t), x0)
+        return a * x0 + (1 - a) / 2
+
+    def transition_probs(self, x_s: torch.Tensor, s: torch.Tensor | int, t: torch.Tensor | int) -> torch.Tensor:
+        """P(x_t = 1 | x_s) for s ≤ t: the same kernel with ᾱ_t / ᾱ_s in place of α."""
+        s, t = self._check_t(s), self._check_t(t)
+        if (s > t).any():
+            raise ValueError("transition_probs needs s <= t")
+        a = _gather(self.alpha_bar, t, x_s) / _gather(self.alpha_bar, s, x_s)
+        return a * x_s + (1 - a) / 2
+
+    def add_noise(
+        self,
+        x0: torch.Tensor,
+        t: torch.Tensor | int,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw x_t ~ q(x_t | x_0). ``noise`` (uniform on [0, 1), shape of x0) makes it exact."""
+        probs = self.marginal_probs(x0, t)
+        if noise is None:
+            noise = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+        elif noise.shape != probs.shape:
+            raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {tuple(probs.shape)}")
+        return (noise < probs).to(x0.dtype)
+
+    # -- posterior ------------------------------------------------------------------------
+    def posterior_logits(
+        self,
+        x0: torch.Tensor,
+        x_t: torch.Tensor,
+        t: torch.Tensor | int,
+        s: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """Logit of q(x_s = 1 | x_t, x_0) for s < t (default s = t − 1), by Bayes' rule.
+
+        q(x_s | x_t, x_0) ∝ q(x_t | x_s) q(x_s | x_0). When ``x0`` holds probabilities p̂
+        instead of bits the result is Σ_{x_0} q(x_s, x_t | x_0) p̂(x_0) normalised, which is the
+        x_0-parametrised reverse kernel of D3PM and multinomial diffusion (both factors are
+        linear in x_0, so plugging in p̂ marginalises exactly).
+        """
+        t = self._check_t(t, low=1)
+        s = t - 1 if s is None else self._check_t(s)
+        if (torch.as_tensor(s) >= t).any():
+            raise ValueError("posterior needs s < t")
+        a_ts = _gather(self.alpha_bar, t, x_t) / _gather(self.alpha_bar, s, x_t)
+        a_s = _gather(self.alpha_bar, s, x0)
+        like_one = a_ts * x_t + (1 - a_ts) / 2  # q(x_t | x_s = 1)
+        like_zero = a_ts * (1 - x_t) + (1 - a_ts) / 2  # q(x_t | x_s = 0)
+        prior_one = a_s * x0 + (1 - a_s) / 2  # q(x_s = 1 | x_0)
+        tiny = torch.finfo(x0.dtype).tiny
+        log_one = torch.log((like_one * prior_one).clamp_min(tiny))
+        log_zero = torch.log((like_zero * (1 - prior_one)).clamp_min(tiny))
+        return log_one - log_zero
+
+    def posterior_probs(self, x0, x_t, t, s=None) -> torch.Tensor:
+        return torch.sigmoid(self.posterior_logits(x0, x_t, t, s))
+
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """KL(q(x_T | x_0) ‖ B(½)) summed over features: the bound's prior term."""
+        from .losses import bernoulli_kl
+
+        p = self.marginal_probs(x0, self.num_steps)
+        return bernoulli_kl(p, torch.full_like(p, 0.5)).sum(-1)
+
+    def __repr__(self) -> str:
+        return f"BernoulliProcess(T={self.num_steps}, kernel={self.kernel!r}, config={self._config})"

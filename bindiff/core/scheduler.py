@@ -1,0 +1,78 @@
+"""Reverse-time stepping in the diffusers style: ``set_timesteps`` then ``step`` in a loop.
+
+The loop itself stays in the caller (see ``BinomialDiffusion.reverse``), so it can be read,
+changed or instrumented. Each ``step`` turns the denoiser's x_0 logits at time t into the
+distribution of the next, less noisy state and returns it together with p̂(x_0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .process import BernoulliProcess
+
+STEP_MODES = ("sample", "mean")
+
+
+@dataclass
+class StepOutput:
+    prev_sample: torch.Tensor  # the next state: bits ("sample") or probabilities ("mean")
+    prev_probs: torch.Tensor  # P(x_prev = 1 | x_t) under the model
+    pred_x0: torch.Tensor  # p̂(x_0 = 1 | x_t), the ranking score in recommendation
+
+
+class ReverseScheduler:
+    def __init__(self, process: BernoulliProcess):
+        self.process = process
+        self.timesteps: list[int] = list(range(process.num_steps, 0, -1))
+
+    def set_timesteps(self, num_inference_steps: int | None = None, start: int | None = None,
+                      timesteps: list[int] | None = None) -> list[int]:
+        """Choose the descending times to visit.
+
+        ``timesteps`` gives them explicitly; otherwise ``num_inference_steps`` evenly spaced
+        times from ``start`` (default T) down to 1. Skipping times is exact here because
+        q(x_t | x_s) is again a binomial-diffusion kernel (with ᾱ_t / ᾱ_s).
+        """
+        T = self.process.num_steps
+        if timesteps is None:
+            start = T if start is None else int(start)
+            if not 1 <= start <= T:
+                raise ValueError(f"start must lie in 1..{T}, got {start}")
+            n = start if num_inference_steps is None else int(num_inference_steps)
+            if not 1 <= n <= start:
+                raise ValueError(f"num_inference_steps must lie in 1..{start}, got {n}")
+            grid = torch.linspace(start, 1, n, dtype=torch.float64).round().long().tolist()
+            timesteps = sorted(set(grid), reverse=True)
+        timesteps = [int(t) for t in timesteps]
+        if not timesteps or any(a <= b for a, b in zip(timesteps, timesteps[1:])):
+            raise ValueError(f"timesteps must be strictly descending and non-empty, got {timesteps}")
+        if timesteps[0] > T or timesteps[-1] < 1:
+            raise ValueError(f"timesteps must lie in 1..{T}, got {timesteps}")
+        self.timesteps = timesteps
+        return timesteps
+
+    def previous(self, t: int) -> int:
+        i = self.timesteps.index(int(t))
+        return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else 0
+
+    def step(self, model_output: torch.Tensor, t: int, sample: torch.Tensor,
+             generator: torch.Generator | None = None, mode: str = "sample") -> StepOutput:
+        if mode not in STEP_MODES:
+            raise ValueError(f"mode must be one of {STEP_MODES}, got {mode!r}")
+        pred_x0 = torch.sigmoid(model_output)
+        s = self.previous(t)
+        if s == 0:
+            # The last step is the decoder p_θ(x_0 | x_t) = p̂ itself: the network has already
+            # used x_t, so passing p̂ through Bayes' rule again would count x_t twice.
+            probs = pred_x0
+        else:
+            probs = self.process.posterior_probs(pred_x0, sample, t, s)
+        if mode == "mean":
+            nxt = probs
+        else:
+            nxt = (torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype) < probs)
+            nxt = nxt.to(sample.dtype)
+        return StepOutput(prev_sample=nxt, prev_probs=probs, pred_x0=pred_x0)

@@ -1,0 +1,93 @@
+"""Noise schedules as pure functions: ``get_schedule(name, steps, ...) -> betas``.
+
+Every schedule returns β_1..β_T as a float64 tensor of length T for the kernel
+q(x_t | x_{t-1}) = B(x_{t-1}(1 − β_t) + β_t / 2). β_t = 1 randomises a bit completely
+(B(½)), so valid values lie in (0, 1]; anything else is refused here rather than
+producing probabilities outside [0, 1] later.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+ScheduleFn = Callable[..., torch.Tensor]
+
+
+def linear(steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    return torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+
+
+def quadratic(steps: int, beta_start: float = 1e-4, beta_end: float = 0.1) -> torch.Tensor:
+    """RecFusion's default: linear in √β, so early steps add very little noise."""
+    return torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), steps, dtype=torch.float64) ** 2
+
+
+def cosine(steps: int, offset: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal's cosine schedule, expressed through ᾱ_t = f(t) / f(0).
+
+    The cap keeps the last β below 1 so the chain does not jump to B(½) in one step.
+    """
+    t = torch.arange(steps + 1, dtype=torch.float64) / steps
+    f = torch.cos((t + offset) / (1 + offset) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
+
+
+def jsd(steps: int) -> torch.Tensor:
+    """Sohl-Dickstein's binomial schedule β_t = 1 / (T − t + 1).
+
+    It gives ᾱ_t = (T − t) / T, so x_T ~ B(½) exactly (β_T = 1).
+    """
+    t = torch.arange(1, steps + 1, dtype=torch.float64)
+    return 1.0 / (steps - t + 1)
+
+
+def constant(steps: int, beta: float = 0.01) -> torch.Tensor:
+    return torch.full((steps,), float(beta), dtype=torch.float64)
+
+
+SCHEDULES: dict[str, ScheduleFn] = {
+    "linear": linear,
+    "quadratic": quadratic,
+    "cosine": cosine,
+    "jsd": jsd,
+    "constant": constant,
+}
+
+
+def validate_betas(betas: torch.Tensor, *, source: str = "betas") -> torch.Tensor:
+    """Refuse tables that would not describe a Bernoulli kernel."""
+    betas = torch.as_tensor(betas, dtype=torch.float64)
+    if betas.ndim != 1 or betas.numel() < 1:
+        raise ValueError(f"{source}: need at least one step (T >= 1), got shape {tuple(betas.shape)}")
+    if not torch.isfinite(betas).all():
+        raise ValueError(f"{source}: every beta must be finite")
+    bad = (betas <= 0) | (betas > 1)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        raise ValueError(
+            f"{source}: beta_{first + 1} = {betas[first].item():.6g} is outside (0, 1]; "
+            "a Bernoulli kernel needs 0 < beta <= 1"
+        )
+    return betas
+
+
+def get_schedule(name: str, steps: int, **params: float) -> torch.Tensor:
+    """β_1..β_T for the named schedule, validated."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"schedule {name!r}: steps must be an integer >= 1 (T >= 1), got {steps!r}")
+    try:
+        betas = SCHEDULES[name](steps, **params)
+    except TypeError as err:  # an unexpected keyword: name the parameters the schedule takes
+        import inspect
+
+        accepted = [p for p in inspect.signature(SCHEDULES[name]).parameters if p != "steps"]
+        raise ValueError(
+            f"schedule {name!r} takes parameters {accepted}, got {sorted(params)}"
+        ) from err
+    return validate_betas(betas, source=f"schedule {name!r}")

@@ -1,0 +1,87 @@
+import math
+
+import pytest
+import torch
+
+from bindiff.core import (BernoulliProcess, bce_x0, bernoulli_kl, bernoulli_kl_logits, diffusion_loss,
+                          vb_terms)
+
+
+def test_kl_is_zero_for_equal_distributions():
+    p = torch.tensor([0.0, 0.1, 0.5, 0.93, 1.0], dtype=torch.float64)
+    assert torch.equal(bernoulli_kl(p, p), torch.zeros_like(p))
+    inner = p[1:-1]
+    assert torch.allclose(bernoulli_kl_logits(inner, torch.logit(inner)), torch.zeros_like(inner), atol=1e-15)
+
+
+def test_kl_hand_computed():
+    # KL(B(0.2) ‖ B(0.5)) = 0.2 ln 0.4 + 0.8 ln 1.6
+    expected = 0.2 * math.log(0.4) + 0.8 * math.log(1.6)
+    p, q = torch.tensor([0.2], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
+    assert bernoulli_kl(p, q).item() == pytest.approx(expected, rel=1e-14)
+    assert bernoulli_kl_logits(p, torch.logit(q)).item() == pytest.approx(expected, rel=1e-12)
+    # a certain p puts all mass on one term: KL(B(1) ‖ B(0.25)) = −ln 0.25
+    assert bernoulli_kl(torch.ones(1, dtype=torch.float64), torch.tensor([0.25], dtype=torch.float64)).item() == \
+        pytest.approx(math.log(4), rel=1e-14)
+
+
+def test_bce_is_prediction_against_data():
+    logits = torch.tensor([[2.0, -1.0]], dtype=torch.float64)
+    x0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    p = torch.sigmoid(logits)[0]
+    expected = -(math.log(p[0]) + math.log(1 - p[1]))
+    assert bce_x0(logits, x0).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_vb_terms_brute_force():
+    process = BernoulliProcess(torch.tensor([0.1, 0.3, 0.6], dtype=torch.float64))
+    x0 = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    xt = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=torch.float64)
+    logits = torch.tensor([[0.3, -2.0, 1.5], [-0.4, 0.8, 2.2], [1.0, -1.0, 0.1]], dtype=torch.float64)
+    t = torch.tensor([1, 2, 3])
+    got = vb_terms(process, x0, xt, t, logits)
+    p_hat = torch.sigmoid(logits)
+
+    def posterior(x0v, xtv, tt):  # Bayes' rule written out for one bit
+        ab = process.alpha_bar
+        a = ab[tt] / ab[tt - 1]
+        one = (a * xtv + (1 - a) / 2) * (ab[tt - 1] * x0v + (1 - ab[tt - 1]) / 2)
+        zero = (a * (1 - xtv) + (1 - a) / 2) * (ab[tt - 1] * (1 - x0v) + (1 - ab[tt - 1]) / 2)
+        return one / (one + zero)
+
+    expected = []
+    for row in range(3):
+        tt = int(t[row])
+        total = 0.0
+        for d in range(3):
+            if tt == 1:
+                p = p_hat[row, d].item()
+                total += -math.log(p if x0[row, d] else 1 - p)
+            else:
+                q = posterior(x0[row, d], xt[row, d], tt).item()
+                m = posterior(p_hat[row, d], xt[row, d], tt).item()
+                total += q * math.log(q / m) + (1 - q) * math.log((1 - q) / (1 - m))
+        expected.append(total)
+    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64), rtol=1e-9)
+
+
+def test_vb_is_zero_when_the_prediction_is_the_truth():
+    process = BernoulliProcess.from_schedule("jsd", 4)
+    x0 = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    xt = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    sure = (2 * x0 - 1) * 60  # logits of a confident, correct prediction
+    for t in (2, 3, 4):
+        assert vb_terms(process, x0, xt, torch.tensor([t]), sure).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_hybrid_combines_terms_and_unknown_loss_is_refused():
+    process = BernoulliProcess.from_schedule("quadratic", 3)
+    x0 = torch.tensor([[1.0, 0.0]]).double()
+    xt = torch.tensor([[1.0, 1.0]]).double()
+    logits = torch.tensor([[0.5, 0.2]]).double()
+    t = torch.tensor([2])
+    terms = diffusion_loss("hybrid", process, x0, xt, t, logits, hybrid_coeff=0.5)
+    assert torch.allclose(terms["loss"], terms["vb"] + 0.5 * terms["bce"])
+    assert torch.allclose(diffusion_loss("bce", process, x0, xt, t, logits)["loss"], bce_x0(logits, x0))
+    with pytest.raises(ValueError, match="unknown loss 'mse'"):
+        diffusion_loss("mse", process, x0, xt, t, logits)
