@@ -1,0 +1,139 @@
+"""Load a recipe: YAML file + ``key=value`` overrides → a validated, fully resolved dict.
+
+Values are parsed with ``yaml.safe_load`` only (``train.lr=3e-4`` is a float, ``[600]`` a
+list, ``null`` None); nothing in a recipe is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .schema import FREE, SCHEMA, Key, defaults
+
+
+class RecipeError(ValueError):
+    """A recipe or override that cannot be used; the message names the file and key."""
+
+
+def _type_name(types: tuple) -> str:
+    names = {str: "string", int: "integer", float: "number", bool: "true/false", list: "list",
+             dict: "mapping", type(None): "null"}
+    if float in types:
+        types = tuple(t for t in types if t is not int)
+    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
+
+
+def _valid_keys(schema: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for name, spec in schema.items():
+        if isinstance(spec, dict):
+            keys += _valid_keys(spec, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}" + (".*" if spec is FREE else ""))
+    return keys
+
+
+def _check_value(dotted: str, spec: Key, value: Any, source: str) -> Any:
+    # YAML 1.1 reads "1e-3" (no dot) as a string; accept it where only numbers make sense.
+    if isinstance(value, str) and float in spec.types and str not in spec.types:
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    # bool is a subclass of int: refuse True where a number is expected and vice versa.
+    ok = any(
+        (value is None and t is type(None))
+        or (t is bool and isinstance(value, bool))
+        or (t is not bool and t is not type(None) and isinstance(value, t) and not isinstance(value, bool))
+        for t in spec.types
+    )
+    if isinstance(value, int) and not isinstance(value, bool) and float in spec.types and int not in spec.types:
+        ok, value = True, float(value)
+    if not ok:
+        raise RecipeError(f"{source}: key '{dotted}' must be of type {_type_name(spec.types)}, got {value!r}")
+    if spec.check is not None and value is not None and not spec.check(value):
+        raise RecipeError(f"{source}: key '{dotted}' {spec.requirement}, got {value!r}")
+    return value
+
+
+def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str = "") -> None:
+    if not isinstance(incoming, dict):
+        raise RecipeError(f"{source}: section '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {incoming!r}")
+    for name, value in incoming.items():
+        dotted = f"{prefix}{name}"
+        if name not in schema:
+            valid = ", ".join(k for k in _valid_keys(SCHEMA) if k.startswith(prefix))
+            raise RecipeError(f"{source}: unknown key '{dotted}'. Valid keys: {valid}")
+        spec = schema[name]
+        if spec is FREE:
+            if not isinstance(value, dict):
+                raise RecipeError(f"{source}: key '{dotted}' must be a mapping, got {value!r}")
+            target[name].update(copy.deepcopy(value))
+        elif isinstance(spec, dict):
+            _merge(target[name], value, spec, source, f"{dotted}.")
+        else:
+            target[name] = _check_value(dotted, spec, value, source)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise RecipeError(f"override {text!r} is not of the form key=value")
+    dotted, raw = text.split("=", 1)
+    if not dotted or any(not part for part in dotted.split(".")):
+        raise RecipeError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as err:
+        raise RecipeError(f"override {text!r}: value is not valid YAML ({err.problem})") from None
+    return dotted.split("."), value
+
+
+def _nest(path: list[str], value: Any) -> dict:
+    out: Any = value
+    for part in reversed(path):
+        out = {part: out}
+    return out
+
+
+def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict:
+    """Defaults ← recipe file ← overrides, each validated against the schema."""
+    config = defaults()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"{path}: recipe file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise RecipeError(f"{path}: not valid YAML: {err}") from None
+        if loaded is None:
+            raise RecipeError(f"{path}: recipe is empty")
+        _merge(config, loaded, SCHEMA, str(path))
+        config.setdefault("name", path.stem)
+        if "name" not in loaded:
+            config["name"] = path.stem
+    for text in overrides:
+        keys, value = parse_override(text)
+        _merge(config, _nest(keys, value), SCHEMA, f"override {text!r}")
+    return config
+
+
+def dump_recipe(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+
+
+def recipe_from_text(text: str, source: str = "checkpoint") -> dict:
+    """Re-validate a resolved config stored as YAML text (in a run dir or a checkpoint)."""
+    config = defaults()
+    loaded = yaml.safe_load(text)
+    _merge(config, loaded or {}, SCHEMA, source)
+    return config
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(dump_recipe(config).encode()).hexdigest()[:8]

@@ -1,0 +1,19 @@
+"""Evaluation metrics."""
+
+from bindiff.metrics.ranking import (
+    RankingReport,
+    evaluate_ranking,
+    ndcg_at_k,
+    popularity_scores,
+    recall_at_k,
+    topk_excluding,
+)
+
+__all__ = [
+    "RankingReport",
+    "evaluate_ranking",
+    "ndcg_at_k",
+    "popularity_scores",
+    "recall_at_k",
+    "topk_excluding",
+]

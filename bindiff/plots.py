@@ -1,0 +1,28 @@
+"""PNG plots of results people look at. Matplotlib runs headless (Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .files import atomic_path
+
+
+def plot_training_curve(history: list[dict], metric: str, path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax_loss = plt.subplots(figsize=(7, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], color="tab:blue", label="training loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss (per user)", color="tab:blue")
+    ax_metric = ax_loss.twinx()
+    ax_metric.plot(epochs, [h[f"valid_{metric}"] for h in history], color="tab:red", label=f"validation {metric}")
+    ax_metric.set_ylabel(f"validation {metric}", color="tab:red")
+    ax_loss.set_title("training curve")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,63 @@
+"""Turn a resolved recipe into core objects, naming the recipe key when a value is refused."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import RecipeError
+from ..core import BernoulliProcess, BinomialDiffusion, build_denoiser
+
+
+def build_process(config: dict) -> BernoulliProcess:
+    d = config["diffusion"]
+    try:
+        return BernoulliProcess.from_schedule(d["schedule"], d["steps"], kernel=d["kernel"], **d["schedule_params"])
+    except ValueError as err:
+        raise RecipeError(f"diffusion: {err}") from None
+
+
+def build_model(config: dict, dim: int) -> BinomialDiffusion:
+    process = build_process(config)
+    try:
+        denoiser = build_denoiser(config["denoiser"]["name"], dim, **config["denoiser"]["params"])
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"denoiser: {err}") from None
+    d = config["diffusion"]
+    try:
+        return BinomialDiffusion(denoiser, process, loss=d["loss"], hybrid_coeff=d["hybrid_coeff"],
+                                 train_t_max=d["train_t_max"])
+    except ValueError as err:
+        raise RecipeError(f"diffusion: {err}") from None
+
+
+def build_optimizer(config: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = config["train"]
+    cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RecipeError("train.device: 'cuda' was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def make_scorer(model: BinomialDiffusion, config: dict, seed: int):
+    """The recipe's inference mode as ``scores(batch) -> p̂(x_0)``.
+
+    A sampling scorer draws from one generator seeded here, so the same run scores the same
+    way every time it is evaluated.
+    """
+    inf = config["inference"]
+    T = model.process.num_steps
+    if inf["t"] > T:
+        raise RecipeError(f"inference.t = {inf['t']} exceeds diffusion.steps = {T}")
+    if inf["mode"] == "one_step":
+        return lambda x: model.predict_x0(x, inf["t"])
+    generator = None
+    if inf["sample"] == "sample" or inf["add_noise"]:
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    return lambda x: model.reverse(x, start=inf["t"], steps=inf["steps"], mode=inf["sample"],
+                                   add_noise=inf["add_noise"], generator=generator)
