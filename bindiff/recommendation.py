@@ -66,7 +66,7 @@ def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | N
     model = build_model(config, dim=split.train.shape[1]).to(device)
     optimizer = build_optimizer(config, model)
     make_scorer(model, config, seed=config["seed"])
-    _evaluate_metrics_are_valid(config)
+    _evaluate_metrics_are_valid(config, n_items=split.train.shape[1])
 
     run_dir = create_run_dir(config, list(overrides))
     split.save(run_dir / "split")
@@ -85,13 +85,15 @@ def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | N
     return TrainedRun(run_dir=run_dir, metrics=metrics)
 
 
-def _evaluate_metrics_are_valid(config: dict) -> None:
+def _evaluate_metrics_are_valid(config: dict, n_items: int) -> None:
     from .metrics.ranking import _parse_metrics
 
     try:
-        _parse_metrics(_metric_names(config))
+        cutoffs = [k for _, _, k in _parse_metrics(_metric_names(config))]
     except ValueError as err:
         raise RecipeError(f"eval.metrics: {err}") from None
+    if max(cutoffs) > n_items:
+        raise RecipeError(f"eval.metrics: cut-off {max(cutoffs)} exceeds the {n_items} items of the data")
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device=None):

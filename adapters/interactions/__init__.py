@@ -1,0 +1,42 @@
+"""User-item interaction data: readers, binary sparse matrices, splits, datasets."""
+
+from .datasets import (
+    DATASETS,
+    DatasetSource,
+    DatasetSpec,
+    LocalLayout,
+    download_dataset,
+    load_interactions,
+    load_predefined_split,
+    prepare_split,
+    resolve_dataset,
+)
+from .matrix import InteractionMatrix, binary_csr, build_matrix, index_ids
+from .readers import RawInteractions, read_delimited, read_ml100k, read_movielens_ratings, read_pairs
+from .splits import EvalPart, Split, holdout_count, predefined_split, strong_generalization
+
+__all__ = [
+    "DATASETS",
+    "DatasetSource",
+    "DatasetSpec",
+    "EvalPart",
+    "InteractionMatrix",
+    "LocalLayout",
+    "RawInteractions",
+    "Split",
+    "binary_csr",
+    "build_matrix",
+    "download_dataset",
+    "holdout_count",
+    "index_ids",
+    "load_interactions",
+    "load_predefined_split",
+    "predefined_split",
+    "prepare_split",
+    "read_delimited",
+    "read_ml100k",
+    "read_movielens_ratings",
+    "read_pairs",
+    "resolve_dataset",
+    "strong_generalization",
+]

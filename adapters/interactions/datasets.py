@@ -1,0 +1,419 @@
+"""Known interaction datasets: where to find them, how to fetch them, how to load them.
+
+A dataset name is looked up, in order, in
+  1. the data folder (argument, else $BINDIFF_DATA_DIR), in every layout bindiff
+     knows for that dataset (e.g. DiffRec's preprocessed pairs before the
+     GroupLens zip contents),
+  2. the cache folder (argument, else $BINDIFF_CACHE_DIR, else ~/.cache/bindiff),
+  3. a download of the official archive into the cache, accepted only if its
+     SHA-256 matches the one pinned here.
+A path to a file or folder is accepted in place of a name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ..errors import DataError
+from .matrix import build_matrix
+from .readers import RawInteractions, read_delimited, read_ml100k, read_movielens_ratings, read_pairs
+from .splits import Split, predefined_split, strong_generalization
+
+__all__ = [
+    "DATASETS",
+    "DatasetSpec",
+    "DatasetSource",
+    "LocalLayout",
+    "resolve_dataset",
+    "download_dataset",
+    "load_interactions",
+    "load_predefined_split",
+    "prepare_split",
+]
+
+DATA_DIR_ENV = "BINDIFF_DATA_DIR"
+CACHE_DIR_ENV = "BINDIFF_CACHE_DIR"
+_DOWNLOAD_TIMEOUT_S = 60
+_CHUNK_BYTES = 1 << 20
+_PAIR_FILES = {stage: f"{stage}_list.npy" for stage in ("train", "valid", "test")}
+
+
+@dataclass(frozen=True)
+class LocalLayout:
+    """One way a dataset can sit on disk: a layout name and its files, relative to a root.
+
+    binarised_at: the rating threshold already applied to these files, when
+    they are implicit feedback made from ratings (DiffRec keeps ratings >= 4).
+    """
+
+    layout: str
+    files: dict[str, str]
+    binarised_at: float | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registry entry. Replace `url` and `sha256` (dataclasses.replace) to fetch elsewhere."""
+
+    name: str
+    description: str
+    layouts: tuple[LocalLayout, ...]
+    url: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A dataset found on disk: which layout, and the path of each of its files."""
+
+    name: str
+    layout: str
+    paths: dict[str, Path]
+    description: str = ""
+    binarised_at: float | None = None
+
+
+def _diffrec_layout(folder: str) -> LocalLayout:
+    return LocalLayout(
+        "diffrec_pairs", {stage: f"{folder}/{file}" for stage, file in _PAIR_FILES.items()}, binarised_at=4.0
+    )
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "ml-1m": DatasetSpec(
+        name="ml-1m",
+        description="MovieLens 1M (GroupLens): 6,040 users, 3,706 movies, 1,000,209 ratings 1-5",
+        layouts=(
+            _diffrec_layout("ml-1m_diffrec/ml-1m_clean"),
+            _diffrec_layout("ml-1m_clean"),
+            LocalLayout("movielens", {"ratings": "ml-1m/ratings.dat"}),
+        ),
+        url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+        # Pinned in TensorFlow Datasets' url_checksums/movielens.txt (5,917,549 bytes)
+        # and matching the MD5 GroupLens publishes, c4d9eecfca2ab87c1945afe126590906.
+        sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+    ),
+    "ml-100k": DatasetSpec(
+        name="ml-100k",
+        description="MovieLens 100K (GroupLens): 943 users, 1,682 movies, 100,000 ratings 1-5",
+        layouts=(LocalLayout("ml100k", {"ratings": "ml-100k/u.data"}),),
+        url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+        # Pinned in TensorFlow Datasets' url_checksums/movielens.txt (4,924,029 bytes).
+        sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+    ),
+}
+
+
+def resolve_dataset(
+    name: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> DatasetSource:
+    """Find a registered dataset (see the module doc for the order) or take a path as one."""
+    key = str(name)
+    spec = DATASETS.get(key)
+    if spec is None:
+        return _source_from_path(Path(key).expanduser())
+
+    roots = [root for root in (_data_dir(data_dir), _cache_dir(cache_dir)) if root is not None]
+    for root in roots:
+        found = _find_layout(spec, root)
+        if found is not None:
+            return found
+    if not download:
+        raise DataError(_not_found_message(spec, roots, "downloading is switched off (data.download: false)"))
+    cache = _cache_dir(cache_dir)
+    download_dataset(spec, cache, not_found_hint=_not_found_message(spec, roots, "the download failed"))
+    found = _find_layout(spec, cache)
+    if found is None:
+        raise DataError(
+            f"{spec.url}: the archive was unpacked into {cache} but holds none of "
+            f"{_expected_files(spec)}"
+        )
+    return found
+
+
+def download_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike, not_found_hint: str = "") -> Path:
+    """Fetch spec.url into cache_dir, check its SHA-256, unpack it; return cache_dir.
+
+    The archive is streamed to a uniquely named .part file and unpacked into a
+    scratch folder; only its top-level entries are renamed into place, so an
+    interrupted download never leaves a half-written dataset behind.
+    """
+    hint = f"\n{not_found_hint}" if not_found_hint else ""
+    if spec.url is None:
+        raise DataError(f"dataset {spec.name!r} has no download address.{hint}")
+    if spec.sha256 is None:
+        raise DataError(
+            f"dataset {spec.name!r}: no SHA-256 checksum is pinned for {spec.url}, so bindiff "
+            f"refuses to download it unverified. Download and unpack it yourself.{hint}"
+        )
+    cache = Path(cache_dir).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    descriptor, part_name = tempfile.mkstemp(dir=cache, prefix=f".{spec.name}.", suffix=".zip.part")
+    part = Path(part_name)
+    scratch: Path | None = None
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(descriptor, "wb") as out:
+            try:
+                with urllib.request.urlopen(spec.url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+                    while chunk := response.read(_CHUNK_BYTES):
+                        digest.update(chunk)
+                        out.write(chunk)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise DataError(f"could not download {spec.url}: {reason}{hint}") from None
+        if digest.hexdigest() != spec.sha256.lower():
+            raise DataError(
+                f"{spec.url}: SHA-256 {digest.hexdigest()} does not match the pinned {spec.sha256}; "
+                "the download was deleted"
+            )
+        scratch = Path(tempfile.mkdtemp(dir=cache, prefix=f".{spec.name}.unpack-"))
+        _unpack(part, scratch, spec.url)
+        for entry in sorted(scratch.iterdir()):
+            target = cache / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(entry, target)
+    finally:
+        part.unlink(missing_ok=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return cache
+
+
+def load_interactions(
+    source: DatasetSource,
+    sep: str | None = None,
+    user_col: str | int = "user",
+    item_col: str | int = "item",
+    rating_col: str | int | None = None,
+    header: bool = True,
+) -> RawInteractions:
+    """Every interaction of the dataset, for protocols that make their own split.
+
+    For DiffRec pair files this is the union of train, valid and test (already
+    binarised, so rating is None). The column options apply to delimited files only.
+    """
+    paths = source.paths
+    if source.layout == "diffrec_pairs":
+        parts = [read_pairs(paths[stage]) for stage in _PAIR_FILES]
+        return RawInteractions(
+            user=np.concatenate([part.user for part in parts]),
+            item=np.concatenate([part.item for part in parts]),
+            rating=None,
+            source=str(Path(paths["train"]).parent),
+        )
+    if source.layout == "movielens":
+        return read_movielens_ratings(paths["ratings"])
+    if source.layout == "ml100k":
+        return read_ml100k(paths["ratings"])
+    if source.layout == "pairs":
+        return read_pairs(paths["pairs"])
+    if source.layout == "delimited":
+        path = Path(paths["ratings"])
+        if sep is None:
+            sep = "\t" if _format_suffix(path) == ".tsv" else ","
+        return read_delimited(path, sep=sep, user_col=user_col, item_col=item_col, rating_col=rating_col, header=header)
+    raise DataError(f"dataset {source.name!r}: unknown layout {source.layout!r}")
+
+
+def load_predefined_split(source: DatasetSource) -> Split:
+    """The train/valid/test split shipped with the dataset (DiffRec pair files)."""
+    if source.layout != "diffrec_pairs":
+        raise DataError(
+            f"dataset {source.name!r} (layout {source.layout!r}) has no predefined split: only "
+            "DiffRec folders with train_list.npy, valid_list.npy and test_list.npy have one; "
+            "use split kind 'strong'"
+        )
+    split = predefined_split(*(read_pairs(source.paths[stage]) for stage in _PAIR_FILES))
+    split.info["dataset"] = _describe(source)
+    return split
+
+
+def prepare_split(
+    data_cfg: dict, split_cfg: dict, seed: int, data_dir: str | os.PathLike | None = None
+) -> tuple[Split, DatasetSource]:
+    """Resolve, load, filter and split a dataset as the training configuration says."""
+    if "dataset" not in data_cfg:
+        raise DataError("data.dataset is missing: name a dataset (ml-1m, ml-100k) or a file")
+    source = resolve_dataset(data_cfg["dataset"], data_dir=data_dir, download=bool(data_cfg.get("download", True)))
+    min_rating = data_cfg.get("min_rating")
+    k_core = int(data_cfg.get("k_core") or 0)
+    kind = split_cfg.get("kind", "strong")
+
+    if kind == "predefined":
+        if k_core > 0:
+            raise DataError(
+                f"data.k_core={k_core} cannot be combined with split.kind 'predefined': filtering "
+                f"would change the split shipped with {source.name!r}; set k_core to 0"
+            )
+        if source.layout == "diffrec_pairs":
+            _check_min_rating_applies(source, min_rating, has_ratings=False)
+        split = load_predefined_split(source)
+    elif kind == "strong":
+        raw = load_interactions(
+            source,
+            sep=data_cfg.get("sep"),
+            user_col=data_cfg.get("user_col", "user"),
+            item_col=data_cfg.get("item_col", "item"),
+            rating_col=data_cfg.get("rating_col"),
+            header=data_cfg.get("header", True),
+        )
+        if _check_min_rating_applies(source, min_rating, has_ratings=raw.rating is not None):
+            matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core)
+        else:
+            matrix = build_matrix(raw, min_rating=None, k_core=k_core)
+        for key in ("n_valid_users", "n_test_users"):
+            if key not in split_cfg:
+                raise DataError(f"split.{key} is missing: a strong-generalisation split needs it")
+        split = strong_generalization(
+            matrix,
+            n_valid_users=split_cfg["n_valid_users"],
+            n_test_users=split_cfg["n_test_users"],
+            holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
+            min_items_to_split=split_cfg.get("min_items_to_split", 5),
+            seed=seed,
+        )
+        split.info["dataset"] = _describe(source)
+        split.info["min_rating"] = None if min_rating is None else float(min_rating)
+        split.info["k_core"] = k_core
+    else:
+        raise DataError(f"split.kind must be 'strong' or 'predefined', got {kind!r}")
+    return split, source
+
+
+def _check_min_rating_applies(source: DatasetSource, min_rating, has_ratings: bool) -> bool:
+    """Whether min_rating still has to be applied; DataError if it cannot be honoured."""
+    if min_rating is None:
+        return False
+    if has_ratings:
+        return True
+    if source.binarised_at is not None and float(min_rating) == source.binarised_at:
+        return False
+    already = (
+        f"its files keep ratings >= {source.binarised_at:g} only"
+        if source.binarised_at is not None
+        else "its files hold no ratings"
+    )
+    raise DataError(
+        f"data.min_rating={min_rating} cannot be applied to {source.name!r} "
+        f"({', '.join(str(path) for path in source.paths.values())}): {already}; "
+        "set min_rating to null" + (f" or {source.binarised_at:g}" if source.binarised_at is not None else "")
+    )
+
+
+def _find_layout(spec: DatasetSpec, root: Path) -> DatasetSource | None:
+    for layout in spec.layouts:
+        paths = {role: root / relative for role, relative in layout.files.items()}
+        if all(path.is_file() for path in paths.values()):
+            return DatasetSource(spec.name, layout.layout, paths, spec.description, layout.binarised_at)
+    return None
+
+
+def _source_from_path(path: Path) -> DatasetSource:
+    known = ", ".join(sorted(DATASETS))
+    if path.is_dir():
+        pairs = {stage: path / file for stage, file in _PAIR_FILES.items()}
+        if all(file.is_file() for file in pairs.values()):
+            return DatasetSource(str(path), "diffrec_pairs", pairs, "DiffRec-style pair files")
+        for file, layout in (("ratings.dat", "movielens"), ("u.data", "ml100k")):
+            if (path / file).is_file():
+                return DatasetSource(str(path), layout, {"ratings": path / file}, f"{file} in a folder")
+        raise DataError(
+            f"{path}: folder holds none of train_list.npy/valid_list.npy/test_list.npy, "
+            "ratings.dat or u.data"
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: not a known dataset ({known}) and no such file or folder")
+    suffix = _format_suffix(path)
+    base = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
+    if base == "u.data":
+        return DatasetSource(str(path), "ml100k", {"ratings": path}, "ML-100K style u.data")
+    if suffix in (".csv", ".tsv"):
+        return DatasetSource(str(path), "delimited", {"ratings": path}, f"{suffix[1:].upper()} file")
+    if suffix == ".dat":
+        return DatasetSource(str(path), "movielens", {"ratings": path}, "UserID::MovieID::Rating::Timestamp file")
+    if suffix == ".npy":
+        return DatasetSource(str(path), "pairs", {"pairs": path}, "(user, item) pair array")
+    raise DataError(
+        f"{path}: cannot tell the format from the file name; use .csv or .tsv (named columns), "
+        ".dat (UserID::MovieID::Rating::Timestamp), u.data (ML-100K) or .npy (DiffRec pairs), "
+        f"or a known dataset name ({known})"
+    )
+
+
+def _format_suffix(path: Path) -> str:
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def _unpack(archive_path: Path, destination: Path, url: str) -> None:
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            for member in archive.namelist():
+                parts = PurePosixPath(member).parts
+                if member.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                    raise DataError(f"{url}: archive member {member!r} would unpack outside the cache")
+            archive.extractall(destination)
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{url}: not a valid zip archive: {exc}") from None
+
+
+def _data_dir(argument) -> Path | None:
+    if argument is not None:
+        return Path(argument).expanduser()
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def _cache_dir(argument) -> Path:
+    if argument is not None:
+        return Path(argument).expanduser()
+    value = os.environ.get(CACHE_DIR_ENV)
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "bindiff"
+
+
+def _expected_files(spec: DatasetSpec) -> str:
+    return " or ".join(
+        "{" + ", ".join(layout.files.values()) + "}" if len(layout.files) > 1 else next(iter(layout.files.values()))
+        for layout in spec.layouts
+    )
+
+
+def _not_found_message(spec: DatasetSpec, searched: list[Path], why: str) -> str:
+    data_dir = os.environ.get(DATA_DIR_ENV)
+    lines = [
+        f"dataset {spec.name!r} not found and {why}.",
+        f"Searched: {', '.join(str(root) for root in searched) or '(nothing)'}.",
+        f"Put one of these layouts under ${DATA_DIR_ENV} (now {data_dir or 'unset'}) or the cache folder:",
+    ]
+    for layout in spec.layouts:
+        lines.append(f"  {layout.layout}: " + ", ".join(layout.files.values()))
+    if spec.url:
+        lines.append(f"The GroupLens files come from unzipping {spec.url} there.")
+    return "\n".join(lines)
+
+
+def _describe(source: DatasetSource) -> dict:
+    return {
+        "name": source.name,
+        "layout": source.layout,
+        "paths": {role: str(path) for role, path in source.paths.items()},
+    }

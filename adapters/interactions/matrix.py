@@ -1,0 +1,120 @@
+"""From raw interactions to a binary sparse user x item matrix.
+
+Binarisation (rating threshold), k-core filtering and the id maps that tie
+matrix rows and columns back to the raw ids. Everything stays sparse: a dense
+users x items array of ML-scale data would not fit a laptop's memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import DataError
+from .readers import RawInteractions
+
+__all__ = ["InteractionMatrix", "build_matrix", "index_ids", "binary_csr"]
+
+
+@dataclass(frozen=True, eq=False)
+class InteractionMatrix:
+    """Binary float32 CSR (users x items) with raw ids for its rows and columns."""
+
+    matrix: sp.csr_matrix
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    source: str = ""
+
+    @property
+    def n_users(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def nnz(self) -> int:
+        return self.matrix.nnz
+
+
+def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: int = 0) -> InteractionMatrix:
+    """Keep interactions with rating >= min_rating, merge duplicates, apply the k-core.
+
+    min_rating=None keeps every row; k_core=0 (or 1) leaves the matrix as it is.
+    """
+    if k_core < 0:
+        raise DataError(f"{raw.source}: k_core must be >= 0, got {k_core}")
+    if len(raw) == 0:
+        raise DataError(f"{raw.source}: no interactions")
+    users, items = raw.user, raw.item
+    if min_rating is not None:
+        if raw.rating is None:
+            raise DataError(
+                f"{raw.source}: min_rating={min_rating} was given but the data have no ratings "
+                "(already implicit feedback); set min_rating to null"
+            )
+        keep = raw.rating >= min_rating
+        if not keep.any():
+            raise DataError(
+                f"{raw.source}: no interactions left after keeping ratings >= {min_rating} "
+                f"(ratings range from {raw.rating.min():g} to {raw.rating.max():g})"
+            )
+        users, items = users[keep], items[keep]
+
+    user_ids, rows = index_ids(users)
+    item_ids, cols = index_ids(items)
+    matrix = binary_csr(rows, cols, (len(user_ids), len(item_ids)))
+
+    if k_core > 1:
+        matrix, kept_users, kept_items = _k_core(matrix, k_core)
+        if matrix.nnz == 0:
+            raise DataError(
+                f"{raw.source}: k_core={k_core} removed every user and item "
+                f"(min_rating={min_rating}); lower k_core"
+            )
+        user_ids, item_ids = user_ids[kept_users], item_ids[kept_items]
+    return InteractionMatrix(matrix, user_ids, item_ids, raw.source)
+
+
+def index_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ids and each entry's index into them.
+
+    Integer-looking ids are ordered by value (so "2" < "10", and DiffRec's
+    0-based ids land on their own row); other ids in string order.
+    """
+    distinct, inverse = np.unique(np.asarray(ids, dtype=str), return_inverse=True)
+    try:
+        values = distinct.astype(np.int64)
+    except (ValueError, OverflowError):
+        return distinct, inverse.ravel()
+    order = np.lexsort((distinct, values))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return distinct[order], rank[inverse.ravel()]
+
+
+def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Float32 CSR with a 1 at every (row, col), duplicates merged, indices sorted."""
+    ones = np.ones(len(rows), dtype=np.float32)
+    matrix = sp.csr_matrix((ones, (np.asarray(rows), np.asarray(cols))), shape=shape, dtype=np.float32)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def _k_core(matrix: sp.csr_matrix, k: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Drop users and items with fewer than k interactions until none is left to drop."""
+    kept_users = np.arange(matrix.shape[0])
+    kept_items = np.arange(matrix.shape[1])
+    while True:
+        user_ok = np.diff(matrix.indptr) >= k
+        item_ok = np.bincount(matrix.indices, minlength=matrix.shape[1]) >= k
+        if user_ok.all() and item_ok.all():
+            return matrix, kept_users, kept_items
+        matrix = matrix[user_ok][:, item_ok].tocsr()
+        kept_users, kept_items = kept_users[user_ok], kept_items[item_ok]
+        if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+            return matrix, kept_users, kept_items

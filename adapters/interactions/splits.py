@@ -1,0 +1,369 @@
+"""Train / validation / test splits of a binary interaction matrix, and their files.
+
+Two protocols:
+- strong generalisation (Liang et al. 2018, "Variational Autoencoders for
+  Collaborative Filtering"): whole users are held out; each held-out user shows
+  the model part of their items (input) and is scored on the rest (target).
+- predefined: DiffRec's time-ordered train/valid/test pair files, where every
+  user appears in train and the later interactions are the targets.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import DataError
+from .matrix import InteractionMatrix, binary_csr
+from .readers import RawInteractions
+
+__all__ = ["EvalPart", "Split", "strong_generalization", "predefined_split", "holdout_count"]
+
+_FORMAT_VERSION = 1
+_MANIFEST = "split.json"
+_EVAL_FIELDS = ("input", "exclude", "target")
+
+
+@dataclass(eq=False)
+class EvalPart:
+    """The users scored in one evaluation stage.
+
+    input: what the model sees for each user; exclude: items never ranked for
+    that user (already known); target: the held-out items to retrieve. All
+    three share the shape (len(user_ids), n_items). Rows whose target is empty
+    have nothing to evaluate.
+    """
+
+    input: sp.csr_matrix
+    exclude: sp.csr_matrix
+    target: sp.csr_matrix
+    user_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        shapes = {name: getattr(self, name).shape for name in _EVAL_FIELDS}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"input, exclude and target must have one shape, got {shapes}")
+        if shapes["input"][0] != len(self.user_ids):
+            raise ValueError(f"{len(self.user_ids)} user ids for {shapes['input'][0]} rows")
+
+    @property
+    def n_users(self) -> int:
+        return self.input.shape[0]
+
+    @property
+    def n_evaluable_users(self) -> int:
+        return int((np.diff(self.target.indptr) > 0).sum())
+
+
+@dataclass(eq=False)
+class Split:
+    """Training rows, the two evaluation stages, and the raw ids of every axis."""
+
+    train: sp.csr_matrix
+    train_user_ids: np.ndarray
+    item_ids: np.ndarray
+    valid: EvalPart
+    test: EvalPart
+    kind: str
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n_items = len(self.item_ids)
+        for name, matrix in (("train", self.train), ("valid", self.valid.input), ("test", self.test.input)):
+            if matrix.shape[1] != n_items:
+                raise ValueError(f"{name} has {matrix.shape[1]} columns for {n_items} item ids")
+        if self.train.shape[0] != len(self.train_user_ids):
+            raise ValueError(f"{len(self.train_user_ids)} train user ids for {self.train.shape[0]} rows")
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def save(self, directory: str | Path) -> None:
+        """Write the split to `directory` (created if needed), each file atomically.
+
+        split.json is written last, so a directory with a split.json holds a
+        complete split even if an earlier save was interrupted.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _atomic_write(directory / "train.npz", lambda handle: sp.save_npz(handle, self.train))
+        _atomic_write(directory / "train_user_ids.npy", _npy_writer(self.train_user_ids))
+        _atomic_write(directory / "item_ids.npy", _npy_writer(self.item_ids))
+        for stage in ("valid", "test"):
+            part: EvalPart = getattr(self, stage)
+            for name in _EVAL_FIELDS:
+                matrix = getattr(part, name)
+                _atomic_write(directory / f"{stage}_{name}.npz", lambda handle, m=matrix: sp.save_npz(handle, m))
+            _atomic_write(directory / f"{stage}_user_ids.npy", _npy_writer(part.user_ids))
+        manifest = {"format_version": _FORMAT_VERSION, "kind": self.kind, "info": self.info}
+        text = json.dumps(manifest, indent=2, sort_keys=True)
+        _atomic_write(directory / _MANIFEST, lambda handle: handle.write(text.encode("utf-8")))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Split":
+        directory = Path(directory)
+        manifest_path = directory / _MANIFEST
+        if not manifest_path.is_file():
+            raise DataError(f"{manifest_path}: not found; {directory} holds no saved split")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{manifest_path}: unreadable: {exc}") from None
+        if not isinstance(manifest, dict) or "kind" not in manifest:
+            raise DataError(f"{manifest_path}: key 'kind' missing")
+        if manifest.get("format_version") != _FORMAT_VERSION:
+            raise DataError(
+                f"{manifest_path}: format_version {manifest.get('format_version')!r} "
+                f"is not the supported {_FORMAT_VERSION}"
+            )
+        parts = {}
+        for stage in ("valid", "test"):
+            matrices = {name: _load_csr(directory / f"{stage}_{name}.npz") for name in _EVAL_FIELDS}
+            parts[stage] = EvalPart(**matrices, user_ids=_load_ids(directory / f"{stage}_user_ids.npy"))
+        return cls(
+            train=_load_csr(directory / "train.npz"),
+            train_user_ids=_load_ids(directory / "train_user_ids.npy"),
+            item_ids=_load_ids(directory / "item_ids.npy"),
+            valid=parts["valid"],
+            test=parts["test"],
+            kind=manifest["kind"],
+            info=manifest.get("info", {}),
+        )
+
+
+def strong_generalization(
+    im: InteractionMatrix,
+    n_valid_users: int,
+    n_test_users: int,
+    holdout_fraction: float = 0.2,
+    min_items_to_split: int = 5,
+    *,
+    seed: int,
+) -> Split:
+    """Hold out whole users, as in Liang et al. 2018.
+
+    Users are permuted with `seed`: the first n_test_users are test users, the
+    next n_valid_users validation users, the rest train. Items never seen by a
+    train user are dropped from the vocabulary (a model cannot score a column it
+    never trained on). A held-out user with at least min_items_to_split items
+    has round(holdout_fraction * n) of them (at least 1, at most n - 1) moved to
+    the target; users with fewer items keep all of them as input.
+    """
+    n_users = im.n_users
+    where = im.source or "interaction matrix"
+    for name, value in (("n_valid_users", n_valid_users), ("n_test_users", n_test_users)):
+        if not _is_integer(value) or value < 1:
+            raise DataError(f"{where}: {name} must be a positive integer (no empty split), got {value!r}")
+    if n_valid_users + n_test_users >= n_users:
+        raise DataError(
+            f"{where}: n_valid_users + n_test_users = {n_valid_users + n_test_users} leaves no train "
+            f"users out of {n_users}"
+        )
+    if not isinstance(holdout_fraction, numbers.Real) or not 0.0 < holdout_fraction < 1.0:
+        raise DataError(f"{where}: holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
+    if not _is_integer(min_items_to_split) or min_items_to_split < 2:
+        raise DataError(f"{where}: min_items_to_split must be an integer >= 2, got {min_items_to_split!r}")
+
+    order = np.random.default_rng(seed).permutation(n_users)
+    test_rows = np.sort(order[:n_test_users])
+    valid_rows = np.sort(order[n_test_users : n_test_users + n_valid_users])
+    train_rows = np.sort(order[n_test_users + n_valid_users :])
+
+    matrix = im.matrix.tocsr()
+    train_all_items = matrix[train_rows]
+    vocabulary = np.flatnonzero(np.bincount(train_all_items.indices, minlength=im.n_items))
+    train = _sorted(train_all_items[:, vocabulary])
+
+    parts = {}
+    for stage, rows in (("valid", valid_rows), ("test", test_rows)):
+        known = _sorted(matrix[rows][:, vocabulary])
+        input_, target = _hold_out(known, rows, holdout_fraction, min_items_to_split, seed)
+        parts[stage] = EvalPart(input=input_, exclude=input_.copy(), target=target, user_ids=im.user_ids[rows])
+
+    held_out_rows = np.concatenate([valid_rows, test_rows])
+    info = {
+        "source": im.source,
+        "seed": int(seed),
+        "n_valid_users": int(n_valid_users),
+        "n_test_users": int(n_test_users),
+        "holdout_fraction": float(holdout_fraction),
+        "min_items_to_split": int(min_items_to_split),
+        "n_users": int(n_users),
+        "n_train_users": int(len(train_rows)),
+        "n_items_before_vocabulary": int(im.n_items),
+        "n_items": int(len(vocabulary)),
+        "n_interactions": int(im.nnz),
+        "n_train_interactions": int(train.nnz),
+        "n_held_out_interactions_dropped": int(
+            matrix[held_out_rows].nnz - sum(part.input.nnz + part.target.nnz for part in parts.values())
+        ),
+    }
+    for stage, part in parts.items():
+        info[f"n_{stage}_input_interactions"] = int(part.input.nnz)
+        info[f"n_{stage}_target_interactions"] = int(part.target.nnz)
+        info[f"n_{stage}_evaluable_users"] = part.n_evaluable_users
+    return Split(
+        train=train,
+        train_user_ids=im.user_ids[train_rows],
+        item_ids=im.item_ids[vocabulary],
+        valid=parts["valid"],
+        test=parts["test"],
+        kind="strong",
+        info=info,
+    )
+
+
+def predefined_split(train: RawInteractions, valid: RawInteractions, test: RawInteractions) -> Split:
+    """DiffRec's time-ordered split: every user trains; valid and test are later items.
+
+    Ids are DiffRec's 0-based integers; like DiffRec's loader the matrix has
+    max(train user id) + 1 rows and max(train item id) + 1 columns. Validation
+    ranks all items but the train ones; test also masks the validation items,
+    as DiffRec does.
+    """
+    pairs = {name: _integer_pairs(raw) for name, raw in (("train", train), ("valid", valid), ("test", test))}
+    n_users = int(pairs["train"][0].max()) + 1
+    n_items = int(pairs["train"][1].max()) + 1
+    for name in ("valid", "test"):
+        users, items = pairs[name]
+        source = (valid if name == "valid" else test).source
+        if users.max() >= n_users:
+            raise DataError(
+                f"{source}: user id {int(users.max())} is outside the train file's users 0..{n_users - 1}"
+            )
+        if items.max() >= n_items:
+            raise DataError(
+                f"{source}: item id {int(items.max())} is outside the train file's items 0..{n_items - 1}"
+            )
+    shape = (n_users, n_items)
+    matrices = {name: binary_csr(users, items, shape) for name, (users, items) in pairs.items()}
+    known_at_test = matrices["train"] + matrices["valid"]
+    known_at_test.data[:] = 1.0
+
+    user_ids = np.arange(n_users).astype(str)
+    item_ids = np.arange(n_items).astype(str)
+    train_matrix = matrices["train"]
+    valid_part = EvalPart(
+        input=train_matrix, exclude=train_matrix.copy(), target=matrices["valid"], user_ids=user_ids.copy()
+    )
+    test_part = EvalPart(
+        input=train_matrix.copy(), exclude=_sorted(known_at_test), target=matrices["test"], user_ids=user_ids.copy()
+    )
+    info = {
+        "sources": {"train": train.source, "valid": valid.source, "test": test.source},
+        "n_users": n_users,
+        "n_items": n_items,
+        "n_train_interactions": int(train_matrix.nnz),
+        "n_valid_interactions": int(matrices["valid"].nnz),
+        "n_test_interactions": int(matrices["test"].nnz),
+        "n_valid_evaluable_users": valid_part.n_evaluable_users,
+        "n_test_evaluable_users": test_part.n_evaluable_users,
+    }
+    return Split(
+        train=train_matrix,
+        train_user_ids=user_ids,
+        item_ids=item_ids,
+        valid=valid_part,
+        test=test_part,
+        kind="predefined",
+        info=info,
+    )
+
+
+def holdout_count(n_items: int, holdout_fraction: float) -> int:
+    """Items a splittable user holds out: round half up, at least 1, at most n - 1."""
+    count = int(np.floor(holdout_fraction * n_items + 0.5))
+    return min(max(count, 1), n_items - 1)
+
+
+def _hold_out(
+    known: sp.csr_matrix, rows: np.ndarray, fraction: float, min_items: int, seed: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Split each row's items into (input, target)."""
+    to_target = np.zeros(known.nnz, dtype=bool)
+    for position, row in enumerate(rows):
+        start, end = known.indptr[position], known.indptr[position + 1]
+        n = end - start
+        if n < min_items:
+            continue
+        # Seeded by (seed, row in the full matrix), so a user's holdout does not
+        # depend on which other users share the stage or in what order they come.
+        rng = np.random.default_rng([int(seed), int(row)])
+        chosen = rng.choice(n, size=holdout_count(n, fraction), replace=False)
+        to_target[start + chosen] = True
+    return _masked(known, ~to_target), _masked(known, to_target)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _masked(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    kept = matrix.copy()
+    kept.data = keep.astype(np.float32)
+    kept.eliminate_zeros()
+    return kept
+
+
+def _sorted(matrix) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    matrix.sort_indices()
+    return matrix
+
+
+def _integer_pairs(raw: RawInteractions) -> tuple[np.ndarray, np.ndarray]:
+    if len(raw) == 0:
+        raise DataError(f"{raw.source}: no interactions")
+    try:
+        users = np.asarray(raw.user).astype(np.int64)
+        items = np.asarray(raw.item).astype(np.int64)
+    except (ValueError, OverflowError):
+        raise DataError(f"{raw.source}: a predefined split needs integer user and item ids") from None
+    if users.min() < 0 or items.min() < 0:
+        raise DataError(f"{raw.source}: negative ids are not allowed")
+    return users, items
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename over `path`."""
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _npy_writer(array: np.ndarray):
+    return lambda handle: np.save(handle, np.asarray(array), allow_pickle=False)
+
+
+def _load_csr(path: Path) -> sp.csr_matrix:
+    if not path.is_file():
+        raise DataError(f"{path}: missing from the saved split")
+    try:
+        matrix = sp.load_npz(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: unreadable sparse matrix: {exc}") from None
+    return sp.csr_matrix(matrix)
+
+
+def _load_ids(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"{path}: missing from the saved split")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable id array: {exc}") from None

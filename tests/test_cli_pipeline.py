@@ -1,0 +1,168 @@
+"""End to end through the CLI on a small synthetic ratings file."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bindiff.cli import app
+from bindiff.training.checkpoint import CheckpointError, load_checkpoint
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "ml1m.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ratings_csv(tmp_path_factory) -> Path:
+    """300 users in two taste groups over 40 items, ratings 1-5."""
+    rng = np.random.default_rng(0)
+    lines = ["user,item,rating"]
+    for u in range(300):
+        group = u % 2
+        liked = rng.choice(np.arange(group * 20, group * 20 + 20), size=12, replace=False)
+        other = rng.choice(np.arange((1 - group) * 20, (1 - group) * 20 + 20), size=2, replace=False)
+        for item in liked:
+            lines.append(f"u{u},i{item},{rng.integers(4, 6)}")
+        for item in other:
+            lines.append(f"u{u},i{item},{rng.integers(1, 3)}")
+    path = tmp_path_factory.mktemp("data") / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def small_args(csv: Path, root: Path, *extra: str) -> list[str]:
+    return ["train", str(RECIPE), f"data.dataset={csv}", "data.min_rating=4", "data.rating_col=rating",
+            "split.n_valid_users=40", "split.n_test_users=40", "denoiser.params.hidden=[32]",
+            "train.epochs=6", "train.lr=0.01", "train.batch_size=64",
+            "eval.metrics=[recall@5, recall@10, ndcg@20]", "eval.select=ndcg@20", f"output.root={root}", "output.progress=false", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(ratings_csv, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    result = runner.invoke(app, small_args(ratings_csv, root))
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (root / "ml1m").iterdir()
+    return run_dir, root, result
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    run_dir, _, result = trained
+    assert f"run directory: {run_dir}" in result.output
+    for name in ("config.yaml", "overrides.txt", "history.json", "metrics.json", "training_curve.png",
+                 "checkpoints/best.pt", "checkpoints/last.pt", "split/split.json", "split/item_ids.npy"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"recall@5", "recall@10", "ndcg@20"}
+    assert "min(10, |held-out|)" in metrics["definitions"]["recall@10"]
+    assert all(0.0 <= v <= 1.0 for v in metrics["test"].values())
+    assert len(json.loads((run_dir / "history.json").read_text())) == metrics["training"]["epochs_run"]
+    # items rated below 4 were dropped before the split: only the 40 items survive
+    assert len(np.load(run_dir / "split" / "item_ids.npy")) == 40
+
+
+def test_model_beats_popularity_on_structured_data(trained):
+    from bindiff.adapters.interactions import Split
+    from bindiff.metrics import evaluate_ranking, popularity_scores
+
+    run_dir, _, _ = trained
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    split = Split.load(run_dir / "split")
+    popularity = torch.from_numpy(popularity_scores(split.train)).float()
+    baseline = evaluate_ranking(lambda x: popularity.expand(x.shape[0], -1), split.test.input, split.test.exclude,
+                                split.test.target, ["recall@10"]).mean["recall@10"]
+    # two taste groups: ranking the user's own group first beats any single global order
+    assert metrics["test"]["recall@10"] > baseline + 0.2
+
+
+def test_checkpoint_is_weights_only_with_yaml_config(trained):
+    run_dir, _, _ = trained
+    payload = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    assert isinstance(payload["config_yaml"], str) and "name: ml1m" in payload["config_yaml"]
+    evil = run_dir.parent / "evil.pt"
+    torch.save({"format_version": 1, "thing": Path("x")}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(evil)
+
+
+def test_evaluate_reproduces_the_stored_metrics(trained):
+    run_dir, _, _ = trained
+    result = runner.invoke(app, ["evaluate", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    again = json.loads(result.output)
+    assert again["test"] == stored["test"] and again["valid"] == stored["valid"]
+
+
+def test_same_recipe_and_seed_give_the_same_metrics(trained, ratings_csv, tmp_path):
+    run_dir, _, _ = trained
+    result = runner.invoke(app, small_args(ratings_csv, tmp_path))
+    assert result.exit_code == 0, result.output
+    (second,) = (tmp_path / "ml1m").iterdir()
+    first = json.loads((run_dir / "metrics.json").read_text())
+    again = json.loads((second / "metrics.json").read_text())
+    assert first["test"] == again["test"] and first["valid"] == again["valid"]
+    other = runner.invoke(app, small_args(ratings_csv, tmp_path / "other", "seed=5"))
+    assert other.exit_code == 0
+    (third,) = (tmp_path / "other" / "ml1m").iterdir()
+    assert json.loads((third / "metrics.json").read_text())["test"] != first["test"]
+
+
+def test_recommend_uses_raw_ids_and_excludes_seen_items(trained, ratings_csv):
+    run_dir, _, _ = trained
+    result = runner.invoke(app, ["recommend", str(run_dir), "--user", "u7", "--k", "5"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.output.strip().splitlines()]
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
+    seen = {line.split(",")[1] for line in ratings_csv.read_text().splitlines()[1:]
+            if line.startswith("u7,") and int(line.split(",")[2]) >= 4}
+    recommended = [r[1] for r in rows]
+    assert all(item.startswith("i") for item in recommended) and not seen & set(recommended)
+    scores = [float(r[2]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    missing = runner.invoke(app, ["recommend", str(run_dir), "--user", "nobody"])
+    assert missing.exit_code == 2 and "user 'nobody' is not in this run's data" in missing.output
+
+
+def test_unknown_key_exits_2_with_valid_keys_and_writes_nothing(ratings_csv, tmp_path):
+    result = runner.invoke(app, small_args(ratings_csv, tmp_path, "train.lrate=0.1"))
+    assert result.exit_code == 2
+    assert "unknown key 'train.lrate'. Valid keys: train.optimizer, train.lr" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "ml1m").exists()
+
+
+def test_bad_values_and_missing_data_exit_2(ratings_csv, tmp_path):
+    for override, message in [("diffusion.steps=0", "diffusion.steps' must be >= 1"),
+                              ("train.lr=-1", "train.lr' must be > 0"),
+                              ("diffusion.schedule_params.beta_end=1.5", "outside (0, 1]"),
+                              ("denoiser.params.width=3", "has no parameter(s) ['width']"),
+                              ("eval.metrics=[precision@5]", "eval.metrics"),
+                              ("eval.metrics=[ndcg@100]", "cut-off 100 exceeds the 40 items")]:
+        result = runner.invoke(app, small_args(ratings_csv, tmp_path, override))
+        assert result.exit_code == 2, (override, result.output)
+        assert message in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, small_args(tmp_path / "nope.csv", tmp_path))
+    assert result.exit_code == 2 and "nope.csv" in result.output
+    assert not (tmp_path / "ml1m").exists()
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path, monkeypatch):
+    from bindiff.config import load_recipe
+    from bindiff.runs import create_run_dir
+
+    monkeypatch.setattr("time.strftime", lambda fmt: "20260101-000000")
+    config = load_recipe(RECIPE, [f"output.root={tmp_path}"])
+    first = create_run_dir(config)
+    (first / "marker").write_text("keep")
+    with pytest.raises(FileExistsError, match="never overwrites"):
+        create_run_dir(config)
+    assert (first / "marker").read_text() == "keep"
+
+
+def test_show_config_prints_the_resolved_recipe():
+    result = runner.invoke(app, ["show-config", str(RECIPE), "train.lr=0.5"])
+    assert result.exit_code == 0 and "lr: 0.5" in result.output and "patience: 15" in result.output

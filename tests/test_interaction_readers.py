@@ -1,0 +1,318 @@
+"""Interaction readers and the binary matrix built from them."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bindiff.adapters import DataError
+from bindiff.adapters.interactions import (
+    RawInteractions,
+    build_matrix,
+    index_ids,
+    read_delimited,
+    read_ml100k,
+    read_movielens_ratings,
+    read_pairs,
+)
+
+REAL_DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="latin-1")
+    return path
+
+
+# --- MovieLens ratings.dat -------------------------------------------------------------
+
+
+def test_movielens_reads_ids_as_strings_and_ratings_as_float32(tmp_path):
+    path = write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n42::7::4.5::1\n")
+    raw = read_movielens_ratings(path)
+    assert raw.user.tolist() == ["1", "1", "42"]
+    assert raw.item.tolist() == ["1193", "661", "7"]
+    assert raw.rating.dtype == np.float32
+    assert raw.rating.tolist() == [5.0, 3.0, 4.5]
+    assert raw.source == str(path)
+    assert len(raw) == 3
+
+
+def test_movielens_reads_gzip_and_skips_blank_lines(tmp_path):
+    path = tmp_path / "ratings.dat.gz"
+    with gzip.open(path, "wt", encoding="latin-1") as handle:
+        handle.write("1::10::5::1\r\n\r\n2::20::1::2\r\n\n")
+    raw = read_movielens_ratings(path)
+    assert raw.user.tolist() == ["1", "2"]
+    assert raw.item.tolist() == ["10", "20"]
+    assert raw.rating.tolist() == [5.0, 1.0]
+
+
+def test_movielens_line_numbers_count_skipped_blank_lines(tmp_path):
+    path = write(tmp_path / "ratings.dat", "1::10::5::1\n\n2::20::5\n")
+    with pytest.raises(DataError, match=r"ratings\.dat:3: expected 4 fields separated by '::'.*found 3"):
+        read_movielens_ratings(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "what"),
+    [
+        ("1::10::5::1\n2::20::4::2\n3::30::4\n", 3, r"found 3"),
+        ("1::10::5::1\n2::20::4::2::9\n", 2, r"found 5"),
+        # A short line next to a long one: the total field count is right, the lines are not.
+        ("1::10::5::1\n2::20::4\n3::30::4::2::7\n", 2, r"found 3"),
+        # ':::' splits into a field starting with ':'.
+        ("1::10::5::1\n2:::20::4\n", 2, r"found 3"),
+    ],
+)
+def test_movielens_malformed_line_names_file_and_line(tmp_path, text, line, what):
+    path = write(tmp_path / "ratings.dat", text)
+    with pytest.raises(DataError, match=rf"{tmp_path}.*ratings\.dat:{line}: .*{what}"):
+        read_movielens_ratings(path)
+
+
+def test_movielens_non_numeric_rating_names_line(tmp_path):
+    path = write(tmp_path / "ratings.dat", "1::10::5::1\n1::11::4::2\n2::10::five::3\n")
+    with pytest.raises(DataError, match=r"ratings\.dat:3: rating 'five' is not a number"):
+        read_movielens_ratings(path)
+
+
+def test_movielens_non_finite_rating_is_refused(tmp_path):
+    path = write(tmp_path / "ratings.dat", "1::10::5::1\n1::11::nan::2\n")
+    with pytest.raises(DataError, match=r"ratings\.dat:2: rating 'nan' is not a finite number"):
+        read_movielens_ratings(path)
+
+
+def test_movielens_bad_timestamp_names_line(tmp_path):
+    path = write(tmp_path / "ratings.dat", "1::10::5::1\n1::11::4::yesterday\n")
+    with pytest.raises(DataError, match=r"ratings\.dat:2: timestamp 'yesterday' is not an integer"):
+        read_movielens_ratings(path)
+
+
+def test_movielens_empty_id_names_line(tmp_path):
+    path = write(tmp_path / "ratings.dat", "1::10::5::1\n::11::4::2\n")
+    with pytest.raises(DataError, match=r"ratings\.dat:2: empty user id"):
+        read_movielens_ratings(path)
+
+
+def test_movielens_empty_file(tmp_path):
+    path = write(tmp_path / "ratings.dat", "\n\n")
+    with pytest.raises(DataError, match=r"ratings\.dat: file is empty"):
+        read_movielens_ratings(path)
+
+
+def test_movielens_given_a_tab_file_says_which_delimiter_was_expected(tmp_path):
+    path = write(tmp_path / "u.data", "196\t242\t3\t881250949\n")
+    with pytest.raises(DataError, match=r"u\.data:1: expected fields separated by '::'.*looks tab-separated"):
+        read_movielens_ratings(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.dat: file not found"):
+        read_movielens_ratings(tmp_path / "nope.dat")
+
+
+def test_corrupt_gzip(tmp_path):
+    path = tmp_path / "ratings.dat.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(DataError, match=r"ratings\.dat\.gz: cannot read"):
+        read_movielens_ratings(path)
+
+
+# --- ML-100K u.data --------------------------------------------------------------------
+
+
+def test_ml100k_reads_tab_separated(tmp_path):
+    path = write(tmp_path / "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
+    raw = read_ml100k(path)
+    assert raw.user.tolist() == ["196", "186"]
+    assert raw.item.tolist() == ["242", "302"]
+    assert raw.rating.tolist() == [3.0, 3.0]
+
+
+def test_ml100k_given_a_movielens_file_says_tab_was_expected(tmp_path):
+    path = write(tmp_path / "u.data", "1::1193::5::978300760\n")
+    with pytest.raises(DataError, match=r"u\.data:1: expected fields separated by tab.*looks '::'-separated"):
+        read_ml100k(path)
+
+
+def test_ml100k_short_line(tmp_path):
+    path = write(tmp_path / "u.data", "196\t242\t3\t881250949\n186\t302\n")
+    with pytest.raises(DataError, match=r"u\.data:2: expected 4 fields separated by tab.*found 2"):
+        read_ml100k(path)
+
+
+# --- delimited files -------------------------------------------------------------------
+
+
+def test_delimited_named_columns_in_any_order(tmp_path):
+    path = write(tmp_path / "log.csv", "ts,item,user,score\n1,a,u1,4\n2, b ,u2,2.5\n")
+    raw = read_delimited(path, user_col="user", item_col="item", rating_col="score")
+    assert raw.user.tolist() == ["u1", "u2"]
+    assert raw.item.tolist() == ["a", "b"]
+    assert raw.rating.tolist() == [4.0, 2.5]
+
+
+def test_delimited_without_rating_column(tmp_path):
+    path = write(tmp_path / "log.tsv", "user\titem\n7\t8\n7\t9\n")
+    raw = read_delimited(path, sep="\t")
+    assert raw.rating is None
+    assert raw.user.tolist() == ["7", "7"]
+    assert raw.item.tolist() == ["8", "9"]
+
+
+def test_delimited_without_header_uses_column_numbers(tmp_path):
+    path = write(tmp_path / "log.csv", "x,1,2,5\ny,3,4,1\n")
+    raw = read_delimited(path, user_col=1, item_col=2, rating_col=3, header=False)
+    assert raw.user.tolist() == ["1", "3"]
+    assert raw.item.tolist() == ["2", "4"]
+    assert raw.rating.tolist() == [5.0, 1.0]
+
+
+def test_delimited_missing_column_names_it_and_the_columns_found(tmp_path):
+    path = write(tmp_path / "log.csv", "userId,movieId,rating\n1,2,3\n")
+    expected = r"log\.csv: column 'user' \(user_col\) not found.*\['userId', 'movieId', 'rating'\]"
+    with pytest.raises(DataError, match=expected):
+        read_delimited(path)
+
+
+def test_delimited_short_row_and_bad_rating_name_lines(tmp_path):
+    short = write(tmp_path / "short.csv", "user,item,rating\n1,2,3\n\n4,5\n")
+    with pytest.raises(DataError, match=r"short\.csv:4: expected at least 3 fields"):
+        read_delimited(short, rating_col="rating")
+    bad = write(tmp_path / "bad.csv", "user,item,rating\n1,2,3\n4,5,x\n")
+    with pytest.raises(DataError, match=r"bad\.csv:3: rating 'x' is not a number"):
+        read_delimited(bad, rating_col="rating")
+
+
+def test_delimited_header_only(tmp_path):
+    path = write(tmp_path / "log.csv", "user,item\n")
+    with pytest.raises(DataError, match=r"log\.csv: file has no data rows"):
+        read_delimited(path)
+
+
+# --- DiffRec pair arrays ---------------------------------------------------------------
+
+
+def test_pairs_become_string_ids(tmp_path):
+    path = tmp_path / "train_list.npy"
+    np.save(path, np.array([[0, 5], [3, 2]], dtype=np.int64))
+    raw = read_pairs(path)
+    assert raw.user.tolist() == ["0", "3"]
+    assert raw.item.tolist() == ["5", "2"]
+    assert raw.rating is None
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((3, 3), dtype=np.int64), r"shape \(N, 2\), got shape \(3, 3\)"),
+        (np.zeros(4, dtype=np.int64), r"shape \(N, 2\), got shape \(4,\)"),
+        (np.zeros((3, 2), dtype=np.float64), r"integer \(user, item\) ids, got dtype float64"),
+        (np.zeros((0, 2), dtype=np.int64), r"no \(user, item\) pairs"),
+        (np.array([[0, 1], [-1, 2]], dtype=np.int64), r"row 1 holds a negative id"),
+    ],
+)
+def test_pairs_wrong_content(tmp_path, array, message):
+    path = tmp_path / "train_list.npy"
+    np.save(path, array)
+    with pytest.raises(DataError, match=rf"train_list\.npy: .*{message}"):
+        read_pairs(path)
+
+
+def test_pairs_refuse_pickled_arrays(tmp_path):
+    path = tmp_path / "train_list.npy"
+    np.save(path, np.array([[0, "a"]], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"train_list\.npy: not a readable \.npy"):
+        read_pairs(path)
+
+
+# --- binarise, k-core, id maps ---------------------------------------------------------
+
+
+def hand_example() -> RawInteractions:
+    rows = [
+        ("1", "9", 5), ("1", "10", 4), ("1", "100", 5), ("1", "4", 2), ("1", "9", 4),
+        ("2", "9", 4), ("2", "10", 5), ("2", "5", 4),
+        ("3", "9", 5), ("3", "100", 4),
+        ("4", "6", 5),
+        ("5", "10", 3), ("5", "6", 4),
+    ]  # fmt: skip
+    users, items, ratings = zip(*rows)
+    return RawInteractions(np.array(users), np.array(items), np.array(ratings, dtype=np.float32), "hand")
+
+
+def test_build_matrix_without_filters_merges_duplicates():
+    im = build_matrix(hand_example())
+    assert im.user_ids.tolist() == ["1", "2", "3", "4", "5"]
+    # Integer-looking ids are ordered by value, not as strings.
+    assert im.item_ids.tolist() == ["4", "5", "6", "9", "10", "100"]
+    assert im.matrix.dtype == np.float32
+    assert im.nnz == 12  # 13 rows, ("1", "9") twice
+    assert set(im.matrix.data.tolist()) == {1.0}
+
+
+def test_binarise_then_k_core_by_hand():
+    # ratings >= 4 leave 1:{9,10,100} 2:{9,10,5} 3:{9,100} 4:{6} 5:{6}.
+    # 2-core, round 1: users 4 and 5 (1 item) and item 5 (1 user) go;
+    # round 2: item 6 lost its two users and goes; then everything has >= 2.
+    im = build_matrix(hand_example(), min_rating=4, k_core=2)
+    assert im.user_ids.tolist() == ["1", "2", "3"]
+    assert im.item_ids.tolist() == ["9", "10", "100"]
+    assert im.matrix.toarray().tolist() == [[1, 1, 1], [1, 1, 0], [1, 0, 1]]
+
+
+def test_binarise_only():
+    im = build_matrix(hand_example(), min_rating=4)
+    assert im.user_ids.tolist() == ["1", "2", "3", "4", "5"]
+    assert im.item_ids.tolist() == ["5", "6", "9", "10", "100"]
+    assert im.nnz == 10
+
+
+def test_filters_that_empty_the_matrix_say_which():
+    with pytest.raises(DataError, match=r"hand: no interactions left after keeping ratings >= 6"):
+        build_matrix(hand_example(), min_rating=6)
+    with pytest.raises(DataError, match=r"hand: k_core=4 removed every user and item"):
+        build_matrix(hand_example(), min_rating=4, k_core=4)
+
+
+def test_min_rating_without_ratings_is_an_error():
+    raw = RawInteractions(np.array(["1"]), np.array(["2"]), None, "pairs.npy")
+    with pytest.raises(DataError, match=r"pairs\.npy: min_rating=4 was given but the data have no ratings"):
+        build_matrix(raw, min_rating=4)
+
+
+def test_index_ids_mixed_ids_fall_back_to_string_order():
+    distinct, index = index_ids(np.array(["b", "10", "a", "9", "b"]))
+    assert distinct.tolist() == ["10", "9", "a", "b"]
+    assert index.tolist() == [3, 0, 2, 1, 3]
+
+
+# --- real files (skipped where the shared data folder is absent) -----------------------
+
+
+def test_real_ml100k_counts():
+    path = REAL_DATA / "ml-100k" / "u.data"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    raw = read_ml100k(path)
+    assert len(raw) == 100_000
+    assert (raw.user[0], raw.item[0], float(raw.rating[0])) == ("196", "242", 3.0)
+    im = build_matrix(raw)
+    assert (im.n_users, im.n_items, im.nnz) == (943, 1682, 100_000)
+
+
+def test_real_partial_ml1m_ratings_gz():
+    path = REAL_DATA / "ml-1m_raw_partial" / "ratings_partial_users1-2999.dat.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    raw = read_movielens_ratings(path)
+    assert len(raw) == 487_650
+    assert (raw.user[0], raw.item[0], float(raw.rating[0])) == ("1", "1193", 5.0)
+    assert np.bincount(raw.rating.astype(int), minlength=6)[1:].tolist() == [27_472, 53_838, 127_216, 170_579, 108_545]
+    assert len(np.unique(raw.user)) == 2_999
+    assert len(np.unique(raw.item)) == 3_615
