@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import numbers
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from ...files import atomic_path
 from ..errors import DataError
 from .matrix import InteractionMatrix, binary_csr
 from .readers import RawInteractions
@@ -334,16 +333,8 @@ def _integer_pairs(raw: RawInteractions) -> tuple[np.ndarray, np.ndarray]:
 
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename over `path`."""
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
 
 
 def _npy_writer(array: np.ndarray):
