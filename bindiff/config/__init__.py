@@ -1,5 +1,5 @@
 from .recipe import RecipeError, config_hash, dump_recipe, load_recipe, parse_override, recipe_from_text
-from .schema import SCHEMA, defaults
+from .schema import COMMON, TASKS, defaults, schema_for
 
-__all__ = ["RecipeError", "SCHEMA", "config_hash", "defaults", "dump_recipe", "load_recipe", "parse_override",
+__all__ = ["COMMON", "RecipeError", "TASKS", "schema_for", "config_hash", "defaults", "dump_recipe", "load_recipe", "parse_override",
            "recipe_from_text"]

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .schema import FREE, SCHEMA, Key, defaults
+from .schema import FREE, TASKS, Key, defaults, schema_for
 
 
 class RecipeError(ValueError):
@@ -61,13 +61,14 @@ def _check_value(dotted: str, spec: Key, value: Any, source: str) -> Any:
     return value
 
 
-def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str = "") -> None:
+def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str = "", root: dict | None = None) -> None:
+    root = schema if root is None else root
     if not isinstance(incoming, dict):
         raise RecipeError(f"{source}: section '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {incoming!r}")
     for name, value in incoming.items():
         dotted = f"{prefix}{name}"
         if name not in schema:
-            valid = ", ".join(k for k in _valid_keys(SCHEMA) if k.startswith(prefix))
+            valid = ", ".join(k for k in _valid_keys(root) if k.startswith(prefix))
             raise RecipeError(f"{source}: unknown key '{dotted}'. Valid keys: {valid}")
         spec = schema[name]
         if spec is FREE:
@@ -75,7 +76,7 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
                 raise RecipeError(f"{source}: key '{dotted}' must be a mapping, got {value!r}")
             target[name].update(copy.deepcopy(value))
         elif isinstance(spec, dict):
-            _merge(target[name], value, spec, source, f"{dotted}.")
+            _merge(target[name], value, spec, source, f"{dotted}.", root)
         else:
             target[name] = _check_value(dotted, spec, value, source)
 
@@ -100,9 +101,19 @@ def _nest(path: list[str], value: Any) -> dict:
     return out
 
 
+def _task_schema(task: Any, source: str) -> tuple[dict, dict]:
+    """The schema and defaults of a task; the task is chosen before any other key is checked."""
+    if task not in TASKS:
+        raise RecipeError(f"{source}: key 'task' must be one of {', '.join(TASKS)}, got {task!r}")
+    schema = schema_for(task)
+    config = defaults(schema)
+    config["task"] = task
+    return schema, config
+
+
 def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict:
-    """Defaults ← recipe file ← overrides, each validated against the schema."""
-    config = defaults()
+    """Defaults ← recipe file ← overrides, each validated against the task's schema."""
+    loaded: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -113,13 +124,20 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise RecipeError(f"{path}: not valid YAML: {err}") from None
         if loaded is None:
             raise RecipeError(f"{path}: recipe is empty")
-        _merge(config, loaded, SCHEMA, str(path))
-        config.setdefault("name", path.stem)
+        if not isinstance(loaded, dict):
+            raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    task, task_source = loaded.get("task", "recommend"), str(path)
+    for text, keys, value in parsed:
+        if keys == ["task"]:
+            task, task_source = value, f"override {text!r}"
+    schema, config = _task_schema(task, task_source)
+    if path is not None:
+        _merge(config, loaded, schema, str(path))
         if "name" not in loaded:
             config["name"] = path.stem
-    for text in overrides:
-        keys, value = parse_override(text)
-        _merge(config, _nest(keys, value), SCHEMA, f"override {text!r}")
+    for text, keys, value in parsed:
+        _merge(config, _nest(keys, value), schema, f"override {text!r}")
     return config
 
 
@@ -129,9 +147,9 @@ def dump_recipe(config: dict) -> str:
 
 def recipe_from_text(text: str, source: str = "checkpoint") -> dict:
     """Re-validate a resolved config stored as YAML text (in a run dir or a checkpoint)."""
-    config = defaults()
-    loaded = yaml.safe_load(text)
-    _merge(config, loaded or {}, SCHEMA, source)
+    loaded = yaml.safe_load(text) or {}
+    schema, config = _task_schema(loaded.get("task", "recommend"), source)
+    _merge(config, loaded, schema, source)
     return config
 
 

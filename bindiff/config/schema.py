@@ -34,28 +34,11 @@ def key(types, default, doc, rule=None) -> Key:
     return Key(types if isinstance(types, tuple) else (types,), default, doc, check, requirement)
 
 
-SCHEMA: dict[str, Any] = {
+# Sections every task shares: what is diffused, by which network, trained how, written where.
+COMMON: dict[str, Any] = {
     "name": key(str, "run", "run folder name under output.root"),
     "seed": key(int, 0, "seeds the split, initialisation, data order and diffusion noise", non_negative),
-    "data": {
-        "dataset": key(str, "ml-1m", "a dataset bindiff knows (ml-1m, ml-100k) or a path to a ratings file"),
-        "min_rating": key((float, int, type(None)), None, "keep ratings >= this as interactions; null keeps every row"),
-        "k_core": key(int, 0, "drop users and items with fewer interactions, repeatedly; 0 turns it off", non_negative),
-        "download": key(bool, True, "download the official archive when the data are not found locally"),
-        "sep": key((str, type(None)), None, "field separator of a delimited file; null: from the extension"),
-        "header": key(bool, True, "whether a delimited file starts with a header line naming its columns"),
-        "user_col": key(str, "user", "user column of a delimited file"),
-        "item_col": key(str, "item", "item column of a delimited file"),
-        "rating_col": key((str, type(None)), None, "rating column of a delimited file, or null"),
-    },
-    "split": {
-        "kind": key(str, "strong", "strong (Liang et al. 2018 fold-in users) or predefined (the dataset's pair files)",
-                    (lambda v: v in ("strong", "predefined"), "must be 'strong' or 'predefined'")),
-        "n_valid_users": key(int, 600, "validation users (strong generalisation)", at_least_one),
-        "n_test_users": key(int, 600, "test users (strong generalisation)", at_least_one),
-        "holdout_fraction": key(float, 0.2, "share of each evaluation user's items held out", fraction),
-        "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in", at_least_one),
-    },
+    "task": key(str, "recommend", "which job the recipe describes; selects the task sections below"),
     "diffusion": {
         "schedule": key(str, "quadratic", "noise schedule: linear, quadratic, cosine, jsd, constant"),
         "steps": key(int, 3, "number of diffusion steps T", at_least_one),
@@ -79,6 +62,34 @@ SCHEMA: dict[str, Any] = {
         "device": key(str, "cpu", "cpu, cuda or auto", (lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto")),
         "threads": key((int, type(None)), None, "torch CPU threads; null keeps torch's default", at_least_one),
     },
+    "output": {
+        "root": key(str, "runs", "folder that holds run directories"),
+        "progress": key((bool, type(None)), None, "progress bars: true, false, or null for only on a terminal"),
+    },
+}
+
+
+# Sections of the recommendation task.
+RECOMMEND: dict[str, Any] = {
+    "data": {
+        "dataset": key(str, "ml-1m", "a dataset bindiff knows (ml-1m, ml-100k) or a path to a ratings file"),
+        "min_rating": key((float, int, type(None)), None, "keep ratings >= this as interactions; null keeps every row"),
+        "k_core": key(int, 0, "drop users and items with fewer interactions, repeatedly; 0 turns it off", non_negative),
+        "download": key(bool, True, "download the official archive when the data are not found locally"),
+        "sep": key((str, type(None)), None, "field separator of a delimited file; null: from the extension"),
+        "header": key(bool, True, "whether a delimited file starts with a header line naming its columns"),
+        "user_col": key(str, "user", "user column of a delimited file"),
+        "item_col": key(str, "item", "item column of a delimited file"),
+        "rating_col": key((str, type(None)), None, "rating column of a delimited file, or null"),
+    },
+    "split": {
+        "kind": key(str, "strong", "strong (Liang et al. 2018 fold-in users) or predefined (the dataset's pair files)",
+                    (lambda v: v in ("strong", "predefined"), "must be 'strong' or 'predefined'")),
+        "n_valid_users": key(int, 600, "validation users (strong generalisation)", at_least_one),
+        "n_test_users": key(int, 600, "test users (strong generalisation)", at_least_one),
+        "holdout_fraction": key(float, 0.2, "share of each evaluation user's items held out", fraction),
+        "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in", at_least_one),
+    },
     "inference": {
         "mode": key(str, "one_step", "one_step (one denoiser call on the history) or reverse (k posterior steps)",
                     (lambda v: v in ("one_step", "reverse"), "must be 'one_step' or 'reverse'")),
@@ -95,15 +106,18 @@ SCHEMA: dict[str, Any] = {
         "empty_users": key(str, "drop", "users with no held-out items: drop (Liang) or zero (count as 0)",
                            (lambda v: v in ("drop", "zero"), "must be 'drop' or 'zero'")),
     },
-    "output": {
-        "root": key(str, "runs", "folder that holds run directories"),
-        "progress": key((bool, type(None)), None, "progress bars: true, false, or null for only on a terminal"),
-    },
 }
+
+# Task name -> the sections only that task has.
+TASKS: dict[str, dict[str, Any]] = {"recommend": RECOMMEND}
+
+
+def schema_for(task: str) -> dict[str, Any]:
+    return {**COMMON, **TASKS[task]}
 
 
 def defaults(schema: dict | None = None) -> dict:
-    schema = SCHEMA if schema is None else schema
+    schema = schema_for("recommend") if schema is None else schema
     out: dict = {}
     for name, spec in schema.items():
         if spec is FREE:
