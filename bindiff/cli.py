@@ -36,16 +36,40 @@ def train(
     recipe: str = typer.Argument(..., help="recipe YAML file, e.g. recipes/ml1m.yaml"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.lr=3e-4"),
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR",
+                                         help="continue this interrupted run of the same recipe"),
 ):
     """Train a recipe and evaluate it; prints the run directory and test metrics."""
     from .config import load_recipe
-    from .recommendation import train_recommender
+    from .recommendation import resume_recommender, train_recommender
 
     try:
         config = load_recipe(recipe, overrides or [])
-        run = train_recommender(config, overrides or [], data_dir=data_dir)
+        if resume is not None:
+            run = resume_recommender(resume, config=config, recipe=recipe, data_dir=data_dir)
+        else:
+            run = train_recommender(config, overrides or [], data_dir=data_dir)
     except _user_errors() as err:
         _fail(err)
+    _print_run(run)
+
+
+@app.command("resume")
+def resume_run(
+    run_dir: str = typer.Argument(..., help="a run directory whose training was interrupted"),
+    data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
+):
+    """Continue an interrupted run from its last checkpoint; ends as an uninterrupted run would."""
+    from .recommendation import resume_recommender
+
+    try:
+        run = resume_recommender(run_dir, data_dir=data_dir)
+    except _user_errors() as err:
+        _fail(err)
+    _print_run(run)
+
+
+def _print_run(run) -> None:
     typer.echo(f"run directory: {run.run_dir}")
     typer.echo(json.dumps({"test": run.metrics["test"], "valid": run.metrics["valid"]}, indent=2))
 

@@ -27,7 +27,7 @@ from .metrics import evaluate_ranking
 from .plots import plot_training_curve
 from .runs import create_run_dir
 from .training.builders import build_model, build_optimizer, make_scorer, resolve_device
-from .training.checkpoint import load_checkpoint
+from .training.checkpoint import check_resumable, load_checkpoint, remove_stale_temporaries, run_lock
 from .training.trainer import fit
 
 
@@ -60,29 +60,132 @@ def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | N
     if config["train"]["threads"]:
         torch.set_num_threads(config["train"]["threads"])
     device = resolve_device(config["train"]["device"])
-    split, source = prepare_split(config["data"], config["split"], seed=config["seed"], data_dir=data_dir)
+    split, _ = prepare_split(config["data"], config["split"], seed=config["seed"], data_dir=data_dir)
     # Validate everything that can be refused before a run directory exists.
     torch.manual_seed(config["seed"])
     model = build_model(config, dim=split.train.shape[1]).to(device)
     optimizer = build_optimizer(config, model)
     make_scorer(model, config, seed=config["seed"])
     _evaluate_metrics_are_valid(config, n_items=split.train.shape[1])
+    _check_split_is_usable(config, split)
 
     run_dir = create_run_dir(config, list(overrides))
-    split.save(run_dir / "split")
-    config_yaml = dump_recipe(config)
+    with run_lock(run_dir):
+        split.save(run_dir / "split")
+        return _train_and_evaluate(run_dir, config, split, model, optimizer, device)
+
+
+def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: str | None = None,
+                       data_dir: str | None = None) -> TrainedRun:
+    """Continue an interrupted run from ``checkpoints/last.pt`` and finish it.
+
+    The run's own config.yaml and saved split are used; ``config`` (a recipe given with
+    ``bindiff train RECIPE --resume RUN_DIR``) must resolve to the same config, apart from
+    ``output.root`` and ``output.progress``. The result equals an uninterrupted run's.
+    """
+    from .training.checkpoint import CheckpointError
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise CheckpointError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
+    run_config = recipe_from_text(config_path.read_text(encoding="utf-8"), source=str(config_path))
+    if config is not None:
+        _check_same_recipe(config, run_config, recipe or "recipe", config_path)
+    config = run_config
+    if (run_dir / "metrics.json").is_file():
+        raise CheckpointError(f"{run_dir}: the run has finished (metrics.json exists); nothing to resume, and a "
+                              "finished run is never overwritten")
+    if config["train"]["threads"]:
+        torch.set_num_threads(config["train"]["threads"])
+    device = resolve_device(config["train"]["device"])
+    with run_lock(run_dir):
+        for folder in (run_dir, run_dir / "split", run_dir / "checkpoints"):
+            remove_stale_temporaries(folder)
+        if (run_dir / "split" / "split.json").is_file():
+            split = Split.load(run_dir / "split")
+        else:  # killed before the split was saved: it is a pure function of data and seed
+            split, _ = prepare_split(config["data"], config["split"], seed=config["seed"], data_dir=data_dir)
+            split.save(run_dir / "split")
+        torch.manual_seed(config["seed"])
+        model = build_model(config, dim=split.train.shape[1]).to(device)
+        optimizer = build_optimizer(config, model)
+        last = run_dir / "checkpoints" / "last.pt"
+        payload = None
+        if last.is_file():  # else killed before the first epoch ended: start it again
+            payload = load_checkpoint(last, map_location=device)
+            check_resumable(payload, last)
+            if payload["config_yaml"] != dump_recipe(config):
+                raise CheckpointError(f"{last}: its config differs from {config_path}; the run was edited "
+                                      "after it started and cannot be resumed")
+            if payload["dim"] != split.train.shape[1]:
+                raise CheckpointError(f"{last}: model of {payload['dim']} items, but the saved split has "
+                                      f"{split.train.shape[1]}")
+            try:
+                model.load_state_dict(payload["model"])
+                optimizer.load_state_dict(payload["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise CheckpointError(f"{last}: does not fit the model and optimiser the config describes: "
+                                      f"{str(err).strip().splitlines()[0]}") from None
+        return _train_and_evaluate(run_dir, config, split, model, optimizer, device, resume=payload)
+
+
+def _train_and_evaluate(run_dir: Path, config: dict, split: Split, model, optimizer, device,
+                        resume: dict | None = None) -> TrainedRun:
     result = fit(
-        model, optimizer, split.train, config=config, config_yaml=config_yaml,
+        model, optimizer, split.train, config=config, config_yaml=dump_recipe(config),
         validate=lambda: _evaluate_part(model, config, split.valid, device).mean,
-        checkpoint_dir=run_dir / "checkpoints", device=device,
+        checkpoint_dir=run_dir / "checkpoints", device=device, resume=resume,
     )
     write_json(run_dir / "history.json", result.history)
     plot_training_curve(result.history, config["eval"]["select"], run_dir / "training_curve.png")
     metrics = evaluate_run(run_dir, split=split, device=device)
+    dataset = split.info.get("dataset", {})
     metrics["training"] = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                           "seconds": round(result.seconds, 2), "dataset": source.name, "layout": source.layout}
-    write_json(run_dir / "metrics.json", metrics)
+                           "seconds": round(result.seconds, 2), "dataset": dataset.get("name"),
+                           "layout": dataset.get("layout")}
+    if result.resumed_from_epoch:
+        metrics["training"]["resumed_from_epoch"] = result.resumed_from_epoch
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
     return TrainedRun(run_dir=run_dir, metrics=metrics)
+
+
+def _check_same_recipe(given: dict, run: dict, recipe: str, config_path: Path) -> None:
+    """RecipeError naming the first key where a recipe resolves differently from a run's config."""
+    ignored = {"output.root", "output.progress"}  # where the run lives and how it looks, not what it computes
+    a, b = _flatten(run), _flatten(given)
+    for key in sorted(set(a) | set(b)):
+        if key not in ignored and a.get(key) != b.get(key):
+            raise RecipeError(f"{recipe}: key '{key}' is {b.get(key)!r} but the run being resumed has "
+                              f"{a.get(key)!r} ({config_path}); resume with the run's own recipe "
+                              "(`bindiff resume RUN_DIR`) or start a new run")
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for name, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
+
+
+def _check_split_is_usable(config: dict, split: Split) -> None:
+    """DataError when validation or test has no user with a held-out item to score."""
+    from .adapters.errors import DataError
+
+    where = (split.info.get("dataset") or {}).get("name") or split.info.get("source") or "data"
+    for stage in ("valid", "test"):
+        part = getattr(split, stage)
+        if part.n_evaluable_users == 0:
+            hint = ""
+            if split.kind == "strong":
+                hint = (f"; users with fewer than split.min_items_to_split = "
+                        f"{config['split']['min_items_to_split']} items are not split, so lower it or raise "
+                        f"split.n_{stage}_users (now {config['split'][f'n_{stage}_users']})")
+            raise DataError(f"{where}: the {stage} split has no user with a held-out item to score "
+                            f"({part.n_users} {stage} users){hint}")
 
 
 def _evaluate_metrics_are_valid(config: dict, n_items: int) -> None:
@@ -120,7 +223,8 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None) -
     return {
         "recipe": config["name"],
         "seed": config["seed"],
-        "checkpoint": {"epoch": payload["epoch"], **payload["best"]},
+        "checkpoint": {"epoch": payload["epoch"], "selected_by": payload["best"]["metric"],
+                       "best_value": payload["best"]["value"]},
         "valid": reports["valid"].mean,
         "test": reports["test"].mean,
         "users": {name: {"evaluated": r.n_users_evaluated, "total": r.n_users} for name, r in reports.items()},

@@ -29,6 +29,8 @@ def test_overrides_are_parsed_as_yaml_and_nested():
     assert config["train"]["lr"] == pytest.approx(3e-4)
     assert config["denoiser"]["params"]["hidden"] == [200, 200]
     assert config["data"]["min_rating"] is None and config["inference"]["add_noise"] is True
+    free = load_recipe(RECIPES / "ml1m.yaml", ["diffusion.schedule_params.beta_end=2e-2"])
+    assert free["diffusion"]["schedule_params"]["beta_end"] == pytest.approx(0.02)
 
 
 @pytest.mark.parametrize(

@@ -39,12 +39,15 @@ def test_linear_constant_cosine_are_valid():
         ("linear", 0, {}, "T >= 1"),
         ("quadratic", -2, {}, "T >= 1"),
         ("warp", 3, {}, "unknown schedule 'warp'"),
-        ("jsd", 3, {"beta_end": 0.1}, "takes parameters"),
+        ("jsd", 3, {"beta_end": 0.1}, "has no parameter(s) ['beta_end']; it takes []"),
+        ("linear", 3, {"beta_start": "1e-3"}, "'beta_start' must be a number, got '1e-3'"),
+        ("constant", 3, {"beta": 1.0}, "beta_1 = 1 before the last step"),
     ],
 )
 def test_invalid_schedules_are_refused(name, steps, params, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError) as info:
         get_schedule(name, steps, **params)
+    assert message in str(info.value)
 
 
 def test_flip_kernel_is_the_same_family_with_twice_beta():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -61,6 +62,20 @@ def _check_value(dotted: str, spec: Key, value: Any, source: str) -> Any:
     return value
 
 
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _numbers_from_strings(value: Any) -> Any:
+    """Free-form sections: read "1e-3" as the number YAML 1.1 fails to see in it."""
+    if isinstance(value, dict):
+        return {k: _numbers_from_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_from_strings(v) for v in value]
+    if isinstance(value, str) and _SCIENTIFIC.match(value):
+        return float(value)
+    return value
+
+
 def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str = "", root: dict | None = None) -> None:
     root = schema if root is None else root
     if not isinstance(incoming, dict):
@@ -74,7 +89,7 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
         if spec is FREE:
             if not isinstance(value, dict):
                 raise RecipeError(f"{source}: key '{dotted}' must be a mapping, got {value!r}")
-            target[name].update(copy.deepcopy(value))
+            target[name].update(_numbers_from_strings(copy.deepcopy(value)))
         elif isinstance(spec, dict):
             _merge(target[name], value, spec, source, f"{dotted}.", root)
         else:

@@ -88,7 +88,8 @@ RECOMMEND: dict[str, Any] = {
         "n_valid_users": key(int, 600, "validation users (strong generalisation)", at_least_one),
         "n_test_users": key(int, 600, "test users (strong generalisation)", at_least_one),
         "holdout_fraction": key(float, 0.2, "share of each evaluation user's items held out", fraction),
-        "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in", at_least_one),
+        "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in",
+                                  (lambda v: v >= 2, "must be >= 2 (one item to fold in, one to hold out)")),
     },
     "inference": {
         "mode": key(str, "one_step", "one_step (one denoiser call on the history) or reverse (k posterior steps)",

@@ -104,4 +104,7 @@ def build_denoiser(name: str, dim: int, **params) -> nn.Module:
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"denoiser {name!r} has no parameter(s) {unknown}; it takes {accepted}")
-    return cls(dim, **params)
+    net = cls(dim, **params)
+    if getattr(net, "dim", None) != dim:  # sample() and the trainers read the vector length here
+        raise ValueError(f"denoiser {name!r} must set `self.dim = dim`")
+    return net

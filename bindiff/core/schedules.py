@@ -8,6 +8,7 @@ producing probabilities outside [0, 1] later.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -72,6 +73,14 @@ def validate_betas(betas: torch.Tensor, *, source: str = "betas") -> torch.Tenso
             f"{source}: beta_{first + 1} = {betas[first].item():.6g} is outside (0, 1]; "
             "a Bernoulli kernel needs 0 < beta <= 1"
         )
+    # β = 1 erases x_0 completely (ᾱ = 0); any later step would then condition on nothing
+    # and its posterior would be 0/0. Only the last step may do that (as "jsd" does).
+    early_one = (betas[:-1] == 1).nonzero()
+    if len(early_one):
+        first = int(early_one[0])
+        raise ValueError(
+            f"{source}: beta_{first + 1} = 1 before the last step; only beta_T may be 1"
+        )
     return betas
 
 
@@ -81,13 +90,11 @@ def get_schedule(name: str, steps: int, **params: float) -> torch.Tensor:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"schedule {name!r}: steps must be an integer >= 1 (T >= 1), got {steps!r}")
-    try:
-        betas = SCHEDULES[name](steps, **params)
-    except TypeError as err:  # an unexpected keyword: name the parameters the schedule takes
-        import inspect
-
-        accepted = [p for p in inspect.signature(SCHEDULES[name]).parameters if p != "steps"]
-        raise ValueError(
-            f"schedule {name!r} takes parameters {accepted}, got {sorted(params)}"
-        ) from err
-    return validate_betas(betas, source=f"schedule {name!r}")
+    accepted = [p for p in inspect.signature(SCHEDULES[name]).parameters if p != "steps"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"schedule {name!r} has no parameter(s) {unknown}; it takes {accepted}")
+    for key, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"schedule {name!r}: parameter {key!r} must be a number, got {value!r}")
+    return validate_betas(SCHEDULES[name](steps, **params), source=f"schedule {name!r}")

@@ -1,24 +1,39 @@
 """Checkpoints that load with ``torch.load(weights_only=True)``: tensors and plain values only.
 
 The config travels as YAML text, never as a pickled object, so a checkpoint from someone
-else can be opened without running their code.
+else can be opened without running their code. A checkpoint that holds anything else (a
+pickled class, a numpy array) is refused with a message naming the file and what it holds.
+
+``last.pt`` is also the resume point of a run: besides the model and optimiser it holds the
+epoch, the optimiser step, the best metric so far, the early-stopping state, the history so
+far and every random-number state training draws from (see :func:`capture_rng` and
+:class:`bindiff.training.trainer.TrainState`). Every file is written to a temporary name and
+renamed into place (:func:`bindiff.files.atomic_path`), so a crash at any moment leaves
+either the previous checkpoint or the new one under the final name, never a truncated file.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import random
+import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 import torch
 
 from .. import __version__
 from ..files import atomic_path
 
 FORMAT_VERSION = 1
+RESUME_KEYS = ("epoch", "step", "best", "epochs_since_best", "history", "rng", "optimizer", "done", "seconds")
 
 
 class CheckpointError(ValueError):
-    pass
+    """A checkpoint or run directory that cannot be used; the message names the file."""
 
 
 def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Module, dim: int, **state) -> None:
@@ -34,19 +49,116 @@ def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Modul
         torch.save(payload, tmp)
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a bindiff checkpoint with ``weights_only=True``; CheckpointError if unusable."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f"a pickled {found.group(1)}" if found else _first_line(err)
         raise CheckpointError(
             f"{path}: refused: the checkpoint holds objects other than tensors and plain values "
-            f"(loading it would run code from the file): {str(err).splitlines()[0]}"
+            f"({what}); loading it would run code from the file"
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # noqa: BLE001 - any failure to parse an untrusted file is bad input
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or not a torch file: {_first_line(err)})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a bindiff checkpoint of format {FORMAT_VERSION}")
+    for key, kind in (("config_yaml", str), ("dim", int), ("model", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise CheckpointError(f"{path}: key '{key}' is missing or not a {kind.__name__}")
     return payload
+
+
+def check_resumable(payload: dict, path: str | Path) -> None:
+    """CheckpointError unless ``payload`` carries everything a resume needs."""
+    missing = [key for key in RESUME_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: cannot resume from this checkpoint: key(s) {missing} missing")
+    rng = payload["rng"]
+    if not isinstance(rng, dict) or not {"order", "noise", "torch", "numpy", "python"} <= set(rng):
+        raise CheckpointError(f"{path}: cannot resume from this checkpoint: random-number states incomplete")
+
+
+# -- random-number states as tensors and plain values ----------------------------------------
+
+
+def capture_rng(generators: dict[str, torch.Generator]) -> dict:
+    """Every random state training can draw from, in a form ``weights_only`` loads."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    state = {
+        **{name: gen.get_state() for name, gen in generators.items()},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": py_gauss},
+    }
+    return state
+
+
+def restore_rng(state: dict, generators: dict[str, torch.Generator]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    for name, gen in generators.items():
+        gen.set_state(state[name].cpu())
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+
+
+# -- one process per run directory -------------------------------------------------------------
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory while training writes into it.
+
+    The lock is an ``flock`` on the directory itself: the kernel drops it when the process
+    dies (even by SIGKILL), so a killed run never leaves a stale lock, while a second
+    ``bindiff`` resuming a run that is still training is refused.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(
+                f"{run_dir}: another bindiff process is training in this run directory; "
+                "wait for it to finish or stop it first"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporaries left by writes a crash interrupted (``.<name>.<random>.tmp``)."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for path in folder.glob(".*.tmp"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed

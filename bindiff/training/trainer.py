@@ -3,10 +3,20 @@
 Randomness: the data order and the diffusion noise come from two generators seeded from the
 recipe seed; dropout and initialisation use torch's default generator, which is seeded from
 the same seed before the model is built (``nn.Dropout`` takes no generator).
+
+Exact resume: after every epoch ``last.pt`` receives everything the rest of the run depends
+on: model, optimiser (and learning-rate schedule, when there is one), epoch, optimiser step,
+best metric and its epoch, epochs since the best (early stopping), the history so far, the
+elapsed time and every random state (data order, diffusion noise, torch's default generator,
+CUDA, numpy, python). ``fit(..., resume=payload)`` restores all of it and continues with
+the next epoch, so a run killed at any point and resumed from its last checkpoint ends with
+bit-identical weights and metrics on CPU: the interrupted epoch is redone from the same
+state and draws the same numbers.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +27,9 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from ..config import RecipeError
 from ..core import BinomialDiffusion
-from .checkpoint import save_checkpoint
+from .checkpoint import capture_rng, restore_rng, save_checkpoint
 
 
 @dataclass
@@ -28,6 +39,7 @@ class TrainResult:
     epochs_run: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    resumed_from_epoch: int = 0
 
 
 def dense_batch(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -45,48 +57,88 @@ def fit(
     validate: Callable[[], dict[str, float]],
     checkpoint_dir: Path,
     device: torch.device,
+    resume: dict | None = None,
+    scheduler=None,
 ) -> TrainResult:
+    """Train until ``train.epochs`` or early stopping; ``resume`` is a loaded ``last.pt``.
+
+    ``scheduler`` is an optional learning-rate scheduler stepped once per epoch; its state
+    travels in the checkpoint like the optimiser's.
+    """
     t_cfg, select = config["train"], config["eval"]["select"]
     seed = config["seed"]
-    order_rng = torch.Generator().manual_seed(seed)
-    noise_rng = torch.Generator(device=device).manual_seed(seed + 1)
+    generators = {
+        "order": torch.Generator().manual_seed(seed),  # data order
+        "noise": torch.Generator(device=device).manual_seed(seed + 1),  # diffusion times and noise
+    }
     n_users, batch_size = train.shape[0], t_cfg["batch_size"]
     if n_users == 0:
         raise ValueError("the training matrix has no users")
+
     history: list[dict] = []
-    best_value, best_epoch = -np.inf, 0
-    started = time.perf_counter()
-    bar = tqdm(range(1, t_cfg["epochs"] + 1), desc="training", unit="epoch", disable=_disable(config))
-    for epoch in bar:
+    best_value, best_epoch, epoch, step, elapsed, done = -math.inf, 0, 0, 0, 0.0, False
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume.get("lr_scheduler") is not None:
+            scheduler.load_state_dict(resume["lr_scheduler"])
+        restore_rng(resume["rng"], generators)
+        history = [dict(row) for row in resume["history"]]
+        best_value, best_epoch = float(resume["best"]["value"]), int(resume["best"]["epoch"])
+        epoch, step, elapsed, done = int(resume["epoch"]), int(resume["step"]), float(resume["seconds"]), bool(resume["done"])
+    resumed_from = epoch
+
+    started = time.perf_counter() - elapsed
+    bar = tqdm(total=t_cfg["epochs"], initial=epoch, desc="training", unit="epoch", disable=_disable(config))
+    while not done and epoch < t_cfg["epochs"]:
+        epoch += 1
         model.train()
-        order = torch.randperm(n_users, generator=order_rng).numpy()
+        order = torch.randperm(n_users, generator=generators["order"]).numpy()
         loss_sum = 0.0
         for start in range(0, n_users, batch_size):
             rows = order[start:start + batch_size]
-            out = model(dense_batch(train, rows, device), generator=noise_rng)
+            out = model(dense_batch(train, rows, device), generator=generators["noise"])
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
+            step += 1
             loss_sum += out.loss.item() * len(rows)
+        if not math.isfinite(loss_sum):
+            raise RecipeError(
+                f"train.lr: training diverged (the loss is {loss_sum} in epoch {epoch}); "
+                f"lower train.lr (now {t_cfg['lr']})"
+            )
+        if scheduler is not None:
+            scheduler.step()
         model.eval()
         metrics = validate()
-        value = metrics[select]
+        value = float(metrics[select])
+        improved = value > best_value  # a NaN metric never counts as an improvement
+        if improved:
+            best_value, best_epoch = value, epoch
+        done = epoch - best_epoch >= t_cfg["patience"] or epoch >= t_cfg["epochs"]
         history.append({"epoch": epoch, "train_loss": loss_sum / n_users,
                         **{f"valid_{k}": v for k, v in metrics.items()},
                         "seconds": time.perf_counter() - started})
-        state = dict(config_yaml=config_yaml, model=model, dim=train.shape[1], epoch=epoch,
-                     optimizer=optimizer.state_dict(), best={"metric": select, "value": float(max(value, best_value)),
-                                                             "epoch": epoch if value > best_value else best_epoch})
-        if value > best_value:
-            best_value, best_epoch = value, epoch
+        state = dict(
+            config_yaml=config_yaml, model=model, dim=train.shape[1], epoch=epoch, step=step,
+            optimizer=optimizer.state_dict(),
+            lr_scheduler=None if scheduler is None else scheduler.state_dict(),
+            best={"metric": select, "value": float(best_value), "epoch": best_epoch},
+            epochs_since_best=epoch - best_epoch, done=done, history=history,
+            rng=capture_rng(generators), seconds=time.perf_counter() - started,
+        )
+        # best.pt first: a crash between the two writes leaves last.pt one epoch behind, and
+        # the resumed run redoes that epoch and rewrites the same best.pt. The other order
+        # could leave a last.pt that names a best epoch best.pt does not hold.
+        if improved:
             save_checkpoint(checkpoint_dir / "best.pt", **state)
         save_checkpoint(checkpoint_dir / "last.pt", **state)
+        bar.update(1)
         bar.set_postfix({select: f"{value:.4f}", "best": f"{best_value:.4f}"})
-        if epoch - best_epoch >= t_cfg["patience"]:
-            break
     bar.close()
     return TrainResult(best_epoch=best_epoch, best_value=float(best_value), epochs_run=len(history),
-                       seconds=time.perf_counter() - started, history=history)
+                       seconds=time.perf_counter() - started, history=history, resumed_from_epoch=resumed_from)
 
 
 def _disable(config: dict) -> bool | None:
