@@ -90,6 +90,8 @@ def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: 
     if not config_path.is_file():
         raise CheckpointError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
     run_config = recipe_from_text(config_path.read_text(encoding="utf-8"), source=str(config_path))
+    if run_config["task"] != "recommend":
+        raise RecipeError(f"{config_path}: task {run_config['task']!r}: only recommendation runs can be resumed")
     if config is not None:
         _check_same_recipe(config, run_config, recipe or "recipe", config_path)
     config = run_config

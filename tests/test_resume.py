@@ -27,6 +27,14 @@ KILL_SEED = 20260101  # seeds the random kill times, so a failure can be replaye
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The recipe asks for one thread; give the rest of the session its own setting back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_ratings(path: Path) -> Path:
     """300 users in two taste groups over 40 items, ratings 1-5."""
     rng = np.random.default_rng(0)
@@ -254,3 +262,41 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
         save_checkpoint(path, config_yaml="name: x\n", model=model, dim=3, epoch=2)
     assert path.read_bytes() == good and load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_metrics_and_split_writes_are_atomic(reference_and_killed, tmp_path, monkeypatch):
+    import scipy.sparse as sp
+
+    from bindiff.adapters.interactions import Split
+    from bindiff.files import write_json
+
+    target = tmp_path / "metrics.json"
+    write_json(target, {"test": 1})
+
+    def crash_mid_write(self, text, *args, **kwargs):
+        with open(self, "w") as handle:
+            handle.write(text[:3])
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "write_text", crash_mid_write)
+        with pytest.raises(KeyboardInterrupt):
+            write_json(target, {"test": 2})
+    assert json.loads(target.read_text()) == {"test": 1} and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+    reference, _, _, _ = reference_and_killed
+    split = Split.load(reference / "split")
+    folder = tmp_path / "split"
+    real_save, calls = sp.save_npz, []
+
+    def crash_on_third(handle, matrix, *args, **kwargs):
+        calls.append(1)
+        real_save(handle, matrix, *args, **kwargs)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sp, "save_npz", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        split.save(folder)
+    assert not (folder / "split.json").exists()  # an incomplete split is never taken for a split
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]

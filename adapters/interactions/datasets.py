@@ -13,12 +13,16 @@ A path to a file or folder is accepted in place of a name.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import re
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -45,6 +49,8 @@ DATA_DIR_ENV = "BINDIFF_DATA_DIR"
 CACHE_DIR_ENV = "BINDIFF_CACHE_DIR"
 _DOWNLOAD_TIMEOUT_S = 60
 _CHUNK_BYTES = 1 << 20
+_DOWNLOAD_ATTEMPTS = 3  # per call; each attempt resumes where the previous one stopped
+_RETRY_DELAY_S = 1.0  # times the attempt number
 _PAIR_FILES = {stage: f"{stage}_list.npy" for stage in ("train", "valid", "test")}
 
 
@@ -147,9 +153,13 @@ def resolve_dataset(
 def download_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike, not_found_hint: str = "") -> Path:
     """Fetch spec.url into cache_dir, check its SHA-256, unpack it; return cache_dir.
 
-    The archive is streamed to a uniquely named .part file and unpacked into a
-    scratch folder; only its top-level entries are renamed into place, so an
-    interrupted download never leaves a half-written dataset behind.
+    The archive is streamed to ``.<name>-<sha256 prefix>.zip.part`` in the cache. A dropped
+    connection is resumed with an HTTP Range request, up to _DOWNLOAD_ATTEMPTS times; if it
+    still fails the partial file is kept and the next call resumes from it. A payload whose
+    SHA-256 differs from the pinned one is deleted (after one fresh try, when it was resumed
+    from an earlier partial file). The archive is unpacked into a scratch folder and only its
+    top-level entries are renamed into place, so the cache never holds a half-written
+    dataset. The cache folder is locked while this runs: two processes never share a .part.
     """
     hint = f"\n{not_found_hint}" if not_found_hint else ""
     if spec.url is None:
@@ -161,39 +171,122 @@ def download_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike, not_found_
         )
     cache = Path(cache_dir).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    descriptor, part_name = tempfile.mkstemp(dir=cache, prefix=f".{spec.name}.", suffix=".zip.part")
-    part = Path(part_name)
+    part = cache / f".{spec.name}-{spec.sha256.lower()[:16]}.zip.part"
     scratch: Path | None = None
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(descriptor, "wb") as out:
-            try:
-                with urllib.request.urlopen(spec.url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-                    while chunk := response.read(_CHUNK_BYTES):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise DataError(f"could not download {spec.url}: {reason}{hint}") from None
-        if digest.hexdigest() != spec.sha256.lower():
-            raise DataError(
-                f"{spec.url}: SHA-256 {digest.hexdigest()} does not match the pinned {spec.sha256}; "
-                "the download was deleted"
-            )
-        scratch = Path(tempfile.mkdtemp(dir=cache, prefix=f".{spec.name}.unpack-"))
-        _unpack(part, scratch, spec.url)
-        for entry in sorted(scratch.iterdir()):
-            target = cache / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-            os.replace(entry, target)
-    finally:
-        part.unlink(missing_ok=True)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    with _locked(cache):
+        _fetch_verified(spec.url, part, spec.sha256.lower(), hint)
+        try:
+            scratch = Path(tempfile.mkdtemp(dir=cache, prefix=f".{spec.name}.unpack-"))
+            _unpack(part, scratch, spec.url)
+            for entry in sorted(scratch.iterdir()):
+                target = cache / entry.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                elif target.exists() or target.is_symlink():
+                    target.unlink()
+                os.replace(entry, target)
+        finally:
+            part.unlink(missing_ok=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
     return cache
+
+
+class _Interrupted(Exception):
+    """A transfer that ended early; what arrived is kept and resumed."""
+
+
+def _fetch_verified(url: str, part: Path, sha256: str, hint: str) -> None:
+    """Make ``part`` hold the payload of ``url`` with SHA-256 ``sha256``, resuming what is there."""
+    fresh_retry_left = True
+    attempt = 0
+    while True:
+        attempt += 1
+        resumed_from = part.stat().st_size if part.exists() else 0
+        try:
+            _fetch_once(url, part, resumed_from)
+        except (_Interrupted, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500:
+                attempt = _DOWNLOAD_ATTEMPTS  # the server refuses: asking again will not help
+            if attempt < _DOWNLOAD_ATTEMPTS:
+                time.sleep(_RETRY_DELAY_S * attempt)
+                continue
+            reason = getattr(exc, "reason", None) or exc
+            kept = part.stat().st_size if part.exists() else 0
+            if kept == 0:
+                part.unlink(missing_ok=True)
+                raise DataError(f"could not download {url}: {reason}{hint}") from None
+            raise DataError(
+                f"could not download {url}: {reason}; the {kept} bytes received are kept in {part} and "
+                f"the next attempt resumes from there{hint}"
+            ) from None
+        digest = _sha256_of(part)
+        if digest == sha256:
+            return
+        part.unlink(missing_ok=True)
+        if resumed_from and fresh_retry_left:  # the kept partial file may be stale: start over once
+            fresh_retry_left, attempt = False, 0
+            continue
+        raise DataError(f"{url}: SHA-256 {digest} does not match the pinned {sha256}; the download was deleted")
+
+
+def _fetch_once(url: str, part: Path, offset: int) -> None:
+    """Append the rest of ``url`` to ``part`` (Range request from ``offset``), or rewrite it whole.
+
+    Returns when the server sent the whole body; _Interrupted when fewer bytes arrived than
+    it announced.
+    """
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # nothing after offset: the kept file is whole (or stale)
+            return
+        raise
+    with response:
+        expected = response.headers.get("Content-Length")
+        expected = int(expected) if expected and expected.isdigit() else None
+        mode = "wb"
+        if offset and response.status == 206:
+            found = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "").strip())
+            if found is None or int(found.group(1)) != offset:
+                part.unlink(missing_ok=True)  # a range we did not ask for: start over
+                raise _Interrupted(f"the server answered a resume with the wrong range "
+                                   f"{response.headers.get('Content-Range')!r}")
+            mode = "ab"
+        received = 0
+        with open(part, mode) as out:
+            while chunk := response.read(_CHUNK_BYTES):
+                out.write(chunk)
+                received += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    if expected is not None and received < expected:
+        raise _Interrupted(f"the connection closed after {received} of {expected} bytes")
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _locked(folder: Path):
+    """An exclusive flock on ``folder`` (released by the kernel if the process dies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def load_interactions(

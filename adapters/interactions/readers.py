@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def read_delimited(
             if str(column) not in names:
                 raise DataError(
                     f"{path}: column {column!r} ({key}) not found; columns found with "
-                    f"separator {sep!r}: {names}"
+                    f"separator {sep!r}: {names}{_other_delimiter_hint(names, sep)}"
                 )
             positions[key] = names.index(str(column))
     else:
@@ -172,7 +173,9 @@ def _read_text(path: Path, encoding: str) -> str:
                 data = handle.read()
         else:
             data = path.read_bytes()
-    except (OSError, EOFError) as exc:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read: corrupt or truncated gzip file ({exc})") from None
+    except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
     try:
         return data.decode(encoding)
@@ -273,6 +276,15 @@ def _wrong_delimiter_message(path: Path, line: int, text: str, sep: str, layout:
         f"{path}:{line}: expected fields separated by {expected} ({layout}) but {what}: "
         f"{_preview(text)}"
     )
+
+
+def _other_delimiter_hint(names: list[str], sep: str) -> str:
+    """A hint when a header that did not split looks separated by another delimiter."""
+    if len(names) != 1:
+        return ""
+    found = next((name for delimiter, name in _DELIMITER_NAMES.items()
+                  if delimiter != sep and delimiter.strip() and delimiter in names[0]), None)
+    return f"; the header looks {found}-separated: set data.sep" if found else ""
 
 
 def _is_float(value: str) -> bool:

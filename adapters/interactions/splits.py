@@ -234,14 +234,13 @@ def predefined_split(train: RawInteractions, valid: RawInteractions, test: RawIn
     for name in ("valid", "test"):
         users, items = pairs[name]
         source = (valid if name == "valid" else test).source
-        if users.max() >= n_users:
-            raise DataError(
-                f"{source}: user id {int(users.max())} is outside the train file's users 0..{n_users - 1}"
-            )
-        if items.max() >= n_items:
-            raise DataError(
-                f"{source}: item id {int(items.max())} is outside the train file's items 0..{n_items - 1}"
-            )
+        for what, ids, bound in (("user", users, n_users), ("item", items, n_items)):
+            if ids.max() >= bound:
+                row = int(np.flatnonzero(ids >= bound)[0])
+                raise DataError(
+                    f"{source}: {what} id {int(ids[row])} is outside the train file's "
+                    f"{what}s 0..{bound - 1} (row {row})"
+                )
     shape = (n_users, n_items)
     matrices = {name: binary_csr(users, items, shape) for name, (users, items) in pairs.items()}
     known_at_test = matrices["train"] + matrices["valid"]

@@ -1,0 +1,177 @@
+"""Downloads against a local HTTP server on 127.0.0.1 that drops connections, ignores ranges or
+corrupts bytes: resumed with Range requests, SHA-256 verified, nothing unverified left in the cache."""
+
+import dataclasses
+import hashlib
+import http.server
+import io
+import re
+import threading
+import zipfile
+
+import pytest
+
+from bindiff.adapters import DataError
+from bindiff.adapters.interactions import DATASETS, load_interactions, resolve_dataset
+from bindiff.adapters.interactions import datasets as datasets_module
+
+RATINGS = "".join(f"{u}::{i}::{(u * i) % 5 + 1}::97830{u:04d}\n" for u in range(1, 80) for i in range(1, 30))
+
+
+def make_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("ml-1m/ratings.dat", RATINGS)
+        archive.writestr("ml-1m/README", "test archive\n")
+    return buffer.getvalue()
+
+
+class Site:
+    """What the server does; tests change it between requests."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+        self.drop_after: list[int] = []  # per request: bytes of the body sent before the connection drops
+        self.ignore_range = False
+        self.requests: list[str | None] = []  # the Range header of every GET
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    site: Site
+
+    def do_GET(self):  # noqa: N802
+        site = self.site
+        wanted = self.headers.get("Range")
+        site.requests.append(wanted)
+        body, start = site.payload, 0
+        if wanted and not site.ignore_range:
+            start = int(re.fullmatch(r"bytes=(\d+)-", wanted).group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        rest = body[start:]
+        self.send_header("Content-Length", str(len(rest)))  # always the full length...
+        self.end_headers()
+        if site.drop_after:
+            rest = rest[: site.drop_after.pop(0)]  # ...but the connection may close early
+        self.wfile.write(rest)
+        self.wfile.flush()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def site(monkeypatch):
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+    monkeypatch.setattr(datasets_module, "_RETRY_DELAY_S", 0.0)
+    state = Site(make_zip())
+    handler = type("SiteHandler", (Handler,), {"site": state})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/ml-1m.zip"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def fetch(monkeypatch, tmp_path, site: Site, sha256: str | None = None):
+    sha256 = sha256 or hashlib.sha256(site.payload).hexdigest()
+    monkeypatch.setitem(DATASETS, "ml-1m", dataclasses.replace(DATASETS["ml-1m"], url=site.url, sha256=sha256))
+    return resolve_dataset("ml-1m", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+
+
+def part_file(tmp_path, site: Site):
+    return tmp_path / "cache" / f".ml-1m-{hashlib.sha256(site.payload).hexdigest()[:16]}.zip.part"
+
+
+def assert_complete(source, tmp_path):
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["ml-1m"]  # no .part, no scratch
+    assert len(load_interactions(source)) == RATINGS.count("\n")
+
+
+def test_a_dropped_connection_is_resumed_with_a_range_request(monkeypatch, tmp_path, site):
+    half = len(site.payload) // 2
+    site.drop_after = [half]
+    source = fetch(monkeypatch, tmp_path, site)
+    assert site.requests == [None, f"bytes={half}-"]
+    assert_complete(source, tmp_path)
+
+
+def test_a_transfer_that_keeps_failing_is_kept_and_resumed_by_the_next_call(monkeypatch, tmp_path, site):
+    piece = len(site.payload) // 10
+    site.drop_after = [piece] * 3  # every attempt of the first call breaks off
+    with pytest.raises(DataError, match=rf"could not download {site.url}: .*{3 * piece} bytes received are kept"):
+        fetch(monkeypatch, tmp_path, site)
+    part = part_file(tmp_path, site)
+    assert part.read_bytes() == site.payload[: 3 * piece]  # only the bytes that arrived, in order
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [part.name]  # no dataset from a partial file
+    assert site.requests == [None, f"bytes={piece}-", f"bytes={2 * piece}-"]
+
+    source = fetch(monkeypatch, tmp_path, site)  # the network is back
+    assert site.requests[3:] == [f"bytes={3 * piece}-"]
+    assert_complete(source, tmp_path)
+
+
+def test_a_corrupted_payload_is_refused_and_nothing_is_left(monkeypatch, tmp_path, site):
+    good = hashlib.sha256(site.payload).hexdigest()
+    corrupted = bytearray(site.payload)
+    corrupted[len(corrupted) // 3] ^= 0x01
+    site.payload = bytes(corrupted)
+    with pytest.raises(DataError, match=rf"{site.url}: SHA-256 [0-9a-f]{{64}} does not match the pinned {good}"):
+        fetch(monkeypatch, tmp_path, site, sha256=good)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_corrupted_resumed_payload_is_refused_and_nothing_is_left(monkeypatch, tmp_path, site):
+    good = hashlib.sha256(site.payload).hexdigest()
+    corrupted = bytearray(site.payload)
+    corrupted[-5] ^= 0x01  # in the part that arrives after the resume
+    site.payload = bytes(corrupted)
+    site.drop_after = [len(corrupted) // 2]
+    with pytest.raises(DataError, match="does not match the pinned"):
+        fetch(monkeypatch, tmp_path, site, sha256=good)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_stale_partial_file_is_discarded_and_downloaded_again(monkeypatch, tmp_path, site):
+    part = part_file(tmp_path, site)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"x" * 100)  # left by an older, different file at the same address
+    source = fetch(monkeypatch, tmp_path, site)
+    assert site.requests == ["bytes=100-", None]  # resumed, failed the hash, started over once
+    assert_complete(source, tmp_path)
+
+
+def test_a_whole_partial_file_is_verified_without_downloading_again(monkeypatch, tmp_path, site):
+    part = part_file(tmp_path, site)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(site.payload)  # a run that was killed while unpacking
+    source = fetch(monkeypatch, tmp_path, site)
+    assert site.requests == [f"bytes={len(site.payload)}-"]  # answered 416: nothing more to send
+    assert_complete(source, tmp_path)
+
+
+def test_a_server_that_ignores_ranges_restarts_the_file(monkeypatch, tmp_path, site):
+    site.drop_after = [len(site.payload) // 3]
+    site.ignore_range = True  # answers every request with 200 and the whole file
+    source = fetch(monkeypatch, tmp_path, site)
+    assert site.requests == [None, f"bytes={len(site.payload) // 3}-"]
+    assert_complete(source, tmp_path)
+
+
+def test_a_verified_payload_that_is_not_a_zip_leaves_nothing(monkeypatch, tmp_path, site):
+    site.payload = b"this is not a zip archive" * 10
+    with pytest.raises(DataError, match=rf"{site.url}: not a valid zip archive"):
+        fetch(monkeypatch, tmp_path, site)
+    assert list((tmp_path / "cache").iterdir()) == []
