@@ -165,4 +165,4 @@ def test_an_existing_run_is_never_overwritten(tmp_path, monkeypatch):
 
 def test_show_config_prints_the_resolved_recipe():
     result = runner.invoke(app, ["show-config", str(RECIPE), "train.lr=0.5"])
-    assert result.exit_code == 0 and "lr: 0.5" in result.output and "patience: 20" in result.output
+    assert result.exit_code == 0 and "lr: 0.5" in result.output and "patience: 10" in result.output
