@@ -1,0 +1,178 @@
+"""``bindiff compare``: several models on the same splits, over several seeds, in one table.
+
+Each model is the recipe plus that model's overrides (listed under ``compare.models`` in the
+recipe, so no hyper-parameter lives in code). For every seed all models see the same split,
+because the split depends only on the data and the seed. Per-user test metrics of every run
+feed a paired Wilcoxon signed-rank test of each model against the best baseline.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import RecipeError, config_hash, dump_recipe, load_recipe
+from .files import atomic_path, write_json, write_text
+from .recommendation import _evaluate_part, load_run, train_recommender
+
+BASELINE_KINDS = ("popularity", "ease", "multdae", "multvae", "gaussian", "recfusion")
+
+
+@dataclass
+class ModelRun:
+    model: str
+    seed: int
+    run_dir: Path
+    test: dict[str, float]
+    per_user: dict[str, np.ndarray]
+    train_seconds: float
+    inference_seconds: float
+
+
+def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[str]]:
+    presets = config["compare"]["models"]
+    if not presets:
+        raise RecipeError("compare.models is empty: list each model with its overrides in the recipe")
+    names = list(presets) if not names else names
+    unknown = [n for n in names if n not in presets]
+    if unknown:
+        raise RecipeError(f"compare: unknown model(s) {unknown}; the recipe defines {list(presets)}")
+    for name in names:
+        if not isinstance(presets[name], list) or not all(isinstance(o, str) for o in presets[name]):
+            raise RecipeError(f"compare.models.{name} must be a list of key=value overrides")
+    return {name: list(presets[name]) for name in names}
+
+
+def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, seeds: int | None,
+                   data_dir: str | None = None) -> Path:
+    base = load_recipe(recipe, overrides)
+    presets = _model_overrides(base, models)
+    n_seeds = seeds or base["compare"]["seeds"]
+    seed_values = [base["seed"] + i for i in range(n_seeds)]
+    # Validate every model's recipe before anything is trained or written.
+    for name, extra in presets.items():
+        load_recipe(recipe, [*overrides, *extra])
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(base["output"]["root"]) / "compare" / base["name"] / f"{stamp}-{config_hash(base)}"
+    try:
+        out.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise FileExistsError(f"{out}: comparison directory already exists; bindiff never overwrites") from None
+    write_text(out / "recipe.yaml", dump_recipe(base))
+    write_json(out / "models.json", presets)
+
+    runs: list[ModelRun] = []
+    for seed in seed_values:
+        for name, extra in presets.items():
+            config = load_recipe(recipe, [*overrides, *extra, f"seed={seed}", f"output.root={out / 'runs' / name}"])
+            trained = train_recommender(config, data_dir=data_dir)
+            cfg, split, model, _ = load_run(trained.run_dir)
+            device = next(iter(model.parameters()), None)
+            device = device.device if device is not None else None
+            started = time.perf_counter()
+            report = _evaluate_part(model, cfg, split.test, device)
+            runs.append(ModelRun(name, seed, trained.run_dir, report.mean, report.per_user,
+                                 trained.metrics["training"]["seconds"], time.perf_counter() - started))
+    table = summarise(runs, base)
+    write_json(out / "compare.json", table)
+    write_text(out / "results.csv", _to_csv(table))
+    write_text(out / "results.md", _to_markdown(table, recipe, overrides, models, n_seeds))
+    plot_comparison(table, out / "comparison.png")
+    return out
+
+
+def summarise(runs: list[ModelRun], config: dict) -> dict:
+    from scipy.stats import wilcoxon
+
+    metrics = list(runs[0].test)
+    select = config["eval"]["select"]
+    models = list(dict.fromkeys(r.model for r in runs))
+    rows = {}
+    for name in models:
+        mine = [r for r in runs if r.model == name]
+        rows[name] = {
+            "seeds": [r.seed for r in mine],
+            "mean": {m: float(np.mean([r.test[m] for r in mine])) for m in metrics},
+            "std": {m: float(np.std([r.test[m] for r in mine], ddof=1)) if len(mine) > 1 else 0.0 for m in metrics},
+            "train_seconds": float(np.mean([r.train_seconds for r in mine])),
+            "inference_seconds": float(np.mean([r.inference_seconds for r in mine])),
+            "runs": [str(r.run_dir) for r in mine],
+        }
+    baselines = [m for m in models if m in BASELINE_KINDS or m.split("_")[0] in BASELINE_KINDS]
+    best = max(baselines, key=lambda m: rows[m]["mean"][select]) if baselines else None
+    for name in models:
+        rows[name]["vs_best_baseline"] = None
+        if best is None or name == best:
+            continue
+        mine = [r for r in runs if r.model == name]
+        theirs = {r.seed: r for r in runs if r.model == best}
+        a = np.concatenate([r.per_user[select] for r in mine])
+        b = np.concatenate([theirs[r.seed].per_user[select] for r in mine])
+        keep = ~(np.isnan(a) | np.isnan(b))
+        diff = a[keep] - b[keep]
+        p = float(wilcoxon(a[keep], b[keep]).pvalue) if np.any(diff != 0) else 1.0
+        rows[name]["vs_best_baseline"] = {"baseline": best, "metric": select, "users": int(keep.sum()),
+                                          "mean_difference": float(diff.mean()), "wilcoxon_p": p}
+    return {"metrics": metrics, "select": select, "best_baseline": best, "models": rows}
+
+
+def _to_csv(table: dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    metrics = table["metrics"]
+    writer.writerow(["model", *[f"{m}_mean" for m in metrics], *[f"{m}_std" for m in metrics],
+                     "train_seconds", "inference_seconds", "p_vs_best_baseline"])
+    for name, row in table["models"].items():
+        test = row["vs_best_baseline"]
+        writer.writerow([name, *[f"{row['mean'][m]:.4f}" for m in metrics], *[f"{row['std'][m]:.4f}" for m in metrics],
+                         f"{row['train_seconds']:.1f}", f"{row['inference_seconds']:.2f}",
+                         "" if test is None else f"{test['wilcoxon_p']:.3g}"])
+    return buffer.getvalue()
+
+
+def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int) -> str:
+    metrics = table["metrics"]
+    command = " ".join(["bindiff compare", recipe, *overrides, *(["--models", ",".join(models)] if models else []),
+                        "--seeds", str(n_seeds)])
+    lines = [f"`{command}`", "",
+             "| model | " + " | ".join(metrics) + " | train s | inference s | vs best baseline |",
+             "|---|" + "---|" * (len(metrics) + 3)]
+    for name, row in table["models"].items():
+        cells = [f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}" for m in metrics]
+        test = row["vs_best_baseline"]
+        versus = "(best baseline)" if name == table["best_baseline"] else (
+            "" if test is None else f"{test['mean_difference']:+.4f}, p = {test['wilcoxon_p']:.2g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['train_seconds']:.1f} | "
+                     f"{row['inference_seconds']:.2f} | {versus} |")
+    lines += ["", f"Mean ± standard deviation over {n_seeds} seeds (each seed its own split, shared by all models); "
+              f"p: two-sided Wilcoxon signed-rank test on per-user test {table['select']}, pooled over seeds, "
+              f"against the best baseline ({table['best_baseline']})."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(table: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics, names = table["metrics"], list(table["models"])
+    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(names) * len(metrics) / 2, 4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        row = table["models"][name]
+        xs = np.arange(len(metrics)) + i * width
+        ax.bar(xs, [row["mean"][m] for m in metrics], width, yerr=[row["std"][m] for m in metrics],
+               label=name, capsize=2)
+    ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics)
+    ax.set_ylabel("test value (mean ± std over seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,66 @@
+"""`bindiff compare` on a tiny synthetic ratings file: same splits, a table, a test, a plot."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bindiff.cli import app
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "ml1m.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ratings_csv(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(1)
+    lines = ["user,item"]
+    for u in range(160):
+        group = u % 2
+        for item in rng.choice(np.arange(group * 15, group * 15 + 15), size=9, replace=False):
+            lines.append(f"u{u},i{item}")
+    path = tmp_path_factory.mktemp("data") / "pairs.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def args(csv_path: Path, root: Path, *extra: str) -> list[str]:
+    return ["compare", str(RECIPE), f"data.dataset={csv_path}", "data.min_rating=null",
+            "split.n_valid_users=30", "split.n_test_users=30", "denoiser.params.hidden=[16]",
+            "train.epochs=3", "train.lr=0.01", "train.batch_size=50", "eval.metrics=[recall@5, ndcg@10]",
+            "eval.select=ndcg@10", f"output.root={root}", "output.progress=false",
+            "compare.models={binomial: [], popularity: [model.kind=popularity]}", *extra]
+
+
+def test_compare_writes_table_csv_plot_and_paired_test(ratings_csv, tmp_path):
+    result = runner.invoke(app, args(ratings_csv, tmp_path, "--seeds", "2"))
+    assert result.exit_code == 0, result.output
+    (out,) = (tmp_path / "compare" / "ml1m").iterdir()
+    table = json.loads((out / "compare.json").read_text())
+    assert table["best_baseline"] == "popularity"
+    rows = table["models"]
+    assert set(rows) == {"binomial", "popularity"} and rows["binomial"]["seeds"] == [0, 1]
+    # every cell is the mean of the per-seed run metrics written by the runs themselves
+    for name, row in rows.items():
+        values = [json.loads((Path(r) / "metrics.json").read_text())["test"]["ndcg@10"] for r in row["runs"]]
+        assert row["mean"]["ndcg@10"] == pytest.approx(np.mean(values))
+        assert row["std"]["ndcg@10"] == pytest.approx(np.std(values, ddof=1))
+    # both models of a seed were evaluated on the same split
+    for seed_index in range(2):
+        a, b = (Path(rows[m]["runs"][seed_index]) / "split" / "test_target.npz" for m in ("binomial", "popularity"))
+        assert a.read_bytes() == b.read_bytes()
+    versus = rows["binomial"]["vs_best_baseline"]
+    assert versus["baseline"] == "popularity" and 0.0 <= versus["wilcoxon_p"] <= 1.0
+    with open(out / "results.csv") as handle:
+        assert [r["model"] for r in csv.DictReader(handle)] == ["binomial", "popularity"]
+    assert "± " in (out / "results.md").read_text()
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_refuses_unknown_models_before_training(ratings_csv, tmp_path):
+    result = runner.invoke(app, args(ratings_csv, tmp_path, "--models", "binomial,svd"))
+    assert result.exit_code == 2 and "unknown model(s) ['svd']" in result.output
+    assert not (tmp_path / "compare").exists()
