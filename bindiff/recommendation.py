@@ -60,6 +60,9 @@ def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | N
     if config["train"]["threads"]:
         torch.set_num_threads(config["train"]["threads"])
     device = resolve_device(config["train"]["device"])
+    from .baselines import check_model_config
+
+    check_model_config(config)  # model.kind / model.params, before the data are read
     split, _ = prepare_split(config["data"], config["split"], seed=config["seed"], data_dir=data_dir)
     # Validate everything that can be refused before a run directory exists.
     torch.manual_seed(config["seed"])
@@ -114,7 +117,9 @@ def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: 
         optimizer = build_optimizer(config, model)
         last = run_dir / "checkpoints" / "last.pt"
         payload = None
-        if last.is_file():  # else killed before the first epoch ended: start it again
+        # else killed before the first epoch ended: start it again; a closed-form fit
+        # (no optimiser) is always redone from scratch
+        if last.is_file() and optimizer is not None:
             payload = load_checkpoint(last, map_location=device)
             check_resumable(payload, last)
             if payload["config_yaml"] != dump_recipe(config):
@@ -134,18 +139,30 @@ def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: 
 
 def _train_and_evaluate(run_dir: Path, config: dict, split: Split, model, optimizer, device,
                         resume: dict | None = None) -> TrainedRun:
-    result = fit(
-        model, optimizer, split.train, config=config, config_yaml=dump_recipe(config),
-        validate=lambda: _evaluate_part(model, config, split.valid, device).mean,
-        checkpoint_dir=run_dir / "checkpoints", device=device, resume=resume,
-    )
+    extra: dict = {}
+    if optimizer is None:  # a closed-form baseline (popularity, EASE): no training loop
+        from .baselines.closed_form import fit_closed_form_run
+
+        select = config["eval"]["select"]
+        result, extra = fit_closed_form_run(
+            model, split.train, config=config, config_yaml=dump_recipe(config),
+            evaluate_valid=lambda m: _evaluate_part(m, config, split.valid, device).mean[select],
+            checkpoint_dir=run_dir / "checkpoints",
+        )
+    else:
+        result = fit(
+            model, optimizer, split.train, config=config, config_yaml=dump_recipe(config),
+            validate=lambda: _evaluate_part(model, config, split.valid, device).mean,
+            checkpoint_dir=run_dir / "checkpoints", device=device, resume=resume,
+        )
     write_json(run_dir / "history.json", result.history)
-    plot_training_curve(result.history, config["eval"]["select"], run_dir / "training_curve.png")
+    if result.history:  # a closed-form fit has no epochs to plot
+        plot_training_curve(result.history, config["eval"]["select"], run_dir / "training_curve.png")
     metrics = evaluate_run(run_dir, split=split, device=device)
     dataset = split.info.get("dataset", {})
     metrics["training"] = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                            "seconds": round(result.seconds, 2), "dataset": dataset.get("name"),
-                           "layout": dataset.get("layout")}
+                           "layout": dataset.get("layout"), **extra}
     if result.resumed_from_epoch:
         metrics["training"]["resumed_from_epoch"] = result.resumed_from_epoch
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
@@ -220,7 +237,7 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None) -
     """Validation and test metrics of the best checkpoint, with each metric's definition."""
     config, loaded_split, model, payload = load_run(run_dir, device=device)
     split = split or loaded_split
-    device = next(model.parameters()).device
+    device = _device_of(model)
     reports = {name: _evaluate_part(model, config, getattr(split, name), device) for name in ("valid", "test")}
     return {
         "recipe": config["name"],
@@ -232,6 +249,7 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None) -
         "users": {name: {"evaluated": r.n_users_evaluated, "total": r.n_users} for name, r in reports.items()},
         "definitions": reports["test"].definitions,
         "inference": config["inference"],
+        "model": config.get("model"),
     }
 
 
@@ -258,12 +276,20 @@ def recommend(run_dir: str | Path, raw_user: str, k: int = 20) -> list[tuple[str
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     history = user_history(split, str(raw_user))
-    device = next(model.parameters()).device
+    device = _device_of(model)
     scores = make_scorer(model, config, seed=config["seed"])(
         torch.from_numpy(history.toarray().astype(np.float32)).to(device)).cpu()
     top = topk_excluding(scores, history, min(k, history.shape[1]))[0]
     top = top[top >= 0]
     return [(str(split.item_ids[i]), float(scores[0, i])) for i in top.tolist()]
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    """Where a model lives; closed-form baselines hold buffers only, no parameters."""
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def read_metrics(run_dir: str | Path) -> dict:

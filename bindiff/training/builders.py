@@ -17,6 +17,11 @@ def build_process(config: dict) -> BernoulliProcess:
 
 
 def build_model(config: dict, dim: int) -> BinomialDiffusion:
+    model = config.get("model") or {"kind": "binomial", "params": {}}
+    if model["kind"] != "binomial" or model.get("params"):  # a baseline (model.kind), or params to refuse
+        from ..baselines import build_recommender
+
+        return build_recommender(config, dim)
     process = build_process(config)
     try:
         denoiser = build_denoiser(config["denoiser"]["name"], dim, **config["denoiser"]["params"])
@@ -30,8 +35,11 @@ def build_model(config: dict, dim: int) -> BinomialDiffusion:
         raise RecipeError(f"diffusion: {err}") from None
 
 
-def build_optimizer(config: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: dict, model: torch.nn.Module) -> torch.optim.Optimizer | None:
+    """None for a model without trainable parameters (popularity, EASE: fitted in closed form)."""
     t = config["train"]
+    if not any(p.requires_grad for p in model.parameters()):
+        return None
     cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
     return cls(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
 
@@ -48,8 +56,11 @@ def make_scorer(model: BinomialDiffusion, config: dict, seed: int):
     """The recipe's inference mode as ``scores(batch) -> p̂(x_0)``.
 
     A sampling scorer draws from one generator seeded here, so the same run scores the same
-    way every time it is evaluated.
+    way every time it is evaluated. A baseline (``model.kind`` other than binomial) scores
+    with its own ``score`` and ignores the inference section.
     """
+    if not isinstance(model, BinomialDiffusion):
+        return model.score
     inf = config["inference"]
     T = model.process.num_steps
     if inf["t"] > T:

@@ -1,0 +1,39 @@
+"""Fitting a closed-form model (popularity, EASE) inside a run directory.
+
+The run directory ends up as a trained model's would: ``checkpoints/best.pt`` and
+``last.pt`` (the same weights; loadable with ``weights_only=True``), an empty history,
+and the fit's own report (e.g. EASE's chosen λ) for ``metrics.json``'s "training" entry.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import scipy.sparse as sp
+from torch import nn
+
+from ..training.checkpoint import capture_rng, save_checkpoint
+from ..training.trainer import TrainResult
+
+
+def fit_closed_form_run(model: nn.Module, train: sp.csr_matrix, *, config: dict, config_yaml: str,
+                        evaluate_valid: Callable[[nn.Module], float],
+                        checkpoint_dir: Path) -> tuple[TrainResult, dict]:
+    """Fit ``model`` on ``train`` (validation through ``evaluate_valid`` only) and checkpoint it."""
+    started = time.perf_counter()
+    model.eval()
+    report = model.fit_closed_form(train, evaluate_valid)
+    value = float(report.get("valid", float("nan")))
+    seconds = time.perf_counter() - started
+    select = config["eval"]["select"]
+    state = dict(
+        config_yaml=config_yaml, model=model, dim=train.shape[1], epoch=0, step=0, optimizer={},
+        lr_scheduler=None, best={"metric": select, "value": value, "epoch": 0}, epochs_since_best=0,
+        done=True, history=[], rng=capture_rng({}), seconds=seconds, closed_form=dict(report),
+    )
+    save_checkpoint(Path(checkpoint_dir) / "best.pt", **state)
+    save_checkpoint(Path(checkpoint_dir) / "last.pt", **state)
+    result = TrainResult(best_epoch=0, best_value=value, epochs_run=0, seconds=seconds, history=[])
+    return result, {"closed_form": True, **report}

@@ -1,0 +1,69 @@
+"""EASE (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse Data")."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+DEFAULT_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+
+
+def ease_weights(train_csr, lam: float) -> np.ndarray:
+    """B = I − P / diag(P) with P = (XᵀX + λI)⁻¹, in float64, diagonal exactly zero.
+
+    Column j of B is divided by P_jj (Steck's eq. 8: B_ij = −P_ij / P_jj for i ≠ j). The
+    Gram matrix comes from the sparse user rows; only the item × item matrix is dense.
+    """
+    x = train_csr.astype(np.float64)
+    gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    precision = np.linalg.inv(gram)
+    weights = -precision / np.diag(precision)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights
+
+
+class EASE(nn.Module):
+    """Item-item linear model: score(x) = x · B, B from the closed form of :func:`ease_weights`.
+
+    λ is tuned over ``lambdas`` on the validation users only: ``fit_closed_form`` calls
+    ``evaluate_valid`` once per λ and keeps the weights of the best (the first, i.e. the
+    smallest λ of the grid order, on a tie). The weights are stored as a float32 buffer
+    ``weights`` (D × D) and the chosen λ as ``chosen_lambda``.
+    """
+
+    def __init__(self, n_items: int, lambdas: Sequence[float] = DEFAULT_LAMBDAS):
+        super().__init__()
+        if isinstance(lambdas, (int, float)) and not isinstance(lambdas, bool):
+            lambdas = [lambdas]
+        if (not isinstance(lambdas, (list, tuple)) or not lambdas
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in lambdas)):
+            raise ValueError(f"lambdas must be a non-empty list of numbers > 0, got {lambdas!r}")
+        self.lambdas = [float(v) for v in lambdas]
+        n = int(n_items)
+        self.register_buffer("weights", torch.zeros(n, n, dtype=torch.float32))
+        self.register_buffer("chosen_lambda", torch.tensor(math.nan, dtype=torch.float64))
+
+    def fit_closed_form(self, train_csr, evaluate_valid: Callable[[nn.Module], float]) -> dict:
+        if train_csr.shape[1] != self.weights.shape[0]:
+            raise ValueError(f"training matrix has {train_csr.shape[1]} items, the model {self.weights.shape[0]}")
+        best_rank, best_value, best_lam, best_weights, grid = -math.inf, math.nan, None, None, []
+        for lam in self.lambdas:
+            weights = torch.from_numpy(ease_weights(train_csr, lam)).float()
+            self.weights.copy_(weights)
+            value = float(evaluate_valid(self))
+            grid.append({"lambda": lam, "valid": value})
+            rank = -math.inf if math.isnan(value) else value  # a NaN value never beats a number
+            if best_lam is None or rank > best_rank:
+                best_rank, best_value, best_lam, best_weights = rank, value, lam, weights
+        self.weights.copy_(best_weights)
+        self.chosen_lambda.fill_(best_lam)
+        return {"lambda": best_lam, "valid": best_value, "grid": grid}
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.weights.dtype) @ self.weights
