@@ -45,6 +45,8 @@ def train(
 
     try:
         config = load_recipe(recipe, overrides or [])
+        if config["task"] == "masks":
+            return _train_masks(config, overrides or [], data_dir, resume)
         if resume is not None:
             run = resume_recommender(resume, config=config, recipe=recipe, data_dir=data_dir)
         else:
@@ -105,6 +107,25 @@ def recommend(
         typer.echo(f"{rank}\t{item}\t{score:.6f}")
 
 
+@app.command()
+def compare(
+    recipe: str = typer.Argument(..., help="recipe YAML file whose compare.models lists the models"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides applied to every model"),
+    models: Optional[str] = typer.Option(None, help="comma-separated subset of compare.models (default: all)"),
+    seeds: Optional[int] = typer.Option(None, help="number of seeds (default: compare.seeds)"),
+    data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
+):
+    """Train several models on the same splits over several seeds; write a table and a plot."""
+    from .compare import run_comparison
+
+    try:
+        out = run_comparison(recipe, overrides or [], models.split(",") if models else None, seeds, data_dir)
+    except _user_errors() as err:
+        _fail(err)
+    typer.echo(f"comparison directory: {out}")
+    typer.echo((out / "results.md").read_text(), nl=False)
+
+
 @app.command("show-config")
 def show_config(
     recipe: Optional[str] = typer.Argument(None, help="recipe YAML file (omit for the defaults)"),
@@ -117,6 +138,68 @@ def show_config(
         typer.echo(dump_recipe(load_recipe(recipe, overrides or [])), nl=False)
     except _user_errors() as err:
         _fail(err)
+
+
+# -- masks: `bindiff train` on a `task: masks` recipe, and the tasks on a finished run ------------------
+masks_app = typer.Typer(no_args_is_help=True, help="Mask completion, denoising and generation on a finished masks run.")
+app.add_typer(masks_app, name="masks")
+
+
+def _train_masks(config: dict, overrides: list, data_dir, resume) -> None:
+    from .config import RecipeError
+    from .masks import train_masks
+
+    try:
+        if resume is not None:
+            raise RecipeError("--resume is not supported for masks recipes; start the run again")
+        run = train_masks(config, overrides, data_dir=data_dir)
+    except _user_errors() as err:
+        _fail(err)
+    typer.echo(f"run directory: {run.run_dir}")
+    typer.echo(json.dumps({k: v for k, v in run.metrics.items() if k in ("completion", "denoising", "generation",
+                                                                          "training", "seconds_total")}, indent=2))
+
+
+def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out) -> None:
+    import time
+    from pathlib import Path
+
+    from .masks import run_tasks
+
+    try:
+        out_dir = Path(out) if out else Path(run_dir) / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+        metrics = run_tasks(run_dir, [task], out_dir=out_dir, config_updates=overrides or [], checkpoint=checkpoint)
+    except _user_errors() as err:
+        _fail(err)
+    typer.echo(f"results: {out_dir / task}")
+    typer.echo(json.dumps(metrics[task], indent=2))
+
+
+_RUN_DIR = typer.Argument(..., help="a run directory made by `bindiff train` on a masks recipe")
+_TASK_OVERRIDES = typer.Argument(None, help="tasks.* / eval.* overrides, e.g. tasks.completion.hide=[box]")
+_CHECKPOINT = typer.Option("best", help="best or last")
+_OUT = typer.Option(None, help="output folder (default: RUN_DIR/eval-<time>); never overwritten")
+
+
+@masks_app.command("complete")
+def masks_complete(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TASK_OVERRIDES,
+                   checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT):
+    """Hide part of each held-out mask and fill it by inpainting; compare with the baselines."""
+    _masks_task("completion", run_dir, overrides, checkpoint, out)
+
+
+@masks_app.command("denoise")
+def masks_denoise(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TASK_OVERRIDES,
+                  checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT):
+    """Flip a share of each held-out mask's voxels and recover it; compare with the baselines."""
+    _masks_task("denoising", run_dir, overrides, checkpoint, out)
+
+
+@masks_app.command("generate")
+def masks_generate(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TASK_OVERRIDES,
+                   checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT):
+    """Sample masks from noise and report how plausible they are."""
+    _masks_task("generation", run_dir, overrides, checkpoint, out)
 
 
 def main() -> None:

@@ -107,6 +107,15 @@ RECOMMEND: dict[str, Any] = {
         "empty_users": key(str, "drop", "users with no held-out items: drop (Liang) or zero (count as 0)",
                            (lambda v: v in ("drop", "zero"), "must be 'drop' or 'zero'")),
     },
+    "compare": {
+        "models": FREE,  # model name -> list of key=value overrides that turn this recipe into it
+        "seeds": key(int, 5, "seeds per model in `bindiff compare` (seed, seed+1, ...)", at_least_one),
+    },
+    "model": {
+        "kind": key(str, "binomial", "binomial (the diffusion and denoiser sections) or a baseline: popularity, "
+                    "ease, multdae, multvae, gaussian, recfusion (bindiff.baselines.MODELS)"),
+        "params": FREE,
+    },
 }
 
 # Task name -> the sections only that task has.
@@ -128,3 +137,7 @@ def defaults(schema: dict | None = None) -> dict:
         else:
             out[name] = list(spec.default) if isinstance(spec.default, list) else spec.default
     return out
+
+
+from .masks_schema import MASKS  # noqa: E402  (the masks task; it imports key() from this module)
+TASKS["masks"] = MASKS

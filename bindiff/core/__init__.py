@@ -9,10 +9,11 @@ from .losses import LOSSES, bce_x0, bernoulli_kl, bernoulli_kl_logits, diffusion
 from .process import KERNELS, BernoulliProcess
 from .scheduler import ReverseScheduler, StepOutput
 from .schedules import SCHEDULES, get_schedule, validate_betas
+from .unet import UNetDenoiser  # registers "unet" in DENOISERS
 
 __all__ = [
     "BernoulliProcess", "BinomialDiffusion", "DENOISERS", "KERNELS", "LOSSES", "LossOutput", "MLPDenoiser",
-    "ReverseScheduler", "SCHEDULES", "StepOutput", "bce_x0", "bernoulli_kl", "bernoulli_kl_logits",
+    "ReverseScheduler", "SCHEDULES", "StepOutput", "UNetDenoiser", "bce_x0", "bernoulli_kl", "bernoulli_kl_logits",
     "build_denoiser", "diffusion_loss", "get_schedule", "register_denoiser", "sinusoidal_embedding",
     "validate_betas", "vb_terms",
 ]

@@ -48,11 +48,12 @@ class _Block(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
-        h = self.act(self.norm1(self.conv1(x)))
+        # normalisation and the residual sum in float32 even under bfloat16 autocast
+        h = self.act(self.norm1(self.conv1(x).float()))
         if self.time is not None and emb is not None:
-            h = h + self.time(emb).reshape(emb.shape[0], -1, *([1] * (x.ndim - 2)))
-        h = self.act(self.norm2(self.conv2(h)))
-        return h + self.skip(x)
+            h = h + self.time(emb).float().reshape(emb.shape[0], -1, *([1] * (x.ndim - 2)))
+        h = self.act(self.norm2(self.conv2(h).float()))
+        return h + self.skip(x).float()
 
 
 class UNetDenoiser(nn.Module):
@@ -65,10 +66,12 @@ class UNetDenoiser(nn.Module):
         then runs at 1/patch of the resolution, which is what makes 3-D grids affordable on a
         CPU. A transposed convolution unfolds the result, and one convolution at full resolution
         that also sees the input refines it voxel by voxel. 1 runs the U-Net at full resolution.
+    bf16: run the convolutions under bfloat16 autocast (about twice as fast on CPUs with
+        bfloat16 instructions); the logits are returned in float32.
     """
 
     def __init__(self, dim: int, grid: Sequence[int], channels: Sequence[int] = (16, 32, 64),
-                 time_dim: int = 32, coords: bool = True, patch: int = 1):
+                 time_dim: int = 32, coords: bool = True, patch: int = 1, bf16: bool = False):
         super().__init__()
         grid = [int(g) for g in grid]
         if len(grid) not in (2, 3) or any(g < 1 for g in grid):
@@ -83,7 +86,7 @@ class UNetDenoiser(nn.Module):
         if time_dim < 0:
             raise ValueError(f"time_dim must be >= 0, got {time_dim}")
         self.dim, self.grid, self.ndim = dim, grid, len(grid)
-        self.time_dim, self.coords, self.patch = int(time_dim), bool(coords), int(patch)
+        self.time_dim, self.coords, self.patch, self.bf16 = int(time_dim), bool(coords), int(patch), bool(bf16)
         conv = nn.Conv2d if self.ndim == 2 else nn.Conv3d
         unconv = nn.ConvTranspose2d if self.ndim == 2 else nn.ConvTranspose3d
         pool = nn.AvgPool2d if self.ndim == 2 else nn.AvgPool3d
@@ -118,6 +121,11 @@ class UNetDenoiser(nn.Module):
             self.register_buffer("coord_grid", mesh, persistent=False)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x_t.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self._forward(x_t, t)
+        return logits.float()
+
+    def _forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         to_grid, to_vec = _PATTERNS[self.ndim]
         sides = dict(zip("xyz", self.grid))
         h = rearrange(x_t * 2 - 1, to_grid, **sides)

@@ -1,0 +1,65 @@
+"""One case from files to grid: read, check, binarise, place on the grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+from .datasets import MaskCase
+from .grid import GridSpec, GridTransform, fit_transform
+from .io import Geometry, read_brain_mask, read_label_map
+from .labels import LabelPreset, binarize
+
+__all__ = ["LoadedCase", "load_region", "load_case"]
+
+
+@dataclass
+class LoadedCase:
+    case_id: str
+    truth: np.ndarray  # bool, canonical RAS order, the file's full volume
+    geometry: Geometry
+    transform: GridTransform
+    grid: np.ndarray  # uint8 on the grid (3-D; in slice mode the slice axis has the window's length)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self.geometry.spacing
+
+
+def _check_same_grid(other: Geometry, label: Geometry, what: str, path) -> None:
+    if tuple(other.shape) != tuple(label.shape):
+        raise DataError(f"{path}: {what} has shape {tuple(other.shape)} but the label map "
+                        f"{label.source} has shape {tuple(label.shape)} (image/mask shape mismatch)")
+    if not np.allclose(other.affine, label.affine, atol=1e-3):
+        raise DataError(f"{path}: {what} has a different affine from the label map {label.source}")
+
+
+def load_region(case: MaskCase, preset: LabelPreset, region: str) -> tuple[np.ndarray, Geometry]:
+    """The case's binary region (canonical order) and the label file's geometry."""
+    volume = read_label_map(case.label)
+    if case.image is not None:
+        import nibabel as nib
+
+        try:
+            shape = tuple(nib.load(str(case.image)).shape[:3]) if str(case.image).endswith((".nii", ".nii.gz")) else None
+        except Exception as err:  # header only; any failure is bad data
+            raise DataError(f"{case.image}: image header not readable: {err}") from None
+        if shape is not None and shape != tuple(volume.geometry.shape):
+            raise DataError(f"{case.image}: image has shape {shape} but its label map {case.label} has shape "
+                            f"{tuple(volume.geometry.shape)} (image/mask shape mismatch)")
+    return binarize(volume.data, preset, region, source=case.label), volume.geometry
+
+
+def load_case(case: MaskCase, preset: LabelPreset, region: str, spec: GridSpec) -> LoadedCase:
+    truth, geometry = load_region(case, preset, region)
+    roi = truth
+    if spec.crop == "brain":
+        if case.brain is None:
+            raise DataError(f"{case.label}: grid.crop is 'brain' but case {case.case_id!r} has no brain mask")
+        brain = read_brain_mask(case.brain)
+        _check_same_grid(brain.geometry, geometry, "brain mask", case.brain)
+        roi = brain.data
+    transform = fit_transform(truth.shape, spec, roi=roi, source=str(case.label))
+    return LoadedCase(case.case_id, truth, geometry, transform, transform.to_grid(truth.astype(np.uint8)))

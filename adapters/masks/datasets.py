@@ -1,0 +1,208 @@
+"""Find the cases of a mask data set on disk, and split them by case.
+
+A data set is a name looked up in the data folder (argument, else $BINDIFF_DATA_DIR) or a path
+to a folder. Layouts (``auto`` tries them in this order):
+
+- ``msd``: Medical Segmentation Decathlon, ``labels/`` or ``labelsTr/`` holding
+  ``<case>.nii.gz`` (macOS ``._*`` debris is skipped); images in ``images/`` or ``imagesTr/``.
+- ``brats2015``: one folder per case holding ``OTMultiClass.nii.gz`` and ``brainmask.nii.gz``
+  (DeepMedic's copy of BraTS 2015, as in ``shared/data/brats2015_deepmedic``).
+- ``brats2021``: one folder per case holding ``<case>_seg.nii.gz`` (BraTS 2018–2021) or
+  ``<case>-seg.nii.gz`` (BraTS 2023); the FLAIR image (``_flair`` / ``-t2f``), non-zero inside
+  the skull-stripped brain, serves as brain mask.
+- ``files``: a folder of label maps (``.nii``, ``.nii.gz``, ``.mha``, ``.nrrd``), one per case.
+
+Splits are drawn once from a seeded generator over the sorted case ids and stored as JSON, so
+a run can be re-evaluated on exactly its held-out cases.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...files import write_json
+from ..errors import DataError
+
+__all__ = ["MaskCase", "MaskDataset", "KNOWN_DATASETS", "LAYOUTS", "find_dataset", "split_cases", "load_case_split"]
+
+DATA_DIR_ENV = "BINDIFF_DATA_DIR"
+LAYOUTS = ("msd", "brats2015", "brats2021", "files")
+# Registered names -> folder under the data directory.
+KNOWN_DATASETS = {"msd_hippocampus": "msd_hippocampus", "brats2015_deepmedic": "brats2015_deepmedic"}
+# The label preset each layout implies when a recipe says ``labels.preset: auto``.
+DEFAULT_PRESETS = {"msd": "msd_hippocampus", "brats2015": "brats2015", "brats2021": "brats2021", "files": None}
+_LABEL_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+
+
+@dataclass(frozen=True)
+class MaskCase:
+    case_id: str
+    label: Path
+    brain: Path | None = None  # a brain mask or skull-stripped image (non-zero = brain)
+    image: Path | None = None  # an image on the label's grid, checked for shape only
+
+    def to_dict(self) -> dict:
+        return {"case_id": self.case_id, "label": str(self.label),
+                "brain": None if self.brain is None else str(self.brain),
+                "image": None if self.image is None else str(self.image)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MaskCase":
+        return cls(data["case_id"], Path(data["label"]), *(None if data.get(k) is None else Path(data[k])
+                                                           for k in ("brain", "image")))
+
+
+@dataclass(frozen=True)
+class MaskDataset:
+    name: str
+    root: Path
+    layout: str
+    cases: tuple[MaskCase, ...]
+
+    @property
+    def default_preset(self) -> str | None:
+        return DEFAULT_PRESETS[self.layout]
+
+
+def _label_stem(path: Path) -> str | None:
+    name = path.name
+    for suffix in _LABEL_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _msd(root: Path) -> list[MaskCase] | None:
+    for labels_dir, images_dir in (("labels", "images"), ("labelsTr", "imagesTr")):
+        folder = root / labels_dir
+        if folder.is_dir():
+            cases = []
+            for path in sorted(p for p in folder.iterdir() if _visible(p) and p.is_file()):
+                stem = _label_stem(path)
+                if stem is None:
+                    continue
+                image = root / images_dir / path.name
+                if not image.is_file():  # MSD images are <case>_0000.nii.gz in nnU-Net's layout
+                    image = root / images_dir / path.name.replace(stem, f"{stem}_0000", 1)
+                cases.append(MaskCase(stem, path, image=image if image.is_file() else None))
+            return cases
+    return None
+
+
+def _brats2015(root: Path) -> list[MaskCase] | None:
+    cases = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p)):
+        label = folder / "OTMultiClass.nii.gz"
+        if label.is_file():
+            brain = folder / "brainmask.nii.gz"
+            cases.append(MaskCase(folder.name, label, brain=brain if brain.is_file() else None))
+    return cases or None
+
+
+def _brats2021(root: Path) -> list[MaskCase] | None:
+    cases = []
+    for label in sorted(p for p in root.rglob("*seg.nii.gz") if _visible(p)):
+        name = label.name
+        for sep in ("_", "-"):
+            if name.endswith(f"{sep}seg.nii.gz"):
+                case_id = name[: -len(f"{sep}seg.nii.gz")]
+                brain = next((label.parent / f"{case_id}{sep}{m}.nii.gz" for m in ("flair", "t2f")
+                              if (label.parent / f"{case_id}{sep}{m}.nii.gz").is_file()), None)
+                cases.append(MaskCase(case_id, label, brain=brain))
+                break
+    return cases or None
+
+
+def _files(root: Path) -> list[MaskCase] | None:
+    cases = [MaskCase(_label_stem(p), p) for p in sorted(root.iterdir())
+             if p.is_file() and _visible(p) and _label_stem(p) is not None]
+    return cases or None
+
+
+_FINDERS = {"msd": _msd, "brats2015": _brats2015, "brats2021": _brats2021, "files": _files}
+
+
+def _resolve_root(dataset: str, data_dir: str | os.PathLike | None) -> Path:
+    base = Path(data_dir).expanduser() if data_dir is not None else (
+        Path(os.environ[DATA_DIR_ENV]).expanduser() if os.environ.get(DATA_DIR_ENV) else None)
+    if dataset in KNOWN_DATASETS:
+        if base is None:
+            raise DataError(f"data set {dataset!r}: set ${DATA_DIR_ENV} (or --data-dir) to the folder that holds "
+                            f"{KNOWN_DATASETS[dataset]}/, or give data.dataset as a path")
+        root = base / KNOWN_DATASETS[dataset]
+        if not root.is_dir():
+            raise DataError(f"{root}: data set {dataset!r} not found there (${DATA_DIR_ENV} is "
+                            f"{os.environ.get(DATA_DIR_ENV) or 'unset'})")
+        return root
+    root = Path(dataset).expanduser()
+    if not root.is_absolute() and not root.exists() and base is not None and (base / root).exists():
+        root = base / root
+    if not root.is_dir():
+        raise DataError(f"{root}: not a known data set ({', '.join(KNOWN_DATASETS)}) and no such folder")
+    return root
+
+
+def find_dataset(dataset: str, layout: str = "auto", data_dir: str | os.PathLike | None = None) -> MaskDataset:
+    """The cases of a data set (name or folder) in the given or the first matching layout."""
+    root = _resolve_root(str(dataset), data_dir)
+    if layout != "auto" and layout not in _FINDERS:
+        raise DataError(f"data.layout must be auto or one of {', '.join(LAYOUTS)}, got {layout!r}")
+    for name in (LAYOUTS if layout == "auto" else (layout,)):
+        cases = _FINDERS[name](root)
+        if cases:
+            ids = [c.case_id for c in cases]
+            if len(set(ids)) != len(ids):
+                dup = sorted({i for i in ids if ids.count(i) > 1})[:3]
+                raise DataError(f"{root}: case ids are not unique in layout {name!r}: {', '.join(dup)}")
+            return MaskDataset(str(dataset), root, name, tuple(cases))
+    expected = {"msd": "labels/<case>.nii.gz", "brats2015": "<case>/OTMultiClass.nii.gz",
+                "brats2021": "<case>/<case>_seg.nii.gz", "files": "<case>.nii.gz|.nii|.mha|.nrrd"}
+    wanted = "; ".join(f"{k}: {v}" for k, v in expected.items() if layout in ("auto", k))
+    raise DataError(f"{root}: no label maps found (looked for {wanted})")
+
+
+def _count(value: int | float, n: int, key: str) -> int:
+    if isinstance(value, float):
+        if not 0 <= value < 1:
+            raise DataError(f"split.{key} as a fraction must lie in [0, 1), got {value}")
+        return int(math.floor(value * n + 0.5)) if value > 0 else 0
+    return int(value)
+
+
+def split_cases(case_ids: list[str], n_valid: int | float, n_test: int | float, seed: int) -> dict[str, list[str]]:
+    """Seeded split by case: counts (int) or fractions (float) of the cases for valid and test."""
+    ids = sorted(case_ids)
+    n = len(ids)
+    v, t = _count(n_valid, n, "n_valid"), _count(n_test, n, "n_test")
+    if v < 1 or t < 1 or v + t >= n:
+        raise DataError(f"cannot split {n} cases into {v} validation, {t} test and at least one training case; "
+                        "each part needs at least one case")
+    order = np.random.default_rng(seed).permutation(n)
+    pick = lambda rows: sorted(ids[i] for i in rows)  # noqa: E731
+    return {"train": pick(order[v + t:]), "valid": pick(order[:v]), "test": pick(order[v:v + t])}
+
+
+def save_case_split(path: Path, dataset: MaskDataset, split: dict[str, list[str]], extra: dict | None = None) -> None:
+    by_id = {c.case_id: c for c in dataset.cases}
+    write_json(path, {"format_version": 1, "dataset": dataset.name, "root": str(dataset.root), "layout": dataset.layout,
+                      "split": split, "cases": [by_id[i].to_dict() for part in ("train", "valid", "test")
+                                                for i in split[part]], **(extra or {})})
+
+
+def load_case_split(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: case split not found")
+    data = json.loads(path.read_text())
+    data["cases"] = {c["case_id"]: MaskCase.from_dict(c) for c in data["cases"]}
+    return data

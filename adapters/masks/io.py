@@ -1,0 +1,216 @@
+"""Read label maps and brain masks into one canonical orientation; write masks back as NIfTI.
+
+Every volume is brought to RAS+ voxel order (nibabel's "closest canonical": axes permuted and
+flipped, no interpolation), so axis 0 runs left→Right, axis 1 posterior→Anterior and axis 2
+inferior→Superior whatever the file stored. ``Geometry`` remembers how to undo that and the
+file's own affine, so ``write_mask`` puts a mask back voxel for voxel in the input's array order
+with the input's affine: nibabel and SimpleITK read the result with the input's geometry.
+
+NIfTI (``.nii``, ``.nii.gz``) is read with nibabel; anything else (``.mha``, ``.mhd``,
+``.nrrd``, ``.nhdr``, …) with SimpleITK, whose LPS geometry is converted to a RAS affine.
+Every problem is a ``DataError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...files import atomic_path
+from ..errors import DataError
+
+__all__ = ["Geometry", "Volume", "read_label_map", "read_brain_mask", "write_mask", "is_nifti"]
+
+_RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def is_nifti(path: str | Path) -> bool:
+    name = Path(path).name.lower()
+    return name.endswith(".nii") or name.endswith(".nii.gz")
+
+
+@dataclass
+class Geometry:
+    """Where a volume's voxels sit: enough to write a mask back exactly as the input was stored.
+
+    affine, shape: the file's own 4×4 voxel-to-RAS-mm affine and array shape.
+    ornt: nibabel orientation (per file axis: canonical axis, flip) taking the file's array
+    to canonical RAS order. qform_code / sform_code: the NIfTI header codes to write back.
+    """
+
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    ornt: np.ndarray
+    qform_code: int = 1
+    sform_code: int = 1
+    source: str = ""
+
+    @property
+    def canonical_affine(self) -> np.ndarray:
+        from nibabel.orientations import inv_ornt_aff
+
+        return self.affine @ inv_ornt_aff(self.ornt, self.shape)
+
+    @property
+    def canonical_shape(self) -> tuple[int, int, int]:
+        return tuple(int(self.shape[int(axis)]) for axis in np.argsort(self.ornt[:, 0]))
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the canonical axes."""
+        return tuple(float(v) for v in np.sqrt((self.canonical_affine[:3, :3] ** 2).sum(0)))
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        from nibabel.orientations import apply_orientation
+
+        return np.ascontiguousarray(apply_orientation(array, self.ornt))
+
+    def from_canonical(self, array: np.ndarray) -> np.ndarray:
+        from nibabel.orientations import apply_orientation, ornt_transform
+
+        if tuple(array.shape) != self.canonical_shape:
+            raise ValueError(f"array of shape {array.shape} does not fit the canonical shape {self.canonical_shape}")
+        return np.ascontiguousarray(apply_orientation(array, ornt_transform(_RAS, self.ornt)))
+
+    def to_dict(self) -> dict:
+        return {"affine": self.affine.tolist(), "shape": list(self.shape), "ornt": self.ornt.tolist(),
+                "qform_code": int(self.qform_code), "sform_code": int(self.sform_code), "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Geometry":
+        return cls(affine=np.asarray(data["affine"], dtype=float), shape=tuple(int(s) for s in data["shape"]),
+                   ornt=np.asarray(data["ornt"], dtype=float), qform_code=int(data.get("qform_code", 1)),
+                   sform_code=int(data.get("sform_code", 1)), source=str(data.get("source", "")))
+
+
+@dataclass
+class Volume:
+    """A volume in canonical RAS voxel order, with the geometry of the file it came from."""
+
+    data: np.ndarray
+    geometry: Geometry
+    path: Path = field(default_factory=Path)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self.geometry.spacing
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise DataError(f"{path}: not a readable NIfTI file (corrupt or truncated?): {_first_line(err)}") from None
+    header = image.header
+    return data, np.asarray(image.affine, dtype=float), int(header["qform_code"]), int(header["sform_code"])
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise DataError(f"{path}: SimpleITK cannot read it (corrupt, truncated or not an image?): "
+                        f"{_first_line(err)}") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise DataError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                        "a label map has one")
+    dim = image.GetDimension()
+    data = sitk.GetArrayFromImage(image)  # (z, y, x) for 3-D
+    data = np.transpose(data, tuple(reversed(range(data.ndim))))
+    if dim != 3:
+        return data, np.eye(4), 1, 1  # refused by the shape check with the right message
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=float)[None, :]
+    lps[:3, 3] = image.GetOrigin()
+    return data, _LPS_TO_RAS @ lps, 1, 1
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _read(path: str | Path, what: str) -> tuple[np.ndarray, Geometry, Path]:
+    from nibabel.orientations import io_orientation
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    data, affine, qcode, scode = (_read_nifti if is_nifti(path) else _read_itk)(path)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"{path}: expected a 3-D {what}, got an array of shape {tuple(data.shape)}"
+                        + (" (a 4-D image, e.g. several modalities or time points?)" if data.ndim == 4 else ""))
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise DataError(f"{path}: the voxel-to-world affine is singular or not finite")
+    geometry = Geometry(affine=affine, shape=tuple(int(s) for s in data.shape), ornt=io_orientation(affine),
+                        qform_code=qcode, sform_code=scode, source=str(path))
+    return geometry.to_canonical(data), geometry, path
+
+
+def read_label_map(path: str | Path) -> Volume:
+    """An integer label map in canonical order; refuses 4-D data and non-integer values."""
+    data, geometry, path = _read(path, "label map")
+    if data.dtype.kind == "b":
+        data = data.astype(np.uint8)
+    elif data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        if not finite.all():
+            raise DataError(f"{path}: label map holds {int((~finite).sum())} NaN or infinite values")
+        fractional = data != np.round(data)
+        if fractional.any():
+            examples = ", ".join(f"{v:g}" for v in np.unique(data[fractional])[:5])
+            raise DataError(f"{path}: label map holds non-integer values ({examples}); "
+                            "a label map stores whole-number labels")
+        data = data.astype(np.int64)
+    elif data.dtype.kind not in "iu":
+        raise DataError(f"{path}: label map has data type {data.dtype}, not integers")
+    return Volume(data=data, geometry=geometry, path=path)
+
+
+def read_brain_mask(path: str | Path, threshold: float = 0.5) -> Volume:
+    """A brain mask (or any image whose non-background voxels mark the brain) as booleans.
+
+    Voxels above ``threshold`` count as brain (BraTS 2015 brain masks read as 0.99999997
+    because of their scaling; skull-stripped MR images are 0 outside the brain).
+    """
+    data, geometry, path = _read(path, "brain mask")
+    if data.dtype.kind not in "biuf":
+        raise DataError(f"{path}: brain mask has data type {data.dtype}, not numbers")
+    return Volume(data=np.asarray(data) > threshold, geometry=geometry, path=path)
+
+
+def write_mask(mask: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
+    """Write a canonical-order mask as NIfTI (uint8, 0/1) in the input's array order and affine.
+
+    ``.nii.gz`` names are gzip-compressed; the file appears atomically.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not is_nifti(path):
+        raise ValueError(f"{path}: output masks are NIfTI; use a .nii or .nii.gz name")
+    array = geometry.from_canonical(np.asarray(mask).astype(np.uint8))
+    image = nib.Nifti1Image(array, geometry.affine)
+    image.header.set_data_dtype(np.uint8)
+    image.header.set_xyzt_units("mm")
+    image.set_qform(geometry.affine, code=geometry.qform_code or 1)
+    image.set_sform(geometry.affine, code=geometry.sform_code or 1)
+    payload = image.to_bytes()
+    if path.name.lower().endswith(".gz"):
+        payload = gzip.compress(payload, compresslevel=6, mtime=0)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
+    return path

@@ -1,0 +1,104 @@
+"""Named label conventions: which label values a file may hold and which of them form a region.
+
+BraTS changed its labels twice, and users mix them up constantly; so a preset states both the
+allowed values and the regions, and a file holding any other value is refused (nnU-Net's
+conversion script does the same) instead of being silently binarised.
+
+| preset          | allowed      | whole            | core     | enhancing |
+|-----------------|--------------|------------------|----------|-----------|
+| brats2015       | 0,1,2,3,4    | 1,2,3,4 (= > 0)  | 1,3,4    | 4         |
+| brats2021       | 0,1,2,4      | 1,2,4            | 1,4      | 4         |
+| brats2023       | 0,1,2,3      | 1,2,3            | 1,3      | 3         |
+| msd_hippocampus | 0,1,2        | 1,2 (= > 0)      | anterior: 1, posterior: 2 |
+
+BraTS 2015: 1 necrosis, 2 oedema, 3 non-enhancing tumour, 4 enhancing tumour. BraTS 2018–2021:
+1 necrotic/non-enhancing core, 2 oedema, 4 enhancing. BraTS 2023 (GLI): 1 NETC, 2 SNFH, 3 ET.
+MSD Task04: 1 anterior (head), 2 posterior (body and tail) of the hippocampus.
+A custom preset is built from the recipe's ``labels.allowed`` and ``labels.foreground``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["LabelPreset", "PRESETS", "get_preset", "binarize"]
+
+
+@dataclass(frozen=True)
+class LabelPreset:
+    name: str
+    allowed: frozenset[int]
+    regions: dict[str, frozenset[int]]
+    description: str = ""
+
+    def region(self, name: str) -> frozenset[int]:
+        if name not in self.regions:
+            raise DataError(f"label preset {self.name!r} has no region {name!r}; "
+                            f"it has {', '.join(self.regions)}")
+        return self.regions[name]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "allowed": sorted(self.allowed),
+                "regions": {k: sorted(v) for k, v in self.regions.items()}, "description": self.description}
+
+
+def _preset(name: str, allowed, regions: dict, description: str) -> LabelPreset:
+    return LabelPreset(name, frozenset(allowed), {k: frozenset(v) for k, v in regions.items()}, description)
+
+
+PRESETS: dict[str, LabelPreset] = {
+    "brats2015": _preset("brats2015", {0, 1, 2, 3, 4},
+                         {"whole": {1, 2, 3, 4}, "core": {1, 3, 4}, "enhancing": {4}},
+                         "BraTS 2015: 1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing"),
+    "brats2021": _preset("brats2021", {0, 1, 2, 4},
+                         {"whole": {1, 2, 4}, "core": {1, 4}, "enhancing": {4}},
+                         "BraTS 2018-2021: 1 necrotic/non-enhancing core, 2 oedema, 4 enhancing"),
+    "brats2023": _preset("brats2023", {0, 1, 2, 3},
+                         {"whole": {1, 2, 3}, "core": {1, 3}, "enhancing": {3}},
+                         "BraTS 2023 GLI: 1 non-enhancing core, 2 oedema (SNFH), 3 enhancing"),
+    "msd_hippocampus": _preset("msd_hippocampus", {0, 1, 2},
+                               {"whole": {1, 2}, "anterior": {1}, "posterior": {2}},
+                               "MSD Task04: 1 anterior (head), 2 posterior (body and tail)"),
+}
+
+
+def custom_preset(allowed, foreground) -> LabelPreset:
+    """A preset from explicit lists; 0 is always allowed (background) and never foreground."""
+    if not foreground:
+        raise DataError("labels.preset is 'custom' but labels.foreground lists no label values")
+    values = [allowed, foreground] if allowed is not None else [foreground]
+    for vals in values:
+        if any(not isinstance(v, int) or isinstance(v, bool) for v in vals):
+            raise DataError(f"custom labels must be integers, got {vals!r}")
+    allowed_set = frozenset(allowed) | {0} if allowed is not None else frozenset(foreground) | {0}
+    fg = frozenset(foreground)
+    if 0 in fg:
+        raise DataError("labels.foreground must not contain 0, the background")
+    if not fg <= allowed_set:
+        raise DataError(f"labels.foreground {sorted(fg)} holds values not in labels.allowed {sorted(allowed_set)}")
+    return LabelPreset("custom", allowed_set, {"custom": fg}, "custom mapping from the recipe")
+
+
+def get_preset(name: str, allowed=None, foreground=None) -> LabelPreset:
+    if name == "custom":
+        return custom_preset(allowed, foreground)
+    if name not in PRESETS:
+        raise DataError(f"unknown label preset {name!r}; choose one of {', '.join([*PRESETS, 'custom'])}")
+    return PRESETS[name]
+
+
+def binarize(labels: np.ndarray, preset: LabelPreset, region: str, source: str | Path = "") -> np.ndarray:
+    """The region as a boolean array; DataError naming ``source`` if a value is not allowed."""
+    values = np.unique(labels)
+    unexpected = [int(v) for v in values if int(v) not in preset.allowed]
+    if unexpected:
+        shown = ", ".join(str(v) for v in unexpected[:8]) + (" ..." if len(unexpected) > 8 else "")
+        raise DataError(f"{source}: unexpected label value(s) {shown} for preset {preset.name!r}, "
+                        f"which allows {', '.join(str(v) for v in sorted(preset.allowed))}")
+    chosen = preset.region(region) if preset.name != "custom" else preset.regions["custom"]
+    return np.isin(labels, sorted(chosen))

@@ -1,0 +1,183 @@
+"""The masks job's data: recipe → data set → split by case → grids → training vectors.
+
+A run stores what it used in ``<run>/split/``: ``cases.json`` (data set, layout, label preset,
+grid, the split, and per case its files, geometry and grid transform) and ``grids.npz`` (every
+case's grid as packed bits). Evaluation re-reads the held-out label files themselves, so
+metrics are always computed against the original masks on their original voxel grid.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from ..adapters.errors import DataError
+from ..adapters.masks import (
+    Geometry, GridSpec, GridTransform, LabelPreset, MaskCase, find_dataset, get_preset, load_case, split_cases,
+    to_vectors,
+)
+from ..adapters.masks.datasets import save_case_split
+from ..config import RecipeError
+from ..files import atomic_path
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CaseRecord:
+    """One case as the run knows it: files, geometry, grid transform and grid."""
+
+    case: MaskCase
+    geometry: Geometry
+    transform: GridTransform
+    grid: np.ndarray  # uint8, the 3-D grid (slice mode: the slice axis has the window's length)
+    outside: int = 0  # mask voxels the grid window does not cover
+
+    @property
+    def case_id(self) -> str:
+        return self.case.case_id
+
+    def to_dict(self) -> dict:
+        return {**self.case.to_dict(), "geometry": self.geometry.to_dict(), "transform": self.transform.to_dict(),
+                "outside_voxels": self.outside}
+
+
+@dataclass
+class MaskData:
+    dataset: str
+    root: str
+    layout: str
+    preset: LabelPreset
+    region: str
+    spec: GridSpec
+    split: dict[str, list[str]]
+    records: dict[str, CaseRecord]
+
+    def part(self, name: str) -> list[CaseRecord]:
+        return [self.records[i] for i in self.split[name]]
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.spec.vector_grid))
+
+
+def grid_spec(config: dict) -> GridSpec:
+    g = config["grid"]
+    try:
+        return GridSpec(shape=tuple(g["shape"]), mode=g["mode"], crop=g["crop"], margin=g["margin"],
+                        slice_axis=g["slice_axis"])
+    except ValueError as err:
+        raise RecipeError(f"grid: {err}") from None
+
+
+def resolve_preset(config: dict, layout: str) -> LabelPreset:
+    from ..adapters.masks.datasets import DEFAULT_PRESETS
+
+    lab = config["labels"]
+    name = lab["preset"]
+    if name == "auto":
+        name = DEFAULT_PRESETS[layout]
+        if name is None:
+            raise RecipeError(f"labels.preset is 'auto' but layout {layout!r} implies no label convention; "
+                              "name a preset (brats2015, brats2021, brats2023, msd_hippocampus or custom)")
+    try:
+        preset = get_preset(name, lab["allowed"], lab["foreground"])
+        if name != "custom":
+            preset.region(lab["region"])
+    except DataError as err:
+        raise RecipeError(f"labels: {err}") from None
+    return preset
+
+
+def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> MaskData:
+    """Find, split and load every case the recipe asks for (raises before anything is written)."""
+    d = config["data"]
+    dataset = find_dataset(d["dataset"], d["layout"], data_dir=data_dir)
+    cases = list(dataset.cases)[: d["max_cases"]] if d["max_cases"] else list(dataset.cases)
+    spec = grid_spec(config)
+    preset = resolve_preset(config, dataset.layout)
+    split = split_cases([c.case_id for c in cases], config["split"]["n_valid"], config["split"]["n_test"],
+                        seed=config["seed"])
+    records = {}
+    for case in tqdm(cases, desc="reading masks", unit="case", disable=disable_progress):
+        loaded = load_case(case, preset, config["labels"]["region"], spec)
+        records[case.case_id] = CaseRecord(case, loaded.geometry, loaded.transform, loaded.grid,
+                                           loaded.transform.outside(loaded.truth))
+    return MaskData(dataset.name, str(dataset.root), dataset.layout, preset, config["labels"]["region"], spec,
+                    split, records)
+
+
+def _augmented(grid: np.ndarray, flip_axes: list[int], shifts: int) -> list[np.ndarray]:
+    out = [grid]
+    for axis in flip_axes:
+        out.append(np.flip(grid, axis=axis))
+    if shifts:
+        base = list(out)
+        for g in base:
+            for axis in range(3):
+                for sign in (-shifts, shifts):
+                    moved = np.zeros_like(g)
+                    src = [slice(None)] * 3
+                    dst = [slice(None)] * 3
+                    src[axis] = slice(max(-sign, 0), g.shape[axis] - max(sign, 0))
+                    dst[axis] = slice(max(sign, 0), g.shape[axis] - max(-sign, 0))
+                    moved[tuple(dst)] = g[tuple(src)]
+                    out.append(moved)
+    return out
+
+
+def training_matrix(data: MaskData, config: dict) -> sp.csr_matrix:
+    """Every training vector as one CSR row (with the recipe's augmented copies)."""
+    aug = config["augment"]
+    rows = []
+    for record in data.part("train"):
+        for grid in _augmented(record.grid, aug["flip_axes"], aug["shifts"]):
+            rows.append(sp.csr_matrix(to_vectors(np.ascontiguousarray(grid), data.spec).astype(np.float32)))
+    return sp.vstack(rows, format="csr")
+
+
+def save_data(data: MaskData, folder: Path) -> None:
+    from ..adapters.masks.datasets import MaskDataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = MaskDataset(data.dataset, Path(data.root), data.layout, tuple(r.case for r in data.records.values()))
+    save_case_split(folder / "cases.json", ds, data.split, extra={
+        "preset": data.preset.to_dict(), "region": data.region,
+        "grid": {"shape": list(data.spec.shape), "mode": data.spec.mode, "crop": data.spec.crop,
+                 "margin": data.spec.margin, "slice_axis": data.spec.slice_axis},
+        "records": {i: r.to_dict() for i, r in data.records.items()},
+    })
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{f"{i}": np.packbits(r.grid.astype(bool).ravel()) for i, r in data.records.items()})
+    with atomic_path(folder / "grids.npz") as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def load_data(folder: Path) -> MaskData:
+    from ..adapters.masks.labels import LabelPreset
+
+    path = Path(folder) / "cases.json"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; is {Path(folder).parent} a masks run directory?")
+    meta = json.loads(path.read_text())
+    packed = np.load(Path(folder) / "grids.npz")
+    records = {}
+    for case_id, rec in meta["records"].items():
+        transform = GridTransform.from_dict(rec["transform"])
+        n = int(np.prod(transform.grid_shape))
+        grid = np.unpackbits(packed[case_id])[:n].reshape(transform.grid_shape).astype(np.uint8)
+        records[case_id] = CaseRecord(MaskCase.from_dict(rec), Geometry.from_dict(rec["geometry"]), transform, grid,
+                                      int(rec.get("outside_voxels", 0)))
+    p = meta["preset"]
+    preset = LabelPreset(p["name"], frozenset(p["allowed"]), {k: frozenset(v) for k, v in p["regions"].items()},
+                         p.get("description", ""))
+    g = meta["grid"]
+    spec = GridSpec(tuple(g["shape"]), g["mode"], g["crop"], g["margin"], g["slice_axis"])
+    return MaskData(meta["dataset"], meta["root"], meta["layout"], preset, meta["region"], spec, meta["split"], records)
+

@@ -1,0 +1,90 @@
+"""PNG panels of masks: middle slices through the truth, the damaged input and each result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..files import atomic_path
+
+_PLANES = (("sagittal", 0), ("coronal", 1), ("axial", 2))
+
+
+def _centre(mask: np.ndarray) -> list[int]:
+    idx = np.argwhere(mask)
+    if len(idx) == 0:
+        return [s // 2 for s in mask.shape]
+    return [int(v) for v in np.round(idx.mean(0))]
+
+
+def _plane(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
+    # rows: the later axis, flipped so that anterior / superior point up
+    return np.flipud(np.take(volume, index, axis=axis).T)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = "",
+                     known: np.ndarray | None = None) -> None:
+    """One row per plane through the truth's centre, one column per mask (first: the truth).
+
+    Hidden voxels (where ``known`` is False) are tinted in the input column.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(columns)
+    truth = columns[names[0]].astype(bool)
+    centre = _centre(truth)
+    fig, axes = plt.subplots(3, len(names), figsize=(2.2 * len(names), 6.6), squeeze=False)
+    for row, (plane, axis) in enumerate(_PLANES):
+        for col, name in enumerate(names):
+            ax = axes[row, col]
+            image = _plane(columns[name].astype(float), axis, centre[axis])
+            ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            if known is not None and col == 1:
+                hidden = _plane((~known).astype(float), axis, centre[axis])
+                ax.imshow(np.ma.masked_where(hidden == 0, hidden), cmap="autumn", alpha=0.35, interpolation="nearest")
+            if col and name != "input":
+                diff = _plane((columns[name].astype(bool) != truth).astype(float), axis, centre[axis])
+                ax.contour(diff, levels=[0.5], colors="red", linewidths=0.5)
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(f"{plane} {centre[axis]}", fontsize=8)
+    fig.suptitle(title + "  (red outline: voxels that differ from the truth)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def sample_panel(samples: list[np.ndarray], nearest: list[np.ndarray], dices: list[float], path: Path,
+                 title: str = "") -> None:
+    """Axial middle slices of generated masks (top) above their nearest training masks (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(samples)
+    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 4.0), squeeze=False)
+    for i, (sample, near, d) in enumerate(zip(samples, nearest, dices)):
+        for row, volume in enumerate((sample, near)):
+            axis = volume.ndim - 1
+            image = volume if volume.ndim == 2 else _plane(volume, axis, _centre(sample.astype(bool))[axis])
+            axes[row, i].imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            axes[row, i].set_xticks([]), axes[row, i].set_yticks([])
+        axes[0, i].set_title(f"sample {i}", fontsize=8)
+        axes[1, i].set_title(f"nearest: Dice {d:.2f}", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)

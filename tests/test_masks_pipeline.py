@@ -1,0 +1,204 @@
+"""The masks task end to end through the CLI: a tiny run on real hippocampus cases, its outputs,
+the task commands on the finished run, and bad input ending with exit code 2."""
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from typer.testing import CliRunner
+
+from bindiff.cli import app
+from bindiff.config import dump_recipe, load_recipe, recipe_from_text
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "recipes"
+DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
+runner = CliRunner()
+needs_hippo = pytest.mark.skipif(not (DATA / "msd_hippocampus" / "labels").is_dir(),
+                                 reason="MSD hippocampus data not found")
+
+TINY = ["data.max_cases=10", "split.n_valid=2", "split.n_test=2", "grid.mode=resample", "grid.shape=[12,16,12]",
+        "denoiser.params.channels=[4,8]", "denoiser.params.patch=1", "denoiser.params.bf16=false",
+        "train.epochs=2", "diffusion.steps=4", "tasks.completion.steps=2", "tasks.generation.samples=3",
+        "tasks.generation.steps=2", "eval.panels=1", "output.progress=false"]
+
+
+@pytest.mark.parametrize("name", ["hippocampus_masks.yaml", "brats_masks.yaml"])
+def test_mask_recipes_load_and_round_trip(name):
+    config = load_recipe(RECIPES / name)
+    assert config["task"] == "masks" and config["name"] == Path(name).stem
+    assert recipe_from_text(dump_recipe(config)) == config
+
+
+def test_masks_recipe_keys_are_checked():
+    from bindiff.config import RecipeError
+
+    with pytest.raises(RecipeError, match="grid.shape' must list 2 or 3 positive integers"):
+        load_recipe(RECIPES / "hippocampus_masks.yaml", ["grid.shape=[4]"])
+    with pytest.raises(RecipeError, match="tasks.completion.hide' must list distinct values among box"):
+        load_recipe(RECIPES / "hippocampus_masks.yaml", ["tasks.completion.hide=[circle]"])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    if not (DATA / "msd_hippocampus" / "labels").is_dir():
+        pytest.skip("MSD hippocampus data not found")
+    root = tmp_path_factory.mktemp("runs")
+    result = runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), *TINY, f"output.root={root}",
+                                 "--data-dir", str(DATA)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (root / "hippocampus_masks").iterdir()
+    return run_dir, result
+
+
+@needs_hippo
+def test_train_writes_summaries_niftis_and_panels(tiny_run):
+    run_dir, result = tiny_run
+    assert f"run directory: {run_dir}" in result.output
+    for name in ("config.yaml", "metrics.json", "history.json", "training_curve.png", "checkpoints/best.pt",
+                 "split/cases.json", "split/grids.npz", "denoising/summary.json", "generation/summary.json"):
+        assert (run_dir / name).is_file(), name
+    cases = json.loads((run_dir / "split" / "cases.json").read_text())
+    assert {len(v) for v in cases["split"].values()} == {6, 2} and cases["preset"]["name"] == "msd_hippocampus"
+    for mode, baseline in (("box", "closing"), ("alternate_slices", "interpolation"),
+                           ("random_slices", "interpolation")):
+        summary = json.loads((run_dir / "completion" / mode / "summary.json").read_text())
+        assert summary["cases"] == 2 and len(summary["per_case"]) == 2 and summary["baseline"] == baseline
+        assert set(summary["mean"]) == {"input", baseline, "model"} and "both masks empty" in summary["empty_rule"]
+        for row in summary["per_case"]:
+            assert 0 <= row["model"]["dice"] <= 1 and row["model"]["hd95_mm"] >= 0
+        assert (run_dir / "completion" / mode / "panels").is_dir()
+    panel = next((run_dir / "denoising" / "panels").glob("*.png"))
+    assert panel.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    generation = json.loads((run_dir / "generation" / "summary.json").read_text())
+    assert generation["samples"] == 3 and 0 <= generation["plausibility"]["one_component_share"] <= 1
+    assert len(generation["per_sample"]) == 3 and "nearest_training_dice" in generation["plausibility"]
+
+
+@needs_hippo
+def test_nifti_outputs_have_the_geometry_of_their_inputs(tiny_run):
+    run_dir, _ = tiny_run
+    cases = {c["case_id"]: c for c in json.loads((run_dir / "split" / "cases.json").read_text())["cases"]}
+    outputs = sorted((run_dir / "completion" / "box" / "nifti").glob("*_model.nii.gz"))
+    outputs += sorted((run_dir / "generation" / "nifti").glob("*.nii.gz"))[:1]
+    assert len(outputs) == 3
+    for out in outputs:
+        case_id = out.name.split("_in_")[-1][: -len(".nii.gz")] if "_in_" in out.name else out.name[: -len("_model.nii.gz")]
+        source = Path(cases[case_id]["label"])
+        a, b = nib.load(str(source)), nib.load(str(out))
+        assert a.shape == b.shape and np.allclose(a.affine, b.affine)
+        assert set(np.unique(np.asarray(b.dataobj)).tolist()) <= {0, 1}
+        ia, ib = sitk.ReadImage(str(source)), sitk.ReadImage(str(out))
+        for attr in ("GetSize", "GetOrigin", "GetSpacing", "GetDirection"):
+            assert np.allclose(getattr(ia, attr)(), getattr(ib, attr)()), attr
+
+
+@needs_hippo
+def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    out = tmp_path / "again"
+    result = runner.invoke(app, ["masks", "denoise", str(run_dir), "tasks.denoising.flip=0.1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "denoising" / "summary.json").read_text())
+    assert summary["settings"]["flip"] == 0.1 and summary["cases"] == 2
+    again = runner.invoke(app, ["masks", "denoise", str(run_dir), "--out", str(out)])
+    assert again.exit_code == 2 and "exists" in again.output
+    result = runner.invoke(app, ["masks", "complete", str(run_dir), "tasks.completion.hide=[box]",
+                                 "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "c" / "completion" / "box" / "summary.json").read_text())["cases"] == 2
+    bad = runner.invoke(app, ["masks", "generate", str(run_dir), "train.lr=1"])
+    assert bad.exit_code == 2 and "only tasks.*, eval.* and output.*" in bad.output
+
+
+# -- bad input: one line naming the file, exit code 2 ------------------------------------------------------
+def _mask(label: int = 1) -> np.ndarray:
+    grid = np.indices((12, 14, 10))
+    inside = ((grid[0] - 6) / 4) ** 2 + ((grid[1] - 7) / 5) ** 2 + ((grid[2] - 5) / 3) ** 2 <= 1
+    return (inside * label).astype(np.uint8)
+
+
+def _folder(tmp_path: Path, bad: str | None) -> Path:
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for i in range(5):
+        nib.save(nib.Nifti1Image(_mask(1 + i % 2), np.eye(4)), str(folder / f"case{i}.nii.gz"))
+    path = folder / "case9.nii.gz"
+    if bad == "label":
+        nib.save(nib.Nifti1Image(_mask(7), np.eye(4)), str(path))
+    elif bad == "float":
+        nib.save(nib.Nifti1Image(_mask().astype(np.float32) * 0.3, np.eye(4)), str(path))
+    elif bad == "4d":
+        nib.save(nib.Nifti1Image(np.stack([_mask(), _mask()], -1), np.eye(4)), str(path))
+    elif bad == "gzip":
+        packed = gzip.compress(nib.Nifti1Image(_mask(), np.eye(4)).to_bytes())
+        path.write_bytes(packed[: len(packed) // 2])
+    return folder
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("label", "case9.nii.gz: unexpected label value(s) 7 for preset 'msd_hippocampus'"),
+    ("float", "case9.nii.gz: label map holds non-integer values"),
+    ("4d", "case9.nii.gz: expected a 3-D label map"),
+    ("gzip", "case9.nii.gz: not a readable NIfTI file"),
+])
+def test_bad_masks_exit_2_naming_the_file(tmp_path, bad, message):
+    folder = _folder(tmp_path, bad)
+    result = runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), f"data.dataset={folder}",
+                                 "labels.preset=msd_hippocampus", "split.n_valid=1", "split.n_test=1",
+                                 f"output.root={tmp_path / 'runs'}", "output.progress=false"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()  # refused before a run directory was made
+
+
+def test_missing_data_and_unknown_layout_exit_2(tmp_path):
+    result = runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), f"data.dataset={tmp_path / 'nope'}"])
+    assert result.exit_code == 2 and "no such folder" in result.output
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), f"data.dataset={tmp_path / 'empty'}"])
+    assert result.exit_code == 2 and "no label maps found" in result.output
+    folder = _folder(tmp_path, None)
+    result = runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), f"data.dataset={folder}",
+                                 "labels.preset=auto"])
+    assert result.exit_code == 2 and "implies no label convention" in result.output
+
+
+def test_a_missing_run_directory_exits_2(tmp_path):
+    result = runner.invoke(app, ["masks", "complete", str(tmp_path)])
+    assert result.exit_code == 2 and "not a bindiff run directory" in result.output
+
+
+@needs_hippo
+def test_two_d_slices_with_the_mlp_denoiser(tmp_path):
+    """2-D slice mode and the recipe's other denoiser, through the library."""
+    from bindiff.masks import train_masks
+
+    config = load_recipe(RECIPES / "hippocampus_masks.yaml", [*TINY, "grid.shape=[12,16]", f"output.root={tmp_path}",
+                                                                 "tasks.run=[denoising, generation]"])
+    config["denoiser"] = {"name": "mlp", "params": {"hidden": [32], "time_dim": 8}}
+    run = train_masks(config, data_dir=str(DATA))
+    assert run.metrics["denoising"]["cases"] == 2 and "model" in run.metrics["denoising"]
+    summary = json.loads((run.run_dir / "generation" / "summary.json").read_text())
+    assert summary["samples"] == 3 and summary["reference"]["training_masks"] > 6  # slices showing the mask
+    assert not (run.run_dir / "generation" / "nifti").exists()  # 2-D samples have no 3-D geometry
+
+
+def test_image_and_mask_of_different_shapes_exit_2(tmp_path):
+    root = tmp_path / "msd"
+    (root / "labels").mkdir(parents=True)
+    (root / "images").mkdir()
+    for i in range(4):
+        nib.save(nib.Nifti1Image(_mask(1), np.eye(4)), str(root / "labels" / f"case{i}.nii.gz"))
+        shape = (12, 14, 10) if i != 2 else (12, 14, 11)
+        nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), str(root / "images" / f"case{i}.nii.gz"))
+    result = runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), f"data.dataset={root}",
+                                 "split.n_valid=1", "split.n_test=1", f"output.root={tmp_path / 'runs'}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "images/case2.nii.gz: image has shape (12, 14, 11)" in result.output
+    assert "image/mask shape mismatch" in result.output

@@ -1,0 +1,86 @@
+"""Segmentation metrics against hand computations and brute force."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from bindiff.metrics.segmentation import dice, hd95, iou, segmentation_metrics, summarize, surface, volume_ml
+
+
+def test_dice_and_iou_on_tiny_arrays():
+    pred = np.array([[1, 1, 0], [0, 1, 0]])
+    truth = np.array([[1, 0, 0], [0, 1, 1]])
+    # |P| = 3, |R| = 3, |P∩R| = 2, |P∪R| = 4
+    assert dice(pred, truth) == pytest.approx(2 * 2 / 6)
+    assert iou(pred, truth) == pytest.approx(2 / 4)
+    assert dice(pred, pred) == 1.0 and iou(pred, 1 - pred) == 0.0
+
+
+def brute_hd95(a: np.ndarray, b: np.ndarray, spacing) -> float:
+    """Every surface voxel of one mask against every surface voxel of the other, in mm."""
+    pa = np.argwhere(surface(a)) * np.asarray(spacing)
+    pb = np.argwhere(surface(b)) * np.asarray(spacing)
+    d = np.sqrt(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1))
+    return max(np.percentile(d.min(1), 95), np.percentile(d.min(0), 95))
+
+
+def test_surface_is_the_voxels_with_an_outside_face_neighbour():
+    cube = np.zeros((5, 5, 5), bool)
+    cube[1:4, 1:4, 1:4] = True
+    assert surface(cube).sum() == 27 - 1  # all but the centre
+    full = np.ones((3, 3, 3), bool)
+    assert surface(full).sum() == 26  # the array border counts as outside
+
+
+def test_hd95_with_anisotropic_spacing_matches_brute_force():
+    a = np.zeros((12, 14, 10), bool)
+    b = np.zeros_like(a)
+    a[2:8, 3:11, 2:6] = True
+    grid = np.indices(a.shape)
+    b[((grid[0] - 6) / 3.5) ** 2 + ((grid[1] - 7) / 5) ** 2 + ((grid[2] - 5) / 3) ** 2 <= 1] = True
+    spacing = (0.7, 1.3, 2.5)
+    assert hd95(a, b, spacing) == pytest.approx(brute_hd95(a, b, spacing))
+    assert hd95(a, b, spacing) != pytest.approx(hd95(a, b, (1, 1, 1)))
+
+
+def test_hd95_of_a_shifted_box_is_the_shift_in_mm():
+    a = np.zeros((10, 10, 10), bool)
+    a[2:6, 2:6, 2:6] = True
+    b = np.roll(a, 2, axis=2)
+    assert hd95(a, b, (1.0, 1.0, 3.0)) == pytest.approx(6.0)  # every surface point moves 2 voxels × 3 mm
+
+
+def test_empty_mask_rule():
+    empty, one = np.zeros((4, 5, 6), bool), np.zeros((4, 5, 6), bool)
+    one[1, 1, 1] = True
+    spacing = (1.0, 2.0, 0.5)
+    both = segmentation_metrics(empty, empty, spacing)
+    assert (both["dice"], both["iou"], both["hd95_mm"], both["volume_error_ml"]) == (1.0, 1.0, 0.0, 0.0)
+    diagonal = math.sqrt(4 ** 2 + 10 ** 2 + 3 ** 2)
+    for pred, truth in ((empty, one), (one, empty)):
+        m = segmentation_metrics(pred, truth, spacing)
+        assert m["dice"] == 0.0 and m["iou"] == 0.0 and m["hd95_mm"] == pytest.approx(diagonal)
+    assert segmentation_metrics(one, empty, spacing)["volume_error_ml"] == pytest.approx(1.0 / 1000)
+
+
+def test_volume_and_summary():
+    mask = np.ones((10, 10, 10), bool)
+    assert volume_ml(mask, (1.0, 1.0, 2.0)) == pytest.approx(2.0)
+    rows = [segmentation_metrics(mask, mask, (1, 1, 1)), segmentation_metrics(~mask, mask, (1, 1, 1))]
+    s = summarize(rows)
+    assert s["cases"] == 2 and s["dice"] == pytest.approx(0.5) and s["empty_predictions"] == 1
+    assert s["abs_volume_error_ml"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hd95_random_shapes_match_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.random((7, 8, 6)) < 0.3
+    b = rng.random((7, 8, 6)) < 0.3
+    spacing = tuple(rng.uniform(0.5, 3.0, 3))
+    assert hd95(a, b, spacing) == pytest.approx(brute_hd95(a, b, spacing))
+    assert hd95(a, b, spacing) == pytest.approx(hd95(b, a, spacing))
+    for p in itertools.permutations(range(3)):
+        assert hd95(a.transpose(p), b.transpose(p), tuple(spacing[i] for i in p)) == pytest.approx(hd95(a, b, spacing))
