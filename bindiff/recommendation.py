@@ -25,7 +25,7 @@ from .config import RecipeError, dump_recipe, recipe_from_text
 from .files import write_json
 from .metrics import evaluate_ranking
 from .plots import plot_training_curve
-from .runs import create_run_dir
+from .runs import create_run_dir, read_run
 from .training.builders import build_model, build_optimizer, make_scorer, resolve_device
 from .training.checkpoint import check_resumable, load_checkpoint, remove_stale_temporaries, run_lock
 from .training.trainer import fit
@@ -221,10 +221,7 @@ def _evaluate_metrics_are_valid(config: dict, n_items: int) -> None:
 def load_run(run_dir: str | Path, checkpoint: str = "best", device=None):
     """The config, split and model of a finished (or interrupted) run."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
-    payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
-    config = recipe_from_text(payload["config_yaml"], source=f"{run_dir}/checkpoints/{checkpoint}.pt")
+    config, payload = read_run(run_dir, "recommend", checkpoint)
     device = device or resolve_device(config["train"]["device"])
     model = build_model(config, dim=payload["dim"])
     model.load_state_dict(payload["model"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .config import config_hash, dump_recipe
+from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
 from .files import write_text
 
 
@@ -20,3 +20,17 @@ def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:
     write_text(run_dir / "config.yaml", dump_recipe(config))
     write_text(run_dir / "overrides.txt", "".join(f"{o}\n" for o in overrides))
     return run_dir
+
+
+def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[dict, dict]:
+    """The resolved config and a loaded checkpoint of a run of ``task``, checked."""
+    from .training.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
+    payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
+    config = recipe_from_text(payload["config_yaml"], source=f"{run_dir}/checkpoints/{checkpoint}.pt")
+    if config["task"] != task:
+        raise RecipeError(f"{run_dir}: a run of task {config['task']!r}, not a {task} run")
+    return config, payload

@@ -166,3 +166,19 @@ def test_an_existing_run_is_never_overwritten(tmp_path, monkeypatch):
 def test_show_config_prints_the_resolved_recipe():
     result = runner.invoke(app, ["show-config", str(RECIPE), "train.lr=0.5"])
     assert result.exit_code == 0 and "lr: 0.5" in result.output and "patience: 10" in result.output
+
+
+def test_evaluate_refuses_a_run_of_another_task(trained, tmp_path):
+    import shutil
+
+    import torch
+
+    run_dir, _, _ = trained
+    other = tmp_path / "other_run"
+    shutil.copytree(run_dir, other)
+    payload = torch.load(other / "checkpoints" / "best.pt", weights_only=True)
+    # a masks run's config: its own sections, none of the recommendation ones
+    payload["config_yaml"] = "task: masks\nname: hippo\n"
+    torch.save(payload, other / "checkpoints" / "best.pt")
+    result = runner.invoke(app, ["evaluate", str(other)])
+    assert result.exit_code == 2 and "a run of task 'masks', not a recommend run" in result.output

@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import RecipeError, dump_recipe, recipe_from_text
+from ..config import RecipeError, dump_recipe
 from ..core import BinomialDiffusion
 from ..core import unet  # noqa: F401  (registers "unet")
 from ..files import write_json
 from ..plots import plot_training_curve
-from ..runs import create_run_dir
+from ..runs import create_run_dir, read_run
 from ..training.builders import build_model, build_optimizer, resolve_device
-from ..training.checkpoint import load_checkpoint
 from ..training.trainer import fit
 from . import corruption
 from .data import MaskData, load_data, prepare_data, save_data, training_matrix
@@ -189,12 +188,7 @@ def _check_tasks(config: dict, model) -> None:
 def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None):
     """The config, data and model of a finished (or interrupted) masks run."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
-    payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
-    config = recipe_from_text(payload["config_yaml"], source=f"{run_dir}/checkpoints/{checkpoint}.pt")
-    if config["task"] != "masks":
-        raise RecipeError(f"{run_dir}: a run of task {config['task']!r}, not a masks run")
+    config, payload = read_run(run_dir, "masks", checkpoint)
     device = device or resolve_device(config["train"]["device"])
     model = build_mask_model(config, dim=payload["dim"])
     model.load_state_dict(payload["model"])
