@@ -146,13 +146,18 @@ def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int) -> s
         cells = [f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}" for m in metrics]
         test = row["vs_best_baseline"]
         versus = "(best baseline)" if name == table["best_baseline"] else (
-            "" if test is None else f"{test['mean_difference']:+.4f}, p = {test['wilcoxon_p']:.2g}")
+            "" if test is None else f"{test['mean_difference']:+.4f}, p {_p_value(test['wilcoxon_p'])}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['train_seconds']:.1f} | "
                      f"{row['inference_seconds']:.2f} | {versus} |")
     lines += ["", f"Mean ± standard deviation over {n_seeds} seeds (each seed its own split, shared by all models); "
               f"p: two-sided Wilcoxon signed-rank test on per-user test {table['select']}, pooled over seeds, "
               f"against the best baseline ({table['best_baseline']})."]
     return "\n".join(lines) + "\n"
+
+
+def _p_value(p: float) -> str:
+    # scipy returns exactly 0 below the smallest double; "= 0" would overstate it
+    return "< 1e-300" if p == 0 else f"= {p:.2g}"
 
 
 def plot_comparison(table: dict, path: Path) -> None:
