@@ -316,3 +316,33 @@ def test_real_partial_ml1m_ratings_gz():
     assert np.bincount(raw.rating.astype(int), minlength=6)[1:].tolist() == [27_472, 53_838, 127_216, 170_579, 108_545]
     assert len(np.unique(raw.user)) == 2_999
     assert len(np.unique(raw.item)) == 3_615
+
+
+def test_item_lists_reader_exact_and_errors(tmp_path):
+    from bindiff.adapters.errors import DataError
+    from bindiff.adapters.interactions import read_item_lists
+
+    path = tmp_path / "train.txt"
+    path.write_text("0 5 7\n1\n2 7\n")
+    raw = read_item_lists(path)
+    assert raw.user.tolist() == ["0", "0", "2"] and raw.item.tolist() == ["5", "7", "7"] and raw.rating is None
+    path.write_text("0 5 7\n1 x 3\n")
+    with pytest.raises(DataError, match=r"train.txt:2: expected `user item item \.\.\.` of integer ids, found 'x'"):
+        read_item_lists(path)
+    path.write_text("\n")
+    with pytest.raises(DataError, match="no interactions"):
+        read_item_lists(path)
+
+
+def test_real_amazon_electronics_is_the_union_of_its_files():
+    import os
+
+    from bindiff.adapters.interactions import build_matrix, load_interactions, resolve_dataset
+
+    data_dir = os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data")
+    if not os.path.isdir(os.path.join(data_dir, "amazonelectronics_bars_m1")):
+        pytest.skip("Amazon Electronics BARS split not available")
+    source = resolve_dataset("amazon-electronics", data_dir=data_dir, download=False)
+    matrix = build_matrix(load_interactions(source))
+    # the README's counts: 31,887 train + 4,044 test interactions, 1,435 users, 1,522 items
+    assert matrix.matrix.nnz == 31_887 + 4_044 and matrix.n_users == 1_435 and matrix.n_items == 1_522

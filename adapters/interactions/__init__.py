@@ -12,7 +12,8 @@ from .datasets import (
     resolve_dataset,
 )
 from .matrix import InteractionMatrix, binary_csr, build_matrix, index_ids
-from .readers import RawInteractions, read_delimited, read_ml100k, read_movielens_ratings, read_pairs
+from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
+                      read_pairs)
 from .splits import EvalPart, Split, holdout_count, predefined_split, strong_generalization
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "predefined_split",
     "prepare_split",
     "read_delimited",
+    "read_item_lists",
     "read_ml100k",
     "read_movielens_ratings",
     "read_pairs",

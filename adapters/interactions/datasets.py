@@ -30,7 +30,8 @@ import numpy as np
 
 from ..errors import DataError
 from .matrix import build_matrix
-from .readers import RawInteractions, read_delimited, read_ml100k, read_movielens_ratings, read_pairs
+from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
+                      read_pairs)
 from .splits import Split, predefined_split, strong_generalization
 
 __all__ = [
@@ -108,6 +109,13 @@ DATASETS: dict[str, DatasetSpec] = {
         # Pinned in TensorFlow Datasets' url_checksums/movielens.txt (5,917,549 bytes)
         # and matching the MD5 GroupLens publishes, c4d9eecfca2ab87c1945afe126590906.
         sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+    ),
+    "amazon-electronics": DatasetSpec(
+        name="amazon-electronics",
+        description="Amazon Electronics, BARS/RecZoo AmazonElectronics_m1 (1,435 users, 1,522 items, "
+        "implicit feedback; union of its train and test files)",
+        layouts=(LocalLayout("item_lists", {"train": "amazonelectronics_bars_m1/train.txt",
+                                            "test": "amazonelectronics_bars_m1/test.txt"}),),
     ),
     "ml-100k": DatasetSpec(
         name="ml-100k",
@@ -305,6 +313,14 @@ def load_interactions(
     paths = source.paths
     if source.layout == "diffrec_pairs":
         parts = [read_pairs(paths[stage]) for stage in _PAIR_FILES]
+        return RawInteractions(
+            user=np.concatenate([part.user for part in parts]),
+            item=np.concatenate([part.item for part in parts]),
+            rating=None,
+            source=str(Path(paths["train"]).parent),
+        )
+    if source.layout == "item_lists":
+        parts = [read_item_lists(paths[role]) for role in ("train", "test")]
         return RawInteractions(
             user=np.concatenate([part.user for part in parts]),
             item=np.concatenate([part.item for part in parts]),

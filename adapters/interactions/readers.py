@@ -28,6 +28,7 @@ __all__ = [
     "read_ml100k",
     "read_delimited",
     "read_pairs",
+    "read_item_lists",
 ]
 
 _PREVIEW_CHARS = 80
@@ -162,6 +163,28 @@ def read_pairs(path: str | Path) -> RawInteractions:
         row = int(np.flatnonzero((pairs < 0).any(axis=1))[0])
         raise DataError(f"{path}: row {row} holds a negative id {pairs[row].tolist()}")
     return RawInteractions(pairs[:, 0].astype(str), pairs[:, 1].astype(str), None, str(path))
+
+
+def read_item_lists(path: str | Path) -> RawInteractions:
+    """One user per line, `user item item ...` separated by whitespace (the BARS/RecZoo layout).
+
+    A user with no items (a line holding only the id) contributes nothing.
+    """
+    path = Path(path)
+    users: list[str] = []
+    items: list[str] = []
+    for number, line in enumerate(_read_text(path, "utf-8").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if not all(field.isdigit() for field in fields):
+            bad = next(field for field in fields if not field.isdigit())
+            raise DataError(f"{path}:{number}: expected `user item item ...` of integer ids, found {bad!r}")
+        users += [fields[0]] * (len(fields) - 1)
+        items += fields[1:]
+    if not users:
+        raise DataError(f"{path}: no interactions (expected lines `user item item ...`)")
+    return RawInteractions(np.array(users), np.array(items), None, str(path))
 
 
 def _read_text(path: Path, encoding: str) -> str:
