@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import RecipeError, config_hash, dump_recipe, load_recipe
 from .files import atomic_path, write_json, write_text
-from .recommendation import _evaluate_part, load_run, train_recommender
+from .recommendation import evaluate_part, load_run, train_recommender
 
 BASELINE_KINDS = ("popularity", "ease", "multdae", "multvae", "gaussian", "recfusion")
 
@@ -75,7 +75,7 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
             device = next(iter(model.parameters()), None)
             device = device.device if device is not None else None
             started = time.perf_counter()
-            report = _evaluate_part(model, cfg, split.test, device)
+            report = evaluate_part(model, cfg, split.test, device)
             runs.append(ModelRun(name, seed, trained.run_dir, report.mean, report.per_user,
                                  trained.metrics["training"]["seconds"], time.perf_counter() - started))
     table = summarise(runs, base)

@@ -44,7 +44,8 @@ def _metric_names(config: dict) -> list[str]:
     return names
 
 
-def _evaluate_part(model, config: dict, part, device) -> "RankingReport":  # noqa: F821
+def evaluate_part(model, config: dict, part, device) -> "RankingReport":  # noqa: F821
+    """Rank one evaluation part (valid or test) with the recipe's scorer and metrics."""
     scorer = make_scorer(model, config, seed=config["seed"])
     try:
         return evaluate_ranking(
@@ -146,13 +147,13 @@ def _train_and_evaluate(run_dir: Path, config: dict, split: Split, model, optimi
         select = config["eval"]["select"]
         result, extra = fit_closed_form_run(
             model, split.train, config=config, config_yaml=dump_recipe(config),
-            evaluate_valid=lambda m: _evaluate_part(m, config, split.valid, device).mean[select],
+            evaluate_valid=lambda m: evaluate_part(m, config, split.valid, device).mean[select],
             checkpoint_dir=run_dir / "checkpoints",
         )
     else:
         result = fit(
             model, optimizer, split.train, config=config, config_yaml=dump_recipe(config),
-            validate=lambda: _evaluate_part(model, config, split.valid, device).mean,
+            validate=lambda: evaluate_part(model, config, split.valid, device).mean,
             checkpoint_dir=run_dir / "checkpoints", device=device, resume=resume,
         )
     write_json(run_dir / "history.json", result.history)
@@ -235,7 +236,7 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None) -
     config, loaded_split, model, payload = load_run(run_dir, device=device)
     split = split or loaded_split
     device = _device_of(model)
-    reports = {name: _evaluate_part(model, config, getattr(split, name), device) for name in ("valid", "test")}
+    reports = {name: evaluate_part(model, config, getattr(split, name), device) for name in ("valid", "test")}
     return {
         "recipe": config["name"],
         "seed": config["seed"],
