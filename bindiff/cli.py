@@ -38,13 +38,22 @@ def train(
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR",
                                          help="continue this interrupted run of the same recipe"),
+    nproc: int = typer.Option(1, "--nproc", min=1,
+                              help="train on this many processes through torchrun (gloo on CPU, NCCL on CUDA)"),
 ):
     """Train a recipe and evaluate it; prints the run directory and test metrics."""
     from .config import load_recipe
     from .recommendation import resume_recommender, train_recommender
+    from .training import distributed
 
     try:
         config = load_recipe(recipe, overrides or [])
+        if nproc > 1 or distributed.launched_by_torchrun():
+            _check_parallel_recipe(config)
+        if nproc > 1 and not distributed.launched_by_torchrun():
+            args = ["train", recipe, *(overrides or []), *(["--data-dir", data_dir] if data_dir else []),
+                    *(["--resume", resume] if resume else [])]
+            raise typer.Exit(code=distributed.launch(nproc, args))
         if config["task"] == "masks":
             return _train_masks(config, overrides or [], data_dir, resume)
         if resume is not None:
@@ -71,18 +80,41 @@ def resume_run(
     _print_run(run)
 
 
+def _check_parallel_recipe(config: dict) -> None:
+    """Refuse, before any process starts, what several processes cannot train."""
+    from .config import RecipeError
+
+    if config["task"] != "recommend":
+        raise RecipeError(f"task: {config['task']!r} recipes train in one process; drop --nproc")
+    if config["model"]["kind"] != "binomial":
+        raise RecipeError(f"model.kind: training on several processes is for the binomial model; train "
+                          f"{config['model']['kind']!r} in one process")
+
+
 def _print_run(run) -> None:
+    from .training import distributed
+
+    if not distributed.is_main_process():  # under torchrun rank 0 reports for all
+        return
     typer.echo(f"run directory: {run.run_dir}")
     typer.echo(json.dumps({"test": run.metrics["test"], "valid": run.metrics["valid"]}, indent=2))
 
 
 @app.command()
-def evaluate(run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`")):
-    """Re-evaluate a run's best checkpoint on its saved split."""
+def evaluate(
+    run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, help="inference.* or eval.* overrides, e.g. inference.mode=reverse inference.t=3"),
+):
+    """Re-evaluate a run's best checkpoint on its saved split; writes nothing.
+
+    Overrides change only how the trained model is scored (inference and metrics), so one
+    training run answers questions such as "does multi-step inference help?".
+    """
     from .recommendation import evaluate_run
 
     try:
-        metrics = evaluate_run(run_dir)
+        metrics = evaluate_run(run_dir, overrides=overrides or [])
     except _user_errors() as err:
         _fail(err)
     typer.echo(json.dumps(metrics, indent=2))
@@ -124,6 +156,33 @@ def compare(
         _fail(err)
     typer.echo(f"comparison directory: {out}")
     typer.echo((out / "results.md").read_text(), nl=False)
+
+
+@app.command()
+def tune(
+    recipe: str = typer.Argument(..., help="recommendation recipe whose tune.space lists the keys to search"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides applied to every trial"),
+    trials: Optional[int] = typer.Option(None, help="number of trials (default: tune.trials)"),
+    data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
+):
+    """Search tune.space with a seeded sampler, choosing on validation users only."""
+    from .tuning import run_tuning
+
+    try:
+        out = run_tuning(recipe, overrides or [], trials, data_dir)
+    except _user_errors() as err:
+        _fail(err)
+    study = json.loads((out / "study.json").read_text())
+    select, best = study["select"], study["best"]
+    typer.echo(f"tuning directory: {out}")
+    for trial in study["trials"]:
+        typer.echo(f"trial {trial['number']:3d}  valid {select} {trial['valid']:.4f}  {trial['seconds']:7.1f} s  "
+                   + " ".join(trial["overrides"]))
+    typer.echo(f"best: trial {best['number']}, valid {select} = {best['valid']:.4f}: " + " ".join(best["overrides"]))
+    typer.echo(f"best recipe: {out / 'best.yaml'}")
+    typer.echo("test metrics of the best trial (for information only; never used to choose): "
+               + json.dumps(study["best_trial_test_for_information_only"]))
+    typer.echo(f"total: {study['seconds']:.1f} s for {len(study['trials'])} trials")
 
 
 @app.command("show-config")

@@ -13,6 +13,7 @@ Layout of a run directory (``runs/<name>/<time>-<hash>/``):
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,13 @@ import torch
 from .adapters.interactions import Split, prepare_split
 from .config import RecipeError, dump_recipe, recipe_from_text
 from .files import write_json
-from .metrics import evaluate_ranking
+from .metrics import evaluate_ranking, merge_reports
 from .plots import plot_training_curve
 from .runs import create_run_dir, read_run
 from .training.builders import build_model, build_optimizer, make_scorer, resolve_device
+from .training import distributed
 from .training.checkpoint import check_resumable, load_checkpoint, remove_stale_temporaries, run_lock
+from .training.distributed import SINGLE, Workers
 from .training.trainer import fit
 
 
@@ -44,26 +47,49 @@ def _metric_names(config: dict) -> list[str]:
     return names
 
 
-def evaluate_part(model, config: dict, part, device) -> "RankingReport":  # noqa: F821
-    """Rank one evaluation part (valid or test) with the recipe's scorer and metrics."""
+def evaluate_part(model, config: dict, part, device, workers: Workers = SINGLE) -> "RankingReport":  # noqa: F821
+    """Rank one evaluation part (valid or test) with the recipe's scorer and metrics.
+
+    With several workers each process ranks its block of users and the per-user values are
+    gathered, so every process gets the report of all users.
+    """
     scorer = make_scorer(model, config, seed=config["seed"])
+    matrices = (part.input, part.exclude, part.target)
+    if workers.parallel:
+        lo, hi = workers.block(part.input.shape[0])
+        matrices = tuple(None if m is None else m[lo:hi] for m in matrices)
     try:
-        return evaluate_ranking(
-            lambda batch: scorer(batch), part.input, part.exclude, part.target, _metric_names(config),
+        report = evaluate_ranking(
+            lambda batch: scorer(batch), *matrices, _metric_names(config),
             batch_size=config["eval"]["batch_size"], empty_users=config["eval"]["empty_users"], device=device,
         )
     except ValueError as err:
         raise RecipeError(f"eval.metrics: {err}") from None
+    return merge_reports(workers.gather(report)) if workers.parallel else report
 
 
 def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> TrainedRun:
-    """Run a recommendation recipe end to end; returns the run directory and its metrics."""
+    """Run a recommendation recipe end to end; returns the run directory and its metrics.
+
+    Started by torchrun (``WORLD_SIZE`` > 1), every process runs this function: all build the
+    same split and model, rank 0 alone creates and writes the run directory.
+    """
     if config["train"]["threads"]:
         torch.set_num_threads(config["train"]["threads"])
-    device = resolve_device(config["train"]["device"])
+    workers, device_name = distributed.start(config["train"]["device"])
+    try:
+        return _train_new_run(config, list(overrides), data_dir, workers, resolve_device(device_name))
+    finally:
+        distributed.stop(workers)
+
+
+def _train_new_run(config: dict, overrides: list[str], data_dir, workers: Workers, device) -> TrainedRun:
     from .baselines import check_model_config
 
     check_model_config(config)  # model.kind / model.params, before the data are read
+    if workers.parallel and config["model"]["kind"] != "binomial":
+        raise RecipeError(f"model.kind: training on several processes is for the binomial model; train "
+                          f"{config['model']['kind']!r} in one process")
     split, _ = prepare_split(config["data"], config["split"], seed=config["seed"], data_dir=data_dir)
     # Validate everything that can be refused before a run directory exists.
     torch.manual_seed(config["seed"])
@@ -73,10 +99,11 @@ def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | N
     _evaluate_metrics_are_valid(config, n_items=split.train.shape[1])
     _check_split_is_usable(config, split)
 
-    run_dir = create_run_dir(config, list(overrides))
-    with run_lock(run_dir):
-        split.save(run_dir / "split")
-        return _train_and_evaluate(run_dir, config, split, model, optimizer, device)
+    run_dir = workers.broadcast(create_run_dir(config, overrides) if workers.is_main else None)
+    with run_lock(run_dir) if workers.is_main else nullcontext():
+        if workers.is_main:
+            split.save(run_dir / "split")
+        return _train_and_evaluate(run_dir, config, split, model, optimizer, device, workers=workers)
 
 
 def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: str | None = None,
@@ -104,15 +131,26 @@ def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: 
                               "finished run is never overwritten")
     if config["train"]["threads"]:
         torch.set_num_threads(config["train"]["threads"])
-    device = resolve_device(config["train"]["device"])
-    with run_lock(run_dir):
-        for folder in (run_dir, run_dir / "split", run_dir / "checkpoints"):
-            remove_stale_temporaries(folder)
-        if (run_dir / "split" / "split.json").is_file():
+    workers, device_name = distributed.start(config["train"]["device"])
+    try:
+        return _resume_run(run_dir, config, config_path, data_dir, workers, resolve_device(device_name))
+    finally:
+        distributed.stop(workers)
+
+
+def _resume_run(run_dir: Path, config: dict, config_path: Path, data_dir, workers: Workers, device) -> TrainedRun:
+    with run_lock(run_dir) if workers.is_main else nullcontext():
+        if workers.is_main:
+            for folder in (run_dir, run_dir / "split", run_dir / "checkpoints"):
+                remove_stale_temporaries(folder)
+        # every process sees the split state rank 0 saw, before rank 0 may save it
+        saved = workers.broadcast((run_dir / "split" / "split.json").is_file())
+        if saved:
             split = Split.load(run_dir / "split")
         else:  # killed before the split was saved: it is a pure function of data and seed
             split, _ = prepare_split(config["data"], config["split"], seed=config["seed"], data_dir=data_dir)
-            split.save(run_dir / "split")
+            if workers.is_main:
+                split.save(run_dir / "split")
         torch.manual_seed(config["seed"])
         model = build_model(config, dim=split.train.shape[1]).to(device)
         optimizer = build_optimizer(config, model)
@@ -135,11 +173,12 @@ def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: 
             except (RuntimeError, ValueError, KeyError) as err:
                 raise CheckpointError(f"{last}: does not fit the model and optimiser the config describes: "
                                       f"{str(err).strip().splitlines()[0]}") from None
-        return _train_and_evaluate(run_dir, config, split, model, optimizer, device, resume=payload)
+        return _train_and_evaluate(run_dir, config, split, model, optimizer, device, resume=payload,
+                                   workers=workers)
 
 
 def _train_and_evaluate(run_dir: Path, config: dict, split: Split, model, optimizer, device,
-                        resume: dict | None = None) -> TrainedRun:
+                        resume: dict | None = None, workers: Workers = SINGLE) -> TrainedRun:
     extra: dict = {}
     if optimizer is None:  # a closed-form baseline (popularity, EASE): no training loop
         from .baselines.closed_form import fit_closed_form_run
@@ -153,17 +192,19 @@ def _train_and_evaluate(run_dir: Path, config: dict, split: Split, model, optimi
     else:
         result = fit(
             model, optimizer, split.train, config=config, config_yaml=dump_recipe(config),
-            validate=lambda: evaluate_part(model, config, split.valid, device).mean,
-            checkpoint_dir=run_dir / "checkpoints", device=device, resume=resume,
+            validate=lambda: evaluate_part(model, config, split.valid, device, workers).mean,
+            checkpoint_dir=run_dir / "checkpoints", device=device, resume=resume, workers=workers,
         )
+    metrics = evaluate_run(run_dir, split=split, device=device, workers=workers)
+    if not workers.is_main:
+        return TrainedRun(run_dir=run_dir, metrics=metrics)
     write_json(run_dir / "history.json", result.history)
     if result.history:  # a closed-form fit has no epochs to plot
         plot_training_curve(result.history, config["eval"]["select"], run_dir / "training_curve.png")
-    metrics = evaluate_run(run_dir, split=split, device=device)
     dataset = split.info.get("dataset", {})
     metrics["training"] = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                            "seconds": round(result.seconds, 2), "dataset": dataset.get("name"),
-                           "layout": dataset.get("layout"), **extra}
+                           "layout": dataset.get("layout"), "processes": workers.world, **extra}
     if result.resumed_from_epoch:
         metrics["training"]["resumed_from_epoch"] = result.resumed_from_epoch
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
@@ -231,12 +272,31 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device=None):
     return config, split, model, payload
 
 
-def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None) -> dict:
-    """Validation and test metrics of the best checkpoint, with each metric's definition."""
+# What `evaluate_run` may change on a trained run: how it is scored, never what was trained.
+EVALUATION_KEYS = ("inference.", "eval.metrics", "eval.batch_size", "eval.empty_users")
+
+
+def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, workers: Workers = SINGLE,
+                 overrides: list[str] = ()) -> dict:
+    """Validation and test metrics of the best checkpoint, with each metric's definition.
+
+    ``overrides`` (``inference.*``, ``eval.metrics``, ``eval.batch_size``, ``eval.empty_users``)
+    score the same trained model another way.
+    """
     config, loaded_split, model, payload = load_run(run_dir, device=device)
+    if overrides:
+        from .config import load_recipe
+
+        for text in overrides:
+            if not text.split("=", 1)[0].startswith(EVALUATION_KEYS):
+                raise RecipeError(f"override {text!r}: a trained run can only be scored differently; allowed "
+                                  f"keys are {', '.join(k + '*' if k.endswith('.') else k for k in EVALUATION_KEYS)}")
+        config = load_recipe(Path(run_dir) / "config.yaml", overrides)
+        _evaluate_metrics_are_valid(config, n_items=payload["dim"])
     split = split or loaded_split
     device = _device_of(model)
-    reports = {name: evaluate_part(model, config, getattr(split, name), device) for name in ("valid", "test")}
+    reports = {name: evaluate_part(model, config, getattr(split, name), device, workers)
+               for name in ("valid", "test")}
     return {
         "recipe": config["name"],
         "seed": config["seed"],

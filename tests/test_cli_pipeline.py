@@ -182,3 +182,28 @@ def test_evaluate_refuses_a_run_of_another_task(trained, tmp_path):
     torch.save(payload, other / "checkpoints" / "best.pt")
     result = runner.invoke(app, ["evaluate", str(other)])
     assert result.exit_code == 2 and "a run of task 'masks', not a recommend run" in result.output
+
+
+def test_evaluate_scores_the_trained_model_another_way(trained):
+    from bindiff.metrics import evaluate_ranking
+    from bindiff.recommendation import load_run
+
+    run_dir, _, _ = trained
+    result = runner.invoke(app, ["evaluate", str(run_dir), "inference.mode=reverse", "inference.t=3"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["inference"]["mode"] == "reverse" and shown["inference"]["t"] == 3
+    _, split, model, _ = load_run(run_dir)
+    part = split.test
+    expected = evaluate_ranking(lambda x: model.reverse(x, start=3), part.input, part.exclude, part.target,
+                                ["ndcg@20"])
+    assert shown["test"]["ndcg@20"] == pytest.approx(expected.mean["ndcg@20"], abs=1e-12)
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    assert stored["inference"]["mode"] == "one_step"  # nothing was written
+
+
+def test_evaluate_refuses_overrides_that_change_the_trained_model(trained):
+    run_dir, _, _ = trained
+    result = runner.invoke(app, ["evaluate", str(run_dir), "train.lr=0.1"])
+    assert result.exit_code == 2
+    assert "override 'train.lr=0.1': a trained run can only be scored differently" in result.output

@@ -156,6 +156,17 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return config
 
 
+def with_key(config: dict, dotted: str, value: Any, source: str) -> dict:
+    """A copy of a resolved config with one dotted key set, checked exactly as an override is.
+
+    ``source`` starts the message of a refusal, which then names the key (and, for an unknown
+    key, the valid keys of its section) in the words ``load_recipe`` uses.
+    """
+    updated = copy.deepcopy(config)
+    _merge(updated, _nest(dotted.split("."), value), schema_for(config["task"]), source)
+    return updated
+
+
 def dump_recipe(config: dict) -> str:
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
 

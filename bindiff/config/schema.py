@@ -61,6 +61,8 @@ COMMON: dict[str, Any] = {
         "patience": key(int, 10, "stop after this many epochs without a better validation metric", at_least_one),
         "device": key(str, "cpu", "cpu, cuda or auto", (lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto")),
         "threads": key((int, type(None)), None, "torch CPU threads; null keeps torch's default", at_least_one),
+        "precision": key(str, "auto", "auto (bf16 autocast on CUDA, float32 on CPU), fp32 or bf16",
+                         (lambda v: v in ("auto", "fp32", "bf16"), "must be auto, fp32 or bf16")),
     },
     "output": {
         "root": key(str, "runs", "folder that holds run directories"),
@@ -98,7 +100,8 @@ RECOMMEND: dict[str, Any] = {
         "steps": key((int, type(None)), None, "reverse steps from t; null visits every step", at_least_one),
         "sample": key(str, "mean", "reverse states as probabilities (mean) or bits (sample)",
                       (lambda v: v in ("mean", "sample"), "must be 'mean' or 'sample'")),
-        "add_noise": key(bool, False, "reverse: noise the history to time t first instead of using it as x_t"),
+        "add_noise": key(bool, False, "noise the history to time t first instead of using it as x_t"),
+        "ensemble": key(int, 1, "average p̂(x_0) over this many noisy draws (needs add_noise or sample)", at_least_one),
     },
     "eval": {
         "metrics": key(list, ["recall@20", "recall@50", "ndcg@100"], "metrics reported on validation and test"),
@@ -110,6 +113,13 @@ RECOMMEND: dict[str, Any] = {
     "compare": {
         "models": FREE,  # model name -> list of key=value overrides that turn this recipe into it
         "seeds": key(int, 5, "seeds per model in `bindiff compare` (seed, seed+1, ...)", at_least_one),
+    },
+    "tune": {
+        "trials": key(int, 20, "trials of `bindiff tune`, each one training run", at_least_one),
+        "sampler": key(str, "tpe", "optuna sampler: tpe or random",
+                       (lambda v: v in ("tpe", "random"), "must be 'tpe' or 'random'")),
+        "seed": key((int, type(None)), None, "seeds the sampler; null: the recipe seed", non_negative),
+        "space": FREE,  # recipe key -> {float: [low, high], log: bool} | {int: [low, high]} | {choices: [...]}
     },
     "model": {
         "kind": key(str, "binomial", "binomial (the diffusion and denoiser sections) or a baseline: popularity, "

@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .dropout import ShardableDropout
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
@@ -65,11 +67,11 @@ class MLPDenoiser(nn.Module):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {p}")
         self.dim, self.input_norm, self.time_dim = dim, input_norm, time_dim
-        self.input_dropout = nn.Dropout(input_dropout)
+        self.input_dropout = ShardableDropout(input_dropout)
         widths = [dim, *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.activations = nn.ModuleList(ACTIVATIONS[activation]() for _ in hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = ShardableDropout(dropout)
         self.out = nn.Linear(hidden[-1], dim)
         self.time_proj = nn.Linear(time_dim, hidden[0]) if time_dim > 0 else None
 

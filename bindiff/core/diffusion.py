@@ -47,6 +47,16 @@ class BinomialDiffusion(nn.Module):
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         return torch.randint(1, self.train_t_max + 1, (n,), generator=generator, device=device)
 
+    def draw_noise(self, n: int, dim: int, generator: torch.Generator | None = None, device=None,
+                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """The time steps and uniform noise ``forward`` draws for n examples, in the same order.
+
+        Data-parallel training draws them for the whole batch on every process and keeps its
+        own rows, so that N processes use exactly the numbers one process would.
+        """
+        t = self.sample_timesteps(n, generator, device)
+        return t, torch.rand((n, dim), generator=generator, device=device, dtype=dtype)
+
     def forward(self, x0: torch.Tensor, generator: torch.Generator | None = None,
                 t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> LossOutput:
         if x0.ndim != 2:
@@ -54,7 +64,8 @@ class BinomialDiffusion(nn.Module):
         if t is None:
             t = self.sample_timesteps(x0.shape[0], generator, x0.device)
         x_t = self.process.add_noise(x0, t, noise=noise, generator=generator)
-        logits = self.denoiser(x_t, t)
+        # float32 logits even when the denoiser ran under bf16 autocast: the losses need the range
+        logits = self.denoiser(x_t, t).float()
         terms = diffusion_loss(self.loss_kind, self.process, x0, x_t, t, logits, self.hybrid_coeff)
         return LossOutput(loss=terms["loss"].mean(), terms=terms, t=t)
 

@@ -3,6 +3,7 @@
 from bindiff.metrics.ranking import (
     RankingReport,
     evaluate_ranking,
+    merge_reports,
     ndcg_at_k,
     popularity_scores,
     recall_at_k,
@@ -12,6 +13,7 @@ from bindiff.metrics.ranking import (
 __all__ = [
     "RankingReport",
     "evaluate_ranking",
+    "merge_reports",
     "ndcg_at_k",
     "popularity_scores",
     "recall_at_k",

@@ -33,6 +33,7 @@ import torch
 __all__ = [
     "RankingReport",
     "evaluate_ranking",
+    "merge_reports",
     "ndcg_at_k",
     "popularity_scores",
     "recall_at_k",
@@ -513,23 +514,37 @@ def evaluate_ranking(
                 per_user[name][rows] = vals
             bar.update(1)
 
-    mean: dict[str, float] = {}
-    for name, _, _ in parsed:
-        if empty_users == "drop":
-            denom = users.size
-        else:
-            denom = n_users
-        mean[name] = float(np.nansum(per_user[name]) / denom) if denom else float("nan")
-
     return RankingReport(
         per_user=per_user,
-        mean=mean,
+        mean=_means(per_user, int(n_users), int(users.size), empty_users),
         n_users=int(n_users),
         n_users_evaluated=int(users.size),
         definitions={name: _definition(kind, k, empty_users) for name, kind, k in parsed},
         empty_users=empty_users,
         metrics=[name for name, _, _ in parsed],
     )
+
+
+def _means(per_user: dict[str, np.ndarray], n_users: int, n_evaluated: int, empty_users: str) -> dict[str, float]:
+    denom = n_evaluated if empty_users == "drop" else n_users
+    return {name: float(np.nansum(values) / denom) if denom else float("nan") for name, values in per_user.items()}
+
+
+def merge_reports(parts: Sequence[RankingReport]) -> RankingReport:
+    """One report for users split into consecutive blocks (e.g. one per process), in order.
+
+    The means are taken over the concatenated per-user values, so they equal the report of
+    evaluating all users at once.
+    """
+    if not parts:
+        raise ValueError("merge_reports needs at least one report")
+    first = parts[0]
+    per_user = {name: np.concatenate([p.per_user[name] for p in parts]) for name in first.per_user}
+    n_users = sum(p.n_users for p in parts)
+    n_evaluated = sum(p.n_users_evaluated for p in parts)
+    return RankingReport(per_user=per_user, mean=_means(per_user, n_users, n_evaluated, first.empty_users),
+                         n_users=n_users, n_users_evaluated=n_evaluated, definitions=dict(first.definitions),
+                         empty_users=first.empty_users, metrics=list(first.metrics))
 
 
 # --------------------------------------------------------------------------- baselines

@@ -65,10 +65,27 @@ def make_scorer(model: BinomialDiffusion, config: dict, seed: int):
     T = model.process.num_steps
     if inf["t"] > T:
         raise RecipeError(f"inference.t = {inf['t']} exceeds diffusion.steps = {T}")
+    random = inf["add_noise"] or (inf["mode"] == "reverse" and inf["sample"] == "sample")
+    if inf["ensemble"] > 1 and not random:
+        raise RecipeError(f"inference.ensemble = {inf['ensemble']} would average identical scores: this scorer "
+                          "draws no random bits; set inference.add_noise: true (or inference.sample: sample "
+                          "with inference.mode: reverse)")
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed) if random else None
     if inf["mode"] == "one_step":
-        return lambda x: model.predict_x0(x, inf["t"])
-    generator = None
-    if inf["sample"] == "sample" or inf["add_noise"]:
-        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    return lambda x: model.reverse(x, start=inf["t"], steps=inf["steps"], mode=inf["sample"],
-                                   add_noise=inf["add_noise"], generator=generator)
+        def once(x):
+            if inf["add_noise"]:
+                x = model.process.add_noise(x, inf["t"], generator=generator)
+            return model.predict_x0(x, inf["t"])
+    else:
+        def once(x):
+            return model.reverse(x, start=inf["t"], steps=inf["steps"], mode=inf["sample"],
+                                 add_noise=inf["add_noise"], generator=generator)
+    if inf["ensemble"] == 1:
+        return once
+
+    def averaged(x):  # a running sum: memory of one batch of scores, whatever the ensemble size
+        total = once(x)
+        for _ in range(inf["ensemble"] - 1):
+            total += once(x)
+        return total / inf["ensemble"]
+    return averaged

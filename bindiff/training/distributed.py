@@ -1,0 +1,120 @@
+"""Data-parallel training with torch.distributed: which process am I, and what do we share.
+
+A run started by ``torchrun --nproc_per_node=N -m bindiff train RECIPE`` (or ``bindiff train
+RECIPE --nproc N``, which calls torchrun) has N processes that each load the same split. They
+draw the same batch order, and each process computes its own block of every batch of users.
+Gradients are summed across processes by DistributedDataParallel, validation users are split
+across processes and their per-user metrics gathered before the mean is taken, and only rank
+0 writes to the run directory. The backend is gloo on CPU and NCCL on CUDA.
+
+Exactness: the loss of each process is its rows' summed loss divided by the whole batch's
+size (times N, because DDP averages gradients), so the summed gradient is the one-process
+gradient of the batch mean. The diffusion noise and the dropout masks are drawn for the whole
+batch on every process (see ``ShardableDropout``), so N processes reproduce a one-process run
+up to the order of floating-point sums.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Workers:
+    """This process's place among the processes training one run (1 process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.world > 1
+
+    def block(self, n: int, rank: int | None = None) -> tuple[int, int]:
+        """Rows lo:hi of n that a rank computes: contiguous blocks differing by at most one row."""
+        r = self.rank if rank is None else rank
+        return n * r // self.world, n * (r + 1) // self.world
+
+    # -- collective operations; each is the identity in a single process ----------------------
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's value on every rank (a picklable object from our own code, never user input)."""
+        if not self.parallel:
+            return value
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's value, in rank order."""
+        if not self.parallel:
+            return [value]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
+    def sum(self, value: float) -> float:
+        if not self.parallel:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            tensor = tensor.cuda()
+        dist.all_reduce(tensor)
+        return float(tensor.item())
+
+    def barrier(self) -> None:
+        if self.parallel:
+            dist.barrier()
+
+
+SINGLE = Workers()
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def launch(nproc: int, bindiff_args: list[str]) -> int:
+    """Run ``bindiff <args>`` on ``nproc`` local processes with torchrun; returns its exit code."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "bindiff", *bindiff_args]
+    return subprocess.call(command)
+
+
+def start(device_name: str) -> tuple[Workers, str]:
+    """Join the process group torchrun describes in the environment; one process: SINGLE.
+
+    Returns the workers and the device to use: on CUDA each process takes the GPU of its
+    local rank.
+    """
+    if not launched_by_torchrun():
+        return SINGLE, device_name
+    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    workers = Workers(rank=dist.get_rank(), world=dist.get_world_size(),
+                      local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    if use_cuda:
+        torch.cuda.set_device(workers.local_rank)
+        return workers, f"cuda:{workers.local_rank}"
+    return workers, "cpu"
+
+
+def stop(workers: Workers) -> None:
+    if workers.parallel and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,126 @@
+"""Data-parallel training: N processes must train and evaluate as one process does."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from bindiff.core import BernoulliProcess, BinomialDiffusion, MLPDenoiser, get_schedule
+from bindiff.core.dropout import ShardableDropout, batch_rows
+from bindiff.metrics import evaluate_ranking, merge_reports
+from bindiff.training.checkpoint import load_checkpoint
+from bindiff.training.distributed import Workers
+
+from test_cli_pipeline import ratings_csv, small_args  # noqa: F401  (the fixture is reused)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("n,world", [(0, 2), (1, 2), (7, 2), (10, 3), (200, 4)])
+def test_blocks_cover_every_row_once_in_order(n, world):
+    blocks = [Workers(rank=r, world=world).block(n) for r in range(world)]
+    rows = [i for lo, hi in blocks for i in range(lo, hi)]
+    assert rows == list(range(n))
+    sizes = [hi - lo for lo, hi in blocks]
+    assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("empty_users", ["drop", "zero"])
+def test_merged_block_reports_equal_the_report_of_all_users(empty_users):
+    rng = np.random.default_rng(1)
+    n_users, n_items = 23, 30
+    inputs = sp.csr_matrix((rng.random((n_users, n_items)) < 0.2).astype(np.float32))
+    held_out = rng.random((n_users, n_items)) < 0.1
+    held_out[3] = False  # a user without held-out items exercises the empty-user rule
+    target = sp.csr_matrix(held_out.astype(np.float32))
+    scores = torch.from_numpy(rng.random((n_users, n_items)).astype(np.float32))
+    lookup = {tuple(r.tolist()): s for r, s in zip(torch.from_numpy(inputs.toarray()), scores)}
+    score = lambda batch: torch.stack([lookup[tuple(r.tolist())] for r in batch])  # noqa: E731
+    metrics = ["recall@5", "ndcg@10"]
+    whole = evaluate_ranking(score, inputs, inputs, target, metrics, empty_users=empty_users)
+    parts = []
+    for r in range(3):
+        lo, hi = Workers(rank=r, world=3).block(n_users)
+        parts.append(evaluate_ranking(score, inputs[lo:hi], inputs[lo:hi], target[lo:hi], metrics,
+                                      empty_users=empty_users))
+    merged = merge_reports(parts)
+    assert merged.mean == whole.mean
+    assert (merged.n_users, merged.n_users_evaluated) == (whole.n_users, whole.n_users_evaluated)
+    for name in metrics:
+        np.testing.assert_array_equal(merged.per_user[name], whole.per_user[name])
+
+
+def test_shardable_dropout_is_nn_dropout_and_its_blocks_are_the_rows_of_the_whole_batch():
+    x = torch.rand(9, 40) + 0.5
+    torch.manual_seed(5)
+    expected = nn.Dropout(0.4).train()(x)
+    layer = ShardableDropout(0.4).train()
+    torch.manual_seed(5)
+    assert torch.equal(layer(x), expected)
+    for lo, hi in [(0, 4), (4, 9), (3, 3)]:
+        torch.manual_seed(5)
+        with batch_rows(layer, lo, hi, 9):
+            assert torch.equal(layer(x[lo:hi]), expected[lo:hi])
+    assert layer.rows is None  # the block setting ends with the with-statement
+
+
+def test_explicit_noise_reproduces_the_models_own_draws():
+    process = BernoulliProcess(get_schedule("linear", 4, beta_start=0.05, beta_end=0.3))
+    model = BinomialDiffusion(MLPDenoiser(12, hidden=[8], input_dropout=0.3, time_dim=4), process)
+    x0 = (torch.rand(6, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    torch.manual_seed(0)
+    own = model(x0, generator=torch.Generator().manual_seed(7))
+    t, u = model.draw_noise(6, 12, torch.Generator().manual_seed(7))
+    torch.manual_seed(0)
+    explicit = model(x0, t=t, noise=u)
+    assert torch.equal(own.t, explicit.t)
+    assert torch.equal(own.terms["loss"], explicit.terms["loss"])
+
+
+def _bindiff(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "bindiff", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_two_gloo_processes_train_as_one_process(ratings_csv, tmp_path):  # noqa: F811
+    # Odd batch size: the two blocks differ in size and the last batch is short. Both kinds of
+    # dropout are on, so the masks must be drawn for the whole batch to agree.
+    extra = ["train.batch_size=63", "train.epochs=3", "train.patience=3", "train.threads=1",
+             "denoiser.params.dropout=0.2", "denoiser.params.hidden=[32, 16]"]
+    one = _bindiff(*small_args(ratings_csv, tmp_path / "one", *extra))
+    assert one.returncode == 0, one.stderr
+    two = _bindiff(*small_args(ratings_csv, tmp_path / "two", *extra), "--nproc", "2")
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("run directory:") == 1  # rank 0 reports; rank 1 stays quiet
+    (run_one,) = (tmp_path / "one" / "ml1m").iterdir()
+    (run_two,) = (tmp_path / "two" / "ml1m").iterdir()  # one run directory for both processes
+
+    for name in ("last.pt", "best.pt"):
+        a, b = (load_checkpoint(r / "checkpoints" / name) for r in (run_one, run_two))
+        assert a["epoch"] == b["epoch"] and a["step"] == b["step"]
+        for key in a["model"]:
+            torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-4, atol=1e-5)
+        for state_a, state_b in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+            torch.testing.assert_close(state_b["exp_avg"], state_a["exp_avg"], rtol=1e-3, atol=1e-6)
+    m_one, m_two = (json.loads((r / "metrics.json").read_text()) for r in (run_one, run_two))
+    assert m_two["training"]["processes"] == 2 and m_one["training"]["processes"] == 1
+    for part in ("valid", "test"):
+        assert m_two[part] == pytest.approx(m_one[part], abs=1e-6)
+    h_one, h_two = (json.loads((r / "history.json").read_text()) for r in (run_one, run_two))
+    assert [row["train_loss"] for row in h_two] == pytest.approx([row["train_loss"] for row in h_one], rel=1e-5)
+
+
+def test_several_processes_refuse_a_baseline_before_starting(ratings_csv, tmp_path):  # noqa: F811
+    result = _bindiff(*small_args(ratings_csv, tmp_path, "model.kind=ease"), "--nproc", "2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: model.kind: training on several processes is for the binomial model; train 'ease' in one process"]
+    assert not (tmp_path / "ml1m").exists()

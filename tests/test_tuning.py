@@ -1,0 +1,195 @@
+"""`bindiff tune` on a tiny synthetic ratings file: a checked space, seeded trials, validation-only choice."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import bindiff.recommendation
+from bindiff.cli import app
+from bindiff.config import RecipeError, load_recipe
+from bindiff.tuning import run_tuning
+
+runner = CliRunner()
+SELECT = "ndcg@10"
+SPACE = {
+    "train.lr": {"float": [0.0005, 0.05], "log": True},
+    "denoiser.params.input_dropout": {"float": [0.0, 0.6]},
+    "denoiser.params.hidden": {"choices": [[8], [16, 8]]},
+}
+TRIALS = 4
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    """160 users in two taste groups over 30 items, and a recipe that trains on them in well under a second."""
+    folder = tmp_path_factory.mktemp("tune-data")
+    rng = np.random.default_rng(1)
+    lines = ["user,item"]
+    for u in range(160):
+        group = u % 2
+        for item in rng.choice(np.arange(group * 15, group * 15 + 15), size=9, replace=False):
+            lines.append(f"u{u},i{item}")
+        # a little noise from the other group, so trials differ in how well they rank
+        for item in rng.choice(np.arange((1 - group) * 15, (1 - group) * 15 + 15), size=2, replace=False):
+            lines.append(f"u{u},i{item}")
+    (folder / "pairs.csv").write_text("\n".join(lines) + "\n")
+    config = {
+        "name": "tiny",
+        "seed": 3,
+        "data": {"dataset": str(folder / "pairs.csv"), "min_rating": None, "download": False},
+        "split": {"n_valid_users": 30, "n_test_users": 30},
+        "denoiser": {"params": {"hidden": [16], "time_dim": 4}},
+        "train": {"epochs": 3, "batch_size": 50, "patience": 3, "threads": 1},
+        "eval": {"metrics": ["recall@5", SELECT], "select": SELECT},
+        "tune": {"trials": TRIALS, "space": SPACE},
+        "output": {"progress": False},
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def tune(recipe: Path, root: Path, *overrides: str, trials: int | None = None) -> Path:
+    return run_tuning(recipe, [f"output.root={root}", *overrides], trials=trials)
+
+
+@pytest.fixture(scope="module")
+def tuned(recipe, tmp_path_factory) -> Path:
+    return tune(recipe, tmp_path_factory.mktemp("runs"))
+
+
+def study(out: Path) -> dict:
+    return json.loads((out / "study.json").read_text())
+
+
+def dotted(config: dict, key: str):
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"train.lrate": {"float": [0.001, 0.01]}},
+     "tune.space.train.lrate: unknown key 'train.lrate'. Valid keys: train.optimizer, train.lr, "),
+    ({"train.lr": {"float": [0.01, 0.001]}}, "tune.space.train.lr: low must be < high, got [0.01, 0.001]"),
+    ({"train.lr": {"float": [0.0, 0.01], "log": True}}, "tune.space.train.lr: log: true needs low > 0, got low = 0.0"),
+    ({"train.batch_size": {"int": [50, 50]}}, "tune.space.train.batch_size: low must be < high, got [50, 50]"),
+    ({"train.lr": [0.001, 0.01]}, "tune.space.train.lr: must be a mapping, one of {float: [low, high]}, "),
+    ({"train.lr": {"flaot": [0.001, 0.01]}}, "tune.space.train.lr: unknown field(s) ['flaot']; a spec is one of "),
+    ({"train.lr": {"float": [0.001, 0.01], "choices": [0.1, 0.2]}},
+     "tune.space.train.lr: give exactly one of float, int or choices, got ['float', 'choices']"),
+    ({"train.batch_size": {"int": [10.5, 50]}}, "tune.space.train.batch_size: int bounds must be integers, got [10.5, 50]"),
+    ({"train.lr": {"choices": [0.01]}}, "tune.space.train.lr: choices must be a list of at least two values, got [0.01]"),
+    ({"diffusion.steps": {"float": [1, 5]}},
+     "tune.space.diffusion.steps: key 'diffusion.steps' must be of type integer, got 1.0"),
+    ({"train.lr": {"float": [-0.01, 0.01]}}, "tune.space.train.lr: key 'train.lr' must be > 0, got -0.01"),
+    ({"denoiser.params.widht": {"int": [8, 16]}},
+     "tune.space.denoiser.params.widht = 8: denoiser: denoiser 'mlp' has no parameter(s) ['widht']"),
+    ({"split.n_valid_users": {"int": [20, 40]}}, "tune.space.split.n_valid_users: 'split.n_valid_users' cannot be searched"),
+    ({"seed": {"int": [0, 5]}}, "tune.space.seed: 'seed' cannot be searched"),
+])
+def test_bad_space_is_refused_naming_the_key_before_anything_is_written(recipe, tmp_path, space, message):
+    # the recipe's own space is valid: replace it by writing the bad one into a copy of the recipe
+    config = yaml.safe_load(recipe.read_text())
+    config["tune"]["space"] = space
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.raises(RecipeError) as info:
+        tune(bad, tmp_path / "runs")
+    assert str(info.value).startswith(f"{bad}: {message}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_empty_space_is_refused(recipe, tmp_path):
+    config = yaml.safe_load(recipe.read_text())
+    del config["tune"]["space"]
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump(config))
+    with pytest.raises(RecipeError, match=r"bare.yaml: tune.space is empty; map each recipe key"):
+        tune(bare, tmp_path / "runs")
+
+
+def test_cli_reports_a_bad_space_in_one_line_with_exit_2(recipe, tmp_path):
+    # the override form of a space entry names the same key as the recipe's dotted form, and replaces it
+    result = runner.invoke(app, ["tune", str(recipe), f"output.root={tmp_path}",
+                                 "tune.space.train.lr={float: [0.05, 0.0005], log: true}"])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {recipe}: tune.space.train.lr: low must be < high, got [0.05, 0.0005]"
+    assert not (tmp_path / "tune").exists()
+
+
+def test_tuning_writes_its_directory(tuned):
+    assert tuned.parent.parent.name == "tune" and tuned.parent.name == "tiny"
+    for name in ("recipe.yaml", "trials.csv", "study.json", "best.yaml", "tuning.png"):
+        assert (tuned / name).is_file(), name
+    assert (tuned / "tuning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = study(tuned)
+    assert [t["number"] for t in result["trials"]] == list(range(TRIALS))
+    assert set(result["space"]) == set(SPACE) and result["select"] == SELECT and result["sampler_seed"] == 3
+
+
+def test_each_trial_value_is_the_validation_value_its_run_recorded(tuned):
+    trials = study(tuned)["trials"]
+    with open(tuned / "trials.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["trial"]) for r in rows] == [t["number"] for t in trials]
+    for trial, row in zip(trials, rows):
+        run_dir = Path(trial["run_dir"])
+        assert run_dir.is_relative_to(tuned / "trials")
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert trial["valid"] == metrics["valid"][SELECT] == float(row[f"valid_{SELECT}"])
+        # the run trained exactly the values the sampler drew for it
+        trained = yaml.safe_load((run_dir / "config.yaml").read_text())
+        for key, value in trial["params"].items():
+            assert dotted(trained, key) == value
+            assert yaml.safe_load(row[key]) == value
+    assert len({t["valid"] for t in trials}) > 1, "the trials should differ, or the search tests nothing"
+
+
+def test_best_yaml_is_the_best_trials_recipe(tuned):
+    result = study(tuned)
+    best = result["best"]
+    assert best["valid"] == max(t["valid"] for t in result["trials"])
+    config = load_recipe(tuned / "best.yaml")
+    for key, value in best["params"].items():
+        assert dotted(config, key) == value
+    # apart from where it lives, it is the configuration the best trial's run trained
+    run_config = yaml.safe_load((Path(best["run_dir"]) / "config.yaml").read_text())
+    config["output"]["root"] = run_config["output"]["root"]
+    assert config == run_config
+    for override in best["overrides"]:
+        assert f"#   {override}\n" in (tuned / "best.yaml").read_text()
+
+
+def test_same_seed_gives_the_same_trials_and_another_seed_others(recipe, tuned, tmp_path):
+    again = study(tune(recipe, tmp_path / "again"))
+    first = study(tuned)
+    assert [(t["params"], t["valid"]) for t in again["trials"]] == [(t["params"], t["valid"]) for t in first["trials"]]
+    other = study(tune(recipe, tmp_path / "other", "tune.seed=11", trials=2))
+    assert [t["params"] for t in other["trials"]] != [t["params"] for t in first["trials"][:2]]
+
+
+def test_choice_ignores_test_metrics(recipe, tuned, tmp_path, monkeypatch):
+    """Reverse every run's test metrics (test = 1 - valid): a search that looked at them would now
+    pick the trial worst on validation. The choice, and every trial value, must not move."""
+    real_evaluate_run = bindiff.recommendation.evaluate_run
+
+    def reversed_test(*args, **kwargs):
+        metrics = real_evaluate_run(*args, **kwargs)
+        metrics["test"] = {name: 1.0 - value for name, value in metrics["valid"].items()}
+        return metrics
+
+    monkeypatch.setattr(bindiff.recommendation, "evaluate_run", reversed_test)
+    patched = study(tune(recipe, tmp_path / "patched"))
+    honest = study(tuned)
+    assert [t["valid"] for t in patched["trials"]] == [t["valid"] for t in honest["trials"]]
+    assert patched["best"]["number"] == honest["best"]["number"]
+    tests = [json.loads((Path(t["run_dir"]) / "metrics.json").read_text())["test"][SELECT] for t in patched["trials"]]
+    assert int(np.argmax(tests)) != patched["best"]["number"]  # the test metric would have chosen another trial
+    # the best trial's test metrics are reported from its run, for information only
+    assert patched["best_trial_test_for_information_only"][SELECT] == tests[patched["best"]["number"]]
