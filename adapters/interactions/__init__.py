@@ -15,6 +15,7 @@ from .matrix import InteractionMatrix, binary_csr, build_matrix, index_ids
 from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
                       read_pairs)
 from .splits import EvalPart, Split, holdout_count, predefined_split, strong_generalization
+from .synthetic import SYNTHETIC_PRESETS, synthetic_dataset, synthetic_interactions
 
 __all__ = [
     "DATASETS",
@@ -24,6 +25,7 @@ __all__ = [
     "InteractionMatrix",
     "LocalLayout",
     "RawInteractions",
+    "SYNTHETIC_PRESETS",
     "Split",
     "binary_csr",
     "build_matrix",
@@ -41,4 +43,6 @@ __all__ = [
     "read_pairs",
     "resolve_dataset",
     "strong_generalization",
+    "synthetic_dataset",
+    "synthetic_interactions",
 ]

@@ -7,7 +7,8 @@ A dataset name is looked up, in order, in
   2. the cache folder (argument, else $BINDIFF_CACHE_DIR, else ~/.cache/bindiff),
   3. a download of the official archive into the cache, accepted only if its
      SHA-256 matches the one pinned here.
-A path to a file or folder is accepted in place of a name.
+A path to a file or folder is accepted in place of a name, and ``synthetic:<preset>``
+names generated data (see synthetic.py), drawn from the recipe seed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .matrix import build_matrix
 from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
                       read_pairs)
 from .splits import Split, predefined_split, strong_generalization
+from .synthetic import SYNTHETIC_PREFIX, synthetic_dataset, synthetic_preset
 
 __all__ = [
     "DATASETS",
@@ -136,6 +138,11 @@ def resolve_dataset(
 ) -> DatasetSource:
     """Find a registered dataset (see the module doc for the order) or take a path as one."""
     key = str(name)
+    if key.startswith(SYNTHETIC_PREFIX):
+        # Generated, already binary: it counts as binarised at 4, like the preprocessed
+        # data its sizes come from, so MovieLens recipes (min_rating: 4) run unchanged.
+        preset = synthetic_preset(key[len(SYNTHETIC_PREFIX):])
+        return DatasetSource(key, "synthetic", {}, f"synthetic: {preset.description}", binarised_at=4.0)
     spec = DATASETS.get(key)
     if spec is None:
         return _source_from_path(Path(key).expanduser())
@@ -375,18 +382,22 @@ def prepare_split(
             _check_min_rating_applies(source, min_rating, has_ratings=False)
         split = load_predefined_split(source)
     elif kind == "strong":
-        raw = load_interactions(
-            source,
-            sep=data_cfg.get("sep"),
-            user_col=data_cfg.get("user_col", "user"),
-            item_col=data_cfg.get("item_col", "item"),
-            rating_col=data_cfg.get("rating_col"),
-            header=data_cfg.get("header", True),
-        )
-        if _check_min_rating_applies(source, min_rating, has_ratings=raw.rating is not None):
-            matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core)
+        if source.layout == "synthetic":  # generated as a matrix: no raw ids to index
+            _check_min_rating_applies(source, min_rating, has_ratings=False)
+            matrix = synthetic_dataset(source.name, seed=seed, k_core=k_core)
         else:
-            matrix = build_matrix(raw, min_rating=None, k_core=k_core)
+            raw = load_interactions(
+                source,
+                sep=data_cfg.get("sep"),
+                user_col=data_cfg.get("user_col", "user"),
+                item_col=data_cfg.get("item_col", "item"),
+                rating_col=data_cfg.get("rating_col"),
+                header=data_cfg.get("header", True),
+            )
+            if _check_min_rating_applies(source, min_rating, has_ratings=raw.rating is not None):
+                matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core)
+            else:
+                matrix = build_matrix(raw, min_rating=None, k_core=k_core)
         for key in ("n_valid_users", "n_test_users"):
             if key not in split_cfg:
                 raise DataError(f"split.{key} is missing: a strong-generalisation split needs it")
@@ -419,9 +430,9 @@ def _check_min_rating_applies(source: DatasetSource, min_rating, has_ratings: bo
         if source.binarised_at is not None
         else "its files hold no ratings"
     )
+    files = f" ({', '.join(str(path) for path in source.paths.values())})" if source.paths else ""
     raise DataError(
-        f"data.min_rating={min_rating} cannot be applied to {source.name!r} "
-        f"({', '.join(str(path) for path in source.paths.values())}): {already}; "
+        f"data.min_rating={min_rating} cannot be applied to {source.name!r}{files}: {already}; "
         "set min_rating to null" + (f" or {source.binarised_at:g}" if source.binarised_at is not None else "")
     )
 

@@ -1,0 +1,68 @@
+"""benchmarks/train_epoch.py: its phases measure what they say, and the script runs end to end."""
+
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "train_epoch.py"
+TINY = ["recipes/ml1m.yaml", "data.dataset=synthetic:tiny", "split.n_valid_users=50", "split.n_test_users=50",
+        "denoiser.params.hidden=[16]", "train.threads=1"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("train_epoch_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_partial_epoch_is_extrapolated_from_the_batches_timed(bench, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    full_size = bench.matmul_flops_per_s  # a 2048² matmul is seconds of a busy core: time a small one
+    monkeypatch.setattr(bench, "matmul_flops_per_s", lambda device, dtype=None: full_size(device, dtype, n=256))
+    args = bench.parse_args([*TINY, "--max-batches", "1"])
+    config, split, device, data = bench.prepare(args)
+    assert data["interactions"] == 8_000 and data["train_users"] == 300
+    train = bench.measure_train(args, config, split, device, bench.PhaseMemory())
+    # 300 training users in batches of 200: one of two batches timed, 200 users
+    assert (train["batches_timed"], train["batches_per_epoch"], train["users_timed"]) == (1, 2, 200)
+    assert train["epoch_extrapolated"] is True
+    # epoch = time × 300 / 200 users; the two figures are rounded to 0.01 s and 0.001 s
+    assert abs(train["epoch_seconds"] - train["seconds_timed"] * 300 / 200) < 0.006
+    full = bench.measure_train(bench.parse_args(TINY), config, split, device, bench.PhaseMemory())
+    assert (full["batches_timed"], full["users_timed"], full["epoch_extrapolated"]) == (2, 300, False)
+
+
+def test_ease_is_skipped_with_its_estimate_when_over_the_limit(bench, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = bench.parse_args([*TINY, "--ease-limit-gb", "0.001"])
+    config, split, device, _ = bench.prepare(args)
+    result = bench.measure_ease(args, config, split, device, bench.PhaseMemory())
+    estimate_mb = 32 * split.n_items**2 / 2**20  # 2.7 MB for 299 items, over 1.0 MB
+    assert result == {"skipped": f"EASE needs about {estimate_mb / 1024:.1f} GiB (32 bytes × {split.n_items:,}² "
+                                 "item pairs), over --ease-limit-gb 0.001 GiB", "estimate_mb": round(estimate_mb)}
+
+
+def test_the_script_prints_its_figures_and_the_command(tmp_path):
+    argv = [*TINY, "--phases", "eval"]
+    data_dir = tmp_path / "data dir"  # generated data read nothing from it; its name needs quoting
+    env = {**os.environ, "BINDIFF_DATA_DIR": str(data_dir)}
+    finished = subprocess.run([sys.executable, "benchmarks/train_epoch.py", *argv], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env=env)
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.strip().splitlines()
+    assert lines[-1] == (f"command: BINDIFF_DATA_DIR={shlex.quote(str(data_dir))} "
+                         + shlex.join(["python", "benchmarks/train_epoch.py", *argv]))
+    results = json.loads(lines[-2])
+    assert results["eval"]["eval_users"] == 50 and results["eval"]["top_k"] == 100
+    assert results["eval"]["threads"] == 1
+    assert lines[0].startswith("data   synthetic:tiny: 400 users × ")
+    assert lines[1].startswith("eval   top-100 of 50 users in ")
