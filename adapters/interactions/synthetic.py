@@ -2,9 +2,12 @@
 
 Two ingredients make the data look like MovieLens, Netflix or the Million Song Dataset:
 
-- item popularity follows Zipf's law: the item of popularity rank r has sampling weight
-  r^(-item_exponent). Ranks are assigned to columns by a random permutation, so a column's
-  index says nothing about its popularity (as in real data);
+- item popularity follows a Zipf-Mandelbrot law: the item of popularity rank r has sampling
+  weight (r + item_offset)^(-item_exponent). The offset flattens the head: with plain Zipf
+  (offset 0) the most popular item lands in 97 % of ML-1M-sized histories, against 48 % in
+  the real data; the defaults (offset 30, exponent 1.2) give 53 % and the real top-20 %
+  share of interactions (67 % against 66 %). Ranks are assigned to columns by a random
+  permutation, so a column's index says nothing about its popularity (as in real data);
 - user activity is heavy-tailed: a user's item count is log-normal (σ = activity_sigma),
   scaled so that the counts add up to exactly n_interactions, and clipped to
   [min_items, n_items].
@@ -97,14 +100,15 @@ def synthetic_interactions(
     n_interactions: int,
     *,
     seed,
-    item_exponent: float = 1.0,
+    item_exponent: float = 1.2,
+    item_offset: float = 30.0,
     activity_sigma: float = 1.0,
     min_items: int = _DEFAULT_MIN_ITEMS,
 ) -> sp.csr_matrix:
     """A binary float32 CSR matrix (n_users × n_items) holding exactly n_interactions ones.
 
     seed: anything ``numpy.random.default_rng`` takes (an int, a SeedSequence).
-    item_exponent: Zipf exponent of the item sampling weights (rank r has weight r^-a).
+    item_exponent, item_offset: rank r has sampling weight (r + item_offset)^-item_exponent.
     activity_sigma: σ of the log-normal user item counts before clipping.
     min_items: the fewest items a user has (real data sets drop users below a threshold).
     ValueError when the sizes are impossible.
@@ -120,11 +124,12 @@ def synthetic_interactions(
             f"n_interactions={n_interactions} is impossible for {n_users} users with {min_items} to {n_items} "
             f"items each: it must lie in [{n_users * min_items}, {n_users * n_items}]"
         )
-    if not item_exponent >= 0 or not activity_sigma >= 0:
-        raise ValueError(f"item_exponent and activity_sigma must be >= 0, got {item_exponent!r}, {activity_sigma!r}")
+    if not item_exponent >= 0 or not activity_sigma >= 0 or not item_offset >= 0:
+        raise ValueError(f"item_exponent, item_offset and activity_sigma must be >= 0, got {item_exponent!r}, "
+                         f"{item_offset!r}, {activity_sigma!r}")
 
     rng = np.random.default_rng(seed)
-    rank_weights = np.arange(1, n_items + 1, dtype=np.float64) ** -float(item_exponent)
+    rank_weights = (np.arange(1, n_items + 1, dtype=np.float64) + float(item_offset)) ** -float(item_exponent)
     probabilities = np.empty(n_items)
     probabilities[rng.permutation(n_items)] = rank_weights / rank_weights.sum()
     activity = np.exp(activity_sigma * rng.standard_normal(n_users))
