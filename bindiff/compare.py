@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import RecipeError, config_hash, dump_recipe, load_recipe
+from .config import RecipeError, dump_recipe, load_recipe
 from .files import atomic_path, write_json, write_text
 from .recommendation import evaluate_part, load_run, train_recommender
+from .runs import create_output_dir
 
 BASELINE_KINDS = ("popularity", "ease", "multdae", "multvae", "gaussian", "recfusion")
 
@@ -57,12 +58,7 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
     # Validate every model's recipe before anything is trained or written.
     for name, extra in presets.items():
         load_recipe(recipe, [*overrides, *extra])
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(base["output"]["root"]) / "compare" / base["name"] / f"{stamp}-{config_hash(base)}"
-    try:
-        out.mkdir(parents=True, exist_ok=False)
-    except FileExistsError:
-        raise FileExistsError(f"{out}: comparison directory already exists; bindiff never overwrites") from None
+    out = create_output_dir(base, "comparison", folder="compare")
     write_text(out / "recipe.yaml", dump_recipe(base))
     write_json(out / "models.json", presets)
 

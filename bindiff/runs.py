@@ -9,14 +9,21 @@ from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
 from .files import write_text
 
 
+def create_output_dir(config: dict, kind: str = "run", folder: str | None = None) -> Path:
+    """``<output.root>/[<folder>/]<name>/<time>-<hash>/``, made fresh; an existing one is refused."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = Path(config["output"]["root"]) / (folder or "")
+    out = root / config["name"] / f"{stamp}-{config_hash(config)}"
+    try:
+        out.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise FileExistsError(f"{out}: {kind} directory already exists; bindiff never overwrites") from None
+    return out
+
+
 def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:
     """Make a fresh run directory holding the resolved config; refuse an existing one."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(config["output"]["root"]) / config["name"] / f"{stamp}-{config_hash(config)}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=False)
-    except FileExistsError:
-        raise FileExistsError(f"{run_dir}: run directory already exists; bindiff never overwrites a run") from None
+    run_dir = create_output_dir(config)
     write_text(run_dir / "config.yaml", dump_recipe(config))
     write_text(run_dir / "overrides.txt", "".join(f"{o}\n" for o in overrides))
     return run_dir

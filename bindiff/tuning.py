@@ -28,11 +28,12 @@ from typing import Any
 
 import yaml
 
-from .config import RecipeError, config_hash, dump_recipe, load_recipe
+from .config import RecipeError, dump_recipe, load_recipe
 from .config.recipe import with_key
 from .config.schema import FREE, schema_for
 from .files import atomic_path, write_json, write_text
 from .recommendation import read_metrics, train_recommender
+from .runs import create_output_dir
 
 SPEC_KINDS = ("float", "int", "choices")
 SPEC_FIELDS = (*SPEC_KINDS, "log")
@@ -223,12 +224,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
                else optuna.samplers.RandomSampler(seed=sampler_seed))
     study = optuna.create_study(direction="maximize", sampler=sampler, study_name=base["name"])
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(base["output"]["root"]) / "tune" / base["name"] / f"{stamp}-{config_hash(base)}"
-    try:
-        out.mkdir(parents=True, exist_ok=False)
-    except FileExistsError:
-        raise FileExistsError(f"{out}: tuning directory already exists; bindiff never overwrites") from None
+    out = create_output_dir(base, "tuning", folder="tune")
     write_text(out / "recipe.yaml", dump_recipe(base))
 
     records: list[TrialRecord] = []
