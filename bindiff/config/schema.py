@@ -74,7 +74,8 @@ COMMON: dict[str, Any] = {
 # Sections of the recommendation task.
 RECOMMEND: dict[str, Any] = {
     "data": {
-        "dataset": key(str, "ml-1m", "a dataset bindiff knows (ml-1m, ml-100k) or a path to a ratings file"),
+        "dataset": key(str, "ml-1m", "a dataset bindiff knows (ml-1m, ml-100k, amazon-electronics), a path to "
+                                     "a ratings file, or synthetic:<preset> (benchmarks)"),
         "min_rating": key((float, int, type(None)), None, "keep ratings >= this as interactions; null keeps every row"),
         "k_core": key(int, 0, "drop users and items with fewer interactions, repeatedly; 0 turns it off", non_negative),
         "download": key(bool, True, "download the official archive when the data are not found locally"),
