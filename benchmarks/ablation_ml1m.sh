@@ -10,13 +10,14 @@
 # comparison's models.json and can be trained alone with `bindiff train recipes/ml1m.yaml <overrides>`.
 set -euo pipefail
 models=(
-  binomial published_setup no_time no_input_dropout no_l2 hybrid_loss
+  binomial published_setup published_network no_time no_input_dropout no_l2 hybrid_loss
   steps_10 more_noise wide_1000 deep_600x2
 )
 set -x
 bindiff compare recipes/ml1m.yaml --seeds "${SEEDS:-2}" --models "$(IFS=,; echo "${models[*]}")" \
   name=ml1m_ablation train.threads=1 output.progress=false \
   'compare.models.published_setup=[diffusion.kernel=flip, "denoiser.params.hidden=[200, 200, 200, 200, 200]", denoiser.params.activation=prelu, denoiser.params.time_dim=0, denoiser.params.input_dropout=0.0, denoiser.params.input_norm=none, train.lr=0.0001, train.patience=5]' \
+  'compare.models.published_network=[diffusion.kernel=flip, "denoiser.params.hidden=[200, 200, 200, 200, 200]", denoiser.params.activation=prelu, denoiser.params.time_dim=0, denoiser.params.input_dropout=0.0, denoiser.params.input_norm=none]' \
   'compare.models.no_time=[denoiser.params.time_dim=0]' \
   'compare.models.no_input_dropout=[denoiser.params.input_dropout=0.0]' \
   'compare.models.no_l2=[denoiser.params.input_norm=none]' \
