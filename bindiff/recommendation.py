@@ -78,9 +78,12 @@ def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | N
         torch.set_num_threads(config["train"]["threads"])
     workers, device_name = distributed.start(config["train"]["device"])
     try:
-        return _train_new_run(config, list(overrides), data_dir, workers, resolve_device(device_name))
-    finally:
-        distributed.stop(workers)
+        run = _train_new_run(config, list(overrides), data_dir, workers, resolve_device(device_name))
+    except BaseException:
+        distributed.stop(workers, failed=True)
+        raise
+    distributed.stop(workers)
+    return run
 
 
 def _train_new_run(config: dict, overrides: list[str], data_dir, workers: Workers, device) -> TrainedRun:
@@ -133,9 +136,12 @@ def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: 
         torch.set_num_threads(config["train"]["threads"])
     workers, device_name = distributed.start(config["train"]["device"])
     try:
-        return _resume_run(run_dir, config, config_path, data_dir, workers, resolve_device(device_name))
-    finally:
-        distributed.stop(workers)
+        run = _resume_run(run_dir, config, config_path, data_dir, workers, resolve_device(device_name))
+    except BaseException:
+        distributed.stop(workers, failed=True)
+        raise
+    distributed.stop(workers)
+    return run
 
 
 def _resume_run(run_dir: Path, config: dict, config_path: Path, data_dir, workers: Workers, device) -> TrainedRun:

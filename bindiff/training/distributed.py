@@ -115,6 +115,12 @@ def start(device_name: str) -> tuple[Workers, str]:
     return workers, "cpu"
 
 
-def stop(workers: Workers) -> None:
+def stop(workers: Workers, failed: bool = False) -> None:
+    """Leave the process group. After success all ranks leave together: a gloo rank that tears
+    down its connections while another still writes the run directory can abort the other's
+    teardown. After a failure nobody waits, so torchrun sees the failed rank exit and stops
+    the rest."""
     if workers.parallel and dist.is_initialized():
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()

@@ -189,9 +189,7 @@ def _parallel_step(model, train: sp.csr_matrix, device: torch.device, noise: tor
                           f"train {type(model).__name__} in one process")
     from torch.nn.parallel import DistributedDataParallel
 
-    # The process tables are constants: no need to broadcast buffers every step.
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                  broadcast_buffers=False)
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     dim = train.shape[1]
 
     def step(rows: np.ndarray):
