@@ -49,7 +49,7 @@ def train(
     try:
         config = load_recipe(recipe, overrides or [])
         if nproc > 1 or distributed.launched_by_torchrun():
-            _check_parallel_recipe(config)
+            distributed.check_recipe(config)
         if nproc > 1 and not distributed.launched_by_torchrun():
             args = ["train", recipe, *(overrides or []), *(["--data-dir", data_dir] if data_dir else []),
                     *(["--resume", resume] if resume else [])]
@@ -78,17 +78,6 @@ def resume_run(
     except _user_errors() as err:
         _fail(err)
     _print_run(run)
-
-
-def _check_parallel_recipe(config: dict) -> None:
-    """Refuse, before any process starts, what several processes cannot train."""
-    from .config import RecipeError
-
-    if config["task"] != "recommend":
-        raise RecipeError(f"task: {config['task']!r} recipes train in one process; drop --nproc")
-    if config["model"]["kind"] != "binomial":
-        raise RecipeError(f"model.kind: training on several processes is for the binomial model; train "
-                          f"{config['model']['kind']!r} in one process")
 
 
 def _print_run(run) -> None:

@@ -26,7 +26,7 @@ from .config import RecipeError, dump_recipe, recipe_from_text
 from .files import write_json
 from .metrics import evaluate_ranking, merge_reports
 from .plots import plot_training_curve
-from .runs import create_run_dir, read_run
+from .runs import create_run_dir, read_trained_model
 from .training.builders import build_model, build_optimizer, make_scorer, resolve_device
 from .training import distributed
 from .training.checkpoint import check_resumable, load_checkpoint, remove_stale_temporaries, run_lock
@@ -90,9 +90,8 @@ def _train_new_run(config: dict, overrides: list[str], data_dir, workers: Worker
     from .baselines import check_model_config
 
     check_model_config(config)  # model.kind / model.params, before the data are read
-    if workers.parallel and config["model"]["kind"] != "binomial":
-        raise RecipeError(f"model.kind: training on several processes is for the binomial model; train "
-                          f"{config['model']['kind']!r} in one process")
+    if workers.parallel:
+        distributed.check_recipe(config)
     split, _ = prepare_split(config["data"], config["split"], seed=config["seed"], data_dir=data_dir)
     # Validate everything that can be refused before a run directory exists.
     torch.manual_seed(config["seed"])
@@ -269,11 +268,7 @@ def _evaluate_metrics_are_valid(config: dict, n_items: int) -> None:
 def load_run(run_dir: str | Path, checkpoint: str = "best", device=None):
     """The config, split and model of a finished (or interrupted) run."""
     run_dir = Path(run_dir)
-    config, payload = read_run(run_dir, "recommend", checkpoint)
-    device = device or resolve_device(config["train"]["device"])
-    model = build_model(config, dim=payload["dim"])
-    model.load_state_dict(payload["model"])
-    model.to(device).eval()
+    config, payload, model = read_trained_model(run_dir, "recommend", build_model, checkpoint, device)
     split = Split.load(run_dir / "split")
     return config, split, model, payload
 

@@ -41,3 +41,17 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
     if config["task"] != task:
         raise RecipeError(f"{run_dir}: a run of task {config['task']!r}, not a {task} run")
     return config, payload
+
+
+def read_trained_model(run_dir: str | Path, task: str, build, checkpoint: str = "best", device=None):
+    """A run's config, loaded checkpoint and model: ``build(config, dim=...)`` with its weights, in eval mode.
+
+    ``device`` defaults to the run's ``train.device``.
+    """
+    from .training.builders import resolve_device
+
+    config, payload = read_run(run_dir, task, checkpoint)
+    model = build(config, dim=payload["dim"])
+    model.load_state_dict(payload["model"])
+    model.to(device or resolve_device(config["train"]["device"])).eval()
+    return config, payload, model

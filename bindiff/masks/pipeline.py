@@ -31,7 +31,7 @@ from ..core import BinomialDiffusion
 from ..core import unet  # noqa: F401  (registers "unet")
 from ..files import write_json
 from ..plots import plot_training_curve
-from ..runs import create_run_dir, read_run
+from ..runs import create_run_dir, read_trained_model
 from ..training.builders import build_model, build_optimizer, resolve_device
 from ..training.trainer import fit
 from . import corruption
@@ -188,11 +188,7 @@ def _check_tasks(config: dict, model) -> None:
 def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None):
     """The config, data and model of a finished (or interrupted) masks run."""
     run_dir = Path(run_dir)
-    config, payload = read_run(run_dir, "masks", checkpoint)
-    device = device or resolve_device(config["train"]["device"])
-    model = build_mask_model(config, dim=payload["dim"])
-    model.load_state_dict(payload["model"])
-    model.to(device).eval()
+    config, payload, model = read_trained_model(run_dir, "masks", build_mask_model, checkpoint, device)
     data = load_data(run_dir / "split")
     info = {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch"), **(payload.get("best") or {})}
     return config, data, model, info
