@@ -39,7 +39,6 @@ def test_vb_terms_brute_force():
     xt = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=torch.float64)
     logits = torch.tensor([[0.3, -2.0, 1.5], [-0.4, 0.8, 2.2], [1.0, -1.0, 0.1]], dtype=torch.float64)
     t = torch.tensor([1, 2, 3])
-    got = vb_terms(process, x0, xt, t, logits)
     p_hat = torch.sigmoid(logits)
 
     def posterior(x0v, xtv, tt):  # Bayes' rule written out for one bit
@@ -49,20 +48,29 @@ def test_vb_terms_brute_force():
         zero = (a * (1 - xtv) + (1 - a) / 2) * (ab[tt - 1] * (1 - x0v) + (1 - ab[tt - 1]) / 2)
         return one / (one + zero)
 
-    expected = []
-    for row in range(3):
-        tt = int(t[row])
-        total = 0.0
-        for d in range(3):
-            if tt == 1:
-                p = p_hat[row, d].item()
-                total += -math.log(p if x0[row, d] else 1 - p)
-            else:
-                q = posterior(x0[row, d], xt[row, d], tt).item()
-                m = posterior(p_hat[row, d], xt[row, d], tt).item()
-                total += q * math.log(q / m) + (1 - q) * math.log((1 - q) / (1 - m))
-        expected.append(total)
-    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64), rtol=1e-9)
+    def model_kernel(p, xtv, tt, kernel):
+        if kernel == "mixture":  # p̂ q(x_s | x_t, x_0 = 1) + (1 − p̂) q(x_s | x_t, x_0 = 0): what sampling runs
+            return p * posterior(1.0, xtv, tt) + (1 - p) * posterior(0.0, xtv, tt)
+        return posterior(p, xtv, tt)  # D3PM's plug-in: p̂ in place of x_0
+
+    for kernel in ("mixture", "plugin"):
+        got = vb_terms(process, x0, xt, t, logits, reverse_kernel=kernel)
+        expected = []
+        for row in range(3):
+            tt = int(t[row])
+            total = 0.0
+            for d in range(3):
+                if tt == 1:
+                    p = p_hat[row, d].item()
+                    total += -math.log(p if x0[row, d] else 1 - p)
+                else:
+                    q = posterior(x0[row, d], xt[row, d], tt).item()
+                    m = model_kernel(p_hat[row, d], xt[row, d], tt, kernel).item()
+                    total += q * math.log(q / m) + (1 - q) * math.log((1 - q) / (1 - m))
+            expected.append(total)
+        assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64), rtol=1e-9), kernel
+    # the two kernels train different things wherever p̂ is uncertain
+    assert not torch.allclose(vb_terms(process, x0, xt, t, logits), vb_terms(process, x0, xt, t, logits, "plugin"))
 
 
 def test_vb_is_zero_when_the_prediction_is_the_truth():

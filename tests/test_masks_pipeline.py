@@ -65,11 +65,12 @@ def test_train_writes_summaries_niftis_and_panels(tiny_run):
         assert (run_dir / name).is_file(), name
     cases = json.loads((run_dir / "split" / "cases.json").read_text())
     assert {len(v) for v in cases["split"].values()} == {6, 2} and cases["preset"]["name"] == "msd_hippocampus"
-    for mode, baseline in (("box", "closing"), ("alternate_slices", "interpolation"),
-                           ("random_slices", "interpolation")):
+    for mode, names in (("box", ["closing", "interpolation", "retrieval"]),
+                        ("alternate_slices", ["interpolation", "retrieval"]),
+                        ("random_slices", ["interpolation", "retrieval"])):
         summary = json.loads((run_dir / "completion" / mode / "summary.json").read_text())
-        assert summary["cases"] == 2 and len(summary["per_case"]) == 2 and summary["baseline"] == baseline
-        assert set(summary["mean"]) == {"input", baseline, "model"} and "both masks empty" in summary["empty_rule"]
+        assert summary["cases"] == 2 and len(summary["per_case"]) == 2 and summary["baselines"] == names
+        assert set(summary["mean"]) == {"input", *names, "model"} and "both masks empty" in summary["empty_rule"]
         for row in summary["per_case"]:
             assert 0 <= row["model"]["dice"] <= 1 and row["model"]["hd95_mm"] >= 0
         assert (run_dir / "completion" / mode / "panels").is_dir()

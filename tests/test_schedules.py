@@ -31,6 +31,18 @@ def test_linear_constant_cosine_are_valid():
     assert ((cos > 0) & (cos <= 1)).all() and (cos[1:] >= cos[:-1] - 1e-12).all()
 
 
+def test_cosine_follows_its_formula():
+    # Nichol & Dhariwal: ᾱ(t) = f(t) / f(0), f(t) = cos²((t/T + s) / (1 + s) · π/2), s = 0.008,
+    # β_t = 1 − ᾱ(t) / ᾱ(t − 1) capped at 0.999; evaluated here with the math module
+    T, s = 20, 0.008
+    f = [math.cos((k / T + s) / (1 + s) * math.pi / 2) ** 2 for k in range(T + 1)]
+    expected = [min(1 - (f[k] / f[0]) / (f[k - 1] / f[0]), 0.999) for k in range(1, T + 1)]
+    assert get_schedule("cosine", T).tolist() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert expected[-1] == 0.999  # the cap binds at the last step, so ᾱ_T is small but not 0
+    abar = BernoulliProcess.from_schedule("cosine", T).alpha_bar
+    assert float(abar[T]) == pytest.approx(math.prod(1 - b for b in expected), rel=1e-12)
+
+
 @pytest.mark.parametrize(
     "name, steps, params, message",
     [

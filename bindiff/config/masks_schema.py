@@ -59,7 +59,8 @@ MASKS: dict[str, Any] = {
         "n_test": key((int, float), 50, "held-out test cases: a count, or a fraction of the cases", _count_or_fraction),
     },
     "augment": {
-        "flip_axes": key(list, [], "add a mirrored copy of every training case along each of these axes", _axes),
+        "flip_axes": key(list, [], "add a mirrored copy of every training case along each of these axes (opt-in: "
+                          "a mirrored hippocampus is anatomy the data never holds)", _axes),
         "shifts": key(int, 0, "add copies of every training case shifted by ± this many voxels per axis",
                       non_negative),
     },
@@ -96,9 +97,9 @@ MASKS: dict[str, Any] = {
                                 _one_of("center", "random")),
             "slice_fraction": key(float, 0.5, "random_slices: share of the mask's slices hidden", fraction),
             "axis": key(int, 2, "canonical axis of hidden slices: 2 = axial", _axis),
-            "warm_start": key(list, [], "modes inpainted from the classical fill noised to time warm_t instead "
+            "warm_start": key(list, [], "modes inpainted from the interpolation noised to time warm_t instead "
                               "of from noise (SDEdit's warm start)", _list_of(("box", "alternate_slices", "random_slices"))),
-            "warm_t": key(int, 2, "time to which the classical fill is noised for a warm start", at_least_one),
+            "warm_t": key(int, 2, "time to which the interpolation is noised for a warm start", at_least_one),
             "steps": key((int, type(None)), None, "reverse steps of the inpainting; null: every step", at_least_one),
             "sample": key(str, "mean", "reverse states as probabilities (mean) or bits (sample)",
                           _one_of("mean", "sample")),
@@ -115,6 +116,8 @@ MASKS: dict[str, Any] = {
         "generation": {
             "samples": key(int, 16, "masks sampled from noise", at_least_one),
             "steps": key((int, type(None)), None, "reverse steps; null: every step", at_least_one),
+            "mirror_axis": key(int, 0, "axis of the mirror image the orientation check compares with: "
+                               "0 = left-right", _axis),
         },
     },
 }

@@ -47,6 +47,9 @@ COMMON: dict[str, Any] = {
         "loss": key(str, "bce", "bce (x_0 cross-entropy), vb (variational bound) or hybrid"),
         "hybrid_coeff": key((float, int), 0.01, "weight of the x_0 cross-entropy in the hybrid loss", non_negative),
         "train_t_max": key((int, type(None)), None, "train on t in 1..train_t_max only; null uses every step"),
+        "reverse_kernel": key(str, "mixture", "reverse step from p̂(x_0 | x_t): mixture (exact) or plugin "
+                              "(D3PM's, counts x_t twice); sampling and the vb loss use the same one",
+                              (lambda v: v in ("mixture", "plugin"), "must be 'mixture' or 'plugin'")),
     },
     "denoiser": {
         "name": key(str, "mlp", "a registered denoiser"),

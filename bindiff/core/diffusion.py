@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from .losses import LOSSES, diffusion_loss
-from .process import BernoulliProcess
+from .process import REVERSE_KERNELS, BernoulliProcess
 from .scheduler import ReverseScheduler
+
+DECODES = ("sample", "mean", "threshold")
 
 
 @dataclass
@@ -25,15 +27,20 @@ class BinomialDiffusion(nn.Module):
     Inference modes:
     - ``predict_x0(x, t)``: one denoiser call on an observed vector (RecFusion's inference);
     - ``reverse(x, start, steps)``: treat x as x_start (or noise it first) and run reverse steps;
-    - ``inpaint(known, mask)``: reverse from noise while holding known bits at their values;
-    - ``sample(n)``: reverse from x_T ~ B(½).
+    - ``inpaint(known, mask)``: reverse from noise (or a warm start) holding known bits fixed;
+    - ``sample(n)``: reverse from x_T ~ B(½) or a given prior.
+    All of them run the one loop ``run_reverse``; its kernel is ``reverse_kernel``.
     """
 
     def __init__(self, denoiser: nn.Module, process: BernoulliProcess, loss: str = "bce",
-                 hybrid_coeff: float = 0.01, train_t_max: int | None = None):
+                 hybrid_coeff: float = 0.01, train_t_max: int | None = None, reverse_kernel: str = "mixture"):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if reverse_kernel not in REVERSE_KERNELS:
+            raise ValueError(f"unknown reverse kernel {reverse_kernel!r}; choose one of {', '.join(REVERSE_KERNELS)}")
+        # The kernel sampling runs and the bound trains (one setting for both, see process.reverse_logits).
+        self.reverse_kernel = reverse_kernel
         self.denoiser = denoiser
         self.process = process
         self.loss_kind = loss
@@ -66,16 +73,68 @@ class BinomialDiffusion(nn.Module):
         x_t = self.process.add_noise(x0, t, noise=noise, generator=generator)
         # float32 logits even when the denoiser ran under bf16 autocast: the losses need the range
         logits = self.denoiser(x_t, t).float()
-        terms = diffusion_loss(self.loss_kind, self.process, x0, x_t, t, logits, self.hybrid_coeff)
+        terms = diffusion_loss(self.loss_kind, self.process, x0, x_t, t, logits, self.hybrid_coeff,
+                               self.reverse_kernel)
         return LossOutput(loss=terms["loss"].mean(), terms=terms, t=t)
 
     def _times(self, n: int, t: int, device) -> torch.Tensor:
         return torch.full((n,), int(t), dtype=torch.long, device=device)
 
+    def _check_time(self, t: int) -> int:
+        if isinstance(t, bool) or int(t) != t or not 1 <= int(t) <= self.process.num_steps:
+            raise ValueError(f"t must be an integer in 1..{self.process.num_steps}, got {t!r}")
+        return int(t)
+
+    def scheduler(self, steps: int | None = None, start: int | None = None) -> ReverseScheduler:
+        """A scheduler over this model's process and reverse kernel, its times already set."""
+        scheduler = ReverseScheduler(self.process, self.reverse_kernel)
+        scheduler.set_timesteps(steps, start=start)
+        return scheduler
+
+    def prior_from_data(self, x0: torch.Tensor) -> torch.Tensor:
+        """P(x_T = 1) of each bit under the data: ᾱ_T · mean(x_0) + (1 − ᾱ_T) / 2, shape (D,).
+
+        The product of these marginals is the exact start of the reverse chain for data with
+        independent bits, and a better one than B(½) whenever ᾱ_T is not near 0.
+        """
+        return self.process.marginal_probs(x0.float().mean(0), self.process.num_steps)
+
     @torch.no_grad()
     def predict_x0(self, x: torch.Tensor, t: int = 1) -> torch.Tensor:
         """p̂(x_0 = 1 | x_t = x) from a single denoiser call."""
+        t = self._check_time(t)
         return torch.sigmoid(self.denoiser(x, self._times(x.shape[0], t, x.device)))
+
+    @torch.no_grad()
+    def run_reverse(self, sample: torch.Tensor, scheduler: ReverseScheduler, mode: str = "sample",
+                    decode: str | None = None, known: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reverse loop, the only one in bindiff: step from ``sample`` at scheduler.timesteps[0] to t = 0.
+
+        ``mode`` "sample" draws bits at every step, "mean" feeds probabilities forward.
+        ``decode`` turns the last step's p̂(x_0) into the result: "sample" (draw bits), "mean"
+        (keep p̂) or "threshold" (p̂ ≥ ½); by default it follows ``mode``. Where ``mask`` is
+        True the state is replaced after every step by a fresh draw of q(x_s | x_0 = known)
+        (``known`` itself at s = 0): RePaint without resampling. Returns the final state and
+        p̂(x_0) of the last denoiser call.
+        """
+        decode = decode or mode
+        if decode not in DECODES:
+            raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
+        pred_x0 = sample
+        n = sample.shape[0]
+        for t in scheduler.timesteps:
+            logits = self.denoiser(sample, self._times(n, t, sample.device))
+            s = scheduler.previous(t)
+            step_mode = mode if s > 0 else ("sample" if decode == "sample" else "mean")
+            out = scheduler.step(logits, t, sample, generator=generator, mode=step_mode)
+            sample, pred_x0 = out.prev_sample, out.pred_x0
+            if s == 0 and decode == "threshold":
+                sample = (out.pred_x0 >= 0.5).to(sample.dtype)
+            if mask is not None:
+                context = self.process.add_noise(known, s, generator=generator) if s > 0 else known
+                sample = torch.where(mask, context.to(sample.dtype), sample)
+        return sample, pred_x0
 
     @torch.no_grad()
     def reverse(self, x: torch.Tensor, start: int, steps: int | None = None, mode: str = "mean",
@@ -86,45 +145,55 @@ class BinomialDiffusion(nn.Module):
         user's history); ``True`` first draws x_start ~ q(x_start | x). ``mode="mean"`` feeds
         probabilities forward, ``"sample"`` draws bits at every step.
         """
-        scheduler = ReverseScheduler(self.process)
-        scheduler.set_timesteps(steps, start=start)
+        scheduler = self.scheduler(steps, start=self._check_time(start))
         sample = self.process.add_noise(x, start, generator=generator) if add_noise else x
-        pred_x0 = x
-        for t in scheduler.timesteps:
-            logits = self.denoiser(sample, self._times(x.shape[0], t, x.device))
-            out = scheduler.step(logits, t, sample, generator=generator, mode=mode)
-            sample, pred_x0 = out.prev_sample, out.pred_x0
-        return pred_x0
+        return self.run_reverse(sample, scheduler, mode=mode, decode="mean", generator=generator)[1]
+
+    def _start_state(self, shape, start: int, init: torch.Tensor | None, prior: torch.Tensor | float | None,
+                     generator: torch.Generator | None, device, dtype) -> torch.Tensor:
+        if init is not None:
+            return self.process.add_noise(init, start, generator=generator)
+        if start != self.process.num_steps:
+            raise ValueError(f"starting at t = {start} < T = {self.process.num_steps} needs an initial guess (init)")
+        probs = torch.as_tensor(0.5 if prior is None else prior, device=device, dtype=dtype).expand(shape)
+        if ((probs < 0) | (probs > 1)).any():
+            raise ValueError("prior holds probabilities of x_T = 1: every value must lie in [0, 1]")
+        return (torch.rand(shape, generator=generator, device=device, dtype=dtype) < probs).to(dtype)
 
     @torch.no_grad()
     def inpaint(self, known: torch.Tensor, mask: torch.Tensor, steps: int | None = None,
-                generator: torch.Generator | None = None, mode: str = "sample") -> torch.Tensor:
+                generator: torch.Generator | None = None, mode: str = "sample", *,
+                init: torch.Tensor | None = None, start: int | None = None,
+                prior: torch.Tensor | float | None = None, decode: str | None = None) -> torch.Tensor:
         """Fill the bits where ``mask`` is False, holding those where it is True at ``known``.
 
         At every time the known bits are replaced by a fresh draw of q(x_s | x_0 = known), so
         the unknown bits are always denoised next to correctly noised context (RePaint without
-        resampling). Returns bits (mode "sample") or probabilities (mode "mean") for the
-        unknown positions, with the known ones copied through exactly.
+        resampling). The unknown bits start at x_T from ``prior`` (P(x_T = 1) per bit; default
+        B(½), exact when ᾱ_T = 0, see ``prior_from_data`` otherwise), or, given ``init`` and
+        ``start``, from x_start ~ q(x_start | init): SDEdit's warm start. Returns bits or
+        probabilities (``decode``, see ``run_reverse``) with the known bits copied through.
         """
         if known.shape != mask.shape:
             raise ValueError(f"known {tuple(known.shape)} and mask {tuple(mask.shape)} differ in shape")
+        if init is not None and init.shape != known.shape:
+            raise ValueError(f"init {tuple(init.shape)} and known {tuple(known.shape)} differ in shape")
         mask = mask.bool()
-        scheduler = ReverseScheduler(self.process)
-        scheduler.set_timesteps(steps)
-        T = self.process.num_steps
-        sample = self.process.add_noise(known, T, generator=generator)
-        sample = torch.where(mask, sample, torch.bernoulli(torch.full_like(known, 0.5), generator=generator))
-        for t in scheduler.timesteps:
-            logits = self.denoiser(sample, self._times(known.shape[0], t, known.device))
-            out = scheduler.step(logits, t, sample, generator=generator, mode=mode)
-            s = scheduler.previous(t)
-            context = self.process.add_noise(known, s, generator=generator) if s > 0 else known
-            sample = torch.where(mask, context, out.prev_sample)
-        return sample
+        start = self.process.num_steps if start is None else self._check_time(start)
+        scheduler = self.scheduler(None if steps is None else min(steps, start), start=start)
+        free = self._start_state(known.shape, start, init, prior, generator, known.device, known.dtype)
+        sample = torch.where(mask, self.process.add_noise(known, start, generator=generator), free)
+        return self.run_reverse(sample, scheduler, mode=mode, decode=decode, known=known, mask=mask,
+                                generator=generator)[0]
 
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None,
-               device=None) -> torch.Tensor:
-        """Unconditional bits from x_T ~ B(½), exact as a prior when ᾱ_T ≈ 0 (e.g. "jsd")."""
+               device=None, *, prior: torch.Tensor | float | None = None, decode: str = "sample") -> torch.Tensor:
+        """Unconditional bits from x_T ~ ``prior`` (default B(½), exact when ᾱ_T = 0, e.g. "jsd").
+
+        ``decode="threshold"`` ends on the most likely x_0 instead of a draw from p̂ (masks
+        without the isolated voxels that independent draws at p̂ ≈ 0.1 would sprinkle).
+        """
         nothing_known = torch.zeros((n, self.denoiser.dim), device=device)
-        return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator)
+        return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator,
+                            prior=prior, decode=decode)

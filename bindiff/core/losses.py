@@ -42,11 +42,13 @@ def vb_terms(
     x_t: torch.Tensor,
     t: torch.Tensor,
     logits: torch.Tensor,
+    reverse_kernel: str = "mixture",
 ) -> torch.Tensor:
     """The variational bound's term L_{t−1} per example.
 
     t = 1: decoder NLL −log p_θ(x_0 | x_1) with p_θ = p̂ (the network's own prediction).
-    t ≥ 2: KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)), where p_θ plugs p̂ into the posterior.
+    t ≥ 2: KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)), with p_θ the reverse kernel that
+    sampling runs (``BernoulliProcess.reverse_logits``), so the bound trains what ``sample`` uses.
     """
     t = torch.as_tensor(t, dtype=torch.long, device=x0.device)
     terms = bce_x0(logits, x0)
@@ -54,7 +56,7 @@ def vb_terms(
     if later.any():
         rows = later.nonzero().squeeze(1)
         target = process.posterior_probs(x0[rows], x_t[rows], t[rows])
-        model_logits = process.posterior_logits(torch.sigmoid(logits[rows]), x_t[rows], t[rows])
+        model_logits = process.reverse_logits(logits[rows], x_t[rows], t[rows], kernel=reverse_kernel)
         terms = terms.index_put((rows,), bernoulli_kl_logits(target, model_logits).sum(-1))
     return terms
 
@@ -67,6 +69,7 @@ def diffusion_loss(
     t: torch.Tensor,
     logits: torch.Tensor,
     hybrid_coeff: float = 0.01,
+    reverse_kernel: str = "mixture",
 ) -> dict[str, torch.Tensor]:
     """Per-example loss terms; ``"loss"`` is what training minimises.
 
@@ -78,7 +81,7 @@ def diffusion_loss(
     if kind in ("bce", "hybrid"):
         terms["bce"] = bce_x0(logits, x0)
     if kind in ("vb", "hybrid"):
-        terms["vb"] = vb_terms(process, x0, x_t, t, logits)
+        terms["vb"] = vb_terms(process, x0, x_t, t, logits, reverse_kernel)
     if kind == "bce":
         terms["loss"] = terms["bce"]
     elif kind == "vb":

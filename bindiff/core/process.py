@@ -19,10 +19,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .schedules import get_schedule, validate_betas
 
 KERNELS = ("toward_half", "flip")
+# How a denoiser's p̂(x_0 = 1 | x_t) becomes the reverse kernel p_θ(x_s | x_t):
+# "mixture" is exact for a denoiser that estimates p(x_0 | x_t) (what the bce loss trains);
+# "plugin" is D3PM's x_0-parametrisation, kept for comparison (it counts x_t twice).
+REVERSE_KERNELS = ("mixture", "plugin")
 
 
 def _gather(table: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
@@ -131,9 +136,9 @@ class BernoulliProcess:
         """Logit of q(x_s = 1 | x_t, x_0) for s < t (default s = t − 1), by Bayes' rule.
 
         q(x_s | x_t, x_0) ∝ q(x_t | x_s) q(x_s | x_0). When ``x0`` holds probabilities p̂
-        instead of bits the result is Σ_{x_0} q(x_s, x_t | x_0) p̂(x_0) normalised, which is the
-        x_0-parametrised reverse kernel of D3PM and multinomial diffusion (both factors are
-        linear in x_0, so plugging in p̂ marginalises exactly).
+        instead of bits the result is Σ_{x_0} q(x_s, x_t | x_0) p̂(x_0) normalised: D3PM's
+        plug-in, which is not the reverse kernel of a denoiser that predicts p(x_0 | x_t)
+        (see ``reverse_logits``, which sampling and the bound use).
         """
         t = self._check_t(t, low=1)
         s = t - 1 if s is None else self._check_t(s)
@@ -151,6 +156,45 @@ class BernoulliProcess:
 
     def posterior_probs(self, x0, x_t, t, s=None) -> torch.Tensor:
         return torch.sigmoid(self.posterior_logits(x0, x_t, t, s))
+
+    def reverse_logits(
+        self,
+        x0_logits: torch.Tensor,
+        x_t: torch.Tensor,
+        t: torch.Tensor | int,
+        s: torch.Tensor | int | None = None,
+        kernel: str = "mixture",
+    ) -> torch.Tensor:
+        """Logit of the model's reverse kernel p_θ(x_s = 1 | x_t) from the logits of p̂(x_0 = 1 | x_t).
+
+        ``kernel="mixture"`` (the default) marginalises x_0 under p̂:
+
+            p_θ(x_s | x_t) = p̂ · q(x_s | x_t, x_0 = 1) + (1 − p̂) · q(x_s | x_t, x_0 = 0),
+
+        which is the true reverse kernel when p̂ is the true p(x_0 | x_t) of each bit, for any
+        s < t (a skip uses ᾱ_t / ᾱ_s). At s = 0 it is p̂ itself. Computed in log space so that
+        confident logits keep their precision.
+
+        ``kernel="plugin"`` puts p̂ in place of x_0 in the posterior (D3PM's eq. 4, BerDiff),
+        i.e. Σ_{x_0} q(x_s, x_t | x_0) p̂(x_0), which weighs each x_0 by q(x_t | x_0) a second
+        time; it equals the mixture only when p̂ is 0 or 1. It is kept for models trained
+        through the bound in that parametrisation and to show the difference.
+        """
+        if kernel not in REVERSE_KERNELS:
+            raise ValueError(f"unknown reverse kernel {kernel!r}; choose one of {', '.join(REVERSE_KERNELS)}")
+        if kernel == "plugin":
+            return self.posterior_logits(torch.sigmoid(x0_logits), x_t, t, s)
+        # q(x_s = 1 | x_t, x_0) for x_0 = 1 and x_0 = 0, as logits (±large where certain)
+        given_one = self.posterior_logits(torch.ones_like(x_t, dtype=x0_logits.dtype), x_t, t, s)
+        given_zero = self.posterior_logits(torch.zeros_like(x_t, dtype=x0_logits.dtype), x_t, t, s)
+        log_p1, log_p0 = F.logsigmoid(x0_logits), F.logsigmoid(-x0_logits)
+        log_one = torch.logaddexp(log_p1 + F.logsigmoid(given_one), log_p0 + F.logsigmoid(given_zero))
+        log_zero = torch.logaddexp(log_p1 + F.logsigmoid(-given_one), log_p0 + F.logsigmoid(-given_zero))
+        return log_one - log_zero
+
+    def reverse_probs(self, x0_logits, x_t, t, s=None, kernel: str = "mixture") -> torch.Tensor:
+        """P_θ(x_s = 1 | x_t): the sigmoid of ``reverse_logits``."""
+        return torch.sigmoid(self.reverse_logits(x0_logits, x_t, t, s, kernel))
 
     def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
         """KL(q(x_T | x_0) ‖ B(½)) summed over features: the bound's prior term."""

@@ -1,8 +1,9 @@
 """Reverse-time stepping in the diffusers style: ``set_timesteps`` then ``step`` in a loop.
 
-The loop itself stays in the caller (see ``BinomialDiffusion.reverse``), so it can be read,
+The loop itself stays in the caller (``BinomialDiffusion.run_reverse``), so it can be read,
 changed or instrumented. Each ``step`` turns the denoiser's x_0 logits at time t into the
-distribution of the next, less noisy state and returns it together with p̂(x_0).
+distribution of the next, less noisy state and returns it together with p̂(x_0). The kernel is
+the exact mixture over x_0 by default (``BernoulliProcess.reverse_logits``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .process import BernoulliProcess
+from .process import REVERSE_KERNELS, BernoulliProcess
 
 STEP_MODES = ("sample", "mean")
 
@@ -24,9 +25,30 @@ class StepOutput:
 
 
 class ReverseScheduler:
-    def __init__(self, process: BernoulliProcess):
+    """Visits descending times t and draws x_s ~ p_θ(x_s | x_t) from the denoiser's x_0 logits.
+
+    ``reverse_kernel`` names how p̂(x_0 | x_t) becomes p_θ(x_s | x_t): ``"mixture"`` (exact for a
+    denoiser that estimates p(x_0 | x_t)) or ``"plugin"`` (D3PM's parametrisation, which counts
+    x_t twice; see ``BernoulliProcess.reverse_logits``).
+    """
+
+    def __init__(self, process: BernoulliProcess, reverse_kernel: str = "mixture"):
+        if reverse_kernel not in REVERSE_KERNELS:
+            raise ValueError(f"unknown reverse kernel {reverse_kernel!r}; choose one of {', '.join(REVERSE_KERNELS)}")
         self.process = process
+        self.reverse_kernel = reverse_kernel
         self.timesteps: list[int] = list(range(process.num_steps, 0, -1))
+
+    def to_config(self) -> dict:
+        return {"process": self.process.to_config(), "reverse_kernel": self.reverse_kernel,
+                "timesteps": list(self.timesteps)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ReverseScheduler":
+        scheduler = cls(BernoulliProcess.from_config(config["process"]), config.get("reverse_kernel", "mixture"))
+        if "timesteps" in config:
+            scheduler.set_timesteps(timesteps=config["timesteps"])
+        return scheduler
 
     def set_timesteps(self, num_inference_steps: int | None = None, start: int | None = None,
                       timesteps: list[int] | None = None) -> list[int]:
@@ -65,11 +87,11 @@ class ReverseScheduler:
         pred_x0 = torch.sigmoid(model_output)
         s = self.previous(t)
         if s == 0:
-            # The last step is the decoder p_θ(x_0 | x_t) = p̂ itself: the network has already
-            # used x_t, so passing p̂ through Bayes' rule again would count x_t twice.
+            # The last step is the decoder p_θ(x_0 | x_t) = p̂ itself (what the mixture gives at
+            # s = 0, without the round trip through log space).
             probs = pred_x0
         else:
-            probs = self.process.posterior_probs(pred_x0, sample, t, s)
+            probs = self.process.reverse_probs(model_output, sample, t, s, kernel=self.reverse_kernel)
         if mode == "mean":
             nxt = probs
         else:

@@ -1,7 +1,9 @@
-"""Classical repairs the model must beat: closing, slice interpolation, median filtering.
+"""Repairs the model must beat: closing, shape-based interpolation, retrieval, median filtering.
 
 Each takes the observation on the grid (and, for completion, what is known) and returns a
 uint8 mask. Completion baselines change hidden voxels only; known voxels stay as observed.
+Retrieval is the data-driven one: a shape prior with no diffusion, it copies the training mask
+that best agrees with what is visible.
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ def interpolate_slices(observed: np.ndarray, known: np.ndarray, axis: int = 2, s
     """Shape-based interpolation: fill each hidden slice from the nearest visible slice on each
     side by interpolating their signed distance maps linearly in the slice position.
 
-    A slice counts as hidden when none of its voxels is known. With a visible slice on one side
-    only, that slice is copied.
+    A slice is visible when all of its voxels are known, so the same rule fills hidden slices
+    and a hidden box (whose slices are filled, inside the box only, from the slices just beyond
+    it). With a visible slice on one side only, that slice is copied.
     """
     obs = np.moveaxis(observed.astype(bool), axis, 0)
     kn = np.moveaxis(known, axis, 0)
     inplane = [s for a, s in enumerate(spacing) if a != axis]
-    visible = np.flatnonzero(kn.reshape(kn.shape[0], -1).any(1))
+    visible = np.flatnonzero(kn.reshape(kn.shape[0], -1).all(1))
     out = obs.copy()
     if len(visible) == 0:
         return np.moveaxis(out, 0, axis).astype(np.uint8)
@@ -68,8 +71,37 @@ def median_filter(observed: np.ndarray, size: int = 3) -> np.ndarray:
     return ndimage.median_filter(observed.astype(np.uint8), size=size, mode="constant", cval=0)
 
 
-def classical_completion(mode: str, observed, known, *, axis: int, spacing, radius: int) -> tuple[str, np.ndarray]:
-    """The classical fill that suits a way of hiding: interpolation for slices, closing for a box."""
-    if mode in ("alternate_slices", "random_slices"):
-        return "interpolation", interpolate_slices(observed, known, axis, spacing)
-    return "closing", closing(observed, known, radius)
+def retrieve(observed: np.ndarray, known: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """Fill the hidden voxels from the training mask with the best Dice on the known voxels.
+
+    ``bank`` holds the training masks on the same grid, shape (n, *observed.shape).
+    """
+    if bank.shape[1:] != observed.shape:
+        raise ValueError(f"retrieval bank has masks of shape {bank.shape[1:]}, the observation {observed.shape}")
+    k = known.reshape(-1).astype(np.float32)
+    seen = observed.reshape(-1).astype(np.float32) * k
+    flat = bank.reshape(len(bank), -1).astype(np.float32)
+    overlap, size = flat @ seen, flat @ k
+    total = size + seen.sum()
+    dice = np.where(total > 0, 2 * overlap / np.maximum(total, 1), 1.0)
+    best = bank[int(np.argmax(dice))]
+    return np.where(known, observed, best).astype(np.uint8)
+
+
+DESCRIPTIONS = {
+    "closing": "morphological closing with a ball of radius {radius} on the hidden voxels",
+    "interpolation": "shape-based interpolation: the signed distance maps of the nearest fully visible "
+                     "slices on each side, interpolated linearly across the hidden voxels",
+    "retrieval": "the training mask with the best Dice on the visible voxels, copied into the hidden ones",
+}
+
+
+def completion_baselines(mode: str, observed, known, *, bank: np.ndarray, axis: int, spacing,
+                         radius: int) -> dict[str, np.ndarray]:
+    """Every baseline that suits a way of hiding, by name (keys of ``DESCRIPTIONS``)."""
+    fills = {}
+    if mode == "box":
+        fills["closing"] = closing(observed, known, radius)
+    fills["interpolation"] = interpolate_slices(observed, known, axis, spacing)
+    fills["retrieval"] = retrieve(observed, known, bank)
+    return fills

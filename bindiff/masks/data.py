@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -135,6 +138,11 @@ def _augmented(grid: np.ndarray, flip_axes: list[int], shifts: int) -> list[np.n
 def training_matrix(data: MaskData, config: dict) -> sp.csr_matrix:
     """Every training vector as one CSR row (with the recipe's augmented copies)."""
     aug = config["augment"]
+    if aug["flip_axes"]:
+        # opt-in only: when every real case has one orientation, mirrored copies teach the model
+        # anatomy that never occurs, and generated masks come out mirrored about half the time
+        warnings.warn(f"augment.flip_axes = {aug['flip_axes']}: training on mirrored copies; generated masks "
+                      "may come out mirrored (check generation's orientation_share)", stacklevel=2)
     rows = []
     for record in data.part("train"):
         for grid in _augmented(record.grid, aug["flip_axes"], aug["shifts"]):

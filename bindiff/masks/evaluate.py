@@ -1,9 +1,9 @@
 """The three evaluations of a trained mask model on held-out cases, each with its baselines.
 
 - completion: hide part of each mask (``box``, ``alternate_slices`` or ``random_slices``) and
-  fill it by inpainting (``BinomialDiffusion.inpaint``: visible voxels held fixed). Baselines:
-  the damaged input itself, and the classical fill that suits the damage (shape-based
-  interpolation between visible slices, or morphological closing for a box).
+  fill it by inpainting from noise (``BinomialDiffusion.inpaint``: visible voxels held fixed).
+  Baselines: the damaged input itself, shape-based interpolation across the hidden voxels,
+  retrieval of the best-agreeing training mask, and for a box also morphological closing.
 - denoising: flip a share of the voxels and recover the mask with the denoiser at the matching
   time. Baselines: the noisy input, and a median filter.
 - generation: sample masks from noise and measure how plausible they are: the share with one
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +32,8 @@ from ..adapters.masks import from_vectors, load_case, to_vectors, write_mask
 from ..core import BinomialDiffusion
 from ..files import write_json
 from ..metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
-from . import baselines, corruption
+from . import baselines, corruption, panels, realism
 from .data import CaseRecord, MaskData
-from .panels import comparison_panel, sample_panel
 
 
 @dataclass
@@ -44,6 +43,7 @@ class EvalContext:
     config: dict
     device: torch.device
     checkpoint: dict | None = None  # which checkpoint the model came from (epoch, metric)
+    _bank: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def progress_disabled(self) -> bool | None:
@@ -53,6 +53,12 @@ class EvalContext:
     def seed(self, *parts: str) -> int:
         """A seed for one task and mode, derived from the recipe's seed (stable across runs)."""
         return (self.config["seed"] * 1_000_003 + zlib.crc32("/".join(parts).encode())) % (2 ** 31)
+
+    def retrieval_bank(self) -> np.ndarray:
+        """The training masks on the grid, (n, *grid): what the retrieval baseline copies from."""
+        if self._bank is None:
+            self._bank = np.stack([r.grid for r in self.data.part("train")]).astype(np.uint8)
+        return self._bank
 
     def test_records(self) -> list[CaseRecord]:
         records = self.data.part("test")
@@ -82,56 +88,6 @@ def _batched(ctx: EvalContext, fn, *arrays: np.ndarray, desc: str) -> np.ndarray
         parts = [torch.from_numpy(a[start:start + size]).to(ctx.device) for a in arrays]
         outs.append(fn(*parts).float().cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, ctx.data.dim), dtype=np.float32)
-
-
-@torch.no_grad()
-def inpaint_from(model: BinomialDiffusion, init: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, start: int,
-                 steps: int | None = None, generator: torch.Generator | None = None, mode: str = "mean") -> torch.Tensor:
-    """Inpainting that starts from an initial guess noised to time ``start`` instead of from noise.
-
-    The loop is ``BinomialDiffusion.inpaint``'s (the known voxels are replaced by a fresh draw of
-    q(x_s | known) after every step, and by ``known`` itself at the end), except that the unknown
-    voxels begin as x_start ~ q(x_start | init): SDEdit's warm start, which keeps what the
-    initial guess got right and lets the model repair the rest. With start = T (and ᾱ_T = 0)
-    it is ``inpaint`` itself.
-    """
-    from ..core import ReverseScheduler
-
-    process = model.process
-    scheduler = ReverseScheduler(process)
-    scheduler.set_timesteps(None if steps is None else min(steps, start), start=start)
-    sample = process.add_noise(init, start, generator=generator)
-    sample = torch.where(mask, process.add_noise(known, start, generator=generator), sample)
-    for t in scheduler.timesteps:
-        logits = model.denoiser(sample, torch.full((init.shape[0],), t, dtype=torch.long, device=init.device))
-        out = scheduler.step(logits, t, sample, generator=generator, mode=mode)
-        s = scheduler.previous(t)
-        context = process.add_noise(known, s, generator=generator) if s > 0 else known
-        sample = torch.where(mask, context, out.prev_sample)
-    return sample
-
-
-@torch.no_grad()
-def sample_masks(model: BinomialDiffusion, n: int, steps: int | None = None,
-                 generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    """Masks from noise: ``BinomialDiffusion.sample``'s chain, decoded by its most likely value.
-
-    Every reverse step draws bits from the posterior, as ``sample`` does, except the last: the
-    decoder p_θ(x_0 | x_1) is thresholded at ½ instead of sampled, so a mask is not sprinkled
-    with the isolated voxels that independent per-voxel draws at p̂ ≈ 0.1 would add.
-    """
-    from ..core import ReverseScheduler
-
-    process = model.process
-    scheduler = ReverseScheduler(process)
-    scheduler.set_timesteps(steps)
-    x = process.add_noise(torch.zeros((n, model.denoiser.dim), device=device), process.num_steps, generator=generator)
-    for t in scheduler.timesteps:
-        logits = model.denoiser(x, torch.full((n,), t, dtype=torch.long, device=x.device))
-        if scheduler.previous(t) == 0:
-            return (logits >= 0).to(x.dtype)
-        x = scheduler.step(logits, t, x, generator=generator, mode="sample").prev_sample
-    return x
 
 
 def denoise_time(model: BinomialDiffusion, flip: float) -> int:
@@ -203,20 +159,22 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
         known_flat, _ = _vectors(ctx.data, [(k | ~r.transform.valid()).astype(np.uint8) for k, r in zip(known, records)])
         generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed("completion", mode, "model"))
         spacings = [r.transform.grid_spacing(r.geometry.spacing) for r in records]
-        classical = [baselines.classical_completion(mode, o, k, axis=cfg["axis"], spacing=sp,
-                                                    radius=cfg["closing_radius"])
-                     for o, k, sp in zip(observed, known, spacings)]
-        classical_name = classical[0][0]
-        classical = [c * r.transform.valid() for (_, c), r in zip(classical, records)]
+        fills = [baselines.completion_baselines(mode, o, k, bank=ctx.retrieval_bank(), axis=cfg["axis"], spacing=sp,
+                                                radius=cfg["closing_radius"])
+                 for o, k, sp in zip(observed, known, spacings)]
+        fills = [{name: grid * r.transform.valid() for name, grid in f.items()} for f, r in zip(fills, records)]
+        baseline_names = list(fills[0])
         probs = np.zeros_like(obs_flat)
-        if mode not in cfg["warm_start"]:
+        warm = mode in cfg["warm_start"]
+        if not warm:
             run = lambda x, k: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
-                                                 mode=cfg["sample"])
+                                                 mode=cfg["sample"], decode="mean")
             inputs = (obs_flat, known_flat)
         else:
-            run = lambda x, k, init: inpaint_from(ctx.model, init, x, k.bool(), start=cfg["warm_t"],  # noqa: E731
-                                                  steps=cfg["steps"], generator=generator, mode=cfg["sample"])
-            inputs = (obs_flat, known_flat, _vectors(ctx.data, classical)[0])
+            run = lambda x, k, init: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
+                                                       mode=cfg["sample"], decode="mean", init=init,
+                                                       start=cfg["warm_t"])
+            inputs = (obs_flat, known_flat, _vectors(ctx.data, [f["interpolation"] for f in fills])[0])
         for _ in range(cfg["samples"]):
             probs += _batched(ctx, run, *inputs, desc=f"completion {mode}")
         probs /= cfg["samples"]
@@ -226,27 +184,27 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
         folder = out_dir / mode
         for i, record in enumerate(records):
             valid = record.transform.valid()
-            methods = {"input": observed[i], classical_name: classical[i],
+            methods = {"input": observed[i], **fills[i],
                        "model": np.where(known[i], observed[i], model_grids[i] * valid).astype(np.uint8)}
             rows.append(_score(record, truths[record.case_id], methods))
             if ctx.config["eval"]["nifti"]:
                 _write_niftis(folder / "nifti", record, methods)
             if i < ctx.config["eval"]["panels"]:
-                comparison_panel({"truth": record.grid, **methods}, folder / "panels" / f"{record.case_id}.png",
+                panels.comparison_panel({"truth": record.grid, **methods}, folder / "panels" / f"{record.case_id}.png",
                                  title=f"completion ({mode}) {record.case_id}", known=known[i])
-        settings = {"mode": mode, "warm_start": mode in cfg["warm_start"], **{k: cfg[k] for k in ("box_fraction", "box_position", "slice_fraction", "axis",
-                                                         "warm_t", "steps", "sample", "samples", "closing_radius")},
+        settings = {"mode": mode, "warm_start": warm,
+                    **{k: cfg[k] for k in ("box_fraction", "box_position", "slice_fraction", "axis", "warm_t",
+                                           "steps", "sample", "samples", "closing_radius")},
                     "methods": {"input": "the damaged mask, hidden voxels read as background",
-                                classical_name: ("shape-based interpolation of the nearest visible slices' signed "
-                                                 "distance maps" if classical_name == "interpolation" else
-                                                 f"morphological closing with a ball of radius {cfg['closing_radius']}"
-                                                 " on the hidden voxels"),
-                                "model": "inpainting: reverse diffusion with the visible voxels held fixed"
-                                + ("" if mode not in cfg["warm_start"] else
-                                   f", started from the {classical_name} result noised to t = {cfg['warm_t']}")
+                                **{name: baselines.DESCRIPTIONS[name].format(radius=cfg["closing_radius"])
+                                   for name in baseline_names},
+                                "model": "inpainting: reverse diffusion with the visible voxels held fixed, "
+                                + (f"started from the interpolation noised to t = {cfg['warm_t']}" if warm
+                                   else "from noise")
                                 + ", p >= 0.5"}}
-        summary = _summary("completion", rows, ["input", classical_name, "model"], settings,
-                           time.perf_counter() - started, ctx, {"baseline": classical_name})
+        # every baseline is reported; none is singled out by its test score
+        summary = _summary("completion", rows, ["input", *baseline_names, "model"], settings,
+                           time.perf_counter() - started, ctx, {"baselines": baseline_names})
         write_json(folder / "summary.json", summary)
         results[mode] = summary
     return results
@@ -281,7 +239,7 @@ def evaluate_denoising(ctx: EvalContext, out_dir: Path) -> dict:
         if ctx.config["eval"]["nifti"]:
             _write_niftis(out_dir / "nifti", record, methods)
         if i < ctx.config["eval"]["panels"]:
-            comparison_panel({"truth": record.grid, **methods}, out_dir / "panels" / f"{record.case_id}.png",
+            panels.comparison_panel({"truth": record.grid, **methods}, out_dir / "panels" / f"{record.case_id}.png",
                              title=f"denoising ({cfg['flip']:.0%} flipped) {record.case_id}")
     flip_rate = float((1 - ctx.model.process.alpha_bar[t]) / 2)
     settings = {**cfg, "t_used": t, "flip_rate_at_t": flip_rate,
@@ -291,7 +249,7 @@ def evaluate_denoising(ctx: EvalContext, out_dir: Path) -> dict:
                                                                            if cfg["steps"] > 1 else "")
                             + ", p >= 0.5"}}
     summary = _summary("denoising", rows, ["input", "median", "model"], settings, time.perf_counter() - started,
-                       ctx, {"baseline": "median"})
+                       ctx, {"baselines": ["median"]})
     write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -331,7 +289,9 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
     chunks = []
     for start in tqdm(range(0, cfg["samples"], size), desc="generation", unit="batch", disable=ctx.progress_disabled):
         n = min(size, cfg["samples"] - start)
-        chunks.append(sample_masks(ctx.model, n, steps=cfg["steps"], generator=generator, device=ctx.device).cpu().numpy())
+        # thresholding the last p̂ (not drawing from it) keeps isolated voxels out of the masks
+        chunks.append(ctx.model.sample(n, steps=cfg["steps"], generator=generator, device=ctx.device,
+                                       decode="threshold").cpu().numpy())
     samples = np.concatenate(chunks).astype(np.uint8)
     shape = data.spec.vector_grid
     train_records = data.part("train")
@@ -366,11 +326,30 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
             write_mask(volume, near.geometry, out_dir / "nifti" / f"sample_{i:03d}_in_{near.case_id}.nii.gz")
     n_panel = min(cfg["samples"], max(ctx.config["eval"]["panels"], 1) * 2)
     if ctx.config["eval"]["panels"]:
-        sample_panel([samples[i].reshape(shape) for i in range(n_panel)],
+        panels.sample_panel([samples[i].reshape(shape) for i in range(n_panel)],
                      [bank[int(idx[i])].reshape(shape) for i in range(n_panel)],
                      [float(near_dice[i]) for i in range(n_panel)], out_dir / "panels" / "samples.png",
                      title="generated masks (top) and their nearest training masks (bottom)")
     ks = stats.ks_2samp(sample_volumes, real_volumes) if len(sample_volumes) > 1 else None
+    held_volumes = [float(h.sum()) * voxel_ml for h in held_rows]
+    ks_held = stats.ks_2samp(sample_volumes, held_volumes) if len(sample_volumes) > 1 and len(held_volumes) > 1 else None
+    grids = samples.reshape(len(samples), *shape)
+    held_grids = held_rows.reshape(len(held_rows), *shape)
+    mean_real = bank.reshape(len(bank), *shape).mean(0)
+    axis = cfg["mirror_axis"]
+    realism_block = {
+        "orientation_share": realism.orientation_share(grids, mean_real, axis),
+        "held_out_orientation_share": realism.orientation_share(held_grids, mean_real, axis),
+        "descriptor_mmd": realism.mmd_test(realism.shape_descriptors(grids), realism.shape_descriptors(held_grids),
+                                           seed=ctx.seed("generation", "mmd")),
+        "volume_ks_held_out": None if ks_held is None else {"statistic": float(ks_held.statistic),
+                                                             "p_value": float(ks_held.pvalue)},
+        "max_nearest_training_dice": float(near_dice.max()) if len(near_dice) else None,
+    }
+    if ctx.config["eval"]["panels"] and len(shape) == 3:
+        n_show = min(6, len(grids), len(held_grids))
+        panels.projection_panel(list(held_grids[:n_show]), list(grids[:n_show]), out_dir / "panels" / "projections.png",
+                                title="maximum-intensity projections: held-out real masks (left), generated (right)")
     summary = {
         "task": "generation",
         "samples": int(cfg["samples"]),
@@ -389,6 +368,7 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
             "held_out_nearest_training_dice": _describe(held_dice.tolist()),
         },
         "volume_ks": None if ks is None else {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)},
+        "realism": realism_block,
         "volume_wasserstein_ml": float(stats.wasserstein_distance(sample_volumes, real_volumes)),
         "definitions": {
             "components": "connected components with 26-connectivity (8 in 2-D)",
@@ -396,6 +376,10 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
             "nearest_training_dice": "largest Dice between the sample and any training mask on the grid; "
                                      "1 would be a copy; compare with held_out_nearest_training_dice",
             "volume_ks": "two-sample Kolmogorov-Smirnov test, sample volumes against training volumes",
+            "orientation_share": f"share closer to the mean training mask than to its mirror image along axis {axis}",
+            "descriptor_mmd": "kernel two-sample test (MMD, Gaussian kernel, permutation p-value) on volume, "
+                              "centroid and spread per axis, samples against held-out real masks",
+            "volume_ks_held_out": "Kolmogorov-Smirnov test, sample volumes against held-out real volumes",
         },
         "seconds": round(time.perf_counter() - started, 2),
         "checkpoint": ctx.checkpoint,

@@ -88,3 +88,27 @@ def sample_panel(samples: list[np.ndarray], nearest: list[np.ndarray], dices: li
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
+
+
+def projection_panel(real: list[np.ndarray], generated: list[np.ndarray], path: Path, title: str = "") -> None:
+    """Maximum-intensity projections in three views: real masks (left block) beside generated ones.
+
+    One row per view (sagittal, coronal, axial), one column per mask; 3-D masks only.
+    """
+    import matplotlib.pyplot as plt
+
+    columns = [("real", m) for m in real] + [("generated", m) for m in generated]
+    fig, axes = plt.subplots(3, len(columns), figsize=(1.6 * len(columns), 5.2), squeeze=False)
+    for col, (kind, mask) in enumerate(columns):
+        for row, (plane, axis) in enumerate(_PLANES):
+            ax = axes[row, col]
+            projection = np.flipud(mask.astype(float).max(axis=axis).T)
+            ax.imshow(projection, cmap="gray" if kind == "real" else "bone", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title(kind, fontsize=8, color="black" if kind == "real" else "tab:blue")
+            if col == 0:
+                ax.set_ylabel(plane, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)

@@ -74,7 +74,7 @@ class MaskDiffusion(BinomialDiffusion):
 
     def __init__(self, base: BinomialDiffusion, low_share: float = 0.0, low_max: int = 2):
         super().__init__(base.denoiser, base.process, loss=base.loss_kind, hybrid_coeff=base.hybrid_coeff,
-                         train_t_max=base.train_t_max)
+                         train_t_max=base.train_t_max, reverse_kernel=base.reverse_kernel)
         self.low_share, self.low_max = float(low_share), min(int(low_max), base.train_t_max)
 
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -233,12 +233,13 @@ def run_tasks(run_dir: str | Path, tasks, data: MaskData | None = None, device=N
         else:
             summary = evaluate_generation(ctx, folder)
             metrics["generation"] = {**summary["plausibility"], "reference": summary["reference"],
-                                     "volume_ks": summary["volume_ks"], "seconds": summary["seconds"]}
+                                     "volume_ks": summary["volume_ks"], "realism": summary["realism"],
+                                     "seconds": summary["seconds"]}
     return metrics
 
 
 def _means(summary: dict) -> dict:
-    return {"baseline": summary["baseline"], "cases": summary["cases"], "seconds": summary["seconds"],
+    return {"baselines": summary["baselines"], "cases": summary["cases"], "seconds": summary["seconds"],
             **{m: {k: summary["mean"][m][k] for k in ("dice", "iou", "hd95_mm", "abs_volume_error_ml")}
                for m in summary["mean"]}}
 

@@ -30,7 +30,7 @@ def build_model(config: dict, dim: int) -> BinomialDiffusion:
     d = config["diffusion"]
     try:
         return BinomialDiffusion(denoiser, process, loss=d["loss"], hybrid_coeff=d["hybrid_coeff"],
-                                 train_t_max=d["train_t_max"])
+                                 train_t_max=d["train_t_max"], reverse_kernel=d["reverse_kernel"])
     except ValueError as err:
         raise RecipeError(f"diffusion: {err}") from None
 
