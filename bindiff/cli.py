@@ -22,11 +22,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .config import RecipeError
     from .training.checkpoint import CheckpointError
 
-    return (RecipeError, DataError, CheckpointError, FileExistsError, FileNotFoundError, KeyError)
+    # Only what bindiff raises for bad input; anything else is a bug and keeps its traceback.
+    return (RecipeError, DataError, CheckpointError, FileExistsError, FileNotFoundError)
 
 
 def _fail(err: BaseException) -> None:
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    message = str(err)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
 
@@ -121,8 +122,6 @@ def recommend(
     try:
         items = recommend_items(run_dir, user, k)
     except _user_errors() as err:
-        _fail(err)
-    except ValueError as err:
         _fail(err)
     for rank, (item, score) in enumerate(items, 1):
         typer.echo(f"{rank}\t{item}\t{score:.6f}")

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .adapters.errors import DataError
 from .adapters.interactions import Split, prepare_split
 from .config import RecipeError, dump_recipe, recipe_from_text
 from .files import write_json
@@ -29,7 +30,8 @@ from .plots import plot_training_curve
 from .runs import create_run_dir, read_trained_model
 from .training.builders import build_model, build_optimizer, make_scorer, resolve_device
 from .training import distributed
-from .training.checkpoint import check_resumable, load_checkpoint, remove_stale_temporaries, run_lock
+from .training.checkpoint import (CheckpointError, check_resumable, load_checkpoint, remove_stale_temporaries,
+                                  run_lock)
 from .training.distributed import SINGLE, Workers
 from .training.trainer import fit
 
@@ -116,8 +118,6 @@ def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: 
     ``bindiff train RECIPE --resume RUN_DIR``) must resolve to the same config, apart from
     ``output.root`` and ``output.progress``. The result equals an uninterrupted run's.
     """
-    from .training.checkpoint import CheckpointError
-
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
@@ -239,8 +239,6 @@ def _flatten(config: dict, prefix: str = "") -> dict:
 
 def _check_split_is_usable(config: dict, split: Split) -> None:
     """DataError when validation or test has no user with a held-out item to score."""
-    from .adapters.errors import DataError
-
     where = (split.info.get("dataset") or {}).get("name") or split.info.get("source") or "data"
     for stage in ("valid", "test"):
         part = getattr(split, stage)
@@ -321,7 +319,7 @@ def user_history(split: Split, raw_user: str) -> sp.csr_matrix:
         hits = np.flatnonzero(ids == raw_user)
         rows += [m[hits] for m in matrices if len(hits)]
     if not rows:
-        raise KeyError(f"user {raw_user!r} is not in this run's data")
+        raise DataError(f"user {raw_user!r} is not in this run's data")
     history = sp.csr_matrix(sum(rows[1:], rows[0]))  # each part holds a user at most once: one row
     history.data[:] = 1.0
     return history

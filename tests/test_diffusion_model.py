@@ -149,3 +149,13 @@ def test_build_denoiser_validates_names_and_parameters():
         build_denoiser("mlp", 10, width=3)
     with pytest.raises(ValueError, match="unknown activation"):
         build_denoiser("mlp", 10, activation="swish2")
+
+
+def test_scheduler_config_round_trips():
+    sched = ReverseScheduler(BernoulliProcess.from_schedule("cosine", 12), reverse_kernel="plugin")
+    sched.set_timesteps(4)
+    again = ReverseScheduler.from_config(sched.to_config())
+    assert again.timesteps == [12, 8, 5, 1] and again.reverse_kernel == "plugin"
+    assert torch.equal(again.process.betas, sched.process.betas)
+    with pytest.raises(ValueError, match="unknown reverse kernel"):
+        ReverseScheduler(sched.process, reverse_kernel="exact")

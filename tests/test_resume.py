@@ -300,3 +300,14 @@ def test_metrics_and_split_writes_are_atomic(reference_and_killed, tmp_path, mon
         split.save(folder)
     assert not (folder / "split.json").exists()  # an incomplete split is never taken for a split
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resume_refuses_an_edited_config_with_one_line(reference_and_killed, tmp_path):
+    """The refusals inside the resume itself (config.yaml edited after the start) exit 2, no NameError."""
+    reference, _, _, _ = reference_and_killed
+    run = tmp_path / reference.name
+    shutil.copytree(reference, run)
+    (run / "metrics.json").unlink()
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.03"))
+    expect_refusal(["resume", str(run)], "its config differs from", "config.yaml")
