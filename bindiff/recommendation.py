@@ -12,7 +12,6 @@ Layout of a run directory (``runs/<name>/<time>-<hash>/``):
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,7 +346,3 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     if tensor is None:
         tensor = next(model.buffers(), None)
     return tensor.device if tensor is not None else torch.device("cpu")
-
-
-def read_metrics(run_dir: str | Path) -> dict:
-    return json.loads((Path(run_dir) / "metrics.json").read_text())

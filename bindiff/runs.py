@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -55,3 +56,8 @@ def read_trained_model(run_dir: str | Path, task: str, build, checkpoint: str = 
     model.load_state_dict(payload["model"])
     model.to(device or resolve_device(config["train"]["device"])).eval()
     return config, payload, model
+
+
+def read_metrics(run_dir: str | Path) -> dict:
+    """A finished run's ``metrics.json`` (either task)."""
+    return json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))

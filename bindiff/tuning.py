@@ -32,7 +32,8 @@ from .config import RecipeError, dump_recipe, load_recipe
 from .config.recipe import with_key
 from .config.schema import FREE, schema_for
 from .files import atomic_path, write_json, write_text
-from .recommendation import read_metrics, train_recommender
+from .recommendation import train_recommender
+from .runs import read_metrics
 from .runs import create_output_dir
 
 SPEC_KINDS = ("float", "int", "choices")

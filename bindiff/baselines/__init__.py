@@ -69,9 +69,8 @@ def build_recommender(config: dict, n_items: int) -> nn.Module:
         if params:
             raise RecipeError(f"model.params: the binomial model takes no parameters here (got {sorted(params)}); "
                               "it is configured by the diffusion and denoiser sections")
-        from ..training.builders import build_model
-
-        return build_model(config, n_items)
+        # the binomial model is the core's; bindiff.training.builders.build_model builds it
+        raise ValueError("build_recommender builds baselines only; use bindiff.training.builders.build_model")
     if kind not in MODELS:
         raise RecipeError(f"model.kind: unknown model {kind!r}; choose one of {', '.join(model_kinds())}")
     accepted = accepted_params(kind)
@@ -95,10 +94,5 @@ def check_model_config(config: dict) -> None:
         build_recommender(config, 2)
 
 
-def is_closed_form(model: nn.Module) -> bool:
-    """True for models fitted by ``fit_closed_form`` instead of the training loop."""
-    return callable(getattr(model, "fit_closed_form", None))
-
-
 __all__ = ["BINOMIAL", "EASE", "GaussianDiffusionRecommender", "MODELS", "MultVAE", "Popularity", "RecFusionBin",
-           "accepted_params", "build_recommender", "check_model_config", "is_closed_form", "model_kinds"]
+           "accepted_params", "build_recommender", "check_model_config", "model_kinds"]

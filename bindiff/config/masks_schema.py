@@ -1,6 +1,6 @@
 """Recipe sections of the ``masks`` task: binary segmentation masks as bit vectors.
 
-``schema.py`` registers them as ``TASKS["masks"]``; a recipe with ``task: masks`` gets these
+``schema.py`` lists them in ``TASKS["masks"]``; a recipe with ``task: masks`` gets these
 sections next to the common ones (diffusion, denoiser, train, output).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import at_least_one, fraction, key, non_negative
+from .keys import at_least_one, fraction, key, non_negative
 
 
 def _one_of(*values: str):
@@ -82,6 +82,8 @@ MASKS: dict[str, Any] = {
         "select": key(str, "denoise_dice", "validation metric for the best checkpoint: denoise_dice or neg_loss",
                       _one_of("denoise_dice", "neg_loss")),
         "batch_size": key(int, 8, "vectors passed through the denoiser at once", at_least_one),
+        "part": key(str, "test", "cases the tasks run on: test (held out) or valid (to choose inference settings "
+                    "without reading the test cases)", _one_of("test", "valid")),
         "max_cases": key((int, type(None)), None, "evaluate the first N test cases only; null: all", at_least_one),
         "panels": key(int, 3, "cases drawn as PNG panels per task", non_negative),
         "nifti": key(bool, True, "write every result as NIfTI in the geometry of its input"),

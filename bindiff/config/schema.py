@@ -8,30 +8,10 @@ parameters) and names the accepted ones when it refuses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-
-@dataclass(frozen=True)
-class Key:
-    types: tuple  # accepted Python types; None in the tuple allows null
-    default: Any
-    doc: str
-    check: Callable[[Any], bool] | None = None
-    requirement: str = ""  # what ``check`` demands, for the error message
-
-
-FREE = "free-form"  # marker for sections whose keys the callee validates
-
-positive = (lambda v: v > 0, "must be > 0")
-non_negative = (lambda v: v >= 0, "must be >= 0")
-at_least_one = (lambda v: v >= 1, "must be >= 1")
-fraction = (lambda v: 0 < v < 1, "must lie in (0, 1)")
-
-
-def key(types, default, doc, rule=None) -> Key:
-    check, requirement = rule if rule else (None, "")
-    return Key(types if isinstance(types, tuple) else (types,), default, doc, check, requirement)
+from .keys import FREE, Key, at_least_one, fraction, key, non_negative, positive  # noqa: F401  (re-exported)
+from .masks_schema import MASKS
 
 
 # Sections every task shares: what is diffused, by which network, trained how, written where.
@@ -133,7 +113,7 @@ RECOMMEND: dict[str, Any] = {
 }
 
 # Task name -> the sections only that task has.
-TASKS: dict[str, dict[str, Any]] = {"recommend": RECOMMEND}
+TASKS: dict[str, dict[str, Any]] = {"recommend": RECOMMEND, "masks": MASKS}
 
 
 def schema_for(task: str) -> dict[str, Any]:
@@ -152,6 +132,3 @@ def defaults(schema: dict | None = None) -> dict:
             out[name] = list(spec.default) if isinstance(spec.default, list) else spec.default
     return out
 
-
-from .masks_schema import MASKS  # noqa: E402  (the masks task; it imports key() from this module)
-TASKS["masks"] = MASKS

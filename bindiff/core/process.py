@@ -16,6 +16,7 @@ All tables are built in float64 and checked once at construction.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -197,11 +198,13 @@ class BernoulliProcess:
         return torch.sigmoid(self.reverse_logits(x0_logits, x_t, t, s, kernel))
 
     def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
-        """KL(q(x_T | x_0) ‖ B(½)) summed over features: the bound's prior term."""
-        from .losses import bernoulli_kl
+        """KL(q(x_T | x_0) ‖ B(½)) summed over features: the bound's prior term.
 
+        KL(B(p) ‖ B(½)) = p log p + (1 − p) log(1 − p) + log 2, written out here so that the
+        process does not import the losses (which import the process).
+        """
         p = self.marginal_probs(x0, self.num_steps)
-        return bernoulli_kl(p, torch.full_like(p, 0.5)).sum(-1)
+        return (torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p) + math.log(2)).sum(-1)
 
     def __repr__(self) -> str:
         return f"BernoulliProcess(T={self.num_steps}, kernel={self.kernel!r}, config={self._config})"

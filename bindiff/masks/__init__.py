@@ -5,6 +5,7 @@ finished run again (completion, denoising, generation). Data handling lives in
 ``bindiff.adapters.masks``; the diffusion itself is the domain-agnostic core.
 """
 
-from .pipeline import MasksRun, load_masks_run, model_config, read_metrics, run_tasks, train_masks
+from ..runs import read_metrics
+from .pipeline import MasksRun, load_masks_run, model_config, run_tasks, train_masks
 
 __all__ = ["MasksRun", "load_masks_run", "model_config", "read_metrics", "run_tasks", "train_masks"]

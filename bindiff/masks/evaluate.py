@@ -61,7 +61,7 @@ class EvalContext:
         return self._bank
 
     def test_records(self) -> list[CaseRecord]:
-        records = self.data.part("test")
+        records = self.data.part(self.config["eval"]["part"])
         limit = self.config["eval"]["max_cases"]
         return records[:limit] if limit else records
 

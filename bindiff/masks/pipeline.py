@@ -18,7 +18,6 @@ here (the core's process never sees a shape).
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,7 +241,3 @@ def _means(summary: dict) -> dict:
     return {"baselines": summary["baselines"], "cases": summary["cases"], "seconds": summary["seconds"],
             **{m: {k: summary["mean"][m][k] for k in ("dice", "iou", "hd95_mm", "abs_volume_error_ml")}
                for m in summary["mean"]}}
-
-
-def read_metrics(run_dir: str | Path) -> dict:
-    return json.loads((Path(run_dir) / "metrics.json").read_text())

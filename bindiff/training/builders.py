@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..baselines import build_recommender
 from ..config import RecipeError
 from ..core import BernoulliProcess, BinomialDiffusion, build_denoiser
 
@@ -19,8 +20,6 @@ def build_process(config: dict) -> BernoulliProcess:
 def build_model(config: dict, dim: int) -> BinomialDiffusion:
     model = config.get("model") or {"kind": "binomial", "params": {}}
     if model["kind"] != "binomial" or model.get("params"):  # a baseline (model.kind), or params to refuse
-        from ..baselines import build_recommender
-
         return build_recommender(config, dim)
     process = build_process(config)
     try:
