@@ -163,6 +163,22 @@ def test_inpainting_reproduces_the_data_on_the_free_bits(schedule, T, params):
     assert worst_z(out[:, free], FREQ[free]) < TOLERANCE_SE
 
 
+def test_inpainting_with_resampling_stays_exact():
+    model, betas = build("jsd", 10, {})
+    gen = torch.Generator().manual_seed(7)
+    known = torch.ones(N, len(FREQ), dtype=torch.float64)
+    mask = torch.zeros(N, len(FREQ), dtype=torch.bool)
+    mask[:, 3] = True
+    calls = []
+    model.denoiser.register_forward_hook(lambda m, args, out: calls.append(int(args[1][0])))
+    out = model.inpaint(known, mask, steps=4, generator=gen, resample=3)
+    assert calls == [10, 10, 10, 7, 7, 7, 4, 4, 4, 1]  # each step to s > 0 three times, the decoder once
+    free = [0, 1, 2, 4, 5]
+    assert worst_z(out[:, free], FREQ[free]) < TOLERANCE_SE
+    with pytest.raises(ValueError, match="resample must be an integer >= 1"):
+        model.inpaint(known, mask, resample=0)
+
+
 @pytest.mark.parametrize("schedule,T,params,start", [("jsd", 100, {}, 40), ("cosine", 10, {}, 10),
                                                      ("linear", 100, {"beta_start": 0.01, "beta_end": 0.2}, 30)])
 def test_reverse_from_noised_data_reproduces_the_data(schedule, T, params, start):

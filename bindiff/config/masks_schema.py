@@ -106,6 +106,8 @@ MASKS: dict[str, Any] = {
             "sample": key(str, "mean", "reverse states as probabilities (mean) or bits (sample)",
                           _one_of("mean", "sample")),
             "samples": key(int, 1, "inpainting runs per case, averaged before thresholding", at_least_one),
+            "resample": key(int, 1, "RePaint resampling: each reverse step taken this many times, going back by "
+                            "q(x_t | x_s) in between; 1: none", at_least_one),
             "closing_radius": key(int, 2, "ball radius (voxels) of the morphological-closing baseline", at_least_one),
         },
         "denoising": {

@@ -108,32 +108,43 @@ class BinomialDiffusion(nn.Module):
     @torch.no_grad()
     def run_reverse(self, sample: torch.Tensor, scheduler: ReverseScheduler, mode: str = "sample",
                     decode: str | None = None, known: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    generator: torch.Generator | None = None, resample: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """The reverse loop, the only one in bindiff: step from ``sample`` at scheduler.timesteps[0] to t = 0.
 
         ``mode`` "sample" draws bits at every step, "mean" feeds probabilities forward.
         ``decode`` turns the last step's p̂(x_0) into the result: "sample" (draw bits), "mean"
         (keep p̂) or "threshold" (p̂ ≥ ½); by default it follows ``mode``. Where ``mask`` is
         True the state is replaced after every step by a fresh draw of q(x_s | x_0 = known)
-        (``known`` itself at s = 0): RePaint without resampling. Returns the final state and
-        p̂(x_0) of the last denoiser call.
+        (``known`` itself at s = 0): RePaint. ``resample`` > 1 adds RePaint's resampling: each
+        step to s > 0 is taken ``resample`` times, going back to t by a fresh draw of
+        q(x_t | x_s) in between, so that the free bits can agree with the known ones (the
+        forward draw keeps an exact chain exact). Returns the final state and p̂(x_0) of the
+        last denoiser call.
         """
         decode = decode or mode
         if decode not in DECODES:
             raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
+        if isinstance(resample, bool) or int(resample) != resample or resample < 1:
+            raise ValueError(f"resample must be an integer >= 1, got {resample!r}")
         pred_x0 = sample
         n = sample.shape[0]
         for t in scheduler.timesteps:
-            logits = self.denoiser(sample, self._times(n, t, sample.device))
             s = scheduler.previous(t)
-            step_mode = mode if s > 0 else ("sample" if decode == "sample" else "mean")
-            out = scheduler.step(logits, t, sample, generator=generator, mode=step_mode)
-            sample, pred_x0 = out.prev_sample, out.pred_x0
-            if s == 0 and decode == "threshold":
-                sample = (out.pred_x0 >= 0.5).to(sample.dtype)
-            if mask is not None:
-                context = self.process.add_noise(known, s, generator=generator) if s > 0 else known
-                sample = torch.where(mask, context.to(sample.dtype), sample)
+            for again in range(int(resample) if s > 0 else 1):
+                if again:  # back to time t: x_t ~ q(x_t | x_s)
+                    back = self.process.transition_probs(sample, s, t)
+                    sample = back if mode == "mean" else (
+                        torch.rand(back.shape, generator=generator, device=back.device, dtype=back.dtype) < back
+                    ).to(sample.dtype)
+                logits = self.denoiser(sample, self._times(n, t, sample.device))
+                step_mode = mode if s > 0 else ("sample" if decode == "sample" else "mean")
+                out = scheduler.step(logits, t, sample, generator=generator, mode=step_mode)
+                sample, pred_x0 = out.prev_sample, out.pred_x0
+                if s == 0 and decode == "threshold":
+                    sample = (out.pred_x0 >= 0.5).to(sample.dtype)
+                if mask is not None:
+                    context = self.process.add_noise(known, s, generator=generator) if s > 0 else known
+                    sample = torch.where(mask, context.to(sample.dtype), sample)
         return sample, pred_x0
 
     @torch.no_grad()
@@ -164,7 +175,8 @@ class BinomialDiffusion(nn.Module):
     def inpaint(self, known: torch.Tensor, mask: torch.Tensor, steps: int | None = None,
                 generator: torch.Generator | None = None, mode: str = "sample", *,
                 init: torch.Tensor | None = None, start: int | None = None,
-                prior: torch.Tensor | float | None = None, decode: str | None = None) -> torch.Tensor:
+                prior: torch.Tensor | float | None = None, decode: str | None = None,
+                resample: int = 1) -> torch.Tensor:
         """Fill the bits where ``mask`` is False, holding those where it is True at ``known``.
 
         At every time the known bits are replaced by a fresh draw of q(x_s | x_0 = known), so
@@ -173,6 +185,7 @@ class BinomialDiffusion(nn.Module):
         B(½), exact when ᾱ_T = 0, see ``prior_from_data`` otherwise), or, given ``init`` and
         ``start``, from x_start ~ q(x_start | init): SDEdit's warm start. Returns bits or
         probabilities (``decode``, see ``run_reverse``) with the known bits copied through.
+        ``resample`` > 1 is RePaint's resampling (see ``run_reverse``).
         """
         if known.shape != mask.shape:
             raise ValueError(f"known {tuple(known.shape)} and mask {tuple(mask.shape)} differ in shape")
@@ -184,7 +197,7 @@ class BinomialDiffusion(nn.Module):
         free = self._start_state(known.shape, start, init, prior, generator, known.device, known.dtype)
         sample = torch.where(mask, self.process.add_noise(known, start, generator=generator), free)
         return self.run_reverse(sample, scheduler, mode=mode, decode=decode, known=known, mask=mask,
-                                generator=generator)[0]
+                                generator=generator, resample=resample)[0]
 
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None,

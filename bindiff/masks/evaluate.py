@@ -168,12 +168,12 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
         warm = mode in cfg["warm_start"]
         if not warm:
             run = lambda x, k: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
-                                                 mode=cfg["sample"], decode="mean")
+                                                 mode=cfg["sample"], decode="mean", resample=cfg["resample"])
             inputs = (obs_flat, known_flat)
         else:
             run = lambda x, k, init: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
                                                        mode=cfg["sample"], decode="mean", init=init,
-                                                       start=cfg["warm_t"])
+                                                       start=cfg["warm_t"], resample=cfg["resample"])
             inputs = (obs_flat, known_flat, _vectors(ctx.data, [f["interpolation"] for f in fills])[0])
         for _ in range(cfg["samples"]):
             probs += _batched(ctx, run, *inputs, desc=f"completion {mode}")
@@ -194,7 +194,7 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
                                  title=f"completion ({mode}) {record.case_id}", known=known[i])
         settings = {"mode": mode, "warm_start": warm,
                     **{k: cfg[k] for k in ("box_fraction", "box_position", "slice_fraction", "axis", "warm_t",
-                                           "steps", "sample", "samples", "closing_radius")},
+                                           "steps", "sample", "samples", "resample", "closing_radius")},
                     "methods": {"input": "the damaged mask, hidden voxels read as background",
                                 **{name: baselines.DESCRIPTIONS[name].format(radius=cfg["closing_radius"])
                                    for name in baseline_names},
