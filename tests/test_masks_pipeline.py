@@ -113,6 +113,15 @@ def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
                                  "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "c" / "completion" / "box" / "summary.json").read_text())["cases"] == 2
+    # the validation cases, to choose inference settings without reading the test cases
+    result = runner.invoke(app, ["masks", "complete", str(run_dir), "tasks.completion.hide=[box]", "eval.part=valid",
+                                 "tasks.completion.sample=sample", "tasks.completion.resample=2",
+                                 "--out", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "v" / "completion" / "box" / "summary.json").read_text())
+    cases = json.loads((run_dir / "split" / "cases.json").read_text())["split"]
+    assert sorted(r["case_id"] for r in summary["per_case"]) == sorted(cases["valid"])
+    assert summary["settings"]["resample"] == 2
     bad = runner.invoke(app, ["masks", "generate", str(run_dir), "train.lr=1"])
     assert bad.exit_code == 2 and "only tasks.*, eval.* and output.*" in bad.output
 

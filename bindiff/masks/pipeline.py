@@ -61,7 +61,7 @@ def model_config(config: dict) -> dict:
     return out
 
 
-class MaskDiffusion(BinomialDiffusion):
+class LowTimeMixtureDiffusion(BinomialDiffusion):
     """BinomialDiffusion whose training times are a mixture: with probability ``low_share`` a time
     drawn uniformly from 1..low_max, otherwise from 1..train_t_max.
 
@@ -88,7 +88,7 @@ class MaskDiffusion(BinomialDiffusion):
 def build_mask_model(config: dict, dim: int, training: bool = False):
     model = build_model(model_config(config), dim)
     if training and config["timesteps"]["low_share"] > 0:
-        model = MaskDiffusion(model, config["timesteps"]["low_share"], config["timesteps"]["low_max"])
+        model = LowTimeMixtureDiffusion(model, config["timesteps"]["low_share"], config["timesteps"]["low_max"])
     return model
 
 
