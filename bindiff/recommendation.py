@@ -24,6 +24,7 @@ from .adapters.errors import DataError
 from .adapters.interactions import Split, prepare_split
 from .config import RecipeError, dump_recipe, recipe_from_text
 from .files import write_json
+from .lifecycle import apply_threads
 from .metrics import evaluate_ranking, merge_reports
 from .plots import plot_training_curve
 from .runs import create_run_dir, read_trained_model
@@ -75,8 +76,7 @@ def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | N
     Started by torchrun (``WORLD_SIZE`` > 1), every process runs this function: all build the
     same split and model, rank 0 alone creates and writes the run directory.
     """
-    if config["train"]["threads"]:
-        torch.set_num_threads(config["train"]["threads"])
+    apply_threads(config)
     workers, device_name = distributed.start(config["train"]["device"])
     try:
         run = _train_new_run(config, list(overrides), data_dir, workers, resolve_device(device_name))
@@ -130,8 +130,7 @@ def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: 
     if (run_dir / "metrics.json").is_file():
         raise CheckpointError(f"{run_dir}: the run has finished (metrics.json exists); nothing to resume, and a "
                               "finished run is never overwritten")
-    if config["train"]["threads"]:
-        torch.set_num_threads(config["train"]["threads"])
+    apply_threads(config)
     workers, device_name = distributed.start(config["train"]["device"])
     try:
         run = _resume_run(run_dir, config, config_path, data_dir, workers, resolve_device(device_name))

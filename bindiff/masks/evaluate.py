@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ..adapters.masks import from_vectors, load_case, to_vectors, write_mask
 from ..core import BinomialDiffusion
 from ..files import write_json
+from ..lifecycle import progress_disabled
 from ..metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
 from . import baselines, corruption, panels, realism
 from .data import CaseRecord, MaskData
@@ -47,8 +48,7 @@ class EvalContext:
 
     @property
     def progress_disabled(self) -> bool | None:
-        progress = self.config["output"]["progress"]
-        return None if progress is None else not progress
+        return progress_disabled(self.config)
 
     def seed(self, *parts: str) -> int:
         """A seed for one task and mode, derived from the recipe's seed (stable across runs)."""

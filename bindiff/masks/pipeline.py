@@ -29,6 +29,7 @@ from ..config import RecipeError, dump_recipe
 from ..core import BinomialDiffusion
 from ..core import unet  # noqa: F401  (registers "unet")
 from ..files import write_json
+from ..lifecycle import apply_threads, progress_disabled
 from ..plots import plot_training_curve
 from ..runs import create_run_dir, read_trained_model
 from ..training.builders import build_model, build_optimizer, resolve_device
@@ -92,11 +93,6 @@ def build_mask_model(config: dict, dim: int, training: bool = False):
     return model
 
 
-def _progress_disabled(config: dict) -> bool | None:
-    progress = config["output"]["progress"]
-    return None if progress is None else not progress
-
-
 def make_validator(model, data: MaskData, config: dict, device: torch.device):
     """Per-epoch validation: one-step denoising Dice and the negated loss on the validation cases.
 
@@ -140,10 +136,9 @@ def make_validator(model, data: MaskData, config: dict, device: torch.device):
 def train_masks(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> MasksRun:
     """Run a masks recipe end to end; returns the run directory and the means of every task."""
     started = time.perf_counter()
-    if config["train"]["threads"]:
-        torch.set_num_threads(config["train"]["threads"])
+    apply_threads(config)
     device = resolve_device(config["train"]["device"])
-    data = prepare_data(config, data_dir=data_dir, disable_progress=_progress_disabled(config))
+    data = prepare_data(config, data_dir=data_dir, disable_progress=progress_disabled(config))
     # Everything that can be refused is checked before the run directory exists.
     torch.manual_seed(config["seed"])
     model = build_mask_model(config, dim=data.dim, training=True).to(device)
@@ -212,8 +207,7 @@ def run_tasks(run_dir: str | Path, tasks, data: MaskData | None = None, device=N
                 raise RecipeError(f"override {text!r}: only tasks.*, eval.* and output.* can change after training")
             _merge(config, _nest(keys, value), schema_for("masks"), f"override {text!r}")
     data = data or stored
-    if config["train"]["threads"]:
-        torch.set_num_threads(config["train"]["threads"])
+    apply_threads(config)
     device = next(model.parameters()).device
     _check_tasks(config, model)
     ctx = EvalContext(model=model, data=data, config=config, device=device, checkpoint=info)

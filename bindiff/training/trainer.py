@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..config import RecipeError
 from ..core import BinomialDiffusion
 from ..core.dropout import batch_rows
+from ..lifecycle import progress_disabled
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
 from .distributed import SINGLE, Workers
 
@@ -119,7 +120,7 @@ def fit(
 
     started = time.perf_counter() - elapsed
     bar = tqdm(total=t_cfg["epochs"], initial=epoch, desc="training", unit="epoch",
-               disable=_disable(config) if workers.is_main else True)
+               disable=progress_disabled(config) if workers.is_main else True)
     while not done and epoch < t_cfg["epochs"]:
         epoch += 1
         model.train()
@@ -204,6 +205,3 @@ def _parallel_step(model, train: sp.csr_matrix, device: torch.device, noise: tor
     return step
 
 
-def _disable(config: dict) -> bool | None:
-    progress = config["output"]["progress"]
-    return None if progress is None else not progress  # None: tqdm shows bars only on a terminal

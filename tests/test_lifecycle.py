@@ -1,0 +1,20 @@
+import torch
+
+from bindiff.lifecycle import apply_threads, progress_disabled
+
+
+def test_progress_switch_follows_output_progress():
+    assert progress_disabled({"output": {"progress": None}}) is None  # tqdm decides: bars on a terminal only
+    assert progress_disabled({"output": {"progress": True}}) is False
+    assert progress_disabled({"output": {"progress": False}}) is True
+
+
+def test_threads_are_set_only_when_asked():
+    before = torch.get_num_threads()
+    try:
+        apply_threads({"train": {"threads": None}})
+        assert torch.get_num_threads() == before
+        apply_threads({"train": {"threads": 1}})
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
