@@ -60,7 +60,8 @@ class EvalContext:
             self._bank = np.stack([r.grid for r in self.data.part("train")]).astype(np.uint8)
         return self._bank
 
-    def test_records(self) -> list[CaseRecord]:
+    def eval_records(self) -> list[CaseRecord]:
+        """The cases the tasks run on: eval.part (test by default), at most eval.max_cases of them."""
         records = self.data.part(self.config["eval"]["part"])
         limit = self.config["eval"]["max_cases"]
         return records[:limit] if limit else records
@@ -141,7 +142,7 @@ def _summary(task: str, rows: list[dict], methods: list[str], settings: dict, se
 def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None = None) -> dict[str, dict]:
     cfg = ctx.config["tasks"]["completion"]
     modes = list(modes or cfg["hide"])
-    records = ctx.test_records()
+    records = ctx.eval_records()
     truths = {r.case_id: _case_truth(ctx, r) for r in records}
     results = {}
     for mode in modes:
@@ -214,7 +215,7 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
 def evaluate_denoising(ctx: EvalContext, out_dir: Path) -> dict:
     cfg = ctx.config["tasks"]["denoising"]
     started = time.perf_counter()
-    records = ctx.test_records()
+    records = ctx.eval_records()
     rng = np.random.default_rng(ctx.seed("denoising"))
     observed = [corruption.flip_voxels(r.grid, cfg["flip"], rng, r.transform.valid())[0] for r in records]
     t = cfg["t"] or denoise_time(ctx.model, cfg["flip"])
@@ -306,7 +307,7 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
         bank, owner = bank[keep], [o for o, k in zip(owner, keep) if k]
     voxel_ml = float(np.median([np.prod(r.transform.grid_spacing(r.geometry.spacing)) for r in train_records])) / 1000
     idx, near_dice = _nearest(samples, bank)
-    held_out = ctx.test_records()
+    held_out = ctx.eval_records()
     held_rows = np.concatenate([to_vectors(np.ascontiguousarray(r.grid), data.spec) for r in held_out])
     if data.spec.slices:
         held_rows = held_rows[held_rows.any(1)]
