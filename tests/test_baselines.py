@@ -318,4 +318,10 @@ def test_recfusion_loss_is_the_published_formula():
     assert out.loss.item() == pytest.approx(float(np.mean(-(re - kl))), rel=1e-5)
     out.loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
-    assert torch.equal(model.score(x), model.logits(x).detach())  # one pass on the clean history
+    # one pass on the clean history, the shared hidden layer applied `depth` times, by hand
+    prelu = torch.nn.functional.prelu
+    h = prelu(x @ model.first.weight.T + model.first.bias, model.first_act.weight)
+    for _ in range(2):
+        h = prelu(h @ model.shared.weight.T + model.shared.bias, model.shared_act.weight)
+    expected = h @ model.last.weight.T + model.last.bias
+    assert torch.allclose(model.score(x), expected.detach(), atol=1e-6)
