@@ -16,6 +16,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Bernoulli (binomial) diffusion over binary vectors.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"bindiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Bernoulli (binomial) diffusion over binary vectors."""
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .adapters.errors import DataError

@@ -207,3 +207,10 @@ def test_evaluate_refuses_overrides_that_change_the_trained_model(trained):
     result = runner.invoke(app, ["evaluate", str(run_dir), "train.lr=0.1"])
     assert result.exit_code == 2
     assert "override 'train.lr=0.1': a trained run can only be scored differently" in result.output
+
+
+def test_version_flag_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])  # against the installed metadata (pyproject.toml)
+    assert result.exit_code == 0 and result.output.strip() == f"bindiff {version('bindiff')}"
