@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .losses import LOSSES, diffusion_loss
-from .process import REVERSE_KERNELS, BernoulliProcess
+from .process import REVERSE_KERNELS, BernoulliProcess, draw_bits
 from .scheduler import ReverseScheduler
 
 DECODES = ("sample", "mean", "threshold")
@@ -133,9 +133,7 @@ class BinomialDiffusion(nn.Module):
             for again in range(int(resample) if s > 0 else 1):
                 if again:  # back to time t: x_t ~ q(x_t | x_s)
                     back = self.process.transition_probs(sample, s, t)
-                    sample = back if mode == "mean" else (
-                        torch.rand(back.shape, generator=generator, device=back.device, dtype=back.dtype) < back
-                    ).to(sample.dtype)
+                    sample = back if mode == "mean" else draw_bits(back, generator, sample.dtype)
                 logits = self.denoiser(sample, self._times(n, t, sample.device))
                 step_mode = mode if s > 0 else ("sample" if decode == "sample" else "mean")
                 out = scheduler.step(logits, t, sample, generator=generator, mode=step_mode)
@@ -169,7 +167,7 @@ class BinomialDiffusion(nn.Module):
         probs = torch.as_tensor(0.5 if prior is None else prior, device=device, dtype=dtype).expand(shape)
         if ((probs < 0) | (probs > 1)).any():
             raise ValueError("prior holds probabilities of x_T = 1: every value must lie in [0, 1]")
-        return (torch.rand(shape, generator=generator, device=device, dtype=dtype) < probs).to(dtype)
+        return draw_bits(probs, generator)
 
     @torch.no_grad()
     def inpaint(self, known: torch.Tensor, mask: torch.Tensor, steps: int | None = None,

@@ -31,6 +31,13 @@ KERNELS = ("toward_half", "flip")
 REVERSE_KERNELS = ("mixture", "plugin")
 
 
+def draw_bits(probs: torch.Tensor, generator: torch.Generator | None = None,
+              dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Bits drawn from B(probs) with one uniform per element (``dtype``: the result's, default probs')."""
+    uniform = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+    return (uniform < probs).to(probs.dtype if dtype is None else dtype)
+
+
 def _gather(table: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
     """table[t] shaped to broadcast over the feature axes of ``like``."""
     t = torch.as_tensor(t, device=table.device)

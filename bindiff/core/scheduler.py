@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .process import REVERSE_KERNELS, BernoulliProcess
+from .process import REVERSE_KERNELS, BernoulliProcess, draw_bits
 
 STEP_MODES = ("sample", "mean")
 
@@ -95,6 +95,5 @@ class ReverseScheduler:
         if mode == "mean":
             nxt = probs
         else:
-            nxt = (torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype) < probs)
-            nxt = nxt.to(sample.dtype)
+            nxt = draw_bits(probs, generator, sample.dtype)
         return StepOutput(prev_sample=nxt, prev_probs=probs, pred_x0=pred_x0)

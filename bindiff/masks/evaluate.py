@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,6 @@ class EvalContext:
     config: dict
     device: torch.device
     checkpoint: dict | None = None  # which checkpoint the model came from (epoch, metric)
-    _bank: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def progress_disabled(self) -> bool | None:
@@ -54,11 +54,10 @@ class EvalContext:
         """A seed for one task and mode, derived from the recipe's seed (stable across runs)."""
         return (self.config["seed"] * 1_000_003 + zlib.crc32("/".join(parts).encode())) % (2 ** 31)
 
+    @cached_property
     def retrieval_bank(self) -> np.ndarray:
         """The training masks on the grid, (n, *grid): what the retrieval baseline copies from."""
-        if self._bank is None:
-            self._bank = np.stack([r.grid for r in self.data.part("train")]).astype(np.uint8)
-        return self._bank
+        return np.stack([r.grid for r in self.data.part("train")]).astype(np.uint8)
 
     def eval_records(self) -> list[CaseRecord]:
         """The cases the tasks run on: eval.part (test by default), at most eval.max_cases of them."""
@@ -160,7 +159,7 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
         known_flat, _ = _vectors(ctx.data, [(k | ~r.transform.valid()).astype(np.uint8) for k, r in zip(known, records)])
         generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed("completion", mode, "model"))
         spacings = [r.transform.grid_spacing(r.geometry.spacing) for r in records]
-        fills = [baselines.completion_baselines(mode, o, k, bank=ctx.retrieval_bank(), axis=cfg["axis"], spacing=sp,
+        fills = [baselines.completion_baselines(mode, o, k, bank=ctx.retrieval_bank, axis=cfg["axis"], spacing=sp,
                                                 radius=cfg["closing_radius"])
                  for o, k, sp in zip(observed, known, spacings)]
         fills = [{name: grid * r.transform.valid() for name, grid in f.items()} for f, r in zip(fills, records)]
