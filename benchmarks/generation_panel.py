@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from bindiff.masks import load_masks_run
-from bindiff.masks.panels import projection_panel
+from bindiff.tasks.masks.job import load_masks_run
+from bindiff.tasks.masks.panels import projection_panel
 
 
 def main(run_dir: str, out: str, n: int = 10, seed: int = 0) -> None:

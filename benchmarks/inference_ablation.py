@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from bindiff.recommendation import evaluate_run
+from bindiff.tasks.recommendation.job import evaluate_run
 
 VARIANTS: dict[str, list[str]] = {
     "one step at t = 1 (recipe)": [],

@@ -162,9 +162,9 @@ def prepare(args):
     """The recipe, its split (built as `bindiff train` builds it), the device, and a data report."""
     import torch
 
-    from bindiff.adapters.interactions import prepare_split
+    from bindiff.tasks.recommendation.data import prepare_split
     from bindiff.config import load_recipe
-    from bindiff.training.builders import resolve_device
+    from bindiff.training.devices import resolve_device
 
     config = load_recipe(args.recipe, args.overrides)
     if config["train"]["threads"]:
@@ -208,12 +208,14 @@ class PhaseMemory:
 def measure_train(args, config, split, device, memory: PhaseMemory) -> dict:
     import torch
 
-    from bindiff.training.builders import build_model, build_optimizer
-    from bindiff.training.trainer import autocast_dtype, dense_batch
+    from bindiff.tasks.recommendation.models import build_model
+    from bindiff.training.optim import build_optimizer
+    from bindiff.training.steps import dense_batch
+    from bindiff.training.trainer import autocast_dtype
 
     torch.manual_seed(config["seed"])
     model = build_model(config, dim=split.n_items).to(device)
-    optimizer = build_optimizer(config, model)
+    optimizer = build_optimizer(config, model, steps_per_epoch=-(-split.train.shape[0] // config["train"]["batch_size"]))
     if optimizer is None:
         kind = (config.get("model") or {}).get("kind")
         return {"skipped": f"model.kind {kind!r} is fitted in closed form: it has no training epoch"}
@@ -260,7 +262,7 @@ def measure_eval(args, config, split, device, memory: PhaseMemory) -> dict:
     import torch
 
     from bindiff.metrics import evaluate_ranking
-    from bindiff.training.builders import build_model, make_scorer
+    from bindiff.tasks.recommendation.models import build_model, make_scorer
 
     torch.manual_seed(config["seed"])
     model = build_model(config, dim=split.n_items).to(device).eval()
@@ -283,8 +285,8 @@ def measure_ease(args, config, split, device, memory: PhaseMemory) -> dict:
     import copy
 
     from bindiff.metrics import evaluate_ranking
-    from bindiff.recommendation import evaluate_part
-    from bindiff.training.builders import build_model
+    from bindiff.tasks.recommendation.evaluation import evaluate_part
+    from bindiff.tasks.recommendation.models import build_model
 
     estimate = ease_estimate_mb(split.n_items)
     if estimate > args.ease_limit_gb * 1024:

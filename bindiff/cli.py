@@ -54,25 +54,23 @@ def train(
     nproc: int = typer.Option(1, "--nproc", min=1,
                               help="train on this many processes through torchrun (gloo on CPU, NCCL on CUDA)"),
 ):
-    """Train a recipe and evaluate it; prints the run directory and test metrics."""
+    """Train a recipe and evaluate it; prints the run directory and its main metrics."""
     from .config import load_recipe
-    from .recommendation import resume_recommender, train_recommender
+    from .tasks import registry
     from .training import distributed
 
     try:
         config = load_recipe(recipe, overrides or [])
         if nproc > 1 or distributed.launched_by_torchrun():
-            distributed.check_recipe(config)
+            registry.check_parallel(config)
         if nproc > 1 and not distributed.launched_by_torchrun():
             args = ["train", recipe, *(overrides or []), *(["--data-dir", data_dir] if data_dir else []),
                     *(["--resume", resume] if resume else [])]
             raise typer.Exit(code=distributed.launch(nproc, args))
-        if config["task"] == "masks":
-            return _train_masks(config, overrides or [], data_dir, resume)
         if resume is not None:
-            run = resume_recommender(resume, config=config, recipe=recipe, data_dir=data_dir)
+            run = registry.resume(resume, config=config, recipe=recipe, data_dir=data_dir)
         else:
-            run = train_recommender(config, overrides or [], data_dir=data_dir)
+            run = registry.train(config, overrides or [], data_dir=data_dir)
     except _user_errors() as err:
         _fail(err)
     _print_run(run)
@@ -84,13 +82,17 @@ def resume_run(
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
 ):
     """Continue an interrupted run from its last checkpoint; ends as an uninterrupted run would."""
-    from .recommendation import resume_recommender
+    from .tasks import registry
 
     try:
-        run = resume_recommender(run_dir, data_dir=data_dir)
+        run = registry.resume(run_dir, data_dir=data_dir)
     except _user_errors() as err:
         _fail(err)
     _print_run(run)
+
+
+# What `bindiff train` prints of a run's metrics.json, by the metrics' own top-level keys.
+_HEADLINE = ("test", "valid", "completion", "denoising", "generation", "training", "seconds_total")
 
 
 def _print_run(run) -> None:
@@ -99,7 +101,11 @@ def _print_run(run) -> None:
     if not distributed.is_main_process():  # under torchrun rank 0 reports for all
         return
     typer.echo(f"run directory: {run.run_dir}")
-    typer.echo(json.dumps({"test": run.metrics["test"], "valid": run.metrics["valid"]}, indent=2))
+    if "test" in run.metrics:  # a recommendation run: its test and validation means
+        shown = {k: run.metrics[k] for k in ("test", "valid")}
+    else:
+        shown = {k: v for k, v in run.metrics.items() if k in _HEADLINE}
+    typer.echo(json.dumps(shown, indent=2))
 
 
 @app.command()
@@ -113,7 +119,7 @@ def evaluate(
     Overrides change only how the trained model is scored (inference and metrics), so one
     training run answers questions such as "does multi-step inference help?".
     """
-    from .recommendation import evaluate_run
+    from .tasks.recommendation.job import evaluate_run
 
     try:
         metrics = evaluate_run(run_dir, overrides=overrides or [])
@@ -126,10 +132,10 @@ def evaluate(
 def recommend(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
     user: str = typer.Option(..., help="raw user id, as in the input data"),
-    k: int = typer.Option(20, help="number of items"),
+    k: int = typer.Option(20, min=1, help="number of items"),
 ):
     """Top-k items a user has not interacted with, as raw item ids."""
-    from .recommendation import recommend as recommend_items
+    from .tasks.recommendation.serve import recommend as recommend_items
 
     try:
         items = recommend_items(run_dir, user, k)
@@ -148,7 +154,7 @@ def compare(
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
 ):
     """Train several models on the same splits over several seeds; write a table and a plot."""
-    from .compare import run_comparison
+    from .tasks.recommendation.compare import run_comparison
 
     try:
         out = run_comparison(recipe, overrides or [], models.split(",") if models else None, seeds, data_dir)
@@ -166,7 +172,7 @@ def tune(
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
 ):
     """Search tune.space with a seeded sampler, choosing on validation users only."""
-    from .tuning import run_tuning
+    from .tasks.recommendation.tune import run_tuning
 
     try:
         out = run_tuning(recipe, overrides or [], trials, data_dir)
@@ -199,35 +205,20 @@ def show_config(
         _fail(err)
 
 
-# -- masks: `bindiff train` on a `task: masks` recipe, and the tasks on a finished run ------------------
+# -- masks: the evaluations on a finished masks run ----------------------------------------------------------
 masks_app = typer.Typer(no_args_is_help=True, help="Mask completion, denoising and generation on a finished masks run.")
 app.add_typer(masks_app, name="masks")
-
-
-def _train_masks(config: dict, overrides: list, data_dir, resume) -> None:
-    from .config import RecipeError
-    from .masks import train_masks
-
-    try:
-        if resume is not None:
-            raise RecipeError("--resume is not supported for masks recipes; start the run again")
-        run = train_masks(config, overrides, data_dir=data_dir)
-    except _user_errors() as err:
-        _fail(err)
-    typer.echo(f"run directory: {run.run_dir}")
-    typer.echo(json.dumps({k: v for k, v in run.metrics.items() if k in ("completion", "denoising", "generation",
-                                                                          "training", "seconds_total")}, indent=2))
 
 
 def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out) -> None:
     import time
     from pathlib import Path
 
-    from .masks import run_tasks
+    from .tasks.masks.job import run_evaluations
 
     try:
         out_dir = Path(out) if out else Path(run_dir) / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
-        metrics = run_tasks(run_dir, [task], out_dir=out_dir, config_updates=overrides or [], checkpoint=checkpoint)
+        metrics = run_evaluations(run_dir, [task], out_dir=out_dir, overrides=overrides or [], checkpoint=checkpoint)
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"results: {out_dir / task}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
 from .files import write_text
+from .training.checkpoint import load_checkpoint
 
 
 def create_output_dir(config: dict, kind: str = "run", folder: str | None = None) -> Path:
@@ -32,8 +33,6 @@ def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:
 
 def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[dict, dict]:
     """The resolved config and a loaded checkpoint of a run of ``task``, checked."""
-    from .training.checkpoint import load_checkpoint
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
@@ -44,20 +43,17 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
     return config, payload
 
 
-def read_trained_model(run_dir: str | Path, task: str, build, checkpoint: str = "best", device=None):
-    """A run's config, loaded checkpoint and model: ``build(config, dim=...)`` with its weights, in eval mode.
-
-    ``device`` defaults to the run's ``train.device``.
-    """
-    from .training.builders import resolve_device
-
-    config, payload = read_run(run_dir, task, checkpoint)
-    model = build(config, dim=payload["dim"])
-    model.load_state_dict(payload["model"])
-    model.to(device or resolve_device(config["train"]["device"])).eval()
-    return config, payload, model
-
-
 def read_metrics(run_dir: str | Path) -> dict:
-    """A finished run's ``metrics.json`` (either task)."""
+    """A finished run's ``metrics.json`` (any task)."""
     return json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    """A nested config as ``{"section.key": value}`` (an empty mapping stays one value)."""
+    out = {}
+    for name, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out

@@ -10,10 +10,10 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from bindiff.baselines import EASE, GaussianDiffusionRecommender, MultVAE, Popularity, RecFusionBin
-from bindiff.baselines.ease import ease_weights
-from bindiff.baselines.gaussian import linear_var_tables
-from bindiff.baselines.recfusion import flip, recfusion_betas, swapped_bce
+from bindiff.tasks.recommendation.baselines import EASE, GaussianDiffusionRecommender, MultVAE, Popularity, RecFusionBin
+from bindiff.tasks.recommendation.baselines.ease import ease_weights
+from bindiff.tasks.recommendation.baselines.gaussian import linear_var_tables
+from bindiff.tasks.recommendation.baselines.recfusion import flip, recfusion_betas, swapped_bce
 
 
 def random_binary(rows: int, cols: int, density: float, seed: int) -> sp.csr_matrix:

@@ -64,8 +64,8 @@ def ease_run(ratings_csv, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("kind", ["multdae", "multvae", "gaussian", "recfusion"])
 def test_trainable_baseline_trains_evaluates_and_reloads(kind, ratings_csv, tmp_path):
-    from bindiff.baselines import MODELS
-    from bindiff.recommendation import load_run
+    from bindiff.tasks.recommendation.models import MODELS
+    from bindiff.tasks.recommendation.job import load_run
 
     run_dir = train(ratings_csv, tmp_path, kind)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -78,7 +78,7 @@ def test_trainable_baseline_trains_evaluates_and_reloads(kind, ratings_csv, tmp_
     payload = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     assert f"kind: {kind}" in payload["config_yaml"]
     _, _, model, _ = load_run(run_dir)
-    assert isinstance(model, MODELS[kind][1]) and not model.training
+    assert isinstance(model, MODELS[kind].params_of) and not model.training
     again = runner.invoke(app, ["evaluate", str(run_dir)])
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["test"] == metrics["test"]
@@ -101,7 +101,7 @@ def test_closed_form_run_writes_a_complete_run_directory(ease_run):
 
 def test_evaluate_and_recommend_on_a_closed_form_run(ease_run):
     from bindiff.adapters.interactions import Split
-    from bindiff.recommendation import user_history
+    from bindiff.tasks.recommendation.serve import user_history
 
     result = runner.invoke(app, ["evaluate", str(ease_run)])
     assert result.exit_code == 0, result.output
@@ -123,7 +123,7 @@ def test_evaluate_and_recommend_on_a_closed_form_run(ease_run):
 
 def test_popularity_run_recommends_the_most_popular_unseen_items(ratings_csv, tmp_path):
     from bindiff.adapters.interactions import Split
-    from bindiff.recommendation import recommend, user_history
+    from bindiff.tasks.recommendation.serve import recommend, user_history
 
     run_dir = train(ratings_csv, tmp_path, "popularity")
     split = Split.load(run_dir / "split")
@@ -139,7 +139,7 @@ def test_popularity_run_recommends_the_most_popular_unseen_items(ratings_csv, tm
 def test_resuming_an_unfinished_closed_form_run_redoes_the_fit(ease_run, tmp_path):
     import shutil
 
-    from bindiff.recommendation import resume_recommender
+    from bindiff.tasks.recommendation.job import resume_recommender
 
     copy = tmp_path / "run"
     shutil.copytree(ease_run, copy)
@@ -171,10 +171,10 @@ def test_bad_model_section_exits_2_naming_the_valid_choices(extra, expected, tmp
 def test_ease_lambda_is_chosen_on_validation_users_only(monkeypatch, tmp_path):
     """Valid and test targets are built so that they prefer different λ; the valid one must win."""
     from bindiff.adapters.interactions import EvalPart, Split
-    from bindiff.baselines.ease import ease_weights
+    from bindiff.tasks.recommendation.baselines.ease import ease_weights
     from bindiff.config import load_recipe
     from bindiff.metrics import topk_excluding
-    from bindiff.recommendation import train_recommender
+    from bindiff.tasks.recommendation.job import train_recommender
 
     n_items, small, large = 15, 0.5, 500.0
     rng = np.random.default_rng(4)
@@ -196,7 +196,7 @@ def test_ease_lambda_is_chosen_on_validation_users_only(monkeypatch, tmp_path):
                   item_ids=np.array([f"i{j}" for j in range(n_items)]),
                   valid=EvalPart(inputs, inputs.copy(), targets(small), ids),
                   test=EvalPart(inputs, inputs.copy(), targets(large), ids), kind="strong", info={})
-    monkeypatch.setattr("bindiff.recommendation.prepare_split", lambda *a, **k: (split, None))
+    monkeypatch.setattr("bindiff.tasks.recommendation.job.prepare_split", lambda *a, **k: (split, None))
     config = load_recipe(RECIPE, ["model.kind=ease", f"model.params.lambdas=[{large}, {small}]",
                                   "eval.metrics=[ndcg@1]", "eval.select=ndcg@1", f"output.root={tmp_path}",
                                   "output.progress=false"])

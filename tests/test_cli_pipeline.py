@@ -67,7 +67,8 @@ def test_train_writes_a_complete_run_directory(trained):
 
 def test_model_beats_popularity_on_structured_data(trained):
     from bindiff.adapters.interactions import Split
-    from bindiff.metrics import evaluate_ranking, popularity_scores
+    from bindiff.metrics import evaluate_ranking
+    from bindiff.tasks.recommendation.baselines import popularity_scores
 
     run_dir, _, _ = trained
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -186,7 +187,7 @@ def test_evaluate_refuses_a_run_of_another_task(trained, tmp_path):
 
 def test_evaluate_scores_the_trained_model_another_way(trained):
     from bindiff.metrics import evaluate_ranking
-    from bindiff.recommendation import load_run
+    from bindiff.tasks.recommendation.job import load_run
 
     run_dir, _, _ = trained
     result = runner.invoke(app, ["evaluate", str(run_dir), "inference.mode=reverse", "inference.t=3"])

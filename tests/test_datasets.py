@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from bindiff.adapters import DataError
+from bindiff.tasks.recommendation.data import prepare_split
 from bindiff.adapters.interactions import (
     DATASETS,
     build_matrix,
     load_interactions,
     load_predefined_split,
-    prepare_split,
     resolve_dataset,
 )
 

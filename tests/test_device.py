@@ -9,7 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from bindiff.cli import app
-from bindiff.training.trainer import autocast_dtype, dense_batch
+from bindiff.training.steps import dense_batch
+from bindiff.training.trainer import autocast_dtype
 
 from test_cli_pipeline import ratings_csv, small_args  # noqa: F401  (the fixture is reused)
 

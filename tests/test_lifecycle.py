@@ -1,6 +1,7 @@
 import torch
 
-from bindiff.lifecycle import apply_threads, progress_disabled
+from bindiff.progress import progress_disabled
+from bindiff.tasks.base import apply_threads
 
 
 def test_progress_switch_follows_output_progress():

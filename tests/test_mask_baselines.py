@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bindiff.masks import baselines, corruption, realism
+from bindiff.tasks.masks import baselines, corruption, realism
 
 
 def cone(shape=(21, 21, 12)) -> np.ndarray:

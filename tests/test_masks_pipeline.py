@@ -123,7 +123,7 @@ def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
     assert sorted(r["case_id"] for r in summary["per_case"]) == sorted(cases["valid"])
     assert summary["settings"]["resample"] == 2
     bad = runner.invoke(app, ["masks", "generate", str(run_dir), "train.lr=1"])
-    assert bad.exit_code == 2 and "only tasks.*, eval.* and output.*" in bad.output
+    assert bad.exit_code == 2 and "can only be scored differently; allowed keys are tasks.*, eval.*, output.*" in bad.output
 
 
 # -- bad input: one line naming the file, exit code 2 ------------------------------------------------------
@@ -187,7 +187,7 @@ def test_a_missing_run_directory_exits_2(tmp_path):
 @needs_hippo
 def test_two_d_slices_with_the_mlp_denoiser(tmp_path):
     """2-D slice mode and the recipe's other denoiser, through the library."""
-    from bindiff.masks import train_masks
+    from bindiff.tasks.masks.job import train_masks
 
     config = load_recipe(RECIPES / "hippocampus_masks.yaml", [*TINY, "grid.shape=[12,16]", f"output.root={tmp_path}",
                                                                  "tasks.run=[denoising, generation]"])

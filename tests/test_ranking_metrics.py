@@ -10,11 +10,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from bindiff.tasks.recommendation.baselines import popularity_scores
 from bindiff.metrics import (
     RankingReport,
     evaluate_ranking,
     ndcg_at_k,
-    popularity_scores,
     recall_at_k,
     topk_excluding,
 )

@@ -189,7 +189,7 @@ def test_resume_after_the_last_epoch_only_finishes(reference_and_killed, tmp_pat
 def test_last_checkpoint_holds_the_whole_training_state(reference_and_killed):
     reference, _, _, _ = reference_and_killed
     last = torch.load(reference / "checkpoints" / "last.pt", weights_only=True)
-    assert {"model", "optimizer", "lr_scheduler", "epoch", "step", "best", "epochs_since_best", "done",
+    assert {"model", "optimizer", "epoch", "step", "best", "epochs_since_best", "done",
             "history", "rng", "seconds"} <= set(last)
     assert set(last["rng"]) >= {"order", "noise", "torch", "numpy", "python"}
     assert last["done"] is True and len(last["history"]) == last["epoch"]

@@ -5,7 +5,7 @@ import torch
 
 from bindiff.config import RecipeError, load_recipe
 from bindiff.core import BernoulliProcess, BinomialDiffusion, MLPDenoiser, get_schedule
-from bindiff.training.builders import make_scorer
+from bindiff.tasks.recommendation.models import make_scorer
 
 from test_cli_pipeline import RECIPE
 

@@ -14,7 +14,8 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from bindiff.adapters.errors import DataError
-from bindiff.adapters.interactions import SYNTHETIC_PRESETS, prepare_split, synthetic_dataset, synthetic_interactions
+from bindiff.adapters.interactions import SYNTHETIC_PRESETS, synthetic_dataset, synthetic_interactions
+from bindiff.tasks.recommendation.data import prepare_split
 from bindiff.adapters.interactions.synthetic import weighted_sample_without_replacement
 from bindiff.cli import app
 

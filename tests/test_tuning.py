@@ -9,10 +9,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import bindiff.recommendation
+import bindiff.tasks.recommendation.job
 from bindiff.cli import app
 from bindiff.config import RecipeError, load_recipe
-from bindiff.tuning import run_tuning
+from bindiff.tasks.recommendation.tune import run_tuning
 
 runner = CliRunner()
 SELECT = "ndcg@10"
@@ -177,14 +177,14 @@ def test_same_seed_gives_the_same_trials_and_another_seed_others(recipe, tuned, 
 def test_choice_ignores_test_metrics(recipe, tuned, tmp_path, monkeypatch):
     """Reverse every run's test metrics (test = 1 - valid): a search that looked at them would now
     pick the trial worst on validation. The choice, and every trial value, must not move."""
-    real_evaluate_run = bindiff.recommendation.evaluate_run
+    real_evaluate_run = bindiff.tasks.recommendation.job.evaluate_run
 
     def reversed_test(*args, **kwargs):
         metrics = real_evaluate_run(*args, **kwargs)
         metrics["test"] = {name: 1.0 - value for name, value in metrics["valid"].items()}
         return metrics
 
-    monkeypatch.setattr(bindiff.recommendation, "evaluate_run", reversed_test)
+    monkeypatch.setattr(bindiff.tasks.recommendation.job, "evaluate_run", reversed_test)
     patched = study(tune(recipe, tmp_path / "patched"))
     honest = study(tuned)
     assert [t["valid"] for t in patched["trials"]] == [t["valid"] for t in honest["trials"]]

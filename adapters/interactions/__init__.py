@@ -8,7 +8,7 @@ from .datasets import (
     download_dataset,
     load_interactions,
     load_predefined_split,
-    prepare_split,
+    describe_source,
     resolve_dataset,
 )
 from .matrix import InteractionMatrix, binary_csr, build_matrix, index_ids
@@ -29,13 +29,13 @@ __all__ = [
     "Split",
     "binary_csr",
     "build_matrix",
+    "describe_source",
     "download_dataset",
     "holdout_count",
     "index_ids",
     "load_interactions",
     "load_predefined_split",
     "predefined_split",
-    "prepare_split",
     "read_delimited",
     "read_item_lists",
     "read_ml100k",

@@ -24,17 +24,16 @@ import urllib.error
 import urllib.request
 import zipfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ..errors import DataError
-from .matrix import build_matrix
 from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
                       read_pairs)
-from .splits import Split, predefined_split, strong_generalization
-from .synthetic import SYNTHETIC_PREFIX, synthetic_dataset, synthetic_preset
+from .splits import Split, predefined_split
+from .synthetic import SYNTHETIC_PREFIX, synthetic_preset
 
 __all__ = [
     "DATASETS",
@@ -45,7 +44,7 @@ __all__ = [
     "download_dataset",
     "load_interactions",
     "load_predefined_split",
-    "prepare_split",
+    "describe_source",
 ]
 
 DATA_DIR_ENV = "BINDIFF_DATA_DIR"
@@ -357,84 +356,8 @@ def load_predefined_split(source: DatasetSource) -> Split:
             "use split kind 'strong'"
         )
     split = predefined_split(*(read_pairs(source.paths[stage]) for stage in _PAIR_FILES))
-    split.info["dataset"] = _describe(source)
+    split.info["dataset"] = describe_source(source)
     return split
-
-
-def prepare_split(
-    data_cfg: dict, split_cfg: dict, seed: int, data_dir: str | os.PathLike | None = None
-) -> tuple[Split, DatasetSource]:
-    """Resolve, load, filter and split a dataset as the training configuration says."""
-    if "dataset" not in data_cfg:
-        raise DataError("data.dataset is missing: name a dataset (ml-1m, ml-100k) or a file")
-    source = resolve_dataset(data_cfg["dataset"], data_dir=data_dir, download=bool(data_cfg.get("download", True)))
-    min_rating = data_cfg.get("min_rating")
-    k_core = int(data_cfg.get("k_core") or 0)
-    kind = split_cfg.get("kind", "strong")
-
-    if kind == "predefined":
-        if k_core > 0:
-            raise DataError(
-                f"data.k_core={k_core} cannot be combined with split.kind 'predefined': filtering "
-                f"would change the split shipped with {source.name!r}; set k_core to 0"
-            )
-        if source.layout == "diffrec_pairs":
-            _check_min_rating_applies(source, min_rating, has_ratings=False)
-        split = load_predefined_split(source)
-    elif kind == "strong":
-        if source.layout == "synthetic":  # generated as a matrix: no raw ids to index
-            _check_min_rating_applies(source, min_rating, has_ratings=False)
-            matrix = synthetic_dataset(source.name, seed=seed, k_core=k_core)
-        else:
-            raw = load_interactions(
-                source,
-                sep=data_cfg.get("sep"),
-                user_col=data_cfg.get("user_col", "user"),
-                item_col=data_cfg.get("item_col", "item"),
-                rating_col=data_cfg.get("rating_col"),
-                header=data_cfg.get("header", True),
-            )
-            if _check_min_rating_applies(source, min_rating, has_ratings=raw.rating is not None):
-                matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core)
-            else:
-                matrix = build_matrix(raw, min_rating=None, k_core=k_core)
-        for key in ("n_valid_users", "n_test_users"):
-            if key not in split_cfg:
-                raise DataError(f"split.{key} is missing: a strong-generalisation split needs it")
-        split = strong_generalization(
-            matrix,
-            n_valid_users=split_cfg["n_valid_users"],
-            n_test_users=split_cfg["n_test_users"],
-            holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
-            min_items_to_split=split_cfg.get("min_items_to_split", 5),
-            seed=seed,
-        )
-        split.info["dataset"] = _describe(source)
-        split.info["min_rating"] = None if min_rating is None else float(min_rating)
-        split.info["k_core"] = k_core
-    else:
-        raise DataError(f"split.kind must be 'strong' or 'predefined', got {kind!r}")
-    return split, source
-
-
-def _check_min_rating_applies(source: DatasetSource, min_rating, has_ratings: bool) -> bool:
-    """Whether min_rating still has to be applied; DataError if it cannot be honoured."""
-    if min_rating is None:
-        return False
-    if has_ratings:
-        return True
-    if source.binarised_at is not None and float(min_rating) == source.binarised_at:
-        return False
-    already = (
-        f"its files keep ratings >= {source.binarised_at:g} only"
-        if source.binarised_at is not None
-        else "its files hold no ratings"
-    )
-    files = f" ({', '.join(str(path) for path in source.paths.values())})" if source.paths else ""
-    raise DataError(
-        f"data.min_rating={min_rating} cannot be applied to {source.name!r}{files}: {already}; "
-        "set min_rating to null" + (f" or {source.binarised_at:g}" if source.binarised_at is not None else "")
-    )
 
 
 def _find_layout(spec: DatasetSpec, root: Path) -> DatasetSource | None:
@@ -531,7 +454,8 @@ def _not_found_message(spec: DatasetSpec, searched: list[Path], why: str) -> str
     return "\n".join(lines)
 
 
-def _describe(source: DatasetSource) -> dict:
+def describe_source(source: DatasetSource) -> dict:
+    """Name, layout and files of a resolved dataset, as a run records them."""
     return {
         "name": source.name,
         "layout": source.layout,

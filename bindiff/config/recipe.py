@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .schema import FREE, TASKS, Key, defaults, schema_for
+from .schema import FREE, RENAMED, TASKS, Key, defaults, schema_for
 
 
 class RecipeError(ValueError):
@@ -83,6 +83,10 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
     for name, value in incoming.items():
         dotted = f"{prefix}{name}"
         if name not in schema:
+            moved = [f"'{old}' is now '{new}'" for old, new in RENAMED.items()
+                     if old == dotted or old.startswith(dotted + ".")]
+            if moved:
+                raise RecipeError(f"{source}: key '{dotted}' was renamed: {'; '.join(moved)}")
             valid = ", ".join(k for k in _valid_keys(root) if k.startswith(prefix))
             raise RecipeError(f"{source}: unknown key '{dotted}'. Valid keys: {valid}")
         spec = schema[name]
@@ -173,10 +177,33 @@ def dump_recipe(config: dict) -> str:
 
 def recipe_from_text(text: str, source: str = "checkpoint") -> dict:
     """Re-validate a resolved config stored as YAML text (in a run dir or a checkpoint)."""
-    loaded = yaml.safe_load(text) or {}
+    loaded = _renamed_keys_moved(yaml.safe_load(text) or {})
     schema, config = _task_schema(loaded.get("task", "recommend"), source)
     _merge(config, loaded, schema, source)
     return config
+
+
+def _renamed_keys_moved(loaded: dict) -> dict:
+    """A stored config with every key of ``RENAMED`` under its new name (runs made before the rename)."""
+    loaded = copy.deepcopy(loaded)
+    for old, new in RENAMED.items():
+        *old_path, old_name = old.split(".")
+        section = loaded
+        for part in old_path:
+            section = section.get(part) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or old_name not in section:
+            continue
+        value = section.pop(old_name)
+        *new_path, new_name = new.split(".")
+        target = loaded
+        for part in new_path:
+            target = target.setdefault(part, {})
+        target[new_name] = value
+    for old in RENAMED:  # sections left empty by the moves
+        top = old.split(".")[0]
+        if loaded.get(top) == {}:
+            del loaded[top]
+    return loaded
 
 
 def config_hash(config: dict) -> str:

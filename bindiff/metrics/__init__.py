@@ -5,7 +5,6 @@ from bindiff.metrics.ranking import (
     evaluate_ranking,
     merge_reports,
     ndcg_at_k,
-    popularity_scores,
     recall_at_k,
     topk_excluding,
 )
@@ -15,7 +14,6 @@ __all__ = [
     "evaluate_ranking",
     "merge_reports",
     "ndcg_at_k",
-    "popularity_scores",
     "recall_at_k",
     "topk_excluding",
 ]

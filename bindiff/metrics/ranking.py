@@ -35,7 +35,6 @@ __all__ = [
     "evaluate_ranking",
     "merge_reports",
     "ndcg_at_k",
-    "popularity_scores",
     "recall_at_k",
     "topk_excluding",
 ]
@@ -545,16 +544,3 @@ def merge_reports(parts: Sequence[RankingReport]) -> RankingReport:
     return RankingReport(per_user=per_user, mean=_means(per_user, n_users, n_evaluated, first.empty_users),
                          n_users=n_users, n_users_evaluated=n_evaluated, definitions=dict(first.definitions),
                          empty_users=first.empty_users, metrics=list(first.metrics))
-
-
-# --------------------------------------------------------------------------- baselines
-
-
-def popularity_scores(train_csr) -> np.ndarray:
-    """Number of users with a stored non-zero entry for each item (float64, length n_items).
-
-    Counting users rather than summing values keeps the baseline meaningful for
-    weighted or repeated interactions.
-    """
-    csr = _binary_structure(train_csr, "train_csr")
-    return np.bincount(csr.indices, minlength=csr.shape[1]).astype(np.float64)

@@ -89,17 +89,6 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def check_recipe(config: dict) -> None:
-    """Refuse, before any data are read or processes started, what several processes cannot train."""
-    from ..config import RecipeError
-
-    if config["task"] != "recommend":
-        raise RecipeError(f"task: {config['task']!r} recipes train in one process; drop --nproc")
-    if config["model"]["kind"] != "binomial":
-        raise RecipeError(f"model.kind: training on several processes is for the binomial model; train "
-                          f"{config['model']['kind']!r} in one process")
-
-
 def launch(nproc: int, bindiff_args: list[str]) -> int:
     """Run ``bindiff <args>`` on ``nproc`` local processes with torchrun; returns its exit code."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",

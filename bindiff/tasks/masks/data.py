@@ -14,20 +14,19 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from ..adapters.errors import DataError
-from ..adapters.masks import (
+from ...adapters.errors import DataError
+from ...adapters.masks import (
     Geometry, GridSpec, GridTransform, LabelPreset, MaskCase, find_dataset, get_preset, load_case, split_cases,
     to_vectors,
 )
-from ..adapters.masks.datasets import save_case_split
-from ..config import RecipeError
-from ..files import atomic_path
+from ...adapters.masks.datasets import save_case_split
+from ...config import RecipeError
+from ...files import atomic_path
 
 FORMAT_VERSION = 1
 
@@ -80,7 +79,7 @@ def grid_spec(config: dict) -> GridSpec:
 
 
 def resolve_preset(config: dict, layout: str) -> LabelPreset:
-    from ..adapters.masks.datasets import DEFAULT_PRESETS
+    from ...adapters.masks.datasets import DEFAULT_PRESETS
 
     lab = config["labels"]
     name = lab["preset"]
@@ -151,7 +150,7 @@ def training_matrix(data: MaskData, config: dict) -> sp.csr_matrix:
 
 
 def save_data(data: MaskData, folder: Path) -> None:
-    from ..adapters.masks.datasets import MaskDataset
+    from ...adapters.masks.datasets import MaskDataset
 
     folder.mkdir(parents=True, exist_ok=True)
     ds = MaskDataset(data.dataset, Path(data.root), data.layout, tuple(r.case for r in data.records.values()))
@@ -168,7 +167,7 @@ def save_data(data: MaskData, folder: Path) -> None:
 
 
 def load_data(folder: Path) -> MaskData:
-    from ..adapters.masks.labels import LabelPreset
+    from ...adapters.masks.labels import LabelPreset
 
     path = Path(folder) / "cases.json"
     if not path.is_file():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_path
+from ...files import atomic_path
 
 _PLANES = (("sagittal", 0), ("coronal", 1), ("axial", 2))
 

@@ -73,7 +73,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import LossOutput
+from ....core import LossOutput
 
 SCHEDULES = ("quadratic", "linear", "fixed")
 _LOG_2PI = math.log(2.0 * math.pi)

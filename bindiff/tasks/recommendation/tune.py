@@ -28,13 +28,13 @@ from typing import Any
 
 import yaml
 
-from .config import RecipeError, dump_recipe, load_recipe
-from .config.recipe import with_key
-from .config.schema import FREE, schema_for
-from .files import atomic_path, write_json, write_text
-from .recommendation import train_recommender
-from .runs import read_metrics
-from .runs import create_output_dir
+from ...config import RecipeError, dump_recipe, load_recipe
+from ...config.recipe import with_key
+from ...config.schema import FREE, schema_for
+from ...files import atomic_path, write_json, write_text
+from ...runs import create_output_dir, read_metrics
+from .job import train_recommender
+from .models import build_model, check_model_params, make_scorer
 
 SPEC_KINDS = ("float", "int", "choices")
 SPEC_FIELDS = (*SPEC_KINDS, "log")
@@ -189,14 +189,11 @@ def _check_values(config: dict, dimension: Dimension, where: str) -> None:
     """Each range end and choice must pass as an override and build a model with the recipe."""
     import torch
 
-    from .baselines import check_model_config
-    from .training.builders import build_model, make_scorer
-
     for value in dimension.values_to_check():
         candidate = with_key(config, dimension.key, value, where)  # names unknown keys and bad types
         try:
             with torch.random.fork_rng(devices=[]):  # the probes must not move the global generator
-                check_model_config(candidate)
+                check_model_params(candidate)
                 model = build_model(candidate, dim=PROBE_ITEMS)
             make_scorer(model, candidate, seed=candidate["seed"])
         except RecipeError as err:

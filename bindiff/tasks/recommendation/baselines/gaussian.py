@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core import LossOutput, sinusoidal_embedding
+from ....core import LossOutput, sinusoidal_embedding
 
 MAX_BETA = 0.999
 

@@ -1,6 +1,6 @@
 """Recipe sections of the ``masks`` task: binary segmentation masks as bit vectors.
 
-``schema.py`` lists them in ``TASKS["masks"]``; a recipe with ``task: masks`` gets these
+``bindiff.config.schema`` lists them in ``TASKS["masks"]``; a recipe with ``task: masks`` gets these
 sections next to the common ones (diffusion, denoiser, train, output).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .keys import at_least_one, fraction, key, non_negative
+from ...config.keys import at_least_one, fraction, key, non_negative
 
 
 def _one_of(*values: str):
@@ -28,7 +28,7 @@ _count_or_fraction = (lambda v: (isinstance(v, int) and v >= 1) or (isinstance(v
                       "must be a count >= 1 or a fraction in (0, 1)")
 _axis = _one_of(0, 1, 2)
 
-MASKS: dict[str, Any] = {
+SECTIONS: dict[str, Any] = {
     "data": {
         "dataset": key(str, "msd_hippocampus",
                        "msd_hippocampus or brats2015_deepmedic (found under $BINDIFF_DATA_DIR) or a folder"),
@@ -69,14 +69,6 @@ MASKS: dict[str, Any] = {
                          "of 1..T (denoising and the last reverse steps happen there)",
                          (lambda v: 0 <= v <= 1, "must lie in [0, 1]")),
         "low_max": key(int, 2, "largest time of the low-time draws", at_least_one),
-    },
-    "optimizer": {
-        "warmup_steps": key(int, 0, "raise the learning rate linearly over this many first steps; 0: off",
-                            non_negative),
-        "decay": key(str, "none", "learning rate over the run: none (constant) or cosine (to 0 at the last "
-                     "epoch's end)", _one_of("none", "cosine")),
-        "clip_grad_norm": key((float, int, type(None)), None, "clip the gradients' global norm (of the loss summed "
-                              "over voxels) to this; null: off", (lambda v: v > 0, "must be > 0")),
     },
     "eval": {
         "select": key(str, "denoise_dice", "validation metric for the best checkpoint: denoise_dice or neg_loss",

@@ -1,8 +1,11 @@
-"""An optimiser wrapper with linear warm-up and gradient-norm clipping, for the shared trainer.
+"""The optimiser every task trains with: Adam or AdamW from ``train.*``, wrapped for warm-up,
+cosine decay, gradient clipping and skipping non-finite updates.
 
-``fit`` calls ``optimizer.step()`` once per minibatch and checkpoints ``state_dict()``; both
-behaviours live here, so the trainer stays as it is and exact resume still holds (the step
-count is kept in the state dict).
+``fit`` calls ``optimizer.step()`` once per minibatch and checkpoints ``state_dict()``; the
+schedule lives here, so the trainer stays one loop and exact resume still holds (the step
+count travels in the state dict). With the defaults (no warm-up, no decay, no clipping) an
+update is the bare optimiser's, bit for bit: the learning rate is multiplied by 1 and the
+gradients by 1.
 """
 
 from __future__ import annotations
@@ -10,6 +13,19 @@ from __future__ import annotations
 import math
 
 import torch
+
+
+def build_optimizer(config: dict, model: torch.nn.Module, steps_per_epoch: int) -> "WarmupClip | None":
+    """The recipe's optimiser for ``model``; None for a model without trainable parameters
+    (one fitted in closed form). ``steps_per_epoch`` sets the length of a cosine decay."""
+    t = config["train"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        return None
+    cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
+    total = t["epochs"] * steps_per_epoch if t["lr_decay"] == "cosine" else None
+    return WarmupClip(cls(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"]), t["warmup_steps"],
+                      t["clip_grad_norm"], total_steps=total)
 
 
 class WarmupClip:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core import LossOutput
+from ....core import LossOutput
 
 
 class MultVAE(nn.Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..adapters.masks.grid import bounding_box
+from ...adapters.masks.grid import bounding_box
 
 HIDE_MODES = ("box", "alternate_slices", "random_slices")
 

@@ -16,17 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import RecipeError, dump_recipe, load_recipe
-from .files import atomic_path, write_json, write_text
-from .recommendation import evaluate_part, load_run, train_recommender
-from .runs import create_output_dir
-
-BASELINE_KINDS = ("popularity", "ease", "multdae", "multvae", "gaussian", "recfusion")
+from ...config import RecipeError, dump_recipe, load_recipe
+from ...files import atomic_path, write_json, write_text
+from ...runs import create_output_dir
+from ...training.devices import device_of
+from .evaluation import evaluate_part
+from .job import load_run, train_recommender
+from .models import BINOMIAL
 
 
 @dataclass
 class ModelRun:
     model: str
+    kind: str  # the run's model.kind: binomial, or a baseline
     seed: int
     run_dir: Path
     test: dict[str, float]
@@ -68,11 +70,9 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
             config = load_recipe(recipe, [*overrides, *extra, f"seed={seed}", f"output.root={out / 'runs' / name}"])
             trained = train_recommender(config, data_dir=data_dir)
             cfg, split, model, _ = load_run(trained.run_dir)
-            device = next(iter(model.parameters()), None)
-            device = device.device if device is not None else None
             started = time.perf_counter()
-            report = evaluate_part(model, cfg, split.test, device)
-            runs.append(ModelRun(name, seed, trained.run_dir, report.mean, report.per_user,
+            report = evaluate_part(model, cfg, split.test, device_of(model))
+            runs.append(ModelRun(name, cfg["model"]["kind"], seed, trained.run_dir, report.mean, report.per_user,
                                  trained.metrics["training"]["seconds"], time.perf_counter() - started))
     table = summarise(runs, base)
     write_json(out / "compare.json", table)
@@ -99,7 +99,7 @@ def summarise(runs: list[ModelRun], config: dict) -> dict:
             "inference_seconds": float(np.mean([r.inference_seconds for r in mine])),
             "runs": [str(r.run_dir) for r in mine],
         }
-    baselines = [m for m in models if m in BASELINE_KINDS or m.split("_")[0] in BASELINE_KINDS]
+    baselines = [m for m in models if next(r.kind for r in runs if r.model == m) != BINOMIAL]
     best = max(baselines, key=lambda m: rows[m]["mean"][select]) if baselines else None
     for name in models:
         rows[name]["vs_best_baseline"] = None

@@ -1,4 +1,4 @@
-"""Fitting a closed-form model (popularity, EASE) inside a run directory.
+"""Fitting a closed-form model (popularity, EASE: ``fit_closed_form``) inside a run directory.
 
 The run directory ends up as a trained model's would: ``checkpoints/best.pt`` and
 ``last.pt`` (the same weights; loadable with ``weights_only=True``), an empty history,
@@ -14,8 +14,8 @@ from typing import Callable
 import scipy.sparse as sp
 from torch import nn
 
-from ..training.checkpoint import capture_rng, save_checkpoint
-from ..training.trainer import TrainResult
+from .checkpoint import capture_rng, save_checkpoint
+from .trainer import TrainResult
 
 
 def fit_closed_form_run(model: nn.Module, train: sp.csr_matrix, *, config: dict, config_yaml: str,
@@ -30,7 +30,7 @@ def fit_closed_form_run(model: nn.Module, train: sp.csr_matrix, *, config: dict,
     select = config["eval"]["select"]
     state = dict(
         config_yaml=config_yaml, model=model, dim=train.shape[1], epoch=0, step=0, optimizer={},
-        lr_scheduler=None, best={"metric": select, "value": value, "epoch": 0}, epochs_since_best=0,
+        best={"metric": select, "value": value, "epoch": 0}, epochs_since_best=0,
         done=True, history=[], rng=capture_rng({}), seconds=seconds, closed_form=dict(report),
     )
     save_checkpoint(Path(checkpoint_dir) / "best.pt", **state)

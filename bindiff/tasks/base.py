@@ -1,0 +1,342 @@
+"""The lifecycle every task shares, written once: a task (``tasks/<task>/job.py``) says only what
+is particular to it.
+
+Training a recipe (``train``):
+    threads → processes and device → the model kind (refused before any data are read) → the
+    task's data → model and optimiser from the recipe seed → the task's checks of the recipe
+    against the data → a fresh run directory (``create_run_dir``: config.yaml, overrides.txt)
+    → the task's data saved in ``split/`` → ``fit`` (or a closed-form fit) with the task's
+    validation, checkpoints after every epoch → the task's evaluation of the best checkpoint
+    → ``finish_run``: history.json, training_curve.png, and metrics.json last (its presence
+    marks a finished run).
+Resuming (``resume``) takes the same path from the run's own config, data and ``last.pt``.
+Scoring a trained run again (``rescoring_config``) accepts overrides of the keys the task
+names in ``rescore_keys`` only: how a model is scored, never what was trained.
+
+Every model a task trains is described by a ``ModelKind`` (how to build it, how it is fitted,
+whether it trains on several processes), so the lifecycle never asks for a model's class.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ..config import RecipeError, dump_recipe, parse_override, recipe_from_text
+from ..config.recipe import with_key
+from ..files import write_json
+from ..plots import plot_training_curve
+from ..runs import create_run_dir, flatten, read_run
+from ..training import distributed
+from ..training.checkpoint import CheckpointError, check_resumable, load_checkpoint, remove_stale_temporaries, run_lock
+from ..training.closed_form import fit_closed_form_run
+from ..training.devices import device_of, resolve_device
+from ..training.distributed import Workers
+from ..training.optim import build_optimizer
+from ..training.trainer import TrainResult, fit
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What the lifecycle knows of a model: one entry of a task's model registry.
+
+    ``build(config, dim, training)`` returns the untrained model over ``dim`` bits (``training``:
+    the variant used while fitting, whose weights are the evaluated model's); ``fitting`` is
+    ``"gradient"`` (``fit`` with the recipe's optimiser) or ``"closed_form"`` (the model's
+    ``fit_closed_form(train, evaluate_valid)``, once); ``parallel``: may train on several
+    processes.
+    """
+
+    name: str
+    build: Callable[..., nn.Module]
+    fitting: str = "gradient"
+    parallel: bool = False
+    description: str = ""
+
+
+@dataclass
+class Run:
+    run_dir: Path
+    metrics: dict
+
+
+class Task:
+    """A job's particular pieces; ``train``, ``resume`` and ``rescoring_config`` do the rest."""
+
+    name: str = ""
+    rescore_keys: tuple[str, ...] = ()  # dotted keys (a trailing "." names a section) a trained run may change
+
+    def model_kind(self, config: dict) -> ModelKind:
+        raise NotImplementedError
+
+    def check_recipe(self, config: dict) -> None:
+        """Refuse what the recipe alone shows to be wrong, before any data are read."""
+
+    def prepare(self, config: dict, data_dir: str | None) -> Any:
+        """The recipe's data, read and split; raises before anything is written."""
+        raise NotImplementedError
+
+    def dim(self, data: Any) -> int:
+        raise NotImplementedError
+
+    def training_rows(self, data: Any, config: dict) -> sp.csr_matrix:
+        """The training vectors, one CSR row each."""
+        raise NotImplementedError
+
+    def check(self, config: dict, data: Any, model: nn.Module) -> None:
+        """Refuse a recipe that does not fit the data or the model, before the run directory exists."""
+
+    def save_data(self, data: Any, folder: Path) -> None:
+        raise NotImplementedError
+
+    def data_saved(self, folder: Path) -> bool:
+        raise NotImplementedError
+
+    def load_data(self, folder: Path) -> Any:
+        raise NotImplementedError
+
+    def validator(self, model: nn.Module, data: Any, config: dict, device: torch.device,
+                  workers: Workers) -> Callable[[], dict[str, float]]:
+        """Per-epoch validation metrics (gathered over every process); ``eval.select`` among them."""
+        raise NotImplementedError
+
+    def evaluate(self, run_dir: Path, config: dict, data: Any, device: torch.device, workers: Workers) -> dict:
+        """The metrics of a finished training's best checkpoint (writes the task's result folders)."""
+        raise NotImplementedError
+
+    def data_report(self, data: Any) -> dict:
+        """What metrics.json's "training" entry says about the data."""
+        return {}
+
+    def check_rescoring(self, config: dict, model: nn.Module, payload: dict) -> None:
+        """Refuse rescoring overrides that do not fit the trained model."""
+
+
+# -- the steps ------------------------------------------------------------------------------------------
+def apply_threads(config: dict) -> None:
+    """Set torch's CPU threads from ``train.threads`` (null keeps torch's default)."""
+    if config["train"]["threads"]:
+        torch.set_num_threads(config["train"]["threads"])
+
+
+def check_parallel(task: Task, config: dict) -> None:
+    """Refuse, before any data are read or processes started, what several processes cannot train."""
+    kind = task.model_kind(config)
+    if kind.parallel:
+        return
+    if "model" not in config:  # the task has a single model kind, and it trains in one process
+        raise RecipeError(f"task: {config['task']!r} recipes train in one process; drop --nproc")
+    raise RecipeError(f"model.kind: training on several processes is for the binomial model; train "
+                      f"{kind.name!r} in one process")
+
+
+def _in_processes(config: dict, body: Callable[[Workers, torch.device], Run]) -> Run:
+    """Run ``body`` inside the process group torchrun describes (one process: no group)."""
+    apply_threads(config)
+    workers, device_name = distributed.start(config["train"]["device"])
+    try:
+        run = body(workers, resolve_device(device_name))
+    except BaseException:
+        distributed.stop(workers, failed=True)
+        raise
+    distributed.stop(workers)
+    return run
+
+
+def _build(task: Task, kind: ModelKind, config: dict, data: Any, device: torch.device):
+    """Model and optimiser, initialised from the recipe seed."""
+    torch.manual_seed(config["seed"])
+    model = kind.build(config, task.dim(data), training=True).to(device)
+    rows = task.training_rows(data, config)
+    steps_per_epoch = -(-rows.shape[0] // config["train"]["batch_size"])
+    optimizer = build_optimizer(config, model, steps_per_epoch) if kind.fitting == "gradient" else None
+    return model, optimizer, rows
+
+
+def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | None = None) -> Run:
+    """Run a recipe end to end; returns the run directory and its metrics.
+
+    Started by torchrun (``WORLD_SIZE`` > 1), every process runs this function: all build the
+    same data and model, rank 0 alone creates and writes the run directory.
+    """
+    started = time.perf_counter()
+
+    def body(workers: Workers, device: torch.device) -> Run:
+        kind = task.model_kind(config)  # model.kind / model.params, before the data are read
+        task.check_recipe(config)
+        if workers.parallel:
+            check_parallel(task, config)
+        data = task.prepare(config, data_dir)
+        model, optimizer, rows = _build(task, kind, config, data, device)
+        task.check(config, data, model)
+        run_dir = workers.broadcast(create_run_dir(config, list(overrides)) if workers.is_main else None)
+        with run_lock(run_dir) if workers.is_main else nullcontext():
+            if workers.is_main:
+                task.save_data(data, run_dir / "split")
+            return _fit_and_finish(task, kind, run_dir, config, data, model, optimizer, rows, device, workers,
+                                   resume=None, started=started)
+
+    return _in_processes(config, body)
+
+
+def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: str | None = None,
+           data_dir: str | None = None) -> Run:
+    """Continue an interrupted run from ``checkpoints/last.pt`` and finish it.
+
+    The run's own config.yaml and saved data are used; ``config`` (a recipe given with
+    ``bindiff train RECIPE --resume RUN_DIR``) must resolve to the same config, apart from
+    ``output.root`` and ``output.progress``. The result equals an uninterrupted run's.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    run_config = read_run_config(run_dir)
+    if run_config["task"] != task.name:
+        raise RecipeError(f"{config_path}: a run of task {run_config['task']!r}, not a {task.name} run")
+    if config is not None:
+        check_same_recipe(config, run_config, recipe or "recipe", config_path)
+    config = run_config
+    if (run_dir / "metrics.json").is_file():
+        raise CheckpointError(f"{run_dir}: the run has finished (metrics.json exists); nothing to resume, and a "
+                              "finished run is never overwritten")
+
+    def body(workers: Workers, device: torch.device) -> Run:
+        kind = task.model_kind(config)
+        with run_lock(run_dir) if workers.is_main else nullcontext():
+            if workers.is_main:
+                for folder in (run_dir, run_dir / "split", run_dir / "checkpoints"):
+                    remove_stale_temporaries(folder)
+            data = _saved_or_prepared_data(task, run_dir, config, data_dir, workers)
+            model, optimizer, rows = _build(task, kind, config, data, device)
+            payload = _resumable_checkpoint(run_dir, config, config_path, task.dim(data), model, optimizer, device)
+            return _fit_and_finish(task, kind, run_dir, config, data, model, optimizer, rows, device, workers,
+                                   resume=payload, started=started)
+
+    return _in_processes(config, body)
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run directory's config.yaml, validated (CheckpointError when there is none)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
+    return recipe_from_text(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def _saved_or_prepared_data(task: Task, run_dir: Path, config: dict, data_dir, workers: Workers):
+    # every process sees the state rank 0 saw, before rank 0 may save the data
+    folder = run_dir / "split"
+    if workers.broadcast(task.data_saved(folder)):
+        return task.load_data(folder)
+    data = task.prepare(config, data_dir)  # killed before the data were saved: a pure function of data and seed
+    if workers.is_main:
+        task.save_data(data, folder)
+    return data
+
+
+def _resumable_checkpoint(run_dir: Path, config: dict, config_path: Path, dim: int, model, optimizer,
+                          device) -> dict | None:
+    """``last.pt`` checked against the run, loaded into model and optimiser; None: start afresh.
+
+    None when the run was killed before its first epoch ended (the epoch is redone), and for a
+    closed-form fit (no optimiser), which is always redone from scratch.
+    """
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file() or optimizer is None:
+        return None
+    payload = load_checkpoint(last, map_location=device)
+    check_resumable(payload, last)
+    if payload["config_yaml"] != dump_recipe(config):
+        raise CheckpointError(f"{last}: its config differs from {config_path}; the run was edited "
+                              "after it started and cannot be resumed")
+    if payload["dim"] != dim:
+        raise CheckpointError(f"{last}: model of {payload['dim']} bits, but the saved data have {dim}")
+    try:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{last}: does not fit the model and optimiser the config describes: "
+                              f"{str(err).strip().splitlines()[0]}") from None
+    return payload
+
+
+def _fit_and_finish(task: Task, kind: ModelKind, run_dir: Path, config: dict, data, model, optimizer, rows,
+                    device, workers: Workers, resume: dict | None, started: float) -> Run:
+    validate = task.validator(model, data, config, device, workers)
+    checkpoints = run_dir / "checkpoints"
+    if kind.fitting == "closed_form":
+        select = config["eval"]["select"]
+        result, report = fit_closed_form_run(model, rows, config=config, config_yaml=dump_recipe(config),
+                                             evaluate_valid=lambda m: validate()[select], checkpoint_dir=checkpoints)
+    else:
+        result = fit(model, optimizer, rows, config=config, config_yaml=dump_recipe(config), validate=validate,
+                     checkpoint_dir=checkpoints, device=device, resume=resume, workers=workers)
+        report = {"optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
+    metrics = task.evaluate(run_dir, config, data, device, workers)
+    if workers.is_main:
+        finish_run(run_dir, config, result, metrics, {**report, "processes": workers.world,
+                                                      "training_vectors": int(rows.shape[0]), **task.data_report(data)},
+                   started)
+    return Run(run_dir=run_dir, metrics=metrics)
+
+
+def finish_run(run_dir: Path, config: dict, result: TrainResult, metrics: dict, report: dict, started: float) -> None:
+    """The end-of-run writes: history, its curve, and metrics.json last (a finished run's mark)."""
+    write_json(run_dir / "history.json", result.history)
+    if result.history:  # a closed-form fit has no epochs to plot
+        plot_training_curve(result.history, config["eval"]["select"], run_dir / "training_curve.png")
+    metrics["training"] = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                           "seconds": round(result.seconds, 2), **report}
+    if result.resumed_from_epoch:
+        metrics["training"]["resumed_from_epoch"] = result.resumed_from_epoch
+    metrics["seconds_total"] = round(time.perf_counter() - started, 2)
+    write_json(run_dir / "metrics.json", metrics)
+
+
+# -- trained runs ------------------------------------------------------------------------------------------
+def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", device=None):
+    """A run's config, loaded checkpoint and model (the evaluated variant, in eval mode).
+
+    ``device`` defaults to the run's ``train.device``.
+    """
+    config, payload = read_run(run_dir, task.name, checkpoint)
+    model = task.model_kind(config).build(config, payload["dim"], training=False)
+    model.load_state_dict(payload["model"])
+    model.to(device or resolve_device(config["train"]["device"])).eval()
+    return config, payload, model
+
+
+def rescoring_config(task: Task, config: dict, overrides: list[str] = ()) -> dict:
+    """The run's config with ``overrides`` of ``task.rescore_keys`` only, each checked as on the CLI."""
+    allowed = task.rescore_keys
+    for text in overrides:
+        keys, value = parse_override(text)
+        dotted = ".".join(keys)
+        if not any(dotted == k or (k.endswith(".") and dotted.startswith(k)) for k in allowed):
+            names = ", ".join(k + "*" if k.endswith(".") else k for k in allowed)
+            raise RecipeError(f"override {text!r}: a trained run can only be scored differently; allowed keys are "
+                              f"{names}")
+        config = with_key(config, dotted, value, f"override {text!r}")
+    return config
+
+
+def check_same_recipe(given: dict, run: dict, recipe: str, config_path: Path) -> None:
+    """RecipeError naming the first key where a recipe resolves differently from a run's config."""
+    ignored = {"output.root", "output.progress"}  # where the run lives and how it looks, not what it computes
+    a, b = flatten(run), flatten(given)
+    for key in sorted(set(a) | set(b)):
+        if key not in ignored and a.get(key) != b.get(key):
+            raise RecipeError(f"{recipe}: key '{key}' is {b.get(key)!r} but the run being resumed has "
+                              f"{a.get(key)!r} ({config_path}); resume with the run's own recipe "
+                              "(`bindiff resume RUN_DIR`) or start a new run")
+
+
+__all__ = ["ModelKind", "Run", "Task", "apply_threads", "check_parallel", "check_same_recipe", "device_of",
+           "finish_run", "load_trained", "read_run_config", "rescoring_config", "resume", "train"]

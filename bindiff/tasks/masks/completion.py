@@ -1,0 +1,88 @@
+"""Completion: hide part of each held-out mask and fill it by inpainting from noise (visible
+voxels held fixed); baselines: interpolation across the hidden voxels, retrieval of the
+best-agreeing training mask, and for a box also morphological closing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...files import write_json
+from . import baselines, corruption, panels
+from .evaluation import EvalContext, batched, case_truth, grids_of, score, summary_of, vectors_of, write_niftis
+
+def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None = None) -> dict[str, dict]:
+    cfg = ctx.config["tasks"]["completion"]
+    modes = list(modes or cfg["hide"])
+    records = ctx.eval_records()
+    truths = {r.case_id: case_truth(ctx, r) for r in records}
+    results = {}
+    for mode in modes:
+        started = time.perf_counter()
+        rng = np.random.default_rng(ctx.seed("completion", mode))
+        observed, known = [], []
+        for record in records:
+            valid = record.transform.valid()
+            obs, kn = corruption.hide(record.grid, mode, rng, box_fraction=cfg["box_fraction"],
+                                      box_position=cfg["box_position"], slice_fraction=cfg["slice_fraction"],
+                                      axis=cfg["axis"])
+            observed.append(obs), known.append(kn)
+        obs_flat, counts = vectors_of(ctx.data, observed)
+        # the model also holds the padding beyond the image's edge fixed: it is known to be empty
+        known_flat, _ = vectors_of(ctx.data, [(k | ~r.transform.valid()).astype(np.uint8) for k, r in zip(known, records)])
+        generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed("completion", mode, "model"))
+        spacings = [r.transform.grid_spacing(r.geometry.spacing) for r in records]
+        fills = [baselines.completion_baselines(mode, o, k, bank=ctx.retrieval_bank, axis=cfg["axis"], spacing=sp,
+                                                radius=cfg["closing_radius"])
+                 for o, k, sp in zip(observed, known, spacings)]
+        fills = [{name: grid * r.transform.valid() for name, grid in f.items()} for f, r in zip(fills, records)]
+        baseline_names = list(fills[0])
+        probs = np.zeros_like(obs_flat)
+        warm = mode in cfg["warm_start"]
+        if not warm:
+            run = lambda x, k: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
+                                                 mode=cfg["sample"], decode="mean", resample=cfg["resample"])
+            inputs = (obs_flat, known_flat)
+        else:
+            run = lambda x, k, init: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
+                                                       mode=cfg["sample"], decode="mean", init=init,
+                                                       start=cfg["warm_t"], resample=cfg["resample"])
+            inputs = (obs_flat, known_flat, vectors_of(ctx.data, [f["interpolation"] for f in fills])[0])
+        for _ in range(cfg["samples"]):
+            probs += batched(ctx, run, *inputs, desc=f"completion {mode}")
+        probs /= cfg["samples"]
+        model_grids = grids_of(ctx.data, (probs >= 0.5).astype(np.uint8), counts,
+                             [r.transform.grid_shape for r in records])
+        rows = []
+        folder = out_dir / mode
+        for i, record in enumerate(records):
+            valid = record.transform.valid()
+            methods = {"input": observed[i], **fills[i],
+                       "model": np.where(known[i], observed[i], model_grids[i] * valid).astype(np.uint8)}
+            rows.append(score(record, truths[record.case_id], methods))
+            if ctx.config["eval"]["nifti"]:
+                write_niftis(folder / "nifti", record, methods)
+            if i < ctx.config["eval"]["panels"]:
+                panels.comparison_panel({"truth": record.grid, **methods}, folder / "panels" / f"{record.case_id}.png",
+                                 title=f"completion ({mode}) {record.case_id}", known=known[i])
+        settings = {"mode": mode, "warm_start": warm,
+                    **{k: cfg[k] for k in ("box_fraction", "box_position", "slice_fraction", "axis", "warm_t",
+                                           "steps", "sample", "samples", "resample", "closing_radius")},
+                    "methods": {"input": "the damaged mask, hidden voxels read as background",
+                                **{name: baselines.DESCRIPTIONS[name].format(radius=cfg["closing_radius"])
+                                   for name in baseline_names},
+                                "model": "inpainting: reverse diffusion with the visible voxels held fixed, "
+                                + (f"started from the interpolation noised to t = {cfg['warm_t']}" if warm
+                                   else "from noise")
+                                + ", p >= 0.5"}}
+        # every baseline is reported; none is singled out by its test score
+        summary = summary_of("completion", rows, ["input", *baseline_names, "model"], settings,
+                           time.perf_counter() - started, ctx, {"baselines": baseline_names})
+        write_json(folder / "summary.json", summary)
+        results[mode] = summary
+    return results
+
+

@@ -1,0 +1,156 @@
+"""Generation: sample masks from noise and measure how plausible they are: connected components,
+the volume distribution against real masks, nearest-training-mask Dice, orientation and a
+kernel two-sample test on shape descriptors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scipy import ndimage, stats
+from tqdm.auto import tqdm
+
+from ...adapters.masks import to_vectors, write_mask
+from ...files import write_json
+from ...progress import log, log_lines
+from . import panels, realism
+from .evaluation import EvalContext
+
+def _components(mask: np.ndarray) -> int:
+    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
+    return int(ndimage.label(mask.astype(bool), structure=structure)[1])
+
+
+def _nearest(samples: np.ndarray, bank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index and Dice of each sample's nearest row of ``bank`` (both (n, D) bits)."""
+    s = torch.from_numpy(samples.astype(np.float32))
+    b = torch.from_numpy(bank.astype(np.float32))
+    inter = s @ b.T
+    total = s.sum(1, keepdim=True) + b.sum(1)[None, :]
+    d = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    best = d.max(1)
+    return best.indices.numpy(), best.values.numpy()
+
+
+def _describe(values: list[float]) -> dict:
+    v = np.asarray(values, dtype=float)
+    if not len(v):
+        return {}
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "p05": float(np.percentile(v, 5)), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),
+            "max": float(v.max())}
+
+
+def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
+    cfg = ctx.config["tasks"]["generation"]
+    started = time.perf_counter()
+    data = ctx.data
+    generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed("generation"))
+    size = ctx.config["eval"]["batch_size"]
+    chunks = []
+    starts = range(0, cfg["samples"], size)
+    for i, start in enumerate(tqdm(starts, desc="generation", unit="batch", disable=ctx.progress_disabled), 1):
+        if log_lines(ctx.config):
+            log(f"generation: batch {i}/{len(starts)}")
+        n = min(size, cfg["samples"] - start)
+        # thresholding the last p̂ (not drawing from it) keeps isolated voxels out of the masks
+        chunks.append(ctx.model.sample(n, steps=cfg["steps"], generator=generator, device=ctx.device,
+                                       decode="threshold").cpu().numpy())
+    samples = np.concatenate(chunks).astype(np.uint8)
+    shape = data.spec.vector_grid
+    train_records = data.part("train")
+    bank, owner = [], []
+    for record in train_records:
+        rows = to_vectors(np.ascontiguousarray(record.grid), data.spec)
+        bank.append(rows)
+        owner += [record] * len(rows)
+    bank = np.concatenate(bank)
+    if data.spec.slices:  # only slices that show the mask are masks
+        keep = bank.any(1)
+        bank, owner = bank[keep], [o for o, k in zip(owner, keep) if k]
+    voxel_ml = float(np.median([np.prod(r.transform.grid_spacing(r.geometry.spacing)) for r in train_records])) / 1000
+    idx, near_dice = _nearest(samples, bank)
+    held_out = ctx.eval_records()
+    held_rows = np.concatenate([to_vectors(np.ascontiguousarray(r.grid), data.spec) for r in held_out])
+    if data.spec.slices:
+        held_rows = held_rows[held_rows.any(1)]
+    _, held_dice = _nearest(held_rows, bank)
+    sample_volumes = [float(s.sum()) * voxel_ml for s in samples]
+    real_volumes = [float(b.sum()) * voxel_ml for b in bank]
+    components = [_components(s.reshape(shape)) for s in samples]
+    real_components = [_components(b.reshape(shape)) for b in bank]
+    rows = []
+    for i, sample in enumerate(samples):
+        near = owner[int(idx[i])]
+        rows.append({"sample": i, "components": components[i], "volume_ml": sample_volumes[i],
+                     "nearest_training_case": near.case_id, "nearest_training_dice": float(near_dice[i])})
+        if ctx.config["eval"]["nifti"] and not data.spec.slices:
+            # placed in the frame of its nearest training case, written with that case's geometry
+            volume = near.transform.from_grid(sample.reshape(shape))
+            write_mask(volume, near.geometry, out_dir / "nifti" / f"sample_{i:03d}_in_{near.case_id}.nii.gz")
+    n_panel = min(cfg["samples"], max(ctx.config["eval"]["panels"], 1) * 2)
+    if ctx.config["eval"]["panels"]:
+        panels.sample_panel([samples[i].reshape(shape) for i in range(n_panel)],
+                     [bank[int(idx[i])].reshape(shape) for i in range(n_panel)],
+                     [float(near_dice[i]) for i in range(n_panel)], out_dir / "panels" / "samples.png",
+                     title="generated masks (top) and their nearest training masks (bottom)")
+    ks = stats.ks_2samp(sample_volumes, real_volumes) if len(sample_volumes) > 1 else None
+    held_volumes = [float(h.sum()) * voxel_ml for h in held_rows]
+    ks_held = stats.ks_2samp(sample_volumes, held_volumes) if len(sample_volumes) > 1 and len(held_volumes) > 1 else None
+    grids = samples.reshape(len(samples), *shape)
+    held_grids = held_rows.reshape(len(held_rows), *shape)
+    mean_real = bank.reshape(len(bank), *shape).mean(0)
+    axis = cfg["mirror_axis"]
+    realism_block = {
+        "orientation_share": realism.orientation_share(grids, mean_real, axis),
+        "held_out_orientation_share": realism.orientation_share(held_grids, mean_real, axis),
+        "descriptor_mmd": realism.mmd_test(realism.shape_descriptors(grids), realism.shape_descriptors(held_grids),
+                                           seed=ctx.seed("generation", "mmd")),
+        "volume_ks_held_out": None if ks_held is None else {"statistic": float(ks_held.statistic),
+                                                             "p_value": float(ks_held.pvalue)},
+        "max_nearest_training_dice": float(near_dice.max()) if len(near_dice) else None,
+    }
+    if ctx.config["eval"]["panels"] and len(shape) == 3:
+        n_show = min(6, len(grids), len(held_grids))
+        panels.projection_panel(list(held_grids[:n_show]), list(grids[:n_show]), out_dir / "panels" / "projections.png",
+                                title="maximum-intensity projections: held-out real masks (left), generated (right)")
+    summary = {
+        "task": "generation",
+        "samples": int(cfg["samples"]),
+        "settings": dict(cfg),
+        "plausibility": {
+            "one_component_share": float(np.mean([c == 1 for c in components])),
+            "empty_share": float(np.mean([c == 0 for c in components])),
+            "components": _describe(components),
+            "volume_ml": _describe(sample_volumes),
+            "nearest_training_dice": _describe(near_dice.tolist()),
+        },
+        "reference": {
+            "training_masks": len(bank),
+            "one_component_share": float(np.mean([c == 1 for c in real_components])),
+            "volume_ml": _describe(real_volumes),
+            "held_out_nearest_training_dice": _describe(held_dice.tolist()),
+        },
+        "volume_ks": None if ks is None else {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)},
+        "realism": realism_block,
+        "volume_wasserstein_ml": float(stats.wasserstein_distance(sample_volumes, real_volumes)),
+        "definitions": {
+            "components": "connected components with 26-connectivity (8 in 2-D)",
+            "volume_ml": "voxels x the median voxel volume of the training grids",
+            "nearest_training_dice": "largest Dice between the sample and any training mask on the grid; "
+                                     "1 would be a copy; compare with held_out_nearest_training_dice",
+            "volume_ks": "two-sample Kolmogorov-Smirnov test, sample volumes against training volumes",
+            "orientation_share": f"share closer to the mean training mask than to its mirror image along axis {axis}",
+            "descriptor_mmd": "kernel two-sample test (MMD, Gaussian kernel, permutation p-value) on volume, "
+                              "centroid and spread per axis, samples against held-out real masks",
+            "volume_ks_held_out": "Kolmogorov-Smirnov test, sample volumes against held-out real volumes",
+        },
+        "seconds": round(time.perf_counter() - started, 2),
+        "checkpoint": ctx.checkpoint,
+        "per_sample": rows,
+    }
+    write_json(out_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,186 @@
+"""The masks task in the shared lifecycle: recipe → cases → grids → model → training →
+completion, denoising, generation.
+
+Layout of a run directory (``runs/<name>/<time>-<hash>/``):
+    config.yaml, overrides.txt   the resolved recipe and the command-line overrides
+    split/cases.json             data set, label preset, grid, split by case, each case's files,
+                                 geometry and grid window
+    split/grids.npz              every case's grid as packed bits
+    checkpoints/best.pt, last.pt weights-only checkpoints
+    history.json, training_curve.png
+    completion/<mode>/           summary.json (per case and mean), nifti/, panels/
+    denoising/, generation/      the same
+    metrics.json                 the means of every evaluation, and the training time
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ...adapters.masks import to_vectors
+from ...config import RecipeError
+from ...progress import progress_disabled
+from ...training.distributed import Workers
+from .. import base
+from . import corruption
+from .completion import evaluate_completion
+from .data import MaskData, load_data, prepare_data, save_data, training_matrix
+from .denoising import evaluate_denoising
+from .evaluation import EvalContext, denoise_time
+from .generation import evaluate_generation
+from .model import MASK_MODEL
+
+EVALUATIONS = ("completion", "denoising", "generation")
+
+
+class MasksTask(base.Task):
+    name = "masks"
+    rescore_keys = ("tasks.", "eval.", "output.")
+
+    def model_kind(self, config: dict) -> base.ModelKind:
+        return MASK_MODEL
+
+    def prepare(self, config: dict, data_dir: str | None) -> MaskData:
+        return prepare_data(config, data_dir=data_dir, disable_progress=progress_disabled(config))
+
+    def dim(self, data: MaskData) -> int:
+        return data.dim
+
+    def training_rows(self, data: MaskData, config: dict) -> sp.csr_matrix:
+        return training_matrix(data, config)
+
+    def check(self, config: dict, data: MaskData, model) -> None:
+        check_tasks(config, model)
+
+    def save_data(self, data: MaskData, folder: Path) -> None:
+        save_data(data, folder)
+
+    def data_saved(self, folder: Path) -> bool:
+        return (folder / "grids.npz").is_file()  # written after cases.json
+
+    def load_data(self, folder: Path) -> MaskData:
+        return load_data(folder)
+
+    def validator(self, model, data: MaskData, config: dict, device, workers: Workers):
+        return make_validator(model, data, config, device)
+
+    def evaluate(self, run_dir: Path, config: dict, data: MaskData, device, workers: Workers) -> dict:
+        return run_evaluations(run_dir, config["tasks"]["run"], data=data, device=device)
+
+    def data_report(self, data: MaskData) -> dict:
+        return {"dim": int(data.dim), "cases": {k: len(v) for k, v in data.split.items()}, "dataset": data.dataset,
+                "layout": data.layout, "preset": data.preset.name, "region": data.region}
+
+    def check_rescoring(self, config: dict, model, payload: dict) -> None:
+        check_tasks(config, model)
+
+
+TASK = MasksTask()
+
+
+def train_masks(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> base.Run:
+    """Run a masks recipe end to end; returns the run directory and the means of every evaluation."""
+    return base.train(TASK, config, overrides, data_dir)
+
+
+def make_validator(model, data: MaskData, config: dict, device: torch.device):
+    """Per-epoch validation: one-step denoising Dice and the negated loss on the validation cases.
+
+    The damaged inputs and the loss's noise are drawn once from seeded generators, so every
+    epoch is scored on exactly the same problems.
+    """
+    flip = config["tasks"]["denoising"]["flip"]
+    t = config["tasks"]["denoising"]["t"] or denoise_time(model, flip)
+    rng = np.random.default_rng(config["seed"] + 7)
+    clean, noisy = [], []
+    for record in data.part("valid"):
+        observed, _ = corruption.flip_voxels(record.grid, flip, rng, record.transform.valid())
+        clean.append(to_vectors(np.ascontiguousarray(record.grid), data.spec))
+        noisy.append(to_vectors(np.ascontiguousarray(observed), data.spec))
+    clean_t = torch.from_numpy(np.concatenate(clean).astype(np.float32)).to(device)
+    noisy_t = torch.from_numpy(np.concatenate(noisy).astype(np.float32)).to(device)
+    T = model.process.num_steps
+    g = torch.Generator().manual_seed(config["seed"] + 11)
+    loss_t = torch.randint(1, model.train_t_max + 1, (len(clean_t),), generator=g).to(device)
+    loss_noise = torch.rand(clean_t.shape, generator=g).to(device)
+    size = config["eval"]["batch_size"]
+
+    @torch.no_grad()
+    def validate() -> dict[str, float]:
+        inter = total = 0.0
+        loss = 0.0
+        for start in range(0, len(clean_t), size):
+            sl = slice(start, start + size)
+            pred = model.predict_x0(noisy_t[sl], min(t, T)) >= 0.5
+            truth = clean_t[sl] >= 0.5
+            inter += float((pred & truth).sum())
+            total += float(pred.sum() + truth.sum())
+            loss += float(model(clean_t[sl], t=loss_t[sl], noise=loss_noise[sl]).terms["loss"].sum())
+        return {"denoise_dice": 1.0 if total == 0 else 2 * inter / total, "neg_loss": -loss / len(clean_t)}
+
+    return validate
+
+
+def check_tasks(config: dict, model) -> None:
+    """Refuse evaluation steps and times beyond the model's T."""
+    T = model.process.num_steps
+    tasks = config["tasks"]
+    for name, key in (("completion", "steps"), ("completion", "warm_t"), ("generation", "steps")):
+        steps = tasks[name][key]
+        if steps is not None and steps > T:
+            raise RecipeError(f"tasks.{name}.{key} = {steps} exceeds diffusion.steps = {T}")
+    if tasks["denoising"]["t"] is not None and tasks["denoising"]["t"] > T:
+        raise RecipeError(f"tasks.denoising.t = {tasks['denoising']['t']} exceeds diffusion.steps = {T}")
+
+
+def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None):
+    """The config, data, model and checkpoint description of a finished (or interrupted) masks run."""
+    config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device)
+    data = load_data(Path(run_dir) / "split")
+    info = {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch"), **(payload.get("best") or {})}
+    return config, data, model, info, payload
+
+
+def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = None, device=None,
+                    out_dir: Path | None = None, overrides: list[str] = (), checkpoint: str = "best") -> dict:
+    """Run evaluations on a run's held-out cases; writes ``<out_dir>/<evaluation>/summary.json`` and more.
+
+    ``overrides`` (``tasks.*``, ``eval.*``, ``output.*``) apply to the run's recipe for this
+    evaluation only (e.g. ``tasks.completion.steps=10``).
+    """
+    run_dir = Path(run_dir)
+    config, stored, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint, device=device)
+    config = base.rescoring_config(TASK, config, overrides)
+    TASK.check_rescoring(config, model, payload)
+    for name in evaluations:
+        if name not in EVALUATIONS:
+            raise RecipeError(f"unknown evaluation {name!r}; choose among {', '.join(EVALUATIONS)}")
+    data = data or stored
+    base.apply_threads(config)
+    ctx = EvalContext(model=model, data=data, config=config, device=base.device_of(model), checkpoint=info)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
+    metrics: dict = {"recipe": config["name"], "seed": config["seed"], "checkpoint": info}
+    for name in evaluations:
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=False)
+        if name == "completion":
+            results = evaluate_completion(ctx, folder)
+            metrics["completion"] = {mode: _means(s) for mode, s in results.items()}
+        elif name == "denoising":
+            metrics["denoising"] = _means(evaluate_denoising(ctx, folder))
+        else:
+            summary = evaluate_generation(ctx, folder)
+            metrics["generation"] = {**summary["plausibility"], "reference": summary["reference"],
+                                     "volume_ks": summary["volume_ks"], "realism": summary["realism"],
+                                     "seconds": summary["seconds"]}
+    return metrics
+
+
+def _means(summary: dict) -> dict:
+    return {"baselines": summary["baselines"], "cases": summary["cases"], "seconds": summary["seconds"],
+            **{m: {k: summary["mean"][m][k] for k in ("dice", "iou", "hd95_mm", "abs_volume_error_ml")}
+               for m in summary["mean"]}}

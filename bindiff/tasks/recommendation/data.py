@@ -1,0 +1,106 @@
+"""The recommend task's data: recipe ``data`` and ``split`` sections → a ``Split``, and the checks
+of a recipe against those data.
+
+The readers, datasets, matrices and splitting protocols are ``bindiff.adapters.interactions``';
+this module is the glue a recipe needs, as ``bindiff.tasks.masks.data`` is for masks.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ...adapters.errors import DataError
+from ...adapters.interactions import (DatasetSource, Split, build_matrix, describe_source, load_interactions,
+                                      load_predefined_split, resolve_dataset, strong_generalization,
+                                      synthetic_dataset)
+
+
+def prepare_split(
+    data_cfg: dict, split_cfg: dict, seed: int, data_dir: str | os.PathLike | None = None
+) -> tuple[Split, DatasetSource]:
+    """Resolve, load, filter and split a dataset as the training configuration says."""
+    if "dataset" not in data_cfg:
+        raise DataError("data.dataset is missing: name a dataset (ml-1m, ml-100k) or a file")
+    source = resolve_dataset(data_cfg["dataset"], data_dir=data_dir, download=bool(data_cfg.get("download", True)))
+    min_rating = data_cfg.get("min_rating")
+    k_core = int(data_cfg.get("k_core") or 0)
+    kind = split_cfg.get("kind", "strong")
+
+    if kind == "predefined":
+        if k_core > 0:
+            raise DataError(
+                f"data.k_core={k_core} cannot be combined with split.kind 'predefined': filtering "
+                f"would change the split shipped with {source.name!r}; set k_core to 0"
+            )
+        if source.layout == "diffrec_pairs":
+            _check_min_rating_applies(source, min_rating, has_ratings=False)
+        split = load_predefined_split(source)
+    elif kind == "strong":
+        if source.layout == "synthetic":  # generated as a matrix: no raw ids to index
+            _check_min_rating_applies(source, min_rating, has_ratings=False)
+            matrix = synthetic_dataset(source.name, seed=seed, k_core=k_core)
+        else:
+            raw = load_interactions(
+                source,
+                sep=data_cfg.get("sep"),
+                user_col=data_cfg.get("user_col", "user"),
+                item_col=data_cfg.get("item_col", "item"),
+                rating_col=data_cfg.get("rating_col"),
+                header=data_cfg.get("header", True),
+            )
+            if _check_min_rating_applies(source, min_rating, has_ratings=raw.rating is not None):
+                matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core)
+            else:
+                matrix = build_matrix(raw, min_rating=None, k_core=k_core)
+        for key in ("n_valid_users", "n_test_users"):
+            if key not in split_cfg:
+                raise DataError(f"split.{key} is missing: a strong-generalisation split needs it")
+        split = strong_generalization(
+            matrix,
+            n_valid_users=split_cfg["n_valid_users"],
+            n_test_users=split_cfg["n_test_users"],
+            holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
+            min_items_to_split=split_cfg.get("min_items_to_split", 5),
+            seed=seed,
+        )
+        split.info["dataset"] = describe_source(source)
+        split.info["min_rating"] = None if min_rating is None else float(min_rating)
+        split.info["k_core"] = k_core
+    else:
+        raise DataError(f"split.kind must be 'strong' or 'predefined', got {kind!r}")
+    return split, source
+
+
+def _check_min_rating_applies(source: DatasetSource, min_rating, has_ratings: bool) -> bool:
+    """Whether min_rating still has to be applied; DataError if it cannot be honoured."""
+    if min_rating is None:
+        return False
+    if has_ratings:
+        return True
+    if source.binarised_at is not None and float(min_rating) == source.binarised_at:
+        return False
+    already = (
+        f"its files keep ratings >= {source.binarised_at:g} only"
+        if source.binarised_at is not None
+        else "its files hold no ratings"
+    )
+    files = f" ({', '.join(str(path) for path in source.paths.values())})" if source.paths else ""
+    raise DataError(
+        f"data.min_rating={min_rating} cannot be applied to {source.name!r}{files}: {already}; "
+        "set min_rating to null" + (f" or {source.binarised_at:g}" if source.binarised_at is not None else "")
+    )
+
+
+def check_split_is_usable(config: dict, split: Split) -> None:
+    """DataError when validation or test has no user with a held-out item to score."""
+    where = (split.info.get("dataset") or {}).get("name") or split.info.get("source") or "data"
+    for stage in ("valid", "test"):
+        part = getattr(split, stage)
+        if part.n_evaluable_users == 0:
+            hint = ""
+            if split.kind == "strong":
+                hint = (f"; users with fewer than split.min_items_to_split = "
+                        f"{config['split']['min_items_to_split']} items are not split, so lower it or raise "
+                        f"split.n_{stage}_users (now {config['split'][f'n_{stage}_users']})")
+            raise DataError(f"{where}: the {stage} split has no user with a held-out item to score "
+                            f"({part.n_users} {stage} users){hint}")

@@ -1,0 +1,74 @@
+"""Ranking metrics of a recommendation model on a split part (validation or test users)."""
+
+from __future__ import annotations
+
+
+from torch import nn
+
+from ...adapters.interactions import EvalPart, Split
+from ...config import RecipeError
+from ...metrics import RankingReport, evaluate_ranking, merge_reports
+from ...metrics.ranking import _parse_metrics
+from ...training.devices import device_of
+from ...training.distributed import SINGLE, Workers
+from .models import make_scorer
+
+# What scoring a trained run again may change: how it is scored, never what was trained.
+RESCORE_KEYS = ("inference.", "eval.metrics", "eval.batch_size", "eval.empty_users")
+
+
+def metric_names(config: dict) -> list[str]:
+    """``eval.metrics`` with ``eval.select`` added when it is not among them."""
+    names = list(config["eval"]["metrics"])
+    if config["eval"]["select"] not in names:
+        names.append(config["eval"]["select"])
+    return names
+
+
+def check_metrics(config: dict, n_items: int) -> None:
+    """Refuse a metric name that does not parse or a cut-off beyond the data's items."""
+    try:
+        cutoffs = [k for _, _, k in _parse_metrics(metric_names(config))]
+    except ValueError as err:
+        raise RecipeError(f"eval.metrics: {err}") from None
+    if max(cutoffs) > n_items:
+        raise RecipeError(f"eval.metrics: cut-off {max(cutoffs)} exceeds the {n_items} items of the data")
+
+
+def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, workers: Workers = SINGLE) -> RankingReport:
+    """Rank one evaluation part with the recipe's scorer and metrics.
+
+    With several workers each process ranks its block of users and the per-user values are
+    gathered, so every process gets the report of all users.
+    """
+    scorer = make_scorer(model, config, seed=config["seed"])
+    matrices = (part.input, part.exclude, part.target)
+    if workers.parallel:
+        lo, hi = workers.block(part.input.shape[0])
+        matrices = tuple(None if m is None else m[lo:hi] for m in matrices)
+    try:
+        report = evaluate_ranking(
+            lambda batch: scorer(batch), *matrices, metric_names(config),
+            batch_size=config["eval"]["batch_size"], empty_users=config["eval"]["empty_users"], device=device,
+        )
+    except ValueError as err:
+        raise RecipeError(f"eval.metrics: {err}") from None
+    return merge_reports(workers.gather(report)) if workers.parallel else report
+
+
+def score_run(config: dict, split: Split, model: nn.Module, payload: dict, workers: Workers = SINGLE) -> dict:
+    """Validation and test metrics of a trained model, with each metric's definition."""
+    device = device_of(model)
+    reports = {name: evaluate_part(model, config, getattr(split, name), device, workers) for name in ("valid", "test")}
+    return {
+        "recipe": config["name"],
+        "seed": config["seed"],
+        "checkpoint": {"epoch": payload["epoch"], "selected_by": payload["best"]["metric"],
+                       "best_value": payload["best"]["value"]},
+        "valid": reports["valid"].mean,
+        "test": reports["test"].mean,
+        "users": {name: {"evaluated": r.n_users_evaluated, "total": r.n_users} for name, r in reports.items()},
+        "definitions": reports["test"].definitions,
+        "inference": config["inference"],
+        "model": config.get("model"),
+    }

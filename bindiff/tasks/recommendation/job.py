@@ -1,0 +1,108 @@
+"""The recommend task in the shared lifecycle: recipe → split → model → training → metrics.
+
+Layout of a run directory (``runs/<name>/<time>-<hash>/``):
+    config.yaml      the resolved recipe (every default filled in)
+    overrides.txt    the command-line overrides, one per line
+    split/           the split (CSR matrices, raw user and item id maps, split.json)
+    checkpoints/     best.pt (best validation metric) and last.pt
+    history.json     per-epoch training loss and validation metrics
+    metrics.json     validation and test metrics of the best checkpoint, with definitions
+    training_curve.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import scipy.sparse as sp
+from torch import nn
+
+from ...adapters.interactions import Split
+from ...training.distributed import SINGLE, Workers
+from .. import base
+from .data import check_split_is_usable, prepare_split
+from .evaluation import RESCORE_KEYS, check_metrics, evaluate_part, score_run
+from .models import RecommenderKind, check_model_params, make_scorer, model_kind
+
+
+class RecommendationTask(base.Task):
+    name = "recommend"
+    rescore_keys = RESCORE_KEYS
+
+    def model_kind(self, config: dict) -> RecommenderKind:
+        return model_kind(config)
+
+    def check_recipe(self, config: dict) -> None:
+        check_model_params(config)
+
+    def prepare(self, config: dict, data_dir: str | None) -> Split:
+        split, _ = prepare_split(config["data"], config["split"], seed=config["seed"], data_dir=data_dir)
+        return split
+
+    def dim(self, split: Split) -> int:
+        return split.train.shape[1]
+
+    def training_rows(self, split: Split, config: dict) -> sp.csr_matrix:
+        return split.train
+
+    def check(self, config: dict, split: Split, model: nn.Module) -> None:
+        make_scorer(model, config, seed=config["seed"])  # the inference section against the model
+        check_metrics(config, n_items=split.train.shape[1])
+        check_split_is_usable(config, split)
+
+    def save_data(self, split: Split, folder: Path) -> None:
+        split.save(folder)
+
+    def data_saved(self, folder: Path) -> bool:
+        return (folder / "split.json").is_file()
+
+    def load_data(self, folder: Path) -> Split:
+        return Split.load(folder)
+
+    def validator(self, model, split: Split, config: dict, device, workers: Workers):
+        return lambda: evaluate_part(model, config, split.valid, device, workers).mean
+
+    def evaluate(self, run_dir: Path, config: dict, split: Split, device, workers: Workers) -> dict:
+        return evaluate_run(run_dir, split=split, device=device, workers=workers)
+
+    def data_report(self, split: Split) -> dict:
+        dataset = split.info.get("dataset", {})
+        return {"dataset": dataset.get("name"), "layout": dataset.get("layout")}
+
+    def check_rescoring(self, config: dict, model: nn.Module, payload: dict) -> None:
+        check_metrics(config, n_items=payload["dim"])
+        make_scorer(model, config, seed=config["seed"])
+
+
+TASK = RecommendationTask()
+
+
+def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> base.Run:
+    """Run a recommendation recipe end to end; returns the run directory and its metrics."""
+    return base.train(TASK, config, overrides, data_dir)
+
+
+def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: str | None = None,
+                       data_dir: str | None = None) -> base.Run:
+    """Continue an interrupted recommendation run exactly (see ``bindiff.tasks.base.resume``)."""
+    return base.resume(TASK, run_dir, config=config, recipe=recipe, data_dir=data_dir)
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device=None):
+    """The config, split, model and checkpoint of a finished (or interrupted) run."""
+    config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device)
+    return config, Split.load(Path(run_dir) / "split"), model, payload
+
+
+def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, workers: Workers = SINGLE,
+                 overrides: list[str] = ()) -> dict:
+    """Validation and test metrics of the best checkpoint, with each metric's definition.
+
+    ``overrides`` (``inference.*``, ``eval.metrics``, ``eval.batch_size``, ``eval.empty_users``)
+    score the same trained model another way.
+    """
+    config, saved_split, model, payload = load_run(run_dir, device=device)
+    if overrides:
+        config = base.rescoring_config(TASK, config, overrides)
+        TASK.check_rescoring(config, model, payload)
+    return score_run(config, split or saved_split, model, payload, workers)

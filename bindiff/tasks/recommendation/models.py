@@ -1,0 +1,173 @@
+"""Every model a recommendation recipe can train, behind one registry and one scoring interface.
+
+A recipe's ``model.kind`` picks the entry; ``binomial`` (the default) is bindiff's own binomial
+diffusion built from the ``diffusion`` and ``denoiser`` sections, every other kind is a
+baseline built from ``model.params``. Every model is an ``nn.Module``, so checkpoints
+(state_dict, ``weights_only``) and loading work the same for all.
+
+What a trained model offers to evaluation and inference is a scorer, ``scores(x) -> (B, D)``
+(higher is better), from ``make_scorer``: for the binomial model it runs the recipe's
+``inference`` section, for a baseline it is the model's own ``score``. How a model is fitted
+is its ``ModelKind.fitting``:
+
+- ``gradient``: ``forward(x0, generator=None) -> LossOutput``, trained by the shared ``fit``
+  (the binomial model, Mult-DAE/Mult-VAE, the Gaussian diffusion, the RecFusion reproduction);
+- ``closed_form``: ``fit_closed_form(train_csr, evaluate_valid) -> dict``, fitted once without an
+  optimiser (popularity, EASE); ``evaluate_valid(model)`` returns the validation value of
+  ``eval.select`` and is the only metric such a model may look at.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ...config import RecipeError
+from ...core import BinomialDiffusion
+from ...training.builders import build_diffusion
+from ...training.devices import device_of
+from ..base import ModelKind
+from .baselines import EASE, GaussianDiffusionRecommender, MultVAE, Popularity, RecFusionBin
+
+BINOMIAL = "binomial"
+
+
+@dataclass(frozen=True)
+class RecommenderKind(ModelKind):
+    """A ``ModelKind`` with its scorer and the class whose ``__init__`` names its ``model.params``."""
+
+    scorer: Callable[[nn.Module, dict, int], Callable] | None = None
+    params_of: type | None = None  # None: takes no model.params
+    fixed_params: frozenset = frozenset()  # set by the kind itself, never accepted from model.params
+
+
+def _baseline_scorer(model: nn.Module, config: dict, seed: int):
+    return model.score
+
+
+def _diffusion_scorer(model: BinomialDiffusion, config: dict, seed: int):
+    """The recipe's inference mode as ``scores(batch) -> p̂(x_0)``.
+
+    A sampling scorer draws from one generator seeded here, so the same run scores the same
+    way every time it is evaluated.
+    """
+    inf = config["inference"]
+    T = model.process.num_steps
+    if inf["t"] > T:
+        raise RecipeError(f"inference.t = {inf['t']} exceeds diffusion.steps = {T}")
+    random = inf["add_noise"] or (inf["mode"] == "reverse" and inf["sample"] == "sample")
+    if inf["ensemble"] > 1 and not random:
+        raise RecipeError(f"inference.ensemble = {inf['ensemble']} would average identical scores: this scorer "
+                          "draws no random bits; set inference.add_noise: true (or inference.sample: sample "
+                          "with inference.mode: reverse)")
+    generator = torch.Generator(device=device_of(model)).manual_seed(seed) if random else None
+    if inf["mode"] == "one_step":
+        def once(x):
+            if inf["add_noise"]:
+                x = model.process.add_noise(x, inf["t"], generator=generator)
+            return model.predict_x0(x, inf["t"])
+    else:
+        def once(x):
+            return model.reverse(x, start=inf["t"], steps=inf["steps"], mode=inf["sample"],
+                                 add_noise=inf["add_noise"], generator=generator)
+    if inf["ensemble"] == 1:
+        return once
+
+    def averaged(x):  # a running sum: memory of one batch of scores, whatever the ensemble size
+        total = once(x)
+        for _ in range(inf["ensemble"] - 1):
+            total += once(x)
+        return total / inf["ensemble"]
+    return averaged
+
+
+def _from_params(constructor, **fixed):
+    def build(config: dict, dim: int, training: bool = False) -> nn.Module:
+        return constructor(dim, **fixed, **dict(config["model"]["params"] or {}))
+    return build
+
+
+MODELS: dict[str, RecommenderKind] = {kind.name: kind for kind in (
+    RecommenderKind(BINOMIAL, lambda config, dim, training=False: build_diffusion(config, dim), parallel=True,
+                    scorer=_diffusion_scorer, description="binomial diffusion (the diffusion and denoiser sections)"),
+    RecommenderKind("popularity", _from_params(Popularity), fitting="closed_form", scorer=_baseline_scorer,
+                    params_of=Popularity, description="item counts of the training users"),
+    RecommenderKind("ease", _from_params(EASE), fitting="closed_form", scorer=_baseline_scorer, params_of=EASE,
+                    description="EASE, λ chosen on validation users"),
+    RecommenderKind("multdae", _from_params(MultVAE, variational=False), scorer=_baseline_scorer, params_of=MultVAE,
+                    fixed_params=frozenset({"variational"}), description="Mult-DAE"),
+    RecommenderKind("multvae", _from_params(MultVAE, variational=True), scorer=_baseline_scorer, params_of=MultVAE,
+                    fixed_params=frozenset({"variational"}), description="Mult-VAE"),
+    RecommenderKind("gaussian", _from_params(GaussianDiffusionRecommender), scorer=_baseline_scorer,
+                    params_of=GaussianDiffusionRecommender, description="Gaussian diffusion (DiffRec-style)"),
+    RecommenderKind("recfusion", _from_params(RecFusionBin), scorer=_baseline_scorer, params_of=RecFusionBin,
+                    description="the published RecFusion code, reproduced"),
+)}
+
+
+def model_kinds() -> list[str]:
+    return list(MODELS)
+
+
+def accepted_params(kind: str) -> list[str]:
+    cls = MODELS[kind].params_of
+    if cls is None:
+        return []
+    skip = {"self", "n_items", *MODELS[kind].fixed_params}
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in skip]
+
+
+def model_kind(config: dict) -> RecommenderKind:
+    """The recipe's model kind, with the names in ``model.params`` checked; RecipeError names the key."""
+    section = config["model"]
+    name, params = section["kind"], dict(section.get("params") or {})
+    if name not in MODELS:
+        raise RecipeError(f"model.kind: unknown model {name!r}; choose one of {', '.join(model_kinds())}")
+    kind = MODELS[name]
+    if kind.params_of is None:
+        if params:
+            raise RecipeError(f"model.params: the {name} model takes no parameters here (got {sorted(params)}); "
+                              "it is configured by the diffusion and denoiser sections")
+        return kind
+    accepted = accepted_params(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise RecipeError(f"model.params: model {name!r} has no parameter(s) {unknown}; it takes {accepted}")
+    return kind
+
+
+def check_model_params(config: dict) -> None:
+    """Refuse invalid ``model.params`` values before any data are read.
+
+    A baseline is built once for two items (cheap for every model; it draws from torch's
+    default generator, which the lifecycle seeds afterwards); the binomial model is checked
+    when it is built for the data.
+    """
+    kind = model_kind(config)
+    if kind.params_of is not None:
+        build_model(config, 2)
+
+
+def build_model(config: dict, dim: int) -> nn.Module:
+    """The recipe's untrained model over ``dim`` items."""
+    kind = model_kind(config)
+    try:
+        return kind.build(config, dim)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, RecipeError):
+            raise
+        raise RecipeError(f"model.params: model {kind.name!r}: {err}") from None
+
+
+def make_scorer(model: nn.Module, config: dict, seed: int):
+    """What evaluation and ``recommend`` call: ``scores(batch) -> (B, D)`` for the recipe's model."""
+    return model_kind(config).scorer(model, config, seed)
+
+
+__all__ = ["BINOMIAL", "MODELS", "RecommenderKind", "accepted_params", "build_model", "check_model_params",
+           "make_scorer", "model_kind",
+           "model_kinds"]

@@ -1,0 +1,34 @@
+"""Recipe ``task`` → its job; the entry points the CLI and the library call for any task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import RecipeError
+from . import base
+from .masks.job import MasksTask
+from .recommendation.job import RecommendationTask
+
+TASKS: dict[str, base.Task] = {task.name: task for task in (RecommendationTask(), MasksTask())}
+
+
+def get_task(name: str) -> base.Task:
+    if name not in TASKS:
+        raise RecipeError(f"key 'task' must be one of {', '.join(TASKS)}, got {name!r}")
+    return TASKS[name]
+
+
+def train(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> base.Run:
+    """Run a resolved recipe of any task end to end."""
+    return base.train(get_task(config["task"]), config, overrides, data_dir)
+
+
+def resume(run_dir: str | Path, config: dict | None = None, recipe: str | None = None,
+           data_dir: str | None = None) -> base.Run:
+    """Continue an interrupted run of any task (see ``base.resume``)."""
+    task = get_task(base.read_run_config(Path(run_dir))["task"])
+    return base.resume(task, run_dir, config=config, recipe=recipe, data_dir=data_dir)
+
+
+def check_parallel(config: dict) -> None:
+    base.check_parallel(get_task(config["task"]), config)

@@ -1,0 +1,64 @@
+"""One training step's loss on a minibatch of rows: in one process, or split over several.
+
+Both return ``step(rows) -> (loss to differentiate, loss summed over the rows)`` and are the
+only places the trainer touches the model's forward pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..core.dropout import batch_rows
+from .distributed import Workers
+
+
+def dense_batch(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The only place training turns sparse rows into a dense (batch, D) tensor.
+
+    On CUDA only the coordinates travel, from pinned memory and without blocking, and the
+    dense batch is built on the GPU: a batch of users holds far fewer interactions than
+    batch × D entries.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.from_numpy(matrix[rows].toarray().astype(np.float32, copy=False))
+    sub = matrix[rows].tocoo()
+    coords = torch.from_numpy(np.stack([sub.row, sub.col]).astype(np.int64)).pin_memory()
+    coords = coords.to(device, non_blocking=True)
+    batch = torch.zeros(sub.shape, dtype=torch.float32, device=device)
+    batch[coords[0], coords[1]] = 1.0
+    return batch
+
+
+def single_step(model, train: sp.csr_matrix, device: torch.device, noise: torch.Generator):
+    """One process: the model draws its own noise."""
+    def step(rows: np.ndarray):
+        out = model(dense_batch(train, rows, device), generator=noise)
+        return out.loss, out.loss.item() * len(rows)
+    return step
+
+
+def parallel_step(model, train: sp.csr_matrix, device: torch.device, noise: torch.Generator, workers: Workers):
+    """Several processes: this one computes its block of the batch with the whole batch's noise.
+
+    Every process draws the noise of the whole batch from the same generator state, so the
+    result equals one process's; the model must offer ``draw_noise`` (the binomial diffusion
+    does; the lifecycle refuses other kinds before any process starts).
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    dim = train.shape[1]
+
+    def step(rows: np.ndarray):
+        t, u = model.draw_noise(len(rows), dim, noise, device)
+        lo, hi = workers.block(len(rows))
+        with batch_rows(model, lo, hi, len(rows)):
+            out = net(dense_batch(train, rows[lo:hi], device), t=t[lo:hi], noise=u[lo:hi])
+        rows_loss = out.terms["loss"].sum()
+        # DDP averages gradients over processes: scaling by world / batch makes the average
+        # the gradient of the whole batch's mean loss.
+        return rows_loss * (workers.world / len(rows)), rows_loss.item()
+    return step
