@@ -226,7 +226,7 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out) -> Non
 
 
 _RUN_DIR = typer.Argument(..., help="a run directory made by `bindiff train` on a masks recipe")
-_TASK_OVERRIDES = typer.Argument(None, help="tasks.* / eval.* overrides, e.g. tasks.completion.hide=[box]")
+_TASK_OVERRIDES = typer.Argument(None, help="evaluations.* / eval.* overrides, e.g. evaluations.completion.hide=[box]")
 _CHECKPOINT = typer.Option("best", help="best or last")
 _OUT = typer.Option(None, help="output folder (default: RUN_DIR/eval-<time>); never overwritten")
 

@@ -24,8 +24,8 @@ needs_hippo = pytest.mark.skipif(not (DATA / "msd_hippocampus" / "labels").is_di
 
 TINY = ["data.max_cases=10", "split.n_valid=2", "split.n_test=2", "grid.mode=resample", "grid.shape=[12,16,12]",
         "denoiser.params.channels=[4,8]", "denoiser.params.patch=1", "denoiser.params.bf16=false",
-        "train.epochs=2", "diffusion.steps=4", "tasks.completion.steps=2", "tasks.generation.samples=3",
-        "tasks.generation.steps=2", "eval.panels=1", "output.progress=false"]
+        "train.epochs=2", "diffusion.steps=4", "evaluations.completion.steps=2", "evaluations.generation.samples=3",
+        "evaluations.generation.steps=2", "eval.panels=1", "output.progress=false"]
 
 
 @pytest.mark.parametrize("name", ["hippocampus_masks.yaml", "brats_masks.yaml"])
@@ -40,8 +40,8 @@ def test_masks_recipe_keys_are_checked():
 
     with pytest.raises(RecipeError, match="grid.shape' must list 2 or 3 positive integers"):
         load_recipe(RECIPES / "hippocampus_masks.yaml", ["grid.shape=[4]"])
-    with pytest.raises(RecipeError, match="tasks.completion.hide' must list distinct values among box"):
-        load_recipe(RECIPES / "hippocampus_masks.yaml", ["tasks.completion.hide=[circle]"])
+    with pytest.raises(RecipeError, match="evaluations.completion.hide' must list distinct values among box"):
+        load_recipe(RECIPES / "hippocampus_masks.yaml", ["evaluations.completion.hide=[circle]"])
 
 
 @pytest.fixture(scope="module")
@@ -103,19 +103,19 @@ def test_nifti_outputs_have_the_geometry_of_their_inputs(tiny_run):
 def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     out = tmp_path / "again"
-    result = runner.invoke(app, ["masks", "denoise", str(run_dir), "tasks.denoising.flip=0.1", "--out", str(out)])
+    result = runner.invoke(app, ["masks", "denoise", str(run_dir), "evaluations.denoising.flip=0.1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "denoising" / "summary.json").read_text())
     assert summary["settings"]["flip"] == 0.1 and summary["cases"] == 2
     again = runner.invoke(app, ["masks", "denoise", str(run_dir), "--out", str(out)])
     assert again.exit_code == 2 and "exists" in again.output
-    result = runner.invoke(app, ["masks", "complete", str(run_dir), "tasks.completion.hide=[box]",
+    result = runner.invoke(app, ["masks", "complete", str(run_dir), "evaluations.completion.hide=[box]",
                                  "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "c" / "completion" / "box" / "summary.json").read_text())["cases"] == 2
     # the validation cases, to choose inference settings without reading the test cases
-    result = runner.invoke(app, ["masks", "complete", str(run_dir), "tasks.completion.hide=[box]", "eval.part=valid",
-                                 "tasks.completion.sample=sample", "tasks.completion.resample=2",
+    result = runner.invoke(app, ["masks", "complete", str(run_dir), "evaluations.completion.hide=[box]", "eval.part=valid",
+                                 "evaluations.completion.sample=sample", "evaluations.completion.resample=2",
                                  "--out", str(tmp_path / "v")])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "v" / "completion" / "box" / "summary.json").read_text())
@@ -123,7 +123,7 @@ def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
     assert sorted(r["case_id"] for r in summary["per_case"]) == sorted(cases["valid"])
     assert summary["settings"]["resample"] == 2
     bad = runner.invoke(app, ["masks", "generate", str(run_dir), "train.lr=1"])
-    assert bad.exit_code == 2 and "can only be scored differently; allowed keys are tasks.*, eval.*, output.*" in bad.output
+    assert bad.exit_code == 2 and "can only be scored differently; allowed keys are evaluations.*, eval.*, output.*" in bad.output
 
 
 # -- bad input: one line naming the file, exit code 2 ------------------------------------------------------
@@ -190,7 +190,7 @@ def test_two_d_slices_with_the_mlp_denoiser(tmp_path):
     from bindiff.tasks.masks.job import train_masks
 
     config = load_recipe(RECIPES / "hippocampus_masks.yaml", [*TINY, "grid.shape=[12,16]", f"output.root={tmp_path}",
-                                                                 "tasks.run=[denoising, generation]"])
+                                                                 "evaluations.run=[denoising, generation]"])
     config["denoiser"] = {"name": "mlp", "params": {"hidden": [32], "time_dim": 8}}
     run = train_masks(config, data_dir=str(DATA))
     assert run.metrics["denoising"]["cases"] == 2 and "model" in run.metrics["denoising"]

@@ -67,6 +67,7 @@ RENAMED: dict[str, str] = {
     "optimizer.warmup_steps": "train.warmup_steps",
     "optimizer.decay": "train.lr_decay",
     "optimizer.clip_grad_norm": "train.clip_grad_norm",
+    "tasks": "evaluations",  # masks: "task" is the recipe's job; completion, denoising, generation evaluate it
 }
 
 # Task name -> the sections only that task has.

@@ -15,7 +15,7 @@ from . import baselines, corruption, panels
 from .evaluation import EvalContext, batched, case_truth, grids_of, score, summary_of, vectors_of, write_niftis
 
 def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None = None) -> dict[str, dict]:
-    cfg = ctx.config["tasks"]["completion"]
+    cfg = ctx.config["evaluations"]["completion"]
     modes = list(modes or cfg["hide"])
     records = ctx.eval_records()
     truths = {r.case_id: case_truth(ctx, r) for r in records}

@@ -13,7 +13,7 @@ from . import baselines, corruption, panels
 from .evaluation import EvalContext, denoise_time, batched, case_truth, grids_of, score, summary_of, vectors_of, write_niftis
 
 def evaluate_denoising(ctx: EvalContext, out_dir: Path) -> dict:
-    cfg = ctx.config["tasks"]["denoising"]
+    cfg = ctx.config["evaluations"]["denoising"]
     started = time.perf_counter()
     records = ctx.eval_records()
     rng = np.random.default_rng(ctx.seed("denoising"))
@@ -23,7 +23,7 @@ def evaluate_denoising(ctx: EvalContext, out_dir: Path) -> dict:
     if t > T:
         from ...config import RecipeError
 
-        raise RecipeError(f"tasks.denoising.t = {t} exceeds diffusion.steps = {T}")
+        raise RecipeError(f"evaluations.denoising.t = {t} exceeds diffusion.steps = {T}")
     obs_flat, counts = vectors_of(ctx.data, observed)
     if cfg["steps"] == 1:
         fn = lambda x: ctx.model.predict_x0(x, t)  # noqa: E731

@@ -44,10 +44,22 @@ def _describe(values: list[float]) -> dict:
             "max": float(v.max())}
 
 
-def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
-    cfg = ctx.config["tasks"]["generation"]
-    started = time.perf_counter()
-    data = ctx.data
+DEFINITIONS = {
+    "components": "connected components with 26-connectivity (8 in 2-D)",
+    "volume_ml": "voxels x the median voxel volume of the training grids",
+    "nearest_training_dice": "largest Dice between the sample and any training mask on the grid; "
+                             "1 would be a copy; compare with held_out_nearest_training_dice",
+    "volume_ks": "two-sample Kolmogorov-Smirnov test, sample volumes against training volumes",
+    "orientation_share": "share closer to the mean training mask than to its mirror image along axis {axis}",
+    "descriptor_mmd": "kernel two-sample test (MMD, Gaussian kernel, permutation p-value) on volume, "
+                      "centroid and spread per axis, samples against held-out real masks",
+    "volume_ks_held_out": "Kolmogorov-Smirnov test, sample volumes against held-out real volumes",
+}
+
+
+def draw_samples(ctx: EvalContext) -> np.ndarray:
+    """``evaluations.generation.samples`` masks from noise, (n, D) bits, from the task's own generator."""
+    cfg = ctx.config["evaluations"]["generation"]
     generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed("generation"))
     size = ctx.config["eval"]["batch_size"]
     chunks = []
@@ -59,64 +71,89 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
         # thresholding the last p̂ (not drawing from it) keeps isolated voxels out of the masks
         chunks.append(ctx.model.sample(n, steps=cfg["steps"], generator=generator, device=ctx.device,
                                        decode="threshold").cpu().numpy())
-    samples = np.concatenate(chunks).astype(np.uint8)
-    shape = data.spec.vector_grid
-    train_records = data.part("train")
-    bank, owner = [], []
-    for record in train_records:
-        rows = to_vectors(np.ascontiguousarray(record.grid), data.spec)
-        bank.append(rows)
-        owner += [record] * len(rows)
-    bank = np.concatenate(bank)
-    if data.spec.slices:  # only slices that show the mask are masks
-        keep = bank.any(1)
-        bank, owner = bank[keep], [o for o, k in zip(owner, keep) if k]
-    voxel_ml = float(np.median([np.prod(r.transform.grid_spacing(r.geometry.spacing)) for r in train_records])) / 1000
-    idx, near_dice = _nearest(samples, bank)
-    held_out = ctx.eval_records()
-    held_rows = np.concatenate([to_vectors(np.ascontiguousarray(r.grid), data.spec) for r in held_out])
+    return np.concatenate(chunks).astype(np.uint8)
+
+
+def _mask_rows(data, records) -> tuple[np.ndarray, list]:
+    """The masks of ``records`` as (n, D) rows with the record each came from; in slice mode only
+    the slices that show the mask (the others are no masks)."""
+    rows, owner = [], []
+    for record in records:
+        vectors = to_vectors(np.ascontiguousarray(record.grid), data.spec)
+        rows.append(vectors)
+        owner += [record] * len(vectors)
+    rows = np.concatenate(rows)
     if data.spec.slices:
-        held_rows = held_rows[held_rows.any(1)]
-    _, held_dice = _nearest(held_rows, bank)
-    sample_volumes = [float(s.sum()) * voxel_ml for s in samples]
-    real_volumes = [float(b.sum()) * voxel_ml for b in bank]
-    components = [_components(s.reshape(shape)) for s in samples]
-    real_components = [_components(b.reshape(shape)) for b in bank]
-    rows = []
-    for i, sample in enumerate(samples):
-        near = owner[int(idx[i])]
-        rows.append({"sample": i, "components": components[i], "volume_ml": sample_volumes[i],
-                     "nearest_training_case": near.case_id, "nearest_training_dice": float(near_dice[i])})
-        if ctx.config["eval"]["nifti"] and not data.spec.slices:
-            # placed in the frame of its nearest training case, written with that case's geometry
-            volume = near.transform.from_grid(sample.reshape(shape))
-            write_mask(volume, near.geometry, out_dir / "nifti" / f"sample_{i:03d}_in_{near.case_id}.nii.gz")
-    n_panel = min(cfg["samples"], max(ctx.config["eval"]["panels"], 1) * 2)
-    if ctx.config["eval"]["panels"]:
-        panels.sample_panel([samples[i].reshape(shape) for i in range(n_panel)],
-                     [bank[int(idx[i])].reshape(shape) for i in range(n_panel)],
-                     [float(near_dice[i]) for i in range(n_panel)], out_dir / "panels" / "samples.png",
-                     title="generated masks (top) and their nearest training masks (bottom)")
-    ks = stats.ks_2samp(sample_volumes, real_volumes) if len(sample_volumes) > 1 else None
-    held_volumes = [float(h.sum()) * voxel_ml for h in held_rows]
-    ks_held = stats.ks_2samp(sample_volumes, held_volumes) if len(sample_volumes) > 1 and len(held_volumes) > 1 else None
-    grids = samples.reshape(len(samples), *shape)
-    held_grids = held_rows.reshape(len(held_rows), *shape)
-    mean_real = bank.reshape(len(bank), *shape).mean(0)
-    axis = cfg["mirror_axis"]
-    realism_block = {
+        keep = rows.any(1)
+        rows, owner = rows[keep], [o for o, k in zip(owner, keep) if k]
+    return rows, owner
+
+
+def _ks(a: list[float], b: list[float]) -> dict | None:
+    if len(a) < 2 or len(b) < 2:
+        return None
+    test = stats.ks_2samp(a, b)
+    return {"statistic": float(test.statistic), "p_value": float(test.pvalue)}
+
+
+def _realism(ctx: EvalContext, grids: np.ndarray, held_grids: np.ndarray, bank_grids: np.ndarray,
+             sample_volumes: list[float], held_volumes: list[float], near_dice: np.ndarray) -> dict:
+    """Whether the samples look like held-out real masks: orientation, shape descriptors, volumes."""
+    axis = ctx.config["evaluations"]["generation"]["mirror_axis"]
+    mean_real = bank_grids.mean(0)
+    return {
         "orientation_share": realism.orientation_share(grids, mean_real, axis),
         "held_out_orientation_share": realism.orientation_share(held_grids, mean_real, axis),
         "descriptor_mmd": realism.mmd_test(realism.shape_descriptors(grids), realism.shape_descriptors(held_grids),
                                            seed=ctx.seed("generation", "mmd")),
-        "volume_ks_held_out": None if ks_held is None else {"statistic": float(ks_held.statistic),
-                                                             "p_value": float(ks_held.pvalue)},
+        "volume_ks_held_out": _ks(sample_volumes, held_volumes),
         "max_nearest_training_dice": float(near_dice.max()) if len(near_dice) else None,
     }
-    if ctx.config["eval"]["panels"] and len(shape) == 3:
+
+
+def _write_outputs(ctx: EvalContext, out_dir: Path, samples: np.ndarray, bank: np.ndarray, owner: list,
+                   idx: np.ndarray, near_dice: np.ndarray, held_grids: np.ndarray) -> None:
+    """NIfTI files (each sample in its nearest training case's frame) and the PNG panels."""
+    shape, cfg, evaluation = ctx.data.spec.vector_grid, ctx.config["evaluations"]["generation"], ctx.config["eval"]
+    if evaluation["nifti"] and not ctx.data.spec.slices:
+        for i, sample in enumerate(samples):
+            near = owner[int(idx[i])]
+            volume = near.transform.from_grid(sample.reshape(shape))
+            write_mask(volume, near.geometry, out_dir / "nifti" / f"sample_{i:03d}_in_{near.case_id}.nii.gz")
+    if not evaluation["panels"]:
+        return
+    n_panel = min(cfg["samples"], evaluation["panels"] * 2)
+    panels.sample_panel([samples[i].reshape(shape) for i in range(n_panel)],
+                        [bank[int(idx[i])].reshape(shape) for i in range(n_panel)],
+                        [float(near_dice[i]) for i in range(n_panel)], out_dir / "panels" / "samples.png",
+                        title="generated masks (top) and their nearest training masks (bottom)")
+    if len(shape) == 3:
+        grids = samples.reshape(len(samples), *shape)
         n_show = min(6, len(grids), len(held_grids))
         panels.projection_panel(list(held_grids[:n_show]), list(grids[:n_show]), out_dir / "panels" / "projections.png",
                                 title="maximum-intensity projections: held-out real masks (left), generated (right)")
+
+
+def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
+    """Sample masks, compare them with the training and held-out masks, write summary.json."""
+    cfg = ctx.config["evaluations"]["generation"]
+    started = time.perf_counter()
+    data = ctx.data
+    shape = data.spec.vector_grid
+    samples = draw_samples(ctx)
+    train_records = data.part("train")
+    bank, owner = _mask_rows(data, train_records)
+    held_rows, _ = _mask_rows(data, ctx.eval_records())
+    voxel_ml = float(np.median([np.prod(r.transform.grid_spacing(r.geometry.spacing)) for r in train_records])) / 1000
+    idx, near_dice = _nearest(samples, bank)
+    _, held_dice = _nearest(held_rows, bank)
+    sample_volumes = [float(s.sum()) * voxel_ml for s in samples]
+    real_volumes = [float(b.sum()) * voxel_ml for b in bank]
+    held_volumes = [float(h.sum()) * voxel_ml for h in held_rows]
+    components = [_components(s.reshape(shape)) for s in samples]
+    real_components = [_components(b.reshape(shape)) for b in bank]
+    held_grids = held_rows.reshape(len(held_rows), *shape)
+    _write_outputs(ctx, out_dir, samples, bank, owner, idx, near_dice, held_grids)
     summary = {
         "task": "generation",
         "samples": int(cfg["samples"]),
@@ -134,23 +171,17 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
             "volume_ml": _describe(real_volumes),
             "held_out_nearest_training_dice": _describe(held_dice.tolist()),
         },
-        "volume_ks": None if ks is None else {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)},
-        "realism": realism_block,
+        "volume_ks": _ks(sample_volumes, real_volumes),
+        "realism": _realism(ctx, samples.reshape(len(samples), *shape), held_grids, bank.reshape(len(bank), *shape),
+                            sample_volumes, held_volumes, near_dice),
         "volume_wasserstein_ml": float(stats.wasserstein_distance(sample_volumes, real_volumes)),
-        "definitions": {
-            "components": "connected components with 26-connectivity (8 in 2-D)",
-            "volume_ml": "voxels x the median voxel volume of the training grids",
-            "nearest_training_dice": "largest Dice between the sample and any training mask on the grid; "
-                                     "1 would be a copy; compare with held_out_nearest_training_dice",
-            "volume_ks": "two-sample Kolmogorov-Smirnov test, sample volumes against training volumes",
-            "orientation_share": f"share closer to the mean training mask than to its mirror image along axis {axis}",
-            "descriptor_mmd": "kernel two-sample test (MMD, Gaussian kernel, permutation p-value) on volume, "
-                              "centroid and spread per axis, samples against held-out real masks",
-            "volume_ks_held_out": "Kolmogorov-Smirnov test, sample volumes against held-out real volumes",
-        },
+        "definitions": {**DEFINITIONS, "orientation_share": DEFINITIONS["orientation_share"].format(
+            axis=cfg["mirror_axis"])},
         "seconds": round(time.perf_counter() - started, 2),
         "checkpoint": ctx.checkpoint,
-        "per_sample": rows,
+        "per_sample": [{"sample": i, "components": components[i], "volume_ml": sample_volumes[i],
+                        "nearest_training_case": owner[int(idx[i])].case_id,
+                        "nearest_training_dice": float(near_dice[i])} for i in range(len(samples))],
     }
     write_json(out_dir / "summary.json", summary)
     return summary

@@ -39,7 +39,7 @@ EVALUATIONS = ("completion", "denoising", "generation")
 
 class MasksTask(base.Task):
     name = "masks"
-    rescore_keys = ("tasks.", "eval.", "output.")
+    rescore_keys = ("evaluations.", "eval.", "output.")
 
     def model_kind(self, config: dict) -> base.ModelKind:
         return MASK_MODEL
@@ -54,7 +54,7 @@ class MasksTask(base.Task):
         return training_matrix(data, config)
 
     def check(self, config: dict, data: MaskData, model) -> None:
-        check_tasks(config, model)
+        check_evaluations(config, model)
 
     def save_data(self, data: MaskData, folder: Path) -> None:
         save_data(data, folder)
@@ -69,14 +69,14 @@ class MasksTask(base.Task):
         return make_validator(model, data, config, device)
 
     def evaluate(self, run_dir: Path, config: dict, data: MaskData, device, workers: Workers) -> dict:
-        return run_evaluations(run_dir, config["tasks"]["run"], data=data, device=device)
+        return run_evaluations(run_dir, config["evaluations"]["run"], data=data, device=device)
 
     def data_report(self, data: MaskData) -> dict:
         return {"dim": int(data.dim), "cases": {k: len(v) for k, v in data.split.items()}, "dataset": data.dataset,
                 "layout": data.layout, "preset": data.preset.name, "region": data.region}
 
     def check_rescoring(self, config: dict, model, payload: dict) -> None:
-        check_tasks(config, model)
+        check_evaluations(config, model)
 
 
 TASK = MasksTask()
@@ -93,8 +93,8 @@ def make_validator(model, data: MaskData, config: dict, device: torch.device):
     The damaged inputs and the loss's noise are drawn once from seeded generators, so every
     epoch is scored on exactly the same problems.
     """
-    flip = config["tasks"]["denoising"]["flip"]
-    t = config["tasks"]["denoising"]["t"] or denoise_time(model, flip)
+    flip = config["evaluations"]["denoising"]["flip"]
+    t = config["evaluations"]["denoising"]["t"] or denoise_time(model, flip)
     rng = np.random.default_rng(config["seed"] + 7)
     clean, noisy = [], []
     for record in data.part("valid"):
@@ -125,16 +125,17 @@ def make_validator(model, data: MaskData, config: dict, device: torch.device):
     return validate
 
 
-def check_tasks(config: dict, model) -> None:
+def check_evaluations(config: dict, model) -> None:
     """Refuse evaluation steps and times beyond the model's T."""
     T = model.process.num_steps
-    tasks = config["tasks"]
+    evaluations = config["evaluations"]
     for name, key in (("completion", "steps"), ("completion", "warm_t"), ("generation", "steps")):
-        steps = tasks[name][key]
+        steps = evaluations[name][key]
         if steps is not None and steps > T:
-            raise RecipeError(f"tasks.{name}.{key} = {steps} exceeds diffusion.steps = {T}")
-    if tasks["denoising"]["t"] is not None and tasks["denoising"]["t"] > T:
-        raise RecipeError(f"tasks.denoising.t = {tasks['denoising']['t']} exceeds diffusion.steps = {T}")
+            raise RecipeError(f"evaluations.{name}.{key} = {steps} exceeds diffusion.steps = {T}")
+    t = evaluations["denoising"]["t"]
+    if t is not None and t > T:
+        raise RecipeError(f"evaluations.denoising.t = {t} exceeds diffusion.steps = {T}")
 
 
 def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None):
@@ -149,8 +150,8 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
                     out_dir: Path | None = None, overrides: list[str] = (), checkpoint: str = "best") -> dict:
     """Run evaluations on a run's held-out cases; writes ``<out_dir>/<evaluation>/summary.json`` and more.
 
-    ``overrides`` (``tasks.*``, ``eval.*``, ``output.*``) apply to the run's recipe for this
-    evaluation only (e.g. ``tasks.completion.steps=10``).
+    ``overrides`` (``evaluations.*``, ``eval.*``, ``output.*``) apply to the run's recipe for this
+    evaluation only (e.g. ``evaluations.completion.steps=10``).
     """
     run_dir = Path(run_dir)
     config, stored, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint, device=device)

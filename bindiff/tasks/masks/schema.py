@@ -74,13 +74,13 @@ SECTIONS: dict[str, Any] = {
         "select": key(str, "denoise_dice", "validation metric for the best checkpoint: denoise_dice or neg_loss",
                       _one_of("denoise_dice", "neg_loss")),
         "batch_size": key(int, 8, "vectors passed through the denoiser at once", at_least_one),
-        "part": key(str, "test", "cases the tasks run on: test (held out) or valid (to choose inference settings "
+        "part": key(str, "test", "cases the evaluations run on: test (held out) or valid (to choose inference settings "
                     "without reading the test cases)", _one_of("test", "valid")),
         "max_cases": key((int, type(None)), None, "evaluate the first N test cases only; null: all", at_least_one),
         "panels": key(int, 3, "cases drawn as PNG panels per task", non_negative),
         "nifti": key(bool, True, "write every result as NIfTI in the geometry of its input"),
     },
-    "tasks": {
+    "evaluations": {
         "run": key(list, ["completion", "denoising", "generation"], "evaluations run after training",
                    _list_of(("completion", "denoising", "generation"))),
         "completion": {
