@@ -187,6 +187,34 @@ def _rank_rows_exactly(work: torch.Tensor, excluded: torch.Tensor | None, k: int
     return idx.gather(1, order)
 
 
+def _exclusions(exclude, shape: tuple[int, int]) -> sp.csr_matrix | None:
+    """``exclude`` as CSR with only its non-zero entries; None when it excludes nothing."""
+    if exclude is None:
+        return None
+    ex = _as_csr(exclude, "exclude")
+    if ex.shape != shape:
+        raise ValueError(f"exclude has shape {ex.shape} but scores have shape {shape}")
+    if (ex.data == 0).any():
+        ex = ex.copy()
+        ex.eliminate_zeros()
+    return ex if ex.nnz else None
+
+
+def _working_scores(scores: torch.Tensor, copy: bool) -> torch.Tensor:
+    """Scores in a dtype that compares them exactly; a copy when excluded items will be overwritten."""
+    if scores.dtype == torch.bool:
+        return scores.to(torch.float32)
+    if not scores.is_floating_point():
+        return scores.to(torch.float64)  # float64 keeps integer scores exact up to 2**53
+    return scores.detach().clone() if copy else scores.detach()  # the caller's tensor must not see the -inf
+
+
+def _excluded_mask(ex: sp.csr_matrix, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, column) index tensors of the stored entries of ``ex``, for advanced indexing."""
+    rows = np.repeat(np.arange(ex.shape[0], dtype=np.int64), np.diff(ex.indptr))
+    return torch.from_numpy(rows).to(device), torch.from_numpy(ex.indices.astype(np.int64)).to(device)
+
+
 def topk_excluding(scores: torch.Tensor, exclude, k: int) -> torch.Tensor:
     """Indices of the k highest-scoring non-excluded items per row.
 
@@ -218,37 +246,12 @@ def topk_excluding(scores: torch.Tensor, exclude, k: int) -> torch.Tensor:
     k = _check_k(k, n_items, what="scores")
     device = scores.device
 
-    ex = None
-    if exclude is not None:
-        ex = _as_csr(exclude, "exclude")
-        if ex.shape != (n_rows, n_items):
-            raise ValueError(
-                f"exclude has shape {ex.shape} but scores have shape {(n_rows, n_items)}"
-            )
-        if (ex.data == 0).any():
-            ex = ex.copy()
-            ex.eliminate_zeros()
-        if ex.nnz == 0:
-            ex = None
-
-    if scores.dtype == torch.bool:
-        work = scores.to(torch.float32)
-    elif not scores.is_floating_point():
-        # float64 keeps integer scores exact up to 2**53
-        work = scores.to(torch.float64)
-    elif ex is not None:
-        work = scores.detach().clone()  # the caller's tensor must not see the -inf
-    else:
-        work = scores.detach()
+    ex = _exclusions(exclude, (n_rows, n_items))
+    work = _working_scores(scores, copy=ex is not None)
     if n_rows == 0:
         return torch.empty((0, k), dtype=torch.long, device=device)
-
     if ex is not None:
-        rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(ex.indptr))
-        work[
-            torch.from_numpy(rows).to(device),
-            torch.from_numpy(ex.indices.astype(np.int64)).to(device),
-        ] = -math.inf
+        work[_excluded_mask(ex, device)] = -math.inf
 
     n_top = min(k + 1, n_items)
     vals, idx = torch.topk(work, n_top, dim=1, sorted=True)
@@ -270,12 +273,8 @@ def topk_excluding(scores: torch.Tensor, exclude, k: int) -> torch.Tensor:
         excluded = None
         if ex is not None:
             sub = ex[exact_rows.cpu().numpy()]
-            sub_rows = np.repeat(np.arange(sub.shape[0], dtype=np.int64), np.diff(sub.indptr))
             excluded = torch.zeros((sub.shape[0], n_items), dtype=torch.bool, device=device)
-            excluded[
-                torch.from_numpy(sub_rows).to(device),
-                torch.from_numpy(sub.indices.astype(np.int64)).to(device),
-            ] = True
+            excluded[_excluded_mask(sub, device)] = True
         idx[exact_rows] = _rank_rows_exactly(work[exact_rows], excluded, k)
     return idx
 
@@ -404,6 +403,31 @@ def _definition(kind: str, k: int, empty_users: str) -> str:
     )
 
 
+def _checked_matrices(input_csr, exclude_csr, target_csr):
+    """The three matrices as CSR (the target reduced to its relevant items), of one shape."""
+    inputs = _as_csr(input_csr, "input_csr")
+    target = _binary_structure(target_csr, "target_csr")
+    exclude = None if exclude_csr is None else _as_csr(exclude_csr, "exclude_csr")
+    shapes = {"input_csr": inputs.shape, "target_csr": target.shape}
+    if exclude is not None:
+        shapes["exclude_csr"] = exclude.shape
+    if len(set(shapes.values())) != 1:
+        detail = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ValueError(f"input, exclude and target matrices must have the same shape; got {detail}")
+    return inputs, exclude, target
+
+
+def _metric_values(parsed, hits: np.ndarray, n_held: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-user values of every parsed metric for one batch of users."""
+    out = {}
+    for name, kind, k in parsed:
+        if kind == "ndcg":
+            out[name] = _ndcg_from_hits(hits, n_held, k)
+        else:
+            out[name] = _recall_from_hits(hits, n_held, k, "min_k_heldout" if kind == "recall" else "heldout")
+    return out
+
+
 def evaluate_ranking(
     score_fn: Callable[[torch.Tensor], torch.Tensor],
     input_csr,
@@ -463,17 +487,7 @@ def evaluate_ranking(
         raise ValueError(f"empty_users must be one of {_EMPTY_POLICIES}, got {empty_users!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-    inputs = _as_csr(input_csr, "input_csr")
-    target = _binary_structure(target_csr, "target_csr")
-    exclude = None if exclude_csr is None else _as_csr(exclude_csr, "exclude_csr")
-    shapes = {"input_csr": inputs.shape, "target_csr": target.shape}
-    if exclude is not None:
-        shapes["exclude_csr"] = exclude.shape
-    if len(set(shapes.values())) != 1:
-        detail = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-        raise ValueError(f"input, exclude and target matrices must have the same shape; got {detail}")
-
+    inputs, exclude, target = _checked_matrices(input_csr, exclude_csr, target_csr)
     n_users, n_items = inputs.shape
     k_max = max(k for _, _, k in parsed)
     if k_max > n_items:
@@ -487,30 +501,17 @@ def evaluate_ranking(
     from tqdm.auto import tqdm
 
     n_batches = -(-users.size // int(batch_size))
-    with torch.no_grad(), tqdm(
-        total=n_batches, disable=not progress, desc="ranking eval", unit="batch"
-    ) as bar:
+    with torch.no_grad(), tqdm(total=n_batches, disable=not progress, desc="ranking eval", unit="batch") as bar:
         for start in range(0, users.size, int(batch_size)):
             rows = users[start : start + int(batch_size)]
             batch = torch.from_numpy(inputs[rows].toarray().astype(np.float32, copy=False))
-            scores = score_fn(batch.to(in_device))
-            scores = torch.as_tensor(scores)
+            scores = torch.as_tensor(score_fn(batch.to(in_device)))
             if tuple(scores.shape) != (rows.size, n_items):
-                raise ValueError(
-                    f"score_fn returned shape {tuple(scores.shape)}, expected {(rows.size, n_items)}"
-                )
-            batch_exclude = None if exclude is None else exclude[rows]
-            top = topk_excluding(scores, batch_exclude, k_max).cpu().numpy()
-            batch_target = target[rows]
-            hits = _hits(top, batch_target, k_max)
-            n_held = n_heldout_all[rows]
-            for name, kind, k in parsed:
-                if kind == "ndcg":
-                    vals = _ndcg_from_hits(hits, n_held, k)
-                else:
-                    denom = "min_k_heldout" if kind == "recall" else "heldout"
-                    vals = _recall_from_hits(hits, n_held, k, denom)
-                per_user[name][rows] = vals
+                raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected {(rows.size, n_items)}")
+            top = topk_excluding(scores, None if exclude is None else exclude[rows], k_max).cpu().numpy()
+            hits = _hits(top, target[rows], k_max)
+            for name, values in _metric_values(parsed, hits, n_heldout_all[rows]).items():
+                per_user[name][rows] = values
             bar.update(1)
 
     return RankingReport(

@@ -259,6 +259,15 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         study.tell(trial, value)
     seconds = round(time.perf_counter() - started, 2)
 
+    _write_results(out, base, source, overrides, records, dimensions, sampler_seed, seconds, optuna.__version__)
+    plot_tuning(records, base["eval"]["select"], out / "tuning.png")
+    return out
+
+
+def _write_results(out: Path, base: dict, source: str, overrides: list[str], records: list[TrialRecord],
+                   dimensions: list[Dimension], sampler_seed: int, seconds: float, optuna_version: str) -> None:
+    """best.yaml (the chosen trial's recipe, runnable) and study.json (every trial, the choice)."""
+    select = base["eval"]["select"]
     best = best_trial(records)
     best_config = _apply(base, best.params, source)
     text = (f"# Best of {len(records)} trials of `bindiff tune {source}`: trial {best.number}, validation "
@@ -276,7 +285,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         "chosen_on": "validation users: the value of eval.select at each run's best checkpoint",
         "sampler": base["tune"]["sampler"],
         "sampler_seed": sampler_seed,
-        "optuna": optuna.__version__,
+        "optuna": optuna_version,
         "space": {d.key: d.as_spec() for d in dimensions},
         "seconds": seconds,
         "trials": [_record_json(r) for r in records],
@@ -284,8 +293,6 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         # Read after the search has ended, from the chosen run: it played no part in choosing.
         "best_trial_test_for_information_only": read_metrics(best.run_dir)["test"],
     })
-    plot_tuning(records, select, out / "tuning.png")
-    return out
 
 
 def best_trial(records: list[TrialRecord]) -> TrialRecord:

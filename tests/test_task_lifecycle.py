@@ -1,0 +1,164 @@
+"""The shared task lifecycle: a third task written in this file gets training, run directories,
+checkpoints, exact resume and rescoring from bindiff.tasks.base without any other code; every
+task package has the same shape; nothing branches on a model's class."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from bindiff.config import RecipeError, load_recipe
+from bindiff.config import schema as config_schema
+from bindiff.config.keys import at_least_one, key
+from bindiff.tasks import base, registry
+from bindiff.training.builders import build_diffusion
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Interrupted(Exception):
+    """Stands for a killed process in the middle of training."""
+
+
+class ParityBitsTask(base.Task):
+    """A toy task: 8-bit vectors whose second half repeats the first half."""
+
+    name = "parity_bits"
+    rescore_keys = ("eval.batch_size",)
+    stop_after_validations: int | None = None  # raise Interrupted at this validation (a kill)
+
+    def model_kind(self, config):
+        return base.ModelKind("binomial", lambda c, dim, training=False: build_diffusion(c, dim))
+
+    def prepare(self, config, data_dir):
+        rng = np.random.default_rng(config["seed"])
+        half = rng.integers(0, 2, size=(config["data"]["rows"], 4))
+        return np.concatenate([half, half], axis=1).astype(np.float32)
+
+    def dim(self, data):
+        return data.shape[1]
+
+    def training_rows(self, data, config):
+        return sp.csr_matrix(data[: len(data) // 2])
+
+    def save_data(self, data, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "bits.npy", data)
+
+    def data_saved(self, folder):
+        return (folder / "bits.npy").is_file()
+
+    def load_data(self, folder):
+        return np.load(folder / "bits.npy")
+
+    def validator(self, model, data, config, device, workers):
+        valid = torch.from_numpy(data[len(data) // 2:])
+        calls = {"n": 0}
+
+        def validate():
+            calls["n"] += 1
+            if self.stop_after_validations is not None and calls["n"] > self.stop_after_validations:
+                raise Interrupted
+            g = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                return {"neg_loss": -float(model(valid, generator=g).loss)}
+        return validate
+
+    def evaluate(self, run_dir, config, data, device, workers):
+        config, payload, model = base.load_trained(self, run_dir)
+        valid = torch.from_numpy(data[len(data) // 2:])
+        repeats = float(((model.predict_x0(valid, 1) >= 0.5).float() == valid).float().mean())
+        return {"valid": {"bit_accuracy": repeats}, "checkpoint_epoch": payload["epoch"]}
+
+
+SECTIONS = {
+    "data": {"rows": key(int, 64, "vectors drawn", at_least_one)},
+    "eval": {"select": key(str, "neg_loss", "validation metric"),
+             "batch_size": key(int, 16, "vectors per batch", at_least_one)},
+}
+
+
+@pytest.fixture
+def parity_task(monkeypatch):
+    task = ParityBitsTask()
+    monkeypatch.setitem(config_schema.TASKS, task.name, SECTIONS)
+    monkeypatch.setitem(registry.TASKS, task.name, task)
+    return task
+
+
+def _config(tmp_path, *extra):
+    return load_recipe(None, ["task=parity_bits", "name=parity", f"output.root={tmp_path}", "train.epochs=4",
+                              "train.patience=4", "train.batch_size=8", "diffusion.steps=4",
+                              "diffusion.schedule=jsd", "denoiser.params={hidden: [16]}", "output.progress=false",
+                              *extra])
+
+
+def test_a_new_task_gets_the_whole_lifecycle_from_its_own_pieces(parity_task, tmp_path):
+    run = registry.train(_config(tmp_path / "a"))
+    files = {p.relative_to(run.run_dir).as_posix() for p in run.run_dir.rglob("*") if p.is_file()}
+    assert {"config.yaml", "overrides.txt", "split/bits.npy", "checkpoints/best.pt", "checkpoints/last.pt",
+            "history.json", "training_curve.png", "metrics.json"} <= files
+    metrics = json.loads((run.run_dir / "metrics.json").read_text())
+    assert metrics["training"]["epochs_run"] == 4 and metrics["training"]["optimizer_steps"] == 4 * 4
+    assert 0.0 <= metrics["valid"]["bit_accuracy"] <= 1.0
+    history = json.loads((run.run_dir / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    best_epoch = max(history, key=lambda row: row["valid_neg_loss"])["epoch"]  # the first of equal values
+    assert metrics["checkpoint_epoch"] == metrics["training"]["best_epoch"] == best_epoch
+
+
+def test_a_new_task_resumes_exactly(parity_task, tmp_path):
+    reference = registry.train(_config(tmp_path / "reference"))
+    parity_task.stop_after_validations = 2  # killed while validating epoch 3: last.pt holds epoch 2
+    with pytest.raises(Interrupted):
+        registry.train(_config(tmp_path / "victim"))
+    parity_task.stop_after_validations = None
+    (victim,) = (tmp_path / "victim" / "parity").iterdir()
+    assert not (victim / "metrics.json").exists()
+    assert torch.load(victim / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
+    resumed = registry.resume(victim)
+    assert resumed.metrics["valid"] == reference.metrics["valid"]
+    assert resumed.metrics["training"]["resumed_from_epoch"] == 2
+    a = json.loads((reference.run_dir / "history.json").read_text())
+    b = json.loads((victim / "history.json").read_text())
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+
+
+def test_rescoring_accepts_only_the_keys_the_task_names(parity_task, tmp_path):
+    config = _config(tmp_path)
+    assert base.rescoring_config(parity_task, config, ["eval.batch_size=4"])["eval"]["batch_size"] == 4
+    with pytest.raises(RecipeError, match=r"allowed keys are eval.batch_size$"):
+        base.rescoring_config(parity_task, config, ["train.lr=0.1"])
+    with pytest.raises(RecipeError, match="in one process"):
+        base.check_parallel(parity_task, config)
+
+
+def test_every_task_package_has_the_same_shape():
+    for folder in sorted(p for p in (ROOT / "bindiff" / "tasks").iterdir() if (p / "__init__.py").is_file()):
+        names = {p.name for p in folder.glob("*.py")}
+        assert {"__init__.py", "schema.py", "data.py", "job.py"} <= names, folder
+        tree = ast.parse((folder / "__init__.py").read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))], \
+            f"{folder}/__init__.py imports: the config package reads schema.py below it"
+    assert set(registry.TASKS) == set(config_schema.TASKS)
+    for name, task in registry.TASKS.items():
+        assert isinstance(task, base.Task) and task.name == name
+
+
+def test_no_function_outside_the_core_branches_on_a_model_class():
+    found = []
+    for path in (ROOT / "bindiff").rglob("*.py"):
+        if "core" in path.relative_to(ROOT / "bindiff").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance" and node.args:
+                subject = ast.unparse(node.args[0])
+                if "model" in subject or "net" == subject:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: isinstance({subject}, ...)")
+    assert not found, found
