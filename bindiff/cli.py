@@ -131,18 +131,61 @@ def evaluate(
 @app.command()
 def recommend(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
-    user: str = typer.Option(..., help="raw user id, as in the input data"),
+    user: Optional[str] = typer.Option(None, help="raw user id of one of the run's users"),
+    items: Optional[str] = typer.Option(None, help="a new user's history: raw item ids, comma-separated"),
+    input: Optional[str] = typer.Option(None, "--input", help="CSV of user,item rows (header): many new users"),
+    output: Optional[str] = typer.Option(None, "--output", help="with --input: CSV of user,rank,item,score rows"),
     k: int = typer.Option(20, min=1, help="number of items"),
 ):
-    """Top-k items a user has not interacted with, as raw item ids."""
-    from .tasks.recommendation.serve import recommend as recommend_items
+    """Top-k items a user has not interacted with, as raw item ids (the model is loaded once)."""
+    from .config import RecipeError
+    from .tasks.recommendation.serve import Recommender, read_histories, write_recommendations
 
     try:
-        items = recommend_items(run_dir, user, k)
+        given = [name for name, value in (("--user", user), ("--items", items), ("--input", input)) if value]
+        if len(given) != 1:
+            raise RecipeError("recommend: give exactly one of --user, --items or --input"
+                              + (f" (got {', '.join(given)})" if given else ""))
+        if (input is None) != (output is None):
+            raise RecipeError("recommend: --input and --output go together")
+        if input is not None:
+            users, histories = read_histories(input)
+        elif items is not None:
+            users, histories = ["new"], [[i.strip() for i in items.split(",") if i.strip()]]
+        recommender = Recommender.from_run(run_dir)
+        if user is not None:
+            users, histories = [user], [recommender.history_of(user)]
+        results = recommender.recommend(histories, k)
+        unknown = {u: r.unknown for u, r in zip(users, results) if r.unknown}
+        if unknown:
+            shown = "; ".join(f"{u}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}"
+                              for u, ids in list(unknown.items())[:5])
+            typer.echo(f"warning: {sum(map(len, unknown.values()))} item id(s) of {len(unknown)} user(s) are not in "
+                       f"the run's items and were not used ({shown})", err=True)
+        if output is not None:
+            write_recommendations(output, users, results)
     except _user_errors() as err:
         _fail(err)
-    for rank, (item, score) in enumerate(items, 1):
+    if output is not None:
+        typer.echo(f"{len(users)} users, {k} items each: {output}")
+        return
+    for rank, (item, score) in enumerate(zip(results[0].items, results[0].scores), 1):
         typer.echo(f"{rank}\t{item}\t{score:.6f}")
+
+
+@app.command()
+def export(
+    run_dir: str = typer.Argument(..., help="a recommendation run directory made by `bindiff train`"),
+    output: str = typer.Option(..., "--output", help="folder to create: scorer.pt2, items.json, config.yaml, README.md"),
+):
+    """Write a self-contained scorer of a run (torch.export), loadable with torch alone."""
+    from .tasks.recommendation.export import export_run
+
+    try:
+        out = export_run(run_dir, output)
+    except _user_errors() as err:
+        _fail(err)
+    typer.echo(f"exported: {out}")
 
 
 @app.command()

@@ -215,3 +215,108 @@ def test_version_flag_prints_the_installed_version():
 
     result = runner.invoke(app, ["--version"])  # against the installed metadata (pyproject.toml)
     assert result.exit_code == 0 and result.output.strip() == f"bindiff {version('bindiff')}"
+
+
+# -- using a trained model on new users ---------------------------------------------------------------------
+def _hand_scores(run_dir, histories):
+    """p̂(x_0 | x_1 = history) straight from the checkpoint's denoiser, the recipe's one-step inference."""
+    from bindiff.tasks.recommendation.job import load_run
+
+    config, split, model, _ = load_run(run_dir)
+    column = {item: j for j, item in enumerate(split.item_ids.tolist())}
+    x = torch.zeros(len(histories), len(column))
+    for row, history in enumerate(histories):
+        for item in history:
+            if item in column:
+                x[row, column[item]] = 1.0
+    assert config["inference"]["mode"] == "one_step" and config["inference"]["t"] == 1
+    with torch.no_grad():
+        return model.predict_x0(x, 1).numpy(), split.item_ids, x.numpy()
+
+
+def test_recommend_for_a_new_history_of_raw_items(trained):
+    run_dir, _, _ = trained
+    history = ["i1", "i3", "i5", "i8"]
+    result = runner.invoke(app, ["recommend", str(run_dir), "--items", ",".join(history + ["not-an-item"]),
+                                 "--k", "6"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("warning")]
+    got = [line.split("\t")[1] for line in lines]
+    scores, item_ids, x = _hand_scores(run_dir, [history])
+    masked = np.where(x[0] > 0, -np.inf, scores[0])
+    expected = [str(item_ids[j]) for j in np.argsort(-masked, kind="stable")[:6]]
+    assert got == expected and not set(got) & set(history)
+    assert "1 item id(s) of 1 user(s) are not in the run's items" in result.output and "not-an-item" in result.output
+
+
+def test_recommend_many_new_users_from_a_file(trained, tmp_path):
+    from bindiff.tasks.recommendation.serve import Recommender
+
+    run_dir, _, _ = trained
+    histories = {"a": ["i0", "i2", "i4"], "b": ["i21", "i22"], "c": ["i30", "i31", "i39", "i1"]}
+    users_csv = tmp_path / "users.csv"
+    users_csv.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, items in histories.items() for i in items))
+    out = tmp_path / "out" / "recs.csv"
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(out),
+                                 "--k", "3"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    assert rows[0] == ["user", "rank", "item", "score"] and len(rows) == 1 + 3 * 3
+    scores, item_ids, x = _hand_scores(run_dir, list(histories.values()))
+    for u, user in enumerate(histories):
+        mine = [r for r in rows[1:] if r[0] == user]
+        masked = np.where(x[u] > 0, -np.inf, scores[u])
+        assert [r[2] for r in mine] == [str(item_ids[j]) for j in np.argsort(-masked, kind="stable")[:3]]
+        assert [int(r[1]) for r in mine] == [1, 2, 3]
+    # the library gives the same scores as the hand computation, whatever the batch size
+    recommender = Recommender.from_run(run_dir)
+    recommender.batch_size = 2
+    np.testing.assert_allclose(recommender.score(list(histories.values())), scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--items", "i1", "--user", "u7"], "give exactly one of --user, --items or --input (got --user, --items)"),
+    (["--input", "{csv}"], "--input and --output go together"),
+])
+def test_recommend_refuses_conflicting_options(trained, tmp_path, args, message):
+    run_dir, _, _ = trained
+    args = [a.replace("{csv}", str(tmp_path / "x.csv")) for a in args]
+    result = runner.invoke(app, ["recommend", str(run_dir), *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_recommend_input_without_a_header_or_to_an_unwritable_folder_exits_2(trained, tmp_path):
+    run_dir, _, _ = trained
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,i1\nb,i2\n")
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(bad), "--output", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2 and f"{bad}: the first line must be a header naming the columns 'user' and 'item'" \
+        in result.output
+    good = tmp_path / "good.csv"
+    good.write_text("user,item\na,i1\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(good), "--output",
+                                     str(locked / "recs.csv")])
+        if result.exit_code != 0 or not (locked / "recs.csv").exists():  # root may write anywhere
+            assert result.exit_code == 2 and "cannot write there" in result.output
+    finally:
+        locked.chmod(0o700)
+
+
+def test_export_writes_a_scorer_torch_alone_loads_with_the_runs_scores(trained, tmp_path):
+    run_dir, _, _ = trained
+    out = tmp_path / "exported"
+    result = runner.invoke(app, ["export", str(run_dir), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    scorer = torch.export.load(str(out / "scorer.pt2")).module()
+    items = json.loads((out / "items.json").read_text())
+    histories = [["i1", "i3"], ["i25", "i26", "i27"]]
+    scores, item_ids, x = _hand_scores(run_dir, histories)
+    assert items == [str(i) for i in item_ids]
+    np.testing.assert_allclose(scorer(torch.from_numpy(x)).numpy(), scores, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(scorer(torch.from_numpy(x[:1])).numpy(), scores[:1], rtol=1e-6, atol=1e-7)
+    again = runner.invoke(app, ["export", str(run_dir), "--output", str(out)])
+    assert again.exit_code == 2 and "already exists" in again.output

@@ -154,3 +154,28 @@ def test_recipe_page_lists_how_the_shipped_recipes_differ():
         "docs/recipes.md, 'How the two recipes differ', is out of date: the recipes differ in "
         f"{dict(sorted(actual.items()))}"
     )
+
+
+def test_using_a_trained_model_example_runs(tmp_path):
+    """docs/using-a-trained-model.md's command-line example, run as written, in a fresh folder."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    text = (DOCS / "using-a-trained-model.md").read_text(encoding="utf-8")
+    (script,) = [body for fence, info, body in FENCE.findall(text)
+                 if info.strip() == "bash" and body.lstrip().startswith("# docs-example: using")]
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[0].startswith("run directory: runs/ml100k/")
+    ranked = [line.split("\t") for line in out[1:21]]
+    assert [int(r[0]) for r in ranked] == list(range(1, 21))
+    assert not {"50", "172", "181"} & {r[1] for r in ranked}
+    assert out[21] == "2 users, 10 items each: recs.csv" and out[22] == "user,rank,item,score"
+    assert out[-1] == "torch.Size([1, 300])"

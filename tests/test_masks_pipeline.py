@@ -212,3 +212,45 @@ def test_image_and_mask_of_different_shapes_exit_2(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "images/case2.nii.gz: image has shape (12, 14, 11)" in result.output
     assert "image/mask shape mismatch" in result.output
+
+
+class _Killed(Exception):
+    """Stands for the process being killed mid-training."""
+
+
+@needs_hippo
+def test_a_killed_masks_run_resumes_to_the_uninterrupted_metrics(tiny_run, tmp_path, monkeypatch):
+    """Killed while validating epoch 2 (last.pt holds epoch 1), `bindiff resume` ends with the
+    reference run's history and metrics."""
+    from bindiff.tasks.masks.job import MasksTask
+
+    reference, _ = tiny_run
+    real_validator = MasksTask.validator
+
+    def dying_validator(self, *args):
+        validate, calls = real_validator(self, *args), []
+
+        def once():
+            calls.append(1)
+            if len(calls) == 2:
+                raise _Killed
+            return validate()
+        return once
+
+    monkeypatch.setattr(MasksTask, "validator", dying_validator)
+    with pytest.raises(_Killed):
+        runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), *TINY, f"output.root={tmp_path}",
+                            "--data-dir", str(DATA)], catch_exceptions=False)
+    monkeypatch.setattr(MasksTask, "validator", real_validator)
+    (victim,) = (tmp_path / "hippocampus_masks").iterdir()
+    assert not (victim / "metrics.json").exists()
+    result = runner.invoke(app, ["resume", str(victim), "--data-dir", str(DATA)])
+    assert result.exit_code == 0, result.output
+    a = json.loads((reference / "metrics.json").read_text())
+    b = json.loads((victim / "metrics.json").read_text())
+    assert b["training"]["resumed_from_epoch"] == 1
+    assert json.loads((reference / "history.json").read_text())[-1]["train_loss"] == \
+        json.loads((victim / "history.json").read_text())[-1]["train_loss"]
+    for name in ("denoising", "generation"):
+        assert {k: v for k, v in a[name].items() if k != "seconds"} == {k: v for k, v in b[name].items() if k != "seconds"}
+    assert a["completion"]["box"]["model"] == b["completion"]["box"]["model"]

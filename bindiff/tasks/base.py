@@ -33,6 +33,7 @@ from ..config import RecipeError, dump_recipe, parse_override, recipe_from_text
 from ..config.recipe import with_key
 from ..files import write_json
 from ..plots import plot_training_curve
+from ..progress import log, log_lines
 from ..runs import create_run_dir, flatten, read_run
 from ..training import distributed
 from ..training.checkpoint import CheckpointError, check_resumable, load_checkpoint, remove_stale_temporaries, run_lock
@@ -177,6 +178,8 @@ def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | N
         model, optimizer, rows = _build(task, kind, config, data, device)
         task.check(config, data, model)
         run_dir = workers.broadcast(create_run_dir(config, list(overrides)) if workers.is_main else None)
+        if workers.is_main and log_lines(config):
+            log(f"run directory: {run_dir}")  # piped output can follow the run from its start
         with run_lock(run_dir) if workers.is_main else nullcontext():
             if workers.is_main:
                 task.save_data(data, run_dir / "split")
@@ -277,7 +280,8 @@ def _fit_and_finish(task: Task, kind: ModelKind, run_dir: Path, config: dict, da
                                              evaluate_valid=lambda m: validate()[select], checkpoint_dir=checkpoints)
     else:
         result = fit(model, optimizer, rows, config=config, config_yaml=dump_recipe(config), validate=validate,
-                     checkpoint_dir=checkpoints, device=device, resume=resume, workers=workers)
+                     checkpoint_dir=checkpoints, device=device, resume=resume, workers=workers,
+                     history_path=run_dir / "history.json")
         report = {"optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
     metrics = task.evaluate(run_dir, config, data, device, workers)
     if workers.is_main:

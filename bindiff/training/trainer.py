@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import RecipeError
+from ..files import write_json
 from ..progress import log, log_lines, progress_disabled
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
 from .distributed import SINGLE, Workers
@@ -82,12 +83,14 @@ def fit(
     device: torch.device,
     resume: dict | None = None,
     workers: Workers = SINGLE,
+    history_path: Path | None = None,
 ) -> TrainResult:
     """Train until ``train.epochs`` or early stopping; ``resume`` is a loaded ``last.pt``.
 
     With several ``workers`` each process computes its block of every batch (``steps``),
     ``validate`` must return metrics gathered over all processes, and only rank 0 writes
-    checkpoints.
+    checkpoints. ``history_path``, when given, is rewritten after every epoch, so a run can be
+    followed while it trains.
     """
     t_cfg, select = config["train"], config["eval"]["select"]
     if train.shape[0] == 0:
@@ -127,11 +130,14 @@ def fit(
         if workers.is_main:
             _save_epoch(checkpoint_dir, improved, state, model, optimizer, generators, config_yaml, select,
                         dim=train.shape[1], seconds=time.perf_counter() - started)
+            if history_path is not None:
+                write_json(history_path, state.history)
         bar.update(1)
         bar.set_postfix({select: f"{value:.4f}", "best": f"{state.best_value:.4f}"})
         if piped:  # tqdm draws nothing when piped: one line per epoch instead
             log(f"epoch {state.epoch}/{t_cfg['epochs']}  train_loss {loss_sum / train.shape[0]:.4f}  "
-                f"valid {select} {value:.4f}  best {state.best_value:.4f} (epoch {state.best_epoch})")
+                f"valid {select} {value:.4f}  best {state.best_value:.4f} (epoch {state.best_epoch})  "
+                f"{time.perf_counter() - started:.1f} s")
     bar.close()
     workers.barrier()  # every checkpoint is on disk before any process reads one
     return TrainResult(best_epoch=state.best_epoch, best_value=float(state.best_value),

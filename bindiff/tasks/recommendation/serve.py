@@ -1,8 +1,18 @@
-"""Using a trained recommendation run: the top-k unseen items for one of its users."""
+"""Using a trained recommendation run: score and rank histories of raw item ids, for the run's own
+users or for new ones (fold-in: a new user is a history, nothing is retrained).
+
+``Recommender.from_run(run_dir)`` loads the model once; ``score`` and ``recommend`` take
+histories as lists of raw item ids and work in batches of ``eval.batch_size``. An item id the
+run never saw cannot be an input bit: it is reported in ``Recommendation.unknown``, never
+dropped silently.
+"""
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -10,10 +20,92 @@ import torch
 
 from ...adapters.errors import DataError
 from ...adapters.interactions import Split
+from ...files import atomic_path
 from ...metrics import topk_excluding
 from ...training.devices import device_of
 from .job import load_run
 from .models import make_scorer
+
+
+@dataclass
+class Recommendation:
+    """The top-k items for one history, best first, and the history's ids the run does not know."""
+
+    items: list[str]
+    scores: list[float]
+    unknown: list[str] = field(default_factory=list)
+
+
+class Recommender:
+    """A trained run's model, loaded once, scoring histories of raw item ids."""
+
+    def __init__(self, config: dict, model: torch.nn.Module, item_ids: Sequence[str], split: Split | None = None):
+        self.config, self.model, self.split = config, model, split
+        self.item_ids = np.asarray(item_ids).astype(str)
+        self.column = {item: j for j, item in enumerate(self.item_ids.tolist())}
+        self.scorer = make_scorer(model, config, seed=config["seed"])
+        self.batch_size = config["eval"]["batch_size"]
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device=None) -> "Recommender":
+        config, split, model, _ = load_run(run_dir, checkpoint=checkpoint, device=device)
+        return cls(config, model, split.item_ids, split)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def encode(self, histories: Sequence[Iterable[str]]) -> tuple[sp.csr_matrix, list[list[str]]]:
+        """Histories as binary CSR rows over the run's items, and each history's unknown ids."""
+        indptr, indices, unknown = [0], [], []
+        for history in histories:
+            known, missing = set(), []
+            for item in history:
+                item = str(item)
+                if item in self.column:
+                    known.add(self.column[item])
+                elif item not in missing:
+                    missing.append(item)
+            indices += sorted(known)
+            indptr.append(len(indices))
+            unknown.append(missing)
+        data = np.ones(len(indices), dtype=np.float32)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(histories), self.n_items)), unknown
+
+    @torch.no_grad()
+    def score(self, histories: Sequence[Iterable[str]]) -> np.ndarray:
+        """(n, n_items) scores, higher is better; columns in the order of ``item_ids``."""
+        rows, _ = self.encode(histories)
+        return np.concatenate([batch.numpy() for batch, _ in self._scored(rows)]) if rows.shape[0] else \
+            np.zeros((0, self.n_items), dtype=np.float32)
+
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[Iterable[str]], k: int = 20) -> list[Recommendation]:
+        """The ``k`` best items of each history that are not in it, as raw ids, best first."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        rows, unknown = self.encode(histories)
+        out: list[Recommendation] = []
+        for scores, batch_rows in self._scored(rows):
+            top = topk_excluding(scores, batch_rows, min(k, self.n_items)).numpy()
+            for i, items in enumerate(top):
+                items = items[items >= 0]
+                out.append(Recommendation([str(self.item_ids[j]) for j in items],
+                                          [float(scores[i, j]) for j in items], unknown[len(out)]))
+        return out
+
+    def history_of(self, raw_user: str) -> list[str]:
+        """The raw item ids the run holds for one of its own users (train, fold-in and held-out)."""
+        if self.split is None:
+            raise DataError("this recommender was built without its run's split; pass histories instead")
+        return [str(self.item_ids[j]) for j in user_history(self.split, str(raw_user)).indices]
+
+    def _scored(self, rows: sp.csr_matrix):
+        device = device_of(self.model)
+        for start in range(0, rows.shape[0], self.batch_size):
+            batch = rows[start:start + self.batch_size]
+            x = torch.from_numpy(batch.toarray()).to(device)
+            yield self.scorer(x).float().cpu(), batch
 
 
 def user_history(split: Split, raw_user: str) -> sp.csr_matrix:
@@ -25,20 +117,51 @@ def user_history(split: Split, raw_user: str) -> sp.csr_matrix:
         hits = np.flatnonzero(ids == raw_user)
         rows += [m[hits] for m in matrices if len(hits)]
     if not rows:
-        raise DataError(f"user {raw_user!r} is not in this run's data")
+        raise DataError(f"user {raw_user!r} is not in this run's data; pass the user's items instead "
+                        "(--items ID,ID,... or --input FILE)")
     history = sp.csr_matrix(sum(rows[1:], rows[0]))  # each part holds a user at most once: one row
     history.data[:] = 1.0
+    history.sort_indices()
     return history
 
 
 def recommend(run_dir: str | Path, raw_user: str, k: int = 20) -> list[tuple[str, float]]:
-    """Top-k unseen items for a user, as (raw item id, score), best first."""
-    config, split, model, _ = load_run(run_dir)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    history = user_history(split, str(raw_user))
-    scores = make_scorer(model, config, seed=config["seed"])(
-        torch.from_numpy(history.toarray().astype(np.float32)).to(device_of(model))).cpu()
-    top = topk_excluding(scores, history, min(k, history.shape[1]))[0]
-    top = top[top >= 0]
-    return [(str(split.item_ids[i]), float(scores[0, i])) for i in top.tolist()]
+    """Top-k unseen items for one of the run's users, as (raw item id, score), best first."""
+    recommender = Recommender.from_run(run_dir)
+    (result,) = recommender.recommend([recommender.history_of(raw_user)], k)
+    return list(zip(result.items, result.scores))
+
+
+def read_histories(path: str | Path) -> tuple[list[str], list[list[str]]]:
+    """Users and their histories from a CSV file with a header naming ``user`` and ``item`` columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"user", "item"} <= set(reader.fieldnames):
+            raise DataError(f"{path}: the first line must be a header naming the columns 'user' and 'item' "
+                            f"(got {reader.fieldnames})")
+        histories: dict[str, list[str]] = {}
+        for line, row in enumerate(reader, start=2):
+            user, item = (row.get("user") or "").strip(), (row.get("item") or "").strip()
+            if not user or not item:
+                raise DataError(f"{path}:{line}: empty user or item")
+            histories.setdefault(user, []).append(item)
+    if not histories:
+        raise DataError(f"{path}: no user,item rows after the header")
+    return list(histories), list(histories.values())
+
+
+def write_recommendations(path: str | Path, users: Sequence[str], results: Sequence[Recommendation]) -> None:
+    """``user,rank,item,score`` rows with a header, written atomically."""
+    try:
+        with atomic_path(Path(path)) as tmp:
+            with tmp.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["user", "rank", "item", "score"])
+                for user, result in zip(users, results):
+                    for rank, (item, score) in enumerate(zip(result.items, result.scores), 1):
+                        writer.writerow([user, rank, item, f"{score:.6g}"])
+    except PermissionError as err:
+        raise DataError(f"{path}: cannot write there ({err.strerror})") from None

@@ -1,0 +1,85 @@
+"""``bindiff export``: a trained recommendation run as a self-contained scorer folder.
+
+The folder holds ``scorer.pt2`` (a ``torch.export`` program: the run's scorer with its weights,
+loaded by ``torch.export.load`` alone, without bindiff, for any number of users), ``items.json`` (the raw item id of every input and
+output column), ``config.yaml`` (the resolved recipe) and ``README.md`` (how to call it).
+
+``torch.export`` rather than ONNX or TorchScript: it needs nothing but torch on either side (ONNX
+export needs the ``onnx``/``onnxscript`` packages, and running it ``onnxruntime``), TorchScript is
+deprecated, and it keeps the model's float32 arithmetic, so the exported scores equal the run's.
+The scorer is captured as a graph, so only scorers that draw no random bits can be exported
+(one-step inference, or reverse inference with ``inference.sample: mean`` and no added noise): a
+captured random draw would repeat one draw forever.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...config import RecipeError, dump_recipe
+from ...files import atomic_path, write_text
+from .serve import Recommender
+
+README = """# Exported bindiff scorer: {name}
+
+    import json, torch
+    scorer = torch.export.load("scorer.pt2").module()
+    items = json.load(open("items.json"))          # raw item id of each column
+    column = {{item: j for j, item in enumerate(items)}}
+    x = torch.zeros(1, len(items))                 # one user's history as bits
+    for item in ["..."]:
+        x[0, column[item]] = 1.0
+    scores = scorer(x)                             # (users, items), higher is better
+
+Rank the items a user has not seen by `scores`. The scores are those of the run
+`{run_dir}` (checkpoint `best.pt`, inference `{inference}`); `config.yaml` is its recipe.
+"""
+
+
+class _Scoring(nn.Module):
+    """The run's scorer as a module, so the export sees the weights as parameters, not constants."""
+
+    def __init__(self, model: nn.Module, scorer):
+        super().__init__()
+        self.model = model
+        self._scorer = scorer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._scorer(x)
+
+
+def _draws_random_bits(config: dict) -> bool:
+    inference = config.get("inference") or {}
+    return bool(inference.get("add_noise")) or (inference.get("mode") == "reverse"
+                                                and inference.get("sample") == "sample")
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write the scorer folder for a finished run; returns it. The folder must not exist yet."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir}: already exists; bindiff never overwrites")
+    recommender = Recommender.from_run(run_dir, device="cpu")
+    config = recommender.config
+    if config["model"]["kind"] == "binomial" and _draws_random_bits(config):
+        raise RecipeError(f"{run_dir}: its inference draws random bits (inference.add_noise or inference.sample: "
+                          "sample); export traces the scorer, so give a deterministic one: "
+                          "inference.mode=one_step or inference.sample=mean with inference.add_noise=false")
+    module = _Scoring(recommender.model, recommender.scorer).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    example = torch.zeros(3, recommender.n_items)
+    users = torch.export.Dim("users", min=1)
+    with torch.no_grad():
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: users},))
+    with atomic_path(out_dir / "scorer.pt2") as tmp:
+        torch.export.save(program, str(tmp))
+    write_text(out_dir / "items.json", json.dumps(recommender.item_ids.tolist()) + "\n")
+    write_text(out_dir / "config.yaml", dump_recipe(config))
+    write_text(out_dir / "README.md", README.format(name=config["name"], run_dir=run_dir,
+                                                    inference=json.dumps(config["inference"])))
+    return out_dir
