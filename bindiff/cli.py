@@ -295,6 +295,29 @@ def masks_generate(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TA
     _masks_task("generation", run_dir, overrides, checkpoint, out)
 
 
+@masks_app.command("apply")
+def masks_apply(run_dir: str = _RUN_DIR,
+                overrides: Optional[List[str]] = _TASK_OVERRIDES,
+                task: str = typer.Option(..., help="complete (fill the unknown voxels) or denoise"),
+                input: str = typer.Option(..., "--input", help="a label map, or a folder of them"),
+                output: str = typer.Option(..., "--output", help="folder for <case>.nii.gz and summary.json"),
+                unknown: Optional[str] = typer.Option(None, help="complete: a file (or a folder of same-named "
+                                                      "files) whose non-zero voxels are unknown"),
+                unknown_label: Optional[int] = typer.Option(None, help="complete: the label value marking unknown "
+                                                            "voxels in the input itself"),
+                checkpoint: str = _CHECKPOINT):
+    """Complete or denoise your own label maps with a trained masks run; NIfTI in each input's geometry."""
+    from .tasks.masks.apply import apply_run
+
+    try:
+        summary = apply_run(run_dir, task, input, output, unknown=unknown, unknown_label=unknown_label,
+                            overrides=overrides or [], checkpoint=checkpoint)
+    except _user_errors() as err:
+        _fail(err)
+    for case in summary["cases"]:
+        typer.echo(f"{case['case_id']}: {case['output']}")
+
+
 def main() -> None:
     app(prog_name="bindiff")
 

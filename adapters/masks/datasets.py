@@ -37,7 +37,7 @@ LAYOUTS = ("msd", "brats2015", "brats2021", "files")
 KNOWN_DATASETS = {"msd_hippocampus": "msd_hippocampus", "brats2015_deepmedic": "brats2015_deepmedic"}
 # The label preset each layout implies when a recipe says ``labels.preset: auto``.
 DEFAULT_PRESETS = {"msd": "msd_hippocampus", "brats2015": "brats2015", "brats2021": "brats2021", "files": None}
-_LABEL_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+LABEL_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class MaskDataset:
 
 def _label_stem(path: Path) -> str | None:
     name = path.name
-    for suffix in _LABEL_SUFFIXES:
+    for suffix in LABEL_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return None

@@ -14,6 +14,28 @@ from ...files import write_json
 from . import baselines, corruption, panels
 from .evaluation import EvalContext, batched, case_truth, grids_of, score, summary_of, vectors_of, write_niftis
 
+def inpainted_probabilities(ctx: EvalContext, observed: np.ndarray, known: np.ndarray, generator: torch.Generator,
+                            desc: str, init: np.ndarray | None = None) -> np.ndarray:
+    """P(voxel = 1) from inpainting with the ``known`` voxels held fixed, the mean over
+    ``evaluations.completion.samples`` runs; ``init``: warm start from these vectors noised to
+    ``warm_t`` (SDEdit) instead of from noise. (n, D) rows in, (n, D) probabilities out."""
+    cfg = ctx.config["evaluations"]["completion"]
+    if init is None:
+        run = lambda x, k: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
+                                             mode=cfg["sample"], decode="mean", resample=cfg["resample"])
+        inputs = (observed, known)
+    else:
+        run = lambda x, k, start: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
+                                                    mode=cfg["sample"], decode="mean", init=start,
+                                                    start=cfg["warm_t"], resample=cfg["resample"])
+        inputs = (observed, known, init)
+    probs = np.zeros_like(observed)
+    for _ in range(cfg["samples"]):
+        probs += batched(ctx, run, *inputs, desc=desc)
+    probs /= cfg["samples"]
+    return probs
+
+
 def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None = None) -> dict[str, dict]:
     cfg = ctx.config["evaluations"]["completion"]
     modes = list(modes or cfg["hide"])
@@ -40,20 +62,9 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
                  for o, k, sp in zip(observed, known, spacings)]
         fills = [{name: grid * r.transform.valid() for name, grid in f.items()} for f, r in zip(fills, records)]
         baseline_names = list(fills[0])
-        probs = np.zeros_like(obs_flat)
         warm = mode in cfg["warm_start"]
-        if not warm:
-            run = lambda x, k: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
-                                                 mode=cfg["sample"], decode="mean", resample=cfg["resample"])
-            inputs = (obs_flat, known_flat)
-        else:
-            run = lambda x, k, init: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
-                                                       mode=cfg["sample"], decode="mean", init=init,
-                                                       start=cfg["warm_t"], resample=cfg["resample"])
-            inputs = (obs_flat, known_flat, vectors_of(ctx.data, [f["interpolation"] for f in fills])[0])
-        for _ in range(cfg["samples"]):
-            probs += batched(ctx, run, *inputs, desc=f"completion {mode}")
-        probs /= cfg["samples"]
+        init = vectors_of(ctx.data, [f["interpolation"] for f in fills])[0] if warm else None
+        probs = inpainted_probabilities(ctx, obs_flat, known_flat, generator, f"completion {mode}", init)
         model_grids = grids_of(ctx.data, (probs >= 0.5).astype(np.uint8), counts,
                              [r.transform.grid_shape for r in records])
         rows = []

@@ -8,9 +8,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ...config import RecipeError
 from ...files import write_json
 from . import baselines, corruption, panels
 from .evaluation import EvalContext, denoise_time, batched, case_truth, grids_of, score, summary_of, vectors_of, write_niftis
+
+def denoised_probabilities(ctx: EvalContext, observed: np.ndarray) -> tuple[int, np.ndarray]:
+    """The time shown to the denoiser and P(voxel = 1) for (n, D) damaged rows: p̂(x_0 | x_t) in
+    one call, or ``evaluations.denoising.steps`` reverse steps from t."""
+    cfg = ctx.config["evaluations"]["denoising"]
+    t = cfg["t"] or denoise_time(ctx.model, cfg["flip"])
+    T = ctx.model.process.num_steps
+    if t > T:
+        raise RecipeError(f"evaluations.denoising.t = {t} exceeds diffusion.steps = {T}")
+    if cfg["steps"] == 1:
+        fn = lambda x: ctx.model.predict_x0(x, t)  # noqa: E731
+    else:
+        fn = lambda x: ctx.model.reverse(x, start=t, steps=min(cfg["steps"], t), mode="mean")  # noqa: E731
+    return t, batched(ctx, fn, observed, desc="denoising")
+
 
 def evaluate_denoising(ctx: EvalContext, out_dir: Path) -> dict:
     cfg = ctx.config["evaluations"]["denoising"]
@@ -18,18 +34,8 @@ def evaluate_denoising(ctx: EvalContext, out_dir: Path) -> dict:
     records = ctx.eval_records()
     rng = np.random.default_rng(ctx.seed("denoising"))
     observed = [corruption.flip_voxels(r.grid, cfg["flip"], rng, r.transform.valid())[0] for r in records]
-    t = cfg["t"] or denoise_time(ctx.model, cfg["flip"])
-    T = ctx.model.process.num_steps
-    if t > T:
-        from ...config import RecipeError
-
-        raise RecipeError(f"evaluations.denoising.t = {t} exceeds diffusion.steps = {T}")
     obs_flat, counts = vectors_of(ctx.data, observed)
-    if cfg["steps"] == 1:
-        fn = lambda x: ctx.model.predict_x0(x, t)  # noqa: E731
-    else:
-        fn = lambda x: ctx.model.reverse(x, start=t, steps=min(cfg["steps"], t), mode="mean")  # noqa: E731
-    probs = batched(ctx, fn, obs_flat, desc="denoising")
+    t, probs = denoised_probabilities(ctx, obs_flat)
     model_grids = grids_of(ctx.data, (probs >= 0.5).astype(np.uint8), counts, [r.transform.grid_shape for r in records])
     rows = []
     for i, record in enumerate(records):

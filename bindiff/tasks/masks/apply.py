@@ -1,0 +1,141 @@
+"""Using a trained masks run on one's own label maps: complete or denoise each file, folder to folder.
+
+Each input is read with the run's label preset and region (a label value outside the preset is
+refused), placed on the run's grid the way its training cases were, processed, mapped back to
+the input's own voxel grid and written as NIfTI with the input's geometry:
+``<output>/<case>.nii.gz``, and ``<output>/summary.json`` lists every case with its settings.
+
+Completion needs to know which voxels are unknown: ``unknown_label`` (a label value in the
+input that marks them; those voxels are read as background) or ``unknown`` (a second file, or
+a folder holding a file of the same name per input, whose non-zero voxels are unknown).
+Completion changes the unknown voxels only; denoising every voxel the grid's window covers.
+Voxels outside the window keep the input's values.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...adapters.errors import DataError
+from ...adapters.masks import binarize, fit_transform, read_label_map, to_vectors, write_mask
+from ...adapters.masks.datasets import LABEL_SUFFIXES
+from ...config import RecipeError
+from ...files import write_json
+from .. import base
+from .completion import inpainted_probabilities
+from .denoising import denoised_probabilities
+from .evaluation import EvalContext, grids_of
+from .job import TASK, load_masks_run
+
+APPLY_TASKS = ("complete", "denoise")
+
+
+def label_files(path: Path) -> list[Path]:
+    """One label map, or every label map in a folder (sorted by name)."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(LABEL_SUFFIXES))
+        if files:
+            return files
+        raise DataError(f"{path}: no label maps ({', '.join(LABEL_SUFFIXES)}) in this folder")
+    raise DataError(f"{path}: no such file or folder")
+
+
+def _case_id(path: Path) -> str:
+    name = path.name
+    for suffix in LABEL_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _unknown_voxels(path: Path, labels: np.ndarray, geometry, unknown: Path | None, unknown_label: int | None):
+    if unknown_label is not None:
+        return labels == unknown_label
+    source = unknown / path.name if unknown.is_dir() else unknown
+    if not source.is_file():
+        raise DataError(f"{source}: no unknown-voxel file for {path}")
+    mask = read_label_map(source)
+    if tuple(mask.geometry.shape) != tuple(geometry.shape):
+        raise DataError(f"{source}: shape {tuple(mask.geometry.shape)} differs from {path}'s "
+                        f"{tuple(geometry.shape)}")
+    return mask.data != 0
+
+
+def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir: str | Path,
+              unknown: str | Path | None = None, unknown_label: int | None = None, overrides: list[str] = (),
+              checkpoint: str = "best") -> dict:
+    """Complete or denoise every label map of ``input_path``; writes NIfTI files and summary.json."""
+    if task not in APPLY_TASKS:
+        raise RecipeError(f"apply: task must be one of {', '.join(APPLY_TASKS)}, got {task!r}")
+    if task == "complete" and (unknown is None) == (unknown_label is None):
+        raise RecipeError("apply --task complete: name the unknown voxels with exactly one of --unknown FILE|FOLDER "
+                          "or --unknown-label N")
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise FileExistsError(f"{output_dir}: exists and is not empty; bindiff never overwrites")
+    files = label_files(Path(input_path))
+    config, data, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint)
+    config = base.rescoring_config(TASK, config, overrides)
+    if data.spec.crop == "brain":
+        raise RecipeError(f"{run_dir}: the run places masks on its grid around the brain (grid.crop: brain), "
+                          "which needs each case's brain mask; apply works on runs with grid.crop region or none")
+    base.apply_threads(config)
+    ctx = EvalContext(model=model, data=data, config=config, device=base.device_of(model), checkpoint=info)
+    started = time.perf_counter()
+    cases = []
+    for path in files:
+        cases.append(_apply_one(ctx, task, path, output_dir, None if unknown is None else Path(unknown),
+                                unknown_label))
+    summary = {"task": task, "run": str(run_dir), "checkpoint": info, "input": str(input_path),
+               "settings": config["evaluations"]["completion" if task == "complete" else "denoising"],
+               "preset": data.preset.name, "region": data.region, "seconds": round(time.perf_counter() - started, 2),
+               "cases": cases}
+    write_json(output_dir / "summary.json", summary)
+    return summary
+
+
+def _apply_one(ctx: EvalContext, task: str, path: Path, output_dir: Path, unknown: Path | None,
+               unknown_label: int | None) -> dict:
+    data = ctx.data
+    volume = read_label_map(path)
+    labels = np.asarray(volume.data)
+    hidden = None
+    if task == "complete":
+        hidden = _unknown_voxels(path, labels, volume.geometry, unknown, unknown_label)
+        labels = np.where(hidden, 0, labels)
+    mask = binarize(labels, data.preset, data.region, source=path)
+    roi = mask if hidden is None else (mask | hidden)
+    transform = fit_transform(mask.shape, data.spec, roi=roi, source=str(path))
+    grid = transform.to_grid(mask.astype(np.uint8))
+    valid = transform.valid()
+    rows = to_vectors(np.ascontiguousarray(grid), data.spec).astype(np.float32)
+    seed = ctx.seed("apply", task, _case_id(path))
+    generator = torch.Generator(device=ctx.device).manual_seed(seed)
+    if task == "complete":
+        known_grid = ~transform.to_grid(hidden.astype(np.uint8)).astype(bool)
+        # the padding beyond the image's edge is known to be empty, as in training and evaluation
+        known_rows = to_vectors(np.ascontiguousarray((known_grid | ~valid).astype(np.uint8)), data.spec)
+        probs = inpainted_probabilities(ctx, rows, known_rows.astype(np.float32), generator, f"apply {path.name}")
+        filled = grids_of(data, (probs >= 0.5).astype(np.uint8), [len(rows)], [transform.grid_shape])[0]
+        out_grid = np.where(known_grid, grid, filled * valid).astype(np.uint8)
+    else:
+        t, probs = denoised_probabilities(ctx, rows)
+        out_grid = (grids_of(data, (probs >= 0.5).astype(np.uint8), [len(rows)], [transform.grid_shape])[0]
+                    * valid).astype(np.uint8)
+    covered = transform.from_grid(np.ones(transform.grid_shape, dtype=np.uint8)).astype(bool)
+    changed = covered if hidden is None else covered & hidden  # completion keeps every known voxel as it was
+    result = np.where(changed, transform.from_grid(out_grid).astype(bool), mask)
+    target = output_dir / f"{_case_id(path)}.nii.gz"
+    write_mask(result, volume.geometry, target)
+    row = {"case_id": _case_id(path), "input": str(path), "output": str(target), "seed": seed,
+           "input_voxels": int(mask.sum()), "output_voxels": int(result.sum()),
+           "outside_grid_voxels": int((roi & ~covered).sum())}
+    if hidden is not None:
+        row["unknown_voxels"] = int(hidden.sum())
+    return row
