@@ -162,3 +162,49 @@ def test_no_function_outside_the_core_branches_on_a_model_class():
                 if "model" in subject or "net" == subject:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}: isinstance({subject}, ...)")
     assert not found, found
+
+
+class _RecordingWriter:
+    """Stands in for torch's SummaryWriter: keeps what would be written."""
+
+    def __init__(self, log_dir):
+        self.log_dir, self.scalars, self.closed = log_dir, [], False
+
+    def add_scalar(self, name, value, step):
+        self.scalars.append((name, value, step))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_tensorboard_logger_gets_every_epochs_row(parity_task, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import bindiff.training.loggers as loggers
+
+    writers = []
+    monkeypatch.setitem(sys.modules, "tensorboard", types.ModuleType("tensorboard"))
+    monkeypatch.setattr(loggers, "_summary_writer", lambda log_dir: writers.append(_RecordingWriter(log_dir))
+                        or writers[-1])
+    run = registry.train(_config(tmp_path, "output.logger=tensorboard"))
+    (writer,) = writers
+    assert writer.log_dir == run.run_dir / "tensorboard" and writer.closed
+    history = json.loads((run.run_dir / "history.json").read_text())
+    expected = [(name.replace("valid_", "valid/"), row[name], row["epoch"]) for row in history
+                for name in ("train_loss", "valid_neg_loss", "seconds")]
+    assert sorted(writer.scalars, key=lambda s: (s[2], s[0])) == sorted(expected, key=lambda s: (s[2], s[0]))
+
+
+def test_the_tensorboard_logger_without_its_package_is_refused_before_anything_is_written(parity_task, tmp_path,
+                                                                                          monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard raises ImportError
+    with pytest.raises(RecipeError, match=r"output.logger: 'tensorboard' needs the tensorboard package; install it "
+                                          r"with pip install 'bindiff\[tensorboard\]'"):
+        registry.train(_config(tmp_path / "runs", "output.logger=tensorboard"))
+    assert not (tmp_path / "runs").exists()

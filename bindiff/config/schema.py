@@ -57,6 +57,9 @@ COMMON: dict[str, Any] = {
     "output": {
         "root": key(str, "runs", "folder that holds run directories"),
         "progress": key((bool, type(None)), None, "progress bars: true, false, or null for only on a terminal"),
+        "logger": key(str, "none", "none, or tensorboard: every epoch's loss and validation metrics as scalars in "
+                      "<run>/tensorboard/ (needs pip install 'bindiff[tensorboard]')",
+                      (lambda v: v in ("none", "tensorboard"), "must be 'none' or 'tensorboard'")),
     },
 }
 

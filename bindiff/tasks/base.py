@@ -40,6 +40,7 @@ from ..training.checkpoint import CheckpointError, check_resumable, load_checkpo
 from ..training.closed_form import fit_closed_form_run
 from ..training.devices import device_of, resolve_device
 from ..training.distributed import Workers
+from ..training.loggers import check_logger, open_logger
 from ..training.optim import build_optimizer
 from ..training.trainer import TrainResult, fit
 
@@ -172,6 +173,7 @@ def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | N
     def body(workers: Workers, device: torch.device) -> Run:
         kind = task.model_kind(config)  # model.kind / model.params, before the data are read
         task.check_recipe(config)
+        check_logger(config)
         if workers.parallel:
             check_parallel(task, config)
         data = task.prepare(config, data_dir)
@@ -279,9 +281,14 @@ def _fit_and_finish(task: Task, kind: ModelKind, run_dir: Path, config: dict, da
         result, report = fit_closed_form_run(model, rows, config=config, config_yaml=dump_recipe(config),
                                              evaluate_valid=lambda m: validate()[select], checkpoint_dir=checkpoints)
     else:
-        result = fit(model, optimizer, rows, config=config, config_yaml=dump_recipe(config), validate=validate,
-                     checkpoint_dir=checkpoints, device=device, resume=resume, workers=workers,
-                     history_path=run_dir / "history.json")
+        logger = open_logger(config, run_dir) if workers.is_main else None
+        try:
+            result = fit(model, optimizer, rows, config=config, config_yaml=dump_recipe(config), validate=validate,
+                         checkpoint_dir=checkpoints, device=device, resume=resume, workers=workers,
+                         history_path=run_dir / "history.json", on_epoch=logger)
+        finally:
+            if logger is not None:
+                logger.close()
         report = {"optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
     metrics = task.evaluate(run_dir, config, data, device, workers)
     if workers.is_main:

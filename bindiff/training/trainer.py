@@ -84,13 +84,14 @@ def fit(
     resume: dict | None = None,
     workers: Workers = SINGLE,
     history_path: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train until ``train.epochs`` or early stopping; ``resume`` is a loaded ``last.pt``.
 
     With several ``workers`` each process computes its block of every batch (``steps``),
     ``validate`` must return metrics gathered over all processes, and only rank 0 writes
     checkpoints. ``history_path``, when given, is rewritten after every epoch, so a run can be
-    followed while it trains.
+    followed while it trains; ``on_epoch`` receives each epoch's history row (rank 0 only).
     """
     t_cfg, select = config["train"], config["eval"]["select"]
     if train.shape[0] == 0:
@@ -132,6 +133,8 @@ def fit(
                         dim=train.shape[1], seconds=time.perf_counter() - started)
             if history_path is not None:
                 write_json(history_path, state.history)
+            if on_epoch is not None:
+                on_epoch(state.history[-1])
         bar.update(1)
         bar.set_postfix({select: f"{value:.4f}", "best": f"{state.best_value:.4f}"})
         if piped:  # tqdm draws nothing when piped: one line per epoch instead
