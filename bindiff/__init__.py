@@ -33,6 +33,7 @@ _LAZY = {
     "evaluate_run": "bindiff.tasks.recommendation.job",
     "load_run": "bindiff.tasks.recommendation.job",
     "recommend": "bindiff.tasks.recommendation.serve",
+    "Recommender": "bindiff.tasks.recommendation.serve",
     "train_masks": "bindiff.tasks.masks.job",
     "run_evaluations": "bindiff.tasks.masks.job",
     "load_masks_run": "bindiff.tasks.masks.job",

@@ -32,10 +32,11 @@ def _main(version: bool = typer.Option(False, "--version", callback=_print_versi
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .adapters.errors import DataError
     from .config import RecipeError
+    from .files import OutputError
     from .training.checkpoint import CheckpointError
 
     # Only what bindiff raises for bad input; anything else is a bug and keeps its traceback.
-    return (RecipeError, DataError, CheckpointError, FileExistsError, FileNotFoundError)
+    return (RecipeError, DataError, CheckpointError, OutputError, FileExistsError, FileNotFoundError)
 
 
 def _fail(err: BaseException) -> None:

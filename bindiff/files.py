@@ -10,6 +10,11 @@ from pathlib import Path
 from typing import Iterator
 
 
+class OutputError(ValueError):
+    """An output location that cannot be written (a file in the way, read-only, full); the message
+    names the recipe key or option and the path."""
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only on success."""

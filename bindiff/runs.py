@@ -7,28 +7,52 @@ import time
 from pathlib import Path
 
 from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
-from .files import write_text
+from .files import OutputError, write_text
 from .training.checkpoint import load_checkpoint
 
 
 def create_output_dir(config: dict, kind: str = "run", folder: str | None = None) -> Path:
-    """``<output.root>/[<folder>/]<name>/<time>-<hash>/``, made fresh; an existing one is refused."""
+    """``<output.root>/[<folder>/]<name>/<time>-<hash>[-N]/``, made fresh, never an existing one.
+
+    Two runs of the same recipe started in the same second get ``-2``, ``-3``, ... rather than
+    colliding. A root that cannot hold folders (a file, a read-only or full file system) is
+    refused as ``OutputError`` naming ``output.root``.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = Path(config["output"]["root"]) / (folder or "")
-    out = root / config["name"] / f"{stamp}-{config_hash(config)}"
-    try:
-        out.mkdir(parents=True, exist_ok=False)
-    except FileExistsError:
-        raise FileExistsError(f"{out}: {kind} directory already exists; bindiff never overwrites") from None
-    return out
+    base = root / config["name"] / f"{stamp}-{config_hash(config)}"
+    for attempt in range(1, 1000):
+        out = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            out.mkdir(parents=True, exist_ok=False)
+            return out
+        except FileExistsError:
+            if not out.is_dir():  # a file in the way, not a run of the same second
+                raise OutputError(f"output.root: cannot create the {kind} directory {out}: a file of that name "
+                                  "is in the way") from None
+        except OSError as err:
+            raise OutputError(f"output.root: cannot create the {kind} directory {out} ({err.strerror})") from None
+    raise OutputError(f"output.root: {base}: 999 {kind} directories of this recipe in one second")
 
 
 def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:
     """Make a fresh run directory holding the resolved config; refuse an existing one."""
     run_dir = create_output_dir(config)
-    write_text(run_dir / "config.yaml", dump_recipe(config))
-    write_text(run_dir / "overrides.txt", "".join(f"{o}\n" for o in overrides))
+    try:
+        write_text(run_dir / "config.yaml", dump_recipe(config))
+        write_text(run_dir / "overrides.txt", "".join(f"{o}\n" for o in overrides))
+    except OSError as err:
+        remove_unfinished_run(run_dir)
+        raise OutputError(f"output.root: cannot write in {run_dir} ({err.strerror})") from None
     return run_dir
+
+
+def remove_unfinished_run(run_dir: Path) -> None:
+    """Delete a run directory that holds no checkpoint yet: nothing in it can be resumed."""
+    import shutil
+
+    if not (run_dir / "checkpoints" / "last.pt").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[dict, dict]:

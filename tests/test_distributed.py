@@ -124,3 +124,75 @@ def test_several_processes_refuse_a_baseline_before_starting(ratings_csv, tmp_pa
     assert result.stderr.strip().splitlines() == [
         "error: model.kind: training on several processes is for the binomial model; train 'ease' in one process"]
     assert not (tmp_path / "ml1m").exists()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline and entry.name != str(os.getpid()):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the workers")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_killing_the_launcher_leaves_no_worker(ratings_csv, tmp_path, how):  # noqa: F811
+    """`kill <pid of bindiff train --nproc 2>` (and even kill -9 of it alone) stops every worker within 10 s."""
+    import signal
+    import time
+
+    root = tmp_path / f"runs-{how}"
+    args = small_args(ratings_csv, root, "train.epochs=100000", "train.patience=100000", "train.threads=1")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    launcher = subprocess.Popen([sys.executable, "-m", "bindiff", *args, "--nproc", "2"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and not list(root.glob("ml1m/*/checkpoints/last.pt")):
+            time.sleep(0.5)  # the workers are training once the first epoch is saved
+        assert list(root.glob("ml1m/*/checkpoints/last.pt")), "the workers never started training"
+        assert len(_processes_mentioning(str(root))) >= 3  # launcher, torchrun, two workers
+        launcher.send_signal(getattr(signal, how))
+        launcher.wait(timeout=30)
+        deadline = time.time() + 10
+        while time.time() < deadline and _processes_mentioning(str(root)):
+            time.sleep(0.2)
+        assert _processes_mentioning(str(root)) == []
+    finally:
+        for pid in _processes_mentioning(str(root)):
+            os.kill(pid, signal.SIGKILL)
+        if launcher.poll() is None:
+            launcher.kill()
+
+
+def test_a_killed_two_process_run_resumes_on_two_processes_to_the_same_metrics(ratings_csv, tmp_path):  # noqa: F811
+    import signal
+    import time
+
+    extra = ["train.epochs=4", "train.patience=4", "train.threads=1", "train.batch_size=63"]
+    reference = _bindiff(*small_args(ratings_csv, tmp_path / "reference", *extra), "--nproc", "2")
+    assert reference.returncode == 0, reference.stderr
+    root = tmp_path / "victim"
+    args = small_args(ratings_csv, root, *extra)
+    launcher = subprocess.Popen([sys.executable, "-m", "bindiff", *args, "--nproc", "2"], cwd=REPO,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while time.time() < deadline and not list(root.glob("ml1m/*/checkpoints/last.pt")):
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGTERM)
+    launcher.wait(timeout=30)
+    (victim,) = (root / "ml1m").iterdir()
+    if (victim / "metrics.json").exists():
+        pytest.skip("the run finished before it could be killed")
+    resumed = _bindiff(*args, "--resume", str(victim), "--nproc", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    (ref_dir,) = (tmp_path / "reference" / "ml1m").iterdir()
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (ref_dir, victim))
+    assert b["training"].get("resumed_from_epoch", 0) >= 1
+    assert a["test"] == b["test"] and a["valid"] == b["valid"]

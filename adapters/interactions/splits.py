@@ -231,6 +231,12 @@ def predefined_split(train: RawInteractions, valid: RawInteractions, test: RawIn
     pairs = {name: _integer_pairs(raw) for name, raw in (("train", train), ("valid", valid), ("test", test))}
     n_users = int(pairs["train"][0].max()) + 1
     n_items = int(pairs["train"][1].max()) + 1
+    for what, ids, n in (("user", pairs["train"][0], n_users), ("item", pairs["train"][1], n_items)):
+        distinct = len(np.unique(ids))
+        # ids number the rows and columns: refuse before allocating for ids far past the data's size
+        if n > 2 * distinct + 1000:
+            raise DataError(f"{train.source}: {what} id {n - 1} is far beyond the {distinct} distinct {what}s of the "
+                            f"file; DiffRec pair files number {what}s 0..n-1")
     for name in ("valid", "test"):
         users, items = pairs[name]
         source = (valid if name == "valid" else test).source

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -57,6 +58,8 @@ def _check_value(dotted: str, spec: Key, value: Any, source: str) -> Any:
         ok, value = True, float(value)
     if not ok:
         raise RecipeError(f"{source}: key '{dotted}' must be of type {_type_name(spec.types)}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecipeError(f"{source}: key '{dotted}' must be a finite number, got {value!r}")
     if spec.check is not None and value is not None and not spec.check(value):
         raise RecipeError(f"{source}: key '{dotted}' {spec.requirement}, got {value!r}")
     return value
@@ -100,6 +103,41 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
             target[name] = _check_value(dotted, spec, value, source)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (a second ``train:``
+    section would otherwise replace the first without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise RecipeError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in the same "
+                                  f"section (first on line {seen[key] + 1})")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml_file(path: Path):
+    """A YAML file parsed safely, every problem one RecipeError line naming the file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})") \
+            from None
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot be read ({err.strerror})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecipeError as err:
+        raise RecipeError(f"{path}: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise RecipeError(f"{path}: not valid YAML{where}: {what}") from None
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise RecipeError(f"override {text!r} is not of the form key=value")
@@ -137,10 +175,7 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"{path}: recipe file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise RecipeError(f"{path}: not valid YAML: {err}") from None
+        loaded = read_yaml_file(path)
         if loaded is None:
             raise RecipeError(f"{path}: recipe is empty")
         if not isinstance(loaded, dict):
@@ -177,7 +212,15 @@ def dump_recipe(config: dict) -> str:
 
 def recipe_from_text(text: str, source: str = "checkpoint") -> dict:
     """Re-validate a resolved config stored as YAML text (in a run dir or a checkpoint)."""
-    loaded = _renamed_keys_moved(yaml.safe_load(text) or {})
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise RecipeError(f"{source}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    if not isinstance(loaded, dict):
+        raise RecipeError(f"{source}: a config must be a mapping of sections, got {type(loaded).__name__}")
+    loaded = _renamed_keys_moved(loaded)
     schema, config = _task_schema(loaded.get("task", "recommend"), source)
     _merge(config, loaded, schema, source)
     return config

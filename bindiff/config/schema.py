@@ -18,7 +18,8 @@ from ..tasks.recommendation.schema import SECTIONS as RECOMMEND
 # Sections every task shares: what is diffused, by which network, trained how, written where.
 COMMON: dict[str, Any] = {
     "name": key(str, "run", "run folder name under output.root"),
-    "seed": key(int, 0, "seeds the split, initialisation, data order and diffusion noise", non_negative),
+    "seed": key(int, 0, "seeds the split, initialisation, data order and diffusion noise",
+                (lambda v: 0 <= v < 2 ** 32, "must lie in 0 .. 2**32 - 1")),
     "task": key(str, "recommend", "which job the recipe describes; selects the task sections below"),
     "diffusion": {
         "schedule": key(str, "quadratic", "noise schedule: linear, quadratic, cosine, jsd, constant"),

@@ -19,8 +19,9 @@ whether it trains on several processes), so the lifecycle never asks for a model
 
 from __future__ import annotations
 
+import errno
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,10 +32,10 @@ from torch import nn
 
 from ..config import RecipeError, dump_recipe, parse_override, recipe_from_text
 from ..config.recipe import with_key
-from ..files import write_json
+from ..files import OutputError, write_json
 from ..plots import plot_training_curve
 from ..progress import log, log_lines
-from ..runs import create_run_dir, flatten, read_run
+from ..runs import create_run_dir, flatten, read_run, remove_unfinished_run
 from ..training import distributed
 from ..training.checkpoint import CheckpointError, check_resumable, load_checkpoint, remove_stale_temporaries, run_lock
 from ..training.closed_form import fit_closed_form_run
@@ -182,7 +183,7 @@ def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | N
         run_dir = workers.broadcast(create_run_dir(config, list(overrides)) if workers.is_main else None)
         if workers.is_main and log_lines(config):
             log(f"run directory: {run_dir}")  # piped output can follow the run from its start
-        with run_lock(run_dir) if workers.is_main else nullcontext():
+        with run_lock(run_dir) if workers.is_main else nullcontext(), _output_errors(run_dir):
             if workers.is_main:
                 task.save_data(data, run_dir / "split")
             return _fit_and_finish(task, kind, run_dir, config, data, model, optimizer, rows, device, workers,
@@ -214,7 +215,7 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
 
     def body(workers: Workers, device: torch.device) -> Run:
         kind = task.model_kind(config)
-        with run_lock(run_dir) if workers.is_main else nullcontext():
+        with run_lock(run_dir) if workers.is_main else nullcontext(), _output_errors(run_dir, keep=True):
             if workers.is_main:
                 for folder in (run_dir, run_dir / "split", run_dir / "checkpoints"):
                     remove_stale_temporaries(folder)
@@ -231,8 +232,32 @@ def read_run_config(run_dir: Path) -> dict:
     """A run directory's config.yaml, validated (CheckpointError when there is none)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
+        if any(Path(run_dir).glob(".config.yaml.*.tmp")):
+            raise CheckpointError(f"{run_dir}: the run was killed while its folder was being created (only a "
+                                  "temporary config.yaml is there); nothing to resume: delete the folder and "
+                                  "start the run again")
         raise CheckpointError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
     return recipe_from_text(path.read_text(encoding="utf-8"), source=str(path))
+
+
+# Errors of the file system, not of bindiff: the output location cannot take the run.
+_FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+@contextmanager
+def _output_errors(run_dir: Path, keep: bool = False):
+    """A full or read-only file system as one OutputError line; a run with no checkpoint yet is
+    removed (nothing in it could be resumed), one with a checkpoint kept for ``bindiff resume``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _FULL_OR_READ_ONLY:
+            raise
+        if not keep:
+            remove_unfinished_run(run_dir)
+        left = "removed it (no checkpoint yet)" if not run_dir.exists() else \
+            "kept it: free space and continue with `bindiff resume " + str(run_dir) + "`"
+        raise OutputError(f"{run_dir}: cannot write ({err.strerror}); {left}") from None
 
 
 def _saved_or_prepared_data(task: Task, run_dir: Path, config: dict, data_dir, workers: Workers):

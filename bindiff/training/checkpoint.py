@@ -63,10 +63,12 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        what = f"a pickled {found.group(1)}" if found else _first_line(err)
+        if not found:  # random bytes, a truncated file: nothing that would run
+            raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file: "
+                                  f"{_first_line(err)})") from None
         raise CheckpointError(
             f"{path}: refused: the checkpoint holds objects other than tensors and plain values "
-            f"({what}); loading it would run code from the file"
+            f"(a pickled {found.group(1)}); loading it would run code from the file"
         ) from None
     except Exception as err:  # noqa: BLE001 - any failure to parse an untrusted file is bad input
         raise CheckpointError(

@@ -17,6 +17,7 @@ up to the order of floating-point sums.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -90,10 +91,43 @@ def is_main_process() -> bool:
 
 
 def launch(nproc: int, bindiff_args: list[str]) -> int:
-    """Run ``bindiff <args>`` on ``nproc`` local processes with torchrun; returns its exit code."""
+    """Run ``bindiff <args>`` on ``nproc`` local processes with torchrun; returns its exit code.
+
+    No worker outlives this process: SIGTERM, SIGINT and SIGHUP sent to it are passed on to
+    torchrun (which stops its workers), and on Linux torchrun also gets SIGTERM from the kernel
+    the moment this process dies, even by SIGKILL.
+    """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "bindiff", *bindiff_args]
-    return subprocess.call(command)
+    child = subprocess.Popen(command, preexec_fn=_die_with_parent)
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda number, frame: child.send_signal(number)) for sig in forwarded}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except InterruptedError:  # pragma: no cover - wait is restarted after a handled signal
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:  # this process is leaving for another reason: take torchrun along
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        except OSError:  # pragma: no cover - no libc by that name: forwarding still covers SIGTERM
+            pass
 
 
 def start(device_name: str) -> tuple[Workers, str]:

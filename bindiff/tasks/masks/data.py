@@ -104,13 +104,17 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
     cases = list(dataset.cases)[: d["max_cases"]] if d["max_cases"] else list(dataset.cases)
     spec = grid_spec(config)
     preset = resolve_preset(config, dataset.layout)
-    split = split_cases([c.case_id for c in cases], config["split"]["n_valid"], config["split"]["n_test"],
-                        seed=config["seed"])
-    records = {}
+    records = {}  # every file is read and checked first: a bad file is named before any count is
     for case in tqdm(cases, desc="reading masks", unit="case", disable=disable_progress):
         loaded = load_case(case, preset, config["labels"]["region"], spec)
         records[case.case_id] = CaseRecord(case, loaded.geometry, loaded.transform, loaded.grid,
                                            loaded.transform.outside(loaded.truth))
+    split = split_cases([c.case_id for c in cases], config["split"]["n_valid"], config["split"]["n_test"],
+                        seed=config["seed"])
+    if not any(records[i].grid.any() for i in split["train"]):
+        raise DataError(f"{dataset.root}: every training mask is empty for labels.region "
+                        f"{config['labels']['region']!r} of preset {preset.name!r}; nothing to learn (check the "
+                        "region, or labels.foreground of a custom preset)")
     return MaskData(dataset.name, str(dataset.root), dataset.layout, preset, config["labels"]["region"], spec,
                     split, records)
 
