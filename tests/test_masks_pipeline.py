@@ -249,6 +249,11 @@ def test_a_killed_masks_run_resumes_to_the_uninterrupted_metrics(tiny_run, tmp_p
     a = json.loads((reference / "metrics.json").read_text())
     b = json.loads((victim / "metrics.json").read_text())
     assert b["training"]["resumed_from_epoch"] == 1
+    import torch
+
+    for name in ("best.pt", "last.pt"):  # weights bit-identical to the uninterrupted run's
+        wa, wb = (torch.load(r / "checkpoints" / name, weights_only=True)["model"] for r in (reference, victim))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert json.loads((reference / "history.json").read_text())[-1]["train_loss"] == \
         json.loads((victim / "history.json").read_text())[-1]["train_loss"]
     for name in ("denoising", "generation"):
