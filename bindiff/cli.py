@@ -12,7 +12,8 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# rich markup off: help text keeps its brackets ([box], [600]); shell completion on (--install-completion)
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Bernoulli (binomial) diffusion over binary vectors.")
 
 
@@ -114,16 +115,25 @@ def evaluate(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
     overrides: Optional[List[str]] = typer.Argument(
         None, help="inference.* or eval.* overrides, e.g. inference.mode=reverse inference.t=3"),
+    checkpoint: str = typer.Option("best", help="best or last"),
+    out: Optional[str] = typer.Option(None, help="also write the metrics to OUT/metrics.json (a new folder)"),
 ):
-    """Re-evaluate a run's best checkpoint on its saved split; writes nothing.
+    """Re-evaluate a run's checkpoint on its saved split; prints the metrics.
 
     Overrides change only how the trained model is scored (inference and metrics), so one
     training run answers questions such as "does multi-step inference help?".
     """
+    from pathlib import Path
+
+    from .files import write_json
     from .tasks.recommendation.job import evaluate_run
 
     try:
-        metrics = evaluate_run(run_dir, overrides=overrides or [])
+        if out is not None and Path(out).exists():
+            raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
+        metrics = evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint)
+        if out is not None:
+            write_json(Path(out) / "metrics.json", metrics)
     except _user_errors() as err:
         _fail(err)
     typer.echo(json.dumps(metrics, indent=2))
@@ -250,7 +260,8 @@ def show_config(
 
 
 # -- masks: the evaluations on a finished masks run ----------------------------------------------------------
-masks_app = typer.Typer(no_args_is_help=True, help="Mask completion, denoising and generation on a finished masks run.")
+masks_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Mask completion, denoising and generation on a finished masks run.")
 app.add_typer(masks_app, name="masks")
 
 
@@ -275,31 +286,28 @@ _CHECKPOINT = typer.Option("best", help="best or last")
 _OUT = typer.Option(None, help="output folder (default: RUN_DIR/eval-<time>); never overwritten")
 
 
-@masks_app.command("complete")
-def masks_complete(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TASK_OVERRIDES,
-                   checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT):
-    """Hide part of each held-out mask and fill it by inpainting; compare with the baselines."""
-    _masks_task("completion", run_dir, overrides, checkpoint, out)
+def _evaluation_command(evaluation: str, doc: str):
+    def command(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TASK_OVERRIDES,
+                checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT):
+        _masks_task(evaluation, run_dir, overrides, checkpoint, out)
+    command.__doc__ = doc
+    return command
 
 
-@masks_app.command("denoise")
-def masks_denoise(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TASK_OVERRIDES,
-                  checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT):
-    """Flip a share of each held-out mask's voxels and recover it; compare with the baselines."""
-    _masks_task("denoising", run_dir, overrides, checkpoint, out)
-
-
-@masks_app.command("generate")
-def masks_generate(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TASK_OVERRIDES,
-                   checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT):
-    """Sample masks from noise and report how plausible they are."""
-    _masks_task("generation", run_dir, overrides, checkpoint, out)
+# One name per evaluation, as in the recipe keys and the result folders; the verbs of earlier
+# versions stay as hidden aliases.
+for _name, _verb, _doc in (
+        ("completion", "complete", "Hide part of each held-out mask and fill it by inpainting; compare with the baselines."),
+        ("denoising", "denoise", "Flip a share of each held-out mask's voxels and recover it; compare with the baselines."),
+        ("generation", "generate", "Sample masks from noise and report how plausible they are.")):
+    masks_app.command(_name)(_evaluation_command(_name, _doc))
+    masks_app.command(_verb, hidden=True)(_evaluation_command(_name, _doc))
 
 
 @masks_app.command("apply")
 def masks_apply(run_dir: str = _RUN_DIR,
                 overrides: Optional[List[str]] = _TASK_OVERRIDES,
-                task: str = typer.Option(..., help="complete (fill the unknown voxels) or denoise"),
+                task: str = typer.Option(..., help="completion (fill the unknown voxels) or denoising"),
                 input: str = typer.Option(..., "--input", help="a label map, or a folder of them"),
                 output: str = typer.Option(..., "--output", help="folder for <case>.nii.gz and summary.json"),
                 unknown: Optional[str] = typer.Option(None, help="complete: a file (or a folder of same-named "

@@ -1,4 +1,5 @@
-"""PNG plots of results people look at. Matplotlib runs headless (Agg)."""
+"""PNG plots of results people look at, drawn on matplotlib Figures (never pyplot), so no caller's
+plotting backend is ever switched."""
 
 from __future__ import annotations
 
@@ -8,13 +9,11 @@ from .files import atomic_path
 
 
 def plot_training_curve(history: list[dict], metric: str, path: str | Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig, ax_loss = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax_loss = fig.subplots()
     ax_loss.plot(epochs, [h["train_loss"] for h in history], color="tab:blue", label="training loss")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss (per user)", color="tab:blue")
@@ -25,4 +24,3 @@ def plot_training_curve(history: list[dict], metric: str, path: str | Path) -> N
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

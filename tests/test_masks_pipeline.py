@@ -103,18 +103,18 @@ def test_nifti_outputs_have_the_geometry_of_their_inputs(tiny_run):
 def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     out = tmp_path / "again"
-    result = runner.invoke(app, ["masks", "denoise", str(run_dir), "evaluations.denoising.flip=0.1", "--out", str(out)])
+    result = runner.invoke(app, ["masks", "denoising", str(run_dir), "evaluations.denoising.flip=0.1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "denoising" / "summary.json").read_text())
     assert summary["settings"]["flip"] == 0.1 and summary["cases"] == 2
-    again = runner.invoke(app, ["masks", "denoise", str(run_dir), "--out", str(out)])
+    again = runner.invoke(app, ["masks", "denoise", str(run_dir), "--out", str(out)])  # the old verb: an alias
     assert again.exit_code == 2 and "exists" in again.output
-    result = runner.invoke(app, ["masks", "complete", str(run_dir), "evaluations.completion.hide=[box]",
+    result = runner.invoke(app, ["masks", "completion", str(run_dir), "evaluations.completion.hide=[box]",
                                  "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "c" / "completion" / "box" / "summary.json").read_text())["cases"] == 2
     # the validation cases, to choose inference settings without reading the test cases
-    result = runner.invoke(app, ["masks", "complete", str(run_dir), "evaluations.completion.hide=[box]", "eval.part=valid",
+    result = runner.invoke(app, ["masks", "completion", str(run_dir), "evaluations.completion.hide=[box]", "eval.part=valid",
                                  "evaluations.completion.sample=sample", "evaluations.completion.resample=2",
                                  "--out", str(tmp_path / "v")])
     assert result.exit_code == 0, result.output
@@ -122,7 +122,7 @@ def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
     cases = json.loads((run_dir / "split" / "cases.json").read_text())["split"]
     assert sorted(r["case_id"] for r in summary["per_case"]) == sorted(cases["valid"])
     assert summary["settings"]["resample"] == 2
-    bad = runner.invoke(app, ["masks", "generate", str(run_dir), "train.lr=1"])
+    bad = runner.invoke(app, ["masks", "generation", str(run_dir), "train.lr=1"])
     assert bad.exit_code == 2 and "can only be scored differently; allowed keys are evaluations.*, eval.*, output.*" in bad.output
 
 
@@ -180,7 +180,7 @@ def test_missing_data_and_unknown_layout_exit_2(tmp_path):
 
 
 def test_a_missing_run_directory_exits_2(tmp_path):
-    result = runner.invoke(app, ["masks", "complete", str(tmp_path)])
+    result = runner.invoke(app, ["masks", "completion", str(tmp_path)])
     assert result.exit_code == 2 and "not a bindiff run directory" in result.output
 
 
@@ -276,7 +276,7 @@ def test_apply_denoise_equals_the_denoiser_on_the_cases_grid(tiny_run, tmp_path)
     inputs.mkdir()
     for r in records:
         (inputs / r.case.label.name).symlink_to(Path(r.case.label).resolve())
-    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoise", "--input", str(inputs),
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(inputs),
                                  "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     rates = (1 - model.process.alpha_bar[1:].numpy()) / 2
@@ -314,7 +314,7 @@ def test_apply_complete_fills_only_the_unknown_voxels(tiny_run, tmp_path):
     labels[box] = 9  # the unknown voxels, marked in the file itself
     damaged = tmp_path / "case.nii.gz"
     nib.save(nib.Nifti1Image(labels, image.affine, image.header), str(damaged))
-    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "complete", "--input", str(damaged),
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "completion", "--input", str(damaged),
                                  "--unknown-label", "9", "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     written = read_label_map(tmp_path / "out" / "case.nii.gz")
@@ -325,12 +325,12 @@ def test_apply_complete_fills_only_the_unknown_voxels(tiny_run, tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["cases"][0]["unknown_voxels"] == 64
     # without naming the unknown voxels, 9 is a label the preset refuses
-    bad = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoise", "--input", str(damaged),
+    bad = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(damaged),
                               "--output", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and str(damaged) in bad.output and "9" in bad.output
-    missing = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "complete", "--input", str(damaged),
+    missing = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "completion", "--input", str(damaged),
                                   "--output", str(tmp_path / "bad2")])
     assert missing.exit_code == 2 and "exactly one of --unknown FILE|FOLDER or --unknown-label N" in missing.output
-    again = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "complete", "--input", str(damaged),
+    again = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "completion", "--input", str(damaged),
                                 "--unknown-label", "9", "--output", str(tmp_path / "out")])
     assert again.exit_code == 2 and "not empty" in again.output

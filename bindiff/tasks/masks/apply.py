@@ -31,7 +31,8 @@ from .denoising import denoised_probabilities
 from .evaluation import EvalContext, grids_of
 from .job import TASK, load_masks_run
 
-APPLY_TASKS = ("complete", "denoise")
+APPLY_TASKS = ("completion", "denoising")
+_OLD_NAMES = {"complete": "completion", "denoise": "denoising"}  # the verbs of earlier versions
 
 
 def label_files(path: Path) -> list[Path]:
@@ -71,10 +72,11 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
               unknown: str | Path | None = None, unknown_label: int | None = None, overrides: list[str] = (),
               checkpoint: str = "best") -> dict:
     """Complete or denoise every label map of ``input_path``; writes NIfTI files and summary.json."""
+    task = _OLD_NAMES.get(task, task)
     if task not in APPLY_TASKS:
         raise RecipeError(f"apply: task must be one of {', '.join(APPLY_TASKS)}, got {task!r}")
-    if task == "complete" and (unknown is None) == (unknown_label is None):
-        raise RecipeError("apply --task complete: name the unknown voxels with exactly one of --unknown FILE|FOLDER "
+    if task == "completion" and (unknown is None) == (unknown_label is None):
+        raise RecipeError("apply --task completion: name the unknown voxels with exactly one of --unknown FILE|FOLDER "
                           "or --unknown-label N")
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
@@ -93,7 +95,7 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
         cases.append(_apply_one(ctx, task, path, output_dir, None if unknown is None else Path(unknown),
                                 unknown_label))
     summary = {"task": task, "run": str(run_dir), "checkpoint": info, "input": str(input_path),
-               "settings": config["evaluations"]["completion" if task == "complete" else "denoising"],
+               "settings": config["evaluations"][task],
                "preset": data.preset.name, "region": data.region, "seconds": round(time.perf_counter() - started, 2),
                "cases": cases}
     write_json(output_dir / "summary.json", summary)
@@ -106,7 +108,7 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, output_dir: Path, unknow
     volume = read_label_map(path)
     labels = np.asarray(volume.data)
     hidden = None
-    if task == "complete":
+    if task == "completion":
         hidden = _unknown_voxels(path, labels, volume.geometry, unknown, unknown_label)
         labels = np.where(hidden, 0, labels)
     mask = binarize(labels, data.preset, data.region, source=path)
@@ -117,7 +119,7 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, output_dir: Path, unknow
     rows = to_vectors(np.ascontiguousarray(grid), data.spec).astype(np.float32)
     seed = ctx.seed("apply", task, _case_id(path))
     generator = torch.Generator(device=ctx.device).manual_seed(seed)
-    if task == "complete":
+    if task == "completion":
         known_grid = ~transform.to_grid(hidden.astype(np.uint8)).astype(bool)
         # the padding beyond the image's edge is known to be empty, as in training and evaluation
         known_rows = to_vectors(np.ascontiguousarray((known_grid | ~valid).astype(np.uint8)), data.spec)

@@ -167,7 +167,9 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
     metrics: dict = {"recipe": config["name"], "seed": config["seed"], "checkpoint": info}
     for name in evaluations:
         folder = out_dir / name
-        folder.mkdir(parents=True, exist_ok=False)
+        if folder.exists():
+            raise FileExistsError(f"{folder}: already exists; bindiff never overwrites (choose another --out)")
+        folder.mkdir(parents=True)
         if name == "completion":
             results = evaluate_completion(ctx, folder)
             metrics["completion"] = {mode: _means(s) for mode, s in results.items()}

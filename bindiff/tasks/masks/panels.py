@@ -24,11 +24,8 @@ def _plane(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
 
 
 def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
 
 
 def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = "",
@@ -37,15 +34,13 @@ def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = ""
 
     Hidden voxels (where ``known`` is False) are tinted in the input column.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     names = list(columns)
     truth = columns[names[0]].astype(bool)
     centre = _centre(truth)
-    fig, axes = plt.subplots(3, len(names), figsize=(2.2 * len(names), 6.6), squeeze=False)
+    fig = Figure(figsize=(2.2 * len(names), 6.6))
+    axes = fig.subplots(3, len(names), squeeze=False)
     for row, (plane, axis) in enumerate(_PLANES):
         for col, name in enumerate(names):
             ax = axes[row, col]
@@ -70,13 +65,11 @@ def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = ""
 def sample_panel(samples: list[np.ndarray], nearest: list[np.ndarray], dices: list[float], path: Path,
                  title: str = "") -> None:
     """Axial middle slices of generated masks (top) above their nearest training masks (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     n = len(samples)
-    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 4.0), squeeze=False)
+    fig = Figure(figsize=(1.8 * n, 4.0))
+    axes = fig.subplots(2, n, squeeze=False)
     for i, (sample, near, d) in enumerate(zip(samples, nearest, dices)):
         for row, volume in enumerate((sample, near)):
             axis = volume.ndim - 1
@@ -95,10 +88,11 @@ def projection_panel(real: list[np.ndarray], generated: list[np.ndarray], path: 
 
     One row per view (sagittal, coronal, axial), one column per mask; 3-D masks only.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     columns = [("real", m) for m in real] + [("generated", m) for m in generated]
-    fig, axes = plt.subplots(3, len(columns), figsize=(1.6 * len(columns), 5.2), squeeze=False)
+    fig = Figure(figsize=(1.6 * len(columns), 5.2))
+    axes = fig.subplots(3, len(columns), squeeze=False)
     for col, (kind, mask) in enumerate(columns):
         for row, (plane, axis) in enumerate(_PLANES):
             ax = axes[row, col]

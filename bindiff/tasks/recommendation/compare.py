@@ -157,13 +157,11 @@ def _p_value(p: float) -> str:
 
 
 def plot_comparison(table: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     metrics, names = table["metrics"], list(table["models"])
-    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(names) * len(metrics) / 2, 4))
+    fig = Figure(figsize=(1.6 + 1.2 * len(names) * len(metrics) / 2, 4))
+    ax = fig.subplots()
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         row = table["models"][name]
@@ -176,4 +174,3 @@ def plot_comparison(table: dict, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

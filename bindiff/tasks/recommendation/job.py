@@ -95,13 +95,13 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device=None):
 
 
 def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, workers: Workers = SINGLE,
-                 overrides: list[str] = ()) -> dict:
+                 overrides: list[str] = (), checkpoint: str = "best") -> dict:
     """Validation and test metrics of the best checkpoint, with each metric's definition.
 
     ``overrides`` (``inference.*``, ``eval.metrics``, ``eval.batch_size``, ``eval.empty_users``)
     score the same trained model another way.
     """
-    config, saved_split, model, payload = load_run(run_dir, device=device)
+    config, saved_split, model, payload = load_run(run_dir, checkpoint=checkpoint, device=device)
     if overrides:
         config = base.rescoring_config(TASK, config, overrides)
         TASK.check_rescoring(config, model, payload)

@@ -325,16 +325,14 @@ def _trials_csv(records: list[TrialRecord], dimensions: list[Dimension], select:
 
 
 def plot_tuning(records: list[TrialRecord], select: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
     numbers = [r.number for r in records]
     values = np.array([r.valid for r in records], dtype=float)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.scatter(numbers, values, color="tab:blue", label="trial")
     ax.step(numbers, np.fmax.accumulate(values), where="post", color="tab:red", label="best so far")
     chosen = best_trial(records)
@@ -347,4 +345,3 @@ def plot_tuning(records: list[TrialRecord], select: str, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
