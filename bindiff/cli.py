@@ -48,7 +48,7 @@ def _fail(err: BaseException) -> None:
 
 @app.command()
 def train(
-    recipe: str = typer.Argument(..., help="recipe YAML file, e.g. recipes/ml1m.yaml"),
+    recipe: str = typer.Argument(..., help="a shipped recipe's name (ml1m; `bindiff recipes`) or a YAML file"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.lr=3e-4"),
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR",
@@ -245,6 +245,17 @@ def tune(
     typer.echo(f"total: {study['seconds']:.1f} s for {len(study['trials'])} trials")
 
 
+@app.command("recipes")
+def list_recipes():
+    """List the recipes shipped with bindiff (train one by name: `bindiff train ml100k`)."""
+    from .config.recipe import describe_recipe, shipped_recipes
+
+    recipes = shipped_recipes()
+    width = max(map(len, recipes))
+    for name, path in recipes.items():
+        typer.echo(f"{name:<{width}}  {describe_recipe(path)}")
+
+
 @app.command("show-config")
 def show_config(
     recipe: Optional[str] = typer.Argument(None, help="recipe YAML file (omit for the defaults)"),
@@ -252,9 +263,12 @@ def show_config(
 ):
     """Print the resolved recipe (validated) as YAML."""
     from .config import dump_recipe, load_recipe
+    from .tasks import registry
 
     try:
-        typer.echo(dump_recipe(load_recipe(recipe, overrides or [])), nl=False)
+        config = load_recipe(recipe, overrides or [])
+        registry.check_recipe(config)  # the checks `bindiff train` makes before reading data
+        typer.echo(dump_recipe(config), nl=False)
     except _user_errors() as err:
         _fail(err)
 

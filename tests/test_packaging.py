@@ -21,7 +21,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def source_packages() -> set[str]:
     found = set()
-    for top, name in (("bindiff", "bindiff"), ("adapters", "bindiff.adapters")):
+    for top, name in (("bindiff", "bindiff"), ("adapters", "bindiff.adapters"), ("recipes", "bindiff.recipes")):
         for init in (ROOT / top).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / top).parts
             found.add(".".join((name, *rel)))
@@ -33,6 +33,9 @@ def test_wheel_maps_adapters_under_bindiff(wheel):
     assert not any(n.startswith("adapters/") for n in names), "a bare 'adapters' package would shadow PyPI's"
     packages = {str(Path(n).parent).replace("/", ".") for n in names if n.endswith("__init__.py")}
     assert packages == source_packages(), "pyproject's package list is out of step with the source tree"
+    shipped = {Path(n).name for n in names if n.startswith("bindiff/recipes/") and n.endswith(".yaml")}
+    assert shipped == {p.name for p in (ROOT / "recipes").glob("*.yaml")}, "every recipe ships as package data"
+    assert "bindiff/py.typed" in names
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert "bindiff = bindiff.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
 

@@ -172,9 +172,7 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     """Defaults ← recipe file ← overrides, each validated against the task's schema."""
     loaded: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise RecipeError(f"{path}: recipe file not found")
+        path = find_recipe(path)
         loaded = read_yaml_file(path)
         if loaded is None:
             raise RecipeError(f"{path}: recipe is empty")
@@ -193,6 +191,41 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     for text, keys, value in parsed:
         _merge(config, _nest(keys, value), schema, f"override {text!r}")
     return config
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """The recipes installed with bindiff, by name."""
+    from importlib import resources
+
+    folder = resources.files("bindiff.recipes")
+    return {Path(str(entry)).stem: Path(str(entry)) for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+            if entry.name.endswith(".yaml")}
+
+
+def find_recipe(path: str | Path) -> Path:
+    """A recipe file: the path itself, or a shipped recipe's name (``ml1m`` or ``ml1m.yaml``)."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    shipped = shipped_recipes()
+    name = candidate.name[:-5] if candidate.name.endswith(".yaml") else candidate.name
+    if name in shipped and (len(candidate.parts) == 1 or candidate.parent.name == "recipes"):
+        return shipped[name]
+    raise RecipeError(f"{path}: recipe file not found, and not the name of a shipped recipe "
+                      f"({', '.join(shipped)}; `bindiff recipes` lists them)")
+
+
+def describe_recipe(path: Path) -> str:
+    """The first sentence of a recipe's leading comment."""
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        words.append(line.lstrip("# ").strip())
+        if words[-1].endswith((".", ":")):
+            break
+    text = " ".join(words)
+    return re.split(r"\.\s+(?=[A-Z])", text)[0].rstrip(".:")
 
 
 def with_key(config: dict, dotted: str, value: Any, source: str) -> dict:

@@ -99,6 +99,11 @@ def register_denoiser(name: str, cls: type[nn.Module]) -> None:
 
 
 def build_denoiser(name: str, dim: int, **params) -> nn.Module:
+    """The registered denoiser ``name`` for vectors of ``dim`` bits, built with ``params``.
+
+    Raises ``ValueError`` naming the registered denoisers for an unknown name, and the accepted
+    parameters for an unknown one.
+    """
     if name not in DENOISERS:
         raise ValueError(f"unknown denoiser {name!r}; choose one of {', '.join(DENOISERS)}")
     cls = DENOISERS[name]

@@ -66,8 +66,16 @@ class BinomialDiffusion(nn.Module):
 
     def forward(self, x0: torch.Tensor, generator: torch.Generator | None = None,
                 t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> LossOutput:
+        """The training loss of a batch of bit vectors ``x0`` (B, D): times drawn (or ``t``), x_0
+        noised to x_t (with ``noise``, or from ``generator``), the recipe's loss on the denoiser.
+
+        Raises ``ValueError`` naming ``x0`` when it is not a (B, D) batch of 0s and 1s.
+        """
         if x0.ndim != 2:
-            raise ValueError(f"expected a batch of vectors (B, D), got shape {tuple(x0.shape)}")
+            raise ValueError(f"x0: expected a batch of vectors (B, D), got shape {tuple(x0.shape)}")
+        if bool(((x0 != 0) & (x0 != 1)).any()):
+            bad = x0[(x0 != 0) & (x0 != 1)][0].item()
+            raise ValueError(f"x0: the training data must be bits (0 or 1), got the value {bad!r}")
         if t is None:
             t = self.sample_timesteps(x0.shape[0], generator, x0.device)
         x_t = self.process.add_noise(x0, t, noise=noise, generator=generator)

@@ -129,6 +129,15 @@ def apply_threads(config: dict) -> None:
         torch.set_num_threads(config["train"]["threads"])
 
 
+def check_recipe(task: Task, config: dict) -> ModelKind:
+    """Every check the recipe alone allows (the model kind and its parameters, the task's own
+    cross-key checks, the logger), as `bindiff train` and `bindiff show-config` both run them."""
+    kind = task.model_kind(config)
+    task.check_recipe(config)
+    check_logger(config)
+    return kind
+
+
 def check_parallel(task: Task, config: dict) -> None:
     """Refuse, before any data are read or processes started, what several processes cannot train."""
     kind = task.model_kind(config)
@@ -172,9 +181,7 @@ def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | N
     started = time.perf_counter()
 
     def body(workers: Workers, device: torch.device) -> Run:
-        kind = task.model_kind(config)  # model.kind / model.params, before the data are read
-        task.check_recipe(config)
-        check_logger(config)
+        kind = check_recipe(task, config)  # before the data are read
         if workers.parallel:
             check_parallel(task, config)
         data = task.prepare(config, data_dir)

@@ -30,5 +30,10 @@ def resume(run_dir: str | Path, config: dict | None = None, recipe: str | None =
     return base.resume(task, run_dir, config=config, recipe=recipe, data_dir=data_dir)
 
 
+def check_recipe(config: dict) -> None:
+    """What `bindiff train` checks before reading any data (``bindiff show-config`` runs it too)."""
+    base.check_recipe(get_task(config["task"]), config)
+
+
 def check_parallel(config: dict) -> None:
     base.check_parallel(get_task(config["task"]), config)

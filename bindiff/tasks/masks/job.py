@@ -16,6 +16,7 @@ Layout of a run directory (``runs/<name>/<time>-<hash>/``):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,7 +29,7 @@ from ...training.distributed import Workers
 from .. import base
 from . import corruption
 from .completion import evaluate_completion
-from .data import MaskData, load_data, prepare_data, save_data, training_matrix
+from .data import MaskData, load_data, prepare_data, resolve_preset, save_data, training_matrix
 from .denoising import evaluate_denoising
 from .evaluation import EvalContext, denoise_time
 from .generation import evaluate_generation
@@ -43,6 +44,11 @@ class MasksTask(base.Task):
 
     def model_kind(self, config: dict) -> base.ModelKind:
         return MASK_MODEL
+
+    def check_recipe(self, config: dict) -> None:
+        """The label preset and region, when the preset is named (``auto`` depends on the data's layout)."""
+        if config["labels"]["preset"] != "auto":
+            resolve_preset(config, layout="files")
 
     def prepare(self, config: dict, data_dir: str | None) -> MaskData:
         return prepare_data(config, data_dir=data_dir, disable_progress=progress_disabled(config))
@@ -138,12 +144,22 @@ def check_evaluations(config: dict, model) -> None:
         raise RecipeError(f"evaluations.denoising.t = {t} exceeds diffusion.steps = {T}")
 
 
-def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None):
+class LoadedMasksRun(NamedTuple):
+    """A masks run read back: recipe, data, model (eval mode), which checkpoint, and its payload."""
+
+    config: dict
+    data: MaskData
+    model: torch.nn.Module
+    info: dict  # the checkpoint's file, epoch and selection metric
+    payload: dict
+
+
+def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None) -> LoadedMasksRun:
     """The config, data, model and checkpoint description of a finished (or interrupted) masks run."""
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device)
     data = load_data(Path(run_dir) / "split")
     info = {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch"), **(payload.get("best") or {})}
-    return config, data, model, info, payload
+    return LoadedMasksRun(config, data, model, info, payload)
 
 
 def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = None, device=None,

@@ -13,6 +13,7 @@ Layout of a run directory (``runs/<name>/<time>-<hash>/``):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import scipy.sparse as sp
 from torch import nn
@@ -88,10 +89,19 @@ def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: 
     return base.resume(TASK, run_dir, config=config, recipe=recipe, data_dir=data_dir)
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best", device=None):
+class LoadedRun(NamedTuple):
+    """A recommendation run read back: its resolved recipe, split, model (eval mode) and checkpoint."""
+
+    config: dict
+    split: Split
+    model: nn.Module
+    payload: dict
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device=None) -> LoadedRun:
     """The config, split, model and checkpoint of a finished (or interrupted) run."""
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device)
-    return config, Split.load(Path(run_dir) / "split"), model, payload
+    return LoadedRun(config, Split.load(Path(run_dir) / "split"), model, payload)
 
 
 def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, workers: Workers = SINGLE,
