@@ -77,6 +77,8 @@ _LAZY = {
     "from_vectors": "bindiff.adapters.masks.grid",
     "get_preset": "bindiff.adapters.masks.labels",
     "hd95": "bindiff.metrics.segmentation",
+    "assd": "bindiff.metrics.segmentation",
+    "surface_dice": "bindiff.metrics.segmentation",
     "iou": "bindiff.metrics.segmentation",
     "load_case": "bindiff.adapters.masks.cases",
     "load_interactions": "bindiff.adapters.interactions.datasets",

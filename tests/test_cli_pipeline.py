@@ -141,7 +141,7 @@ def test_bad_values_and_missing_data_exit_2(ratings_csv, tmp_path):
                               ("train.lr=-1", "train.lr' must be > 0"),
                               ("diffusion.schedule_params.beta_end=1.5", "outside (0, 1]"),
                               ("denoiser.params.width=3", "has no parameter(s) ['width']"),
-                              ("eval.metrics=[precision@5]", "eval.metrics"),
+                              ("eval.metrics=[f1@5]", "eval.metrics"),
                               ("eval.metrics=[ndcg@100]", "cut-off 100 exceeds the 40 items")]:
         result = runner.invoke(app, small_args(ratings_csv, tmp_path, override))
         assert result.exit_code == 2, (override, result.output)
@@ -320,3 +320,18 @@ def test_export_writes_a_scorer_torch_alone_loads_with_the_runs_scores(trained, 
     np.testing.assert_allclose(scorer(torch.from_numpy(x[:1])).numpy(), scores[:1], rtol=1e-6, atol=1e-7)
     again = runner.invoke(app, ["export", str(run_dir), "--output", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_every_ranking_metric_and_the_per_user_csv_from_a_run(ratings_csv, tmp_path):
+    result = runner.invoke(app, small_args(ratings_csv, tmp_path, "train.epochs=2", "eval.per_user=true",
+                                           "eval.metrics=[precision@5, hit@5, map@5, mrr@5, coverage@5, popularity@5]"))
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "ml1m").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert list(metrics["test"]) == ["precision@5", "hit@5", "map@5", "mrr@5", "coverage@5", "popularity@5", "ndcg@20"]
+    assert 0 < metrics["test"]["coverage@5"] <= 1 and 0 < metrics["test"]["popularity@5"] <= 1
+    rows = (run_dir / "per_user_test.csv").read_text().splitlines()
+    assert rows[0].split(",") == ["user", "precision@5", "hit@5", "map@5", "mrr@5", "popularity@5", "ndcg@20"]
+    values = [float(r.split(",")[2]) for r in rows[1:] if r.split(",")[2]]
+    assert len(rows) == 1 + metrics["users"]["test"]["total"]
+    assert np.mean(values) == pytest.approx(metrics["test"]["hit@5"])

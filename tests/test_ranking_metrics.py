@@ -14,6 +14,7 @@ from bindiff.tasks.recommendation.baselines import popularity_scores
 from bindiff.metrics import (
     RankingReport,
     evaluate_ranking,
+    merge_reports,
     ndcg_at_k,
     recall_at_k,
     topk_excluding,
@@ -358,7 +359,7 @@ def test_popularity_baseline_and_report_json():
 def test_evaluator_validation_errors():
     a = sp.csr_matrix((4, 6))
     with pytest.raises(ValueError, match="recall_heldout@K"):
-        evaluate_ranking(lambda x: x, a, a, a, ["precision@5"])
+        evaluate_ranking(lambda x: x, a, a, a, ["f1@5"])
     with pytest.raises(ValueError, match="valid forms"):
         evaluate_ranking(lambda x: x, a, a, a, ["ndcg@0"])
     with pytest.raises(ValueError, match=r"\(4, 7\)"):
@@ -372,3 +373,76 @@ def test_evaluator_validation_errors():
     t = sp.csr_matrix(np.ones((4, 6)))
     with pytest.raises(ValueError, match="score_fn returned shape"):
         evaluate_ranking(lambda x: x[:, :3], t, None, t, ["ndcg@2"])
+
+
+# -- precision, hit, MAP, MRR, coverage, popularity ------------------------------------------------------------
+def _brute_force(scores: np.ndarray, exclude: np.ndarray, target: np.ndarray, k: int, popularity: np.ndarray):
+    """Each metric per user from a plain Python ranking (lower index first among equal scores)."""
+    rows = {m: [] for m in ("precision", "hit", "map", "mrr", "popularity")}
+    covered = set()
+    for s, ex, tg in zip(scores, exclude, target):
+        if not tg.any():
+            continue
+        order = [j for j in sorted(range(len(s)), key=lambda j: (-s[j], j)) if not ex[j]][:k]
+        covered.update(order)
+        rel = [bool(tg[j]) for j in order]
+        rows["precision"].append(sum(rel) / k)
+        rows["hit"].append(float(any(rel)))
+        ap = sum(sum(rel[:r + 1]) / (r + 1) for r in range(len(rel)) if rel[r])
+        rows["map"].append(ap / min(k, int(tg.sum())))
+        rows["mrr"].append(next((1 / (r + 1) for r in range(len(rel)) if rel[r]), 0.0))
+        rows["popularity"].append(float(np.mean([popularity[j] for j in order])))
+    means = {m: float(np.mean(v)) for m, v in rows.items()}
+    means["coverage"] = len(covered) / scores.shape[1]
+    return means
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_list_and_rank_metrics_equal_a_brute_force_ranking(seed):
+    rng = np.random.default_rng(seed)
+    n_users, n_items, k = 30, 25, 5
+    scores = rng.integers(0, 6, size=(n_users, n_items)).astype(np.float32)  # many ties
+    exclude = rng.random((n_users, n_items)) < 0.2
+    target = (rng.random((n_users, n_items)) < 0.15) & ~exclude
+    popularity = rng.random(n_items)
+    names = [f"{m}@{k}" for m in ("precision", "hit", "map", "mrr", "coverage", "popularity")]
+    report = evaluate_ranking(lambda x: torch.from_numpy(scores[x.long()[:, 0]]), 
+                              sp.csr_matrix(np.arange(n_users)[:, None] * np.ones((1, n_items))),
+                              sp.csr_matrix(exclude.astype(float)), sp.csr_matrix(target.astype(float)), names,
+                              batch_size=7, item_popularity=popularity)
+    expected = _brute_force(scores, exclude, target, k, popularity)
+    for name in names:
+        assert report.mean[name] == pytest.approx(expected[name.split("@")[0]], abs=1e-12), name
+
+
+def test_coverage_and_popularity_merge_over_blocks_of_users():
+    rng = np.random.default_rng(5)
+    scores = rng.random((40, 12)).astype(np.float32)
+    target = sp.csr_matrix((rng.random((40, 12)) < 0.3).astype(float))
+    popularity = rng.random(12)
+    inputs = sp.csr_matrix(np.arange(40)[:, None] * np.ones((1, 12)))
+    names = ["coverage@2", "popularity@2", "map@3"]
+    fn = lambda x: torch.from_numpy(scores[x.long()[:, 0]])  # noqa: E731
+    whole = evaluate_ranking(fn, inputs, None, target, names, item_popularity=popularity)
+    parts = [evaluate_ranking(fn, inputs[lo:hi], None, target[lo:hi], names, item_popularity=popularity)
+             for lo, hi in ((0, 13), (13, 40))]
+    merged = merge_reports(parts)
+    assert merged.mean == pytest.approx(whole.mean)
+    with pytest.raises(ValueError, match="popularity@K needs item_popularity"):
+        evaluate_ranking(fn, inputs, None, target, ["popularity@2"])
+
+
+def test_rank_metrics_equal_torchmetrics_on_random_data():
+    tm = pytest.importorskip("torchmetrics.functional.retrieval")
+    rng = np.random.default_rng(3)
+    scores = rng.random((20, 30)).astype(np.float32)
+    target = rng.random((20, 30)) < 0.2
+    target[:, 0] = True  # every user has a held-out item
+    k = 7
+    report = evaluate_ranking(lambda x: torch.from_numpy(scores[x.long()[:, 0]]),
+                              sp.csr_matrix(np.arange(20)[:, None] * np.ones((1, 30))), None,
+                              sp.csr_matrix(target.astype(float)), [f"precision@{k}", f"hit@{k}", f"mrr@{k}"])
+    for name, fn in ((f"precision@{k}", tm.retrieval_precision), (f"hit@{k}", tm.retrieval_hit_rate),
+                     (f"mrr@{k}", tm.retrieval_reciprocal_rank)):
+        theirs = np.mean([float(fn(torch.from_numpy(s), torch.from_numpy(t), top_k=k)) for s, t in zip(scores, target)])
+        assert report.mean[name] == pytest.approx(theirs, abs=1e-6), name

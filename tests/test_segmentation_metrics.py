@@ -84,3 +84,67 @@ def test_hd95_random_shapes_match_brute_force(seed):
     assert hd95(a, b, spacing) == pytest.approx(hd95(b, a, spacing))
     for p in itertools.permutations(range(3)):
         assert hd95(a.transpose(p), b.transpose(p), tuple(spacing[i] for i in p)) == pytest.approx(hd95(a, b, spacing))
+
+
+# -- average symmetric surface distance and normalised surface Dice -----------------------------------------
+def _brute_surface_distances(pred, truth, spacing):
+    """Every surface voxel's distance to the nearest surface voxel of the other mask, by enumeration."""
+    from scipy import ndimage
+
+    def surf(m):
+        return np.argwhere(m & ~ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(m.ndim, 1),
+                                                        border_value=0)) * np.asarray(spacing)
+    sp, st = surf(pred), surf(truth)
+    d = np.sqrt(((sp[:, None, :] - st[None, :, :]) ** 2).sum(-1))
+    return d.min(1), d.min(0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_assd_and_surface_dice_equal_an_enumeration(seed):
+    from bindiff.metrics.segmentation import assd, surface_dice
+
+    rng = np.random.default_rng(seed)
+    pred = np.zeros((14, 12, 10), bool)
+    truth = np.zeros_like(pred)
+    a, b = rng.integers(2, 5, 3), rng.integers(2, 5, 3)
+    pred[a[0]:a[0] + 6, a[1]:a[1] + 5, a[2]:a[2] + 4] = True
+    truth[b[0]:b[0] + 7, b[1]:b[1] + 4, b[2]:b[2] + 5] = True
+    spacing = (1.0, 0.8, 2.0)
+    d_pt, d_tp = _brute_surface_distances(pred, truth, spacing)
+    assert assd(pred, truth, spacing) == pytest.approx(np.concatenate([d_pt, d_tp]).mean())
+    for tol in (0.5, 1.0, 2.5):
+        expected = ((d_pt <= tol).sum() + (d_tp <= tol).sum()) / (d_pt.size + d_tp.size)
+        assert surface_dice(pred, truth, spacing, tol) == pytest.approx(expected)
+
+
+def test_surface_metrics_follow_the_empty_rule():
+    from bindiff.metrics.segmentation import assd, diagonal_mm, surface_dice
+
+    empty, full = np.zeros((4, 4, 4), bool), np.zeros((4, 4, 4), bool)
+    full[1:3, 1:3, 1:3] = True
+    assert assd(empty, empty) == 0.0 and surface_dice(empty, empty) == 1.0
+    assert assd(full, empty, (1, 1, 2)) == diagonal_mm((4, 4, 4), (1, 1, 2)) and surface_dice(empty, full) == 0.0
+    assert assd(full, full) == 0.0 and surface_dice(full, full) == 1.0
+
+
+def test_surface_metrics_equal_monai():
+    metrics = pytest.importorskip("monai.metrics")
+    import torch
+
+    from bindiff.metrics.segmentation import assd, surface_dice
+
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        pred = np.zeros((16, 16, 12), bool)
+        truth = np.zeros_like(pred)
+        a, b = rng.integers(2, 6, 3), rng.integers(2, 6, 3)
+        pred[a[0]:a[0] + 7, a[1]:a[1] + 6, a[2]:a[2] + 4] = True
+        truth[b[0]:b[0] + 6, b[1]:b[1] + 7, b[2]:b[2] + 5] = True
+        spacing = (1.0, 1.0, 1.5)
+        p = torch.from_numpy(pred)[None, None].float()
+        t = torch.from_numpy(truth)[None, None].float()
+        theirs_assd = float(metrics.compute_average_surface_distance(p, t, symmetric=True, spacing=spacing))
+        theirs_nsd = float(metrics.compute_surface_dice(p, t, class_thresholds=[1.0], spacing=spacing,
+                                                        include_background=True))
+        assert assd(pred, truth, spacing) == pytest.approx(theirs_assd, rel=1e-5)
+        assert surface_dice(pred, truth, spacing, 1.0) == pytest.approx(theirs_nsd, rel=1e-5)

@@ -39,8 +39,11 @@ __all__ = [
     "topk_excluding",
 ]
 
-_METRIC_RE = re.compile(r"^(recall|recall_heldout|ndcg)@([0-9]+)$")
-_VALID_FORMS = "'recall@K', 'recall_heldout@K', 'ndcg@K' with K a positive integer"
+_METRIC_RE = re.compile(r"^(recall|recall_heldout|ndcg|precision|hit|map|mrr|coverage|popularity)@([0-9]+)$")
+_VALID_FORMS = ("'recall@K', 'recall_heldout@K', 'ndcg@K', 'precision@K', 'hit@K', 'map@K', 'mrr@K', 'coverage@K' "
+                "or 'popularity@K' with K a positive integer")
+# Metrics of the recommended lists as a whole rather than of each user's hits.
+LIST_METRICS = ("coverage", "popularity")
 _EMPTY_POLICIES = ("drop", "zero")
 
 
@@ -144,6 +147,30 @@ def _ndcg_from_hits(hits: np.ndarray, n_heldout: np.ndarray, k: int) -> np.ndarr
     out = np.full(dcg.shape, np.nan, dtype=np.float64)
     np.divide(dcg, idcg, out=out, where=n_heldout > 0)
     return out
+
+
+def _precision_from_hits(hits: np.ndarray, n_heldout: np.ndarray, k: int) -> np.ndarray:
+    return np.where(n_heldout > 0, hits[:, :k].sum(axis=1) / k, np.nan)
+
+
+def _hit_from_hits(hits: np.ndarray, n_heldout: np.ndarray, k: int) -> np.ndarray:
+    return np.where(n_heldout > 0, hits[:, :k].any(axis=1).astype(np.float64), np.nan)
+
+
+def _map_from_hits(hits: np.ndarray, n_heldout: np.ndarray, k: int) -> np.ndarray:
+    """Truncated average precision: sum over hit ranks r <= k of precision@r, / min(k, |held-out|)."""
+    h = hits[:, :k].astype(np.float64)
+    precision_at = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
+    denom = np.minimum(n_heldout, k).astype(np.float64)
+    out = np.full(h.shape[0], np.nan)
+    np.divide((precision_at * h).sum(axis=1), denom, out=out, where=denom > 0)
+    return out
+
+
+def _mrr_from_hits(hits: np.ndarray, n_heldout: np.ndarray, k: int) -> np.ndarray:
+    h = hits[:, :k]
+    first = np.where(h.any(axis=1), 1.0 / (h.argmax(axis=1) + 1), 0.0)
+    return np.where(n_heldout > 0, first, np.nan)
 
 
 # --------------------------------------------------------------------------- top-k
@@ -337,6 +364,7 @@ class RankingReport:
     definitions: dict[str, str]
     empty_users: str = "drop"
     metrics: list[str] = field(default_factory=list)
+    recommended: dict[str, np.ndarray] = field(default_factory=dict)  # coverage@K: items in any top-K list
 
     def to_dict(self, include_per_user: bool = False) -> dict:
         """JSON-ready summary; NaN becomes ``None`` because JSON has no NaN."""
@@ -387,12 +415,22 @@ def _definition(kind: str, k: int, empty_users: str) -> str:
         )
     elif kind == "recall_heldout":
         text = f"Recall@{k} = hits in top-{k} / |held-out| (RecBole; DiffRec)"
-    else:
+    elif kind == "ndcg":
         text = (
             f"NDCG@{k} = DCG@{k} / IDCG@{k}, binary relevance, "
             f"DCG = sum_(r=1..{k}) rel_r / log2(r+1), "
             f"IDCG = sum_(r=1..min({k}, |held-out|)) 1 / log2(r+1)"
         )
+    else:
+        text = {
+            "precision": f"Precision@{k} = hits in top-{k} / {k}",
+            "hit": f"Hit@{k} = 1 if any held-out item is in the top {k}, else 0",
+            "map": f"MAP@{k} = mean over users of sum_(hit ranks r <= {k}) Precision@r / min({k}, |held-out|)",
+            "mrr": f"MRR@{k} = mean over users of 1 / rank of the first hit in the top {k} (0 if none)",
+            "coverage": f"Coverage@{k} = distinct items in the evaluated users' top-{k} lists / all items",
+            "popularity": f"Popularity@{k} = mean over users of the mean popularity (share of training users "
+                          f"with the item) of their top-{k} items",
+        }[kind]
     if empty_users == "drop":
         policy = "users with an empty held-out set are dropped from the mean"
     else:
@@ -419,10 +457,14 @@ def _checked_matrices(input_csr, exclude_csr, target_csr):
 
 def _metric_values(parsed, hits: np.ndarray, n_held: np.ndarray) -> dict[str, np.ndarray]:
     """Per-user values of every parsed metric for one batch of users."""
+    per_user_metric = {"ndcg": _ndcg_from_hits, "precision": _precision_from_hits, "hit": _hit_from_hits,
+                       "map": _map_from_hits, "mrr": _mrr_from_hits}
     out = {}
     for name, kind, k in parsed:
-        if kind == "ndcg":
-            out[name] = _ndcg_from_hits(hits, n_held, k)
+        if kind in LIST_METRICS:
+            continue
+        if kind in per_user_metric:
+            out[name] = per_user_metric[kind](hits, n_held, k)
         else:
             out[name] = _recall_from_hits(hits, n_held, k, "min_k_heldout" if kind == "recall" else "heldout")
     return out
@@ -438,6 +480,7 @@ def evaluate_ranking(
     empty_users: str = "drop",
     progress: bool = False,
     device: str | torch.device | None = None,
+    item_popularity: np.ndarray | None = None,
 ) -> RankingReport:
     """Stream users through ``score_fn`` and compute full-ranking top-k metrics.
 
@@ -452,7 +495,10 @@ def evaluate_ranking(
             ``None`` excludes nothing.
         target_csr: (n_users, n_items) sparse held-out items.
         metrics: names such as ``"recall@20"`` (hits / min(k, |held-out|)),
-            ``"recall_heldout@20"`` (hits / |held-out|) and ``"ndcg@100"``.
+            ``"recall_heldout@20"`` (hits / |held-out|), ``"ndcg@100"``, ``"precision@10"``,
+            ``"hit@10"``, ``"map@10"``, ``"mrr@10"``, and two of the lists as a whole:
+            ``"coverage@10"`` (share of all items in some evaluated user's top 10) and
+            ``"popularity@10"`` (mean ``item_popularity`` of the recommended items).
         batch_size: users per ``score_fn`` call; results do not depend on it
             unless ``score_fn`` itself does.
         empty_users: how users with an empty held-out set enter the mean.
@@ -476,6 +522,8 @@ def evaluate_ranking(
         progress: show a tqdm bar over batches.
         device: where the batch input tensor is placed before ``score_fn``
             (default CPU).
+        item_popularity: (n_items,) popularity of each item (e.g. the share of training
+            users with it); needed by ``popularity@K`` only.
 
     Raises:
         ValueError: unknown metric name, mismatched matrix shapes, k larger than
@@ -493,9 +541,15 @@ def evaluate_ranking(
     if k_max > n_items:
         raise ValueError(f"largest cut-off k={k_max} exceeds n_items={n_items}")
 
+    popularity = None
+    if any(kind == "popularity" for _, kind, _ in parsed):
+        if item_popularity is None or np.shape(item_popularity) != (n_items,):
+            raise ValueError(f"popularity@K needs item_popularity, one value for each of the {n_items} items")
+        popularity = np.asarray(item_popularity, dtype=np.float64)
     n_heldout_all = _n_heldout(target)
     users = np.flatnonzero(n_heldout_all > 0)
-    per_user = {name: np.full(n_users, np.nan, dtype=np.float64) for name, _, _ in parsed}
+    per_user = {name: np.full(n_users, np.nan, dtype=np.float64) for name, kind, _ in parsed if kind != "coverage"}
+    recommended = {name: np.zeros(n_items, dtype=bool) for name, kind, _ in parsed if kind == "coverage"}
     in_device = torch.device("cpu") if device is None else torch.device(device)
 
     from tqdm.auto import tqdm
@@ -512,11 +566,19 @@ def evaluate_ranking(
             hits = _hits(top, target[rows], k_max)
             for name, values in _metric_values(parsed, hits, n_heldout_all[rows]).items():
                 per_user[name][rows] = values
+            for name, kind, k in parsed:
+                lists = top[:, :k]
+                if kind == "coverage":
+                    recommended[name][lists[lists >= 0]] = True
+                elif kind == "popularity":
+                    values = np.where(lists >= 0, popularity[np.maximum(lists, 0)], 0.0)
+                    per_user[name][rows] = values.sum(axis=1) / np.maximum((lists >= 0).sum(axis=1), 1)
             bar.update(1)
 
     return RankingReport(
         per_user=per_user,
-        mean=_means(per_user, int(n_users), int(users.size), empty_users),
+        mean=_means(per_user, int(n_users), int(users.size), empty_users, recommended, [name for name, _, _ in parsed]),
+        recommended=recommended,
         n_users=int(n_users),
         n_users_evaluated=int(users.size),
         definitions={name: _definition(kind, k, empty_users) for name, kind, k in parsed},
@@ -525,9 +587,13 @@ def evaluate_ranking(
     )
 
 
-def _means(per_user: dict[str, np.ndarray], n_users: int, n_evaluated: int, empty_users: str) -> dict[str, float]:
+def _means(per_user: dict[str, np.ndarray], n_users: int, n_evaluated: int, empty_users: str,
+           recommended: dict[str, np.ndarray] | None = None, order: list[str] | None = None) -> dict[str, float]:
     denom = n_evaluated if empty_users == "drop" else n_users
-    return {name: float(np.nansum(values) / denom) if denom else float("nan") for name, values in per_user.items()}
+    means = {name: float(np.nansum(values) / denom) if denom else float("nan") for name, values in per_user.items()}
+    for name, items in (recommended or {}).items():  # a share of the catalogue, not a mean over users
+        means[name] = float(items.mean()) if items.size else float("nan")
+    return {name: means[name] for name in (order or means)}
 
 
 def merge_reports(parts: Sequence[RankingReport]) -> RankingReport:
@@ -540,8 +606,11 @@ def merge_reports(parts: Sequence[RankingReport]) -> RankingReport:
         raise ValueError("merge_reports needs at least one report")
     first = parts[0]
     per_user = {name: np.concatenate([p.per_user[name] for p in parts]) for name in first.per_user}
+    recommended = {name: np.logical_or.reduce([p.recommended[name] for p in parts]) for name in first.recommended}
     n_users = sum(p.n_users for p in parts)
     n_evaluated = sum(p.n_users_evaluated for p in parts)
-    return RankingReport(per_user=per_user, mean=_means(per_user, n_users, n_evaluated, first.empty_users),
+    return RankingReport(per_user=per_user,
+                         mean=_means(per_user, n_users, n_evaluated, first.empty_users, recommended,
+                                     list(first.metrics) or None),
                          n_users=n_users, n_users_evaluated=n_evaluated, definitions=dict(first.definitions),
-                         empty_users=first.empty_users, metrics=list(first.metrics))
+                         empty_users=first.empty_users, metrics=list(first.metrics), recommended=recommended)

@@ -9,6 +9,10 @@ Definitions (prediction P, reference R, both boolean arrays on one voxel grid):
   HD95 = max(95th percentile of the P→R distances, 95th percentile of the R→P distances),
   percentiles by linear interpolation (``numpy.percentile``). This is MONAI's
   ``HausdorffDistanceMetric(percentile=95)`` with ``spacing`` given.
+- ASSD: the mean of the P→R and R→P distances together. Normalised surface Dice at tolerance
+  τ mm: (|{P→R distances ≤ τ}| + |{R→P distances ≤ τ}|) / (|surface P| + |surface R|);
+  ``segmentation_metrics`` uses τ = 1 mm. These are MONAI's ``compute_average_surface_distance
+  (symmetric=True)`` and ``compute_surface_dice``.
 - Volumes in millilitres (voxel count × voxel volume / 1000); volume error = predicted −
   reference (signed), and its absolute value is averaged.
 
@@ -27,18 +31,23 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["EMPTY_RULE", "DEFINITIONS", "dice", "iou", "hd95", "surface", "volume_ml", "segmentation_metrics",
-           "summarize"]
+__all__ = ["EMPTY_RULE", "DEFINITIONS", "SURFACE_TOLERANCE_MM", "assd", "dice", "iou", "hd95", "surface",
+           "surface_dice", "surface_distances", "volume_ml", "segmentation_metrics", "summarize"]
 
-EMPTY_RULE = ("both masks empty: dice = iou = 1, hd95_mm = 0; exactly one empty: dice = iou = 0, "
-              "hd95_mm = diagonal of the field of view in mm; means are over all cases")
+EMPTY_RULE = ("both masks empty: dice = iou = surface_dice = 1, hd95_mm = assd_mm = 0; exactly one empty: "
+              "dice = iou = surface_dice = 0, hd95_mm = assd_mm = diagonal of the field of view in mm; "
+              "means are over all cases")
 DEFINITIONS = {
     "dice": "2|P∩R| / (|P|+|R|)",
     "iou": "|P∩R| / |P∪R|",
     "hd95_mm": "max of the 95th percentiles of the two directed surface-to-surface distances, in mm "
                "(surface: voxels with a 6-neighbour outside the mask)",
+    "assd_mm": "average symmetric surface distance: the mean of both directed surface distances together, in mm",
+    "surface_dice": "normalised surface Dice at a tolerance of 1 mm: the share of both surfaces within 1 mm "
+                    "of the other surface (Nikolov et al. 2021)",
     "volume_error_ml": "predicted minus reference volume in ml (the mean is of the absolute value)",
 }
+SURFACE_TOLERANCE_MM = 1.0  # surface Dice's tolerance in segmentation_metrics
 
 
 def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,16 +86,20 @@ def _directed(from_surface: np.ndarray, to_surface: np.ndarray, spacing) -> np.n
     return distance[from_surface]
 
 
-def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> float:
-    pred, truth = _pair(pred, truth)
+def _spacing(pred: np.ndarray, spacing) -> tuple[float, ...]:
     spacing = tuple(float(s) for s in (spacing if spacing is not None else (1.0,) * pred.ndim))
     if len(spacing) != pred.ndim:
         raise ValueError(f"spacing {spacing} does not match a {pred.ndim}-D mask")
-    p_any, t_any = pred.any(), truth.any()
-    if not p_any and not t_any:
-        return 0.0
-    if not p_any or not t_any:
-        return diagonal_mm(pred.shape, spacing)
+    return spacing
+
+
+def surface_distances(pred: np.ndarray, truth: np.ndarray,
+                      spacing: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The directed surface distances in mm, P→R and R→P; None when either mask is empty."""
+    pred, truth = _pair(pred, truth)
+    spacing = _spacing(pred, spacing)
+    if not pred.any() or not truth.any():
+        return None
     # crop to the joint bounding box plus one voxel: same distances, much less work
     both = pred | truth
     lo = [int(np.flatnonzero(both.any(axis=tuple(a for a in range(both.ndim) if a != ax)))[0]) for ax in range(both.ndim)]
@@ -95,8 +108,43 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = 
     box = tuple(slice(max(a - 1, 0), min(b + 1, n)) for a, b, n in zip(lo, hi, both.shape))
     # the surface is computed on the full array so that the array border counts as outside
     sp, st = surface(pred)[box], surface(truth)[box]
-    d_pt, d_tp = _directed(sp, st, spacing), _directed(st, sp, spacing)
+    return _directed(sp, st, spacing), _directed(st, sp, spacing)
+
+
+def _empty_value(pred: np.ndarray, truth: np.ndarray, spacing, both_empty: float, one_empty: float | None):
+    if not pred.any() and not truth.any():
+        return both_empty
+    return diagonal_mm(pred.shape, _spacing(pred, spacing)) if one_empty is None else one_empty
+
+
+def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+    pred, truth = _pair(pred, truth)
+    distances = surface_distances(pred, truth, spacing)
+    if distances is None:
+        return _empty_value(pred, truth, spacing, 0.0, None)
+    d_pt, d_tp = distances
     return float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
+
+
+def assd(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+    """Average symmetric surface distance in mm: the mean of both directed distance sets together."""
+    pred, truth = _pair(pred, truth)
+    distances = surface_distances(pred, truth, spacing)
+    if distances is None:
+        return _empty_value(pred, truth, spacing, 0.0, None)
+    return float(np.concatenate(distances).mean())
+
+
+def surface_dice(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None,
+                 tolerance_mm: float = 1.0) -> float:
+    """Normalised surface Dice (Nikolov et al. 2021): the share of both surfaces lying within
+    ``tolerance_mm`` of the other surface."""
+    pred, truth = _pair(pred, truth)
+    distances = surface_distances(pred, truth, spacing)
+    if distances is None:
+        return _empty_value(pred, truth, spacing, 1.0, 0.0)
+    d_pt, d_tp = distances
+    return float(((d_pt <= tolerance_mm).sum() + (d_tp <= tolerance_mm).sum()) / (d_pt.size + d_tp.size))
 
 
 def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
@@ -107,9 +155,19 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[
     """Every metric of one case (see the module docstring for the definitions and empty rule)."""
     pred, truth = _pair(pred, truth)
     v_pred, v_truth = volume_ml(pred, spacing), volume_ml(truth, spacing)
-    return {"dice": dice(pred, truth), "iou": iou(pred, truth), "hd95_mm": hd95(pred, truth, spacing),
-            "volume_ml": v_pred, "reference_volume_ml": v_truth, "volume_error_ml": v_pred - v_truth,
-            "empty_prediction": not pred.any(), "empty_reference": not truth.any()}
+    distances = surface_distances(pred, truth, spacing)  # once, for HD95, ASSD and surface Dice
+    if distances is None:
+        hd, mean_distance = (_empty_value(pred, truth, spacing, 0.0, None),) * 2
+        nsd = _empty_value(pred, truth, spacing, 1.0, 0.0)
+    else:
+        d_pt, d_tp = distances
+        hd = float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
+        mean_distance = float(np.concatenate(distances).mean())
+        nsd = float(((d_pt <= SURFACE_TOLERANCE_MM).sum() + (d_tp <= SURFACE_TOLERANCE_MM).sum())
+                    / (d_pt.size + d_tp.size))
+    return {"dice": dice(pred, truth), "iou": iou(pred, truth), "hd95_mm": hd, "assd_mm": mean_distance,
+            "surface_dice": nsd, "volume_ml": v_pred, "reference_volume_ml": v_truth,
+            "volume_error_ml": v_pred - v_truth, "empty_prediction": not pred.any(), "empty_reference": not truth.any()}
 
 
 def summarize(per_case: Iterable[dict[str, float]]) -> dict[str, float]:
@@ -119,6 +177,7 @@ def summarize(per_case: Iterable[dict[str, float]]) -> dict[str, float]:
         return {"cases": 0}
     mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
     return {"cases": len(rows), "dice": mean("dice"), "iou": mean("iou"), "hd95_mm": mean("hd95_mm"),
+            "assd_mm": mean("assd_mm"), "surface_dice": mean("surface_dice"),
             "abs_volume_error_ml": float(np.mean([abs(r["volume_error_ml"]) for r in rows])),
             "dice_std": float(np.std([r["dice"] for r in rows])),
             "empty_predictions": int(sum(bool(r["empty_prediction"]) for r in rows)),

@@ -201,5 +201,6 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
 
 def _means(summary: dict) -> dict:
     return {"baselines": summary["baselines"], "cases": summary["cases"], "seconds": summary["seconds"],
-            **{m: {k: summary["mean"][m][k] for k in ("dice", "iou", "hd95_mm", "abs_volume_error_ml")}
+            **{m: {k: summary["mean"][m][k] for k in ("dice", "iou", "hd95_mm", "assd_mm", "surface_dice",
+                                                       "abs_volume_error_ml")}
                for m in summary["mean"]}}

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from ...adapters.interactions import EvalPart, Split
 from ...config import RecipeError
+from ...files import write_text
 from ...metrics import RankingReport, evaluate_ranking, merge_reports
 from ...metrics.ranking import _parse_metrics
 from ...training.devices import device_of
@@ -35,7 +40,14 @@ def check_metrics(config: dict, n_items: int) -> None:
         raise RecipeError(f"eval.metrics: cut-off {max(cutoffs)} exceeds the {n_items} items of the data")
 
 
-def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, workers: Workers = SINGLE) -> RankingReport:
+def training_popularity(train) -> np.ndarray:
+    """Share of the training users who have each item (what ``popularity@K`` averages)."""
+    counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float64)
+    return counts / max(train.shape[0], 1)
+
+
+def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, workers: Workers = SINGLE,
+                  popularity: np.ndarray | None = None) -> RankingReport:
     """Rank one evaluation part with the recipe's scorer and metrics.
 
     With several workers each process ranks its block of users and the per-user values are
@@ -50,16 +62,23 @@ def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, worker
         report = evaluate_ranking(
             lambda batch: scorer(batch), *matrices, metric_names(config),
             batch_size=config["eval"]["batch_size"], empty_users=config["eval"]["empty_users"], device=device,
+            item_popularity=popularity,
         )
     except ValueError as err:
         raise RecipeError(f"eval.metrics: {err}") from None
     return merge_reports(workers.gather(report)) if workers.parallel else report
 
 
-def score_run(config: dict, split: Split, model: nn.Module, payload: dict, workers: Workers = SINGLE) -> dict:
-    """Validation and test metrics of a trained model, with each metric's definition."""
+def score_run(config: dict, split: Split, model: nn.Module, payload: dict, workers: Workers = SINGLE,
+              per_user_csv: Path | None = None) -> dict:
+    """Validation and test metrics of a trained model, with each metric's definition;
+    ``per_user_csv``: also each test user's values, one row per user (raw id first)."""
     device = device_of(model)
-    reports = {name: evaluate_part(model, config, getattr(split, name), device, workers) for name in ("valid", "test")}
+    popularity = training_popularity(split.train)
+    reports = {name: evaluate_part(model, config, getattr(split, name), device, workers, popularity)
+               for name in ("valid", "test")}
+    if per_user_csv is not None and workers.is_main:
+        write_per_user_csv(per_user_csv, split.test.user_ids, reports["test"])
     return {
         "recipe": config["name"],
         "seed": config["seed"],
@@ -72,3 +91,15 @@ def score_run(config: dict, split: Split, model: nn.Module, payload: dict, worke
         "inference": config["inference"],
         "model": config.get("model"),
     }
+
+
+def write_per_user_csv(path: Path, user_ids, report: RankingReport) -> None:
+    """``user,<metric>,...`` for every user of a part; empty cells for users with nothing held out."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    names = [n for n in report.metrics if n in report.per_user]
+    writer.writerow(["user", *names])
+    for i, user in enumerate(user_ids):
+        values = [report.per_user[n][i] for n in names]
+        writer.writerow([user, *("" if np.isnan(v) else f"{v:.6g}" for v in values)])
+    write_text(path, buffer.getvalue())

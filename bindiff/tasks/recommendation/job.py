@@ -22,7 +22,7 @@ from ...adapters.interactions import Split
 from ...training.distributed import SINGLE, Workers
 from .. import base
 from .data import check_split_is_usable, prepare_split
-from .evaluation import RESCORE_KEYS, check_metrics, evaluate_part, score_run
+from .evaluation import RESCORE_KEYS, check_metrics, evaluate_part, score_run, training_popularity
 from .models import RecommenderKind, check_model_params, make_scorer, model_kind
 
 
@@ -61,10 +61,12 @@ class RecommendationTask(base.Task):
         return Split.load(folder)
 
     def validator(self, model, split: Split, config: dict, device, workers: Workers):
-        return lambda: evaluate_part(model, config, split.valid, device, workers).mean
+        popularity = training_popularity(split.train)
+        return lambda: evaluate_part(model, config, split.valid, device, workers, popularity).mean
 
     def evaluate(self, run_dir: Path, config: dict, split: Split, device, workers: Workers) -> dict:
-        return evaluate_run(run_dir, split=split, device=device, workers=workers)
+        per_user = Path(run_dir) / "per_user_test.csv" if config["eval"]["per_user"] else None
+        return evaluate_run(run_dir, split=split, device=device, workers=workers, per_user_csv=per_user)
 
     def data_report(self, split: Split) -> dict:
         dataset = split.info.get("dataset", {})
@@ -105,7 +107,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device=None) -> Load
 
 
 def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, workers: Workers = SINGLE,
-                 overrides: list[str] = (), checkpoint: str = "best") -> dict:
+                 overrides: list[str] = (), checkpoint: str = "best", per_user_csv: Path | None = None) -> dict:
     """Validation and test metrics of the best checkpoint, with each metric's definition.
 
     ``overrides`` (``inference.*``, ``eval.metrics``, ``eval.batch_size``, ``eval.empty_users``)
@@ -115,4 +117,4 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, w
     if overrides:
         config = base.rescoring_config(TASK, config, overrides)
         TASK.check_rescoring(config, model, payload)
-    return score_run(config, split or saved_split, model, payload, workers)
+    return score_run(config, split or saved_split, model, payload, workers, per_user_csv)

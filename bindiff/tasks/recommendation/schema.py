@@ -44,9 +44,11 @@ SECTIONS: dict[str, Any] = {
         "ensemble": key(int, 1, "average p̂(x_0) over this many noisy draws (needs add_noise or sample)", at_least_one),
     },
     "eval": {
-        "metrics": key(list, ["recall@20", "recall@50", "ndcg@100"], "metrics reported on validation and test"),
+        "metrics": key(list, ["recall@20", "recall@50", "ndcg@100"], "metrics reported on validation and test: "
+                       "recall, recall_heldout, ndcg, precision, hit, map, mrr, coverage or popularity @K"),
         "select": key(str, "ndcg@100", "validation metric for early stopping and the best checkpoint"),
         "batch_size": key(int, 1024, "users scored at once during evaluation", at_least_one),
+        "per_user": key(bool, False, "also write per_user_test.csv: each test user's metric values"),
         "empty_users": key(str, "drop", "users with no held-out items: drop (Liang) or zero (count as 0)",
                            (lambda v: v in ("drop", "zero"), "must be 'drop' or 'zero'")),
     },
