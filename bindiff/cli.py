@@ -116,7 +116,8 @@ def evaluate(
     overrides: Optional[List[str]] = typer.Argument(
         None, help="inference.* or eval.* overrides, e.g. inference.mode=reverse inference.t=3"),
     checkpoint: str = typer.Option("best", help="best or last"),
-    out: Optional[str] = typer.Option(None, help="also write the metrics to OUT/metrics.json (a new folder)"),
+    out: Optional[str] = typer.Option(None, "--out", "--output",
+                                      help="also write the metrics to OUT/metrics.json (a new folder)"),
 ):
     """Re-evaluate a run's checkpoint on its saved split; prints the metrics.
 
@@ -145,8 +146,10 @@ def recommend(
     user: Optional[str] = typer.Option(None, help="raw user id of one of the run's users"),
     items: Optional[str] = typer.Option(None, help="a new user's history: raw item ids, comma-separated"),
     input: Optional[str] = typer.Option(None, "--input", help="CSV of user,item rows (header): many new users"),
-    output: Optional[str] = typer.Option(None, "--output", help="with --input: CSV of user,rank,item,score rows"),
+    output: Optional[str] = typer.Option(None, "--output", "--out",
+                                         help="with --input: CSV of user,rank,item,score rows"),
     k: int = typer.Option(20, min=1, help="number of items"),
+    checkpoint: str = typer.Option("best", help="best or last"),
 ):
     """Top-k items a user has not interacted with, as raw item ids (the model is loaded once)."""
     from .config import RecipeError
@@ -163,7 +166,7 @@ def recommend(
             users, histories = read_histories(input)
         elif items is not None:
             users, histories = ["new"], [[i.strip() for i in items.split(",") if i.strip()]]
-        recommender = Recommender.from_run(run_dir)
+        recommender = Recommender.from_run(run_dir, checkpoint=checkpoint)
         if user is not None:
             users, histories = [user], [recommender.history_of(user)]
         results = recommender.recommend(histories, k)
@@ -187,13 +190,15 @@ def recommend(
 @app.command()
 def export(
     run_dir: str = typer.Argument(..., help="a recommendation run directory made by `bindiff train`"),
-    output: str = typer.Option(..., "--output", help="folder to create: scorer.pt2, items.json, config.yaml, README.md"),
+    output: str = typer.Option(..., "--output", "--out",
+                               help="folder to create: scorer.pt2, items.json, config.yaml, README.md"),
+    checkpoint: str = typer.Option("best", help="best or last"),
 ):
     """Write a self-contained scorer of a run (torch.export), loadable with torch alone."""
     from .tasks.recommendation.export import export_run
 
     try:
-        out = export_run(run_dir, output)
+        out = export_run(run_dir, output, checkpoint=checkpoint)
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"exported: {out}")
@@ -297,7 +302,7 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out) -> Non
 _RUN_DIR = typer.Argument(..., help="a run directory made by `bindiff train` on a masks recipe")
 _TASK_OVERRIDES = typer.Argument(None, help="evaluations.* / eval.* overrides, e.g. evaluations.completion.hide=[box]")
 _CHECKPOINT = typer.Option("best", help="best or last")
-_OUT = typer.Option(None, help="output folder (default: RUN_DIR/eval-<time>); never overwritten")
+_OUT = typer.Option(None, "--out", "--output", help="output folder (default: RUN_DIR/eval-<time>); never overwritten")
 
 
 def _evaluation_command(evaluation: str, doc: str):
@@ -323,7 +328,7 @@ def masks_apply(run_dir: str = _RUN_DIR,
                 overrides: Optional[List[str]] = _TASK_OVERRIDES,
                 task: str = typer.Option(..., help="completion (fill the unknown voxels) or denoising"),
                 input: str = typer.Option(..., "--input", help="a label map, or a folder of them"),
-                output: str = typer.Option(..., "--output", help="folder for <case>.nii.gz and summary.json"),
+                output: str = typer.Option(..., "--output", "--out", help="folder for <case>.nii.gz and summary.json"),
                 unknown: Optional[str] = typer.Option(None, help="complete: a file (or a folder of same-named "
                                                       "files) whose non-zero voxels are unknown"),
                 unknown_label: Optional[int] = typer.Option(None, help="complete: the label value marking unknown "

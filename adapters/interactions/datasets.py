@@ -289,18 +289,14 @@ def _sha256_of(path: Path) -> str:
 
 @contextmanager
 def _locked(folder: Path):
-    """An exclusive flock on ``folder`` (released by the kernel if the process dies)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
+    """An exclusive lock on ``folder`` (``filelock``, released by the system if the process dies).
+
+    The lock file sits beside the folder, so the cache holds nothing but data sets.
+    """
+    from filelock import FileLock
+
+    with FileLock(str(folder.parent / f".{folder.name}.bindiff-lock")):
         yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def load_interactions(

@@ -14,7 +14,6 @@ either the previous checkpoint or the new one under the final name, never a trun
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re
@@ -127,31 +126,31 @@ def restore_rng(state: dict, generators: dict[str, torch.Generator]) -> None:
 # -- one process per run directory -------------------------------------------------------------
 
 
+LOCK_NAME = ".bindiff.lock"
+
+
 @contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on a run directory while training writes into it.
 
-    The lock is an ``flock`` on the directory itself: the kernel drops it when the process
-    dies (even by SIGKILL), so a killed run never leaves a stale lock, while a second
-    ``bindiff`` resuming a run that is still training is refused.
+    ``filelock`` on ``<run>/.bindiff.lock`` (an OS lock on every platform): the system drops it
+    when the process dies (even by SIGKILL), so a killed run never leaves a stale lock, while a
+    second ``bindiff`` resuming a run that is still training is refused.
     """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(Path(run_dir) / LOCK_NAME), timeout=0)
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no locking
-        yield
-        return
-    fd = os.open(run_dir, os.O_RDONLY)
+        lock.acquire()
+    except Timeout:
+        raise CheckpointError(
+            f"{run_dir}: another bindiff process is training in this run directory; "
+            "wait for it to finish or stop it first"
+        ) from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CheckpointError(
-                f"{run_dir}: another bindiff process is training in this run directory; "
-                "wait for it to finish or stop it first"
-            ) from None
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        lock.release()
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

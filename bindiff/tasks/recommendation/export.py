@@ -36,7 +36,7 @@ README = """# Exported bindiff scorer: {name}
     scores = scorer(x)                             # (users, items), higher is better
 
 Rank the items a user has not seen by `scores`. The scores are those of the run
-`{run_dir}` (checkpoint `best.pt`, inference `{inference}`); `config.yaml` is its recipe.
+`{run_dir}` (checkpoint `{checkpoint}.pt`, inference `{inference}`); `config.yaml` is its recipe.
 """
 
 
@@ -58,12 +58,12 @@ def _draws_random_bits(config: dict) -> bool:
                                                 and inference.get("sample") == "sample")
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best") -> Path:
     """Write the scorer folder for a finished run; returns it. The folder must not exist yet."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir}: already exists; bindiff never overwrites")
-    recommender = Recommender.from_run(run_dir, device="cpu")
+    recommender = Recommender.from_run(run_dir, checkpoint=checkpoint, device="cpu")
     config = recommender.config
     if config["model"]["kind"] == "binomial" and _draws_random_bits(config):
         raise RecipeError(f"{run_dir}: its inference draws random bits (inference.add_noise or inference.sample: "
@@ -80,6 +80,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
         torch.export.save(program, str(tmp))
     write_text(out_dir / "items.json", json.dumps(recommender.item_ids.tolist()) + "\n")
     write_text(out_dir / "config.yaml", dump_recipe(config))
-    write_text(out_dir / "README.md", README.format(name=config["name"], run_dir=run_dir,
+    write_text(out_dir / "README.md", README.format(name=config["name"], run_dir=run_dir, checkpoint=checkpoint,
                                                     inference=json.dumps(config["inference"])))
     return out_dir
