@@ -64,3 +64,19 @@ def test_compare_refuses_unknown_models_before_training(ratings_csv, tmp_path):
     result = runner.invoke(app, args(ratings_csv, tmp_path, "--models", "binomial,svd"))
     assert result.exit_code == 2 and "unknown model(s) ['svd']" in result.output
     assert not (tmp_path / "compare").exists()
+
+
+def test_the_best_baseline_is_chosen_on_validation_not_on_test():
+    from bindiff.tasks.recommendation.compare import ModelRun, summarise
+
+    per_user = {"ndcg@10": np.array([0.1, 0.2, 0.3])}
+
+    def run(model, kind, valid, test):
+        return ModelRun(model, kind, 0, Path("/r"), {"ndcg@10": test}, {"ndcg@10": valid}, per_user, 1.0, 0.1)
+
+    runs = [run("binomial", "binomial", 0.5, 0.5),
+            run("ease", "ease", 0.40, 0.30),         # better on validation, worse on test
+            run("popularity", "popularity", 0.20, 0.35)]
+    table = summarise(runs, {"eval": {"select": "ndcg@10"}})
+    assert table["best_baseline"] == "ease"
+    assert table["models"]["binomial"]["vs_best_baseline"]["baseline"] == "ease"
