@@ -1,0 +1,133 @@
+"""Images beside their label maps: one or several channels per case, in the masks' canonical
+orientation and on the same grid, normalised per case and channel.
+
+The first piece of segmentation from images: everything here works without a label, because at
+inference there is none. The grid window is placed from the image (``image_roi``: a brain mask
+when there is one, else the voxels where any channel is non-zero), never from the label, and the
+normalisation statistics are recorded so a run can state what it did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from .grid import GridSpec, GridTransform, fit_transform
+from .io import Geometry, Volume, _read
+
+__all__ = ["ChannelStats", "ImageCase", "image_roi", "normalise_channels", "read_channels", "read_image",
+           "image_on_grid"]
+
+
+def read_image(path: str | Path) -> Volume:
+    """An intensity image (NIfTI via nibabel, other formats via SimpleITK) as float32, canonical order."""
+    data, geometry, path = _read(path, "image")
+    if data.dtype.kind not in "biuf":
+        raise DataError(f"{path}: image has data type {data.dtype}, not numbers")
+    data = np.asarray(data, dtype=np.float32)
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise DataError(f"{path}: image holds {int((~finite).sum())} NaN or infinite values")
+    return Volume(data=data, geometry=geometry, path=path)
+
+
+def _same_grid(a: Geometry, b: Geometry, a_path, b_path) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise DataError(f"{b_path}: shape {tuple(b.shape)} differs from {a_path}'s {tuple(a.shape)} "
+                        "(image/mask shape mismatch)")
+    if not np.allclose(a.affine, b.affine, atol=1e-3):
+        raise DataError(f"{b_path}: its voxel-to-world affine differs from {a_path}'s (the two are not on one grid)")
+
+
+def read_channels(paths: Sequence[str | Path], reference: Geometry | None = None,
+                  reference_path: str | Path | None = None) -> tuple[np.ndarray, Geometry]:
+    """The channels of one case stacked as (C, X, Y, Z) float32 in canonical order, and their geometry.
+
+    Every channel must lie on the first one's grid, and on ``reference``'s (the label map's) when
+    given; a mismatch is refused naming both files.
+    """
+    if not paths:
+        raise DataError("no image channels given")
+    volumes = [read_image(p) for p in paths]
+    first = volumes[0]
+    for other in volumes[1:]:
+        _same_grid(first.geometry, other.geometry, first.path, other.path)
+    if reference is not None:
+        _same_grid(reference, first.geometry, reference_path or reference.source, first.path)
+    return np.stack([v.data for v in volumes]), first.geometry
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """The z-score of one channel: ``(x - mean) / std`` inside the foreground, 0 outside."""
+
+    mean: float
+    std: float
+    foreground_voxels: int
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "foreground_voxels": self.foreground_voxels}
+
+
+def image_roi(channels: np.ndarray, brain: np.ndarray | None = None) -> np.ndarray:
+    """Where the case's anatomy is, from the image alone: the brain mask, or any non-zero channel."""
+    if brain is not None:
+        if tuple(brain.shape) != tuple(channels.shape[1:]):
+            raise DataError(f"brain mask of shape {tuple(brain.shape)} does not fit images of shape "
+                            f"{tuple(channels.shape[1:])}")
+        return np.asarray(brain, dtype=bool)
+    return np.any(channels != 0, axis=0)
+
+
+def normalise_channels(channels: np.ndarray, foreground: np.ndarray) -> tuple[np.ndarray, list[ChannelStats]]:
+    """Each channel z-scored over ``foreground`` (mean 0, standard deviation 1 there), 0 elsewhere.
+
+    A constant channel gets standard deviation 1, so it becomes 0 rather than NaN.
+    """
+    foreground = np.asarray(foreground, dtype=bool)
+    if not foreground.any():
+        raise DataError("the image's foreground is empty (every voxel is 0 and no brain mask marks the anatomy)")
+    out = np.zeros_like(channels, dtype=np.float32)
+    stats = []
+    for c, channel in enumerate(channels):
+        values = channel[foreground].astype(np.float64)
+        mean, std = float(values.mean()), float(values.std())
+        std = std if std > 0 else 1.0
+        out[c][foreground] = ((values - mean) / std).astype(np.float32)
+        stats.append(ChannelStats(mean, std, int(foreground.sum())))
+    return out, stats
+
+
+def image_on_grid(channels: np.ndarray, transform: GridTransform) -> np.ndarray:
+    """(C, *grid) float32: every channel through the case's grid transform (padding reads 0)."""
+    return np.stack([transform.to_grid(channel) for channel in channels]).astype(np.float32)
+
+
+@dataclass
+class ImageCase:
+    """One case's images on the grid, placed and normalised from the images alone."""
+
+    grid: np.ndarray  # (C, *grid) normalised channels
+    geometry: Geometry
+    transform: GridTransform
+    stats: list[ChannelStats]
+
+    @classmethod
+    def load(cls, paths: Sequence[str | Path], spec: GridSpec, brain: str | Path | None = None,
+             reference: Geometry | None = None, reference_path: str | Path | None = None) -> "ImageCase":
+        from .io import read_brain_mask
+
+        channels, geometry = read_channels(paths, reference, reference_path)
+        brain_mask = None
+        if brain is not None:
+            volume = read_brain_mask(brain)
+            _same_grid(geometry, volume.geometry, paths[0], brain)
+            brain_mask = volume.data
+        roi = image_roi(channels, brain_mask)
+        normalised, stats = normalise_channels(channels, roi)
+        transform = fit_transform(channels.shape[1:], spec, roi=roi, source=str(paths[0]))
+        return cls(image_on_grid(normalised, transform), geometry, transform, stats)

@@ -1,0 +1,91 @@
+"""Images beside label maps: canonical reading, channels on one grid, per-case normalisation, and a
+grid placed from the image alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bindiff.adapters import DataError
+from bindiff.adapters.masks import GridSpec, read_label_map
+from bindiff.adapters.masks.images import (ImageCase, image_on_grid, image_roi, normalise_channels, read_channels,
+                                           read_image)
+
+DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
+
+
+def _save(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))
+    return path
+
+
+def test_an_image_reads_in_the_orientation_nibabel_calls_canonical(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.random((5, 6, 7)).astype(np.float32)
+    affine = np.array([[-2.0, 0, 0, 10], [0, 0, 1.5, -3], [0, 1.0, 0, 4], [0, 0, 0, 1]])  # flipped and permuted
+    path = _save(tmp_path / "img.nii.gz", data, affine)
+    volume = read_image(path)
+    expected = nib.as_closest_canonical(nib.load(str(path))).get_fdata()
+    np.testing.assert_array_equal(volume.data, expected.astype(np.float32))
+    assert volume.spacing == pytest.approx((2.0, 1.5, 1.0))  # world y follows file axis 2, z axis 1
+
+
+def test_channels_must_share_the_grid_of_each_other_and_of_the_label(tmp_path):
+    a = _save(tmp_path / "flair.nii.gz", np.ones((4, 4, 4)), np.eye(4))
+    b = _save(tmp_path / "t1c.nii.gz", np.ones((4, 4, 5)), np.eye(4))
+    c = _save(tmp_path / "shifted.nii.gz", np.ones((4, 4, 4)), np.diag([1.0, 1.0, 2.0, 1.0]))
+    with pytest.raises(DataError, match=rf"{b}: shape \(4, 4, 5\) differs from {a}'s \(4, 4, 4\)"):
+        read_channels([a, b])
+    with pytest.raises(DataError, match=rf"{c}: its voxel-to-world affine differs from {a}'s"):
+        read_channels([a, c])
+    label = tmp_path / "label.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 5), np.uint8), np.eye(4)), str(label))
+    with pytest.raises(DataError, match=rf"{a}: shape \(4, 4, 4\) differs from {label}'s"):
+        read_channels([a], reference=read_label_map(label).geometry, reference_path=label)
+    channels, _ = read_channels([a, a])
+    assert channels.shape == (2, 4, 4, 4) and channels.dtype == np.float32
+
+
+def test_normalisation_is_a_z_score_inside_the_foreground():
+    rng = np.random.default_rng(1)
+    channels = np.stack([rng.normal(50, 7, (6, 6, 6)), np.full((6, 6, 6), 3.0)]).astype(np.float32)
+    foreground = np.zeros((6, 6, 6), bool)
+    foreground[1:5, 1:5, 1:5] = True
+    out, stats = normalise_channels(channels, foreground)
+    inside = out[0][foreground].astype(np.float64)
+    assert inside.mean() == pytest.approx(0.0, abs=1e-6) and inside.std() == pytest.approx(1.0, abs=1e-5)
+    assert not out[:, ~foreground].any() and not out[1].any()  # outside and a constant channel: 0
+    assert stats[0].mean == pytest.approx(float(channels[0][foreground].mean()), rel=1e-6)
+    assert stats[0].foreground_voxels == 64
+    with pytest.raises(DataError, match="foreground is empty"):
+        normalise_channels(channels, np.zeros((6, 6, 6), bool))
+
+
+def test_the_region_comes_from_a_brain_mask_or_the_non_zero_voxels():
+    channels = np.zeros((2, 5, 5, 5), np.float32)
+    channels[0, 1, 1, 1] = 2.0
+    channels[1, 3, 3, 3] = -1.0
+    roi = image_roi(channels)
+    assert roi.sum() == 2 and roi[1, 1, 1] and roi[3, 3, 3]
+    brain = np.zeros((5, 5, 5), bool)
+    brain[2] = True
+    assert (image_roi(channels, brain) == brain).all()
+
+
+@pytest.mark.skipif(not (DATA / "msd_hippocampus" / "images").is_dir(), reason="MSD hippocampus images not found")
+def test_a_real_case_is_placed_from_its_image_alone_and_its_mask_fits_the_same_window():
+    image = sorted((DATA / "msd_hippocampus" / "images").iterdir())[0]
+    label = DATA / "msd_hippocampus" / "labels" / image.name
+    spec = GridSpec(shape=(32, 48, 40), mode="pad", crop="region", margin=2, slice_axis=2)
+    case = ImageCase.load([image], spec)  # no label read: the window comes from the image
+    assert case.grid.shape == (1, 32, 48, 40) and case.grid.dtype == np.float32
+    valid = case.transform.valid()
+    assert abs(float(case.grid[0][valid & (case.grid[0] != 0)].mean())) < 0.5
+    mask = read_label_map(label).data > 0
+    assert case.transform.outside(mask) == 0  # the whole hippocampus lies in the image-placed window
+    placed = image_on_grid(mask[None].astype(np.float32), case.transform)[0]
+    assert placed.sum() == mask.sum()
