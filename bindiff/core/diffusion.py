@@ -65,11 +65,14 @@ class BinomialDiffusion(nn.Module):
         return t, torch.rand((n, dim), generator=generator, device=device, dtype=dtype)
 
     def forward(self, x0: torch.Tensor, generator: torch.Generator | None = None,
-                t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> LossOutput:
+                t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> LossOutput:
         """The training loss of a batch of bit vectors ``x0`` (B, D): times drawn (or ``t``), x_0
         noised to x_t (with ``noise``, or from ``generator``), the recipe's loss on the denoiser.
 
-        Raises ``ValueError`` naming ``x0`` when it is not a (B, D) batch of 0s and 1s.
+        ``cond`` (one row per example) is handed to the denoiser beside x_t: the model learns
+        p(x_0 | x_t, cond). Raises ``ValueError`` naming ``x0`` when it is not a (B, D) batch of
+        0s and 1s.
         """
         if x0.ndim != 2:
             raise ValueError(f"x0: expected a batch of vectors (B, D), got shape {tuple(x0.shape)}")
@@ -80,10 +83,18 @@ class BinomialDiffusion(nn.Module):
             t = self.sample_timesteps(x0.shape[0], generator, x0.device)
         x_t = self.process.add_noise(x0, t, noise=noise, generator=generator)
         # float32 logits even when the denoiser ran under bf16 autocast: the losses need the range
-        logits = self.denoiser(x_t, t).float()
+        logits = self._denoise(x_t, t, cond).float()
         terms = diffusion_loss(self.loss_kind, self.process, x0, x_t, t, logits, self.hybrid_coeff,
                                self.reverse_kernel)
         return LossOutput(loss=terms["loss"].mean(), terms=terms, t=t)
+
+    def _denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """The denoiser's x_0 logits; a condition, when there is one, goes beside x_t."""
+        if cond is None:
+            return self.denoiser(x_t, t)
+        if cond.shape[0] != x_t.shape[0]:
+            raise ValueError(f"cond has {cond.shape[0]} rows but the batch has {x_t.shape[0]}")
+        return self.denoiser(x_t, t, cond)
 
     def _times(self, n: int, t: int, device) -> torch.Tensor:
         return torch.full((n,), int(t), dtype=torch.long, device=device)
@@ -108,15 +119,16 @@ class BinomialDiffusion(nn.Module):
         return self.process.marginal_probs(x0.float().mean(0), self.process.num_steps)
 
     @torch.no_grad()
-    def predict_x0(self, x: torch.Tensor, t: int = 1) -> torch.Tensor:
-        """p̂(x_0 = 1 | x_t = x) from a single denoiser call."""
+    def predict_x0(self, x: torch.Tensor, t: int = 1, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """p̂(x_0 = 1 | x_t = x[, cond]) from a single denoiser call."""
         t = self._check_time(t)
-        return torch.sigmoid(self.denoiser(x, self._times(x.shape[0], t, x.device)))
+        return torch.sigmoid(self._denoise(x, self._times(x.shape[0], t, x.device), cond))
 
     @torch.no_grad()
     def run_reverse(self, sample: torch.Tensor, scheduler: ReverseScheduler, mode: str = "sample",
                     decode: str | None = None, known: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None, resample: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                    generator: torch.Generator | None = None, resample: int = 1,
+                    cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The reverse loop, the only one in bindiff: step from ``sample`` at scheduler.timesteps[0] to t = 0.
 
         ``mode`` "sample" draws bits at every step, "mean" feeds probabilities forward.
@@ -126,8 +138,9 @@ class BinomialDiffusion(nn.Module):
         (``known`` itself at s = 0): RePaint. ``resample`` > 1 adds RePaint's resampling: each
         step to s > 0 is taken ``resample`` times, going back to t by a fresh draw of
         q(x_t | x_s) in between, so that the free bits can agree with the known ones (the
-        forward draw keeps an exact chain exact). Returns the final state and p̂(x_0) of the
-        last denoiser call.
+        forward draw keeps an exact chain exact). ``cond`` goes to every denoiser call
+        (conditional generation, e.g. a mask given its image). Returns the final state and p̂(x_0)
+        of the last denoiser call.
         """
         decode = decode or mode
         if decode not in DECODES:
@@ -142,7 +155,7 @@ class BinomialDiffusion(nn.Module):
                 if again:  # back to time t: x_t ~ q(x_t | x_s)
                     back = self.process.transition_probs(sample, s, t)
                     sample = back if mode == "mean" else draw_bits(back, generator, sample.dtype)
-                logits = self.denoiser(sample, self._times(n, t, sample.device))
+                logits = self._denoise(sample, self._times(n, t, sample.device), cond)
                 step_mode = mode if s > 0 else ("sample" if decode == "sample" else "mean")
                 out = scheduler.step(logits, t, sample, generator=generator, mode=step_mode)
                 sample, pred_x0 = out.prev_sample, out.pred_x0
@@ -155,7 +168,8 @@ class BinomialDiffusion(nn.Module):
 
     @torch.no_grad()
     def reverse(self, x: torch.Tensor, start: int, steps: int | None = None, mode: str = "mean",
-                add_noise: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+                add_noise: bool = False, generator: torch.Generator | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
         """Run reverse steps from time ``start``; return p̂(x_0) of the last denoiser call.
 
         ``add_noise=False`` treats the observation itself as x_start (as DiffRec does with a
@@ -164,7 +178,7 @@ class BinomialDiffusion(nn.Module):
         """
         scheduler = self.scheduler(steps, start=self._check_time(start))
         sample = self.process.add_noise(x, start, generator=generator) if add_noise else x
-        return self.run_reverse(sample, scheduler, mode=mode, decode="mean", generator=generator)[1]
+        return self.run_reverse(sample, scheduler, mode=mode, decode="mean", generator=generator, cond=cond)[1]
 
     def _start_state(self, shape, start: int, init: torch.Tensor | None, prior: torch.Tensor | float | None,
                      generator: torch.Generator | None, device, dtype) -> torch.Tensor:
@@ -182,7 +196,7 @@ class BinomialDiffusion(nn.Module):
                 generator: torch.Generator | None = None, mode: str = "sample", *,
                 init: torch.Tensor | None = None, start: int | None = None,
                 prior: torch.Tensor | float | None = None, decode: str | None = None,
-                resample: int = 1) -> torch.Tensor:
+                resample: int = 1, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Fill the bits where ``mask`` is False, holding those where it is True at ``known``.
 
         At every time the known bits are replaced by a fresh draw of q(x_s | x_0 = known), so
@@ -203,16 +217,18 @@ class BinomialDiffusion(nn.Module):
         free = self._start_state(known.shape, start, init, prior, generator, known.device, known.dtype)
         sample = torch.where(mask, self.process.add_noise(known, start, generator=generator), free)
         return self.run_reverse(sample, scheduler, mode=mode, decode=decode, known=known, mask=mask,
-                                generator=generator, resample=resample)[0]
+                                generator=generator, resample=resample, cond=cond)[0]
 
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None,
-               device=None, *, prior: torch.Tensor | float | None = None, decode: str = "sample") -> torch.Tensor:
-        """Unconditional bits from x_T ~ ``prior`` (default B(½), exact when ᾱ_T = 0, e.g. "jsd").
+               device=None, *, prior: torch.Tensor | float | None = None, decode: str = "sample",
+               cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Bits from x_T ~ ``prior`` (default B(½), exact when ᾱ_T = 0, e.g. "jsd"); with ``cond``
+        (n rows) each sample is drawn given its row: p(x_0 | cond).
 
         ``decode="threshold"`` ends on the most likely x_0 instead of a draw from p̂ (masks
         without the isolated voxels that independent draws at p̂ ≈ 0.1 would sprinkle).
         """
         nothing_known = torch.zeros((n, self.denoiser.dim), device=device)
         return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator,
-                            prior=prior, decode=decode)
+                            prior=prior, decode=decode, cond=cond)

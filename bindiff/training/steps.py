@@ -32,10 +32,15 @@ def dense_batch(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -
     return batch
 
 
-def single_step(model, train: sp.csr_matrix, device: torch.device, noise: torch.Generator):
-    """One process: the model draws its own noise."""
+def single_step(model, train: sp.csr_matrix, device: torch.device, noise: torch.Generator,
+                condition: np.ndarray | None = None):
+    """One process: the model draws its own noise; ``condition`` rows go with their data rows."""
     def step(rows: np.ndarray):
-        out = model(dense_batch(train, rows, device), generator=noise)
+        if condition is None:
+            out = model(dense_batch(train, rows, device), generator=noise)
+        else:
+            cond = torch.from_numpy(np.ascontiguousarray(condition[rows])).to(device)
+            out = model(dense_batch(train, rows, device), generator=noise, cond=cond)
         return out.loss, out.loss.item() * len(rows)
     return step
 

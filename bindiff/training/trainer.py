@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
@@ -85,6 +86,7 @@ def fit(
     workers: Workers = SINGLE,
     history_path: Path | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    condition: np.ndarray | None = None,
 ) -> TrainResult:
     """Train until ``train.epochs`` or early stopping; ``resume`` is a loaded ``last.pt``.
 
@@ -92,10 +94,15 @@ def fit(
     ``validate`` must return metrics gathered over all processes, and only rank 0 writes
     checkpoints. ``history_path``, when given, is rewritten after every epoch, so a run can be
     followed while it trains; ``on_epoch`` receives each epoch's history row (rank 0 only).
+    ``condition`` holds one row per training row (e.g. a mask's image), passed to the model as
+    ``cond`` beside its data row; one process only.
     """
     t_cfg, select = config["train"], config["eval"]["select"]
     if train.shape[0] == 0:
         raise ValueError("the training matrix has no users")
+    if condition is not None and (len(condition) != train.shape[0] or workers.parallel):
+        raise ValueError(f"condition must hold one row per training row ({train.shape[0]}), got {len(condition)}, "
+                         "and conditional training runs in one process")
     generators = {
         "order": torch.Generator().manual_seed(config["seed"]),  # data order
         "noise": torch.Generator(device=device).manual_seed(config["seed"] + 1),  # diffusion times and noise
@@ -103,7 +110,7 @@ def fit(
     state = _restore(resume, model, optimizer, generators) if resume is not None else TrainState()
     resumed_from = state.epoch
     step_fn = parallel_step(model, train, device, generators["noise"], workers) if workers.parallel \
-        else single_step(model, train, device, generators["noise"])
+        else single_step(model, train, device, generators["noise"], condition)
     low_precision = autocast_dtype(config, device)
 
     started = time.perf_counter() - state.seconds
