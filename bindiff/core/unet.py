@@ -27,6 +27,8 @@ from .denoisers import register_denoiser, sinusoidal_embedding
 
 _PATTERNS = {2: ("b (x y) -> b 1 x y", "b 1 x y -> b (x y)"),
              3: ("b (x y z) -> b 1 x y z", "b 1 x y z -> b (x y z)")}
+# a condition of C channels on the grid, flattened channel by channel: (B, C·D) -> (B, C, *grid)
+_COND_PATTERNS = {2: "b (c x y) -> b c x y", 3: "b (c x y z) -> b c x y z"}
 
 
 def _groups(channels: int) -> int:
@@ -68,10 +70,13 @@ class UNetDenoiser(nn.Module):
         that also sees the input refines it voxel by voxel. 1 runs the U-Net at full resolution.
     bf16: run the convolutions under bfloat16 autocast (about twice as fast on CPUs with
         bfloat16 instructions); the logits are returned in float32.
+    cond_channels: channels of a condition on the same grid (e.g. an image's modalities), given
+        to ``forward`` as ``cond`` of shape (B, cond_channels · D) and read beside x_t; 0: none.
     """
 
     def __init__(self, dim: int, grid: Sequence[int], channels: Sequence[int] = (16, 32, 64),
-                 time_dim: int = 32, coords: bool = True, patch: int = 1, bf16: bool = False):
+                 time_dim: int = 32, coords: bool = True, patch: int = 1, bf16: bool = False,
+                 cond_channels: int = 0):
         super().__init__()
         grid = [int(g) for g in grid]
         if len(grid) not in (2, 3) or any(g < 1 for g in grid):
@@ -85,6 +90,9 @@ class UNetDenoiser(nn.Module):
             raise ValueError(f"patch must be >= 1, got {patch}")
         if time_dim < 0:
             raise ValueError(f"time_dim must be >= 0, got {time_dim}")
+        if int(cond_channels) < 0:
+            raise ValueError(f"cond_channels must be >= 0, got {cond_channels}")
+        self.cond_channels = int(cond_channels)
         self.dim, self.grid, self.ndim = dim, grid, len(grid)
         self.time_dim, self.coords, self.patch, self.bf16 = int(time_dim), bool(coords), int(patch), bool(bf16)
         conv = nn.Conv2d if self.ndim == 2 else nn.Conv3d
@@ -95,7 +103,7 @@ class UNetDenoiser(nn.Module):
         emb_dim = 4 * self.time_dim if self.time_dim else 0
         self.time_mlp = (nn.Sequential(nn.Linear(self.time_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
                          if self.time_dim else None)
-        c_in = 1 + (self.ndim if self.coords else 0)
+        c_in = 1 + (self.ndim if self.coords else 0) + self.cond_channels
         if self.patch == 1:
             self.stem = conv(c_in, channels[0], 3, padding=1)
         else:
@@ -120,15 +128,23 @@ class UNetDenoiser(nn.Module):
             mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"))
             self.register_buffer("coord_grid", mesh, persistent=False)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if (cond is None) != (self.cond_channels == 0):
+            raise ValueError(f"this U-Net takes {self.cond_channels} condition channels; "
+                             + ("pass cond" if cond is None else "it was given a cond"))
+        if cond is not None and cond.shape != (x_t.shape[0], self.cond_channels * self.dim):
+            raise ValueError(f"cond must have shape {(x_t.shape[0], self.cond_channels * self.dim)}, "
+                             f"got {tuple(cond.shape)}")
         with torch.autocast(device_type=x_t.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self._forward(x_t, t)
+            logits = self._forward(x_t, t, cond)
         return logits.float()
 
-    def _forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         to_grid, to_vec = _PATTERNS[self.ndim]
         sides = dict(zip("xyz", self.grid))
         h = rearrange(x_t * 2 - 1, to_grid, **sides)
+        if cond is not None:
+            h = torch.cat([h, rearrange(cond.to(h.dtype), _COND_PATTERNS[self.ndim], **sides)], dim=1)
         if self.coords:
             h = torch.cat([h, self.coord_grid.to(h.dtype).expand(h.shape[0], *self.coord_grid.shape)], dim=1)
         pad = [p - g for g, p in zip(self.grid, self.padded)]
