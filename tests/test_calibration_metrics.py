@@ -1,0 +1,52 @@
+"""Calibration and error-detection metrics against hand computations and brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bindiff.metrics.calibration import binary_entropy, brier_score, error_detection_auroc, expected_calibration_error
+
+
+def test_brier_and_ece_by_hand():
+    prob = np.array([0.05, 0.15, 0.95, 1.0, 0.55, 0.45])
+    truth = np.array([0, 1, 1, 1, 0, 1])
+    assert brier_score(prob, truth) == pytest.approx(np.mean((prob - truth) ** 2))
+    # bins of width 0.5: [0, .5) holds .05 .15 .45 (truth 0 1 1), [.5, 1] holds .95 1 .55 (truth 1 1 0)
+    low = abs(2 / 3 - (0.05 + 0.15 + 0.45) / 3)
+    high = abs(2 / 3 - (0.95 + 1.0 + 0.55) / 3)
+    assert expected_calibration_error(prob, truth, bins=2) == pytest.approx(0.5 * low + 0.5 * high)
+
+
+def test_a_calibrated_forecaster_has_a_small_ece_and_a_confident_wrong_one_a_large_one():
+    rng = np.random.default_rng(0)
+    prob = rng.random(200_000)
+    truth = rng.random(prob.size) < prob  # each value is the frequency it claims
+    assert expected_calibration_error(prob, truth) < 0.005
+    assert expected_calibration_error(np.where(truth, 0.0, 1.0), truth) == pytest.approx(1.0)
+
+
+def test_error_detection_auroc_equals_a_count_over_pairs():
+    rng = np.random.default_rng(1)
+    u = rng.integers(0, 5, 300).astype(float)  # many ties
+    e = rng.random(300) < 0.3
+    wrong, right = u[e], u[~e]
+    pairs = (wrong[:, None] > right[None, :]).sum() + 0.5 * (wrong[:, None] == right[None, :]).sum()
+    assert error_detection_auroc(u, e) == pytest.approx(pairs / (len(wrong) * len(right)))
+    assert np.isnan(error_detection_auroc(u, np.zeros(300, bool)))
+
+
+def test_binary_entropy_in_bits():
+    np.testing.assert_allclose(binary_entropy([0.0, 0.5, 1.0, 0.25]), [0.0, 1.0, 0.0, 0.8112781244591328])
+
+
+def test_ece_equals_torchmetrics():
+    tm = pytest.importorskip("torchmetrics.functional.classification")
+    import torch
+
+    rng = np.random.default_rng(2)
+    prob = rng.random(5000)
+    truth = rng.random(5000) < prob ** 2
+    theirs = float(tm.binary_calibration_error(torch.from_numpy(prob), torch.from_numpy(truth.astype(np.int64)),
+                                               n_bins=15, norm="l1"))
+    assert expected_calibration_error(prob, truth, bins=15) == pytest.approx(theirs, abs=1e-6)
