@@ -103,7 +103,7 @@ def _print_run(run) -> None:
     if not distributed.is_main_process():  # under torchrun rank 0 reports for all
         return
     typer.echo(f"run directory: {run.run_dir}")
-    if "test" in run.metrics:  # a recommendation run: its test and validation means
+    if "test" in run.metrics and "valid" in run.metrics:  # a recommendation run: its test and validation means
         shown = {k: run.metrics[k] for k in ("test", "valid")}
     else:
         shown = {k: v for k, v in run.metrics.items() if k in _HEADLINE}

@@ -13,6 +13,7 @@ from typing import Any
 from .keys import FREE, Key, at_least_one, fraction, key, non_negative, positive  # noqa: F401  (re-exported)
 from ..tasks.masks.schema import SECTIONS as MASKS
 from ..tasks.recommendation.schema import SECTIONS as RECOMMEND
+from ..tasks.segmentation.schema import SECTIONS as SEGMENTATION
 
 
 # Sections every task shares: what is diffused, by which network, trained how, written where.
@@ -75,7 +76,7 @@ RENAMED: dict[str, str] = {
 }
 
 # Task name -> the sections only that task has.
-TASKS: dict[str, dict[str, Any]] = {"recommend": RECOMMEND, "masks": MASKS}
+TASKS: dict[str, dict[str, Any]] = {"recommend": RECOMMEND, "masks": MASKS, "segmentation": SEGMENTATION}
 
 
 def schema_for(task: str) -> dict[str, Any]:

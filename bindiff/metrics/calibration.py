@@ -42,7 +42,6 @@ def expected_calibration_error(prob, truth, bins: int = 10) -> float:
     if not prob.size:
         return float("nan")
     index = np.minimum((prob * bins).astype(np.int64), bins - 1)  # p = 1 falls in the last bin
-    count = np.bincount(index, minlength=bins)
     gap = np.abs(np.bincount(index, weights=truth.astype(np.float64), minlength=bins)
                  - np.bincount(index, weights=prob, minlength=bins))
     return float(gap.sum() / prob.size)  # sum_b (n_b / N) |mean truth_b − mean prob_b|

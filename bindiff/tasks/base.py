@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -92,6 +93,10 @@ class Task:
     def training_rows(self, data: Any, config: dict) -> sp.csr_matrix:
         """The training vectors, one CSR row each."""
         raise NotImplementedError
+
+    def training_condition(self, data: Any, config: dict) -> np.ndarray | None:
+        """One condition row per training row (e.g. each mask's image), or None."""
+        return None
 
     def check(self, config: dict, data: Any, model: nn.Module) -> None:
         """Refuse a recipe that does not fit the data or the model, before the run directory exists."""
@@ -317,7 +322,8 @@ def _fit_and_finish(task: Task, kind: ModelKind, run_dir: Path, config: dict, da
         try:
             result = fit(model, optimizer, rows, config=config, config_yaml=dump_recipe(config), validate=validate,
                          checkpoint_dir=checkpoints, device=device, resume=resume, workers=workers,
-                         history_path=run_dir / "history.json", on_epoch=logger)
+                         history_path=run_dir / "history.json", on_epoch=logger,
+                         condition=task.training_condition(data, config))
         finally:
             if logger is not None:
                 logger.close()

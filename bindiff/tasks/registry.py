@@ -8,8 +8,9 @@ from ..config import RecipeError
 from . import base
 from .masks.job import MasksTask
 from .recommendation.job import RecommendationTask
+from .segmentation.job import SegmentationTask
 
-TASKS: dict[str, base.Task] = {task.name: task for task in (RecommendationTask(), MasksTask())}
+TASKS: dict[str, base.Task] = {task.name: task for task in (RecommendationTask(), MasksTask(), SegmentationTask())}
 
 
 def get_task(name: str) -> base.Task:
