@@ -28,7 +28,7 @@ from ...core import unet  # noqa: F401  (registers "unet")
 from ...files import write_json
 from ...metrics.calibration import binary_entropy, brier_score, error_detection_auroc, expected_calibration_error
 from ...metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
-from ...progress import progress_disabled
+from ...progress import log, log_lines, progress_disabled
 from ...training.builders import build_diffusion
 from ...training.distributed import Workers
 from .. import base
@@ -123,14 +123,18 @@ TASK = SegmentationTask()
 
 
 def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torch.Generator,
-                         batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance over ``cfg["samples"]`` reverse runs from noise given each image: (n, D) each."""
+                         batch_size: int, report=None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance over ``cfg["samples"]`` reverse runs from noise given each image: (n, D) each.
+
+    ``report(message)``, when given, hears of each finished run (a log line when piped)."""
     runs = []
-    for _ in range(cfg["samples"]):
+    for run in range(cfg["samples"]):
         chunks = [model.sample(len(images[i:i + batch_size]), steps=cfg["steps"], generator=generator,
                                device=images.device, decode="mean", cond=images[i:i + batch_size]).cpu().numpy()
                   for i in range(0, len(images), batch_size)]
         runs.append(np.concatenate(chunks))
+        if report is not None:
+            report(f"segmentation: sample {run + 1}/{cfg['samples']} of {len(images)} cases")
     stack = np.stack(runs).astype(np.float64)
     return stack.mean(0), stack.var(0)
 
@@ -147,7 +151,8 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     device = base.device_of(model)
     images = torch.from_numpy(np.stack([r.image.grid.reshape(-1) for r in records]).astype(np.float32)).to(device)
     generator = torch.Generator(device=device).manual_seed(_seed(config, "segmentation"))
-    mean, variance = sample_probabilities(model, images, cfg, generator, config["eval"]["batch_size"])
+    mean, variance = sample_probabilities(model, images, cfg, generator, config["eval"]["batch_size"],
+                                          report=log if log_lines(config) else None)
     folder = (Path(out_dir) if out_dir is not None else run_dir) / "segmentation"
     if folder.exists():
         raise FileExistsError(f"{folder}: already exists; bindiff never overwrites")
