@@ -20,7 +20,6 @@ from bindiff.adapters.interactions import (
     DATASETS,
     build_matrix,
     load_interactions,
-    load_predefined_split,
     resolve_dataset,
 )
 

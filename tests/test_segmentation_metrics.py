@@ -99,16 +99,20 @@ def _brute_surface_distances(pred, truth, spacing):
     return d.min(1), d.min(0)
 
 
+def _two_boxes(rng, shape, pred_sides, truth_sides, low, high):
+    """Two boolean boxes of the given sides at random corners in [low, high) on one grid."""
+    pred, truth = np.zeros(shape, bool), np.zeros(shape, bool)
+    for mask, sides in ((pred, pred_sides), (truth, truth_sides)):
+        corner = rng.integers(low, high, 3)
+        mask[tuple(slice(c, c + s) for c, s in zip(corner, sides))] = True
+    return pred, truth
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_assd_and_surface_dice_equal_an_enumeration(seed):
     from bindiff.metrics.segmentation import assd, surface_dice
 
-    rng = np.random.default_rng(seed)
-    pred = np.zeros((14, 12, 10), bool)
-    truth = np.zeros_like(pred)
-    a, b = rng.integers(2, 5, 3), rng.integers(2, 5, 3)
-    pred[a[0]:a[0] + 6, a[1]:a[1] + 5, a[2]:a[2] + 4] = True
-    truth[b[0]:b[0] + 7, b[1]:b[1] + 4, b[2]:b[2] + 5] = True
+    pred, truth = _two_boxes(np.random.default_rng(seed), (14, 12, 10), (6, 5, 4), (7, 4, 5), 2, 5)
     spacing = (1.0, 0.8, 2.0)
     d_pt, d_tp = _brute_surface_distances(pred, truth, spacing)
     assert assd(pred, truth, spacing) == pytest.approx(np.concatenate([d_pt, d_tp]).mean())
@@ -135,11 +139,7 @@ def test_surface_metrics_equal_monai():
 
     rng = np.random.default_rng(7)
     for _ in range(3):
-        pred = np.zeros((16, 16, 12), bool)
-        truth = np.zeros_like(pred)
-        a, b = rng.integers(2, 6, 3), rng.integers(2, 6, 3)
-        pred[a[0]:a[0] + 7, a[1]:a[1] + 6, a[2]:a[2] + 4] = True
-        truth[b[0]:b[0] + 6, b[1]:b[1] + 7, b[2]:b[2] + 5] = True
+        pred, truth = _two_boxes(rng, (16, 16, 12), (7, 6, 4), (6, 7, 5), 2, 6)
         spacing = (1.0, 1.0, 1.5)
         p = torch.from_numpy(pred)[None, None].float()
         t = torch.from_numpy(truth)[None, None].float()

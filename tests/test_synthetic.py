@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import tracemalloc
 from collections import Counter
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np

@@ -197,14 +197,20 @@ def write_mask(mask: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
 
     ``.nii.gz`` names are gzip-compressed; the file appears atomically.
     """
+    return write_volume(np.asarray(mask).astype(np.uint8), geometry, path)
+
+
+def write_volume(values: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
+    """Write a canonical-order volume (a mask, an uncertainty map) as NIfTI in its input's array
+    order and affine, in the array's own dtype; ``.nii.gz`` is gzip-compressed, the file atomic."""
     import nibabel as nib
 
     path = Path(path)
     if not is_nifti(path):
-        raise ValueError(f"{path}: output masks are NIfTI; use a .nii or .nii.gz name")
-    array = geometry.from_canonical(np.asarray(mask).astype(np.uint8))
+        raise ValueError(f"{path}: output volumes are NIfTI; use a .nii or .nii.gz name")
+    array = geometry.from_canonical(np.asarray(values))
     image = nib.Nifti1Image(array, geometry.affine)
-    image.header.set_data_dtype(np.uint8)
+    image.header.set_data_dtype(array.dtype)
     image.header.set_xyzt_units("mm")
     image.set_qform(geometry.affine, code=geometry.qform_code or 1)
     image.set_sform(geometry.affine, code=geometry.sform_code or 1)

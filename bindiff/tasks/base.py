@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import time
+import zlib
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,11 @@ class Task:
 
     def check_rescoring(self, config: dict, model: nn.Module, payload: dict) -> None:
         """Refuse rescoring overrides that do not fit the trained model."""
+
+
+def derived_seed(seed: int, *parts: str) -> int:
+    """A seed for one named draw (an evaluation, a mode), derived from the recipe's seed; stable across runs."""
+    return (seed * 1_000_003 + zlib.crc32("/".join(parts).encode())) % (2 ** 31)
 
 
 # -- the steps ------------------------------------------------------------------------------------------

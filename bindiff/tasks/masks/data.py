@@ -97,6 +97,12 @@ def resolve_preset(config: dict, layout: str) -> LabelPreset:
     return preset
 
 
+def check_label_preset(config: dict) -> None:
+    """The label preset and region, when the preset is named (``auto`` depends on the data's layout)."""
+    if config["labels"]["preset"] != "auto":
+        resolve_preset(config, layout="files")
+
+
 def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> MaskData:
     """Find, split and load every case the recipe asks for (raises before anything is written)."""
     d = config["data"]

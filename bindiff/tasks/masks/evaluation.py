@@ -21,7 +21,6 @@ generator seeded from the recipe's seed, the task and the mode.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +33,7 @@ from ...adapters.masks import from_vectors, load_case, to_vectors, write_mask
 from ...core import BinomialDiffusion
 from ...progress import log, log_lines, progress_disabled
 from ...metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
+from ..base import derived_seed
 from .data import CaseRecord, MaskData
 
 
@@ -51,7 +51,7 @@ class EvalContext:
 
     def seed(self, *parts: str) -> int:
         """A seed for one task and mode, derived from the recipe's seed (stable across runs)."""
-        return (self.config["seed"] * 1_000_003 + zlib.crc32("/".join(parts).encode())) % (2 ** 31)
+        return derived_seed(self.config["seed"], *parts)
 
     @cached_property
     def retrieval_bank(self) -> np.ndarray:

@@ -29,7 +29,7 @@ from ...training.distributed import Workers
 from .. import base
 from . import corruption
 from .completion import evaluate_completion
-from .data import MaskData, load_data, prepare_data, resolve_preset, save_data, training_matrix
+from .data import MaskData, check_label_preset, load_data, prepare_data, save_data, training_matrix
 from .denoising import evaluate_denoising
 from .evaluation import EvalContext, denoise_time
 from .generation import evaluate_generation
@@ -46,9 +46,7 @@ class MasksTask(base.Task):
         return MASK_MODEL
 
     def check_recipe(self, config: dict) -> None:
-        """The label preset and region, when the preset is named (``auto`` depends on the data's layout)."""
-        if config["labels"]["preset"] != "auto":
-            resolve_preset(config, layout="files")
+        check_label_preset(config)
 
     def prepare(self, config: dict, data_dir: str | None) -> MaskData:
         return prepare_data(config, data_dir=data_dir, disable_progress=progress_disabled(config))

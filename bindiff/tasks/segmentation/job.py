@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import copy
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ...adapters.masks import load_region, write_mask
+from ...adapters.masks import load_region, write_mask, write_volume
 from ...config import RecipeError
 from ...core import unet  # noqa: F401  (registers "unet")
 from ...files import write_json
@@ -32,7 +31,7 @@ from ...progress import log, log_lines, progress_disabled
 from ...training.builders import build_diffusion
 from ...training.distributed import Workers
 from .. import base
-from ..masks.data import resolve_preset
+from ..masks.data import check_label_preset, resolve_preset
 from ..masks.model import model_config
 from .data import SegmentationData, load_data, prepare_data, save_data
 
@@ -54,10 +53,6 @@ def build_segmenter(config: dict, dim: int, training: bool = False):
 SEGMENTER = base.ModelKind("binomial", build_segmenter, description="conditional binomial diffusion on the mask grid")
 
 
-def _seed(config: dict, *parts: str) -> int:
-    return (config["seed"] * 1_000_003 + zlib.crc32("/".join(parts).encode())) % (2 ** 31)
-
-
 class SegmentationTask(base.Task):
     name = "segmentation"
     rescore_keys = ("segmentation.", "eval.", "output.")
@@ -66,8 +61,7 @@ class SegmentationTask(base.Task):
         return SEGMENTER
 
     def check_recipe(self, config: dict) -> None:
-        if config["labels"]["preset"] != "auto":
-            resolve_preset(config, layout="files")
+        check_label_preset(config)
 
     def prepare(self, config: dict, data_dir: str | None) -> SegmentationData:
         return prepare_data(config, data_dir, disable_progress=progress_disabled(config))
@@ -100,7 +94,7 @@ class SegmentationTask(base.Task):
         truth = torch.from_numpy(data.masks("valid").toarray()).to(device) >= 0.5
         images = torch.from_numpy(data.images("valid")).to(device)
         T = model.process.num_steps
-        noise = (torch.rand(truth.shape, generator=torch.Generator().manual_seed(_seed(config, "valid")))
+        noise = (torch.rand(truth.shape, generator=torch.Generator().manual_seed(base.derived_seed(config["seed"], "valid")))
                  < 0.5).float().to(device)
 
         @torch.no_grad()
@@ -150,7 +144,7 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     records = data.part(config["eval"]["part"])[: config["eval"]["max_cases"] or None]
     device = base.device_of(model)
     images = torch.from_numpy(np.stack([r.image.grid.reshape(-1) for r in records]).astype(np.float32)).to(device)
-    generator = torch.Generator(device=device).manual_seed(_seed(config, "segmentation"))
+    generator = torch.Generator(device=device).manual_seed(base.derived_seed(config["seed"], "segmentation"))
     mean, variance = sample_probabilities(model, images, cfg, generator, config["eval"]["batch_size"],
                                           report=log if log_lines(config) else None)
     folder = (Path(out_dir) if out_dir is not None else run_dir) / "segmentation"
@@ -177,8 +171,8 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
         rows.append(row)
         if config["eval"]["nifti"]:
             write_mask(volume, record.geometry, folder / "nifti" / f"{record.case_id}_mask.nii.gz")
-            _write_map(transform.from_grid(uncertainty.reshape(transform.grid_shape).astype(np.float32)),
-                       record.geometry, folder / "nifti" / f"{record.case_id}_uncertainty.nii.gz")
+            write_volume(transform.from_grid(uncertainty.reshape(transform.grid_shape).astype(np.float32)),
+                         record.geometry, folder / "nifti" / f"{record.case_id}_uncertainty.nii.gz")
     means = summarize(r["diffusion"] for r in rows)
     for key in ("ece", "brier", "error_auroc", "mean_uncertainty"):
         values = [r["diffusion"][key] for r in rows if not np.isnan(r["diffusion"][key])]
@@ -194,21 +188,6 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
                "checkpoint": {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch")}, "per_case": rows}
     write_json(folder / "summary.json", summary)
     return {"recipe": config["name"], "seed": config["seed"], config["eval"]["part"]: {"diffusion": means}}
-
-
-def _write_map(values: np.ndarray, geometry, path: Path) -> None:
-    """A float map (the uncertainty) as NIfTI in the image's geometry."""
-    import gzip
-
-    import nibabel as nib
-
-    from ...files import atomic_path
-
-    image = nib.Nifti1Image(geometry.from_canonical(values.astype(np.float32)), geometry.affine)
-    image.set_qform(geometry.affine, code=geometry.qform_code or 1)
-    image.set_sform(geometry.affine, code=geometry.sform_code or 1)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(gzip.compress(image.to_bytes(), compresslevel=6, mtime=0))
 
 
 def train_segmentation(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> base.Run:
