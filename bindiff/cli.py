@@ -346,6 +346,31 @@ def masks_apply(run_dir: str = _RUN_DIR,
         typer.echo(f"{case['case_id']}: {case['output']}")
 
 
+@app.command("segment")
+def segment_images(
+    run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train` on a segmentation recipe"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="segmentation.* overrides, e.g. segmentation.samples=16"),
+    input: str = typer.Option(..., "--input", help="an image, a folder of images, or (several channels) a case "
+                              "folder holding the run's images.channels files, or a folder of them"),
+    output: str = typer.Option(..., "--output", "--out", help="a new (or empty) folder for <case>_mask.nii.gz, "
+                               "<case>_uncertainty.nii.gz and summary.json"),
+    brain: Optional[str] = typer.Option(None, help="brain mask file, or a folder of <case>.nii.gz brain masks "
+                                        "(runs with images.brain only)"),
+    model: str = typer.Option("diffusion", help="diffusion (K samples from noise) or unet (the run's baseline)"),
+    checkpoint: str = _CHECKPOINT,
+):
+    """Segment your own scans with a trained segmentation run; no labels are read. NIfTI in each input's geometry."""
+    from .tasks.segmentation.segment import segment
+
+    try:
+        summary = segment(run_dir, input, output, brain=brain, model=model, overrides=overrides or [],
+                          checkpoint=checkpoint)
+    except _user_errors() as err:
+        _fail(err)
+    for case in summary["cases"]:
+        typer.echo(f"{case['case_id']}: {case['mask']}  ({case['volume_ml']:.2f} ml)")
+
+
 def main() -> None:
     app(prog_name="bindiff")
 

@@ -36,6 +36,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def staged_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``folder``; it becomes ``folder`` only when the block
+    succeeds (an empty ``folder`` already there is replaced), else it is removed: a failed job
+    leaves nothing half-written. A folder that cannot be created is an OutputError naming it."""
+    import errno
+    import shutil
+
+    folder = Path(folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    except OSError as err:
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR, errno.EEXIST):
+            raise OutputError(f"{folder}: cannot create the output folder ({err.strerror})") from None
+        raise
+    try:
+        yield staging
+        if folder.is_dir():
+            folder.rmdir()  # empty: checked by the caller before any work
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _fsync(path: str | Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

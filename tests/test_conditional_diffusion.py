@@ -144,3 +144,49 @@ def test_a_conditional_unet_learns_to_segment_an_image_and_needs_it():
     assert dice(test_images.roll(1, dims=0)) < 0.5  # another case's image: the condition is what it reads
     with pytest.raises(ValueError, match="takes 1 condition channels; pass cond"):
         net(test_masks, torch.ones(len(test_masks), dtype=torch.long))
+
+
+class RecordingDenoiser(nn.Module):
+    """Returns fixed logits per call and records the condition each call is given."""
+
+    def __init__(self, dim: int, logits: list[torch.Tensor]):
+        super().__init__()
+        self.dim, self.logits, self.conds = dim, logits, []
+
+    def forward(self, x_t, t, cond=None):
+        self.conds.append(None if cond is None else cond.clone())
+        return self.logits[len(self.conds) - 1].expand(x_t.shape[0], -1).clone()
+
+
+def test_self_conditioning_feeds_each_reverse_step_the_estimate_of_the_step_before():
+    process = BernoulliProcess.from_schedule("jsd", 3)
+    logits = [torch.tensor([[0.5, -1.0, 2.0]]), torch.tensor([[-0.3, 0.4, 1.0]]), torch.tensor([[1.5, 0.0, -2.0]])]
+    denoiser = RecordingDenoiser(3, logits)
+    model = BinomialDiffusion(denoiser, process, self_condition=True)
+    image = torch.tensor([[7.0, 8.0, 9.0]])
+    model.sample(1, generator=torch.Generator().manual_seed(0), decode="mean", cond=image)
+    assert len(denoiser.conds) == 3
+    for call, cond in enumerate(denoiser.conds):
+        assert torch.equal(cond[:, :3], image)  # the condition first, then the estimate
+        expected = torch.zeros(1, 3) if call == 0 else torch.sigmoid(logits[call - 1])
+        torch.testing.assert_close(cond[:, 3:], expected)
+
+
+def test_self_conditioning_in_training_gives_a_random_half_their_own_estimate():
+    process = BernoulliProcess.from_schedule("jsd", 3)
+    first = torch.tensor([[0.5, -1.0, 2.0]])
+    denoiser = RecordingDenoiser(3, [first, torch.zeros(1, 3)])
+    model = BinomialDiffusion(denoiser, process, self_condition=True)
+    x0 = torch.tensor([[1.0, 0.0, 1.0]]).repeat(8, 1)
+    model(x0, generator=torch.Generator().manual_seed(5))
+    # the same draws by hand: times, forward noise, then one coin per example
+    g = torch.Generator().manual_seed(5)
+    torch.randint(1, 4, (8,), generator=g)
+    torch.rand((8, 3), generator=g)
+    use = torch.rand(8, 1, generator=g) < 0.5
+    assert 0 < int(use.sum()) < 8
+    assert torch.equal(denoiser.conds[0], torch.zeros(8, 3))  # the first call sees no estimate
+    torch.testing.assert_close(denoiser.conds[1], torch.where(use, torch.sigmoid(first).expand(8, 3),
+                                                              torch.zeros(8, 3)))
+    with pytest.raises(ValueError, match="pass a generator"):
+        model(x0)

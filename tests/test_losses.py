@@ -93,3 +93,17 @@ def test_hybrid_combines_terms_and_unknown_loss_is_refused():
     assert torch.allclose(diffusion_loss("bce", process, x0, xt, t, logits)["loss"], bce_x0(logits, x0))
     with pytest.raises(ValueError, match="unknown loss 'mse'"):
         diffusion_loss("mse", process, x0, xt, t, logits)
+
+
+def test_the_soft_dice_term_by_hand():
+    """1 − (2 Σ p x + 1) / (Σ p + Σ x + 1), weighted by D so that 1 weighs it like the mean cross-entropy."""
+    process = BernoulliProcess.from_schedule("jsd", 3)
+    x0 = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]).double()
+    logits = torch.tensor([[2.0, -1.0, 0.0, 0.5], [-3.0, 1.0, -2.0, 0.0]]).double()
+    p = [[1 / (1 + math.exp(-v)) for v in row] for row in logits.tolist()]
+    dice = [1 - (2 * (p[0][0] + p[0][2]) + 1) / (sum(p[0]) + 2 + 1), 1 - 1 / (sum(p[1]) + 0 + 1)]
+    bce = [-sum(math.log(q) if x else math.log(1 - q) for q, x in zip(pr, xr)) for pr, xr in zip(p, x0.tolist())]
+    terms = diffusion_loss("bce", process, x0, x0, torch.tensor([1, 1]), logits, dice_weight=0.5)
+    assert terms["dice"].tolist() == pytest.approx(dice)
+    assert terms["loss"].tolist() == pytest.approx([b + 0.5 * 4 * d for b, d in zip(bce, dice)])
+    assert "dice" not in diffusion_loss("bce", process, x0, x0, torch.tensor([1, 1]), logits)

@@ -1,5 +1,7 @@
 """The segmentation task end to end on a few real MSD hippocampus cases (tiny grid, two epochs):
-the run directory, the per-case summary, the NIfTI outputs, and that sampling reads no label."""
+the run directory with both models (diffusion and the deterministic U-Net), the per-case
+summary and paired test, the NIfTI outputs and panels, that sampling reads no label, and
+`bindiff segment` on folders of unlabelled images; BraTS with two channels and brain masks."""
 
 from __future__ import annotations
 
@@ -37,14 +39,25 @@ def run(tmp_path_factory):
 
 def test_a_run_segments_its_test_cases_with_calibration_and_uncertainty(run):
     metrics = json.loads((run / "metrics.json").read_text())
-    means = metrics["test"]["diffusion"]
-    assert {"dice", "hd95_mm", "ece", "brier", "error_auroc"} <= set(means)
-    assert 0 <= means["dice"] <= 1 and 0 <= means["ece"] <= 1 and 0 <= means["brier"] <= 1
+    assert set(metrics["test"]) == {"diffusion", "unet"}
+    for means in metrics["test"].values():
+        assert {"dice", "hd95_mm", "ece", "brier", "error_auroc"} <= set(means)
+        assert 0 <= means["dice"] <= 1 and 0 <= means["ece"] <= 1 and 0 <= means["brier"] <= 1
+    assert metrics["training"]["companions"]["unet"]["epochs_run"] == 2
+    assert (run / "checkpoints" / "unet" / "best.pt").is_file() and (run / "history_unet.json").is_file()
     summary = json.loads((run / "segmentation" / "summary.json").read_text())
     split = json.loads((run / "split" / "cases.json").read_text())["split"]
     assert sorted(r["case_id"] for r in summary["per_case"]) == sorted(split["test"])
-    assert summary["mean"]["diffusion"]["dice"] == pytest.approx(np.mean([r["diffusion"]["dice"]
-                                                                          for r in summary["per_case"]]))
+    for name in ("diffusion", "unet"):
+        assert summary["mean"][name]["dice"] == pytest.approx(np.mean([r[name]["dice"] for r in summary["per_case"]]))
+    differences = [r["diffusion"]["dice"] - r["unet"]["dice"] for r in summary["per_case"]]
+    assert metrics["paired_test"]["dice"]["mean_difference"] == pytest.approx(np.mean(differences))
+    assert metrics["paired_test"]["dice"]["units"] == len(split["test"])
+    from matplotlib.image import imread
+
+    panels = sorted((run / "segmentation" / "panels").glob("*.png"))
+    assert [p.stem for p in panels] == sorted(split["test"])  # eval.panels 4 > the 2 test cases
+    assert imread(panels[0]).ndim == 3
     for case_id in split["test"]:
         image = nib.load(str(DATA / "msd_hippocampus" / "images" / f"{case_id}.nii.gz"))
         for kind in ("mask", "uncertainty"):
@@ -75,3 +88,166 @@ def test_sampling_reads_no_label(run, monkeypatch):
     monkeypatch.setattr("bindiff.adapters.masks.cases.read_label_map", refuse)
     after = job.sample_probabilities(model, images, config["segmentation"], torch.Generator().manual_seed(3), 4)
     np.testing.assert_array_equal(before[0], after[0])
+
+
+def test_the_baseline_reads_the_image_alone_and_learns_bce_plus_soft_dice(run):
+    """The U-Net baseline's loss against a hand computation from its own logits; its output does not
+    depend on anything but the image."""
+    import torch
+
+    from bindiff.tasks import base
+    from bindiff.tasks.segmentation import job
+
+    config, _, unet = base.load_trained(job.TASK, run, companion="unet")
+    images = torch.from_numpy(job.load_data(run / "split", config).images("test"))
+    masks = (torch.rand(images.shape[0], images.shape[1], generator=torch.Generator().manual_seed(0)) < 0.1).float()
+    p = unet.probabilities(images).double().numpy()
+    y = masks.double().numpy()
+    eps = 1e-12
+    bce = -(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)).mean(1)
+    dice = 1 - (2 * (p * y).sum(1) + 1) / (p.sum(1) + y.sum(1) + 1)
+    with torch.no_grad():
+        loss = unet(masks, cond=images).loss.item()
+    assert loss == pytest.approx(float(np.mean(bce + config["baseline"]["dice_weight"] * dice)), rel=1e-4)
+    np.testing.assert_allclose(unet.probabilities(images).numpy(), p.astype(np.float32), rtol=0, atol=0)
+
+
+def _unlabelled_folder(tmp_path, case_ids):
+    """A folder holding only images (links to the shared files: nothing is copied)."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for case_id in case_ids:
+        (folder / f"{case_id}.nii.gz").symlink_to(DATA.resolve() / "msd_hippocampus" / "images" / f"{case_id}.nii.gz")
+    return folder
+
+
+def test_segment_writes_masks_and_uncertainty_in_each_inputs_geometry_without_labels(run, tmp_path, monkeypatch):
+    import SimpleITK as sitk
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a label was read by segment")
+
+    monkeypatch.setattr("bindiff.adapters.masks.io.read_label_map", refuse)
+    monkeypatch.setattr("bindiff.adapters.masks.cases.read_label_map", refuse)
+    monkeypatch.setattr("bindiff.adapters.masks.load_region", refuse)
+    cases = ["hippocampus_001", "hippocampus_003"]
+    folder = _unlabelled_folder(tmp_path, cases)
+    result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [c["case_id"] for c in summary["cases"]] == cases
+    for case_id in cases:
+        source = folder / f"{case_id}.nii.gz"
+        image, itk_image = nib.load(str(source)), sitk.ReadImage(str(source))
+        for kind in ("mask", "uncertainty"):
+            path = tmp_path / "out" / f"{case_id}_{kind}.nii.gz"
+            written = nib.load(str(path))
+            assert written.shape == image.shape and np.allclose(written.affine, image.affine, atol=1e-5)
+            itk = sitk.ReadImage(str(path))
+            assert itk.GetSize() == itk_image.GetSize()
+            np.testing.assert_allclose(itk.GetSpacing(), itk_image.GetSpacing(), atol=1e-5)
+            np.testing.assert_allclose(itk.GetOrigin(), itk_image.GetOrigin(), atol=1e-4)
+            np.testing.assert_allclose(itk.GetDirection(), itk_image.GetDirection(), atol=1e-6)
+        mask = np.asarray(nib.load(str(tmp_path / "out" / f"{case_id}_mask.nii.gz")).dataobj)
+        assert set(np.unique(mask)) <= {0, 1}
+
+    # each case's seed is its own: one image alone gives the same mask as within the folder
+    alone = runner.invoke(app, ["segment", str(run), "--input", str(folder / f"{cases[1]}.nii.gz"),
+                                "--output", str(tmp_path / "alone")])
+    assert alone.exit_code == 0, alone.output
+    a, b = (np.asarray(nib.load(str(tmp_path / d / f"{cases[1]}_mask.nii.gz")).dataobj) for d in ("out", "alone"))
+    np.testing.assert_array_equal(a, b)
+
+
+def _written_nothing(tmp_path, name):
+    return not (tmp_path / name).exists() and not list(tmp_path.glob(f".{name}.*"))
+
+
+def test_segment_refuses_what_is_not_an_image_or_has_the_wrong_channels(run, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    corrupt = tmp_path / "broken" / "scan.nii.gz"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"\x1f\x8b garbage")
+    image = nib.load(str(DATA / "msd_hippocampus" / "images" / "hippocampus_001.nii.gz"))
+    two = np.stack([np.asarray(image.dataobj, dtype=np.float32)] * 2, axis=-1)
+    four_d = tmp_path / "two_channels.nii.gz"
+    nib.save(nib.Nifti1Image(two, image.affine), str(four_d))
+    mixed = _unlabelled_folder(tmp_path, ["hippocampus_001"])
+    (mixed / "zz_broken.nii.gz").write_bytes(b"garbage")
+    for given, message in ((text, "notes.txt: not an image file"),
+                           (corrupt.parent, "scan.nii.gz: not a readable NIfTI file"),
+                           (four_d, "two_channels.nii.gz: 2 image channel(s), but the run was trained on 1"),
+                           (tmp_path / "missing", "missing: no such file or folder"),
+                           (mixed, "zz_broken.nii.gz: not a readable NIfTI file")):
+        result = runner.invoke(app, ["segment", str(run), "--input", str(given), "--output", str(tmp_path / "out")])
+        assert result.exit_code == 2, result.output
+        lines = result.output.strip().splitlines()
+        assert message in lines[-1] and "Traceback" not in result.output, result.output
+        assert _written_nothing(tmp_path, "out")  # the first, good case of `mixed` was not left behind
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["segment", str(run), "--input", str(mixed / "hippocampus_001.nii.gz"),
+                                 "--output", str(blocker / "out")])
+    assert result.exit_code == 2 and "cannot create the output folder" in result.output, result.output
+    result = runner.invoke(app, ["segment", str(run), "--input", str(mixed), "--output", str(tmp_path),
+                                 "--brain", str(tmp_path)])
+    assert result.exit_code == 2 and "exists and is not an empty folder" in result.output
+
+
+BRATS = DATA / "brats2015_deepmedic"
+
+
+@pytest.mark.skipif(not BRATS.is_dir(), reason="BraTS 2015 cases not found")
+def test_brats_two_channels_with_brain_masks_train_and_segment(tmp_path):
+    tiny = ["grid.shape=[12,12,12]", "denoiser.params.channels=[4,8]", "denoiser.params.patch=1",
+            "denoiser.params.bf16=false", "train.epochs=1", "train.warmup_steps=0", "diffusion.steps=3",
+            "segmentation.samples=1", "output.progress=false", "eval.panels=0"]
+    result = runner.invoke(app, ["train", str(ROOT / "recipes" / "brats_segmentation.yaml"), *tiny,
+                                 f"output.root={tmp_path}", "--data-dir", str(DATA)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "brats_segmentation").iterdir()
+    cases = json.loads((run_dir / "split" / "cases.json").read_text())["cases"]
+    assert all(len(c["normalisation"]) == 2 for c in cases.values())  # FLAIR and T1c, each z-scored
+    case = BRATS / "brats_2013_pat0001_1"
+    result = runner.invoke(app, ["segment", str(run_dir), "--input", str(case), "--output", str(tmp_path / "out"),
+                                 "--brain", str(case / "brainmask.nii.gz")])
+    assert result.exit_code == 0, result.output
+    written = nib.load(str(tmp_path / "out" / f"{case.name}_mask.nii.gz"))
+    flair = nib.load(str(case / "Flair_subtrMeanDivStd.nii.gz"))
+    assert written.shape == flair.shape and np.allclose(written.affine, flair.affine)
+    result = runner.invoke(app, ["segment", str(run_dir), "--input", str(case), "--output", str(tmp_path / "o2")])
+    assert result.exit_code == 2 and "give one with --brain" in result.output
+
+
+def test_segment_places_an_image_exactly_as_training_did(run):
+    """The inference path (the image file alone) and the training path (image beside its label) give
+    the same grid window, normalisation and grid image."""
+    from bindiff.adapters.masks.images import ImageCase
+    from bindiff.tasks import base
+    from bindiff.tasks.masks.data import grid_spec
+    from bindiff.tasks.segmentation import job
+    from bindiff.tasks.segmentation.segment import find_inputs, read_case
+
+    config, _, _ = base.load_trained(job.TASK, run)
+    data = job.load_data(run / "split", config)
+    case_id = data.split["test"][0]
+    (case,) = find_inputs(DATA / "msd_hippocampus" / "images" / f"{case_id}.nii.gz", None)
+    channels, geometry = read_case(case, 1)
+    placed = ImageCase.place(channels, geometry, grid_spec(config), source=case.files[0])
+    trained = data.cases[case_id].image
+    assert placed.transform.to_dict() == trained.transform.to_dict()
+    assert [s.to_dict() for s in placed.stats] == [s.to_dict() for s in trained.stats]
+    np.testing.assert_array_equal(placed.grid, trained.grid)
+
+
+def test_segment_with_the_baseline(run, tmp_path):
+    folder = _unlabelled_folder(tmp_path, ["hippocampus_001"])
+    result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "out"),
+                                 "--model", "unet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["model"] == "unet" and summary["checkpoint"]["file"] == "unet/best.pt"
+    result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "o2"),
+                                 "--model", "gan"])
+    assert result.exit_code == 2 and "model must be one of diffusion, unet" in result.output

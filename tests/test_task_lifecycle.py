@@ -32,6 +32,28 @@ class ParityBitsTask(base.Task):
     name = "parity_bits"
     rescore_keys = ("eval.batch_size",)
     stop_after_validations: int | None = None  # raise Interrupted at this validation (a kill)
+    companion_stop_after: int | None = None  # the same, in the companion's validation
+    with_companion: bool = False
+
+    def companions(self, config):
+        if not self.with_companion:
+            return []
+        task = self
+
+        def validator(model, data, config, device, workers):
+            main = task.validator(model, data, config, device, workers)
+            calls = {"n": 0}
+
+            def validate():
+                calls["n"] += 1
+                if task.companion_stop_after is not None and calls["n"] > task.companion_stop_after:
+                    raise Interrupted
+                return main()
+            return validate
+        # a second model of the same kind with a wider hidden layer
+        wide = base.ModelKind("wide", lambda c, dim, training=False: build_diffusion(
+            {**c, "denoiser": {**c["denoiser"], "params": {"hidden": [32]}}}, dim))
+        return [base.Companion("wide", wide, validator)]
 
     def model_kind(self, config):
         return base.ModelKind("binomial", lambda c, dim, training=False: build_diffusion(c, dim))
@@ -128,6 +150,34 @@ def test_a_new_task_resumes_exactly(parity_task, tmp_path):
     a = json.loads((reference.run_dir / "history.json").read_text())
     b = json.loads((victim / "history.json").read_text())
     assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+
+
+def test_a_companion_trains_in_the_same_run_and_resumes_exactly(parity_task, tmp_path):
+    parity_task.with_companion = True
+    reference = registry.train(_config(tmp_path / "reference"))
+    files = {p.relative_to(reference.run_dir).as_posix() for p in reference.run_dir.rglob("*") if p.is_file()}
+    assert {"checkpoints/wide/best.pt", "checkpoints/wide/last.pt", "history_wide.json",
+            "training_curve_wide.png"} <= files
+    companion = reference.metrics["training"]["companions"]["wide"]
+    assert companion["epochs_run"] == 4 and companion["optimizer_steps"] == 4 * 4
+    _, _, wide = base.load_trained(parity_task, reference.run_dir, companion="wide")
+    assert wide.denoiser.layers[0].out_features == 32  # the companion's own architecture, not the main model's
+    with pytest.raises(RecipeError, match="no 'narrow' model"):
+        base.load_trained(parity_task, reference.run_dir, companion="narrow")
+
+    parity_task.companion_stop_after = 2  # the main model finished; killed in the companion's epoch 3
+    with pytest.raises(Interrupted):
+        registry.train(_config(tmp_path / "victim"))
+    parity_task.companion_stop_after = None
+    (victim,) = (tmp_path / "victim" / "parity").iterdir()
+    assert torch.load(victim / "checkpoints" / "wide" / "last.pt", weights_only=True)["epoch"] == 2
+    registry.resume(victim)
+    for name in ("best.pt", "wide/best.pt"):
+        a = torch.load(reference.run_dir / "checkpoints" / name, weights_only=True)["model"]
+        b = torch.load(victim / "checkpoints" / name, weights_only=True)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    a, b = (json.loads((folder / "history_wide.json").read_text()) for folder in (reference.run_dir, victim))
+    assert [(r["train_loss"], r["valid_neg_loss"]) for r in a] == [(r["train_loss"], r["valid_neg_loss"]) for r in b]
 
 
 def test_rescoring_accepts_only_the_keys_the_task_names(parity_task, tmp_path):

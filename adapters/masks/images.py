@@ -23,9 +23,14 @@ __all__ = ["ChannelStats", "ImageCase", "image_roi", "normalise_channels", "read
            "image_on_grid"]
 
 
-def read_image(path: str | Path) -> Volume:
-    """An intensity image (NIfTI via nibabel, other formats via SimpleITK) as float32, canonical order."""
-    data, geometry, path = _read(path, "image")
+def read_image(path: str | Path, channels: bool = False) -> Volume:
+    """An intensity image (NIfTI via nibabel, other formats via SimpleITK) as float32, canonical order.
+
+    ``channels``: the data as (C, X, Y, Z), a 4-D file holding C channels on its last axis (as the
+    MSD stores several modalities) and a 3-D file one."""
+    data, geometry, path = _read(path, "image", channels=channels)
+    if channels:
+        data = np.moveaxis(data, -1, 0) if data.ndim == 4 else data[None]
     if data.dtype.kind not in "biuf":
         raise DataError(f"{path}: image has data type {data.dtype}, not numbers")
     data = np.asarray(data, dtype=np.float32)
@@ -119,15 +124,22 @@ class ImageCase:
     @classmethod
     def load(cls, paths: Sequence[str | Path], spec: GridSpec, brain: str | Path | None = None,
              reference: Geometry | None = None, reference_path: str | Path | None = None) -> "ImageCase":
+        """A case whose channels are one file each (all on one grid, and on ``reference``'s when given)."""
+        channels, geometry = read_channels(paths, reference, reference_path)
+        return cls.place(channels, geometry, spec, brain=brain, source=paths[0])
+
+    @classmethod
+    def place(cls, channels: np.ndarray, geometry: Geometry, spec: GridSpec, brain: str | Path | None = None,
+              source: str | Path = "") -> "ImageCase":
+        """(C, X, Y, Z) canonical channels normalised and placed on the grid (``brain``: a brain-mask file)."""
         from .io import read_brain_mask
 
-        channels, geometry = read_channels(paths, reference, reference_path)
         brain_mask = None
         if brain is not None:
             volume = read_brain_mask(brain)
-            _same_grid(geometry, volume.geometry, paths[0], brain)
+            _same_grid(geometry, volume.geometry, source, brain)
             brain_mask = volume.data
         roi = image_roi(channels, brain_mask)
         normalised, stats = normalise_channels(channels, roi)
-        transform = fit_transform(channels.shape[1:], spec, roi=roi, source=str(paths[0]))
+        transform = fit_transform(channels.shape[1:], spec, roi=roi, source=str(source))
         return cls(image_on_grid(normalised, transform), geometry, transform, stats)

@@ -29,6 +29,10 @@ COMMON: dict[str, Any] = {
         "schedule_params": FREE,
         "loss": key(str, "bce", "bce (x_0 cross-entropy), vb (variational bound) or hybrid"),
         "hybrid_coeff": key((float, int), 0.01, "weight of the x_0 cross-entropy in the hybrid loss", non_negative),
+        "self_condition": key(bool, False, "the denoiser also reads its previous estimate of p̂(x_0) (self-"
+                              "conditioning; unet only, one process)"),
+        "dice_weight": key((float, int), 0.0, "weight of a soft-Dice term on p̂(x_0) beside the loss (in the "
+                           "per-bit units of the cross-entropy); 0: off", non_negative),
         "train_t_max": key((int, type(None)), None, "train on t in 1..train_t_max only; null uses every step"),
         "reverse_kernel": key(str, "mixture", "reverse step from p̂(x_0 | x_t): mixture (exact) or plugin "
                               "(D3PM's, counts x_t twice); sampling and the vb loss use the same one",

@@ -5,7 +5,7 @@ Depends on torch, numpy and einops only; it never imports an adapter.
 
 from .denoisers import DENOISERS, MLPDenoiser, build_denoiser, register_denoiser, sinusoidal_embedding
 from .diffusion import BinomialDiffusion, LossOutput
-from .losses import LOSSES, bce_x0, bernoulli_kl, bernoulli_kl_logits, diffusion_loss, vb_terms
+from .losses import LOSSES, bce_x0, bernoulli_kl, bernoulli_kl_logits, diffusion_loss, soft_dice_x0, vb_terms
 from .process import KERNELS, BernoulliProcess
 from .scheduler import ReverseScheduler, StepOutput
 from .schedules import SCHEDULES, get_schedule, validate_betas
@@ -13,7 +13,7 @@ from .unet import UNetDenoiser  # registers "unet" in DENOISERS
 
 __all__ = [
     "BernoulliProcess", "BinomialDiffusion", "DENOISERS", "KERNELS", "LOSSES", "LossOutput", "MLPDenoiser",
-    "ReverseScheduler", "SCHEDULES", "StepOutput", "UNetDenoiser", "bce_x0", "bernoulli_kl", "bernoulli_kl_logits",
+    "ReverseScheduler", "SCHEDULES", "StepOutput", "UNetDenoiser", "bce_x0", "bernoulli_kl", "bernoulli_kl_logits", "soft_dice_x0",
     "build_denoiser", "diffusion_loss", "get_schedule", "register_denoiser", "sinusoidal_embedding",
     "validate_betas", "vb_terms",
 ]

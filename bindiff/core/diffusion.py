@@ -33,8 +33,17 @@ class BinomialDiffusion(nn.Module):
     """
 
     def __init__(self, denoiser: nn.Module, process: BernoulliProcess, loss: str = "bce",
-                 hybrid_coeff: float = 0.01, train_t_max: int | None = None, reverse_kernel: str = "mixture"):
+                 hybrid_coeff: float = 0.01, train_t_max: int | None = None, reverse_kernel: str = "mixture",
+                 dice_weight: float = 0.0, self_condition: bool = False):
         super().__init__()
+        # Self-conditioning (Chen et al. 2022, "Analog Bits"): the denoiser also reads its own
+        # previous estimate of p̂(x_0), as one more condition channel after ``cond``. Training
+        # feeds it for a random half of the examples (zeros for the rest); the reverse loop feeds
+        # each step the estimate of the step before (zeros at the first).
+        self.self_condition = bool(self_condition)
+        if not dice_weight >= 0:
+            raise ValueError(f"dice_weight must be >= 0, got {dice_weight}")
+        self.dice_weight = float(dice_weight)
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         if reverse_kernel not in REVERSE_KERNELS:
@@ -82,18 +91,32 @@ class BinomialDiffusion(nn.Module):
         if t is None:
             t = self.sample_timesteps(x0.shape[0], generator, x0.device)
         x_t = self.process.add_noise(x0, t, noise=noise, generator=generator)
+        estimate = None
+        if self.self_condition:
+            if generator is None:
+                raise ValueError("self-conditioning draws which examples see their own estimate: pass a generator "
+                                 "(it trains in one process)")
+            use = torch.rand(x0.shape[0], 1, generator=generator, device=x0.device) < 0.5
+            with torch.no_grad():
+                first = torch.sigmoid(self._denoise(x_t, t, cond).float())
+            estimate = torch.where(use, first, torch.zeros_like(first))
         # float32 logits even when the denoiser ran under bf16 autocast: the losses need the range
-        logits = self._denoise(x_t, t, cond).float()
+        logits = self._denoise(x_t, t, cond, estimate).float()
         terms = diffusion_loss(self.loss_kind, self.process, x0, x_t, t, logits, self.hybrid_coeff,
-                               self.reverse_kernel)
+                               self.reverse_kernel, self.dice_weight)
         return LossOutput(loss=terms["loss"].mean(), terms=terms, t=t)
 
-    def _denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """The denoiser's x_0 logits; a condition, when there is one, goes beside x_t."""
+    def _denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
+                 estimate: torch.Tensor | None = None) -> torch.Tensor:
+        """The denoiser's x_0 logits; a condition, when there is one, goes beside x_t, followed
+        (self-conditioning) by the previous estimate of p̂(x_0), zeros when there is none."""
+        if cond is not None and cond.shape[0] != x_t.shape[0]:
+            raise ValueError(f"cond has {cond.shape[0]} rows but the batch has {x_t.shape[0]}")
+        if self.self_condition:
+            estimate = torch.zeros_like(x_t) if estimate is None else estimate.to(x_t.dtype)
+            cond = estimate if cond is None else torch.cat([cond.to(x_t.dtype), estimate], dim=1)
         if cond is None:
             return self.denoiser(x_t, t)
-        if cond.shape[0] != x_t.shape[0]:
-            raise ValueError(f"cond has {cond.shape[0]} rows but the batch has {x_t.shape[0]}")
         return self.denoiser(x_t, t, cond)
 
     def _times(self, n: int, t: int, device) -> torch.Tensor:
@@ -148,6 +171,7 @@ class BinomialDiffusion(nn.Module):
         if isinstance(resample, bool) or int(resample) != resample or resample < 1:
             raise ValueError(f"resample must be an integer >= 1, got {resample!r}")
         pred_x0 = sample
+        estimate = None  # self-conditioning: the previous step's p̂(x_0)
         n = sample.shape[0]
         for t in scheduler.timesteps:
             s = scheduler.previous(t)
@@ -155,10 +179,11 @@ class BinomialDiffusion(nn.Module):
                 if again:  # back to time t: x_t ~ q(x_t | x_s)
                     back = self.process.transition_probs(sample, s, t)
                     sample = back if mode == "mean" else draw_bits(back, generator, sample.dtype)
-                logits = self._denoise(sample, self._times(n, t, sample.device), cond)
+                logits = self._denoise(sample, self._times(n, t, sample.device), cond, estimate)
                 step_mode = mode if s > 0 else ("sample" if decode == "sample" else "mean")
                 out = scheduler.step(logits, t, sample, generator=generator, mode=step_mode)
                 sample, pred_x0 = out.prev_sample, out.pred_x0
+                estimate = pred_x0
                 if s == 0 and decode == "threshold":
                     sample = (out.pred_x0 >= 0.5).to(sample.dtype)
                 if mask is not None:

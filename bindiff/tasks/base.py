@@ -7,8 +7,10 @@ Training a recipe (``train``):
     against the data → a fresh run directory (``create_run_dir``: config.yaml, overrides.txt)
     → the task's data saved in ``split/`` → ``fit`` (or a closed-form fit) with the task's
     validation, checkpoints after every epoch → the task's evaluation of the best checkpoint
-    → ``finish_run``: history.json, training_curve.png, and metrics.json last (its presence
-    marks a finished run).
+    → the task's companions (``Task.companions``: further models, e.g. a deterministic
+    baseline, fitted the same way on the same rows and budget into ``checkpoints/<name>/``)
+    → the task's evaluation → ``finish_run``: history.json, training_curve.png, and
+    metrics.json last (its presence marks a finished run).
 Resuming (``resume``) takes the same path from the run's own config, data and ``last.pt``.
 Scoring a trained run again (``rescoring_config``) accepts overrides of the keys the task
 names in ``rescore_keys`` only: how a model is scored, never what was trained.
@@ -66,6 +68,18 @@ class ModelKind:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class Companion:
+    """A further model a task trains in every run beside its own, on the same rows, split, seed and
+    ``train`` budget (a baseline the evaluation compares with). It is fitted after the main model
+    into ``checkpoints/<name>/`` (history in ``history_<name>.json``) and resumes as exactly;
+    ``validator`` has ``Task.validator``'s signature."""
+
+    name: str
+    kind: ModelKind
+    validator: Callable[..., Callable[[], dict[str, float]]]
+
+
 @dataclass
 class Run:
     run_dir: Path
@@ -98,6 +112,10 @@ class Task:
     def training_condition(self, data: Any, config: dict) -> np.ndarray | None:
         """One condition row per training row (e.g. each mask's image), or None."""
         return None
+
+    def companions(self, config: dict) -> list[Companion]:
+        """Further models trained in the same run (none by default)."""
+        return []
 
     def check(self, config: dict, data: Any, model: nn.Module) -> None:
         """Refuse a recipe that does not fit the data or the model, before the run directory exists."""
@@ -235,11 +253,13 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
         kind = task.model_kind(config)
         with run_lock(run_dir) if workers.is_main else nullcontext(), _output_errors(run_dir, keep=True):
             if workers.is_main:
-                for folder in (run_dir, run_dir / "split", run_dir / "checkpoints"):
+                for folder in (run_dir, run_dir / "split", run_dir / "checkpoints",
+                               *(run_dir / "checkpoints" / c.name for c in task.companions(config))):
                     remove_stale_temporaries(folder)
             data = _saved_or_prepared_data(task, run_dir, config, data_dir, workers)
             model, optimizer, rows = _build(task, kind, config, data, device)
-            payload = _resumable_checkpoint(run_dir, config, config_path, task.dim(data), model, optimizer, device)
+            payload = _resumable_checkpoint(run_dir / "checkpoints", config, config_path, task.dim(data), model,
+                                            optimizer, device)
             return _fit_and_finish(task, kind, run_dir, config, data, model, optimizer, rows, device, workers,
                                    resume=payload, started=started)
 
@@ -289,14 +309,14 @@ def _saved_or_prepared_data(task: Task, run_dir: Path, config: dict, data_dir, w
     return data
 
 
-def _resumable_checkpoint(run_dir: Path, config: dict, config_path: Path, dim: int, model, optimizer,
+def _resumable_checkpoint(folder: Path, config: dict, config_path: Path, dim: int, model, optimizer,
                           device) -> dict | None:
     """``last.pt`` checked against the run, loaded into model and optimiser; None: start afresh.
 
     None when the run was killed before its first epoch ended (the epoch is redone), and for a
     closed-form fit (no optimiser), which is always redone from scratch.
     """
-    last = run_dir / "checkpoints" / "last.pt"
+    last = folder / "last.pt"
     if not last.is_file() or optimizer is None:
         return None
     payload = load_checkpoint(last, map_location=device)
@@ -334,12 +354,37 @@ def _fit_and_finish(task: Task, kind: ModelKind, run_dir: Path, config: dict, da
             if logger is not None:
                 logger.close()
         report = {"optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
+    companions = {c.name: _fit_companion(task, c, run_dir, config, data, rows, device, workers)
+                  for c in task.companions(config)}
+    if companions:
+        report["companions"] = companions
     metrics = task.evaluate(run_dir, config, data, device, workers)
     if workers.is_main:
         finish_run(run_dir, config, result, metrics, {**report, "processes": workers.world,
                                                       "training_vectors": int(rows.shape[0]), **task.data_report(data)},
                    started)
     return Run(run_dir=run_dir, metrics=metrics)
+
+
+def _fit_companion(task: Task, companion: Companion, run_dir: Path, config: dict, data, rows, device,
+                   workers: Workers) -> dict:
+    """Fit one companion like the main model (continuing from its ``last.pt`` when there is one)."""
+    if workers.parallel:
+        raise RecipeError(f"task: {task.name!r} trains its {companion.name!r} baseline in one process; drop --nproc")
+    torch.manual_seed(derived_seed(config["seed"], companion.name))
+    model = companion.kind.build(config, task.dim(data), training=True).to(device)
+    optimizer = build_optimizer(config, model, -(-rows.shape[0] // config["train"]["batch_size"]))
+    folder = run_dir / "checkpoints" / companion.name
+    resume = _resumable_checkpoint(folder, config, run_dir / "config.yaml", task.dim(data), model, optimizer, device)
+    if workers.is_main and log_lines(config):
+        log(f"training the {companion.name} baseline")
+    result = fit(model, optimizer, rows, config=config, config_yaml=dump_recipe(config),
+                 validate=companion.validator(model, data, config, device, workers), checkpoint_dir=folder,
+                 device=device, resume=resume, workers=workers, history_path=run_dir / f"history_{companion.name}.json",
+                 condition=task.training_condition(data, config))
+    plot_training_curve(result.history, config["eval"]["select"], run_dir / f"training_curve_{companion.name}.png")
+    return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "seconds": round(result.seconds, 2),
+            "optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
 
 
 def finish_run(run_dir: Path, config: dict, result: TrainResult, metrics: dict, report: dict, started: float) -> None:
@@ -356,13 +401,23 @@ def finish_run(run_dir: Path, config: dict, result: TrainResult, metrics: dict, 
 
 
 # -- trained runs ------------------------------------------------------------------------------------------
-def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", device=None):
+def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", device=None,
+                 companion: str | None = None):
     """A run's config, loaded checkpoint and model (the evaluated variant, in eval mode).
 
-    ``device`` defaults to the run's ``train.device``.
+    ``companion`` names one of the task's companions (its ``checkpoints/<name>/`` checkpoint);
+    None: the main model. ``device`` defaults to the run's ``train.device``.
     """
-    config, payload = read_run(run_dir, task.name, checkpoint)
-    model = task.model_kind(config).build(config, payload["dim"], training=False)
+    if companion is None:
+        config, payload = read_run(run_dir, task.name, checkpoint)
+        kind = task.model_kind(config)
+    else:
+        kinds = {c.name: c.kind for c in task.companions(read_run_config(Path(run_dir)))}
+        if companion not in kinds:
+            raise RecipeError(f"{run_dir}: this run trained no {companion!r} model (it has {sorted(kinds) or 'none'})")
+        config, payload = read_run(run_dir, task.name, f"{companion}/{checkpoint}")
+        kind = kinds[companion]
+    model = kind.build(config, payload["dim"], training=False)
     model.load_state_dict(payload["model"])
     model.to(device or resolve_device(config["train"]["device"])).eval()
     return config, payload, model
@@ -393,5 +448,5 @@ def check_same_recipe(given: dict, run: dict, recipe: str, config_path: Path) ->
                               "(`bindiff resume RUN_DIR`) or start a new run")
 
 
-__all__ = ["ModelKind", "Run", "Task", "apply_threads", "check_parallel", "check_same_recipe", "device_of",
+__all__ = ["Companion", "ModelKind", "Run", "Task", "apply_threads", "check_parallel", "check_same_recipe", "device_of",
            "finish_run", "load_trained", "read_run_config", "rescoring_config", "resume", "train"]

@@ -18,13 +18,20 @@ def build_process(config: dict) -> BernoulliProcess:
 def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
     """The binomial diffusion over ``dim`` bits the recipe describes (untrained)."""
     process = build_process(config)
+    params = dict(config["denoiser"]["params"])
+    if config["diffusion"]["self_condition"]:
+        if config["denoiser"]["name"] != "unet":
+            raise RecipeError("diffusion.self_condition: the estimate is read as a condition channel, which only "
+                              "the unet denoiser takes")
+        params["cond_channels"] = int(params.get("cond_channels", 0)) + 1  # the estimate after the condition
     try:
-        denoiser = build_denoiser(config["denoiser"]["name"], dim, **config["denoiser"]["params"])
+        denoiser = build_denoiser(config["denoiser"]["name"], dim, **params)
     except (ValueError, TypeError) as err:
         raise RecipeError(f"denoiser: {err}") from None
     d = config["diffusion"]
     try:
         return BinomialDiffusion(denoiser, process, loss=d["loss"], hybrid_coeff=d["hybrid_coeff"],
-                                 train_t_max=d["train_t_max"], reverse_kernel=d["reverse_kernel"])
+                                 train_t_max=d["train_t_max"], reverse_kernel=d["reverse_kernel"],
+                                 dice_weight=d["dice_weight"], self_condition=d["self_condition"])
     except ValueError as err:
         raise RecipeError(f"diffusion: {err}") from None

@@ -8,22 +8,22 @@ import numpy as np
 
 from ...files import atomic_path
 
-_PLANES = (("sagittal", 0), ("coronal", 1), ("axial", 2))
+PLANES = (("sagittal", 0), ("coronal", 1), ("axial", 2))
 
 
-def _centre(mask: np.ndarray) -> list[int]:
+def mask_centre(mask: np.ndarray) -> list[int]:
     idx = np.argwhere(mask)
     if len(idx) == 0:
         return [s // 2 for s in mask.shape]
     return [int(v) for v in np.round(idx.mean(0))]
 
 
-def _plane(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
+def plane_slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
     # rows: the later axis, flipped so that anterior / superior point up
     return np.flipud(np.take(volume, index, axis=axis).T)
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
 
@@ -38,19 +38,19 @@ def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = ""
 
     names = list(columns)
     truth = columns[names[0]].astype(bool)
-    centre = _centre(truth)
+    centre = mask_centre(truth)
     fig = Figure(figsize=(2.2 * len(names), 6.6))
     axes = fig.subplots(3, len(names), squeeze=False)
-    for row, (plane, axis) in enumerate(_PLANES):
+    for row, (plane, axis) in enumerate(PLANES):
         for col, name in enumerate(names):
             ax = axes[row, col]
-            image = _plane(columns[name].astype(float), axis, centre[axis])
+            image = plane_slice(columns[name].astype(float), axis, centre[axis])
             ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             if known is not None and col == 1:
-                hidden = _plane((~known).astype(float), axis, centre[axis])
+                hidden = plane_slice((~known).astype(float), axis, centre[axis])
                 ax.imshow(np.ma.masked_where(hidden == 0, hidden), cmap="autumn", alpha=0.35, interpolation="nearest")
             if col and name != "input":
-                diff = _plane((columns[name].astype(bool) != truth).astype(float), axis, centre[axis])
+                diff = plane_slice((columns[name].astype(bool) != truth).astype(float), axis, centre[axis])
                 ax.contour(diff, levels=[0.5], colors="red", linewidths=0.5)
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0:
@@ -59,7 +59,7 @@ def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = ""
                 ax.set_ylabel(f"{plane} {centre[axis]}", fontsize=8)
     fig.suptitle(title + "  (red outline: voxels that differ from the truth)", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def sample_panel(samples: list[np.ndarray], nearest: list[np.ndarray], dices: list[float], path: Path,
@@ -73,14 +73,14 @@ def sample_panel(samples: list[np.ndarray], nearest: list[np.ndarray], dices: li
     for i, (sample, near, d) in enumerate(zip(samples, nearest, dices)):
         for row, volume in enumerate((sample, near)):
             axis = volume.ndim - 1
-            image = volume if volume.ndim == 2 else _plane(volume, axis, _centre(sample.astype(bool))[axis])
+            image = volume if volume.ndim == 2 else plane_slice(volume, axis, mask_centre(sample.astype(bool))[axis])
             axes[row, i].imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             axes[row, i].set_xticks([]), axes[row, i].set_yticks([])
         axes[0, i].set_title(f"sample {i}", fontsize=8)
         axes[1, i].set_title(f"nearest: Dice {d:.2f}", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def projection_panel(real: list[np.ndarray], generated: list[np.ndarray], path: Path, title: str = "") -> None:
@@ -94,7 +94,7 @@ def projection_panel(real: list[np.ndarray], generated: list[np.ndarray], path: 
     fig = Figure(figsize=(1.6 * len(columns), 5.2))
     axes = fig.subplots(3, len(columns), squeeze=False)
     for col, (kind, mask) in enumerate(columns):
-        for row, (plane, axis) in enumerate(_PLANES):
+        for row, (plane, axis) in enumerate(PLANES):
             ax = axes[row, col]
             projection = np.flipud(mask.astype(float).max(axis=axis).T)
             ax.imshow(projection, cmap="gray" if kind == "real" else "bone", vmin=0, vmax=1, interpolation="nearest")
@@ -105,4 +105,4 @@ def projection_panel(real: list[np.ndarray], generated: list[np.ndarray], path: 
                 ax.set_ylabel(plane, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...config import RecipeError, dump_recipe, load_recipe
 from ...files import atomic_path, write_json, write_text
+from ...metrics.paired import paired_wilcoxon
 from ...runs import create_output_dir
 from ...training.devices import device_of
 from .evaluation import evaluate_part
@@ -86,8 +87,6 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
 
 
 def summarise(runs: list[ModelRun], config: dict) -> dict:
-    from scipy.stats import wilcoxon
-
     metrics = list(runs[0].test)
     select = config["eval"]["select"]
     models = list(dict.fromkeys(r.model for r in runs))
@@ -112,13 +111,10 @@ def summarise(runs: list[ModelRun], config: dict) -> dict:
             continue
         mine = [r for r in runs if r.model == name]
         theirs = {r.seed: r for r in runs if r.model == best}
-        a = np.concatenate([r.per_user[select] for r in mine])
-        b = np.concatenate([theirs[r.seed].per_user[select] for r in mine])
-        keep = ~(np.isnan(a) | np.isnan(b))
-        diff = a[keep] - b[keep]
-        p = float(wilcoxon(a[keep], b[keep]).pvalue) if np.any(diff != 0) else 1.0
-        rows[name]["vs_best_baseline"] = {"baseline": best, "metric": select, "users": int(keep.sum()),
-                                          "mean_difference": float(diff.mean()), "wilcoxon_p": p}
+        test = paired_wilcoxon(np.concatenate([r.per_user[select] for r in mine]),
+                               np.concatenate([theirs[r.seed].per_user[select] for r in mine]))
+        rows[name]["vs_best_baseline"] = {"baseline": best, "metric": select, "users": test["units"],
+                                          "mean_difference": test["mean_difference"], "wilcoxon_p": test["wilcoxon_p"]}
     return {"metrics": metrics, "select": select, "best_baseline": best,
             "best_baseline_chosen_on": f"mean validation {select} over the seeds", "models": rows}
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
 from ...adapters.masks import MaskCase, find_dataset, load_region, split_cases, to_vectors
+from ...adapters.masks.datasets import LABEL_SUFFIXES
 from ...adapters.masks.images import ImageCase
 from ...adapters.masks.io import Geometry
 from ...files import write_json
@@ -67,11 +68,29 @@ class SegmentationData:
         return np.stack([c.image.grid.reshape(-1) for c in self.part(part)]).astype(np.float32)
 
 
-def _load_case(case: MaskCase, preset, region: str, spec) -> SegmentationCase:
-    if case.image is None:
-        raise DataError(f"{case.label}: no image beside this label map (segmentation needs images/ next to labels/)")
+def image_files(case: MaskCase, channels: list[str] | None) -> list[Path]:
+    """The case's image channels: the named files beside its label map, or the data set's one image."""
+    if channels is None:
+        if case.image is None:
+            raise DataError(f"{case.label}: no image beside this label map (segmentation needs images/ next to "
+                            "labels/, or images.channels naming the files beside each label map)")
+        return [case.image]
+    files = []
+    for name in channels:
+        found = [case.label.parent / f"{name}{suffix}" for suffix in LABEL_SUFFIXES
+                 if (case.label.parent / f"{name}{suffix}").is_file()]
+        if not found:
+            raise DataError(f"{case.label.parent}: no image {name!r} (images.channels) beside {case.label.name}")
+        files.append(found[0])
+    return files
+
+
+def _load_case(case: MaskCase, preset, region: str, spec, images: dict) -> SegmentationCase:
+    if images["brain"] and case.brain is None:
+        raise DataError(f"{case.label}: images.brain is true but this case has no brain mask")
     truth, geometry = load_region(case, preset, region)
-    image = ImageCase.load([case.image], spec, reference=geometry, reference_path=case.label)
+    image = ImageCase.load(image_files(case, images["channels"]), spec, brain=case.brain if images["brain"] else None,
+                           reference=geometry, reference_path=case.label)
     return SegmentationCase(case, geometry, image, image.transform.to_grid(truth.astype(np.uint8)),
                             image.transform.outside(truth))
 
@@ -85,7 +104,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
         raise DataError("segmentation works on 3-D grids: give grid.shape three sides")
     preset = resolve_preset(config, dataset.layout)
     region = config["labels"]["region"]
-    loaded = {c.case_id: _load_case(c, preset, region, spec)
+    loaded = {c.case_id: _load_case(c, preset, region, spec, config["images"])
               for c in tqdm(cases, desc="reading images and masks", unit="case", disable=disable_progress)}
     split = split_cases(list(loaded), config["split"]["n_valid"], config["split"]["n_test"], seed=config["seed"])
     return SegmentationData(dataset.name, dataset.layout, preset.name, region, spec, split, loaded)
@@ -111,7 +130,7 @@ def load_data(folder: Path, config: dict) -> SegmentationData:
     preset = resolve_preset(config, meta["layout"])
     cases = {}
     for case_id, record in meta["cases"].items():
-        case = _load_case(MaskCase.from_dict(record), preset, meta["region"], spec)
+        case = _load_case(MaskCase.from_dict(record), preset, meta["region"], spec, config["images"])
         if case.image.transform.to_dict() != record["transform"]:
             raise DataError(f"{case.case.image}: the image changed since the run was trained (its grid window moved)")
         cases[case_id] = case

@@ -1,12 +1,16 @@
 """The segmentation task in the shared lifecycle: images and masks → conditional Bernoulli diffusion
-→ masks sampled from noise given each held-out image, with calibration and uncertainty.
+→ masks sampled from noise given each held-out image, with calibration and uncertainty, beside a
+deterministic U-Net (``unet_baseline``) trained in the same run as the lifecycle's companion.
 
 Layout of a run directory (``runs/<name>/<time>-<hash>/``):
-    config.yaml, overrides.txt, split/cases.json, checkpoints/, history.json, training_curve.png
-    segmentation/summary.json    per case and mean: Dice, IoU, HD95, ASSD, surface Dice, volume error,
-                                 ECE, Brier score, error-detection AUROC of the uncertainty
+    config.yaml, overrides.txt, split/cases.json, history.json, training_curve.png
+    checkpoints/{best,last}.pt   the diffusion model;  checkpoints/unet/: the baseline (history_unet.json)
+    segmentation/summary.json    per case and model, and means: Dice, IoU, HD95, ASSD, surface Dice,
+                                 volume error, ECE, Brier score, error-detection AUROC of the uncertainty;
+                                 the paired Wilcoxon test diffusion − unet
     segmentation/nifti/          <case>_mask.nii.gz and <case>_uncertainty.nii.gz in the image's geometry
-    metrics.json                 ``test: {diffusion: {...}}`` and the training facts
+    segmentation/panels/         <case>.png: image, truth, each model's mask, uncertainty
+    metrics.json                 ``test: {diffusion: {...}, unet: {...}}``, ``paired_test``, training facts
 
 Sampling reads the image only; the label file is read to score the result, never to make it.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,9 +28,11 @@ import torch
 
 from ...adapters.masks import load_region, write_mask, write_volume
 from ...config import RecipeError
+from ...core import build_denoiser
 from ...core import unet  # noqa: F401  (registers "unet")
 from ...files import write_json
 from ...metrics.calibration import binary_entropy, brier_score, error_detection_auroc, expected_calibration_error
+from ...metrics.paired import paired_wilcoxon
 from ...metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
 from ...progress import log, log_lines, progress_disabled
 from ...training.builders import build_diffusion
@@ -34,23 +41,69 @@ from .. import base
 from ..masks.data import check_label_preset, resolve_preset
 from ..masks.model import model_config
 from .data import SegmentationData, load_data, prepare_data, save_data
+from .panels import segmentation_panel
+from .unet_baseline import DirectSegmenter
 
-IMAGE_CHANNELS = 1  # the MSD layout holds one image per case
+def image_channels(config: dict) -> int:
+    """Channels the U-Net reads beside x_t: one per ``images.channels`` entry (one image by default)."""
+    return len(config["images"]["channels"] or [None])
+
+
+def _unet_config(config: dict) -> dict:
+    """The recipe with the U-Net told its grid and the image's channels."""
+    if config["denoiser"]["name"] != "unet":
+        raise RecipeError("denoiser.name: segmentation reads the image through the U-Net; use unet")
+    conf = copy.deepcopy(model_config(config))
+    params, channels = conf["denoiser"]["params"], image_channels(config)
+    if params.get("cond_channels", channels) != channels:
+        raise RecipeError(f"denoiser.params.cond_channels: leave it out; it is the number of images.channels "
+                          f"({channels})")
+    params["cond_channels"] = channels
+    return conf
 
 
 def build_segmenter(config: dict, dim: int, training: bool = False):
     """The diffusion over the mask grid whose U-Net reads the image beside x_t."""
-    if config["denoiser"]["name"] != "unet":
-        raise RecipeError("denoiser.name: segmentation reads the image through the U-Net; use unet")
-    conf = copy.deepcopy(model_config(config))
-    params = conf["denoiser"]["params"]
-    if params.get("cond_channels", IMAGE_CHANNELS) != IMAGE_CHANNELS:
-        raise RecipeError(f"denoiser.params.cond_channels: leave it out; it is the image's {IMAGE_CHANNELS} channel")
-    params["cond_channels"] = IMAGE_CHANNELS
-    return build_diffusion(conf, dim)
+    return build_diffusion(_unet_config(config), dim)
+
+
+def build_unet_baseline(config: dict, dim: int, training: bool = False) -> DirectSegmenter:
+    """The deterministic baseline: the same U-Net (``denoiser.params``) mapping the image to the mask."""
+    try:
+        denoiser = build_denoiser("unet", dim, **_unet_config(config)["denoiser"]["params"])
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"denoiser: {err}") from None
+    return DirectSegmenter(denoiser, dice_weight=config["baseline"]["dice_weight"])
 
 
 SEGMENTER = base.ModelKind("binomial", build_segmenter, description="conditional binomial diffusion on the mask grid")
+UNET_BASELINE = base.ModelKind("unet", build_unet_baseline, description="deterministic U-Net, image → mask")
+
+
+def _dice_validator(data: SegmentationData, device, segment: Callable[[torch.Tensor], torch.Tensor]):
+    """Validation Dice of ``segment(images) -> probabilities`` over the validation cases, thresholded at 1/2."""
+    truth = torch.from_numpy(data.masks("valid").toarray()).to(device) >= 0.5
+    images = torch.from_numpy(data.images("valid")).to(device)
+
+    @torch.no_grad()
+    def validate() -> dict[str, float]:
+        pred = segment(images) >= 0.5
+        total = float(pred.sum() + truth.sum())
+        return {"dice": 1.0 if total == 0 else 2 * float((pred & truth).sum()) / total}
+    return validate
+
+
+def _diffusion_validator(model, data: SegmentationData, config: dict, device, workers: Workers):
+    """One denoiser call from pure noise at t = T given each image (the noise drawn once, for every epoch)."""
+    T = model.process.num_steps
+    shape = (len(data.split["valid"]), data.dim)
+    noise = (torch.rand(shape, generator=torch.Generator().manual_seed(base.derived_seed(config["seed"], "valid")))
+             < 0.5).float().to(device)
+    return _dice_validator(data, device, lambda images: model.predict_x0(noise, T, cond=images))
+
+
+def _unet_validator(model, data: SegmentationData, config: dict, device, workers: Workers):
+    return _dice_validator(data, device, model.probabilities)
 
 
 class SegmentationTask(base.Task):
@@ -59,6 +112,9 @@ class SegmentationTask(base.Task):
 
     def model_kind(self, config: dict) -> base.ModelKind:
         return SEGMENTER
+
+    def companions(self, config: dict) -> list[base.Companion]:
+        return [base.Companion("unet", UNET_BASELINE, _unet_validator)] if config["baseline"]["unet"] else []
 
     def check_recipe(self, config: dict) -> None:
         check_label_preset(config)
@@ -90,19 +146,7 @@ class SegmentationTask(base.Task):
         return load_data(folder, base.read_run_config(folder.parent))
 
     def validator(self, model, data: SegmentationData, config: dict, device, workers: Workers):
-        """Dice of one denoiser call from pure noise at t = T given each validation image (noise drawn once)."""
-        truth = torch.from_numpy(data.masks("valid").toarray()).to(device) >= 0.5
-        images = torch.from_numpy(data.images("valid")).to(device)
-        T = model.process.num_steps
-        noise = (torch.rand(truth.shape, generator=torch.Generator().manual_seed(base.derived_seed(config["seed"], "valid")))
-                 < 0.5).float().to(device)
-
-        @torch.no_grad()
-        def validate() -> dict[str, float]:
-            pred = model.predict_x0(noise, T, cond=images) >= 0.5
-            total = float(pred.sum() + truth.sum())
-            return {"dice": 1.0 if total == 0 else 2 * float((pred & truth).sum()) / total}
-        return validate
+        return _diffusion_validator(model, data, config, device, workers)
 
     def evaluate(self, run_dir: Path, config: dict, data: SegmentationData, device, workers: Workers) -> dict:
         return run_segmentation(run_dir, data=data)
@@ -133,61 +177,110 @@ def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torc
     return stack.mean(0), stack.var(0)
 
 
+def _unet_probabilities(model, images: torch.Tensor, batch_size: int) -> np.ndarray:
+    return np.concatenate([model.probabilities(images[i:i + batch_size]).cpu().numpy()
+                           for i in range(0, len(images), batch_size)]).astype(np.float64)
+
+
+def score_case(prob: np.ndarray, uncertainty: np.ndarray, record, truth: np.ndarray, cfg: dict) -> tuple[dict, np.ndarray]:
+    """One model's metrics on one case from its grid probabilities; also returns the mask in the image's grid.
+
+    ``truth`` is the label volume (scoring only); voxels of the grid outside the image are left out.
+    """
+    transform = record.image.transform
+    valid = transform.valid().reshape(-1)
+    prob, uncertainty = prob * valid, uncertainty * valid
+    volume = transform.from_grid((prob >= cfg["threshold"]).reshape(transform.grid_shape).astype(np.uint8)).astype(bool)
+    truth_grid = record.mask.reshape(-1).astype(bool)[valid]
+    p, u = prob[valid], uncertainty[valid]
+    return {**segmentation_metrics(volume, truth, record.geometry.spacing),
+            "ece": expected_calibration_error(p, truth_grid, cfg["calibration_bins"]),
+            "brier": brier_score(p, truth_grid),
+            "error_auroc": error_detection_auroc(u, (p >= cfg["threshold"]) != truth_grid),
+            "mean_uncertainty": float(u.mean())}, volume
+
+
+PAIRED = ("dice", "iou", "hd95_mm", "ece", "brier")  # per-case metrics compared between the two models
+
+
 def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, overrides: list[str] = (),
                      checkpoint: str = "best", out_dir: Path | None = None) -> dict:
-    """Segment the run's held-out cases from their images; writes segmentation/summary.json."""
+    """Segment the run's held-out cases from their images with the diffusion model and, when the run
+    trained it, the deterministic U-Net; writes segmentation/summary.json and the panels."""
     run_dir = Path(run_dir)
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint)
     config = base.rescoring_config(TASK, config, overrides)
     data = data or load_data(run_dir / "split", config)
     cfg, started = config["segmentation"], time.perf_counter()
+    batch = config["eval"]["batch_size"]
     records = data.part(config["eval"]["part"])[: config["eval"]["max_cases"] or None]
     device = base.device_of(model)
     images = torch.from_numpy(np.stack([r.image.grid.reshape(-1) for r in records]).astype(np.float32)).to(device)
-    generator = torch.Generator(device=device).manual_seed(base.derived_seed(config["seed"], "segmentation"))
-    mean, variance = sample_probabilities(model, images, cfg, generator, config["eval"]["batch_size"],
-                                          report=log if log_lines(config) else None)
     folder = (Path(out_dir) if out_dir is not None else run_dir) / "segmentation"
     if folder.exists():
         raise FileExistsError(f"{folder}: already exists; bindiff never overwrites")
+
+    # probabilities and uncertainty of every model, from the images alone
+    generator = torch.Generator(device=device).manual_seed(base.derived_seed(config["seed"], "segmentation"))
+    mean, variance = sample_probabilities(model, images, cfg, generator, batch,
+                                          report=log if log_lines(config) else None)
+    outputs = {"diffusion": (mean, binary_entropy(mean) if cfg["uncertainty"] == "entropy" else variance)}
+    for companion in TASK.companions(config):
+        _, _, other = base.load_trained(TASK, run_dir, checkpoint, device=device, companion=companion.name)
+        prob = _unet_probabilities(other, images, batch)
+        outputs[companion.name] = (prob, binary_entropy(prob))  # one deterministic map: no sample variance
+
     preset = resolve_preset(config, data.layout)
     rows = []
     for i, record in enumerate(records):
-        transform = record.image.transform
-        valid = transform.valid().reshape(-1)
-        prob = mean[i] * valid
-        uncertainty = binary_entropy(prob) if cfg["uncertainty"] == "entropy" else variance[i] * valid
-        pred_grid = (prob >= cfg["threshold"]).reshape(transform.grid_shape).astype(np.uint8)
         truth, _ = load_region(record.case, preset, data.region)  # read to score only
-        volume = transform.from_grid(pred_grid).astype(bool)
-        truth_grid = record.mask.reshape(-1).astype(bool)
-        row = {"case_id": record.case_id,
-               "diffusion": {**segmentation_metrics(volume, truth, record.geometry.spacing),
-                             "ece": expected_calibration_error(prob[valid], truth_grid[valid], cfg["calibration_bins"]),
-                             "brier": brier_score(prob[valid], truth_grid[valid]),
-                             "error_auroc": error_detection_auroc(uncertainty[valid],
-                                                                  (prob[valid] >= cfg["threshold"]) != truth_grid[valid]),
-                             "mean_uncertainty": float(uncertainty[valid].mean())}}
+        row, volumes = {"case_id": record.case_id}, {}
+        for name, (prob, uncertainty) in outputs.items():
+            row[name], volumes[name] = score_case(prob[i], uncertainty[i], record, truth, cfg)
         rows.append(row)
+        transform = record.image.transform
+        diffusion_uncertainty = (outputs["diffusion"][1][i] * transform.valid().reshape(-1)).reshape(transform.grid_shape)
         if config["eval"]["nifti"]:
-            write_mask(volume, record.geometry, folder / "nifti" / f"{record.case_id}_mask.nii.gz")
-            write_volume(transform.from_grid(uncertainty.reshape(transform.grid_shape).astype(np.float32)),
-                         record.geometry, folder / "nifti" / f"{record.case_id}_uncertainty.nii.gz")
-    means = summarize(r["diffusion"] for r in rows)
-    for key in ("ece", "brier", "error_auroc", "mean_uncertainty"):
-        values = [r["diffusion"][key] for r in rows if not np.isnan(r["diffusion"][key])]
-        means[key] = float(np.mean(values)) if values else float("nan")
-    summary = {"task": "segmentation", "cases": len(rows), "mean": {"diffusion": means}, "settings": dict(cfg),
+            write_mask(volumes["diffusion"], record.geometry, folder / "nifti" / f"{record.case_id}_mask.nii.gz")
+            write_volume(transform.from_grid(diffusion_uncertainty.astype(np.float32)), record.geometry,
+                         folder / "nifti" / f"{record.case_id}_uncertainty.nii.gz")
+        if i < config["eval"]["panels"]:
+            segmentation_panel(record.image.grid[0], record.mask.astype(bool),
+                               {name: (outputs[name][0][i] >= cfg["threshold"]).reshape(transform.grid_shape)
+                                for name in outputs},
+                               diffusion_uncertainty, folder / "panels" / f"{record.case_id}.png",
+                               title=f"{record.case_id}: " + ", ".join(
+                                   f"{name} Dice {row[name]['dice']:.3f}" for name in outputs))
+    means = {name: _means([r[name] for r in rows]) for name in outputs}
+    paired = {}
+    if "unet" in outputs:
+        paired = {"models": ["diffusion", "unet"], "test": "two-sided Wilcoxon signed-rank over the cases",
+                  **{key: paired_wilcoxon([r["diffusion"][key] for r in rows], [r["unet"][key] for r in rows])
+                     for key in PAIRED}}
+    summary = {"task": "segmentation", "cases": len(rows), "mean": means, "paired": paired, "settings": dict(cfg),
                "definitions": {**DEFINITIONS,
-                               "ece": f"expected calibration error of the mean probability, {cfg['calibration_bins']} "
+                               "ece": f"expected calibration error of the probability map, {cfg['calibration_bins']} "
                                       "equal-width bins, over the grid voxels inside the image",
                                "brier": "mean squared difference of the probability and the mask on the grid",
-                               "error_auroc": f"AUROC of the per-voxel uncertainty ({cfg['uncertainty']}) for "
-                                              "telling wrongly from rightly thresholded voxels"},
+                               "error_auroc": f"AUROC of the per-voxel uncertainty (diffusion: {cfg['uncertainty']}; "
+                                              "unet: entropy of its probability) for telling wrongly from rightly "
+                                              "thresholded voxels",
+                               "paired": "mean_difference is diffusion − unet"},
                "empty_rule": EMPTY_RULE, "seconds": round(time.perf_counter() - started, 2),
                "checkpoint": {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch")}, "per_case": rows}
     write_json(folder / "summary.json", summary)
-    return {"recipe": config["name"], "seed": config["seed"], config["eval"]["part"]: {"diffusion": means}}
+    result = {"recipe": config["name"], "seed": config["seed"], config["eval"]["part"]: means}
+    if paired:
+        result["paired_test"] = {key: paired[key] for key in PAIRED}
+    return result
+
+
+def _means(rows: list[dict]) -> dict:
+    means = summarize(rows)
+    for key in ("ece", "brier", "error_auroc", "mean_uncertainty"):
+        values = [r[key] for r in rows if not np.isnan(r[key])]
+        means[key] = float(np.mean(values)) if values else float("nan")
+    return means
 
 
 def train_segmentation(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> base.Run:

@@ -10,6 +10,16 @@ from ..masks.schema import SECTIONS as MASKS
 
 SECTIONS: dict[str, Any] = {
     **{name: MASKS[name] for name in ("data", "labels", "grid", "split", "timesteps")},
+    "images": {
+        "channels": key((list, type(None)), None, "image files beside each label map, one per channel, by name "
+                        "without suffix (e.g. [Flair_subtrMeanDivStd, T1c_subtrMeanDivStd]); null: the data set's "
+                        "one image per case (MSD: images/<case>)",
+                        (lambda v: v is None or (bool(v) and all(isinstance(n, str) and n for n in v)
+                                                 and len(set(v)) == len(v)),
+                         "must be null or a non-empty list of distinct file names")),
+        "brain": key(bool, False, "place the grid and z-score each channel inside the case's brain mask (needs "
+                     "one per case, and `bindiff segment --brain`); false: inside the image's non-zero voxels"),
+    },
     "eval": {
         "select": key(str, "dice", "validation metric for the best checkpoint: dice (one denoiser call from noise)",
                       (lambda v: v == "dice", "must be 'dice'")),
@@ -18,6 +28,13 @@ SECTIONS: dict[str, Any] = {
                     (lambda v: v in ("test", "valid"), "must be 'test' or 'valid'")),
         "max_cases": key((int, type(None)), None, "evaluate the first N cases only; null: all", at_least_one),
         "nifti": key(bool, True, "write each case's mask and uncertainty map as NIfTI in the image's geometry"),
+        "panels": key(int, 4, "cases drawn as PNG panels (image, truth, each model's mask, uncertainty); 0: none",
+                      (lambda v: v >= 0, "must be >= 0")),
+    },
+    "baseline": {
+        "unet": key(bool, True, "also train the deterministic U-Net (the same backbone, image → mask) in the run"),
+        "dice_weight": key(float, 1.0, "weight of the soft Dice term beside binary cross-entropy in its loss",
+                           (lambda v: v >= 0, "must be >= 0")),
     },
     "segmentation": {
         "samples": key(int, 4, "reverse runs from noise per case, averaged into the probability map", at_least_one),

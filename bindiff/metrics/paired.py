@@ -1,0 +1,23 @@
+"""Paired comparison of two models scored on the same units (users, cases)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def paired_wilcoxon(a, b) -> dict:
+    """Mean of ``a − b`` and the two-sided Wilcoxon signed-rank p-value over the units both score.
+
+    Units where either value is NaN are left out; when every difference is 0 the p-value is 1.
+    """
+    from scipy.stats import wilcoxon
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores must have one shape, got {a.shape} and {b.shape}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    diff = a[keep] - b[keep]
+    if not keep.any():
+        return {"units": 0, "mean_difference": float("nan"), "wilcoxon_p": float("nan")}
+    p = float(wilcoxon(a[keep], b[keep]).pvalue) if np.any(diff != 0) else 1.0
+    return {"units": int(keep.sum()), "mean_difference": float(diff.mean()), "wilcoxon_p": p}

@@ -1,0 +1,48 @@
+"""PNG panels of a segmented case: the image, the truth, each model's mask and the uncertainty map,
+in three planes through the centre of the diffusion model's mask (a panel is chosen without the label)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..masks.panels import PLANES, mask_centre, plane_slice, save_png
+
+
+def segmentation_panel(image: np.ndarray, truth: np.ndarray, masks: dict[str, np.ndarray], uncertainty: np.ndarray,
+                       path: Path, title: str = "") -> None:
+    """One row per plane; columns: image, truth (outlined on the image), each mask, uncertainty."""
+    from matplotlib.figure import Figure
+
+    names = list(masks)
+    centre = mask_centre(np.asarray(masks[names[0]], dtype=bool) if masks[names[0]].any() else truth)
+    columns = ["image", "truth", *names, "uncertainty"]
+    fig = Figure(figsize=(2.2 * len(columns), 6.6))
+    axes = fig.subplots(3, len(columns), squeeze=False)
+    low, high = np.percentile(image, [1, 99])
+    for row, (plane, axis) in enumerate(PLANES):
+        background = plane_slice(image, axis, centre[axis])
+        truth_plane = plane_slice(truth.astype(float), axis, centre[axis])
+        for col, name in enumerate(columns):
+            ax = axes[row, col]
+            if name == "uncertainty":
+                shown = ax.imshow(plane_slice(uncertainty, axis, centre[axis]), cmap="magma", vmin=0,
+                                  vmax=max(float(uncertainty.max()), 1e-6), interpolation="nearest")
+                if row == 0:
+                    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+            else:
+                ax.imshow(background, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+                if name != "image":
+                    mask = truth_plane if name == "truth" else plane_slice(masks[name].astype(float), axis, centre[axis])
+                    ax.imshow(np.ma.masked_where(mask == 0, mask), cmap="autumn", alpha=0.45, interpolation="nearest")
+                if name in masks and truth_plane.any():
+                    ax.contour(truth_plane, levels=[0.5], colors="cyan", linewidths=0.5)
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(f"{plane} {centre[axis]}", fontsize=8)
+    fig.suptitle(title + "  (cyan outline: the truth)", fontsize=9)
+    fig.tight_layout()
+    save_png(fig, path)

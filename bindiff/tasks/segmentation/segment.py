@@ -1,0 +1,181 @@
+"""Using a trained segmentation run on new scans: image(s) in, mask and uncertainty map out.
+
+No label is read anywhere here. Each input case is placed on the run's grid exactly as its
+training images were (from the image, or its brain mask when the run used them), segmented by
+the run's diffusion model (K reverse runs from noise, or the deterministic U-Net with
+``model="unet"``), mapped back to the input's voxel grid and written as NIfTI with the input's
+geometry: ``<output>/<case>_mask.nii.gz`` and ``<output>/<case>_uncertainty.nii.gz``;
+``<output>/summary.json`` lists every case.
+
+A case is an image file (3-D for a one-channel run; a 4-D NIfTI with the channels on its last
+axis otherwise) or, for a run with named ``images.channels``, a folder holding those files.
+``input`` is one case, or a folder of cases.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...adapters.errors import DataError
+from ...adapters.masks import write_mask, write_volume
+from ...adapters.masks.datasets import LABEL_SUFFIXES
+from ...adapters.masks.images import ImageCase, read_channels, read_image
+from ...config import RecipeError
+from ...files import staged_folder, write_json
+from ...metrics.calibration import binary_entropy
+from ...progress import log, log_lines
+from .. import base
+from ..masks.data import grid_spec
+from .job import TASK, image_channels, sample_probabilities
+
+IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
+SEGMENT_MODELS = ("diffusion", "unet")
+
+
+@dataclass(frozen=True)
+class InputCase:
+    case_id: str
+    files: tuple[Path, ...]  # one file (all channels), or one file per named channel
+
+
+def _strip_suffix(name: str) -> str | None:
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def _channel_folder(folder: Path, names: list[str]) -> InputCase | None:
+    files = []
+    for name in names:
+        found = [folder / f"{name}{s}" for s in IMAGE_SUFFIXES if (folder / f"{name}{s}").is_file()]
+        if not found:
+            return None
+        files.append(found[0])
+    return InputCase(folder.name, tuple(files))
+
+
+def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
+    """The cases under ``path`` (see the module's doc), sorted by name; DataError when there are none."""
+    if path.is_file():
+        stem = _strip_suffix(path.name)
+        if stem is None:
+            raise DataError(f"{path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+        return [InputCase(stem, (path,))]
+    if not path.is_dir():
+        raise DataError(f"{path}: no such file or folder")
+    if names and (case := _channel_folder(path, names)):
+        return [case]
+    cases = []
+    for entry in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
+        if entry.is_file() and (stem := _strip_suffix(entry.name)) is not None:
+            cases.append(InputCase(stem, (entry,)))
+        elif entry.is_dir() and names and (case := _channel_folder(entry, names)):
+            cases.append(case)
+    if not cases:
+        wanted = f"image files ({', '.join(IMAGE_SUFFIXES)})"
+        if names:
+            wanted += f" or case folders holding {', '.join(names)}"
+        raise DataError(f"{path}: no {wanted} in this folder")
+    return cases
+
+
+def read_case(case: InputCase, channels: int) -> tuple[np.ndarray, object]:
+    """(C, X, Y, Z) channels in canonical order and their geometry; refuses a wrong channel count."""
+    if len(case.files) > 1:
+        data, geometry = read_channels(case.files)
+    else:
+        volume = read_image(case.files[0], channels=True)
+        data, geometry = volume.data, volume.geometry
+    if data.shape[0] != channels:
+        raise DataError(f"{case.files[0]}: {data.shape[0]} image channel(s), but the run was trained on {channels}")
+    return data, geometry
+
+
+def _brain_file(brain: Path | None, case: InputCase) -> Path | None:
+    if brain is None:
+        return None
+    if brain.is_file():
+        return brain
+    found = [brain / f"{case.case_id}{s}" for s in IMAGE_SUFFIXES if (brain / f"{case.case_id}{s}").is_file()]
+    if not found:
+        raise DataError(f"{brain}: no brain mask {case.case_id}.nii.gz (or another image format) for {case.files[0]}")
+    return found[0]
+
+
+def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, brain: str | Path | None = None,
+            model: str = "diffusion", overrides: list[str] = (), checkpoint: str = "best") -> dict:
+    """Segment every case of ``input_path`` with a trained run; writes NIfTI files and summary.json."""
+    if model not in SEGMENT_MODELS:
+        raise RecipeError(f"segment: model must be one of {', '.join(SEGMENT_MODELS)}, got {model!r}")
+    output_dir = Path(output_dir)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
+    config, payload, diffusion = base.load_trained(TASK, run_dir, checkpoint)
+    config = base.rescoring_config(TASK, config, overrides)
+    uses_brain = config["images"]["brain"]
+    if uses_brain and brain is None:
+        raise RecipeError(f"{run_dir}: the run placed and normalised its images inside brain masks (images.brain); "
+                          "give one with --brain FILE|FOLDER")
+    if not uses_brain and brain is not None:
+        raise RecipeError(f"{run_dir}: the run placed its images from their non-zero voxels, not brain masks; "
+                          "drop --brain")
+    cases = find_inputs(Path(input_path), config["images"]["channels"])
+    if model == "unet":
+        _, payload, net = base.load_trained(TASK, run_dir, checkpoint, device=base.device_of(diffusion),
+                                            companion="unet")
+    else:
+        net = diffusion
+    base.apply_threads(config)
+    spec, cfg, channels = grid_spec(config), config["segmentation"], image_channels(config)
+    if brain is not None and not Path(brain).exists():
+        raise DataError(f"{brain}: no such brain-mask file or folder")
+    device, started, rows = base.device_of(net), time.perf_counter(), []
+    with staged_folder(output_dir) as staging:
+        for case in cases:
+            rows.append(_segment_case(case, net, model, config, spec, channels, device, staging, output_dir,
+                                      None if brain is None else Path(brain)))
+        summary = {"run": str(run_dir), "model": model,
+                   "checkpoint": {"file": f"{checkpoint}.pt" if model == "diffusion" else f"unet/{checkpoint}.pt",
+                                  "epoch": payload.get("epoch")},
+                   "input": str(input_path), "settings": dict(cfg),
+                   "uncertainty": cfg["uncertainty"] if model == "diffusion" else "entropy",
+                   "seconds": round(time.perf_counter() - started, 2), "cases": rows}
+        write_json(staging / "summary.json", summary)
+    return summary
+
+
+def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, device, staging: Path,
+                  output_dir: Path, brain: Path | None) -> dict:
+    cfg = config["segmentation"]
+    data, geometry = read_case(case, channels)
+    image = ImageCase.place(data, geometry, spec, brain=_brain_file(brain, case), source=case.files[0])
+    cond = torch.from_numpy(image.grid.reshape(1, -1).astype(np.float32)).to(device)
+    seed = base.derived_seed(config["seed"], "segment", case.case_id)
+    if model == "diffusion":
+        generator = torch.Generator(device=device).manual_seed(seed)
+        mean, variance = sample_probabilities(net, cond, cfg, generator, batch_size=1)
+        prob = mean[0]
+        uncertainty = binary_entropy(prob) if cfg["uncertainty"] == "entropy" else variance[0]
+    else:
+        prob = net.probabilities(cond).cpu().numpy()[0].astype(np.float64)
+        uncertainty = binary_entropy(prob)
+    transform = image.transform
+    valid = transform.valid().reshape(-1)
+    mask = transform.from_grid(((prob * valid) >= cfg["threshold"]).reshape(transform.grid_shape)
+                               .astype(np.uint8)).astype(bool)
+    uncertainty_volume = transform.from_grid((uncertainty * valid).reshape(transform.grid_shape).astype(np.float32))
+    names = {"mask": f"{case.case_id}_mask.nii.gz", "uncertainty": f"{case.case_id}_uncertainty.nii.gz"}
+    write_mask(mask, geometry, staging / names["mask"])
+    write_volume(uncertainty_volume, geometry, staging / names["uncertainty"])
+    if log_lines(config):
+        log(f"segment: {case.case_id} -> {output_dir / names['mask']}")
+    return {"case_id": case.case_id, "inputs": [str(f) for f in case.files],
+            **{k: str(output_dir / v) for k, v in names.items()}, "seed": seed, "voxels": int(mask.sum()),
+            "volume_ml": float(mask.sum() * np.prod(geometry.spacing) / 1000),
+            "mean_uncertainty": float(uncertainty[valid].mean())}

@@ -1,0 +1,37 @@
+"""The paired Wilcoxon signed-rank test against an enumeration of every sign pattern."""
+
+from itertools import product
+
+import numpy as np
+import pytest
+
+from bindiff.metrics.paired import paired_wilcoxon
+
+
+def _exact_p(differences) -> float:
+    """Two-sided exact p of the signed-rank statistic: all 2^n sign patterns, distinct |d| (no ties)."""
+    d = np.asarray(differences, dtype=float)
+    ranks = np.argsort(np.argsort(np.abs(d))) + 1
+    observed = ranks[d > 0].sum()
+    totals = [sum(r for r, s in zip(ranks, signs) if s) for signs in product((0, 1), repeat=len(d))]
+    low = np.mean([t <= observed for t in totals])
+    high = np.mean([t >= observed for t in totals])
+    return min(1.0, 2 * min(low, high))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_p_value_and_mean_difference_equal_an_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=9)
+    b = a - rng.normal(0.4, 1.0, size=9)
+    result = paired_wilcoxon(a, b)
+    assert result["units"] == 9
+    assert result["mean_difference"] == pytest.approx(float(np.mean(a - b)))
+    assert result["wilcoxon_p"] == pytest.approx(_exact_p(a - b))
+
+
+def test_nan_units_are_left_out_and_equal_scores_give_p_one():
+    result = paired_wilcoxon([0.5, np.nan, 0.7], [0.5, 0.1, 0.7])
+    assert result == {"units": 2, "mean_difference": 0.0, "wilcoxon_p": 1.0}
+    with pytest.raises(ValueError, match="one shape"):
+        paired_wilcoxon([1.0, 2.0], [1.0])
