@@ -6,10 +6,10 @@ Training a recipe (``train``):
     task's data → model and optimiser from the recipe seed → the task's checks of the recipe
     against the data → a fresh run directory (``create_run_dir``: config.yaml, overrides.txt)
     → the task's data saved in ``split/`` → ``fit`` (or a closed-form fit) with the task's
-    validation, checkpoints after every epoch → the task's evaluation of the best checkpoint
-    → the task's companions (``Task.companions``: further models, e.g. a deterministic
-    baseline, fitted the same way on the same rows and budget into ``checkpoints/<name>/``)
-    → the task's evaluation → ``finish_run``: history.json, training_curve.png, and
+    validation, checkpoints after every epoch → the task's companions (``Task.companions``:
+    further models, e.g. a deterministic baseline, fitted the same way on the same rows and
+    budget into ``checkpoints/<name>/``) → the task's evaluation of the best checkpoints
+    → ``finish_run``: history.json, training_curve.png, and
     metrics.json last (its presence marks a finished run).
 Resuming (``resume``) takes the same path from the run's own config, data and ``last.pt``.
 Scoring a trained run again (``rescoring_config``) accepts overrides of the keys the task
@@ -72,7 +72,8 @@ class ModelKind:
 class Companion:
     """A further model a task trains in every run beside its own, on the same rows, split, seed and
     ``train`` budget (a baseline the evaluation compares with). It is fitted after the main model
-    into ``checkpoints/<name>/`` (history in ``history_<name>.json``) and resumes as exactly;
+    into ``checkpoints/<name>/`` (history in ``history_<name>.json``) and resumes as exactly as
+    the main model;
     ``validator`` has ``Task.validator``'s signature."""
 
     name: str

@@ -28,6 +28,21 @@ def save_png(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=80)
 
 
+def label_cell(ax, title: str | None, ylabel: str | None) -> None:
+    """No ticks; the column's title on the first row, the plane on the first column."""
+    ax.set_xticks([]), ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, fontsize=8)
+
+
+def finish_figure(fig, title: str, path: Path) -> None:
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
 def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = "",
                      known: np.ndarray | None = None) -> None:
     """One row per plane through the truth's centre, one column per mask (first: the truth).
@@ -52,14 +67,8 @@ def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = ""
             if col and name != "input":
                 diff = plane_slice((columns[name].astype(bool) != truth).astype(float), axis, centre[axis])
                 ax.contour(diff, levels=[0.5], colors="red", linewidths=0.5)
-            ax.set_xticks([]), ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name, fontsize=9)
-            if col == 0:
-                ax.set_ylabel(f"{plane} {centre[axis]}", fontsize=8)
-    fig.suptitle(title + "  (red outline: voxels that differ from the truth)", fontsize=9)
-    fig.tight_layout()
-    save_png(fig, path)
+            label_cell(ax, name if row == 0 else None, f"{plane} {centre[axis]}" if col == 0 else None)
+    finish_figure(fig, title + "  (red outline: voxels that differ from the truth)", path)
 
 
 def sample_panel(samples: list[np.ndarray], nearest: list[np.ndarray], dices: list[float], path: Path,
@@ -78,9 +87,7 @@ def sample_panel(samples: list[np.ndarray], nearest: list[np.ndarray], dices: li
             axes[row, i].set_xticks([]), axes[row, i].set_yticks([])
         axes[0, i].set_title(f"sample {i}", fontsize=8)
         axes[1, i].set_title(f"nearest: Dice {d:.2f}", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    save_png(fig, path)
+    finish_figure(fig, title, path)
 
 
 def projection_panel(real: list[np.ndarray], generated: list[np.ndarray], path: Path, title: str = "") -> None:
@@ -103,6 +110,4 @@ def projection_panel(real: list[np.ndarray], generated: list[np.ndarray], path: 
                 ax.set_title(kind, fontsize=8, color="black" if kind == "real" else "tab:blue")
             if col == 0:
                 ax.set_ylabel(plane, fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    save_png(fig, path)
+    finish_figure(fig, title, path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..masks.panels import PLANES, mask_centre, plane_slice, save_png
+from ..masks.panels import PLANES, finish_figure, label_cell, mask_centre, plane_slice
 
 
 def segmentation_panel(image: np.ndarray, truth: np.ndarray, masks: dict[str, np.ndarray], uncertainty: np.ndarray,
@@ -38,11 +38,5 @@ def segmentation_panel(image: np.ndarray, truth: np.ndarray, masks: dict[str, np
                     ax.imshow(np.ma.masked_where(mask == 0, mask), cmap="autumn", alpha=0.45, interpolation="nearest")
                 if name in masks and truth_plane.any():
                     ax.contour(truth_plane, levels=[0.5], colors="cyan", linewidths=0.5)
-            ax.set_xticks([]), ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name, fontsize=9)
-            if col == 0:
-                ax.set_ylabel(f"{plane} {centre[axis]}", fontsize=8)
-    fig.suptitle(title + "  (cyan outline: the truth)", fontsize=9)
-    fig.tight_layout()
-    save_png(fig, path)
+            label_cell(ax, name if row == 0 else None, f"{plane} {centre[axis]}" if col == 0 else None)
+    finish_figure(fig, title + "  (cyan outline: the truth)", path)
