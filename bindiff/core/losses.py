@@ -36,7 +36,7 @@ def bce_x0(logits: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x0, reduction="none").sum(-1)
 
 
-DICE_SMOOTH = 1.0  # added to both sides of the soft Dice: an all-zero example has a finite, zero loss
+DICE_SMOOTH = 1.0  # added to both sides of the soft Dice: an all-zero example is finite, and 0 when p̂ is 0
 
 
 def soft_dice_x0(logits: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
