@@ -40,6 +40,11 @@ DEFAULT_PRESETS = {"msd": "msd_hippocampus", "brats2015": "brats2015", "brats202
 LABEL_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
+def find_by_stem(folder: Path, stem: str) -> Path | None:
+    """``folder/<stem><suffix>`` for the first volume suffix (LABEL_SUFFIXES) that exists, else None."""
+    return next((folder / f"{stem}{s}" for s in LABEL_SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
+
+
 @dataclass(frozen=True)
 class MaskCase:
     case_id: str
@@ -70,7 +75,8 @@ class MaskDataset:
         return DEFAULT_PRESETS[self.layout]
 
 
-def _label_stem(path: Path) -> str | None:
+def volume_stem(path: Path) -> str | None:
+    """The file's name without its volume suffix (LABEL_SUFFIXES, any case); None: not a volume file."""
     name = path.name
     for suffix in LABEL_SUFFIXES:
         if name.lower().endswith(suffix):
@@ -88,7 +94,7 @@ def _msd(root: Path) -> list[MaskCase] | None:
         if folder.is_dir():
             cases = []
             for path in sorted(p for p in folder.iterdir() if _visible(p) and p.is_file()):
-                stem = _label_stem(path)
+                stem = volume_stem(path)
                 if stem is None:
                     continue
                 image = root / images_dir / path.name
@@ -124,8 +130,8 @@ def _brats2021(root: Path) -> list[MaskCase] | None:
 
 
 def _files(root: Path) -> list[MaskCase] | None:
-    cases = [MaskCase(_label_stem(p), p) for p in sorted(root.iterdir())
-             if p.is_file() and _visible(p) and _label_stem(p) is not None]
+    cases = [MaskCase(volume_stem(p), p) for p in sorted(root.iterdir())
+             if p.is_file() and _visible(p) and volume_stem(p) is not None]
     return cases or None
 
 

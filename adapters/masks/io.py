@@ -152,18 +152,13 @@ def _read(path: str | Path, what: str, channels: bool = False) -> tuple[np.ndarr
     data, affine, qcode, scode = (_read_nifti if is_nifti(path) else _read_itk)(path)
     if data.ndim == 4 and data.shape[3] == 1 and not channels:
         data = data[..., 0]
-    if channels and data.ndim == 4:
-        if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-            raise DataError(f"{path}: the voxel-to-world affine is singular or not finite")
-        geometry = Geometry(affine=affine, shape=tuple(int(s) for s in data.shape[:3]), ornt=io_orientation(affine),
-                            qform_code=qcode, sform_code=scode, source=str(path))
-        return geometry.to_canonical(data), geometry, path
-    if data.ndim != 3:
+    several = channels and data.ndim == 4  # (X, Y, Z, C): the grid is the first three axes
+    if data.ndim != 3 and not several:
         raise DataError(f"{path}: expected a 3-D {what}, got an array of shape {tuple(data.shape)}"
                         + (" (a 4-D image, e.g. several modalities or time points?)" if data.ndim == 4 else ""))
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise DataError(f"{path}: the voxel-to-world affine is singular or not finite")
-    geometry = Geometry(affine=affine, shape=tuple(int(s) for s in data.shape), ornt=io_orientation(affine),
+    geometry = Geometry(affine=affine, shape=tuple(int(s) for s in data.shape[:3]), ornt=io_orientation(affine),
                         qform_code=qcode, sform_code=scode, source=str(path))
     return geometry.to_canonical(data), geometry, path
 

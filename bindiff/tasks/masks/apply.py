@@ -22,7 +22,7 @@ import torch
 
 from ...adapters.errors import DataError
 from ...adapters.masks import binarize, fit_transform, read_label_map, to_vectors, write_mask
-from ...adapters.masks.datasets import LABEL_SUFFIXES
+from ...adapters.masks.datasets import LABEL_SUFFIXES, volume_stem
 from ...config import RecipeError
 from ...files import write_json
 from .. import base
@@ -48,11 +48,7 @@ def label_files(path: Path) -> list[Path]:
 
 
 def _case_id(path: Path) -> str:
-    name = path.name
-    for suffix in LABEL_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    return volume_stem(path) or path.stem
 
 
 def _unknown_voxels(path: Path, labels: np.ndarray, geometry, unknown: Path | None, unknown_label: int | None):

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
 from ...adapters.masks import MaskCase, find_dataset, load_region, split_cases, to_vectors
-from ...adapters.masks.datasets import LABEL_SUFFIXES
+from ...adapters.masks.datasets import find_by_stem
 from ...adapters.masks.images import ImageCase
 from ...adapters.masks.io import Geometry
 from ...files import write_json
@@ -55,10 +55,6 @@ class SegmentationData:
     def dim(self) -> int:
         return int(np.prod(self.spec.vector_grid))
 
-    @property
-    def channels(self) -> int:
-        return int(next(iter(self.cases.values())).image.grid.shape[0])
-
     def masks(self, part: str) -> sp.csr_matrix:
         rows = [to_vectors(np.ascontiguousarray(c.mask), self.spec).astype(np.float32) for c in self.part(part)]
         return sp.csr_matrix(np.concatenate(rows))
@@ -77,11 +73,10 @@ def image_files(case: MaskCase, channels: list[str] | None) -> list[Path]:
         return [case.image]
     files = []
     for name in channels:
-        found = [case.label.parent / f"{name}{suffix}" for suffix in LABEL_SUFFIXES
-                 if (case.label.parent / f"{name}{suffix}").is_file()]
-        if not found:
+        found = find_by_stem(case.label.parent, name)
+        if found is None:
             raise DataError(f"{case.label.parent}: no image {name!r} (images.channels) beside {case.label.name}")
-        files.append(found[0])
+        files.append(found)
     return files
 
 

@@ -23,7 +23,7 @@ import torch
 
 from ...adapters.errors import DataError
 from ...adapters.masks import write_mask, write_volume
-from ...adapters.masks.datasets import LABEL_SUFFIXES
+from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
 from ...adapters.masks.images import ImageCase, read_channels, read_image
 from ...config import RecipeError
 from ...files import staged_folder, write_json
@@ -43,27 +43,15 @@ class InputCase:
     files: tuple[Path, ...]  # one file (all channels), or one file per named channel
 
 
-def _strip_suffix(name: str) -> str | None:
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
 def _channel_folder(folder: Path, names: list[str]) -> InputCase | None:
-    files = []
-    for name in names:
-        found = [folder / f"{name}{s}" for s in IMAGE_SUFFIXES if (folder / f"{name}{s}").is_file()]
-        if not found:
-            return None
-        files.append(found[0])
-    return InputCase(folder.name, tuple(files))
+    files = [find_by_stem(folder, name) for name in names]
+    return None if None in files else InputCase(folder.name, tuple(files))
 
 
 def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
     """The cases under ``path`` (see the module's doc), sorted by name; DataError when there are none."""
     if path.is_file():
-        stem = _strip_suffix(path.name)
+        stem = volume_stem(path)
         if stem is None:
             raise DataError(f"{path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
         return [InputCase(stem, (path,))]
@@ -73,7 +61,7 @@ def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
         return [case]
     cases = []
     for entry in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
-        if entry.is_file() and (stem := _strip_suffix(entry.name)) is not None:
+        if entry.is_file() and (stem := volume_stem(entry)) is not None:
             cases.append(InputCase(stem, (entry,)))
         elif entry.is_dir() and names and (case := _channel_folder(entry, names)):
             cases.append(case)
@@ -102,10 +90,10 @@ def _brain_file(brain: Path | None, case: InputCase) -> Path | None:
         return None
     if brain.is_file():
         return brain
-    found = [brain / f"{case.case_id}{s}" for s in IMAGE_SUFFIXES if (brain / f"{case.case_id}{s}").is_file()]
-    if not found:
+    found = find_by_stem(brain, case.case_id)
+    if found is None:
         raise DataError(f"{brain}: no brain mask {case.case_id}.nii.gz (or another image format) for {case.files[0]}")
-    return found[0]
+    return found
 
 
 def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, brain: str | Path | None = None,
