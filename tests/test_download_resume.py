@@ -13,7 +13,7 @@ import pytest
 
 from bindiff.adapters import DataError
 from bindiff.adapters.interactions import DATASETS, load_interactions, resolve_dataset
-from bindiff.adapters.interactions import datasets as datasets_module
+from bindiff.adapters.interactions import download as download_module
 
 RATINGS = "".join(f"{u}::{i}::{(u * i) % 5 + 1}::97830{u:04d}\n" for u in range(1, 80) for i in range(1, 30))
 
@@ -72,7 +72,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def site(monkeypatch):
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.setenv("NO_PROXY", "*")
-    monkeypatch.setattr(datasets_module, "_RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(download_module, "_RETRY_DELAY_S", 0.0)
     state = Site(make_zip())
     handler = type("SiteHandler", (Handler,), {"site": state})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

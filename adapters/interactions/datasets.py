@@ -13,23 +13,14 @@ names generated data (see synthetic.py), drawn from the recipe seed.
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
-import re
-import shutil
-import tempfile
-import time
-import urllib.error
-import urllib.request
-import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from .download import download_archive
 from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
                       read_pairs)
 from .splits import Split, predefined_split
@@ -49,10 +40,6 @@ __all__ = [
 
 DATA_DIR_ENV = "BINDIFF_DATA_DIR"
 CACHE_DIR_ENV = "BINDIFF_CACHE_DIR"
-_DOWNLOAD_TIMEOUT_S = 60
-_CHUNK_BYTES = 1 << 20
-_DOWNLOAD_ATTEMPTS = 3  # per call; each attempt resumes where the previous one stopped
-_RETRY_DELAY_S = 1.0  # times the attempt number
 _PAIR_FILES = {stage: f"{stage}_list.npy" for stage in ("train", "valid", "test")}
 
 
@@ -165,15 +152,9 @@ def resolve_dataset(
 
 
 def download_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike, not_found_hint: str = "") -> Path:
-    """Fetch spec.url into cache_dir, check its SHA-256, unpack it; return cache_dir.
+    """Fetch spec.url into cache_dir, check its pinned SHA-256, unpack it; return cache_dir.
 
-    The archive is streamed to ``.<name>-<sha256 prefix>.zip.part`` in the cache. A dropped
-    connection is resumed with an HTTP Range request, up to _DOWNLOAD_ATTEMPTS times; if it
-    still fails the partial file is kept and the next call resumes from it. A payload whose
-    SHA-256 differs from the pinned one is deleted (after one fresh try, when it was resumed
-    from an earlier partial file). The archive is unpacked into a scratch folder and only its
-    top-level entries are renamed into place, so the cache never holds a half-written
-    dataset. The cache folder is locked while this runs: two processes never share a .part.
+    See download.py: pooch verifies and unpacks, a broken transfer is resumed with Range requests.
     """
     hint = f"\n{not_found_hint}" if not_found_hint else ""
     if spec.url is None:
@@ -184,119 +165,8 @@ def download_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike, not_found_
             f"refuses to download it unverified. Download and unpack it yourself.{hint}"
         )
     cache = Path(cache_dir).expanduser()
-    cache.mkdir(parents=True, exist_ok=True)
-    part = cache / f".{spec.name}-{spec.sha256.lower()[:16]}.zip.part"
-    scratch: Path | None = None
-    with _locked(cache):
-        _fetch_verified(spec.url, part, spec.sha256.lower(), hint)
-        try:
-            scratch = Path(tempfile.mkdtemp(dir=cache, prefix=f".{spec.name}.unpack-"))
-            _unpack(part, scratch, spec.url)
-            for entry in sorted(scratch.iterdir()):
-                target = cache / entry.name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                elif target.exists() or target.is_symlink():
-                    target.unlink()
-                os.replace(entry, target)
-        finally:
-            part.unlink(missing_ok=True)
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+    download_archive(spec.name, spec.url, spec.sha256, cache, hint)
     return cache
-
-
-class _Interrupted(Exception):
-    """A transfer that ended early; what arrived is kept and resumed."""
-
-
-def _fetch_verified(url: str, part: Path, sha256: str, hint: str) -> None:
-    """Make ``part`` hold the payload of ``url`` with SHA-256 ``sha256``, resuming what is there."""
-    fresh_retry_left = True
-    attempt = 0
-    while True:
-        attempt += 1
-        resumed_from = part.stat().st_size if part.exists() else 0
-        try:
-            _fetch_once(url, part, resumed_from)
-        except (_Interrupted, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500:
-                attempt = _DOWNLOAD_ATTEMPTS  # the server refuses: asking again will not help
-            if attempt < _DOWNLOAD_ATTEMPTS:
-                time.sleep(_RETRY_DELAY_S * attempt)
-                continue
-            reason = getattr(exc, "reason", None) or exc
-            kept = part.stat().st_size if part.exists() else 0
-            if kept == 0:
-                part.unlink(missing_ok=True)
-                raise DataError(f"could not download {url}: {reason}{hint}") from None
-            raise DataError(
-                f"could not download {url}: {reason}; the {kept} bytes received are kept in {part} and "
-                f"the next attempt resumes from there{hint}"
-            ) from None
-        digest = _sha256_of(part)
-        if digest == sha256:
-            return
-        part.unlink(missing_ok=True)
-        if resumed_from and fresh_retry_left:  # the kept partial file may be stale: start over once
-            fresh_retry_left, attempt = False, 0
-            continue
-        raise DataError(f"{url}: SHA-256 {digest} does not match the pinned {sha256}; the download was deleted")
-
-
-def _fetch_once(url: str, part: Path, offset: int) -> None:
-    """Append the rest of ``url`` to ``part`` (Range request from ``offset``), or rewrite it whole.
-
-    Returns when the server sent the whole body; _Interrupted when fewer bytes arrived than
-    it announced.
-    """
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # nothing after offset: the kept file is whole (or stale)
-            return
-        raise
-    with response:
-        expected = response.headers.get("Content-Length")
-        expected = int(expected) if expected and expected.isdigit() else None
-        mode = "wb"
-        if offset and response.status == 206:
-            found = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "").strip())
-            if found is None or int(found.group(1)) != offset:
-                part.unlink(missing_ok=True)  # a range we did not ask for: start over
-                raise _Interrupted(f"the server answered a resume with the wrong range "
-                                   f"{response.headers.get('Content-Range')!r}")
-            mode = "ab"
-        received = 0
-        with open(part, mode) as out:
-            while chunk := response.read(_CHUNK_BYTES):
-                out.write(chunk)
-                received += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-    if expected is not None and received < expected:
-        raise _Interrupted(f"the connection closed after {received} of {expected} bytes")
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextmanager
-def _locked(folder: Path):
-    """An exclusive lock on ``folder`` (``filelock``, released by the system if the process dies).
-
-    The lock file sits beside the folder, so the cache holds nothing but data sets.
-    """
-    from filelock import FileLock
-
-    with FileLock(str(folder.parent / f".{folder.name}.bindiff-lock")):
-        yield
 
 
 def load_interactions(
@@ -401,18 +271,6 @@ def _format_suffix(path: Path) -> str:
     if suffixes and suffixes[-1] == ".gz":
         suffixes.pop()
     return suffixes[-1] if suffixes else ""
-
-
-def _unpack(archive_path: Path, destination: Path, url: str) -> None:
-    try:
-        with zipfile.ZipFile(archive_path) as archive:
-            for member in archive.namelist():
-                parts = PurePosixPath(member).parts
-                if member.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                    raise DataError(f"{url}: archive member {member!r} would unpack outside the cache")
-            archive.extractall(destination)
-    except zipfile.BadZipFile as exc:
-        raise DataError(f"{url}: not a valid zip archive: {exc}") from None
 
 
 def _data_dir(argument) -> Path | None:
