@@ -210,13 +210,17 @@ def compare(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides applied to every model"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of compare.models (default: all)"),
     seeds: Optional[int] = typer.Option(None, help="number of seeds (default: compare.seeds)"),
+    tune: Optional[int] = typer.Option(None, "--tune", metavar="TRIALS",
+                                       help="first tune every model of compare.spaces with this many trials "
+                                            "on validation users, then compare the tuned models"),
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
 ):
     """Train several models on the same splits over several seeds; write a table and a plot."""
     from .tasks.recommendation.compare import run_comparison
 
     try:
-        out = run_comparison(recipe, overrides or [], models.split(",") if models else None, seeds, data_dir)
+        out = run_comparison(recipe, overrides or [], models.split(",") if models else None, seeds, data_dir,
+                             tune_trials=tune)
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"comparison directory: {out}")

@@ -42,6 +42,19 @@ def test_ease_weights_match_a_direct_numpy_computation():
     assert np.allclose(residual[off], 0.0, atol=1e-9)
 
 
+def test_one_eigendecomposition_gives_every_lambda_of_the_grid():
+    from bindiff.tasks.recommendation.baselines.ease import DEFAULT_LAMBDAS, EaseSolver
+
+    x = random_binary(40, 9, 0.3, seed=4)
+    dense = x.toarray().astype(np.float64)
+    solver = EaseSolver(x)
+    for lam in (0.5, 10.0, 631.0, 1e4):
+        p = np.linalg.inv(dense.T @ dense + lam * np.eye(9))
+        assert np.allclose(solver.weights(lam), np.eye(9) - p / np.diag(p), atol=1e-10), lam
+    ratios = np.diff(np.log10(DEFAULT_LAMBDAS))  # the default grid: ten per decade, 10 to 10^4
+    assert DEFAULT_LAMBDAS[0] == 10.0 and DEFAULT_LAMBDAS[-1] == 1e4 and np.allclose(ratios, 0.1, atol=2e-4)
+
+
 def test_ease_keeps_the_lambda_its_validation_callback_prefers():
     train = random_binary(30, 8, 0.3, seed=2)
     grid = [1.0, 10.0, 100.0]

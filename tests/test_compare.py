@@ -80,3 +80,45 @@ def test_the_best_baseline_is_chosen_on_validation_not_on_test():
     table = summarise(runs, {"eval": {"select": "ndcg@10"}})
     assert table["best_baseline"] == "ease"
     assert table["models"]["binomial"]["vs_best_baseline"]["baseline"] == "ease"
+
+
+def test_compare_tune_gives_every_searched_model_the_same_trials_chosen_on_validation(ratings_csv, tmp_path):
+    result = runner.invoke(app, args(
+        ratings_csv, tmp_path, "compare.spaces.binomial.train.lr={float: [0.001, 0.05], log: true}",
+        "compare.spaces.multdae.denoiser.params.hidden={choices: [[8], [16]]}",  # not compared: ignored
+        "compare.spaces.multdae.train.lr={float: [0.001, 0.05], log: true}",
+        "--models", "binomial,popularity,multdae", "--seeds", "1", "--tune", "3"))
+    assert result.exit_code == 0, result.output
+    (out,) = (tmp_path / "compare" / "ml1m").iterdir()
+    table = json.loads((out / "compare.json").read_text())
+    assert table["tuning"]["popularity"] == {"trials": 0}
+    compared = json.loads((out / "models.json").read_text())
+    for name in ("binomial", "multdae"):
+        tuning = table["tuning"][name]
+        assert tuning["trials"] == 3
+        trial_runs = sorted(Path(tuning["study"], "trials").glob("*/*/*/metrics.json"))
+        assert len(trial_runs) == 3  # three trainings, each with its own validation value
+        valid = [json.loads(p.read_text())["valid"]["ndcg@10"] for p in trial_runs]
+        assert tuning["best_valid"] == pytest.approx(max(valid))  # chosen on validation users
+        # the compared run trained with the best trial's learning rate
+        (lr_override,) = [o for o in tuning["best_overrides"] if o.startswith("train.lr=")]
+        assert compared[name][-len(tuning["best_overrides"]):] == tuning["best_overrides"]
+        (run,) = table["models"][name]["runs"]
+        import yaml
+        config = yaml.safe_load((Path(run) / "config.yaml").read_text())
+        assert config["train"]["lr"] == pytest.approx(float(lr_override.split("=", 1)[1]))
+    assert "| tuning trials |" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--tune", "2"], "--tune needs compare.spaces for at least one of ['binomial', 'popularity']"),
+    (["compare.spaces.svd.train.lr={float: [0.001, 0.01]}", "--tune", "2"],
+     "compare.spaces names model(s) ['svd'] that compare.models does not list"),
+    (["compare.spaces.binomial.train.speed={float: [0.001, 0.01]}", "--tune", "2"],
+     "compare.spaces.binomial.train.speed"),
+])
+def test_compare_tune_refuses_a_bad_space_before_training(ratings_csv, tmp_path, extra, message):
+    result = runner.invoke(app, args(ratings_csv, tmp_path, "--models", "binomial,popularity", *extra))
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "compare").exists()

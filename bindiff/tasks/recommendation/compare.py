@@ -5,12 +5,19 @@ recipe, so no hyper-parameter lives in code). For every seed all models see the 
 because the split depends only on the data and the seed. Per-user test metrics of every run
 feed a paired Wilcoxon signed-rank test of each model against the best baseline, the one with the
 highest mean validation value of ``eval.select`` (never chosen on test users).
+
+With ``tune_trials`` (``bindiff compare --tune N``) every model that has a search space under
+``compare.spaces`` first gets the same budget: N ``bindiff tune`` trials on the first seed's
+validation users. Its best trial's values are added to its overrides for the seeded comparison.
+Models without a space are compared as listed (popularity has nothing to tune; EASE searches its
+λ grid on validation inside every fit).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +32,7 @@ from ...training.devices import device_of
 from .evaluation import evaluate_part
 from .job import load_run, train_recommender
 from .models import BINOMIAL
+from .tune import parse_space, run_tuning
 
 
 @dataclass
@@ -54,18 +62,51 @@ def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[st
     return {name: list(presets[name]) for name in names}
 
 
+def _search_spaces(config: dict, recipe: str, overrides: list[str], presets: dict[str, list[str]],
+                   tune_trials: int | None) -> dict[str, dict]:
+    """The spaces of the compared models, each checked against that model's recipe (before training)."""
+    spaces = config["compare"]["spaces"]
+    if not isinstance(spaces, dict):
+        raise RecipeError(f"{recipe}: compare.spaces must map model names to search spaces, got {spaces!r}")
+    unknown = [name for name in spaces if name not in config["compare"]["models"]]
+    if unknown:
+        raise RecipeError(f"{recipe}: compare.spaces names model(s) {unknown} that compare.models does not list")
+    if tune_trials is None:
+        return {}
+    if tune_trials < 1:
+        raise RecipeError(f"--tune must be >= 1 trial, got {tune_trials}")
+    chosen = {name: spaces[name] for name in presets if spaces.get(name)}
+    if not chosen:
+        raise RecipeError(f"{recipe}: --tune needs compare.spaces for at least one of {list(presets)}")
+    for name, space in chosen.items():
+        model_config = load_recipe(recipe, [*overrides, *presets[name]])
+        parse_space({**model_config, "tune": {**model_config["tune"], "space": space}}, recipe,
+                    f"compare.spaces.{name}")
+    return chosen
+
+
 def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, seeds: int | None,
-                   data_dir: str | None = None) -> Path:
+                   data_dir: str | None = None, tune_trials: int | None = None) -> Path:
     base = load_recipe(recipe, overrides)
     presets = _model_overrides(base, models)
     n_seeds = seeds or base["compare"]["seeds"]
     seed_values = [base["seed"] + i for i in range(n_seeds)]
-    # Validate every model's recipe before anything is trained or written.
+    # Validate every model's recipe and search space before anything is trained or written.
     for name, extra in presets.items():
         load_recipe(recipe, [*overrides, *extra])
+    spaces = _search_spaces(base, recipe, overrides, presets, tune_trials)
     out = create_output_dir(base, "comparison", folder="compare")
     write_text(out / "recipe.yaml", dump_recipe(base))
-    write_json(out / "models.json", presets)
+
+    tuning: dict[str, dict] = {}
+    for name, space in spaces.items():  # the same number of trials for every model with a space
+        study_dir = run_tuning(recipe, [*overrides, *presets[name], f"output.root={out / 'tune' / name}"],
+                               trials=tune_trials, data_dir=data_dir, space=space, section=f"compare.spaces.{name}")
+        study = json.loads((study_dir / "study.json").read_text())
+        tuning[name] = {"trials": len(study["trials"]), "seconds": study["seconds"], "study": str(study_dir),
+                        "best_valid": study["best"]["valid"], "best_overrides": study["best"]["overrides"]}
+        presets[name] = [*presets[name], *study["best"]["overrides"]]
+    write_json(out / "models.json", presets)  # the overrides compared, tuned values included
 
     runs: list[ModelRun] = []
     for seed in seed_values:
@@ -79,9 +120,10 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
                                  trained.metrics["valid"], report.per_user,
                                  trained.metrics["training"]["seconds"], time.perf_counter() - started))
     table = summarise(runs, base)
+    table["tuning"] = {name: tuning.get(name, {"trials": 0}) for name in presets}
     write_json(out / "compare.json", table)
     write_text(out / "results.csv", _to_csv(table))
-    write_text(out / "results.md", _to_markdown(table, recipe, overrides, models, n_seeds))
+    write_text(out / "results.md", _to_markdown(table, recipe, overrides, models, n_seeds, tune_trials))
     plot_comparison(table, out / "comparison.png")
     return out
 
@@ -133,20 +175,23 @@ def _to_csv(table: dict) -> str:
     return buffer.getvalue()
 
 
-def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int) -> str:
+def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune_trials: int | None = None) -> str:
     metrics = table["metrics"]
     command = " ".join(["bindiff compare", recipe, *overrides, *(["--models", ",".join(models)] if models else []),
-                        "--seeds", str(n_seeds)])
+                        "--seeds", str(n_seeds), *(["--tune", str(tune_trials)] if tune_trials else [])])
+    tuned = bool(tune_trials)
     lines = [f"`{command}`", "",
-             "| model | " + " | ".join(metrics) + " | train s | inference s | vs best baseline |",
-             "|---|" + "---|" * (len(metrics) + 3)]
+             "| model | " + " | ".join(metrics) + " | train s | inference s | vs best baseline |"
+             + (" tuning trials |" if tuned else ""),
+             "|---|" + "---|" * (len(metrics) + 3 + tuned)]
     for name, row in table["models"].items():
         cells = [f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}" for m in metrics]
         test = row["vs_best_baseline"]
         versus = "(best baseline)" if name == table["best_baseline"] else (
             "" if test is None else f"{test['mean_difference']:+.4f}, p {_p_value(test['wilcoxon_p'])}")
+        trials = table.get("tuning", {}).get(name, {}).get("trials", 0)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['train_seconds']:.1f} | "
-                     f"{row['inference_seconds']:.2f} | {versus} |")
+                     f"{row['inference_seconds']:.2f} | {versus} |" + (f" {trials or 'none'} |" if tuned else ""))
     lines += ["", f"Mean ± standard deviation over {n_seeds} seeds (each seed its own split, shared by all models); "
               f"p: two-sided Wilcoxon signed-rank test on per-user test {table['select']}, pooled over seeds, "
               f"against the best baseline ({table['best_baseline']}, the baseline with the highest mean "

@@ -55,6 +55,7 @@ SECTIONS: dict[str, Any] = {
     "compare": {
         "models": FREE,  # model name -> list of key=value overrides that turn this recipe into it
         "seeds": key(int, 5, "seeds per model in `bindiff compare` (seed, seed+1, ...)", at_least_one),
+        "spaces": FREE,  # model name -> a search space like tune.space, used by `bindiff compare --tune N`
     },
     "tune": {
         "trials": key(int, 20, "trials of `bindiff tune`, each one training run", at_least_one),

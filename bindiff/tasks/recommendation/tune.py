@@ -98,7 +98,7 @@ def override_text(key: str, value: Any) -> str:
     return f"{key}={yaml_text(value)}"
 
 
-def parse_space(config: dict, source: str) -> list[Dimension]:
+def parse_space(config: dict, source: str, section: str = "tune.space") -> list[Dimension]:
     """The recipe's ``tune.space`` as dimensions, each checked against the schema and the builders.
 
     Every refusal is a RecipeError naming ``tune.space.<key>``. Each range end and each choice
@@ -109,11 +109,11 @@ def parse_space(config: dict, source: str) -> list[Dimension]:
     schema = schema_for(config["task"])
     entries = _flatten_space(config["tune"]["space"], schema)
     if not entries:
-        raise RecipeError(f"{source}: tune.space is empty; map each recipe key to search to {SPEC_FORMS}, "
+        raise RecipeError(f"{source}: {section} is empty; map each recipe key to search to {SPEC_FORMS}, "
                           "e.g. train.lr: {float: [0.0001, 0.01], log: true}")
     dimensions = []
     for key, spec in entries.items():
-        where = f"{source}: tune.space.{key}"
+        where = f"{source}: {section}.{key}"
         if key.split(".")[0] in NOT_SEARCHABLE:
             raise RecipeError(f"{where}: '{key}' cannot be searched: {', '.join(NOT_SEARCHABLE)} (and their "
                               "sections' keys) decide the validation users, the metric or the output, which every "
@@ -201,14 +201,17 @@ def _check_values(config: dict, dimension: Dimension, where: str) -> None:
 
 
 def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = None,
-               data_dir: str | None = None) -> Path:
-    """Search ``tune.space`` with a seeded optuna sampler; returns the tuning directory."""
+               data_dir: str | None = None, space: dict | None = None, section: str = "tune.space") -> Path:
+    """Search ``tune.space`` (or ``space``, named ``section`` in errors: one of ``compare.spaces``)
+    with a seeded optuna sampler; returns the tuning directory."""
     base = load_recipe(recipe, overrides)
     source = str(recipe)
+    if space is not None:
+        base = {**base, "tune": {**base["tune"], "space": space}}
     if base["task"] != "recommend":
         raise RecipeError(f"{source}: bindiff tune searches recommendation recipes; this one has task "
                           f"{base['task']!r}")
-    dimensions = parse_space(base, source)
+    dimensions = parse_space(base, source, section)
     n_trials = base["tune"]["trials"] if trials is None else trials
     if n_trials < 1:
         raise RecipeError(f"--trials must be >= 1, got {n_trials}")

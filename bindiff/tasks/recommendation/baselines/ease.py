@@ -9,22 +9,37 @@ import numpy as np
 import torch
 from torch import nn
 
-DEFAULT_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+# 31 log-spaced values, 10 to 10^4, ten per decade (neighbours 1.26× apart): the validation
+# optimum moves with the data (about 600-800 on ML-1M, between two points of a coarse grid).
+DEFAULT_LAMBDAS = tuple(float(f"{10 ** (1 + k / 10):.4g}") for k in range(31))
+
+
+class EaseSolver:
+    """The closed form for many λ from one eigendecomposition of the Gram matrix.
+
+    XᵀX = V diag(e) Vᵀ, so P = (XᵀX + λI)⁻¹ = V diag(1 / (e + λ)) Vᵀ: one ``eigh`` (float64)
+    for the whole grid, then one matrix product per λ instead of one inverse per λ. The Gram
+    matrix comes from the sparse user rows; only the item × item matrices are dense.
+    """
+
+    def __init__(self, train_csr):
+        x = train_csr.astype(np.float64)
+        gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
+        self.eigenvalues, self.eigenvectors = np.linalg.eigh(gram)
+        np.clip(self.eigenvalues, 0.0, None, out=self.eigenvalues)  # XᵀX is PSD; drop round-off below 0
+
+    def weights(self, lam: float) -> np.ndarray:
+        """B = I − P / diag(P), float64, diagonal exactly zero (Steck's eq. 8: B_ij = −P_ij / P_jj)."""
+        v = self.eigenvectors
+        precision = (v / (self.eigenvalues + lam)[None, :]) @ v.T
+        weights = -precision / np.diag(precision)[None, :]
+        np.fill_diagonal(weights, 0.0)
+        return weights
 
 
 def ease_weights(train_csr, lam: float) -> np.ndarray:
-    """B = I − P / diag(P) with P = (XᵀX + λI)⁻¹, in float64, diagonal exactly zero.
-
-    Column j of B is divided by P_jj (Steck's eq. 8: B_ij = −P_ij / P_jj for i ≠ j). The
-    Gram matrix comes from the sparse user rows; only the item × item matrix is dense.
-    """
-    x = train_csr.astype(np.float64)
-    gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
-    gram[np.diag_indices_from(gram)] += lam
-    precision = np.linalg.inv(gram)
-    weights = -precision / np.diag(precision)[None, :]
-    np.fill_diagonal(weights, 0.0)
-    return weights
+    """EASE's B for one λ (see :class:`EaseSolver`)."""
+    return EaseSolver(train_csr).weights(lam)
 
 
 class EASE(nn.Module):
@@ -51,9 +66,10 @@ class EASE(nn.Module):
     def fit_closed_form(self, train_csr, evaluate_valid: Callable[[nn.Module], float]) -> dict:
         if train_csr.shape[1] != self.weights.shape[0]:
             raise ValueError(f"training matrix has {train_csr.shape[1]} items, the model {self.weights.shape[0]}")
+        solver = EaseSolver(train_csr)
         best_rank, best_value, best_lam, best_weights, grid = -math.inf, math.nan, None, None, []
         for lam in self.lambdas:
-            weights = torch.from_numpy(ease_weights(train_csr, lam)).float()
+            weights = torch.from_numpy(solver.weights(lam)).float()
             self.weights.copy_(weights)
             value = float(evaluate_valid(self))
             grid.append({"lambda": lam, "valid": value})
