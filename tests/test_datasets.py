@@ -147,7 +147,7 @@ def test_a_folder_path_is_a_dataset_by_its_files(tmp_path):
 
 
 def test_unknown_names_and_formats(tmp_path):
-    with pytest.raises(DataError, match=r"ml-2m: not a known dataset \(amazon-electronics, ml-100k, ml-1m\) and no such file"):
+    with pytest.raises(DataError, match=r"ml-2m: not a known dataset \(amazon-cds, amazon-electronics, ml-100k, ml-1m\) and no such file"):
         resolve_dataset("ml-2m")
     odd = tmp_path / "ratings.parquet"
     odd.write_bytes(b"")

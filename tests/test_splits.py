@@ -264,3 +264,68 @@ def test_real_ml1m_predefined_split():
     assert split.train.shape == (5_949, 2_810)
     assert (split.train.nnz, split.valid.target.nnz, split.test.target.nnz) == (403_277, 110_722, 57_532)
     assert split.test.exclude.nnz == 403_277 + 110_722
+
+
+# -- a shipped train/test pair (BARS), validation held out of train ---------------------------
+
+
+def _item_lists(tmp_path, name, rows):
+    path = tmp_path / name
+    path.write_text("".join(f"{u} " + " ".join(map(str, items)) + "\n" for u, items in rows.items()))
+    return path
+
+
+def test_train_test_split_holds_validation_out_of_train_and_tests_on_the_whole_history(tmp_path):
+    from bindiff.adapters.interactions import read_item_lists
+    from bindiff.adapters.interactions.splits import train_test_split
+
+    rng = np.random.default_rng(3)
+    train_rows = {u: sorted(rng.choice(30, size=int(rng.integers(3, 12)), replace=False).tolist()) for u in range(20)}
+    test_rows = {u: sorted(set(rng.choice(30, size=3, replace=False).tolist()) - set(train_rows[u]))
+                 for u in range(20)}
+    test_rows = {u: items for u, items in test_rows.items() if items}
+    train = read_item_lists(_item_lists(tmp_path, "train.txt", train_rows))
+    test = read_item_lists(_item_lists(tmp_path, "test.txt", test_rows))
+    split = train_test_split(train, test, n_valid_users=6, holdout_fraction=0.25, min_items_to_split=5, seed=7)
+
+    def row_set(matrix, r):
+        return set(matrix[r].indices.tolist())
+
+    assert split.kind == "predefined" and split.train.shape == (20, 30)
+    valid_users = [int(u) for u in split.valid.user_ids]
+    assert len(valid_users) == 6 and all(len(train_rows[u]) >= 5 for u in valid_users)
+    for position, u in enumerate(valid_users):
+        held, shown = row_set(split.valid.target, position), row_set(split.valid.input, position)
+        n = len(train_rows[u])
+        assert len(held) == min(max(int(np.floor(0.25 * n + 0.5)), 1), n - 1)  # round half up, by hand
+        assert held | shown == set(train_rows[u]) and not held & shown
+        assert row_set(split.train, u) == shown  # the model never trains on a validation target
+    for u in set(range(20)) - set(valid_users):
+        assert row_set(split.train, u) == set(train_rows[u])
+    for u in range(20):  # test: the whole training file as history, the test file as targets
+        assert row_set(split.test.input, u) == set(train_rows[u]) == row_set(split.test.exclude, u)
+        assert row_set(split.test.target, u) == set(test_rows.get(u, []))
+    again = train_test_split(train, test, 6, 0.25, 5, seed=7)
+    assert (again.valid.user_ids == split.valid.user_ids).all()
+    other = train_test_split(train, test, 6, 0.25, 5, seed=8)
+    assert not ((other.valid.user_ids == split.valid.user_ids).all()
+                and (other.valid.target != split.valid.target).nnz == 0)
+    with pytest.raises(DataError, match=r"split.n_valid_users = 50 must lie between 1 and"):
+        train_test_split(train, test, 50, 0.25, 5, seed=7)
+
+
+def test_a_bars_folder_trains_on_its_own_split_through_the_recipe(tmp_path):
+    from bindiff.tasks.recommendation.data import prepare_split
+
+    folder = tmp_path / "amazoncds_bars_m1"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    _item_lists(folder, "train.txt", {u: rng.choice(40, size=8, replace=False).tolist() for u in range(30)})
+    _item_lists(folder, "test.txt", {u: [40 + u % 3] for u in range(30)})
+    split, _ = prepare_split({"dataset": "amazon-cds", "min_rating": None, "download": False},
+                             {"kind": "predefined", "n_valid_users": 5, "holdout_fraction": 0.2,
+                              "min_items_to_split": 5}, seed=0, data_dir=tmp_path)
+    assert split.train.shape == (30, 43) and split.valid.n_users == 5 and split.test.target.nnz == 30
+    with pytest.raises(DataError, match="split.n_valid_users is needed"):
+        prepare_split({"dataset": "amazon-cds", "min_rating": None, "download": False},
+                      {"kind": "predefined"}, seed=0, data_dir=tmp_path)

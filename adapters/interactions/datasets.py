@@ -23,7 +23,7 @@ from ..errors import DataError
 from .download import download_archive
 from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
                       read_pairs)
-from .splits import Split, predefined_split
+from .splits import Split, predefined_split, train_test_split
 from .synthetic import SYNTHETIC_PREFIX, synthetic_preset
 
 __all__ = [
@@ -104,6 +104,13 @@ DATASETS: dict[str, DatasetSpec] = {
         "implicit feedback; union of its train and test files)",
         layouts=(LocalLayout("item_lists", {"train": "amazonelectronics_bars_m1/train.txt",
                                             "test": "amazonelectronics_bars_m1/test.txt"}),),
+    ),
+    "amazon-cds": DatasetSpec(
+        name="amazon-cds",
+        description="Amazon CDs & Vinyl, BARS/RecZoo AmazonCDs_m1 (43,169 users, 35,648 items, implicit "
+        "feedback; union of its train and test files, or those files as a weak-generalisation split)",
+        layouts=(LocalLayout("item_lists", {"train": "amazoncds_bars_m1/train.txt",
+                                            "test": "amazoncds_bars_m1/test.txt"}),),
     ),
     "ml-100k": DatasetSpec(
         name="ml-100k",
@@ -213,13 +220,24 @@ def load_interactions(
     raise DataError(f"dataset {source.name!r}: unknown layout {source.layout!r}")
 
 
-def load_predefined_split(source: DatasetSource) -> Split:
-    """The train/valid/test split shipped with the dataset (DiffRec pair files)."""
+def load_predefined_split(source: DatasetSource, n_valid_users: int | None = None, holdout_fraction: float = 0.2,
+                          min_items_to_split: int = 5, seed: int = 0) -> Split:
+    """The split shipped with the dataset: DiffRec's train/valid/test pair files as they are, or
+    BARS train/test item lists with validation targets held out of ``n_valid_users`` users'
+    training items (:func:`train_test_split`)."""
+    if source.layout == "item_lists":
+        if n_valid_users is None:
+            raise DataError(f"dataset {source.name!r} ships train and test only: split.n_valid_users is needed "
+                            "to hold validation targets out of the training items")
+        split = train_test_split(read_item_lists(source.paths["train"]), read_item_lists(source.paths["test"]),
+                                 n_valid_users, holdout_fraction, min_items_to_split, seed)
+        split.info["dataset"] = describe_source(source)
+        return split
     if source.layout != "diffrec_pairs":
         raise DataError(
             f"dataset {source.name!r} (layout {source.layout!r}) has no predefined split: only "
-            "DiffRec folders with train_list.npy, valid_list.npy and test_list.npy have one; "
-            "use split kind 'strong'"
+            "DiffRec folders with train_list.npy, valid_list.npy and test_list.npy and BARS folders with "
+            "train.txt and test.txt have one; use split kind 'strong'"
         )
     split = predefined_split(*(read_pairs(source.paths[stage]) for stage in _PAIR_FILES))
     split.info["dataset"] = describe_source(source)

@@ -4,8 +4,10 @@ Two protocols:
 - strong generalisation (Liang et al. 2018, "Variational Autoencoders for
   Collaborative Filtering"): whole users are held out; each held-out user shows
   the model part of their items (input) and is scored on the rest (target).
-- predefined: DiffRec's time-ordered train/valid/test pair files, where every
-  user appears in train and the later interactions are the targets.
+- predefined: the dataset's own split, where every user appears in train and the
+  targets are other interactions of the same users (weak generalisation): DiffRec's
+  time-ordered train/valid/test pair files, or a train/test pair of files (BARS) whose
+  validation targets are held out of the training items of some users.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..errors import DataError
 from .matrix import InteractionMatrix, binary_csr
 from .readers import RawInteractions
 
-__all__ = ["EvalPart", "Split", "strong_generalization", "predefined_split", "holdout_count"]
+__all__ = ["EvalPart", "Split", "strong_generalization", "predefined_split", "train_test_split", "holdout_count"]
 
 _FORMAT_VERSION = 1
 _MANIFEST = "split.json"
@@ -280,6 +282,60 @@ def predefined_split(train: RawInteractions, valid: RawInteractions, test: RawIn
         kind="predefined",
         info=info,
     )
+
+
+def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_users: int, holdout_fraction: float,
+                     min_items_to_split: int, seed: int) -> Split:
+    """A shipped train/test split (weak generalisation), with validation carved out of train.
+
+    ``n_valid_users`` users with at least ``min_items_to_split`` training items, drawn with
+    ``seed``, give a random ``holdout_fraction`` of their training items as validation targets;
+    the model trains on everything else. Test users are every user with test items: their input
+    is the whole training file (the held-out validation items included), and those items are
+    never ranked. Ids are the files' 0-based integers.
+    """
+    (train_users, train_items), (test_users, test_items) = _integer_pairs(train), _integer_pairs(test)
+    n_users = int(max(train_users.max(), test_users.max())) + 1
+    n_items = int(max(train_items.max(), test_items.max())) + 1
+    for what, ids, n in (("user", np.concatenate([train_users, test_users]), n_users),
+                         ("item", np.concatenate([train_items, test_items]), n_items)):
+        distinct = len(np.unique(ids))
+        if n > 2 * distinct + 1000:  # ids number the rows and columns
+            raise DataError(f"{train.source}: {what} id {n - 1} is far beyond the {distinct} distinct {what}s; "
+                            f"the files must number {what}s 0..n-1")
+    shape = (n_users, n_items)
+    known = binary_csr(train_users, train_items, shape)
+    target_test = binary_csr(test_users, test_items, shape)
+    counts = np.diff(known.indptr)
+    candidates = np.flatnonzero(counts >= min_items_to_split)
+    if not 0 < n_valid_users < len(candidates):
+        raise DataError(f"{train.source}: split.n_valid_users = {n_valid_users} must lie between 1 and the "
+                        f"{len(candidates) - 1} users with at least {min_items_to_split} training items")
+    rng = np.random.default_rng([int(seed), 0x5EED])
+    valid_rows = np.sort(rng.choice(candidates, size=n_valid_users, replace=False))
+    valid_input, valid_target = _hold_out(known[valid_rows], valid_rows, holdout_fraction, min_items_to_split, seed)
+    rows = np.repeat(valid_rows, np.diff(valid_target.indptr))  # the held-out entries in full-matrix rows
+    held_full = binary_csr(rows, valid_target.indices, shape)
+    train_fit = _sorted(known - held_full)
+    train_fit.eliminate_zeros()
+
+    user_ids = np.arange(n_users).astype(str)
+    valid_part = EvalPart(input=valid_input, exclude=valid_input.copy(), target=valid_target,
+                          user_ids=user_ids[valid_rows])
+    test_part = EvalPart(input=known.copy(), exclude=known.copy(), target=target_test, user_ids=user_ids.copy())
+    info = {
+        "sources": {"train": train.source, "test": test.source},
+        "n_users": n_users,
+        "n_items": n_items,
+        "n_train_interactions": int(train_fit.nnz),
+        "n_valid_interactions": int(valid_target.nnz),
+        "n_test_interactions": int(target_test.nnz),
+        "n_valid_evaluable_users": valid_part.n_evaluable_users,
+        "n_test_evaluable_users": test_part.n_evaluable_users,
+        "validation": f"{holdout_fraction} of the training items of {n_valid_users} users (seed {seed})",
+    }
+    return Split(train=train_fit, train_user_ids=user_ids, item_ids=np.arange(n_items).astype(str),
+                 valid=valid_part, test=test_part, kind="predefined", info=info)
 
 
 def holdout_count(n_items: int, holdout_fraction: float) -> int:
