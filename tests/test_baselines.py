@@ -338,3 +338,13 @@ def test_recfusion_loss_is_the_published_formula():
         h = prelu(h @ model.shared.weight.T + model.shared.bias, model.shared_act.weight)
     expected = h @ model.last.weight.T + model.last.bias
     assert torch.allclose(model.score(x), expected.detach(), atol=1e-6)
+
+
+def test_ease_refuses_a_catalogue_whose_dense_matrices_exceed_the_memory(monkeypatch):
+    from bindiff.adapters import DataError
+    from bindiff.tasks.recommendation.baselines import ease
+
+    monkeypatch.setattr(ease, "physical_memory_bytes", lambda: 2**30)  # a 1 GiB machine
+    EASE(4000)  # 4.5 × 8 B × 4000² = 0.54 GiB: fits
+    with pytest.raises(DataError, match=r"EASE on 6,000 items needs about 1 GiB .* this machine has 1 GiB"):
+        EASE(6000)  # 1.21 GiB

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Callable, Sequence
 
 import numpy as np
@@ -12,6 +13,32 @@ from torch import nn
 # 31 log-spaced values, 10 to 10^4, ten per decade (neighbours 1.26× apart): the validation
 # optimum moves with the data (about 600-800 on ML-1M, between two points of a coarse grid).
 DEFAULT_LAMBDAS = tuple(float(f"{10 ** (1 + k / 10):.4g}") for k in range(31))
+
+
+# Dense item × item float64 matrices alive at once while fitting: the Gram matrix, its
+# eigenvectors, P for one λ and B (the float32 weights add half of one more).
+_DENSE_MATRICES = 4.5
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's memory, or None where the OS does not say (then nothing is refused)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_ease_fits(n_items: int) -> None:
+    """DataError, before anything is allocated, when EASE's dense matrices exceed the memory."""
+    from ....adapters.errors import DataError
+
+    need = _DENSE_MATRICES * 8 * n_items ** 2
+    have = physical_memory_bytes()
+    if have is not None and need > have:
+        raise DataError(f"EASE on {n_items:,} items needs about {need / 2**30:.0f} GiB (dense {n_items:,} × "
+                        f"{n_items:,} float64 matrices: Gram, eigenvectors, P and B, "
+                        f"{8 * n_items ** 2 / 2**30:.1f} GiB each); this machine has {have / 2**30:.0f} GiB. "
+                        f"Its memory grows with the square of the items: use a model that grows with the items")
 
 
 class EaseSolver:
@@ -60,6 +87,7 @@ class EASE(nn.Module):
             raise ValueError(f"lambdas must be a non-empty list of numbers > 0, got {lambdas!r}")
         self.lambdas = [float(v) for v in lambdas]
         n = int(n_items)
+        check_ease_fits(n)
         self.register_buffer("weights", torch.zeros(n, n, dtype=torch.float32))
         self.register_buffer("chosen_lambda", torch.tensor(math.nan, dtype=torch.float64))
 
