@@ -348,3 +348,21 @@ def test_ease_refuses_a_catalogue_whose_dense_matrices_exceed_the_memory(monkeyp
     EASE(4000)  # 4.5 × 8 B × 4000² = 0.54 GiB: fits
     with pytest.raises(DataError, match=r"EASE on 6,000 items needs about 1 GiB .* this machine has 1 GiB"):
         EASE(6000)  # 1.21 GiB
+
+
+def test_ease_equals_recpacks_on_the_same_matrix_and_lambda():
+    """Cross-check against an established implementation (optional: `pip install recpack`)."""
+    recpack_ease = pytest.importorskip("recpack.algorithms").EASE
+
+    train = random_binary(60, 25, 0.2, seed=6)
+    for lam in (1.0, 30.0, 500.0):
+        theirs = recpack_ease(l2=lam)
+        theirs.fit(train)
+        similarity = theirs.similarity_matrix_
+        similarity = similarity.toarray() if hasattr(similarity, "toarray") else np.asarray(similarity)
+        assert np.allclose(ease_weights(train, lam), similarity, atol=1e-8), lam
+        expected_scores = np.asarray(theirs.predict(train[:10]).toarray())
+        model = EASE(25, lambdas=[lam])
+        model.fit_closed_form(train, lambda m: 0.0)
+        ours = model.score(torch.from_numpy(train[:10].toarray())).numpy()
+        assert np.allclose(ours, expected_scores, atol=1e-5), lam
