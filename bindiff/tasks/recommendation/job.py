@@ -26,6 +26,11 @@ from .evaluation import RESCORE_KEYS, check_metrics, evaluate_part, score_run, t
 from .models import RecommenderKind, check_model_params, make_scorer, model_kind
 
 
+
+def split_seed(config: dict) -> int:
+    """What draws the split: ``split.seed``, else the recipe seed."""
+    return config["seed"] if config["split"]["seed"] is None else config["split"]["seed"]
+
 class RecommendationTask(base.Task):
     name = "recommend"
     rescore_keys = RESCORE_KEYS
@@ -37,7 +42,7 @@ class RecommendationTask(base.Task):
         check_model_params(config)
 
     def prepare(self, config: dict, data_dir: str | None) -> Split:
-        split, _ = prepare_split(config["data"], config["split"], seed=config["seed"], data_dir=data_dir)
+        split, _ = prepare_split(config["data"], config["split"], seed=split_seed(config), data_dir=data_dir)
         return split
 
     def dim(self, split: Split) -> int:

@@ -25,7 +25,9 @@ SECTIONS: dict[str, Any] = {
         "rating_col": key((str, type(None)), None, "rating column of a delimited file, or null"),
     },
     "split": {
-        "kind": key(str, "strong", "strong (Liang et al. 2018 fold-in users) or predefined (the dataset's pair files)",
+        "seed": key((int, type(None)), None, "seeds the split alone; null: the recipe seed (models trained with "
+                    "different seeds on one split: an ensemble over seeds)", non_negative),
+        "kind": key(str, "strong", "strong (Liang et al. 2018 fold-in users) or predefined (the dataset's own split)",
                     (lambda v: v in ("strong", "predefined"), "must be 'strong' or 'predefined'")),
         "n_valid_users": key(int, 600, "validation users (strong generalisation)", at_least_one),
         "n_test_users": key(int, 600, "test users (strong generalisation)", at_least_one),
