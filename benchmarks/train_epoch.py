@@ -31,7 +31,7 @@ of building it. Where the reset is unavailable the phase peak is the process's m
 and is labelled so. The CSR bytes of the split and, for contrast, the bytes of a dense
 float32 users × items matrix are printed alongside.
 
-``train.threads=N`` also caps the BLAS threads of numpy (EASE's inversion) in the workers:
+``train.threads=N`` also caps the BLAS threads of numpy (EASE's eigendecomposition) in the workers:
 on a machine shared with another busy process, use ``train.threads=1``.
 
 Options: --max-batches N, --phases train,eval,ease, --ease-lambdas 500[,1000...],
@@ -52,10 +52,10 @@ import time
 from pathlib import Path
 
 PHASES = ("train", "eval", "ease")
-# EASE's peak, in bytes per item × item entry: the float64 Gram matrix, the copy and the
-# result np.linalg.inv works in, the float64 weights, their float32 copy and the model's
-# float32 buffer (8 + 8 + 8 + 4 + 4). The measured peak is printed next to it.
-EASE_BYTES_PER_GRAM_ENTRY = 32
+# EASE's peak, in bytes per item × item entry: the float64 Gram matrix, its eigenvectors,
+# P for one λ and the float64 weights, and the float32 copy (4 × 8 + 4; the model refuses
+# above the same estimate, see baselines/ease.py). The measured peak is printed next to it.
+EASE_BYTES_PER_GRAM_ENTRY = 36
 MB = 1 << 20
 
 
