@@ -110,15 +110,15 @@ def test_compare_tune_gives_every_searched_model_the_same_trials_chosen_on_valid
     assert "| tuning trials |" in (out / "results.md").read_text()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--tune", "2"], "--tune needs compare.spaces for at least one of ['binomial', 'popularity']"),
-    (["compare.spaces.svd.train.lr={float: [0.001, 0.01]}", "--tune", "2"],
+@pytest.mark.parametrize("models, extra, message", [
+    ("popularity,ease", ["--tune", "2"], "--tune needs compare.spaces for at least one of ['popularity', 'ease']"),
+    ("binomial,popularity", ["compare.spaces.svd.train.lr={float: [0.001, 0.01]}", "--tune", "2"],
      "compare.spaces names model(s) ['svd'] that compare.models does not list"),
-    (["compare.spaces.binomial.train.speed={float: [0.001, 0.01]}", "--tune", "2"],
+    ("binomial,popularity", ["compare.spaces.binomial.train.speed={float: [0.001, 0.01]}", "--tune", "2"],
      "compare.spaces.binomial.train.speed"),
 ])
-def test_compare_tune_refuses_a_bad_space_before_training(ratings_csv, tmp_path, extra, message):
-    result = runner.invoke(app, args(ratings_csv, tmp_path, "--models", "binomial,popularity", *extra))
+def test_compare_tune_refuses_a_bad_space_before_training(ratings_csv, tmp_path, models, extra, message):
+    result = runner.invoke(app, args(ratings_csv, tmp_path, "--models", models, *extra))
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "compare").exists()
