@@ -14,7 +14,7 @@ from .datasets import (
 from .matrix import InteractionMatrix, binary_csr, build_matrix, index_ids
 from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
                       read_pairs)
-from .splits import EvalPart, Split, holdout_count, predefined_split, strong_generalization
+from .splits import EvalPart, Split, holdout_count, predefined_split, strong_generalization, train_test_split
 from .synthetic import SYNTHETIC_PRESETS, synthetic_dataset, synthetic_interactions
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "load_interactions",
     "load_predefined_split",
     "predefined_split",
+    "train_test_split",
     "read_delimited",
     "read_item_lists",
     "read_ml100k",
