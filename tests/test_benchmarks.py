@@ -46,8 +46,8 @@ def test_ease_is_skipped_with_its_estimate_when_over_the_limit(bench, monkeypatc
     args = bench.parse_args([*TINY, "--ease-limit-gb", "0.001"])
     config, split, device, _ = bench.prepare(args)
     result = bench.measure_ease(args, config, split, device, bench.PhaseMemory())
-    estimate_mb = 32 * split.n_items**2 / 2**20  # 2.7 MB for 299 items, over 1.0 MB
-    assert result == {"skipped": f"EASE needs about {estimate_mb / 1024:.1f} GiB (32 bytes × {split.n_items:,}² "
+    estimate_mb = 36 * split.n_items**2 / 2**20  # four float64 n² matrices and a float32 one: 3.1 MB for 299 items
+    assert result == {"skipped": f"EASE needs about {estimate_mb / 1024:.1f} GiB (36 bytes × {split.n_items:,}² "
                                  "item pairs), over --ease-limit-gb 0.001 GiB", "estimate_mb": round(estimate_mb)}
 
 
