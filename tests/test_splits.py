@@ -329,3 +329,22 @@ def test_a_bars_folder_trains_on_its_own_split_through_the_recipe(tmp_path):
     with pytest.raises(DataError, match="split.n_valid_users is needed"):
         prepare_split({"dataset": "amazon-cds", "min_rating": None, "download": False},
                       {"kind": "predefined"}, seed=0, data_dir=tmp_path)
+
+
+def test_split_seed_draws_the_split_apart_from_the_recipe_seed(tmp_path):
+    from bindiff.config import load_recipe
+    from bindiff.tasks.recommendation.job import RecommendationTask
+
+    rng = np.random.default_rng(2)
+    lines = ["user,item", *(f"u{u},i{i}" for u in range(120) for i in rng.choice(40, size=8, replace=False))]
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "ml1m.yaml"
+
+    def test_users(*overrides):
+        config = load_recipe(recipe, [f"data.dataset={tmp_path / 'pairs.csv'}", "data.min_rating=null",
+                                      "split.n_valid_users=20", "split.n_test_users=20", *overrides])
+        return sorted(RecommendationTask().prepare(config, None).test.user_ids)
+
+    assert test_users("seed=1", "split.seed=5") == test_users("seed=2", "split.seed=5")  # members of one split
+    assert test_users("seed=5") == test_users("seed=9", "split.seed=5")  # null: the recipe seed
+    assert test_users("seed=1") != test_users("seed=2")

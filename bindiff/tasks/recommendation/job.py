@@ -26,10 +26,10 @@ from .evaluation import RESCORE_KEYS, check_metrics, evaluate_part, score_run, t
 from .models import RecommenderKind, check_model_params, make_scorer, model_kind
 
 
-
 def split_seed(config: dict) -> int:
     """What draws the split: ``split.seed``, else the recipe seed."""
     return config["seed"] if config["split"]["seed"] is None else config["split"]["seed"]
+
 
 class RecommendationTask(base.Task):
     name = "recommend"
