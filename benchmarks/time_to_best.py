@@ -43,7 +43,7 @@ def main() -> None:
     from bindiff.config import load_recipe
     from bindiff.tasks.recommendation.data import prepare_split
     from bindiff.tasks.recommendation.evaluation import evaluate_part
-    from bindiff.tasks.recommendation.job import load_run, train_recommender
+    from bindiff.tasks.recommendation.job import load_run, split_seed, train_recommender
     from bindiff.training.devices import device_of
 
     base = load_recipe(args.recipe, args.overrides)
@@ -51,7 +51,7 @@ def main() -> None:
     names = args.models.split(",") if args.models else list(presets)
 
     started = time.perf_counter()
-    prepare_split(base["data"], base["split"], seed=base["seed"])
+    prepare_split(base["data"], base["split"], seed=split_seed(base))
     setup = time.perf_counter() - started
 
     rows = []
