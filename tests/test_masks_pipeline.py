@@ -334,3 +334,20 @@ def test_apply_complete_fills_only_the_unknown_voxels(tiny_run, tmp_path):
     again = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "completion", "--input", str(damaged),
                                 "--unknown-label", "9", "--output", str(tmp_path / "out")])
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+@needs_hippo
+def test_a_self_conditioned_masks_run_trains_and_validates_reproducibly(tmp_path):
+    """Self-conditioning draws coins in the validation loss too: two identical runs agree."""
+    from bindiff.tasks.masks.job import train_masks
+
+    losses = []
+    for name in ("a", "b"):
+        config = load_recipe(RECIPES / "hippocampus_masks.yaml",
+                             [*TINY, "diffusion.self_condition=true", "eval.select=neg_loss",
+                              "evaluations.run=[denoising]", "eval.nifti=false", f"output.root={tmp_path / name}"])
+        run = train_masks(config, data_dir=str(DATA))
+        history = json.loads((run.run_dir / "history.json").read_text())
+        losses.append([entry["valid_neg_loss"] for entry in history])
+    assert len(losses[0]) == 2 and all(np.isfinite(losses[0]))
+    assert losses[0] == losses[1]

@@ -117,13 +117,15 @@ def make_validator(model, data: MaskData, config: dict, device: torch.device):
     def validate() -> dict[str, float]:
         inter = total = 0.0
         loss = 0.0
+        # self-conditioning draws, per example, whether it sees its own estimate: the same coins every epoch
+        coins = torch.Generator(device=device).manual_seed(config["seed"] + 13)
         for start in range(0, len(clean_t), size):
             sl = slice(start, start + size)
             pred = model.predict_x0(noisy_t[sl], min(t, T)) >= 0.5
             truth = clean_t[sl] >= 0.5
             inter += float((pred & truth).sum())
             total += float(pred.sum() + truth.sum())
-            loss += float(model(clean_t[sl], t=loss_t[sl], noise=loss_noise[sl]).terms["loss"].sum())
+            loss += float(model(clean_t[sl], t=loss_t[sl], noise=loss_noise[sl], generator=coins).terms["loss"].sum())
         return {"denoise_dice": 1.0 if total == 0 else 2 * inter / total, "neg_loss": -loss / len(clean_t)}
 
     return validate
