@@ -275,8 +275,9 @@ class IntervalDenoiser(nn.Module):
 def test_the_spread_of_the_mask_size_needs_small_reverse_steps():
     """Each step draws the bits independently given p̂, so a statistic of the whole vector (here the
     interval's length, standard deviation 12.1 bits) comes out too narrow when the steps are few
-    and large: the reason the masks recipe samples with 50 steps. With the exact denoiser, all 40
-    steps keep the spread within 5 %; 3 large steps lose more than 15 % of it."""
+    and large, which is why generated hippocampi at T = 10 vary too little in volume (docs/masks.md).
+    With the exact denoiser, all 40 steps keep the spread within 5 %; 3 large steps lose more than
+    15 % of it."""
     process = BernoulliProcess.from_schedule("jsd", 40)
     model = BinomialDiffusion(IntervalDenoiser(process.betas.tolist()), process)
     truth = float((2 * HALF_WIDTHS - 1).double().std(unbiased=False))
