@@ -1,0 +1,52 @@
+"""Where a masks model loses the volume of its samples: training masks noised to t, run back to 0.
+
+For each start time t, the first ``--masks`` training masks of the run's split are noised to
+x_t with q(x_t | x_0) and run through the exact reverse chain (bits, the last step decoded at
+p̂ ≥ ½, as generation does). A perfect model keeps the volume distribution at every t; the
+mean and spread of the results, and their correlation with each input's own volume, show from
+which t on the learned model pulls its chains away from it.
+
+    BINDIFF_DATA_DIR=../shared/data python benchmarks/volume_drift.py RUN_DIR --from 5,10,20,30,40
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from bindiff.tasks.masks.generation import _mask_rows
+from bindiff.tasks.masks.job import load_masks_run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--from", dest="starts", default="5,10,20,30,40", help="comma-separated start times")
+    parser.add_argument("--masks", type=int, default=64, help="training masks to run back")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of the chains")
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    print(f"command: python benchmarks/volume_drift.py {args.run_dir} --from {args.starts} --masks {args.masks}")
+
+    run = load_masks_run(args.run_dir)
+    model = run.model
+    rows, _ = _mask_rows(run.data, run.data.part("train"))
+    x0 = torch.from_numpy(rows[:args.masks].astype(np.float32))
+    volumes = x0.sum(1).numpy()
+    print(f"training masks: {len(x0)}, volume mean {volumes.mean():.1f} voxels, sd {volumes.std():.1f}")
+    generator = torch.Generator().manual_seed(args.seed)
+    with torch.no_grad():
+        for start in (int(s) for s in args.starts.split(",")):
+            x_t = model.process.add_noise(x0, torch.full((len(x0),), start), generator=generator)
+            out = torch.cat([model.run_reverse(x_t[i:i + args.batch_size], model.scheduler(start=start),
+                                               mode="sample", decode="threshold", generator=generator)[0]
+                             for i in range(0, len(x_t), args.batch_size)])
+            got = out.sum(1).numpy()
+            print(f"from t = {start}: volume mean {got.mean():.1f} ({got.mean() / volumes.mean() - 1:+.1%}), "
+                  f"sd {got.std():.1f}, correlation with the input's volume {np.corrcoef(got, volumes)[0, 1]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
