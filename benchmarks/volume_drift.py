@@ -44,6 +44,11 @@ def main() -> None:
                                                mode="sample", decode="threshold", generator=generator)[0]
                              for i in range(0, len(x_t), args.batch_size)])
             got = out.sum(1).numpy()
+            expected = torch.cat([model.predict_x0(x_t[i:i + args.batch_size], start)
+                                  for i in range(0, len(x_t), args.batch_size)]).sum(1).numpy()
+            print(f"one call at t = {start}: expected volume {expected.mean() / volumes.mean() - 1:+.1%}, "
+                  f"sd {expected.std():.1f}, correlation with the input's volume "
+                  f"{np.corrcoef(expected, volumes)[0, 1]:.3f}")
             print(f"from t = {start}: volume mean {got.mean():.1f} ({got.mean() / volumes.mean() - 1:+.1%}), "
                   f"sd {got.std():.1f}, correlation with the input's volume {np.corrcoef(got, volumes)[0, 1]:.3f}")
 

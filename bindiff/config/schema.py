@@ -33,6 +33,8 @@ COMMON: dict[str, Any] = {
                               "conditioning; unet only, one process)"),
         "dice_weight": key((float, int), 0.0, "weight of a soft-Dice term on p̂(x_0) beside the loss (in the "
                            "per-bit units of the cross-entropy); 0: off", non_negative),
+        "prior_offset": key(bool, False, "add the training data's logit P(x_0 = 1) of each bit to the denoiser's "
+                            "output: it learns what x_t adds to the data's marginal"),
         "train_t_max": key((int, type(None)), None, "train on t in 1..train_t_max only; null uses every step"),
         "reverse_kernel": key(str, "mixture", "reverse step from p̂(x_0 | x_t): mixture (exact) or plugin "
                               "(D3PM's, counts x_t twice); sampling and the vb loss use the same one",

@@ -34,8 +34,17 @@ class BinomialDiffusion(nn.Module):
 
     def __init__(self, denoiser: nn.Module, process: BernoulliProcess, loss: str = "bce",
                  hybrid_coeff: float = 0.01, train_t_max: int | None = None, reverse_kernel: str = "mixture",
-                 dice_weight: float = 0.0, self_condition: bool = False):
+                 dice_weight: float = 0.0, self_condition: bool = False, prior_offset_dim: int = 0):
         super().__init__()
+        # Prior offset: the denoiser's logits are added to logit P(x_0 = 1) of each bit in the
+        # training data (``set_prior_offset``), so it learns what x_t says beyond the data's
+        # marginal. Where x_t says almost nothing (high t, where sampling from noise starts) the
+        # exact p(x_0 | x_t) is that marginal, and a network left to learn it from the few
+        # examples it sees there gets the level of a mask's volume wrong. 0: no offset.
+        if prior_offset_dim:
+            self.register_buffer("prior_logits", torch.zeros(int(prior_offset_dim)))
+        else:
+            self.prior_logits = None
         # Self-conditioning (Chen et al. 2022, "Analog Bits"): the denoiser also reads its own
         # previous estimate of p̂(x_0), as one more condition channel after ``cond``. Training
         # feeds it for a random half of the examples (zeros for the rest); the reverse loop feeds
@@ -59,6 +68,19 @@ class BinomialDiffusion(nn.Module):
         self.train_t_max = process.num_steps if train_t_max is None else int(train_t_max)
         if not 1 <= self.train_t_max <= process.num_steps:
             raise ValueError(f"train_t_max must lie in 1..{process.num_steps}, got {train_t_max}")
+
+    def set_prior_offset(self, frequency: torch.Tensor, n: int) -> None:
+        """Set the offset from each bit's share of 1s among ``n`` training rows, smoothed as
+        (ones + ½) / (n + 1) so that a bit never seen on keeps a finite logit."""
+        if self.prior_logits is None:
+            raise ValueError("this model was built without a prior offset (prior_offset_dim=0)")
+        frequency = torch.as_tensor(frequency, dtype=torch.float64).reshape(-1)
+        if frequency.shape != self.prior_logits.shape:
+            raise ValueError(f"the prior offset needs {self.prior_logits.numel()} frequencies, got {frequency.numel()}")
+        if n < 1 or bool(((frequency < 0) | (frequency > 1)).any()):
+            raise ValueError("the prior offset needs frequencies in [0, 1] over at least one row")
+        smoothed = (frequency * n + 0.5) / (n + 1)
+        self.prior_logits.copy_(torch.logit(smoothed).to(self.prior_logits.dtype))
 
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         return torch.randint(1, self.train_t_max + 1, (n,), generator=generator, device=device)
@@ -115,9 +137,10 @@ class BinomialDiffusion(nn.Module):
         if self.self_condition:
             estimate = torch.zeros_like(x_t) if estimate is None else estimate.to(x_t.dtype)
             cond = estimate if cond is None else torch.cat([cond.to(x_t.dtype), estimate], dim=1)
-        if cond is None:
-            return self.denoiser(x_t, t)
-        return self.denoiser(x_t, t, cond)
+        logits = self.denoiser(x_t, t) if cond is None else self.denoiser(x_t, t, cond)
+        if self.prior_logits is not None:
+            logits = logits.float() + self.prior_logits
+        return logits
 
     def _times(self, n: int, t: int, device) -> torch.Tensor:
         return torch.full((n,), int(t), dtype=torch.long, device=device)

@@ -192,11 +192,19 @@ def _in_processes(config: dict, body: Callable[[Workers, torch.device], Run]) ->
     return run
 
 
+def _set_prior_offset(model: nn.Module, rows: sp.csr_matrix) -> None:
+    """A diffusion built with a prior offset takes it from the training rows (sparse column means)."""
+    if getattr(model, "prior_logits", None) is not None:
+        ones = np.asarray(rows.sum(axis=0), dtype=np.float64).ravel()
+        model.set_prior_offset(torch.from_numpy(ones / rows.shape[0]), rows.shape[0])
+
+
 def _build(task: Task, kind: ModelKind, config: dict, data: Any, device: torch.device):
     """Model and optimiser, initialised from the recipe seed."""
     torch.manual_seed(config["seed"])
     model = kind.build(config, task.dim(data), training=True).to(device)
     rows = task.training_rows(data, config)
+    _set_prior_offset(model, rows)
     steps_per_epoch = -(-rows.shape[0] // config["train"]["batch_size"])
     optimizer = build_optimizer(config, model, steps_per_epoch) if kind.fitting == "gradient" else None
     return model, optimizer, rows

@@ -32,6 +32,7 @@ def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
     try:
         return BinomialDiffusion(denoiser, process, loss=d["loss"], hybrid_coeff=d["hybrid_coeff"],
                                  train_t_max=d["train_t_max"], reverse_kernel=d["reverse_kernel"],
-                                 dice_weight=d["dice_weight"], self_condition=d["self_condition"])
+                                 dice_weight=d["dice_weight"], self_condition=d["self_condition"],
+                                 prior_offset_dim=dim if d["prior_offset"] else 0)
     except ValueError as err:
         raise RecipeError(f"diffusion: {err}") from None
