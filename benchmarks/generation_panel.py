@@ -19,9 +19,12 @@ from bindiff.tasks.masks.panels import projection_panel
 
 def main(run_dir: str, out: str, n: int = 10, seed: int = 0) -> None:
     print(f"command: python benchmarks/generation_panel.py {run_dir} {out}")
-    config, data, model, _ = load_masks_run(run_dir)
+    run = load_masks_run(run_dir)
+    config, data, model = run.config, run.data, run.model
     model.eval()
-    masks = model.sample(n, generator=torch.Generator().manual_seed(seed), decode="threshold")
+    settings = config["evaluations"]["generation"]  # the run's own steps and corrector rounds
+    masks = model.sample(n, steps=settings["steps"], generator=torch.Generator().manual_seed(seed),
+                         decode="threshold", resample=settings["resample"])
     grids = [m.reshape(data.spec.vector_grid).numpy() for m in masks]
     projection_panel([], grids, Path(out), title=f"{n} generated hippocampi (seed {seed}), maximum-intensity "
                      "projections in three views")

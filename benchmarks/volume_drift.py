@@ -1,6 +1,6 @@
 """Where a masks model loses the volume of its samples: training masks noised to t, run back to 0.
 
-For each start time t, the first ``--masks`` training masks of the run's split are noised to
+For each start time t, ``--masks`` training masks of the run's split (a seeded draw) are noised to
 x_t with q(x_t | x_0) and run through the exact reverse chain (bits, the last step decoded at
 p̂ ≥ ½, as generation does). A perfect model keeps the volume distribution at every t; the
 mean and spread of the results, and their correlation with each input's own volume, show from
@@ -33,10 +33,15 @@ def main() -> None:
     run = load_masks_run(args.run_dir)
     model = run.model
     rows, _ = _mask_rows(run.data, run.data.part("train"))
-    x0 = torch.from_numpy(rows[:args.masks].astype(np.float32))
-    volumes = x0.sum(1).numpy()
-    print(f"training masks: {len(x0)}, volume mean {volumes.mean():.1f} voxels, sd {volumes.std():.1f}")
+    everyone = rows.sum(1)
     generator = torch.Generator().manual_seed(args.seed)
+    # a random draw, not the first rows: a chain from noise can only reach the training mean,
+    # and a subset whose mean is off would read as drift
+    pick = torch.randperm(len(rows), generator=generator)[:args.masks].numpy()
+    x0 = torch.from_numpy(rows[pick].astype(np.float32))
+    volumes = x0.sum(1).numpy()
+    print(f"all {len(rows)} training masks: volume mean {everyone.mean():.1f} voxels, sd {everyone.std():.1f}; "
+          f"the {len(x0)} run back: mean {volumes.mean():.1f}, sd {volumes.std():.1f}")
     with torch.no_grad():
         for start in (int(s) for s in args.starts.split(",")):
             x_t = model.process.add_noise(x0, torch.full((len(x0),), start), generator=generator)

@@ -286,3 +286,17 @@ def test_the_spread_of_the_mask_size_needs_small_reverse_steps():
               for steps in (3, 40)}
     assert abs(spread[40] / truth - 1) < 0.05, spread
     assert spread[3] / truth < 0.85, spread
+
+
+def test_corrector_steps_give_back_part_of_the_spread_few_steps_lose():
+    """``sample(resample=r)`` goes back by q(x_t | x_s) and steps again r times per step. With the
+    exact denoiser its forward-backward pair pulls the chain of independent per-bit draws toward
+    the true marginal of x_s (which the true joint step would leave in place): on the interval masks, 5 steps keep about 84 %
+    of the length's spread and 4 corrector rounds about 92 % (each figure ± 1 % at 4,000 draws)."""
+    process = BernoulliProcess.from_schedule("jsd", 40)
+    model = BinomialDiffusion(IntervalDenoiser(process.betas.tolist()), process)
+    truth = float((2 * HALF_WIDTHS - 1).double().std(unbiased=False))
+    spread = {r: float(model.sample(4000, steps=5, generator=torch.Generator().manual_seed(r), resample=r)
+                       .double().sum(1).std()) / truth
+              for r in (1, 4)}
+    assert spread[1] < 0.88 < spread[4] < 1.03, spread

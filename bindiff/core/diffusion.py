@@ -270,13 +270,17 @@ class BinomialDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None,
                device=None, *, prior: torch.Tensor | float | None = None, decode: str = "sample",
-               cond: torch.Tensor | None = None) -> torch.Tensor:
+               cond: torch.Tensor | None = None, resample: int = 1) -> torch.Tensor:
         """Bits from x_T ~ ``prior`` (default B(½), exact when ᾱ_T = 0, e.g. "jsd"); with ``cond``
         (n rows) each sample is drawn given its row: p(x_0 | cond).
+
+        ``resample`` > 1 takes each step that many times, going back by q(x_t | x_s) in between
+        (see ``run_reverse``): a corrector that undoes part of what drawing every bit
+        independently loses, such as the spread of a whole-vector statistic over few steps.
 
         ``decode="threshold"`` ends on the most likely x_0 instead of a draw from p̂ (masks
         without the isolated voxels that independent draws at p̂ ≈ 0.1 would sprinkle).
         """
         nothing_known = torch.zeros((n, self.denoiser.dim), device=device)
         return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator,
-                            prior=prior, decode=decode, cond=cond)
+                            prior=prior, decode=decode, cond=cond, resample=resample)

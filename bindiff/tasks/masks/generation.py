@@ -54,6 +54,7 @@ DEFINITIONS = {
     "descriptor_mmd": "kernel two-sample test (MMD, Gaussian kernel, permutation p-value) on volume, "
                       "centroid and spread per axis, samples against held-out real masks",
     "volume_ks_held_out": "Kolmogorov-Smirnov test, sample volumes against held-out real volumes",
+    "held_out_volume_ml": "volumes of the held-out real masks the tests compare with",
 }
 
 
@@ -70,7 +71,7 @@ def draw_samples(ctx: EvalContext) -> np.ndarray:
         n = min(size, cfg["samples"] - start)
         # thresholding the last p̂ (not drawing from it) keeps isolated voxels out of the masks
         chunks.append(ctx.model.sample(n, steps=cfg["steps"], generator=generator, device=ctx.device,
-                                       decode="threshold").cpu().numpy())
+                                       decode="threshold", resample=cfg["resample"]).cpu().numpy())
     return np.concatenate(chunks).astype(np.uint8)
 
 
@@ -107,6 +108,7 @@ def _realism(ctx: EvalContext, grids: np.ndarray, held_grids: np.ndarray, bank_g
         "descriptor_mmd": realism.mmd_test(realism.shape_descriptors(grids), realism.shape_descriptors(held_grids),
                                            seed=ctx.seed("generation", "mmd")),
         "volume_ks_held_out": _ks(sample_volumes, held_volumes),
+        "held_out_volume_ml": _describe(held_volumes),
         "max_nearest_training_dice": float(near_dice.max()) if len(near_dice) else None,
     }
 

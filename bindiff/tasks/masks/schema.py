@@ -112,6 +112,8 @@ SECTIONS: dict[str, Any] = {
         "generation": {
             "samples": key(int, 16, "masks sampled from noise", at_least_one),
             "steps": key((int, type(None)), None, "reverse steps; null: every step", at_least_one),
+            "resample": key(int, 1, "corrector steps: each reverse step taken this many times, going back by "
+                            "q(x_t | x_s) in between; 1: none", at_least_one),
             "mirror_axis": key(int, 0, "axis of the mirror image the orientation check compares with: "
                                "0 = left-right", _axis),
         },
