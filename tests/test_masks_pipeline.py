@@ -25,7 +25,8 @@ needs_hippo = pytest.mark.skipif(not (DATA / "msd_hippocampus" / "labels").is_di
 TINY = ["data.max_cases=10", "split.n_valid=2", "split.n_test=2", "grid.mode=resample", "grid.shape=[12,16,12]",
         "denoiser.params.channels=[4,8]", "denoiser.params.patch=1", "denoiser.params.bf16=false",
         "train.epochs=2", "diffusion.steps=4", "evaluations.completion.steps=2", "evaluations.generation.samples=3",
-        "evaluations.generation.steps=2", "eval.panels=1", "output.progress=false"]
+        "evaluations.generation.steps=2", "evaluations.completion.samples=4", "eval.panels=1",
+        "output.progress=false"]
 
 
 @pytest.mark.parametrize("name", ["hippocampus_masks.yaml", "brats_masks.yaml"])
