@@ -35,6 +35,9 @@ COMMON: dict[str, Any] = {
                            "per-bit units of the cross-entropy); 0: off", non_negative),
         "prior_offset": key(bool, False, "add the training data's logit P(x_0 = 1) of each bit to the denoiser's "
                             "output: it learns what x_t adds to the data's marginal"),
+        "denoiser_input": key(str, "state", "what the denoiser reads of x_t: state (the bits) or flat_posterior "
+                              "(½ + ᾱ_t (x_t − ½): P(x_0 = 1 | x_t) under a uniform prior, ½ at ᾱ_t = 0)",
+                              (lambda v: v in ("state", "flat_posterior"), "must be 'state' or 'flat_posterior'")),
         "train_t_max": key((int, type(None)), None, "train on t in 1..train_t_max only; null uses every step"),
         "reverse_kernel": key(str, "mixture", "reverse step from p̂(x_0 | x_t): mixture (exact) or plugin "
                               "(D3PM's, counts x_t twice); sampling and the vb loss use the same one",

@@ -12,6 +12,7 @@ from .process import REVERSE_KERNELS, BernoulliProcess, draw_bits
 from .scheduler import ReverseScheduler
 
 DECODES = ("sample", "mean", "threshold")
+DENOISER_INPUTS = ("state", "flat_posterior")
 
 
 @dataclass
@@ -34,8 +35,17 @@ class BinomialDiffusion(nn.Module):
 
     def __init__(self, denoiser: nn.Module, process: BernoulliProcess, loss: str = "bce",
                  hybrid_coeff: float = 0.01, train_t_max: int | None = None, reverse_kernel: str = "mixture",
-                 dice_weight: float = 0.0, self_condition: bool = False, prior_offset_dim: int = 0):
+                 dice_weight: float = 0.0, self_condition: bool = False, prior_offset_dim: int = 0,
+                 denoiser_input: str = "state"):
         super().__init__()
+        # What the denoiser reads of x_t. "state": the bits themselves. "flat_posterior":
+        # P(x_0 = 1 | x_t) under a uniform prior on x_0, which is ½ + ᾱ_t (x_t − ½) for either
+        # kernel: each bit scaled by how much it still says about x_0. At t = T of a schedule
+        # that ends at ᾱ_T = 0 the network then reads a constant ½ instead of pure noise it
+        # would have to learn to ignore, and at small t it reads almost x_t.
+        if denoiser_input not in DENOISER_INPUTS:
+            raise ValueError(f"unknown denoiser input {denoiser_input!r}; choose one of {', '.join(DENOISER_INPUTS)}")
+        self.denoiser_input = denoiser_input
         # Prior offset: the denoiser's logits are added to logit P(x_0 = 1) of each bit in the
         # training data (``set_prior_offset``), so it learns what x_t says beyond the data's
         # marginal. Where x_t says almost nothing (high t, where sampling from noise starts) the
@@ -137,6 +147,8 @@ class BinomialDiffusion(nn.Module):
         if self.self_condition:
             estimate = torch.zeros_like(x_t) if estimate is None else estimate.to(x_t.dtype)
             cond = estimate if cond is None else torch.cat([cond.to(x_t.dtype), estimate], dim=1)
+        if self.denoiser_input == "flat_posterior":
+            x_t = self.process.flat_posterior(x_t, t)
         logits = self.denoiser(x_t, t) if cond is None else self.denoiser(x_t, t, cond)
         if self.prior_logits is not None:
             logits = logits.float() + self.prior_logits

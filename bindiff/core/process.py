@@ -110,6 +110,14 @@ class BernoulliProcess:
         a = _gather(self.alpha_bar, self._check_t(t), x0)
         return a * x0 + (1 - a) / 2
 
+    def flat_posterior(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """P(x_0 = 1 | x_t) when x_0 is ½ a priori: q(x_t | 1) / (q(x_t | 1) + q(x_t | 0)) = ½ + ᾱ_t (x_t − ½).
+
+        What each bit of x_t alone says about x_0: the bit itself at t = 0, ½ where ᾱ_t = 0.
+        """
+        a = _gather(self.alpha_bar, self._check_t(t), x_t)
+        return 0.5 + a * (x_t - 0.5)
+
     def transition_probs(self, x_s: torch.Tensor, s: torch.Tensor | int, t: torch.Tensor | int) -> torch.Tensor:
         """P(x_t = 1 | x_s) for s ≤ t: the same kernel with ᾱ_t / ᾱ_s in place of α."""
         s, t = self._check_t(s), self._check_t(t)

@@ -33,6 +33,7 @@ def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
         return BinomialDiffusion(denoiser, process, loss=d["loss"], hybrid_coeff=d["hybrid_coeff"],
                                  train_t_max=d["train_t_max"], reverse_kernel=d["reverse_kernel"],
                                  dice_weight=d["dice_weight"], self_condition=d["self_condition"],
-                                 prior_offset_dim=dim if d["prior_offset"] else 0)
+                                 prior_offset_dim=dim if d["prior_offset"] else 0,
+                                 denoiser_input=d["denoiser_input"])
     except ValueError as err:
         raise RecipeError(f"diffusion: {err}") from None

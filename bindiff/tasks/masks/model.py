@@ -46,7 +46,8 @@ class LowTimeMixtureDiffusion(BinomialDiffusion):
         super().__init__(base.denoiser, base.process, loss=base.loss_kind, hybrid_coeff=base.hybrid_coeff,
                          train_t_max=base.train_t_max, reverse_kernel=base.reverse_kernel,
                          dice_weight=base.dice_weight, self_condition=base.self_condition,
-                         prior_offset_dim=0 if base.prior_logits is None else base.prior_logits.numel())
+                         prior_offset_dim=0 if base.prior_logits is None else base.prior_logits.numel(),
+                         denoiser_input=base.denoiser_input)
         self.low_share, self.low_max = float(low_share), min(int(low_max), base.train_t_max)
 
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
