@@ -1,6 +1,5 @@
 """``denoiser_input="flat_posterior"``: the denoiser reads P(x_0 = 1 | x_t) under a uniform prior."""
 
-import math
 from pathlib import Path
 
 import pytest
@@ -82,11 +81,10 @@ def test_sampling_with_the_ideal_denoiser_on_the_flat_posterior_reproduces_the_f
         freq = model.sample(n, steps=steps, generator=torch.Generator().manual_seed(1)).mean(0)
         se = torch.sqrt(pi * (1 - pi) / n)
         assert ((freq - pi).abs() < 5 * se).all(), (steps, freq, pi)
-    # the same denoiser read the raw bits: it would take x_t ∈ {0, 1} for a certainty and copy it
+    # fed the raw bits, the same denoiser takes x_t ∈ {0, 1} for a certainty and copies it
     wrong = BinomialDiffusion(IdealFromFlatPosterior(pi), BernoulliProcess.from_schedule("jsd", 10))
     freq = wrong.sample(n, generator=torch.Generator().manual_seed(1)).mean(0)
     assert ((freq - pi).abs() > 5 * torch.sqrt(pi * (1 - pi) / n)).any()
-    assert math.isfinite(float(freq.sum()))
 
 
 def test_the_recipe_key_is_checked_and_reaches_the_model():
