@@ -2,8 +2,10 @@
 
 Only generated masks are drawn: the real masks are licensed data and stay out of the
 repository (every run writes real beside generated in generation/panels/projections.png).
+The masks are drawn as the run's generation draws them (its steps, corrector rounds and
+volumes), with ``evaluations.*`` overrides as ``bindiff masks generation`` takes them.
 
-    python benchmarks/generation_panel.py RUN_DIR docs/images/generated_hippocampi.png
+    python benchmarks/generation_panel.py RUN_DIR docs/images/generated_hippocampi.png [key=value ...]
 """
 
 from __future__ import annotations
@@ -13,25 +15,28 @@ from pathlib import Path
 
 import torch
 
-from bindiff.tasks.masks.job import load_masks_run
+from bindiff.tasks import base
+from bindiff.tasks.masks.evaluation import EvalContext
+from bindiff.tasks.masks.generation import _mask_rows, draw_samples, target_volumes
+from bindiff.tasks.masks.job import TASK, load_masks_run
 from bindiff.tasks.masks.panels import projection_panel
 
 
-def main(run_dir: str, out: str, n: int = 10, seed: int = 0) -> None:
-    print(f"command: python benchmarks/generation_panel.py {run_dir} {out}")
+def main(run_dir: str, out: str, overrides: list[str], n: int = 10) -> None:
+    print(f"command: python benchmarks/generation_panel.py {run_dir} {out} {' '.join(overrides)}".rstrip())
     run = load_masks_run(run_dir)
-    config, data, model = run.config, run.data, run.model
-    model.eval()
-    settings = config["evaluations"]["generation"]  # the run's own steps and corrector rounds
-    masks = model.sample(n, steps=settings["steps"], generator=torch.Generator().manual_seed(seed),
-                         decode="threshold", resample=settings["resample"])
-    grids = [m.reshape(data.spec.vector_grid).numpy() for m in masks]
-    projection_panel([], grids, Path(out), title=f"{n} generated hippocampi (seed {seed}), maximum-intensity "
-                     "projections in three views")
+    config = base.rescoring_config(TASK, run.config, [*overrides, f"evaluations.generation.samples={n}"])
+    run.model.eval()
+    ctx = EvalContext(model=run.model, data=run.data, config=config, device=torch.device("cpu"), checkpoint=run.info)
+    bank, _ = _mask_rows(run.data, run.data.part("train"))
+    masks = draw_samples(ctx, target_volumes(ctx, bank))
+    grids = [m.reshape(run.data.spec.vector_grid) for m in masks]
+    projection_panel([], grids, Path(out), title=f"{n} generated hippocampi, maximum-intensity projections "
+                     "in three views")
     print(f"wrote {out}: {n} masks, volumes (voxels) {[int(g.sum()) for g in grids]}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

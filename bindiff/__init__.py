@@ -15,6 +15,7 @@ from .core import (
     build_denoiser,
     get_schedule,
     register_denoiser,
+    tilt_to_count,
     vb_terms,
 )
 
@@ -104,7 +105,7 @@ _LAZY = {
 
 __all__ = [
     "BernoulliProcess", "BinomialDiffusion", "MLPDenoiser", "ReverseScheduler", "bce_x0", "bernoulli_kl",
-    "build_denoiser", "get_schedule", "register_denoiser", "vb_terms", *_LAZY,
+    "build_denoiser", "get_schedule", "register_denoiser", "tilt_to_count", "vb_terms", *_LAZY,
 ]
 
 

@@ -127,6 +127,23 @@ def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
     assert bad.exit_code == 2 and "can only be scored differently; allowed keys are evaluations.*, eval.*, output.*" in bad.output
 
 
+@needs_hippo
+def test_generation_can_draw_its_volumes_from_the_training_masks(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    result = runner.invoke(app, ["masks", "generation", str(run_dir), "evaluations.generation.volume=training",
+                                 "evaluations.generation.samples=6", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "generation" / "summary.json").read_text())
+    train = json.loads((run_dir / "split" / "cases.json").read_text())["split"]["train"]
+    packed = np.load(run_dir / "split" / "grids.npz")
+    counts = np.array([np.unpackbits(packed[case]).sum() for case in train], dtype=float)  # padding bits are 0
+    voxel_ml = summary["reference"]["volume_ml"]["mean"] / counts.mean()
+    targets = np.array([row["target_volume_ml"] for row in summary["per_sample"]]) / voxel_ml
+    assert len(targets) == 6
+    # every target is one training mask's voxel count
+    assert np.abs(targets[:, None] - counts[None, :]).min(1).max() < 1e-3
+
+
 # -- bad input: one line naming the file, exit code 2 ------------------------------------------------------
 def _mask(label: int = 1) -> np.ndarray:
     grid = np.indices((12, 14, 10))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .count import tilt_to_count
 from .losses import LOSSES, diffusion_loss
 from .process import REVERSE_KERNELS, BernoulliProcess, draw_bits
 from .scheduler import ReverseScheduler
@@ -186,7 +187,8 @@ class BinomialDiffusion(nn.Module):
     def run_reverse(self, sample: torch.Tensor, scheduler: ReverseScheduler, mode: str = "sample",
                     decode: str | None = None, known: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                     generator: torch.Generator | None = None, resample: int = 1,
-                    cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    cond: torch.Tensor | None = None,
+                    ones: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The reverse loop, the only one in bindiff: step from ``sample`` at scheduler.timesteps[0] to t = 0.
 
         ``mode`` "sample" draws bits at every step, "mean" feeds probabilities forward.
@@ -197,14 +199,18 @@ class BinomialDiffusion(nn.Module):
         step to s > 0 is taken ``resample`` times, going back to t by a fresh draw of
         q(x_t | x_s) in between, so that the free bits can agree with the known ones (the
         forward draw keeps an exact chain exact). ``cond`` goes to every denoiser call
-        (conditional generation, e.g. a mask given its image). Returns the final state and p̂(x_0)
-        of the last denoiser call.
+        (conditional generation, e.g. a mask given its image). ``ones`` (one count per row) tilts
+        every p̂(x_0) to that expected number of ones (``tilt_to_count``). Returns the final state
+        and p̂(x_0) of the last denoiser call.
         """
         decode = decode or mode
         if decode not in DECODES:
             raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
         if isinstance(resample, bool) or int(resample) != resample or resample < 1:
             raise ValueError(f"resample must be an integer >= 1, got {resample!r}")
+        if ones is not None and mask is not None and bool(mask.any()):
+            # the tilt counts every bit, the known ones included, whose p̂ the loop then discards
+            raise ValueError("ones holds the count of a whole sample; it cannot be combined with known bits")
         pred_x0 = sample
         estimate = None  # self-conditioning: the previous step's p̂(x_0)
         n = sample.shape[0]
@@ -215,6 +221,8 @@ class BinomialDiffusion(nn.Module):
                     back = self.process.transition_probs(sample, s, t)
                     sample = back if mode == "mean" else draw_bits(back, generator, sample.dtype)
                 logits = self._denoise(sample, self._times(n, t, sample.device), cond, estimate)
+                if ones is not None:
+                    logits = tilt_to_count(logits, ones)
                 step_mode = mode if s > 0 else ("sample" if decode == "sample" else "mean")
                 out = scheduler.step(logits, t, sample, generator=generator, mode=step_mode)
                 sample, pred_x0 = out.prev_sample, out.pred_x0
@@ -256,7 +264,8 @@ class BinomialDiffusion(nn.Module):
                 generator: torch.Generator | None = None, mode: str = "sample", *,
                 init: torch.Tensor | None = None, start: int | None = None,
                 prior: torch.Tensor | float | None = None, decode: str | None = None,
-                resample: int = 1, cond: torch.Tensor | None = None) -> torch.Tensor:
+                resample: int = 1, cond: torch.Tensor | None = None,
+                ones: torch.Tensor | None = None) -> torch.Tensor:
         """Fill the bits where ``mask`` is False, holding those where it is True at ``known``.
 
         At every time the known bits are replaced by a fresh draw of q(x_s | x_0 = known), so
@@ -265,7 +274,8 @@ class BinomialDiffusion(nn.Module):
         B(½), exact when ᾱ_T = 0, see ``prior_from_data`` otherwise), or, given ``init`` and
         ``start``, from x_start ~ q(x_start | init): SDEdit's warm start. Returns bits or
         probabilities (``decode``, see ``run_reverse``) with the known bits copied through.
-        ``resample`` > 1 is RePaint's resampling (see ``run_reverse``).
+        ``resample`` > 1 is RePaint's resampling (see ``run_reverse``); ``ones`` holds the
+        count of each row (see ``sample``), only where nothing is known.
         """
         if known.shape != mask.shape:
             raise ValueError(f"known {tuple(known.shape)} and mask {tuple(mask.shape)} differ in shape")
@@ -277,12 +287,13 @@ class BinomialDiffusion(nn.Module):
         free = self._start_state(known.shape, start, init, prior, generator, known.device, known.dtype)
         sample = torch.where(mask, self.process.add_noise(known, start, generator=generator), free)
         return self.run_reverse(sample, scheduler, mode=mode, decode=decode, known=known, mask=mask,
-                                generator=generator, resample=resample, cond=cond)[0]
+                                generator=generator, resample=resample, cond=cond, ones=ones)[0]
 
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None,
                device=None, *, prior: torch.Tensor | float | None = None, decode: str = "sample",
-               cond: torch.Tensor | None = None, resample: int = 1) -> torch.Tensor:
+               cond: torch.Tensor | None = None, resample: int = 1,
+               ones: torch.Tensor | None = None) -> torch.Tensor:
         """Bits from x_T ~ ``prior`` (default B(½), exact when ᾱ_T = 0, e.g. "jsd"); with ``cond``
         (n rows) each sample is drawn given its row: p(x_0 | cond).
 
@@ -292,7 +303,14 @@ class BinomialDiffusion(nn.Module):
 
         ``decode="threshold"`` ends on the most likely x_0 instead of a draw from p̂ (masks
         without the isolated voxels that independent draws at p̂ ≈ 0.1 would sprinkle).
+
+        ``ones`` (n counts) holds each sample's expected number of ones: every step's p̂(x_0) is
+        tilted to it by one logit shift per row, the product of Bernoullis closest to p̂ in KL
+        with that count (``tilt_to_count``). Drawing the counts from the data's own gives a
+        two-stage model, p(count) from the data and the shape from the chain, for a chain that
+        drifts in the count (docs/masks.md). The draw is exact in the count's mean, not a
+        conditional p(x_0 | count).
         """
         nothing_known = torch.zeros((n, self.denoiser.dim), device=device)
         return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator,
-                            prior=prior, decode=decode, cond=cond, resample=resample)
+                            prior=prior, decode=decode, cond=cond, resample=resample, ones=ones)

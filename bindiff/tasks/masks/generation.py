@@ -55,11 +55,25 @@ DEFINITIONS = {
                       "centroid and spread per axis, samples against held-out real masks",
     "volume_ks_held_out": "Kolmogorov-Smirnov test, sample volumes against held-out real volumes",
     "held_out_volume_ml": "volumes of the held-out real masks the tests compare with",
+    "target_volume_ml": "volume: training only: the training mask volume this sample's chain was tilted to",
 }
 
 
-def draw_samples(ctx: EvalContext) -> np.ndarray:
-    """``evaluations.generation.samples`` masks from noise, (n, D) bits, from the task's own generator."""
+def target_volumes(ctx: EvalContext, bank: np.ndarray) -> torch.Tensor | None:
+    """Voxel counts for ``evaluations.generation.volume: training``: one training mask's volume per
+    sample, drawn with replacement by a generator of their own (so the chains' noise is the same
+    as with ``free``); None for ``free``."""
+    cfg = ctx.config["evaluations"]["generation"]
+    if cfg["volume"] == "free":
+        return None
+    generator = torch.Generator().manual_seed(ctx.seed("generation", "volume"))
+    pick = torch.randint(len(bank), (cfg["samples"],), generator=generator)
+    return torch.from_numpy(bank.sum(1).astype(np.float32))[pick]
+
+
+def draw_samples(ctx: EvalContext, volumes: torch.Tensor | None = None) -> np.ndarray:
+    """``evaluations.generation.samples`` masks from noise, (n, D) bits, from the task's own
+    generator; ``volumes`` (voxels, one per sample) holds each chain's expected volume."""
     cfg = ctx.config["evaluations"]["generation"]
     generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed("generation"))
     size = ctx.config["eval"]["batch_size"]
@@ -70,8 +84,9 @@ def draw_samples(ctx: EvalContext) -> np.ndarray:
             log(f"generation: batch {i}/{len(starts)}")
         n = min(size, cfg["samples"] - start)
         # thresholding the last p̂ (not drawing from it) keeps isolated voxels out of the masks
+        ones = None if volumes is None else volumes[start:start + n].to(ctx.device)
         chunks.append(ctx.model.sample(n, steps=cfg["steps"], generator=generator, device=ctx.device,
-                                       decode="threshold", resample=cfg["resample"]).cpu().numpy())
+                                       decode="threshold", resample=cfg["resample"], ones=ones).cpu().numpy())
     return np.concatenate(chunks).astype(np.uint8)
 
 
@@ -142,9 +157,10 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
     started = time.perf_counter()
     data = ctx.data
     shape = data.spec.vector_grid
-    samples = draw_samples(ctx)
     train_records = data.part("train")
     bank, owner = _mask_rows(data, train_records)
+    targets = target_volumes(ctx, bank)
+    samples = draw_samples(ctx, targets)
     held_rows, _ = _mask_rows(data, ctx.eval_records())
     voxel_ml = float(np.median([np.prod(r.transform.grid_spacing(r.geometry.spacing)) for r in train_records])) / 1000
     idx, near_dice = _nearest(samples, bank)
@@ -183,7 +199,9 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
         "checkpoint": ctx.checkpoint,
         "per_sample": [{"sample": i, "components": components[i], "volume_ml": sample_volumes[i],
                         "nearest_training_case": owner[int(idx[i])].case_id,
-                        "nearest_training_dice": float(near_dice[i])} for i in range(len(samples))],
+                        "nearest_training_dice": float(near_dice[i]),
+                        **({} if targets is None else {"target_volume_ml": float(targets[i]) * voxel_ml})}
+                       for i in range(len(samples))],
     }
     write_json(out_dir / "summary.json", summary)
     return summary
