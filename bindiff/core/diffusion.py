@@ -79,6 +79,7 @@ class BinomialDiffusion(nn.Module):
         self.train_t_max = process.num_steps if train_t_max is None else int(train_t_max)
         if not 1 <= self.train_t_max <= process.num_steps:
             raise ValueError(f"train_t_max must lie in 1..{process.num_steps}, got {train_t_max}")
+        self.low_time_share, self.low_time_max = 0.0, 1  # uniform times; see set_low_time_mixture
 
     def set_prior_offset(self, frequency: torch.Tensor, n: int) -> None:
         """Set the offset from each bit's share of 1s among ``n`` training rows, smoothed as
@@ -93,8 +94,28 @@ class BinomialDiffusion(nn.Module):
         smoothed = (frequency * n + 0.5) / (n + 1)
         self.prior_logits.copy_(torch.logit(smoothed).to(self.prior_logits.dtype))
 
+    def set_low_time_mixture(self, share: float, low_max: int) -> None:
+        """Train on a mixture of times: with probability ``share`` t is drawn from 1..low_max,
+        otherwise from 1..train_t_max as before.
+
+        Denoising a lightly damaged vector and the last steps of every reverse run happen at
+        small t, so a small training budget is better spent there; with ``share`` < 1 every t
+        keeps a positive probability, so sampling from noise still sees every step. A training choice only: it
+        is not part of the weights, and a model read back from a checkpoint draws uniformly.
+        """
+        if not 0 <= share <= 1:
+            raise ValueError(f"the low-time share must lie in [0, 1], got {share}")
+        if isinstance(low_max, bool) or int(low_max) != low_max or low_max < 1:
+            raise ValueError(f"low_max must be an integer >= 1, got {low_max!r}")
+        self.low_time_share, self.low_time_max = float(share), min(int(low_max), self.train_t_max)
+
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        return torch.randint(1, self.train_t_max + 1, (n,), generator=generator, device=device)
+        t = torch.randint(1, self.train_t_max + 1, (n,), generator=generator, device=device)
+        if self.low_time_share <= 0:
+            return t
+        low = torch.randint(1, self.low_time_max + 1, (n,), generator=generator, device=device)
+        pick = torch.rand(n, generator=generator, device=device) < self.low_time_share
+        return torch.where(pick, low, t)
 
     def draw_noise(self, n: int, dim: int, generator: torch.Generator | None = None, device=None,
                    dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,7 +39,7 @@ from ...training.builders import build_diffusion
 from ...training.distributed import Workers
 from .. import base
 from ..masks.data import check_label_preset, resolve_preset
-from ..masks.model import model_config
+from ..masks.model import model_config, with_time_mixture
 from .data import SegmentationData, load_data, prepare_data, save_data
 from .panels import segmentation_panel
 from .unet_baseline import DirectSegmenter
@@ -63,8 +63,9 @@ def _unet_config(config: dict) -> dict:
 
 
 def build_segmenter(config: dict, dim: int, training: bool = False):
-    """The diffusion over the mask grid whose U-Net reads the image beside x_t."""
-    return build_diffusion(_unet_config(config), dim)
+    """The diffusion over the mask grid whose U-Net reads the image beside x_t, training on the
+    recipe's mixture of times (``timesteps``)."""
+    return with_time_mixture(build_diffusion(_unet_config(config), dim), config)
 
 
 def build_unet_baseline(config: dict, dim: int, training: bool = False) -> DirectSegmenter:
