@@ -100,8 +100,9 @@ class BinomialDiffusion(nn.Module):
 
         Denoising a lightly damaged vector and the last steps of every reverse run happen at
         small t, so a small training budget is better spent there; with ``share`` < 1 every t
-        keeps a positive probability, so sampling from noise still sees every step. A training choice only: it
-        is not part of the weights, and a model read back from a checkpoint draws uniformly.
+        keeps a positive probability, so sampling from noise still sees every step. A training
+        choice only: it is not part of the weights, and a model read back from a checkpoint
+        draws uniformly.
         """
         if not 0 <= share <= 1:
             raise ValueError(f"the low-time share must lie in [0, 1], got {share}")
