@@ -115,7 +115,7 @@ SECTIONS: dict[str, Any] = {
             "resample": key(int, 1, "corrector steps: each reverse step taken this many times, going back by "
                             "q(x_t | x_s) in between; 1: none", at_least_one),
             "volume": key(str, "free", "free: the chain's own volumes | training: each sample's volume drawn "
-                          "from the training masks and held by tilting every step's p̂ to it", _one_of("free", "training")),
+                          "from the training masks (stratified over the batch) and held by tilting every step's p̂ to it", _one_of("free", "training")),
             "mirror_axis": key(int, 0, "axis of the mirror image the orientation check compares with: "
                                "0 = left-right", _axis),
         },
