@@ -33,8 +33,7 @@ def model_config(config: dict) -> dict:
 
 def with_time_mixture(model: BinomialDiffusion, config: dict) -> BinomialDiffusion:
     """The recipe's ``timesteps`` mixture set on ``model`` (a CPU-sized budget spent on small t)."""
-    if config["timesteps"]["low_share"] > 0:
-        model.set_low_time_mixture(config["timesteps"]["low_share"], config["timesteps"]["low_max"])
+    model.set_low_time_mixture(config["timesteps"]["low_share"], config["timesteps"]["low_max"])
     return model
 
 
