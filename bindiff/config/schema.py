@@ -64,6 +64,9 @@ COMMON: dict[str, Any] = {
                         "epoch's end)", (lambda v: v in ("none", "cosine"), "must be 'none' or 'cosine'")),
         "clip_grad_norm": key((float, int, type(None)), None, "clip the gradients' global norm to this; null: off",
                               positive),
+        "ema": key((float, int), 0.0, "validate, save and evaluate a moving average of the weights with this "
+                   "decay per optimiser step (0.995: about the last 200 updates); 0: the trained weights",
+                   (lambda v: 0 <= v < 1, "must lie in [0, 1)")),
     },
     "output": {
         "root": key(str, "runs", "folder that holds run directories"),

@@ -1,5 +1,6 @@
 """The optimiser every task trains with: Adam or AdamW from ``train.*``, wrapped for warm-up,
-cosine decay, gradient clipping and skipping non-finite updates.
+cosine decay, gradient clipping, skipping non-finite updates and the moving average of the
+weights (``train.ema``, :mod:`bindiff.training.averaging`).
 
 ``fit`` calls ``optimizer.step()`` once per minibatch and checkpoints ``state_dict()``; the
 schedule lives here, so the trainer stays one loop and exact resume still holds (the step
@@ -11,8 +12,11 @@ gradients by 1.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
+
+from .averaging import WeightAverage
 
 
 def build_optimizer(config: dict, model: torch.nn.Module, steps_per_epoch: int) -> "WarmupClip | None":
@@ -25,17 +29,17 @@ def build_optimizer(config: dict, model: torch.nn.Module, steps_per_epoch: int) 
     cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
     total = t["epochs"] * steps_per_epoch if t["lr_decay"] == "cosine" else None
     return WarmupClip(cls(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"]), t["warmup_steps"],
-                      t["clip_grad_norm"], total_steps=total)
+                      t["clip_grad_norm"], total_steps=total, average_decay=t["ema"])
 
 
 class WarmupClip:
     """Wrap an optimiser: scale the learning rate by min(1, step / warmup_steps) and, given
     ``total_steps``, by a cosine decay ½(1 + cos(π·step / total_steps)); clip the gradients'
     global norm to ``clip_norm`` (None: no clipping); skip any update whose gradient is not
-    finite."""
+    finite; with ``average_decay`` > 0, keep the weights' moving average (``evaluated()``)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 0, clip_norm: float | None = None,
-                 total_steps: int | None = None):
+                 total_steps: int | None = None, average_decay: float = 0.0):
         self.optimizer = optimizer
         self.warmup_steps = int(warmup_steps)
         self.total_steps = total_steps
@@ -43,6 +47,8 @@ class WarmupClip:
         self.steps_done = 0
         self.skipped = 0  # updates skipped for a non-finite gradient
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.average = WeightAverage(params, average_decay) if average_decay else None
 
     @property
     def param_groups(self):
@@ -66,14 +72,31 @@ class WarmupClip:
             scale *= 0.5 * (1 + math.cos(math.pi * min(1.0, (self.steps_done - 1) / self.total_steps)))
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * scale
-        return self.optimizer.step(closure)
+        result = self.optimizer.step(closure)
+        if self.average is not None:
+            self.average.update()
+        return result
+
+    def evaluated(self):
+        """A context in which the model holds the weights to validate and save: the moving
+        average with ``train.ema``, else the trained weights themselves."""
+        return self.average.evaluated() if self.average is not None else nullcontext()
 
     def state_dict(self) -> dict:
-        return {**self.optimizer.state_dict(),
-                "warmup_clip": {"steps_done": self.steps_done, "skipped": self.skipped}}
+        state = {**self.optimizer.state_dict(),
+                 "warmup_clip": {"steps_done": self.steps_done, "skipped": self.skipped}}
+        if self.average is not None:
+            state["weight_average"] = self.average.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         state = dict(state)
         extra = state.pop("warmup_clip", {})
+        average = state.pop("weight_average", None)
+        if (average is None) != (self.average is None):
+            raise ValueError("train.ema differs from the run's: " + (
+                "the checkpoint holds no weight average" if average is None else "the checkpoint holds a weight average"))
         self.steps_done, self.skipped = int(extra.get("steps_done", 0)), int(extra.get("skipped", 0))
         self.optimizer.load_state_dict(state)
+        if average is not None:
+            self.average.load_state_dict(average)  # last: it writes the trained weights into the model

@@ -126,18 +126,19 @@ def fit(
             raise RecipeError(f"train.lr: training diverged (the loss is {loss_sum} in epoch {state.epoch}); "
                               f"lower train.lr (now {t_cfg['lr']})")
         model.eval()
-        metrics = validate()
-        value = float(metrics[select])
-        improved = value > state.best_value  # a NaN metric never counts as an improvement
-        if improved:
-            state.best_value, state.best_epoch = value, state.epoch
-        state.done = state.epoch - state.best_epoch >= t_cfg["patience"] or state.epoch >= t_cfg["epochs"]
-        state.history.append({"epoch": state.epoch, "train_loss": loss_sum / train.shape[0],
-                              **{f"valid_{k}": v for k, v in metrics.items()},
-                              "seconds": time.perf_counter() - started})
-        if workers.is_main:
-            _save_epoch(checkpoint_dir, improved, state, model, optimizer, generators, config_yaml, select,
-                        dim=train.shape[1], seconds=time.perf_counter() - started)
+        with optimizer.evaluated():  # train.ema: the average is what is validated and saved
+            metrics = validate()
+            value = float(metrics[select])
+            improved = value > state.best_value  # a NaN metric never counts as an improvement
+            if improved:
+                state.best_value, state.best_epoch = value, state.epoch
+            state.done = state.epoch - state.best_epoch >= t_cfg["patience"] or state.epoch >= t_cfg["epochs"]
+            state.history.append({"epoch": state.epoch, "train_loss": loss_sum / train.shape[0],
+                                  **{f"valid_{k}": v for k, v in metrics.items()},
+                                  "seconds": time.perf_counter() - started})
+            if workers.is_main:
+                _save_epoch(checkpoint_dir, improved, state, model, optimizer, generators, config_yaml, select,
+                            dim=train.shape[1], seconds=time.perf_counter() - started)
             if history_path is not None:
                 write_json(history_path, state.history)
             if on_epoch is not None:
