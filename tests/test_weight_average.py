@@ -66,7 +66,8 @@ def test_saved_and_validated_weights_are_the_hand_computed_average(tmp_path):
     assert len(trained) == 1 + 3 * 5  # 40 rows in batches of 8, three epochs
     average, by_epoch = trained[0].clone(), []
     for k, weights in enumerate(trained[1:], start=1):
-        average = decay * average + (1 - decay) * weights
+        d = min(decay, k / (k + 9))  # the ramp: 0.1, 0.18, ... up to the decay
+        average = d * average + (1 - d) * weights
         if k % 5 == 0:
             by_epoch.append(average.clone())
     for epoch, (got, want) in enumerate(zip(seen, by_epoch), start=1):
@@ -92,20 +93,27 @@ def test_weight_average_refuses_and_round_trips():
     with pytest.raises(ValueError, match=r"decay must lie in \(0, 1\)"):
         WeightAverage([p], 1.0)
     average = WeightAverage([p], 0.5)
-    with torch.no_grad():
-        p.copy_(torch.tensor([4.0, 0.0]))
-    average.update()
-    assert torch.equal(average.averages[0], torch.tensor([3.0, 2.0]))  # ½·(2, 4) + ½·(4, 0)
+    values = [[4.0, 0.0]] + [[2.2, 3.6]] * 9 + [[4.2, 1.6]]
+    expected = [2.0, 4.0]
+    for n, value in enumerate(values, start=1):
+        with torch.no_grad():
+            p.copy_(torch.tensor(value))
+        average.update()
+        d = min(0.5, n / (n + 9))  # 0.1, 2/11, ..., 0.5 from the 9th update on
+        expected = [d * e + (1 - d) * v for e, v in zip(expected, value)]
+        if n == 1:
+            assert torch.allclose(average.averages[0], torch.tensor([3.8, 0.4]), atol=1e-6)  # 0.1·(2, 4) + 0.9·(4, 0)
+    assert torch.allclose(average.averages[0], torch.tensor(expected), atol=1e-6)
     with average.evaluated():
-        assert torch.equal(p.detach(), torch.tensor([3.0, 2.0]))
+        assert torch.equal(p.detach(), average.averages[0])
         state = average.state_dict()  # taken while the averages stand in the model
         with pytest.raises(RuntimeError, match="stood in"):
             average.update()
-    assert torch.equal(p.detach(), torch.tensor([4.0, 0.0]))
-    other = torch.nn.Parameter(torch.tensor([3.0, 2.0]))  # a fresh model holding the saved (averaged) weights
+    assert torch.equal(p.detach(), torch.tensor([4.2, 1.6]))
+    other = torch.nn.Parameter(average.averages[0].clone())  # a fresh model holding the saved (averaged) weights
     restored = WeightAverage([other], 0.5)
     restored.load_state_dict(state)
-    assert torch.equal(other.detach(), torch.tensor([4.0, 0.0])) and torch.equal(restored.averages[0], average.averages[0])
+    assert torch.equal(other.detach(), torch.tensor([4.2, 1.6])) and restored.updates == 11 and torch.equal(restored.averages[0], average.averages[0])
     with pytest.raises(ValueError, match="decay 0.5, the recipe says 0.9"):
         WeightAverage([other], 0.9).load_state_dict(state)
 

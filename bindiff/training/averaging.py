@@ -1,8 +1,11 @@
 """An exponential moving average of the trained weights (``train.ema``), the weights a run
 validates, checkpoints and evaluates.
 
-After every optimiser step each average moves toward its parameter: a ← a + (1 − decay)(p − a),
-so with decay 0.995 the average spans about the last 200 updates. Averaging the last updates of
+After the n-th optimiser step each average moves toward its parameter,
+a ← a + (1 − d_n)(p − a) with d_n = min(decay, n / (n + 9)), so with decay 0.995 the average
+spans about the last 200 updates. The ramp of d_n (TensorFlow's ``num_updates``) keeps a short
+run's average from clinging to the initial weights (the first update moves it 90 % of the way), and
+the nominal decay applies from about the 1,800th update on (for 0.995). Averaging the last updates of
 a noisy optimiser is a cheap ensemble of nearby models (Polyak and Juditsky 1992; every image
 diffusion model since DDPM evaluates such an average).
 
@@ -32,6 +35,7 @@ class WeightAverage:
         self.params = list(params)
         self.decay = float(decay)
         self.averages = [p.detach().clone() for p in self.params]
+        self.updates = 0
         self._trained: list[torch.Tensor] | None = None  # the trained weights while the averages are in the model
 
     @torch.no_grad()
@@ -39,7 +43,9 @@ class WeightAverage:
         """Move every average toward its parameter (after an optimiser step)."""
         if self._trained is not None:
             raise RuntimeError("the weights were updated while the averages stood in for them")
-        torch._foreach_lerp_(self.averages, [p.detach() for p in self.params], 1.0 - self.decay)
+        self.updates += 1
+        decay = min(self.decay, self.updates / (self.updates + 9))
+        torch._foreach_lerp_(self.averages, [p.detach() for p in self.params], 1.0 - decay)
 
     @contextmanager
     def evaluated(self) -> Iterator[None]:
@@ -58,7 +64,7 @@ class WeightAverage:
 
     def state_dict(self) -> dict:
         trained = self._trained if self._trained is not None else [p.detach() for p in self.params]
-        return {"decay": self.decay, "averages": [a.clone() for a in self.averages],
+        return {"decay": self.decay, "updates": self.updates, "averages": [a.clone() for a in self.averages],
                 "trained": [w.clone() for w in trained]}
 
     @torch.no_grad()
@@ -68,6 +74,7 @@ class WeightAverage:
             raise ValueError(f"the checkpoint averaged its weights with decay {state['decay']}, "
                              f"the recipe says {self.decay}")
         averages, trained = state["averages"], state["trained"]
+        self.updates = int(state["updates"])
         if len(averages) != len(self.params) or len(trained) != len(self.params):
             raise ValueError(f"the checkpoint averages {len(averages)} tensors, the model has {len(self.params)}")
         for p, a, avg, w in zip(self.params, self.averages, averages, trained):
