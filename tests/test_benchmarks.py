@@ -66,3 +66,25 @@ def test_the_script_prints_its_figures_and_the_command(tmp_path):
     assert results["eval"]["threads"] == 1
     assert lines[0].startswith("data   synthetic:tiny: 400 users × ")
     assert lines[1].startswith("eval   top-100 of 50 users in ")
+
+
+def _variant(variant: str, *extra: str, root: Path) -> dict:
+    finished = subprocess.run([sys.executable, "benchmarks/ml1m_variants.py", variant, *TINY[1:], "train.epochs=4",
+                               "train.patience=4", "--recipe", TINY[0],
+                               "--seeds", "3", "--root", str(root), *extra], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.strip().splitlines()
+    assert lines[-1].startswith("command: BINDIFF_DATA_DIR=../shared/data python benchmarks/ml1m_variants.py")
+    return json.loads(lines[-2])
+
+
+def test_variants_reduce_to_the_recipe_at_their_neutral_weight_and_differ_otherwise(tmp_path):
+    """The emphasis at weight 1 and the multinomial term at weight 0 are the recipe's loss, bit for bit."""
+    recipe = _variant("recipe", root=tmp_path)
+    for variant, neutral in (("emphasis", "1"), ("multinomial", "0")):
+        same = _variant(variant, "--weight", neutral, root=tmp_path)
+        assert same["test_ndcg@100"] == recipe["test_ndcg@100"] and same["best_epoch"] == recipe["best_epoch"], variant
+    assert _variant("emphasis", "--weight", "4", root=tmp_path)["valid_ndcg@100"] != recipe["valid_ndcg@100"]
+    ease = _variant("ease_term", "--lam", "50", root=tmp_path)
+    assert ease["valid_ndcg@100"] != recipe["valid_ndcg@100"]
