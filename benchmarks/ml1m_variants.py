@@ -12,7 +12,7 @@ ease_term     the denoiser's logits plus s · (x_t B), B EASE's closed form on t
               non-linear denoiser" (the issue's idea), the MLP learning what EASE misses
 multinomial   the loss plus w · (−Σ_i x_0,i log softmax(logits)_i), Mult-VAE's likelihood (w = --weight)
 emphasis      EDLAE's emphasised denoising: in the cross-entropy the positives the input dropout
-              removed weigh --weight, every other bit 1 (Steck 2020)
+              removed weigh --weight, the positives it kept --kept, every other bit 1 (Steck 2020)
 
 For each seed s (``seed=s``: the split, initialisation and noise) it trains one run and prints its
 validation and test ``eval.select``; only the validation values chose what was kept.
@@ -64,14 +64,16 @@ def patch_multinomial(weight: float) -> None:
     diffusion.diffusion_loss = loss
 
 
-def patch_emphasis(weight: float) -> None:
-    """Record which input bits the dropout removed, and weigh those positives ``weight`` in the loss."""
-    dropped: dict[str, torch.Tensor | None] = {"mask": None}
+def patch_emphasis(weight: float, kept: float = 1.0) -> None:
+    """Record which input bits the dropout removed, and weigh those positives ``weight`` in the
+    loss, the input's other positives ``kept``."""
+    dropped: dict[str, torch.Tensor | None] = {"mask": None, "kept": None}
     plain_dropout = denoisers.MLPDenoiser.forward
 
     def forward(self, x_t, t):
         def record(module, inputs, output):
             dropped["mask"] = (inputs[0] != 0) & (output == 0) if module.training else None
+            dropped["kept"] = (inputs[0] != 0) & (output != 0) if module.training else None
         handle = self.input_dropout.register_forward_hook(record)
         try:
             return plain_dropout(self, x_t, t)
@@ -84,7 +86,8 @@ def patch_emphasis(weight: float) -> None:
         terms = plain(kind, process, x0, x_t, t, logits, *args, **kwargs)
         if dropped["mask"] is not None:
             per_bit = nn.functional.binary_cross_entropy_with_logits(logits, x0, reduction="none")
-            terms["loss"] = (per_bit * (1 + (weight - 1) * dropped["mask"].float())).sum(-1)
+            weights = 1 + (weight - 1) * dropped["mask"].float() + (kept - 1) * dropped["kept"].float()
+            terms["loss"] = (per_bit * weights).sum(-1)
         return terms
     diffusion.diffusion_loss = loss
 
@@ -97,6 +100,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--lam", type=float, default=501.0, help="EASE's λ for ease_term (seed 0's choice on validation)")
     parser.add_argument("--weight", type=float, default=2.0, help="w of multinomial, the emphasis of emphasis")
+    parser.add_argument("--kept", type=float, default=1.0, help="emphasis: the weight of the positives kept")
     parser.add_argument("--root", default="runs/variants")
     args = parser.parse_args()
 
@@ -108,7 +112,7 @@ def main() -> None:
     if args.variant == "multinomial":
         patch_multinomial(args.weight)
     elif args.variant == "emphasis":
-        patch_emphasis(args.weight)
+        patch_emphasis(args.weight, args.kept)
     elif args.variant == "ease_term":
         denoisers.register_denoiser("mlp_ease_term", EaseTermDenoiser)
     rows = []
@@ -129,7 +133,7 @@ def main() -> None:
               flush=True)
     command = " ".join(["python benchmarks/ml1m_variants.py", args.variant, *map(shlex.quote, args.overrides),
                         "--recipe", args.recipe, "--seeds", args.seeds, "--lam", str(args.lam),
-                        "--weight", str(args.weight)])
+                        "--weight", str(args.weight), "--kept", str(args.kept)])
     print(f"command: BINDIFF_DATA_DIR=../shared/data {command}")
 
 

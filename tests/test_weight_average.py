@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
