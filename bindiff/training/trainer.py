@@ -139,6 +139,7 @@ def fit(
             if workers.is_main:
                 _save_epoch(checkpoint_dir, improved, state, model, optimizer, generators, config_yaml, select,
                             dim=train.shape[1], seconds=time.perf_counter() - started)
+        if workers.is_main:
             if history_path is not None:
                 write_json(history_path, state.history)
             if on_epoch is not None:
