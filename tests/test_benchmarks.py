@@ -88,3 +88,15 @@ def test_variants_reduce_to_the_recipe_at_their_neutral_weight_and_differ_otherw
     assert _variant("emphasis", "--weight", "4", root=tmp_path)["valid_ndcg@100"] != recipe["valid_ndcg@100"]
     ease = _variant("ease_term", "--lam", "50", root=tmp_path)
     assert ease["valid_ndcg@100"] != recipe["valid_ndcg@100"]
+
+
+def test_the_unet_step_benchmark_prints_each_precision_and_the_command():
+    small = ["recipes/hippocampus_segmentation.yaml", "grid.shape=[8,8,8]", "denoiser.params.channels=[4]",
+             "denoiser.params.patch=1", "train.batch_size=2"]
+    finished = subprocess.run([sys.executable, "benchmarks/unet_step.py", *small, "--bf16", "off", "forced",
+                               "--steps", "1", "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert any("bf16 off" in line and "s per step" in line for line in lines)
+    assert any("bf16 forced" in line and "s per step" in line for line in lines)
+    assert lines[-1].startswith("command: python benchmarks/unet_step.py recipes/hippocampus_segmentation.yaml")

@@ -251,3 +251,36 @@ def test_segment_with_the_baseline(run, tmp_path):
     result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "o2"),
                                  "--model", "gan"])
     assert result.exit_code == 2 and "model must be one of diffusion, unet" in result.output
+
+
+class _TimeOnly(__import__("torch").nn.Module):
+    """A denoiser whose x_0 logit is the image value times t: p̂(x_0) at each step known by hand."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x_t, t, cond):
+        return cond * t[:, None].to(cond.dtype)
+
+
+def test_each_run_adds_its_last_or_its_mean_estimate_as_the_recipe_says():
+    import torch
+
+    from bindiff.core import BernoulliProcess, BinomialDiffusion
+    from bindiff.tasks.segmentation import job
+
+    model = BinomialDiffusion(_TimeOnly(5), BernoulliProcess.from_schedule("jsd", 4))
+    images = torch.tensor([[0.1, -0.3, 0.7, 0.0, 2.0], [1.0, 0.2, -1.0, 0.5, 0.0]])
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    x = images.numpy().astype(np.float64)
+    cfg = {"samples": 3, "steps": None}
+    mean, var = job.sample_probabilities(model, images, {**cfg, "average": "final"}, torch.Generator().manual_seed(0), 2)
+    np.testing.assert_allclose(mean, sigmoid(x * 1), rtol=1e-6)  # the last call is at t = 1
+    mean, var = job.sample_probabilities(model, images, {**cfg, "average": "trajectory"},
+                                         torch.Generator().manual_seed(0), 2)
+    np.testing.assert_allclose(mean, np.mean([sigmoid(x * t) for t in (4, 3, 2, 1)], axis=0), rtol=1e-6)
+    np.testing.assert_allclose(var, 0, atol=1e-12)  # every run made the same calls
+    mean, _ = job.sample_probabilities(model, images, {"samples": 2, "steps": 2, "average": "trajectory"},
+                                       torch.Generator().manual_seed(0), 1)  # 2 steps evenly from T to 1: t = 4, 1
+    np.testing.assert_allclose(mean, np.mean([sigmoid(x * t) for t in (4, 1)], axis=0), rtol=1e-6)

@@ -47,3 +47,41 @@ def test_inpainting_holds_the_known_voxels():
         assert ((out >= 0) & (out <= 1)).all()
     samples = model.sample(2, steps=3, generator=torch.Generator().manual_seed(3))
     assert samples.shape == (2, dim) and set(samples.unique().tolist()) <= {0.0, 1.0}
+
+
+def _twins(grid):
+    """Two U-Nets with the same weights, one asking for bfloat16, one not."""
+    dim = math.prod(grid)
+    torch.manual_seed(0)
+    plain = UNetDenoiser(dim, grid, channels=[4, 8], time_dim=8, patch=2, bf16=False)
+    asking = UNetDenoiser(dim, grid, channels=[4, 8], time_dim=8, patch=2, bf16=True)
+    asking.load_state_dict(plain.state_dict())
+    return plain, asking, (torch.rand(2, dim, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+
+
+def test_bf16_falls_back_to_float32_on_a_cpu_without_bfloat16_instructions(monkeypatch):
+    # emulated bfloat16 ran a 3-D training step 40x slower than float32 on an AVX2 CPU
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    plain, asking, x = _twins([6, 8, 4])
+    t = torch.tensor([1, 3])
+    assert torch.equal(asking(x, t), plain(x, t))
+
+
+def test_bf16_autocasts_on_a_cpu_with_amx(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    plain, asking, x = _twins([6, 8, 4])
+    t = torch.tensor([1, 3])
+    low, full = asking(x, t), plain(x, t)
+    assert low.dtype == torch.float32 and not torch.equal(low, full)
+    assert torch.allclose(low, full, atol=0.05, rtol=0.05)  # bfloat16 keeps about 3 significant digits
+
+
+def test_channels_last_weights_round_trip_through_a_state_dict():
+    plain, _, x = _twins([6, 8, 4])
+    other = UNetDenoiser(plain.dim, plain.grid, channels=[4, 8], time_dim=8, patch=2)
+    other.load_state_dict(plain.state_dict())
+    assert other.stem.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    t = torch.tensor([2, 2])
+    assert torch.equal(other(x, t), plain(x, t))

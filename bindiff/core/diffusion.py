@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -79,7 +80,7 @@ class BinomialDiffusion(nn.Module):
         self.train_t_max = process.num_steps if train_t_max is None else int(train_t_max)
         if not 1 <= self.train_t_max <= process.num_steps:
             raise ValueError(f"train_t_max must lie in 1..{process.num_steps}, got {train_t_max}")
-        self.low_time_share, self.low_time_max = 0.0, 1  # uniform times; see set_low_time_mixture
+        self.low_time_share, self.low_time_max, self.top_time_share = 0.0, 1, 0.0  # uniform; see set_time_mixture
 
     def set_prior_offset(self, frequency: torch.Tensor, n: int) -> None:
         """Set the offset from each bit's share of 1s among ``n`` training rows, smoothed as
@@ -94,29 +95,38 @@ class BinomialDiffusion(nn.Module):
         smoothed = (frequency * n + 0.5) / (n + 1)
         self.prior_logits.copy_(torch.logit(smoothed).to(self.prior_logits.dtype))
 
-    def set_low_time_mixture(self, share: float, low_max: int) -> None:
-        """Train on a mixture of times: with probability ``share`` t is drawn from 1..low_max,
-        otherwise from 1..train_t_max as before.
+    def set_time_mixture(self, share: float, low_max: int, top_share: float = 0.0) -> None:
+        """Train on a mixture of times: with probability ``share`` t is drawn from 1..low_max, with
+        probability ``top_share`` it is train_t_max, otherwise it is drawn from 1..train_t_max as before.
 
         Denoising a lightly damaged vector and the last steps of every reverse run happen at
-        small t, so a small training budget is better spent there; with ``share`` < 1 every t
-        keeps a positive probability, so sampling from noise still sees every step. A training
-        choice only: it is not part of the weights, and a model read back from a checkpoint
-        draws uniformly.
+        small t, so a small training budget is better spent there. Sampling from noise is the
+        other way round: its first call, at t = T, is the one that must find the whole mask from
+        the condition alone (x_T says nothing), and every later step only refines it. With both
+        shares summing below 1 every t keeps a positive probability, so sampling from noise still
+        sees every step. A training choice only: it is not part of the weights, and a model read
+        back from a checkpoint draws uniformly.
         """
-        if not 0 <= share <= 1:
-            raise ValueError(f"the low-time share must lie in [0, 1], got {share}")
+        for name, value in (("low-time share", share), ("top-time share", top_share)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"the {name} must lie in [0, 1], got {value}")
+        if share + top_share > 1:
+            raise ValueError(f"the low-time and top-time shares sum to {share + top_share}, more than 1")
         if isinstance(low_max, bool) or int(low_max) != low_max or low_max < 1:
             raise ValueError(f"low_max must be an integer >= 1, got {low_max!r}")
         self.low_time_share, self.low_time_max = float(share), min(int(low_max), self.train_t_max)
+        self.top_time_share = float(top_share)
 
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         t = torch.randint(1, self.train_t_max + 1, (n,), generator=generator, device=device)
-        if self.low_time_share <= 0:
+        if self.low_time_share <= 0 and self.top_time_share <= 0:
             return t
+        # one uniform per example picks its component: [0, low) low times, [low, low + top) t = T
         low = torch.randint(1, self.low_time_max + 1, (n,), generator=generator, device=device)
-        pick = torch.rand(n, generator=generator, device=device) < self.low_time_share
-        return torch.where(pick, low, t)
+        pick = torch.rand(n, generator=generator, device=device)
+        t = torch.where(pick < self.low_time_share, low, t)
+        top = (pick >= self.low_time_share) & (pick < self.low_time_share + self.top_time_share)
+        return torch.where(top, torch.full_like(t, self.train_t_max), t)
 
     def draw_noise(self, n: int, dim: int, generator: torch.Generator | None = None, device=None,
                    dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,7 +220,8 @@ class BinomialDiffusion(nn.Module):
                     decode: str | None = None, known: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                     generator: torch.Generator | None = None, resample: int = 1,
                     cond: torch.Tensor | None = None,
-                    ones: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    ones: torch.Tensor | None = None,
+                    on_step: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The reverse loop, the only one in bindiff: step from ``sample`` at scheduler.timesteps[0] to t = 0.
 
         ``mode`` "sample" draws bits at every step, "mean" feeds probabilities forward.
@@ -222,8 +233,9 @@ class BinomialDiffusion(nn.Module):
         q(x_t | x_s) in between, so that the free bits can agree with the known ones (the
         forward draw keeps an exact chain exact). ``cond`` goes to every denoiser call
         (conditional generation, e.g. a mask given its image). ``ones`` (one count per row) tilts
-        every p̂(x_0) to that expected number of ones (``tilt_to_count``). Returns the final state
-        and p̂(x_0) of the last denoiser call.
+        every p̂(x_0) to that expected number of ones (``tilt_to_count``). ``on_step(t, p̂)``, when
+        given, hears p̂(x_0) of every denoiser call (diffusers' step callback). Returns the final
+        state and p̂(x_0) of the last denoiser call.
         """
         decode = decode or mode
         if decode not in DECODES:
@@ -249,6 +261,8 @@ class BinomialDiffusion(nn.Module):
                 out = scheduler.step(logits, t, sample, generator=generator, mode=step_mode)
                 sample, pred_x0 = out.prev_sample, out.pred_x0
                 estimate = pred_x0
+                if on_step is not None:
+                    on_step(int(t), pred_x0)
                 if s == 0 and decode == "threshold":
                     sample = (out.pred_x0 >= 0.5).to(sample.dtype)
                 if mask is not None:
@@ -287,7 +301,8 @@ class BinomialDiffusion(nn.Module):
                 init: torch.Tensor | None = None, start: int | None = None,
                 prior: torch.Tensor | float | None = None, decode: str | None = None,
                 resample: int = 1, cond: torch.Tensor | None = None,
-                ones: torch.Tensor | None = None) -> torch.Tensor:
+                ones: torch.Tensor | None = None,
+                on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
         """Fill the bits where ``mask`` is False, holding those where it is True at ``known``.
 
         At every time the known bits are replaced by a fresh draw of q(x_s | x_0 = known), so
@@ -309,13 +324,14 @@ class BinomialDiffusion(nn.Module):
         free = self._start_state(known.shape, start, init, prior, generator, known.device, known.dtype)
         sample = torch.where(mask, self.process.add_noise(known, start, generator=generator), free)
         return self.run_reverse(sample, scheduler, mode=mode, decode=decode, known=known, mask=mask,
-                                generator=generator, resample=resample, cond=cond, ones=ones)[0]
+                                generator=generator, resample=resample, cond=cond, ones=ones, on_step=on_step)[0]
 
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None,
                device=None, *, prior: torch.Tensor | float | None = None, decode: str = "sample",
                cond: torch.Tensor | None = None, resample: int = 1,
-               ones: torch.Tensor | None = None) -> torch.Tensor:
+               ones: torch.Tensor | None = None,
+               on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
         """Bits from x_T ~ ``prior`` (default B(½), exact when ᾱ_T = 0, e.g. "jsd"); with ``cond``
         (n rows) each sample is drawn given its row: p(x_0 | cond).
 
@@ -335,4 +351,4 @@ class BinomialDiffusion(nn.Module):
         """
         nothing_known = torch.zeros((n, self.denoiser.dim), device=device)
         return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator,
-                            prior=prior, decode=decode, cond=cond, resample=resample, ones=ones)
+                            prior=prior, decode=decode, cond=cond, resample=resample, ones=ones, on_step=on_step)

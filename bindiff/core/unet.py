@@ -31,6 +31,20 @@ _PATTERNS = {2: ("b (x y) -> b 1 x y", "b 1 x y -> b (x y)"),
 _COND_PATTERNS = {2: "b (c x y) -> b c x y", 3: "b (c x y z) -> b c x y z"}
 
 
+def native_bfloat16(device_type: str) -> bool:
+    """Whether ``device_type`` computes in bfloat16 natively: CUDA, or a CPU with AVX-512 BF16 or AMX.
+
+    Elsewhere (a CPU with AVX2 only) autocast emulates bfloat16, and a 3-D U-Net's training step
+    runs about 40 times slower than in float32 (measured: 84 s against 2.1 s on a 2-core AVX2 CPU).
+    """
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def _groups(channels: int) -> int:
     for g in (8, 4, 2, 1):
         if channels % g == 0:
@@ -68,8 +82,10 @@ class UNetDenoiser(nn.Module):
         then runs at 1/patch of the resolution, which is what makes 3-D grids affordable on a
         CPU. A transposed convolution unfolds the result, and one convolution at full resolution
         that also sees the input refines it voxel by voxel. 1 runs the U-Net at full resolution.
-    bf16: run the convolutions under bfloat16 autocast (about twice as fast on CPUs with
-        bfloat16 instructions); the logits are returned in float32.
+    bf16: run the convolutions under bfloat16 autocast where the device computes bfloat16
+        natively (about twice as fast on CPUs with AVX-512 BF16 or AMX, see ``native_bfloat16``);
+        elsewhere they run in float32, since emulated bfloat16 is far slower. The logits are
+        returned in float32.
     cond_channels: channels of a condition on the same grid (e.g. an image's modalities), given
         to ``forward`` as ``cond`` of shape (B, cond_channels · D) and read beside x_t; 0: none.
     """
@@ -123,6 +139,13 @@ class UNetDenoiser(nn.Module):
             self.unfold = unconv(channels[0], fine, self.patch, stride=self.patch)
             self.refine = conv(fine + c_in, fine, 3, padding=1)
             self.head = conv(fine, 1, 1)
+        if self.ndim == 3:
+            # channels-last weights: oneDNN's 3-D convolutions (and their gradients) then run
+            # channels-last, about 1.2x faster on a CPU at widths of 32 and more; load_state_dict
+            # copies into these tensors and keeps their layout
+            for module in self.modules():
+                if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
+                    module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
         if self.coords:
             axes = [torch.linspace(-1, 1, g) for g in grid]
             mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"))
@@ -135,7 +158,8 @@ class UNetDenoiser(nn.Module):
         if cond is not None and cond.shape != (x_t.shape[0], self.cond_channels * self.dim):
             raise ValueError(f"cond must have shape {(x_t.shape[0], self.cond_channels * self.dim)}, "
                              f"got {tuple(cond.shape)}")
-        with torch.autocast(device_type=x_t.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        low_precision = self.bf16 and native_bfloat16(x_t.device.type)
+        with torch.autocast(device_type=x_t.device.type, dtype=torch.bfloat16, enabled=low_precision):
             logits = self._forward(x_t, t, cond)
         return logits.float()
 

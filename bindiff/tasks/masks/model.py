@@ -32,8 +32,12 @@ def model_config(config: dict) -> dict:
 
 
 def with_time_mixture(model: BinomialDiffusion, config: dict) -> BinomialDiffusion:
-    """The recipe's ``timesteps`` mixture set on ``model`` (a CPU-sized budget spent on small t)."""
-    model.set_low_time_mixture(config["timesteps"]["low_share"], config["timesteps"]["low_max"])
+    """The recipe's ``timesteps`` mixture set on ``model``: a CPU-sized budget spent on small t, or on t = T."""
+    times = config["timesteps"]
+    try:
+        model.set_time_mixture(times["low_share"], times["low_max"], times["top_share"])
+    except ValueError as err:
+        raise RecipeError(f"timesteps: {err}") from None
     return model
 
 

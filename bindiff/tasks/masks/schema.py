@@ -69,6 +69,9 @@ SECTIONS: dict[str, Any] = {
                          "of 1..T (denoising and the last reverse steps happen there)",
                          (lambda v: 0 <= v <= 1, "must lie in [0, 1]")),
         "low_max": key(int, 2, "largest time of the low-time draws", at_least_one),
+        "top_share": key((float, int), 0.0, "share of training examples at t = T, where sampling from noise finds "
+                         "the whole mask from the condition alone (low_share + top_share at most 1)",
+                         (lambda v: 0 <= v <= 1, "must lie in [0, 1]")),
     },
     "eval": {
         "select": key(str, "denoise_dice", "validation metric for the best checkpoint: denoise_dice or neg_loss",

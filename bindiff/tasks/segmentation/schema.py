@@ -39,6 +39,9 @@ SECTIONS: dict[str, Any] = {
     "segmentation": {
         "samples": key(int, 4, "reverse runs from noise per case, averaged into the probability map", at_least_one),
         "steps": key((int, type(None)), None, "reverse steps of each run; null: all T", at_least_one),
+        "average": key(str, "final", "what each run adds to the map: final (p̂(x_0) of its last step) or trajectory "
+                       "(the mean of p̂(x_0) over its steps: the same map with less Monte Carlo noise)",
+                       (lambda v: v in ("final", "trajectory"), "must be 'final' or 'trajectory'")),
         "threshold": key(float, 0.5, "probability at which a voxel is foreground", fraction),
         "calibration_bins": key(int, 10, "equal-width bins of the expected calibration error", at_least_one),
         "uncertainty": key(str, "entropy", "per-voxel uncertainty: entropy (of the mean probability, bits) or "
