@@ -114,7 +114,8 @@ def _print_run(run) -> None:
 def evaluate(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
     overrides: Optional[List[str]] = typer.Argument(
-        None, help="inference.* or eval.* overrides, e.g. inference.mode=reverse inference.t=3"),
+        None, help="inference.* or eval.* overrides, e.g. inference.mode=reverse inference.t=3 "
+                   "(segmentation runs: segmentation.* or eval.*)"),
     checkpoint: str = typer.Option("best", help="best or last"),
     out: Optional[str] = typer.Option(None, "--out", "--output",
                                       help="also write the metrics to OUT/metrics.json (a new folder)"),
@@ -122,17 +123,28 @@ def evaluate(
     """Re-evaluate a run's checkpoint on its saved split; prints the metrics.
 
     Overrides change only how the trained model is scored (inference and metrics), so one
-    training run answers questions such as "does multi-step inference help?".
+    training run answers questions such as "does multi-step inference help?". A segmentation
+    run (overrides of segmentation.* and eval.*) is scored again into OUT/segmentation/, so
+    --out is needed there: the run's own segmentation/ is never overwritten.
     """
     from pathlib import Path
 
+    from .config import RecipeError
     from .files import write_json
+    from .tasks.base import read_run_config
     from .tasks.recommendation.job import evaluate_run
 
     try:
         if out is not None and Path(out).exists():
             raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
-        metrics = evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint)
+        if read_run_config(Path(run_dir))["task"] == "segmentation":
+            from .tasks.segmentation.job import run_segmentation
+
+            if out is None:
+                raise RecipeError("--out: a segmentation run is scored again into a new folder; give one")
+            metrics = run_segmentation(run_dir, overrides=overrides or [], checkpoint=checkpoint, out_dir=Path(out))
+        else:
+            metrics = evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint)
         if out is not None:
             write_json(Path(out) / "metrics.json", metrics)
     except _user_errors() as err:

@@ -284,3 +284,19 @@ def test_each_run_adds_its_last_or_its_mean_estimate_as_the_recipe_says():
     mean, _ = job.sample_probabilities(model, images, {"samples": 2, "steps": 2, "average": "trajectory"},
                                        torch.Generator().manual_seed(0), 1)  # 2 steps evenly from T to 1: t = 4, 1
     np.testing.assert_allclose(mean, np.mean([sigmoid(x * t) for t in (4, 1)], axis=0), rtol=1e-6)
+
+
+def test_evaluate_scores_a_segmentation_run_again_into_a_new_folder(run, tmp_path):
+    out = tmp_path / "trajectory"
+    result = runner.invoke(app, ["evaluate", str(run), "segmentation.average=trajectory", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    summary = json.loads((out / "segmentation" / "summary.json").read_text())
+    assert summary["settings"]["average"] == "trajectory" and set(metrics["test"]) == {"diffusion", "unet"}
+    # the U-Net is scored as in the run itself; only the diffusion's map is made another way
+    original = json.loads((run / "metrics.json").read_text())["test"]["unet"]
+    assert metrics["test"]["unet"]["dice"] == pytest.approx(original["dice"])
+    missing = runner.invoke(app, ["evaluate", str(run), "segmentation.average=trajectory"])
+    assert missing.exit_code == 2 and "--out: a segmentation run is scored again into a new folder" in missing.output
+    trained = runner.invoke(app, ["evaluate", str(run), "train.epochs=9", "--out", str(tmp_path / "other")])
+    assert trained.exit_code == 2 and "train.epochs" in trained.output and not (tmp_path / "other").exists()
