@@ -90,18 +90,28 @@ def _bindiff(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_two_gloo_processes_train_as_one_process(ratings_csv, tmp_path):  # noqa: F811
-    # Odd batch size: the two blocks differ in size and the last batch is short. Both kinds of
-    # dropout are on, so the masks must be drawn for the whole batch to agree.
-    extra = ["train.batch_size=63", "train.epochs=3", "train.patience=3", "train.threads=1",
-             "denoiser.params.dropout=0.2", "denoiser.params.hidden=[32, 16]"]
-    one = _bindiff(*small_args(ratings_csv, tmp_path / "one", *extra))
-    assert one.returncode == 0, one.stderr
-    two = _bindiff(*small_args(ratings_csv, tmp_path / "two", *extra), "--nproc", "2")
+# Odd batch size: the two blocks differ in size and the last batch is short. Both kinds of dropout
+# are on, so the masks must be drawn for the whole batch to agree.
+TWO_PROCESS = ["train.batch_size=63", "train.epochs=4", "train.patience=4", "train.threads=1",
+               "denoiser.params.dropout=0.2", "denoiser.params.hidden=[32, 16]"]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(ratings_csv, tmp_path_factory):  # noqa: F811
+    """One uninterrupted run on two gloo processes: the reference of the tests below."""
+    root = tmp_path_factory.mktemp("two")
+    two = _bindiff(*small_args(ratings_csv, root, *TWO_PROCESS), "--nproc", "2")
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("run directory:") == 1  # rank 0 reports; rank 1 stays quiet
+    (run_two,) = (root / "ml1m").iterdir()  # one run directory for both processes
+    return run_two
+
+
+def test_two_gloo_processes_train_as_one_process(ratings_csv, two_process_run, tmp_path):  # noqa: F811
+    one = _bindiff(*small_args(ratings_csv, tmp_path / "one", *TWO_PROCESS))
+    assert one.returncode == 0, one.stderr
     (run_one,) = (tmp_path / "one" / "ml1m").iterdir()
-    (run_two,) = (tmp_path / "two" / "ml1m").iterdir()  # one run directory for both processes
+    run_two = two_process_run
 
     for name in ("last.pt", "best.pt"):
         a, b = (load_checkpoint(r / "checkpoints" / name) for r in (run_one, run_two))
@@ -170,15 +180,13 @@ def test_killing_the_launcher_leaves_no_worker(ratings_csv, tmp_path, how):  # n
             launcher.kill()
 
 
-def test_a_killed_two_process_run_resumes_on_two_processes_to_the_same_metrics(ratings_csv, tmp_path):  # noqa: F811
+def test_a_killed_two_process_run_resumes_on_two_processes_to_the_same_metrics(ratings_csv, two_process_run,  # noqa: F811
+                                                                              tmp_path):
     import signal
     import time
 
-    extra = ["train.epochs=4", "train.patience=4", "train.threads=1", "train.batch_size=63"]
-    reference = _bindiff(*small_args(ratings_csv, tmp_path / "reference", *extra), "--nproc", "2")
-    assert reference.returncode == 0, reference.stderr
     root = tmp_path / "victim"
-    args = small_args(ratings_csv, root, *extra)
+    args = small_args(ratings_csv, root, *TWO_PROCESS)
     launcher = subprocess.Popen([sys.executable, "-m", "bindiff", *args, "--nproc", "2"], cwd=REPO,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -192,7 +200,6 @@ def test_a_killed_two_process_run_resumes_on_two_processes_to_the_same_metrics(r
         pytest.skip("the run finished before it could be killed")
     resumed = _bindiff(*args, "--resume", str(victim), "--nproc", "2")
     assert resumed.returncode == 0, resumed.stderr
-    (ref_dir,) = (tmp_path / "reference" / "ml1m").iterdir()
-    a, b = (json.loads((r / "metrics.json").read_text()) for r in (ref_dir, victim))
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (two_process_run, victim))
     assert b["training"].get("resumed_from_epoch", 0) >= 1
     assert a["test"] == b["test"] and a["valid"] == b["valid"]

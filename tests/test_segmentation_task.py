@@ -300,3 +300,17 @@ def test_evaluate_scores_a_segmentation_run_again_into_a_new_folder(run, tmp_pat
     assert missing.exit_code == 2 and "--out: a segmentation run is scored again into a new folder" in missing.output
     trained = runner.invoke(app, ["evaluate", str(run), "train.epochs=9", "--out", str(tmp_path / "other")])
     assert trained.exit_code == 2 and "train.epochs" in trained.output and not (tmp_path / "other").exists()
+
+
+def test_evaluate_with_the_expected_dice_rule_decides_both_models_masks_by_it(run, tmp_path):
+    out = tmp_path / "expected_dice"
+    result = runner.invoke(app, ["evaluate", str(run), "segmentation.decision=expected_dice", "eval.panels=0",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "segmentation" / "summary.json").read_text())
+    assert summary["settings"]["decision"] == "expected_dice"
+    assert "segmentation.decision: expected_dice" in summary["definitions"]["error_auroc"]
+    for row in summary["per_case"]:
+        assert 0.0 <= row["diffusion"]["dice"] <= 1.0 and 0.0 <= row["unet"]["dice"] <= 1.0
+        mask = nib.load(str(out / "segmentation" / "nifti" / f"{row['case_id']}_mask.nii.gz"))
+        assert mask.shape == nib.load(str(run / "segmentation" / "nifti" / f"{row['case_id']}_mask.nii.gz")).shape

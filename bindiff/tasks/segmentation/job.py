@@ -41,6 +41,7 @@ from .. import base
 from ..masks.data import check_label_preset, resolve_preset
 from ..masks.model import model_config, with_time_mixture
 from .data import SegmentationData, load_data, prepare_data, save_data
+from .decision import foreground
 from .panels import segmentation_panel
 from .unet_baseline import DirectSegmenter
 
@@ -193,22 +194,25 @@ def _unet_probabilities(model, images: torch.Tensor, batch_size: int) -> np.ndar
                            for i in range(0, len(images), batch_size)]).astype(np.float64)
 
 
-def score_case(prob: np.ndarray, uncertainty: np.ndarray, record, truth: np.ndarray, cfg: dict) -> tuple[dict, np.ndarray]:
-    """One model's metrics on one case from its grid probabilities; also returns the mask in the image's grid.
+def score_case(prob: np.ndarray, uncertainty: np.ndarray, record, truth: np.ndarray,
+               cfg: dict) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One model's metrics on one case from its grid probabilities; also returns its mask on the
+    model's grid (flat) and in the image's grid.
 
     ``truth`` is the label volume (scoring only); voxels of the grid outside the image are left out.
     """
     transform = record.image.transform
     valid = transform.valid().reshape(-1)
     prob, uncertainty = prob * valid, uncertainty * valid
-    volume = transform.from_grid((prob >= cfg["threshold"]).reshape(transform.grid_shape).astype(np.uint8)).astype(bool)
+    grid_mask = foreground(prob, cfg)
+    volume = transform.from_grid(grid_mask.reshape(transform.grid_shape).astype(np.uint8)).astype(bool)
     truth_grid = record.mask.reshape(-1).astype(bool)[valid]
     p, u = prob[valid], uncertainty[valid]
     return {**segmentation_metrics(volume, truth, record.geometry.spacing),
             "ece": expected_calibration_error(p, truth_grid, cfg["calibration_bins"]),
             "brier": brier_score(p, truth_grid),
-            "error_auroc": error_detection_auroc(u, (p >= cfg["threshold"]) != truth_grid),
-            "mean_uncertainty": float(u.mean())}, volume
+            "error_auroc": error_detection_auroc(u, grid_mask[valid] != truth_grid),
+            "mean_uncertainty": float(u.mean())}, grid_mask, volume
 
 
 PAIRED = ("dice", "iou", "hd95_mm", "ece", "brier")  # per-case metrics compared between the two models
@@ -245,9 +249,9 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     rows = []
     for i, record in enumerate(records):
         truth, _ = load_region(record.case, preset, data.region)  # read to score only
-        row, volumes = {"case_id": record.case_id}, {}
+        row, grid_masks, volumes = {"case_id": record.case_id}, {}, {}
         for name, (prob, uncertainty) in outputs.items():
-            row[name], volumes[name] = score_case(prob[i], uncertainty[i], record, truth, cfg)
+            row[name], grid_masks[name], volumes[name] = score_case(prob[i], uncertainty[i], record, truth, cfg)
         rows.append(row)
         transform = record.image.transform
         diffusion_uncertainty = (outputs["diffusion"][1][i] * transform.valid().reshape(-1)).reshape(transform.grid_shape)
@@ -257,8 +261,7 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
                          folder / "nifti" / f"{record.case_id}_uncertainty.nii.gz")
         if i < config["eval"]["panels"]:
             segmentation_panel(record.image.grid[0], record.mask.astype(bool),
-                               {name: (outputs[name][0][i] >= cfg["threshold"]).reshape(transform.grid_shape)
-                                for name in outputs},
+                               {name: grid_masks[name].reshape(transform.grid_shape) for name in outputs},
                                diffusion_uncertainty, folder / "panels" / f"{record.case_id}.png",
                                title=f"{record.case_id}: " + ", ".join(
                                    f"{name} Dice {row[name]['dice']:.3f}" for name in outputs))
@@ -275,7 +278,7 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
                                "brier": "mean squared difference of the probability and the mask on the grid",
                                "error_auroc": f"AUROC of the per-voxel uncertainty (diffusion: {cfg['uncertainty']}; "
                                               "unet: entropy of its probability) for telling wrongly from rightly "
-                                              "thresholded voxels",
+                                              f"decided voxels (segmentation.decision: {cfg['decision']})",
                                "paired": "mean_difference is diffusion − unet"},
                "empty_rule": EMPTY_RULE, "seconds": round(time.perf_counter() - started, 2),
                "checkpoint": {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch")}, "per_case": rows}

@@ -7,6 +7,7 @@ from typing import Any
 
 from ...config.keys import at_least_one, fraction, key
 from ..masks.schema import SECTIONS as MASKS
+from .decision import DECISIONS
 
 SECTIONS: dict[str, Any] = {
     **{name: MASKS[name] for name in ("data", "labels", "grid", "split", "timesteps")},
@@ -42,7 +43,11 @@ SECTIONS: dict[str, Any] = {
         "average": key(str, "final", "what each run adds to the map: final (p̂(x_0) of its last step) or trajectory "
                        "(the mean of p̂(x_0) over its steps: the same map with less Monte Carlo noise)",
                        (lambda v: v in ("final", "trajectory"), "must be 'final' or 'trajectory'")),
-        "threshold": key(float, 0.5, "probability at which a voxel is foreground", fraction),
+        "decision": key(str, "threshold", "how each case's probability map becomes its mask, for every model: "
+                        "threshold (p ≥ segmentation.threshold) or expected_dice (the mask of highest expected Dice "
+                        "under the map: its most probable voxels, as many as maximise it)",
+                        (lambda v: v in DECISIONS, "must be 'threshold' or 'expected_dice'")),
+        "threshold": key(float, 0.5, "probability at which a voxel is foreground (decision: threshold)", fraction),
         "calibration_bins": key(int, 10, "equal-width bins of the expected calibration error", at_least_one),
         "uncertainty": key(str, "entropy", "per-voxel uncertainty: entropy (of the mean probability, bits) or "
                            "variance (across the samples)",

@@ -31,6 +31,7 @@ from ...metrics.calibration import binary_entropy
 from ...progress import log, log_lines
 from .. import base
 from ..masks.data import grid_spec
+from .decision import foreground
 from .job import TASK, image_channels, sample_probabilities
 
 IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
@@ -155,7 +156,7 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
         uncertainty = binary_entropy(prob)
     transform = image.transform
     valid = transform.valid().reshape(-1)
-    mask = transform.from_grid(((prob * valid) >= cfg["threshold"]).reshape(transform.grid_shape)
+    mask = transform.from_grid(foreground(prob * valid, cfg).reshape(transform.grid_shape)
                                .astype(np.uint8)).astype(bool)
     uncertainty_volume = transform.from_grid((uncertainty * valid).reshape(transform.grid_shape).astype(np.float32))
     names = {"mask": f"{case.case_id}_mask.nii.gz", "uncertainty": f"{case.case_id}_uncertainty.nii.gz"}
