@@ -8,6 +8,7 @@ Heavier pieces are imported lazily so ``import bindiff`` stays cheap.
 from .core import (
     BernoulliProcess,
     BinomialDiffusion,
+    DenoiserEnsemble,
     MLPDenoiser,
     ReverseScheduler,
     bce_x0,
@@ -104,7 +105,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "BernoulliProcess", "BinomialDiffusion", "MLPDenoiser", "ReverseScheduler", "bce_x0", "bernoulli_kl",
+    "BernoulliProcess", "BinomialDiffusion", "DenoiserEnsemble", "MLPDenoiser", "ReverseScheduler", "bce_x0", "bernoulli_kl",
     "build_denoiser", "get_schedule", "register_denoiser", "tilt_to_count", "vb_terms", *_LAZY,
 ]
 

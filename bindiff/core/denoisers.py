@@ -88,6 +88,46 @@ class MLPDenoiser(nn.Module):
         return self.out(h)
 
 
+class DenoiserEnsemble(nn.Module):
+    """Several denoisers of one kind, trained side by side as if each were trained alone.
+
+    Called as a denoiser it returns the logits of the members' mean probability,
+    logit((1/M) Σ_m σ(l_m)), so every inference path (one step, reverse, export) sees one
+    denoiser. Training reads ``member_logits`` instead: ``BinomialDiffusion`` averages the loss
+    of each member's own prediction, so no member's gradient depends on another's and the mean
+    is a true ensemble (the members differ by their initialisation and their dropout masks),
+    not one wider network trained through the average.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        dims = {getattr(m, "dim", None) for m in members}
+        if len(dims) != 1:
+            raise ValueError(f"the members denoise vectors of different lengths: {sorted(map(str, dims))}")
+        self.members = nn.ModuleList(members)
+        self.dim = dims.pop()
+
+    def member_logits(self, x_t: torch.Tensor, t: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
+        """Each member's x_0 logits, stacked: (M, B, D)."""
+        return torch.stack([member(x_t, t, *cond) for member in self.members])
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
+        return self.mean_logits(self.member_logits(x_t, t, *cond))
+
+    @staticmethod
+    def mean_logits(member_logits: torch.Tensor) -> torch.Tensor:
+        """logit of the mean probability over the first dimension, (M, B, D) -> (B, D)."""
+        logits = member_logits.float()
+        # log of the mean of σ(l) and of σ(−l), each through logsumexp: exact where σ saturates
+        # (the 1/M of both means cancels in the difference)
+        log_p = torch.logsumexp(nn.functional.logsigmoid(logits), dim=0)
+        log_q = torch.logsumexp(nn.functional.logsigmoid(-logits), dim=0)
+        return log_p - log_q
+
+
 DENOISERS: dict[str, type[nn.Module]] = {"mlp": MLPDenoiser}
 
 
@@ -98,8 +138,10 @@ def register_denoiser(name: str, cls: type[nn.Module]) -> None:
     DENOISERS[name] = cls
 
 
-def build_denoiser(name: str, dim: int, **params) -> nn.Module:
-    """The registered denoiser ``name`` for vectors of ``dim`` bits, built with ``params``.
+def build_denoiser(name: str, dim: int, members: int = 1, **params) -> nn.Module:
+    """The registered denoiser ``name`` for vectors of ``dim`` bits, built with ``params``;
+    with ``members`` > 1, a ``DenoiserEnsemble`` of that many, each initialised in turn from the
+    global generator.
 
     Raises ``ValueError`` naming the registered denoisers for an unknown name, and the accepted
     parameters for an unknown one.
@@ -111,7 +153,9 @@ def build_denoiser(name: str, dim: int, **params) -> nn.Module:
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"denoiser {name!r} has no parameter(s) {unknown}; it takes {accepted}")
-    net = cls(dim, **params)
-    if getattr(net, "dim", None) != dim:  # sample() and the trainers read the vector length here
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ValueError(f"members must be an integer >= 1, got {members!r}")
+    nets = [cls(dim, **params) for _ in range(members)]
+    if getattr(nets[0], "dim", None) != dim:  # sample() and the trainers read the vector length here
         raise ValueError(f"denoiser {name!r} must set `self.dim = dim`")
-    return net
+    return nets[0] if members == 1 else DenoiserEnsemble(nets)

@@ -72,7 +72,8 @@ def build_segmenter(config: dict, dim: int, training: bool = False):
 def build_unet_baseline(config: dict, dim: int, training: bool = False) -> DirectSegmenter:
     """The deterministic baseline: the same U-Net (``denoiser.params``) mapping the image to the mask."""
     try:
-        denoiser = build_denoiser("unet", dim, **_unet_config(config)["denoiser"]["params"])
+        conf = _unet_config(config)["denoiser"]
+        denoiser = build_denoiser("unet", dim, members=conf["members"], **conf["params"])
     except (ValueError, TypeError) as err:
         raise RecipeError(f"denoiser: {err}") from None
     return DirectSegmenter(denoiser, dice_weight=config["baseline"]["dice_weight"])
