@@ -130,23 +130,30 @@ def evaluate(
     from pathlib import Path
 
     from .config import RecipeError
-    from .files import write_json
+    from .files import staged_folder, write_json
     from .tasks.base import read_run_config
     from .tasks.recommendation.job import evaluate_run
 
     try:
         if out is not None and Path(out).exists():
             raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
-        if read_run_config(Path(run_dir))["task"] == "segmentation":
-            from .tasks.segmentation.job import run_segmentation
+        segmentation = read_run_config(Path(run_dir))["task"] == "segmentation"
+        if segmentation and out is None:
+            raise RecipeError("--out: a segmentation run is scored again into a new folder; give one")
 
-            if out is None:
-                raise RecipeError("--out: a segmentation run is scored again into a new folder; give one")
-            metrics = run_segmentation(run_dir, overrides=overrides or [], checkpoint=checkpoint, out_dir=Path(out))
-        else:
-            metrics = evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint)
-        if out is not None:
-            write_json(Path(out) / "metrics.json", metrics)
+        def score(folder: Path | None) -> dict:
+            if segmentation:
+                from .tasks.segmentation.job import run_segmentation
+
+                return run_segmentation(run_dir, overrides=overrides or [], checkpoint=checkpoint, out_dir=folder)
+            return evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint)
+
+        if out is None:
+            metrics = score(None)
+        else:  # everything goes to a staging folder that becomes OUT once complete: no half-written OUT
+            with staged_folder(Path(out)) as staging:
+                metrics = score(staging)
+                write_json(staging / "metrics.json", metrics)
     except _user_errors() as err:
         _fail(err)
     typer.echo(json.dumps(metrics, indent=2))

@@ -317,3 +317,19 @@ def test_evaluate_with_the_expected_dice_rule_keeps_every_voxel_the_half_thresho
         decided = np.asarray(nib.load(str(out / "segmentation" / "nifti" / name)).dataobj).astype(bool)
         halved = np.asarray(nib.load(str(run / "segmentation" / "nifti" / name)).dataobj).astype(bool)
         assert decided.shape == halved.shape and not (halved & ~decided).any()
+
+
+def test_scoring_that_fails_part_way_leaves_no_output_folder(run, tmp_path, monkeypatch):
+    from bindiff.tasks.segmentation import job
+
+    written = []
+
+    def panel_then_fail(*args, **kwargs):  # the first case's files are written, then the second fails
+        written.append(args[-1] if args else kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(job, "segmentation_panel", panel_then_fail)
+    out = tmp_path / "rescored"
+    result = runner.invoke(app, ["evaluate", str(run), "segmentation.average=trajectory", "--out", str(out)])
+    assert result.exit_code != 0 and written
+    assert not out.exists() and not list(tmp_path.iterdir()), sorted(p.name for p in tmp_path.iterdir())

@@ -30,7 +30,7 @@ from ...adapters.masks import load_region, write_mask, write_volume
 from ...config import RecipeError
 from ...core import build_denoiser
 from ...core import unet  # noqa: F401  (registers "unet")
-from ...files import write_json
+from ...files import staged_folder, write_json
 from ...metrics.calibration import binary_entropy, brier_score, error_detection_auroc, expected_calibration_error
 from ...metrics.paired import paired_wilcoxon
 from ...metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
@@ -247,43 +247,46 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
         outputs[companion.name] = (prob, binary_entropy(prob))  # one deterministic map: no sample variance
 
     preset = resolve_preset(config, data.layout)
-    rows = []
-    for i, record in enumerate(records):
-        truth, _ = load_region(record.case, preset, data.region)  # read to score only
-        row, grid_masks, volumes = {"case_id": record.case_id}, {}, {}
-        for name, (prob, uncertainty) in outputs.items():
-            row[name], grid_masks[name], volumes[name] = score_case(prob[i], uncertainty[i], record, truth, cfg)
-        rows.append(row)
-        transform = record.image.transform
-        diffusion_uncertainty = (outputs["diffusion"][1][i] * transform.valid().reshape(-1)).reshape(transform.grid_shape)
-        if config["eval"]["nifti"]:
-            write_mask(volumes["diffusion"], record.geometry, folder / "nifti" / f"{record.case_id}_mask.nii.gz")
-            write_volume(transform.from_grid(diffusion_uncertainty.astype(np.float32)), record.geometry,
-                         folder / "nifti" / f"{record.case_id}_uncertainty.nii.gz")
-        if i < config["eval"]["panels"]:
-            segmentation_panel(record.image.grid[0], record.mask.astype(bool),
-                               {name: grid_masks[name].reshape(transform.grid_shape) for name in outputs},
-                               diffusion_uncertainty, folder / "panels" / f"{record.case_id}.png",
-                               title=f"{record.case_id}: " + ", ".join(
-                                   f"{name} Dice {row[name]['dice']:.3f}" for name in outputs))
-    means = {name: _means([r[name] for r in rows]) for name in outputs}
-    paired = {}
-    if "unet" in outputs:
-        paired = {"models": ["diffusion", "unet"], "test": "two-sided Wilcoxon signed-rank over the cases",
-                  **{key: paired_wilcoxon([r["diffusion"][key] for r in rows], [r["unet"][key] for r in rows])
-                     for key in PAIRED}}
-    summary = {"task": "segmentation", "cases": len(rows), "mean": means, "paired": paired, "settings": dict(cfg),
-               "definitions": {**DEFINITIONS,
-                               "ece": f"expected calibration error of the probability map, {cfg['calibration_bins']} "
-                                      "equal-width bins, over the grid voxels inside the image",
-                               "brier": "mean squared difference of the probability and the mask on the grid",
-                               "error_auroc": f"AUROC of the per-voxel uncertainty (diffusion: {cfg['uncertainty']}; "
-                                              "unet: entropy of its probability) for telling wrongly from rightly "
-                                              f"decided voxels (segmentation.decision: {cfg['decision']})",
-                               "paired": "mean_difference is diffusion − unet"},
-               "empty_rule": EMPTY_RULE, "seconds": round(time.perf_counter() - started, 2),
-               "checkpoint": {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch")}, "per_case": rows}
-    write_json(folder / "summary.json", summary)
+    # written into a staging folder that becomes `folder` only once everything is there: a failure
+    # part-way (a bad case, a full disk) leaves no half-written segmentation/ behind
+    with staged_folder(folder) as staging:
+        rows = []
+        for i, record in enumerate(records):
+            truth, _ = load_region(record.case, preset, data.region)  # read to score only
+            row, grid_masks, volumes = {"case_id": record.case_id}, {}, {}
+            for name, (prob, uncertainty) in outputs.items():
+                row[name], grid_masks[name], volumes[name] = score_case(prob[i], uncertainty[i], record, truth, cfg)
+            rows.append(row)
+            transform = record.image.transform
+            diffusion_uncertainty = (outputs["diffusion"][1][i] * transform.valid().reshape(-1)).reshape(transform.grid_shape)
+            if config["eval"]["nifti"]:
+                write_mask(volumes["diffusion"], record.geometry, staging / "nifti" / f"{record.case_id}_mask.nii.gz")
+                write_volume(transform.from_grid(diffusion_uncertainty.astype(np.float32)), record.geometry,
+                             staging / "nifti" / f"{record.case_id}_uncertainty.nii.gz")
+            if i < config["eval"]["panels"]:
+                segmentation_panel(record.image.grid[0], record.mask.astype(bool),
+                                   {name: grid_masks[name].reshape(transform.grid_shape) for name in outputs},
+                                   diffusion_uncertainty, staging / "panels" / f"{record.case_id}.png",
+                                   title=f"{record.case_id}: " + ", ".join(
+                                       f"{name} Dice {row[name]['dice']:.3f}" for name in outputs))
+        means = {name: _means([r[name] for r in rows]) for name in outputs}
+        paired = {}
+        if "unet" in outputs:
+            paired = {"models": ["diffusion", "unet"], "test": "two-sided Wilcoxon signed-rank over the cases",
+                      **{key: paired_wilcoxon([r["diffusion"][key] for r in rows], [r["unet"][key] for r in rows])
+                         for key in PAIRED}}
+        summary = {"task": "segmentation", "cases": len(rows), "mean": means, "paired": paired, "settings": dict(cfg),
+                   "definitions": {**DEFINITIONS,
+                                   "ece": f"expected calibration error of the probability map, {cfg['calibration_bins']} "
+                                          "equal-width bins, over the grid voxels inside the image",
+                                   "brier": "mean squared difference of the probability and the mask on the grid",
+                                   "error_auroc": f"AUROC of the per-voxel uncertainty (diffusion: {cfg['uncertainty']}; "
+                                                  "unet: entropy of its probability) for telling wrongly from rightly "
+                                                  f"decided voxels (segmentation.decision: {cfg['decision']})",
+                                   "paired": "mean_difference is diffusion − unet"},
+                   "empty_rule": EMPTY_RULE, "seconds": round(time.perf_counter() - started, 2),
+                   "checkpoint": {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch")}, "per_case": rows}
+        write_json(staging / "summary.json", summary)
     result = {"recipe": config["name"], "seed": config["seed"], config["eval"]["part"]: means}
     if paired:
         result["paired_test"] = {key: paired[key] for key in PAIRED}
