@@ -28,20 +28,57 @@ def test_the_ensemble_returns_the_logit_of_the_mean_probability():
     assert torch.isfinite(got).all() and abs(got[0, 0].item()) < 1e-6 and got[0, 1].item() < -85
 
 
-def test_each_member_learns_as_if_it_were_trained_alone():
+def test_each_member_learns_from_its_own_block_as_if_it_were_trained_alone():
     torch.manual_seed(1)
     process = BernoulliProcess.from_schedule("linear", 4, beta_start=0.05, beta_end=0.3)
     ensemble = BinomialDiffusion(build_denoiser("mlp", 9, members=2, hidden=[6], time_dim=4), process)
-    x0 = torch.bernoulli(torch.full((5, 9), 0.4))
-    t = torch.tensor([1, 2, 3, 4, 2])
-    noise = torch.rand(5, 9)
+    x0 = torch.bernoulli(torch.full((6, 9), 0.4))  # two blocks of 3 rows: member 0 rows 0-2, member 1 rows 3-5
+    t = torch.tensor([1, 2, 3, 4, 2, 1])
+    noise = torch.rand(6, 9)
     ensemble(x0, t=t, noise=noise).loss.backward()
     for k, member in enumerate(ensemble.denoiser.members):
         alone = BinomialDiffusion(copy.deepcopy(member), process)
-        alone(x0, t=t, noise=noise).loss.backward()
+        block = slice(3 * k, 3 * k + 3)
+        alone(x0[block], t=t[block], noise=noise[block]).loss.backward()
         for (name, p_alone), p_member in zip(alone.denoiser.named_parameters(), member.parameters()):
-            # the ensemble's loss is the mean of the two members' losses: half of each one's gradient
+            # the loss is the mean over the 6 rows, i.e. the mean of the two members' losses: half of each gradient
             torch.testing.assert_close(p_member.grad, p_alone.grad / 2, msg=f"member {k}, {name}")
+    with pytest.raises(ValueError, match="2 equal blocks of rows, got 5 rows"):
+        ensemble(x0[:5], t=t[:5], noise=noise[:5])
+
+
+def test_an_epoch_gives_each_member_every_row_once_in_its_own_order():
+    from bindiff.training.trainer import TrainState, _train_epoch
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, members):
+            super().__init__()
+            self.denoiser = build_denoiser("mlp", 4, members=members, hidden=[2])
+
+    class NoOptimizer:
+        def zero_grad(self, set_to_none=True):
+            pass
+
+        def step(self):
+            pass
+
+    def batches(members: int) -> list[np.ndarray]:
+        seen = []
+
+        def step(rows):
+            seen.append(rows)
+            return torch.zeros((), requires_grad=True), 0.0
+        _train_epoch(Recorder(members), NoOptimizer(), np.zeros((10, 4)), step, torch.Generator().manual_seed(5),
+                     TrainState(), 4, None, torch.device("cpu"))
+        return seen
+
+    single, ensemble = batches(1), batches(3)
+    assert [len(b) for b in ensemble] == [12, 12, 6]  # batches of 4, 4 and 2 rows for each of the 3 members
+    orders = [np.concatenate([b[m * len(b) // 3:(m + 1) * len(b) // 3] for b in ensemble]) for m in range(3)]
+    for order in orders:
+        assert sorted(order.tolist()) == list(range(10))
+    assert np.array_equal(orders[0], np.concatenate(single))  # the first member's order is a single model's
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
 
 
 def test_members_start_from_different_weights_and_one_member_is_the_plain_denoiser():
@@ -103,11 +140,11 @@ def test_the_deterministic_segmenters_members_also_learn_alone():
     torch.manual_seed(4)
     members = [ImageToMask(8), ImageToMask(8)]
     ensemble = DirectSegmenter(DenoiserEnsemble(members), dice_weight=1.0)
-    image, mask = torch.randn(3, 8), torch.bernoulli(torch.full((3, 8), 0.3))
+    image, mask = torch.randn(4, 8), torch.bernoulli(torch.full((4, 8), 0.3))
     ensemble(mask, cond=image).loss.backward()
-    for member in members:
+    for k, member in enumerate(members):
         alone = DirectSegmenter(copy.deepcopy(member), dice_weight=1.0)
-        alone(mask, cond=image).loss.backward()
+        alone(mask[2 * k:2 * k + 2], cond=image[2 * k:2 * k + 2]).loss.backward()
         torch.testing.assert_close(member.linear.weight.grad, alone.denoiser.linear.weight.grad / 2)
     with torch.no_grad():
         mean = sum(torch.sigmoid(m.linear(image)) for m in members) / 2

@@ -93,10 +93,12 @@ class DenoiserEnsemble(nn.Module):
 
     Called as a denoiser it returns the logits of the members' mean probability,
     logit((1/M) Σ_m σ(l_m)), so every inference path (one step, reverse, export) sees one
-    denoiser. Training reads ``member_logits`` instead: ``BinomialDiffusion`` averages the loss
-    of each member's own prediction, so no member's gradient depends on another's and the mean
-    is a true ensemble (the members differ by their initialisation and their dropout masks),
-    not one wider network trained through the average.
+    denoiser. Training reads ``block_logits`` instead: a training batch of M·b rows holds one
+    block of b rows per member, member m predicts block m only, and the loss (the mean over
+    rows) is the mean of the members' own losses. No member's gradient depends on another's,
+    and the trainer fills each member's blocks in an order of its own, so the mean is a true
+    ensemble (the members differ in initialisation, data order, noise and dropout masks), not
+    one wider network trained through the average.
     """
 
     def __init__(self, members: Sequence[nn.Module]):
@@ -110,8 +112,18 @@ class DenoiserEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.dim = dims.pop()
 
+    def block_logits(self, x_t: torch.Tensor, t: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
+        """x_0 logits of a training batch of M equal blocks of rows, block m from member m: (M·b, D)."""
+        m = len(self.members)
+        if x_t.shape[0] % m:
+            raise ValueError(f"an ensemble of {m} members trains on batches of {m} equal blocks of rows, "
+                             f"got {x_t.shape[0]} rows")
+        b = x_t.shape[0] // m
+        return torch.cat([member(x_t[k * b:(k + 1) * b], t[k * b:(k + 1) * b], *(c[k * b:(k + 1) * b] for c in cond))
+                          for k, member in enumerate(self.members)])
+
     def member_logits(self, x_t: torch.Tensor, t: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
-        """Each member's x_0 logits, stacked: (M, B, D)."""
+        """Each member's x_0 logits for every row, stacked: (M, B, D)."""
         return torch.stack([member(x_t, t, *cond) for member in self.members])
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:

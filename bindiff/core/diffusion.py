@@ -164,28 +164,25 @@ class BinomialDiffusion(nn.Module):
                                  "(it trains in one process)")
             use = torch.rand(x0.shape[0], 1, generator=generator, device=x0.device) < 0.5
             with torch.no_grad():
-                first = torch.sigmoid(self._denoise(x_t, t, cond).float())
+                first = torch.sigmoid(self._denoise(x_t, t, cond, blocks=self.is_ensemble).float())
             estimate = torch.where(use, first, torch.zeros_like(first))
         # float32 logits even when the denoiser ran under bf16 autocast: the losses need the range
-        if isinstance(self.denoiser, DenoiserEnsemble):
-            # each member's own loss, averaged: the members learn independently (see DenoiserEnsemble)
-            member_terms = [self._loss_terms(x0, x_t, t, logits.float())
-                            for logits in self._denoise(x_t, t, cond, estimate, members=True)]
-            terms = {k: torch.stack([m[k] for m in member_terms]).mean(0) for k in member_terms[0]}
-        else:
-            terms = self._loss_terms(x0, x_t, t, self._denoise(x_t, t, cond, estimate).float())
+        # an ensemble: block m of the batch is member m's alone (see DenoiserEnsemble), so the
+        # mean over rows is the mean of the members' own losses
+        logits = self._denoise(x_t, t, cond, estimate, blocks=self.is_ensemble).float()
+        terms = diffusion_loss(self.loss_kind, self.process, x0, x_t, t, logits, self.hybrid_coeff,
+                               self.reverse_kernel, self.dice_weight)
         return LossOutput(loss=terms["loss"].mean(), terms=terms, t=t)
 
-    def _loss_terms(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                    logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        return diffusion_loss(self.loss_kind, self.process, x0, x_t, t, logits, self.hybrid_coeff,
-                              self.reverse_kernel, self.dice_weight)
+    @property
+    def is_ensemble(self) -> bool:
+        return isinstance(self.denoiser, DenoiserEnsemble)
 
     def _denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
-                 estimate: torch.Tensor | None = None, members: bool = False) -> torch.Tensor:
+                 estimate: torch.Tensor | None = None, blocks: bool = False) -> torch.Tensor:
         """The denoiser's x_0 logits; a condition, when there is one, goes beside x_t, followed
         (self-conditioning) by the previous estimate of p̂(x_0), zeros when there is none.
-        ``members``: an ensemble's logits per member, (M, B, D)."""
+        ``blocks``: an ensemble's training logits, block m of the rows from member m."""
         if cond is not None and cond.shape[0] != x_t.shape[0]:
             raise ValueError(f"cond has {cond.shape[0]} rows but the batch has {x_t.shape[0]}")
         if self.self_condition:
@@ -193,12 +190,12 @@ class BinomialDiffusion(nn.Module):
             cond = estimate if cond is None else torch.cat([cond.to(x_t.dtype), estimate], dim=1)
         if self.denoiser_input == "flat_posterior":
             x_t = self.process.flat_posterior(x_t, t)
-        ensemble = isinstance(self.denoiser, DenoiserEnsemble)
-        call = self.denoiser.member_logits if ensemble else self.denoiser
+        averaged = self.is_ensemble and not blocks
+        call = self.denoiser.block_logits if blocks else self.denoiser.member_logits if averaged else self.denoiser
         logits = call(x_t, t) if cond is None else call(x_t, t, cond)
         if self.prior_logits is not None:  # on each member's logits, before their mean
             logits = logits.float() + self.prior_logits
-        return DenoiserEnsemble.mean_logits(logits) if ensemble and not members else logits
+        return DenoiserEnsemble.mean_logits(logits) if averaged else logits
 
     def _times(self, n: int, t: int, device) -> torch.Tensor:
         return torch.full((n,), int(t), dtype=torch.long, device=device)

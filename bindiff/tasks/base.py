@@ -171,6 +171,8 @@ def check_recipe(task: Task, config: dict) -> ModelKind:
 def check_parallel(task: Task, config: dict) -> None:
     """Refuse, before any data are read or processes started, what several processes cannot train."""
     kind = task.model_kind(config)
+    if config.get("denoiser", {}).get("members", 1) > 1:  # its batches are blocks per member, not shards
+        raise RecipeError("denoiser.members: an ensemble trains in one process; drop --nproc")
     if kind.parallel:
         return
     if "model" not in config:  # the task has a single model kind, and it trains in one process

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import RecipeError
+from ..core import DenoiserEnsemble
 from ..files import write_json
 from ..progress import log, log_lines, progress_disabled
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
@@ -167,20 +168,33 @@ def _restore(resume: dict, model, optimizer, generators: dict) -> TrainState:
 
 def _train_epoch(model, optimizer, train: sp.csr_matrix, step_fn, order_generator: torch.Generator,
                  state: TrainState, batch_size: int, low_precision, device: torch.device) -> float:
-    """One pass over the training rows in a freshly drawn order; returns the summed loss."""
+    """One pass over the training rows in a freshly drawn order; returns the summed loss.
+
+    An ensemble of M members (``denoiser.members``) draws M orders, one per member, and each
+    step's batch is their M blocks of ``batch_size`` rows side by side (block m is member m's,
+    see ``DenoiserEnsemble``): every member passes over every row once per epoch, in its own
+    order. The first order is the one a single model draws. The summed loss is per member.
+    """
     model.train()
-    n_rows = train.shape[0]
-    order = torch.randperm(n_rows, generator=order_generator).numpy()
+    n_rows, members = train.shape[0], ensemble_size(model)
+    orders = [torch.randperm(n_rows, generator=order_generator).numpy() for _ in range(members)]
     loss_sum = 0.0
     for start in range(0, n_rows, batch_size):
         optimizer.zero_grad(set_to_none=True)
+        rows = np.concatenate([order[start:start + batch_size] for order in orders])
         with torch.autocast(device.type, dtype=low_precision, enabled=low_precision is not None):
-            loss, rows_loss = step_fn(order[start:start + batch_size])
+            loss, rows_loss = step_fn(rows)
         loss.backward()
         optimizer.step()
         state.step += 1
-        loss_sum += rows_loss
+        loss_sum += rows_loss / members
     return loss_sum
+
+
+def ensemble_size(model) -> int:
+    """How many members the model's denoiser holds (1: not an ensemble)."""
+    denoiser = getattr(model, "denoiser", None)
+    return len(denoiser.members) if isinstance(denoiser, DenoiserEnsemble) else 1
 
 
 def _save_epoch(checkpoint_dir: Path, improved: bool, state: TrainState, model, optimizer, generators: dict,

@@ -29,31 +29,25 @@ class DirectSegmenter(nn.Module):
         self.denoiser = denoiser
         self.dice_weight = float(dice_weight)
 
-    def logits(self, cond: torch.Tensor, members: bool = False) -> torch.Tensor:
-        """x_0 logits (B, D); ``members``: an ensemble's logits per member, (M, B, D)."""
+    def logits(self, cond: torch.Tensor, blocks: bool = False) -> torch.Tensor:
+        """x_0 logits (B, D); ``blocks``: an ensemble's training logits, block m of the rows from member m."""
         n = cond.shape[0]
         blank = torch.zeros(n, self.denoiser.dim, device=cond.device)
-        call = self.denoiser.member_logits if members else self.denoiser
+        call = self.denoiser.block_logits if blocks else self.denoiser
         return call(blank, torch.zeros(n, dtype=torch.long, device=cond.device), cond).float()
 
     def forward(self, x0: torch.Tensor, generator: torch.Generator | None = None,
                 cond: torch.Tensor | None = None) -> LossOutput:
         """The loss of predicting the mask ``x0`` from the image ``cond`` (``generator`` is unused: no noise).
-        An ensemble (``denoiser.members``) averages its members' own losses, as the diffusion does."""
+        An ensemble (``denoiser.members``) trains each member on its block of the batch, as the diffusion does."""
         if cond is None:
             raise ValueError("the deterministic segmenter needs the image: pass cond")
-        if isinstance(self.denoiser, DenoiserEnsemble):
-            bce, dice = (torch.stack(terms).mean(0) for terms in zip(*(
-                self._terms(logits, x0) for logits in self.logits(cond, members=True))))
-        else:
-            bce, dice = self._terms(self.logits(cond), x0)
+        logits = self.logits(cond, blocks=isinstance(self.denoiser, DenoiserEnsemble))
+        bce = F.binary_cross_entropy_with_logits(logits, x0, reduction="none").mean(1)
+        dice = soft_dice_x0(logits, x0)
         loss = bce + self.dice_weight * dice
         return LossOutput(loss=loss.mean(), terms={"bce": bce.detach(), "dice": dice.detach(), "loss": loss},
                           t=torch.zeros(len(x0), dtype=torch.long, device=x0.device))
-
-    @staticmethod
-    def _terms(logits: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return F.binary_cross_entropy_with_logits(logits, x0, reduction="none").mean(1), soft_dice_x0(logits, x0)
 
     @torch.no_grad()
     def probabilities(self, cond: torch.Tensor) -> torch.Tensor:
