@@ -25,7 +25,8 @@ def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
                               "the unet denoiser takes")
         params["cond_channels"] = int(params.get("cond_channels", 0)) + 1  # the estimate after the condition
     try:
-        denoiser = build_denoiser(config["denoiser"]["name"], dim, members=config["denoiser"]["members"], **params)
+        # .get: the configs of runs trained before denoiser.members existed hold no such key
+        denoiser = build_denoiser(config["denoiser"]["name"], dim, members=config["denoiser"].get("members", 1), **params)
     except (ValueError, TypeError) as err:
         raise RecipeError(f"denoiser: {err}") from None
     d = config["diffusion"]

@@ -73,7 +73,7 @@ def build_unet_baseline(config: dict, dim: int, training: bool = False) -> Direc
     """The deterministic baseline: the same U-Net (``denoiser.params``) mapping the image to the mask."""
     try:
         conf = _unet_config(config)["denoiser"]
-        denoiser = build_denoiser("unet", dim, members=conf["members"], **conf["params"])
+        denoiser = build_denoiser("unet", dim, members=conf.get("members", 1), **conf["params"])
     except (ValueError, TypeError) as err:
         raise RecipeError(f"denoiser: {err}") from None
     return DirectSegmenter(denoiser, dice_weight=config["baseline"]["dice_weight"])
