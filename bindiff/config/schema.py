@@ -45,8 +45,9 @@ COMMON: dict[str, Any] = {
     },
     "denoiser": {
         "name": key(str, "mlp", "a registered denoiser"),
-        "members": key(int, 1, "denoisers trained side by side, each on its own loss; inference averages their "
-                       "p̂(x_0) (an ensemble in one model, members times the training cost)", at_least_one),
+        "members": key(int, 1, "denoisers trained side by side as if alone (each its own rows, order and loss); "
+                       "predictions average their p̂(x_0): a seed ensemble in one run, members times the cost",
+                       at_least_one),
         "params": FREE,
     },
     "train": {
