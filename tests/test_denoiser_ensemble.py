@@ -149,3 +149,35 @@ def test_the_deterministic_segmenters_members_also_learn_alone():
     with torch.no_grad():
         mean = sum(torch.sigmoid(m.linear(image)) for m in members) / 2
     torch.testing.assert_close(ensemble.probabilities(image), mean)
+
+
+def test_an_interrupted_ensemble_run_resumes_to_the_uninterrupted_metrics(tmp_path, monkeypatch):
+    from bindiff.training import trainer
+    from bindiff.training.checkpoint import load_checkpoint
+    from test_cli_pipeline import RECIPE, small_args
+    from test_resume import write_ratings
+
+    csv = write_ratings(tmp_path / "ratings.csv")
+    args = ["denoiser.members=2", "train.epochs=5", "train.patience=5"]
+    reference = runner.invoke(app, small_args(csv, tmp_path / "reference", *args))
+    assert reference.exit_code == 0, reference.output
+
+    save, saved = trainer._save_epoch, []
+
+    def save_then_stop(checkpoint_dir, improved, state, *rest, **kwargs):
+        save(checkpoint_dir, improved, state, *rest, **kwargs)
+        saved.append(state.epoch)
+        if state.epoch == 2:
+            raise KeyboardInterrupt  # as a kill right after epoch 2's checkpoints
+    monkeypatch.setattr(trainer, "_save_epoch", save_then_stop)
+    stopped = runner.invoke(app, small_args(csv, tmp_path / "victim", *args))
+    assert stopped.exit_code != 0 and saved == [1, 2]
+    monkeypatch.setattr(trainer, "_save_epoch", save)
+    (run_dir,) = (tmp_path / "victim" / RECIPE.stem).iterdir()
+    resumed = runner.invoke(app, ["resume", str(run_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    (ref_dir,) = (tmp_path / "reference" / RECIPE.stem).iterdir()
+    got, want = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, ref_dir))
+    assert got["test"] == want["test"] and got["valid"] == want["valid"]
+    a, b = (load_checkpoint(d / "checkpoints" / "last.pt")["model"] for d in (run_dir, ref_dir))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
