@@ -18,7 +18,7 @@ models=(
 )
 set -x
 bindiff compare recipes/ml1m.yaml --seeds "${SEEDS:-2}" --models "$(IFS=,; echo "${models[*]}")" \
-  name=ml1m_ablation train.threads=1 train.ema=0 output.progress=false \
+  name=ml1m_ablation train.threads=1 train.ema=0 train.lr=0.002 output.progress=false \
   'compare.models.published_setup=[diffusion.kernel=flip, "denoiser.params.hidden=[200, 200, 200, 200, 200]", denoiser.params.activation=prelu, denoiser.params.time_dim=0, denoiser.params.input_dropout=0.0, denoiser.params.input_norm=none, train.lr=0.0001, train.patience=5]' \
   'compare.models.published_network=[diffusion.kernel=flip, "denoiser.params.hidden=[200, 200, 200, 200, 200]", denoiser.params.activation=prelu, denoiser.params.time_dim=0, denoiser.params.input_dropout=0.0, denoiser.params.input_norm=none]' \
   'compare.models.no_time=[denoiser.params.time_dim=0]' \
