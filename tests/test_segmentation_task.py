@@ -324,7 +324,7 @@ def test_scoring_that_fails_part_way_leaves_no_output_folder(run, tmp_path, monk
 
     written = []
 
-    def panel_then_fail(*args, **kwargs):  # the first case's files are written, then the second fails
+    def panel_then_fail(*args, **kwargs):  # the first case's NIfTIs are written by now; its panel fails
         written.append(args[-1] if args else kwargs)
         raise OSError(28, "No space left on device")
 
