@@ -191,7 +191,12 @@ class BinomialDiffusion(nn.Module):
         if self.denoiser_input == "flat_posterior":
             x_t = self.process.flat_posterior(x_t, t)
         averaged = self.is_ensemble and not blocks
-        call = self.denoiser.block_logits if blocks else self.denoiser.member_logits if averaged else self.denoiser
+        if blocks:
+            call = self.denoiser.block_logits
+        elif averaged:  # the mean is taken below, after the prior offset
+            call = self.denoiser.member_logits
+        else:
+            call = self.denoiser
         logits = call(x_t, t) if cond is None else call(x_t, t, cond)
         if self.prior_logits is not None:  # on each member's logits, before their mean
             logits = logits.float() + self.prior_logits
