@@ -4,9 +4,9 @@ Builds the model exactly as `bindiff train` does for the recipe (with the given 
 times optimiser steps on one random batch of masks and images at the recipe's batch size:
 forward, loss, backward and AdamW. The first step is a warm-up and is not counted.
 
-`--bf16 native` is what the recipe runs (bfloat16 autocast only where the CPU computes it
-natively), `off` is float32, `forced` runs autocast even on a CPU that has to emulate bfloat16
-(AVX2 only), to show why bindiff no longer does.
+`--bf16 native` is what the recipe runs (bfloat16 autocast on CUDA, float32 on a CPU), `off` is
+float32, `forced` runs autocast on a CPU too: emulated on AVX2 (far slower), native on AVX-512
+BF16 (faster, but see `benchmarks/bf16_check.py` for why bindiff does not).
 
     python benchmarks/unet_step.py recipes/hippocampus_segmentation.yaml --bf16 native forced \
         "denoiser.params.channels=[32,64,128]"
@@ -54,16 +54,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (the fastest is reported)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    native = unet.native_bfloat16
-    print(f"CPU capability: {torch.backends.cpu.get_cpu_capability()}, native bfloat16: {native('cpu')}, "
+    native = unet.bfloat16_autocast
+    print(f"CPU capability: {torch.backends.cpu.get_cpu_capability()}, bfloat16 autocast on cpu: {native('cpu')}, "
           f"torch {torch.__version__}, {args.threads} threads")
     for mode in args.bf16:
         config = load_recipe(args.recipe, [*args.overrides, f"denoiser.params.bf16={str(mode != 'off').lower()}"])
-        unet.native_bfloat16 = (lambda device_type: True) if mode == "forced" else native
+        unet.bfloat16_autocast = (lambda device_type: True) if mode == "forced" else native
         try:
             seconds = time_steps(config, args.steps, args.threads)
         finally:
-            unet.native_bfloat16 = native
+            unet.bfloat16_autocast = native
         print(f"channels {config['denoiser']['params']['channels']}  bf16 {mode:7s}  "
               f"batch {config['train']['batch_size']}  {seconds:.3f} s per step")
     print("command: python benchmarks/unet_step.py " + " ".join([args.recipe, *args.overrides, "--bf16", *args.bf16]))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bindiff.core import DENOISERS, BernoulliProcess, BinomialDiffusion, build_denoiser
-from bindiff.core.unet import UNetDenoiser
+from bindiff.core.unet import UNetDenoiser, bfloat16_autocast
 
 
 @pytest.mark.parametrize("grid, patch", [([6, 7, 5], 1), ([6, 7, 5], 2), ([9, 10], 1), ([9, 10], 2)])
@@ -59,23 +59,22 @@ def _twins(grid):
     return plain, asking, (torch.rand(2, dim, generator=torch.Generator().manual_seed(1)) < 0.4).float()
 
 
-def test_bf16_falls_back_to_float32_on_a_cpu_without_bfloat16_instructions(monkeypatch):
-    # emulated bfloat16 ran a 3-D training step 40x slower than float32 on an AVX2 CPU
-    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+@pytest.mark.parametrize("avx512_bf16, amx", [(False, False), (True, False), (False, True)])
+def test_bf16_computes_in_float32_on_every_cpu(monkeypatch, avx512_bf16, amx):
+    # AVX2 emulates bfloat16 (40x slower); AVX-512 BF16's 3-D convolution gradients were wrong
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     plain, asking, x = _twins([6, 8, 4])
     t = torch.tensor([1, 3])
     assert torch.equal(asking(x, t), plain(x, t))
 
 
-def test_bf16_autocasts_on_a_cpu_with_amx(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    plain, asking, x = _twins([6, 8, 4])
-    t = torch.tensor([1, 3])
-    low, full = asking(x, t), plain(x, t)
-    assert low.dtype == torch.float32 and not torch.equal(low, full)
-    assert torch.allclose(low, full, atol=0.05, rtol=0.05)  # bfloat16 keeps about 3 significant digits
+def test_bf16_autocast_is_asked_for_on_cuda_only(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert bfloat16_autocast("cuda") and not bfloat16_autocast("cpu")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert not bfloat16_autocast("cuda")
 
 
 def test_channels_last_weights_round_trip_through_a_state_dict():

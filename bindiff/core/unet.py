@@ -31,18 +31,17 @@ _PATTERNS = {2: ("b (x y) -> b 1 x y", "b 1 x y -> b (x y)"),
 _COND_PATTERNS = {2: "b (c x y) -> b c x y", 3: "b (c x y z) -> b c x y z"}
 
 
-def native_bfloat16(device_type: str) -> bool:
-    """Whether ``device_type`` computes in bfloat16 natively: CUDA, or a CPU with AVX-512 BF16 or AMX.
+def bfloat16_autocast(device_type: str) -> bool:
+    """Whether the U-Net's ``bf16`` option autocasts on ``device_type``: on CUDA with bfloat16 only.
 
-    Elsewhere (a CPU with AVX2 only) autocast emulates bfloat16, and a 3-D U-Net's training step
-    runs about 40 times slower than in float32 (measured: 84 s against 2.1 s on a 2-core AVX2 CPU).
+    Never on a CPU. Where a CPU emulates bfloat16 (AVX2 only), a 3-D training step ran about 40
+    times slower than in float32 (84 s against 2.1 s on a 2-core AVX2 CPU). Where it computes
+    bfloat16 natively (AVX-512 BF16), oneDNN's 3-D convolution at the coarsest level (128
+    channels on a 2 x 3 x 3 grid, torch 2.13) returned a different, sometimes non-finite,
+    weight gradient on every call: the segmentation recipe skipped a third of its updates and
+    no run repeated (``benchmarks/bf16_check.py`` shows it).
     """
-    if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device_type != "cpu":
-        return False
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return device_type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def _groups(channels: int) -> int:
@@ -82,10 +81,8 @@ class UNetDenoiser(nn.Module):
         then runs at 1/patch of the resolution, which is what makes 3-D grids affordable on a
         CPU. A transposed convolution unfolds the result, and one convolution at full resolution
         that also sees the input refines it voxel by voxel. 1 runs the U-Net at full resolution.
-    bf16: run the convolutions under bfloat16 autocast where the device computes bfloat16
-        natively (about twice as fast on CPUs with AVX-512 BF16 or AMX, see ``native_bfloat16``);
-        elsewhere they run in float32, since emulated bfloat16 is far slower. The logits are
-        returned in float32.
+    bf16: run the convolutions under bfloat16 autocast on CUDA; on a CPU they run in float32
+        (see ``bfloat16_autocast``). The logits are returned in float32.
     cond_channels: channels of a condition on the same grid (e.g. an image's modalities), given
         to ``forward`` as ``cond`` of shape (B, cond_channels · D) and read beside x_t; 0: none.
     """
@@ -158,7 +155,7 @@ class UNetDenoiser(nn.Module):
         if cond is not None and cond.shape != (x_t.shape[0], self.cond_channels * self.dim):
             raise ValueError(f"cond must have shape {(x_t.shape[0], self.cond_channels * self.dim)}, "
                              f"got {tuple(cond.shape)}")
-        low_precision = self.bf16 and native_bfloat16(x_t.device.type)
+        low_precision = self.bf16 and bfloat16_autocast(x_t.device.type)
         with torch.autocast(device_type=x_t.device.type, dtype=torch.bfloat16, enabled=low_precision):
             logits = self._forward(x_t, t, cond)
         return logits.float()
