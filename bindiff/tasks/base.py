@@ -365,6 +365,7 @@ def _fit_and_finish(task: Task, kind: ModelKind, run_dir: Path, config: dict, da
             if logger is not None:
                 logger.close()
         report = {"optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
+        _warn_skipped(optimizer, "model", workers)
     companions = {c.name: _fit_companion(task, c, run_dir, config, data, rows, device, workers)
                   for c in task.companions(config)}
     if companions:
@@ -394,8 +395,16 @@ def _fit_companion(task: Task, companion: Companion, run_dir: Path, config: dict
                  device=device, resume=resume, workers=workers, history_path=run_dir / f"history_{companion.name}.json",
                  condition=task.training_condition(data, config))
     plot_training_curve(result.history, config["eval"]["select"], run_dir / f"training_curve_{companion.name}.png")
+    _warn_skipped(optimizer, f"{companion.name} baseline", workers)
     return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "seconds": round(result.seconds, 2),
             "optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
+
+
+def _warn_skipped(optimizer, model_name: str, workers: Workers) -> None:
+    # printed whatever output.progress says: it is a warning, not progress
+    warning = optimizer.skipped_warning(model_name)
+    if warning and workers.is_main:
+        log(warning)
 
 
 def finish_run(run_dir: Path, config: dict, result: TrainResult, metrics: dict, report: dict, started: float) -> None:

@@ -77,6 +77,15 @@ class WarmupClip:
             self.average.update()
         return result
 
+    def skipped_warning(self, model_name: str) -> str | None:
+        """One line for the log when updates were skipped for a non-finite gradient, else None:
+        a run that skips many has trained on far fewer updates than its recipe says."""
+        if not self.skipped:
+            return None
+        total = self.skipped + self.steps_done
+        return (f"warning: the {model_name} skipped {self.skipped} of {total} updates for a non-finite gradient "
+                f"(metrics.json: training.skipped_steps)")
+
     def evaluated(self):
         """A context in which the model holds the weights to validate and save: the moving
         average with ``train.ema``, else the trained weights themselves."""
