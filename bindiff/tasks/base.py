@@ -364,8 +364,7 @@ def _fit_and_finish(task: Task, kind: ModelKind, run_dir: Path, config: dict, da
         finally:
             if logger is not None:
                 logger.close()
-        report = {"optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
-        _warn_skipped(optimizer, "model", workers)
+        report = _update_counts(optimizer, "model", workers)
     companions = {c.name: _fit_companion(task, c, run_dir, config, data, rows, device, workers)
                   for c in task.companions(config)}
     if companions:
@@ -395,16 +394,17 @@ def _fit_companion(task: Task, companion: Companion, run_dir: Path, config: dict
                  device=device, resume=resume, workers=workers, history_path=run_dir / f"history_{companion.name}.json",
                  condition=task.training_condition(data, config))
     plot_training_curve(result.history, config["eval"]["select"], run_dir / f"training_curve_{companion.name}.png")
-    _warn_skipped(optimizer, f"{companion.name} baseline", workers)
     return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "seconds": round(result.seconds, 2),
-            "optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
+            **_update_counts(optimizer, f"{companion.name} baseline", workers)}
 
 
-def _warn_skipped(optimizer, model_name: str, workers: Workers) -> None:
-    # printed whatever output.progress says: it is a warning, not progress
+def _update_counts(optimizer, model_name: str, workers: Workers) -> dict:
+    """The run report's update counts; skipped updates are also logged, whatever
+    ``output.progress`` says: that is a warning, not progress."""
     warning = optimizer.skipped_warning(model_name)
     if warning and workers.is_main:
         log(warning)
+    return {"optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
 
 
 def finish_run(run_dir: Path, config: dict, result: TrainResult, metrics: dict, report: dict, started: float) -> None:
