@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
@@ -33,6 +36,24 @@ def create_output_dir(config: dict, kind: str = "run", folder: str | None = None
         except OSError as err:
             raise OutputError(f"output.root: cannot create the {kind} directory {out} ({err.strerror})") from None
     raise OutputError(f"output.root: {base}: 999 {kind} directories of this recipe in one second")
+
+
+@contextmanager
+def discarded_if_unused(out: Path, preamble: tuple[str, ...] = ("recipe.yaml",)) -> Iterator[Path]:
+    """Remove ``out`` again when the work inside stops before writing anything beyond ``preamble``.
+
+    A search or comparison writes its resolved recipe first and reads its data only in its first
+    run; a dataset that is missing or malformed must not leave behind a folder that looks like a
+    search which found nothing. Empty folders made on the way do not count; once a trial or run
+    has written a file, the folder stays.
+    """
+    try:
+        yield out
+    except BaseException:
+        files = [path for path in out.rglob("*") if not path.is_dir()] if out.is_dir() else None
+        if files is not None and all(path.parent == out and path.name in preamble for path in files):
+            shutil.rmtree(out)
+        raise
 
 
 def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:

@@ -122,3 +122,13 @@ def test_compare_tune_refuses_a_bad_space_before_training(ratings_csv, tmp_path,
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "compare").exists()
+
+
+def test_compare_on_a_missing_dataset_fails_in_one_line_and_leaves_no_comparison(tmp_path):
+    missing = tmp_path / "absent.csv"
+    result = runner.invoke(app, args(missing, tmp_path / "runs", "--models", "binomial,popularity", "--tune", "1"))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and str(missing) in result.output
+    assert "Traceback" not in result.output
+    leftovers = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()] if (tmp_path / "runs").exists() else []
+    assert leftovers == []

@@ -193,3 +193,13 @@ def test_choice_ignores_test_metrics(recipe, tuned, tmp_path, monkeypatch):
     assert int(np.argmax(tests)) != patched["best"]["number"]  # the test metric would have chosen another trial
     # the best trial's test metrics are reported from its run, for information only
     assert patched["best_trial_test_for_information_only"][SELECT] == tests[patched["best"]["number"]]
+
+
+def test_a_missing_dataset_stops_the_search_in_one_line_and_leaves_no_folder(recipe, tmp_path):
+    missing = tmp_path / "absent.csv"
+    result = runner.invoke(app, ["tune", str(recipe), f"output.root={tmp_path / 'runs'}", f"data.dataset={missing}"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and str(missing) in result.output
+    assert len(result.output.strip().splitlines()) <= 12  # the message and where to put the data, no traceback
+    leftovers = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()] if (tmp_path / "runs").exists() else []
+    assert leftovers == []

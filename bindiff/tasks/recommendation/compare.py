@@ -27,7 +27,7 @@ import numpy as np
 from ...config import RecipeError, dump_recipe, load_recipe
 from ...files import atomic_path, write_json, write_text
 from ...metrics.paired import paired_wilcoxon
-from ...runs import create_output_dir
+from ...runs import create_output_dir, discarded_if_unused
 from ...training.devices import device_of
 from .evaluation import evaluate_part
 from .job import load_run, train_recommender
@@ -97,34 +97,34 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
     spaces = _search_spaces(base, recipe, overrides, presets, tune_trials)
     out = create_output_dir(base, "comparison", folder="compare")
     write_text(out / "recipe.yaml", dump_recipe(base))
+    with discarded_if_unused(out):  # a missing dataset stops the first run: leave no empty comparison
+        tuning: dict[str, dict] = {}
+        for name, space in spaces.items():  # the same number of trials for every model with a space
+            study_dir = run_tuning(recipe, [*overrides, *presets[name], f"output.root={out / 'tune' / name}"],
+                                   trials=tune_trials, data_dir=data_dir, space=space, section=f"compare.spaces.{name}")
+            study = json.loads((study_dir / "study.json").read_text())
+            tuning[name] = {"trials": len(study["trials"]), "seconds": study["seconds"], "study": str(study_dir),
+                            "best_valid": study["best"]["valid"], "best_overrides": study["best"]["overrides"]}
+            presets[name] = [*presets[name], *study["best"]["overrides"]]
+        write_json(out / "models.json", presets)  # the overrides compared, tuned values included
 
-    tuning: dict[str, dict] = {}
-    for name, space in spaces.items():  # the same number of trials for every model with a space
-        study_dir = run_tuning(recipe, [*overrides, *presets[name], f"output.root={out / 'tune' / name}"],
-                               trials=tune_trials, data_dir=data_dir, space=space, section=f"compare.spaces.{name}")
-        study = json.loads((study_dir / "study.json").read_text())
-        tuning[name] = {"trials": len(study["trials"]), "seconds": study["seconds"], "study": str(study_dir),
-                        "best_valid": study["best"]["valid"], "best_overrides": study["best"]["overrides"]}
-        presets[name] = [*presets[name], *study["best"]["overrides"]]
-    write_json(out / "models.json", presets)  # the overrides compared, tuned values included
-
-    runs: list[ModelRun] = []
-    for seed in seed_values:
-        for name, extra in presets.items():
-            config = load_recipe(recipe, [*overrides, *extra, f"seed={seed}", f"output.root={out / 'runs' / name}"])
-            trained = train_recommender(config, data_dir=data_dir)
-            cfg, split, model, _ = load_run(trained.run_dir)
-            started = time.perf_counter()
-            report = evaluate_part(model, cfg, split.test, device_of(model))
-            runs.append(ModelRun(name, cfg["model"]["kind"], seed, trained.run_dir, report.mean,
-                                 trained.metrics["valid"], report.per_user,
-                                 trained.metrics["training"]["seconds"], time.perf_counter() - started))
-    table = summarise(runs, base)
-    table["tuning"] = {name: tuning.get(name, {"trials": 0}) for name in presets}
-    write_json(out / "compare.json", table)
-    write_text(out / "results.csv", _to_csv(table))
-    write_text(out / "results.md", _to_markdown(table, recipe, overrides, models, n_seeds, tune_trials))
-    plot_comparison(table, out / "comparison.png")
+        runs: list[ModelRun] = []
+        for seed in seed_values:
+            for name, extra in presets.items():
+                config = load_recipe(recipe, [*overrides, *extra, f"seed={seed}", f"output.root={out / 'runs' / name}"])
+                trained = train_recommender(config, data_dir=data_dir)
+                cfg, split, model, _ = load_run(trained.run_dir)
+                started = time.perf_counter()
+                report = evaluate_part(model, cfg, split.test, device_of(model))
+                runs.append(ModelRun(name, cfg["model"]["kind"], seed, trained.run_dir, report.mean,
+                                     trained.metrics["valid"], report.per_user,
+                                     trained.metrics["training"]["seconds"], time.perf_counter() - started))
+        table = summarise(runs, base)
+        table["tuning"] = {name: tuning.get(name, {"trials": 0}) for name in presets}
+        write_json(out / "compare.json", table)
+        write_text(out / "results.csv", _to_csv(table))
+        write_text(out / "results.md", _to_markdown(table, recipe, overrides, models, n_seeds, tune_trials))
+        plot_comparison(table, out / "comparison.png")
     return out
 
 

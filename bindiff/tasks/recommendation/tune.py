@@ -32,7 +32,7 @@ from ...config import RecipeError, dump_recipe, load_recipe
 from ...config.recipe import with_key
 from ...config.schema import FREE, schema_for
 from ...files import atomic_path, write_json, write_text
-from ...runs import create_output_dir, read_metrics
+from ...runs import create_output_dir, discarded_if_unused, read_metrics
 from .job import train_recommender
 from .models import build_model, check_model_params, make_scorer
 
@@ -252,14 +252,15 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
     # One trial after another (the same seed gives the same trials), through ask and tell rather
     # than study.optimize: optimize logs a failed trial's traceback, and a refused value must end
     # the search with the one-line error the CLI prints for every user error.
-    for _ in range(n_trials):
-        trial = study.ask()
-        try:
-            value = objective(trial)
-        except BaseException:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        study.tell(trial, value)
+    with discarded_if_unused(out):
+        for _ in range(n_trials):
+            trial = study.ask()
+            try:
+                value = objective(trial)
+            except BaseException:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            study.tell(trial, value)
     seconds = round(time.perf_counter() - started, 2)
 
     _write_results(out, base, source, overrides, records, dimensions, sampler_seed, seconds, optuna.__version__)
