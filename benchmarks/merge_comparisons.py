@@ -1,0 +1,84 @@
+"""One table from several `bindiff compare` runs of the same recipe and seeds, run side by side.
+
+    BINDIFF_DATA_DIR=../shared/data python benchmarks/merge_comparisons.py COMPARE_DIR [COMPARE_DIR ...] \
+        [--out DIR]
+
+A comparison with ``--tune`` tunes its models one after another; on a 2-core machine two
+comparisons of disjoint model sets (``--models``) finish in about half the time. Each seed draws
+its split from the seed alone, so the same seed gives every comparison the same users; this script
+checks that (the test targets must be identical), re-scores every run's best checkpoint on its
+test users (deterministic: the figures equal each comparison's own) and builds the table as
+`bindiff compare` does, the best baseline chosen on validation over all the merged models. A
+model present in several comparisons (EASE, for the ratio) is kept once and must agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bindiff.files import write_json, write_text  # noqa: E402
+from bindiff.tasks.recommendation.compare import ModelRun, _to_markdown, summarise  # noqa: E402
+from bindiff.tasks.recommendation.evaluation import evaluate_part  # noqa: E402
+from bindiff.tasks.recommendation.job import load_run  # noqa: E402
+from bindiff.training.devices import device_of  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("comparisons", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="folder for merged.json and merged.md")
+    args = parser.parse_args()
+
+    runs: dict[tuple[str, int], ModelRun] = {}
+    targets: dict[int, bytes] = {}
+    config = None
+    tuning: dict[str, dict] = {}
+    for folder in args.comparisons:
+        table = json.loads((folder / "compare.json").read_text())
+        for name, row in table["models"].items():
+            tuning.setdefault(name, table.get("tuning", {}).get(name, {"trials": 0}))
+            for seed, run_dir in zip(row["seeds"], row["runs"]):
+                cfg, split, model, _ = load_run(run_dir)
+                config = config or cfg
+                target = (Path(run_dir) / "split" / "test_target.npz").read_bytes()
+                if targets.setdefault(seed, target) != target:
+                    raise SystemExit(f"{run_dir}: seed {seed} has other test users than the first comparison's")
+                started = time.perf_counter()
+                report = evaluate_part(model, cfg, split.test, device_of(model))
+                seconds = time.perf_counter() - started
+                recorded = json.loads((Path(run_dir) / "metrics.json").read_text())
+                run = ModelRun(name, cfg["model"]["kind"], seed, Path(run_dir), report.mean, recorded["valid"],
+                               report.per_user, recorded["training"]["seconds"], seconds)
+                if (name, seed) in runs:
+                    if not all(np.isclose(runs[name, seed].test[m], run.test[m]) for m in run.test):
+                        raise SystemExit(f"{name}, seed {seed}: the comparisons disagree ({runs[name, seed].test} "
+                                         f"against {run.test})")
+                    continue
+                runs[name, seed] = run
+    merged = summarise(list(runs.values()), config)
+    merged["tuning"] = tuning
+    merged["merged_from"] = [str(f) for f in args.comparisons]
+    trials = max(t.get("trials", 0) for t in tuning.values()) or None
+    text = _to_markdown(merged, "(merged)", [], None, len(targets), trials)
+    # the first line names one compare command; a merge has several, listed in merged.json
+    text = "Merged from " + ", ".join(f"`{f}`" for f in args.comparisons) + "\n" + text.split("\n", 1)[1]
+    print(text)
+    print(f"command: BINDIFF_DATA_DIR=../shared/data python benchmarks/merge_comparisons.py "
+          f"{' '.join(map(str, args.comparisons))}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_json(args.out / "merged.json", merged)
+        write_text(args.out / "merged.md", text)
+
+
+if __name__ == "__main__":
+    main()
