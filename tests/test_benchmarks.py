@@ -100,3 +100,54 @@ def test_the_unet_step_benchmark_prints_each_precision_and_the_command():
     assert any("bf16 off" in line and "s per step" in line for line in lines)
     assert any("bf16 forced" in line and "s per step" in line for line in lines)
     assert lines[-1].startswith("command: python benchmarks/unet_step.py recipes/hippocampus_segmentation.yaml")
+
+
+def _variants_module():
+    spec = importlib.util.spec_from_file_location("ml1m_variants_benchmark", ROOT / "benchmarks" / "ml1m_variants.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_learned_linear_term_adds_x_w_without_its_diagonal_to_the_mlp():
+    import torch
+
+    from bindiff.core.denoisers import MLPDenoiser
+
+    variants = _variants_module()
+    torch.manual_seed(0)
+    params = dict(hidden=[8], input_dropout=0.5, input_norm="l2", time_dim=4)
+    plain = MLPDenoiser(6, **params)
+    linear = variants.LinearTermDenoiser(6, **params)
+    linear.load_state_dict({**plain.state_dict(), "linear_weight": torch.zeros(6, 6),
+                            "off_diagonal": linear.off_diagonal})
+    x = torch.tensor([[1.0, 0, 1, 0, 0, 1], [0, 1, 0, 0, 1, 0]])
+    t = torch.tensor([1, 2])
+    plain.eval(), linear.eval()
+    assert torch.equal(linear(x, t), plain(x, t))  # W starts at 0: the MLP alone
+    weights = torch.arange(36.0).reshape(6, 6)
+    with torch.no_grad():
+        linear.linear_weight.copy_(weights)
+    # by hand: the history's rows of W summed, each item's own weight left out
+    by_hand = torch.stack([sum(weights[i] * (torch.arange(6) != i) for i in row.nonzero().flatten())
+                           for row in x])
+    assert torch.allclose(linear(x, t) - plain(x, t), by_hand)
+    # in training the term reads the bits the input dropout kept, each times 1 / (1 - p)
+    linear.train()
+    torch.manual_seed(1)
+    kept = torch.nn.functional.dropout(torch.nn.functional.normalize(x, dim=-1), 0.5) != 0
+    torch.manual_seed(1)
+    trained_view = linear(x, t)
+    plain.train()
+    torch.manual_seed(1)
+    mlp = plain(x, t)
+    expected = torch.stack([sum(2 * weights[i] * (torch.arange(6) != i) for i in row.nonzero().flatten())
+                            if row.any() else torch.zeros(6) for row in kept.float()])
+    assert torch.allclose(trained_view - mlp, expected)
+
+
+def test_the_linear_term_variant_trains_and_changes_the_model(tmp_path):
+    recipe = _variant("recipe", root=tmp_path)
+    linear = _variant("linear_term", "--weight", "1", root=tmp_path)
+    assert linear["valid_ndcg@100"] != recipe["valid_ndcg@100"]
+    assert set(linear["valid"]) == set(linear["test"]) and "ndcg@100" in linear["test"]
