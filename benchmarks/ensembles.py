@@ -13,8 +13,10 @@ seeds         the mean of the members' scores p̂(x_0)
 +EASE w       (1 - w) · z(seeds) + w · z(EASE), z: each user's scores standardised over the
               items; w from {0, 0.1, ..., 1} chosen on the validation users' eval.select
 
-Only validation users choose w; test values are reported once per split. Printed: each
-variant's validation and test values per split, their means, and the mean training seconds.
+Only validation users choose w (on ``eval.select``); test values are reported once per split.
+Printed: each variant's validation and test ``eval.select`` per split, then a table of the means,
+validation ``eval.select`` and every test metric of ``eval.metrics`` with its ratio to EASE, and
+the mean training seconds.
 """
 
 from __future__ import annotations
@@ -35,6 +37,25 @@ WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
 
 def standardised(scores: torch.Tensor) -> torch.Tensor:
     return (scores - scores.mean(dim=1, keepdim=True)) / scores.std(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def table(results: dict[str, list[tuple[dict, dict]]], select: str, names: list[str]) -> str:
+    """Markdown: each variant's mean validation ``select`` and mean test value of every metric
+    (± the standard deviation over splits for ``select``), and each test mean over EASE's."""
+    ease = {m: np.mean([test[m] for _, test in results["EASE"]]) for m in names}
+    lines = [f"| variant | valid {select} | " + " | ".join(f"test {m}" for m in names) + " | "
+             + " | ".join(f"× EASE ({m})" for m in names) + " |",
+             "|---" * (2 + 2 * len(names)) + "|"]
+    for name, pairs in results.items():
+        valid = np.mean([v[select] for v, _ in pairs])
+        cells = []
+        for m in names:
+            values = [test[m] for _, test in pairs]
+            spread = f" ± {np.std(values, ddof=1):.4f}" if m == select and len(values) > 1 else ""
+            cells.append(f"{np.mean(values):.4f}{spread}")
+        ratios = [f"{np.mean([test[m] for _, test in pairs]) / ease[m]:.3f}" for m in names]
+        lines.append(f"| {name} | {valid:.4f} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    return "\n" + "\n".join(lines)
 
 
 def main() -> None:
@@ -73,10 +94,10 @@ def main() -> None:
         cfg, split, ease_scorer = scorers_of(ease_run.run_dir)
         names = metric_names(cfg)
 
-        def evaluate(part, score):
+        def evaluate(part, score) -> dict[str, float]:
             return evaluate_ranking(score, part.input, part.exclude, part.target, names,
                                     batch_size=cfg["eval"]["batch_size"], empty_users=cfg["eval"]["empty_users"],
-                                    device=torch.device("cpu")).mean[select]
+                                    device=torch.device("cpu")).mean
 
         def seeds_mean(batch):
             return torch.stack([scorer(batch) for _, _, scorer in members]).mean(dim=0)
@@ -88,20 +109,15 @@ def main() -> None:
         for name, score in variants.items():
             results.setdefault(name, []).append((evaluate(split.valid, score), evaluate(split.test, score)))
         valid = {w: evaluate(split.valid, blend(w)) for w in WEIGHTS}
-        best_w = max(WEIGHTS, key=lambda w: valid[w])  # a tie keeps the smaller weight
+        best_w = max(WEIGHTS, key=lambda w: valid[w][select])  # a tie keeps the smaller weight
         test = evaluate(split.test, blend(best_w))
         results.setdefault(f"seeds ({args.members}) + EASE", []).append((valid[best_w], test))
         results.setdefault("EASE", []).append((evaluate(split.valid, ease_scorer), evaluate(split.test, ease_scorer)))
-        print(f"split {s}: " + ", ".join(f"{k} {v[-1][1]:.4f}" for k, v in results.items())
-              + f"; w = {best_w} (validation {select}: " + ", ".join(f"{w}: {v:.4f}" for w, v in valid.items()) + ")",
-              flush=True)
+        print(f"split {s}: " + ", ".join(f"{k} {v[-1][1][select]:.4f}" for k, v in results.items())
+              + f"; w = {best_w} (validation {select}: "
+              + ", ".join(f"{w}: {v[select]:.4f}" for w, v in valid.items()) + ")", flush=True)
 
-    print(f"\n| variant | valid {select} | test {select} | × EASE (test) |")
-    print("|---|---|---|---|")
-    ease_test = np.mean([t for _, t in results["EASE"]])
-    for name, pairs in results.items():
-        v, t = np.mean([p[0] for p in pairs]), np.mean([p[1] for p in pairs])
-        print(f"| {name} | {v:.4f} | {t:.4f} ± {np.std([p[1] for p in pairs], ddof=1):.4f} | {t / ease_test:.3f} |")
+    print(table(results, select, names))
     print(f"\nmean binomial training seconds per member: {np.mean(seconds):.1f}")
     command = " ".join(["python benchmarks/ensembles.py", shlex.quote(args.recipe), *map(shlex.quote, args.overrides),
                         "--splits", args.splits, "--members", str(args.members)])

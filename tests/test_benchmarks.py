@@ -151,3 +151,29 @@ def test_the_linear_term_variant_trains_and_changes_the_model(tmp_path):
     linear = _variant("linear_term", "--weight", "1", root=tmp_path)
     assert linear["valid_ndcg@100"] != recipe["valid_ndcg@100"]
     assert set(linear["valid"]) == set(linear["test"]) and "ndcg@100" in linear["test"]
+
+
+def test_the_ensembles_table_reports_every_metric_and_the_blend_is_chosen_on_validation(tmp_path):
+    finished = subprocess.run([sys.executable, "benchmarks/ensembles.py", *TINY, "train.epochs=3", "train.patience=3",
+                               "eval.metrics=[recall@20,ndcg@100]", "eval.select=ndcg@100", "--splits", "0",
+                               "--members", "2", "--root", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    rows = {}
+    for line in finished.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] != "variant":
+            rows[cells[0]] = cells
+    assert set(rows) == {"single", "seeds (2)", "seeds (2) + EASE", "EASE"}
+    assert rows["EASE"][4:] == ["1.000", "1.000"]  # EASE over itself, for both metrics
+    # w = 0 and w = 1 rank as the seed mean and as EASE do, so the weight chosen on validation does no worse
+    blend_valid = float(rows["seeds (2) + EASE"][1])
+    assert blend_valid >= max(float(rows["seeds (2)"][1]), float(rows["EASE"][1]))
+    # the first member's test values are those its own run wrote
+    import yaml
+    first = [run for run in tmp_path.glob("ml1m/*") if yaml.safe_load((run / "config.yaml").read_text())["seed"] == 0
+             and yaml.safe_load((run / "config.yaml").read_text())["model"]["kind"] == "binomial"]
+    assert len(first) == 1
+    written = json.loads((first[0] / "metrics.json").read_text())["test"]
+    assert rows["single"][2] == f"{written['recall@20']:.4f}"
+    assert rows["single"][3].startswith(f"{written['ndcg@100']:.4f}")
