@@ -48,12 +48,10 @@ def table(results: dict[str, list[tuple[dict, dict]]], select: str, names: list[
              "|---" * (2 + 2 * len(names)) + "|"]
     for name, pairs in results.items():
         valid = np.mean([v[select] for v, _ in pairs])
-        cells = []
-        for m in names:
-            values = [test[m] for _, test in pairs]
-            spread = f" ± {np.std(values, ddof=1):.4f}" if m == select and len(values) > 1 else ""
-            cells.append(f"{np.mean(values):.4f}{spread}")
-        ratios = [f"{np.mean([test[m] for _, test in pairs]) / ease[m]:.3f}" for m in names]
+        tests = {m: [test[m] for _, test in pairs] for m in names}
+        cells = [f"{np.mean(values):.4f}" + (f" ± {np.std(values, ddof=1):.4f}" if m == select and len(values) > 1
+                                             else "") for m, values in tests.items()]
+        ratios = [f"{np.mean(values) / ease[m]:.3f}" for m, values in tests.items()]
         lines.append(f"| {name} | {valid:.4f} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     return "\n" + "\n".join(lines)
 

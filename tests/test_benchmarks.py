@@ -171,8 +171,8 @@ def test_the_ensembles_table_reports_every_metric_and_the_blend_is_chosen_on_val
     assert blend_valid >= max(float(rows["seeds (2)"][1]), float(rows["EASE"][1]))
     # the first member's test values are those its own run wrote
     import yaml
-    first = [run for run in tmp_path.glob("ml1m/*") if yaml.safe_load((run / "config.yaml").read_text())["seed"] == 0
-             and yaml.safe_load((run / "config.yaml").read_text())["model"]["kind"] == "binomial"]
+    configs = {run: yaml.safe_load((run / "config.yaml").read_text()) for run in tmp_path.glob("ml1m/*")}
+    first = [run for run, config in configs.items() if config["seed"] == 0 and config["model"]["kind"] == "binomial"]
     assert len(first) == 1
     written = json.loads((first[0] / "metrics.json").read_text())["test"]
     assert rows["single"][2] == f"{written['recall@20']:.4f}"
