@@ -173,12 +173,15 @@ def test_segment_refuses_what_is_not_an_image_or_has_the_wrong_channels(run, tmp
     two = np.stack([np.asarray(image.dataobj, dtype=np.float32)] * 2, axis=-1)
     four_d = tmp_path / "two_channels.nii.gz"
     nib.save(nib.Nifti1Image(two, image.affine), str(four_d))
+    blank = tmp_path / "blank.nii.gz"  # a readable image with nothing in it: no anatomy to place the grid on
+    nib.save(nib.Nifti1Image(np.zeros(image.shape, np.float32), image.affine), str(blank))
     mixed = _unlabelled_folder(tmp_path, ["hippocampus_001"])
     (mixed / "zz_broken.nii.gz").write_bytes(b"garbage")
     for given, message in ((text, "notes.txt: not an image file"),
                            (corrupt.parent, "scan.nii.gz: not a readable NIfTI file"),
                            (four_d, "two_channels.nii.gz: 2 image channel(s), but the run was trained on 1"),
                            (tmp_path / "missing", "missing: no such file or folder"),
+                           (blank, "blank.nii.gz: the image's foreground is empty"),
                            (mixed, "zz_broken.nii.gz: not a readable NIfTI file")):
         result = runner.invoke(app, ["segment", str(run), "--input", str(given), "--output", str(tmp_path / "out")])
         assert result.exit_code == 2, result.output

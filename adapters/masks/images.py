@@ -78,24 +78,32 @@ class ChannelStats:
         return {"mean": self.mean, "std": self.std, "foreground_voxels": self.foreground_voxels}
 
 
-def image_roi(channels: np.ndarray, brain: np.ndarray | None = None) -> np.ndarray:
-    """Where the case's anatomy is, from the image alone: the brain mask, or any non-zero channel."""
+def _named(source: str | Path, message: str) -> str:
+    return f"{source}: {message}" if str(source) else message
+
+
+def image_roi(channels: np.ndarray, brain: np.ndarray | None = None, source: str | Path = "") -> np.ndarray:
+    """Where the case's anatomy is, from the image alone: the brain mask, or any non-zero channel.
+    ``source`` (the image's file) names the case in an error."""
     if brain is not None:
         if tuple(brain.shape) != tuple(channels.shape[1:]):
-            raise DataError(f"brain mask of shape {tuple(brain.shape)} does not fit images of shape "
-                            f"{tuple(channels.shape[1:])}")
+            raise DataError(_named(source, f"brain mask of shape {tuple(brain.shape)} does not fit images of "
+                                           f"shape {tuple(channels.shape[1:])}"))
         return np.asarray(brain, dtype=bool)
     return np.any(channels != 0, axis=0)
 
 
-def normalise_channels(channels: np.ndarray, foreground: np.ndarray) -> tuple[np.ndarray, list[ChannelStats]]:
+def normalise_channels(channels: np.ndarray, foreground: np.ndarray,
+                       source: str | Path = "") -> tuple[np.ndarray, list[ChannelStats]]:
     """Each channel z-scored over ``foreground`` (mean 0, standard deviation 1 there), 0 elsewhere.
 
-    A constant channel gets standard deviation 1, so it becomes 0 rather than NaN.
+    A constant channel gets standard deviation 1, so it becomes 0 rather than NaN. ``source``
+    (the image's file) names the case in an error.
     """
     foreground = np.asarray(foreground, dtype=bool)
     if not foreground.any():
-        raise DataError("the image's foreground is empty (every voxel is 0 and no brain mask marks the anatomy)")
+        raise DataError(_named(source, "the image's foreground is empty (every voxel is 0 and no brain mask "
+                                       "marks the anatomy)"))
     out = np.zeros_like(channels, dtype=np.float32)
     stats = []
     for c, channel in enumerate(channels):
@@ -139,7 +147,7 @@ class ImageCase:
             volume = read_brain_mask(brain)
             _same_grid(geometry, volume.geometry, source, brain)
             brain_mask = volume.data
-        roi = image_roi(channels, brain_mask)
-        normalised, stats = normalise_channels(channels, roi)
+        roi = image_roi(channels, brain_mask, source=source)
+        normalised, stats = normalise_channels(channels, roi, source=source)
         transform = fit_transform(channels.shape[1:], spec, roi=roi, source=str(source))
         return cls(image_on_grid(normalised, transform), geometry, transform, stats)
