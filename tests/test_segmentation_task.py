@@ -256,6 +256,85 @@ def test_segment_with_the_baseline(run, tmp_path):
     assert result.exit_code == 2 and "model must be one of diffusion, unet" in result.output
 
 
+PAD_GRID = (16, 24, 16)
+
+
+@pytest.fixture(scope="module")
+def pad_run(tmp_path_factory):
+    """A run that places images without resampling (grid.mode pad), as the hippocampus recipe does."""
+    root = tmp_path_factory.mktemp("pad_runs")
+    tiny = [o for o in TINY if not o.startswith(("grid.", "train.epochs"))]
+    result = runner.invoke(app, ["train", str(ROOT / "recipes" / "hippocampus_segmentation.yaml"), *tiny,
+                                 "grid.mode=pad", f"grid.shape={list(PAD_GRID)}".replace(" ", ""), "train.epochs=1",
+                                 f"output.root={root}", "--data-dir", str(DATA)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (root / "hippocampus_segmentation").iterdir()
+    return run_dir
+
+
+def test_segment_brings_a_scan_of_another_spacing_to_the_training_spacing(pad_run, tmp_path, monkeypatch):
+    """A stand-in model marks a ball of 5 grid voxels' radius. The run learned at 1 mm, so the ball
+    must come out 1 mm voxels wide whatever the scan's spacing: the same volume in millilitres from
+    the scan and from a 0.8 mm copy of it, written on each scan's own voxels."""
+    import SimpleITK as sitk
+    import torch
+
+    centre = (np.array(PAD_GRID) - 1) / 2
+    coords = np.stack(np.meshgrid(*[np.arange(n) for n in PAD_GRID], indexing="ij"), -1)
+    ball = (((coords - centre) ** 2).sum(-1) <= 5 ** 2).astype(np.float32)
+    monkeypatch.setattr("bindiff.tasks.segmentation.unet_baseline.DirectSegmenter.probabilities",
+                        lambda self, cond: torch.from_numpy(ball.reshape(1, -1)))
+    source = DATA / "msd_hippocampus" / "images" / "hippocampus_001.nii.gz"
+    image = sitk.ReadImage(str(source), sitk.sitkFloat32)
+    assert image.GetSpacing() == (1.0, 1.0, 1.0)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "native.nii.gz").symlink_to(source.resolve())
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    size = [int(round(n / 0.8)) for n in image.GetSize()]
+    origin = np.array(image.GetOrigin()) + direction @ np.full(3, -0.5 + 0.4)  # the same outer faces
+    fine = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, origin.tolist(), [0.8] * 3,
+                         image.GetDirection(), 0.0, sitk.sitkFloat32)
+    sitk.WriteImage(fine, str(scans / "fine.nii.gz"))
+
+    result = runner.invoke(app, ["segment", str(pad_run), "--input", str(scans), "--output", str(tmp_path / "out"),
+                                 "--model", "unet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["training_spacing_mm"] == [1.0, 1.0, 1.0]
+    rows = {row["case_id"]: row for row in summary["cases"]}
+    # at 1 mm one grid voxel is one scan voxel: the mask is the ball, voxel for voxel
+    assert rows["native"]["voxels"] == int(ball.sum())
+    assert rows["native"]["volume_ml"] == pytest.approx(ball.sum() / 1000)
+    # at 0.8 mm the ball keeps its size in millimetres (unresampled it would shrink to 0.8³ = 51 %)
+    assert rows["fine"]["volume_ml"] == pytest.approx(rows["native"]["volume_ml"], rel=0.08)
+    assert not rows["native"]["resampled"] and rows["fine"]["resampled"]
+    for name, scan in (("native", image), ("fine", fine)):
+        for kind in ("mask", "uncertainty"):
+            written = sitk.ReadImage(str(tmp_path / "out" / f"{name}_{kind}.nii.gz"))
+            assert written.GetSize() == scan.GetSize()
+            np.testing.assert_allclose(written.GetSpacing(), scan.GetSpacing(), atol=1e-5)
+            np.testing.assert_allclose(written.GetOrigin(), scan.GetOrigin(), atol=1e-4)
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "fine_mask.nii.gz")))
+    assert mask.sum() == rows["fine"]["voxels"] and rows["fine"]["volume_ml"] == pytest.approx(mask.sum() * 0.512 / 1000)
+
+
+def test_the_spacing_benchmark_scores_both_ways_and_prints_its_command(pad_run):
+    import subprocess
+    import sys
+
+    argv = [str(pad_run), "--cases", "1", "--spacings", "0.8"]
+    finished = subprocess.run([sys.executable, "benchmarks/spacing_resampling.py", *argv], cwd=ROOT,
+                              capture_output=True, text=True, env={**os.environ, "BINDIFF_DATA_DIR": str(DATA)})
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert lines[0] == "command: BINDIFF_DATA_DIR=../shared/data python benchmarks/spacing_resampling.py " + " ".join(argv)
+    scored = [line for line in lines if line.startswith("scans at 0.8 mm")]
+    assert [line.split(",")[1].split(":")[0].strip() for line in scored] == [
+        "resampled to the training spacing", "read as they are"]
+    assert all(0.0 <= float(line.split("mean Dice ")[1].split()[0]) <= 1.0 for line in scored)
+
+
 class _TimeOnly(__import__("torch").nn.Module):
     """A denoiser whose x_0 logit is the image value times t: p̂(x_0) at each step known by hand."""
 

@@ -19,8 +19,8 @@ from ..errors import DataError
 from .grid import GridSpec, GridTransform, fit_transform
 from .io import Geometry, Volume, _read
 
-__all__ = ["ChannelStats", "ImageCase", "image_roi", "normalise_channels", "read_channels", "read_image",
-           "image_on_grid"]
+__all__ = ["ChannelStats", "ImageCase", "image_on_grid", "image_roi", "normalise_channels", "read_brain_on",
+           "read_channels", "read_image"]
 
 
 def read_image(path: str | Path, channels: bool = False) -> Volume:
@@ -46,6 +46,16 @@ def _same_grid(a: Geometry, b: Geometry, a_path, b_path) -> None:
                         "(image/mask shape mismatch)")
     if not np.allclose(a.affine, b.affine, atol=1e-3):
         raise DataError(f"{b_path}: its voxel-to-world affine differs from {a_path}'s (the two are not on one grid)")
+
+
+def read_brain_on(brain: str | Path, geometry: Geometry, source: str | Path) -> np.ndarray:
+    """A brain-mask file as canonical booleans, refused (naming it and ``source``) unless it lies
+    on ``geometry``'s grid."""
+    from .io import read_brain_mask
+
+    volume = read_brain_mask(brain)
+    _same_grid(geometry, volume.geometry, source, brain)
+    return volume.data
 
 
 def read_channels(paths: Sequence[str | Path], reference: Geometry | None = None,
@@ -137,16 +147,12 @@ class ImageCase:
         return cls.place(channels, geometry, spec, brain=brain, source=paths[0])
 
     @classmethod
-    def place(cls, channels: np.ndarray, geometry: Geometry, spec: GridSpec, brain: str | Path | None = None,
-              source: str | Path = "") -> "ImageCase":
-        """(C, X, Y, Z) canonical channels normalised and placed on the grid (``brain``: a brain-mask file)."""
-        from .io import read_brain_mask
-
-        brain_mask = None
-        if brain is not None:
-            volume = read_brain_mask(brain)
-            _same_grid(geometry, volume.geometry, source, brain)
-            brain_mask = volume.data
+    def place(cls, channels: np.ndarray, geometry: Geometry, spec: GridSpec,
+              brain: str | Path | np.ndarray | None = None, source: str | Path = "") -> "ImageCase":
+        """(C, X, Y, Z) canonical channels normalised and placed on the grid. ``brain``: a brain-mask
+        file on ``geometry``'s grid, or that mask already read as a canonical boolean array on the
+        channels' voxels (after resampling, say)."""
+        brain_mask = brain if isinstance(brain, np.ndarray) or brain is None else read_brain_on(brain, geometry, source)
         roi = image_roi(channels, brain_mask, source=source)
         normalised, stats = normalise_channels(channels, roi, source=source)
         transform = fit_transform(channels.shape[1:], spec, roi=roi, source=str(source))

@@ -21,6 +21,7 @@ from ...adapters.masks import MaskCase, find_dataset, load_region, split_cases, 
 from ...adapters.masks.datasets import find_by_stem
 from ...adapters.masks.images import ImageCase
 from ...adapters.masks.io import Geometry
+from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
 from ..masks.data import grid_spec, resolve_preset
 
@@ -113,6 +114,16 @@ def save_data(data: SegmentationData, folder: Path) -> None:
                       "normalisation": [s.to_dict() for s in c.image.stats], "outside_voxels": c.outside}
                   for i, c in data.cases.items()},
     })
+
+
+def trained_spacing(folder: Path) -> tuple[float, float, float]:
+    """The voxel size (mm, canonical axes) the run's model learned at: the median over its training
+    cases, read from ``cases.json`` alone (no image is read again)."""
+    path = Path(folder) / "cases.json"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; is {Path(folder).parent} a segmentation run directory?")
+    meta = json.loads(path.read_text())
+    return training_spacing([Geometry.from_dict(meta["cases"][i]["geometry"]).spacing for i in meta["split"]["train"]])
 
 
 def load_data(folder: Path, config: dict) -> SegmentationData:

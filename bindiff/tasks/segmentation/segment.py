@@ -1,7 +1,10 @@
 """Using a trained segmentation run on new scans: image(s) in, mask and uncertainty map out.
 
-No label is read anywhere here. Each input case is placed on the run's grid exactly as its
-training images were (from the image, or its brain mask when the run used them), segmented by
+No label is read anywhere here. A case whose voxel spacing differs from the training cases'
+(their median, by more than 1 % on an axis) is first resampled to it, and its maps come back onto
+its own voxels afterwards (``bindiff.adapters.masks.spacing``). Each input case is then placed on
+the run's grid exactly as its training images were (from the image, or its brain mask when the
+run used them), segmented by
 the run's diffusion model (K reverse runs from noise, or the deterministic U-Net with
 ``model="unet"``), mapped back to the input's voxel grid and written as NIfTI with the input's
 geometry: ``<output>/<case>_mask.nii.gz`` and ``<output>/<case>_uncertainty.nii.gz``;
@@ -24,7 +27,8 @@ import torch
 from ...adapters.errors import DataError
 from ...adapters.masks import write_mask, write_volume
 from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
-from ...adapters.masks.images import ImageCase, read_channels, read_image
+from ...adapters.masks.images import ImageCase, read_brain_on, read_channels, read_image
+from ...adapters.masks import spacing as voxel_size
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from ...metrics.calibration import binary_entropy
@@ -32,6 +36,7 @@ from ...progress import log, log_lines
 from .. import base
 from ..masks.data import grid_spec
 from .decision import foreground
+from .data import trained_spacing
 from .job import TASK, image_channels, sample_probabilities
 
 IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
@@ -122,28 +127,36 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
         net = diffusion
     base.apply_threads(config)
     spec, cfg, channels = grid_spec(config), config["segmentation"], image_channels(config)
+    spacing = trained_spacing(Path(run_dir) / "split")
     if brain is not None and not Path(brain).exists():
         raise DataError(f"{brain}: no such brain-mask file or folder")
     device, started, rows = base.device_of(net), time.perf_counter(), []
     with staged_folder(output_dir) as staging:
         for case in cases:
-            rows.append(_segment_case(case, net, model, config, spec, channels, device, staging, output_dir,
-                                      None if brain is None else Path(brain)))
+            rows.append(_segment_case(case, net, model, config, spec, channels, spacing, device, staging,
+                                      output_dir, None if brain is None else Path(brain)))
         summary = {"run": str(run_dir), "model": model,
                    "checkpoint": {"file": f"{checkpoint}.pt" if model == "diffusion" else f"unet/{checkpoint}.pt",
                                   "epoch": payload.get("epoch")},
-                   "input": str(input_path), "settings": dict(cfg),
+                   "input": str(input_path), "settings": dict(cfg), "training_spacing_mm": list(spacing),
                    "uncertainty": cfg["uncertainty"] if model == "diffusion" else "entropy",
                    "seconds": round(time.perf_counter() - started, 2), "cases": rows}
         write_json(staging / "summary.json", summary)
     return summary
 
 
-def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, device, staging: Path,
-                  output_dir: Path, brain: Path | None) -> dict:
+def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, spacing, device,
+                  staging: Path, output_dir: Path, brain: Path | None) -> dict:
     cfg = config["segmentation"]
     data, geometry = read_case(case, channels)
-    image = ImageCase.place(data, geometry, spec, brain=_brain_file(brain, case), source=case.files[0])
+    brain_file = _brain_file(brain, case)
+    brain_mask = None if brain_file is None else read_brain_on(brain_file, geometry, case.files[0])
+    native_shape, resampled = data.shape[1:], voxel_size.needs_resampling(geometry.spacing, spacing)
+    if resampled:  # to the voxels the model learned at; image.transform then maps that volume
+        shape = voxel_size.resampled_shape(native_shape, geometry.spacing, spacing)
+        data = np.stack([voxel_size.resample(channel, shape, order=1) for channel in data])
+        brain_mask = None if brain_mask is None else voxel_size.resample(brain_mask, shape, order=0)
+    image = ImageCase.place(data, geometry, spec, brain=brain_mask, source=case.files[0])
     cond = torch.from_numpy(image.grid.reshape(1, -1).astype(np.float32)).to(device)
     seed = base.derived_seed(config["seed"], "segment", case.case_id)
     if model == "diffusion":
@@ -156,15 +169,24 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
         uncertainty = binary_entropy(prob)
     transform = image.transform
     valid = transform.valid().reshape(-1)
-    mask = transform.from_grid(foreground(prob * valid, cfg).reshape(transform.grid_shape)
-                               .astype(np.uint8)).astype(bool)
-    uncertainty_volume = transform.from_grid((uncertainty * valid).reshape(transform.grid_shape).astype(np.float32))
+    grid = transform.grid_shape
+    if resampled:
+        # the maps go back onto the scan's own voxels, and the mask is decided there
+        def back(values: np.ndarray) -> np.ndarray:
+            return voxel_size.resample(transform.from_grid((values * valid).reshape(grid)), native_shape, order=1)
+
+        mask = foreground(back(prob).reshape(-1), cfg).reshape(native_shape).astype(bool)
+        uncertainty_volume = back(uncertainty)
+    else:
+        mask = transform.from_grid(foreground(prob * valid, cfg).reshape(grid).astype(np.uint8)).astype(bool)
+        uncertainty_volume = transform.from_grid((uncertainty * valid).reshape(grid))
     names = {"mask": f"{case.case_id}_mask.nii.gz", "uncertainty": f"{case.case_id}_uncertainty.nii.gz"}
     write_mask(mask, geometry, staging / names["mask"])
-    write_volume(uncertainty_volume, geometry, staging / names["uncertainty"])
+    write_volume(uncertainty_volume.astype(np.float32), geometry, staging / names["uncertainty"])
     if log_lines(config):
         log(f"segment: {case.case_id} -> {output_dir / names['mask']}")
     return {"case_id": case.case_id, "inputs": [str(f) for f in case.files],
             **{k: str(output_dir / v) for k, v in names.items()}, "seed": seed, "voxels": int(mask.sum()),
             "volume_ml": float(mask.sum() * np.prod(geometry.spacing) / 1000),
+            "spacing_mm": list(geometry.spacing), "resampled": resampled,
             "mean_uncertainty": float(uncertainty[valid].mean())}

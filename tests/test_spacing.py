@@ -1,0 +1,63 @@
+"""Resampling a scan to a model's training spacing and back (bindiff.adapters.masks.spacing),
+checked against analytic volumes: a linear ramp, whose values at the new voxel centres are known
+in millimetres, and masks whose extent in millimetres must not change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bindiff.adapters.masks.spacing import needs_resampling, resample, resampled_shape, training_spacing
+
+
+def test_the_training_spacing_is_the_median_per_axis():
+    spacings = [(1.0, 1.0, 3.0), (0.8, 1.0, 2.0), (1.2, 0.9, 5.0)]
+    assert training_spacing(spacings) == (1.0, 1.0, 3.0)
+    with pytest.raises(ValueError, match="one \\(x, y, z\\) spacing per training case"):
+        training_spacing([])
+
+
+def test_spacings_within_one_percent_are_the_same():
+    assert not needs_resampling((1.0, 1.0, 1.0), (1.0, 1.0, 1.0))
+    assert not needs_resampling((0.995, 1.0, 1.009), (1.0, 1.0, 1.0))  # header rounding
+    assert needs_resampling((1.0, 1.0, 1.02), (1.0, 1.0, 1.0))
+    assert needs_resampling((0.8, 0.8, 0.8), (1.0, 1.0, 1.0))
+
+
+def test_the_resampled_shape_covers_the_same_extent():
+    # 44 voxels of 0.8 mm span 35.2 mm: 35 voxels of 1 mm; 28 of 1.25 mm span 35 mm
+    assert resampled_shape((44, 64, 44), (0.8, 0.8, 0.8), (1.0, 1.0, 1.0)) == (35, 51, 35)
+    assert resampled_shape((28, 41, 28), (1.25, 1.25, 1.25), (1.0, 1.0, 1.0)) == (35, 51, 35)
+    assert resampled_shape((3, 1, 2), (0.1, 0.1, 0.1), (1.0, 1.0, 1.0)) == (1, 1, 1)  # never 0 voxels
+
+
+@pytest.mark.parametrize("spacing,target", [(0.8, 1.0), (1.0, 0.8), (1.25, 1.0)])
+def test_a_linear_ramp_keeps_its_values_in_millimetres(spacing, target):
+    n = 40
+    centres = (np.arange(n) + 0.5) * spacing  # mm from the volume's outer face
+    volume = np.broadcast_to(centres[:, None, None], (n, 4, 4)).astype(np.float64)
+    m = resampled_shape((n, 4, 4), (spacing, 1, 1), (target, 1, 1))[0]
+    out = resample(volume, (m, 4, 4), order=1)
+    assert out.shape == (m, 4, 4)
+    new_centres = (np.arange(m) + 0.5) * target
+    inside = (new_centres > centres[0]) & (new_centres < centres[-1])  # beyond the last centre it is held
+    np.testing.assert_allclose(out[inside, 0, 0], new_centres[inside], atol=1e-6)
+    assert out.min() >= volume.min() - 1e-9 and out.max() <= volume.max() + 1e-9  # linear: no overshoot
+
+
+def test_a_box_mask_keeps_its_extent_in_millimetres_and_comes_back_exactly():
+    mask = np.zeros((50, 50, 50), bool)
+    mask[10:30, 5:45, 20:25] = True  # 20 x 40 x 5 mm at 1 mm
+    down = resample(mask, (40, 40, 40), order=0)  # 1.25 mm voxels
+    assert down.dtype == bool
+    assert down.sum() * 1.25 ** 3 == pytest.approx(mask.sum(), rel=0.1)
+    up = resample(mask, (100, 100, 100), order=0)  # 0.5 mm: every voxel splits into 8
+    assert up.sum() == 8 * mask.sum()
+    np.testing.assert_array_equal(resample(up, (50, 50, 50), order=0), mask)
+
+
+def test_resample_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="order must be 0"):
+        resample(np.zeros((2, 2, 2)), (3, 3, 3), order=3)
+    with pytest.raises(ValueError, match="3-D volume"):
+        resample(np.zeros((2, 2)), (3, 3, 3), order=1)
