@@ -369,3 +369,69 @@ def test_a_self_conditioned_masks_run_trains_and_validates_reproducibly(tmp_path
         losses.append([entry["valid_neg_loss"] for entry in history])
     assert len(losses[0]) == 2 and all(np.isfinite(losses[0]))
     assert losses[0] == losses[1]
+
+
+@needs_hippo
+def test_apply_brings_a_label_map_of_another_spacing_to_the_training_spacing(tmp_path, monkeypatch):
+    """A stand-in denoiser answers with a ball of 6 grid voxels' radius. The run learned on 1 mm
+    voxels and places masks without resampling (grid.mode pad, a window larger than the file), so
+    the ball must come out 1 mm voxels wide from the label map and from a 0.8 mm copy of it."""
+    grid_shape = (40, 56, 40)
+    tiny = [o for o in TINY if not o.startswith(("grid.", "train.epochs"))]
+    trained = runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), *tiny, "grid.mode=pad",
+                                  f"grid.shape={list(grid_shape)}".replace(" ", ""), "train.epochs=1",
+                                  f"output.root={tmp_path / 'runs'}", "--data-dir", str(DATA)])
+    assert trained.exit_code == 0, trained.output
+    (run_dir,) = (tmp_path / "runs" / "hippocampus_masks").iterdir()
+    centre = (np.array(grid_shape) - 1) / 2
+    coords = np.stack(np.meshgrid(*[np.arange(n) for n in grid_shape], indexing="ij"), -1)
+    ball = (((coords - centre) ** 2).sum(-1) <= 6 ** 2).astype(np.float32)
+    monkeypatch.setattr("bindiff.tasks.masks.apply.denoised_probabilities",
+                        lambda ctx, rows: (1, np.repeat(ball.reshape(1, -1), len(rows), 0)))
+    source = DATA / "msd_hippocampus" / "labels" / "hippocampus_001.nii.gz"
+    label = sitk.ReadImage(str(source))
+    assert label.GetSpacing() == (1.0, 1.0, 1.0)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "native.nii.gz").symlink_to(source.resolve())
+    direction = np.array(label.GetDirection()).reshape(3, 3)
+    origin = np.array(label.GetOrigin()) + direction @ np.full(3, -0.5 + 0.4)  # the same outer faces
+    fine = sitk.Resample(label, [int(round(n / 0.8)) for n in label.GetSize()], sitk.Transform(),
+                         sitk.sitkNearestNeighbor, origin.tolist(), [0.8] * 3, label.GetDirection(), 0,
+                         label.GetPixelID())
+    sitk.WriteImage(fine, str(inputs / "fine.nii.gz"))
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(inputs),
+                                 "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["training_spacing_mm"] == [1.0, 1.0, 1.0]
+    rows = {row["case_id"]: row for row in summary["cases"]}
+    # the window covers the whole 1 mm file, so its result is the ball, voxel for voxel
+    assert rows["native"]["output_voxels"] == int(ball.sum()) and rows["native"]["outside_grid_voxels"] == 0
+    # at 0.8 mm the ball keeps its size in millimetres (read as 1 mm voxels it would shrink to 51 %)
+    fine_ml, native_ml = rows["fine"]["output_voxels"] * 0.512 / 1000, rows["native"]["output_voxels"] / 1000
+    assert fine_ml == pytest.approx(native_ml, rel=0.08)
+    assert rows["fine"]["resampled"] and not rows["native"]["resampled"]
+    for name, reference in (("native", label), ("fine", fine)):
+        written = sitk.ReadImage(str(tmp_path / "out" / f"{name}.nii.gz"))
+        assert written.GetSize() == reference.GetSize()
+        np.testing.assert_allclose(written.GetSpacing(), reference.GetSpacing(), atol=1e-5)
+        np.testing.assert_allclose(written.GetOrigin(), reference.GetOrigin(), atol=1e-4)
+
+
+@needs_hippo
+def test_apply_that_fails_part_way_leaves_no_output_folder(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a_good.nii.gz").symlink_to((DATA / "msd_hippocampus" / "labels" / "hippocampus_001.nii.gz").resolve())
+    (inputs / "b_broken.nii.gz").write_bytes(b"\x1f\x8b not a label map")
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(inputs),
+                                 "--output", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "b_broken.nii.gz" in result.output.strip().splitlines()[-1], result.output
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))  # the good case was not left
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(inputs),
+                                 "--output", str(a_file)])
+    assert result.exit_code == 2 and "exists and is not empty" in result.output, result.output

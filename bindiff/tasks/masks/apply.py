@@ -1,9 +1,11 @@
 """Using a trained masks run on one's own label maps: complete or denoise each file, folder to folder.
 
 Each input is read with the run's label preset and region (a label value outside the preset is
-refused), placed on the run's grid the way its training cases were, processed, mapped back to
-the input's own voxel grid and written as NIfTI with the input's geometry:
-``<output>/<case>.nii.gz``, and ``<output>/summary.json`` lists every case with its settings.
+refused), brought to the training cases' voxel size when its own differs by more than 1 % on an
+axis (``bindiff.adapters.masks.spacing``, nearest neighbour), placed on the run's grid the way
+its training cases were, processed, mapped back to the input's own voxel grid and written as
+NIfTI with the input's geometry: ``<output>/<case>.nii.gz``, and ``<output>/summary.json`` lists
+every case with its settings. The folder appears only once every case is written.
 
 Completion needs to know which voxels are unknown: ``unknown_label`` (a label value in the
 input that marks them; those voxels are read as background) or ``unknown`` (a second file, or
@@ -22,9 +24,10 @@ import torch
 
 from ...adapters.errors import DataError
 from ...adapters.masks import binarize, fit_transform, read_label_map, to_vectors, write_mask
+from ...adapters.masks import spacing as voxel_size
 from ...adapters.masks.datasets import LABEL_SUFFIXES, volume_stem
 from ...config import RecipeError
-from ...files import write_json
+from ...files import staged_folder, write_json
 from .. import base
 from .completion import inpainted_probabilities
 from .denoising import denoised_probabilities
@@ -75,7 +78,7 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
         raise RecipeError("apply --task completion: name the unknown voxels with exactly one of --unknown FILE|FOLDER "
                           "or --unknown-label N")
     output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()):
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not empty; bindiff never overwrites")
     files = label_files(Path(input_path))
     config, data, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint)
@@ -85,21 +88,23 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
                           "which needs each case's brain mask; apply works on runs with grid.crop region or none")
     base.apply_threads(config)
     ctx = EvalContext(model=model, data=data, config=config, device=base.device_of(model), checkpoint=info)
+    spacing = voxel_size.training_spacing([r.geometry.spacing for r in data.part("train")])
     started = time.perf_counter()
     cases = []
-    for path in files:
-        cases.append(_apply_one(ctx, task, path, output_dir, None if unknown is None else Path(unknown),
-                                unknown_label))
-    summary = {"task": task, "run": str(run_dir), "checkpoint": info, "input": str(input_path),
-               "settings": config["evaluations"][task],
-               "preset": data.preset.name, "region": data.region, "seconds": round(time.perf_counter() - started, 2),
-               "cases": cases}
-    write_json(output_dir / "summary.json", summary)
+    with staged_folder(output_dir) as staging:
+        for path in files:
+            cases.append(_apply_one(ctx, task, path, staging, output_dir, None if unknown is None else Path(unknown),
+                                    unknown_label, spacing))
+        summary = {"task": task, "run": str(run_dir), "checkpoint": info, "input": str(input_path),
+                   "settings": config["evaluations"][task], "preset": data.preset.name, "region": data.region,
+                   "training_spacing_mm": list(spacing), "seconds": round(time.perf_counter() - started, 2),
+                   "cases": cases}
+        write_json(staging / "summary.json", summary)
     return summary
 
 
-def _apply_one(ctx: EvalContext, task: str, path: Path, output_dir: Path, unknown: Path | None,
-               unknown_label: int | None) -> dict:
+def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_dir: Path, unknown: Path | None,
+               unknown_label: int | None, spacing) -> dict:
     data = ctx.data
     volume = read_label_map(path)
     labels = np.asarray(volume.data)
@@ -108,15 +113,22 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, output_dir: Path, unknow
         hidden = _unknown_voxels(path, labels, volume.geometry, unknown, unknown_label)
         labels = np.where(hidden, 0, labels)
     mask = binarize(labels, data.preset, data.region, source=path)
-    roi = mask if hidden is None else (mask | hidden)
-    transform = fit_transform(mask.shape, data.spec, roi=roi, source=str(path))
-    grid = transform.to_grid(mask.astype(np.uint8))
+    # the model works on voxels of the size it learned; `work_*` are the file's on those voxels
+    resampled = voxel_size.needs_resampling(volume.geometry.spacing, spacing)
+    work_mask, work_hidden = mask, hidden
+    if resampled:
+        shape = voxel_size.resampled_shape(mask.shape, volume.geometry.spacing, spacing)
+        work_mask = voxel_size.resample(mask, shape, order=0)
+        work_hidden = None if hidden is None else voxel_size.resample(hidden, shape, order=0)
+    roi = work_mask if work_hidden is None else (work_mask | work_hidden)
+    transform = fit_transform(work_mask.shape, data.spec, roi=roi, source=str(path))
+    grid = transform.to_grid(work_mask.astype(np.uint8))
     valid = transform.valid()
     rows = to_vectors(np.ascontiguousarray(grid), data.spec).astype(np.float32)
     seed = ctx.seed("apply", task, _case_id(path))
     generator = torch.Generator(device=ctx.device).manual_seed(seed)
     if task == "completion":
-        known_grid = ~transform.to_grid(hidden.astype(np.uint8)).astype(bool)
+        known_grid = ~transform.to_grid(work_hidden.astype(np.uint8)).astype(bool)
         # the padding beyond the image's edge is known to be empty, as in training and evaluation
         known_rows = to_vectors(np.ascontiguousarray((known_grid | ~valid).astype(np.uint8)), data.spec)
         probs = inpainted_probabilities(ctx, rows, known_rows.astype(np.float32), generator, f"apply {path.name}")
@@ -127,13 +139,17 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, output_dir: Path, unknow
         out_grid = (grids_of(data, (probs >= 0.5).astype(np.uint8), [len(rows)], [transform.grid_shape])[0]
                     * valid).astype(np.uint8)
     covered = transform.from_grid(np.ones(transform.grid_shape, dtype=np.uint8)).astype(bool)
+    processed = transform.from_grid(out_grid).astype(bool)
+    if resampled:  # back onto the file's own voxels
+        covered, processed = (voxel_size.resample(v, mask.shape, order=0) for v in (covered, processed))
     changed = covered if hidden is None else covered & hidden  # completion keeps every known voxel as it was
-    result = np.where(changed, transform.from_grid(out_grid).astype(bool), mask)
-    target = output_dir / f"{_case_id(path)}.nii.gz"
-    write_mask(result, volume.geometry, target)
-    row = {"case_id": _case_id(path), "input": str(path), "output": str(target), "seed": seed,
+    result = np.where(changed, processed, mask)
+    name = f"{_case_id(path)}.nii.gz"
+    write_mask(result, volume.geometry, staging / name)
+    row = {"case_id": _case_id(path), "input": str(path), "output": str(output_dir / name), "seed": seed,
            "input_voxels": int(mask.sum()), "output_voxels": int(result.sum()),
-           "outside_grid_voxels": int((roi & ~covered).sum())}
+           "outside_grid_voxels": int(((mask if hidden is None else mask | hidden) & ~covered).sum()),
+           "spacing_mm": list(volume.geometry.spacing), "resampled": resampled}
     if hidden is not None:
         row["unknown_voxels"] = int(hidden.sum())
     return row
