@@ -2,8 +2,9 @@
 
 A run that places images with ``grid.mode: pad`` never resamples: one grid voxel is one image
 voxel, so a model trained on 1 mm voxels sees a 0.8 mm scan as a hippocampus 25 % too large.
-Segmenting a scan of another spacing therefore first resamples it to the training spacing and
-maps the probability and uncertainty maps back onto the scan's own voxels (as nnU-Net does).
+``bindiff segment`` therefore first resamples a scan of another spacing to the training spacing
+and maps its probability and uncertainty maps back onto the scan's own voxels (as nnU-Net does);
+``bindiff masks apply`` does the same with label maps (nearest neighbour).
 
 Resampling is ``scipy.ndimage.zoom`` with ``grid_mode=True``: voxels are cells, so the first and
 last cells of both grids share their outer faces and the volume keeps its physical extent. The

@@ -2,12 +2,11 @@
 
 No label is read anywhere here. A case whose voxel spacing differs from the training cases'
 (their median, by more than 1 % on an axis) is first resampled to it, and its maps come back onto
-its own voxels afterwards (``bindiff.adapters.masks.spacing``). Each input case is then placed on
-the run's grid exactly as its training images were (from the image, or its brain mask when the
-run used them), segmented by
-the run's diffusion model (K reverse runs from noise, or the deterministic U-Net with
-``model="unet"``), mapped back to the input's voxel grid and written as NIfTI with the input's
-geometry: ``<output>/<case>_mask.nii.gz`` and ``<output>/<case>_uncertainty.nii.gz``;
+its own voxels afterwards (``bindiff.adapters.masks.spacing``). Each case is placed on the run's
+grid exactly as its training images were (from the image, or its brain mask when the run used
+them), segmented by the run's diffusion model (K reverse runs from noise, or the deterministic
+U-Net with ``model="unet"``), mapped back to the input's voxel grid and written as NIfTI with the
+input's geometry: ``<output>/<case>_mask.nii.gz`` and ``<output>/<case>_uncertainty.nii.gz``;
 ``<output>/summary.json`` lists every case.
 
 A case is an image file (3-D for a one-channel run; a 4-D NIfTI with the channels on its last
@@ -25,18 +24,18 @@ import numpy as np
 import torch
 
 from ...adapters.errors import DataError
+from ...adapters.masks import spacing as voxel_size
 from ...adapters.masks import write_mask, write_volume
 from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
 from ...adapters.masks.images import ImageCase, read_brain_on, read_channels, read_image
-from ...adapters.masks import spacing as voxel_size
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from ...metrics.calibration import binary_entropy
 from ...progress import log, log_lines
 from .. import base
 from ..masks.data import grid_spec
-from .decision import foreground
 from .data import trained_spacing
+from .decision import foreground
 from .job import TASK, image_channels, sample_probabilities
 
 IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
