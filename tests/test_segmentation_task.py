@@ -222,6 +222,33 @@ def test_brats_two_channels_with_brain_masks_train_and_segment(tmp_path):
     result = runner.invoke(app, ["segment", str(run_dir), "--input", str(case), "--output", str(tmp_path / "o2")])
     assert result.exit_code == 2 and "give one with --brain" in result.output
 
+    # the same case on 1 x 1 x 2 mm voxels: channels and brain mask are brought to the run's 1 mm together
+    import SimpleITK as sitk
+
+    thick = tmp_path / "thick" / case.name
+    thick.mkdir(parents=True)
+    for name, interpolator in (("Flair_subtrMeanDivStd", sitk.sitkLinear), ("T1c_subtrMeanDivStd", sitk.sitkLinear),
+                               ("brainmask", sitk.sitkNearestNeighbor)):
+        image = sitk.ReadImage(str(case / f"{name}.nii.gz"), sitk.sitkFloat32)
+        spacing = np.array([1.0, 1.0, 2.0])
+        direction = np.array(image.GetDirection()).reshape(3, 3)
+        origin = np.array(image.GetOrigin()) + direction @ (-0.5 * np.array(image.GetSpacing()) + 0.5 * spacing)
+        size = [int(round(n * s / t)) for n, s, t in zip(image.GetSize(), image.GetSpacing(), spacing)]
+        sitk.WriteImage(sitk.Resample(image, size, sitk.Transform(), interpolator, origin.tolist(), spacing.tolist(),
+                                      image.GetDirection(), 0.0, sitk.sitkFloat32), str(thick / f"{name}.nii.gz"))
+    result = runner.invoke(app, ["segment", str(run_dir), "--input", str(thick), "--output", str(tmp_path / "o3"),
+                                 "--brain", str(thick / "brainmask.nii.gz")])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "o3" / "summary.json").read_text())["cases"]
+    assert row["resampled"] and row["spacing_mm"] == pytest.approx([1.0, 1.0, 2.0])
+    written, flair = (sitk.ReadImage(str(p)) for p in (tmp_path / "o3" / f"{case.name}_mask.nii.gz",
+                                                        thick / "Flair_subtrMeanDivStd.nii.gz"))
+    assert written.GetSize() == flair.GetSize() and written.GetSpacing() == pytest.approx(flair.GetSpacing())
+    # a brain mask that is not on the scan's voxels is refused, naming both files
+    result = runner.invoke(app, ["segment", str(run_dir), "--input", str(thick), "--output", str(tmp_path / "o4"),
+                                 "--brain", str(case / "brainmask.nii.gz")])
+    assert result.exit_code == 2 and "brainmask.nii.gz" in result.output and "Flair" in result.output, result.output
+
 
 def test_segment_places_an_image_exactly_as_training_did(run):
     """The inference path (the image file alone) and the training path (image beside its label) give
