@@ -116,14 +116,17 @@ def save_data(data: SegmentationData, folder: Path) -> None:
     })
 
 
-def trained_spacing(folder: Path) -> tuple[float, float, float]:
-    """The voxel size (mm, canonical axes) the run's model learned at: the median over its training
-    cases, read from ``cases.json`` alone (no image is read again)."""
+def training_geometry(folder: Path) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """What the run's model saw, read from ``cases.json`` alone (no image is read again): the voxel
+    size it learned at (mm per canonical axis, the median over the training cases) and the
+    largest extent of a training image along each axis (mm)."""
     path = Path(folder) / "cases.json"
     if not path.is_file():
         raise DataError(f"{path}: not found; is {Path(folder).parent} a segmentation run directory?")
     meta = json.loads(path.read_text())
-    return training_spacing([Geometry.from_dict(meta["cases"][i]["geometry"]).spacing for i in meta["split"]["train"]])
+    geometries = [Geometry.from_dict(meta["cases"][i]["geometry"]) for i in meta["split"]["train"]]
+    extents = [np.array(g.canonical_shape) * np.array(g.spacing) for g in geometries]
+    return training_spacing([g.spacing for g in geometries]), tuple(float(v) for v in np.max(extents, axis=0))
 
 
 def load_data(folder: Path, config: dict) -> SegmentationData:

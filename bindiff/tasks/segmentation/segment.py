@@ -27,18 +27,22 @@ from ...adapters.errors import DataError
 from ...adapters.masks import spacing as voxel_size
 from ...adapters.masks import write_mask, write_volume
 from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
-from ...adapters.masks.images import ImageCase, read_brain_on, read_channels, read_image
+from ...adapters.masks.grid import bounding_box
+from ...adapters.masks.images import ImageCase, image_roi, read_brain_on, read_channels, read_image
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from ...metrics.calibration import binary_entropy
 from ...progress import log, log_lines
 from .. import base
 from ..masks.data import grid_spec
-from .data import trained_spacing
+from .data import training_geometry
 from .decision import foreground
 from .job import TASK, image_channels, sample_probabilities
 
 IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
+# A scan this many times longer than every training image along an axis is not what the model
+# learned from: MSD hippocampus images are crops of about 35-50 mm, a whole head is 200 mm or more.
+EXTENT_WARNING = 1.5
 SEGMENT_MODELS = ("diffusion", "unet")
 
 
@@ -126,30 +130,51 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
         net = diffusion
     base.apply_threads(config)
     spec, cfg, channels = grid_spec(config), config["segmentation"], image_channels(config)
-    spacing = trained_spacing(Path(run_dir) / "split")
+    spacing, extent = training_geometry(Path(run_dir) / "split")
     if brain is not None and not Path(brain).exists():
         raise DataError(f"{brain}: no such brain-mask file or folder")
     device, started, rows = base.device_of(net), time.perf_counter(), []
     with staged_folder(output_dir) as staging:
         for case in cases:
-            rows.append(_segment_case(case, net, model, config, spec, channels, spacing, device, staging,
-                                      output_dir, None if brain is None else Path(brain)))
+            rows.append(_segment_case(case, net, model, config, spec, channels, (spacing, extent), device,
+                                      staging, output_dir, None if brain is None else Path(brain)))
         summary = {"run": str(run_dir), "model": model,
                    "checkpoint": {"file": f"{checkpoint}.pt" if model == "diffusion" else f"unet/{checkpoint}.pt",
                                   "epoch": payload.get("epoch")},
                    "input": str(input_path), "settings": dict(cfg), "training_spacing_mm": list(spacing),
+                   "training_extent_mm": list(extent),
                    "uncertainty": cfg["uncertainty"] if model == "diffusion" else "entropy",
                    "seconds": round(time.perf_counter() - started, 2), "cases": rows}
         write_json(staging / "summary.json", summary)
     return summary
 
 
-def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, spacing, device,
+def _extent_warning(case: InputCase, roi: np.ndarray, spacing, training_extent) -> str | None:
+    """A line when the anatomy the grid is centred on (non-zero voxels or brain mask) is far larger
+    than any training image: the window would land in its middle, wherever the structure is."""
+    box = bounding_box(roi)
+    if box is None:  # an empty image: refused by name when it is placed
+        return None
+    extent = (box[1] - box[0]) * np.array(spacing)
+    if not (extent > EXTENT_WARNING * np.array(training_extent)).any():
+        return None
+    mm = " x ".join
+    return (f"{case.files[0]}: its anatomy spans {mm(f'{v:.0f}' for v in extent)} mm, the run's training images "
+            f"at most {mm(f'{v:.0f}' for v in training_extent)} mm; the model learned from such crops, so crop "
+            "the scan around the structure first or expect a wrong mask")
+
+
+def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained, device,
                   staging: Path, output_dir: Path, brain: Path | None) -> dict:
     cfg = config["segmentation"]
+    spacing, training_extent = trained
     data, geometry = read_case(case, channels)
     brain_file = _brain_file(brain, case)
     brain_mask = None if brain_file is None else read_brain_on(brain_file, geometry, case.files[0])
+    warning = _extent_warning(case, image_roi(data, brain_mask, source=case.files[0]), geometry.spacing,
+                              training_extent)
+    if warning:  # the mask is still written: the user may know better
+        log(f"warning: {warning}")
     native_shape, resampled = data.shape[1:], voxel_size.needs_resampling(geometry.spacing, spacing)
     if resampled:  # to the voxels the model learned at; image.transform then maps that volume
         shape = voxel_size.resampled_shape(native_shape, geometry.spacing, spacing)
@@ -188,4 +213,4 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
             **{k: str(output_dir / v) for k, v in names.items()}, "seed": seed, "voxels": int(mask.sum()),
             "volume_ml": float(mask.sum() * np.prod(geometry.spacing) / 1000),
             "spacing_mm": list(geometry.spacing), "resampled": resampled,
-            "mean_uncertainty": float(uncertainty[valid].mean())}
+            "mean_uncertainty": float(uncertainty[valid].mean()), "warning": warning}
