@@ -380,6 +380,8 @@ def segment_images(
     brain: Optional[str] = typer.Option(None, help="brain mask file, or a folder of <case>.nii.gz brain masks "
                                         "(runs with images.brain only)"),
     model: str = typer.Option("diffusion", help="diffusion (K samples from noise) or unet (the run's baseline)"),
+    probabilities: bool = typer.Option(False, "--probabilities", help="also write <case>_probability.nii.gz, the "
+                                       "probability map the mask thresholds"),
     checkpoint: str = _CHECKPOINT,
 ):
     """Segment your own scans with a trained segmentation run; no labels are read. NIfTI in each input's geometry."""
@@ -387,7 +389,7 @@ def segment_images(
 
     try:
         summary = segment(run_dir, input, output, brain=brain, model=model, overrides=overrides or [],
-                          checkpoint=checkpoint)
+                          checkpoint=checkpoint, probabilities=probabilities)
     except _user_errors() as err:
         _fail(err)
     for case in summary["cases"]:

@@ -132,14 +132,15 @@ def test_segment_writes_masks_and_uncertainty_in_each_inputs_geometry_without_la
     monkeypatch.setattr("bindiff.adapters.masks.load_region", refuse)
     cases = ["hippocampus_001", "hippocampus_003"]
     folder = _unlabelled_folder(tmp_path, cases)
-    result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "out")])
+    result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "out"),
+                                 "--probabilities"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [c["case_id"] for c in summary["cases"]] == cases
     for case_id in cases:
         source = folder / f"{case_id}.nii.gz"
         image, itk_image = nib.load(str(source)), sitk.ReadImage(str(source))
-        for kind in ("mask", "uncertainty"):
+        for kind in ("mask", "uncertainty", "probability"):
             path = tmp_path / "out" / f"{case_id}_{kind}.nii.gz"
             written = nib.load(str(path))
             assert written.shape == image.shape and np.allclose(written.affine, image.affine, atol=1e-5)
@@ -150,6 +151,11 @@ def test_segment_writes_masks_and_uncertainty_in_each_inputs_geometry_without_la
             np.testing.assert_allclose(itk.GetDirection(), itk_image.GetDirection(), atol=1e-6)
         mask = np.asarray(nib.load(str(tmp_path / "out" / f"{case_id}_mask.nii.gz")).dataobj)
         assert set(np.unique(mask)) <= {0, 1}
+        # the mask is the probability map thresholded at segmentation.threshold (½), voxel for voxel
+        prob = np.asarray(nib.load(str(tmp_path / "out" / f"{case_id}_probability.nii.gz")).dataobj)
+        assert prob.min() >= 0 and prob.max() <= 1 and mask.any()
+        differ = (prob >= 0.5) != mask.astype(bool)
+        assert not differ.any() or np.abs(prob[differ] - 0.5).max() < 1e-6  # float32 rounding at ½ only
 
     # each case's seed is its own: one image alone gives the same mask as within the folder
     alone = runner.invoke(app, ["segment", str(run), "--input", str(folder / f"{cases[1]}.nii.gz"),

@@ -106,8 +106,10 @@ def _brain_file(brain: Path | None, case: InputCase) -> Path | None:
 
 
 def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, brain: str | Path | None = None,
-            model: str = "diffusion", overrides: list[str] = (), checkpoint: str = "best") -> dict:
-    """Segment every case of ``input_path`` with a trained run; writes NIfTI files and summary.json."""
+            model: str = "diffusion", overrides: list[str] = (), checkpoint: str = "best",
+            probabilities: bool = False) -> dict:
+    """Segment every case of ``input_path`` with a trained run; writes NIfTI files and summary.json
+    (and each case's probability map with ``probabilities``)."""
     if model not in SEGMENT_MODELS:
         raise RecipeError(f"segment: model must be one of {', '.join(SEGMENT_MODELS)}, got {model!r}")
     output_dir = Path(output_dir)
@@ -137,7 +139,7 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
     with staged_folder(output_dir) as staging:
         for case in cases:
             rows.append(_segment_case(case, net, model, config, spec, channels, (spacing, extent), device,
-                                      staging, output_dir, None if brain is None else Path(brain)))
+                                      staging, output_dir, None if brain is None else Path(brain), probabilities))
         summary = {"run": str(run_dir), "model": model,
                    "checkpoint": {"file": f"{checkpoint}.pt" if model == "diffusion" else f"unet/{checkpoint}.pt",
                                   "epoch": payload.get("epoch")},
@@ -165,7 +167,7 @@ def _extent_warning(case: InputCase, roi: np.ndarray, spacing, training_extent) 
 
 
 def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained, device,
-                  staging: Path, output_dir: Path, brain: Path | None) -> dict:
+                  staging: Path, output_dir: Path, brain: Path | None, probabilities: bool) -> dict:
     cfg = config["segmentation"]
     spacing, training_extent = trained
     data, geometry = read_case(case, channels)
@@ -199,14 +201,19 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
         def back(values: np.ndarray) -> np.ndarray:
             return voxel_size.resample(transform.from_grid((values * valid).reshape(grid)), native_shape, order=1)
 
-        mask = foreground(back(prob).reshape(-1), cfg).reshape(native_shape).astype(bool)
+        prob_volume = back(prob)
+        mask = foreground(prob_volume.reshape(-1), cfg).reshape(native_shape).astype(bool)
         uncertainty_volume = back(uncertainty)
     else:
+        prob_volume = transform.from_grid((prob * valid).reshape(grid))
         mask = transform.from_grid(foreground(prob * valid, cfg).reshape(grid).astype(np.uint8)).astype(bool)
         uncertainty_volume = transform.from_grid((uncertainty * valid).reshape(grid))
     names = {"mask": f"{case.case_id}_mask.nii.gz", "uncertainty": f"{case.case_id}_uncertainty.nii.gz"}
     write_mask(mask, geometry, staging / names["mask"])
     write_volume(uncertainty_volume.astype(np.float32), geometry, staging / names["uncertainty"])
+    if probabilities:
+        names["probability"] = f"{case.case_id}_probability.nii.gz"
+        write_volume(prob_volume.astype(np.float32), geometry, staging / names["probability"])
     if log_lines(config):
         log(f"segment: {case.case_id} -> {output_dir / names['mask']}")
     return {"case_id": case.case_id, "inputs": [str(f) for f in case.files],
