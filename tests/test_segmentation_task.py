@@ -352,10 +352,10 @@ def test_segment_brings_a_scan_of_another_spacing_to_the_training_spacing(pad_ru
     assert mask.sum() == rows["fine"]["voxels"] and rows["fine"]["volume_ml"] == pytest.approx(mask.sum() * 0.512 / 1000)
 
 
-def test_segment_warns_about_a_scan_far_larger_than_the_training_crops(run, tmp_path):
+def test_segment_warns_about_a_scan_far_larger_or_thinner_than_the_training_crops(run, tmp_path):
     """MSD images are crops of about 40-60 mm. The same crop inside a 160 mm volume of non-zero
-    voxels (a whole head, say) gets a warning naming the file; padded with zeros, it does not,
-    since the grid is centred on the non-zero voxels."""
+    voxels (a whole head, say) gets a warning naming the file, and so does one slice of it; padded
+    with zeros it does not, since the grid is centred on the non-zero voxels."""
     image = nib.load(str(DATA / "msd_hippocampus" / "images" / "hippocampus_001.nii.gz"))
     crop = np.asarray(image.dataobj, dtype=np.float32)
     scans = tmp_path / "scans"
@@ -364,12 +364,16 @@ def test_segment_warns_about_a_scan_far_larger_than_the_training_crops(run, tmp_
     head[60:60 + crop.shape[0], 50:50 + crop.shape[1], 60:60 + crop.shape[2]] = crop
     nib.save(nib.Nifti1Image(head, image.affine), str(scans / "head.nii.gz"))
     nib.save(nib.Nifti1Image(np.pad(crop, 40), image.affine), str(scans / "padded.nii.gz"))
+    nib.save(nib.Nifti1Image(crop[:, :, 17:18], image.affine), str(scans / "slice.nii.gz"))  # one 1 mm slice
     result = runner.invoke(app, ["segment", str(run), "--input", str(scans), "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "head.nii.gz: its anatomy spans 160 x 160 x 160 mm" in warnings[0], result.output
+    assert len(warnings) == 2, result.output
+    assert "head.nii.gz: its anatomy spans 160 x 160 x 160 mm, the run's training images at most" in warnings[0]
+    assert f"slice.nii.gz: its anatomy spans {crop.shape[0]} x {crop.shape[1]} x 1 mm" in warnings[1]
+    assert "the run's training images at least" in warnings[1]
     rows = {row["case_id"]: row for row in json.loads((tmp_path / "out" / "summary.json").read_text())["cases"]}
-    assert rows["head"]["warning"] and rows["padded"]["warning"] is None
+    assert rows["head"]["warning"] and rows["slice"]["warning"] and rows["padded"]["warning"] is None
 
 
 def test_the_spacing_benchmark_scores_both_ways_and_prints_its_command(pad_run):

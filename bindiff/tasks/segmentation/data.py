@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -116,17 +117,24 @@ def save_data(data: SegmentationData, folder: Path) -> None:
     })
 
 
-def training_geometry(folder: Path) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """What the run's model saw, read from ``cases.json`` alone (no image is read again): the voxel
-    size it learned at (mm per canonical axis, the median over the training cases) and the
-    largest extent of a training image along each axis (mm)."""
+class TrainingGeometry(NamedTuple):
+    """What a run's model saw, per canonical axis in mm."""
+
+    spacing: tuple[float, float, float]  # the voxel size it learned at: the training cases' median
+    smallest: tuple[float, float, float]  # the shortest extent of a training image
+    largest: tuple[float, float, float]  # the longest
+
+
+def training_geometry(folder: Path) -> TrainingGeometry:
+    """The run's ``TrainingGeometry``, read from ``cases.json`` alone (no image is read again)."""
     path = Path(folder) / "cases.json"
     if not path.is_file():
         raise DataError(f"{path}: not found; is {Path(folder).parent} a segmentation run directory?")
     meta = json.loads(path.read_text())
     geometries = [Geometry.from_dict(meta["cases"][i]["geometry"]) for i in meta["split"]["train"]]
-    extents = [np.array(g.canonical_shape) * np.array(g.spacing) for g in geometries]
-    return training_spacing([g.spacing for g in geometries]), tuple(float(v) for v in np.max(extents, axis=0))
+    extents = np.array([np.array(g.canonical_shape) * np.array(g.spacing) for g in geometries])
+    return TrainingGeometry(training_spacing([g.spacing for g in geometries]),
+                            tuple(float(v) for v in extents.min(0)), tuple(float(v) for v in extents.max(0)))
 
 
 def load_data(folder: Path, config: dict) -> SegmentationData:

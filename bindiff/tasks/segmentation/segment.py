@@ -35,14 +35,15 @@ from ...metrics.calibration import binary_entropy
 from ...progress import log, log_lines
 from .. import base
 from ..masks.data import grid_spec
-from .data import training_geometry
+from .data import TrainingGeometry, training_geometry
 from .decision import foreground
 from .job import TASK, image_channels, sample_probabilities
 
 IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
-# A scan this many times longer than every training image along an axis is not what the model
-# learned from: MSD hippocampus images are crops of about 35-50 mm, a whole head is 200 mm or more.
-EXTENT_WARNING = 1.5
+# A scan whose anatomy is this many times longer than every training image along an axis, or
+# this many times shorter than all of them, is not what the model learned from: MSD hippocampus
+# images are crops of 40-60 mm, a whole head is 150 mm or more, one slice is 1 mm.
+LONGER_WARNING, SHORTER_WARNING = 1.5, 3.0
 SEGMENT_MODELS = ("diffusion", "unet")
 
 
@@ -132,49 +133,55 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
         net = diffusion
     base.apply_threads(config)
     spec, cfg, channels = grid_spec(config), config["segmentation"], image_channels(config)
-    spacing, extent = training_geometry(Path(run_dir) / "split")
+    trained = training_geometry(Path(run_dir) / "split")
     if brain is not None and not Path(brain).exists():
         raise DataError(f"{brain}: no such brain-mask file or folder")
     device, started, rows = base.device_of(net), time.perf_counter(), []
     with staged_folder(output_dir) as staging:
         for case in cases:
-            rows.append(_segment_case(case, net, model, config, spec, channels, (spacing, extent), device,
-                                      staging, output_dir, None if brain is None else Path(brain), probabilities))
+            rows.append(_segment_case(case, net, model, config, spec, channels, trained, device, staging,
+                                      output_dir, None if brain is None else Path(brain), probabilities))
         summary = {"run": str(run_dir), "model": model,
                    "checkpoint": {"file": f"{checkpoint}.pt" if model == "diffusion" else f"unet/{checkpoint}.pt",
                                   "epoch": payload.get("epoch")},
-                   "input": str(input_path), "settings": dict(cfg), "training_spacing_mm": list(spacing),
-                   "training_extent_mm": list(extent),
+                   "input": str(input_path), "settings": dict(cfg), "training_spacing_mm": list(trained.spacing),
+                   "training_extent_mm": {"smallest": list(trained.smallest), "largest": list(trained.largest)},
                    "uncertainty": cfg["uncertainty"] if model == "diffusion" else "entropy",
                    "seconds": round(time.perf_counter() - started, 2), "cases": rows}
         write_json(staging / "summary.json", summary)
     return summary
 
 
-def _extent_warning(case: InputCase, roi: np.ndarray, spacing, training_extent) -> str | None:
+def _mm(values) -> str:
+    return " x ".join(f"{v:.0f}" for v in values)
+
+
+def _extent_warning(case: InputCase, roi: np.ndarray, spacing, trained: TrainingGeometry) -> str | None:
     """A line when the anatomy the grid is centred on (non-zero voxels or brain mask) is far larger
-    than any training image: the window would land in its middle, wherever the structure is."""
+    than any training image (the window would land in its middle, wherever the structure is) or
+    far thinner than all of them (a slice or a slab, where a 3-D model lacks its context)."""
     box = bounding_box(roi)
     if box is None:  # an empty image: refused by name when it is placed
         return None
     extent = (box[1] - box[0]) * np.array(spacing)
-    if not (extent > EXTENT_WARNING * np.array(training_extent)).any():
-        return None
-    mm = " x ".join
-    return (f"{case.files[0]}: its anatomy spans {mm(f'{v:.0f}' for v in extent)} mm, the run's training images "
-            f"at most {mm(f'{v:.0f}' for v in training_extent)} mm; the model learned from such crops, so crop "
-            "the scan around the structure first or expect a wrong mask")
+    spans = f"{case.files[0]}: its anatomy spans {_mm(extent)} mm"
+    if (extent > LONGER_WARNING * np.array(trained.largest)).any():
+        return (f"{spans}, the run's training images at most {_mm(trained.largest)} mm; the model learned from such "
+                "crops, so crop the scan around the structure first or expect a wrong mask")
+    if (extent < np.array(trained.smallest) / SHORTER_WARNING).any():
+        return (f"{spans}, the run's training images at least {_mm(trained.smallest)} mm; the model needs the "
+                "3-D context it learned with, so expect a wrong mask")
+    return None
 
 
-def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained, device,
-                  staging: Path, output_dir: Path, brain: Path | None, probabilities: bool) -> dict:
+def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained: TrainingGeometry,
+                  device, staging: Path, output_dir: Path, brain: Path | None, probabilities: bool) -> dict:
     cfg = config["segmentation"]
-    spacing, training_extent = trained
+    spacing = trained.spacing
     data, geometry = read_case(case, channels)
     brain_file = _brain_file(brain, case)
     brain_mask = None if brain_file is None else read_brain_on(brain_file, geometry, case.files[0])
-    warning = _extent_warning(case, image_roi(data, brain_mask, source=case.files[0]), geometry.spacing,
-                              training_extent)
+    warning = _extent_warning(case, image_roi(data, brain_mask, source=case.files[0]), geometry.spacing, trained)
     if warning:  # the mask is still written: the user may know better
         log(f"warning: {warning}")
     native_shape, resampled = data.shape[1:], voxel_size.needs_resampling(geometry.spacing, spacing)
