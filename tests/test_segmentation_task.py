@@ -423,6 +423,36 @@ def test_each_run_adds_its_last_or_its_mean_estimate_as_the_recipe_says():
     mean, _ = job.sample_probabilities(model, images, {"samples": 2, "steps": 2, "average": "trajectory"},
                                        torch.Generator().manual_seed(0), 1)  # 2 steps evenly from T to 1: t = 4, 1
     np.testing.assert_allclose(mean, np.mean([sigmoid(x * t) for t in (4, 1)], axis=0), rtol=1e-6)
+    # one case with its runs side by side (3 runs, 2 per call), as `bindiff segment` draws them
+    mean, var = job.sample_case_probabilities(model, images[1:], {**cfg, "average": "trajectory"},
+                                              torch.Generator().manual_seed(0), 2)
+    assert mean.shape == var.shape == (5,)
+    np.testing.assert_allclose(mean, np.mean([sigmoid(x[1] * t) for t in (4, 3, 2, 1)], axis=0), rtol=1e-6)
+    np.testing.assert_allclose(var, 0, atol=1e-12)
+
+
+class _ReadsTheState(__import__("torch").nn.Module):
+    """A denoiser that follows x_t: runs with different noise end with different estimates."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x_t, t, cond):
+        return 4 * (x_t - 0.5) + 0 * cond
+
+
+def test_the_runs_of_one_case_side_by_side_draw_their_own_noise():
+    import torch
+
+    from bindiff.core import BernoulliProcess, BinomialDiffusion
+    from bindiff.tasks.segmentation import job
+
+    model = BinomialDiffusion(_ReadsTheState(400), BernoulliProcess.from_schedule("jsd", 4))
+    cfg = {"samples": 6, "steps": None, "average": "final"}
+    mean, var = job.sample_case_probabilities(model, torch.zeros(1, 400), cfg, torch.Generator().manual_seed(0), 4)
+    # from x_T ~ B(½) every voxel's runs disagree unless they share their noise; their mean sits near ½
+    assert (var > 0).mean() > 0.9 and abs(mean.mean() - 0.5) < 0.05
 
 
 def test_evaluate_scores_a_segmentation_run_again_into_a_new_folder(run, tmp_path):

@@ -163,6 +163,16 @@ class SegmentationTask(base.Task):
 TASK = SegmentationTask()
 
 
+def _run_estimates(model, cond: torch.Tensor, cfg: dict, generator: torch.Generator) -> torch.Tensor:
+    """One reverse run from noise per row of ``cond``: each row's last p̂(x_0) (``cfg["average"]`` =
+    "final") or the mean of the p̂(x_0) of all its steps ("trajectory"), float64 (rows, D)."""
+    trajectory: list[torch.Tensor] = []
+    listen = (lambda t, p: trajectory.append(p.double())) if cfg["average"] == "trajectory" else None
+    last = model.sample(len(cond), steps=cfg["steps"], generator=generator, device=cond.device, decode="mean",
+                        cond=cond, on_step=listen)
+    return torch.stack(trajectory).mean(0) if trajectory else last.double()
+
+
 def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torch.Generator,
                          batch_size: int, report=None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance over ``cfg["samples"]`` reverse runs from noise given each image: (n, D) each.
@@ -176,17 +186,22 @@ def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torc
     """
     runs = []
     for run in range(cfg["samples"]):
-        chunks = []
-        for i in range(0, len(images), batch_size):
-            trajectory: list[torch.Tensor] = []
-            listen = (lambda t, p: trajectory.append(p.double())) if cfg["average"] == "trajectory" else None
-            last = model.sample(len(images[i:i + batch_size]), steps=cfg["steps"], generator=generator,
-                                device=images.device, decode="mean", cond=images[i:i + batch_size], on_step=listen)
-            chunks.append((torch.stack(trajectory).mean(0) if trajectory else last).cpu().numpy())
-        runs.append(np.concatenate(chunks))
+        runs.append(np.concatenate([_run_estimates(model, images[i:i + batch_size], cfg, generator).cpu().numpy()
+                                    for i in range(0, len(images), batch_size)]))
         if report is not None:
             report(f"segmentation: sample {run + 1}/{cfg['samples']} of {len(images)} cases")
     stack = np.stack(runs).astype(np.float64)
+    return stack.mean(0), stack.var(0)
+
+
+def sample_case_probabilities(model, image: torch.Tensor, cfg: dict, generator: torch.Generator,
+                              batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``sample_probabilities`` for one image (1, C·D), its runs drawn side by side, ``batch_size``
+    runs per denoiser call: (D,) each. One case's runs in one batch cost little more than one run
+    (a sixth of the time of eight single runs on two CPU cores)."""
+    runs = [_run_estimates(model, image.expand(min(batch_size, cfg["samples"] - i), -1), cfg, generator)
+            for i in range(0, cfg["samples"], batch_size)]
+    stack = torch.cat(runs).cpu().numpy().astype(np.float64)
     return stack.mean(0), stack.var(0)
 
 

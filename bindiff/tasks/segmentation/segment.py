@@ -37,7 +37,7 @@ from .. import base
 from ..masks.data import grid_spec
 from .data import TrainingGeometry, training_geometry
 from .decision import foreground
-from .job import TASK, image_channels, sample_probabilities
+from .job import TASK, image_channels, sample_case_probabilities
 
 IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
 # A scan whose anatomy is this many times longer than every training image along an axis, or
@@ -194,9 +194,8 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
     seed = base.derived_seed(config["seed"], "segment", case.case_id)
     if model == "diffusion":
         generator = torch.Generator(device=device).manual_seed(seed)
-        mean, variance = sample_probabilities(net, cond, cfg, generator, batch_size=1)
-        prob = mean[0]
-        uncertainty = binary_entropy(prob) if cfg["uncertainty"] == "entropy" else variance[0]
+        prob, variance = sample_case_probabilities(net, cond, cfg, generator, config["eval"]["batch_size"])
+        uncertainty = binary_entropy(prob) if cfg["uncertainty"] == "entropy" else variance
     else:
         prob = net.probabilities(cond).cpu().numpy()[0].astype(np.float64)
         uncertainty = binary_entropy(prob)
