@@ -382,6 +382,7 @@ def test_apply_brings_a_label_map_of_another_spacing_to_the_training_spacing(tmp
                                   f"grid.shape={list(grid_shape)}".replace(" ", ""), "train.epochs=1",
                                   f"output.root={tmp_path / 'runs'}", "--data-dir", str(DATA)])
     assert trained.exit_code == 0, trained.output
+    assert "warning:" not in trained.output  # every MSD label map has 1 mm voxels
     (run_dir,) = (tmp_path / "runs" / "hippocampus_masks").iterdir()
     centre = (np.array(grid_shape) - 1) / 2
     coords = np.stack(np.meshgrid(*[np.arange(n) for n in grid_shape], indexing="ij"), -1)
@@ -435,3 +436,20 @@ def test_apply_that_fails_part_way_leaves_no_output_folder(tiny_run, tmp_path):
     result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(inputs),
                                  "--output", str(a_file)])
     assert result.exit_code == 2 and "exists and is not empty" in result.output, result.output
+
+
+def test_a_grid_that_does_not_resample_warns_about_cases_of_other_voxel_sizes(tmp_path):
+    folder = _folder(tmp_path, None)
+    nib.save(nib.Nifti1Image(_mask(), np.diag([1.5, 1.5, 1.5, 1.0])), str(folder / "case9.nii.gz"))
+    tiny = [o for o in TINY if not o.startswith("grid.")]
+    common = ["train", str(RECIPES / "hippocampus_masks.yaml"), *tiny, f"data.dataset={folder}",
+              "labels.preset=msd_hippocampus", "split.n_valid=1", "split.n_test=1", "train.epochs=1"]
+    result = runner.invoke(app, [*common, "grid.mode=pad", "grid.shape=[16,16,12]", f"output.root={tmp_path / 'a'}"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(folder) in warnings[0], result.output
+    assert "1 of 6 cases have a voxel size more than 1% from the median 1 x 1 x 1 mm (from 1 x 1 x 1 to " \
+           "1.5 x 1.5 x 1.5 mm)" in warnings[0]
+    # a grid that resamples each case's region does not warn
+    result = runner.invoke(app, [*common, "grid.mode=resample", "grid.shape=[8,8,8]", f"output.root={tmp_path / 'b'}"])
+    assert result.exit_code == 0 and "warning:" not in result.output, result.output

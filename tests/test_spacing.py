@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bindiff.adapters.masks.spacing import needs_resampling, resample, resampled_shape, training_spacing
+from bindiff.adapters.masks.spacing import (mixed_spacing, needs_resampling, resample, resampled_shape,
+                                           training_spacing)
 
 
 def test_the_training_spacing_is_the_median_per_axis():
@@ -22,6 +23,12 @@ def test_spacings_within_one_percent_are_the_same():
     assert not needs_resampling((0.995, 1.0, 1.009), (1.0, 1.0, 1.0))  # header rounding
     assert needs_resampling((1.0, 1.0, 1.02), (1.0, 1.0, 1.0))
     assert needs_resampling((0.8, 0.8, 0.8), (1.0, 1.0, 1.0))
+
+
+def test_mixed_spacings_are_counted_against_their_median():
+    assert mixed_spacing([(1.0, 1.0, 1.0)] * 3 + [(1.004, 1.0, 0.996)]) is None  # header rounding
+    found = mixed_spacing([(1.0, 1.0, 3.0), (1.0, 1.0, 3.0), (0.8, 0.8, 3.0), (1.0, 1.0, 5.0)])
+    assert found == "2 of 4 cases have a voxel size more than 1% from the median 1 x 1 x 3 mm (from 0.8 x 0.8 x 3 to 1 x 1 x 5 mm)"
 
 
 def test_the_resampled_shape_covers_the_same_extent():

@@ -20,7 +20,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SPACING_TOLERANCE", "needs_resampling", "resample", "resampled_shape", "training_spacing"]
+__all__ = ["SPACING_TOLERANCE", "mixed_spacing", "needs_resampling", "resample", "resampled_shape",
+           "training_spacing"]
 
 # Relative difference per axis below which two spacings count as equal: a header's spacing of
 # 0.9999 mm against a run's 1 mm is rounding, not another resolution.
@@ -33,6 +34,22 @@ def training_spacing(spacings: Sequence[Sequence[float]]) -> tuple[float, float,
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] != 3:
         raise ValueError(f"expected one (x, y, z) spacing per training case, got an array of shape {values.shape}")
     return tuple(float(v) for v in np.median(values, axis=0))
+
+
+def mixed_spacing(spacings: Sequence[Sequence[float]], tolerance: float = SPACING_TOLERANCE) -> str | None:
+    """A sentence when the cases' voxel sizes differ from their median by more than ``tolerance`` on
+    an axis (a grid that does not resample then shows one structure at several scales), else None."""
+    target = training_spacing(spacings)
+    values = np.asarray(spacings, dtype=np.float64)
+    odd = int(sum(needs_resampling(v, target, tolerance) for v in values))
+    if not odd:
+        return None
+    return (f"{odd} of {len(values)} cases have a voxel size more than {tolerance:.0%} from the median "
+            f"{_mm(target)} mm (from {_mm(values.min(0))} to {_mm(values.max(0))} mm)")
+
+
+def _mm(values) -> str:
+    return " x ".join(f"{v:.3g}" for v in values)
 
 
 def needs_resampling(spacing: Sequence[float], target: Sequence[float], tolerance: float = SPACING_TOLERANCE) -> bool:

@@ -25,8 +25,10 @@ from ...adapters.masks import (
     to_vectors,
 )
 from ...adapters.masks.datasets import save_case_split
+from ...adapters.masks.spacing import mixed_spacing
 from ...config import RecipeError
 from ...files import atomic_path
+from ...progress import log
 
 FORMAT_VERSION = 1
 
@@ -103,6 +105,19 @@ def check_label_preset(config: dict) -> None:
         resolve_preset(config, layout="files")
 
 
+def warn_mixed_spacing(spec: GridSpec, spacings: list, source) -> None:
+    """A warning line when a grid that never resamples (``grid.mode: pad``) is given cases of
+    different voxel sizes: one grid voxel would be a different length in each, so the model
+    learns the structure at several scales. Training goes on; ``grid.mode: resample`` or data
+    resampled to one spacing beforehand avoid it."""
+    if spec.mode != "pad" or not spacings:
+        return
+    problem = mixed_spacing(spacings)
+    if problem:
+        log(f"warning: {source}: {problem}; grid.mode pad does not resample, so the model sees their "
+            "structures at different scales (use grid.mode resample, or resample the data to one spacing)")
+
+
 def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> MaskData:
     """Find, split and load every case the recipe asks for (raises before anything is written)."""
     d = config["data"]
@@ -115,6 +130,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
         loaded = load_case(case, preset, config["labels"]["region"], spec)
         records[case.case_id] = CaseRecord(case, loaded.geometry, loaded.transform, loaded.grid,
                                            loaded.transform.outside(loaded.truth))
+    warn_mixed_spacing(spec, [r.geometry.spacing for r in records.values()], dataset.root)
     split = split_cases([c.case_id for c in cases], config["split"]["n_valid"], config["split"]["n_test"],
                         seed=config["seed"])
     if not any(records[i].grid.any() for i in split["train"]):

@@ -47,7 +47,8 @@ SECTIONS: dict[str, Any] = {
     },
     "grid": {
         "shape": key(list, [32, 48, 40], "grid sides: 3 for 3-D masks, 2 for 2-D slices along slice_axis", _grid_shape),
-        "mode": key(str, "pad", "pad (a window of the grid's size, no resampling) or resample (nearest neighbour)",
+        "mode": key(str, "pad", "pad (a window of the grid's size, no resampling: cases of other voxel sizes get a "
+                    "warning) or resample (nearest neighbour)",
                     _one_of("pad", "resample")),
         "crop": key(str, "region", "window around: region (the mask), brain (brain mask) or none (whole volume)",
                     _one_of("region", "brain", "none")),

@@ -24,7 +24,7 @@ from ...adapters.masks.images import ImageCase
 from ...adapters.masks.io import Geometry
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
-from ..masks.data import grid_spec, resolve_preset
+from ..masks.data import grid_spec, resolve_preset, warn_mixed_spacing
 
 
 @dataclass
@@ -103,6 +103,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
     region = config["labels"]["region"]
     loaded = {c.case_id: _load_case(c, preset, region, spec, config["images"])
               for c in tqdm(cases, desc="reading images and masks", unit="case", disable=disable_progress)}
+    warn_mixed_spacing(spec, [c.geometry.spacing for c in loaded.values()], dataset.root)
     split = split_cases(list(loaded), config["split"]["n_valid"], config["split"]["n_test"], seed=config["seed"])
     return SegmentationData(dataset.name, dataset.layout, preset.name, region, spec, split, loaded)
 
