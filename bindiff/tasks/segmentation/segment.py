@@ -174,22 +174,47 @@ def _extent_warning(case: InputCase, roi: np.ndarray, spacing, trained: Training
     return None
 
 
-def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained: TrainingGeometry,
-                  device, staging: Path, output_dir: Path, brain: Path | None, probabilities: bool) -> dict:
-    cfg = config["segmentation"]
-    spacing = trained.spacing
+def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
+                brain: Path | None) -> tuple[ImageCase, object, bool, str | None]:
+    """The case read, brought to the training voxel size when its own differs, and placed on the
+    grid; also its geometry, whether it was resampled, and a warning when it is unlike the
+    training images (``None`` otherwise)."""
     data, geometry = read_case(case, channels)
     brain_file = _brain_file(brain, case)
     brain_mask = None if brain_file is None else read_brain_on(brain_file, geometry, case.files[0])
     warning = _extent_warning(case, image_roi(data, brain_mask, source=case.files[0]), geometry.spacing, trained)
     if warning:  # the mask is still written: the user may know better
         log(f"warning: {warning}")
-    native_shape, resampled = data.shape[1:], voxel_size.needs_resampling(geometry.spacing, spacing)
+    resampled = voxel_size.needs_resampling(geometry.spacing, trained.spacing)
     if resampled:  # to the voxels the model learned at; image.transform then maps that volume
-        shape = voxel_size.resampled_shape(native_shape, geometry.spacing, spacing)
+        shape = voxel_size.resampled_shape(data.shape[1:], geometry.spacing, trained.spacing)
         data = np.stack([voxel_size.resample(channel, shape, order=1) for channel in data])
         brain_mask = None if brain_mask is None else voxel_size.resample(brain_mask, shape, order=0)
-    image = ImageCase.place(data, geometry, spec, brain=brain_mask, source=case.files[0])
+    return ImageCase.place(data, geometry, spec, brain=brain_mask, source=case.files[0]), geometry, resampled, warning
+
+
+def _on_scan_voxels(prob: np.ndarray, uncertainty: np.ndarray, transform, cfg: dict,
+                    scan_shape: tuple | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mask, probability and uncertainty volumes from the grid's maps. ``scan_shape``: the scan's own
+    voxels when it was resampled (the maps go back there and the mask is decided there), else None."""
+    valid, grid = transform.valid().reshape(-1), transform.grid_shape
+
+    def back(values: np.ndarray) -> np.ndarray:
+        volume = transform.from_grid((values * valid).reshape(grid))
+        return volume if scan_shape is None else voxel_size.resample(volume, scan_shape, order=1)
+
+    prob_volume = back(prob)
+    if scan_shape is None:  # decided on the grid, exactly as the run's own evaluation does
+        mask = transform.from_grid(foreground(prob * valid, cfg).reshape(grid).astype(np.uint8)).astype(bool)
+    else:
+        mask = foreground(prob_volume.reshape(-1), cfg).reshape(scan_shape).astype(bool)
+    return mask, prob_volume, back(uncertainty)
+
+
+def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained: TrainingGeometry,
+                  device, staging: Path, output_dir: Path, brain: Path | None, probabilities: bool) -> dict:
+    cfg = config["segmentation"]
+    image, geometry, resampled, warning = _place_case(case, channels, spec, trained, brain)
     cond = torch.from_numpy(image.grid.reshape(1, -1).astype(np.float32)).to(device)
     seed = base.derived_seed(config["seed"], "segment", case.case_id)
     if model == "diffusion":
@@ -199,21 +224,8 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
     else:
         prob = net.probabilities(cond).cpu().numpy()[0].astype(np.float64)
         uncertainty = binary_entropy(prob)
-    transform = image.transform
-    valid = transform.valid().reshape(-1)
-    grid = transform.grid_shape
-    if resampled:
-        # the maps go back onto the scan's own voxels, and the mask is decided there
-        def back(values: np.ndarray) -> np.ndarray:
-            return voxel_size.resample(transform.from_grid((values * valid).reshape(grid)), native_shape, order=1)
-
-        prob_volume = back(prob)
-        mask = foreground(prob_volume.reshape(-1), cfg).reshape(native_shape).astype(bool)
-        uncertainty_volume = back(uncertainty)
-    else:
-        prob_volume = transform.from_grid((prob * valid).reshape(grid))
-        mask = transform.from_grid(foreground(prob * valid, cfg).reshape(grid).astype(np.uint8)).astype(bool)
-        uncertainty_volume = transform.from_grid((uncertainty * valid).reshape(grid))
+    mask, prob_volume, uncertainty_volume = _on_scan_voxels(
+        prob, uncertainty, image.transform, cfg, geometry.canonical_shape if resampled else None)
     names = {"mask": f"{case.case_id}_mask.nii.gz", "uncertainty": f"{case.case_id}_uncertainty.nii.gz"}
     write_mask(mask, geometry, staging / names["mask"])
     write_volume(uncertainty_volume.astype(np.float32), geometry, staging / names["uncertainty"])
@@ -222,6 +234,7 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
         write_volume(prob_volume.astype(np.float32), geometry, staging / names["probability"])
     if log_lines(config):
         log(f"segment: {case.case_id} -> {output_dir / names['mask']}")
+    valid = image.transform.valid().reshape(-1)
     return {"case_id": case.case_id, "inputs": [str(f) for f in case.files],
             **{k: str(output_dir / v) for k, v in names.items()}, "seed": seed, "voxels": int(mask.sum()),
             "volume_ml": float(mask.sum() * np.prod(geometry.spacing) / 1000),
