@@ -63,6 +63,10 @@ def test_normalisation_is_a_z_score_inside_the_foreground():
     assert stats[0].foreground_voxels == 64
     with pytest.raises(DataError, match="foreground is empty"):
         normalise_channels(channels, np.zeros((6, 6, 6), bool))
+    # every channel constant over the foreground: nothing to segment, whatever the values
+    with pytest.raises(DataError, match=r"scan.nii.gz: every voxel .* holds the same value \(3, -2\)"):
+        normalise_channels(np.stack([np.full((6, 6, 6), 3.0), np.full((6, 6, 6), -2.0)]), foreground,
+                           source="scan.nii.gz")
 
 
 def test_the_region_comes_from_a_brain_mask_or_the_non_zero_voxels():

@@ -181,6 +181,9 @@ def test_segment_refuses_what_is_not_an_image_or_has_the_wrong_channels(run, tmp
     nib.save(nib.Nifti1Image(two, image.affine), str(four_d))
     blank = tmp_path / "blank.nii.gz"  # a readable image with nothing in it: no anatomy to place the grid on
     nib.save(nib.Nifti1Image(np.zeros(image.shape, np.float32), image.affine), str(blank))
+    as_mask = tmp_path / "label_as_image.nii.gz"  # a label map given as the image: one value wherever non-zero
+    nib.save(nib.Nifti1Image((np.asarray(image.dataobj) > np.median(image.dataobj)).astype(np.uint8), image.affine),
+             str(as_mask))
     mixed = _unlabelled_folder(tmp_path, ["hippocampus_001"])
     (mixed / "zz_broken.nii.gz").write_bytes(b"garbage")
     for given, message in ((text, "notes.txt: not an image file"),
@@ -188,6 +191,8 @@ def test_segment_refuses_what_is_not_an_image_or_has_the_wrong_channels(run, tmp
                            (four_d, "two_channels.nii.gz: 2 image channel(s), but the run was trained on 1"),
                            (tmp_path / "missing", "missing: no such file or folder"),
                            (blank, "blank.nii.gz: the image's foreground is empty"),
+                           (as_mask, "label_as_image.nii.gz: every voxel of the image's foreground holds the same "
+                                     "value (1): no contrast to segment"),
                            (mixed, "zz_broken.nii.gz: not a readable NIfTI file")):
         result = runner.invoke(app, ["segment", str(run), "--input", str(given), "--output", str(tmp_path / "out")])
         assert result.exit_code == 2, result.output

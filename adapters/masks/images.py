@@ -107,21 +107,28 @@ def normalise_channels(channels: np.ndarray, foreground: np.ndarray,
                        source: str | Path = "") -> tuple[np.ndarray, list[ChannelStats]]:
     """Each channel z-scored over ``foreground`` (mean 0, standard deviation 1 there), 0 elsewhere.
 
-    A constant channel gets standard deviation 1, so it becomes 0 rather than NaN. ``source``
-    (the image's file) names the case in an error.
+    A constant channel gets standard deviation 1, so it becomes 0 rather than NaN (one modality
+    of several may be blank). An image whose every channel is constant is refused: it holds no
+    contrast, and a model would still draw a mask of plausible shape on it. ``source`` (the
+    image's file) names the case in an error.
     """
     foreground = np.asarray(foreground, dtype=bool)
     if not foreground.any():
         raise DataError(_named(source, "the image's foreground is empty (every voxel is 0 and no brain mask "
                                        "marks the anatomy)"))
     out = np.zeros_like(channels, dtype=np.float32)
-    stats = []
+    stats, constant = [], []
     for c, channel in enumerate(channels):
         values = channel[foreground].astype(np.float64)
         mean, std = float(values.mean()), float(values.std())
+        constant.append(std == 0)
         std = std if std > 0 else 1.0
         out[c][foreground] = ((values - mean) / std).astype(np.float32)
         stats.append(ChannelStats(mean, std, int(foreground.sum())))
+    if all(constant):
+        values = ", ".join(f"{s.mean:g}" for s in stats)
+        raise DataError(_named(source, f"every voxel of the image's foreground holds the same value ({values}): "
+                                       "no contrast to segment (a mask given as the image?)"))
     return out, stats
 
 
