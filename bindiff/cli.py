@@ -373,8 +373,9 @@ def masks_apply(run_dir: str = _RUN_DIR,
 def segment_images(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train` on a segmentation recipe"),
     overrides: Optional[List[str]] = typer.Argument(None, help="segmentation.* overrides, e.g. segmentation.samples=16"),
-    input: str = typer.Option(..., "--input", help="an image, a folder of images, or (several channels) a case "
-                              "folder holding the run's images.channels files, or a folder of them"),
+    input: str = typer.Option(..., "--input", help="an image (NIfTI, MHA, NRRD), a folder holding one DICOM series, "
+                              "a folder of these, or (several channels) a case folder holding the run's "
+                              "images.channels, or a folder of them"),
     output: str = typer.Option(..., "--output", "--out", help="a new (or empty) folder for <case>_mask.nii.gz, "
                                "<case>_uncertainty.nii.gz and summary.json"),
     brain: Optional[str] = typer.Option(None, help="brain mask file, or a folder of <case>.nii.gz brain masks "

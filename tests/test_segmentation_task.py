@@ -165,6 +165,74 @@ def test_segment_writes_masks_and_uncertainty_in_each_inputs_geometry_without_la
     np.testing.assert_array_equal(a, b)
 
 
+def _write_dicom_series(volume: np.ndarray, spacing, origin, direction, folder: Path, suffix: str = ".dcm",
+                        series: str = "1.2.826.0.1.3680043.2.1125.7.1", prefix: str = "IM") -> None:
+    """``volume`` (x, y, z) int16 written as one DICOM file per slice, as a scanner exports it: LPS
+    ``origin`` and ``direction`` (3 × 3, columns the x, y, z axes), slices numbered from 1."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0)))
+    image.SetSpacing([float(v) for v in spacing])
+    image.SetOrigin([float(v) for v in origin])
+    image.SetDirection([float(v) for v in np.asarray(direction).reshape(-1)])
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetImageIO("GDCMImageIO")  # the files may have no suffix to tell the format by
+    cosines = np.asarray(direction)
+    for k in range(volume.shape[2]):
+        slice_ = image[:, :, k]
+        for tag, value in (("0008|0060", "MR"), ("0020|000d", series + ".0"), ("0020|000e", series),
+                           ("0020|0013", str(k + 1)), ("0018|0050", str(spacing[2])),
+                           ("0020|0037", "\\".join(f"{v:.6f}" for v in (*cosines[:, 0], *cosines[:, 1]))),
+                           ("0020|0032", "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))))):
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{prefix}{k:04d}{suffix}"))
+        writer.Execute(slice_)
+
+
+def test_segment_reads_a_dicom_series_as_the_same_scan_in_nifti(run, tmp_path):
+    """A scan exported as DICOM slices (oblique-free but flipped axes, no file suffix) gives the mask
+    its NIfTI copy gives, voxel for voxel, written on the series' own grid."""
+    image = nib.load(str(DATA / "msd_hippocampus" / "images" / "hippocampus_001.nii.gz"))
+    data = np.asarray(image.dataobj, dtype=np.float64)
+    volume = np.round(data / data.max() * 30000).astype(np.int16)[::-1, :, ::-1]  # another voxel order
+    spacing, origin = (1.0, 1.0, 1.0), (12.5, -40.0, 7.0)
+    direction = np.array([[-1.0, 0, 0], [0, 1, 0], [0, 0, -1]])  # LPS columns of the x, y, z axes
+    _write_dicom_series(volume, spacing, origin, direction, tmp_path / "dicom" / "scan", suffix="")
+    # the same scan as NIfTI, its RAS affine written by hand from the DICOM geometry
+    lps = np.eye(4)
+    lps[:3, :3], lps[:3, 3] = direction * np.array(spacing), origin
+    nifti = tmp_path / "nifti" / "scan.nii.gz"
+    nifti.parent.mkdir()
+    nib.save(nib.Nifti1Image(volume, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps), str(nifti))
+
+    masks = {}
+    for given, out in ((tmp_path / "dicom", "from_dicom"), (tmp_path / "dicom" / "scan", "one_series"),
+                       (nifti, "from_nifti")):
+        result = runner.invoke(app, ["segment", str(run), "--input", str(given), "--output", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+        written = nib.load(str(tmp_path / out / "scan_mask.nii.gz"))
+        assert written.shape == volume.shape
+        np.testing.assert_allclose(written.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, atol=1e-4)
+        masks[out] = np.asarray(written.dataobj)
+    np.testing.assert_array_equal(masks["from_dicom"], masks["from_nifti"])
+    np.testing.assert_array_equal(masks["one_series"], masks["from_nifti"])
+
+
+def test_segment_refuses_dicom_it_cannot_take_as_one_scan(run, tmp_path):
+    volume = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)
+    two = tmp_path / "two_series"
+    _write_dicom_series(volume, (1, 1, 1), (0, 0, 0), np.eye(3), two)
+    _write_dicom_series(volume, (1, 1, 1), (0, 0, 0), np.eye(3), two, series="1.2.826.0.1.3680043.2.1125.7.2",
+                        prefix="T2_")  # a second scan exported into the same folder
+    for given, message in ((two, "two_series: holds 2 DICOM series"),
+                           (sorted(two.iterdir())[0], "IM0000.dcm: one DICOM file is one slice; give the folder")):
+        result = runner.invoke(app, ["segment", str(run), "--input", str(given), "--output", str(tmp_path / "out")])
+        assert result.exit_code == 2, result.output
+        assert message in result.output.strip().splitlines()[-1] and "Traceback" not in result.output, result.output
+
+
 def _written_nothing(tmp_path, name):
     return not (tmp_path / name).exists() and not list(tmp_path.glob(f".{name}.*"))
 

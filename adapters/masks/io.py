@@ -7,8 +7,11 @@ file's own affine, so ``write_mask`` puts a mask back voxel for voxel in the inp
 with the input's affine: nibabel and SimpleITK read the result with the input's geometry.
 
 NIfTI (``.nii``, ``.nii.gz``) is read with nibabel; anything else (``.mha``, ``.mhd``,
-``.nrrd``, ``.nhdr``, …) with SimpleITK, whose LPS geometry is converted to a RAS affine.
-Every problem is a ``DataError`` naming the file.
+``.nrrd``, ``.nhdr``, …) with SimpleITK, whose LPS geometry is converted to a RAS affine. A
+folder holding one DICOM series (the files of one scan, a slice each, as scanners export them)
+is read with SimpleITK's GDCM series reader, which orders the slices by position and applies
+each file's rescale slope and intercept. Every problem is a ``DataError`` naming the file or
+folder.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 from ...files import atomic_path
 from ..errors import DataError
 
-__all__ = ["Geometry", "Volume", "read_label_map", "read_brain_mask", "write_mask", "is_nifti"]
+__all__ = ["Geometry", "Volume", "is_dicom_series", "is_nifti", "read_brain_mask", "read_label_map", "write_mask"]
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -113,6 +116,48 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     return data, np.asarray(image.affine, dtype=float), int(header["qform_code"]), int(header["sform_code"])
 
 
+def _is_dicom_file(path: Path) -> bool:
+    """A DICOM file: named ``*.dcm``, or carrying the "DICM" marker after its 128-byte preamble
+    (scanners often export files with no suffix at all)."""
+    if path.name.startswith(".") or not path.is_file():
+        return False
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def is_dicom_series(path: str | Path) -> bool:
+    """True when ``path`` is a folder that directly holds DICOM files (a scan exported as slices)."""
+    path = Path(path)
+    return path.is_dir() and any(_is_dicom_file(p) for p in path.iterdir())
+
+
+def _read_dicom_series(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    try:
+        series = reader.GetGDCMSeriesIDs(str(path))
+    except RuntimeError as err:
+        raise DataError(f"{path}: cannot list its DICOM series: {_first_line(err)}") from None
+    if not series:
+        raise DataError(f"{path}: holds no readable DICOM series (corrupt files, or not images?)")
+    if len(series) > 1:
+        raise DataError(f"{path}: holds {len(series)} DICOM series ({', '.join(series[:3])}"
+                        f"{', …' if len(series) > 3 else ''}); give each scan a folder of its own")
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+    try:
+        image = reader.Execute()
+    except RuntimeError as err:
+        raise DataError(f"{path}: SimpleITK cannot read this DICOM series (corrupt or incomplete?): "
+                        f"{_first_line(err)}") from None
+    return _itk_arrays(image, path)
+
+
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     import SimpleITK as sitk
 
@@ -121,9 +166,16 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     except RuntimeError as err:
         raise DataError(f"{path}: SimpleITK cannot read it (corrupt, truncated or not an image?): "
                         f"{_first_line(err)}") from None
+    return _itk_arrays(image, path)
+
+
+def _itk_arrays(image, path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """A SimpleITK image as an (x, y, z) array and its RAS affine (NIfTI codes 1, 1)."""
+    import SimpleITK as sitk
+
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise DataError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
-                        "a label map has one")
+        raise DataError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or "
+                        "vector data); a scan or label map has one")
     dim = image.GetDimension()
     data = sitk.GetArrayFromImage(image)  # (z, y, x) for 3-D
     data = np.transpose(data, tuple(reversed(range(data.ndim))))
@@ -147,9 +199,14 @@ def _read(path: str | Path, what: str, channels: bool = False) -> tuple[np.ndarr
     from nibabel.orientations import io_orientation
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {what} file not found")
-    data, affine, qcode, scode = (_read_nifti if is_nifti(path) else _read_itk)(path)
+    if path.is_dir() and is_dicom_series(path):
+        read = _read_dicom_series
+    elif not path.is_file():
+        raise DataError(f"{path}: {what} file not found" + (" (a folder, but no DICOM files in it)"
+                                                             if path.is_dir() else ""))
+    else:
+        read = _read_nifti if is_nifti(path) else _read_itk
+    data, affine, qcode, scode = read(path)
     if data.ndim == 4 and data.shape[3] == 1 and not channels:
         data = data[..., 0]
     several = channels and data.ndim == 4  # (X, Y, Z, C): the grid is the first three axes

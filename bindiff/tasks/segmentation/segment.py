@@ -10,8 +10,9 @@ input's geometry: ``<output>/<case>_mask.nii.gz`` and ``<output>/<case>_uncertai
 ``<output>/summary.json`` lists every case.
 
 A case is an image file (3-D for a one-channel run; a 4-D NIfTI with the channels on its last
-axis otherwise) or, for a run with named ``images.channels``, a folder holding those files.
-``input`` is one case, or a folder of cases.
+axis otherwise), a folder holding one DICOM series (named after the folder) or, for a run with
+named ``images.channels``, a folder holding those files (each a file or a DICOM series folder
+of that name). ``input`` is one case, or a folder of cases.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ...adapters.masks import write_mask, write_volume
 from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
 from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.images import ImageCase, image_roi, read_brain_on, read_channels, read_image
+from ...adapters.masks.io import is_dicom_series
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from ...metrics.calibration import binary_entropy
@@ -50,11 +52,17 @@ SEGMENT_MODELS = ("diffusion", "unet")
 @dataclass(frozen=True)
 class InputCase:
     case_id: str
-    files: tuple[Path, ...]  # one file (all channels), or one file per named channel
+    files: tuple[Path, ...]  # one file or DICOM folder (all channels), or one per named channel
+
+
+def _channel(folder: Path, name: str) -> Path | None:
+    """Channel ``name`` of a case folder: a file ``<name>.<suffix>`` or a DICOM series folder ``<name>``."""
+    found = find_by_stem(folder, name)
+    return found if found is not None or not is_dicom_series(folder / name) else folder / name
 
 
 def _channel_folder(folder: Path, names: list[str]) -> InputCase | None:
-    files = [find_by_stem(folder, name) for name in names]
+    files = [_channel(folder, name) for name in names]
     return None if None in files else InputCase(folder.name, tuple(files))
 
 
@@ -63,22 +71,28 @@ def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
     if path.is_file():
         stem = volume_stem(path)
         if stem is None:
-            raise DataError(f"{path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+            if path.suffix.lower() == ".dcm":
+                raise DataError(f"{path}: one DICOM file is one slice; give the folder holding the whole series")
+            raise DataError(f"{path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)}, "
+                            "or a folder holding a DICOM series)")
         return [InputCase(stem, (path,))]
     if not path.is_dir():
         raise DataError(f"{path}: no such file or folder")
     if names and (case := _channel_folder(path, names)):
         return [case]
+    if not names and is_dicom_series(path):  # the folder is one scan
+        return [InputCase(path.name, (path,))]
     cases = []
     for entry in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
         if entry.is_file() and (stem := volume_stem(entry)) is not None:
             cases.append(InputCase(stem, (entry,)))
         elif entry.is_dir() and names and (case := _channel_folder(entry, names)):
             cases.append(case)
+        elif entry.is_dir() and not names and is_dicom_series(entry):
+            cases.append(InputCase(entry.name, (entry,)))
     if not cases:
         wanted = f"image files ({', '.join(IMAGE_SUFFIXES)})"
-        if names:
-            wanted += f" or case folders holding {', '.join(names)}"
+        wanted += f" or case folders holding {', '.join(names)}" if names else " or DICOM series folders"
         raise DataError(f"{path}: no {wanted} in this folder")
     return cases
 
