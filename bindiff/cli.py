@@ -397,6 +397,38 @@ def segment_images(
         typer.echo(f"{case['case_id']}: {case['mask']}  ({case['volume_ml']:.2f} ml)")
 
 
+@app.command("score")
+def score_masks(
+    prediction: str = typer.Argument(..., help="a mask, or a folder of masks (<case>_mask.nii.gz as `bindiff segment` "
+                                     "writes them, or <case>.nii.gz)"),
+    reference: str = typer.Argument(..., help="the reference label map, or a folder of <case>.nii.gz label maps"),
+    run: Optional[str] = typer.Option(None, "--run", help="a masks or segmentation run: score its labels.preset "
+                                      "and labels.region"),
+    preset: Optional[str] = typer.Option(None, help="the references' label preset (msd_hippocampus, brats2015, "
+                                         "brats2021, brats2023); default: binary, 0/1 masks"),
+    region: Optional[str] = typer.Option(None, help="the preset's region (default: the run's, else whole)"),
+    out: Optional[str] = typer.Option(None, "--out", help="also write the summary (per case and means) as JSON"),
+):
+    """Score masks against reference label maps (Dice, IoU, HD95, ASSD, surface Dice, volumes), case by case."""
+    from .scoring import labels_to_score, score
+
+    try:
+        chosen, chosen_region = labels_to_score(run, preset, region)
+        summary = score(prediction, reference, chosen, chosen_region, out=out)
+    except _user_errors() as err:
+        _fail(err)
+    for case in summary["per_case"]:
+        typer.echo(f"{case['case_id']}: Dice {case['dice']:.4f}  HD95 {case['hd95_mm']:.2f} mm  "
+                   f"volume {case['volume_ml']:.2f} ml (reference {case['reference_volume_ml']:.2f} ml)")
+    mean = summary["mean"]
+    typer.echo(f"mean over {mean['cases']} case(s): Dice {mean['dice']:.4f} ± {mean['dice_std']:.4f}  "
+               f"HD95 {mean['hd95_mm']:.2f} mm  |volume error| {mean['abs_volume_error_ml']:.2f} ml")
+    if summary["unmatched_references"]:
+        typer.echo(f"{len(summary['unmatched_references'])} reference(s) with no prediction, left out: "
+                   + ", ".join(summary["unmatched_references"][:5])
+                   + (" ..." if len(summary["unmatched_references"]) > 5 else ""))
+
+
 def main() -> None:
     app(prog_name="bindiff")
 

@@ -163,6 +163,20 @@ def test_segment_writes_masks_and_uncertainty_in_each_inputs_geometry_without_la
     assert alone.exit_code == 0, alone.output
     a, b = (np.asarray(nib.load(str(tmp_path / d / f"{cases[1]}_mask.nii.gz")).dataobj) for d in ("out", "alone"))
     np.testing.assert_array_equal(a, b)
+    monkeypatch.undo()  # scoring reads the labels, after segment is done
+
+    # `bindiff score` on segment's folder with the run's preset: the Dice of each written mask
+    # against its label map's whole hippocampus (labels 1 and 2), computed here with numpy
+    result = runner.invoke(app, ["score", str(tmp_path / "out"), str(DATA / "msd_hippocampus" / "labels"),
+                                 "--run", str(run), "--out", str(tmp_path / "scores.json")])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["preset"] == "msd_hippocampus" and scores["foreground_labels"] == [1, 2]
+    for row in scores["per_case"]:
+        mask = np.asarray(nib.load(str(tmp_path / "out" / f"{row['case_id']}_mask.nii.gz")).dataobj) > 0
+        truth = np.asarray(nib.load(str(DATA / "msd_hippocampus" / "labels" / f"{row['case_id']}.nii.gz")).dataobj) > 0
+        assert row["dice"] == pytest.approx(2 * (mask & truth).sum() / (mask.sum() + truth.sum()))
+    assert [r["case_id"] for r in scores["per_case"]] == cases and len(scores["unmatched_references"]) == 258
 
 
 def _write_dicom_series(volume: np.ndarray, spacing, origin, direction, folder: Path, suffix: str = ".dcm",

@@ -1,0 +1,162 @@
+"""Scoring masks against reference label maps, file to file or folder to folder: the check a team
+runs after ``bindiff segment`` (or ``bindiff masks apply``) on scans it has labels for, as
+nnU-Net's evaluate-folder does after its predictions.
+
+A prediction is a 0/1 mask; its case is its name without the volume suffix and without a trailing
+``_mask`` (``segment`` writes ``<case>_mask.nii.gz``, ``masks apply`` ``<case>.nii.gz``). Its
+reference is ``<case>.<suffix>`` in the reference folder, binarised with a label preset and
+region (a run's own, or one named; by default the reference must itself be a 0/1 mask). Both
+must lie on one voxel grid. The metrics are ``bindiff.metrics.segmentation``'s, in mm from the
+reference's voxel size. A prediction without a reference is refused; references without a
+prediction are listed in the summary and left out of the means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .adapters.errors import DataError
+from .adapters.masks import LabelPreset, binarize, read_label_map
+from .adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
+from .files import OutputError, write_json
+from .metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
+
+MASK_SUFFIX = "_mask"  # what `bindiff segment` adds to a case's name
+BINARY = LabelPreset("binary", frozenset({0, 1}), {"whole": frozenset({1})}, "0/1 masks")  # the default reference
+
+
+@dataclass(frozen=True)
+class ScoredPair:
+    case_id: str
+    prediction: Path
+    reference: Path
+
+
+def case_of(prediction: Path) -> str | None:
+    """A prediction file's case: its name without the volume suffix and a trailing ``_mask``."""
+    stem = volume_stem(prediction)
+    if stem is None:
+        return None
+    return stem[: -len(MASK_SUFFIX)] if stem.endswith(MASK_SUFFIX) and len(stem) > len(MASK_SUFFIX) else stem
+
+
+def pair_files(prediction: Path, reference: Path) -> tuple[list[ScoredPair], list[str]]:
+    """Each prediction with its reference, by case; also the reference cases nothing predicted."""
+    prediction, reference = Path(prediction), Path(reference)
+    for path, what in ((prediction, "prediction"), (reference, "reference")):
+        if not path.exists():
+            raise DataError(f"{path}: no such {what} file or folder")
+    if prediction.is_file():
+        case = case_of(prediction)
+        if case is None:
+            raise DataError(f"{prediction}: not a mask file (expected one of {', '.join(LABEL_SUFFIXES)})")
+        predictions = {case: prediction}
+    else:
+        predictions = {}
+        for path in sorted(p for p in prediction.iterdir() if p.is_file() and not p.name.startswith(".")):
+            case = case_of(path)
+            if case is None or (volume_stem(path) or "").endswith(("_uncertainty", "_probability")):
+                continue  # segment's other maps, summary.json and the like
+            if case in predictions:
+                raise DataError(f"{path}: a second prediction for case {case!r} (beside {predictions[case].name})")
+            predictions[case] = path
+        if not predictions:
+            raise DataError(f"{prediction}: no mask files ({', '.join(LABEL_SUFFIXES)}) in this folder")
+    if reference.is_file():
+        if len(predictions) != 1:
+            raise DataError(f"{reference}: one reference file for {len(predictions)} predictions; give a folder of "
+                            "<case> label maps")
+        return [ScoredPair(case, path, reference) for case, path in predictions.items()], []
+    pairs = []
+    for case, path in predictions.items():
+        found = find_by_stem(reference, case)
+        if found is None:
+            raise DataError(f"{path}: no reference {case}.nii.gz (or another volume format) in {reference}")
+        pairs.append(ScoredPair(case, path, found))
+    references = {volume_stem(p) for p in reference.iterdir() if p.is_file() and volume_stem(p)}
+    return pairs, sorted(references - set(predictions))
+
+
+def _prediction_mask(path: Path) -> tuple[np.ndarray, object]:
+    volume = read_label_map(path)
+    values = np.unique(volume.data)
+    if not set(values.tolist()) <= {0, 1}:
+        shown = ", ".join(str(v) for v in values[:8])
+        raise DataError(f"{path}: not a 0/1 mask (it holds {shown}); score a label map's region with --preset")
+    return volume.data.astype(bool), volume.geometry
+
+
+def score_pair(pair: ScoredPair, preset: LabelPreset, region: str) -> dict:
+    pred, pred_geometry = _prediction_mask(pair.prediction)
+    reference = read_label_map(pair.reference)
+    if tuple(pred_geometry.shape) != tuple(reference.geometry.shape):
+        raise DataError(f"{pair.prediction}: shape {tuple(pred_geometry.shape)} differs from its reference "
+                        f"{pair.reference}'s {tuple(reference.geometry.shape)}")
+    if not np.allclose(pred_geometry.affine, reference.geometry.affine, atol=1e-3):
+        raise DataError(f"{pair.prediction}: its voxel-to-world affine differs from its reference "
+                        f"{pair.reference}'s (the two are not on one grid)")
+    try:
+        truth = binarize(reference.data, preset, region, source=pair.reference)
+    except DataError as err:
+        hint = "; a label map needs --preset or --run" if preset is BINARY else ""
+        raise DataError(f"{err}{hint}") from None
+    return {"case_id": pair.case_id, "prediction": str(pair.prediction), "reference": str(pair.reference),
+            **segmentation_metrics(pred, truth, reference.geometry.spacing)}
+
+
+def labels_to_score(run: str | Path | None = None, preset: str | None = None,
+                    region: str | None = None) -> tuple[LabelPreset, str]:
+    """The references' label preset and region: named, or a run's own (``labels.*`` of a masks or
+    segmentation run), else 0/1 masks (``binary``)."""
+    from .config import RecipeError
+    from .tasks.base import read_run_config
+    from .tasks.masks.data import resolve_preset
+
+    if run is not None:
+        if preset is not None:
+            raise RecipeError("score: give --run or --preset, not both")
+        config = read_run_config(Path(run))
+        if config.get("task") not in ("masks", "segmentation"):
+            raise RecipeError(f"{run}: a {config.get('task')} run has no label preset; give --preset")
+        import json
+
+        cases = Path(run) / "split" / "cases.json"
+        layout = json.loads(cases.read_text())["layout"] if cases.is_file() else "files"
+        return resolve_preset(config, layout), region or config["labels"]["region"]
+    if preset is None or preset == "binary":
+        if region not in (None, "whole"):
+            raise RecipeError(f"score: 0/1 references have one region, whole; --region {region} needs --preset")
+        return BINARY, "whole"
+    from .adapters.masks import get_preset
+
+    try:
+        chosen = get_preset(preset)
+        chosen.region(region or "whole")
+    except DataError as err:
+        raise RecipeError(f"score: {err}") from None
+    return chosen, region or "whole"
+
+
+def score(prediction: str | Path, reference: str | Path, preset: LabelPreset = BINARY, region: str = "whole",
+          out: str | Path | None = None) -> dict:
+    """Every prediction scored against its reference; the summary is written to ``out`` (JSON) when given."""
+    if preset.name != "custom":
+        preset.region(region)  # an unknown region is refused before any file is read
+    pairs, unmatched = pair_files(Path(prediction), Path(reference))
+    rows = [score_pair(pair, preset, region) for pair in pairs]
+    summary = {"prediction": str(prediction), "reference": str(reference),
+               "preset": preset.name,
+               "region": region if preset.name != "custom" else "custom",
+               "foreground_labels": sorted(preset.regions["custom"] if preset.name == "custom"
+                                           else preset.region(region)),
+               "mean": summarize(rows), "definitions": DEFINITIONS, "empty_rule": EMPTY_RULE,
+               "unmatched_references": unmatched, "per_case": rows}
+    if out is not None:
+        try:
+            write_json(out, summary)
+        except OSError as err:
+            raise OutputError(f"--out {out}: cannot write the summary ({err.strerror or err})") from None
+    return summary
