@@ -1,9 +1,13 @@
 """The segmentation task's data: each case's image channels and mask on one grid placed from the
 image alone (``bindiff.adapters.masks.images``), split by case.
 
-A run stores ``split/cases.json`` (data set, preset, grid, the split, and per case its files,
-geometry, grid transform and normalisation); loading re-reads the files, which the saved
-transforms and statistics reproduce exactly.
+With ``images.spacing`` set, every case is first resampled to that voxel size (``placement``),
+its label by nearest neighbour; the run's evaluation scores each mask on the case's own voxels.
+
+A run stores ``split/cases.json`` (data set, preset, grid, the split, the voxel size it works
+at, and per case its files, geometry, grid transform, normalisation and whether it was
+resampled); loading re-reads the files, which the saved transforms and statistics reproduce
+exactly.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from tqdm.auto import tqdm
 from ...adapters.errors import DataError
 from ...adapters.masks import MaskCase, find_dataset, load_region, split_cases, to_vectors
 from ...adapters.masks.datasets import find_by_stem
-from ...adapters.masks.images import ImageCase
-from ...adapters.masks.io import Geometry
+from ...adapters.masks.images import ImageCase, read_brain_on, read_channels
+from ...adapters.masks.io import Geometry, read_label_map
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
 from ..masks.data import grid_spec, resolve_preset, warn_mixed_spacing
+from .placement import to_spacing
 
 
 @dataclass
@@ -34,6 +39,12 @@ class SegmentationCase:
     image: ImageCase  # channels on the grid, its transform and normalisation
     mask: np.ndarray  # uint8 grid of the label (training and scoring only; inference never reads it)
     outside: int  # mask voxels the image-placed window misses
+    resampled: bool = False  # brought to the run's images.spacing: the grid maps the resampled volume
+
+    @property
+    def scan_shape(self) -> tuple[int, int, int] | None:
+        """The case's own (canonical) voxels when it was resampled, where its masks are scored; else None."""
+        return self.geometry.canonical_shape if self.resampled else None
 
     @property
     def case_id(self) -> str:
@@ -49,6 +60,7 @@ class SegmentationData:
     spec: object
     split: dict[str, list[str]]
     cases: dict[str, SegmentationCase]
+    spacing: tuple[float, float, float] | None = None  # images.spacing resolved (mm); None: read as stored
 
     def part(self, name: str) -> list[SegmentationCase]:
         return [self.cases[i] for i in self.split[name]]
@@ -82,14 +94,28 @@ def image_files(case: MaskCase, channels: list[str] | None) -> list[Path]:
     return files
 
 
-def _load_case(case: MaskCase, preset, region: str, spec, images: dict) -> SegmentationCase:
+def _load_case(case: MaskCase, preset, region: str, spec, images: dict,
+               spacing: tuple[float, float, float] | None = None) -> SegmentationCase:
     if images["brain"] and case.brain is None:
         raise DataError(f"{case.label}: images.brain is true but this case has no brain mask")
     truth, geometry = load_region(case, preset, region)
-    image = ImageCase.load(image_files(case, images["channels"]), spec, brain=case.brain if images["brain"] else None,
-                           reference=geometry, reference_path=case.label)
+    files = image_files(case, images["channels"])
+    channels, _ = read_channels(files, reference=geometry, reference_path=case.label)
+    brain = read_brain_on(case.brain, geometry, files[0]) if images["brain"] else None
+    channels, (truth, brain), resampled = to_spacing(channels, geometry.spacing, spacing, truth, brain)
+    image = ImageCase.place(channels, geometry, spec, brain=brain, source=files[0])
     return SegmentationCase(case, geometry, image, image.transform.to_grid(truth.astype(np.uint8)),
-                            image.transform.outside(truth))
+                            image.transform.outside(truth), resampled)
+
+
+def resolve_spacing(images: dict, train: list[MaskCase]) -> tuple[float, float, float] | None:
+    """``images.spacing`` in mm: as given, the training cases' median (``median``), or None."""
+    wanted = images["spacing"]
+    if wanted is None:
+        return None
+    if wanted == "median":  # the training cases' label headers: nothing of the held-out cases is read
+        return training_spacing([read_label_map(c.label).geometry.spacing for c in train])
+    return tuple(float(v) for v in wanted)
 
 
 def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> SegmentationData:
@@ -101,19 +127,24 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
         raise DataError("segmentation works on 3-D grids: give grid.shape three sides")
     preset = resolve_preset(config, dataset.layout)
     region = config["labels"]["region"]
-    loaded = {c.case_id: _load_case(c, preset, region, spec, config["images"])
+    split = split_cases([c.case_id for c in cases], config["split"]["n_valid"], config["split"]["n_test"],
+                        seed=config["seed"])
+    train = set(split["train"])
+    spacing = resolve_spacing(config["images"], [c for c in cases if c.case_id in train])
+    loaded = {c.case_id: _load_case(c, preset, region, spec, config["images"], spacing)
               for c in tqdm(cases, desc="reading images and masks", unit="case", disable=disable_progress)}
-    warn_mixed_spacing(spec, [c.geometry.spacing for c in loaded.values()], dataset.root)
-    split = split_cases(list(loaded), config["split"]["n_valid"], config["split"]["n_test"], seed=config["seed"])
-    return SegmentationData(dataset.name, dataset.layout, preset.name, region, spec, split, loaded)
+    if spacing is None:  # with images.spacing every case is on one voxel size already
+        warn_mixed_spacing(spec, [c.geometry.spacing for c in loaded.values()], dataset.root)
+    return SegmentationData(dataset.name, dataset.layout, preset.name, region, spec, split, loaded, spacing)
 
 
 def save_data(data: SegmentationData, folder: Path) -> None:
     write_json(Path(folder) / "cases.json", {
         "dataset": data.dataset, "layout": data.layout, "preset": data.preset_name, "region": data.region,
-        "split": data.split,
+        "split": data.split, "spacing_mm": None if data.spacing is None else list(data.spacing),
         "cases": {i: {**c.case.to_dict(), "geometry": c.geometry.to_dict(), "transform": c.image.transform.to_dict(),
-                      "normalisation": [s.to_dict() for s in c.image.stats], "outside_voxels": c.outside}
+                      "normalisation": [s.to_dict() for s in c.image.stats], "outside_voxels": c.outside,
+                      "resampled": c.resampled}
                   for i, c in data.cases.items()},
     })
 
@@ -121,7 +152,7 @@ def save_data(data: SegmentationData, folder: Path) -> None:
 class TrainingGeometry(NamedTuple):
     """What a run's model saw, per canonical axis in mm."""
 
-    spacing: tuple[float, float, float]  # the voxel size it learned at: the training cases' median
+    spacing: tuple[float, float, float]  # the voxel size it learned at: images.spacing, else the training median
     smallest: tuple[float, float, float]  # the shortest extent of a training image
     largest: tuple[float, float, float]  # the longest
 
@@ -134,7 +165,8 @@ def training_geometry(folder: Path) -> TrainingGeometry:
     meta = json.loads(path.read_text())
     geometries = [Geometry.from_dict(meta["cases"][i]["geometry"]) for i in meta["split"]["train"]]
     extents = np.array([np.array(g.canonical_shape) * np.array(g.spacing) for g in geometries])
-    return TrainingGeometry(training_spacing([g.spacing for g in geometries]),
+    spacing = meta.get("spacing_mm") or training_spacing([g.spacing for g in geometries])
+    return TrainingGeometry(tuple(float(v) for v in spacing),
                             tuple(float(v) for v in extents.min(0)), tuple(float(v) for v in extents.max(0)))
 
 
@@ -146,11 +178,12 @@ def load_data(folder: Path, config: dict) -> SegmentationData:
     meta = json.loads(path.read_text())
     spec = grid_spec(config)
     preset = resolve_preset(config, meta["layout"])
+    spacing = None if meta.get("spacing_mm") is None else tuple(float(v) for v in meta["spacing_mm"])
     cases = {}
     for case_id, record in meta["cases"].items():
-        case = _load_case(MaskCase.from_dict(record), preset, meta["region"], spec, config["images"])
+        case = _load_case(MaskCase.from_dict(record), preset, meta["region"], spec, config["images"], spacing)
         if case.image.transform.to_dict() != record["transform"]:
             raise DataError(f"{case.case.image}: the image changed since the run was trained (its grid window moved)")
         cases[case_id] = case
     return SegmentationData(meta["dataset"], meta["layout"], meta["preset"], meta["region"], spec, meta["split"],
-                            cases)
+                            cases, spacing)

@@ -43,6 +43,7 @@ from ..masks.model import model_config, with_time_mixture
 from .data import SegmentationData, load_data, prepare_data, save_data
 from .decision import foreground
 from .panels import segmentation_panel
+from .placement import on_scan_voxels
 from .unet_baseline import DirectSegmenter
 
 def image_channels(config: dict) -> int:
@@ -211,24 +212,26 @@ def _unet_probabilities(model, images: torch.Tensor, batch_size: int) -> np.ndar
 
 
 def score_case(prob: np.ndarray, uncertainty: np.ndarray, record, truth: np.ndarray,
-               cfg: dict) -> tuple[dict, np.ndarray, np.ndarray]:
+               cfg: dict) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """One model's metrics on one case from its grid probabilities; also returns its mask on the
-    model's grid (flat) and in the image's grid.
+    model's grid (flat), and its mask and uncertainty on the case's own voxels.
 
-    ``truth`` is the label volume (scoring only); voxels of the grid outside the image are left out.
+    ``truth`` is the label volume (scoring only). Overlap and surface metrics are taken on the
+    case's own voxels (a case resampled to ``images.spacing`` has its maps brought back there
+    first); calibration on the grid voxels inside the image, against the label on the grid.
     """
     transform = record.image.transform
     valid = transform.valid().reshape(-1)
     prob, uncertainty = prob * valid, uncertainty * valid
     grid_mask = foreground(prob, cfg)
-    volume = transform.from_grid(grid_mask.reshape(transform.grid_shape).astype(np.uint8)).astype(bool)
+    volume, _, uncertainty_volume = on_scan_voxels(prob, uncertainty, transform, cfg, record.scan_shape)
     truth_grid = record.mask.reshape(-1).astype(bool)[valid]
     p, u = prob[valid], uncertainty[valid]
     return {**segmentation_metrics(volume, truth, record.geometry.spacing),
             "ece": expected_calibration_error(p, truth_grid, cfg["calibration_bins"]),
             "brier": brier_score(p, truth_grid),
             "error_auroc": error_detection_auroc(u, grid_mask[valid] != truth_grid),
-            "mean_uncertainty": float(u.mean())}, grid_mask, volume
+            "mean_uncertainty": float(u.mean())}, grid_mask, volume, uncertainty_volume
 
 
 PAIRED = ("dice", "iou", "hd95_mm", "ece", "brier")  # per-case metrics compared between the two models
@@ -268,15 +271,16 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
         rows = []
         for i, record in enumerate(records):
             truth, _ = load_region(record.case, preset, data.region)  # read to score only
-            row, grid_masks, volumes = {"case_id": record.case_id}, {}, {}
+            row, grid_masks, volumes, uncertainties = {"case_id": record.case_id}, {}, {}, {}
             for name, (prob, uncertainty) in outputs.items():
-                row[name], grid_masks[name], volumes[name] = score_case(prob[i], uncertainty[i], record, truth, cfg)
+                row[name], grid_masks[name], volumes[name], uncertainties[name] = score_case(
+                    prob[i], uncertainty[i], record, truth, cfg)
             rows.append(row)
             transform = record.image.transform
             diffusion_uncertainty = (outputs["diffusion"][1][i] * transform.valid().reshape(-1)).reshape(transform.grid_shape)
             if config["eval"]["nifti"]:
                 write_mask(volumes["diffusion"], record.geometry, staging / "nifti" / f"{record.case_id}_mask.nii.gz")
-                write_volume(transform.from_grid(diffusion_uncertainty.astype(np.float32)), record.geometry,
+                write_volume(uncertainties["diffusion"].astype(np.float32), record.geometry,
                              staging / "nifti" / f"{record.case_id}_uncertainty.nii.gz")
             if i < config["eval"]["panels"]:
                 segmentation_panel(record.image.grid[0], record.mask.astype(bool),

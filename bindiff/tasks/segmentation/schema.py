@@ -18,6 +18,12 @@ SECTIONS: dict[str, Any] = {
                         (lambda v: v is None or (bool(v) and all(isinstance(n, str) and n for n in v)
                                                  and len(set(v)) == len(v)),
                          "must be null or a non-empty list of distinct file names")),
+        "spacing": key((str, list, type(None)), None, "voxel size (mm) every case is resampled to before it is placed "
+                       "on the grid, as nnU-Net does: median (the training cases' median per axis), [x, y, z], or "
+                       "null (read as stored; a pad grid given cases of several voxel sizes warns)",
+                       (lambda v: v is None or v == "median" or (isinstance(v, list) and len(v) == 3 and all(
+                           isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v)),
+                        "must be null, 'median' or three positive numbers [x, y, z] in mm")),
         "brain": key(bool, False, "place the grid and z-score each channel inside the case's brain mask (needs "
                      "one per case, and `bindiff segment --brain`); false: inside the image's non-zero voxels"),
     },

@@ -1,8 +1,8 @@
 """Using a trained segmentation run on new scans: image(s) in, mask and uncertainty map out.
 
-No label is read anywhere here. A case whose voxel spacing differs from the training cases'
-(their median, by more than 1 % on an axis) is first resampled to it, and its maps come back onto
-its own voxels afterwards (``bindiff.adapters.masks.spacing``). Each case is placed on the run's
+No label is read anywhere here. A case whose voxel spacing differs from the run's (its
+``images.spacing``, else the training cases' median; by more than 1 % on an axis) is first
+resampled to it, and its maps come back onto its own voxels afterwards (``placement``). Each case is placed on the run's
 grid exactly as its training images were (from the image, or its brain mask when the run used
 them), segmented by the run's diffusion model (K reverse runs from noise, or the deterministic
 U-Net with ``model="unet"``), mapped back to the input's voxel grid and written as NIfTI with the
@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from ...adapters.errors import DataError
-from ...adapters.masks import spacing as voxel_size
 from ...adapters.masks import write_mask, write_volume
 from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
 from ...adapters.masks.grid import bounding_box
@@ -38,8 +37,8 @@ from ...progress import log, log_lines
 from .. import base
 from ..masks.data import grid_spec
 from .data import TrainingGeometry, training_geometry
-from .decision import foreground
 from .job import TASK, image_channels, sample_case_probabilities
+from .placement import on_scan_voxels, to_spacing
 
 IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
 # A scan whose anatomy is this many times longer than every training image along an axis, or
@@ -199,30 +198,9 @@ def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
     warning = _extent_warning(case, image_roi(data, brain_mask, source=case.files[0]), geometry.spacing, trained)
     if warning:  # the mask is still written: the user may know better
         log(f"warning: {warning}")
-    resampled = voxel_size.needs_resampling(geometry.spacing, trained.spacing)
-    if resampled:  # to the voxels the model learned at; image.transform then maps that volume
-        shape = voxel_size.resampled_shape(data.shape[1:], geometry.spacing, trained.spacing)
-        data = np.stack([voxel_size.resample(channel, shape, order=1) for channel in data])
-        brain_mask = None if brain_mask is None else voxel_size.resample(brain_mask, shape, order=0)
+    # to the voxels the model learned at; image.transform then maps that volume
+    data, (brain_mask,), resampled = to_spacing(data, geometry.spacing, trained.spacing, brain_mask)
     return ImageCase.place(data, geometry, spec, brain=brain_mask, source=case.files[0]), geometry, resampled, warning
-
-
-def _on_scan_voxels(prob: np.ndarray, uncertainty: np.ndarray, transform, cfg: dict,
-                    scan_shape: tuple | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mask, probability and uncertainty volumes from the grid's maps. ``scan_shape``: the scan's own
-    voxels when it was resampled (the maps go back there and the mask is decided there), else None."""
-    valid, grid = transform.valid().reshape(-1), transform.grid_shape
-
-    def back(values: np.ndarray) -> np.ndarray:
-        volume = transform.from_grid((values * valid).reshape(grid))
-        return volume if scan_shape is None else voxel_size.resample(volume, scan_shape, order=1)
-
-    prob_volume = back(prob)
-    if scan_shape is None:  # decided on the grid, exactly as the run's own evaluation does
-        mask = transform.from_grid(foreground(prob * valid, cfg).reshape(grid).astype(np.uint8)).astype(bool)
-    else:
-        mask = foreground(prob_volume.reshape(-1), cfg).reshape(scan_shape).astype(bool)
-    return mask, prob_volume, back(uncertainty)
 
 
 def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained: TrainingGeometry,
@@ -238,7 +216,7 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
     else:
         prob = net.probabilities(cond).cpu().numpy()[0].astype(np.float64)
         uncertainty = binary_entropy(prob)
-    mask, prob_volume, uncertainty_volume = _on_scan_voxels(
+    mask, prob_volume, uncertainty_volume = on_scan_voxels(
         prob, uncertainty, image.transform, cfg, geometry.canonical_shape if resampled else None)
     names = {"mask": f"{case.case_id}_mask.nii.gz", "uncertainty": f"{case.case_id}_uncertainty.nii.gz"}
     write_mask(mask, geometry, staging / names["mask"])
