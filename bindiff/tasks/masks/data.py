@@ -105,17 +105,17 @@ def check_label_preset(config: dict) -> None:
         resolve_preset(config, layout="files")
 
 
-def warn_mixed_spacing(spec: GridSpec, spacings: list, source) -> None:
+def warn_mixed_spacing(spec: GridSpec, spacings: list, source, remedy: str = "use grid.mode resample, or resample "
+                       "the data to one spacing") -> None:
     """A warning line when a grid that never resamples (``grid.mode: pad``) is given cases of
     different voxel sizes: one grid voxel would be a different length in each, so the model
-    learns the structure at several scales. Training goes on; ``grid.mode: resample`` or data
-    resampled to one spacing beforehand avoid it."""
+    learns the structure at several scales. Training goes on; ``remedy`` says what avoids it."""
     if spec.mode != "pad" or not spacings:
         return
     problem = mixed_spacing(spacings)
     if problem:
         log(f"warning: {source}: {problem}; grid.mode pad does not resample, so the model sees their "
-            "structures at different scales (use grid.mode resample, or resample the data to one spacing)")
+            f"structures at different scales ({remedy})")
 
 
 def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> MaskData:

@@ -134,7 +134,8 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
     loaded = {c.case_id: _load_case(c, preset, region, spec, config["images"], spacing)
               for c in tqdm(cases, desc="reading images and masks", unit="case", disable=disable_progress)}
     if spacing is None:  # with images.spacing every case is on one voxel size already
-        warn_mixed_spacing(spec, [c.geometry.spacing for c in loaded.values()], dataset.root)
+        warn_mixed_spacing(spec, [c.geometry.spacing for c in loaded.values()], dataset.root,
+                           remedy="set images.spacing: median to resample every case to one voxel size")
     return SegmentationData(dataset.name, dataset.layout, preset.name, region, spec, split, loaded, spacing)
 
 
