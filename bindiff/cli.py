@@ -383,6 +383,8 @@ def segment_images(
     model: str = typer.Option("diffusion", help="diffusion (K samples from noise) or unet (the run's baseline)"),
     probabilities: bool = typer.Option(False, "--probabilities", help="also write <case>_probability.nii.gz, the "
                                        "probability map the mask thresholds"),
+    panels: int = typer.Option(20, min=0, help="PNG panels (image, mask, uncertainty in three planes) of the first "
+                               "N cases, in panels/; 0: none"),
     checkpoint: str = _CHECKPOINT,
 ):
     """Segment your own scans with a trained segmentation run; no labels are read. NIfTI in each input's geometry."""
@@ -390,7 +392,7 @@ def segment_images(
 
     try:
         summary = segment(run_dir, input, output, brain=brain, model=model, overrides=overrides or [],
-                          checkpoint=checkpoint, probabilities=probabilities)
+                          checkpoint=checkpoint, probabilities=probabilities, panels=panels)
     except _user_errors() as err:
         _fail(err)
     for case in summary["cases"]:

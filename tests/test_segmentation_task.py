@@ -159,8 +159,14 @@ def test_segment_writes_masks_and_uncertainty_in_each_inputs_geometry_without_la
 
     # each case's seed is its own: one image alone gives the same mask as within the folder
     alone = runner.invoke(app, ["segment", str(run), "--input", str(folder / f"{cases[1]}.nii.gz"),
-                                "--output", str(tmp_path / "alone")])
+                                "--output", str(tmp_path / "alone"), "--panels", "0"])
     assert alone.exit_code == 0, alone.output
+    # PNG panels of the cases (20 by default), none with --panels 0
+    from matplotlib.image import imread
+
+    assert [c["panel"] for c in summary["cases"]] == [str(tmp_path / "out" / "panels" / f"{c}.png") for c in cases]
+    assert all(imread(c["panel"]).ndim == 3 for c in summary["cases"])
+    assert not (tmp_path / "alone" / "panels").exists()
     a, b = (np.asarray(nib.load(str(tmp_path / d / f"{cases[1]}_mask.nii.gz")).dataobj) for d in ("out", "alone"))
     np.testing.assert_array_equal(a, b)
     monkeypatch.undo()  # scoring reads the labels, after segment is done

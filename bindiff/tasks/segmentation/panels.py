@@ -1,5 +1,6 @@
-"""PNG panels of a segmented case: the image, the truth, each model's mask and the uncertainty map,
-in three planes through the centre of the diffusion model's mask (a panel is chosen without the label)."""
+"""PNG panels of a segmented case: the image, the truth (when there is one), each model's mask and
+the uncertainty map, in three planes through the centre of the first model's mask (a panel is
+chosen without the label)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,23 @@ import numpy as np
 from ..masks.panels import PLANES, finish_figure, label_cell, mask_centre, plane_slice
 
 
-def segmentation_panel(image: np.ndarray, truth: np.ndarray, masks: dict[str, np.ndarray], uncertainty: np.ndarray,
-                       path: Path, title: str = "") -> None:
-    """One row per plane; columns: image, truth (outlined on the image), each mask, uncertainty."""
+def segmentation_panel(image: np.ndarray, truth: np.ndarray | None, masks: dict[str, np.ndarray],
+                       uncertainty: np.ndarray, path: Path, title: str = "") -> None:
+    """One row per plane; columns: image, truth (outlined on the image; none for a scan without a
+    label), each mask, uncertainty."""
     from matplotlib.figure import Figure
 
     names = list(masks)
-    centre = mask_centre(np.asarray(masks[names[0]], dtype=bool) if masks[names[0]].any() else truth)
-    columns = ["image", "truth", *names, "uncertainty"]
+    first = np.asarray(masks[names[0]], dtype=bool)
+    if first.any() or truth is None:
+        centre = mask_centre(first) if first.any() else [n // 2 for n in first.shape]
+    else:
+        centre = mask_centre(truth)
+    if truth is None:
+        truth = np.zeros(first.shape, dtype=bool)
+        columns = ["image", *names, "uncertainty"]
+    else:
+        columns = ["image", "truth", *names, "uncertainty"]
     fig = Figure(figsize=(2.2 * len(columns), 6.6))
     axes = fig.subplots(3, len(columns), squeeze=False)
     low, high = np.percentile(image, [1, 99])
@@ -39,4 +49,4 @@ def segmentation_panel(image: np.ndarray, truth: np.ndarray, masks: dict[str, np
                 if name in masks and truth_plane.any():
                     ax.contour(truth_plane, levels=[0.5], colors="cyan", linewidths=0.5)
             label_cell(ax, name if row == 0 else None, f"{plane} {centre[axis]}" if col == 0 else None)
-    finish_figure(fig, title + "  (cyan outline: the truth)", path)
+    finish_figure(fig, title + ("  (cyan outline: the truth)" if "truth" in columns else ""), path)

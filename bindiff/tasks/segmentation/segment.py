@@ -38,6 +38,7 @@ from .. import base
 from ..masks.data import grid_spec
 from .data import TrainingGeometry, training_geometry
 from .job import TASK, image_channels, sample_case_probabilities
+from .panels import segmentation_panel
 from .placement import on_scan_voxels, to_spacing
 
 IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
@@ -121,9 +122,10 @@ def _brain_file(brain: Path | None, case: InputCase) -> Path | None:
 
 def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, brain: str | Path | None = None,
             model: str = "diffusion", overrides: list[str] = (), checkpoint: str = "best",
-            probabilities: bool = False) -> dict:
+            probabilities: bool = False, panels: int = 20) -> dict:
     """Segment every case of ``input_path`` with a trained run; writes NIfTI files and summary.json
-    (and each case's probability map with ``probabilities``)."""
+    (and each case's probability map with ``probabilities``), and PNG panels (image, mask,
+    uncertainty in three planes) of the first ``panels`` cases."""
     if model not in SEGMENT_MODELS:
         raise RecipeError(f"segment: model must be one of {', '.join(SEGMENT_MODELS)}, got {model!r}")
     output_dir = Path(output_dir)
@@ -151,9 +153,10 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
         raise DataError(f"{brain}: no such brain-mask file or folder")
     device, started, rows = base.device_of(net), time.perf_counter(), []
     with staged_folder(output_dir) as staging:
-        for case in cases:
+        for i, case in enumerate(cases):
             rows.append(_segment_case(case, net, model, config, spec, channels, trained, device, staging,
-                                      output_dir, None if brain is None else Path(brain), probabilities))
+                                      output_dir, None if brain is None else Path(brain), probabilities,
+                                      panel=i < panels))
         summary = {"run": str(run_dir), "model": model,
                    "checkpoint": {"file": f"{checkpoint}.pt" if model == "diffusion" else f"unet/{checkpoint}.pt",
                                   "epoch": payload.get("epoch")},
@@ -188,11 +191,12 @@ def _extent_warning(case: InputCase, roi: np.ndarray, spacing, trained: Training
 
 
 def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
-                brain: Path | None) -> tuple[ImageCase, object, bool, str | None]:
+                brain: Path | None) -> tuple[ImageCase, object, bool, str | None, np.ndarray]:
     """The case read, brought to the training voxel size when its own differs, and placed on the
-    grid; also its geometry, whether it was resampled, and a warning when it is unlike the
-    training images (``None`` otherwise)."""
+    grid; also its geometry, whether it was resampled, a warning when it is unlike the training
+    images (``None`` otherwise), and its first channel as read (canonical order, for the panel)."""
     data, geometry = read_case(case, channels)
+    first_channel = data[0]
     brain_file = _brain_file(brain, case)
     brain_mask = None if brain_file is None else read_brain_on(brain_file, geometry, case.files[0])
     warning = _extent_warning(case, image_roi(data, brain_mask, source=case.files[0]), geometry.spacing, trained)
@@ -200,13 +204,15 @@ def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
         log(f"warning: {warning}")
     # to the voxels the model learned at; image.transform then maps that volume
     data, (brain_mask,), resampled = to_spacing(data, geometry.spacing, trained.spacing, brain_mask)
-    return ImageCase.place(data, geometry, spec, brain=brain_mask, source=case.files[0]), geometry, resampled, warning
+    image = ImageCase.place(data, geometry, spec, brain=brain_mask, source=case.files[0])
+    return image, geometry, resampled, warning, first_channel
 
 
 def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained: TrainingGeometry,
-                  device, staging: Path, output_dir: Path, brain: Path | None, probabilities: bool) -> dict:
+                  device, staging: Path, output_dir: Path, brain: Path | None, probabilities: bool,
+                  panel: bool) -> dict:
     cfg = config["segmentation"]
-    image, geometry, resampled, warning = _place_case(case, channels, spec, trained, brain)
+    image, geometry, resampled, warning, shown = _place_case(case, channels, spec, trained, brain)
     cond = torch.from_numpy(image.grid.reshape(1, -1).astype(np.float32)).to(device)
     seed = base.derived_seed(config["seed"], "segment", case.case_id)
     if model == "diffusion":
@@ -224,11 +230,16 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
     if probabilities:
         names["probability"] = f"{case.case_id}_probability.nii.gz"
         write_volume(prob_volume.astype(np.float32), geometry, staging / names["probability"])
+    volume_ml = float(mask.sum() * np.prod(geometry.spacing) / 1000)
+    if panel:  # on the scan's own voxels: what the NIfTI files hold
+        names["panel"] = f"panels/{case.case_id}.png"
+        segmentation_panel(shown, None, {model: mask}, uncertainty_volume, staging / names["panel"],
+                           title=f"{case.case_id}: {model} mask, {volume_ml:.2f} ml")
     if log_lines(config):
         log(f"segment: {case.case_id} -> {output_dir / names['mask']}")
     valid = image.transform.valid().reshape(-1)
     return {"case_id": case.case_id, "inputs": [str(f) for f in case.files],
             **{k: str(output_dir / v) for k, v in names.items()}, "seed": seed, "voxels": int(mask.sum()),
-            "volume_ml": float(mask.sum() * np.prod(geometry.spacing) / 1000),
+            "volume_ml": volume_ml,
             "spacing_mm": list(geometry.spacing), "resampled": resampled,
             "mean_uncertainty": float(uncertainty[valid].mean()), "warning": warning}
