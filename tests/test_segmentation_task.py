@@ -485,6 +485,28 @@ def test_the_spacing_benchmark_scores_both_ways_and_prints_its_command(pad_run):
     assert all(0.0 <= float(line.split("mean Dice ")[1].split()[0]) <= 1.0 for line in scored)
 
 
+def test_the_sampling_benchmark_agrees_with_the_runs_own_evaluation(run, tmp_path):
+    """Its U-Net row at ½ is the run's U-Net Dice, and its 8-run trajectory row the Dice that
+    `bindiff evaluate` gives with 8 runs: the same draws, scored by two different code paths."""
+    import subprocess
+    import sys
+
+    result = runner.invoke(app, ["evaluate", str(run), "segmentation.samples=8", "eval.nifti=false",
+                                 "--out", str(tmp_path / "eight")])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads((tmp_path / "eight" / "segmentation" / "summary.json").read_text())["mean"]
+    finished = subprocess.run([sys.executable, "benchmarks/segmentation_sampling.py", str(run), "--part", "test",
+                               "--samples", "8"], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "BINDIFF_DATA_DIR": str(DATA)})
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert lines[0].startswith("command: BINDIFF_DATA_DIR=../shared/data python benchmarks/segmentation_sampling.py")
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): float(line.split("|")[3])
+            for line in lines if line.startswith("| ") and not line.startswith("| map")}
+    assert rows[("U-Net", "0.50")] == pytest.approx(evaluated["unet"]["dice"], abs=1e-4)
+    assert rows[("trajectory, 8 runs", "0.50")] == pytest.approx(evaluated["diffusion"]["dice"], abs=1e-4)
+
+
 class _TimeOnly(__import__("torch").nn.Module):
     """A denoiser whose x_0 logit is the image value times t: p̂(x_0) at each step known by hand."""
 
