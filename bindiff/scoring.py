@@ -13,14 +13,16 @@ prediction are listed in the summary and left out of the means.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .adapters.errors import DataError
-from .adapters.masks import LabelPreset, binarize, read_label_map
+from .adapters.masks import LabelPreset, binarize, get_preset, read_label_map
 from .adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
+from .config import RecipeError
 from .files import OutputError, write_json
 from .metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
 
@@ -111,8 +113,7 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
                     region: str | None = None) -> tuple[LabelPreset, str]:
     """The references' label preset and region: named, or a run's own (``labels.*`` of a masks or
     segmentation run), else 0/1 masks (``binary``)."""
-    from .config import RecipeError
-    from .tasks.base import read_run_config
+    from .tasks.base import read_run_config  # lazy: the tasks import torch, which scoring does not need
     from .tasks.masks.data import resolve_preset
 
     if run is not None:
@@ -121,8 +122,6 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
         config = read_run_config(Path(run))
         if config.get("task") not in ("masks", "segmentation"):
             raise RecipeError(f"{run}: a {config.get('task')} run has no label preset; give --preset")
-        import json
-
         cases = Path(run) / "split" / "cases.json"
         layout = json.loads(cases.read_text())["layout"] if cases.is_file() else "files"
         return resolve_preset(config, layout), region or config["labels"]["region"]
@@ -130,8 +129,6 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
         if region not in (None, "whole"):
             raise RecipeError(f"score: 0/1 references have one region, whole; --region {region} needs --preset")
         return BINARY, "whole"
-    from .adapters.masks import get_preset
-
     try:
         chosen = get_preset(preset)
         chosen.region(region or "whole")

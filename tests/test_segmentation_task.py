@@ -496,8 +496,8 @@ def test_the_sampling_benchmark_agrees_with_the_runs_own_evaluation(run, tmp_pat
     assert result.exit_code == 0, result.output
     evaluated = json.loads((tmp_path / "eight" / "segmentation" / "summary.json").read_text())["mean"]
     finished = subprocess.run([sys.executable, "benchmarks/segmentation_sampling.py", str(run), "--part", "test",
-                               "--samples", "8"], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "BINDIFF_DATA_DIR": str(DATA)})
+                               "--samples", "8"], cwd=ROOT, capture_output=True, encoding="utf-8",
+                              env={**os.environ, "BINDIFF_DATA_DIR": str(DATA), "PYTHONIOENCODING": "utf-8"})
     assert finished.returncode == 0, finished.stderr
     lines = finished.stdout.splitlines()
     assert lines[0].startswith("command: BINDIFF_DATA_DIR=../shared/data python benchmarks/segmentation_sampling.py")
