@@ -93,3 +93,19 @@ def test_a_real_case_is_placed_from_its_image_alone_and_its_mask_fits_the_same_w
     assert case.transform.outside(mask) == 0  # the whole hippocampus lies in the image-placed window
     placed = image_on_grid(mask[None].astype(np.float32), case.transform)[0]
     assert placed.sum() == mask.sum()
+
+
+def test_reading_a_dicom_series_leaves_the_process_locale_as_it_was(monkeypatch, tmp_path):
+    """GDCM may switch the C locale to "C" (ASCII text) while it parses tags; the reader puts it back."""
+    import locale
+
+    from bindiff.adapters.masks import io
+
+    def switching(path):
+        locale.setlocale(locale.LC_ALL, "C")
+        return np.zeros((2, 2, 2)), np.eye(4), 1, 1
+
+    monkeypatch.setattr(io, "_read_gdcm_series", switching)
+    before = (locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False))
+    io._read_dicom_series(tmp_path)
+    assert (locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False)) == before

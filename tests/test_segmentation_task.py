@@ -188,7 +188,18 @@ def test_segment_writes_masks_and_uncertainty_in_each_inputs_geometry_without_la
 def _write_dicom_series(volume: np.ndarray, spacing, origin, direction, folder: Path, suffix: str = ".dcm",
                         series: str = "1.2.826.0.1.3680043.2.1125.7.1", prefix: str = "IM") -> None:
     """``volume`` (x, y, z) int16 written as one DICOM file per slice, as a scanner exports it: LPS
-    ``origin`` and ``direction`` (3 × 3, columns the x, y, z axes), slices numbered from 1."""
+    ``origin`` and ``direction`` (3 × 3, columns the x, y, z axes), slices numbered from 1.
+    GDCM's writer leaves the process in the "C" locale (ASCII text files): it is put back."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_slices(volume, spacing, origin, direction, folder, suffix, series, prefix)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(volume, spacing, origin, direction, folder: Path, suffix: str, series: str, prefix: str) -> None:
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0)))

@@ -17,9 +17,12 @@ folder.
 from __future__ import annotations
 
 import gzip
+import locale
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -136,7 +139,23 @@ def is_dicom_series(path: str | Path) -> bool:
     return path.is_dir() and any(_is_dicom_file(p) for p in path.iterdir())
 
 
+@contextmanager
+def _locale_kept() -> Iterator[None]:
+    """GDCM may switch the C locale to "C" while it parses DICOM tags and leave it so (its writer
+    does); Python's default text encoding then becomes ASCII for the rest of the process."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def _read_dicom_series(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+    with _locale_kept():
+        return _read_gdcm_series(path)
+
+
+def _read_gdcm_series(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
