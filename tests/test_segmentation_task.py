@@ -257,7 +257,15 @@ def test_segment_refuses_dicom_it_cannot_take_as_one_scan(run, tmp_path):
     _write_dicom_series(volume, (1, 1, 1), (0, 0, 0), np.eye(3), two)
     _write_dicom_series(volume, (1, 1, 1), (0, 0, 0), np.eye(3), two, series="1.2.826.0.1.3680043.2.1125.7.2",
                         prefix="T2_")  # a second scan exported into the same folder
-    for given, message in ((two, "two_series: holds 2 DICOM series"),
+    holes = tmp_path / "missing_slice"
+    _write_dicom_series(volume, (1, 1, 2), (0, 0, 0), np.eye(3), holes)
+    (holes / "IM0002.dcm").unlink()  # gaps of 2, 4 and 2 mm
+    broken = tmp_path / "broken_slice"
+    _write_dicom_series(volume, (1, 1, 1), (0, 0, 0), np.eye(3), broken)
+    (broken / "IM0001.dcm").write_bytes((broken / "IM0001.dcm").read_bytes()[:300])  # truncated in transfer
+    for given, message in ((holes, "missing_slice: its 3 slices are not evenly spaced (gaps from 2 to 4 mm)"),
+                           (broken, "broken_slice: 1 DICOM file(s) are not part of its series (IM0001.dcm)"),
+                           (two, "two_series: holds 2 DICOM series"),
                            (sorted(two.iterdir())[0], "IM0000.dcm: one DICOM file is one slice; give the folder")):
         result = runner.invoke(app, ["segment", str(run), "--input", str(given), "--output", str(tmp_path / "out")])
         assert result.exit_code == 2, result.output

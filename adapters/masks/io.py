@@ -168,13 +168,41 @@ def _read_gdcm_series(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     if len(series) > 1:
         raise DataError(f"{path}: holds {len(series)} DICOM series ({', '.join(series[:3])}"
                         f"{', …' if len(series) > 3 else ''}); give each scan a folder of its own")
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+    files = reader.GetGDCMSeriesFileNames(str(path), series[0])
+    stray = sorted({p.name for p in path.iterdir() if _is_dicom_file(p)} - {Path(f).name for f in files})
+    if stray:  # GDCM skips a file it cannot parse: the scan would silently lose a slice
+        raise DataError(f"{path}: {len(stray)} DICOM file(s) are not part of its series ({', '.join(stray[:3])}"
+                        f"{', …' if len(stray) > 3 else ''}): corrupt, or from another scan")
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # uneven slices get our one-line error below
     try:
         image = reader.Execute()
     except RuntimeError as err:
         raise DataError(f"{path}: SimpleITK cannot read this DICOM series (corrupt or incomplete?): "
                         f"{_first_line(err)}") from None
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+    _check_even_slices(reader, len(files), path)
     return _itk_arrays(image, path)
+
+
+def _check_even_slices(reader, n: int, path: Path) -> None:
+    """Refuse a series whose slices are not evenly spaced along their normal (a slice missing, or
+    two stacks mixed): the volume would be read on one spacing and the mask land off the anatomy.
+    Series without Image Position / Orientation (Patient) tags are not checked."""
+    tags = ("0020|0032", "0020|0037")
+    if n < 3 or not all(reader.HasMetaDataKey(i, tag) for i in range(n) for tag in tags):
+        return
+    orientation = np.array([float(v) for v in reader.GetMetaData(0, "0020|0037").split("\\")])
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")] for i in range(n)])
+    gaps = np.abs(np.diff(np.sort(positions @ normal)))
+    step = float(np.median(gaps))
+    if step <= 0 or np.abs(gaps - step).max() > max(0.01 * step, 1e-3):
+        raise DataError(f"{path}: its {n} slices are not evenly spaced (gaps from {gaps.min():.3g} to "
+                        f"{gaps.max():.3g} mm): a slice missing, or two stacks in one series")
 
 
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
