@@ -175,7 +175,7 @@ def _read_gdcm_series(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
                         f"{', …' if len(stray) > 3 else ''}): corrupt, or from another scan")
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
-    warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # uneven slices get our one-line error below
     try:
         image = reader.Execute()
@@ -183,7 +183,7 @@ def _read_gdcm_series(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
         raise DataError(f"{path}: SimpleITK cannot read this DICOM series (corrupt or incomplete?): "
                         f"{_first_line(err)}") from None
     finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     _check_even_slices(reader, len(files), path)
     return _itk_arrays(image, path)
 
@@ -195,9 +195,13 @@ def _check_even_slices(reader, n: int, path: Path) -> None:
     tags = ("0020|0032", "0020|0037")
     if n < 3 or not all(reader.HasMetaDataKey(i, tag) for i in range(n) for tag in tags):
         return
-    orientation = np.array([float(v) for v in reader.GetMetaData(0, "0020|0037").split("\\")])
-    normal = np.cross(orientation[:3], orientation[3:])
-    positions = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")] for i in range(n)])
+    try:
+        orientation = np.array([float(v) for v in reader.GetMetaData(0, "0020|0037").split("\\")])
+        positions = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")]
+                              for i in range(n)])
+        normal = np.cross(orientation[:3], orientation[3:])
+    except ValueError:  # tags that do not parse as six and three numbers: GDCM placed the slices without them
+        return
     gaps = np.abs(np.diff(np.sort(positions @ normal)))
     step = float(np.median(gaps))
     if step <= 0 or np.abs(gaps - step).max() > max(0.01 * step, 1e-3):
