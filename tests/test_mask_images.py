@@ -109,3 +109,18 @@ def test_reading_a_dicom_series_leaves_the_process_locale_as_it_was(monkeypatch,
     before = (locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False))
     io._read_dicom_series(tmp_path)
     assert (locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False)) == before
+
+
+def test_a_label_maps_geometry_is_read_from_its_header_alone(tmp_path, monkeypatch):
+    """The median spacing of images.spacing reads headers only: the geometry of a flipped 2 x 1 x 3 mm
+    NIfTI comes back with no voxel read, and equals what reading the whole file gives."""
+    from bindiff.adapters.masks.io import read_geometry, read_label_map
+
+    path = _save(tmp_path / "label.nii.gz", np.zeros((4, 5, 6)), np.diag([-2.0, 1.0, 3.0, 1.0]))
+    whole = read_label_map(path).geometry
+    import nibabel as nib
+
+    monkeypatch.setattr(nib.arrayproxy.ArrayProxy, "__array__", lambda *a, **k: pytest.fail("voxels were read"))
+    header = read_geometry(path)
+    assert header.spacing == pytest.approx((2.0, 1.0, 3.0)) and header.canonical_shape == (4, 5, 6)
+    assert np.allclose(header.affine, whole.affine) and (header.ornt == whole.ornt).all()

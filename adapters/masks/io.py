@@ -29,7 +29,8 @@ import numpy as np
 from ...files import atomic_path
 from ..errors import DataError
 
-__all__ = ["Geometry", "Volume", "is_dicom_series", "is_nifti", "read_brain_mask", "read_label_map", "write_mask"]
+__all__ = ["Geometry", "Volume", "is_dicom_series", "is_nifti", "read_brain_mask", "read_geometry", "read_label_map",
+           "write_mask"]
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -247,8 +248,6 @@ def _first_line(err: BaseException) -> str:
 def _read(path: str | Path, what: str, channels: bool = False) -> tuple[np.ndarray, Geometry, Path]:
     """A volume in canonical order; ``channels``: a 4-D file is several channels on its last axis,
     returned as (X, Y, Z, C)."""
-    from nibabel.orientations import io_orientation
-
     path = Path(path)
     if path.is_dir() and is_dicom_series(path):
         read = _read_dicom_series
@@ -264,11 +263,35 @@ def _read(path: str | Path, what: str, channels: bool = False) -> tuple[np.ndarr
     if data.ndim != 3 and not several:
         raise DataError(f"{path}: expected a 3-D {what}, got an array of shape {tuple(data.shape)}"
                         + (" (a 4-D image, e.g. several modalities or time points?)" if data.ndim == 4 else ""))
+    geometry = _geometry(affine, data.shape, qcode, scode, path)
+    return geometry.to_canonical(data), geometry, path
+
+
+def _geometry(affine: np.ndarray, shape, qcode: int, scode: int, path: Path) -> Geometry:
+    from nibabel.orientations import io_orientation
+
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise DataError(f"{path}: the voxel-to-world affine is singular or not finite")
-    geometry = Geometry(affine=affine, shape=tuple(int(s) for s in data.shape[:3]), ornt=io_orientation(affine),
-                        qform_code=qcode, sform_code=scode, source=str(path))
-    return geometry.to_canonical(data), geometry, path
+    return Geometry(affine=affine, shape=tuple(int(s) for s in shape[:3]), ornt=io_orientation(affine),
+                    qform_code=qcode, sform_code=scode, source=str(path))
+
+
+def read_geometry(path: str | Path) -> Geometry:
+    """A label map's geometry from its header alone where the format allows it (a 3-D NIfTI: no
+    voxel is read), else from reading the file (``read_label_map``'s checks apply)."""
+    import nibabel as nib
+
+    path = Path(path)
+    if path.is_file() and is_nifti(path):
+        try:
+            image = nib.load(str(path))
+        except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
+            raise DataError(f"{path}: not a readable NIfTI file (corrupt or truncated?): {_first_line(err)}") from None
+        if len(image.shape) == 3:
+            header = image.header
+            return _geometry(np.asarray(image.affine, dtype=float), image.shape, int(header["qform_code"]),
+                             int(header["sform_code"]), path)
+    return read_label_map(path).geometry
 
 
 def read_label_map(path: str | Path) -> Volume:

@@ -25,7 +25,7 @@ from ...adapters.errors import DataError
 from ...adapters.masks import MaskCase, find_dataset, load_region, split_cases, to_vectors
 from ...adapters.masks.datasets import find_by_stem
 from ...adapters.masks.images import ImageCase, read_brain_on, read_channels
-from ...adapters.masks.io import Geometry, read_label_map
+from ...adapters.masks.io import Geometry, read_geometry
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
 from ..masks.data import grid_spec, resolve_preset, warn_mixed_spacing
@@ -114,7 +114,7 @@ def resolve_spacing(images: dict, train: list[MaskCase]) -> tuple[float, float, 
     if wanted is None:
         return None
     if wanted == "median":  # the training cases' label headers: nothing of the held-out cases is read
-        return training_spacing([read_label_map(c.label).geometry.spacing for c in train])
+        return training_spacing([read_geometry(c.label).spacing for c in train])
     return tuple(float(v) for v in wanted)
 
 

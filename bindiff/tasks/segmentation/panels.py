@@ -19,10 +19,12 @@ def segmentation_panel(image: np.ndarray, truth: np.ndarray | None, masks: dict[
 
     names = list(masks)
     first = np.asarray(masks[names[0]], dtype=bool)
-    if first.any() or truth is None:
-        centre = mask_centre(first) if first.any() else [n // 2 for n in first.shape]
-    else:
+    if first.any():
+        centre = mask_centre(first)
+    elif truth is not None:
         centre = mask_centre(truth)
+    else:
+        centre = [n // 2 for n in first.shape]
     if truth is None:
         truth = np.zeros(first.shape, dtype=bool)
         columns = ["image", *names, "uncertainty"]

@@ -2,9 +2,9 @@
 
 No label is read anywhere here. A case whose voxel spacing differs from the run's (its
 ``images.spacing``, else the training cases' median; by more than 1 % on an axis) is first
-resampled to it, and its maps come back onto its own voxels afterwards (``placement``). Each case is placed on the run's
-grid exactly as its training images were (from the image, or its brain mask when the run used
-them), segmented by the run's diffusion model (K reverse runs from noise, or the deterministic
+resampled to it, and its maps come back onto its own voxels afterwards (``placement``). Each
+case is placed on the run's grid exactly as its training images were (from the image, or its
+brain mask when the run used them), segmented by the run's diffusion model (K reverse runs from noise, or the deterministic
 U-Net with ``model="unet"``), mapped back to the input's voxel grid and written as NIfTI with the
 input's geometry: ``<output>/<case>_mask.nii.gz`` and ``<output>/<case>_uncertainty.nii.gz``;
 ``<output>/summary.json`` lists every case.
