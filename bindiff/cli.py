@@ -238,7 +238,7 @@ def compare(
     from .tasks.recommendation.compare import run_comparison
 
     try:
-        out = run_comparison(recipe, overrides or [], models.split(",") if models else None, seeds, data_dir,
+        out = run_comparison(recipe, overrides or [], models.split(",") if models is not None else None, seeds, data_dir,
                              tune_trials=tune)
     except _user_errors() as err:
         _fail(err)

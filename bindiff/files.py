@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -15,17 +16,27 @@ class OutputError(ValueError):
     names the recipe key or option and the path."""
 
 
+# What an output location that cannot be written raises (rather than a bug in bindiff).
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR, errno.EEXIST, errno.EISDIR)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        # A rename would replace a folder's name or a device such as /dev/null with a plain file.
+        raise OutputError(f"{path}: exists and is not a regular file")
+    _refuse_a_file_above(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno in _UNWRITABLE:
+            raise OutputError(f"{path}: cannot write there ({err.strerror})") from None
+        raise
     os.close(fd)
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files; the result gets a plain open()'s mode
     try:
         yield Path(tmp)
         _fsync(tmp)  # the bytes reach the disk before the name does (power loss, not only kill)
@@ -41,15 +52,16 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     """Yield a hidden temporary folder beside ``folder``; it becomes ``folder`` only when the block
     succeeds (an empty ``folder`` already there is replaced), else it is removed: a failed job
     leaves nothing half-written. A folder that cannot be created is an OutputError naming it."""
-    import errno
     import shutil
 
     folder = Path(folder)
+    _refuse_a_file_above(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; the result gets a plain mkdir's mode
     except OSError as err:
-        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR, errno.EEXIST):
+        if err.errno in _UNWRITABLE:
             raise OutputError(f"{folder}: cannot create the output folder ({err.strerror})") from None
         raise
     try:
@@ -60,6 +72,22 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _refuse_a_file_above(path: Path) -> None:
+    """OutputError when the nearest existing folder above ``path`` is a file (mkdir would only say
+    "File exists")."""
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise OutputError(f"{path}: cannot write there ({above} is a file, not a folder)")
+            return
+
+
+def _umask() -> int:
+    umask = os.umask(0)  # reading it means setting it: put it straight back
+    os.umask(umask)
+    return umask
 
 
 def _fsync(path: str | Path) -> None:

@@ -124,11 +124,24 @@ def test_compare_tune_refuses_a_bad_space_before_training(ratings_csv, tmp_path,
     assert not (tmp_path / "compare").exists()
 
 
-def test_compare_on_a_missing_dataset_fails_in_one_line_and_leaves_no_comparison(tmp_path):
+@pytest.mark.parametrize("tuned", [["--tune", "1"], []])  # untuned, models.json is written before the data are read
+def test_compare_on_a_missing_dataset_fails_in_one_line_and_leaves_no_comparison(tmp_path, tuned):
     missing = tmp_path / "absent.csv"
-    result = runner.invoke(app, args(missing, tmp_path / "runs", "--models", "binomial,popularity", "--tune", "1"))
+    result = runner.invoke(app, args(missing, tmp_path / "runs", "--models", "binomial,popularity", *tuned))
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and str(missing) in result.output
     assert "Traceback" not in result.output
     leftovers = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()] if (tmp_path / "runs").exists() else []
     assert leftovers == []
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--seeds", "0"], "error: --seeds must be at least 1, got 0"),
+    (["--seeds", "-1"], "error: --seeds must be at least 1, got -1"),
+    (["--models", ""], "error: --models: an empty model name in ''"),
+    (["--models", "binomial,,ease"], "error: --models: an empty model name in 'binomial,,ease'"),
+])
+def test_compare_refuses_no_seeds_or_an_empty_model_name_before_writing(ratings_csv, tmp_path, option, message):
+    result = runner.invoke(app, args(ratings_csv, tmp_path, *option))
+    assert result.exit_code == 2 and result.output.startswith(message), result.output
+    assert not (tmp_path / "compare").exists()

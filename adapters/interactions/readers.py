@@ -93,6 +93,8 @@ def read_delimited(
         names = [name.strip() for name in names]
         positions = {}
         for key, column in wanted.items():
+            if names.count(str(column)) > 1:
+                raise DataError(f"{path}: the header names column {str(column)!r} ({key}) more than once: {names}")
             if str(column) not in names:
                 raise DataError(
                     f"{path}: column {column!r} ({key}) not found; columns found with "
@@ -111,6 +113,9 @@ def read_delimited(
             if positions[key] < 0:
                 raise DataError(f"{path}: {key}={column!r} must be >= 0")
 
+    for key, other in (("item_col", "user_col"), ("rating_col", "user_col"), ("rating_col", "item_col")):
+        if key in positions and positions[key] == positions[other]:
+            raise DataError(f"{path}: {key} and {other} name the same column ({wanted[key]!r})")
     needed = max(positions.values()) + 1
     users: list[str] = []
     items: list[str] = []
@@ -204,14 +209,16 @@ def _read_text(path: Path, encoding: str) -> str:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}:{line}: not valid {encoding} text") from None
+        raise DataError(f"{path}:{line}: not valid {encoding.removesuffix('-sig')} text") from None
 
 
 def _read_fixed_fields(path: str | Path, sep: str, layout: str) -> RawInteractions:
     """Four `sep`-separated fields a line: user, item, rating, integer timestamp."""
     path = Path(path)
-    # GroupLens files are latin-1; decoding as latin-1 never fails, and ids are ASCII.
-    lines = _read_text(path, encoding="latin-1").splitlines()
+    # GroupLens files are latin-1; decoding as latin-1 never fails, and ids are ASCII. A UTF-8
+    # byte-order mark (an editor's "save as UTF-8") would otherwise glue itself to the first user id.
+    text = _read_text(path, encoding="latin-1")
+    lines = text.removeprefix("\xef\xbb\xbf").splitlines()
     line_numbers = None
     if "" in lines:
         line_numbers = [number for number, line in enumerate(lines, 1) if line]
@@ -246,7 +253,7 @@ def _read_fixed_fields(path: str | Path, sep: str, layout: str) -> RawInteractio
     except (ValueError, OverflowError):
         row = next(row for row, value in enumerate(timestamps) if not _is_int(value))
         raise DataError(
-            f"{path}:{line_number(row)}: timestamp {timestamps[row]!r} is not an integer"
+            f"{path}:{line_number(row)}: timestamp {timestamps[row]!r} is not a 64-bit integer"
         ) from None
     return RawInteractions(np.array(users), np.array(items), rating, str(path))
 
@@ -319,11 +326,12 @@ def _is_float(value: str) -> bool:
 
 
 def _is_int(value: str) -> bool:
+    """An integer that fits int64 (Python's int() alone accepts any size)."""
     try:
-        int(value)
+        number = int(value)
     except ValueError:
         return False
-    return True
+    return -(2**63) <= number < 2**63
 
 
 def _preview(line: str) -> str:

@@ -126,18 +126,26 @@ class Split:
                 f"is not the supported {_FORMAT_VERSION}"
             )
         parts = {}
-        for stage in ("valid", "test"):
-            matrices = {name: _load_csr(directory / f"{stage}_{name}.npz") for name in _EVAL_FIELDS}
-            parts[stage] = EvalPart(**matrices, user_ids=_load_ids(directory / f"{stage}_user_ids.npy"))
-        return cls(
-            train=_load_csr(directory / "train.npz"),
-            train_user_ids=_load_ids(directory / "train_user_ids.npy"),
-            item_ids=_load_ids(directory / "item_ids.npy"),
-            valid=parts["valid"],
-            test=parts["test"],
-            kind=manifest["kind"],
-            info=manifest.get("info", {}),
-        )
+        try:  # files that each read well but disagree (one edited or copied from another split)
+            for stage in ("valid", "test"):
+                matrices = {name: _load_csr(directory / f"{stage}_{name}.npz") for name in _EVAL_FIELDS}
+                try:
+                    parts[stage] = EvalPart(**matrices, user_ids=_load_ids(directory / f"{stage}_user_ids.npy"))
+                except ValueError as err:
+                    raise ValueError(f"{stage}_*.npz, {stage}_user_ids.npy: {err}") from None
+            return cls(
+                train=_load_csr(directory / "train.npz"),
+                train_user_ids=_load_ids(directory / "train_user_ids.npy"),
+                item_ids=_load_ids(directory / "item_ids.npy"),
+                valid=parts["valid"],
+                test=parts["test"],
+                kind=manifest["kind"],
+                info=manifest.get("info", {}),
+            )
+        except DataError:
+            raise
+        except ValueError as err:
+            raise DataError(f"{directory}: the saved split's files do not fit together: {err}") from None
 
 
 def strong_generalization(

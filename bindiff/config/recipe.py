@@ -11,6 +11,7 @@ import hashlib
 import math
 import re
 from pathlib import Path
+from collections.abc import Hashable
 from typing import Any, Iterable
 
 import yaml
@@ -110,7 +111,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden here
+                continue
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise RecipeError(f"line {key_node.start_mark.line + 1}: a key must be a name, got a {type(key).__name__}")
             if key in seen:
                 raise RecipeError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in the same "
                                   f"section (first on line {seen[key] + 1})")
@@ -145,9 +150,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not dotted or any(not part for part in dotted.split(".")):
         raise RecipeError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw != "" else None  # noqa: S506 - a SafeLoader
+    except RecipeError as err:
+        raise RecipeError(f"override {text!r}: {err}") from None
     except yaml.YAMLError as err:
-        raise RecipeError(f"override {text!r}: value is not valid YAML ({err.problem})") from None
+        raise RecipeError(f"override {text!r}: value is not valid YAML ({getattr(err, 'problem', None) or err})") \
+            from None
     return dotted.split("."), value
 
 

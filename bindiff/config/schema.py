@@ -18,7 +18,9 @@ from ..tasks.segmentation.schema import SECTIONS as SEGMENTATION
 
 # Sections every task shares: what is diffused, by which network, trained how, written where.
 COMMON: dict[str, Any] = {
-    "name": key(str, "run", "run folder name under output.root"),
+    "name": key(str, "run", "run folder name under output.root (one folder name, no path)",
+                (lambda v: v not in ("", ".", "..") and "/" not in v and "\\" not in v,
+                 "must be one folder name, not a path")),
     "seed": key(int, 0, "seeds the split, initialisation, data order and diffusion noise",
                 (lambda v: 0 <= v < 2 ** 32, "must lie in 0 .. 2**32 - 1")),
     "task": key(str, "recommend", "which job the recipe describes; selects the task sections below"),

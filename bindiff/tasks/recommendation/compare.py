@@ -52,7 +52,9 @@ def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[st
     presets = config["compare"]["models"]
     if not presets:
         raise RecipeError("compare.models is empty: list each model with its overrides in the recipe")
-    names = list(presets) if not names else names
+    if names is not None and (not names or any(not name.strip() for name in names)):
+        raise RecipeError(f"--models: an empty model name in {','.join(names)!r}; the recipe defines {list(presets)}")
+    names = list(presets) if names is None else [name.strip() for name in names]
     unknown = [n for n in names if n not in presets]
     if unknown:
         raise RecipeError(f"compare: unknown model(s) {unknown}; the recipe defines {list(presets)}")
@@ -89,7 +91,9 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
                    data_dir: str | None = None, tune_trials: int | None = None) -> Path:
     base = load_recipe(recipe, overrides)
     presets = _model_overrides(base, models)
-    n_seeds = seeds or base["compare"]["seeds"]
+    n_seeds = base["compare"]["seeds"] if seeds is None else seeds
+    if n_seeds < 1:
+        raise RecipeError(f"--seeds must be at least 1, got {n_seeds}")
     seed_values = [base["seed"] + i for i in range(n_seeds)]
     # Validate every model's recipe and search space before anything is trained or written.
     for name, extra in presets.items():
@@ -97,7 +101,8 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
     spaces = _search_spaces(base, recipe, overrides, presets, tune_trials)
     out = create_output_dir(base, "comparison", folder="compare")
     write_text(out / "recipe.yaml", dump_recipe(base))
-    with discarded_if_unused(out):  # a missing dataset stops the first run: leave no empty comparison
+    # A missing dataset stops the first run: leave no comparison that holds only what it was asked.
+    with discarded_if_unused(out, preamble=("recipe.yaml", "models.json")):
         tuning: dict[str, dict] = {}
         for name, space in spaces.items():  # the same number of trials for every model with a space
             study_dir = run_tuning(recipe, [*overrides, *presets[name], f"output.root={out / 'tune' / name}"],

@@ -30,13 +30,16 @@ def metric_names(config: dict) -> list[str]:
     return names
 
 
-def check_metrics(config: dict, n_items: int) -> None:
-    """Refuse a metric name that does not parse or a cut-off beyond the data's items."""
-    try:
-        cutoffs = [k for _, _, k in _parse_metrics(metric_names(config))]
-    except ValueError as err:
-        raise RecipeError(f"eval.metrics: {err}") from None
-    if max(cutoffs) > n_items:
+def check_metrics(config: dict, n_items: int | None = None) -> None:
+    """Refuse a metric name that does not parse (naming its key) or, given the data's number of
+    items, a cut-off beyond them."""
+    cutoffs = []
+    for key, names in (("eval.metrics", config["eval"]["metrics"]), ("eval.select", [config["eval"]["select"]])):
+        try:
+            cutoffs += [k for _, _, k in _parse_metrics(names)]
+        except ValueError as err:
+            raise RecipeError(f"{key}: {err}") from None
+    if n_items is not None and max(cutoffs) > n_items:
         raise RecipeError(f"eval.metrics: cut-off {max(cutoffs)} exceeds the {n_items} items of the data")
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ...config import RecipeError, dump_recipe
-from ...files import atomic_path, write_text
+from ...files import staged_folder, write_text
 from .serve import Recommender
 
 README = """# Exported bindiff scorer: {name}
@@ -76,10 +76,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
     users = torch.export.Dim("users", min=1)
     with torch.no_grad():
         program = torch.export.export(module, (example,), dynamic_shapes=({0: users},))
-    with atomic_path(out_dir / "scorer.pt2") as tmp:
-        torch.export.save(program, str(tmp))
-    write_text(out_dir / "items.json", json.dumps(recommender.item_ids.tolist()) + "\n")
-    write_text(out_dir / "config.yaml", dump_recipe(config))
-    write_text(out_dir / "README.md", README.format(name=config["name"], run_dir=run_dir, checkpoint=checkpoint,
-                                                    inference=json.dumps(config["inference"])))
+    # The folder is built under a hidden name and renamed once complete: a failure leaves nothing
+    # half-written, and the archive keeps its .pt2 name (torch warns on any other).
+    with staged_folder(out_dir) as staging:
+        torch.export.save(program, str(staging / "scorer.pt2"))
+        write_text(staging / "items.json", json.dumps(recommender.item_ids.tolist()) + "\n")
+        write_text(staging / "config.yaml", dump_recipe(config))
+        write_text(staging / "README.md", README.format(name=config["name"], run_dir=run_dir, checkpoint=checkpoint,
+                                                        inference=json.dumps(config["inference"])))
     return out_dir

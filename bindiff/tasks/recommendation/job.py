@@ -23,7 +23,7 @@ from ...training.distributed import SINGLE, Workers
 from .. import base
 from .data import check_split_is_usable, prepare_split
 from .evaluation import RESCORE_KEYS, check_metrics, evaluate_part, score_run, training_popularity
-from .models import RecommenderKind, check_model_params, make_scorer, model_kind
+from .models import BINOMIAL, RecommenderKind, build_model, check_model_params, make_scorer, model_kind
 
 
 def split_seed(config: dict) -> int:
@@ -40,6 +40,11 @@ class RecommendationTask(base.Task):
 
     def check_recipe(self, config: dict) -> None:
         check_model_params(config)
+        check_metrics(config)
+        if self.model_kind(config).name == BINOMIAL:
+            # Built for two items (cheap): the denoiser's parameters and the inference section
+            # against diffusion.steps are refused here, as `bindiff show-config` promises.
+            make_scorer(build_model(config, 2), config, seed=config["seed"])
 
     def prepare(self, config: dict, data_dir: str | None) -> Split:
         split, _ = prepare_split(config["data"], config["split"], seed=split_seed(config), data_dir=data_dir)

@@ -18,11 +18,13 @@ SECTIONS: dict[str, Any] = {
         "min_rating": key((float, int, type(None)), None, "keep ratings >= this as interactions; null keeps every row"),
         "k_core": key(int, 0, "drop users and items with fewer interactions, repeatedly; 0 turns it off", non_negative),
         "download": key(bool, True, "download the official archive when the data are not found locally"),
-        "sep": key((str, type(None)), None, "field separator of a delimited file; null: from the extension"),
+        "sep": key((str, type(None)), None, "field separator of a delimited file (one character); null: from the "
+                   "extension", (lambda v: v is None or len(v) == 1, "must be one character, or null")),
         "header": key(bool, True, "whether a delimited file starts with a header line naming its columns"),
-        "user_col": key(str, "user", "user column of a delimited file"),
-        "item_col": key(str, "item", "item column of a delimited file"),
-        "rating_col": key((str, type(None)), None, "rating column of a delimited file, or null"),
+        "user_col": key((str, int), "user", "user column of a delimited file: its header name, or its 0-based "
+                        "number with header: false"),
+        "item_col": key((str, int), "item", "item column of a delimited file (name or number, as user_col)"),
+        "rating_col": key((str, int, type(None)), None, "rating column of a delimited file (name or number), or null"),
     },
     "split": {
         "seed": key((int, type(None)), None, "seeds the split alone; null: the recipe seed (models trained with "

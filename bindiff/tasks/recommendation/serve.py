@@ -20,7 +20,8 @@ import torch
 
 from ...adapters.errors import DataError
 from ...adapters.interactions import Split
-from ...files import atomic_path
+from ...adapters.interactions.readers import read_delimited
+from ...files import OutputError, atomic_path
 from ...metrics import topk_excluding
 from ...training.devices import device_of
 from .job import load_run
@@ -133,23 +134,13 @@ def recommend(run_dir: str | Path, raw_user: str, k: int = 20) -> list[tuple[str
 
 
 def read_histories(path: str | Path) -> tuple[list[str], list[list[str]]]:
-    """Users and their histories from a CSV file with a header naming ``user`` and ``item`` columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"user", "item"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: the first line must be a header naming the columns 'user' and 'item' "
-                            f"(got {reader.fieldnames})")
-        histories: dict[str, list[str]] = {}
-        for line, row in enumerate(reader, start=2):
-            user, item = (row.get("user") or "").strip(), (row.get("item") or "").strip()
-            if not user or not item:
-                raise DataError(f"{path}:{line}: empty user or item")
-            histories.setdefault(user, []).append(item)
-    if not histories:
-        raise DataError(f"{path}: no user,item rows after the header")
+    """Users and their histories, in order of first appearance, from a CSV file (plain or .gz) with
+    a header naming ``user`` and ``item`` columns; read as training data files are, so the same
+    file problems get the same messages."""
+    raw = read_delimited(path, sep=",", user_col="user", item_col="item", header=True)
+    histories: dict[str, list[str]] = {}
+    for user, item in zip(raw.user.tolist(), raw.item.tolist()):
+        histories.setdefault(user, []).append(item)
     return list(histories), list(histories.values())
 
 
@@ -163,5 +154,5 @@ def write_recommendations(path: str | Path, users: Sequence[str], results: Seque
                 for user, result in zip(users, results):
                     for rank, (item, score) in enumerate(zip(result.items, result.scores), 1):
                         writer.writerow([user, rank, item, f"{score:.6g}"])
-    except PermissionError as err:
-        raise DataError(f"{path}: cannot write there ({err.strerror})") from None
+    except OutputError as err:
+        raise OutputError(f"--output {err}") from None
