@@ -310,7 +310,8 @@ def test_segment_refuses_what_is_not_an_image_or_has_the_wrong_channels(run, tmp
     blocker.write_text("")
     result = runner.invoke(app, ["segment", str(run), "--input", str(mixed / "hippocampus_001.nii.gz"),
                                  "--output", str(blocker / "out")])
-    assert result.exit_code == 2 and "cannot create the output folder" in result.output, result.output
+    assert result.exit_code == 2 and f"cannot write there ({blocker} is a file, not a folder)" in result.output, \
+        result.output
     result = runner.invoke(app, ["segment", str(run), "--input", str(mixed), "--output", str(tmp_path),
                                  "--brain", str(tmp_path)])
     assert result.exit_code == 2 and "exists and is not an empty folder" in result.output
