@@ -17,7 +17,8 @@ class OutputError(ValueError):
 
 
 # What an output location that cannot be written raises (rather than a bug in bindiff).
-_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR, errno.EEXIST, errno.EISDIR)
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
+               errno.ENOENT)  # ENOENT: a pseudo file system such as /proc, where a folder made is not there
 
 
 @contextmanager

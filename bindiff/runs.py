@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
 from .files import OutputError, write_text
-from .training.checkpoint import load_checkpoint
+from .training.checkpoint import CheckpointError, load_checkpoint
 
 
 def create_output_dir(config: dict, kind: str = "run", folder: str | None = None) -> Path:
@@ -76,15 +76,31 @@ def remove_unfinished_run(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+# What each task's trained runs are used with (named when a run reaches another task's command).
+_COMMANDS_OF = {"recommend": "`bindiff evaluate`, `recommend` and `export`",
+                "masks": "`bindiff masks completion|denoising|generation|apply`",
+                "segmentation": "`bindiff evaluate RUN_DIR --out DIR`, `segment` and `score --run`"}
+
+
 def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[dict, dict]:
     """The resolved config and a loaded checkpoint of a run of ``task``, checked."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
-    payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
-    config = recipe_from_text(payload["config_yaml"], source=f"{run_dir}/checkpoints/{checkpoint}.pt")
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    payload = load_checkpoint(path)
+    config = recipe_from_text(payload["config_yaml"], source=str(path))
     if config["task"] != task:
-        raise RecipeError(f"{run_dir}: a run of task {config['task']!r}, not a {task} run")
+        raise RecipeError(f"{run_dir}: a {config['task']} run, not a {task} run; {config['task']} runs are used "
+                          f"with {_COMMANDS_OF[config['task']]}")
+    # A checkpoint copied in from another run would be built as that run's model and then fed
+    # this run's data; where they disagree is named here instead of a shape error deep inside.
+    stored = flatten(recipe_from_text((run_dir / "config.yaml").read_text(encoding="utf-8"),
+                                      source=str(run_dir / "config.yaml")))
+    for key, value in flatten(config).items():
+        if not key.startswith("output.") and stored.get(key, value) != value:
+            raise CheckpointError(f"{path}: not this run's checkpoint: its {key} is {value!r}, the run's "
+                                  f"config.yaml has {stored[key]!r}")
     return config, payload
 
 

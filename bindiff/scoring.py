@@ -13,7 +13,6 @@ prediction are listed in the summary and left out of the means.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,10 +93,11 @@ def _prediction_mask(path: Path) -> tuple[np.ndarray, object]:
 def score_pair(pair: ScoredPair, preset: LabelPreset, region: str) -> dict:
     pred, pred_geometry = _prediction_mask(pair.prediction)
     reference = read_label_map(pair.reference)
-    if tuple(pred_geometry.shape) != tuple(reference.geometry.shape):
+    # Both are read in canonical voxel order, so one grid stored in two axis orders scores as one.
+    if pred_geometry.canonical_shape != reference.geometry.canonical_shape:
         raise DataError(f"{pair.prediction}: shape {tuple(pred_geometry.shape)} differs from its reference "
                         f"{pair.reference}'s {tuple(reference.geometry.shape)}")
-    if not np.allclose(pred_geometry.affine, reference.geometry.affine, atol=1e-3):
+    if not np.allclose(pred_geometry.canonical_affine, reference.geometry.canonical_affine, atol=1e-3):
         raise DataError(f"{pair.prediction}: its voxel-to-world affine differs from its reference "
                         f"{pair.reference}'s (the two are not on one grid)")
     try:
@@ -114,7 +114,7 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
     """The references' label preset and region: named, or a run's own (``labels.*`` of a masks or
     segmentation run), else 0/1 masks (``binary``)."""
     from .tasks.base import read_run_config  # lazy: the tasks import torch, which scoring does not need
-    from .tasks.masks.data import resolve_preset
+    from .tasks.masks.data import cases_json, resolve_preset
 
     if run is not None:
         if preset is not None:
@@ -122,8 +122,10 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
         config = read_run_config(Path(run))
         if config.get("task") not in ("masks", "segmentation"):
             raise RecipeError(f"{run}: a {config.get('task')} run has no label preset; give --preset")
-        cases = Path(run) / "split" / "cases.json"
-        layout = json.loads(cases.read_text())["layout"] if cases.is_file() else "files"
+        layout = "files"
+        if (Path(run) / "split" / "cases.json").is_file():
+            with cases_json(Path(run) / "split", config["task"]) as meta:
+                layout = meta["layout"]
         return resolve_preset(config, layout), region or config["labels"]["region"]
     if preset is None or preset == "binary":
         if region not in (None, "whole"):
@@ -142,6 +144,8 @@ def score(prediction: str | Path, reference: str | Path, preset: LabelPreset = B
     """Every prediction scored against its reference; the summary is written to ``out`` (JSON) when given."""
     if preset.name != "custom":
         preset.region(region)  # an unknown region is refused before any file is read
+    if out is not None and Path(out).exists():  # it might even be one of the files scored
+        raise FileExistsError(f"--out {out}: already exists; bindiff never overwrites")
     pairs, unmatched = pair_files(Path(prediction), Path(reference))
     rows = [score_pair(pair, preset, region) for pair in pairs]
     summary = {"prediction": str(prediction), "reference": str(reference),

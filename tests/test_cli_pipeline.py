@@ -182,7 +182,7 @@ def test_evaluate_refuses_a_run_of_another_task(trained, tmp_path):
     payload["config_yaml"] = "task: masks\nname: hippo\n"
     torch.save(payload, other / "checkpoints" / "best.pt")
     result = runner.invoke(app, ["evaluate", str(other)])
-    assert result.exit_code == 2 and "a run of task 'masks', not a recommend run" in result.output
+    assert result.exit_code == 2 and "a masks run, not a recommend run; masks runs are used with `bindiff masks" in result.output
 
 
 def test_evaluate_scores_the_trained_model_another_way(trained):

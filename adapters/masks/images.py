@@ -114,8 +114,8 @@ def normalise_channels(channels: np.ndarray, foreground: np.ndarray,
     """
     foreground = np.asarray(foreground, dtype=bool)
     if not foreground.any():
-        raise DataError(_named(source, "the image's foreground is empty (every voxel is 0 and no brain mask "
-                                       "marks the anatomy)"))
+        raise DataError(_named(source, "the image's foreground is empty (every voxel of the image is 0, or "
+                                       "its brain mask marks none)"))
     out = np.zeros_like(channels, dtype=np.float32)
     stats, constant = [], []
     for c, channel in enumerate(channels):

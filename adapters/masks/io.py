@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import gzip
 import locale
+import os
+import re
+import sys
+import tempfile
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -151,8 +155,29 @@ def _locale_kept() -> Iterator[None]:
         locale.setlocale(locale.LC_ALL, saved)
 
 
+@contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """Hold what ITK, MetaIO and GDCM print to the process's stderr from C++ during a read: passed
+    on when the read succeeds, dropped when it fails (bindiff's one line says why instead)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        succeeded = False
+        try:
+            yield
+            succeeded = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if succeeded:
+                held.seek(0)
+                if text := held.read():
+                    os.write(2, text)
+
+
 def _read_dicom_series(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
-    with _locale_kept():
+    with _locale_kept(), _native_stderr_held():
         return _read_gdcm_series(path)
 
 
@@ -214,7 +239,8 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     import SimpleITK as sitk
 
     try:
-        image = sitk.ReadImage(str(path))
+        with _native_stderr_held():
+            image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise DataError(f"{path}: SimpleITK cannot read it (corrupt, truncated or not an image?): "
                         f"{_first_line(err)}") from None
@@ -241,8 +267,17 @@ def _itk_arrays(image, path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    """The reason an exception gives, on one line."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception thrown in SimpleITK"):
+        # SimpleITK's first line says where in ITK's C++ it was thrown. The reason follows: ITK's
+        # message, then for a chain of readers (NRRD's "[nrrd] ..." lines) the innermost cause.
+        reason = re.sub(r"^(itk::)?(ITK )?ERROR:\s*\w+\(0x[0-9a-fA-F]+\):\s*", "", lines[1])
+        if len(lines) > 2:
+            reason += " " + re.sub(r"^\[\w+\]\s*\w+:\s*", "", lines[-1])
+        return reason
+    # nibabel names the file it read from, empty for a gzip stream: "got 31061 bytes from "
+    return re.sub(r"\s+from$", "", lines[0]) if lines else type(err).__name__
 
 
 def _read(path: str | Path, what: str, channels: bool = False) -> tuple[np.ndarray, Geometry, Path]:
@@ -346,8 +381,11 @@ def write_volume(values: np.ndarray, geometry: Geometry, path: str | Path) -> Pa
     image = nib.Nifti1Image(array, geometry.affine)
     image.header.set_data_dtype(array.dtype)
     image.header.set_xyzt_units("mm")
-    image.set_qform(geometry.affine, code=geometry.qform_code or 1)
-    image.set_sform(geometry.affine, code=geometry.sform_code or 1)
+    # A NIfTI file with neither code has no world geometry, and nibabel and ITK each guess one,
+    # differently; writing "unknown" back lets each read the output as it read the input.
+    unknown = geometry.qform_code == 0 and geometry.sform_code == 0
+    image.set_qform(geometry.affine, code=0 if unknown else geometry.qform_code or 1)
+    image.set_sform(geometry.affine, code=0 if unknown else geometry.sform_code or 1)
     payload = image.to_bytes()
     if path.name.lower().endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=6, mtime=0)

@@ -454,6 +454,8 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = ()) -> dic
             raise RecipeError(f"override {text!r}: a trained run can only be scored differently; allowed keys are "
                               f"{names}")
         config = with_key(config, dotted, value, f"override {text!r}")
+    if overrides:
+        task.check_recipe(config)  # the cross-key checks `bindiff train` makes (segmentation.steps <= T, ...)
     return config
 
 

@@ -63,8 +63,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if not found:  # random bytes, a truncated file: nothing that would run
+            # torch's own first line advises weights_only=False, which bindiff never does: give its reason only
+            reason = re.search(r"WeightsUnpickler error:\s*(\S.*)", str(err))
             raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file: "
-                                  f"{_first_line(err)})") from None
+                                  f"{reason.group(1) if reason else 'it does not unpickle'})") from None
         raise CheckpointError(
             f"{path}: refused: the checkpoint holds objects other than tensors and plain values "
             f"(a pickled {found.group(1)}); loading it would run code from the file"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +120,17 @@ def warn_mixed_spacing(spec: GridSpec, spacings: list, source, remedy: str = "us
             f"structures at different scales ({remedy})")
 
 
+def warn_outside(spec: GridSpec, outside: dict[str, int], source) -> None:
+    """A warning line when the grid window misses label voxels of some cases (``outside_voxels`` in
+    metrics.json counts them): those parts are neither learned nor scored."""
+    missed = {case_id: n for case_id, n in outside.items() if n}
+    if missed:
+        worst = max(missed, key=missed.get)
+        log(f"warning: {source}: grid.shape {list(spec.shape)} misses {sum(missed.values())} label voxel(s) of "
+            f"{len(missed)} case(s) (most: {worst}, {missed[worst]}); they are neither learned nor scored: "
+            "enlarge grid.shape")
+
+
 def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> MaskData:
     """Find, split and load every case the recipe asks for (raises before anything is written)."""
     d = config["data"]
@@ -131,6 +144,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
         records[case.case_id] = CaseRecord(case, loaded.geometry, loaded.transform, loaded.grid,
                                            loaded.transform.outside(loaded.truth))
     warn_mixed_spacing(spec, [r.geometry.spacing for r in records.values()], dataset.root)
+    warn_outside(spec, {case_id: r.outside for case_id, r in records.items()}, dataset.root)
     split = split_cases([c.case_id for c in cases], config["split"]["n_valid"], config["split"]["n_test"],
                         seed=config["seed"])
     if not any(records[i].grid.any() for i in split["train"]):
@@ -192,25 +206,42 @@ def save_data(data: MaskData, folder: Path) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
+@contextmanager
+def cases_json(folder: Path, kind: str) -> Iterator[dict]:
+    """A run's ``split/cases.json``, parsed, for a block that reads its entries: a file damaged
+    since the run (not JSON, or lacking an entry the block reads) is one DataError naming it."""
+    path = Path(folder) / "cases.json"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; is {Path(folder).parent} a {kind} run directory?")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DataError(f"{path}: damaged: not readable JSON ({err})") from None
+    try:
+        yield meta
+    except (DataError, RecipeError):
+        raise
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as err:
+        raise DataError(f"{path}: damaged: an entry is missing or malformed ({type(err).__name__}: {err})") from None
+
+
 def load_data(folder: Path) -> MaskData:
     from ...adapters.masks.labels import LabelPreset
 
-    path = Path(folder) / "cases.json"
-    if not path.is_file():
-        raise DataError(f"{path}: not found; is {Path(folder).parent} a masks run directory?")
-    meta = json.loads(path.read_text())
-    packed = np.load(Path(folder) / "grids.npz")
-    records = {}
-    for case_id, rec in meta["records"].items():
-        transform = GridTransform.from_dict(rec["transform"])
-        n = int(np.prod(transform.grid_shape))
-        grid = np.unpackbits(packed[case_id])[:n].reshape(transform.grid_shape).astype(np.uint8)
-        records[case_id] = CaseRecord(MaskCase.from_dict(rec), Geometry.from_dict(rec["geometry"]), transform, grid,
-                                      int(rec.get("outside_voxels", 0)))
-    p = meta["preset"]
-    preset = LabelPreset(p["name"], frozenset(p["allowed"]), {k: frozenset(v) for k, v in p["regions"].items()},
-                         p.get("description", ""))
-    g = meta["grid"]
-    spec = GridSpec(tuple(g["shape"]), g["mode"], g["crop"], g["margin"], g["slice_axis"])
-    return MaskData(meta["dataset"], meta["root"], meta["layout"], preset, meta["region"], spec, meta["split"], records)
+    with cases_json(folder, "masks") as meta:
+        packed = np.load(Path(folder) / "grids.npz")
+        records = {}
+        for case_id, rec in meta["records"].items():
+            transform = GridTransform.from_dict(rec["transform"])
+            n = int(np.prod(transform.grid_shape))
+            grid = np.unpackbits(packed[case_id])[:n].reshape(transform.grid_shape).astype(np.uint8)
+            records[case_id] = CaseRecord(MaskCase.from_dict(rec), Geometry.from_dict(rec["geometry"]), transform,
+                                          grid, int(rec.get("outside_voxels", 0)))
+        p = meta["preset"]
+        preset = LabelPreset(p["name"], frozenset(p["allowed"]), {k: frozenset(v) for k, v in p["regions"].items()},
+                             p.get("description", ""))
+        g = meta["grid"]
+        spec = GridSpec(tuple(g["shape"]), g["mode"], g["crop"], g["margin"], g["slice_axis"])
+        return MaskData(meta["dataset"], meta["root"], meta["layout"], preset, meta["region"], spec, meta["split"],
+                        records)
 

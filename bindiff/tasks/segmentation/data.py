@@ -12,7 +12,6 @@ exactly.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -28,7 +27,7 @@ from ...adapters.masks.images import ImageCase, read_brain_on, read_channels
 from ...adapters.masks.io import Geometry, read_geometry
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
-from ..masks.data import grid_spec, resolve_preset, warn_mixed_spacing
+from ..masks.data import cases_json, grid_spec, resolve_preset, warn_mixed_spacing, warn_outside
 from .placement import to_spacing
 
 
@@ -136,6 +135,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
     if spacing is None:  # with images.spacing every case is on one voxel size already
         warn_mixed_spacing(spec, [c.geometry.spacing for c in loaded.values()], dataset.root,
                            remedy="set images.spacing: median to resample every case to one voxel size")
+    warn_outside(spec, {case_id: c.outside for case_id, c in loaded.items()}, dataset.root)
     return SegmentationData(dataset.name, dataset.layout, preset.name, region, spec, split, loaded, spacing)
 
 
@@ -160,31 +160,28 @@ class TrainingGeometry(NamedTuple):
 
 def training_geometry(folder: Path) -> TrainingGeometry:
     """The run's ``TrainingGeometry``, read from ``cases.json`` alone (no image is read again)."""
-    path = Path(folder) / "cases.json"
-    if not path.is_file():
-        raise DataError(f"{path}: not found; is {Path(folder).parent} a segmentation run directory?")
-    meta = json.loads(path.read_text())
-    geometries = [Geometry.from_dict(meta["cases"][i]["geometry"]) for i in meta["split"]["train"]]
+    with cases_json(folder, "segmentation") as meta:
+        geometries = [Geometry.from_dict(meta["cases"][i]["geometry"]) for i in meta["split"]["train"]]
+        spacing = meta.get("spacing_mm") or training_spacing([g.spacing for g in geometries])
     extents = np.array([np.array(g.canonical_shape) * np.array(g.spacing) for g in geometries])
-    spacing = meta.get("spacing_mm") or training_spacing([g.spacing for g in geometries])
     return TrainingGeometry(tuple(float(v) for v in spacing),
                             tuple(float(v) for v in extents.min(0)), tuple(float(v) for v in extents.max(0)))
 
 
 def load_data(folder: Path, config: dict) -> SegmentationData:
     """The run's cases read again from their files; refused if a file changed since the run."""
-    path = Path(folder) / "cases.json"
-    if not path.is_file():
-        raise DataError(f"{path}: not found; is {Path(folder).parent} a segmentation run directory?")
-    meta = json.loads(path.read_text())
+    with cases_json(folder, "segmentation") as meta:  # its entries first, then the images they name
+        preset = resolve_preset(config, meta["layout"])
+        spacing = None if meta.get("spacing_mm") is None else tuple(float(v) for v in meta["spacing_mm"])
+        records = {case_id: (MaskCase.from_dict(record), record["transform"])
+                   for case_id, record in meta["cases"].items()}
+        described = meta["dataset"], meta["layout"], meta["preset"], meta["region"]
+        split = meta["split"]
     spec = grid_spec(config)
-    preset = resolve_preset(config, meta["layout"])
-    spacing = None if meta.get("spacing_mm") is None else tuple(float(v) for v in meta["spacing_mm"])
     cases = {}
-    for case_id, record in meta["cases"].items():
-        case = _load_case(MaskCase.from_dict(record), preset, meta["region"], spec, config["images"], spacing)
-        if case.image.transform.to_dict() != record["transform"]:
+    for case_id, (record, transform) in records.items():
+        case = _load_case(record, preset, described[3], spec, config["images"], spacing)
+        if case.image.transform.to_dict() != transform:
             raise DataError(f"{case.case.image}: the image changed since the run was trained (its grid window moved)")
         cases[case_id] = case
-    return SegmentationData(meta["dataset"], meta["layout"], meta["preset"], meta["region"], spec, meta["split"],
-                            cases, spacing)
+    return SegmentationData(*described, spec, split, cases, spacing)

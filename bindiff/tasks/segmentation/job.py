@@ -122,6 +122,9 @@ class SegmentationTask(base.Task):
 
     def check_recipe(self, config: dict) -> None:
         check_label_preset(config)
+        steps, T = config["segmentation"]["steps"], config["diffusion"]["steps"]
+        if steps is not None and steps > T:
+            raise RecipeError(f"segmentation.steps = {steps} exceeds diffusion.steps = {T}")
 
     def prepare(self, config: dict, data_dir: str | None) -> SegmentationData:
         return prepare_data(config, data_dir, disable_progress=progress_disabled(config))
@@ -134,11 +137,6 @@ class SegmentationTask(base.Task):
 
     def training_condition(self, data: SegmentationData, config: dict) -> np.ndarray:
         return data.images("train")
-
-    def check(self, config: dict, data: SegmentationData, model) -> None:
-        steps = config["segmentation"]["steps"]
-        if steps is not None and steps > model.process.num_steps:
-            raise RecipeError(f"segmentation.steps = {steps} exceeds diffusion.steps = {model.process.num_steps}")
 
     def save_data(self, data: SegmentationData, folder: Path) -> None:
         save_data(data, folder)

@@ -62,8 +62,27 @@ def _channel(folder: Path, name: str) -> Path | None:
 
 
 def _channel_folder(folder: Path, names: list[str]) -> InputCase | None:
+    """The case a folder holding the run's channels is; None when it holds none of them; DataError
+    naming what is missing when it holds only some (a case would otherwise be skipped unseen)."""
     files = [_channel(folder, name) for name in names]
-    return None if None in files else InputCase(folder.name, tuple(files))
+    missing = [name for name, found in zip(names, files) if found is None]
+    if len(missing) == len(names):
+        return None
+    if missing:
+        raise DataError(f"{folder}: no {', '.join(missing)} beside {', '.join(n for n in names if n not in missing)} "
+                        f"(the run reads {', '.join(names)})")
+    return InputCase(folder.name, tuple(files))
+
+
+def _unique(cases: list[InputCase]) -> list[InputCase]:
+    """The cases, refusing two that would write the same <case>_mask.nii.gz."""
+    seen: dict[str, InputCase] = {}
+    for case in cases:
+        if case.case_id in seen:
+            raise DataError(f"{case.files[0]}: case {case.case_id!r} again (also {seen[case.case_id].files[0]}); "
+                            "its outputs would overwrite each other: rename one")
+        seen[case.case_id] = case
+    return cases
 
 
 def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
@@ -94,7 +113,7 @@ def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
         wanted = f"image files ({', '.join(IMAGE_SUFFIXES)})"
         wanted += f" or case folders holding {', '.join(names)}" if names else " or DICOM series folders"
         raise DataError(f"{path}: no {wanted} in this folder")
-    return cases
+    return _unique(cases)
 
 
 def read_case(case: InputCase, channels: int) -> tuple[np.ndarray, object]:

@@ -1,0 +1,220 @@
+"""Segmentation and mask files that an audit found to be read wrongly or to crash: each is now one
+clean line (exit code 2 from the CLI) or read as its input says, and nothing is overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from typer.testing import CliRunner
+
+from bindiff.adapters import DataError
+from bindiff.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
+MSD = DATA / "msd_hippocampus"
+runner = CliRunner()
+needs_msd = pytest.mark.skipif(not (MSD / "images").is_dir(), reason="MSD images not found")
+
+TINY = ["data.max_cases=6", "split.n_valid=1", "split.n_test=1", "grid.mode=resample", "grid.shape=[12,16,12]",
+        "denoiser.params.channels=[4,8]", "denoiser.params.patch=1", "denoiser.params.bf16=false",
+        "train.epochs=1", "train.warmup_steps=0", "diffusion.steps=4", "segmentation.samples=2",
+        "output.progress=false"]
+
+
+def _error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    if not (MSD / "images").is_dir():
+        pytest.skip("MSD images not found")
+    root = tmp_path_factory.mktemp("runs")
+    result = runner.invoke(app, ["train", str(ROOT / "recipes" / "hippocampus_segmentation.yaml"), *TINY,
+                                 f"output.root={root}", "--data-dir", str(DATA)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (root / "hippocampus_segmentation").iterdir()
+    return run_dir
+
+
+def _scan(name: str = "hippocampus_001.nii.gz") -> Path:
+    return MSD / "images" / name
+
+
+# -- segment ------------------------------------------------------------------------------------------------
+@needs_msd
+def test_two_inputs_of_one_case_name_are_refused_before_anything_is_written(run, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(_scan(), scans / "p1.nii.gz")
+    sitk.WriteImage(sitk.ReadImage(str(_scan())), str(scans / "p1.mha"))  # the same case name, another format
+    line = _error_line(runner.invoke(app, ["segment", str(run), "--input", str(scans), "--output", str(tmp_path / "o")]))
+    assert line == (f"error: {scans / 'p1.nii.gz'}: case 'p1' again (also {scans / 'p1.mha'}); its outputs "
+                    "would overwrite each other: rename one")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_case_folder_missing_a_channel_is_named_not_skipped(tmp_path):
+    from bindiff.tasks.segmentation.segment import find_inputs
+
+    image = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4))
+    for case, names in (("p1", ("Flair", "T1c")), ("p2", ("Flair",))):
+        (tmp_path / case).mkdir()
+        for name in names:
+            nib.save(image, str(tmp_path / case / f"{name}.nii.gz"))
+    for given in (tmp_path, tmp_path / "p2"):  # a folder of cases, and the case itself
+        with pytest.raises(DataError) as caught:
+            find_inputs(given, ["Flair", "T1c"])
+        assert str(caught.value) == f"{tmp_path / 'p2'}: no T1c beside Flair (the run reads Flair, T1c)"
+    (tmp_path / "p2" / "Flair.nii.gz").unlink()  # a folder holding none of them is not a case: passed over
+    assert [case.case_id for case in find_inputs(tmp_path, ["Flair", "T1c"])] == ["p1"]
+
+
+@needs_msd
+def test_reverse_steps_beyond_the_trained_ones_are_refused(run, tmp_path):
+    line = _error_line(runner.invoke(app, ["segment", str(run), "segmentation.steps=9", "--input", str(_scan()),
+                                           "--output", str(tmp_path / "o")]))
+    assert line == "error: segmentation.steps = 9 exceeds diffusion.steps = 4"
+
+
+@needs_msd
+@pytest.mark.parametrize("damage, message", [
+    ("{", "damaged: not readable JSON"),
+    ('{"layout": "msd"}', "damaged: an entry is missing or malformed (KeyError: 'split')"),
+])
+def test_a_damaged_cases_file_is_one_line(run, tmp_path, damage, message):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "split" / "cases.json").write_text(damage)
+    line = _error_line(runner.invoke(app, ["segment", str(copy), "--input", str(_scan()), "--output",
+                                           str(tmp_path / "o")]))
+    assert line.startswith(f"error: {copy / 'split' / 'cases.json'}: {message}")
+
+
+@needs_msd
+def test_a_checkpoint_from_another_run_is_named(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = (copy / "config.yaml").read_text()
+    assert "channels:\n    - 4\n    - 8\n" in config or "channels: [4, 8]" in config
+    # the run's config now says another network than its checkpoints hold, as after copying one in
+    (copy / "config.yaml").write_text(config.replace("channels: [4, 8]", "channels: [8, 16]")
+                                      .replace("channels:\n    - 4\n    - 8\n", "channels:\n    - 8\n    - 16\n"))
+    line = _error_line(runner.invoke(app, ["segment", str(copy), "--input", str(_scan()), "--output",
+                                           str(tmp_path / "o")]))
+    assert line == (f"error: {copy / 'checkpoints' / 'best.pt'}: not this run's checkpoint: its "
+                    "denoiser.params.channels is [4, 8], the run's config.yaml has [8, 16]")
+
+
+# -- score --------------------------------------------------------------------------------------------------
+def _mask_file(path: Path, mask: np.ndarray, affine: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), str(path))
+    return path
+
+
+def _mask() -> np.ndarray:
+    mask = np.zeros((6, 7, 8), np.uint8)
+    mask[1:4, 2:6, 3:7] = 1
+    return mask
+
+
+def test_score_never_overwrites_its_out_file(tmp_path):
+    reference = _mask_file(tmp_path / "c1.nii.gz", _mask(), np.eye(4))
+    prediction = _mask_file(tmp_path / "c1_mask.nii.gz", _mask(), np.eye(4))
+    before = reference.read_bytes()
+    line = _error_line(runner.invoke(app, ["score", str(prediction), str(reference), "--out", str(reference)]))
+    assert line == f"error: --out {reference}: already exists; bindiff never overwrites"
+    assert reference.read_bytes() == before
+
+
+def test_one_grid_stored_in_two_axis_orders_scores_as_one(tmp_path):
+    mask = _mask()
+    reference = _mask_file(tmp_path / "c1.nii.gz", mask, np.eye(4))
+    flipped = np.eye(4)
+    flipped[0, 0], flipped[0, 3] = -1, mask.shape[0] - 1  # x stored backwards: voxel i is the old voxel 5 - i
+    prediction = _mask_file(tmp_path / "c1_mask.nii.gz", mask[::-1], flipped)
+    result = runner.invoke(app, ["score", str(prediction), str(reference)])
+    assert result.exit_code == 0, result.output
+    assert "c1: Dice 1.0000" in result.output
+
+
+# -- files --------------------------------------------------------------------------------------------------
+def test_a_nifti_without_geometry_codes_comes_back_as_each_library_read_it(tmp_path):
+    from bindiff.adapters.masks import read_label_map, write_mask
+
+    image = nib.Nifti1Image(_mask(), np.diag([1.5, 2.0, 2.5, 1.0]))
+    image.set_qform(None, code=0)
+    image.set_sform(None, code=0)
+    nib.save(image, str(tmp_path / "in.nii.gz"))
+    volume = read_label_map(tmp_path / "in.nii.gz")
+    write_mask(volume.data, volume.geometry, tmp_path / "out.nii.gz")
+    given, written = (sitk.ReadImage(str(tmp_path / name)) for name in ("in.nii.gz", "out.nii.gz"))
+    for read in ("GetOrigin", "GetDirection", "GetSpacing"):
+        assert np.allclose(getattr(written, read)(), getattr(given, read)()), read
+    assert np.allclose(nib.load(str(tmp_path / "out.nii.gz")).affine, nib.load(str(tmp_path / "in.nii.gz")).affine)
+    assert np.array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(given))
+
+
+def test_an_unreadable_nrrd_gives_its_reason_and_no_cpp_noise(tmp_path, capfd):
+    from bindiff.adapters.masks.images import read_image
+
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nsizes: 2 2 2\nencoding: raw\n\n" + bytes(32))
+    with pytest.raises(DataError) as caught:
+        read_image(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: SimpleITK cannot read it") and "require endian info" in message
+    assert "\n" not in message and ".cxx" not in message
+    metaimage = tmp_path / "scan.mha"  # a header whose data file is missing: MetaIO prints to stderr from C++
+    metaimage.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_FLOAT\n"
+                         "ElementDataFile = absent.raw\n")
+    with pytest.raises(DataError):
+        read_image(metaimage)
+    assert capfd.readouterr().err == ""
+
+
+def test_a_garbage_checkpoint_does_not_advise_unsafe_loading(tmp_path):
+    from bindiff.training.checkpoint import CheckpointError, load_checkpoint
+
+    path = tmp_path / "best.pt"
+    path.write_bytes(np.random.default_rng(1).bytes(3000))
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value).startswith(f"{path}: not a readable checkpoint")
+    assert "weights_only" not in str(caught.value)
+
+
+def test_repeated_override_keys_on_a_command_line_are_refused():
+    line = _error_line(runner.invoke(app, ["show-config", "ml100k", "train.epochs=2", "train.epochs=1"]))
+    assert line == "error: override 'train.epochs=1': key 'train.epochs' is also set by 'train.epochs=2'; give it once"
+    line = _error_line(runner.invoke(app, ["show-config", "ml100k", "train={lr: 0.1}", "train.epochs=1"]))
+    assert "key 'train.epochs' is also set by 'train={lr: 0.1}'" in line
+
+
+def test_a_grid_that_misses_label_voxels_says_so(tmp_path, capsys):
+    from bindiff.config import load_recipe
+    from bindiff.tasks.masks.data import prepare_data
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for i in range(4):
+        mask = np.zeros((12, 12, 12), np.uint8)
+        mask[2:10, 3:9, 4:8] = 1  # 8 voxels long in x: a 6-voxel window misses 2 x 6 x 4 = 48 of them
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), str(folder / f"c{i}.nii.gz"))
+    config = load_recipe(ROOT / "recipes" / "hippocampus_masks.yaml",
+                         [f"data.dataset={folder}", "data.layout=files", "grid.shape=[6,12,12]", "grid.mode=pad",
+                          "grid.crop=region", "split.n_valid=1", "split.n_test=1"])
+    data = prepare_data(config, disable_progress=True)
+    assert sum(record.outside for record in data.records.values()) == 4 * 48
+    assert f"warning: {folder}: grid.shape [6, 12, 12] misses 192 label voxel(s) of 4 case(s)" in capsys.readouterr().err
