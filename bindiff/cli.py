@@ -40,14 +40,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (RecipeError, DataError, CheckpointError, OutputError, FileExistsError, FileNotFoundError)
 
 
-def _once(overrides: Optional[List[str]]) -> list[str]:
-    """The command line's overrides, refusing a key given twice (the recipe file refuses it too)."""
-    from .config.recipe import refuse_repeated_keys
-
-    refuse_repeated_keys(overrides or [])
-    return list(overrides or [])
-
-
 def _fail(err: BaseException) -> None:
     message = str(err)
     typer.echo(f"error: {message}", err=True)
@@ -70,7 +62,7 @@ def train(
     from .training import distributed
 
     try:
-        config = load_recipe(recipe, _once(overrides))
+        config = load_recipe(recipe, overrides or [])
         if nproc > 1 or distributed.launched_by_torchrun():
             registry.check_parallel(config)
         if nproc > 1 and not distributed.launched_by_torchrun():
@@ -143,7 +135,6 @@ def evaluate(
     from .tasks.recommendation.job import evaluate_run
 
     try:
-        _once(overrides)
         if out is not None and Path(out).exists():
             raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
         segmentation = read_run_config(Path(run_dir))["task"] == "segmentation"
@@ -247,7 +238,7 @@ def compare(
     from .tasks.recommendation.compare import run_comparison
 
     try:
-        out = run_comparison(recipe, _once(overrides), models.split(",") if models is not None else None, seeds, data_dir,
+        out = run_comparison(recipe, overrides or [], models.split(",") if models is not None else None, seeds, data_dir,
                              tune_trials=tune)
     except _user_errors() as err:
         _fail(err)
@@ -266,7 +257,7 @@ def tune(
     from .tasks.recommendation.tune import run_tuning
 
     try:
-        out = run_tuning(recipe, _once(overrides), trials, data_dir)
+        out = run_tuning(recipe, overrides or [], trials, data_dir)
     except _user_errors() as err:
         _fail(err)
     study = json.loads((out / "study.json").read_text())
@@ -303,7 +294,7 @@ def show_config(
     from .tasks import registry
 
     try:
-        config = load_recipe(recipe, _once(overrides))
+        config = load_recipe(recipe, overrides or [])
         registry.check_recipe(config)  # the checks `bindiff train` makes before reading data
         typer.echo(dump_recipe(config), nl=False)
     except _user_errors() as err:
@@ -324,7 +315,7 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out) -> Non
 
     try:
         out_dir = Path(out) if out else Path(run_dir) / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
-        metrics = run_evaluations(run_dir, [task], out_dir=out_dir, overrides=_once(overrides), checkpoint=checkpoint)
+        metrics = run_evaluations(run_dir, [task], out_dir=out_dir, overrides=overrides or [], checkpoint=checkpoint)
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"results: {out_dir / task}")
@@ -371,7 +362,7 @@ def masks_apply(run_dir: str = _RUN_DIR,
 
     try:
         summary = apply_run(run_dir, task, input, output, unknown=unknown, unknown_label=unknown_label,
-                            overrides=_once(overrides), checkpoint=checkpoint)
+                            overrides=overrides or [], checkpoint=checkpoint)
     except _user_errors() as err:
         _fail(err)
     for case in summary["cases"]:
@@ -400,7 +391,7 @@ def segment_images(
     from .tasks.segmentation.segment import segment
 
     try:
-        summary = segment(run_dir, input, output, brain=brain, model=model, overrides=_once(overrides),
+        summary = segment(run_dir, input, output, brain=brain, model=model, overrides=overrides or [],
                           checkpoint=checkpoint, probabilities=probabilities, panels=panels)
     except _user_errors() as err:
         _fail(err)

@@ -158,6 +158,8 @@ def score(prediction: str | Path, reference: str | Path, preset: LabelPreset = B
     if out is not None:
         try:
             write_json(out, summary)
+        except OutputError as err:  # names the path and why
+            raise OutputError(f"--out {err}") from None
         except OSError as err:
             raise OutputError(f"--out {out}: cannot write the summary ({err.strerror or err})") from None
     return summary

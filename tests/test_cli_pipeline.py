@@ -290,8 +290,8 @@ def test_recommend_input_without_a_header_or_to_an_unwritable_folder_exits_2(tra
     bad = tmp_path / "bad.csv"
     bad.write_text("a,i1\nb,i2\n")
     result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(bad), "--output", str(tmp_path / "o.csv")])
-    assert result.exit_code == 2 and f"{bad}: the first line must be a header naming the columns 'user' and 'item'" \
-        in result.output
+    assert result.exit_code == 2 and f"{bad}: column 'user' (user_col) not found; columns found with separator " \
+        "',': ['a', 'i1']" in result.output
     good = tmp_path / "good.csv"
     good.write_text("user,item\na,i1\n")
     locked = tmp_path / "locked"

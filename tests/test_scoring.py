@@ -87,7 +87,7 @@ def test_bad_input_is_refused_in_one_line(folders, tmp_path):
         ([str(tmp_path / "missing"), str(ref)], "missing: no such prediction file or folder"),
         ([str(pred), str(ref / "a.nii.gz")], "a.nii.gz: one reference file for 2 predictions"),
         ([str(pred), str(ref), "--preset", "msd_hippocampus", "--out", str(ref / "a.nii.gz" / "s.json")],
-         "cannot write the summary"),
+         f"--out {ref / 'a.nii.gz' / 's.json'}: cannot write there ({ref / 'a.nii.gz'} is a file, not a folder)"),
     )
     for args, message in cases:
         result = runner.invoke(app, ["score", *args])

@@ -195,13 +195,6 @@ def test_a_garbage_checkpoint_does_not_advise_unsafe_loading(tmp_path):
     assert "weights_only" not in str(caught.value)
 
 
-def test_repeated_override_keys_on_a_command_line_are_refused():
-    line = _error_line(runner.invoke(app, ["show-config", "ml100k", "train.epochs=2", "train.epochs=1"]))
-    assert line == "error: override 'train.epochs=1': key 'train.epochs' is also set by 'train.epochs=2'; give it once"
-    line = _error_line(runner.invoke(app, ["show-config", "ml100k", "train={lr: 0.1}", "train.epochs=1"]))
-    assert "key 'train.epochs' is also set by 'train={lr: 0.1}'" in line
-
-
 def test_a_grid_that_misses_label_voxels_says_so(tmp_path, capsys):
     from bindiff.config import load_recipe
     from bindiff.tasks.masks.data import prepare_data

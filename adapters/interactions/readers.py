@@ -252,9 +252,8 @@ def _read_fixed_fields(path: str | Path, sep: str, layout: str) -> RawInteractio
         np.array(timestamps, dtype=np.int64)
     except (ValueError, OverflowError):
         row = next(row for row, value in enumerate(timestamps) if not _is_int(value))
-        raise DataError(
-            f"{path}:{line_number(row)}: timestamp {timestamps[row]!r} is not a 64-bit integer"
-        ) from None
+        what = "lies beyond 64 bits" if _is_int(timestamps[row], any_size=True) else "is not an integer"
+        raise DataError(f"{path}:{line_number(row)}: timestamp {timestamps[row]!r} {what}") from None
     return RawInteractions(np.array(users), np.array(items), rating, str(path))
 
 
@@ -325,13 +324,13 @@ def _is_float(value: str) -> bool:
     return True
 
 
-def _is_int(value: str) -> bool:
-    """An integer that fits int64 (Python's int() alone accepts any size)."""
+def _is_int(value: str, any_size: bool = False) -> bool:
+    """An integer that fits int64 (Python's int() alone accepts any size), or of any size."""
     try:
         number = int(value)
     except ValueError:
         return False
-    return -(2**63) <= number < 2**63
+    return any_size or -(2**63) <= number < 2**63
 
 
 def _preview(line: str) -> str:

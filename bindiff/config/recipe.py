@@ -159,18 +159,6 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return dotted.split("."), value
 
 
-def refuse_repeated_keys(overrides: Iterable[str]) -> None:
-    """RecipeError when two overrides set one key, or one sets a section and another a key in it:
-    on a command line the later would silently win."""
-    seen: dict[str, str] = {}
-    for text in overrides:
-        dotted = ".".join(parse_override(text)[0])
-        for key, earlier in seen.items():
-            if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
-                raise RecipeError(f"override {text!r}: key '{dotted}' is also set by {earlier!r}; give it once")
-        seen[dotted] = text
-
-
 def _nest(path: list[str], value: Any) -> dict:
     out: Any = value
     for part in reversed(path):
