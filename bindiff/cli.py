@@ -238,8 +238,8 @@ def compare(
     from .tasks.recommendation.compare import run_comparison
 
     try:
-        out = run_comparison(recipe, overrides or [], models.split(",") if models is not None else None, seeds, data_dir,
-                             tune_trials=tune)
+        chosen = models.split(",") if models is not None else None  # "" is refused, not read as every model
+        out = run_comparison(recipe, overrides or [], chosen, seeds, data_dir, tune_trials=tune)
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"comparison directory: {out}")

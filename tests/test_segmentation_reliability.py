@@ -3,7 +3,6 @@ clean line (exit code 2 from the CLI) or read as its input says, and nothing is 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path

@@ -10,8 +10,8 @@ import copy
 import hashlib
 import math
 import re
-from pathlib import Path
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
@@ -115,7 +115,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, Hashable):
-                raise RecipeError(f"line {key_node.start_mark.line + 1}: a key must be a name, got a {type(key).__name__}")
+                raise RecipeError(f"line {key_node.start_mark.line + 1}: a key must be a name, got a "
+                                  f"{type(key).__name__}")
             if key in seen:
                 raise RecipeError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in the same "
                                   f"section (first on line {seen[key] + 1})")
