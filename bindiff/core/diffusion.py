@@ -149,13 +149,18 @@ class BinomialDiffusion(nn.Module):
         p(x_0 | x_t, cond). Raises ``ValueError`` naming ``x0`` when it is not a (B, D) batch of
         0s and 1s.
         """
-        if x0.ndim != 2:
-            raise ValueError(f"x0: expected a batch of vectors (B, D), got shape {tuple(x0.shape)}")
-        if bool(((x0 != 0) & (x0 != 1)).any()):
-            bad = x0[(x0 != 0) & (x0 != 1)][0].item()
-            raise ValueError(f"x0: the training data must be bits (0 or 1), got the value {bad!r}")
+        x0 = self._batch("x0", x0, bits=True)
+        if x0.shape[0] == 0:
+            raise ValueError("x0: an empty batch (0 rows) has no loss")
         if t is None:
             t = self.sample_timesteps(x0.shape[0], generator, x0.device)
+        else:  # an int for the whole batch, or one time per row, each in 1..T
+            t = torch.as_tensor(t, device=x0.device)
+            if t.ndim == 0:
+                t = t.expand(x0.shape[0])
+            if tuple(t.shape) != (x0.shape[0],):
+                raise ValueError(f"t: expected an int or one time per row ({x0.shape[0]},), got shape {tuple(t.shape)}")
+            t = self.process._check_t(t, low=1).to(x0.device)
         x_t = self.process.add_noise(x0, t, noise=noise, generator=generator)
         estimate = None
         if self.self_condition:
@@ -202,6 +207,21 @@ class BinomialDiffusion(nn.Module):
             logits = logits.float() + self.prior_logits
         return DenoiserEnsemble.mean_logits(logits) if averaged else logits
 
+    def _batch(self, name: str, x: torch.Tensor, bits: bool = False) -> torch.Tensor:
+        """``x`` as a (B, D) batch in the denoiser's dtype; ValueError naming ``name`` when its
+        shape does not fit the denoiser (or, with ``bits``, when a value is not 0 or 1)."""
+        x = torch.as_tensor(x)
+        dim = getattr(self.denoiser, "dim", None)
+        if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+            wanted = f"(B, {dim})" if dim is not None else "(B, D)"
+            raise ValueError(f"{name}: expected a batch of vectors {wanted}, got shape {tuple(x.shape)}")
+        if bits:
+            wrong = (x != 0) & (x != 1)
+            if bool(wrong.any()):
+                raise ValueError(f"{name}: must hold bits (0 or 1), got the value {x[wrong][0].item()!r}")
+        weight = next(self.denoiser.parameters(), None)  # bits and bools become the weights' float type
+        return x.to(weight.dtype if weight is not None else torch.get_default_dtype())
+
     def _times(self, n: int, t: int, device) -> torch.Tensor:
         return torch.full((n,), int(t), dtype=torch.long, device=device)
 
@@ -228,6 +248,7 @@ class BinomialDiffusion(nn.Module):
     def predict_x0(self, x: torch.Tensor, t: int = 1, cond: torch.Tensor | None = None) -> torch.Tensor:
         """p̂(x_0 = 1 | x_t = x[, cond]) from a single denoiser call."""
         t = self._check_time(t)
+        x = self._batch("x", x)
         return torch.sigmoid(self._denoise(x, self._times(x.shape[0], t, x.device), cond))
 
     @torch.no_grad()
@@ -327,12 +348,19 @@ class BinomialDiffusion(nn.Module):
         ``start``, from x_start ~ q(x_start | init): SDEdit's warm start. Returns bits or
         probabilities (``decode``, see ``run_reverse``) with the known bits copied through.
         ``resample`` > 1 is RePaint's resampling (see ``run_reverse``); ``ones`` holds the
-        count of each row (see ``sample``), only where nothing is known.
+        count of each row (see ``sample``), only where nothing is known. ``steps`` beyond
+        ``start`` (T by default) are clipped to it: a warm start may begin low. ``known`` (and
+        ``init``) must hold bits, ``mask`` booleans (or 0 and 1).
         """
         if known.shape != mask.shape:
             raise ValueError(f"known {tuple(known.shape)} and mask {tuple(mask.shape)} differ in shape")
         if init is not None and init.shape != known.shape:
             raise ValueError(f"init {tuple(init.shape)} and known {tuple(known.shape)} differ in shape")
+        known = self._batch("known", known, bits=True)
+        if init is not None:
+            init = self._batch("init", init, bits=True)
+        if mask.dtype != torch.bool and bool(((mask != 0) & (mask != 1)).any()):
+            raise ValueError("mask: must be boolean (True where a bit is known) or hold only 0 and 1")
         mask = mask.bool()
         start = self.process.num_steps if start is None else self._check_time(start)
         scheduler = self.scheduler(None if steps is None else min(steps, start), start=start)

@@ -53,17 +53,19 @@ def vb_terms(
     process: BernoulliProcess,
     x0: torch.Tensor,
     x_t: torch.Tensor,
-    t: torch.Tensor,
+    t: torch.Tensor | int,
     logits: torch.Tensor,
     reverse_kernel: str = "mixture",
 ) -> torch.Tensor:
-    """The variational bound's term L_{t−1} per example.
+    """The variational bound's term L_{t−1} per example (``t``: one time per row, or one for all).
 
     t = 1: decoder NLL −log p_θ(x_0 | x_1) with p_θ = p̂ (the network's own prediction).
     t ≥ 2: KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)), with p_θ the reverse kernel that
     sampling runs (``BernoulliProcess.reverse_logits``), so the bound trains what ``sample`` uses.
     """
     t = torch.as_tensor(t, dtype=torch.long, device=x0.device)
+    if t.ndim == 0:  # one time for the whole batch
+        t = t.expand(x0.shape[0])
     terms = bce_x0(logits, x0)
     later = t >= 2
     if later.any():

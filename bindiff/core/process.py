@@ -40,8 +40,12 @@ def draw_bits(probs: torch.Tensor, generator: torch.Generator | None = None,
 
 def _gather(table: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
     """table[t] shaped to broadcast over the feature axes of ``like``."""
-    t = torch.as_tensor(t, device=table.device)
-    values = table[t].to(device=like.device, dtype=like.dtype)
+    return _shaped_like(table[torch.as_tensor(t, device=table.device)], like)
+
+
+def _shaped_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-row values (float64) in ``like``'s dtype and device, broadcasting over its feature axes."""
+    values = values.to(device=like.device, dtype=like.dtype)
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
 
@@ -65,6 +69,9 @@ class BernoulliProcess:
         self.alphas = 1 - self.betas
         # alpha_bar[0] = 1 so that index t reads ᾱ_t directly, t = 0..T.
         self.alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(self.alphas, 0)])
+        # log ᾱ_t (−inf where a step erases x_0): ratios ᾱ_t / ᾱ_s are taken here, since both
+        # may lie below what float32, or even float64, holds while their ratio does not
+        self.log_alpha_bar = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(torch.log(self.alphas), 0)])
         self._config = dict(config) if config is not None else {
             "betas": [float(b) for b in torch.as_tensor(betas, dtype=torch.float64)], "kernel": kernel
         }
@@ -99,7 +106,10 @@ class BernoulliProcess:
         return int(self.betas.numel())
 
     def _check_t(self, t: torch.Tensor | int, low: int = 0) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.long)
+        given = torch.as_tensor(t)
+        if given.is_floating_point() and bool((given != given.round()).any()):
+            raise ValueError(f"time steps are integers, got {given.flatten()[:4].tolist()}")
+        t = given.to(torch.long)
         if t.numel() and (int(t.min()) < low or int(t.max()) > self.num_steps):
             raise ValueError(f"time steps must lie in {low}..{self.num_steps}, got {t.min().item()}..{t.max().item()}")
         return t
@@ -118,12 +128,18 @@ class BernoulliProcess:
         a = _gather(self.alpha_bar, self._check_t(t), x_t)
         return 0.5 + a * (x_t - 0.5)
 
+    def alpha_ratio(self, t: torch.Tensor | int, s: torch.Tensor | int) -> torch.Tensor:
+        """ᾱ_t / ᾱ_s for s ≤ t in float64, exactly 1 at s = t (also where ᾱ_t = ᾱ_s = 0)."""
+        t, s = torch.as_tensor(t, dtype=torch.long), torch.as_tensor(s, dtype=torch.long)
+        ratio = torch.exp(self.log_alpha_bar[t] - self.log_alpha_bar[s])
+        return torch.where(t == s, torch.ones_like(ratio), ratio)
+
     def transition_probs(self, x_s: torch.Tensor, s: torch.Tensor | int, t: torch.Tensor | int) -> torch.Tensor:
         """P(x_t = 1 | x_s) for s ≤ t: the same kernel with ᾱ_t / ᾱ_s in place of α."""
         s, t = self._check_t(s), self._check_t(t)
         if (s > t).any():
             raise ValueError("transition_probs needs s <= t")
-        a = _gather(self.alpha_bar, t, x_s) / _gather(self.alpha_bar, s, x_s)
+        a = _shaped_like(self.alpha_ratio(t, s), x_s)
         return a * x_s + (1 - a) / 2
 
     def add_noise(
@@ -160,7 +176,7 @@ class BernoulliProcess:
         s = t - 1 if s is None else self._check_t(s)
         if (torch.as_tensor(s) >= t).any():
             raise ValueError("posterior needs s < t")
-        a_ts = _gather(self.alpha_bar, t, x_t) / _gather(self.alpha_bar, s, x_t)
+        a_ts = _shaped_like(self.alpha_ratio(t, s), x_t)
         a_s = _gather(self.alpha_bar, s, x0)
         like_one = a_ts * x_t + (1 - a_ts) / 2  # q(x_t | x_s = 1)
         like_zero = a_ts * (1 - x_t) + (1 - a_ts) / 2  # q(x_t | x_s = 0)

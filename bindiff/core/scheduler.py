@@ -77,6 +77,9 @@ class ReverseScheduler:
         return timesteps
 
     def previous(self, t: int) -> int:
+        """The time visited after ``t`` (0 after the last)."""
+        if int(t) != t or int(t) not in self.timesteps:
+            raise ValueError(f"t = {t!r} is not one of this scheduler's timesteps {self.timesteps}")
         i = self.timesteps.index(int(t))
         return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else 0
 
@@ -84,6 +87,9 @@ class ReverseScheduler:
              generator: torch.Generator | None = None, mode: str = "sample") -> StepOutput:
         if mode not in STEP_MODES:
             raise ValueError(f"mode must be one of {STEP_MODES}, got {mode!r}")
+        if model_output.shape != sample.shape:  # broadcasting would silently pair the wrong rows
+            raise ValueError(f"model_output {tuple(model_output.shape)} and sample {tuple(sample.shape)} differ "
+                             "in shape")
         pred_x0 = torch.sigmoid(model_output)
         s = self.previous(t)
         if s == 0:

@@ -1,0 +1,125 @@
+"""The core as a library user calls it: long schedules in float32, times given as ints, and
+arguments of the wrong shape, type or values refused with a message naming them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bindiff.core import BernoulliProcess, BinomialDiffusion, MLPDenoiser, ReverseScheduler
+
+
+def _log_alpha_bar(process: BernoulliProcess, t: int) -> float:
+    """log ᾱ_t summed by hand from the β table, in Python floats."""
+    return math.fsum(math.log(1 - float(b)) for b in process.betas[:t])
+
+
+def test_a_long_schedule_steps_in_float32_where_alpha_bar_underflows():
+    process = BernoulliProcess.from_schedule("linear", 1000, beta_start=0.01, beta_end=0.2)
+    t, s = 1000, 980
+    assert float(process.alpha_bar[s]) < 1e-45  # below float32: the old ratio was 0 / 0
+    scheduler = ReverseScheduler(process)
+    scheduler.set_timesteps(50)
+    assert scheduler.previous(t) == s
+    out = scheduler.step(torch.zeros(1, 2), t, torch.tensor([[1.0, 0.0]]))  # p̂(x_0 = 1) = ½ for both bits
+    # by hand: a = ᾱ_t / ᾱ_s; q(x_s = 1 | x_t, x_0) ∝ q(x_t | x_s = 1) q(x_s = 1 | x_0), then the mixture over x_0
+    a = math.exp(_log_alpha_bar(process, t) - _log_alpha_bar(process, s))
+    a_s = math.exp(_log_alpha_bar(process, s))
+    expected = []
+    for x_t in (1.0, 0.0):
+        like = {1: a * x_t + (1 - a) / 2, 0: a * (1 - x_t) + (1 - a) / 2}
+        given = []
+        for x0 in (1.0, 0.0):
+            prior_one = a_s * x0 + (1 - a_s) / 2
+            one, zero = like[1] * prior_one, like[0] * (1 - prior_one)
+            given.append(one / (one + zero))
+        expected.append(0.5 * given[0] + 0.5 * given[1])
+    assert torch.isfinite(out.prev_probs).all()
+    assert out.prev_probs[0].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_constant_schedule_whose_alpha_bar_underflows_in_float64_still_steps():
+    process = BernoulliProcess.from_schedule("constant", 1000, beta=0.9)
+    assert float(process.alpha_bar[400]) == 0.0  # 0.1 ** 400 is below float64 too
+    probs = process.posterior_probs(torch.ones(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64),
+                                    500)
+    # ᾱ_500 / ᾱ_499 = α = 0.1 and ᾱ_499 ≈ 0: q(x_499 = 1 | x_500 = 1) = (0.1 + 0.45) / (0.55 + 0.45)
+    assert probs.item() == pytest.approx(0.55, abs=1e-12)
+
+
+def test_a_step_to_itself_is_the_identity_even_where_alpha_bar_is_zero():
+    process = BernoulliProcess.from_schedule("jsd", 5)
+    x = torch.tensor([[1.0, 0.0]])
+    assert process.transition_probs(x, 5, 5).tolist() == [[1.0, 0.0]]
+    assert process.transition_probs(x, 4, 5).tolist() == [[0.5, 0.5]]  # β_T = 1 erases everything
+
+
+def _model(dim: int = 4) -> BinomialDiffusion:
+    torch.manual_seed(0)
+    return BinomialDiffusion(MLPDenoiser(dim, [8], time_dim=4), BernoulliProcess.from_schedule("jsd", 10))
+
+
+def test_training_at_one_time_given_as_an_int():
+    model = _model()
+    x0 = torch.tensor([[1.0, 0, 1, 0], [0, 1, 1, 0]])
+    noise = torch.rand(2, 4, generator=torch.Generator().manual_seed(0))
+    out = model(x0, t=3, noise=noise)
+    assert out.t.tolist() == [3, 3]
+    assert torch.equal(out.loss, model(x0, t=torch.tensor([3, 3]), noise=noise).loss)
+
+
+@pytest.mark.parametrize("t, message", [
+    (torch.tensor([0, 1]), "time steps must lie in 1..10, got 0..1"),
+    (11, "time steps must lie in 1..10"),
+    (torch.tensor([2.5, 3.0]), "time steps are integers, got [2.5, 3.0]"),
+    (torch.tensor([3]), "t: expected an int or one time per row (2,), got shape (1,)"),
+])
+def test_training_times_outside_the_process_or_of_the_wrong_shape_are_refused(t, message):
+    with pytest.raises(ValueError) as caught:
+        _model()(torch.zeros(2, 4), t=t)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("x0, message", [
+    (torch.zeros(0, 4), "x0: an empty batch (0 rows) has no loss"),
+    (torch.zeros(2, 5), "x0: expected a batch of vectors (B, 4), got shape (2, 5)"),
+    (torch.tensor([[0.0, 0.5, 1, 1]]), "x0: must hold bits (0 or 1), got the value 0.5"),
+])
+def test_a_training_batch_that_is_not_bits_of_the_right_width_is_refused(x0, message):
+    with pytest.raises(ValueError) as caught:
+        _model()(x0)
+    assert str(caught.value) == message
+
+
+def test_bits_as_bools_or_float64_are_read_as_the_denoisers_floats():
+    model = _model().eval()
+    x = torch.tensor([[1.0, 0, 1, 0]])
+    expected = model.predict_x0(x, 2)
+    assert torch.equal(model.predict_x0(x.double(), 2), expected)
+    assert torch.equal(model.predict_x0(x.bool(), 2), expected)
+    with pytest.raises(ValueError, match=r"x: expected a batch of vectors \(B, 4\), got shape \(4,\)"):
+        model.predict_x0(x[0], 2)
+
+
+def test_inpainting_refuses_known_values_that_are_not_bits_and_masks_that_are_not_boolean():
+    model = _model().eval()
+    mask = torch.tensor([[True, True, False, False]])
+    with pytest.raises(ValueError, match="known: must hold bits"):
+        model.inpaint(torch.tensor([[2.0, 0, 0, 0]]), mask)
+    with pytest.raises(ValueError, match="known: must hold bits"):
+        model.inpaint(torch.tensor([[float("nan"), 0, 0, 0]]), mask)
+    with pytest.raises(ValueError, match="mask: must be boolean"):
+        model.inpaint(torch.zeros(1, 4), torch.full((1, 4), 0.3))
+    out = model.inpaint(torch.tensor([[1.0, 0, 0, 0]]), mask, generator=torch.Generator().manual_seed(0))
+    assert out[0, :2].tolist() == [1.0, 0.0]  # the known bits come through
+
+
+def test_a_step_refuses_shapes_that_would_broadcast_and_times_it_does_not_visit():
+    scheduler = ReverseScheduler(BernoulliProcess.from_schedule("jsd", 10))
+    scheduler.set_timesteps(4)
+    with pytest.raises(ValueError, match=r"model_output \(2, 3\) and sample \(2, 1\) differ in shape"):
+        scheduler.step(torch.zeros(2, 3), 10, torch.zeros(2, 1))
+    with pytest.raises(ValueError, match=r"t = 9 is not one of this scheduler's timesteps \[10, 7, 4, 1\]"):
+        scheduler.step(torch.zeros(2, 3), 9, torch.zeros(2, 3))
