@@ -208,10 +208,12 @@ def test_two_d_slices_with_the_mlp_denoiser(tmp_path):
     from bindiff.tasks.masks.job import train_masks
 
     config = load_recipe(RECIPES / "hippocampus_masks.yaml", [*TINY, "grid.shape=[12,16]", f"output.root={tmp_path}",
-                                                                 "evaluations.run=[denoising, generation]"])
+                                                                 "evaluations.completion.samples=2"])
     config["denoiser"] = {"name": "mlp", "params": {"hidden": [32], "time_dim": 8}}
     run = train_masks(config, data_dir=str(DATA))
     assert run.metrics["denoising"]["cases"] == 2 and "model" in run.metrics["denoising"]
+    # completion too: its retrieval baseline copies training slices, as cases hold different numbers of them
+    assert {"model", "retrieval"} <= set(run.metrics["completion"]["alternate_slices"])
     summary = json.loads((run.run_dir / "generation" / "summary.json").read_text())
     assert summary["samples"] == 3 and summary["reference"]["training_masks"] > 6  # slices showing the mask
     assert not (run.run_dir / "generation" / "nifti").exists()  # 2-D samples have no 3-D geometry

@@ -39,14 +39,22 @@ _OLD_NAMES = {"complete": "completion", "denoise": "denoising"}  # the verbs of 
 
 
 def label_files(path: Path) -> list[Path]:
-    """One label map, or every label map in a folder (sorted by name)."""
+    """One label map, or every label map in a folder (sorted by name; hidden files, such as the
+    ``._*`` a Mac leaves, are passed over); two of one case name are refused."""
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(LABEL_SUFFIXES))
-        if files:
-            return files
-        raise DataError(f"{path}: no label maps ({', '.join(LABEL_SUFFIXES)}) in this folder")
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(LABEL_SUFFIXES))
+        if not files:
+            raise DataError(f"{path}: no label maps ({', '.join(LABEL_SUFFIXES)}) in this folder")
+        seen: dict[str, Path] = {}
+        for file in files:
+            if _case_id(file) in seen:
+                raise DataError(f"{file}: case {_case_id(file)!r} again (also {seen[_case_id(file)]}); both would be "
+                                "written to one output: rename one")
+            seen[_case_id(file)] = file
+        return files
     raise DataError(f"{path}: no such file or folder")
 
 
@@ -56,14 +64,22 @@ def _case_id(path: Path) -> str:
 
 def _unknown_voxels(path: Path, labels: np.ndarray, geometry, unknown: Path | None, unknown_label: int | None):
     if unknown_label is not None:
-        return labels == unknown_label
+        hidden = labels == unknown_label
+        if not hidden.any():
+            raise DataError(f"{path}: no voxel holds the unknown label {unknown_label}; nothing to complete")
+        if hidden.all():
+            raise DataError(f"{path}: every voxel holds the unknown label {unknown_label}; nothing to complete from")
+        return hidden
     source = unknown / path.name if unknown.is_dir() else unknown
     if not source.is_file():
         raise DataError(f"{source}: no unknown-voxel file for {path}")
     mask = read_label_map(source)
-    if tuple(mask.geometry.shape) != tuple(geometry.shape):
-        raise DataError(f"{source}: shape {tuple(mask.geometry.shape)} differs from {path}'s "
+    # both are read in canonical voxel order: the same voxels stored in another axis order fit
+    if mask.geometry.canonical_shape != geometry.canonical_shape:
+        raise DataError(f"{source}: shape {tuple(mask.geometry.shape)} does not fit {path}'s "
                         f"{tuple(geometry.shape)}")
+    if not np.allclose(mask.geometry.canonical_affine, geometry.canonical_affine, atol=1e-3):
+        raise DataError(f"{source}: its voxel-to-world affine differs from {path}'s (the two are not on one grid)")
     return mask.data != 0
 
 
@@ -77,12 +93,23 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
     if task == "completion" and (unknown is None) == (unknown_label is None):
         raise RecipeError("apply --task completion: name the unknown voxels with exactly one of --unknown FILE|FOLDER "
                           "or --unknown-label N")
+    if task == "denoising" and (unknown is not None or unknown_label is not None):
+        raise RecipeError("apply --task denoising: it may change every voxel; --unknown and --unknown-label are for "
+                          "completion")
+    if unknown_label is not None and unknown_label == 0:
+        raise RecipeError("apply --unknown-label 0: 0 is the background; mark the unknown voxels with a value the "
+                          "label maps use for nothing else")
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not empty; bindiff never overwrites")
     files = label_files(Path(input_path))
     config, data, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint)
     config = base.rescoring_config(TASK, config, overrides)
+    TASK.check_rescoring(config, model, payload)  # steps and times within the model's T
+    if unknown_label is not None and unknown_label in data.preset.allowed:
+        raise RecipeError(f"apply --unknown-label {unknown_label}: a label of preset {data.preset.name!r} "
+                          f"({', '.join(map(str, sorted(data.preset.allowed)))}); mark the unknown voxels with "
+                          "another value")
     if data.spec.crop == "brain":
         raise RecipeError(f"{run_dir}: the run places masks on its grid around the brain (grid.crop: brain), "
                           "which needs each case's brain mask; apply works on runs with grid.crop region or none")

@@ -71,11 +71,17 @@ def median_filter(observed: np.ndarray, size: int = 3) -> np.ndarray:
     return ndimage.median_filter(observed.astype(np.uint8), size=size, mode="constant", cval=0)
 
 
-def retrieve(observed: np.ndarray, known: np.ndarray, bank: np.ndarray) -> np.ndarray:
+def retrieve(observed: np.ndarray, known: np.ndarray, bank: np.ndarray, slice_axis: int | None = None) -> np.ndarray:
     """Fill the hidden voxels from the training mask with the best Dice on the known voxels.
 
-    ``bank`` holds the training masks on the same grid, shape (n, *observed.shape).
+    ``bank`` holds the training masks on the same grid, shape (n, *observed.shape). A run on
+    2-D slices (``slice_axis``: where the slices stack in ``observed``) has cases of different
+    slice counts: its bank holds every training slice, and each slice is filled from its best.
     """
+    if slice_axis is not None:
+        filled = [retrieve(o, k, bank) for o, k in zip(np.moveaxis(observed, slice_axis, 0),
+                                                       np.moveaxis(known, slice_axis, 0))]
+        return np.moveaxis(np.stack(filled), 0, slice_axis)
     if bank.shape[1:] != observed.shape:
         raise ValueError(f"retrieval bank has masks of shape {bank.shape[1:]}, the observation {observed.shape}")
     k = known.reshape(-1).astype(np.float32)
@@ -97,11 +103,12 @@ DESCRIPTIONS = {
 
 
 def completion_baselines(mode: str, observed, known, *, bank: np.ndarray, axis: int, spacing,
-                         radius: int) -> dict[str, np.ndarray]:
-    """Every baseline that suits a way of hiding, by name (keys of ``DESCRIPTIONS``)."""
+                         radius: int, slice_axis: int | None = None) -> dict[str, np.ndarray]:
+    """Every baseline that suits a way of hiding, by name (keys of ``DESCRIPTIONS``);
+    ``slice_axis`` for a run on 2-D slices (see ``retrieve``)."""
     fills = {}
     if mode == "box":
         fills["closing"] = closing(observed, known, radius)
     fills["interpolation"] = interpolate_slices(observed, known, axis, spacing)
-    fills["retrieval"] = retrieve(observed, known, bank)
+    fills["retrieval"] = retrieve(observed, known, bank, slice_axis)
     return fills

@@ -58,7 +58,7 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
         generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed("completion", mode, "model"))
         spacings = [r.transform.grid_spacing(r.geometry.spacing) for r in records]
         fills = [baselines.completion_baselines(mode, o, k, bank=ctx.retrieval_bank, axis=cfg["axis"], spacing=sp,
-                                                radius=cfg["closing_radius"])
+                                                radius=cfg["closing_radius"], slice_axis=ctx.grid_slice_axis)
                  for o, k, sp in zip(observed, known, spacings)]
         fills = [{name: grid * r.transform.valid() for name, grid in f.items()} for f, r in zip(fills, records)]
         baseline_names = list(fills[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -225,11 +226,32 @@ def cases_json(folder: Path, kind: str) -> Iterator[dict]:
         raise DataError(f"{path}: damaged: an entry is missing or malformed ({type(err).__name__}: {err})") from None
 
 
+def check_split_drawn(split: dict, config: dict, path: Path) -> None:
+    """DataError when a run's stored split is not the one its recipe's seed draws from its cases
+    (a split/ folder copied from another run would score the model on its own training cases)."""
+    ids = [case_id for part in ("train", "valid", "test") for case_id in split.get(part, [])]
+    try:
+        drawn = split_cases(ids, config["split"]["n_valid"], config["split"]["n_test"], seed=config["seed"])
+    except DataError:
+        drawn = None  # the recipe's counts do not even fit these cases
+    if drawn is None or {part: sorted(split.get(part, [])) for part in drawn} != drawn:
+        raise DataError(f"{path}: its split is not the one seed {config['seed']} draws from its cases; the split "
+                        "folder comes from another run")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def load_data(folder: Path) -> MaskData:
     from ...adapters.masks.labels import LabelPreset
 
     with cases_json(folder, "masks") as meta:
-        packed = np.load(Path(folder) / "grids.npz")
+        try:
+            packed = np.load(Path(folder) / "grids.npz", allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise DataError(f"{Path(folder) / 'grids.npz'}: missing or damaged ({_first_line(err)})") from None
         records = {}
         for case_id, rec in meta["records"].items():
             transform = GridTransform.from_dict(rec["transform"])

@@ -55,8 +55,17 @@ class EvalContext:
 
     @cached_property
     def retrieval_bank(self) -> np.ndarray:
-        """The training masks on the grid, (n, *grid): what the retrieval baseline copies from."""
-        return np.stack([r.grid for r in self.data.part("train")]).astype(np.uint8)
+        """The training masks on the grid, (n, *grid): what the retrieval baseline copies from; for a
+        run on 2-D slices, whose cases hold different numbers of them, every training slice."""
+        grids = [r.grid for r in self.data.part("train")]
+        if self.data.spec.slices:
+            return np.concatenate([np.moveaxis(g, self.data.spec.slice_axis, 0) for g in grids]).astype(np.uint8)
+        return np.stack(grids).astype(np.uint8)
+
+    @property
+    def grid_slice_axis(self) -> int | None:
+        """Where the slices of a 2-D run stack in a case's grid (None for a 3-D run)."""
+        return self.data.spec.slice_axis if self.data.spec.slices else None
 
     def eval_records(self) -> list[CaseRecord]:
         """The cases the tasks run on: eval.part (test by default), at most eval.max_cases of them."""

@@ -24,12 +24,14 @@ import torch
 
 from ...adapters.masks import to_vectors
 from ...config import RecipeError
+from ...files import staged_folder
 from ...progress import progress_disabled
 from ...training.distributed import Workers
 from .. import base
 from . import corruption
 from .completion import evaluate_completion
-from .data import MaskData, check_label_preset, load_data, prepare_data, save_data, training_matrix
+from .data import (MaskData, check_label_preset, check_split_drawn, load_data, prepare_data, save_data,
+                   training_matrix)
 from .denoising import evaluate_denoising
 from .evaluation import EvalContext, denoise_time
 from .generation import evaluate_generation
@@ -158,6 +160,7 @@ def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None) -
     """The config, data, model and checkpoint description of a finished (or interrupted) masks run."""
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device)
     data = load_data(Path(run_dir) / "split")
+    check_split_drawn(data.split, config, Path(run_dir) / "split" / "cases.json")
     info = {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch"), **(payload.get("best") or {})}
     return LoadedMasksRun(config, data, model, info, payload)
 
@@ -182,21 +185,23 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
     out_dir = Path(out_dir) if out_dir is not None else run_dir
     metrics: dict = {"recipe": config["name"], "seed": config["seed"], "checkpoint": info}
     for name in evaluations:
-        folder = out_dir / name
-        if folder.exists():
-            raise FileExistsError(f"{folder}: already exists; bindiff never overwrites (choose another --out)")
-        folder.mkdir(parents=True)
-        if name == "completion":
-            results = evaluate_completion(ctx, folder)
-            metrics["completion"] = {mode: _means(s) for mode, s in results.items()}
-        elif name == "denoising":
-            metrics["denoising"] = _means(evaluate_denoising(ctx, folder))
-        else:
-            summary = evaluate_generation(ctx, folder)
-            metrics["generation"] = {**summary["plausibility"], "reference": summary["reference"],
-                                     "volume_ks": summary["volume_ks"], "realism": summary["realism"],
-                                     "seconds": summary["seconds"]}
+        if (out_dir / name).exists():
+            raise FileExistsError(f"{out_dir / name}: already exists; bindiff never overwrites (choose another --out)")
+        with staged_folder(out_dir / name) as folder:  # <out>/<name> appears complete, or not at all
+            metrics.update(_evaluate(ctx, name, folder))
     return metrics
+
+
+def _evaluate(ctx: EvalContext, name: str, folder: Path) -> dict:
+    """One evaluation's results written into ``folder``; its means for metrics.json."""
+    if name == "completion":
+        return {"completion": {mode: _means(s) for mode, s in evaluate_completion(ctx, folder).items()}}
+    if name == "denoising":
+        return {"denoising": _means(evaluate_denoising(ctx, folder))}
+    summary = evaluate_generation(ctx, folder)
+    return {"generation": {**summary["plausibility"], "reference": summary["reference"],
+                           "volume_ks": summary["volume_ks"], "realism": summary["realism"],
+                           "seconds": summary["seconds"]}}
 
 
 def _means(summary: dict) -> dict:

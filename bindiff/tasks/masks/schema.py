@@ -111,7 +111,8 @@ SECTIONS: dict[str, Any] = {
             "t": key((int, type(None)), None, "time shown to the denoiser; null: the step whose flip rate "
                      "(1 − ᾱ_t)/2 is closest to flip", at_least_one),
             "steps": key(int, 1, "reverse steps from t; 1: one denoiser call", at_least_one),
-            "median_size": key(int, 3, "side of the median-filter baseline's cube", at_least_one),
+            "median_size": key(int, 3, "side of the median-filter baseline's cube (1 to 15 voxels)",
+                               (lambda v: 1 <= v <= 15, "must lie in 1..15 (a side in voxels)")),
         },
         "generation": {
             "samples": key(int, 16, "masks sampled from noise", at_least_one),

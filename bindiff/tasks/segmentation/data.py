@@ -27,7 +27,8 @@ from ...adapters.masks.images import ImageCase, read_brain_on, read_channels
 from ...adapters.masks.io import Geometry, read_geometry
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
-from ..masks.data import cases_json, grid_spec, resolve_preset, warn_mixed_spacing, warn_outside
+from ..masks.data import (cases_json, check_split_drawn, grid_spec, resolve_preset, warn_mixed_spacing,
+                          warn_outside)
 from .placement import to_spacing
 
 
@@ -177,6 +178,7 @@ def load_data(folder: Path, config: dict) -> SegmentationData:
                    for case_id, record in meta["cases"].items()}
         described = meta["dataset"], meta["layout"], meta["preset"], meta["region"]
         split = meta["split"]
+    check_split_drawn(split, config, Path(folder) / "cases.json")
     spec = grid_spec(config)
     cases = {}
     for case_id, (record, transform) in records.items():
