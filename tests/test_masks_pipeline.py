@@ -353,7 +353,7 @@ def test_apply_complete_fills_only_the_unknown_voxels(tiny_run, tmp_path):
     assert missing.exit_code == 2 and "exactly one of --unknown FILE|FOLDER or --unknown-label N" in missing.output
     again = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "completion", "--input", str(damaged),
                                 "--unknown-label", "9", "--output", str(tmp_path / "out")])
-    assert again.exit_code == 2 and "not empty" in again.output
+    assert again.exit_code == 2 and "not an empty folder" in again.output
 
 
 @needs_hippo
@@ -437,7 +437,7 @@ def test_apply_that_fails_part_way_leaves_no_output_folder(tiny_run, tmp_path):
     a_file.write_text("")
     result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(inputs),
                                  "--output", str(a_file)])
-    assert result.exit_code == 2 and "exists and is not empty" in result.output, result.output
+    assert result.exit_code == 2 and "exists and is not an empty folder" in result.output, result.output
 
 
 def test_a_grid_that_does_not_resample_warns_about_cases_of_other_voxel_sizes(tmp_path):

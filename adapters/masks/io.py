@@ -381,11 +381,10 @@ def write_volume(values: np.ndarray, geometry: Geometry, path: str | Path) -> Pa
     image = nib.Nifti1Image(array, geometry.affine)
     image.header.set_data_dtype(array.dtype)
     image.header.set_xyzt_units("mm")
-    # A NIfTI file with neither code has no world geometry, and nibabel and ITK each guess one,
-    # differently; writing "unknown" back lets each read the output as it read the input.
-    unknown = geometry.qform_code == 0 and geometry.sform_code == 0
-    image.set_qform(geometry.affine, code=0 if unknown else geometry.qform_code or 1)
-    image.set_sform(geometry.affine, code=0 if unknown else geometry.sform_code or 1)
+    # The input's own codes: nibabel and ITK each choose between qform and sform by them (and guess
+    # a geometry, differently, when both are 0), so each reads the output as it read the input.
+    image.set_qform(geometry.affine, code=geometry.qform_code)
+    image.set_sform(geometry.affine, code=geometry.sform_code)
     payload = image.to_bytes()
     if path.name.lower().endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=6, mtime=0)

@@ -101,7 +101,7 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
                           "label maps use for nothing else")
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise FileExistsError(f"{output_dir}: exists and is not empty; bindiff never overwrites")
+        raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
     files = label_files(Path(input_path))
     config, data, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint)
     config = base.rescoring_config(TASK, config, overrides)
