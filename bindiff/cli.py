@@ -185,6 +185,8 @@ def recommend(
             users, histories = read_histories(input)
         elif items is not None:
             users, histories = ["new"], [[i.strip() for i in items.split(",") if i.strip()]]
+            if not histories[0]:
+                raise RecipeError(f"--items {items!r}: no item ids (give them comma-separated, e.g. --items 50,172)")
         recommender = Recommender.from_run(run_dir, checkpoint=checkpoint)
         if user is not None:
             users, histories = [user], [recommender.history_of(user)]

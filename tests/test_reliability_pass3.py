@@ -190,3 +190,8 @@ def test_a_saved_split_whose_files_disagree_is_one_line(trained, tmp_path):  # n
     line = _error_line(runner.invoke(app, ["evaluate", str(run_dir)]))
     assert line == (f"error: {run_dir / 'split'}: the saved split's files do not fit together: train has "
                     f"{len(ids)} columns for {len(ids) - 3} item ids")
+
+
+def test_recommend_with_no_item_ids_is_one_line(trained):  # noqa: F811
+    line = _error_line(runner.invoke(app, ["recommend", str(trained[0]), "--items", ",,,"]))
+    assert line == "error: --items ',,,': no item ids (give them comma-separated, e.g. --items 50,172)"

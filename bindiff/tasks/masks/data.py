@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -181,8 +180,8 @@ def training_matrix(data: MaskData, config: dict) -> sp.csr_matrix:
     if aug["flip_axes"]:
         # opt-in only: when every real case has one orientation, mirrored copies teach the model
         # anatomy that never occurs, and generated masks come out mirrored about half the time
-        warnings.warn(f"augment.flip_axes = {aug['flip_axes']}: training on mirrored copies; generated masks "
-                      "may come out mirrored (check generation's orientation_share)", stacklevel=2)
+        log(f"warning: augment.flip_axes = {aug['flip_axes']}: training on mirrored copies; generated masks "
+            "may come out mirrored (check generation's orientation_share)")
     rows = []
     for record in data.part("train"):
         for grid in _augmented(record.grid, aug["flip_axes"], aug["shifts"]):
