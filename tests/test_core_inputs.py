@@ -123,3 +123,8 @@ def test_a_step_refuses_shapes_that_would_broadcast_and_times_it_does_not_visit(
         scheduler.step(torch.zeros(2, 3), 10, torch.zeros(2, 1))
     with pytest.raises(ValueError, match=r"t = 9 is not one of this scheduler's timesteps \[10, 7, 4, 1\]"):
         scheduler.step(torch.zeros(2, 3), 9, torch.zeros(2, 3))
+
+
+def test_a_prior_of_the_wrong_length_is_named():
+    with pytest.raises(ValueError, match=r"prior: shape \(3,\) does not fit samples of shape \(2, 4\)"):
+        _model().sample(2, prior=torch.full((3,), 0.5), generator=torch.Generator().manual_seed(0))

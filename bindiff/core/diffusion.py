@@ -326,7 +326,12 @@ class BinomialDiffusion(nn.Module):
             return self.process.add_noise(init, start, generator=generator)
         if start != self.process.num_steps:
             raise ValueError(f"starting at t = {start} < T = {self.process.num_steps} needs an initial guess (init)")
-        probs = torch.as_tensor(0.5 if prior is None else prior, device=device, dtype=dtype).expand(shape)
+        probs = torch.as_tensor(0.5 if prior is None else prior, device=device, dtype=dtype)
+        try:
+            probs = probs.expand(shape)
+        except RuntimeError:
+            raise ValueError(f"prior: shape {tuple(probs.shape)} does not fit samples of shape {tuple(shape)} "
+                             "(give one probability per bit, or one for all)") from None
         if ((probs < 0) | (probs > 1)).any():
             raise ValueError("prior holds probabilities of x_T = 1: every value must lie in [0, 1]")
         return draw_bits(probs, generator)
