@@ -130,7 +130,8 @@ class BernoulliProcess:
 
     def alpha_ratio(self, t: torch.Tensor | int, s: torch.Tensor | int) -> torch.Tensor:
         """ᾱ_t / ᾱ_s for s ≤ t in float64, exactly 1 at s = t (also where ᾱ_t = ᾱ_s = 0)."""
-        t, s = torch.as_tensor(t, dtype=torch.long), torch.as_tensor(s, dtype=torch.long)
+        where = self.log_alpha_bar.device  # the tables stay on the CPU; a time on the GPU is brought here
+        t, s = (torch.as_tensor(v, dtype=torch.long).to(where) for v in (t, s))
         ratio = torch.exp(self.log_alpha_bar[t] - self.log_alpha_bar[s])
         return torch.where(t == s, torch.ones_like(ratio), ratio)
 
