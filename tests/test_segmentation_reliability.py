@@ -59,7 +59,7 @@ def test_two_inputs_of_one_case_name_are_refused_before_anything_is_written(run,
     shutil.copy(_scan(), scans / "p1.nii.gz")
     sitk.WriteImage(sitk.ReadImage(str(_scan())), str(scans / "p1.mha"))  # the same case name, another format
     line = _error_line(runner.invoke(app, ["segment", str(run), "--input", str(scans), "--output", str(tmp_path / "o")]))
-    assert line == (f"error: {scans / 'p1.nii.gz'}: case 'p1' again (also {scans / 'p1.mha'}); its outputs "
+    assert line == (f"error: {scans / 'p1.nii.gz'}: case 'p1' again (also {scans / 'p1.mha'}); their outputs "
                     "would overwrite each other: rename one")
     assert not (tmp_path / "o").exists()
 

@@ -185,6 +185,17 @@ def _count(value: int | float, n: int, key: str) -> int:
     return int(value)
 
 
+def refuse_repeated_cases(cases: list[tuple[str, Path]]) -> None:
+    """DataError naming two files of one case id (``(case_id, file)`` pairs): their outputs,
+    named after the case, would overwrite each other."""
+    seen: dict[str, Path] = {}
+    for case_id, file in cases:
+        if case_id in seen:
+            raise DataError(f"{file}: case {case_id!r} again (also {seen[case_id]}); their outputs would overwrite "
+                            "each other: rename one")
+        seen[case_id] = file
+
+
 def split_cases(case_ids: list[str], n_valid: int | float, n_test: int | float, seed: int) -> dict[str, list[str]]:
     """Seeded split by case: counts (int) or fractions (float) of the cases for valid and test."""
     ids = sorted(case_ids)

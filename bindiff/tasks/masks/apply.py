@@ -25,7 +25,7 @@ import torch
 from ...adapters.errors import DataError
 from ...adapters.masks import binarize, fit_transform, read_label_map, to_vectors, write_mask
 from ...adapters.masks import spacing as voxel_size
-from ...adapters.masks.datasets import LABEL_SUFFIXES, volume_stem
+from ...adapters.masks.datasets import LABEL_SUFFIXES, refuse_repeated_cases, volume_stem
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from .. import base
@@ -48,12 +48,7 @@ def label_files(path: Path) -> list[Path]:
                        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(LABEL_SUFFIXES))
         if not files:
             raise DataError(f"{path}: no label maps ({', '.join(LABEL_SUFFIXES)}) in this folder")
-        seen: dict[str, Path] = {}
-        for file in files:
-            if _case_id(file) in seen:
-                raise DataError(f"{file}: case {_case_id(file)!r} again (also {seen[_case_id(file)]}); both would be "
-                                "written to one output: rename one")
-            seen[_case_id(file)] = file
+        refuse_repeated_cases([(_case_id(file), file) for file in files])
         return files
     raise DataError(f"{path}: no such file or folder")
 

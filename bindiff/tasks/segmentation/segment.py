@@ -26,7 +26,7 @@ import torch
 
 from ...adapters.errors import DataError
 from ...adapters.masks import write_mask, write_volume
-from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
+from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, refuse_repeated_cases, volume_stem
 from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.images import ImageCase, image_roi, read_brain_on, read_channels, read_image
 from ...adapters.masks.io import is_dicom_series
@@ -74,17 +74,6 @@ def _channel_folder(folder: Path, names: list[str]) -> InputCase | None:
     return InputCase(folder.name, tuple(files))
 
 
-def _unique(cases: list[InputCase]) -> list[InputCase]:
-    """The cases, refusing two that would write the same <case>_mask.nii.gz."""
-    seen: dict[str, InputCase] = {}
-    for case in cases:
-        if case.case_id in seen:
-            raise DataError(f"{case.files[0]}: case {case.case_id!r} again (also {seen[case.case_id].files[0]}); "
-                            "its outputs would overwrite each other: rename one")
-        seen[case.case_id] = case
-    return cases
-
-
 def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
     """The cases under ``path`` (see the module's doc), sorted by name; DataError when there are none."""
     if path.is_file():
@@ -113,7 +102,8 @@ def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
         wanted = f"image files ({', '.join(IMAGE_SUFFIXES)})"
         wanted += f" or case folders holding {', '.join(names)}" if names else " or DICOM series folders"
         raise DataError(f"{path}: no {wanted} in this folder")
-    return _unique(cases)
+    refuse_repeated_cases([(case.case_id, case.files[0]) for case in cases])
+    return cases
 
 
 def read_case(case: InputCase, channels: int) -> tuple[np.ndarray, object]:
