@@ -211,6 +211,8 @@ def recommend(
 @app.command()
 def export(
     run_dir: str = typer.Argument(..., help="a recommendation run directory made by `bindiff train`"),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, help="inference.* overrides: how the scorer reads the model, e.g. inference.add_noise=false"),
     output: str = typer.Option(..., "--output", "--out",
                                help="folder to create: scorer.pt2, items.json, config.yaml, README.md"),
     checkpoint: str = typer.Option("best", help="best or last"),
@@ -219,7 +221,7 @@ def export(
     from .tasks.recommendation.export import export_run
 
     try:
-        out = export_run(run_dir, output, checkpoint=checkpoint)
+        out = export_run(run_dir, output, checkpoint=checkpoint, overrides=overrides or [])
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"exported: {out}")

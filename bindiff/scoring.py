@@ -139,9 +139,12 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
     return chosen, region or "whole"
 
 
-def score(prediction: str | Path, reference: str | Path, preset: LabelPreset = BINARY, region: str = "whole",
+def score(prediction: str | Path, reference: str | Path, preset: LabelPreset | str = BINARY, region: str = "whole",
           out: str | Path | None = None) -> dict:
-    """Every prediction scored against its reference; the summary is written to ``out`` (JSON) when given."""
+    """Every prediction scored against its reference; the summary is written to ``out`` (JSON) when given.
+    ``preset``: a ``LabelPreset`` or a preset's name (``"msd_hippocampus"``; ``"binary"`` for 0/1 masks)."""
+    if isinstance(preset, str):
+        preset, region = labels_to_score(preset=preset, region=region)
     if preset.name != "custom":
         preset.region(region)  # an unknown region is refused before any file is read
     if out is not None and Path(out).exists():  # it might even be one of the files scored

@@ -195,3 +195,19 @@ def test_a_saved_split_whose_files_disagree_is_one_line(trained, tmp_path):  # n
 def test_recommend_with_no_item_ids_is_one_line(trained):  # noqa: F811
     line = _error_line(runner.invoke(app, ["recommend", str(trained[0]), "--items", ",,,"]))
     assert line == "error: --items ',,,': no item ids (give them comma-separated, e.g. --items 50,172)"
+
+
+def test_a_run_that_scores_with_random_bits_exports_a_deterministic_reading(ratings_csv, tmp_path):  # noqa: F811
+    root = tmp_path / "runs"
+    result = runner.invoke(app, small_args(ratings_csv, root, "train.epochs=1", "inference.add_noise=true"))
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (root / "ml1m").iterdir()
+    line = _error_line(runner.invoke(app, ["export", str(run_dir), "--output", str(tmp_path / "a")]))
+    assert "inference.add_noise=false inference.sample=mean" in line  # says how, in a command that works
+    line = _error_line(runner.invoke(app, ["export", str(run_dir), "train.lr=0.1", "--output", str(tmp_path / "b")]))
+    assert line == "error: export: only inference.* overrides choose how the scorer reads the model, got ['train.lr=0.1']"
+    result = runner.invoke(app, ["export", str(run_dir), "inference.add_noise=false", "--output", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["inference"]["add_noise"] is False

@@ -210,3 +210,17 @@ def test_a_grid_that_misses_label_voxels_says_so(tmp_path, capsys):
     data = prepare_data(config, disable_progress=True)
     assert sum(record.outside for record in data.records.values()) == 4 * 48
     assert f"warning: {folder}: grid.shape [6, 12, 12] misses 192 label voxel(s) of 4 case(s)" in capsys.readouterr().err
+
+
+def test_score_from_python_takes_a_preset_by_name(tmp_path):
+    from bindiff.scoring import score
+
+    reference = np.zeros((6, 7, 8), np.uint8)
+    reference[1:4, 2:6, 3:7] = 2  # label 2: the posterior hippocampus, inside the whole
+    nib.save(nib.Nifti1Image(reference, np.eye(4)), str(tmp_path / "c1.nii.gz"))
+    prediction = (reference > 0).astype(np.uint8)
+    prediction[1, 2, 3] = 0  # one voxel of 48 missed
+    nib.save(nib.Nifti1Image(prediction, np.eye(4)), str(tmp_path / "c1_mask.nii.gz"))
+    summary = score(tmp_path / "c1_mask.nii.gz", tmp_path / "c1.nii.gz", "msd_hippocampus", "whole")
+    assert summary["preset"] == "msd_hippocampus"
+    assert summary["per_case"][0]["dice"] == pytest.approx(2 * 47 / (47 + 48))

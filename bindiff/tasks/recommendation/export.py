@@ -22,6 +22,7 @@ from torch import nn
 
 from ...config import RecipeError, dump_recipe
 from ...files import staged_folder, write_text
+from .. import base
 from .serve import Recommender
 
 README = """# Exported bindiff scorer: {name}
@@ -58,17 +59,27 @@ def _draws_random_bits(config: dict) -> bool:
                                                 and inference.get("sample") == "sample")
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best") -> Path:
-    """Write the scorer folder for a finished run; returns it. The folder must not exist yet."""
+def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best", overrides: list[str] = ()) -> Path:
+    """Write the scorer folder for a finished run; returns it. The folder must not exist yet.
+
+    ``overrides`` (``inference.*``, as for ``bindiff evaluate``) choose how the exported scorer
+    reads the trained model, e.g. a deterministic mode for a run that scored with random bits.
+    """
+    from .job import TASK
+
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir}: already exists; bindiff never overwrites")
     recommender = Recommender.from_run(run_dir, checkpoint=checkpoint, device="cpu")
-    config = recommender.config
+    if any(not text.startswith("inference.") for text in overrides):
+        raise RecipeError(f"export: only inference.* overrides choose how the scorer reads the model, got "
+                          f"{[text for text in overrides if not text.startswith('inference.')]}")
+    config = base.rescoring_config(TASK, recommender.config, list(overrides))
+    recommender = Recommender(config, recommender.model, recommender.item_ids, recommender.split)
     if config["model"]["kind"] == "binomial" and _draws_random_bits(config):
         raise RecipeError(f"{run_dir}: its inference draws random bits (inference.add_noise or inference.sample: "
-                          "sample); export traces the scorer, so give a deterministic one: "
-                          "inference.mode=one_step or inference.sample=mean with inference.add_noise=false")
+                          "sample); export traces the scorer, so give a deterministic one, e.g. "
+                          "`bindiff export RUN_DIR --output DIR inference.add_noise=false inference.sample=mean`")
     module = _Scoring(recommender.model, recommender.scorer).eval()
     for p in module.parameters():
         p.requires_grad_(False)
