@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bindiff.cli import app
+from cli_checks import error_line
 from bindiff.tasks.masks.baselines import retrieve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,13 +27,6 @@ TINY = ["data.max_cases=8", "split.n_valid=2", "split.n_test=2", "grid.mode=resa
         "train.epochs=1", "diffusion.steps=4", "evaluations.run=[denoising]", "evaluations.completion.steps=2",
         "evaluations.generation.steps=2", "eval.panels=0",
         "output.progress=false"]
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def test_an_evaluation_that_fails_half_way_leaves_no_folder(run, tmp_path, monke
         raise DataError("hippocampus_009.nii.gz: not a readable NIfTI file")
 
     monkeypatch.setattr(job, "evaluate_denoising", fails)
-    line = _error_line(runner.invoke(app, ["masks", "denoising", str(run), "--out", str(tmp_path / "out")]))
+    line = error_line(runner.invoke(app, ["masks", "denoising", str(run), "--out", str(tmp_path / "out")]))
     assert line == "error: hippocampus_009.nii.gz: not a readable NIfTI file"
     assert not (tmp_path / "out" / "denoising").exists()
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".partial")]
@@ -75,12 +69,12 @@ def test_an_evaluation_that_fails_half_way_leaves_no_folder(run, tmp_path, monke
 def test_an_evaluation_below_a_file_is_one_line(run, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
-    line = _error_line(runner.invoke(app, ["masks", "denoising", str(run), "--out", str(blocker)]))
+    line = error_line(runner.invoke(app, ["masks", "denoising", str(run), "--out", str(blocker)]))
     assert line == f"error: {blocker / 'denoising'}: cannot write there ({blocker} is a file, not a folder)"
 
 
 def test_a_median_filter_beyond_reason_is_refused(run, tmp_path):
-    line = _error_line(runner.invoke(app, ["masks", "denoising", str(run), "evaluations.denoising.median_size=100",
+    line = error_line(runner.invoke(app, ["masks", "denoising", str(run), "evaluations.denoising.median_size=100",
                                            "--out", str(tmp_path / "out")]))
     assert "key 'evaluations.denoising.median_size' must lie in 1..15" in line
 
@@ -91,7 +85,7 @@ def test_a_damaged_grid_file_is_one_line(run, tmp_path):
     shutil.copytree(run, copy)
     grids = copy / "split" / "grids.npz"
     grids.write_bytes(grids.read_bytes()[:100])
-    line = _error_line(runner.invoke(app, ["masks", "denoising", str(copy), "--out", str(tmp_path / "out")]))
+    line = error_line(runner.invoke(app, ["masks", "denoising", str(copy), "--out", str(tmp_path / "out")]))
     assert line.startswith(f"error: {grids}: missing or damaged")
 
 
@@ -106,7 +100,7 @@ def test_a_split_from_another_run_is_named(run, tmp_path):
     meta["split"] = split_cases(ids, 2, 2, seed=1)  # the recipe's split under another seed
     assert meta["split"] != split_cases(ids, 2, 2, seed=0)
     path.write_text(json.dumps(meta))
-    line = _error_line(runner.invoke(app, ["masks", "denoising", str(copy), "--out", str(tmp_path / "out")]))
+    line = error_line(runner.invoke(app, ["masks", "denoising", str(copy), "--out", str(tmp_path / "out")]))
     assert line == (f"error: {path}: its split is not the one seed 0 draws from its cases; the split folder comes "
                     "from another run")
 
@@ -119,7 +113,7 @@ def test_two_label_maps_of_one_case_name_are_refused(run, tmp_path):
     volume = nib.load(str(_label()))
     nib.save(nib.Nifti1Image(np.asanyarray(volume.dataobj), volume.affine), str(folder / "a.nii"))
     (folder / "._a.nii.gz").write_bytes(b"\x00\x05\x16\x07")  # what a Mac leaves beside a file: passed over
-    line = _error_line(_apply(run, tmp_path / "out", "--task", "denoising", "--input", str(folder)))
+    line = error_line(_apply(run, tmp_path / "out", "--task", "denoising", "--input", str(folder)))
     assert line == (f"error: {folder / 'a.nii.gz'}: case 'a' again (also {folder / 'a.nii'}); their outputs would "
                     "overwrite each other: rename one")
     assert not (tmp_path / "out").exists()
@@ -150,7 +144,7 @@ def test_an_unknown_mask_is_matched_by_where_its_voxels_are(run, tmp_path):
         assert result.exit_code == 0, result.output
         outputs[name] = np.asanyarray(nib.load(str(tmp_path / name / "hippocampus_001.nii.gz")).dataobj)
     assert np.array_equal(outputs["plain"], outputs["flipped"])
-    line = _error_line(_apply(run, tmp_path / "shifted_out", "--task", "completion", "--input", str(_label()),
+    line = error_line(_apply(run, tmp_path / "shifted_out", "--task", "completion", "--input", str(_label()),
                               "--unknown", str(tmp_path / "shifted.nii.gz")))
     assert line == (f"error: {tmp_path / 'shifted.nii.gz'}: its voxel-to-world affine differs from {_label()}'s "
                     "(the two are not on one grid)")
@@ -167,7 +161,7 @@ def test_an_unknown_mask_is_matched_by_where_its_voxels_are(run, tmp_path):
 def test_unknown_labels_and_steps_that_mean_nothing_are_refused(run, tmp_path, args, message):
     overrides = [a for a in args if "=" in a]
     options = [a for a in args if "=" not in a]
-    line = _error_line(runner.invoke(app, ["masks", "apply", str(run), *overrides, *options, "--input", str(_label()),
+    line = error_line(runner.invoke(app, ["masks", "apply", str(run), *overrides, *options, "--input", str(_label()),
                                            "--output", str(tmp_path / "out")]))
     assert message in line
     assert not (tmp_path / "out").exists()

@@ -12,19 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from bindiff.cli import app
+from cli_checks import error_line
 from test_cli_pipeline import ratings_csv, small_args  # noqa: F401  (the fixture is reused)
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "ml100k.yaml"
 DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
 runner = CliRunner()
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 # -- recipes ------------------------------------------------------------------------------------------------
@@ -38,13 +32,13 @@ def _error_line(result) -> str:
 def test_bad_recipe_files_are_one_line(tmp_path, text, message):
     path = tmp_path / "r.yaml"
     path.write_text(text)
-    assert _error_line(runner.invoke(app, ["show-config", str(path)])).startswith(f"error: {path}: {message}")
+    assert error_line(runner.invoke(app, ["show-config", str(path)])).startswith(f"error: {path}: {message}")
 
 
 def test_a_recipe_that_is_not_utf8_is_one_line(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_bytes(b"name: caf\xe9\n")
-    assert _error_line(runner.invoke(app, ["show-config", str(path)])) == \
+    assert error_line(runner.invoke(app, ["show-config", str(path)])) == \
         f"error: {path}: not UTF-8 text (byte 0xe9 at offset 9)"
 
 
@@ -55,14 +49,14 @@ def test_a_recipe_that_is_not_utf8_is_one_line(tmp_path):
     ("diffusion.hybrid_coeff=-.inf", "key 'diffusion.hybrid_coeff' must be a finite number"),
 ])
 def test_values_beyond_limits_are_refused(override, message):
-    assert message in _error_line(runner.invoke(app, ["show-config", str(RECIPE), override]))
+    assert message in error_line(runner.invoke(app, ["show-config", str(RECIPE), override]))
 
 
 def test_an_unparsable_run_config_is_one_line(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("train: [1,\n")
-    line = _error_line(runner.invoke(app, ["resume", str(run)]))
+    line = error_line(runner.invoke(app, ["resume", str(run)]))
     assert line.startswith(f"error: {run / 'config.yaml'}: not valid YAML at line 2")
 
 
@@ -72,7 +66,7 @@ def test_an_output_root_that_cannot_hold_folders_is_refused(ratings_csv, tmp_pat
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     root = blocker if where == "is_a_file" else blocker / "runs"
-    line = _error_line(runner.invoke(app, small_args(ratings_csv, root)))
+    line = error_line(runner.invoke(app, small_args(ratings_csv, root)))
     assert line.startswith("error: output.root: cannot create the run directory")
     assert blocker.read_text() == "x"
 
@@ -84,7 +78,7 @@ def test_a_full_disk_before_the_first_checkpoint_leaves_nothing(ratings_csv, tmp
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(base, "fit", full)
-    line = _error_line(runner.invoke(app, small_args(ratings_csv, tmp_path / "runs")))
+    line = error_line(runner.invoke(app, small_args(ratings_csv, tmp_path / "runs")))
     assert "cannot write (No space left on device); removed it (no checkpoint yet)" in line
     assert list((tmp_path / "runs" / "ml1m").iterdir()) == []
 
@@ -99,7 +93,7 @@ def test_a_full_disk_after_a_checkpoint_keeps_the_run_for_resume(ratings_csv, tm
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(base, "fit", fills_up)
-    line = _error_line(runner.invoke(app, small_args(ratings_csv, tmp_path / "runs", "train.epochs=2")))
+    line = error_line(runner.invoke(app, small_args(ratings_csv, tmp_path / "runs", "train.epochs=2")))
     (run,) = (tmp_path / "runs" / "ml1m").iterdir()
     assert f"kept it: free space and continue with `bindiff resume {run}`" in line
     assert (run / "checkpoints" / "last.pt").is_file() and not (run / "metrics.json").exists()
@@ -121,7 +115,7 @@ def test_a_run_folder_killed_while_it_was_made_is_named_as_such(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / ".config.yaml.abc123.tmp").write_text("name: x\n")
-    line = _error_line(runner.invoke(app, ["resume", str(run)]))
+    line = error_line(runner.invoke(app, ["resume", str(run)]))
     assert "killed while its folder was being created" in line and "delete the folder" in line
 
 

@@ -17,18 +17,12 @@ from typer.testing import CliRunner
 from bindiff.adapters import DataError
 from bindiff.adapters.interactions import read_delimited, read_movielens_ratings
 from bindiff.cli import app
+from cli_checks import error_line
 from test_cli_pipeline import ratings_csv, small_args, trained  # noqa: F401  (the fixtures are reused)
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "ml100k.yaml"
 runner = CliRunner()
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 # -- interaction files --------------------------------------------------------------------------------------
@@ -85,7 +79,7 @@ def test_a_header_naming_a_column_twice_is_refused(tmp_path):
     ("denoiser.params.bogus=1", "has no parameter(s) ['bogus']"),
 ])
 def test_show_config_refuses_what_train_would(override, message):
-    assert message in _error_line(runner.invoke(app, ["show-config", str(RECIPE), override]))
+    assert message in error_line(runner.invoke(app, ["show-config", str(RECIPE), override]))
 
 
 def test_yaml_merge_keys_are_read_and_a_list_as_key_is_one_line(tmp_path):
@@ -97,7 +91,7 @@ def test_yaml_merge_keys_are_read_and_a_list_as_key_is_one_line(tmp_path):
     assert read_yaml_file(merged)["train"] == {"lr": 0.01, "epochs": 3}  # YAML's merge, later keys winning
     odd = tmp_path / "odd.yaml"
     odd.write_text("? [1, 2]\n: 3\n")
-    assert _error_line(runner.invoke(app, ["show-config", str(odd)])) == \
+    assert error_line(runner.invoke(app, ["show-config", str(odd)])) == \
         f"error: {odd}: line 1: a key must be a name, got a list"
 
 
@@ -127,7 +121,7 @@ def test_recommend_reads_gzip_and_byte_order_marks_as_training_does(trained, tmp
 def test_recommend_names_a_file_that_is_not_utf8(trained, tmp_path):  # noqa: F811
     path = tmp_path / "users.csv"
     path.write_bytes(b"user,item\nanna,i1\nb\xf6b,i2\n")
-    line = _error_line(runner.invoke(app, ["recommend", str(trained[0]), "--input", str(path),
+    line = error_line(runner.invoke(app, ["recommend", str(trained[0]), "--input", str(path),
                                            "--output", str(tmp_path / "r.csv")]))
     assert line == f"error: {path}:3: not valid utf-8 text"
 
@@ -144,7 +138,7 @@ def test_recommend_refuses_an_output_that_cannot_be_a_file(trained, tmp_path, wh
     else:  # a rename over a device or pipe would replace it by a plain file
         os.mkfifo(blocker)
         out, expected = blocker, "exists and is not a regular file"
-    line = _error_line(runner.invoke(app, ["recommend", str(trained[0]), "--input", str(_histories(tmp_path / "u.csv")),
+    line = error_line(runner.invoke(app, ["recommend", str(trained[0]), "--input", str(_histories(tmp_path / "u.csv")),
                                            "--output", str(out)]))
     assert line == f"error: --output {out}: {expected}"
     assert blocker.is_dir() if where == "a_folder" else not blocker.is_file() or blocker.read_text() == "x"
@@ -178,7 +172,7 @@ def test_an_export_folder_gets_the_mode_of_a_plain_folder(trained, tmp_path):  #
 def test_export_below_a_file_is_one_line(trained, tmp_path):  # noqa: F811
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
-    line = _error_line(runner.invoke(app, ["export", str(trained[0]), "--output", str(blocker / "scorer")]))
+    line = error_line(runner.invoke(app, ["export", str(trained[0]), "--output", str(blocker / "scorer")]))
     assert line == f"error: {blocker / 'scorer'}: cannot write there ({blocker} is a file, not a folder)"
 
 
@@ -187,13 +181,13 @@ def test_a_saved_split_whose_files_disagree_is_one_line(trained, tmp_path):  # n
     shutil.copytree(trained[0], run_dir)
     ids = np.load(run_dir / "split" / "item_ids.npy", allow_pickle=False)
     np.save(run_dir / "split" / "item_ids.npy", ids[:-3])
-    line = _error_line(runner.invoke(app, ["evaluate", str(run_dir)]))
+    line = error_line(runner.invoke(app, ["evaluate", str(run_dir)]))
     assert line == (f"error: {run_dir / 'split'}: the saved split's files do not fit together: train has "
                     f"{len(ids)} columns for {len(ids) - 3} item ids")
 
 
 def test_recommend_with_no_item_ids_is_one_line(trained):  # noqa: F811
-    line = _error_line(runner.invoke(app, ["recommend", str(trained[0]), "--items", ",,,"]))
+    line = error_line(runner.invoke(app, ["recommend", str(trained[0]), "--items", ",,,"]))
     assert line == "error: --items ',,,': no item ids (give them comma-separated, e.g. --items 50,172)"
 
 
@@ -202,9 +196,9 @@ def test_a_run_that_scores_with_random_bits_exports_a_deterministic_reading(rati
     result = runner.invoke(app, small_args(ratings_csv, root, "train.epochs=1", "inference.add_noise=true"))
     assert result.exit_code == 0, result.output
     (run_dir,) = (root / "ml1m").iterdir()
-    line = _error_line(runner.invoke(app, ["export", str(run_dir), "--output", str(tmp_path / "a")]))
+    line = error_line(runner.invoke(app, ["export", str(run_dir), "--output", str(tmp_path / "a")]))
     assert "inference.add_noise=false inference.sample=mean" in line  # says how, in a command that works
-    line = _error_line(runner.invoke(app, ["export", str(run_dir), "train.lr=0.1", "--output", str(tmp_path / "b")]))
+    line = error_line(runner.invoke(app, ["export", str(run_dir), "train.lr=0.1", "--output", str(tmp_path / "b")]))
     assert line == "error: export: only inference.* overrides choose how the scorer reads the model, got ['train.lr=0.1']"
     result = runner.invoke(app, ["export", str(run_dir), "inference.add_noise=false", "--output", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from bindiff.adapters import DataError
 from bindiff.cli import app
+from cli_checks import error_line
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
@@ -26,13 +27,6 @@ TINY = ["data.max_cases=6", "split.n_valid=1", "split.n_test=1", "grid.mode=resa
         "denoiser.params.channels=[4,8]", "denoiser.params.patch=1", "denoiser.params.bf16=false",
         "train.epochs=1", "train.warmup_steps=0", "diffusion.steps=4", "segmentation.samples=2",
         "output.progress=false"]
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +52,7 @@ def test_two_inputs_of_one_case_name_are_refused_before_anything_is_written(run,
     scans.mkdir()
     shutil.copy(_scan(), scans / "p1.nii.gz")
     sitk.WriteImage(sitk.ReadImage(str(_scan())), str(scans / "p1.mha"))  # the same case name, another format
-    line = _error_line(runner.invoke(app, ["segment", str(run), "--input", str(scans), "--output", str(tmp_path / "o")]))
+    line = error_line(runner.invoke(app, ["segment", str(run), "--input", str(scans), "--output", str(tmp_path / "o")]))
     assert line == (f"error: {scans / 'p1.nii.gz'}: case 'p1' again (also {scans / 'p1.mha'}); their outputs "
                     "would overwrite each other: rename one")
     assert not (tmp_path / "o").exists()
@@ -82,7 +76,7 @@ def test_a_case_folder_missing_a_channel_is_named_not_skipped(tmp_path):
 
 @needs_msd
 def test_reverse_steps_beyond_the_trained_ones_are_refused(run, tmp_path):
-    line = _error_line(runner.invoke(app, ["segment", str(run), "segmentation.steps=9", "--input", str(_scan()),
+    line = error_line(runner.invoke(app, ["segment", str(run), "segmentation.steps=9", "--input", str(_scan()),
                                            "--output", str(tmp_path / "o")]))
     assert line == "error: segmentation.steps = 9 exceeds diffusion.steps = 4"
 
@@ -96,7 +90,7 @@ def test_a_damaged_cases_file_is_one_line(run, tmp_path, damage, message):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     (copy / "split" / "cases.json").write_text(damage)
-    line = _error_line(runner.invoke(app, ["segment", str(copy), "--input", str(_scan()), "--output",
+    line = error_line(runner.invoke(app, ["segment", str(copy), "--input", str(_scan()), "--output",
                                            str(tmp_path / "o")]))
     assert line.startswith(f"error: {copy / 'split' / 'cases.json'}: {message}")
 
@@ -110,7 +104,7 @@ def test_a_checkpoint_from_another_run_is_named(run, tmp_path):
     # the run's config now says another network than its checkpoints hold, as after copying one in
     (copy / "config.yaml").write_text(config.replace("channels: [4, 8]", "channels: [8, 16]")
                                       .replace("channels:\n    - 4\n    - 8\n", "channels:\n    - 8\n    - 16\n"))
-    line = _error_line(runner.invoke(app, ["segment", str(copy), "--input", str(_scan()), "--output",
+    line = error_line(runner.invoke(app, ["segment", str(copy), "--input", str(_scan()), "--output",
                                            str(tmp_path / "o")]))
     assert line == (f"error: {copy / 'checkpoints' / 'best.pt'}: not this run's checkpoint: its "
                     "denoiser.params.channels is [4, 8], the run's config.yaml has [8, 16]")
@@ -132,7 +126,7 @@ def test_score_never_overwrites_its_out_file(tmp_path):
     reference = _mask_file(tmp_path / "c1.nii.gz", _mask(), np.eye(4))
     prediction = _mask_file(tmp_path / "c1_mask.nii.gz", _mask(), np.eye(4))
     before = reference.read_bytes()
-    line = _error_line(runner.invoke(app, ["score", str(prediction), str(reference), "--out", str(reference)]))
+    line = error_line(runner.invoke(app, ["score", str(prediction), str(reference), "--out", str(reference)]))
     assert line == f"error: --out {reference}: already exists; bindiff never overwrites"
     assert reference.read_bytes() == before
 
