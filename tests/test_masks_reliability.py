@@ -182,3 +182,15 @@ def test_retrieval_on_slices_fills_each_slice_from_its_best_training_slice():
     observed[:, 0, 1] = 1
     filled = retrieve(observed, known, bank, slice_axis=2)
     assert np.array_equal(filled[..., 0], bank[0]) and np.array_equal(filled[..., 1], bank[1])
+
+
+def test_a_run_killed_while_it_evaluated_resumes_to_the_same_metrics(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    finished = json.loads((copy / "metrics.json").read_text())
+    (copy / "metrics.json").unlink()  # killed after its evaluations were written, before metrics.json
+    result = runner.invoke(app, ["resume", str(copy)])
+    assert result.exit_code == 0, result.output
+    resumed = json.loads((copy / "metrics.json").read_text())["denoising"]
+    resumed.pop("seconds"), finished["denoising"].pop("seconds")  # the only field that is a timing
+    assert resumed == finished["denoising"]

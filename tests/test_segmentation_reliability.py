@@ -3,6 +3,7 @@ clean line (exit code 2 from the CLI) or read as its input says, and nothing is 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -218,3 +219,18 @@ def test_score_from_python_takes_a_preset_by_name(tmp_path):
     summary = score(tmp_path / "c1_mask.nii.gz", tmp_path / "c1.nii.gz", "msd_hippocampus", "whole")
     assert summary["preset"] == "msd_hippocampus"
     assert summary["per_case"][0]["dice"] == pytest.approx(2 * 47 / (47 + 48))
+
+
+@needs_msd
+def test_a_run_killed_while_it_evaluated_resumes_to_the_same_metrics(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    finished = json.loads((copy / "metrics.json").read_text())
+    # what a kill after the results were written, before metrics.json, leaves; and one mid-way
+    (copy / "metrics.json").unlink()
+    (copy / ".segmentation.k1ll3d.partial" / "nifti").mkdir(parents=True)
+    result = runner.invoke(app, ["resume", str(copy)])
+    assert result.exit_code == 0, result.output
+    resumed = json.loads((copy / "metrics.json").read_text())
+    assert resumed["test"] == finished["test"] and resumed["paired_test"] == finished["paired_test"]
+    assert not list(copy.glob(".segmentation.*"))

@@ -22,6 +22,7 @@ whether it trains on several processes), so the lifecycle never asks for a model
 from __future__ import annotations
 
 import errno
+import shutil
 import time
 import zlib
 from contextlib import contextmanager, nullcontext
@@ -138,6 +139,10 @@ class Task:
     def evaluate(self, run_dir: Path, config: dict, data: Any, device: torch.device, workers: Workers) -> dict:
         """The metrics of a finished training's best checkpoint (writes the task's result folders)."""
         raise NotImplementedError
+
+    def result_folders(self, config: dict) -> tuple[str, ...]:
+        """The folders ``evaluate`` creates in the run directory (each refuses to exist already)."""
+        return ()
 
     def data_report(self, data: Any) -> dict:
         """What metrics.json's "training" entry says about the data."""
@@ -267,6 +272,7 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
                 for folder in (run_dir, run_dir / "split", run_dir / "checkpoints",
                                *(run_dir / "checkpoints" / c.name for c in task.companions(config))):
                     remove_stale_temporaries(folder)
+                _remove_interrupted_results(task, run_dir, config)
             data = _saved_or_prepared_data(task, run_dir, config, data_dir, workers)
             model, optimizer, rows = _build(task, kind, config, data, device)
             payload = _resumable_checkpoint(run_dir / "checkpoints", config, config_path, task.dim(data), model,
@@ -275,6 +281,16 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
                                    resume=payload, started=started)
 
     return _in_processes(config, body)
+
+
+def _remove_interrupted_results(task: Task, run_dir: Path, config: dict) -> None:
+    """Result folders of a run killed while it evaluated (whole, or still under their hidden
+    staging name). metrics.json is written after all of them and is absent here, so they come from
+    the killed attempt; the evaluation is deterministic and writes them again, the same."""
+    for name in task.result_folders(config):
+        for folder in (run_dir / name, *run_dir.glob(f".{name}.*.partial")):
+            if folder.is_dir():
+                shutil.rmtree(folder)
 
 
 def read_run_config(run_dir: Path) -> dict:

@@ -77,6 +77,9 @@ class MasksTask(base.Task):
     def evaluate(self, run_dir: Path, config: dict, data: MaskData, device, workers: Workers) -> dict:
         return run_evaluations(run_dir, config["evaluations"]["run"], data=data, device=device)
 
+    def result_folders(self, config: dict) -> tuple[str, ...]:
+        return tuple(config["evaluations"]["run"])
+
     def data_report(self, data: MaskData) -> dict:
         return {"dim": int(data.dim), "cases": {k: len(v) for k, v in data.split.items()}, "dataset": data.dataset,
                 "layout": data.layout, "preset": data.preset.name, "region": data.region}

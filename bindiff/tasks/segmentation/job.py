@@ -153,6 +153,9 @@ class SegmentationTask(base.Task):
     def evaluate(self, run_dir: Path, config: dict, data: SegmentationData, device, workers: Workers) -> dict:
         return run_segmentation(run_dir, data=data)
 
+    def result_folders(self, config: dict) -> tuple[str, ...]:
+        return ("segmentation",)
+
     def data_report(self, data: SegmentationData) -> dict:
         return {"dim": data.dim, "cases": {k: len(v) for k, v in data.split.items()}, "dataset": data.dataset,
                 "layout": data.layout, "preset": data.preset_name, "region": data.region,
