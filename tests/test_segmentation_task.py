@@ -368,6 +368,51 @@ def test_brats_two_channels_with_brain_masks_train_and_segment(tmp_path):
                                  "--brain", str(case / "brainmask.nii.gz")])
     assert result.exit_code == 2 and "brainmask.nii.gz" in result.output and "Flair" in result.output, result.output
 
+    # brain masks that would be read wrongly, and channels under other names, are each one line
+    mask_image = nib.load(str(case / "brainmask.nii.gz"))
+    inside = np.asanyarray(mask_image.dataobj) > 0.5
+    for name, values, message in (("probabilities", np.where(inside, 0.3, 0.0), "hold other values (e.g. 0.3)"),
+                                  ("empty", np.zeros(inside.shape), "marks no voxel")):
+        path = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(values.astype(np.float32), mask_image.affine), str(path))
+        result = runner.invoke(app, ["segment", str(run_dir), "--input", str(case), "--output",
+                                     str(tmp_path / f"o_{name}"), "--brain", str(path)])
+        assert result.exit_code == 2 and f"{path}: " in result.output and message in result.output, result.output
+    two = tmp_path / "two"
+    for name in ("a", "b"):
+        (two / name).mkdir(parents=True)
+        for channel in ("Flair_subtrMeanDivStd", "T1c_subtrMeanDivStd"):
+            (two / name / f"{channel}.nii.gz").symlink_to((case / f"{channel}.nii.gz").resolve())
+    result = runner.invoke(app, ["segment", str(run_dir), "--input", str(two), "--output", str(tmp_path / "o5"),
+                                 "--brain", str(case / "brainmask.nii.gz")])
+    assert result.exit_code == 2 and "one brain mask for 2 cases; give a folder" in result.output, result.output
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for channel, other in (("Flair_subtrMeanDivStd", "FLAIR"), ("T1c_subtrMeanDivStd", "T1c")):
+        (renamed / f"{other}.nii.gz").symlink_to((case / f"{channel}.nii.gz").resolve())
+    result = runner.invoke(app, ["segment", str(run_dir), "--input", str(renamed), "--output", str(tmp_path / "o6"),
+                                 "--brain", str(tmp_path)])
+    assert result.exit_code == 2 and "a folder holding Flair_subtrMeanDivStd, T1c_subtrMeanDivStd" in result.output
+
+
+@pytest.mark.skipif(not BRATS.is_dir(), reason="BraTS 2015 cases not found")
+@pytest.mark.parametrize("channels, message", [
+    ("[Flair_subtrMeanDivStd,OTMultiClass]", "images.channels: 'OTMultiClass' is the case's label map"),
+    ("[Flair_subtrMeanDivStd,brainmask]", "images.channels: 'brainmask' is the case's brain mask"),
+])
+def test_the_label_map_or_brain_mask_is_never_an_input_channel(tmp_path, channels, message):
+    result = runner.invoke(app, ["train", str(ROOT / "recipes" / "brats_segmentation.yaml"), f"images.channels={channels}",
+                                 f"output.root={tmp_path}", "--data-dir", str(DATA)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "brats_segmentation").exists()
+
+
+@pytest.mark.parametrize("channels", ["[Flair, ../other_case/T1c]", "[Flair, Flair.nii.gz]", "[Flair, .hidden]"])
+def test_channel_names_are_plain_file_stems(channels):
+    result = runner.invoke(app, ["show-config", str(ROOT / "recipes" / "brats_segmentation.yaml"),
+                                 f"images.channels={channels}"])
+    assert result.exit_code == 2 and "without folder or suffix" in result.output, result.output
+
 
 def test_segment_places_an_image_exactly_as_training_did(run):
     """The inference path (the image file alone) and the training path (image beside its label) give

@@ -350,15 +350,25 @@ def read_label_map(path: str | Path) -> Volume:
 
 
 def read_brain_mask(path: str | Path, threshold: float = 0.5) -> Volume:
-    """A brain mask (or any image whose non-background voxels mark the brain) as booleans.
-
-    Voxels above ``threshold`` count as brain (BraTS 2015 brain masks read as 0.99999997
-    because of their scaling; skull-stripped MR images are 0 outside the brain).
+    """A brain mask as booleans: 0 outside the brain, values above ``threshold`` inside (BraTS
+    2015 brain masks read as 0.99999997 because of their scaling; 0/255 masks are common). Other
+    values (negative, NaN, or in (0, threshold]: a probability map, a small-valued image) and a
+    mask that marks nothing are refused, naming the file.
     """
     data, geometry, path = _read(path, "brain mask")
     if data.dtype.kind not in "biuf":
         raise DataError(f"{path}: brain mask has data type {data.dtype}, not numbers")
-    return Volume(data=np.asarray(data) > threshold, geometry=geometry, path=path)
+    data = np.asarray(data)
+    # values the threshold would silently drop or keep by chance: a probability map or an image
+    # of small intensities is not a mask
+    unclear = np.isnan(data) | (data < 0) | ((data > 0) & (data <= threshold))
+    if unclear.any():
+        raise DataError(f"{path}: a brain mask holds 0 outside the brain and values above {threshold} inside; "
+                        f"{int(unclear.sum())} voxel(s) hold other values (e.g. {data[unclear].flat[0]:.3g})")
+    mask = data > threshold
+    if not mask.any():
+        raise DataError(f"{path}: the brain mask marks no voxel (every value is 0)")
+    return Volume(data=mask, geometry=geometry, path=path)
 
 
 def write_mask(mask: np.ndarray, geometry: Geometry, path: str | Path) -> Path:

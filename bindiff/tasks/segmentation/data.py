@@ -90,6 +90,10 @@ def image_files(case: MaskCase, channels: list[str] | None) -> list[Path]:
         found = find_by_stem(case.label.parent, name)
         if found is None:
             raise DataError(f"{case.label.parent}: no image {name!r} (images.channels) beside {case.label.name}")
+        # the label (or the brain mask) as an input would let the model read the answer it is scored on
+        for what, path in (("label map", case.label), ("brain mask", case.brain)):
+            if path is not None and found.resolve() == Path(path).resolve():
+                raise DataError(f"images.channels: {name!r} is the case's {what} ({found}), not an image")
         files.append(found)
     return files
 

@@ -9,15 +9,22 @@ from ...config.keys import at_least_one, fraction, key
 from ..masks.schema import SECTIONS as MASKS
 from .decision import DECISIONS
 
+
+def _plain_stem(name) -> bool:
+    """A file name beside the label map, without folder or image suffix."""
+    return (isinstance(name, str) and bool(name) and not name.startswith(".") and "/" not in name
+            and "\\" not in name and not name.lower().endswith((".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")))
+
+
 SECTIONS: dict[str, Any] = {
     **{name: MASKS[name] for name in ("data", "labels", "grid", "split", "timesteps")},
     "images": {
         "channels": key((list, type(None)), None, "image files beside each label map, one per channel, by name "
                         "without suffix (e.g. [Flair_subtrMeanDivStd, T1c_subtrMeanDivStd]); null: the data set's "
                         "one image per case (MSD: images/<case>)",
-                        (lambda v: v is None or (bool(v) and all(isinstance(n, str) and n for n in v)
-                                                 and len(set(v)) == len(v)),
-                         "must be null or a non-empty list of distinct file names")),
+                        (lambda v: v is None or (bool(v) and all(_plain_stem(n) for n in v) and len(set(v)) == len(v)),
+                         "must be null or a non-empty list of distinct file names without folder or suffix "
+                         "(Flair_subtrMeanDivStd, not ../x/Flair or Flair.nii.gz)")),
         "spacing": key((str, list, type(None)), None, "voxel size (mm) every case is resampled to before it is placed "
                        "on the grid, as nnU-Net does: median (the training cases' median per axis), [x, y, z], or "
                        "null (read as stored; a pad grid given cases of several voxel sizes warns)",

@@ -106,15 +106,18 @@ def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
     return cases
 
 
-def read_case(case: InputCase, channels: int) -> tuple[np.ndarray, object]:
-    """(C, X, Y, Z) channels in canonical order and their geometry; refuses a wrong channel count."""
+def read_case(case: InputCase, channels: int, names: list[str] | None = None) -> tuple[np.ndarray, object]:
+    """(C, X, Y, Z) channels in canonical order and their geometry; refuses a wrong channel count
+    (``names``: the run's ``images.channels``, named in the refusal)."""
     if len(case.files) > 1:
         data, geometry = read_channels(case.files)
     else:
         volume = read_image(case.files[0], channels=True)
         data, geometry = volume.data, volume.geometry
     if data.shape[0] != channels:
-        raise DataError(f"{case.files[0]}: {data.shape[0]} image channel(s), but the run was trained on {channels}")
+        raise DataError(f"{case.files[0]}: {data.shape[0]} image channel(s), but the run was trained on {channels}"
+                        + (f" (a case is a {channels}-channel 4-D file, or a folder holding {', '.join(names)})"
+                           if names else ""))
     return data, geometry
 
 
@@ -160,6 +163,8 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
     trained = training_geometry(Path(run_dir) / "split")
     if brain is not None and not Path(brain).exists():
         raise DataError(f"{brain}: no such brain-mask file or folder")
+    if brain is not None and Path(brain).is_file() and len(cases) > 1:
+        raise DataError(f"{brain}: one brain mask for {len(cases)} cases; give a folder of <case>.nii.gz brain masks")
     device, started, rows = base.device_of(net), time.perf_counter(), []
     with staged_folder(output_dir) as staging:
         for i, case in enumerate(cases):
@@ -199,12 +204,12 @@ def _extent_warning(case: InputCase, roi: np.ndarray, spacing, trained: Training
     return None
 
 
-def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
-                brain: Path | None) -> tuple[ImageCase, object, bool, str | None, np.ndarray]:
+def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry, brain: Path | None,
+                names: list[str] | None = None) -> tuple[ImageCase, object, bool, str | None, np.ndarray]:
     """The case read, brought to the training voxel size when its own differs, and placed on the
     grid; also its geometry, whether it was resampled, a warning when it is unlike the training
     images (``None`` otherwise), and its first channel as read (canonical order, for the panel)."""
-    data, geometry = read_case(case, channels)
+    data, geometry = read_case(case, channels, names)
     first_channel = data[0]
     brain_file = _brain_file(brain, case)
     brain_mask = None if brain_file is None else read_brain_on(brain_file, geometry, case.files[0])
@@ -221,7 +226,8 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
                   device, staging: Path, output_dir: Path, brain: Path | None, probabilities: bool,
                   panel: bool) -> dict:
     cfg = config["segmentation"]
-    image, geometry, resampled, warning, shown = _place_case(case, channels, spec, trained, brain)
+    image, geometry, resampled, warning, shown = _place_case(case, channels, spec, trained, brain,
+                                                             config["images"]["channels"])
     cond = torch.from_numpy(image.grid.reshape(1, -1).astype(np.float32)).to(device)
     seed = base.derived_seed(config["seed"], "segment", case.case_id)
     if model == "diffusion":
