@@ -66,6 +66,7 @@ def train(
         if nproc > 1 or distributed.launched_by_torchrun():
             registry.check_parallel(config)
         if nproc > 1 and not distributed.launched_by_torchrun():
+            registry.check_recipe(config)  # here, in one line, not once per worker inside torchrun
             args = ["train", recipe, *(overrides or []), *(["--data-dir", data_dir] if data_dir else []),
                     *(["--resume", resume] if resume else [])]
             raise typer.Exit(code=distributed.launch(nproc, args))

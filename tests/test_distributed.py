@@ -169,6 +169,8 @@ def test_killing_the_launcher_leaves_no_worker(ratings_csv, tmp_path, how):  # n
         assert len(_processes_mentioning(str(root))) >= 3  # launcher, torchrun, two workers
         launcher.send_signal(getattr(signal, how))
         launcher.wait(timeout=30)
+        if how == "SIGTERM":  # ended by the signal, as a one-process run would be: 128 + 15
+            assert launcher.returncode == 143
         deadline = time.time() + 10
         while time.time() < deadline and _processes_mentioning(str(root)):
             time.sleep(0.2)

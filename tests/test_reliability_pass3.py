@@ -205,3 +205,17 @@ def test_a_run_that_scores_with_random_bits_exports_a_deterministic_reading(rati
     import yaml
 
     assert yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["inference"]["add_noise"] is False
+
+
+def test_two_processes_refuse_a_bad_setting_before_torchrun_starts(ratings_csv, tmp_path):  # noqa: F811
+    line = error_line(runner.invoke(app, [*small_args(ratings_csv, tmp_path / "runs", "train.threads=1"),
+                                          "denoiser.params.activation=nope", "--nproc", "2"]))
+    assert "activation" in line and "nope" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tuning_refuses_an_unknown_metric_before_any_trial_or_folder(ratings_csv, tmp_path):  # noqa: F811
+    args = small_args(ratings_csv, tmp_path / "runs")[2:]  # the overrides, without `train RECIPE`
+    line = error_line(runner.invoke(app, ["tune", str(RECIPE), *args, "eval.select=foo@10", "--trials", "1"]))
+    assert line.startswith("error: eval.select: unknown metric 'foo@10'")
+    assert not (tmp_path / "runs").exists()

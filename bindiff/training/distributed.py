@@ -101,11 +101,19 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
                "-m", "bindiff", *bindiff_args]
     child = subprocess.Popen(command, preexec_fn=_die_with_parent)
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, lambda number, frame: child.send_signal(number)) for sig in forwarded}
+    received: list[int] = []
+
+    def forward(number, frame):
+        received.append(number)
+        child.send_signal(number)
+
+    previous = {sig: signal.signal(sig, forward) for sig in forwarded}
     try:
         while True:
             try:
-                return child.wait()
+                code = child.wait()
+                # stopped by a signal: the shell's code for it (130 for ^C), as a one-process run ends
+                return 128 + received[0] if received else code
             except InterruptedError:  # pragma: no cover - wait is restarted after a handled signal
                 continue
     finally:

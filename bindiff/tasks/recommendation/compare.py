@@ -96,8 +96,10 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
         raise RecipeError(f"--seeds must be at least 1, got {n_seeds}")
     seed_values = [base["seed"] + i for i in range(n_seeds)]
     # Validate every model's recipe and search space before anything is trained or written.
+    from .. import registry
+
     for name, extra in presets.items():
-        load_recipe(recipe, [*overrides, *extra])
+        registry.check_recipe(load_recipe(recipe, [*overrides, *extra]))
     spaces = _search_spaces(base, recipe, overrides, presets, tune_trials)
     out = create_output_dir(base, "comparison", folder="compare")
     write_text(out / "recipe.yaml", dump_recipe(base))

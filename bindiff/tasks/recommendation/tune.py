@@ -211,6 +211,9 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
     if base["task"] != "recommend":
         raise RecipeError(f"{source}: bindiff tune searches recommendation recipes; this one has task "
                           f"{base['task']!r}")
+    from .. import registry
+
+    registry.check_recipe(base)  # what `bindiff train` refuses before reading data, before any trial or folder
     dimensions = parse_space(base, source, section)
     n_trials = base["tune"]["trials"] if trials is None else trials
     if n_trials < 1:
