@@ -116,6 +116,11 @@ def test_compare_tune_gives_every_searched_model_the_same_trials_chosen_on_valid
      "compare.spaces names model(s) ['svd'] that compare.models does not list"),
     ("binomial,popularity", ["compare.spaces.binomial.train.speed={float: [0.001, 0.01]}", "--tune", "2"],
      "compare.spaces.binomial.train.speed"),
+    # keys the model never reads: every trial would be the same model
+    ("binomial,popularity", ["compare.spaces.popularity.train.lr={float: [0.001, 0.01]}", "--tune", "2"],
+     "compare.spaces.popularity.train.lr: model 'popularity' does not read the train section"),
+    ("binomial,multdae", ["compare.spaces.multdae.denoiser.params.hidden={choices: [[8], [16]]}", "--tune", "2"],
+     "compare.spaces.multdae.denoiser.params.hidden: model 'multdae' does not read the denoiser section"),
 ])
 def test_compare_tune_refuses_a_bad_space_before_training(ratings_csv, tmp_path, models, extra, message):
     result = runner.invoke(app, args(ratings_csv, tmp_path, "--models", models, *extra))
