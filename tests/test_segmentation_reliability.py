@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from bindiff.adapters import DataError
 from bindiff.cli import app
 from cli_checks import error_line
+from test_segmentation_task import TINY as SEGMENTATION_TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
@@ -24,10 +25,8 @@ MSD = DATA / "msd_hippocampus"
 runner = CliRunner()
 needs_msd = pytest.mark.skipif(not (MSD / "images").is_dir(), reason="MSD images not found")
 
-TINY = ["data.max_cases=6", "split.n_valid=1", "split.n_test=1", "grid.mode=resample", "grid.shape=[12,16,12]",
-        "denoiser.params.channels=[4,8]", "denoiser.params.patch=1", "denoiser.params.bf16=false",
-        "train.epochs=1", "train.warmup_steps=0", "diffusion.steps=4", "segmentation.samples=2",
-        "output.progress=false"]
+# the segmentation tests' tiny run, smaller still (a later override of a key wins)
+TINY = [*SEGMENTATION_TINY, "data.max_cases=6", "split.n_valid=1", "split.n_test=1", "train.epochs=1"]
 
 
 @pytest.fixture(scope="module")

@@ -238,11 +238,6 @@ def check_split_drawn(split: dict, config: dict, path: Path) -> None:
                         "folder comes from another run")
 
 
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-
-
 def load_data(folder: Path) -> MaskData:
     from ...adapters.masks.labels import LabelPreset
 
@@ -250,7 +245,7 @@ def load_data(folder: Path) -> MaskData:
         try:
             packed = np.load(Path(folder) / "grids.npz", allow_pickle=False)
         except (OSError, ValueError, zipfile.BadZipFile) as err:
-            raise DataError(f"{Path(folder) / 'grids.npz'}: missing or damaged ({_first_line(err)})") from None
+            raise DataError(f"{Path(folder) / 'grids.npz'}: missing or damaged ({err})") from None
         records = {}
         for case_id, rec in meta["records"].items():
             transform = GridTransform.from_dict(rec["transform"])
