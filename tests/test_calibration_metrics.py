@@ -18,6 +18,13 @@ def test_brier_and_ece_by_hand():
     assert expected_calibration_error(prob, truth, bins=2) == pytest.approx(0.5 * low + 0.5 * high)
 
 
+def test_ece_bins_are_closed_below_and_the_last_one_holds_one():
+    # ten bins [0, .1), ..., [.9, 1]: 0.92 and 1.0 share the last bin, mean truth 3/4 against mean p 0.96
+    assert expected_calibration_error([0.92, 0.92, 1.0, 1.0], [1, 1, 1, 0], bins=10) == pytest.approx(0.21)
+    # 0.25 lies in [.2, .3) and 0.30 on the edge, in [.3, .4): half of |1 − .25| plus half of |0 − .3|
+    assert expected_calibration_error([0.25, 0.30], [1, 0], bins=10) == pytest.approx(0.525)
+
+
 def test_a_calibrated_forecaster_has_a_small_ece_and_a_confident_wrong_one_a_large_one():
     rng = np.random.default_rng(0)
     prob = rng.random(200_000)

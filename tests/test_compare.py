@@ -82,6 +82,27 @@ def test_the_best_baseline_is_chosen_on_validation_not_on_test():
     assert table["models"]["binomial"]["vs_best_baseline"]["baseline"] == "ease"
 
 
+def test_the_seeds_get_a_paired_t_test_of_their_means_beside_the_pooled_user_test():
+    from scipy.stats import t as student
+
+    from bindiff.tasks.recommendation.compare import ModelRun, summarise
+
+    per_user = {"ndcg@10": np.array([0.1, 0.2, 0.3])}
+
+    def run(model, kind, seed, test):
+        return ModelRun(model, kind, seed, Path("/r"), {"ndcg@10": test}, {"ndcg@10": 0.1}, per_user, 1.0, 0.1)
+
+    ours, theirs = [0.50, 0.47, 0.52], [0.45, 0.46, 0.44]
+    runs = [run("binomial", "binomial", s, v) for s, v in enumerate(ours)]
+    runs += [run("ease", "ease", s, v) for s, v in enumerate(theirs)]
+    versus = summarise(runs, {"eval": {"select": "ndcg@10"}})["models"]["binomial"]["vs_best_baseline"]
+    d = np.subtract(ours, theirs)  # 0.05, 0.01, 0.08: t = mean / (sd / sqrt(3)) on 2 degrees of freedom
+    t_value = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+    assert versus["seeds"] == 3 and versus["seed_t_p"] == pytest.approx(2 * student.sf(t_value, 2))
+    one_seed = summarise(runs[:1] + runs[3:4], {"eval": {"select": "ndcg@10"}})
+    assert one_seed["models"]["binomial"]["vs_best_baseline"]["seed_t_p"] is None  # undefined with one seed
+
+
 def test_compare_tune_gives_every_searched_model_the_same_trials_chosen_on_validation(ratings_csv, tmp_path):
     result = runner.invoke(app, args(
         ratings_csv, tmp_path, "compare.spaces.binomial.train.lr={float: [0.001, 0.05], log: true}",

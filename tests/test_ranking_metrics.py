@@ -202,6 +202,14 @@ def test_hand_computed_single_user():
     assert ndcg_at_k(top, target, 1)[0] == 0.0
 
 
+def test_a_ranking_that_lists_an_item_twice_is_refused():
+    target = sp.csr_matrix(np.array([[0, 0, 1, 1]], dtype=float))
+    # [2, 2, 2] would count item 2 three times: recall 3 / min(3, 2) = 1.5
+    with pytest.raises(ValueError, match="row 0 lists item 2 more than once"):
+        recall_at_k([[2, 2, 2]], target, 3)
+    assert recall_at_k([[2, -1, -1]], target, 3)[0] == pytest.approx(1 / 2)  # -1 pads a short list, once or more
+
+
 def test_recall_denominators_differ_when_heldout_exceeds_k():
     top = np.array([[0, 1]])
     target = sp.csr_matrix(np.array([[1, 1, 1, 1, 0]]))
@@ -430,6 +438,25 @@ def test_coverage_and_popularity_merge_over_blocks_of_users():
     assert merged.mean == pytest.approx(whole.mean)
     with pytest.raises(ValueError, match="popularity@K needs item_popularity"):
         evaluate_ranking(fn, inputs, None, target, ["popularity@2"])
+
+
+def test_popularity_is_a_mean_over_the_lists_whatever_the_empty_user_policy():
+    # items scored 3 > 2 > 1 with popularity 0.9, 0.5, 0.1: every top-2 list is items 0 and 1
+    fn = lambda x: torch.tensor([[3.0, 2.0, 1.0]]).expand(x.shape[0], -1)  # noqa: E731
+    inputs = sp.csr_matrix(np.zeros((3, 3)))
+    target = sp.csr_matrix(np.array([[0, 0, 1], [0, 0, 0], [0, 0, 1]], dtype=float))  # user 1 holds nothing out
+    exclude = sp.csr_matrix(np.array([[0, 0, 0], [0, 0, 0], [1, 1, 0]], dtype=float))  # user 2: only item 2 left
+    popularity = np.array([0.9, 0.5, 0.1])
+    for policy in ("drop", "zero"):
+        report = evaluate_ranking(fn, inputs, exclude, target, ["popularity@2", "recall@2"], empty_users=policy,
+                                  item_popularity=popularity)
+        # user 0 lists (0.9 + 0.5) / 2 = 0.7, user 2 lists item 2 alone: 0.1; user 1 is not evaluated
+        assert report.mean["popularity@2"] == pytest.approx((0.7 + 0.1) / 2), policy
+    assert report.mean["recall@2"] == pytest.approx((0 + 0 + 1) / 3)  # the zero policy still counts user 1 for recall
+    everything_excluded = sp.csr_matrix(np.array([[0, 0, 0], [0, 0, 0], [1, 1, 1]], dtype=float))
+    report = evaluate_ranking(fn, inputs, everything_excluded, target, ["popularity@2"], item_popularity=popularity)
+    assert np.isnan(report.per_user["popularity@2"][2])  # no list, no popularity (it was 0)
+    assert report.mean["popularity@2"] == pytest.approx(0.7)
 
 
 def test_rank_metrics_equal_torchmetrics_on_random_data():

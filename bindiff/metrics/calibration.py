@@ -6,8 +6,9 @@ Definitions (``prob``: predicted P(voxel = 1), ``truth``: the reference bits, an
 - Brier score = mean of (prob − truth)²; 0 is perfect.
 - ECE (expected calibration error, equal-width bins over [0, 1], the last bin closed): the sum
   over bins of (voxels in the bin / all voxels) · |mean truth − mean prob| in the bin; 0 when
-  every predicted probability is the frequency it claims. This is torchmetrics'
-  ``binary_calibration_error(norm="l1")``.
+  every predicted probability is the frequency it claims. torchmetrics'
+  ``binary_calibration_error(norm="l1")`` gives the same value except where probabilities lie
+  exactly on a bin edge: it puts p = k/B in the lower bin and p = 1 in a bin of its own.
 - ``binary_entropy``: −p log₂ p − (1 − p) log₂ (1 − p), in bits: 1 at p = ½, 0 at p ∈ {0, 1}.
 - Error-detection AUROC: the probability that a wrongly predicted voxel has a higher uncertainty
   than a correctly predicted one (ties count ½), i.e. the Mann–Whitney statistic; 0.5 is chance.

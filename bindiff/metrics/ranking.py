@@ -77,7 +77,14 @@ def _as_index_array(topk_idx) -> np.ndarray:
         raise ValueError(f"topk_idx must be 2-D (users, k), got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"topk_idx must hold integer item indices, got dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
+    arr = arr.astype(np.int64, copy=False)
+    ranked = np.sort(arr, axis=1)
+    repeated = (ranked[:, 1:] == ranked[:, :-1]) & (ranked[:, 1:] >= 0)  # -1 pads a short list
+    if repeated.any():
+        row = int(np.flatnonzero(repeated.any(axis=1))[0])
+        raise ValueError(f"topk_idx row {row} lists item {int(ranked[row, 1:][repeated[row]][0])} more than once; "
+                         "a ranking holds each item once")
+    return arr
 
 
 def _check_k(k, n_cols: int | None = None, what: str = "topk_idx") -> int:
@@ -431,6 +438,9 @@ def _definition(kind: str, k: int, empty_users: str) -> str:
             "popularity": f"Popularity@{k} = mean over users of the mean popularity (share of training users "
                           f"with the item) of their top-{k} items",
         }[kind]
+    if kind == "popularity":  # a property of the lists, not of the held-out items
+        return (f"{text}; the mean is over the evaluated users with a non-empty list, whatever the "
+                "empty_users policy; excluded items are never ranked; equal scores rank the lower item index first")
     if empty_users == "drop":
         policy = "users with an empty held-out set are dropped from the mean"
     else:
@@ -572,7 +582,9 @@ def evaluate_ranking(
                     recommended[name][lists[lists >= 0]] = True
                 elif kind == "popularity":
                     values = np.where(lists >= 0, popularity[np.maximum(lists, 0)], 0.0)
-                    per_user[name][rows] = values.sum(axis=1) / np.maximum((lists >= 0).sum(axis=1), 1)
+                    listed = (lists >= 0).sum(axis=1)
+                    # a user with every item excluded has no list, so no popularity (not 0)
+                    per_user[name][rows] = np.where(listed > 0, values.sum(axis=1) / np.maximum(listed, 1), np.nan)
             bar.update(1)
 
     return RankingReport(
@@ -591,6 +603,10 @@ def _means(per_user: dict[str, np.ndarray], n_users: int, n_evaluated: int, empt
            recommended: dict[str, np.ndarray] | None = None, order: list[str] | None = None) -> dict[str, float]:
     denom = n_evaluated if empty_users == "drop" else n_users
     means = {name: float(np.nansum(values) / denom) if denom else float("nan") for name, values in per_user.items()}
+    for name, values in per_user.items():  # popularity describes a list: users without one have no value
+        if name.startswith("popularity@"):
+            listed = ~np.isnan(values)
+            means[name] = float(values[listed].mean()) if listed.any() else float("nan")
     for name, items in (recommended or {}).items():  # a share of the catalogue, not a mean over users
         means[name] = float(items.mean()) if items.size else float("nan")
     return {name: means[name] for name in (order or means)}

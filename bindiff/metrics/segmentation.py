@@ -18,8 +18,9 @@ Definitions (prediction P, reference R, both boolean arrays on one voxel grid):
 
 Empty masks (the rule BraTS uses, stated here so nobody has to guess):
 - both empty: Dice = IoU = 1, HD95 = 0 (a correct "nothing here");
-- exactly one empty: Dice = IoU = 0, HD95 = the diagonal of the field of view in mm (the
-  largest distance on the grid; 373.13 mm for a 240×240×155 BraTS volume at 1 mm).
+- exactly one empty: Dice = IoU = 0, HD95 = the diagonal of the field of view in mm (shape ×
+  spacing: 373.13 mm for a 240×240×155 BraTS volume at 1 mm, a little more than the largest
+  distance between two voxel centres).
 Every case therefore has a finite value of every metric, and means are over all cases.
 """
 
@@ -171,7 +172,8 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[
 
 
 def summarize(per_case: Iterable[dict[str, float]]) -> dict[str, float]:
-    """Means over cases: Dice, IoU, HD95 and the absolute volume error; counts of empty masks."""
+    """Means over cases: Dice, IoU, HD95 and the absolute volume error; counts of empty masks.
+    ``dice_std`` is the spread of Dice over the cases (population, ddof = 0)."""
     rows = list(per_case)
     if not rows:
         return {"cases": 0}

@@ -4,7 +4,9 @@ Each model is the recipe plus that model's overrides (listed under ``compare.mod
 recipe, so no hyper-parameter lives in code). For every seed all models see the same split,
 because the split depends only on the data and the seed. Per-user test metrics of every run
 feed a paired Wilcoxon signed-rank test of each model against the best baseline, the one with the
-highest mean validation value of ``eval.select`` (never chosen on test users).
+highest mean validation value of ``eval.select`` (never chosen on test users). That test pools
+the users of every seed, so it sees the noise of the held-out users but not that of training; a
+paired t-test over the seeds' means, which does see it, is reported beside it.
 
 With ``tune_trials`` (``bindiff compare --tune N``) every model that has a search space under
 ``compare.spaces`` first gets the same budget: N ``bindiff tune`` trials on the first seed's
@@ -163,9 +165,23 @@ def summarise(runs: list[ModelRun], config: dict) -> dict:
         test = paired_wilcoxon(np.concatenate([r.per_user[select] for r in mine]),
                                np.concatenate([theirs[r.seed].per_user[select] for r in mine]))
         rows[name]["vs_best_baseline"] = {"baseline": best, "metric": select, "users": test["units"],
-                                          "mean_difference": test["mean_difference"], "wilcoxon_p": test["wilcoxon_p"]}
+                                          "mean_difference": test["mean_difference"], "wilcoxon_p": test["wilcoxon_p"],
+                                          "seeds": len(mine),
+                                          "seed_t_p": _seed_t_p([r.test[select] for r in mine],
+                                                                [theirs[r.seed].test[select] for r in mine])}
     return {"metrics": metrics, "select": select, "best_baseline": best,
             "best_baseline_chosen_on": f"mean validation {select} over the seeds", "models": rows}
+
+
+def _seed_t_p(mine: list[float], theirs: list[float]) -> float | None:
+    """Two-sided paired t-test over the seeds' test means; None below two seeds or when every
+    seed gives the same difference (the test is undefined there)."""
+    from scipy.stats import ttest_rel
+
+    diff = np.asarray(mine, dtype=np.float64) - np.asarray(theirs, dtype=np.float64)
+    if diff.size < 2 or np.all(diff == diff[0]):
+        return None
+    return float(ttest_rel(mine, theirs).pvalue)
 
 
 def _to_csv(table: dict) -> str:
@@ -173,12 +189,13 @@ def _to_csv(table: dict) -> str:
     writer = csv.writer(buffer)
     metrics = table["metrics"]
     writer.writerow(["model", *[f"{m}_mean" for m in metrics], *[f"{m}_std" for m in metrics],
-                     "train_seconds", "inference_seconds", "p_vs_best_baseline"])
+                     "train_seconds", "inference_seconds", "p_vs_best_baseline", "p_seeds_vs_best_baseline"])
     for name, row in table["models"].items():
         test = row["vs_best_baseline"]
         writer.writerow([name, *[f"{row['mean'][m]:.4f}" for m in metrics], *[f"{row['std'][m]:.4f}" for m in metrics],
                          f"{row['train_seconds']:.1f}", f"{row['inference_seconds']:.2f}",
-                         "" if test is None else f"{test['wilcoxon_p']:.3g}"])
+                         "" if test is None else f"{test['wilcoxon_p']:.3g}",
+                         "" if test is None or test["seed_t_p"] is None else f"{test['seed_t_p']:.3g}"])
     return buffer.getvalue()
 
 
@@ -195,14 +212,16 @@ def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune
         cells = [f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}" for m in metrics]
         test = row["vs_best_baseline"]
         versus = "(best baseline)" if name == table["best_baseline"] else (
-            "" if test is None else f"{test['mean_difference']:+.4f}, p {_p_value(test['wilcoxon_p'])}")
+            "" if test is None else f"{test['mean_difference']:+.4f}, p {_p_value(test['wilcoxon_p'])}"
+            + ("" if test["seed_t_p"] is None else f"; seeds p {_p_value(test['seed_t_p'])}"))
         trials = table.get("tuning", {}).get(name, {}).get("trials", 0)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['train_seconds']:.1f} | "
                      f"{row['inference_seconds']:.2f} | {versus} |" + (f" {trials or 'none'} |" if tuned else ""))
     lines += ["", f"Mean ± standard deviation over {n_seeds} seeds (each seed its own split, shared by all models); "
               f"p: two-sided Wilcoxon signed-rank test on per-user test {table['select']}, pooled over seeds, "
               f"against the best baseline ({table['best_baseline']}, the baseline with the highest mean "
-              f"validation {table['select']})."]
+              f"validation {table['select']}); seeds p: two-sided paired t-test over the seeds' test means, "
+              "which also sees how training varies between seeds."]
     return "\n".join(lines) + "\n"
 
 

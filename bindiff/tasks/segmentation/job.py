@@ -303,7 +303,9 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
                                    "error_auroc": f"AUROC of the per-voxel uncertainty (diffusion: {cfg['uncertainty']}; "
                                                   "unet: entropy of its probability) for telling wrongly from rightly "
                                                   f"decided voxels (segmentation.decision: {cfg['decision']})",
-                                   "paired": "mean_difference is diffusion − unet"},
+                                   "paired": "mean_difference is diffusion − unet",
+                                   "means": "over all cases; error_auroc over the cases with both wrongly and "
+                                            "rightly decided voxels (it is undefined otherwise)"},
                    "empty_rule": EMPTY_RULE, "seconds": round(time.perf_counter() - started, 2),
                    "checkpoint": {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch")}, "per_case": rows}
         write_json(staging / "summary.json", summary)
