@@ -33,6 +33,7 @@ class Site:
         self.payload = payload
         self.drop_after: list[int] = []  # per request: bytes of the body sent before the connection drops
         self.ignore_range = False
+        self.send_length = True  # False: no Content-Length, the body ends when the connection closes
         self.requests: list[str | None] = []  # the Range header of every GET
 
 
@@ -57,7 +58,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         rest = body[start:]
-        self.send_header("Content-Length", str(len(rest)))  # always the full length...
+        if site.send_length:
+            self.send_header("Content-Length", str(len(rest)))  # the full length...
         self.end_headers()
         if site.drop_after:
             rest = rest[: site.drop_after.pop(0)]  # ...but the connection may close early
@@ -175,3 +177,49 @@ def test_a_verified_payload_that_is_not_a_zip_leaves_nothing(monkeypatch, tmp_pa
     with pytest.raises(DataError, match=rf"{site.url}: not a valid zip archive"):
         fetch(monkeypatch, tmp_path, site)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_body_cut_short_without_a_content_length_is_resumed_not_deleted(monkeypatch, tmp_path, site):
+    half = len(site.payload) // 2
+    site.send_length = False  # HTTP/1.0: the cut body looks complete, only the hash tells
+    site.drop_after = [half]
+    source = fetch(monkeypatch, tmp_path, site)
+    assert site.requests == [None, f"bytes={half}-"]
+    assert_complete(source, tmp_path)
+
+
+def test_a_wrong_file_without_a_content_length_is_still_refused(monkeypatch, tmp_path, site):
+    good = hashlib.sha256(site.payload).hexdigest()
+    site.payload = site.payload[:-1] + bytes([site.payload[-1] ^ 1])
+    site.send_length = False
+    with pytest.raises(DataError, match="does not match the pinned"):
+        fetch(monkeypatch, tmp_path, site, sha256=good)
+    assert list((tmp_path / "cache").iterdir()) == []
+    assert site.requests[:2] == [None, f"bytes={len(site.payload)}-"]  # asked for more, was told 416
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_line(monkeypatch, tmp_path, site):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setitem(DATASETS, "ml-1m", dataclasses.replace(DATASETS["ml-1m"], url=site.url,
+                                                              sha256=hashlib.sha256(site.payload).hexdigest()))
+    with pytest.raises(DataError, match=r"afile/sub: cannot hold the download cache \(.*Not a directory.*\); "
+                                        r"set BINDIFF_CACHE_DIR to a writable folder"):
+        resolve_dataset("ml-1m", data_dir=tmp_path / "data", cache_dir=tmp_path / "afile" / "sub")
+    assert site.requests == []
+
+
+def test_a_refused_connection_gives_the_systems_reason(monkeypatch, tmp_path, site):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    site.url = f"http://127.0.0.1:{port}/ml-1m.zip"
+    with pytest.raises(DataError, match=r"could not download .*: \[Errno 111\] Connection refused"):
+        fetch(monkeypatch, tmp_path, site)
+
+
+def test_a_malformed_pinned_checksum_is_refused_before_downloading(tmp_path):
+    with pytest.raises(ValueError, match="the pinned SHA-256 must be 64 hexadecimal digits, got 'abc'"):
+        download_module.download_archive("x", "http://127.0.0.1:9/x.zip", "abc", tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()

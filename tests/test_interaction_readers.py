@@ -31,12 +31,12 @@ def write(path: Path, text: str) -> Path:
 # --- MovieLens ratings.dat -------------------------------------------------------------
 
 
-def test_movielens_reads_ids_as_strings_and_ratings_as_float32(tmp_path):
+def test_movielens_reads_ids_as_strings_and_ratings_as_float64(tmp_path):
     path = write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n42::7::4.5::1\n")
     raw = read_movielens_ratings(path)
     assert raw.user.tolist() == ["1", "1", "42"]
     assert raw.item.tolist() == ["1193", "661", "7"]
-    assert raw.rating.dtype == np.float32
+    assert raw.rating.dtype == np.float64
     assert raw.rating.tolist() == [5.0, 3.0, 4.5]
     assert raw.source == str(path)
     assert len(raw) == 3
@@ -278,6 +278,24 @@ def test_filters_that_empty_the_matrix_say_which():
         build_matrix(hand_example(), min_rating=6)
     with pytest.raises(DataError, match=r"hand: k_core=4 removed every user and item"):
         build_matrix(hand_example(), min_rating=4, k_core=4)
+
+
+def test_spaces_around_movielens_ids_do_not_make_a_second_user(tmp_path):
+    raw = read_movielens_ratings(write(tmp_path / "ratings.dat", "1::10::5::1\n1 :: 11::4::2\n"))
+    assert raw.user.tolist() == ["1", "1"] and raw.item.tolist() == ["10", "11"]
+
+
+def test_a_rating_equal_to_a_float64_threshold_is_kept(tmp_path):
+    # 0.7 >= 0.7: in float32 the rating would read 0.69999999 and fall below np.float64(0.7)
+    raw = read_delimited(write(tmp_path / "log.csv", "user,item,rating\n1,10,0.7\n2,10,0.6\n"), rating_col="rating")
+    for threshold in (0.7, np.float64(0.7), np.float32(0.7)):
+        assert build_matrix(raw, min_rating=threshold).user_ids.tolist() == ["1"], threshold
+
+
+def test_k_core_must_be_a_whole_number():
+    for bad in (2.5, "3", True):
+        with pytest.raises(DataError, match=r"hand: k_core must be an integer >= 0, got"):
+            build_matrix(hand_example(), k_core=bad)
 
 
 def test_min_rating_without_ratings_is_an_error():

@@ -312,6 +312,13 @@ def test_train_test_split_holds_validation_out_of_train_and_tests_on_the_whole_h
                 and (other.valid.target != split.valid.target).nnz == 0)
     with pytest.raises(DataError, match=r"split.n_valid_users = 50 must lie between 1 and"):
         train_test_split(train, test, 50, 0.25, 5, seed=7)
+    # called as a library, bad arguments are one DataError each (1.5 held out n - 1 items per user)
+    for args, message in (((6, 1.5, 5, 7), r"holdout_fraction must be in \(0, 1\), got 1.5"),
+                          ((6, float("nan"), 5, 7), r"holdout_fraction must be in \(0, 1\), got nan"),
+                          ((6.0, 0.25, 5, 7), r"n_valid_users must be a positive integer, got 6.0"),
+                          ((6, 0.25, 5, None), r"seed must be a non-negative integer, got None")):
+        with pytest.raises(DataError, match=message):
+            train_test_split(train, test, *args[:3], seed=args[3])
 
 
 def test_a_bars_folder_trains_on_its_own_split_through_the_recipe(tmp_path):
@@ -329,6 +336,10 @@ def test_a_bars_folder_trains_on_its_own_split_through_the_recipe(tmp_path):
     with pytest.raises(DataError, match="split.n_valid_users is needed"):
         prepare_split({"dataset": "amazon-cds", "min_rating": None, "download": False},
                       {"kind": "predefined"}, seed=0, data_dir=tmp_path)
+    # the item lists hold no ratings: a threshold cannot be honoured (it was ignored without a word)
+    with pytest.raises(DataError, match=r"data\.min_rating=4 cannot be applied to 'amazon-cds'.*hold no ratings"):
+        prepare_split({"dataset": "amazon-cds", "min_rating": 4, "download": False},
+                      {"kind": "predefined", "n_valid_users": 5}, seed=0, data_dir=tmp_path)
 
 
 def test_split_seed_draws_the_split_apart_from_the_recipe_seed(tmp_path):

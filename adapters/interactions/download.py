@@ -38,12 +38,13 @@ def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = 
     import pooch
 
     sha256 = sha256.lower()
-    cache.mkdir(parents=True, exist_ok=True)
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):  # found out before the download, not after it
+        raise ValueError(f"{name}: the pinned SHA-256 must be 64 hexadecimal digits, got {sha256!r}")
     archive_name = f".{name}-{sha256[:16]}.zip"
     part = cache / f"{archive_name}.part"
     archive = cache / archive_name
     scratch: Path | None = None
-    with _locked(cache):
+    with _cache_folder(cache):
         try:
             pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=archive_name, path=cache,
                            downloader=ResumingDownloader(part, sha256, hint))
@@ -63,6 +64,22 @@ def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = 
                 shutil.rmtree(scratch, ignore_errors=True)
 
 
+@contextmanager
+def _cache_folder(cache: Path):
+    """The cache folder, made and locked; a folder that cannot be is one DataError naming it."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        lock = _locked(cache)
+        lock.__enter__()
+    except OSError as exc:
+        raise DataError(f"{cache}: cannot hold the download cache ({_short_reason(exc)}); "
+                        "set BINDIFF_CACHE_DIR to a writable folder") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
 class ResumingDownloader:
     """A pooch downloader that keeps a partial transfer in ``part`` and resumes it.
 
@@ -75,17 +92,24 @@ class ResumingDownloader:
 
     def __init__(self, part: Path, sha256: str, hint: str = ""):
         self.part, self.sha256, self.hint = part, sha256.lower(), hint
+        self.may_be_cut = False  # the last answer gave no length, so a cut body looks whole
 
     def __call__(self, url: str, output_file: str, pooch_instance=None) -> None:
         import pooch
 
         fresh_retry_left = True
+        resumes_left = _DOWNLOAD_ATTEMPTS
         while True:
             resumed_from = self._fill(url)
             digest = pooch.file_hash(str(self.part), alg="sha256")
             if digest == self.sha256:
                 os.replace(self.part, output_file)  # pooch checks it again and renames it into place
                 return
+            if self.may_be_cut and resumes_left:
+                # no Content-Length: a body cut short looks complete; ask for what follows it
+                # (a 416 answer says the file was whole, and then it is really the wrong file)
+                resumes_left -= 1
+                continue
             self.part.unlink(missing_ok=True)
             if resumed_from and fresh_retry_left:
                 fresh_retry_left = False
@@ -130,6 +154,7 @@ class ResumingDownloader:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         with requests.get(url, headers=headers, stream=True, timeout=_DOWNLOAD_TIMEOUT_S) as response:
             if response.status_code == 416 and offset:  # nothing after offset: the kept file is whole (or stale)
+                self.may_be_cut = False
                 return
             response.raise_for_status()
             mode = "wb"
@@ -145,6 +170,8 @@ class ResumingDownloader:
             response.raw.enforce_content_length = False
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
+            # a server that answers a Range request with the whole body cannot resume anyway
+            self.may_be_cut = expected is None and not (offset and response.status_code == 200)
             received = 0
             with open(self.part, mode) as out, tqdm(total=expected, unit="B", unit_scale=True, leave=False,
                                                     desc=f"downloading {PurePosixPath(url).name}",
@@ -165,11 +192,18 @@ class _Interrupted(Exception):
     """A transfer that ended early; what arrived is kept and resumed."""
 
 
-def _short_reason(exc: Exception) -> str:
-    """The innermost message of a requests error (its str nests urllib3's whole repr)."""
-    while exc.__context__ is not None and not str(exc):
-        exc = exc.__context__
-    text = str(exc) or type(exc).__name__
+def _short_reason(exc: BaseException) -> str:
+    """The innermost message of an error: a requests error's own text nests urllib3's whole repr,
+    the operating system's reason ("[Errno 111] Connection refused") lies at the bottom."""
+    innermost, seen = exc, set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        if str(exc):
+            innermost = exc
+        exc = exc.__cause__ or exc.__context__
+        if exc is None:
+            break
+    text = str(innermost) or type(innermost).__name__
     return text.splitlines()[0][:200]
 
 

@@ -43,10 +43,11 @@ class InteractionMatrix:
 def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: int = 0) -> InteractionMatrix:
     """Keep interactions with rating >= min_rating, merge duplicates, apply the k-core.
 
-    min_rating=None keeps every row; k_core=0 (or 1) leaves the matrix as it is.
+    min_rating=None keeps every row; k_core=0 (or 1) leaves the matrix as it is. A user-item pair
+    rated more than once is kept when any of its ratings passes min_rating.
     """
-    if k_core < 0:
-        raise DataError(f"{raw.source}: k_core must be >= 0, got {k_core}")
+    if isinstance(k_core, bool) or not isinstance(k_core, (int, np.integer)) or k_core < 0:
+        raise DataError(f"{raw.source}: k_core must be an integer >= 0, got {k_core!r}")
     if len(raw) == 0:
         raise DataError(f"{raw.source}: no interactions")
     users, items = raw.user, raw.item

@@ -242,6 +242,8 @@ def _read_fixed_fields(path: str | Path, sep: str, layout: str) -> RawInteractio
         )
     users, items, ratings, timestamps = fields[0::4], fields[1::4], fields[2::4], fields[3::4]
     del fields
+    # "1 ::10" and "1::11" are one user, as in the CSV reader (ids are stripped there too)
+    users, items = [user.strip() for user in users], [item.strip() for item in items]
 
     for name, values in (("user", users), ("item", items)):
         if "" in values:
@@ -286,7 +288,7 @@ def _split_fields(lines: list[str], sep: str, n_fields: int) -> list[str] | int:
 
 def _parse_ratings(values, path: Path, line_number) -> np.ndarray:
     try:
-        rating = np.array(values, dtype=np.float32)
+        rating = np.array(values, dtype=np.float64)  # float32 would round 0.7 below a float64 threshold of 0.7
     except (ValueError, OverflowError):
         row = next(row for row, value in enumerate(values) if not _is_float(value))
         raise DataError(f"{path}:{line_number(row)}: rating {values[row]!r} is not a number") from None

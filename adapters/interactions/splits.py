@@ -176,10 +176,7 @@ def strong_generalization(
             f"{where}: n_valid_users + n_test_users = {n_valid_users + n_test_users} leaves no train "
             f"users out of {n_users}"
         )
-    if not isinstance(holdout_fraction, numbers.Real) or not 0.0 < holdout_fraction < 1.0:
-        raise DataError(f"{where}: holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
-    if not _is_integer(min_items_to_split) or min_items_to_split < 2:
-        raise DataError(f"{where}: min_items_to_split must be an integer >= 2, got {min_items_to_split!r}")
+    _check_hold_out(where, holdout_fraction, min_items_to_split, seed)
 
     order = np.random.default_rng(seed).permutation(n_users)
     test_rows = np.sort(order[:n_test_users])
@@ -302,6 +299,9 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
     is the whole training file (the held-out validation items included), and those items are
     never ranked. Ids are the files' 0-based integers.
     """
+    if not _is_integer(n_valid_users):
+        raise DataError(f"{train.source}: n_valid_users must be a positive integer, got {n_valid_users!r}")
+    _check_hold_out(train.source, holdout_fraction, min_items_to_split, seed)
     (train_users, train_items), (test_users, test_items) = _integer_pairs(train), _integer_pairs(test)
     n_users = int(max(train_users.max(), test_users.max())) + 1
     n_items = int(max(train_items.max(), test_items.max())) + 1
@@ -368,6 +368,15 @@ def _hold_out(
         chosen = rng.choice(n, size=holdout_count(n, fraction), replace=False)
         to_target[start + chosen] = True
     return _masked(known, ~to_target), _masked(known, to_target)
+
+
+def _check_hold_out(where, holdout_fraction, min_items_to_split, seed) -> None:
+    if not isinstance(holdout_fraction, numbers.Real) or not 0.0 < holdout_fraction < 1.0:  # NaN fails too
+        raise DataError(f"{where}: holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
+    if not _is_integer(min_items_to_split) or min_items_to_split < 2:
+        raise DataError(f"{where}: min_items_to_split must be an integer >= 2, got {min_items_to_split!r}")
+    if not _is_integer(seed) or seed < 0:
+        raise DataError(f"{where}: seed must be a non-negative integer, got {seed!r}")
 
 
 def _is_integer(value) -> bool:
