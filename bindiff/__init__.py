@@ -84,6 +84,7 @@ _LAZY = {
     "fit_transform": "bindiff.adapters.masks.grid",
     "from_vectors": "bindiff.adapters.masks.grid",
     "get_preset": "bindiff.adapters.masks.labels",
+    "custom_preset": "bindiff.adapters.masks.labels",
     "hd95": "bindiff.metrics.segmentation",
     "assd": "bindiff.metrics.segmentation",
     "surface_dice": "bindiff.metrics.segmentation",

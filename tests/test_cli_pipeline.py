@@ -249,6 +249,25 @@ def test_recommend_for_a_new_history_of_raw_items(trained):
     assert "1 item id(s) of 1 user(s) are not in the run's items" in result.output and "not-an-item" in result.output
 
 
+def test_random_bit_scores_of_a_history_depend_on_it_alone(trained):
+    import copy
+
+    from bindiff.tasks.recommendation.serve import Recommender
+
+    run_dir, _, _ = trained
+    loaded = Recommender.from_run(run_dir)
+    config = copy.deepcopy(loaded.config)
+    config["inference"].update(add_noise=True, t=2, ensemble=2)  # noisy reads of the history, averaged
+    recommender = Recommender(config, loaded.model, loaded.item_ids, loaded.split)
+    anna, bob = ["i1", "i3", "i5", "i8"], ["i21", "i22", "i30"]
+    alone = recommender.score([anna])[0]
+    assert np.array_equal(recommender.score([anna])[0], alone)  # an earlier call does not move the draws
+    assert np.array_equal(recommender.score([bob, anna])[1], alone)  # nor does a history before it
+    assert np.array_equal(recommender.score([anna, bob])[0], alone)
+    plain = Recommender(loaded.config, loaded.model, loaded.item_ids, loaded.split).score([anna])[0]
+    assert not np.allclose(alone, plain)  # the bits were random: the test would pass vacuously otherwise
+
+
 def test_recommend_many_new_users_from_a_file(trained, tmp_path):
     from bindiff.tasks.recommendation.serve import Recommender
 

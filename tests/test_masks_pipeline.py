@@ -315,6 +315,8 @@ def test_apply_denoise_equals_the_denoiser_on_the_cases_grid(tiny_run, tmp_path)
         assert written.geometry.shape == r.geometry.shape
         np.testing.assert_allclose(written.geometry.affine, r.geometry.affine, atol=1e-5)
         assert np.array_equal(written.data.astype(bool), expected)
+    assert summary["settings"]["t_used"] == t and "warning" not in result.output
+
 
 
 @needs_hippo
@@ -420,6 +422,18 @@ def test_apply_brings_a_label_map_of_another_spacing_to_the_training_spacing(tmp
         assert written.GetSize() == reference.GetSize()
         np.testing.assert_allclose(written.GetSpacing(), reference.GetSpacing(), atol=1e-5)
         np.testing.assert_allclose(written.GetOrigin(), reference.GetOrigin(), atol=1e-4)
+
+    # two blobs 100 voxels apart: the 40-voxel window, centred between them, holds neither; the user is told
+    far = np.zeros((120, 20, 20), dtype=np.uint8)
+    far[5:9, 8:12, 8:12] = far[105:109, 8:12, 8:12] = 1
+    (tmp_path / "far").mkdir()
+    nib.save(nib.Nifti1Image(far, np.eye(4)), str(tmp_path / "far" / "far.nii.gz"))
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input",
+                                 str(tmp_path / "far"), "--output", str(tmp_path / "far_out")])
+    assert result.exit_code == 0, result.output
+    (case,) = json.loads((tmp_path / "far_out" / "summary.json").read_text())["cases"]
+    assert case["outside_grid_voxels"] == 128  # two blobs of 4 x 4 x 4 voxels, written as they came
+    assert f"warning: {tmp_path / 'far'}: the run's grid window misses 128 region voxel(s) of 1 file(s)" in result.output
 
 
 @needs_hippo

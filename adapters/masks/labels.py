@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["LabelPreset", "PRESETS", "get_preset", "binarize"]
+__all__ = ["LabelPreset", "PRESETS", "binarize", "custom_preset", "get_preset"]
 
 
 @dataclass(frozen=True)

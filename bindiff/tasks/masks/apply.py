@@ -28,9 +28,10 @@ from ...adapters.masks import spacing as voxel_size
 from ...adapters.masks.datasets import LABEL_SUFFIXES, refuse_repeated_cases, volume_stem
 from ...config import RecipeError
 from ...files import staged_folder, write_json
+from ...progress import log
 from .. import base
 from .completion import inpainted_probabilities
-from .denoising import denoised_probabilities
+from .denoising import denoise_time, denoised_probabilities
 from .evaluation import EvalContext, grids_of
 from .job import TASK, load_masks_run
 
@@ -117,8 +118,17 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
         for path in files:
             cases.append(_apply_one(ctx, task, path, staging, output_dir, None if unknown is None else Path(unknown),
                                     unknown_label, spacing))
+        settings = dict(config["evaluations"][task])
+        if task == "denoising":  # the time a null t resolves to, as the masks evaluation reports it
+            settings["t_used"] = settings["t"] or denoise_time(model, settings["flip"])
+        outside = {case["case_id"]: case["outside_grid_voxels"] for case in cases if case["outside_grid_voxels"]}
+        if outside:
+            worst = max(outside, key=outside.get)
+            log(f"warning: {input_path}: the run's grid window misses {sum(outside.values())} region voxel(s) of "
+                f"{len(outside)} file(s) (most: {worst}, {outside[worst]}); they are written as they came "
+                "(outside_grid_voxels in summary.json)")
         summary = {"task": task, "run": str(run_dir), "checkpoint": info, "input": str(input_path),
-                   "settings": config["evaluations"][task], "preset": data.preset.name, "region": data.region,
+                   "settings": settings, "preset": data.preset.name, "region": data.region,
                    "training_spacing_mm": list(spacing), "seconds": round(time.perf_counter() - started, 2),
                    "cases": cases}
         write_json(staging / "summary.json", summary)

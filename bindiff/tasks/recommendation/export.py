@@ -23,6 +23,7 @@ from torch import nn
 from ...config import RecipeError, dump_recipe
 from ...files import staged_folder, write_text
 from .. import base
+from .models import draws_random_bits
 from .serve import Recommender
 
 README = """# Exported bindiff scorer: {name}
@@ -53,12 +54,6 @@ class _Scoring(nn.Module):
         return self._scorer(x)
 
 
-def _draws_random_bits(config: dict) -> bool:
-    inference = config.get("inference") or {}
-    return bool(inference.get("add_noise")) or (inference.get("mode") == "reverse"
-                                                and inference.get("sample") == "sample")
-
-
 def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best", overrides: list[str] = ()) -> Path:
     """Write the scorer folder for a finished run; returns it. The folder must not exist yet.
 
@@ -75,11 +70,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
         raise RecipeError(f"export: only inference.* overrides choose how the scorer reads the model, got "
                           f"{[text for text in overrides if not text.startswith('inference.')]}")
     config = base.rescoring_config(TASK, recommender.config, list(overrides))
-    recommender = Recommender(config, recommender.model, recommender.item_ids, recommender.split)
-    if config["model"]["kind"] == "binomial" and _draws_random_bits(config):
+    if draws_random_bits(config):
+        ensemble = " inference.ensemble=1" if config["inference"]["ensemble"] > 1 else ""
         raise RecipeError(f"{run_dir}: its inference draws random bits (inference.add_noise or inference.sample: "
                           "sample); export traces the scorer, so give a deterministic one, e.g. "
-                          "`bindiff export RUN_DIR --output DIR inference.add_noise=false inference.sample=mean`")
+                          f"`bindiff export RUN_DIR --output DIR inference.add_noise=false inference.sample=mean{ensemble}`")
+    recommender = Recommender(config, recommender.model, recommender.item_ids, recommender.split)
     module = _Scoring(recommender.model, recommender.scorer).eval()
     for p in module.parameters():
         p.requires_grad_(False)

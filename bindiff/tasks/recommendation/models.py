@@ -49,6 +49,16 @@ def _baseline_scorer(model: nn.Module, config: dict, seed: int):
     return model.score
 
 
+def draws_random_bits(config: dict) -> bool:
+    """Whether the recipe's model scores with random bits: the diffusion with ``inference.add_noise``
+    or with sampled reverse steps. Every other model scores deterministically."""
+    if config["model"]["kind"] != BINOMIAL:
+        return False
+    inference = config.get("inference") or {}
+    return bool(inference.get("add_noise")) or (inference.get("mode") == "reverse"
+                                                and inference.get("sample") == "sample")
+
+
 def _diffusion_scorer(model: BinomialDiffusion, config: dict, seed: int):
     """The recipe's inference mode as ``scores(batch) -> p̂(x_0)``.
 
@@ -59,11 +69,11 @@ def _diffusion_scorer(model: BinomialDiffusion, config: dict, seed: int):
     T = model.process.num_steps
     if inf["t"] > T:
         raise RecipeError(f"inference.t = {inf['t']} exceeds diffusion.steps = {T}")
-    random = inf["add_noise"] or (inf["mode"] == "reverse" and inf["sample"] == "sample")
+    random = draws_random_bits(config)
     if inf["ensemble"] > 1 and not random:
         raise RecipeError(f"inference.ensemble = {inf['ensemble']} would average identical scores: this scorer "
-                          "draws no random bits; set inference.add_noise: true (or inference.sample: sample "
-                          "with inference.mode: reverse)")
+                          "draws no random bits; set inference.ensemble: 1, or draw them with "
+                          "inference.add_noise: true (or inference.sample: sample with inference.mode: reverse)")
     generator = torch.Generator(device=device_of(model)).manual_seed(seed) if random else None
     if inf["mode"] == "one_step":
         def once(x):
@@ -169,5 +179,5 @@ def make_scorer(model: nn.Module, config: dict, seed: int):
 
 
 __all__ = ["BINOMIAL", "MODELS", "RecommenderKind", "accepted_params", "build_model", "check_model_params",
-           "make_scorer", "model_kind",
+           "draws_random_bits", "make_scorer", "model_kind",
            "model_kinds"]

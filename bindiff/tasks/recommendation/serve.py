@@ -4,7 +4,9 @@ users or for new ones (fold-in: a new user is a history, nothing is retrained).
 ``Recommender.from_run(run_dir)`` loads the model once; ``score`` and ``recommend`` take
 histories as lists of raw item ids and work in batches of ``eval.batch_size``. An item id the
 run never saw cannot be an input bit: it is reported in ``Recommendation.unknown``, never
-dropped silently.
+dropped silently. A history's scores depend on the history alone: a run that scores with
+random bits draws them for each history from the run's seed, so neither the other histories
+of a call nor earlier calls change them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ...files import OutputError, atomic_path
 from ...metrics import topk_excluding
 from ...training.devices import device_of
 from .job import load_run
-from .models import make_scorer
+from .models import draws_random_bits, make_scorer
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Recommender:
         self.column = {item: j for j, item in enumerate(self.item_ids.tolist())}
         self.scorer = make_scorer(model, config, seed=config["seed"])
         self.batch_size = config["eval"]["batch_size"]
+        self.random = draws_random_bits(config)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device=None) -> "Recommender":
@@ -106,7 +109,12 @@ class Recommender:
         for start in range(0, rows.shape[0], self.batch_size):
             batch = rows[start:start + self.batch_size]
             x = torch.from_numpy(batch.toarray()).to(device)
-            yield self.scorer(x).float().cpu(), batch
+            if self.random:  # each history its own draws, from the seed: batch-mates never shift them
+                scores = torch.cat([make_scorer(self.model, self.config, seed=self.config["seed"])(row[None])
+                                    for row in x])
+            else:
+                scores = self.scorer(x)
+            yield scores.float().cpu(), batch
 
 
 def user_history(split: Split, raw_user: str) -> sp.csr_matrix:
