@@ -128,3 +128,29 @@ def test_a_bad_spacing_is_refused_naming_the_key(balls):
         result = runner.invoke(app, ["train", str(ROOT / "recipes" / "hippocampus_segmentation.yaml"),
                                      f"images.spacing={value}", f"data.dataset={balls}"])
         assert result.exit_code == 2 and "images.spacing" in result.output and "Traceback" not in result.output
+
+
+def test_a_skull_stripped_scan_is_normalised_over_its_anatomy_at_any_voxel_size(tmp_path):
+    """Anatomy of intensity 100 ± 10 in a zero background (a skull-stripped scan). Resampled
+    linearly, the zero background's edge becomes a shell of small values; counted as anatomy it
+    pulled the mean to about 93 and doubled the spread the z-score divides by; counted only
+    inside the anatomy, its edge still mixed in zeros (96.5)."""
+    for folder in ("images", "labels"):
+        (tmp_path / folder).mkdir()
+    for i, spacing in enumerate([(0.8, 0.8, 0.8)] * 4):
+        shape = [int(round(40 / s)) for s in spacing]
+        centres = [(np.arange(n) + 0.5) * s - 20 for n, s in zip(shape, spacing)]
+        x, y, z = np.meshgrid(*centres, indexing="ij")
+        anatomy, label = x ** 2 + y ** 2 + z ** 2 <= 14 ** 2, (x ** 2 + y ** 2 + z ** 2 <= 5 ** 2).astype(np.uint8)
+        image = np.where(anatomy, np.random.default_rng(i).normal(100, 10, shape), 0).astype(np.float32)
+        affine = np.diag([*spacing, 1.0])
+        nib.save(nib.Nifti1Image(image, affine), str(tmp_path / "images" / f"brain_{i}.nii.gz"))
+        nib.save(nib.Nifti1Image(label, affine), str(tmp_path / "labels" / f"brain_{i}.nii.gz"))
+    data = prepare_data(_config(tmp_path, "images.spacing=[1,1,1]", "split.n_test=1"))
+    for case in data.cases.values():
+        assert case.resampled
+        (stats,) = case.image.stats
+        assert stats.mean == pytest.approx(100, abs=1.0)  # the anatomy's own mean
+        assert stats.std < 10.5  # interpolation averages neighbours: at most the anatomy's own spread
+        # the statistics come from the scan's own 0.8 mm voxels: the anatomy's, not a shell more
+        assert stats.foreground_voxels == anatomy.sum()

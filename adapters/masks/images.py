@@ -155,12 +155,21 @@ class ImageCase:
 
     @classmethod
     def place(cls, channels: np.ndarray, geometry: Geometry, spec: GridSpec,
-              brain: str | Path | np.ndarray | None = None, source: str | Path = "") -> "ImageCase":
+              brain: str | Path | np.ndarray | None = None, source: str | Path = "",
+              stats: list[ChannelStats] | None = None) -> "ImageCase":
         """(C, X, Y, Z) canonical channels normalised and placed on the grid. ``brain``: a brain-mask
-        file on ``geometry``'s grid, or that mask already read as a canonical boolean array on the
-        channels' voxels (after resampling, say)."""
+        file on ``geometry``'s grid, or the region of the anatomy already as a canonical boolean
+        array on the channels' voxels. ``stats``: the channels were already z-scored with these
+        statistics (``brain`` then gives the region as an array). A scan brought to another voxel
+        size is normalised on its own voxels first, because linear resampling smears a zero
+        background into a shell of small values and mixes it into the edge of the anatomy."""
         brain_mask = brain if isinstance(brain, np.ndarray) or brain is None else read_brain_on(brain, geometry, source)
+        if stats is not None and not isinstance(brain_mask, np.ndarray):
+            raise ValueError("place: normalised channels (stats given) need their region as the brain array")
         roi = image_roi(channels, brain_mask, source=source)
-        normalised, stats = normalise_channels(channels, roi, source=source)
+        if stats is None:
+            normalised, stats = normalise_channels(channels, roi, source=source)
+        else:
+            normalised = channels
         transform = fit_transform(channels.shape[1:], spec, roi=roi, source=str(source))
         return cls(image_on_grid(normalised, transform), geometry, transform, stats)

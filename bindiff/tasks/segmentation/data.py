@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ...adapters.errors import DataError
 from ...adapters.masks import MaskCase, find_dataset, load_region, split_cases, to_vectors
 from ...adapters.masks.datasets import find_by_stem
-from ...adapters.masks.images import ImageCase, read_brain_on, read_channels
+from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels
 from ...adapters.masks.io import Geometry, read_geometry
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
@@ -106,8 +106,11 @@ def _load_case(case: MaskCase, preset, region: str, spec, images: dict,
     files = image_files(case, images["channels"])
     channels, _ = read_channels(files, reference=geometry, reference_path=case.label)
     brain = read_brain_on(case.brain, geometry, files[0]) if images["brain"] else None
-    channels, (truth, brain), resampled = to_spacing(channels, geometry.spacing, spacing, truth, brain)
-    image = ImageCase.place(channels, geometry, spec, brain=brain, source=files[0])
+    # normalised on the scan's own voxels, before any resampling (see ImageCase.place)
+    roi = image_roi(channels, brain, source=files[0])
+    channels, stats = normalise_channels(channels, roi, source=files[0])
+    channels, (truth, roi), resampled = to_spacing(channels, geometry.spacing, spacing, truth, roi)
+    image = ImageCase.place(channels, geometry, spec, brain=roi, source=files[0], stats=stats)
     return SegmentationCase(case, geometry, image, image.transform.to_grid(truth.astype(np.uint8)),
                             image.transform.outside(truth), resampled)
 

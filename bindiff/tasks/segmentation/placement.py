@@ -6,7 +6,9 @@ resampled to it before it is placed on the grid, as nnU-Net does), else the trai
 median (cases are read as stored, and ``segment`` resamples only a scan that differs from it).
 Images and probabilities are resampled linearly, masks by nearest neighbour
 (``bindiff.adapters.masks.spacing``); the mask of a resampled case is decided on its own voxels,
-from its probability map brought back there.
+from its probability map brought back there. A scan is normalised on its own voxels before it
+is resampled, and its anatomy (the brain mask, or the non-zero voxels) is resampled as a mask,
+so the z-score comes from the same region at any voxel size.
 """
 
 from __future__ import annotations

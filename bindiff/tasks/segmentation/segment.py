@@ -28,7 +28,7 @@ from ...adapters.errors import DataError
 from ...adapters.masks import write_mask, write_volume
 from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, refuse_repeated_cases, volume_stem
 from ...adapters.masks.grid import bounding_box
-from ...adapters.masks.images import ImageCase, image_roi, read_brain_on, read_channels, read_image
+from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels, read_image
 from ...adapters.masks.io import is_dicom_series
 from ...config import RecipeError
 from ...files import staged_folder, write_json
@@ -213,12 +213,15 @@ def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
     first_channel = data[0]
     brain_file = _brain_file(brain, case)
     brain_mask = None if brain_file is None else read_brain_on(brain_file, geometry, case.files[0])
-    warning = _extent_warning(case, image_roi(data, brain_mask, source=case.files[0]), geometry.spacing, trained)
+    roi = image_roi(data, brain_mask, source=case.files[0])
+    warning = _extent_warning(case, roi, geometry.spacing, trained)
     if warning:  # the mask is still written: the user may know better
         log(f"warning: {warning}")
-    # to the voxels the model learned at; image.transform then maps that volume
-    data, (brain_mask,), resampled = to_spacing(data, geometry.spacing, trained.spacing, brain_mask)
-    image = ImageCase.place(data, geometry, spec, brain=brain_mask, source=case.files[0])
+    # normalised on the scan's own voxels, then brought to the voxels the model learned at (see
+    # ImageCase.place); image.transform then maps that volume
+    data, stats = normalise_channels(data, roi, source=case.files[0])
+    data, (roi,), resampled = to_spacing(data, geometry.spacing, trained.spacing, roi)
+    image = ImageCase.place(data, geometry, spec, brain=roi, source=case.files[0], stats=stats)
     return image, geometry, resampled, warning, first_channel
 
 
