@@ -120,6 +120,9 @@ def normalise_channels(channels: np.ndarray, foreground: np.ndarray,
     stats, constant = [], []
     for c, channel in enumerate(channels):
         values = channel[foreground].astype(np.float64)
+        if not np.isfinite(values).all():  # files with NaN are refused on reading; this guards other callers
+            raise DataError(_named(source, f"channel {c} holds {int((~np.isfinite(values)).sum())} NaN or infinite "
+                                           "value(s) inside the foreground"))
         mean, std = float(values.mean()), float(values.std())
         constant.append(std == 0)
         std = std if std > 0 else 1.0

@@ -52,6 +52,8 @@ class Geometry:
     affine, shape: the file's own 4×4 voxel-to-RAS-mm affine and array shape.
     ornt: nibabel orientation (per file axis: canonical axis, flip) taking the file's array
     to canonical RAS order. qform_code / sform_code: the NIfTI header codes to write back.
+    qform: the file's qform where it differs from ``affine`` (a NIfTI whose sform and qform
+    disagree: ``affine`` is then the sform); written back as it was, since ITK reads the qform.
     """
 
     affine: np.ndarray
@@ -60,6 +62,7 @@ class Geometry:
     qform_code: int = 1
     sform_code: int = 1
     source: str = ""
+    qform: np.ndarray | None = None
 
     @property
     def canonical_affine(self) -> np.ndarray:
@@ -90,13 +93,15 @@ class Geometry:
 
     def to_dict(self) -> dict:
         return {"affine": self.affine.tolist(), "shape": list(self.shape), "ornt": self.ornt.tolist(),
-                "qform_code": int(self.qform_code), "sform_code": int(self.sform_code), "source": self.source}
+                "qform_code": int(self.qform_code), "sform_code": int(self.sform_code), "source": self.source,
+                "qform": None if self.qform is None else self.qform.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Geometry":
         return cls(affine=np.asarray(data["affine"], dtype=float), shape=tuple(int(s) for s in data["shape"]),
                    ornt=np.asarray(data["ornt"], dtype=float), qform_code=int(data.get("qform_code", 1)),
-                   sform_code=int(data.get("sform_code", 1)), source=str(data.get("source", "")))
+                   sform_code=int(data.get("sform_code", 1)), source=str(data.get("source", "")),
+                   qform=None if data.get("qform") is None else np.asarray(data["qform"], dtype=float))
 
 
 @dataclass
@@ -255,14 +260,17 @@ def _itk_arrays(image, path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
         raise DataError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or "
                         "vector data); a scan or label map has one")
     dim = image.GetDimension()
-    data = sitk.GetArrayFromImage(image)  # (z, y, x) for 3-D
+    data = sitk.GetArrayFromImage(image)  # (z, y, x) for 3-D, (t, z, y, x) for 4-D
     data = np.transpose(data, tuple(reversed(range(data.ndim))))
-    if dim != 3:
+    if dim not in (3, 4):
         return data, np.eye(4), 1, 1  # refused by the shape check with the right message
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    lps = np.eye(4)
-    lps[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=float)[None, :]
-    lps[:3, 3] = image.GetOrigin()
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(dim, dim)
+    if dim == 4 and (np.any(direction[:3, 3] != 0) or np.any(direction[3, :3] != 0)):
+        raise DataError(f"{path}: its fourth axis is tilted into space; a 4-D image here is a stack of 3-D "
+                        "volumes (channels or time points)")
+    lps = np.eye(4)  # the first three axes are space, whatever follows them
+    lps[:3, :3] = direction[:3, :3] * np.asarray(image.GetSpacing()[:3], dtype=float)[None, :]
+    lps[:3, 3] = image.GetOrigin()[:3]
     return data, _LPS_TO_RAS @ lps, 1, 1
 
 
@@ -298,17 +306,31 @@ def _read(path: str | Path, what: str, channels: bool = False) -> tuple[np.ndarr
     if data.ndim != 3 and not several:
         raise DataError(f"{path}: expected a 3-D {what}, got an array of shape {tuple(data.shape)}"
                         + (" (a 4-D image, e.g. several modalities or time points?)" if data.ndim == 4 else ""))
-    geometry = _geometry(affine, data.shape, qcode, scode, path)
+    qform = _distinct_qform(path) if read is _read_nifti else None
+    geometry = _geometry(affine, data.shape, qcode, scode, path, qform)
     return geometry.to_canonical(data), geometry, path
 
 
-def _geometry(affine: np.ndarray, shape, qcode: int, scode: int, path: Path) -> Geometry:
+def _distinct_qform(path: Path, image=None) -> np.ndarray | None:
+    """A NIfTI's qform when both codes are set and it differs from the sform (nibabel's affine)."""
+    import nibabel as nib
+
+    image = nib.load(str(path)) if image is None else image
+    header = image.header
+    if int(header["qform_code"]) == 0 or int(header["sform_code"]) == 0:
+        return None  # the affine is the one form the file sets (or nibabel's guess)
+    qform = np.asarray(header.get_qform(), dtype=float)
+    return None if np.allclose(qform, image.affine, atol=1e-6) else qform
+
+
+def _geometry(affine: np.ndarray, shape, qcode: int, scode: int, path: Path,
+              qform: np.ndarray | None = None) -> Geometry:
     from nibabel.orientations import io_orientation
 
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise DataError(f"{path}: the voxel-to-world affine is singular or not finite")
     return Geometry(affine=affine, shape=tuple(int(s) for s in shape[:3]), ornt=io_orientation(affine),
-                    qform_code=qcode, sform_code=scode, source=str(path))
+                    qform_code=qcode, sform_code=scode, source=str(path), qform=qform)
 
 
 def read_geometry(path: str | Path) -> Geometry:
@@ -325,7 +347,7 @@ def read_geometry(path: str | Path) -> Geometry:
         if len(image.shape) == 3:
             header = image.header
             return _geometry(np.asarray(image.affine, dtype=float), image.shape, int(header["qform_code"]),
-                             int(header["sform_code"]), path)
+                             int(header["sform_code"]), path, _distinct_qform(path, image))
     return read_label_map(path).geometry
 
 
@@ -340,7 +362,7 @@ def read_label_map(path: str | Path) -> Volume:
             raise DataError(f"{path}: label map holds {int((~finite).sum())} NaN or infinite values")
         fractional = data != np.round(data)
         if fractional.any():
-            examples = ", ".join(f"{v:g}" for v in np.unique(data[fractional])[:5])
+            examples = ", ".join(f"{v:.9g}" for v in np.unique(data[fractional])[:5])  # 0.99999997, not 1
             raise DataError(f"{path}: label map holds non-integer values ({examples}); "
                             "a label map stores whole-number labels")
         data = data.astype(np.int64)
@@ -374,26 +396,48 @@ def read_brain_mask(path: str | Path, threshold: float = 0.5) -> Volume:
 def write_mask(mask: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
     """Write a canonical-order mask as NIfTI (uint8, 0/1) in the input's array order and affine.
 
-    ``.nii.gz`` names are gzip-compressed; the file appears atomically.
+    ``mask`` holds booleans or 0/1 (a probability map or a label map is refused: it would be
+    truncated). ``.nii.gz`` names are gzip-compressed; the file appears atomically.
     """
-    return write_volume(np.asarray(mask).astype(np.uint8), geometry, path)
+    mask = np.asarray(mask)
+    if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
+        raise ValueError(f"{path}: a mask holds 0 and 1 only, got values such as "
+                         f"{mask[~np.isin(mask, (0, 1))].flat[0].item()!r}; threshold or binarise it first")
+    return write_volume(mask.astype(np.uint8), geometry, path)
+
+
+def _nifti_dtype(values: np.ndarray) -> np.ndarray:
+    """``values`` in a type NIfTI-1 stores: booleans as uint8, float16 as float32, 64-bit integers
+    as the smallest of int16 / int32 that holds them (read_label_map returns int64)."""
+    if values.dtype == bool:
+        return values.astype(np.uint8)
+    if values.dtype == np.float16:
+        return values.astype(np.float32)
+    if values.dtype.kind in "iu" and values.dtype.itemsize == 8:
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        for kind in (np.int16, np.int32):
+            if np.iinfo(kind).min <= low and high <= np.iinfo(kind).max:
+                return values.astype(kind)
+        raise ValueError(f"values from {low} to {high} do not fit the 32-bit integers NIfTI-1 stores")
+    return values
 
 
 def write_volume(values: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
     """Write a canonical-order volume (a mask, an uncertainty map) as NIfTI in its input's array
-    order and affine, in the array's own dtype; ``.nii.gz`` is gzip-compressed, the file atomic."""
+    order and affine, in the array's own dtype (booleans, float16 and 64-bit integers in the
+    nearest type NIfTI-1 stores); ``.nii.gz`` is gzip-compressed, the file atomic."""
     import nibabel as nib
 
     path = Path(path)
     if not is_nifti(path):
         raise ValueError(f"{path}: output volumes are NIfTI; use a .nii or .nii.gz name")
-    array = geometry.from_canonical(np.asarray(values))
+    array = geometry.from_canonical(_nifti_dtype(np.asarray(values)))
     image = nib.Nifti1Image(array, geometry.affine)
     image.header.set_data_dtype(array.dtype)
     image.header.set_xyzt_units("mm")
     # The input's own codes: nibabel and ITK each choose between qform and sform by them (and guess
     # a geometry, differently, when both are 0), so each reads the output as it read the input.
-    image.set_qform(geometry.affine, code=geometry.qform_code)
+    image.set_qform(geometry.affine if geometry.qform is None else geometry.qform, code=geometry.qform_code)
     image.set_sform(geometry.affine, code=geometry.sform_code)
     payload = image.to_bytes()
     if path.name.lower().endswith(".gz"):

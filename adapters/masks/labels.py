@@ -19,6 +19,7 @@ A custom preset is built from the recipe's ``labels.allowed`` and ``labels.foreg
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,9 +73,11 @@ def custom_preset(allowed, foreground) -> LabelPreset:
     if not foreground:
         raise DataError("labels.preset is 'custom' but labels.foreground lists no label values")
     values = [allowed, foreground] if allowed is not None else [foreground]
-    for vals in values:
-        if any(not isinstance(v, int) or isinstance(v, bool) for v in vals):
+    for vals in values:  # numpy integers too: what np.unique of a label map gives
+        if any(not isinstance(v, numbers.Integral) or isinstance(v, (bool, np.bool_)) for v in vals):
             raise DataError(f"custom labels must be integers, got {vals!r}")
+    allowed = None if allowed is None else [int(v) for v in allowed]
+    foreground = [int(v) for v in foreground]
     allowed_set = frozenset(allowed) | {0} if allowed is not None else frozenset(foreground) | {0}
     fg = frozenset(foreground)
     if 0 in fg:
@@ -93,8 +96,13 @@ def get_preset(name: str, allowed=None, foreground=None) -> LabelPreset:
 
 
 def binarize(labels: np.ndarray, preset: LabelPreset, region: str, source: str | Path = "") -> np.ndarray:
-    """The region as a boolean array; DataError naming ``source`` if a value is not allowed."""
+    """The region as a boolean array; DataError naming ``source`` if a value is not allowed or is
+    not a whole number (``read_label_map`` refuses those files; this guards other callers)."""
     values = np.unique(labels)
+    if values.dtype.kind == "f":
+        bad = values[~np.isfinite(values) | (values != np.round(values))]
+        if bad.size:
+            raise DataError(f"{source}: label values must be whole numbers, got {', '.join(repr(float(v)) for v in bad[:5])}")
     unexpected = [int(v) for v in values if int(v) not in preset.allowed]
     if unexpected:
         shown = ", ".join(str(v) for v in unexpected[:8]) + (" ..." if len(unexpected) > 8 else "")

@@ -55,7 +55,8 @@ def _mm(values) -> str:
 def needs_resampling(spacing: Sequence[float], target: Sequence[float], tolerance: float = SPACING_TOLERANCE) -> bool:
     """True when an axis of ``spacing`` differs from ``target`` by more than ``tolerance`` (relative)."""
     spacing, target = np.asarray(spacing, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    return bool((np.abs(spacing - target) > tolerance * target).any())
+    # a hair above the bound, so that 1.01 against 1.0 (0.0100000000000000089 apart) is within 1 %
+    return bool((np.abs(spacing - target) > tolerance * target * (1 + 1e-9)).any())
 
 
 def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, ...]:
@@ -70,7 +71,8 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray
     if volume.ndim != 3 or len(shape) != 3:
         raise ValueError(f"resample takes a 3-D volume and a 3-D shape, got {volume.shape} and {tuple(shape)}")
     factors = [int(m) / int(n) for m, n in zip(shape, volume.shape)]
-    source = volume.astype(np.float32) if volume.dtype == bool else volume
+    # an integer image interpolated linearly would be rounded back to integers
+    source = volume.astype(np.float32) if volume.dtype == bool or (order == 1 and volume.dtype.kind in "iu") else volume
     out = ndimage.zoom(source, factors, order=order, mode="nearest", grid_mode=True)
     # zoom rounds shape × factor; with factor = m / n that is m, but say so rather than trust it
     if out.shape != tuple(int(m) for m in shape):

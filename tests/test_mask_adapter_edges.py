@@ -1,0 +1,118 @@
+"""The mask and image adapters called as a library, at their edges: 4-D ITK files, a NIfTI whose
+qform and sform disagree, values a label map or a mask cannot hold, and the types NIfTI stores.
+Each expected value comes from another reader (SimpleITK, a 3-D file of the same content) or
+from the numbers written in the test."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from bindiff.adapters.errors import DataError
+from bindiff.adapters.masks import binarize, custom_preset, get_preset, read_label_map, write_mask, write_volume
+from bindiff.adapters.masks import spacing as voxel_size
+from bindiff.adapters.masks.images import normalise_channels, read_image
+
+
+def test_a_4d_itk_file_keeps_the_geometry_of_its_first_three_axes(tmp_path):
+    rng = np.random.default_rng(0)
+    stack = rng.random((2, 5, 6, 7)).astype(np.float32)  # (t, z, y, x) as SimpleITK stores arrays
+    four = sitk.GetImageFromArray(stack, isVector=False)
+    four.SetSpacing((2.0, 3.0, 4.0, 1.0))
+    four.SetOrigin((7.0, 8.0, 9.0, 0.0))
+    sitk.WriteImage(four, str(tmp_path / "four.mha"))
+    for t in range(2):  # each time point alone, as a 3-D file with the same geometry: the reference
+        three = sitk.GetImageFromArray(stack[t])
+        three.SetSpacing((2.0, 3.0, 4.0))
+        three.SetOrigin((7.0, 8.0, 9.0))
+        sitk.WriteImage(three, str(tmp_path / f"three_{t}.mha"))
+    both = read_image(tmp_path / "four.mha", channels=True)
+    for t in range(2):
+        alone = read_image(tmp_path / f"three_{t}.mha")
+        assert np.array_equal(both.data[t], alone.data)  # was the stored array, unflipped
+        np.testing.assert_allclose(both.geometry.affine, alone.geometry.affine)  # was the identity
+    assert both.geometry.spacing == pytest.approx((2.0, 3.0, 4.0))
+
+
+def test_a_nifti_whose_qform_and_sform_disagree_is_written_back_with_both(tmp_path):
+    labels = np.zeros((6, 7, 8), dtype=np.uint8)
+    labels[2:4, 3:5, 4:6] = 1
+    image = nib.Nifti1Image(labels, np.eye(4))
+    qform = np.eye(4)
+    qform[:3, 3] = [10, 10, 10]  # 10 mm away from the sform
+    image.set_qform(qform, code=1)
+    image.set_sform(np.eye(4), code=2)
+    nib.save(image, str(tmp_path / "in.nii.gz"))
+    volume = read_label_map(tmp_path / "in.nii.gz")
+    write_mask(volume.data.astype(bool), volume.geometry, tmp_path / "out.nii.gz")
+    # SimpleITK reads the qform, nibabel the sform: each must read the output as it read the input
+    assert sitk.ReadImage(str(tmp_path / "out.nii.gz")).GetOrigin() == \
+        sitk.ReadImage(str(tmp_path / "in.nii.gz")).GetOrigin() == (-10.0, -10.0, 10.0)
+    out = nib.load(str(tmp_path / "out.nii.gz"))
+    np.testing.assert_allclose(out.affine, np.eye(4))
+    np.testing.assert_allclose(out.header.get_qform(), qform)
+
+
+def test_label_values_that_are_not_whole_numbers_are_refused_by_binarize():
+    preset = get_preset("msd_hippocampus")
+    for bad, shown in ((2.7, "2.7"), (np.nan, "nan")):
+        with pytest.raises(DataError, match=rf"case\.nii: label values must be whole numbers, got {shown}"):
+            binarize(np.array([0.0, 1.0, bad]), preset, "whole", source="case.nii")
+    assert binarize(np.array([0.0, 1.0, 2.0]), preset, "whole").tolist() == [False, True, True]
+
+
+def test_write_mask_refuses_what_is_not_zero_or_one_and_write_volume_stores_any_label_map(tmp_path):
+    geometry = read_label_map(_label_file(tmp_path)).geometry
+    with pytest.raises(ValueError, match="a mask holds 0 and 1 only, got values such as 0.7"):
+        write_mask(np.full(geometry.canonical_shape, 0.7), geometry, tmp_path / "p.nii.gz")  # was written as 0
+    with pytest.raises(ValueError, match="a mask holds 0 and 1 only, got values such as 2"):
+        write_mask(np.full(geometry.canonical_shape, 2), geometry, tmp_path / "l.nii.gz")
+    labels = read_label_map(_label_file(tmp_path, np.float32)).data  # float label files read as int64
+    assert labels.dtype == np.int64
+    write_volume(labels, geometry, tmp_path / "labels.nii.gz")  # nibabel refused int64
+    assert np.array_equal(read_label_map(tmp_path / "labels.nii.gz").data, labels)
+    for values in (labels > 0, labels.astype(np.float16)):
+        write_volume(values, geometry, tmp_path / f"{values.dtype}.nii.gz")
+        assert np.array_equal(nib.load(str(tmp_path / f"{values.dtype}.nii.gz")).get_fdata(), labels > 0
+                              if values.dtype == bool else labels)
+
+
+def test_a_label_map_of_near_integers_names_its_values_in_full(tmp_path):
+    image = nib.Nifti1Image(np.array([[[0.0, 0.99999997]]], dtype=np.float64), np.eye(4))
+    nib.save(image, str(tmp_path / "near.nii.gz"))
+    with pytest.raises(DataError, match=r"non-integer values \(0\.99999997\)"):  # printed as 1 before
+        read_label_map(tmp_path / "near.nii.gz")
+
+
+def test_normalising_refuses_nan_inside_the_foreground():
+    channels = np.ones((1, 4, 4, 4), dtype=np.float32)
+    channels[0, 1, 1, 1] = np.nan
+    with pytest.raises(DataError, match=r"scan\.nii: .*channel 0 holds 1 NaN or infinite value"):
+        normalise_channels(channels, np.ones((4, 4, 4), dtype=bool), source="scan.nii")
+
+
+def test_one_percent_apart_is_within_the_tolerance_and_linear_resampling_keeps_fractions():
+    assert not voxel_size.needs_resampling((1.01, 0.99, 1.0), (1.0, 1.0, 1.0))  # exactly 1 %: the same size
+    assert voxel_size.needs_resampling((1.0101, 1.0, 1.0), (1.0, 1.0, 1.0))
+    ramp = np.zeros((2, 1, 1), dtype=np.uint8)
+    ramp[1] = 255
+    # 2 voxels onto 4 of half the size: centres at 0.25 and 0.75 of the first voxel's width ...
+    out = voxel_size.resample(ramp, (4, 1, 1), order=1)
+    assert out[:, 0, 0].tolist() == pytest.approx([0.0, 63.75, 191.25, 255.0])  # ... not rounded to integers
+
+
+def test_a_custom_preset_takes_numpy_integers():
+    values = np.unique(np.array([0, 3, 5]))  # np.int64, as a label map's values come
+    preset = custom_preset(list(values), [values[2]])
+    assert binarize(np.array([0, 3, 5]), preset, "whole").tolist() == [False, False, True]
+
+
+def _label_file(folder, dtype=np.uint8):
+    labels = np.zeros((5, 6, 7), dtype=dtype)
+    labels[1:3, 2:4, 3:5] = 1
+    labels[3, 3, 3] = 2
+    path = folder / f"labels_{np.dtype(dtype).name}.nii.gz"
+    nib.save(nib.Nifti1Image(labels, np.diag([1.0, 1.0, 2.0, 1.0])), str(path))
+    return path
