@@ -136,6 +136,17 @@ def test_several_processes_refuse_a_baseline_before_starting(ratings_csv, tmp_pa
     assert not (tmp_path / "ml1m").exists()
 
 
+def test_a_data_error_found_by_the_workers_is_their_one_line_and_exit_code_2(tmp_path):  # noqa: F811
+    bad = tmp_path / "ratings.csv"
+    bad.write_text("user,item,rating\nu1,i1,5\nu1,i2,five\n")
+    result = _bindiff(*small_args(bad, tmp_path, *TWO_PROCESS), "--nproc", "2")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    # each worker reads the file and says so; torchrun added a traceback and a failure summary
+    assert set(lines) == {f"error: {bad}:3: rating 'five' is not a number"}, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
 def _processes_mentioning(text: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -159,8 +170,9 @@ def test_killing_the_launcher_leaves_no_worker(ratings_csv, tmp_path, how):  # n
     root = tmp_path / f"runs-{how}"
     args = small_args(ratings_csv, root, "train.epochs=100000", "train.patience=100000", "train.threads=1")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    stderr = tmp_path / "stderr.txt"
     launcher = subprocess.Popen([sys.executable, "-m", "bindiff", *args, "--nproc", "2"], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=stderr.open("w"))
     try:
         deadline = time.time() + 90
         while time.time() < deadline and not list(root.glob("ml1m/*/checkpoints/last.pt")):
@@ -169,8 +181,9 @@ def test_killing_the_launcher_leaves_no_worker(ratings_csv, tmp_path, how):  # n
         assert len(_processes_mentioning(str(root))) >= 3  # launcher, torchrun, two workers
         launcher.send_signal(getattr(signal, how))
         launcher.wait(timeout=30)
-        if how == "SIGTERM":  # ended by the signal, as a one-process run would be: 128 + 15
+        if how == "SIGTERM":  # ended by the signal, as a one-process run would be: 128 + 15, and quietly
             assert launcher.returncode == 143
+            assert "Traceback" not in stderr.read_text(), stderr.read_text()
         deadline = time.time() + 10
         while time.time() < deadline and _processes_mentioning(str(root)):
             time.sleep(0.2)

@@ -97,7 +97,8 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
     torchrun (which stops its workers), and on Linux torchrun also gets SIGTERM from the kernel
     the moment this process dies, even by SIGKILL.
     """
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+    # torchrun itself, without the traceback it adds to a worker's own error (see .torchrun)
+    command = [sys.executable, "-m", "bindiff.training.torchrun", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "bindiff", *bindiff_args]
     child = subprocess.Popen(command, preexec_fn=_die_with_parent)
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)

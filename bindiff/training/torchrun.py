@@ -1,0 +1,35 @@
+"""torchrun without its own traceback: the launcher that ``bindiff train --nproc N`` starts.
+
+``python -m torch.distributed.run`` prints a traceback and an error summary of its own when a
+worker fails or the launcher is signalled. A worker has already said what went wrong on its own
+stderr (one ``error:`` line for bad input, its traceback for a bug), so this entry point runs the
+same launcher and turns those two endings into the exit code alone: the failed worker's code (128
++ the signal's number for a worker killed by one), or 128 + the signal the launcher received.
+Any other failure of the launcher keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    # the agent logs each failed worker at ERROR level; the worker's own output already says it
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(argv))
+    except ChildFailedError as err:
+        code = next(iter(err.failures.values())).exitcode  # the first worker that failed
+        return code if code > 0 else 128 - code  # a worker killed by signal N reports -N
+    except SignalException as err:
+        return 128 + int(err.sigval)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
