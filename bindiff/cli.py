@@ -40,6 +40,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (RecipeError, DataError, CheckpointError, OutputError, FileExistsError, FileNotFoundError)
 
 
+# every command that reads a trained run: a run trained on a GPU is used on a laptop with --device cpu
+_DEVICE = typer.Option(None, "--device", help="where the model runs: cpu, cuda, cuda:N or auto (default: the "
+                                              "run's train.device)")
+
+
 def _fail(err: BaseException) -> None:
     message = str(err)
     typer.echo(f"error: {message}", err=True)
@@ -120,6 +125,7 @@ def evaluate(
     checkpoint: str = typer.Option("best", help="best or last"),
     out: Optional[str] = typer.Option(None, "--out", "--output",
                                       help="also write the metrics to OUT/metrics.json (a new folder)"),
+    device: Optional[str] = _DEVICE,
 ):
     """Re-evaluate a run's checkpoint on its saved split; prints the metrics.
 
@@ -146,8 +152,9 @@ def evaluate(
             if segmentation:
                 from .tasks.segmentation.job import run_segmentation
 
-                return run_segmentation(run_dir, overrides=overrides or [], checkpoint=checkpoint, out_dir=folder)
-            return evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint)
+                return run_segmentation(run_dir, overrides=overrides or [], checkpoint=checkpoint, out_dir=folder,
+                                        device=device)
+            return evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint, device=device)
 
         if out is None:
             metrics = score(None)
@@ -170,6 +177,7 @@ def recommend(
                                          help="with --input: CSV of user,rank,item,score rows"),
     k: int = typer.Option(20, min=1, help="number of items"),
     checkpoint: str = typer.Option("best", help="best or last"),
+    device: Optional[str] = _DEVICE,
 ):
     """Top-k items a user has not interacted with, as raw item ids (the model is loaded once)."""
     from .config import RecipeError
@@ -188,7 +196,7 @@ def recommend(
             users, histories = ["new"], [[i.strip() for i in items.split(",") if i.strip()]]
             if not histories[0]:
                 raise RecipeError(f"--items {items!r}: no item ids (give them comma-separated, e.g. --items 50,172)")
-        recommender = Recommender.from_run(run_dir, checkpoint=checkpoint)
+        recommender = Recommender.from_run(run_dir, checkpoint=checkpoint, device=device)
         if user is not None:
             users, histories = [user], [recommender.history_of(user)]
         results = recommender.recommend(histories, k)
@@ -312,7 +320,7 @@ masks_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 app.add_typer(masks_app, name="masks")
 
 
-def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out) -> None:
+def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device: str | None = None) -> None:
     import time
     from pathlib import Path
 
@@ -320,7 +328,8 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out) -> Non
 
     try:
         out_dir = Path(out) if out else Path(run_dir) / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
-        metrics = run_evaluations(run_dir, [task], out_dir=out_dir, overrides=overrides or [], checkpoint=checkpoint)
+        metrics = run_evaluations(run_dir, [task], out_dir=out_dir, overrides=overrides or [], checkpoint=checkpoint,
+                                  device=device)
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"results: {out_dir / task}")
@@ -335,8 +344,8 @@ _OUT = typer.Option(None, "--out", "--output", help="output folder (default: RUN
 
 def _evaluation_command(evaluation: str, doc: str):
     def command(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TASK_OVERRIDES,
-                checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT):
-        _masks_task(evaluation, run_dir, overrides, checkpoint, out)
+                checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT, device: Optional[str] = _DEVICE):
+        _masks_task(evaluation, run_dir, overrides, checkpoint, out, device)
     command.__doc__ = doc
     return command
 
@@ -361,13 +370,13 @@ def masks_apply(run_dir: str = _RUN_DIR,
                                                       "files) whose non-zero voxels are unknown"),
                 unknown_label: Optional[int] = typer.Option(None, help="complete: the label value marking unknown "
                                                             "voxels in the input itself"),
-                checkpoint: str = _CHECKPOINT):
+                checkpoint: str = _CHECKPOINT, device: Optional[str] = _DEVICE):
     """Complete or denoise your own label maps with a trained masks run; NIfTI in each input's geometry."""
     from .tasks.masks.apply import apply_run
 
     try:
         summary = apply_run(run_dir, task, input, output, unknown=unknown, unknown_label=unknown_label,
-                            overrides=overrides or [], checkpoint=checkpoint)
+                            overrides=overrides or [], checkpoint=checkpoint, device=device)
     except _user_errors() as err:
         _fail(err)
     for case in summary["cases"]:
@@ -391,13 +400,14 @@ def segment_images(
     panels: int = typer.Option(20, min=0, help="PNG panels (image, mask, uncertainty in three planes) of the first "
                                "N cases, in panels/; 0: none"),
     checkpoint: str = _CHECKPOINT,
+    device: Optional[str] = _DEVICE,
 ):
     """Segment your own scans with a trained segmentation run; no labels are read. NIfTI in each input's geometry."""
     from .tasks.segmentation.segment import segment
 
     try:
         summary = segment(run_dir, input, output, brain=brain, model=model, overrides=overrides or [],
-                          checkpoint=checkpoint, probabilities=probabilities, panels=panels)
+                          checkpoint=checkpoint, probabilities=probabilities, panels=panels, device=device)
     except _user_errors() as err:
         _fail(err)
     for case in summary["cases"]:

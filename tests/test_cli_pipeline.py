@@ -268,6 +268,32 @@ def test_random_bit_scores_of_a_history_depend_on_it_alone(trained):
     assert not np.allclose(alone, plain)  # the bits were random: the test would pass vacuously otherwise
 
 
+def test_a_run_trained_on_cuda_is_used_on_a_cpu_with_device_cpu(trained, tmp_path, monkeypatch):
+    import shutil
+
+    run_dir, _, _ = trained
+    gpu_run = tmp_path / "gpu_run"
+    shutil.copytree(run_dir, gpu_run)
+    # as if trained on a GPU machine: train.device cuda in config.yaml and in every checkpoint
+    config_file = gpu_run / "config.yaml"
+    config_file.write_text(config_file.read_text().replace("device: cpu", "device: cuda"))
+    for path in (gpu_run / "checkpoints").glob("*.pt"):
+        payload = torch.load(path, weights_only=True)
+        payload["config_yaml"] = payload["config_yaml"].replace("device: cpu", "device: cuda")
+        torch.save(payload, path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine: no GPU
+    items = ["recommend", "--items", "i1,i3,i5", "--k", "5"]
+    refused = runner.invoke(app, [items[0], str(gpu_run), *items[1:]])
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (f"error: {gpu_run}: the run's train.device is 'cuda', which this machine lacks; "
+                                      "pass --device cpu (device='cpu' from Python) to use it here")
+    here = runner.invoke(app, [items[0], str(gpu_run), *items[1:], "--device", "cpu"])
+    original = runner.invoke(app, [items[0], str(run_dir), *items[1:]])
+    assert here.exit_code == 0 and here.output == original.output
+    bad = runner.invoke(app, [items[0], str(gpu_run), *items[1:], "--device", "gpu0"])
+    assert bad.exit_code == 2 and bad.output.strip() == "error: --device: 'gpu0' is not a device; use auto, cpu, cuda or cuda:N"
+
+
 def test_recommend_many_new_users_from_a_file(trained, tmp_path):
     from bindiff.tasks.recommendation.serve import Recommender
 

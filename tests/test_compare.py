@@ -60,6 +60,15 @@ def test_compare_writes_table_csv_plot_and_paired_test(ratings_csv, tmp_path):
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_compare_refuses_a_recipe_of_another_task_in_one_line(tmp_path):
+    for recipe in ("hippocampus_masks", "hippocampus_segmentation"):
+        result = runner.invoke(app, ["compare", recipe, f"output.root={tmp_path}"])
+        assert result.exit_code == 2
+        assert result.output.strip().endswith(f"bindiff compare compares recommendation models; this recipe has "
+                                              f"task '{recipe.split('_')[1]}'")  # was a KeyError traceback
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_compare_refuses_unknown_models_before_training(ratings_csv, tmp_path):
     result = runner.invoke(app, args(ratings_csv, tmp_path, "--models", "binomial,svd"))
     assert result.exit_code == 2 and "unknown model(s) ['svd']" in result.output

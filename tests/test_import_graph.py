@@ -40,7 +40,10 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [a.name for a in node.names]
             else:
                 continue
-            # a module's own parent packages are always imported before it: not an edge
+            # importing a.b.c runs a/__init__ and a/b/__init__ first: those are edges too (how
+            # tasks.masks.schema -> config.keys made a cycle through config/__init__), except the
+            # importer's own parent packages, which are always imported before it
+            targets = [*targets, *(".".join(t.split(".")[:i]) for t in targets for i in range(1, t.count(".") + 1))]
             graph[name] |= {t for t in targets if t in mods and t != name and not name.startswith(t + ".")}
     return graph
 
@@ -76,6 +79,21 @@ def test_the_graph_sees_imports_inside_functions():
     graph = import_graph()
     assert "bindiff.core.process" in graph["bindiff.core.losses"]
     assert len(graph) > 50
+
+
+def test_a_submodule_import_runs_its_packages_init():
+    graph = import_graph()
+    assert "bindiff.config" in graph["bindiff.tasks.masks.schema"]  # it imports bindiff.config.keys
+
+
+def test_every_schema_module_imports_first_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    for module in ("bindiff.tasks.masks.schema", "bindiff.tasks.recommendation.schema",
+                   "bindiff.tasks.segmentation.schema", "bindiff.config.keys"):
+        result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr  # an ImportError of a partially initialised module before
 
 
 def test_bindiff_has_no_import_cycle():

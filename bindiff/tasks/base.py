@@ -442,7 +442,9 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
     """A run's config, loaded checkpoint and model (the evaluated variant, in eval mode).
 
     ``companion`` names one of the task's companions (its ``checkpoints/<name>/`` checkpoint);
-    None: the main model. ``device`` defaults to the run's ``train.device``.
+    None: the main model. ``device`` (a torch.device, or a name such as ``cpu``) defaults to the
+    run's ``train.device``: a run trained with ``train.device: cuda`` is read on a machine without
+    CUDA by passing ``cpu``.
     """
     if companion is None:
         config, payload = read_run(run_dir, task.name, checkpoint)
@@ -455,7 +457,15 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
         kind = kinds[companion]
     model = kind.build(config, payload["dim"], training=False)
     model.load_state_dict(payload["model"])
-    model.to(device or resolve_device(config["train"]["device"])).eval()
+    if device is None:
+        try:
+            device = resolve_device(config["train"]["device"])
+        except RecipeError:
+            raise RecipeError(f"{run_dir}: the run's train.device is {config['train']['device']!r}, which this "
+                              "machine lacks; pass --device cpu (device='cpu' from Python) to use it here") from None
+    elif isinstance(device, str):
+        device = resolve_device(device, what="--device")
+    model.to(device).eval()
     return config, payload, model
 
 

@@ -7,12 +7,21 @@ import torch
 from ..config import RecipeError
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, what: str = "train.device") -> torch.device:
+    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``; ``what`` names the setting
+    in the RecipeError for a device this machine lacks."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RecipeError("train.device: 'cuda' was asked for but no CUDA device is available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise RecipeError(f"{what}: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"{what}: {name!r} was asked for but no CUDA device is available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RecipeError(f"{what}: {name!r} was asked for but this machine has {torch.cuda.device_count()} "
+                          "CUDA device(s)")
+    return device
 
 
 def device_of(model: torch.nn.Module) -> torch.device:

@@ -81,8 +81,9 @@ def _unknown_voxels(path: Path, labels: np.ndarray, geometry, unknown: Path | No
 
 def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir: str | Path,
               unknown: str | Path | None = None, unknown_label: int | None = None, overrides: list[str] = (),
-              checkpoint: str = "best") -> dict:
-    """Complete or denoise every label map of ``input_path``; writes NIfTI files and summary.json."""
+              checkpoint: str = "best", device=None) -> dict:
+    """Complete or denoise every label map of ``input_path``; writes NIfTI files and summary.json.
+    ``device``: where the model runs (default: the run's train.device)."""
     task = _OLD_NAMES.get(task, task)
     if task not in APPLY_TASKS:
         raise RecipeError(f"apply: task must be one of {', '.join(APPLY_TASKS)}, got {task!r}")
@@ -99,7 +100,7 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
     files = label_files(Path(input_path))
-    config, data, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint)
+    config, data, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint, device=device)
     config = base.rescoring_config(TASK, config, overrides)
     TASK.check_rescoring(config, model, payload)  # steps and times within the model's T
     if unknown_label is not None and unknown_label in data.preset.allowed:

@@ -92,6 +92,9 @@ def _search_spaces(config: dict, recipe: str, overrides: list[str], presets: dic
 def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, seeds: int | None,
                    data_dir: str | None = None, tune_trials: int | None = None) -> Path:
     base = load_recipe(recipe, overrides)
+    if base["task"] != "recommend":
+        raise RecipeError(f"{recipe}: bindiff compare compares recommendation models; this recipe has task "
+                          f"{base['task']!r}")
     presets = _model_overrides(base, models)
     n_seeds = base["compare"]["seeds"] if seeds is None else seeds
     if n_seeds < 1:

@@ -239,11 +239,12 @@ PAIRED = ("dice", "iou", "hd95_mm", "ece", "brier")  # per-case metrics compared
 
 
 def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, overrides: list[str] = (),
-                     checkpoint: str = "best", out_dir: Path | None = None) -> dict:
+                     checkpoint: str = "best", out_dir: Path | None = None, device=None) -> dict:
     """Segment the run's held-out cases from their images with the diffusion model and, when the run
-    trained it, the deterministic U-Net; writes segmentation/summary.json and the panels."""
+    trained it, the deterministic U-Net; writes segmentation/summary.json and the panels. ``device``:
+    where the models run (default: the run's train.device)."""
     run_dir = Path(run_dir)
-    config, payload, model = base.load_trained(TASK, run_dir, checkpoint)
+    config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device=device)
     config = base.rescoring_config(TASK, config, overrides)
     data = data or load_data(run_dir / "split", config)
     cfg, started = config["segmentation"], time.perf_counter()

@@ -134,16 +134,17 @@ def _brain_file(brain: Path | None, case: InputCase) -> Path | None:
 
 def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, brain: str | Path | None = None,
             model: str = "diffusion", overrides: list[str] = (), checkpoint: str = "best",
-            probabilities: bool = False, panels: int = 20) -> dict:
+            probabilities: bool = False, panels: int = 20, device=None) -> dict:
     """Segment every case of ``input_path`` with a trained run; writes NIfTI files and summary.json
     (and each case's probability map with ``probabilities``), and PNG panels (image, mask,
-    uncertainty in three planes) of the first ``panels`` cases."""
+    uncertainty in three planes) of the first ``panels`` cases. ``device``: where the model runs
+    (default: the run's train.device)."""
     if model not in SEGMENT_MODELS:
         raise RecipeError(f"segment: model must be one of {', '.join(SEGMENT_MODELS)}, got {model!r}")
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
-    config, payload, diffusion = base.load_trained(TASK, run_dir, checkpoint)
+    config, payload, diffusion = base.load_trained(TASK, run_dir, checkpoint, device=device)
     config = base.rescoring_config(TASK, config, overrides)
     uses_brain = config["images"]["brain"]
     if uses_brain and brain is None:
