@@ -17,7 +17,7 @@ models=(
   steps_10 more_noise wide_1000 deep_600x2
 )
 set -x
-bindiff compare recipes/ml1m.yaml --seeds "${SEEDS:-2}" --models "$(IFS=,; echo "${models[*]}")" \
+.venv/bin/bindiff compare recipes/ml1m.yaml --seeds "${SEEDS:-2}" --models "$(IFS=,; echo "${models[*]}")" \
   name=ml1m_ablation train.threads=1 train.ema=0 train.lr=0.002 output.progress=false \
   'compare.models.published_setup=[diffusion.kernel=flip, "denoiser.params.hidden=[200, 200, 200, 200, 200]", denoiser.params.activation=prelu, denoiser.params.time_dim=0, denoiser.params.input_dropout=0.0, denoiser.params.input_norm=none, train.lr=0.0001, train.patience=5]' \
   'compare.models.published_network=[diffusion.kernel=flip, "denoiser.params.hidden=[200, 200, 200, 200, 200]", denoiser.params.activation=prelu, denoiser.params.time_dim=0, denoiser.params.input_dropout=0.0, denoiser.params.input_norm=none]' \

@@ -88,11 +88,21 @@ def train(
 def resume_run(
     run_dir: str = typer.Argument(..., help="a run directory whose training was interrupted"),
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
+    nproc: int = typer.Option(1, "--nproc", min=1,
+                              help="continue on this many processes through torchrun (as `train --nproc`)"),
 ):
     """Continue an interrupted run from its last checkpoint; ends as an uninterrupted run would."""
-    from .tasks import registry
+    from pathlib import Path
+
+    from .tasks import base, registry
+    from .training import distributed
 
     try:
+        if nproc > 1 or distributed.launched_by_torchrun():
+            registry.check_parallel(base.read_run_config(Path(run_dir)))
+        if nproc > 1 and not distributed.launched_by_torchrun():
+            raise typer.Exit(code=distributed.launch(nproc, ["resume", run_dir,
+                                                             *(["--data-dir", data_dir] if data_dir else [])]))
         run = registry.resume(run_dir, data_dir=data_dir)
     except _user_errors() as err:
         _fail(err)
@@ -238,7 +248,8 @@ def export(
 
 @app.command()
 def compare(
-    recipe: str = typer.Argument(..., help="recipe YAML file whose compare.models lists the models"),
+    recipe: str = typer.Argument(..., help="a shipped recipe's name or a YAML file whose compare.models lists the "
+                                          "models"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides applied to every model"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of compare.models (default: all)"),
     seeds: Optional[int] = typer.Option(None, help="number of seeds (default: compare.seeds)"),
@@ -261,7 +272,8 @@ def compare(
 
 @app.command()
 def tune(
-    recipe: str = typer.Argument(..., help="recommendation recipe whose tune.space lists the keys to search"),
+    recipe: str = typer.Argument(..., help="a shipped recommendation recipe's name or a YAML file whose tune.space "
+                                          "lists the keys to search"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides applied to every trial"),
     trials: Optional[int] = typer.Option(None, help="number of trials (default: tune.trials)"),
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
@@ -299,7 +311,8 @@ def list_recipes():
 
 @app.command("show-config")
 def show_config(
-    recipe: Optional[str] = typer.Argument(None, help="recipe YAML file (omit for the defaults)"),
+    recipe: Optional[str] = typer.Argument(None, help="a shipped recipe's name or a YAML file; omit it (or start "
+                                                      "with key=value) for the defaults, e.g. `show-config task=masks`"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
 ):
     """Print the resolved recipe (validated) as YAML."""
@@ -307,6 +320,8 @@ def show_config(
     from .tasks import registry
 
     try:
+        if recipe is not None and "=" in recipe:  # an override, not a file: the defaults with it
+            recipe, overrides = None, [recipe, *(overrides or [])]
         config = load_recipe(recipe, overrides or [])
         registry.check_recipe(config)  # the checks `bindiff train` makes before reading data
         typer.echo(dump_recipe(config), nl=False)
@@ -316,7 +331,8 @@ def show_config(
 
 # -- masks: the evaluations on a finished masks run ----------------------------------------------------------
 masks_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                        help="Mask completion, denoising and generation on a finished masks run.")
+                        help="Mask completion, denoising and generation on a finished masks run, and `apply` "
+                             "to your own label maps.")
 app.add_typer(masks_app, name="masks")
 
 
@@ -337,7 +353,10 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device
 
 
 _RUN_DIR = typer.Argument(..., help="a run directory made by `bindiff train` on a masks recipe")
-_TASK_OVERRIDES = typer.Argument(None, help="evaluations.* / eval.* overrides, e.g. evaluations.completion.hide=[box]")
+_TASK_OVERRIDES = typer.Argument(None, help="evaluations.* / eval.* overrides, e.g. evaluations.completion.hide=[box], "
+                                            "evaluations.denoising.flip=0.1, evaluations.generation.samples=32")
+_APPLY_OVERRIDES = typer.Argument(None, help="overrides of how the model is run, e.g. evaluations.completion.samples=4 "
+                                             "or evaluations.denoising.steps=5 (each --task reads its own section)")
 _CHECKPOINT = typer.Option("best", help="best or last")
 _OUT = typer.Option(None, "--out", "--output", help="output folder (default: RUN_DIR/eval-<time>); never overwritten")
 
@@ -362,7 +381,7 @@ for _name, _verb, _doc in (
 
 @masks_app.command("apply")
 def masks_apply(run_dir: str = _RUN_DIR,
-                overrides: Optional[List[str]] = _TASK_OVERRIDES,
+                overrides: Optional[List[str]] = _APPLY_OVERRIDES,
                 task: str = typer.Option(..., help="completion (fill the unknown voxels) or denoising"),
                 input: str = typer.Option(..., "--input", help="a label map, or a folder of them"),
                 output: str = typer.Option(..., "--output", "--out", help="folder for <case>.nii.gz and summary.json"),
@@ -386,7 +405,8 @@ def masks_apply(run_dir: str = _RUN_DIR,
 @app.command("segment")
 def segment_images(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train` on a segmentation recipe"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="segmentation.* overrides, e.g. segmentation.samples=16"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="segmentation.* overrides of how the model samples, "
+                                                    "e.g. segmentation.samples=16, and eval.batch_size"),
     input: str = typer.Option(..., "--input", help="an image (NIfTI, MHA, NRRD), a folder holding one DICOM series, "
                               "a folder of these, or (several channels) a case folder holding the run's "
                               "images.channels, or a folder of them"),
@@ -447,7 +467,30 @@ def score_masks(
 
 
 def main() -> None:
-    app(prog_name="bindiff")
+    """The ``bindiff`` command. A usage error (a missing argument, an unknown option, a value out of
+    range) is one line, ``error: <command>: <what is wrong> (see <command> --help)``, exit code 2,
+    as bindiff's own refusals are; click would print the usage and a hint around it."""
+    try:  # recent typer carries its own copy of click; earlier ones use click itself
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover - typer < 0.24
+        from click import exceptions as click_errors
+
+    try:
+        code = app(prog_name="bindiff", standalone_mode=False)
+    except getattr(click_errors, "NoArgsIsHelpError", ()) as err:  # `bindiff` or `bindiff masks` alone: the help
+        err.show()
+        sys.exit(err.exit_code)
+    except click_errors.UsageError as err:
+        where = err.ctx.command_path if err.ctx is not None else "bindiff"
+        typer.echo(f"error: {where}: {err.format_message()} (see {where} --help)", err=True)
+        sys.exit(2)
+    except click_errors.ClickException as err:
+        typer.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(err.exit_code)
+    except click_errors.Abort:  # end of input while click waits: what click prints itself
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -220,6 +220,19 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path):
     assert not root.exists()
 
 
+def test_usage_errors_are_one_line_too():
+    for args, line in ((["train"], "error: bindiff train: Missing argument 'recipe'. (see bindiff train --help)"),
+                       (["recommend", "run", "--k", "0"], "error: bindiff recommend: Invalid value for '--k': Input "
+                        "should be greater than or equal to 1 (see bindiff recommend --help)"),
+                       (["train", "ml1m", "--bogus"], "error: bindiff train: No such option: --bogus "
+                        "(see bindiff train --help)"),
+                       (["nosuch"], "error: bindiff: No such command 'nosuch'. (see bindiff --help)")):
+        proc = subprocess.run([sys.executable, "-m", "bindiff", *args], capture_output=True, text=True, timeout=120)
+        assert (proc.returncode, proc.stdout, proc.stderr.splitlines()) == (2, "", [line]), args
+    version = subprocess.run([sys.executable, "-m", "bindiff", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("bindiff ")
+
+
 # --- masks: `bindiff train` on a `task: masks` recipe -----------------------------------------
 
 MASKS_RECIPE = RECIPE.parent / "hippocampus_masks.yaml"

@@ -169,6 +169,17 @@ def test_show_config_prints_the_resolved_recipe():
     assert result.exit_code == 0 and "lr: 0.5" in result.output and "patience: 10" in result.output
 
 
+def test_show_config_of_another_tasks_defaults_takes_the_task_as_an_override():
+    import yaml
+
+    from bindiff.config.schema import TASKS
+
+    result = runner.invoke(app, ["show-config", "task=masks", "seed=4"])  # was read as a recipe file "task=masks"
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["task"] == "masks" and shown["seed"] == 4 and set(TASKS["masks"]) <= set(shown)
+
+
 def test_evaluate_refuses_a_run_of_another_task(trained, tmp_path):
     import shutil
 

@@ -84,3 +84,13 @@ def test_help_keeps_its_brackets_and_the_version_prints():
     help_text = subprocess.run([sys.executable, "-m", "bindiff", "masks", "completion", "--help"],
                                capture_output=True, text=True).stdout
     assert "evaluations.completion.hide=[box]" in help_text
+
+
+def test_every_function_and_class_of_the_flat_api_says_what_it_does():
+    import inspect
+
+    import bindiff
+
+    missing = [name for name in bindiff.__all__
+               if (inspect.isfunction(obj := getattr(bindiff, name)) or inspect.isclass(obj)) and not inspect.getdoc(obj)]
+    assert missing == []

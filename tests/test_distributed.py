@@ -195,8 +195,9 @@ def test_killing_the_launcher_leaves_no_worker(ratings_csv, tmp_path, how):  # n
             launcher.kill()
 
 
+@pytest.mark.parametrize("command", ["train --resume", "resume"])
 def test_a_killed_two_process_run_resumes_on_two_processes_to_the_same_metrics(ratings_csv, two_process_run,  # noqa: F811
-                                                                              tmp_path):
+                                                                              tmp_path, command):
     import signal
     import time
 
@@ -213,7 +214,10 @@ def test_a_killed_two_process_run_resumes_on_two_processes_to_the_same_metrics(r
     (victim,) = (root / "ml1m").iterdir()
     if (victim / "metrics.json").exists():
         pytest.skip("the run finished before it could be killed")
-    resumed = _bindiff(*args, "--resume", str(victim), "--nproc", "2")
+    if command == "resume":  # `bindiff resume RUN_DIR --nproc 2`: the run's own config, on two processes
+        resumed = _bindiff("resume", str(victim), "--nproc", "2")
+    else:
+        resumed = _bindiff(*args, "--resume", str(victim), "--nproc", "2")
     assert resumed.returncode == 0, resumed.stderr
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (two_process_run, victim))
     assert b["training"].get("resumed_from_epoch", 0) >= 1

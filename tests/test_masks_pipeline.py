@@ -320,6 +320,20 @@ def test_apply_denoise_equals_the_denoiser_on_the_cases_grid(tiny_run, tmp_path)
 
 
 @needs_hippo
+def test_apply_refuses_overrides_it_would_not_read(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    label = DATA / "msd_hippocampus" / "labels" / "hippocampus_001.nii.gz"
+    for task, override in (("completion", "evaluations.completion.hide=[box]"),  # apply takes --unknown instead
+                           ("denoising", "evaluations.completion.steps=2"), ("denoising", "eval.max_cases=1")):
+        extra = ["--unknown-label", "7"] if task == "completion" else []
+        result = runner.invoke(app, ["masks", "apply", str(run_dir), override, "--task", task, "--input", str(label),
+                                     "--output", str(tmp_path / "out"), *extra])
+        assert result.exit_code == 2
+        assert f"error: override {override!r}: masks apply --task {task} does not read it" in result.output
+        assert not (tmp_path / "out").exists()
+
+
+@needs_hippo
 def test_apply_complete_fills_only_the_unknown_voxels(tiny_run, tmp_path):
     from bindiff.adapters.masks import read_label_map
 

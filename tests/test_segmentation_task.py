@@ -272,6 +272,17 @@ def test_segment_refuses_dicom_it_cannot_take_as_one_scan(run, tmp_path):
         assert message in result.output.strip().splitlines()[-1] and "Traceback" not in result.output, result.output
 
 
+def test_segment_refuses_overrides_it_would_not_read(run, tmp_path):
+    image = DATA / "msd_hippocampus" / "images" / "hippocampus_001.nii.gz"
+    for override in ("eval.max_cases=1", "eval.panels=0", "segmentation.calibration_bins=5"):  # read by evaluate only
+        result = runner.invoke(app, ["segment", str(run), override, "--input", str(image),
+                                     "--output", str(tmp_path / "out")])
+        assert result.exit_code == 2
+        assert result.output.strip().startswith(f"error: override {override!r}: segment does not read it; its keys "
+                                                "are segmentation.samples, segmentation.steps"), result.output
+        assert not (tmp_path / "out").exists()
+
+
 def _written_nothing(tmp_path, name):
     return not (tmp_path / name).exists() and not list(tmp_path.glob(f".{name}.*"))
 

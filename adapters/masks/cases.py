@@ -53,6 +53,9 @@ def load_region(case: MaskCase, preset: LabelPreset, region: str) -> tuple[np.nd
 
 
 def load_case(case: MaskCase, preset: LabelPreset, region: str, spec: GridSpec) -> LoadedCase:
+    """One case's label map read with ``preset``, binarised to ``region`` and placed on the grid of
+    ``spec`` (the window around the region, the brain mask or the whole volume, as ``spec.crop``
+    says), with its geometry, to write results back."""
     truth, geometry = load_region(case, preset, region)
     roi = truth
     if spec.crop == "brain":

@@ -88,6 +88,8 @@ def custom_preset(allowed, foreground) -> LabelPreset:
 
 
 def get_preset(name: str, allowed=None, foreground=None) -> LabelPreset:
+    """A shipped label preset by name (``PRESETS``), or ``"custom"`` built from ``allowed`` and
+    ``foreground`` (``custom_preset``); DataError for an unknown name."""
     if name == "custom":
         return custom_preset(allowed, foreground)
     if name not in PRESETS:

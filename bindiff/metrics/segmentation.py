@@ -59,12 +59,14 @@ def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """2|P∩R| / (|P| + |R|) of two masks of one shape; 1 when both are empty."""
     pred, truth = _pair(pred, truth)
     total = int(pred.sum()) + int(truth.sum())
     return 1.0 if total == 0 else 2.0 * int((pred & truth).sum()) / total
 
 
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """|P∩R| / |P∪R| (Jaccard) of two masks of one shape; 1 when both are empty."""
     pred, truth = _pair(pred, truth)
     union = int((pred | truth).sum())
     return 1.0 if union == 0 else int((pred & truth).sum()) / union
@@ -119,6 +121,8 @@ def _empty_value(pred: np.ndarray, truth: np.ndarray, spacing, both_empty: float
 
 
 def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+    """The larger of the two directed 95th-percentile surface distances, in mm (voxels of
+    ``spacing`` mm; 1 mm when None); the empty-mask rule of this module for empty masks."""
     pred, truth = _pair(pred, truth)
     distances = surface_distances(pred, truth, spacing)
     if distances is None:
@@ -149,6 +153,7 @@ def surface_dice(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] |
 
 
 def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
+    """The mask's volume in millilitres: its voxel count × the voxel volume in mm³ / 1000."""
     return float(np.asarray(mask).astype(bool).sum()) * float(np.prod(spacing)) / 1000.0
 
 

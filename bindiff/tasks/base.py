@@ -469,16 +469,24 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
     return config, payload, model
 
 
-def rescoring_config(task: Task, config: dict, overrides: list[str] = ()) -> dict:
-    """The run's config with ``overrides`` of ``task.rescore_keys`` only, each checked as on the CLI."""
-    allowed = task.rescore_keys
+def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowed: tuple[str, ...] | None = None,
+                     command: str | None = None) -> dict:
+    """The run's config with ``overrides`` of ``task.rescore_keys`` only, each checked as on the CLI.
+
+    ``allowed`` narrows them to the keys one command reads (``command`` names it in the refusal):
+    a key it would accept and never read would change nothing without a word.
+    """
     for text in overrides:
         keys, value = parse_override(text)
         dotted = ".".join(keys)
-        if not any(dotted == k or (k.endswith(".") and dotted.startswith(k)) for k in allowed):
-            names = ", ".join(k + "*" if k.endswith(".") else k for k in allowed)
+        names = allowed if allowed is not None else task.rescore_keys
+        if not any(dotted == k or (k.endswith(".") and dotted.startswith(k)) for k in names):
+            listed = ", ".join(k + "*" if k.endswith(".") else k for k in names)
+            if command is not None and any(dotted == k or (k.endswith(".") and dotted.startswith(k))
+                                           for k in task.rescore_keys):
+                raise RecipeError(f"override {text!r}: {command} does not read it; its keys are {listed}")
             raise RecipeError(f"override {text!r}: a trained run can only be scored differently; allowed keys are "
-                              f"{names}")
+                              f"{listed}")
         config = with_key(config, dotted, value, f"override {text!r}")
     if overrides:
         task.check_recipe(config)  # the cross-key checks `bindiff train` makes (segmentation.steps <= T, ...)

@@ -36,6 +36,10 @@ from .evaluation import EvalContext, grids_of
 from .job import TASK, load_masks_run
 
 APPLY_TASKS = ("completion", "denoising")
+# what each task reads of the recipe here (the evaluations' other keys describe how they damage masks)
+APPLY_KEYS = {"completion": ("evaluations.completion.steps", "evaluations.completion.sample",
+                             "evaluations.completion.resample", "evaluations.completion.samples"),
+              "denoising": ("evaluations.denoising.t", "evaluations.denoising.flip", "evaluations.denoising.steps")}
 _OLD_NAMES = {"complete": "completion", "denoise": "denoising"}  # the verbs of earlier versions
 
 
@@ -101,7 +105,9 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
         raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
     files = label_files(Path(input_path))
     config, data, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint, device=device)
-    config = base.rescoring_config(TASK, config, overrides)
+    config = base.rescoring_config(TASK, config, overrides, allowed=(*APPLY_KEYS[task], "eval.batch_size",
+                                                                     "output.progress"),
+                                   command=f"masks apply --task {task}")
     TASK.check_rescoring(config, model, payload)  # steps and times within the model's T
     if unknown_label is not None and unknown_label in data.preset.allowed:
         raise RecipeError(f"apply --unknown-label {unknown_label}: a label of preset {data.preset.name!r} "

@@ -325,4 +325,6 @@ def _means(rows: list[dict]) -> dict:
 
 
 def train_segmentation(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> base.Run:
+    """Run a segmentation recipe end to end (the diffusion, the U-Net baseline, the held-out cases
+    segmented and scored); returns the run directory and its metrics."""
     return base.train(TASK, config, overrides, data_dir)

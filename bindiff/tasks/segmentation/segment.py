@@ -47,6 +47,9 @@ IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
 # images are crops of 40-60 mm, a whole head is 150 mm or more, one slice is 1 mm.
 LONGER_WARNING, SHORTER_WARNING = 1.5, 3.0
 SEGMENT_MODELS = ("diffusion", "unet")
+# the overrides segment reads (the ECE's bins and the evaluation's cases belong to scoring, not segmenting)
+SEGMENT_KEYS = ("segmentation.samples", "segmentation.steps", "segmentation.average", "segmentation.decision",
+                "segmentation.threshold", "segmentation.uncertainty", "eval.batch_size", "output.progress")
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
     config, payload, diffusion = base.load_trained(TASK, run_dir, checkpoint, device=device)
-    config = base.rescoring_config(TASK, config, overrides)
+    config = base.rescoring_config(TASK, config, overrides, allowed=SEGMENT_KEYS, command="segment")
     uses_brain = config["images"]["brain"]
     if uses_brain and brain is None:
         raise RecipeError(f"{run_dir}: the run placed and normalised its images inside brain masks (images.brain); "
