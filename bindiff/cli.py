@@ -444,7 +444,8 @@ def score_masks(
     preset: Optional[str] = typer.Option(None, help="the references' label preset (msd_hippocampus, brats2015, "
                                          "brats2021, brats2023); default: binary, 0/1 masks"),
     region: Optional[str] = typer.Option(None, help="the preset's region (default: the run's, else whole)"),
-    out: Optional[str] = typer.Option(None, "--out", help="also write the summary (per case and means) as JSON"),
+    out: Optional[str] = typer.Option(None, "--out", "--output",
+                                      help="also write the summary (per case and means) to this new JSON file"),
 ):
     """Score masks against reference label maps (Dice, IoU, HD95, ASSD, surface Dice, volumes), case by case."""
     from .scoring import labels_to_score, score
