@@ -104,7 +104,8 @@ def binarize(labels: np.ndarray, preset: LabelPreset, region: str, source: str |
     if values.dtype.kind == "f":
         bad = values[~np.isfinite(values) | (values != np.round(values))]
         if bad.size:
-            raise DataError(f"{source}: label values must be whole numbers, got {', '.join(repr(float(v)) for v in bad[:5])}")
+            shown = ", ".join(repr(float(v)) for v in bad[:5])
+            raise DataError(f"{source}: label values must be whole numbers, got {shown}")
     unexpected = [int(v) for v in values if int(v) not in preset.allowed]
     if unexpected:
         shown = ", ".join(str(v) for v in unexpected[:8]) + (" ..." if len(unexpected) > 8 else "")
