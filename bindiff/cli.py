@@ -488,7 +488,7 @@ def main() -> None:
     except click_errors.ClickException as err:
         typer.echo(f"error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
-    except click_errors.Abort:  # end of input while click waits: what click prints itself
+    except typer.Abort:  # end of input while click waits: what click prints itself
         typer.echo("Aborted!", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

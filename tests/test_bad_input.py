@@ -233,6 +233,19 @@ def test_usage_errors_are_one_line_too():
     assert version.returncode == 0 and version.stdout.startswith("bindiff ")
 
 
+def test_a_bug_keeps_its_own_traceback(monkeypatch):
+    from bindiff import cli
+    from bindiff.config import recipe
+
+    def broken():
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(recipe, "shipped_recipes", broken)
+    monkeypatch.setattr(sys, "argv", ["bindiff", "recipes"])
+    with pytest.raises(ZeroDivisionError, match="a bug"):  # not an error line, not another exception
+        cli.main()
+
+
 # --- masks: `bindiff train` on a `task: masks` recipe -----------------------------------------
 
 MASKS_RECIPE = RECIPE.parent / "hippocampus_masks.yaml"
