@@ -57,10 +57,12 @@ def pair_files(prediction: Path, reference: Path) -> tuple[list[ScoredPair], lis
         predictions = {case: prediction}
     else:
         predictions = {}
-        for path in sorted(p for p in prediction.iterdir() if p.is_file() and not p.name.startswith(".")):
+        for path in sorted(p for p in prediction.iterdir() if not p.name.startswith(".")):
             case = case_of(path)
             if case is None or (volume_stem(path) or "").endswith(("_uncertainty", "_probability")):
                 continue  # segment's other maps, summary.json and the like
+            if not path.is_file():  # left out, it would change the mean without a word
+                raise DataError(f"{path}: not a readable mask file (a folder or a broken link)")
             if case in predictions:
                 raise DataError(f"{path}: a second prediction for case {case!r} (beside {predictions[case].name})")
             predictions[case] = path
@@ -77,7 +79,11 @@ def pair_files(prediction: Path, reference: Path) -> tuple[list[ScoredPair], lis
         if found is None:
             raise DataError(f"{path}: no reference {case}.nii.gz (or another volume format) in {reference}")
         pairs.append(ScoredPair(case, path, found))
-    references = {volume_stem(p) for p in reference.iterdir() if p.is_file() and volume_stem(p)}
+    named = [p for p in reference.iterdir() if volume_stem(p) and not p.name.startswith(".")]
+    for path in named:
+        if not path.is_file():
+            raise DataError(f"{path}: not a readable reference file (a folder or a broken link)")
+    references = {volume_stem(p) for p in named}
     return pairs, sorted(references - set(predictions))
 
 

@@ -364,3 +364,19 @@ def test_real_amazon_electronics_is_the_union_of_its_files():
     matrix = build_matrix(load_interactions(source))
     # the README's counts: 31,887 train + 4,044 test interactions, 1,435 users, 1,522 items
     assert matrix.matrix.nnz == 31_887 + 4_044 and matrix.n_users == 1_435 and matrix.n_items == 1_522
+
+
+def test_a_header_of_many_columns_is_named_by_its_first_ten(tmp_path):
+    path = write(tmp_path / "wide.csv", ",".join(f"c{i}" for i in range(50_000)) + "\n" + "1," * 49_999 + "1\n")
+    with pytest.raises(DataError) as err:
+        read_delimited(path, rating_col=None)
+    message = str(err.value)
+    assert "column 'user' (user_col) not found" in message and "'c9', ... (50000 columns)]" in message
+    assert len(message) < 500  # was every name: a line of 400 kB
+
+
+def test_a_device_given_as_a_data_set_is_named_as_one():
+    from bindiff.adapters.interactions import resolve_dataset
+
+    with pytest.raises(DataError, match=r"/dev/zero: not a regular file or a folder"):
+        resolve_dataset("/dev/zero", download=False)

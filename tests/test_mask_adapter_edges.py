@@ -116,3 +116,25 @@ def _label_file(folder, dtype=np.uint8):
     path = folder / f"labels_{np.dtype(dtype).name}.nii.gz"
     nib.save(nib.Nifti1Image(labels, np.diag([1.0, 1.0, 2.0, 1.0])), str(path))
     return path
+
+
+def test_a_label_map_name_that_is_no_file_is_refused_not_skipped(tmp_path):
+    from bindiff.adapters.masks import find_dataset
+    from bindiff.scoring import score
+
+    for folder in ("images", "labels", "elsewhere"):
+        (tmp_path / folder).mkdir()
+    for case in ("c1", "c2"):
+        image = nib.Nifti1Image(np.ones((3, 3, 3), dtype=np.uint8), np.eye(4))
+        nib.save(image, str(tmp_path / "labels" / f"{case}.nii.gz"))
+    (tmp_path / "labels" / "c3.nii.gz").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    # skipped, the data set had one case less and another split, without a word
+    with pytest.raises(DataError, match=r"labels/c3\.nii\.gz: not a regular file where a label map is expected"):
+        find_dataset(str(tmp_path), layout="msd")
+    (tmp_path / "labels" / "c3.nii.gz").unlink()
+    (tmp_path / "labels" / "c3.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    with pytest.raises(DataError, match=r"c3\.nii\.gz: a broken link where a label map is expected"):
+        find_dataset(str(tmp_path), layout="msd")
+    # bindiff score: a prediction of that kind left out of the mean, and a reference left off the list
+    with pytest.raises(DataError, match=r"c3\.nii\.gz: not a readable mask file"):
+        score(tmp_path / "labels", tmp_path / "labels")

@@ -84,9 +84,10 @@ def test_a_damaged_grid_file_is_one_line(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     grids = copy / "split" / "grids.npz"
-    grids.write_bytes(grids.read_bytes()[:100])
-    line = error_line(runner.invoke(app, ["masks", "denoising", str(copy), "--out", str(tmp_path / "out")]))
-    assert line.startswith(f"error: {grids}: missing or damaged")
+    for damaged in (grids.read_bytes()[:100], b""):  # truncated, and empty (an EOFError traceback before)
+        grids.write_bytes(damaged)
+        line = error_line(runner.invoke(app, ["masks", "denoising", str(copy), "--out", str(tmp_path / "out")]))
+        assert line.startswith(f"error: {grids}: missing or damaged")
 
 
 def test_a_split_from_another_run_is_named(run, tmp_path):

@@ -39,7 +39,7 @@ def test_overrides_are_parsed_as_yaml_and_nested():
         ("train.lrate=1", "unknown key 'train.lrate'. Valid keys: train.optimizer, train.lr,"),
         ("trian.lr=1", "unknown key 'trian'"),
         ("train.lr=-0.1", "key 'train.lr' must be > 0, got -0.1"),
-        ("diffusion.steps=0", "key 'diffusion.steps' must be >= 1, got 0"),
+        ("diffusion.steps=0", "key 'diffusion.steps' must lie in 1..100000 (its tables are computed at once), got 0"),
         ("diffusion.steps=2.5", "key 'diffusion.steps' must be of type integer, got 2.5"),
         ("seed=yes", "key 'seed' must be of type integer, got True"),
         ("train.optimizer=sgd", "must be 'adam' or 'adamw'"),

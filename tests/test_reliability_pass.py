@@ -28,6 +28,8 @@ runner = CliRunner()
     ("name: a\ntrain:\n  lr: 0.1\n  lr: 0.2\n", "line 4: key 'lr' appears twice in the same section (first on line 3)"),
     ("name: a\ntrain: [1,\n", "not valid YAML at line 3, column 1"),
     ("name: !!python/object:os.system x\n", "not valid YAML at line 1, column 7: could not determine a constructor"),
+    # an anchor holding an alias of itself: a value without end (a RecursionError of 3,000 lines before)
+    ("denoiser:\n  params: &p\n    hidden: *p\n", "a value refers to itself through a YAML anchor"),
 ])
 def test_bad_recipe_files_are_one_line(tmp_path, text, message):
     path = tmp_path / "r.yaml"
@@ -47,6 +49,10 @@ def test_a_recipe_that_is_not_utf8_is_one_line(tmp_path):
     ("train.lr=.inf", "key 'train.lr' must be a finite number, got inf"),
     ("train.lr=.nan", "key 'train.lr' must be a finite number, got nan"),
     ("diffusion.hybrid_coeff=-.inf", "key 'diffusion.hybrid_coeff' must be a finite number"),
+    ("denoiser.params={a: &x [*x]}", "a value refers to itself through a YAML anchor"),
+    # 800 GB of tables or weights: the allocator's traceback before
+    ("diffusion.steps=100000000000", "key 'diffusion.steps' must lie in 1..100000"),
+    ("denoiser.params.hidden=[100000000000]", "the model this recipe describes does not fit in memory"),
 ])
 def test_values_beyond_limits_are_refused(override, message):
     assert message in error_line(runner.invoke(app, ["show-config", str(RECIPE), override]))

@@ -231,6 +231,16 @@ def test_load_reports_what_is_missing(tmp_path):
         Split.load(tmp_path)
 
 
+def test_load_names_an_empty_file_of_the_saved_split(tmp_path):
+    strong_generalization(synthetic_matrix(), 5, 5, seed=0).save(tmp_path)
+    for name, what in (("train.npz", "unreadable sparse matrix"), ("item_ids.npy", "unreadable id array")):
+        kept = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(b"")  # a disk that filled up; was an EOFError traceback
+        with pytest.raises(DataError, match=rf"{name.replace('.', '[.]')}: {what}"):
+            Split.load(tmp_path)
+        (tmp_path / name).write_bytes(kept)
+
+
 # --- real data (skipped where absent) --------------------------------------------------
 
 

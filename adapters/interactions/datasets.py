@@ -265,6 +265,8 @@ def _source_from_path(path: Path) -> DatasetSource:
             f"{path}: folder holds none of train_list.npy/valid_list.npy/test_list.npy, "
             "ratings.dat or u.data"
         )
+    if path.exists() and not path.is_file():  # /dev/zero, a pipe: reading it would never end
+        raise DataError(f"{path}: not a regular file or a folder (a device or a pipe?)")
     if not path.is_file():
         raise DataError(f"{path}: not a known dataset ({known}) and no such file or folder")
     suffix = _format_suffix(path)

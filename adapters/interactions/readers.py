@@ -91,14 +91,16 @@ def read_delimited(
         if names is None:
             raise DataError(f"{path}: file is empty (no header row)")
         names = [name.strip() for name in names]
+        # a header of a million commas makes a message of a million names: show the first ten
+        shown = str(names[:10])[:-1] + (f", ... ({len(names)} columns)]" if len(names) > 10 else "]")
         positions = {}
         for key, column in wanted.items():
             if names.count(str(column)) > 1:
-                raise DataError(f"{path}: the header names column {str(column)!r} ({key}) more than once: {names}")
+                raise DataError(f"{path}: the header names column {str(column)!r} ({key}) more than once: {shown}")
             if str(column) not in names:
                 raise DataError(
                     f"{path}: column {column!r} ({key}) not found; columns found with "
-                    f"separator {sep!r}: {names}{_other_delimiter_hint(names, sep)}"
+                    f"separator {sep!r}: {shown}{_other_delimiter_hint(names, sep)}"
                 )
             positions[key] = names.index(str(column))
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -424,7 +425,7 @@ def _load_csr(path: Path) -> sp.csr_matrix:
         raise DataError(f"{path}: missing from the saved split")
     try:
         matrix = sp.load_npz(path)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
         raise DataError(f"{path}: unreadable sparse matrix: {exc}") from None
     return sp.csr_matrix(matrix)
 
@@ -434,5 +435,5 @@ def _load_ids(path: Path) -> np.ndarray:
         raise DataError(f"{path}: missing from the saved split")
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
         raise DataError(f"{path}: unreadable id array: {exc}") from None

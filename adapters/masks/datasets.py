@@ -88,15 +88,23 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
+def _refuse_non_file(path: Path, what: str) -> None:
+    """A name of a volume file that is not one: skipped, it would change the cases without a word."""
+    if not path.is_file():
+        kind = "a broken link" if path.is_symlink() and not path.exists() else "not a regular file"
+        raise DataError(f"{path}: {kind} where a {what} is expected")
+
+
 def _msd(root: Path) -> list[MaskCase] | None:
     for labels_dir, images_dir in (("labels", "images"), ("labelsTr", "imagesTr")):
         folder = root / labels_dir
         if folder.is_dir():
             cases = []
-            for path in sorted(p for p in folder.iterdir() if _visible(p) and p.is_file()):
+            for path in sorted(p for p in folder.iterdir() if _visible(p)):
                 stem = volume_stem(path)
                 if stem is None:
                     continue
+                _refuse_non_file(path, "label map")
                 image = root / images_dir / path.name
                 if not image.is_file():  # MSD images are <case>_0000.nii.gz in nnU-Net's layout
                     image = root / images_dir / path.name.replace(stem, f"{stem}_0000", 1)

@@ -124,6 +124,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _acyclic(value: Any, path: tuple[int, ...] = ()) -> Any:
+    """``value`` itself; RecipeError when a YAML anchor holds an alias of itself (``&a [*a]``): the
+    value would contain itself without end."""
+    if isinstance(value, (dict, list)):
+        if id(value) in path:
+            raise RecipeError("a value refers to itself through a YAML anchor (&name ... *name inside it)")
+        for item in (value.values() if isinstance(value, dict) else value):
+            _acyclic(item, (*path, id(value)))
+    return value
+
+
 def read_yaml_file(path: Path):
     """A YAML file parsed safely, every problem one RecipeError line naming the file."""
     try:
@@ -134,7 +145,7 @@ def read_yaml_file(path: Path):
     except OSError as err:
         raise RecipeError(f"{path}: cannot be read ({err.strerror})") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return _acyclic(yaml.load(text, Loader=_UniqueKeyLoader))  # noqa: S506 - a SafeLoader subclass
     except RecipeError as err:
         raise RecipeError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
@@ -151,7 +162,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not dotted or any(not part for part in dotted.split(".")):
         raise RecipeError(f"override {text!r} has an empty key")
     try:
-        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw != "" else None  # noqa: S506 - a SafeLoader
+        value = _acyclic(yaml.load(raw, Loader=_UniqueKeyLoader)) if raw != "" else None  # noqa: S506 - a SafeLoader
     except RecipeError as err:
         raise RecipeError(f"override {text!r}: {err}") from None
     except yaml.YAMLError as err:

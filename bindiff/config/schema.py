@@ -26,7 +26,8 @@ COMMON: dict[str, Any] = {
     "task": key(str, "recommend", "which job the recipe describes; selects the task sections below"),
     "diffusion": {
         "schedule": key(str, "quadratic", "noise schedule: linear, quadratic, cosine, jsd, constant"),
-        "steps": key(int, 3, "number of diffusion steps T", at_least_one),
+        "steps": key(int, 3, "number of diffusion steps T",
+                     (lambda v: 1 <= v <= 100_000, "must lie in 1..100000 (its tables are computed at once)")),
         "kernel": key(str, "toward_half", "toward_half (β moves a bit toward ½) or flip (β is a flip probability)"),
         "schedule_params": FREE,
         "loss": key(str, "bce", "bce (x_0 cross-entropy), vb (variational bound) or hybrid"),

@@ -168,9 +168,24 @@ def check_recipe(task: Task, config: dict) -> ModelKind:
     """Every check the recipe alone allows (the model kind and its parameters, the task's own
     cross-key checks, the logger), as `bindiff train` and `bindiff show-config` both run them."""
     kind = task.model_kind(config)
-    task.check_recipe(config)
+    with model_fits_in_memory():
+        task.check_recipe(config)  # builds small models: a network too large for memory shows here
     check_logger(config)
     return kind
+
+
+@contextmanager
+def model_fits_in_memory():
+    """A network too large to allocate (``denoiser.params`` widths of 10^11) is a RecipeError of
+    one line rather than the allocator's traceback; any other RuntimeError stays a bug."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        if not isinstance(err, MemoryError) and "allocate" not in str(err):
+            raise
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        raise RecipeError(f"the model this recipe describes does not fit in memory ({reason}); check the sizes "
+                          "in denoiser.params") from None
 
 
 def check_parallel(task: Task, config: dict) -> None:
@@ -209,7 +224,8 @@ def _set_prior_offset(model: nn.Module, rows: sp.csr_matrix) -> None:
 def _build(task: Task, kind: ModelKind, config: dict, data: Any, device: torch.device):
     """Model and optimiser, initialised from the recipe seed."""
     torch.manual_seed(config["seed"])
-    model = kind.build(config, task.dim(data), training=True).to(device)
+    with model_fits_in_memory():
+        model = kind.build(config, task.dim(data), training=True).to(device)
     rows = task.training_rows(data, config)
     _set_prior_offset(model, rows)
     steps_per_epoch = -(-rows.shape[0] // config["train"]["batch_size"])
@@ -399,7 +415,8 @@ def _fit_companion(task: Task, companion: Companion, run_dir: Path, config: dict
     if workers.parallel:
         raise RecipeError(f"task: {task.name!r} trains its {companion.name!r} baseline in one process; drop --nproc")
     torch.manual_seed(derived_seed(config["seed"], companion.name))
-    model = companion.kind.build(config, task.dim(data), training=True).to(device)
+    with model_fits_in_memory():
+        model = companion.kind.build(config, task.dim(data), training=True).to(device)
     optimizer = build_optimizer(config, model, -(-rows.shape[0] // config["train"]["batch_size"]))
     folder = run_dir / "checkpoints" / companion.name
     resume = _resumable_checkpoint(folder, config, run_dir / "config.yaml", task.dim(data), model, optimizer, device)

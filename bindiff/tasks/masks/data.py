@@ -244,8 +244,8 @@ def load_data(folder: Path) -> MaskData:
     with cases_json(folder, "masks") as meta:
         try:
             packed = np.load(Path(folder) / "grids.npz", allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as err:
-            raise DataError(f"{Path(folder) / 'grids.npz'}: missing or damaged ({err})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # EOFError: an empty file
+            raise DataError(f"{Path(folder) / 'grids.npz'}: missing or damaged ({err or 'empty file'})") from None
         records = {}
         for case_id, rec in meta["records"].items():
             transform = GridTransform.from_dict(rec["transform"])
