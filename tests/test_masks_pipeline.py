@@ -483,3 +483,18 @@ def test_a_grid_that_does_not_resample_warns_about_cases_of_other_voxel_sizes(tm
     # a grid that resamples each case's region does not warn
     result = runner.invoke(app, [*common, "grid.mode=resample", "grid.shape=[8,8,8]", f"output.root={tmp_path / 'b'}"])
     assert result.exit_code == 0 and "warning:" not in result.output, result.output
+
+
+@needs_hippo
+def test_piped_output_has_a_line_for_reading_and_one_per_epoch(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bindiff", "train", str(RECIPES / "hippocampus_masks.yaml"), *TINY,
+                           "output.progress=null", "evaluations.run=[denoising]", "eval.nifti=false",
+                           f"output.root={tmp_path}", "--data-dir", str(DATA)],
+                          capture_output=True, text=True, timeout=300)  # stderr is a pipe, not a terminal
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert f"reading 10 label maps from {DATA / 'msd_hippocampus'}" in lines
+    assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"]

@@ -30,7 +30,7 @@ from ...adapters.masks.datasets import save_case_split
 from ...adapters.masks.spacing import mixed_spacing
 from ...config import RecipeError
 from ...files import atomic_path
-from ...progress import log
+from ...progress import log, log_lines
 
 FORMAT_VERSION = 1
 
@@ -139,6 +139,8 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
     spec = grid_spec(config)
     preset = resolve_preset(config, dataset.layout)
     records = {}  # every file is read and checked first: a bad file is named before any count is
+    if log_lines(config):  # piped: the bar is off, so say what the first minute is spent on
+        log(f"reading {len(cases)} label maps from {dataset.root}")
     for case in tqdm(cases, desc="reading masks", unit="case", disable=disable_progress):
         loaded = load_case(case, preset, config["labels"]["region"], spec)
         records[case.case_id] = CaseRecord(case, loaded.geometry, loaded.transform, loaded.grid,

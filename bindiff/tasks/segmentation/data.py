@@ -27,6 +27,7 @@ from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, r
 from ...adapters.masks.io import Geometry, read_geometry
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
+from ...progress import log, log_lines
 from ..masks.data import (cases_json, check_split_drawn, grid_spec, resolve_preset, warn_mixed_spacing,
                           warn_outside)
 from .placement import to_spacing
@@ -138,6 +139,8 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
                         seed=config["seed"])
     train = set(split["train"])
     spacing = resolve_spacing(config["images"], [c for c in cases if c.case_id in train])
+    if log_lines(config):  # piped: the bar is off, so say what the first minute is spent on
+        log(f"reading the images and label maps of {len(cases)} cases from {dataset.root}")
     loaded = {c.case_id: _load_case(c, preset, region, spec, config["images"], spacing)
               for c in tqdm(cases, desc="reading images and masks", unit="case", disable=disable_progress)}
     if spacing is None:  # with images.spacing every case is on one voxel size already
