@@ -160,6 +160,12 @@ class UNetDenoiser(nn.Module):
             logits = self._forward(x_t, t, cond)
         return logits.float()
 
+    def _layout(self, h: torch.Tensor) -> torch.Tensor:
+        """3-D activations in the channels-last layout of the weights. Pooling, the 1×1 skips and
+        the input come back in the plain layout, and a mixed ``cat`` or convolution then copies
+        them over: 22 % of a CPU forward pass. The values are the same either way."""
+        return h.contiguous(memory_format=torch.channels_last_3d) if self.ndim == 3 else h
+
     def _forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         to_grid, to_vec = _PATTERNS[self.ndim]
         sides = dict(zip("xyz", self.grid))
@@ -171,6 +177,7 @@ class UNetDenoiser(nn.Module):
         pad = [p - g for g, p in zip(self.grid, self.padded)]
         if any(pad):
             h = nn.functional.pad(h, [v for p in reversed(pad) for v in (0, p)])
+        h = self._layout(h)
         emb = self.time_mlp(sinusoidal_embedding(t, self.time_dim)) if self.time_mlp is not None else None
         x_in = h
         h = self.stem(h)
@@ -178,12 +185,12 @@ class UNetDenoiser(nn.Module):
         for i, block in enumerate(self.down):
             if i:
                 h = self.pool(h)
-            h = block(h, emb)
+            h = self._layout(block(h, emb))
             skips.append(h)
         skips.pop()
         for block in self.up:
             h = nn.functional.interpolate(h, scale_factor=2, mode="nearest")
-            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+            h = self._layout(block(torch.cat([h, skips.pop()], dim=1), emb))
         if self.unfold is not None:
             h = nn.functional.silu(self.unfold(h))
             h = nn.functional.silu(self.refine(torch.cat([h, x_in], dim=1)))

@@ -17,7 +17,6 @@ Definitions (``prob``: predicted P(voxel = 1), ``truth``: the reference bits, an
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["binary_entropy", "brier_score", "error_detection_auroc", "expected_calibration_error"]
 
@@ -65,5 +64,7 @@ def error_detection_auroc(uncertainty, errors) -> float:
     n_wrong, n_right = int(e.sum()), int((~e).sum())
     if not n_wrong or not n_right:
         return float("nan")
+    from scipy import stats  # here: 0.7 s at start-up that most commands never need
+
     ranks = stats.rankdata(u)  # ties get their mean rank: a tie counts one half
     return float((ranks[e].sum() - n_wrong * (n_wrong + 1) / 2) / (n_wrong * n_right))
