@@ -98,3 +98,12 @@ def test_the_count_cannot_be_held_next_to_known_bits():
     mask[:, 0] = True
     with pytest.raises(ValueError, match="cannot be combined with known bits"):
         model.inpaint(known, mask, ones=torch.tensor([1.0, 2.0]))
+
+
+def test_the_tilt_reaches_its_count_from_far_outside_sixty():
+    # every bit at logit −80 (D = 100): the shift must be about +77.8; a bracket of ±60 stopped at 2e-7 ones
+    far = torch.full((1, 100), -80.0, dtype=torch.float64)
+    assert torch.sigmoid(tilt_to_count(far, torch.tensor([10.0]))).sum().item() == pytest.approx(10.0, rel=1e-9)
+    assert torch.sigmoid(tilt_to_count(-far, torch.tensor([10.0]))).sum().item() == pytest.approx(10.0, rel=1e-9)
+    with pytest.raises(ValueError, match="logits must be finite"):
+        tilt_to_count(torch.tensor([[0.0, float("inf")]]), torch.tensor([1.0]))

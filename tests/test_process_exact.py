@@ -27,19 +27,23 @@ def test_closed_form_equals_composed_kernels(name, T, params):
             assert closed.item() == pytest.approx(composed[x0, 1].item(), abs=1e-14)
 
 
+def steps(betas, s: int, t: int) -> torch.Tensor:
+    """q(x_t | x_s) as the product of the one-step kernels s+1 .. t: no closed form of the code."""
+    out = torch.eye(2, dtype=torch.float64)
+    for i in range(s + 1, t + 1):
+        out = out @ kernel_matrix(float(betas[i - 1]))
+    return out
+
+
 @pytest.mark.parametrize("name, T, params", SCHEDULES)
 def test_posterior_equals_bayes_by_enumeration(name, T, params):
     process = BernoulliProcess.from_schedule(name, T, **params)
-    marg = lambda x0, t: process.marginal_probs(torch.tensor([[float(x0)]], dtype=torch.float64), t).item()  # noqa: E731
-    for t in range(2, T + 1):
-        for s in range(1, t):
+    betas = process.betas
+    for t in range(1, T + 1):
+        for s in range(0, t):  # every skip, down to x_0 itself
             for x0, xt in itertools.product((0, 1), repeat=2):
-                # joint over x_s by enumeration: q(x_s | x_0) q(x_t | x_s)
-                joint = []
-                for xs in (0, 1):
-                    p_s = marg(x0, s) if xs else 1 - marg(x0, s)
-                    p_t_one = process.transition_probs(torch.tensor([[float(xs)]], dtype=torch.float64), s, t).item()
-                    joint.append(p_s * (p_t_one if xt else 1 - p_t_one))
+                # joint over x_s by enumeration: q(x_s | x_0) q(x_t | x_s), from the one-step kernels
+                joint = [steps(betas, 0, s)[x0, xs].item() * steps(betas, s, t)[xs, xt].item() for xs in (0, 1)]
                 bayes = joint[1] / (joint[0] + joint[1])
                 got = process.posterior_probs(
                     torch.tensor([[float(x0)]], dtype=torch.float64),
@@ -54,11 +58,9 @@ def test_posterior_with_probabilities_marginalises_over_x0():
     xt = torch.tensor([[1.0]], dtype=torch.float64)
     # Σ_x0 q(x_{t-1}, x_t | x0) p̂(x0), normalised over x_{t-1}
     joint = torch.zeros(2, dtype=torch.float64)
-    for x0, w in ((0.0, 1 - p_hat), (1.0, p_hat)):
-        x0t = torch.tensor([[x0]], dtype=torch.float64)
-        m = process.marginal_probs(x0t, t - 1).item()
-        like = process.transition_probs(torch.tensor([[0.0], [1.0]], dtype=torch.float64), t - 1, t).squeeze(1)
-        joint += w * torch.stack([(1 - m) * like[0], m * like[1]])
+    for x0, w in ((0, 1 - p_hat), (1, p_hat)):  # from the one-step kernels, not the closed forms
+        joint += w * torch.stack([steps(process.betas, 0, t - 1)[x0, xs] * steps(process.betas, t - 1, t)[xs, 1]
+                                  for xs in (0, 1)])
     expected = (joint[1] / joint.sum()).item()
     got = process.posterior_probs(torch.tensor([[p_hat]], dtype=torch.float64), xt, t).item()
     assert got == pytest.approx(expected, rel=1e-12)
@@ -107,3 +109,11 @@ def test_prior_kl_vanishes_for_jsd_and_not_otherwise():
     x0 = torch.tensor([[0.0, 1.0, 1.0]], dtype=torch.float64)
     assert BernoulliProcess.from_schedule("jsd", 6).prior_kl(x0).item() == pytest.approx(0.0, abs=1e-15)
     assert BernoulliProcess(get_schedule("constant", 2, beta=0.1)).prior_kl(x0).item() > 0.1
+
+
+def test_the_reverse_kernel_to_x0_is_the_prediction_itself_even_when_confident():
+    process = BernoulliProcess.from_schedule("jsd", 4)
+    logits = torch.tensor([[-120.0, -90.0, 90.0, 120.0]])  # float32, beyond what its sums keep (about ±87)
+    x_t = torch.tensor([[0.0, 1.0, 0.0, 1.0]])
+    for t, s in ((1, None), (3, 0), (4, 0)):
+        assert torch.equal(process.reverse_logits(logits, x_t, t, s), logits)  # was (−87.2, −85.4, 87.1, 85.4)

@@ -67,6 +67,8 @@ def test_flip_kernel_is_the_same_family_with_twice_beta():
     flip = BernoulliProcess(flips, kernel="flip")
     half = BernoulliProcess(2 * flips)
     assert torch.equal(flip.alpha_bar, half.alpha_bar)
+    # a flip with probability b keeps a bit's correlation with x_0 by 1 − 2b: ᾱ_t = Π (1 − 2b)
+    assert flip.alpha_bar[1:].tolist() == pytest.approx([0.98, 0.98 * 0.9, 0.98 * 0.9 * 0.6], rel=1e-14)
     # one flip step with probability b: P(1 | 1) = 1 − b and P(1 | 0) = b
     x = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
     assert torch.allclose(flip.transition_probs(x, 0, 1), torch.tensor([[0.01, 0.99]], dtype=torch.float64))

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import torch
 
-# Bisection on the shift: Σ σ(ℓ + b) is increasing in b, so the root is unique, and 60
-# halvings of [-60, 60] reach float64's resolution. (Newton's method, even kept inside a
-# bracket, stalled short of the count on saturated rows of a mask's 61,440 voxels.)
+# Bisection on the shift: Σ σ(ℓ + b) is increasing in b, so the root is unique. It lies in
+# [logit(k/D) − max ℓ, logit(k/D) − min ℓ] (there every bit is at most, or at least, the mean it
+# needs); the bracket is [-60, 60] widened to hold that interval, and 60 halvings of a bracket
+# of 120 reach float64's resolution. (Newton's method, even kept inside a bracket, stalled short
+# of the count on saturated rows of a mask's 61,440 voxels.)
 _SHIFT_RANGE = 60.0
 _HALVINGS = 60
 
@@ -34,10 +36,14 @@ def tilt_to_count(logits: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(ones).all():
         raise ValueError("ones must be finite counts")
     x = logits.to(torch.float64)
+    if not torch.isfinite(x).all():
+        raise ValueError("logits must be finite")
     target = ones.clamp(0.5, x.shape[1] - 0.5)
-    low = torch.full_like(target, -_SHIFT_RANGE)
-    high = torch.full_like(target, _SHIFT_RANGE)
-    for _ in range(_HALVINGS):
+    mean_logit = torch.logit(target / x.shape[1])
+    low = torch.minimum(torch.full_like(target, -_SHIFT_RANGE), mean_logit - x.max(1).values)
+    high = torch.maximum(torch.full_like(target, _SHIFT_RANGE), mean_logit - x.min(1).values)
+    halvings = _HALVINGS + int(torch.log2((high - low).max() / (2 * _SHIFT_RANGE)).ceil().clamp_min(0))
+    for _ in range(halvings):
         mid = (low + high) / 2
         above = torch.sigmoid(x + mid[:, None]).sum(1) > target
         high = torch.where(above, mid, high)

@@ -223,7 +223,12 @@ class BernoulliProcess:
         log_p1, log_p0 = F.logsigmoid(x0_logits), F.logsigmoid(-x0_logits)
         log_one = torch.logaddexp(log_p1 + F.logsigmoid(given_one), log_p0 + F.logsigmoid(given_zero))
         log_zero = torch.logaddexp(log_p1 + F.logsigmoid(-given_one), log_p0 + F.logsigmoid(-given_zero))
-        return log_one - log_zero
+        mixed = log_one - log_zero
+        # at s = 0 the kernel is p̂ itself; the sums above would cap a float32 logit near ±87
+        s_index = self._check_t(torch.as_tensor(t) - 1 if s is None else s)
+        at_x0 = (s_index == 0).to(mixed.device)
+        at_x0 = at_x0.reshape(at_x0.shape + (1,) * (mixed.ndim - at_x0.ndim))
+        return torch.where(at_x0, x0_logits.to(mixed.dtype), mixed)
 
     def reverse_probs(self, x0_logits, x_t, t, s=None, kernel: str = "mixture") -> torch.Tensor:
         """P_θ(x_s = 1 | x_t): the sigmoid of ``reverse_logits``."""
