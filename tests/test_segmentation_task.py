@@ -453,6 +453,7 @@ def test_segment_with_the_baseline(run, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["model"] == "unet" and summary["checkpoint"]["file"] == "unet/best.pt"
+    assert set(summary["settings"]) == {"decision", "threshold"}  # one call: no samples, steps or average
     result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "o2"),
                                  "--model", "gan"])
     assert result.exit_code == 2 and "model must be one of diffusion, unet" in result.output

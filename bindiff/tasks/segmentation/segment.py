@@ -135,6 +135,14 @@ def _brain_file(brain: Path | None, case: InputCase) -> Path | None:
     return found
 
 
+def _settings_read(cfg: dict, model: str) -> dict:
+    """The segmentation settings the model used: the U-Net is one call, so it reads only how the
+    mask is decided (its uncertainty is the entropy of its probability)."""
+    if model == "diffusion":
+        return dict(cfg)
+    return {key: cfg[key] for key in ("decision", "threshold")}
+
+
 def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, brain: str | Path | None = None,
             model: str = "diffusion", overrides: list[str] = (), checkpoint: str = "best",
             probabilities: bool = False, panels: int = 20, device=None) -> dict:
@@ -178,7 +186,8 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
         summary = {"run": str(run_dir), "model": model,
                    "checkpoint": {"file": f"{checkpoint}.pt" if model == "diffusion" else f"unet/{checkpoint}.pt",
                                   "epoch": payload.get("epoch")},
-                   "input": str(input_path), "settings": dict(cfg), "training_spacing_mm": list(trained.spacing),
+                   "input": str(input_path), "settings": _settings_read(cfg, model),
+                   "training_spacing_mm": list(trained.spacing),
                    "training_extent_mm": {"smallest": list(trained.smallest), "largest": list(trained.largest)},
                    "uncertainty": cfg["uncertainty"] if model == "diffusion" else "entropy",
                    "seconds": round(time.perf_counter() - started, 2), "cases": rows}
