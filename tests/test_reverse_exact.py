@@ -24,7 +24,8 @@ FREQ = torch.tensor([0.02, 0.1, 0.3, 0.5, 0.8, 0.97], dtype=torch.float64)
 N = 40_000
 TOLERANCE_SE = 5.0
 
-# name, T, parameters: each ends with ᾱ_T within 1e-4 of 0 (linear: β from 0.01 to 0.2 over 100 steps)
+# name, T, parameters: each ends with ᾱ_T within 3e-4 of 0 (cosine at T = 3: 2.5e-4; linear: β from
+# 0.01 to 0.2 over 100 steps)
 SCHEDULES = [
     ("jsd", 3, {}), ("jsd", 10, {}), ("jsd", 100, {}),
     ("cosine", 3, {}), ("cosine", 10, {}), ("cosine", 100, {}),
@@ -122,7 +123,7 @@ def test_unknown_reverse_kernel_is_refused():
 @pytest.mark.parametrize("schedule,T,params", SCHEDULES)
 def test_sampling_reproduces_the_data(schedule, T, params):
     model, betas = build(schedule, T, params)
-    # ᾱ_T is within 1e-4 of 0 for these schedules, so B(½) is a close start; the data's own
+    # ᾱ_T is within 3e-4 of 0 for these schedules, so B(½) is a close start; the data's own
     # q(x_T) makes it exact, and B(½) is checked separately below.
     prior = data_prior(betas, FREQ)
     samples = model.sample(N, generator=torch.Generator().manual_seed(T), prior=prior)
