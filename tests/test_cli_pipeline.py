@@ -137,7 +137,7 @@ def test_unknown_key_exits_2_with_valid_keys_and_writes_nothing(ratings_csv, tmp
 
 
 def test_bad_values_and_missing_data_exit_2(ratings_csv, tmp_path):
-    for override, message in [("diffusion.steps=0", "diffusion.steps' must be >= 1"),
+    for override, message in [("diffusion.steps=0", "diffusion.steps' must lie in 1..100000"),
                               ("train.lr=-1", "train.lr' must be > 0"),
                               ("diffusion.schedule_params.beta_end=1.5", "outside (0, 1]"),
                               ("denoiser.params.width=3", "has no parameter(s) ['width']"),
