@@ -128,3 +128,18 @@ def test_a_step_refuses_shapes_that_would_broadcast_and_times_it_does_not_visit(
 def test_a_prior_of_the_wrong_length_is_named():
     with pytest.raises(ValueError, match=r"prior: shape \(3,\) does not fit samples of shape \(2, 4\)"):
         _model().sample(2, prior=torch.full((3,), 0.5), generator=torch.Generator().manual_seed(0))
+
+
+def test_training_from_python_leaves_the_callers_generator_and_threads_as_they_were(tmp_path):
+    from bindiff import load_recipe, train
+
+    config = load_recipe("ml1m", ["data.dataset=synthetic:tiny", "split.n_valid_users=50", "split.n_test_users=50",
+                                  "denoiser.params.hidden=[16]", "train.epochs=1", "train.threads=1",
+                                  "output.progress=false", f"output.root={tmp_path}"])
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)
+    expected = torch.rand(3)  # what the caller's next draws are without bindiff in between
+    torch.manual_seed(123)
+    train(config)
+    assert torch.equal(torch.rand(3), expected)  # training reseeded the global generator before
+    assert torch.get_num_threads() == threads

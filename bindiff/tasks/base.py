@@ -202,15 +202,25 @@ def check_parallel(task: Task, config: dict) -> None:
 
 
 def _in_processes(config: dict, body: Callable[[Workers, torch.device], Run]) -> Run:
-    """Run ``body`` inside the process group torchrun describes (one process: no group)."""
-    apply_threads(config)
-    workers, device_name = distributed.start(config["train"]["device"])
-    try:
-        run = body(workers, resolve_device(device_name))
-    except BaseException:
-        distributed.stop(workers, failed=True)
-        raise
-    distributed.stop(workers)
+    """Run ``body`` inside the process group torchrun describes (one process: no group).
+
+    Training seeds torch's global generators (initial weights, dropout) and sets its thread
+    count; a program that calls ``bindiff.train`` gets both back as they were afterwards.
+    """
+    threads = torch.get_num_threads()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            apply_threads(config)
+            workers, device_name = distributed.start(config["train"]["device"])
+            try:
+                run = body(workers, resolve_device(device_name))
+            except BaseException:
+                distributed.stop(workers, failed=True)
+                raise
+            distributed.stop(workers)
+        finally:
+            torch.set_num_threads(threads)
     return run
 
 
