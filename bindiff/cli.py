@@ -131,7 +131,7 @@ def evaluate(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
     overrides: Optional[List[str]] = typer.Argument(
         None, help="inference.* or eval.* overrides, e.g. inference.mode=reverse inference.t=3 "
-                   "(segmentation runs: segmentation.* or eval.*)"),
+                   "(segmentation runs: segmentation.* or eval.*; masks runs: evaluations.* or eval.*)"),
     checkpoint: str = typer.Option("best", help="best or last"),
     out: Optional[str] = typer.Option(None, "--out", "--output",
                                       help="also write the metrics to OUT/metrics.json (a new folder)"),
@@ -141,8 +141,9 @@ def evaluate(
 
     Overrides change only how the trained model is scored (inference and metrics), so one
     training run answers questions such as "does multi-step inference help?". A segmentation
-    run (overrides of segmentation.* and eval.*) is scored again into OUT/segmentation/, so
-    --out is needed there: the run's own segmentation/ is never overwritten.
+    run (overrides of segmentation.* and eval.*) is scored again into OUT/segmentation/, a masks
+    run (evaluations.* and eval.*) runs its recipe's evaluations.run into OUT/<evaluation>/, so
+    --out is needed there: a run's own results are never overwritten.
     """
     from pathlib import Path
 
@@ -154,16 +155,24 @@ def evaluate(
     try:
         if out is not None and Path(out).exists():
             raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
-        segmentation = read_run_config(Path(run_dir))["task"] == "segmentation"
-        if segmentation and out is None:
-            raise RecipeError("--out: a segmentation run is scored again into a new folder; give one")
+        task = read_run_config(Path(run_dir))["task"]
+        if task in ("segmentation", "masks") and out is None:
+            raise RecipeError(f"--out: a {task} run is scored again into a new folder; give one")
 
         def score(folder: Path | None) -> dict:
-            if segmentation:
+            if task == "segmentation":
                 from .tasks.segmentation.job import run_segmentation
 
                 return run_segmentation(run_dir, overrides=overrides or [], checkpoint=checkpoint, out_dir=folder,
                                         device=device)
+            if task == "masks":
+                from .tasks.base import rescoring_config
+                from .tasks.masks.job import TASK as MASKS
+                from .tasks.masks.job import run_evaluations
+
+                chosen = rescoring_config(MASKS, read_run_config(Path(run_dir)), overrides or [])
+                return run_evaluations(run_dir, chosen["evaluations"]["run"], out_dir=folder,
+                                       overrides=overrides or [], checkpoint=checkpoint, device=device)
             return evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint, device=device)
 
         if out is None:

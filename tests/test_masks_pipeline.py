@@ -320,6 +320,21 @@ def test_apply_denoise_equals_the_denoiser_on_the_cases_grid(tiny_run, tmp_path)
 
 
 @needs_hippo
+def test_evaluate_runs_a_masks_runs_evaluations_again_to_its_numbers(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    refused = runner.invoke(app, ["evaluate", str(run_dir)])
+    assert refused.exit_code == 2 and "--out: a masks run is scored again into a new folder" in refused.output
+    result = runner.invoke(app, ["evaluate", str(run_dir), "evaluations.run=[denoising]", "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    trained = json.loads((run_dir / "metrics.json").read_text())["denoising"]
+    again = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert set(again) >= {"denoising"} and "completion" not in again  # the overridden evaluations.run
+    assert {k: v for k, v in again["denoising"].items() if k != "seconds"} == \
+        {k: v for k, v in trained.items() if k != "seconds"}  # the training-time numbers, again
+    assert (tmp_path / "e" / "denoising" / "summary.json").is_file()
+
+
+@needs_hippo
 def test_apply_refuses_overrides_it_would_not_read(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     label = DATA / "msd_hippocampus" / "labels" / "hippocampus_001.nii.gz"
