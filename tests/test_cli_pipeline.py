@@ -302,7 +302,8 @@ def test_a_run_trained_on_cuda_is_used_on_a_cpu_with_device_cpu(trained, tmp_pat
     original = runner.invoke(app, [items[0], str(run_dir), *items[1:]])
     assert here.exit_code == 0 and here.output == original.output
     bad = runner.invoke(app, [items[0], str(gpu_run), *items[1:], "--device", "gpu0"])
-    assert bad.exit_code == 2 and bad.output.strip() == "error: --device: 'gpu0' is not a device; use auto, cpu, cuda or cuda:N"
+    assert bad.exit_code == 2
+    assert bad.output.strip() == "error: --device: 'gpu0' is not a device; use auto, cpu, cuda or cuda:N"
 
 
 def test_recommend_many_new_users_from_a_file(trained, tmp_path):

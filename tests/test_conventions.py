@@ -91,6 +91,7 @@ def test_every_function_and_class_of_the_flat_api_says_what_it_does():
 
     import bindiff
 
-    missing = [name for name in bindiff.__all__
-               if (inspect.isfunction(obj := getattr(bindiff, name)) or inspect.isclass(obj)) and not inspect.getdoc(obj)]
+    objects = {name: getattr(bindiff, name) for name in bindiff.__all__}
+    missing = [name for name, obj in objects.items()
+               if (inspect.isfunction(obj) or inspect.isclass(obj)) and not inspect.getdoc(obj)]
     assert missing == []

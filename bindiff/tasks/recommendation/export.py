@@ -73,8 +73,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
     if draws_random_bits(config):
         ensemble = " inference.ensemble=1" if config["inference"]["ensemble"] > 1 else ""
         raise RecipeError(f"{run_dir}: its inference draws random bits (inference.add_noise or inference.sample: "
-                          "sample); export traces the scorer, so give a deterministic one, e.g. "
-                          f"`bindiff export RUN_DIR --output DIR inference.add_noise=false inference.sample=mean{ensemble}`")
+                          "sample); export traces the scorer, so give a deterministic one, e.g. `bindiff export "
+                          f"RUN_DIR --output DIR inference.add_noise=false inference.sample=mean{ensemble}`")
     recommender = Recommender(config, recommender.model, recommender.item_ids, recommender.split)
     module = _Scoring(recommender.model, recommender.scorer).eval()
     for p in module.parameters():
