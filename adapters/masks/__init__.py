@@ -13,7 +13,6 @@ from .labels import PRESETS, LabelPreset, binarize, custom_preset, get_preset
 __all__ = [
     "Geometry", "GridSpec", "GridTransform", "KNOWN_DATASETS", "LAYOUTS", "LabelPreset", "LoadedCase", "MaskCase",
     "MaskDataset", "PRESETS", "Volume", "binarize", "bounding_box", "custom_preset", "find_dataset", "fit_transform",
-    "from_vectors",
-    "get_preset", "load_case", "load_case_split", "load_region", "read_brain_mask", "read_label_map",
+    "from_vectors", "get_preset", "load_case", "load_case_split", "load_region", "read_brain_mask", "read_label_map",
     "split_cases", "to_vectors", "write_mask", "write_volume",
 ]
