@@ -233,6 +233,24 @@ def test_gaussian_reverse_chain_with_an_oracle_returns_it():
     assert torch.allclose(out, x0, atol=1e-6)
 
 
+def test_gaussian_reverse_chain_follows_the_ddpm_posterior_mean_step_by_step():
+    """A prediction that reads x_t, so every step shows: x_{t−1} = c1 x̂_0 + c2 x_t with DDPM's
+    coefficients, written out here from DiffRec's linear variance schedule."""
+    T, scale, low, high = 5, 0.3, 0.005, 0.01
+    model = GaussianDiffusionRecommender(3, dims=[2], steps=T, noise_scale=scale, noise_min=low, noise_max=high)
+    alpha_bar = 1 - np.linspace(scale * low, scale * high, T)  # ᾱ_t = 1 − variance_t, t = 0 .. T−1
+    history = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    expected = history.double().numpy()
+    for t in range(T - 1, -1, -1):
+        prev = alpha_bar[t - 1] if t else 1.0
+        beta = 1 - alpha_bar[t] / prev
+        c1 = np.sqrt(prev) * beta / (1 - alpha_bar[t])
+        c2 = np.sqrt(1 - beta) * (1 - prev) / (1 - alpha_bar[t])
+        expected = c1 * (0.5 * expected + 0.25) + c2 * expected
+    out = model.reverse(history, predict=lambda x_t, t: 0.5 * x_t + 0.25)
+    np.testing.assert_allclose(out.double().numpy(), expected, rtol=1e-6)
+
+
 def test_gaussian_training_loss_is_mse_on_x0():
     torch.manual_seed(0)
     model = GaussianDiffusionRecommender(5, dims=[4], steps=4, dropout=0.0)

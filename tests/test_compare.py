@@ -60,6 +60,27 @@ def test_compare_writes_table_csv_plot_and_paired_test(ratings_csv, tmp_path):
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_paired_user_test_pairs_each_user_with_the_best_baselines_value_on_the_same_seed():
+    from scipy.stats import wilcoxon
+
+    from bindiff.tasks.recommendation.compare import ModelRun, summarise
+
+    rng = np.random.default_rng(4)
+    ours = {seed: rng.random(30) for seed in (0, 1)}
+    theirs = {seed: rng.random(30) * 0.9 for seed in (0, 1)}
+
+    def run(model, kind, seed, values):
+        return ModelRun(model, kind, seed, Path("/r"), {"ndcg@10": float(values.mean())}, {"ndcg@10": 0.1},
+                        {"ndcg@10": values}, 1.0, 0.1)
+
+    runs = [run("binomial", "binomial", s, ours[s]) for s in (0, 1)]
+    runs += [run("ease", "ease", s, theirs[s]) for s in (0, 1)]
+    versus = summarise(runs, {"eval": {"select": "ndcg@10"}})["models"]["binomial"]["vs_best_baseline"]
+    a, b = np.concatenate([ours[0], ours[1]]), np.concatenate([theirs[0], theirs[1]])
+    assert versus["users"] == 60 and versus["mean_difference"] == pytest.approx(float((a - b).mean()))
+    assert versus["wilcoxon_p"] == pytest.approx(float(wilcoxon(a, b).pvalue))  # was never compared with anything
+
+
 def test_compare_refuses_a_recipe_of_another_task_in_one_line(tmp_path):
     for recipe in ("hippocampus_masks", "hippocampus_segmentation"):
         result = runner.invoke(app, ["compare", recipe, f"output.root={tmp_path}"])

@@ -86,3 +86,19 @@ def test_mmd_test_separates_different_distributions_and_not_equal_ones():
     apart = realism.mmd_test(shifted, b, permutations=300, seed=1)
     assert same["p_value"] > 0.05 and apart["p_value"] < 0.01 and apart["mmd2"] > same["mmd2"]
     assert realism.mmd_test(a, b, permutations=300, seed=1) == same  # seeded
+
+
+def test_closing_fills_a_hidden_gap_and_keeps_every_known_voxel():
+    # a bar of 3 x 3 voxels along x with its middle slab hidden (observed 0, unknown), plus a
+    # stray visible voxel far away that a closing keeps
+    observed = np.zeros((9, 5, 5), dtype=np.uint8)
+    observed[1:8, 1:4, 1:4] = 1
+    observed[4] = 0
+    known = np.ones(observed.shape, dtype=bool)
+    known[4] = False
+    observed[0, 0, 0] = 1  # visible: stays
+    known[8, 4, 4] = False  # hidden and far from anything: stays empty
+    out = baselines.closing(observed, known, radius=1)
+    assert out[4, 2, 2] == 1  # the gap of one slab between two visible ones is closed at its core
+    assert np.array_equal(out[known], observed[known])  # nothing visible is rewritten
+    assert out[8, 4, 4] == 0

@@ -109,7 +109,21 @@ def test_the_baseline_reads_the_image_alone_and_learns_bce_plus_soft_dice(run):
     with torch.no_grad():
         loss = unet(masks, cond=images).loss.item()
     assert loss == pytest.approx(float(np.mean(bce + config["baseline"]["dice_weight"] * dice)), rel=1e-4)
-    np.testing.assert_allclose(unet.probabilities(images).numpy(), p.astype(np.float32), rtol=0, atol=0)
+    # each case's map is its image's alone: scored by itself, every case gives its row of the batch
+    for i in range(images.shape[0]):
+        np.testing.assert_allclose(unet.probabilities(images[i:i + 1]).double().numpy()[0], p[i], atol=1e-5)
+
+    class Recorder(torch.nn.Module):  # and the network reads x_t = 0 at t = 0 beside the image, nothing else
+        dim = unet.denoiser.dim
+
+        def forward(self, x_t, t, cond):
+            self.seen = (x_t.clone(), t.clone(), cond.clone())
+            return torch.zeros_like(x_t)
+
+    recorder = Recorder()
+    job.DirectSegmenter(recorder).logits(images[:2])
+    x_t, t, cond = recorder.seen
+    assert x_t.shape == (2, unet.denoiser.dim) and not x_t.any() and not t.any() and torch.equal(cond, images[:2])
 
 
 def _unlabelled_folder(tmp_path, case_ids):
@@ -673,11 +687,16 @@ def test_evaluate_with_the_expected_dice_rule_keeps_every_voxel_the_half_thresho
     summary = json.loads((out / "segmentation" / "summary.json").read_text())
     assert summary["settings"]["decision"] == "expected_dice"
     assert "segmentation.decision: expected_dice" in summary["definitions"]["error_auroc"]
+    added = 0
     for row in summary["per_case"]:
         name = f"{row['case_id']}_mask.nii.gz"
         decided = np.asarray(nib.load(str(out / "segmentation" / "nifti" / name)).dataobj).astype(bool)
         halved = np.asarray(nib.load(str(run / "segmentation" / "nifti" / name)).dataobj).astype(bool)
         assert decided.shape == halved.shape and not (halved & ~decided).any()
+        added += int(decided.sum() - halved.sum())
+    # and it keeps more: voxels below ½ but above half the expected Dice (a map without any would
+    # be certain everywhere; the rule ignored, writing the ½ mask, passed the checks above)
+    assert added > 0
 
 
 def test_scoring_that_fails_part_way_leaves_no_output_folder(run, tmp_path, monkeypatch):
