@@ -12,6 +12,8 @@
 # The variants are compare presets given as overrides, so every one of them is printed in the
 # comparison's models.json and can be trained alone with `bindiff train recipes/ml1m.yaml <overrides>`.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "command: SEEDS=${SEEDS:-2} bash benchmarks/ablation_ml1m.sh"
 models=(
   binomial published_setup published_network no_time no_input_dropout no_l2 hybrid_loss
   steps_10 more_noise wide_1000 deep_600x2

@@ -47,4 +47,6 @@ def main(before: str, after: str) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 3 or {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(__doc__)
     sys.exit(main(*sys.argv[1:3]))

@@ -53,4 +53,6 @@ def main(run_dirs: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    if not sys.argv[1:] or {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(__doc__)
     main(sys.argv[1:])

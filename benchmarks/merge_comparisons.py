@@ -73,7 +73,7 @@ def main() -> None:
     text = "Merged from " + ", ".join(f"`{f}`" for f in args.comparisons) + "\n" + text.split("\n", 1)[1]
     print(text)
     print(f"command: BINDIFF_DATA_DIR=../shared/data python benchmarks/merge_comparisons.py "
-          f"{' '.join(map(str, args.comparisons))}")
+          f"{' '.join(map(str, args.comparisons))}" + (f" --out {args.out}" if args.out else ""))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         write_json(args.out / "merged.json", merged)

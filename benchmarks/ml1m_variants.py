@@ -138,6 +138,7 @@ def main() -> None:
     from bindiff.config import load_recipe
     from bindiff.tasks.recommendation.baselines.ease import ease_weights
     from bindiff.tasks.recommendation.data import prepare_split
+    from bindiff.tasks.recommendation.job import split_seed
     from bindiff.tasks.recommendation.job import train_recommender
 
     if args.variant == "multinomial":
@@ -154,7 +155,8 @@ def main() -> None:
         overrides = [*args.overrides, f"seed={seed}", f"output.root={args.root}/{args.variant}", "output.progress=false"]
         if args.variant == "ease_term":
             config = load_recipe(args.recipe, overrides)
-            split, _ = prepare_split(config["data"], config["split"], seed=seed)
+            # the split the run trains on (split.seed when given): EASE must not see its test users
+            split, _ = prepare_split(config["data"], config["split"], seed=split_seed(config))
             EaseTermDenoiser.weights = torch.from_numpy(ease_weights(split.train, args.lam)).float()
             overrides.append("denoiser.name=mlp_ease_term")
         if args.variant == "linear_term":

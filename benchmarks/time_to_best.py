@@ -86,7 +86,8 @@ def main() -> None:
                                                    f"{validation:.2f})")
         print(f"| {name} | {total:.1f} s | {setup:.1f} s | {epochs} | {split_text} | {whole:.1f} s |")
     command = " ".join(["python benchmarks/time_to_best.py", shlex.quote(args.recipe),
-                        *map(shlex.quote, args.overrides), *(["--models", args.models] if args.models else [])])
+                        *map(shlex.quote, args.overrides), *(["--models", args.models] if args.models else []),
+                        "--root", shlex.quote(args.root)])
     print(f"\ncommand: BINDIFF_DATA_DIR=../shared/data {command}")
 
 

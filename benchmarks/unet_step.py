@@ -8,8 +8,8 @@ forward, loss, backward and AdamW. The first step is a warm-up and is not counte
 float32, `forced` runs autocast on a CPU too: emulated on AVX2 (far slower), native on AVX-512
 BF16 (faster, but see `benchmarks/bf16_check.py` for why bindiff does not).
 
-    python benchmarks/unet_step.py recipes/hippocampus_segmentation.yaml --bf16 native forced \
-        "denoiser.params.channels=[32,64,128]"
+    python benchmarks/unet_step.py recipes/hippocampus_segmentation.yaml \
+        "denoiser.params.channels=[32,64,128]" --bf16 native forced
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of the chains")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
-    print(f"command: python benchmarks/volume_drift.py {args.run_dir} --from {args.starts} --masks {args.masks}")
+    print(f"command: python benchmarks/volume_drift.py {args.run_dir} --from {args.starts} --masks {args.masks} "
+          f"--seed {args.seed} --batch-size {args.batch_size}")
 
     run = load_masks_run(args.run_dir)
     model = run.model

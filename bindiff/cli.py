@@ -325,12 +325,15 @@ def show_config(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
 ):
     """Print the resolved recipe (validated) as YAML."""
+    import re
+    from pathlib import Path
+
     from .config import dump_recipe, load_recipe
     from .tasks import registry
 
     try:
-        if recipe is not None and "=" in recipe:  # an override, not a file: the defaults with it
-            recipe, overrides = None, [recipe, *(overrides or [])]
+        if recipe is not None and re.match(r"[A-Za-z_][\w.]*=", recipe) and not Path(recipe).exists():
+            recipe, overrides = None, [recipe, *(overrides or [])]  # an override, not a file: the defaults with it
         config = load_recipe(recipe, overrides or [])
         registry.check_recipe(config)  # the checks `bindiff train` makes before reading data
         typer.echo(dump_recipe(config), nl=False)

@@ -107,3 +107,10 @@ def test_the_tilt_reaches_its_count_from_far_outside_sixty():
     assert torch.sigmoid(tilt_to_count(-far, torch.tensor([10.0]))).sum().item() == pytest.approx(10.0, rel=1e-9)
     with pytest.raises(ValueError, match="logits must be finite"):
         tilt_to_count(torch.tensor([[0.0, float("inf")]]), torch.tensor([1.0]))
+
+
+def test_the_tilt_of_nothing_is_nothing_and_huge_logits_are_bounded():
+    assert tilt_to_count(torch.zeros(0, 5), torch.zeros(0)).shape == (0, 5)
+    assert tilt_to_count(torch.zeros(3, 0), torch.zeros(3)).shape == (3, 0)
+    huge = torch.tensor([[1e308, -1e308, 0.0]], dtype=torch.float64)  # a bracket of width inf before
+    assert torch.isfinite(tilt_to_count(huge, torch.tensor([1.5]))).all()

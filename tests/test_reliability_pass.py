@@ -191,3 +191,19 @@ def test_masks_that_are_all_empty_are_refused(tmp_path):
     with pytest.raises(DataError, match="every training mask is empty"):
         train_masks(config)
     assert not (tmp_path / "runs").exists()
+
+
+def test_aliases_of_aliases_are_checked_once_each(tmp_path, monkeypatch):
+    """Eight levels of ten aliases each are 10^8 paths but 9 containers: the cycle check looks at
+    each container's items once (walking every path took 26 s for seven levels)."""
+    from bindiff.config import recipe
+
+    lines = ["a0: &a0 [1]"] + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    path = tmp_path / "aliases.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    calls = []
+    checked = recipe._acyclic
+    monkeypatch.setattr(recipe, "_acyclic", lambda *args: calls.append(1) or checked(*args))
+    loaded = recipe.read_yaml_file(path)
+    assert len(loaded["a8"]) == 10 and loaded["a8"][0] is loaded["a7"]
+    assert len(calls) <= 1 + 9 + 9 * 10 + 1  # the mapping, its 9 lists and their items: not 10^8

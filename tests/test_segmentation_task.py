@@ -292,9 +292,14 @@ def test_segment_refuses_overrides_it_would_not_read(run, tmp_path):
         result = runner.invoke(app, ["segment", str(run), override, "--input", str(image),
                                      "--output", str(tmp_path / "out")])
         assert result.exit_code == 2
-        assert result.output.strip().startswith(f"error: override {override!r}: segment does not read it; its keys "
-                                                "are segmentation.samples, segmentation.steps"), result.output
+        assert result.output.strip().startswith(f"error: override {override!r}: segment --model diffusion does not "
+                                                "read it; its keys are segmentation.samples, segmentation.steps"), \
+            result.output
         assert not (tmp_path / "out").exists()
+    # the U-Net is one call: samples, steps and the like would change nothing
+    result = runner.invoke(app, ["segment", str(run), "segmentation.samples=16", "--model", "unet",
+                                 "--input", str(image), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "segment --model unet does not read it" in result.output
 
 
 def _written_nothing(tmp_path, name):

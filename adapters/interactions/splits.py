@@ -300,7 +300,7 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
     is the whole training file (the held-out validation items included), and those items are
     never ranked. Ids are the files' 0-based integers.
     """
-    if not _is_integer(n_valid_users):
+    if not _is_integer(n_valid_users) or n_valid_users < 1:
         raise DataError(f"{train.source}: n_valid_users must be a positive integer, got {n_valid_users!r}")
     _check_hold_out(train.source, holdout_fraction, min_items_to_split, seed)
     (train_users, train_items), (test_users, test_items) = _integer_pairs(train), _integer_pairs(test)

@@ -78,7 +78,8 @@ def read_channels(paths: Sequence[str | Path], reference: Geometry | None = None
 
 @dataclass(frozen=True)
 class ChannelStats:
-    """The z-score of one channel: ``(x - mean) / std`` inside the foreground, 0 outside."""
+    """The z-score of one channel: ``(x - mean) / std`` inside the foreground, 0 outside (on the
+    scan's own voxels; a scan resampled after it is normalised blends the two at the edge)."""
 
     mean: float
     std: float

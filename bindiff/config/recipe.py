@@ -124,14 +124,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _acyclic(value: Any, path: tuple[int, ...] = ()) -> Any:
+def _acyclic(value: Any, path: frozenset = frozenset(), done: set | None = None) -> Any:
     """``value`` itself; RecipeError when a YAML anchor holds an alias of itself (``&a [*a]``): the
-    value would contain itself without end."""
-    if isinstance(value, (dict, list)):
+    value would contain itself without end. A container reached again through another alias is
+    checked once (``done``), so aliases of aliases cost their number, not their paths."""
+    done = set() if done is None else done
+    if isinstance(value, (dict, list)) and id(value) not in done:
         if id(value) in path:
             raise RecipeError("a value refers to itself through a YAML anchor (&name ... *name inside it)")
         for item in (value.values() if isinstance(value, dict) else value):
-            _acyclic(item, (*path, id(value)))
+            _acyclic(item, path | {id(value)}, done)
+        done.add(id(value))
     return value
 
 

@@ -36,13 +36,17 @@ def tilt_to_count(logits: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(ones).all():
         raise ValueError("ones must be finite counts")
     x = logits.to(torch.float64)
+    if x.numel() == 0:  # no rows, or rows of no bits: nothing to shift
+        return logits.clone()
     if not torch.isfinite(x).all():
         raise ValueError("logits must be finite")
     target = ones.clamp(0.5, x.shape[1] - 0.5)
     mean_logit = torch.logit(target / x.shape[1])
     low = torch.minimum(torch.full_like(target, -_SHIFT_RANGE), mean_logit - x.max(1).values)
     high = torch.maximum(torch.full_like(target, _SHIFT_RANGE), mean_logit - x.min(1).values)
-    halvings = _HALVINGS + int(torch.log2((high - low).max() / (2 * _SHIFT_RANGE)).ceil().clamp_min(0))
+    # each doubling of the bracket beyond 120 costs one halving more (at most 1,100: float64's range)
+    halvings = _HALVINGS + int(torch.log2((high - low).max() / (2 * _SHIFT_RANGE)).nan_to_num(posinf=1100)
+                               .ceil().clamp(0, 1100))
     for _ in range(halvings):
         mid = (low + high) / 2
         above = torch.sigmoid(x + mid[:, None]).sum(1) > target

@@ -181,7 +181,8 @@ def model_fits_in_memory():
     try:
         yield
     except (RuntimeError, MemoryError) as err:
-        if not isinstance(err, MemoryError) and "allocate" not in str(err):
+        # the CPU allocator's refusal only: a GPU out of memory may be another job's doing
+        if not isinstance(err, MemoryError) and "DefaultCPUAllocator" not in str(err):
             raise
         reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
         raise RecipeError(f"the model this recipe describes does not fit in memory ({reason}); check the sizes "
@@ -204,12 +205,12 @@ def check_parallel(task: Task, config: dict) -> None:
 def _in_processes(config: dict, body: Callable[[Workers, torch.device], Run]) -> Run:
     """Run ``body`` inside the process group torchrun describes (one process: no group).
 
-    Training seeds torch's global generators (initial weights, dropout) and sets its thread
-    count; a program that calls ``bindiff.train`` gets both back as they were afterwards.
+    Training seeds torch's global generator (initial weights, dropout) and sets its thread count;
+    a program that calls ``bindiff.train`` gets both back as they were afterwards (the CPU
+    generator: forking the CUDA ones would start CUDA in a run that trains on the CPU).
     """
     threads = torch.get_num_threads()
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda):
+    with torch.random.fork_rng(devices=[]):
         try:
             apply_threads(config)
             workers, device_name = distributed.start(config["train"]["device"])

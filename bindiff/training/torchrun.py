@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(parse_args(argv))
     except ChildFailedError as err:
-        code = next(iter(err.failures.values())).exitcode  # the first worker that failed
+        _, failure = err.get_first_failure()  # the worker that failed first
+        code = failure.exitcode
         return code if code > 0 else 128 - code  # a worker killed by signal N reports -N
     except SignalException as err:
         return 128 + int(err.sigval)

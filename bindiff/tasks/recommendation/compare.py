@@ -220,11 +220,15 @@ def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune
         trials = table.get("tuning", {}).get(name, {}).get("trials", 0)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['train_seconds']:.1f} | "
                      f"{row['inference_seconds']:.2f} | {versus} |" + (f" {trials or 'none'} |" if tuned else ""))
-    lines += ["", f"Mean ± standard deviation over {n_seeds} seeds (each seed its own split, shared by all models); "
-              f"p: two-sided Wilcoxon signed-rank test on per-user test {table['select']}, pooled over seeds, "
-              f"against the best baseline ({table['best_baseline']}, the baseline with the highest mean "
-              f"validation {table['select']}); seeds p: two-sided paired t-test over the seeds' test means, "
-              "which also sees how training varies between seeds."]
+    footnote = f"Mean ± standard deviation over {n_seeds} seeds (each seed its own split, shared by all models)"
+    if table["best_baseline"] is None:
+        footnote += "; no model of this comparison is a baseline, so there is no paired test."
+    else:
+        footnote += (f"; p: two-sided Wilcoxon signed-rank test on per-user test {table['select']}, pooled over seeds, "
+                     f"against the best baseline ({table['best_baseline']}, the baseline with the highest mean "
+                     f"validation {table['select']}); seeds p: two-sided paired t-test over the seeds' test means, "
+                     "which also sees how training varies between seeds.")
+    lines += ["", footnote]
     return "\n".join(lines) + "\n"
 
 

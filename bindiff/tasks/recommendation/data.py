@@ -32,11 +32,11 @@ def prepare_split(
                 f"data.k_core={k_core} cannot be combined with split.kind 'predefined': filtering "
                 f"would change the split shipped with {source.name!r}; set k_core to 0"
             )
+        if source.layout in ("diffrec_pairs", "item_lists"):  # shipped splits: bare pairs, no rating to filter on
+            _check_min_rating_applies(source, min_rating, has_ratings=False)  # before any file is read
         split = load_predefined_split(source, n_valid_users=split_cfg.get("n_valid_users"),
                                       holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
                                       min_items_to_split=split_cfg.get("min_items_to_split", 5), seed=seed)
-        # every shipped split (DiffRec pairs, BARS item lists) holds bare pairs: no rating to filter on
-        _check_min_rating_applies(source, min_rating, has_ratings=False)
     elif kind == "strong":
         if source.layout == "synthetic":  # generated as a matrix: no raw ids to index
             _check_min_rating_applies(source, min_rating, has_ratings=False)

@@ -45,7 +45,7 @@ class RecommenderKind(ModelKind):
     fixed_params: frozenset = frozenset()  # set by the kind itself, never accepted from model.params
 
 
-def _baseline_scorer(model: nn.Module, config: dict, seed: int):
+def _baseline_scorer(model: nn.Module, config: dict, seed: int, per_history: bool = False):
     return model.score
 
 
@@ -59,11 +59,12 @@ def draws_random_bits(config: dict) -> bool:
                                                 and inference.get("sample") == "sample")
 
 
-def _diffusion_scorer(model: BinomialDiffusion, config: dict, seed: int):
+def _diffusion_scorer(model: BinomialDiffusion, config: dict, seed: int, per_history: bool = False):
     """The recipe's inference mode as ``scores(batch) -> p̂(x_0)``.
 
     A sampling scorer draws from one generator seeded here, so the same run scores the same
-    way every time it is evaluated.
+    way every time it is evaluated. ``per_history`` (one-step reads only): every row of a batch
+    gets the draws one row alone would get, so a history's scores do not depend on its batch.
     """
     inf = config["inference"]
     T = model.process.num_steps
@@ -75,10 +76,16 @@ def _diffusion_scorer(model: BinomialDiffusion, config: dict, seed: int):
                           "draws no random bits; set inference.ensemble: 1, or draw them with "
                           "inference.add_noise: true (or inference.sample: sample with inference.mode: reverse)")
     generator = torch.Generator(device=device_of(model)).manual_seed(seed) if random else None
+    if per_history and inf["mode"] != "one_step":
+        raise ValueError("per_history draws are for one-step reads; score a reverse run one history at a time")
     if inf["mode"] == "one_step":
         def once(x):
             if inf["add_noise"]:
-                x = model.process.add_noise(x, inf["t"], generator=generator)
+                noise = None
+                if per_history:  # one row's draws, shared by every row: what it gets alone
+                    noise = torch.rand((1, x.shape[1]), generator=generator, device=x.device,
+                                       dtype=model.process.marginal_probs(x[:1], inf["t"]).dtype).expand(x.shape)
+                x = model.process.add_noise(x, inf["t"], noise=noise, generator=generator)
             return model.predict_x0(x, inf["t"])
     else:
         def once(x):
@@ -173,9 +180,10 @@ def build_model(config: dict, dim: int) -> nn.Module:
         raise RecipeError(f"model.params: model {kind.name!r}: {err}") from None
 
 
-def make_scorer(model: nn.Module, config: dict, seed: int):
-    """What evaluation and ``recommend`` call: ``scores(batch) -> (B, D)`` for the recipe's model."""
-    return model_kind(config).scorer(model, config, seed)
+def make_scorer(model: nn.Module, config: dict, seed: int, per_history: bool = False):
+    """What evaluation and ``recommend`` call: ``scores(batch) -> (B, D)`` for the recipe's model.
+    ``per_history``: random draws that do not depend on the other rows of a batch (one-step reads)."""
+    return model_kind(config).scorer(model, config, seed, per_history)
 
 
 __all__ = ["BINOMIAL", "MODELS", "RecommenderKind", "accepted_params", "build_model", "check_model_params",

@@ -109,11 +109,13 @@ class Recommender:
         for start in range(0, rows.shape[0], self.batch_size):
             batch = rows[start:start + self.batch_size]
             x = torch.from_numpy(batch.toarray()).to(device)
-            if self.random:  # each history its own draws, from the seed: batch-mates never shift them
+            if not self.random:
+                scores = self.scorer(x)
+            elif self.config["inference"]["mode"] == "one_step":  # the draws one history alone gets, batched
+                scores = make_scorer(self.model, self.config, seed=self.config["seed"], per_history=True)(x)
+            else:  # a sampled reverse run draws inside the chain: one history at a time
                 scores = torch.cat([make_scorer(self.model, self.config, seed=self.config["seed"])(row[None])
                                     for row in x])
-            else:
-                scores = self.scorer(x)
             yield scores.float().cpu(), batch
 
 

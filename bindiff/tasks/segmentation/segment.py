@@ -47,9 +47,12 @@ IMAGE_SUFFIXES = LABEL_SUFFIXES  # the formats nibabel and SimpleITK read here
 # images are crops of 40-60 mm, a whole head is 150 mm or more, one slice is 1 mm.
 LONGER_WARNING, SHORTER_WARNING = 1.5, 3.0
 SEGMENT_MODELS = ("diffusion", "unet")
-# the overrides segment reads (the ECE's bins and the evaluation's cases belong to scoring, not segmenting)
-SEGMENT_KEYS = ("segmentation.samples", "segmentation.steps", "segmentation.average", "segmentation.decision",
-                "segmentation.threshold", "segmentation.uncertainty", "eval.batch_size", "output.progress")
+# the overrides segment reads (the ECE's bins and the evaluation's cases belong to scoring, not segmenting);
+# the U-Net is one call on the whole batch: it reads how its mask is decided
+SEGMENT_KEYS = {"diffusion": ("segmentation.samples", "segmentation.steps", "segmentation.average",
+                              "segmentation.decision", "segmentation.threshold", "segmentation.uncertainty",
+                              "eval.batch_size", "output.progress"),
+                "unet": ("segmentation.decision", "segmentation.threshold", "output.progress")}
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,8 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
     config, payload, diffusion = base.load_trained(TASK, run_dir, checkpoint, device=device)
-    config = base.rescoring_config(TASK, config, overrides, allowed=SEGMENT_KEYS, command="segment")
+    config = base.rescoring_config(TASK, config, overrides, allowed=SEGMENT_KEYS[model],
+                                   command=f"segment --model {model}")
     uses_brain = config["images"]["brain"]
     if uses_brain and brain is None:
         raise RecipeError(f"{run_dir}: the run placed and normalised its images inside brain masks (images.brain); "
