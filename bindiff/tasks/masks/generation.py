@@ -51,8 +51,12 @@ DEFINITIONS = {
                              "1 would be a copy; compare with held_out_nearest_training_dice",
     "volume_ks": "two-sample Kolmogorov-Smirnov test, sample volumes against training volumes",
     "orientation_share": "share closer to the mean training mask than to its mirror image along axis {axis}",
-    "descriptor_mmd": "kernel two-sample test (MMD, Gaussian kernel, permutation p-value) on volume, "
-                      "centroid and spread per axis, samples against held-out real masks",
+    "descriptor_mmd": "kernel two-sample test (biased MMD², kernel exp(-|z - z'|² / median |z - z'|²) on "
+                      "descriptors standardised by the held-out masks' mean and sd, permutation p-value "
+                      "(exceed + 1) / (permutations + 1)) on volume, centroid and spread per axis, samples "
+                      "against held-out real masks",
+    "volume_wasserstein_ml": "1-Wasserstein distance between the sample and training volume distributions, in ml "
+                             "(under volume: training the samples are drawn to training volumes, so it says little)",
     "volume_ks_held_out": "Kolmogorov-Smirnov test, sample volumes against held-out real volumes",
     "held_out_volume_ml": "volumes of the held-out real masks the tests compare with",
     "target_volume_ml": "volume: training only: the training mask volume this sample's chain was tilted to",

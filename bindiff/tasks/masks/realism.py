@@ -45,7 +45,9 @@ def _mmd2(k: np.ndarray, n: int) -> float:
 
 
 def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int = 1000, seed: int = 0) -> dict:
-    """MMD² between descriptor sets x and y and its permutation p-value (seeded)."""
+    """MMD² between descriptor sets x and y and its permutation p-value (seeded). The kernel is
+    exp(-|z - z'|² / m) with m the median squared distance between the pooled descriptors, each
+    standardised by y's mean and standard deviation; p = (exceed + 1) / (permutations + 1)."""
     if len(x) < 2 or len(y) < 2:
         return {"mmd2": float("nan"), "p_value": float("nan"), "permutations": 0}
     joint = np.concatenate([x, y])
