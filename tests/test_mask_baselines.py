@@ -102,3 +102,18 @@ def test_closing_fills_a_hidden_gap_and_keeps_every_known_voxel():
     assert out[4, 2, 2] == 1  # the gap of one slab between two visible ones is closed at its core
     assert np.array_equal(out[known], observed[known])  # nothing visible is rewritten
     assert out[8, 4, 4] == 0
+
+
+def test_hidden_dice_counts_the_hidden_voxels_alone():
+    from bindiff.tasks.masks.completion import hidden_dice
+
+    truth = np.zeros((4, 4, 4), dtype=np.uint8)
+    truth[:, :2] = 1  # 32 voxels, 16 of them in the hidden half x >= 2
+    hidden = np.zeros(truth.shape, dtype=bool)
+    hidden[2:] = True
+    pred = truth.copy()
+    pred[2:] = 0
+    pred[3, :2] = 1  # of the 16 hidden truth voxels it finds 8, and adds none
+    assert hidden_dice(pred, truth, hidden) == pytest.approx(2 * 8 / (8 + 16))
+    assert hidden_dice(np.zeros_like(truth), truth, hidden) == 0.0  # the damaged input: nothing found
+    assert hidden_dice(truth, truth, np.zeros(truth.shape, dtype=bool)) == 1.0  # nothing hidden

@@ -74,6 +74,10 @@ def test_train_writes_summaries_niftis_and_panels(tiny_run):
         assert set(summary["mean"]) == {"input", *names, "model"} and "both masks empty" in summary["empty_rule"]
         for row in summary["per_case"]:
             assert 0 <= row["model"]["dice"] <= 1 and row["model"]["hd95_mm"] >= 0
+            # the damaged input reads every hidden voxel as background: it finds none of the hidden truth
+            assert row["input"]["hidden_dice"] in (0.0, 1.0)  # 1 only where nothing of the mask was hidden
+        assert summary["mean"]["model"]["hidden_dice"] == pytest.approx(
+            np.mean([row["model"]["hidden_dice"] for row in summary["per_case"]]))
         assert (run_dir / "completion" / mode / "panels").is_dir()
     panel = next((run_dir / "denoising" / "panels").glob("*.png"))
     assert panel.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

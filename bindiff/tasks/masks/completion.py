@@ -14,6 +14,17 @@ from ...files import write_json
 from . import baselines, corruption, panels
 from .evaluation import EvalContext, batched, case_truth, grids_of, score, summary_of, vectors_of, write_niftis
 
+HIDDEN_DICE = ("Dice on the hidden grid voxels alone, 2|P∩T| / (|P| + |T|) over them (1 when neither holds "
+               "any): the whole-mask Dice also counts the visible voxels every method copies")
+
+
+def hidden_dice(pred: np.ndarray, truth: np.ndarray, hidden: np.ndarray) -> float:
+    """Dice of ``pred`` against ``truth`` on the ``hidden`` voxels only (grids of one shape)."""
+    p, t = np.asarray(pred, dtype=bool)[hidden], np.asarray(truth, dtype=bool)[hidden]
+    total = int(p.sum()) + int(t.sum())
+    return 1.0 if total == 0 else 2.0 * int((p & t).sum()) / total
+
+
 def inpainted_probabilities(ctx: EvalContext, observed: np.ndarray, known: np.ndarray, generator: torch.Generator,
                             desc: str, init: np.ndarray | None = None) -> np.ndarray:
     """P(voxel = 1) from inpainting with the ``known`` voxels held fixed, the mean over
@@ -73,7 +84,11 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
             valid = record.transform.valid()
             methods = {"input": observed[i], **fills[i],
                        "model": np.where(known[i], observed[i], model_grids[i] * valid).astype(np.uint8)}
-            rows.append(score(record, truths[record.case_id], methods))
+            row = score(record, truths[record.case_id], methods)
+            hidden = ~known[i] & valid.astype(bool)
+            for name, grid in methods.items():  # the whole-mask Dice carries the copied visible voxels too
+                row[name]["hidden_dice"] = hidden_dice(grid, record.grid, hidden)
+            rows.append(row)
             if ctx.config["eval"]["nifti"]:
                 write_niftis(folder / "nifti", record, methods)
             if i < ctx.config["eval"]["panels"]:
@@ -92,6 +107,9 @@ def evaluate_completion(ctx: EvalContext, out_dir: Path, modes: list[str] | None
         # every baseline is reported; none is singled out by its test score
         summary = summary_of("completion", rows, ["input", *baseline_names, "model"], settings,
                            time.perf_counter() - started, ctx, {"baselines": baseline_names})
+        for name in summary["mean"]:
+            summary["mean"][name]["hidden_dice"] = float(np.mean([r[name]["hidden_dice"] for r in rows]))
+        summary["definitions"] = {**summary["definitions"], "hidden_dice": HIDDEN_DICE}
         write_json(folder / "summary.json", summary)
         results[mode] = summary
     return results

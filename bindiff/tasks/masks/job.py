@@ -210,5 +210,6 @@ def _evaluate(ctx: EvalContext, name: str, folder: Path) -> dict:
 def _means(summary: dict) -> dict:
     return {"baselines": summary["baselines"], "cases": summary["cases"], "seconds": summary["seconds"],
             **{m: {k: summary["mean"][m][k] for k in ("dice", "iou", "hd95_mm", "assd_mm", "surface_dice",
-                                                       "abs_volume_error_ml")}
+                                                       "abs_volume_error_ml", "hidden_dice")
+                   if k in summary["mean"][m]}  # hidden_dice: completion only
                for m in summary["mean"]}}
