@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from bindiff.cli import app
 from bindiff.config import dump_recipe, load_recipe, recipe_from_text
+from cli_checks import train_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
@@ -49,12 +50,7 @@ def test_masks_recipe_keys_are_checked():
 def tiny_run(tmp_path_factory):
     if not (DATA / "msd_hippocampus" / "labels").is_dir():
         pytest.skip("MSD hippocampus data not found")
-    root = tmp_path_factory.mktemp("runs")
-    result = runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), *TINY, f"output.root={root}",
-                                 "--data-dir", str(DATA)])
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (root / "hippocampus_masks").iterdir()
-    return run_dir, result
+    return train_tiny(tmp_path_factory.mktemp("runs"), "hippocampus_masks", TINY, DATA)
 
 
 @needs_hippo

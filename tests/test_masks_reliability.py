@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bindiff.cli import app
-from cli_checks import error_line
+from cli_checks import error_line, train_tiny
 from bindiff.tasks.masks.baselines import retrieve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,12 +33,7 @@ TINY = ["data.max_cases=8", "split.n_valid=2", "split.n_test=2", "grid.mode=resa
 def run(tmp_path_factory):
     if not LABELS.is_dir():
         pytest.skip("MSD hippocampus data not found")
-    root = tmp_path_factory.mktemp("runs")
-    result = runner.invoke(app, ["train", str(ROOT / "recipes" / "hippocampus_masks.yaml"), *TINY,
-                                 f"output.root={root}", "--data-dir", str(DATA)])
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (root / "hippocampus_masks").iterdir()
-    return run_dir
+    return train_tiny(tmp_path_factory.mktemp("runs"), "hippocampus_masks", TINY, DATA)[0]
 
 
 def _label(name: str = "hippocampus_001.nii.gz") -> Path:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from bindiff.adapters import DataError
 from bindiff.cli import app
-from cli_checks import error_line
+from cli_checks import error_line, train_tiny
 from test_segmentation_task import TINY as SEGMENTATION_TINY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,12 +33,7 @@ TINY = [*SEGMENTATION_TINY, "data.max_cases=6", "split.n_valid=1", "split.n_test
 def run(tmp_path_factory):
     if not (MSD / "images").is_dir():
         pytest.skip("MSD images not found")
-    root = tmp_path_factory.mktemp("runs")
-    result = runner.invoke(app, ["train", str(ROOT / "recipes" / "hippocampus_segmentation.yaml"), *TINY,
-                                 f"output.root={root}", "--data-dir", str(DATA)])
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (root / "hippocampus_segmentation").iterdir()
-    return run_dir
+    return train_tiny(tmp_path_factory.mktemp("runs"), "hippocampus_segmentation", TINY, DATA)[0]
 
 
 def _scan(name: str = "hippocampus_001.nii.gz") -> Path:

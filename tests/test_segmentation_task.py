@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bindiff.cli import app
+from cli_checks import train_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
@@ -29,12 +30,7 @@ TINY = ["data.max_cases=8", "split.n_valid=2", "split.n_test=2", "grid.mode=resa
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    result = runner.invoke(app, ["train", str(ROOT / "recipes" / "hippocampus_segmentation.yaml"), *TINY,
-                                 f"output.root={root}", "--data-dir", str(DATA)])
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (root / "hippocampus_segmentation").iterdir()
-    return run_dir
+    return train_tiny(tmp_path_factory.mktemp("runs"), "hippocampus_segmentation", TINY, DATA)[0]
 
 
 def test_a_run_segments_its_test_cases_with_calibration_and_uncertainty(run):

@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
@@ -67,17 +67,14 @@ def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = 
 @contextmanager
 def _cache_folder(cache: Path):
     """The cache folder, made and locked; a folder that cannot be is one DataError naming it."""
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        lock = _locked(cache)
-        lock.__enter__()
-    except OSError as exc:
-        raise DataError(f"{cache}: cannot hold the download cache ({_short_reason(exc)}); "
-                        "set BINDIFF_CACHE_DIR to a writable folder") from None
-    try:
+    with ExitStack() as held:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            held.enter_context(_locked(cache))
+        except OSError as exc:
+            raise DataError(f"{cache}: cannot hold the download cache ({_short_reason(exc)}); "
+                            "set BINDIFF_CACHE_DIR to a writable folder") from None
         yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 class ResumingDownloader:

@@ -117,7 +117,12 @@ class Volume:
         return self.geometry.spacing
 
 
-def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+# what each reader returns: the array as stored, its RAS affine, the NIfTI codes to write back, and
+# the qform where a NIfTI's differs from that affine (None elsewhere)
+_Read = tuple[np.ndarray, np.ndarray, int, int, "np.ndarray | None"]
+
+
+def _read_nifti(path: Path) -> _Read:
     import nibabel as nib
 
     try:
@@ -126,7 +131,8 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
         raise DataError(f"{path}: not a readable NIfTI file (corrupt or truncated?): {_first_line(err)}") from None
     header = image.header
-    return data, np.asarray(image.affine, dtype=float), int(header["qform_code"]), int(header["sform_code"])
+    return (data, np.asarray(image.affine, dtype=float), int(header["qform_code"]), int(header["sform_code"]),
+            _distinct_qform(image))
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -181,12 +187,12 @@ def _native_stderr_held() -> Iterator[None]:
                     os.write(2, text)
 
 
-def _read_dicom_series(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _read_dicom_series(path: Path) -> _Read:
     with _locale_kept(), _native_stderr_held():
         return _read_gdcm_series(path)
 
 
-def _read_gdcm_series(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _read_gdcm_series(path: Path) -> _Read:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
@@ -240,7 +246,7 @@ def _check_even_slices(reader, n: int, path: Path) -> None:
                         f"{gaps.max():.3g} mm): a slice missing, or two stacks in one series")
 
 
-def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _read_itk(path: Path) -> _Read:
     import SimpleITK as sitk
 
     try:
@@ -252,7 +258,7 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     return _itk_arrays(image, path)
 
 
-def _itk_arrays(image, path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _itk_arrays(image, path: Path) -> _Read:
     """A SimpleITK image as an (x, y, z) array and its RAS affine (NIfTI codes 1, 1)."""
     import SimpleITK as sitk
 
@@ -263,7 +269,7 @@ def _itk_arrays(image, path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     data = sitk.GetArrayFromImage(image)  # (z, y, x) for 3-D, (t, z, y, x) for 4-D
     data = np.transpose(data, tuple(reversed(range(data.ndim))))
     if dim not in (3, 4):
-        return data, np.eye(4), 1, 1  # refused by the shape check with the right message
+        return data, np.eye(4), 1, 1, None  # refused by the shape check with the right message
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(dim, dim)
     if dim == 4 and (np.any(direction[:3, 3] != 0) or np.any(direction[3, :3] != 0)):
         raise DataError(f"{path}: its fourth axis is tilted into space; a 4-D image here is a stack of 3-D "
@@ -271,7 +277,7 @@ def _itk_arrays(image, path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     lps = np.eye(4)  # the first three axes are space, whatever follows them
     lps[:3, :3] = direction[:3, :3] * np.asarray(image.GetSpacing()[:3], dtype=float)[None, :]
     lps[:3, 3] = image.GetOrigin()[:3]
-    return data, _LPS_TO_RAS @ lps, 1, 1
+    return data, _LPS_TO_RAS @ lps, 1, 1, None
 
 
 def _first_line(err: BaseException) -> str:
@@ -299,23 +305,19 @@ def _read(path: str | Path, what: str, channels: bool = False) -> tuple[np.ndarr
                                                              if path.is_dir() else ""))
     else:
         read = _read_nifti if is_nifti(path) else _read_itk
-    data, affine, qcode, scode = read(path)
+    data, affine, qcode, scode, qform = read(path)
     if data.ndim == 4 and data.shape[3] == 1 and not channels:
         data = data[..., 0]
     several = channels and data.ndim == 4  # (X, Y, Z, C): the grid is the first three axes
     if data.ndim != 3 and not several:
         raise DataError(f"{path}: expected a 3-D {what}, got an array of shape {tuple(data.shape)}"
                         + (" (a 4-D image, e.g. several modalities or time points?)" if data.ndim == 4 else ""))
-    qform = _distinct_qform(path) if read is _read_nifti else None
     geometry = _geometry(affine, data.shape, qcode, scode, path, qform)
     return geometry.to_canonical(data), geometry, path
 
 
-def _distinct_qform(path: Path, image=None) -> np.ndarray | None:
-    """A NIfTI's qform when both codes are set and it differs from the sform (nibabel's affine)."""
-    import nibabel as nib
-
-    image = nib.load(str(path)) if image is None else image
+def _distinct_qform(image) -> np.ndarray | None:
+    """A loaded NIfTI's qform when both codes are set and it differs from the sform (nibabel's affine)."""
     header = image.header
     if int(header["qform_code"]) == 0 or int(header["sform_code"]) == 0:
         return None  # the affine is the one form the file sets (or nibabel's guess)
@@ -347,7 +349,7 @@ def read_geometry(path: str | Path) -> Geometry:
         if len(image.shape) == 3:
             header = image.header
             return _geometry(np.asarray(image.affine, dtype=float), image.shape, int(header["qform_code"]),
-                             int(header["sform_code"]), path, _distinct_qform(path, image))
+                             int(header["sform_code"]), path, _distinct_qform(image))
     return read_label_map(path).geometry
 
 

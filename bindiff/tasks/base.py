@@ -504,10 +504,10 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowe
     ``allowed`` narrows them to the keys one command reads (``command`` names it in the refusal):
     a key it would accept and never read would change nothing without a word.
     """
+    names = allowed if allowed is not None else task.rescore_keys
     for text in overrides:
         keys, value = parse_override(text)
         dotted = ".".join(keys)
-        names = allowed if allowed is not None else task.rescore_keys
         if not any(dotted == k or (k.endswith(".") and dotted.startswith(k)) for k in names):
             listed = ", ".join(k + "*" if k.endswith(".") else k for k in names)
             if command is not None and any(dotted == k or (k.endswith(".") and dotted.startswith(k))

@@ -139,11 +139,12 @@ def _brain_file(brain: Path | None, case: InputCase) -> Path | None:
 
 
 def _settings_read(cfg: dict, model: str) -> dict:
-    """The segmentation settings the model used: the U-Net is one call, so it reads only how the
-    mask is decided (its uncertainty is the entropy of its probability)."""
+    """The segmentation settings the model used (``SEGMENT_KEYS``): the U-Net is one call, so it reads
+    only how the mask is decided (its uncertainty is the entropy of its probability)."""
     if model == "diffusion":
         return dict(cfg)
-    return {key: cfg[key] for key in ("decision", "threshold")}
+    return {key.split(".", 1)[1]: cfg[key.split(".", 1)[1]] for key in SEGMENT_KEYS[model]
+            if key.startswith("segmentation.")}
 
 
 def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, brain: str | Path | None = None,
