@@ -95,3 +95,14 @@ def test_every_function_and_class_of_the_flat_api_says_what_it_does():
     missing = [name for name, obj in objects.items()
                if (inspect.isfunction(obj) or inspect.isclass(obj)) and not inspect.getdoc(obj)]
     assert missing == []
+
+
+def test_every_task_names_the_scored_checkpoint_the_same_way():
+    from bindiff.tasks.base import checkpoint_entry
+
+    # last.pt of a run whose best epoch was 2 of 5: the entry keeps both (the best's epoch once
+    # overwrote the checkpoint's own in the masks task)
+    payload = {"epoch": 5, "best": {"metric": "dice", "value": 0.8, "epoch": 2}}
+    assert checkpoint_entry(payload, "last") == {"file": "checkpoints/last.pt", "epoch": 5, "selected_by": "dice",
+                                                 "best_value": 0.8, "best_epoch": 2}
+    assert checkpoint_entry(payload, "best", "unet")["file"] == "checkpoints/unet/best.pt"

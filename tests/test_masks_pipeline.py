@@ -335,6 +335,20 @@ def test_evaluate_runs_a_masks_runs_evaluations_again_to_its_numbers(tiny_run, t
 
 
 @needs_hippo
+def test_evaluating_the_last_checkpoint_names_its_epoch_and_the_best_one(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    result = runner.invoke(app, ["evaluate", str(run_dir), "--checkpoint", "last", "evaluations.run=[denoising]",
+                                 "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((tmp_path / "e" / "metrics.json").read_text())["checkpoint"]
+    history = json.loads((run_dir / "history.json").read_text())
+    values = [epoch[f"valid_{entry['selected_by']}"] for epoch in history]
+    assert entry["file"] == "checkpoints/last.pt" and (run_dir / entry["file"]).is_file()
+    assert entry["epoch"] == history[-1]["epoch"] == 2  # the last epoch, whichever was best
+    assert entry["best_epoch"] == history[int(np.argmax(values))]["epoch"] and entry["best_value"] == max(values)
+
+
+@needs_hippo
 def test_apply_refuses_overrides_it_would_not_read(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     label = DATA / "msd_hippocampus" / "labels" / "hippocampus_001.nii.gz"

@@ -226,5 +226,5 @@ def test_a_run_killed_while_it_evaluated_resumes_to_the_same_metrics(run, tmp_pa
     result = runner.invoke(app, ["resume", str(copy)])
     assert result.exit_code == 0, result.output
     resumed = json.loads((copy / "metrics.json").read_text())
-    assert resumed["test"] == finished["test"] and resumed["paired_test"] == finished["paired_test"]
+    assert resumed["test"] == finished["test"] and resumed["paired"] == finished["paired"]
     assert not list(copy.glob(".segmentation.*"))

@@ -40,6 +40,11 @@ def test_a_run_segments_its_test_cases_with_calibration_and_uncertainty(run):
         assert {"dice", "hd95_mm", "ece", "brier", "error_auroc"} <= set(means)
         assert 0 <= means["dice"] <= 1 and 0 <= means["ece"] <= 1 and 0 <= means["brier"] <= 1
     assert metrics["training"]["companions"]["unet"]["epochs_run"] == 2
+    for name, history in (("diffusion", "history.json"), ("unet", "history_unet.json")):
+        epochs = json.loads((run / history).read_text())  # the epoch of highest validation Dice
+        dice = [e["valid_dice"] for e in epochs]
+        assert metrics["checkpoint"][name]["epoch"] == epochs[int(np.argmax(dice))]["epoch"]
+        assert (run / metrics["checkpoint"][name]["file"]).is_file()
     assert (run / "checkpoints" / "unet" / "best.pt").is_file() and (run / "history_unet.json").is_file()
     summary = json.loads((run / "segmentation" / "summary.json").read_text())
     split = json.loads((run / "split" / "cases.json").read_text())["split"]
@@ -47,8 +52,8 @@ def test_a_run_segments_its_test_cases_with_calibration_and_uncertainty(run):
     for name in ("diffusion", "unet"):
         assert summary["mean"][name]["dice"] == pytest.approx(np.mean([r[name]["dice"] for r in summary["per_case"]]))
     differences = [r["diffusion"]["dice"] - r["unet"]["dice"] for r in summary["per_case"]]
-    assert metrics["paired_test"]["dice"]["mean_difference"] == pytest.approx(np.mean(differences))
-    assert metrics["paired_test"]["dice"]["units"] == len(split["test"])
+    assert metrics["paired"]["dice"]["mean_difference"] == pytest.approx(np.mean(differences))
+    assert metrics["paired"]["dice"]["units"] == len(split["test"])
     from matplotlib.image import imread
 
     panels = sorted((run / "segmentation" / "panels").glob("*.png"))
@@ -467,7 +472,7 @@ def test_segment_with_the_baseline(run, tmp_path):
                                  "--model", "unet"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["model"] == "unet" and summary["checkpoint"]["file"] == "unet/best.pt"
+    assert summary["model"] == "unet" and summary["checkpoint"]["file"] == "checkpoints/unet/best.pt"
     assert set(summary["settings"]) == {"decision", "threshold"}  # one call: no samples, steps or average
     result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "o2"),
                                  "--model", "gan"])

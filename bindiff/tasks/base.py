@@ -497,6 +497,16 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
     return config, payload, model
 
 
+def checkpoint_entry(payload: dict, checkpoint: str = "best", companion: str | None = None) -> dict:
+    """What every task's metrics.json and summaries say of the checkpoint they scored: its file in
+    the run, the epoch it holds and how the best epoch was selected (``last.pt`` holds a later
+    epoch than the best one it names)."""
+    best = payload.get("best") or {}
+    folder = "checkpoints" if companion is None else f"checkpoints/{companion}"
+    return {"file": f"{folder}/{checkpoint}.pt", "epoch": payload.get("epoch"),
+            "selected_by": best.get("metric"), "best_value": best.get("value"), "best_epoch": best.get("epoch")}
+
+
 def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowed: tuple[str, ...] | None = None,
                      command: str | None = None) -> dict:
     """The run's config with ``overrides`` of ``task.rescore_keys`` only, each checked as on the CLI.

@@ -164,7 +164,7 @@ def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None) -
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device)
     data = load_data(Path(run_dir) / "split")
     check_split_drawn(data.split, config, Path(run_dir) / "split" / "cases.json")
-    info = {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch"), **(payload.get("best") or {})}
+    info = base.checkpoint_entry(payload, checkpoint)
     return LoadedMasksRun(config, data, model, info, payload)
 
 

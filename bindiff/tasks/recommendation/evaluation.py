@@ -16,6 +16,7 @@ from ...metrics import RankingReport, evaluate_ranking, merge_reports
 from ...metrics.ranking import _parse_metrics
 from ...training.devices import device_of
 from ...training.distributed import SINGLE, Workers
+from ..base import checkpoint_entry
 from .models import make_scorer
 
 # What scoring a trained run again may change: how it is scored, never what was trained.
@@ -73,7 +74,7 @@ def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, worker
 
 
 def score_run(config: dict, split: Split, model: nn.Module, payload: dict, workers: Workers = SINGLE,
-              per_user_csv: Path | None = None) -> dict:
+              per_user_csv: Path | None = None, checkpoint: str = "best") -> dict:
     """Validation and test metrics of a trained model, with each metric's definition;
     ``per_user_csv``: also each test user's values, one row per user (raw id first)."""
     device = device_of(model)
@@ -85,8 +86,7 @@ def score_run(config: dict, split: Split, model: nn.Module, payload: dict, worke
     return {
         "recipe": config["name"],
         "seed": config["seed"],
-        "checkpoint": {"epoch": payload["epoch"], "selected_by": payload["best"]["metric"],
-                       "best_value": payload["best"]["value"]},
+        "checkpoint": checkpoint_entry(payload, checkpoint),
         "valid": reports["valid"].mean,
         "test": reports["test"].mean,
         "users": {name: {"evaluated": r.n_users_evaluated, "total": r.n_users} for name, r in reports.items()},

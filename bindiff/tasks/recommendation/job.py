@@ -127,4 +127,4 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, w
     if overrides:
         config = base.rescoring_config(TASK, config, overrides)
         TASK.check_rescoring(config, model, payload)
-    return score_run(config, split or saved_split, model, payload, workers, per_user_csv)
+    return score_run(config, split or saved_split, model, payload, workers, per_user_csv, checkpoint)

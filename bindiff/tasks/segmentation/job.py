@@ -10,7 +10,7 @@ Layout of a run directory (``runs/<name>/<time>-<hash>/``):
                                  the paired Wilcoxon test diffusion − unet
     segmentation/nifti/          <case>_mask.nii.gz and <case>_uncertainty.nii.gz in the image's geometry
     segmentation/panels/         <case>.png: image, truth, each model's mask, uncertainty
-    metrics.json                 ``test: {diffusion: {...}, unet: {...}}``, ``paired_test``, training facts
+    metrics.json                 ``test: {diffusion: {...}, unet: {...}}``, ``paired``, ``checkpoint``, training facts
 
 Sampling reads the image only; the label file is read to score the result, never to make it.
 """
@@ -261,10 +261,12 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     mean, variance = sample_probabilities(model, images, cfg, generator, batch,
                                           report=log if log_lines(config) else None)
     outputs = {"diffusion": (mean, binary_entropy(mean) if cfg["uncertainty"] == "entropy" else variance)}
+    checkpoints = {"diffusion": base.checkpoint_entry(payload, checkpoint)}
     for companion in TASK.companions(config):
-        _, _, other = base.load_trained(TASK, run_dir, checkpoint, device=device, companion=companion.name)
+        _, other_payload, other = base.load_trained(TASK, run_dir, checkpoint, device=device, companion=companion.name)
         prob = _unet_probabilities(other, images, batch)
         outputs[companion.name] = (prob, binary_entropy(prob))  # one deterministic map: no sample variance
+        checkpoints[companion.name] = base.checkpoint_entry(other_payload, checkpoint, companion.name)
 
     preset = resolve_preset(config, data.layout)
     # written into a staging folder that becomes `folder` only once everything is there: a failure
@@ -308,11 +310,13 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
                                    "means": "over all cases; error_auroc over the cases with both wrongly and "
                                             "rightly decided voxels (it is undefined otherwise)"},
                    "empty_rule": EMPTY_RULE, "seconds": round(time.perf_counter() - started, 2),
-                   "checkpoint": {"file": f"{checkpoint}.pt", "epoch": payload.get("epoch")}, "per_case": rows}
+                   "checkpoint": checkpoints, "per_case": rows}
         write_json(staging / "summary.json", summary)
-    result = {"recipe": config["name"], "seed": config["seed"], config["eval"]["part"]: means}
+    # the same top-level names as the other tasks' metrics.json (recipe, seed, checkpoint, the part)
+    result = {"recipe": config["name"], "seed": config["seed"], "checkpoint": checkpoints,
+              config["eval"]["part"]: means}
     if paired:
-        result["paired_test"] = {key: paired[key] for key in PAIRED}
+        result["paired"] = {key: paired[key] for key in PAIRED}
     return result
 
 
