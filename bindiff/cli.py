@@ -109,6 +109,13 @@ def resume_run(
     _print_run(run)
 
 
+def _echo_json(data) -> None:
+    """Metrics on standard output as the files hold them (an undefined value as null, not NaN)."""
+    from .files import json_safe
+
+    typer.echo(json.dumps(json_safe(data), indent=2))
+
+
 # What `bindiff train` prints of a run's metrics.json, by the metrics' own top-level keys.
 _HEADLINE = ("test", "valid", "completion", "denoising", "generation", "training", "seconds_total")
 
@@ -123,7 +130,7 @@ def _print_run(run) -> None:
         shown = {k: run.metrics[k] for k in ("test", "valid")}
     else:
         shown = {k: v for k, v in run.metrics.items() if k in _HEADLINE}
-    typer.echo(json.dumps(shown, indent=2))
+    _echo_json(shown)
 
 
 @app.command()
@@ -183,7 +190,7 @@ def evaluate(
                 write_json(staging / "metrics.json", metrics)
     except _user_errors() as err:
         _fail(err)
-    typer.echo(json.dumps(metrics, indent=2))
+    _echo_json(metrics)
 
 
 @app.command()
@@ -361,7 +368,7 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"results: {out_dir / task}")
-    typer.echo(json.dumps(metrics[task], indent=2))
+    _echo_json(metrics[task])
 
 
 _RUN_DIR = typer.Argument(..., help="a run directory made by `bindiff train` on a masks recipe")

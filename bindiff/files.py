@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -110,4 +111,17 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """``data`` as indented JSON, NaN and infinities as ``null``: strict readers (JavaScript, jq,
+    most JSON libraries outside Python) refuse Python's bare ``NaN``."""
+    write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def json_safe(data):
+    """``data`` with every non-finite float (an undefined metric: an AUROC without errors) as None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    return data

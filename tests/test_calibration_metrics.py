@@ -23,6 +23,9 @@ def test_ece_bins_are_closed_below_and_the_last_one_holds_one():
     assert expected_calibration_error([0.92, 0.92, 1.0, 1.0], [1, 1, 1, 0], bins=10) == pytest.approx(0.21)
     # 0.25 lies in [.2, .3) and 0.30 on the edge, in [.3, .4): half of |1 − .25| plus half of |0 − .3|
     assert expected_calibration_error([0.25, 0.30], [1, 0], bins=10) == pytest.approx(0.525)
+    # p = 29/100 on the edge of bin 29 of 100 (0.29 * 100 = 28.999999999999996 in floats): it has
+    # its own bin, apart from 0.285, so ½|1 − .29| + ½|0 − .285| rather than |½ − .2875|
+    assert expected_calibration_error([0.29, 0.285], [1, 0], bins=100) == pytest.approx(0.4975)
 
 
 def test_a_calibrated_forecaster_has_a_small_ece_and_a_confident_wrong_one_a_large_one():

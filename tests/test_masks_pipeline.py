@@ -80,6 +80,8 @@ def test_train_writes_summaries_niftis_and_panels(tiny_run):
     generation = json.loads((run_dir / "generation" / "summary.json").read_text())
     assert generation["samples"] == 3 and 0 <= generation["plausibility"]["one_component_share"] <= 1
     assert len(generation["per_sample"]) == 3 and "nearest_training_dice" in generation["plausibility"]
+    # each case's box is resampled to the grid (grid.mode=resample): its volumes are sizes on the grid
+    assert generation["volume_scale"].startswith("a size on the grid, not the scans' millilitres")
 
 
 @needs_hippo

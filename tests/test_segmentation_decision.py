@@ -52,6 +52,17 @@ def test_maps_that_are_certain_give_their_own_mask_and_an_empty_map_gives_nothin
     assert not expected_dice_mask(np.zeros((2, 3))).any() and expected_dice_mask(np.zeros((2, 3))).shape == (2, 3)
 
 
+def test_where_the_structure_is_likely_absent_the_empty_mask_is_chosen():
+    # eight faint voxels: the truth is empty with probability 0.95^7 · 0.9 ≈ 0.63, which no
+    # non-empty mask's expected Dice reaches (brute force over every mask and every truth)
+    p = np.array([0.05] * 7 + [0.1])
+    exact = {tuple(s): _exact_expected_dice(s, p) for s in _subsets(8)}
+    assert max(exact, key=exact.get) == (False,) * 8
+    assert not expected_dice_mask(p).any()
+    # a likely structure keeps its voxels: P(empty) = 0.3 here, below the top voxel's ratio
+    assert expected_dice_mask(np.array([0.7, 0.0, 0.0])).tolist() == [True, False, False]
+
+
 def test_the_recipe_chooses_the_rule_and_refuses_an_unknown_one():
     p = np.array([0.9, 0.45, 0.45, 0.1])
     by_threshold = load_recipe(RECIPE, ["segmentation.decision=threshold", "segmentation.threshold=0.5"])

@@ -148,3 +148,15 @@ def test_surface_metrics_equal_monai():
                                                         include_background=True))
         assert assd(pred, truth, spacing) == pytest.approx(theirs_assd, rel=1e-5)
         assert surface_dice(pred, truth, spacing, 1.0) == pytest.approx(theirs_nsd, rel=1e-5)
+
+
+def test_a_spacing_a_rounding_error_above_the_tolerance_keeps_a_one_voxel_shift_inside_it():
+    from bindiff.metrics.segmentation import segmentation_metrics, surface_dice
+
+    truth = np.zeros((12, 12, 12), bool)
+    truth[3:9, 3:9, 3:9] = True
+    shifted = np.roll(truth, 1, axis=0)  # every surface point 1 voxel = 1 mm from the other surface
+    for spacing in [(1.0, 1.0, 1.0), (1.0000000298, 1.0, 1.0)]:  # the second: a float32 affine's 1 mm
+        assert surface_dice(shifted, truth, spacing, 1.0) == 1.0
+        assert segmentation_metrics(shifted, truth, spacing)["surface_dice"] == 1.0
+    assert surface_dice(shifted, truth, (1.001, 1.0, 1.0), 1.0) < 1.0  # a real 1 µm beyond it is not

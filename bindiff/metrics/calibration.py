@@ -6,9 +6,10 @@ Definitions (``prob``: predicted P(voxel = 1), ``truth``: the reference bits, an
 - Brier score = mean of (prob − truth)²; 0 is perfect.
 - ECE (expected calibration error, equal-width bins over [0, 1], the last bin closed): the sum
   over bins of (voxels in the bin / all voxels) · |mean truth − mean prob| in the bin; 0 when
-  every predicted probability is the frequency it claims. torchmetrics'
-  ``binary_calibration_error(norm="l1")`` gives the same value except where probabilities lie
-  exactly on a bin edge: it puts p = k/B in the lower bin and p = 1 in a bin of its own.
+  every predicted probability is the frequency it claims. Bin b holds k/B ≤ p < (k+1)/B, the
+  edges k/B taken as the floats ``k / B``, so p = 0.29 lies in bin 29 of 100 (``int(p * B)`` put
+  it in bin 28). torchmetrics' ``binary_calibration_error(norm="l1")`` bins the same way except
+  at p = 1, which it puts in a bin of its own.
 - ``binary_entropy``: −p log₂ p − (1 − p) log₂ (1 − p), in bits: 1 at p = ½, 0 at p ∈ {0, 1}.
 - Error-detection AUROC: the probability that a wrongly predicted voxel has a higher uncertainty
   than a correctly predicted one (ties count ½), i.e. the Mann–Whitney statistic; 0.5 is chance.
@@ -41,7 +42,8 @@ def expected_calibration_error(prob, truth, bins: int = 10) -> float:
         raise ValueError(f"bins must be >= 1, got {bins}")
     if not prob.size:
         return float("nan")
-    index = np.minimum((prob * bins).astype(np.int64), bins - 1)  # p = 1 falls in the last bin
+    edges = np.arange(bins + 1) / bins  # k / B, correctly rounded (np.linspace's k * (1/B) is not)
+    index = np.minimum(np.searchsorted(edges, prob, side="right") - 1, bins - 1)  # p = 1: the last bin
     gap = np.abs(np.bincount(index, weights=truth.astype(np.float64), minlength=bins)
                  - np.bincount(index, weights=prob, minlength=bins))
     return float(gap.sum() / prob.size)  # sum_b (n_b / N) |mean truth_b − mean prob_b|

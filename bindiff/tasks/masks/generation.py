@@ -46,7 +46,7 @@ def _describe(values: list[float]) -> dict:
 
 DEFINITIONS = {
     "components": "connected components with 26-connectivity (8 in 2-D)",
-    "volume_ml": "voxels x the median voxel volume of the training grids",
+    "volume_ml": "voxels x the median voxel volume of the training grids (see volume_scale)",
     "nearest_training_dice": "largest Dice between the sample and any training mask on the grid; "
                              "1 would be a copy; compare with held_out_nearest_training_dice",
     "volume_ks": "two-sample Kolmogorov-Smirnov test, sample volumes against training volumes",
@@ -58,7 +58,7 @@ DEFINITIONS = {
     "volume_wasserstein_ml": "1-Wasserstein distance between the sample and training volume distributions, in ml "
                              "(under volume: training the samples are drawn to training volumes, so it says little)",
     "volume_ks_held_out": "Kolmogorov-Smirnov test, sample volumes against held-out real volumes",
-    "held_out_volume_ml": "volumes of the held-out real masks the tests compare with",
+    "held_out_volume_ml": "volumes of the held-out real masks the tests compare with, on the grid as volume_ml",
     "target_volume_ml": "volume: training only: the training mask volume this sample's chain was tilted to",
 }
 
@@ -188,7 +188,11 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
     targets = target_volumes(ctx, bank)
     samples = draw_samples(ctx, targets)
     held_rows, _ = _mask_rows(data, ctx.eval_records())
-    voxel_ml = float(np.median([np.prod(r.transform.grid_spacing(r.geometry.spacing)) for r in train_records])) / 1000
+    voxel_mm3 = np.array([np.prod(r.transform.grid_spacing(r.geometry.spacing)) for r in train_records])
+    voxel_ml = float(np.median(voxel_mm3)) / 1000
+    # where each case's box is resampled to the grid (grid.mode: resample), grid voxels differ in
+    # size between cases and a sample has no scan: every volume here is then a size on the grid
+    on_scans = bool(np.allclose(voxel_mm3, voxel_mm3[0], rtol=1e-6))
     idx, near_dice = _nearest(samples, bank)
     _, held_dice = _nearest(held_rows, bank)
     sample_volumes = [float(s.sum()) * voxel_ml for s in samples]
@@ -219,6 +223,10 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
         "realism": _realism(ctx, samples.reshape(len(samples), *shape), held_grids, bank.reshape(len(bank), *shape),
                             sample_volumes, held_volumes, near_dice),
         "volume_wasserstein_ml": _wasserstein(sample_volumes, real_volumes),
+        "volume_scale": "the scans' millilitres (every grid voxel has the training scans' size)" if on_scans else
+                        "a size on the grid, not the scans' millilitres: the cases' grid voxels differ in size "
+                        f"({voxel_mm3.min():.3g} to {voxel_mm3.max():.3g} mm³), so every volume is grid voxels × "
+                        "their median",
         "definitions": {**DEFINITIONS, "orientation_share": DEFINITIONS["orientation_share"].format(
             axis=cfg["mirror_axis"])},
         "seconds": round(time.perf_counter() - started, 2),

@@ -8,6 +8,10 @@ for the k that maximises it. Adding a voxel raises the ratio exactly when its pr
 half the ratio reached, so the rule thresholds each case at half its own expected Dice: a little
 under ½, further under it where the case is uncertain. The rule is only as good as the
 probabilities are calibrated, which is what sampling from the posterior is for.
+
+The empty mask is a candidate too: under the empty-mask rule (both empty: Dice 1) its expected
+Dice is exactly P(the truth is empty) = Π (1 − p_i), which wins where the structure is likely
+absent (a tumour without an enhancing part); the ratio above would never pick it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ def expected_dice_mask(prob: np.ndarray) -> np.ndarray:
         return mask.reshape(np.shape(prob))  # nothing can be there: the empty mask is certain
     order = np.argsort(-flat, kind="stable")
     ratio = 2 * np.cumsum(flat[order]) / (np.arange(1, flat.size + 1) + total)
-    mask[order[: int(np.argmax(ratio)) + 1]] = True
+    with np.errstate(divide="ignore"):
+        truth_empty = float(np.exp(np.log1p(-np.minimum(flat, 1.0)).sum()))  # Π (1 − p_i); 0 if any p is 1
+    if truth_empty < ratio.max():
+        mask[order[: int(np.argmax(ratio)) + 1]] = True
     return mask.reshape(np.shape(prob))
 
 
