@@ -22,6 +22,7 @@ whether it trains on several processes), so the lifecycle never asks for a model
 from __future__ import annotations
 
 import errno
+import functools
 import shutil
 import time
 import zlib
@@ -164,6 +165,19 @@ def apply_threads(config: dict) -> None:
         torch.set_num_threads(config["train"]["threads"])
 
 
+def keeps_threads(function: Callable) -> Callable:
+    """For a library entry point that calls ``apply_threads``: the caller's thread count is set
+    back when it returns or raises."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+    return wrapper
+
+
 def check_recipe(task: Task, config: dict) -> ModelKind:
     """Every check the recipe alone allows (the model kind and its parameters, the task's own
     cross-key checks, the logger), as `bindiff train` and `bindiff show-config` both run them."""
@@ -277,7 +291,9 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
 
     The run's own config.yaml and saved data are used; ``config`` (a recipe given with
     ``bindiff train RECIPE --resume RUN_DIR``) must resolve to the same config, apart from
-    ``output.root`` and ``output.progress``. The result equals an uninterrupted run's.
+    ``output.root`` and ``output.progress``, which it may give differently but which are then the
+    run's own (its checkpoints hold the config they were trained under, word for word). The
+    result equals an uninterrupted run's.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -483,7 +499,8 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
             raise RecipeError(f"{run_dir}: this run trained no {companion!r} model (it has {sorted(kinds) or 'none'})")
         config, payload = read_run(run_dir, task.name, f"{companion}/{checkpoint}")
         kind = kinds[companion]
-    model = kind.build(config, payload["dim"], training=False)
+    with torch.random.fork_rng(devices=[]):  # the initial weights, overwritten next, draw from the global generator
+        model = kind.build(config, payload["dim"], training=False)
     model.load_state_dict(payload["model"])
     if device is None:
         try:
@@ -542,5 +559,6 @@ def check_same_recipe(given: dict, run: dict, recipe: str, config_path: Path) ->
                               "(`bindiff resume RUN_DIR`) or start a new run")
 
 
-__all__ = ["Companion", "ModelKind", "Run", "Task", "apply_threads", "check_parallel", "check_same_recipe", "device_of",
-           "finish_run", "load_trained", "read_run_config", "rescoring_config", "resume", "train"]
+__all__ = ["Companion", "ModelKind", "Run", "Task", "apply_threads", "keeps_threads", "check_parallel",
+           "check_same_recipe", "device_of", "finish_run", "load_trained", "read_run_config", "rescoring_config",
+           "resume", "train"]

@@ -15,13 +15,11 @@ either the previous checkpoint or the new one under the final name, never a trun
 from __future__ import annotations
 
 import pickle
-import random
 import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 
 from .. import __version__
@@ -44,8 +42,8 @@ def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Modul
         "model": model.state_dict(),
         **state,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(payload, file)  # from a path, torch names the archive's folder after the random temporary name
 
 
 def _first_line(err: BaseException) -> str:
@@ -89,7 +87,7 @@ def check_resumable(payload: dict, path: str | Path) -> None:
     if missing:
         raise CheckpointError(f"{path}: cannot resume from this checkpoint: key(s) {missing} missing")
     rng = payload["rng"]
-    if not isinstance(rng, dict) or not {"order", "noise", "torch", "numpy", "python"} <= set(rng):
+    if not isinstance(rng, dict) or not {"order", "noise", "torch"} <= set(rng):
         raise CheckpointError(f"{path}: cannot resume from this checkpoint: random-number states incomplete")
 
 
@@ -97,19 +95,16 @@ def check_resumable(payload: dict, path: str | Path) -> None:
 
 
 def capture_rng(generators: dict[str, torch.Generator]) -> dict:
-    """Every random state training can draw from, in a form ``weights_only`` loads."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, py_state, py_gauss = random.getstate()
-    state = {
+    """Every random state training draws from, in a form ``weights_only`` loads: its own generators
+    and torch's global one (dropout layers draw from it, inside the run's forked state). numpy's
+    and Python's global states are not kept: nothing in training draws from them, and restoring
+    them on resume would overwrite the caller's (checkpoints up to December 2026 hold them; they
+    are ignored)."""
+    return {
         **{name: gen.get_state() for name, gen in generators.items()},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64),
-                   "gauss": py_gauss},
     }
-    return state
 
 
 def restore_rng(state: dict, generators: dict[str, torch.Generator]) -> None:
@@ -119,10 +114,6 @@ def restore_rng(state: dict, generators: dict[str, torch.Generator]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
 
 
 # -- one process per run directory -------------------------------------------------------------

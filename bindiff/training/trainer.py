@@ -118,40 +118,46 @@ def fit(
     bar = tqdm(total=t_cfg["epochs"], initial=state.epoch, desc="training", unit="epoch",
                disable=progress_disabled(config) if workers.is_main else True)
     piped = workers.is_main and log_lines(config)
-    while not state.done and state.epoch < t_cfg["epochs"]:
-        state.epoch += 1
-        loss_sum = _train_epoch(model, optimizer, train, step_fn, generators["order"], state, t_cfg["batch_size"],
-                                low_precision, device)
-        loss_sum = workers.sum(loss_sum)
-        if not math.isfinite(loss_sum):
-            raise RecipeError(f"train.lr: training diverged (the loss is {loss_sum} in epoch {state.epoch}); "
-                              f"lower train.lr (now {t_cfg['lr']})")
-        model.eval()
-        with optimizer.evaluated():  # train.ema: the average is what is validated and saved
-            metrics = validate()
-            value = float(metrics[select])
-            improved = value > state.best_value  # a NaN metric never counts as an improvement
-            if improved:
-                state.best_value, state.best_epoch = value, state.epoch
-            state.done = state.epoch - state.best_epoch >= t_cfg["patience"] or state.epoch >= t_cfg["epochs"]
-            state.history.append({"epoch": state.epoch, "train_loss": loss_sum / train.shape[0],
-                                  **{f"valid_{k}": v for k, v in metrics.items()},
-                                  "seconds": time.perf_counter() - started})
+    try:  # the bar is closed on an error too, or a terminal redraws it after the traceback
+        while not state.done and state.epoch < t_cfg["epochs"]:
+            state.epoch += 1
+            loss_sum = _train_epoch(model, optimizer, train, step_fn, generators["order"], state, t_cfg["batch_size"],
+                                    low_precision, device)
+            loss_sum = workers.sum(loss_sum)
+            if not math.isfinite(loss_sum):
+                raise RecipeError(f"train.lr: training diverged (the loss is {loss_sum} in epoch {state.epoch}); "
+                                  f"lower train.lr (now {t_cfg['lr']})")
+            model.eval()
+            with optimizer.evaluated():  # train.ema: the average is what is validated and saved
+                metrics = validate()
+                value = float(metrics[select])
+                # the first epoch is the best so far whatever its value, so best.pt exists from then on
+                # (an undefined metric, NaN or -inf, once left none and the run could not finish); a
+                # NaN never beats a defined value, and a defined value beats a NaN
+                improved = state.best_epoch == 0 or value > state.best_value or (
+                    math.isnan(state.best_value) and not math.isnan(value))
+                if improved:
+                    state.best_value, state.best_epoch = value, state.epoch
+                state.done = state.epoch - state.best_epoch >= t_cfg["patience"] or state.epoch >= t_cfg["epochs"]
+                state.history.append({"epoch": state.epoch, "train_loss": loss_sum / train.shape[0],
+                                      **{f"valid_{k}": v for k, v in metrics.items()},
+                                      "seconds": time.perf_counter() - started})
+                if workers.is_main:
+                    _save_epoch(checkpoint_dir, improved, state, model, optimizer, generators, config_yaml, select,
+                                dim=train.shape[1], seconds=time.perf_counter() - started)
             if workers.is_main:
-                _save_epoch(checkpoint_dir, improved, state, model, optimizer, generators, config_yaml, select,
-                            dim=train.shape[1], seconds=time.perf_counter() - started)
-        if workers.is_main:
-            if history_path is not None:
-                write_json(history_path, state.history)
-            if on_epoch is not None:
-                on_epoch(state.history[-1])
-        bar.update(1)
-        bar.set_postfix({select: f"{value:.4f}", "best": f"{state.best_value:.4f}"})
-        if piped:  # tqdm draws nothing when piped: one line per epoch instead
-            log(f"epoch {state.epoch}/{t_cfg['epochs']}  train_loss {loss_sum / train.shape[0]:.4f}  "
-                f"valid {select} {value:.4f}  best {state.best_value:.4f} (epoch {state.best_epoch})  "
-                f"{time.perf_counter() - started:.1f} s")
-    bar.close()
+                if history_path is not None:
+                    write_json(history_path, state.history)
+                if on_epoch is not None:
+                    on_epoch(state.history[-1])
+            bar.update(1)
+            bar.set_postfix({select: f"{value:.4f}", "best": f"{state.best_value:.4f}"})
+            if piped:  # tqdm draws nothing when piped: one line per epoch instead
+                log(f"epoch {state.epoch}/{t_cfg['epochs']}  train_loss {loss_sum / train.shape[0]:.4f}  "
+                    f"valid {select} {value:.4f}  best {state.best_value:.4f} (epoch {state.best_epoch})  "
+                    f"{time.perf_counter() - started:.1f} s")
+    finally:
+        bar.close()
     workers.barrier()  # every checkpoint is on disk before any process reads one
     return TrainResult(best_epoch=state.best_epoch, best_value=float(state.best_value),
                        epochs_run=len(state.history), seconds=time.perf_counter() - started,

@@ -83,6 +83,7 @@ def _unknown_voxels(path: Path, labels: np.ndarray, geometry, unknown: Path | No
     return mask.data != 0
 
 
+@base.keeps_threads
 def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir: str | Path,
               unknown: str | Path | None = None, unknown_label: int | None = None, overrides: list[str] = (),
               checkpoint: str = "best", device=None) -> dict:

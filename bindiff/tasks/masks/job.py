@@ -168,6 +168,7 @@ def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None) -
     return LoadedMasksRun(config, data, model, info, payload)
 
 
+@base.keeps_threads
 def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = None, device=None,
                     out_dir: Path | None = None, overrides: list[str] = (), checkpoint: str = "best") -> dict:
     """Run evaluations on a run's held-out cases; writes ``<out_dir>/<evaluation>/summary.json`` and more.

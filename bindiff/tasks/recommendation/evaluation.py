@@ -13,7 +13,7 @@ from ...adapters.interactions import EvalPart, Split
 from ...config import RecipeError
 from ...files import write_text
 from ...metrics import RankingReport, evaluate_ranking, merge_reports
-from ...metrics.ranking import _parse_metrics
+from ...metrics.ranking import LIST_METRICS, _parse_metrics
 from ...training.devices import device_of
 from ...training.distributed import SINGLE, Workers
 from ..base import checkpoint_entry
@@ -40,6 +40,10 @@ def check_metrics(config: dict, n_items: int | None = None) -> None:
             cutoffs += [k for _, _, k in _parse_metrics(names)]
         except ValueError as err:
             raise RecipeError(f"{key}: {err}") from None
+    (_, kind, _), = _parse_metrics([config["eval"]["select"]])
+    if kind in LIST_METRICS:  # higher is not better: the best checkpoint would be the most popularity-biased
+        raise RecipeError(f"eval.select: {config['eval']['select']} describes the lists, not how well they rank; "
+                          "select on recall, recall_heldout, ndcg, precision, hit, map or mrr")
     if n_items is not None and max(cutoffs) > n_items:
         raise RecipeError(f"eval.metrics: cut-off {max(cutoffs)} exceeds the {n_items} items of the data")
 

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 import torch
+from tqdm.auto import tqdm
 
 from ...adapters.masks import load_region, write_mask, write_volume
 from ...config import RecipeError
@@ -176,7 +177,7 @@ def _run_estimates(model, cond: torch.Tensor, cfg: dict, generator: torch.Genera
 
 
 def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torch.Generator,
-                         batch_size: int, report=None) -> tuple[np.ndarray, np.ndarray]:
+                         batch_size: int, report=None, bar: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance over ``cfg["samples"]`` reverse runs from noise given each image: (n, D) each.
 
     Each run contributes its last p̂(x_0) (``cfg["average"]`` = "final") or the mean of the p̂(x_0)
@@ -184,10 +185,11 @@ def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torc
     the same expectation, p(x_0 | image), so both estimate the same map; the last step's follows
     one sampled mask closely, while the earlier steps' lean less on the sample, so the
     trajectory's mean carries less Monte Carlo noise for the same runs.
-    ``report(message)``, when given, hears of each finished run (a log line when piped).
+    ``report(message)``, when given, hears of each finished run (a log line when piped); ``bar``
+    draws a progress bar of the runs (on a terminal).
     """
     runs = []
-    for run in range(cfg["samples"]):
+    for run in tqdm(range(cfg["samples"]), desc="segmentation", unit="run", disable=not bar):
         runs.append(np.concatenate([_run_estimates(model, images[i:i + batch_size], cfg, generator).cpu().numpy()
                                     for i in range(0, len(images), batch_size)]))
         if report is not None:
@@ -259,7 +261,8 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     # probabilities and uncertainty of every model, from the images alone
     generator = torch.Generator(device=device).manual_seed(base.derived_seed(config["seed"], "segmentation"))
     mean, variance = sample_probabilities(model, images, cfg, generator, batch,
-                                          report=log if log_lines(config) else None)
+                                          report=log if log_lines(config) else None,
+                                          bar=not progress_disabled(config))
     outputs = {"diffusion": (mean, binary_entropy(mean) if cfg["uncertainty"] == "entropy" else variance)}
     checkpoints = {"diffusion": base.checkpoint_entry(payload, checkpoint)}
     for companion in TASK.companions(config):

@@ -147,6 +147,7 @@ def _settings_read(cfg: dict, model: str) -> dict:
             if key.startswith("segmentation.")}
 
 
+@base.keeps_threads
 def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, brain: str | Path | None = None,
             model: str = "diffusion", overrides: list[str] = (), checkpoint: str = "best",
             probabilities: bool = False, panels: int = 20, device=None) -> dict:
