@@ -137,8 +137,9 @@ def _print_run(run) -> None:
 def evaluate(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
     overrides: Optional[List[str]] = typer.Argument(
-        None, help="inference.* or eval.* overrides, e.g. inference.mode=reverse inference.t=3 "
-                   "(segmentation runs: segmentation.* or eval.*; masks runs: evaluations.* or eval.*)"),
+        None, help="overrides of how the model is scored, e.g. inference.mode=reverse inference.t=3: "
+                   "inference.*, eval.metrics, eval.batch_size, eval.empty_users (segmentation runs: "
+                   "segmentation.*, eval.*, output.*; masks runs: evaluations.*, eval.*, output.*)"),
     checkpoint: str = typer.Option("best", help="best or last"),
     out: Optional[str] = typer.Option(None, "--out", "--output",
                                       help="also write the metrics to OUT/metrics.json (a new folder)"),
@@ -148,8 +149,8 @@ def evaluate(
 
     Overrides change only how the trained model is scored (inference and metrics), so one
     training run answers questions such as "does multi-step inference help?". A segmentation
-    run (overrides of segmentation.* and eval.*) is scored again into OUT/segmentation/, a masks
-    run (evaluations.* and eval.*) runs its recipe's evaluations.run into OUT/<evaluation>/, so
+    run (overrides of segmentation.*, eval.* and output.*) is scored again into OUT/segmentation/, a
+    masks run (evaluations.*, eval.* and output.*) runs its recipe's evaluations.run into OUT/<evaluation>/, so
     --out is needed there: a run's own results are never overwritten.
     """
     from pathlib import Path
@@ -372,7 +373,8 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device
 
 
 _RUN_DIR = typer.Argument(..., help="a run directory made by `bindiff train` on a masks recipe")
-_TASK_OVERRIDES = typer.Argument(None, help="evaluations.* / eval.* overrides, e.g. evaluations.completion.hide=[box], "
+_TASK_OVERRIDES = typer.Argument(None, help="evaluations.*, eval.* or output.* overrides, e.g. "
+                                            "evaluations.completion.hide=[box], "
                                             "evaluations.denoising.flip=0.1, evaluations.generation.samples=32")
 _APPLY_OVERRIDES = typer.Argument(None, help="overrides of how the model is run, e.g. evaluations.completion.samples=4 "
                                              "or evaluations.denoising.steps=5 (each --task reads its own section)")
