@@ -16,7 +16,7 @@ def plot_training_curve(history: list[dict], metric: str, path: str | Path) -> N
     ax_loss = fig.subplots()
     ax_loss.plot(epochs, [h["train_loss"] for h in history], color="tab:blue", label="training loss")
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("training loss (per user)", color="tab:blue")
+    ax_loss.set_ylabel("training loss (per training row)", color="tab:blue")  # a user's history, or a mask
     ax_metric = ax_loss.twinx()
     ax_metric.plot(epochs, [h[f"valid_{metric}"] for h in history], color="tab:red", label=f"validation {metric}")
     ax_metric.set_ylabel(f"validation {metric}", color="tab:red")

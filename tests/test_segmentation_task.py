@@ -51,6 +51,8 @@ def test_a_run_segments_its_test_cases_with_calibration_and_uncertainty(run):
     assert sorted(r["case_id"] for r in summary["per_case"]) == sorted(split["test"])
     for name in ("diffusion", "unet"):
         assert summary["mean"][name]["dice"] == pytest.approx(np.mean([r[name]["dice"] for r in summary["per_case"]]))
+        defined = [r[name]["error_auroc"] for r in summary["per_case"] if r[name]["error_auroc"] is not None]
+        assert summary["mean"][name]["error_auroc_cases"] == len(defined)  # an undefined AUROC is null
     differences = [r["diffusion"]["dice"] - r["unet"]["dice"] for r in summary["per_case"]]
     assert metrics["paired"]["dice"]["mean_difference"] == pytest.approx(np.mean(differences))
     assert metrics["paired"]["dice"]["units"] == len(split["test"])

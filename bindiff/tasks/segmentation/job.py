@@ -309,6 +309,8 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
                                    "error_auroc": f"AUROC of the per-voxel uncertainty (diffusion: {cfg['uncertainty']}; "
                                                   "unet: entropy of its probability) for telling wrongly from rightly "
                                                   f"decided voxels (segmentation.decision: {cfg['decision']})",
+                                   "mean_uncertainty": "mean of the per-voxel uncertainty over the grid voxels "
+                                                       "inside the image (as ECE and Brier)",
                                    "paired": "mean_difference is diffusion − unet",
                                    "means": "over all cases; error_auroc over the cases with both wrongly and "
                                             "rightly decided voxels (it is undefined otherwise)"},
@@ -328,6 +330,7 @@ def _means(rows: list[dict]) -> dict:
     for key in ("ece", "brier", "error_auroc", "mean_uncertainty"):
         values = [r[key] for r in rows if not np.isnan(r[key])]
         means[key] = float(np.mean(values)) if values else float("nan")
+    means["error_auroc_cases"] = sum(not np.isnan(r["error_auroc"]) for r in rows)  # the cases it is defined on
     return means
 
 
