@@ -46,7 +46,9 @@ def main(run_dirs: list[str]) -> None:
             valid.append(m["valid"][metric])
             test.append(m["test"][metric])
         rows.append((name, overrides, valid, test, seconds))
-    print(f"| inference | overrides | valid {metric} | test {metric} | seconds per run (valid + test) |")
+    # ± is the population standard deviation over the runs (ddof 0); `bindiff compare` tables use ddof 1
+    print(f"| inference | overrides | valid {metric} (± sd, ddof 0) | test {metric} (± sd, ddof 0) "
+          "| seconds per run (valid + test) |")
     print("|---|---|---|---|---|")
     for name, overrides, valid, test, seconds in rows:
         print(f"| {name} | `{' '.join(overrides) or '(none)'}` | {np.mean(valid):.4f} ± {np.std(valid):.4f} "

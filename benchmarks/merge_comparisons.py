@@ -6,7 +6,9 @@
 A comparison with ``--tune`` tunes its models one after another; on a 2-core machine two
 comparisons of disjoint model sets (``--models``) finish in about half the time. Each seed draws
 its split from the seed alone, so the same seed gives every comparison the same users; this script
-checks that (the test targets must be identical), re-scores every run's best checkpoint on its
+checks that (the test targets must be identical), that the comparisons share their recipe (apart
+from the seed, the model list and the output folder) and that every model has the same seeds,
+re-scores every run's best checkpoint on its
 test users (deterministic: the figures equal each comparison's own) and builds the table as
 `bindiff compare` does, the best baseline chosen on validation over all the merged models. A
 model present in several comparisons (EASE, for the ratio) is kept once and must agree.
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -42,7 +45,15 @@ def main() -> None:
     targets: dict[int, bytes] = {}
     config = None
     tuning: dict[str, dict] = {}
+    shared = None
     for folder in args.comparisons:
+        recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+        recipe = {k: v for k, v in recipe.items() if k not in ("seed", "output", "compare")}
+        if shared is not None and recipe != shared:
+            key = next(k for k in sorted(set(recipe) | set(shared)) if recipe.get(k) != shared.get(k))
+            raise SystemExit(f"{folder}: section {key!r} of its recipe differs from {args.comparisons[0]}'s; "
+                             "a merged table compares models trained alike")
+        shared = recipe
         table = json.loads((folder / "compare.json").read_text())
         for name, row in table["models"].items():
             tuning.setdefault(name, table.get("tuning", {}).get(name, {"trials": 0}))
@@ -64,6 +75,10 @@ def main() -> None:
                                          f"against {run.test})")
                     continue
                 runs[name, seed] = run
+    seeds = {name: sorted(seed for model, seed in runs if model == name) for name, _ in runs}
+    if len({tuple(s) for s in seeds.values()}) > 1:
+        raise SystemExit("the models have different seeds (" + "; ".join(f"{n}: {s}" for n, s in seeds.items())
+                         + "); merge comparisons that cover the same seeds")
     merged = summarise(list(runs.values()), config)
     merged["tuning"] = tuning
     merged["merged_from"] = [str(f) for f in args.comparisons]

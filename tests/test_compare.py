@@ -110,6 +110,9 @@ def test_the_best_baseline_is_chosen_on_validation_not_on_test():
     table = summarise(runs, {"eval": {"select": "ndcg@10"}})
     assert table["best_baseline"] == "ease"
     assert table["models"]["binomial"]["vs_best_baseline"]["baseline"] == "ease"
+    # a baseline whose validation value is undefined (NaN) is never the best, wherever it is listed
+    undefined = [run("binomial", "binomial", 0.5, 0.5), run("multvae", "multvae", float("nan"), 0.6), *runs[1:]]
+    assert summarise(undefined, {"eval": {"select": "ndcg@10"}})["best_baseline"] == "ease"
 
 
 def test_the_seeds_get_a_paired_t_test_of_their_means_beside_the_pooled_user_test():
@@ -196,8 +199,39 @@ def test_compare_on_a_missing_dataset_fails_in_one_line_and_leaves_no_comparison
     (["--seeds", "-1"], "error: --seeds must be at least 1, got -1"),
     (["--models", ""], "error: --models: an empty model name in ''"),
     (["--models", "binomial,,ease"], "error: --models: an empty model name in 'binomial,,ease'"),
+    (["--models", "binomial,ease,binomial"], "error: --models: 'binomial' listed twice"),
+    (["--models", "binomial,ease", "compare.models.ease=[model.kind=ease, split.n_test_users=20]"],
+     "error: compare.models.ease: 'split.n_test_users=20' would give this model its own split"),
+    (["--models", "binomial,ease", "compare.models.ease=[model.kind=ease, eval.select=recall@5]"],
+     "error: compare.models.ease: 'eval.select=recall@5' would give this model its own eval"),
 ])
 def test_compare_refuses_no_seeds_or_an_empty_model_name_before_writing(ratings_csv, tmp_path, option, message):
     result = runner.invoke(app, args(ratings_csv, tmp_path, *option))
     assert result.exit_code == 2 and result.output.startswith(message), result.output
     assert not (tmp_path / "compare").exists()
+
+
+def test_one_seed_has_no_standard_deviation_and_merging_needs_the_same_seeds(ratings_csv, tmp_path):
+    import subprocess
+    import sys
+
+    for root, seeds in (("a", "1"), ("b", "2")):
+        result = runner.invoke(app, args(ratings_csv, tmp_path / root, "--models", "popularity", "--seeds", seeds))
+        assert result.exit_code == 0, result.output
+    one, two = (next((tmp_path / root / "compare" / "ml1m").iterdir()) for root in ("a", "b"))
+    text = (one / "results.md").read_text()
+    assert "± n/a" in text and "One seed, so no standard deviation" in text and "seeds p" not in text
+    merge = [sys.executable, str(RECIPE.parent.parent / "benchmarks" / "merge_comparisons.py")]
+    done = subprocess.run([*merge, str(one), str(two)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr  # the same model in both: one seed's runs must agree
+    # a model on seeds 0-1 beside a model on seed 0 only: refused, naming both
+    assert runner.invoke(app, args(ratings_csv, tmp_path / "c", "--models", "binomial", "--seeds", "1")).exit_code == 0
+    (three,) = (tmp_path / "c" / "compare" / "ml1m").iterdir()
+    done = subprocess.run([*merge, str(two), str(three)], capture_output=True, text=True)
+    assert done.returncode != 0 and "the models have different seeds (popularity: [0, 1]; binomial: [0])" in done.stderr
+    # comparisons trained otherwise (here 2 epochs against 3) are not one table
+    assert runner.invoke(app, args(ratings_csv, tmp_path / "d", "--models", "binomial", "--seeds", "2",
+                                   "train.epochs=2")).exit_code == 0
+    (four,) = (tmp_path / "d" / "compare" / "ml1m").iterdir()
+    done = subprocess.run([*merge, str(two), str(four)], capture_output=True, text=True)
+    assert done.returncode != 0 and "section 'train' of its recipe differs" in done.stderr

@@ -32,6 +32,8 @@ def test_p_value_and_mean_difference_equal_an_enumeration(seed):
 
 def test_nan_units_are_left_out_and_equal_scores_give_p_one():
     result = paired_wilcoxon([0.5, np.nan, 0.7], [0.5, 0.1, 0.7])
-    assert result == {"units": 2, "mean_difference": 0.0, "wilcoxon_p": 1.0}
+    assert result == {"units": 2, "ranked": 0, "mean_difference": 0.0, "wilcoxon_p": 1.0}
+    # a tie is a unit of the mean but not of the ranks: 3 units, 2 ranked
+    assert paired_wilcoxon([0.5, 0.9, 0.2], [0.5, 0.1, 0.7])["ranked"] == 2
     with pytest.raises(ValueError, match="one shape"):
         paired_wilcoxon([1.0, 2.0], [1.0])

@@ -8,7 +8,9 @@ import numpy as np
 def paired_wilcoxon(a, b) -> dict:
     """Mean of ``a − b`` and the two-sided Wilcoxon signed-rank p-value over the units both score.
 
-    Units where either value is NaN are left out; when every difference is 0 the p-value is 1.
+    Units where either value is NaN are left out; ``units`` counts the rest, over which the mean
+    difference is taken. The test ranks the non-zero differences only (scipy's ``zero_method``
+    "wilcox", Wilcoxon's own), counted as ``ranked``; when every difference is 0 the p-value is 1.
     """
     from scipy.stats import wilcoxon
 
@@ -18,6 +20,7 @@ def paired_wilcoxon(a, b) -> dict:
     keep = ~(np.isnan(a) | np.isnan(b))
     diff = a[keep] - b[keep]
     if not keep.any():
-        return {"units": 0, "mean_difference": float("nan"), "wilcoxon_p": float("nan")}
+        return {"units": 0, "ranked": 0, "mean_difference": float("nan"), "wilcoxon_p": float("nan")}
     p = float(wilcoxon(a[keep], b[keep]).pvalue) if np.any(diff != 0) else 1.0
-    return {"units": int(keep.sum()), "mean_difference": float(diff.mean()), "wilcoxon_p": p}
+    return {"units": int(keep.sum()), "ranked": int(np.count_nonzero(diff)), "mean_difference": float(diff.mean()),
+            "wilcoxon_p": p}

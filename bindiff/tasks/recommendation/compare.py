@@ -34,7 +34,7 @@ from ...training.devices import device_of
 from .evaluation import evaluate_part
 from .job import load_run, train_recommender
 from .models import BINOMIAL
-from .tune import parse_space, run_tuning
+from .tune import NOT_SEARCHABLE, parse_space, run_tuning
 
 
 @dataclass
@@ -60,9 +60,19 @@ def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[st
     unknown = [n for n in names if n not in presets]
     if unknown:
         raise RecipeError(f"compare: unknown model(s) {unknown}; the recipe defines {list(presets)}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise RecipeError(f"--models: {', '.join(map(repr, twice))} listed twice")
     for name in names:
         if not isinstance(presets[name], list) or not all(isinstance(o, str) for o in presets[name]):
             raise RecipeError(f"compare.models.{name} must be a list of key=value overrides")
+        for override in presets[name]:
+            # the paired test pairs each user's values across models: every model must see the same
+            # split, metric and seed, and get the same tuning
+            if override.split("=", 1)[0].strip().split(".")[0] in NOT_SEARCHABLE:
+                raise RecipeError(f"compare.models.{name}: '{override}' would give this model its own "
+                                  f"{override.split('.')[0].split('=')[0]}; {', '.join(NOT_SEARCHABLE)} are shared by "
+                                  "every compared model (set them for the whole comparison)")
     return {name: list(presets[name]) for name in names}
 
 
@@ -150,7 +160,9 @@ def summarise(runs: list[ModelRun], config: dict) -> dict:
         rows[name] = {
             "seeds": [r.seed for r in mine],
             "mean": {m: float(np.mean([r.test[m] for r in mine])) for m in metrics},
-            "std": {m: float(np.std([r.test[m] for r in mine], ddof=1)) if len(mine) > 1 else 0.0 for m in metrics},
+            # over seeds, ddof 1; undefined (NaN, shown as n/a) for a single seed
+            "std": {m: float(np.std([r.test[m] for r in mine], ddof=1)) if len(mine) > 1 else float("nan")
+                    for m in metrics},
             "train_seconds": float(np.mean([r.train_seconds for r in mine])),
             "inference_seconds": float(np.mean([r.inference_seconds for r in mine])),
             "runs": [str(r.run_dir) for r in mine],
@@ -158,7 +170,8 @@ def summarise(runs: list[ModelRun], config: dict) -> dict:
     baselines = [m for m in models if next(r.kind for r in runs if r.model == m) != BINOMIAL]
     # chosen on validation users, never on the test values the table reports
     valid_mean = {m: float(np.mean([r.valid[select] for r in runs if r.model == m])) for m in baselines}
-    best = max(baselines, key=lambda m: valid_mean[m]) if baselines else None
+    defined = [m for m in baselines if np.isfinite(valid_mean[m])]  # a NaN mean would win max() when listed first
+    best = max(defined, key=lambda m: valid_mean[m]) if defined else None
     for name in models:
         rows[name]["vs_best_baseline"] = None
         if best is None or name == best:
@@ -167,7 +180,7 @@ def summarise(runs: list[ModelRun], config: dict) -> dict:
         theirs = {r.seed: r for r in runs if r.model == best}
         test = paired_wilcoxon(np.concatenate([r.per_user[select] for r in mine]),
                                np.concatenate([theirs[r.seed].per_user[select] for r in mine]))
-        rows[name]["vs_best_baseline"] = {"baseline": best, "metric": select, "users": test["units"],
+        rows[name]["vs_best_baseline"] = {"baseline": best, "metric": select, "users": test["units"], "ranked": test["ranked"],
                                           "mean_difference": test["mean_difference"], "wilcoxon_p": test["wilcoxon_p"],
                                           "seeds": len(mine),
                                           "seed_t_p": _seed_t_p([r.test[select] for r in mine],
@@ -187,6 +200,10 @@ def _seed_t_p(mine: list[float], theirs: list[float]) -> float | None:
     return float(ttest_rel(mine, theirs).pvalue)
 
 
+def _sd(value: float, undefined: str) -> str:
+    return undefined if np.isnan(value) else f"{value:.4f}"
+
+
 def _to_csv(table: dict) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -195,7 +212,7 @@ def _to_csv(table: dict) -> str:
                      "train_seconds", "inference_seconds", "p_vs_best_baseline", "p_seeds_vs_best_baseline"])
     for name, row in table["models"].items():
         test = row["vs_best_baseline"]
-        writer.writerow([name, *[f"{row['mean'][m]:.4f}" for m in metrics], *[f"{row['std'][m]:.4f}" for m in metrics],
+        writer.writerow([name, *[f"{row['mean'][m]:.4f}" for m in metrics], *[_sd(row['std'][m], "") for m in metrics],
                          f"{row['train_seconds']:.1f}", f"{row['inference_seconds']:.2f}",
                          "" if test is None else f"{test['wilcoxon_p']:.3g}",
                          "" if test is None or test["seed_t_p"] is None else f"{test['seed_t_p']:.3g}"])
@@ -212,7 +229,7 @@ def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune
              + (" tuning trials |" if tuned else ""),
              "|---|" + "---|" * (len(metrics) + 3 + tuned)]
     for name, row in table["models"].items():
-        cells = [f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}" for m in metrics]
+        cells = [f"{row['mean'][m]:.4f} ± {_sd(row['std'][m], 'n/a')}" for m in metrics]
         test = row["vs_best_baseline"]
         versus = "(best baseline)" if name == table["best_baseline"] else (
             "" if test is None else f"{test['mean_difference']:+.4f}, p {_p_value(test['wilcoxon_p'])}"
@@ -220,14 +237,16 @@ def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune
         trials = table.get("tuning", {}).get(name, {}).get("trials", 0)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['train_seconds']:.1f} | "
                      f"{row['inference_seconds']:.2f} | {versus} |" + (f" {trials or 'none'} |" if tuned else ""))
-    footnote = f"Mean ± standard deviation over {n_seeds} seeds (each seed its own split, shared by all models)"
+    footnote = (f"Mean ± standard deviation over {n_seeds} seeds (each seed its own split, shared by all models)"
+                if n_seeds > 1 else "One seed, so no standard deviation (its split shared by all models)")
     if table["best_baseline"] is None:
         footnote += "; no model of this comparison is a baseline, so there is no paired test."
     else:
         footnote += (f"; p: two-sided Wilcoxon signed-rank test on per-user test {table['select']}, pooled over seeds, "
                      f"against the best baseline ({table['best_baseline']}, the baseline with the highest mean "
-                     f"validation {table['select']}); seeds p: two-sided paired t-test over the seeds' test means, "
-                     "which also sees how training varies between seeds.")
+                     f"validation {table['select']})" + ("; seeds p: two-sided paired t-test over the seeds' test "
+                                                          "means, which also sees how training varies between seeds."
+                                                          if n_seeds > 1 else "."))
     lines += ["", footnote]
     return "\n".join(lines) + "\n"
 
@@ -247,7 +266,7 @@ def plot_comparison(table: dict, path: Path) -> None:
     for i, name in enumerate(names):
         row = table["models"][name]
         xs = np.arange(len(metrics)) + i * width
-        ax.bar(xs, [row["mean"][m] for m in metrics], width, yerr=[row["std"][m] for m in metrics],
+        ax.bar(xs, [row["mean"][m] for m in metrics], width, yerr=[np.nan_to_num(row["std"][m]) for m in metrics],
                label=name, capsize=2)
     ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics)
     ax.set_ylabel("test value (mean ± std over seeds)")
