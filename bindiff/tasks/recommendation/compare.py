@@ -69,10 +69,11 @@ def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[st
         for override in presets[name]:
             # the paired test pairs each user's values across models: every model must see the same
             # split, metric and seed, and get the same tuning
-            if override.split("=", 1)[0].strip().split(".")[0] in NOT_SEARCHABLE:
-                raise RecipeError(f"compare.models.{name}: '{override}' would give this model its own "
-                                  f"{override.split('.')[0].split('=')[0]}; {', '.join(NOT_SEARCHABLE)} are shared by "
-                                  "every compared model (set them for the whole comparison)")
+            section = override.split("=", 1)[0].strip().split(".")[0]
+            if section in NOT_SEARCHABLE:
+                raise RecipeError(f"compare.models.{name}: '{override}' would give this model its own {section}; "
+                                  f"{', '.join(NOT_SEARCHABLE)} are shared by every compared model (set them for "
+                                  "the whole comparison)")
     return {name: list(presets[name]) for name in names}
 
 
@@ -180,8 +181,9 @@ def summarise(runs: list[ModelRun], config: dict) -> dict:
         theirs = {r.seed: r for r in runs if r.model == best}
         test = paired_wilcoxon(np.concatenate([r.per_user[select] for r in mine]),
                                np.concatenate([theirs[r.seed].per_user[select] for r in mine]))
-        rows[name]["vs_best_baseline"] = {"baseline": best, "metric": select, "users": test["units"], "ranked": test["ranked"],
-                                          "mean_difference": test["mean_difference"], "wilcoxon_p": test["wilcoxon_p"],
+        rows[name]["vs_best_baseline"] = {"baseline": best, "metric": select, "users": test["units"],
+                                          "ranked": test["ranked"], "mean_difference": test["mean_difference"],
+                                          "wilcoxon_p": test["wilcoxon_p"],
                                           "seeds": len(mine),
                                           "seed_t_p": _seed_t_p([r.test[select] for r in mine],
                                                                 [theirs[r.seed].test[select] for r in mine])}
