@@ -679,6 +679,11 @@ def test_evaluate_scores_a_segmentation_run_again_into_a_new_folder(run, tmp_pat
     # the U-Net is scored as in the run itself; only the diffusion's map is made another way
     original = json.loads((run / "metrics.json").read_text())["test"]["unet"]
     assert metrics["test"]["unet"]["dice"] == pytest.approx(original["dice"])
+    # with the run's own settings, the run's own figures (it reads the test cases alone)
+    again = runner.invoke(app, ["evaluate", str(run), "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["test"] == \
+        json.loads((run / "metrics.json").read_text())["test"]
     missing = runner.invoke(app, ["evaluate", str(run), "segmentation.average=trajectory"])
     assert missing.exit_code == 2 and "--out: a segmentation run is scored again into a new folder" in missing.output
     trained = runner.invoke(app, ["evaluate", str(run), "train.epochs=9", "--out", str(tmp_path / "other")])

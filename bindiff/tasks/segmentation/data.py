@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -64,6 +64,8 @@ class SegmentationData:
     spacing: tuple[float, float, float] | None = None  # images.spacing resolved (mm); None: read as stored
 
     def part(self, name: str) -> list[SegmentationCase]:
+        if any(i not in self.cases for i in self.split[name]):  # a bug: load_data(parts=...) left them out
+            raise ValueError(f"the {name} cases were not read (load_data was given other parts)")
         return [self.cases[i] for i in self.split[name]]
 
     @property
@@ -179,8 +181,10 @@ def training_geometry(folder: Path) -> TrainingGeometry:
                             tuple(float(v) for v in extents.min(0)), tuple(float(v) for v in extents.max(0)))
 
 
-def load_data(folder: Path, config: dict) -> SegmentationData:
-    """The run's cases read again from their files; refused if a file changed since the run."""
+def load_data(folder: Path, config: dict, parts: Sequence[str] | None = None) -> SegmentationData:
+    """The run's cases read again from their files; refused if a file changed since the run.
+    ``parts``: read only the cases of these parts of the split (default: every case); scoring
+    the 50 test cases of the hippocampus recipe then reads 50 files instead of 260 (4 s less)."""
     with cases_json(folder, "segmentation") as meta:  # its entries first, then the images they name
         preset = resolve_preset(config, meta["layout"])
         spacing = None if meta.get("spacing_mm") is None else tuple(float(v) for v in meta["spacing_mm"])
@@ -190,8 +194,11 @@ def load_data(folder: Path, config: dict) -> SegmentationData:
         split = meta["split"]
     check_split_drawn(split, config, Path(folder) / "cases.json")
     spec = grid_spec(config)
+    wanted = None if parts is None else {i for part in parts for i in split[part]}
     cases = {}
     for case_id, (record, transform) in records.items():
+        if wanted is not None and case_id not in wanted:
+            continue
         case = _load_case(record, preset, described[3], spec, config["images"], spacing)
         if case.image.transform.to_dict() != transform:
             raise DataError(f"{case.case.image}: the image changed since the run was trained (its grid window moved)")

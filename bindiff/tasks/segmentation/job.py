@@ -248,7 +248,7 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     run_dir = Path(run_dir)
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device=device)
     config = base.rescoring_config(TASK, config, overrides)
-    data = data or load_data(run_dir / "split", config)
+    data = data or load_data(run_dir / "split", config, parts=[config["eval"]["part"]])
     cfg, started = config["segmentation"], time.perf_counter()
     batch = config["eval"]["batch_size"]
     records = data.part(config["eval"]["part"])[: config["eval"]["max_cases"] or None]
