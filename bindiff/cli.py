@@ -207,6 +207,8 @@ def recommend(
     device: Optional[str] = _DEVICE,
 ):
     """Top-k items a user has not interacted with, as raw item ids (the model is loaded once)."""
+    from pathlib import Path
+
     from .config import RecipeError
     from .tasks.recommendation.serve import Recommender, read_histories, write_recommendations
 
@@ -217,6 +219,8 @@ def recommend(
                               + (f" (got {', '.join(given)})" if given else ""))
         if (input is None) != (output is None):
             raise RecipeError("recommend: --input and --output go together")
+        if input is not None and Path(output).resolve() == Path(input).resolve():
+            raise RecipeError(f"--output {output}: is the --input file; the histories would be overwritten")
         if input is not None:
             users, histories = read_histories(input)
         elif items is not None:
@@ -233,12 +237,18 @@ def recommend(
                               for u, ids in list(unknown.items())[:5])
             typer.echo(f"warning: {sum(map(len, unknown.values()))} item id(s) of {len(unknown)} user(s) are not in "
                        f"the run's items and were not used ({shown})", err=True)
+        short = [u for u, r in zip(users, results) if len(r.items) < k]
+        if short:  # a history that holds (nearly) every item leaves fewer than k to recommend
+            typer.echo(f"warning: {len(short)} user(s) got fewer than {k} items, every item they have not seen "
+                       f"({', '.join(map(str, short[:5]))}{' ...' if len(short) > 5 else ''})", err=True)
         if output is not None:
             write_recommendations(output, users, results)
     except _user_errors() as err:
         _fail(err)
     if output is not None:
-        typer.echo(f"{len(users)} users, {k} items each: {output}")
+        counts = sorted({len(r.items) for r in results})
+        each = f"{counts[0]} items each" if len(counts) == 1 else f"{counts[0]} to {counts[-1]} items each"
+        typer.echo(f"{len(users)} users, {each}: {output}")
         return
     for rank, (item, score) in enumerate(zip(results[0].items, results[0].scores), 1):
         typer.echo(f"{rank}\t{item}\t{score:.6f}")

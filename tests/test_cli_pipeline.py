@@ -349,6 +349,29 @@ def test_recommend_many_new_users_from_a_file(trained, tmp_path):
     np.testing.assert_allclose(recommender.score(list(histories.values())), scores, rtol=1e-6)
 
 
+def test_a_history_of_nearly_every_item_gets_the_rest_with_a_warning(trained, tmp_path):
+    from bindiff.tasks.recommendation.serve import Recommender
+
+    run_dir, _, _ = trained
+    recommender = Recommender.from_run(run_dir)
+    items = [str(i) for i in recommender.item_ids]
+    users_csv = tmp_path / "users.csv"
+    users_csv.write_text("user,item\n" + "".join(f"all,{i}\n" for i in items[2:]) + "a,i1\n")
+    out = tmp_path / "recs.csv"
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(out),
+                                 "--k", "3"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 user(s) got fewer than 3 items, every item they have not seen (all)" in result.output
+    assert f"2 users, 2 to 3 items each: {out}" in result.output
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    assert sorted(r[2] for r in rows if r[0] == "all") == sorted(items[:2])  # exactly the two it has not seen
+    same = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(users_csv)])
+    assert same.exit_code == 2 and "is the --input file; the histories would be overwritten" in same.output
+    for history in ("i1", ["i1", "i3"]):  # a string is not a list of histories, nor a history
+        with pytest.raises(TypeError, match="not a string|got the string"):
+            recommender.recommend(history)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--items", "i1", "--user", "u7"], "give exactly one of --user, --items or --input (got --user, --items)"),
     (["--input", "{csv}"], "--input and --output go together"),
@@ -410,3 +433,11 @@ def test_every_ranking_metric_and_the_per_user_csv_from_a_run(ratings_csv, tmp_p
     values = [float(r.split(",")[2]) for r in rows[1:] if r.split(",")[2]]
     assert len(rows) == 1 + metrics["users"]["test"]["total"]
     assert np.mean(values) == pytest.approx(metrics["test"]["hit@5"])
+
+
+def test_a_rating_threshold_on_a_file_whose_rating_column_is_not_named_says_how_to_name_it(ratings_csv, tmp_path):
+    args = [a for a in small_args(ratings_csv, tmp_path) if a != "data.rating_col=rating"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "its files hold no ratings; set min_rating to null, or name the file's " \
+        "rating column with data.rating_col" in result.output
+    assert not (tmp_path / "ml1m").exists()

@@ -380,3 +380,64 @@ def test_a_device_given_as_a_data_set_is_named_as_one():
 
     with pytest.raises(DataError, match=r"/dev/zero: not a regular file or a folder"):
         resolve_dataset("/dev/zero", download=False)
+
+
+# --- files users bring: long ids, quotes, UTF-8 ---------------------------------------------
+
+
+def test_one_long_id_keeps_the_others_compact_and_indexes_like_short_ids(tmp_path):
+    long = "x" * 200  # a URL-like id: numpy's fixed width would give every row 200 characters
+    rows = [("u2", "i10"), ("u1", long), ("u2", "i9"), ("u1", "i10")]
+    path = tmp_path / "long.csv"
+    path.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows), encoding="utf-8")
+    raw = read_delimited(path)
+    assert raw.item.dtype == object and raw.user.dtype.kind == "U"
+    distinct, index = index_ids(raw.item)
+    assert distinct.tolist() == sorted({i for _, i in rows})  # string order, found by hand
+    assert [distinct[k] for k in index] == [i for _, i in rows]
+    matrix = build_matrix(raw)
+    assert matrix.item_ids.tolist() == ["i10", "i9", long] and matrix.matrix.nnz == 4
+
+
+def test_an_id_beyond_a_thousand_characters_names_its_line(tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text("user,item\nu1,i1\nu2," + "y" * 1001 + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"huge.csv:3: a item id of 1001 characters \(at most 1000\)"):
+        read_delimited(path)
+
+
+def test_a_quote_left_open_is_refused_at_its_line_not_read_to_the_end(tmp_path):
+    lines = ["user,item"] + [f"u{k},i{k}" for k in range(50)]
+    lines[31] = 'u30,"broken'  # line 32 of the file opens a quote that never closes
+    path = tmp_path / "open.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"open.csv:32: not readable as delimited text from this line on "
+                                         r"\(unexpected end of data\)"):
+        read_delimited(path)
+    lines[40] = 'u39,i39"'  # now closed nine lines later: one "id" of ten lines
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"open.csv:32: a quoted field runs over lines 32-41"):
+        read_delimited(path)
+    # text after a closing quote is refused rather than glued to the id
+    path.write_text('user,item\nu1,"Weird Al" Yankovic\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"open.csv:2: not readable as delimited text from this line on"):
+        read_delimited(path)
+    # a quoted id holding the separator is read whole
+    path.write_text('user,item\nu1,"Crouching Tiger, Hidden Dragon"\n', encoding="utf-8")
+    assert read_delimited(path).item.tolist() == ["Crouching Tiger, Hidden Dragon"]
+
+
+def test_an_unquoted_separator_in_an_id_is_refused_where_a_header_names_the_columns(tmp_path):
+    path = tmp_path / "comma.csv"
+    path.write_text("user,item\ncarl,Crouching Tiger, Hidden Dragon\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"comma.csv:2: 3 fields but the header names 2"):
+        read_delimited(path)
+
+
+def test_dat_files_keep_utf8_ids_and_fall_back_to_latin1(tmp_path):
+    path = tmp_path / "ratings.dat"
+    path.write_bytes("José::Café 1::5::1\nÅsa::Øl::4::2\n".encode("utf-8"))  # Å is 0xC3 0x85 in UTF-8
+    raw = read_movielens_ratings(path)
+    assert raw.user.tolist() == ["José", "Åsa"] and raw.item.tolist() == ["Café 1", "Øl"]
+    path.write_bytes("Jos\xe9::1::5::1\n2::3::4::2\n".encode("latin-1"))  # GroupLens's own encoding
+    assert read_movielens_ratings(path).user.tolist() == ["José", "2"]

@@ -86,7 +86,14 @@ def index_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Integer-looking ids are ordered by value (so "2" < "10", and DiffRec's
     0-based ids land on their own row); other ids in string order.
     """
-    distinct, inverse = np.unique(np.asarray(ids, dtype=str), return_inverse=True)
+    ids = np.asarray(ids)
+    if ids.dtype == object:  # long ids (see the readers): distinct ones first, so only they take a fixed width
+        first_seen: dict = {}
+        code = np.fromiter((first_seen.setdefault(i, len(first_seen)) for i in ids.tolist()), np.int64, len(ids))
+        distinct, order = np.unique(np.array(list(first_seen), dtype=str), return_inverse=True)
+        inverse = order.ravel()[code]
+    else:
+        distinct, inverse = np.unique(ids.astype(str), return_inverse=True)
     try:
         values = distinct.astype(np.int64)
     except (ValueError, OverflowError):

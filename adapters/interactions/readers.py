@@ -81,13 +81,15 @@ def read_delimited(
     """
     path = Path(path)
     text = _read_text(path, encoding="utf-8-sig")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    # strict: a quote inside an unquoted field, or text after a closing quote, is an error (csv
+    # otherwise reads on silently, and an unclosed quote swallows the rest of the file)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
     wanted = {"user_col": user_col, "item_col": item_col}
     if rating_col is not None:
         wanted["rating_col"] = rating_col
 
     if header:
-        names = next((row for row in reader if row), None)
+        names = next((row for row in _rows(reader, path) if row), None)
         if names is None:
             raise DataError(f"{path}: file is empty (no header row)")
         names = [name.strip() for name in names]
@@ -124,7 +126,12 @@ def read_delimited(
     ratings: list[str] = []
     line_of_row: list[int] = []
     ui, ii, ri = positions["user_col"], positions["item_col"], positions.get("rating_col")
-    for row in reader:
+    last_line = reader.line_num
+    for row in _rows(reader, path):
+        if reader.line_num > last_line + 1 and any("\n" in field or "\r" in field for field in row):
+            raise DataError(f"{path}:{last_line + 1}: a quoted field runs over lines {last_line + 1}-{reader.line_num}; "
+                            "ids and ratings are one line each (is a quote left open?)")
+        last_line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) < needed:
@@ -132,6 +139,9 @@ def read_delimited(
                 f"{path}:{reader.line_num}: expected at least {needed} fields separated by "
                 f"{sep!r}, found {len(row)}: {_preview(sep.join(row))}"
             )
+        if header and len(row) > len(names):
+            raise DataError(f"{path}:{reader.line_num}: {len(row)} fields but the header names {len(names)}: "
+                            f"{_preview(sep.join(row))}; an id holding {sep!r} must be quoted")
         users.append(row[ui].strip())
         items.append(row[ii].strip())
         if ri is not None:
@@ -147,7 +157,21 @@ def read_delimited(
     rating = None
     if ri is not None:
         rating = _parse_ratings(ratings, path, lambda row: line_of_row[row])
-    return RawInteractions(np.array(users), np.array(items), rating, str(path))
+    return RawInteractions(_id_array(users, path, "user", lambda row: line_of_row[row]),
+                           _id_array(items, path, "item", lambda row: line_of_row[row]), rating, str(path))
+
+
+def _rows(reader, path: Path):
+    """The reader's rows, its errors (a quote never closed, text after a closing quote, a field
+    beyond csv's size limit) as one line naming the line where the bad row starts."""
+    start = reader.line_num + 1
+    try:
+        for row in reader:
+            yield row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(f"{path}:{start}: not readable as delimited text from this line on ({exc}); "
+                        "is a quote left open?") from None
 
 
 def read_pairs(path: str | Path) -> RawInteractions:
@@ -191,7 +215,8 @@ def read_item_lists(path: str | Path) -> RawInteractions:
         items += fields[1:]
     if not users:
         raise DataError(f"{path}: no interactions (expected lines `user item item ...`)")
-    return RawInteractions(np.array(users), np.array(items), None, str(path))
+    return RawInteractions(_id_array(users, path, "user", lambda row: f"interaction {row + 1}"),
+                           _id_array(items, path, "item", lambda row: f"interaction {row + 1}"), None, str(path))
 
 
 def _read_text(path: Path, encoding: str) -> str:
@@ -217,10 +242,18 @@ def _read_text(path: Path, encoding: str) -> str:
 def _read_fixed_fields(path: str | Path, sep: str, layout: str) -> RawInteractions:
     """Four `sep`-separated fields a line: user, item, rating, integer timestamp."""
     path = Path(path)
-    # GroupLens files are latin-1; decoding as latin-1 never fails, and ids are ASCII. A UTF-8
-    # byte-order mark (an editor's "save as UTF-8") would otherwise glue itself to the first user id.
-    text = _read_text(path, encoding="latin-1")
-    lines = text.removeprefix("\xef\xbb\xbf").splitlines()
+    # UTF-8 first, so ids such as "José" are kept as written; GroupLens's own files are latin-1
+    # (their ids are ASCII), which never fails to decode. Lines end at "\n" only: str.splitlines
+    # also breaks at characters such as U+0085, which latin-1 makes of the byte 0x85.
+    try:
+        text = _read_text(path, encoding="utf-8-sig")
+    except DataError as exc:
+        if "not valid utf-8" not in str(exc):
+            raise
+        text = _read_text(path, encoding="latin-1").removeprefix("\xef\xbb\xbf")  # a BOM before latin-1 bytes
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
     line_numbers = None
     if "" in lines:
         line_numbers = [number for number, line in enumerate(lines, 1) if line]
@@ -251,6 +284,7 @@ def _read_fixed_fields(path: str | Path, sep: str, layout: str) -> RawInteractio
         if "" in values:
             row = values.index("")
             raise DataError(f"{path}:{line_number(row)}: empty {name} id: {_preview(lines[row])}")
+    user_ids, item_ids = (_id_array(users, path, "user", line_number), _id_array(items, path, "item", line_number))
     rating = _parse_ratings(ratings, path, line_number)
     try:
         np.array(timestamps, dtype=np.int64)
@@ -258,7 +292,7 @@ def _read_fixed_fields(path: str | Path, sep: str, layout: str) -> RawInteractio
         row = next(row for row, value in enumerate(timestamps) if not _is_int(value))
         what = "lies beyond 64 bits" if _is_int(timestamps[row], any_size=True) else "is not an integer"
         raise DataError(f"{path}:{line_number(row)}: timestamp {timestamps[row]!r} {what}") from None
-    return RawInteractions(np.array(users), np.array(items), rating, str(path))
+    return RawInteractions(user_ids, item_ids, rating, str(path))
 
 
 def _split_fields(lines: list[str], sep: str, n_fields: int) -> list[str] | int:
@@ -269,8 +303,9 @@ def _split_fields(lines: list[str], sep: str, n_fields: int) -> list[str] | int:
     guarantee that no short line is made up for by a long one.
     """
     joined = "\n".join(lines)
-    codes = np.frombuffer(joined.encode("latin-1"), dtype=np.uint8)
-    sep_codes = np.frombuffer(sep.encode("latin-1"), dtype=np.uint8)
+    # UTF-8 bytes: an ASCII separator or newline byte never occurs inside a multi-byte character
+    codes = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    sep_codes = np.frombuffer(sep.encode("utf-8"), dtype=np.uint8)
     width = max(len(codes) - len(sep_codes) + 1, 0)
     at_sep = np.ones(width, dtype=bool)
     for offset, code in enumerate(sep_codes):
@@ -286,6 +321,24 @@ def _split_fields(lines: list[str], sep: str, n_fields: int) -> list[str] | int:
     if len(fields) != n_fields * len(lines):
         return next(row for row, line in enumerate(lines) if len(line.split(sep)) != n_fields)
     return fields
+
+
+# An id longer than this is a malformed file (a quote left open swallows the lines after it), not an id.
+MAX_ID_CHARS = 1000
+# numpy stores strings at the width of the longest: one long id among two million short ones
+# would cost rows × its length × 4 bytes, so longer ids stay Python strings (an object array).
+_FIXED_WIDTH_CHARS = 64
+
+
+def _id_array(values: list[str], path: Path, name: str, line_number) -> np.ndarray:
+    """The ids of one column, checked for length, as compact as their longest allows."""
+    longest = max(range(len(values)), key=lambda row: len(values[row]), default=None)
+    if longest is None:
+        return np.array(values)
+    if len(values[longest]) > MAX_ID_CHARS:
+        raise DataError(f"{path}:{line_number(longest)}: a {name} id of {len(values[longest])} characters "
+                        f"(at most {MAX_ID_CHARS}): {_preview(values[longest])}; is a quote left open?")
+    return np.array(values) if len(values[longest]) <= _FIXED_WIDTH_CHARS else np.array(values, dtype=object)
 
 
 def _parse_ratings(values, path: Path, line_number) -> np.ndarray:

@@ -89,7 +89,8 @@ def _check_min_rating_applies(source: DatasetSource, min_rating, has_ratings: bo
     files = f" ({', '.join(str(path) for path in source.paths.values())})" if source.paths else ""
     raise DataError(
         f"data.min_rating={min_rating} cannot be applied to {source.name!r}{files}: {already}; "
-        "set min_rating to null" + (f" or {source.binarised_at:g}" if source.binarised_at is not None else "")
+        "set min_rating to null" + (f" or {source.binarised_at:g}" if source.binarised_at is not None else
+                                    ", or name the file's rating column with data.rating_col")
     )
 
 

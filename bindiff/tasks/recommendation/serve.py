@@ -62,7 +62,12 @@ class Recommender:
     def encode(self, histories: Sequence[Iterable[str]]) -> tuple[sp.csr_matrix, list[list[str]]]:
         """Histories as binary CSR rows over the run's items, and each history's unknown ids."""
         indptr, indices, unknown = [0], [], []
+        if isinstance(histories, str):
+            raise TypeError("histories must be a list of histories, each a list of item ids, not a string")
         for history in histories:
+            if isinstance(history, str):  # its characters would be read as item ids
+                raise TypeError(f"each history must be a list of item ids, got the string {history!r} "
+                                f"(write [[{history!r}]] for one history of one item)")
             known, missing = set(), []
             for item in history:
                 item = str(item)
