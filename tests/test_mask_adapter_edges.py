@@ -138,3 +138,49 @@ def test_a_label_map_name_that_is_no_file_is_refused_not_skipped(tmp_path):
     # bindiff score: a prediction of that kind left out of the mean, and a reference left off the list
     with pytest.raises(DataError, match=r"c3\.nii\.gz: not a readable mask file"):
         score(tmp_path / "labels", tmp_path / "labels")
+
+
+def test_a_nifti_in_metres_is_read_in_mm_as_simpleitk_reads_it(tmp_path):
+    labels = np.zeros((6, 7, 8), dtype=np.uint8)
+    labels[2:4, 3:5, 1:6] = 1
+    affine = np.diag([0.001, 0.002, 0.003, 1.0])  # 1, 2 and 3 mm voxels, written in metres
+    affine[:3, 3] = [0.01, 0.02, 0.03]
+    image = nib.Nifti1Image(labels, affine)
+    image.header.set_xyzt_units("meter")
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    nib.save(image, str(tmp_path / "metres.nii.gz"))
+    volume = read_label_map(tmp_path / "metres.nii.gz")
+    itk = sitk.ReadImage(str(tmp_path / "metres.nii.gz"))  # ITK converts the unit: the reference
+    assert volume.geometry.spacing == pytest.approx(itk.GetSpacing())
+    assert volume.geometry.spacing == pytest.approx((1.0, 2.0, 3.0))
+    write_mask(volume.data, volume.geometry, tmp_path / "out.nii.gz")  # written back in mm, the same place
+    back = sitk.ReadImage(str(tmp_path / "out.nii.gz"))
+    assert back.GetSpacing() == pytest.approx(itk.GetSpacing()) and back.GetOrigin() == pytest.approx(itk.GetOrigin())
+    assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(itk))
+
+
+def test_a_voxel_size_that_would_make_a_billion_voxels_is_refused_naming_the_file():
+    assert voxel_size.resampled_shape((35, 51, 35), (1.0, 1.0, 1.0), (0.5, 0.5, 0.5)) == (70, 102, 70)
+    with pytest.raises(DataError, match=r"scan.nii: \[35, 51, 35\] voxels of \[1000.0, 1000.0, 1000.0\] mm would "
+                                        r"become \[35000, 51000, 35000\] voxels of \[1.0, 1.0, 1.0\] mm, more than 512³"):
+        voxel_size.resampled_shape((35, 51, 35), (1000.0, 1000.0, 1000.0), (1.0, 1.0, 1.0), "scan.nii")
+
+
+def test_a_nifti_without_orientation_is_read_with_one_warning(tmp_path, capsys):
+    image = nib.Nifti1Image(np.ones((4, 4, 4), dtype=np.uint8), np.eye(4))
+    image.set_qform(None, code=0)
+    image.set_sform(None, code=0)
+    nib.save(image, str(tmp_path / "bare.nii.gz"))
+    read_label_map(tmp_path / "bare.nii.gz")
+    read_label_map(tmp_path / "bare.nii.gz")
+    err = capsys.readouterr().err
+    assert err.count("bare.nii.gz: no orientation (qform and sform codes are 0)") == 1
+
+
+def test_finite_float64_intensities_beyond_float32_are_named_as_such(tmp_path):
+    data = np.ones((4, 4, 4), dtype=np.float64)
+    data[0, 0, 0] = 1e39
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "huge.nii.gz"))
+    with pytest.raises(DataError, match=r"huge.nii.gz: image holds 1 values beyond float32's range \(largest 1e\+39\)"):
+        read_image(tmp_path / "huge.nii.gz")

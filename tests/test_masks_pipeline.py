@@ -401,6 +401,23 @@ def test_apply_complete_fills_only_the_unknown_voxels(tiny_run, tmp_path):
     again = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "completion", "--input", str(damaged),
                                 "--unknown-label", "9", "--output", str(tmp_path / "out")])
     assert again.exit_code == 2 and "not an empty folder" in again.output
+    # an --unknown file that marks no voxel (or every voxel) is refused as --unknown-label's would be
+    for fill, name in ((np.zeros, "no"), (np.ones, "every")):
+        marks = tmp_path / f"{name}_unknown.nii.gz"
+        nib.save(nib.Nifti1Image(fill(labels.shape, np.uint8), image.affine, image.header), str(marks))
+        refused = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "completion", "--input",
+                                      str(tmp_path / "out" / "case.nii.gz"), "--unknown", str(marks),
+                                      "--output", str(tmp_path / f"none_{name}")])
+        assert refused.exit_code == 2 and f"{marks}: {name} voxel is marked unknown" in refused.output, refused.output
+    # a broken link among the label maps of a folder is refused, not skipped (a case would go missing)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.nii.gz").write_bytes((tmp_path / "out" / "case.nii.gz").read_bytes())
+    (folder / "b.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    broken = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(folder),
+                                 "--output", str(tmp_path / "from_folder")])
+    assert broken.exit_code == 2 and f"{folder / 'b.nii.gz'}: a broken link where a label map is expected" \
+        in broken.output and not (tmp_path / "from_folder").exists()
 
 
 @needs_hippo

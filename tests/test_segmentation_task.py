@@ -326,6 +326,10 @@ def test_segment_refuses_what_is_not_an_image_or_has_the_wrong_channels(run, tmp
              str(as_mask))
     mixed = _unlabelled_folder(tmp_path, ["hippocampus_001"])
     (mixed / "zz_broken.nii.gz").write_bytes(b"garbage")
+    linked = tmp_path / "linked"  # a good scan beside a link to one that is gone: a case would go missing
+    linked.mkdir()
+    (linked / "a.nii.gz").symlink_to(mixed / "hippocampus_001.nii.gz")
+    (linked / "b.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
     for given, message in ((text, "notes.txt: not an image file"),
                            (corrupt.parent, "scan.nii.gz: not a readable NIfTI file"),
                            (four_d, "two_channels.nii.gz: 2 image channel(s), but the run was trained on 1"),
@@ -333,7 +337,8 @@ def test_segment_refuses_what_is_not_an_image_or_has_the_wrong_channels(run, tmp
                            (blank, "blank.nii.gz: the image's foreground is empty"),
                            (as_mask, "label_as_image.nii.gz: every voxel of the image's foreground holds the same "
                                      "value (1): no contrast to segment"),
-                           (mixed, "zz_broken.nii.gz: not a readable NIfTI file")):
+                           (mixed, "zz_broken.nii.gz: not a readable NIfTI file"),
+                           (linked, "b.nii.gz: a broken link where a scan is expected")):
         result = runner.invoke(app, ["segment", str(run), "--input", str(given), "--output", str(tmp_path / "out")])
         assert result.exit_code == 2, result.output
         lines = result.output.strip().splitlines()

@@ -88,7 +88,7 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def _refuse_non_file(path: Path, what: str) -> None:
+def refuse_non_file(path: Path, what: str) -> None:
     """A name of a volume file that is not one: skipped, it would change the cases without a word."""
     if not path.is_file():
         kind = "a broken link" if path.is_symlink() and not path.exists() else "not a regular file"
@@ -104,7 +104,7 @@ def _msd(root: Path) -> list[MaskCase] | None:
                 stem = volume_stem(path)
                 if stem is None:
                     continue
-                _refuse_non_file(path, "label map")
+                refuse_non_file(path, "label map")
                 image = root / images_dir / path.name
                 if not image.is_file():  # MSD images are <case>_0000.nii.gz in nnU-Net's layout
                     image = root / images_dir / path.name.replace(stem, f"{stem}_0000", 1)

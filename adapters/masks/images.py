@@ -33,6 +33,12 @@ def read_image(path: str | Path, channels: bool = False) -> Volume:
         data = np.moveaxis(data, -1, 0) if data.ndim == 4 else data[None]
     if data.dtype.kind not in "biuf":
         raise DataError(f"{path}: image has data type {data.dtype}, not numbers")
+    if data.dtype.kind == "f" and data.dtype.itemsize > 4:  # finite float64 values beyond float32 became inf
+        with np.errstate(invalid="ignore"):
+            huge = np.isfinite(data) & (np.abs(data) > np.finfo(np.float32).max)
+        if huge.any():
+            raise DataError(f"{path}: image holds {int(huge.sum())} values beyond float32's range "
+                            f"(largest {np.nanmax(np.abs(data[np.isfinite(data)])):.3g}); rescale it")
     data = np.asarray(data, dtype=np.float32)
     finite = np.isfinite(data)
     if not finite.all():

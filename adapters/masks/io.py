@@ -131,8 +131,32 @@ def _read_nifti(path: Path) -> _Read:
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
         raise DataError(f"{path}: not a readable NIfTI file (corrupt or truncated?): {_first_line(err)}") from None
     header = image.header
-    return (data, np.asarray(image.affine, dtype=float), int(header["qform_code"]), int(header["sform_code"]),
+    return (data, _nifti_affine(image, path), int(header["qform_code"]), int(header["sform_code"]),
             _distinct_qform(image))
+
+
+# NIfTI's spatial units in mm; "unknown" is read as mm, as nibabel and ITK both do
+_UNIT_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}
+_WARNED_UNORIENTED: set[str] = set()
+
+
+def _nifti_affine(image, path: Path) -> np.ndarray:
+    """A loaded NIfTI's voxel-to-world affine in mm. nibabel gives it in the header's unit, so a
+    file in metres had voxels of 0.001 "mm" (its masks came back empty) while SimpleITK, which
+    converts, read 1 mm. A file that sets neither qform nor sform has no orientation: it is read as
+    nibabel reads it (x mirrored against ITK's reading), with a warning."""
+    affine = np.asarray(image.affine, dtype=float)
+    header = image.header
+    scale = _UNIT_MM.get(header.get_xyzt_units()[0], 1.0)
+    if scale != 1.0:
+        affine = np.diag([scale, scale, scale, 1.0]) @ affine
+    if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0 and str(path) not in _WARNED_UNORIENTED:
+        from ...progress import log  # the warning channel of the tasks
+
+        _WARNED_UNORIENTED.add(str(path))
+        log(f"warning: {path}: no orientation (qform and sform codes are 0); read with nibabel's default, "
+            "x mirrored against SimpleITK's reading: set the file's affine if its left and right matter")
+    return affine
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -322,7 +346,10 @@ def _distinct_qform(image) -> np.ndarray | None:
     if int(header["qform_code"]) == 0 or int(header["sform_code"]) == 0:
         return None  # the affine is the one form the file sets (or nibabel's guess)
     qform = np.asarray(header.get_qform(), dtype=float)
-    return None if np.allclose(qform, image.affine, atol=1e-6) else qform
+    if np.allclose(qform, image.affine, atol=1e-6):
+        return None
+    scale = _UNIT_MM.get(header.get_xyzt_units()[0], 1.0)  # in mm, as the affine (see _nifti_affine)
+    return np.diag([scale, scale, scale, 1.0]) @ qform
 
 
 def _geometry(affine: np.ndarray, shape, qcode: int, scode: int, path: Path,
@@ -348,7 +375,7 @@ def read_geometry(path: str | Path) -> Geometry:
             raise DataError(f"{path}: not a readable NIfTI file (corrupt or truncated?): {_first_line(err)}") from None
         if len(image.shape) == 3:
             header = image.header
-            return _geometry(np.asarray(image.affine, dtype=float), image.shape, int(header["qform_code"]),
+            return _geometry(_nifti_affine(image, path), image.shape, int(header["qform_code"]),
                              int(header["sform_code"]), path, _distinct_qform(image))
     return read_label_map(path).geometry
 

@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..errors import DataError
+
 __all__ = ["SPACING_TOLERANCE", "mixed_spacing", "needs_resampling", "resample", "resampled_shape",
            "training_spacing"]
 
@@ -59,9 +61,21 @@ def needs_resampling(spacing: Sequence[float], target: Sequence[float], toleranc
     return bool((np.abs(spacing - target) > tolerance * target * (1 + 1e-9)).any())
 
 
-def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, ...]:
-    """The shape that covers the same extent as ``shape`` voxels of ``spacing`` mm with ``target`` mm voxels."""
-    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
+# More voxels than this after resampling means a voxel size read wrong (a header in microns, say),
+# not a scan: 512³ float32 voxels are half a gigabyte.
+MAX_RESAMPLED_VOXELS = 512 ** 3
+
+
+def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float],
+                    source: str = "the volume") -> tuple[int, ...]:
+    """The shape that covers the same extent as ``shape`` voxels of ``spacing`` mm with ``target`` mm
+    voxels; a DataError naming ``source`` beyond ``MAX_RESAMPLED_VOXELS``."""
+    out = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
+    if float(np.prod([float(n) for n in out])) > MAX_RESAMPLED_VOXELS:
+        raise DataError(f"{source}: {list(shape)} voxels of {[float(f'{s:.4g}') for s in spacing]} mm would become "
+                        f"{list(out)} voxels of {[float(f'{t:.4g}') for t in target]} mm, more than 512³; is its voxel "
+                        "size (or its unit) right?")
+    return out
 
 
 def resample(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 from ...adapters.errors import DataError
 from ...adapters.masks import binarize, fit_transform, read_label_map, to_vectors, write_mask
 from ...adapters.masks import spacing as voxel_size
-from ...adapters.masks.datasets import LABEL_SUFFIXES, refuse_repeated_cases, volume_stem
+from ...adapters.masks.datasets import LABEL_SUFFIXES, refuse_non_file, refuse_repeated_cases, volume_stem
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from ...progress import log
@@ -50,7 +50,9 @@ def label_files(path: Path) -> list[Path]:
         return [path]
     if path.is_dir():
         files = sorted(p for p in path.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(LABEL_SUFFIXES))
+                       if not p.name.startswith(".") and p.name.lower().endswith(LABEL_SUFFIXES))
+        for file in files:  # a broken link or a folder of that name: skipped, a case would go missing
+            refuse_non_file(file, "label map")
         if not files:
             raise DataError(f"{path}: no label maps ({', '.join(LABEL_SUFFIXES)}) in this folder")
         refuse_repeated_cases([(_case_id(file), file) for file in files])
@@ -80,7 +82,11 @@ def _unknown_voxels(path: Path, labels: np.ndarray, geometry, unknown: Path | No
                         f"{tuple(geometry.shape)}")
     if not np.allclose(mask.geometry.canonical_affine, geometry.canonical_affine, atol=1e-3):
         raise DataError(f"{source}: its voxel-to-world affine differs from {path}'s (the two are not on one grid)")
-    return mask.data != 0
+    hidden = mask.data != 0
+    if not hidden.any() or hidden.all():  # as --unknown-label: nothing to complete, or nothing to complete from
+        raise DataError(f"{source}: {'no' if not hidden.any() else 'every'} voxel is marked unknown; nothing to "
+                        f"complete{'' if not hidden.any() else ' from'}")
+    return hidden
 
 
 @base.keeps_threads
@@ -157,7 +163,7 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_di
     resampled = voxel_size.needs_resampling(volume.geometry.spacing, spacing)
     work_mask, work_hidden = mask, hidden
     if resampled:
-        shape = voxel_size.resampled_shape(mask.shape, volume.geometry.spacing, spacing)
+        shape = voxel_size.resampled_shape(mask.shape, volume.geometry.spacing, spacing, str(path))
         work_mask = voxel_size.resample(mask, shape, order=0)
         work_hidden = None if hidden is None else voxel_size.resample(hidden, shape, order=0)
     roi = work_mask if work_hidden is None else (work_mask | work_hidden)

@@ -22,13 +22,13 @@ from .decision import foreground
 
 
 def to_spacing(channels: np.ndarray, spacing: Sequence[float], target: Sequence[float] | None,
-               *masks: np.ndarray | None) -> tuple[np.ndarray, list, bool]:
+               *masks: np.ndarray | None, source: str = "the scan") -> tuple[np.ndarray, list, bool]:
     """(C, X, Y, Z) ``channels`` of voxel size ``spacing`` resampled to ``target`` (None: left as
     they are) with ``masks`` (each None or a boolean volume on the same voxels); also whether
     anything was resampled: not when every axis is within 1 % of the target."""
     if target is None or not voxel_size.needs_resampling(spacing, target):
         return channels, list(masks), False
-    shape = voxel_size.resampled_shape(channels.shape[1:], spacing, target)
+    shape = voxel_size.resampled_shape(channels.shape[1:], spacing, target, source)
     channels = np.stack([voxel_size.resample(channel, shape, order=1) for channel in channels])
     return channels, [None if m is None else voxel_size.resample(m, shape, order=0) for m in masks], True
 

@@ -26,7 +26,8 @@ import torch
 
 from ...adapters.errors import DataError
 from ...adapters.masks import write_mask, write_volume
-from ...adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, refuse_repeated_cases, volume_stem
+from ...adapters.masks.datasets import (LABEL_SUFFIXES, find_by_stem, refuse_non_file, refuse_repeated_cases,
+                                        volume_stem)
 from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels, read_image
 from ...adapters.masks.io import is_dicom_series
@@ -98,6 +99,8 @@ def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
         return [InputCase(path.name, (path,))]
     cases = []
     for entry in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
+        if volume_stem(entry) is not None and not entry.is_file():  # a broken link or a folder: a case would go missing
+            refuse_non_file(entry, "scan")
         if entry.is_file() and (stem := volume_stem(entry)) is not None:
             cases.append(InputCase(stem, (entry,)))
         elif entry.is_dir() and names and (case := _channel_folder(entry, names)):
@@ -238,7 +241,7 @@ def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
     # normalised on the scan's own voxels, then brought to the voxels the model learned at (see
     # ImageCase.place); image.transform then maps that volume
     data, stats = normalise_channels(data, roi, source=case.files[0])
-    data, (roi,), resampled = to_spacing(data, geometry.spacing, trained.spacing, roi)
+    data, (roi,), resampled = to_spacing(data, geometry.spacing, trained.spacing, roi, source=geometry.source)
     image = ImageCase.place(data, geometry, spec, brain=roi, source=case.files[0], stats=stats)
     return image, geometry, resampled, warning, first_channel
 
