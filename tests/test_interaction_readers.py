@@ -422,6 +422,9 @@ def test_a_quote_left_open_is_refused_at_its_line_not_read_to_the_end(tmp_path):
     path.write_text('user,item\nu1,"Weird Al" Yankovic\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"open.csv:2: not readable as delimited text from this line on"):
         read_delimited(path)
+    # a quoted text of several lines in a column that is not read is fine
+    path.write_text('user,item,review\nu1,i1,"good\nvery good"\nu2,i2,ok\n', encoding="utf-8")
+    assert read_delimited(path).user.tolist() == ["u1", "u2"]
     # a quoted id holding the separator is read whole
     path.write_text('user,item\nu1,"Crouching Tiger, Hidden Dragon"\n', encoding="utf-8")
     assert read_delimited(path).item.tolist() == ["Crouching Tiger, Hidden Dragon"]

@@ -128,9 +128,11 @@ def read_delimited(
     ui, ii, ri = positions["user_col"], positions["item_col"], positions.get("rating_col")
     last_line = reader.line_num
     for row in _rows(reader, path):
-        if reader.line_num > last_line + 1 and any("\n" in field or "\r" in field for field in row):
-            raise DataError(f"{path}:{last_line + 1}: a quoted field runs over lines {last_line + 1}-{reader.line_num}; "
-                            "ids and ratings are one line each (is a quote left open?)")
+        used = [row[k] for k in (ui, ii, ri) if k is not None and k < len(row)]  # other columns may span lines
+        if reader.line_num > last_line + 1 and any("\n" in field or "\r" in field for field in used):
+            raise DataError(f"{path}:{last_line + 1}: a quoted field runs over lines "
+                            f"{last_line + 1}-{reader.line_num}; ids and ratings are one line each (is a quote "
+                            "left open?)")
         last_line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
