@@ -334,13 +334,12 @@ _FIXED_WIDTH_CHARS = 64
 
 def _id_array(values: list[str], path: Path, name: str, line_number) -> np.ndarray:
     """The ids of one column, checked for length, as compact as their longest allows."""
-    longest = max(range(len(values)), key=lambda row: len(values[row]), default=None)
-    if longest is None:
-        return np.array(values)
-    if len(values[longest]) > MAX_ID_CHARS:
-        raise DataError(f"{path}:{line_number(longest)}: a {name} id of {len(values[longest])} characters "
-                        f"(at most {MAX_ID_CHARS}): {_preview(values[longest])}; is a quote left open?")
-    return np.array(values) if len(values[longest]) <= _FIXED_WIDTH_CHARS else np.array(values, dtype=object)
+    longest = max(map(len, values), default=0)
+    if longest > MAX_ID_CHARS:
+        row = next(row for row, value in enumerate(values) if len(value) == longest)
+        raise DataError(f"{path}:{line_number(row)}: a {name} id of {longest} characters (at most {MAX_ID_CHARS}): "
+                        f"{_preview(values[row])}; is a quote left open?")
+    return np.array(values) if longest <= _FIXED_WIDTH_CHARS else np.array(values, dtype=object)
 
 
 def _parse_ratings(values, path: Path, line_number) -> np.ndarray:
