@@ -27,8 +27,8 @@ def leaves(value, prefix: str = ""):
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from leaves(item, f"{prefix}{i}.")
-    else:
-        yield prefix.rstrip("."), value
+    else:  # files before December 2026 wrote an undefined value as NaN, later ones as null
+        yield prefix.rstrip("."), None if isinstance(value, float) and value != value else value
 
 
 def main(before: str, after: str) -> int:

@@ -67,7 +67,8 @@ def main() -> None:
                 report = evaluate_part(model, cfg, split.test, device_of(model))
                 seconds = time.perf_counter() - started
                 recorded = json.loads((Path(run_dir) / "metrics.json").read_text())
-                run = ModelRun(name, cfg["model"]["kind"], seed, Path(run_dir), report.mean, recorded["valid"],
+                valid = {m: np.nan if v is None else v for m, v in recorded["valid"].items()}  # null: undefined
+                run = ModelRun(name, cfg["model"]["kind"], seed, Path(run_dir), report.mean, valid,
                                report.per_user, recorded["training"]["seconds"], seconds)
                 if (name, seed) in runs:
                     if not all(np.isclose(runs[name, seed].test[m], run.test[m]) for m in run.test):

@@ -315,8 +315,9 @@ def tune(
     study = json.loads((out / "study.json").read_text())
     select, best = study["select"], study["best"]
     typer.echo(f"tuning directory: {out}")
-    for trial in study["trials"]:
-        typer.echo(f"trial {trial['number']:3d}  valid {select} {trial['valid']:.4f}  {trial['seconds']:7.1f} s  "
+    for trial in study["trials"]:  # an undefined value (NaN) is null in the file
+        valid = "n/a" if trial["valid"] is None else f"{trial['valid']:.4f}"
+        typer.echo(f"trial {trial['number']:3d}  valid {select} {valid}  {trial['seconds']:7.1f} s  "
                    + " ".join(trial["overrides"]))
     typer.echo(f"best: trial {best['number']}, valid {select} = {best['valid']:.4f}: " + " ".join(best["overrides"]))
     typer.echo(f"best recipe: {out / 'best.yaml'}")

@@ -435,6 +435,8 @@ def test_an_unquoted_separator_in_an_id_is_refused_where_a_header_names_the_colu
     path.write_text("user,item\ncarl,Crouching Tiger, Hidden Dragon\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"comma.csv:2: 3 fields but the header names 2"):
         read_delimited(path)
+    path.write_text("user,item\nu1,i1,\nu2,i2, \n", encoding="utf-8")  # a trailing separator adds an empty field
+    assert read_delimited(path).item.tolist() == ["i1", "i2"]
 
 
 def test_dat_files_keep_utf8_ids_and_fall_back_to_latin1(tmp_path):

@@ -162,8 +162,11 @@ def test_a_nifti_in_metres_is_read_in_mm_as_simpleitk_reads_it(tmp_path):
 
 def test_a_voxel_size_that_would_make_a_billion_voxels_is_refused_naming_the_file():
     assert voxel_size.resampled_shape((35, 51, 35), (1.0, 1.0, 1.0), (0.5, 0.5, 0.5)) == (70, 102, 70)
+    # a large CT, beyond 512³ voxels already, resampled by a few percent: a scan, not a wrong unit
+    assert voxel_size.resampled_shape((512, 512, 560), (0.78, 0.78, 1.0), (0.76, 0.76, 1.0)) == (525, 525, 560)
     with pytest.raises(DataError, match=r"scan.nii: \[35, 51, 35\] voxels of \[1000.0, 1000.0, 1000.0\] mm would "
-                                        r"become \[35000, 51000, 35000\] voxels of \[1.0, 1.0, 1.0\] mm, more than 512³"):
+                                        r"become \[35000, 51000, 35000\] voxels of \[1.0, 1.0, 1.0\] mm, "
+                                        r"more than 512³ and 64 times its own"):
         voxel_size.resampled_shape((35, 51, 35), (1000.0, 1000.0, 1000.0), (1.0, 1.0, 1.0), "scan.nii")
 
 

@@ -87,22 +87,24 @@ def test_resume_and_reading_a_run_leave_the_callers_random_states_and_threads_al
     assert torch.get_num_threads() == 2  # the recipe's train.threads=1 was the run's only
 
 
-def test_the_scoring_entry_points_give_the_callers_thread_count_back():
+def test_the_scoring_entry_points_give_the_callers_thread_count_back(tmp_path, monkeypatch):
     from bindiff.tasks.masks.apply import apply_run
     from bindiff.tasks.masks.job import run_evaluations
     from bindiff.tasks.segmentation.segment import segment
 
-    for entry in (apply_run, run_evaluations, segment):
-        assert entry.__wrapped__  # the keeps_threads wrapper
-    torch.set_num_threads(2)
-
-    @base.keeps_threads
-    def one_thread_then_fail():
-        base.apply_threads({"train": {"threads": 1}})
-        raise RuntimeError("a bug part-way")
-    with pytest.raises(RuntimeError):
-        one_thread_then_fail()
-    assert torch.get_num_threads() == 2
+    def one_thread_then_fail(*args, **kwargs):  # a run read with train.threads: 1, then a bug part-way
+        torch.set_num_threads(1)
+        raise Interrupted
+    monkeypatch.setattr(base, "load_trained", one_thread_then_fail)
+    (tmp_path / "case.nii.gz").write_bytes(b"")
+    calls = {"apply_run": lambda: apply_run(tmp_path, "denoising", tmp_path / "case.nii.gz", tmp_path / "out"),
+             "run_evaluations": lambda: run_evaluations(tmp_path, ["denoising"]),
+             "segment": lambda: segment(tmp_path, tmp_path / "case.nii.gz", tmp_path / "out")}
+    for name, call in calls.items():
+        torch.set_num_threads(2)
+        with pytest.raises(Interrupted):
+            call()
+        assert torch.get_num_threads() == 2, name
 
 
 def test_a_checkpoint_has_the_same_bytes_wherever_it_is_written(tmp_path):

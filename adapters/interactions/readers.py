@@ -81,8 +81,9 @@ def read_delimited(
     """
     path = Path(path)
     text = _read_text(path, encoding="utf-8-sig")
-    # strict: a quote inside an unquoted field, or text after a closing quote, is an error (csv
-    # otherwise reads on silently, and an unclosed quote swallows the rest of the file)
+    # strict: text after a closing quote, or a quote never closed, is an error (csv otherwise reads
+    # on silently, and an unclosed quote swallows the rest of the file); a quote inside an unquoted
+    # field (Bob"s) stays part of it
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
     wanted = {"user_col": user_col, "item_col": item_col}
     if rating_col is not None:
@@ -141,7 +142,7 @@ def read_delimited(
                 f"{path}:{reader.line_num}: expected at least {needed} fields separated by "
                 f"{sep!r}, found {len(row)}: {_preview(sep.join(row))}"
             )
-        if header and len(row) > len(names):
+        if header and len(row) > len(names) and any(field.strip() for field in row[len(names):]):
             raise DataError(f"{path}:{reader.line_num}: {len(row)} fields but the header names {len(names)}: "
                             f"{_preview(sep.join(row))}; an id holding {sep!r} must be quoted")
         users.append(row[ui].strip())
@@ -334,7 +335,9 @@ _FIXED_WIDTH_CHARS = 64
 
 def _id_array(values: list[str], path: Path, name: str, line_number) -> np.ndarray:
     """The ids of one column, checked for length, as compact as their longest allows."""
-    longest = max(map(len, values), default=0)
+    if not values:
+        return np.array(values, dtype=str)
+    longest = max(map(len, values))
     if longest > MAX_ID_CHARS:
         row = next(row for row, value in enumerate(values) if len(value) == longest)
         raise DataError(f"{path}:{line_number(row)}: a {name} id of {longest} characters (at most {MAX_ID_CHARS}): "

@@ -61,20 +61,24 @@ def needs_resampling(spacing: Sequence[float], target: Sequence[float], toleranc
     return bool((np.abs(spacing - target) > tolerance * target * (1 + 1e-9)).any())
 
 
-# More voxels than this after resampling means a voxel size read wrong (a header in microns, say),
-# not a scan: 512³ float32 voxels are half a gigabyte.
+# Resampling to more voxels than both of these means a voxel size read wrong (a header in microns,
+# say), not a scan: 512³ float32 voxels are half a gigabyte, and a scan 64 times finer than its file
+# is no scan either (a large CT of 512 × 512 × 560 voxels resampled by a few percent is one).
 MAX_RESAMPLED_VOXELS = 512 ** 3
+MAX_RESAMPLED_GROWTH = 64
 
 
 def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float],
                     source: str = "the volume") -> tuple[int, ...]:
     """The shape that covers the same extent as ``shape`` voxels of ``spacing`` mm with ``target`` mm
-    voxels; a DataError naming ``source`` beyond ``MAX_RESAMPLED_VOXELS``."""
+    voxels; a DataError naming ``source`` beyond both ``MAX_RESAMPLED_VOXELS`` and
+    ``MAX_RESAMPLED_GROWTH`` times its own voxels."""
     out = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
-    if float(np.prod([float(n) for n in out])) > MAX_RESAMPLED_VOXELS:
-        raise DataError(f"{source}: {list(shape)} voxels of {[float(f'{s:.4g}') for s in spacing]} mm would become "
-                        f"{list(out)} voxels of {[float(f'{t:.4g}') for t in target]} mm, more than 512³; is its voxel "
-                        "size (or its unit) right?")
+    voxels = float(np.prod([float(n) for n in out]))
+    if voxels > MAX_RESAMPLED_VOXELS and voxels > MAX_RESAMPLED_GROWTH * float(np.prod([float(n) for n in shape])):
+        sizes = [float(f"{s:.4g}") for s in spacing], [float(f"{t:.4g}") for t in target]
+        raise DataError(f"{source}: {list(shape)} voxels of {sizes[0]} mm would become {list(out)} voxels of "
+                        f"{sizes[1]} mm, more than 512³ and 64 times its own; is its voxel size (or its unit) right?")
     return out
 
 

@@ -112,7 +112,8 @@ def _load_case(case: MaskCase, preset, region: str, spec, images: dict,
     # normalised on the scan's own voxels, before any resampling (see ImageCase.place)
     roi = image_roi(channels, brain, source=files[0])
     channels, stats = normalise_channels(channels, roi, source=files[0])
-    channels, (truth, roi), resampled = to_spacing(channels, geometry.spacing, spacing, truth, roi, source=geometry.source)
+    channels, (truth, roi), resampled = to_spacing(channels, geometry.spacing, spacing, truth, roi,
+                                                   source=geometry.source)
     image = ImageCase.place(channels, geometry, spec, brain=roi, source=files[0], stats=stats)
     return SegmentationCase(case, geometry, image, image.transform.to_grid(truth.astype(np.uint8)),
                             image.transform.outside(truth), resampled)
