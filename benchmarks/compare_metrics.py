@@ -47,6 +47,9 @@ def main(before: str, after: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or {"-h", "--help"} & set(sys.argv[1:]):
+    if {"-h", "--help"} & set(sys.argv[1:]):  # asked for: the usage on stdout, exit 0
+        print(__doc__)
+        sys.exit(0)
+    if len(sys.argv) < 3:  # a usage error: the usage on stderr, exit 1
         sys.exit(__doc__)
     sys.exit(main(*sys.argv[1:3]))

@@ -53,6 +53,9 @@ def main(run_dirs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if not sys.argv[1:] or {"-h", "--help"} & set(sys.argv[1:]):
+    if {"-h", "--help"} & set(sys.argv[1:]):  # asked for: the usage on stdout, exit 0
+        print(__doc__)
+        sys.exit(0)
+    if not sys.argv[1:]:  # a usage error: the usage on stderr, exit 1
         sys.exit(__doc__)
     main(sys.argv[1:])

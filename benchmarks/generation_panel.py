@@ -37,6 +37,9 @@ def main(run_dir: str, out: str, overrides: list[str], n: int = 10) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
+    if {"-h", "--help"} & set(sys.argv[1:]):  # asked for: the usage on stdout, exit 0
+        print(__doc__)
+        sys.exit(0)
+    if len(sys.argv) < 3:  # a usage error: the usage on stderr, exit 1
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], sys.argv[3:])

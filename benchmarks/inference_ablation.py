@@ -56,6 +56,9 @@ def main(run_dirs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or {"-h", "--help"} & set(sys.argv[1:]):
+    if {"-h", "--help"} & set(sys.argv[1:]):  # asked for: the usage on stdout, exit 0
+        print(__doc__)
+        sys.exit(0)
+    if len(sys.argv) < 2:  # a usage error: the usage on stderr, exit 1
         sys.exit(__doc__)
     main(sys.argv[1:])

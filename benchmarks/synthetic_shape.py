@@ -56,6 +56,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if {"-h", "--help"} & set(sys.argv[1:]):
-        sys.exit(__doc__)
+    if {"-h", "--help"} & set(sys.argv[1:]):  # asked for: the usage on stdout, exit 0
+        print(__doc__)
+        sys.exit(0)
     main(sys.argv[1:])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -88,7 +89,8 @@ def main() -> None:
     command = " ".join(["python benchmarks/time_to_best.py", shlex.quote(args.recipe),
                         *map(shlex.quote, args.overrides), *(["--models", args.models] if args.models else []),
                         "--root", shlex.quote(args.root)])
-    print(f"\ncommand: BINDIFF_DATA_DIR=../shared/data {command}")
+    data_dir = os.environ.get("BINDIFF_DATA_DIR")  # the folder this run read, as the other scripts print it
+    print(f"\ncommand: {f'BINDIFF_DATA_DIR={shlex.quote(data_dir)} ' if data_dir else ''}{command}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import time
 
 import torch
@@ -66,7 +67,9 @@ def main() -> None:
             unet.bfloat16_autocast = native
         print(f"channels {config['denoiser']['params']['channels']}  bf16 {mode:7s}  "
               f"batch {config['train']['batch_size']}  {seconds:.3f} s per step")
-    print("command: python benchmarks/unet_step.py " + " ".join([args.recipe, *args.overrides, "--bf16", *args.bf16]))
+    print("command: python benchmarks/unet_step.py " + " ".join(
+        [shlex.quote(a) for a in (args.recipe, *args.overrides)] + ["--bf16", *args.bf16, "--steps", str(args.steps),
+                                                                    "--threads", str(args.threads)]))
 
 
 if __name__ == "__main__":

@@ -99,7 +99,20 @@ def test_the_unet_step_benchmark_prints_each_precision_and_the_command():
     lines = finished.stdout.splitlines()
     assert any("bf16 off" in line and "s per step" in line for line in lines)
     assert any("bf16 forced" in line and "s per step" in line for line in lines)
-    assert lines[-1].startswith("command: python benchmarks/unet_step.py recipes/hippocampus_segmentation.yaml")
+    # the printed command runs the same measurement again: every setting, overrides quoted for a shell
+    assert lines[-1] == ("command: python benchmarks/unet_step.py recipes/hippocampus_segmentation.yaml "
+                         "'grid.shape=[8,8,8]' 'denoiser.params.channels=[4]' denoiser.params.patch=1 "
+                         "train.batch_size=2 --bf16 off forced --steps 1 --threads 1")
+    assert shlex.split(lines[-1].removeprefix("command: python "))[1:] == small + [
+        "--bf16", "off", "forced", "--steps", "1", "--threads", "1"]
+
+
+@pytest.mark.parametrize("script", ["compare_metrics", "inference_ablation", "generation_panel"])
+def test_a_benchmark_asked_for_help_prints_its_usage_and_exits_0(script):
+    finished = subprocess.run([sys.executable, f"benchmarks/{script}.py", "--help", "a", "b"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0 and finished.stdout.startswith(
+        (ROOT / "benchmarks" / f"{script}.py").read_text().split('"""')[1].split("\n")[0])
 
 
 def _variants_module():
