@@ -467,9 +467,17 @@ def test_apply_brings_a_label_map_of_another_spacing_to_the_training_spacing(tmp
                          sitk.sitkNearestNeighbor, origin.tolist(), [0.8] * 3, label.GetDirection(), 0,
                          label.GetPixelID())
     sitk.WriteImage(fine, str(inputs / "fine.nii.gz"))
+    coarse = sitk.Resample(label, [int(round(n / 2.5)) for n in label.GetSize()], sitk.Transform(),
+                           sitk.sitkNearestNeighbor, label.GetOrigin(), [2.5] * 3, label.GetDirection(), 0,
+                           label.GetPixelID())
+    sitk.WriteImage(coarse, str(inputs / "coarse.nii.gz"))
     result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(inputs),
                                  "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
+    # 2.5 mm voxels are far from the 1 mm the run learned on: said; 0.8 mm ones are not far
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "coarse.nii.gz: voxels of 2.5 x 2.5 x 2.5 mm, the run learned on 1 x 1 x 1 mm" \
+        in warnings[0]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["training_spacing_mm"] == [1.0, 1.0, 1.0]
     rows = {row["case_id"]: row for row in summary["cases"]}

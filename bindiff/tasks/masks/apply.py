@@ -89,6 +89,11 @@ def _unknown_voxels(path: Path, labels: np.ndarray, geometry, unknown: Path | No
     return hidden
 
 
+# A label map whose voxels are more than this many times larger or smaller than the training's
+# is resampled with a warning (as `segment` warns of scans unlike the training images).
+RESAMPLING_WARNING = 2.0
+
+
 @base.keeps_threads
 def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir: str | Path,
               unknown: str | Path | None = None, unknown_label: int | None = None, overrides: list[str] = (),
@@ -161,6 +166,11 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_di
     mask = binarize(labels, data.preset, data.region, source=path)
     # the model works on voxels of the size it learned; `work_*` are the file's on those voxels
     resampled = voxel_size.needs_resampling(volume.geometry.spacing, spacing)
+    ratio = np.asarray(volume.geometry.spacing, dtype=float) / np.asarray(spacing, dtype=float)
+    if ratio.max() > RESAMPLING_WARNING or ratio.min() < 1 / RESAMPLING_WARNING:  # the mask is still written
+        log(f"warning: {path}: voxels of {' x '.join(f'{v:.3g}' for v in volume.geometry.spacing)} mm, the run "
+            f"learned on {' x '.join(f'{v:.3g}' for v in spacing)} mm; resampled that far there and back, the "
+            "mask's outline changes with the voxel size as much as with the model")
     work_mask, work_hidden = mask, hidden
     if resampled:
         shape = voxel_size.resampled_shape(mask.shape, volume.geometry.spacing, spacing, str(path))
