@@ -233,3 +233,77 @@ def test_brats2021_layout_and_shape_mismatch(tmp_path):
     with pytest.raises(DataError, match="image/mask shape mismatch") as info:
         load_case(dataset.cases[0], get_preset("brats2021"), "whole", GridSpec((8, 8, 8), crop="brain"))
     assert "BraTS2021_00000_flair.nii.gz" in str(info.value)
+
+
+# -- a team's own folders ----------------------------------------------------------------------------------
+def _msd_folder(root: Path, images: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> Path:
+    """``root/images`` and ``root/labels`` holding the given files (their names carry the format)."""
+    for folder, files in (("images", images), ("labels", labels)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            if name.endswith(".mha"):
+                sitk.WriteImage(sitk.GetImageFromArray(data), str(root / folder / name))
+            else:
+                save_nifti(root / folder / name, data)
+    return root
+
+
+def test_an_image_saved_as_another_file_type_than_its_label_is_found(tmp_path):
+    label = blob()
+    root = _msd_folder(tmp_path / "d", {"a.nii": label.astype(np.float32), "b_0000.mha": label.astype(np.float32)},
+                       {"a.nii.gz": label, "b.nii.gz": label})
+    cases = {c.case_id: c for c in find_dataset(str(root), "msd").cases}
+    assert cases["a"].image == root / "images" / "a.nii" and cases["b"].image == root / "images" / "b_0000.mha"
+    save_nifti(root / "images" / "a.nii.gz", label.astype(np.float32))  # the label's own type wins, as before
+    assert {c.case_id: c for c in find_dataset(str(root), "msd").cases}["a"].image == root / "images" / "a.nii.gz"
+    save_nifti(root / "images" / "b_0000.nii", label.astype(np.float32))  # two of one name: which is meant?
+    with pytest.raises(DataError, match=r"b_0000.mha: a second image of case 'b' \(also .*b_0000.nii\)"):
+        find_dataset(str(root), "msd")
+
+
+def test_an_mha_image_of_another_shape_than_its_label_is_refused_as_a_nifti_one(tmp_path):
+    label = blob()
+    root = _msd_folder(tmp_path / "d", {"a.mha": label[:-2].astype(np.float32)}, {"a.mha": label})
+    (case,) = find_dataset(str(root), "msd").cases
+    with pytest.raises(DataError, match="image/mask shape mismatch"):
+        load_case(case, get_preset("msd_hippocampus"), "whole", GridSpec((8, 8, 8), mode="resample"))
+
+
+def test_two_label_maps_of_one_case_are_both_named(tmp_path):
+    label = blob()
+    root = _msd_folder(tmp_path / "d", {}, {"a.nii.gz": label, "a.nii": label})
+    with pytest.raises(DataError, match=r"a.nii.gz: case 'a' again \(also .*a.nii\)"):
+        find_dataset(str(root), "msd")
+
+
+def test_nnunet_channels_beyond_the_first_are_refused_not_dropped(tmp_path):
+    from bindiff.tasks.segmentation.data import image_files
+
+    label = blob()
+    root = tmp_path / "d"
+    for folder in ("imagesTr", "labelsTr"):
+        (root / folder).mkdir(parents=True)
+    save_nifti(root / "labelsTr" / "a.nii.gz", label)
+    save_nifti(root / "imagesTr" / "a_0000.nii.gz", label.astype(np.float32))
+    (case,) = find_dataset(str(root), "msd").cases
+    assert image_files(case, None) == [root / "imagesTr" / "a_0000.nii.gz"]  # one channel: read
+    save_nifti(root / "imagesTr" / "a_0001.nii.gz", label.astype(np.float32))
+    with pytest.raises(DataError, match=r"a_0001.nii.gz: a second channel of a_0000.nii.gz \(nnU-Net's layout\)"):
+        image_files(case, None)
+
+
+def test_an_empty_label_map_among_a_teams_cases_is_named_in_a_warning(tmp_path, capsys):
+    from bindiff.config import load_recipe
+    from bindiff.tasks.masks.data import prepare_data
+
+    root = tmp_path / "flat"
+    root.mkdir()
+    for k in range(6):
+        save_nifti(root / f"c{k}.nii.gz", blob() * (k != 3))  # c3: all zero, as an export mistake leaves it
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "hippocampus_masks.yaml"
+    config = load_recipe(recipe, [f"data.dataset={root}", "data.layout=files", "labels.preset=msd_hippocampus",
+                                  "split.n_valid=1", "split.n_test=1", "grid.mode=resample", "grid.shape=[8,8,8]",
+                                  "output.progress=false"])
+    prepare_data(config)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "no voxel of labels.region" in line]
+    assert len(warnings) == 1 and str(root / "c3.nii.gz") in warnings[0] and "c0" not in warnings[0]

@@ -40,13 +40,18 @@ def load_region(case: MaskCase, preset: LabelPreset, region: str) -> tuple[np.nd
     """The case's binary region (canonical order) and the label file's geometry."""
     volume = read_label_map(case.label)
     if case.image is not None:
-        import nibabel as nib
+        if str(case.image).lower().endswith((".nii", ".nii.gz")):
+            import nibabel as nib
 
-        try:
-            shape = tuple(nib.load(str(case.image)).shape[:3]) if str(case.image).endswith((".nii", ".nii.gz")) else None
-        except Exception as err:  # header only; any failure is bad data
-            raise DataError(f"{case.image}: image header not readable: {err}") from None
-        if shape is not None and shape != tuple(volume.geometry.shape):
+            try:
+                shape = tuple(nib.load(str(case.image)).shape[:3])  # the header alone
+            except Exception as err:  # header only; any failure is bad data
+                raise DataError(f"{case.image}: image header not readable: {err}") from None
+        else:  # .mha, .nrrd: read whole (their shape was not checked before)
+            from .images import read_image
+
+            shape = tuple(read_image(case.image, channels=True).geometry.shape)
+        if shape != tuple(volume.geometry.shape):
             raise DataError(f"{case.image}: image has shape {shape} but its label map {case.label} has shape "
                             f"{tuple(volume.geometry.shape)} (image/mask shape mismatch)")
     return binarize(volume.data, preset, region, source=case.label), volume.geometry

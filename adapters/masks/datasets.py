@@ -105,11 +105,23 @@ def _msd(root: Path) -> list[MaskCase] | None:
                 if stem is None:
                     continue
                 refuse_non_file(path, "label map")
-                image = root / images_dir / path.name
-                if not image.is_file():  # MSD images are <case>_0000.nii.gz in nnU-Net's layout
-                    image = root / images_dir / path.name.replace(stem, f"{stem}_0000", 1)
-                cases.append(MaskCase(stem, path, image=image if image.is_file() else None))
+                cases.append(MaskCase(stem, path, image=_image_of(root / images_dir, stem, path)))
             return cases
+    return None
+
+
+def _image_of(images: Path, stem: str, label: Path) -> Path | None:
+    """A label map's image: ``<case>`` or nnU-Net's ``<case>_0000``, in any volume file type (an
+    image saved as .nii beside a .nii.gz label map is the same case); two of one name are refused."""
+    for name in (stem, f"{stem}_0000"):
+        found = [images / f"{name}{suffix}" for suffix in LABEL_SUFFIXES if (images / f"{name}{suffix}").is_file()]
+        exact = images / label.name
+        if len(found) > 1 and exact in found:  # the label's own file type first, as before
+            found = [exact]
+        if len(found) > 1:
+            raise DataError(f"{found[1]}: a second image of case {stem!r} (also {found[0]}); keep one")
+        if found:
+            return found[0]
     return None
 
 
@@ -174,10 +186,7 @@ def find_dataset(dataset: str, layout: str = "auto", data_dir: str | os.PathLike
     for name in (LAYOUTS if layout == "auto" else (layout,)):
         cases = _FINDERS[name](root)
         if cases:
-            ids = [c.case_id for c in cases]
-            if len(set(ids)) != len(ids):
-                dup = sorted({i for i in ids if ids.count(i) > 1})[:3]
-                raise DataError(f"{root}: case ids are not unique in layout {name!r}: {', '.join(dup)}")
+            refuse_repeated_cases([(c.case_id, c.label) for c in cases])  # names both files
             return MaskDataset(str(dataset), root, name, tuple(cases))
     expected = {"msd": "labels/<case>.nii.gz", "brats2015": "<case>/OTMultiClass.nii.gz",
                 "brats2021": "<case>/<case>_seg.nii.gz", "files": "<case>.nii.gz|.nii|.mha|.nrrd"}
@@ -210,8 +219,8 @@ def split_cases(case_ids: list[str], n_valid: int | float, n_test: int | float, 
     n = len(ids)
     v, t = _count(n_valid, n, "n_valid"), _count(n_test, n, "n_test")
     if v < 1 or t < 1 or v + t >= n:
-        raise DataError(f"cannot split {n} cases into {v} validation, {t} test and at least one training case; "
-                        "each part needs at least one case")
+        raise DataError(f"split.n_valid, split.n_test: cannot split {n} cases into {v} validation, {t} test and at "
+                        "least one training case; each part needs at least one case")
     order = np.random.default_rng(seed).permutation(n)
     pick = lambda rows: sorted(ids[i] for i in rows)  # noqa: E731
     return {"train": pick(order[v + t:]), "valid": pick(order[:v]), "test": pick(order[v:v + t])}

@@ -131,6 +131,14 @@ def warn_outside(spec: GridSpec, outside: dict[str, int], source) -> None:
             "enlarge grid.shape")
 
 
+def warn_empty(labels: list, region: str) -> None:
+    """A warning line naming label maps that hold no voxel of the region: scored by the empty-mask
+    rule, they pull every mean down, and in one's own data they are most often an export mistake."""
+    if labels:
+        shown = ", ".join(str(p) for p in labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
+        log(f"warning: {shown}: no voxel of labels.region {region!r} (an empty mask, learned and scored as one)")
+
+
 def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> MaskData:
     """Find, split and load every case the recipe asks for (raises before anything is written)."""
     d = config["data"]
@@ -147,6 +155,8 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
                                            loaded.transform.outside(loaded.truth))
     warn_mixed_spacing(spec, [r.geometry.spacing for r in records.values()], dataset.root)
     warn_outside(spec, {case_id: r.outside for case_id, r in records.items()}, dataset.root)
+    warn_empty([r.case.label for r in records.values() if not r.grid.any() and not r.outside],
+               config["labels"]["region"])
     split = split_cases([c.case_id for c in cases], config["split"]["n_valid"], config["split"]["n_test"],
                         seed=config["seed"])
     if not any(records[i].grid.any() for i in split["train"]):

@@ -22,13 +22,13 @@ from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
 from ...adapters.masks import MaskCase, find_dataset, load_region, split_cases, to_vectors
-from ...adapters.masks.datasets import find_by_stem
+from ...adapters.masks.datasets import find_by_stem, volume_stem
 from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels
 from ...adapters.masks.io import Geometry, read_geometry
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
 from ...progress import log, log_lines
-from ..masks.data import (cases_json, check_split_drawn, grid_spec, resolve_preset, warn_mixed_spacing,
+from ..masks.data import (cases_json, check_split_drawn, grid_spec, resolve_preset, warn_empty, warn_mixed_spacing,
                           warn_outside)
 from .placement import to_spacing
 
@@ -87,6 +87,12 @@ def image_files(case: MaskCase, channels: list[str] | None) -> list[Path]:
         if case.image is None:
             raise DataError(f"{case.label}: no image beside this label map (segmentation needs images/ next to "
                             "labels/, or images.channels naming the files beside each label map)")
+        stem = volume_stem(case.image)
+        if stem is not None and stem.endswith("_0000") and find_by_stem(case.image.parent, f"{stem[:-5]}_0001"):
+            # nnU-Net's second channel: reading the first alone would train on part of the scan without a word
+            raise DataError(f"{find_by_stem(case.image.parent, stem[:-5] + '_0001')}: a second channel of "
+                            f"{case.image.name} (nnU-Net's layout); bindiff reads several channels from one 4-D file "
+                            "per case, or from files named by images.channels beside each label map")
         return [case.image]
     files = []
     for name in channels:
@@ -150,6 +156,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
         warn_mixed_spacing(spec, [c.geometry.spacing for c in loaded.values()], dataset.root,
                            remedy="set images.spacing: median to resample every case to one voxel size")
     warn_outside(spec, {case_id: c.outside for case_id, c in loaded.items()}, dataset.root)
+    warn_empty([c.case.label for c in loaded.values() if not c.mask.any() and not c.outside], region)
     return SegmentationData(dataset.name, dataset.layout, preset.name, region, spec, split, loaded, spacing)
 
 
