@@ -140,16 +140,19 @@ _UNIT_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}
 _WARNED_UNORIENTED: set[str] = set()
 
 
+def _in_mm(matrix: np.ndarray, header) -> np.ndarray:
+    """A voxel-to-world matrix of a NIfTI header's spatial unit, in mm."""
+    scale = _UNIT_MM.get(header.get_xyzt_units()[0], 1.0)
+    return matrix if scale == 1.0 else np.diag([scale, scale, scale, 1.0]) @ matrix
+
+
 def _nifti_affine(image, path: Path) -> np.ndarray:
     """A loaded NIfTI's voxel-to-world affine in mm. nibabel gives it in the header's unit, so a
     file in metres had voxels of 0.001 "mm" (its masks came back empty) while SimpleITK, which
     converts, read 1 mm. A file that sets neither qform nor sform has no orientation: it is read as
     nibabel reads it (x mirrored against ITK's reading), with a warning."""
-    affine = np.asarray(image.affine, dtype=float)
+    affine = _in_mm(np.asarray(image.affine, dtype=float), image.header)
     header = image.header
-    scale = _UNIT_MM.get(header.get_xyzt_units()[0], 1.0)
-    if scale != 1.0:
-        affine = np.diag([scale, scale, scale, 1.0]) @ affine
     if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0 and str(path) not in _WARNED_UNORIENTED:
         from ...progress import log  # the warning channel of the tasks
 
@@ -346,10 +349,7 @@ def _distinct_qform(image) -> np.ndarray | None:
     if int(header["qform_code"]) == 0 or int(header["sform_code"]) == 0:
         return None  # the affine is the one form the file sets (or nibabel's guess)
     qform = np.asarray(header.get_qform(), dtype=float)
-    if np.allclose(qform, image.affine, atol=1e-6):
-        return None
-    scale = _UNIT_MM.get(header.get_xyzt_units()[0], 1.0)  # in mm, as the affine (see _nifti_affine)
-    return np.diag([scale, scale, scale, 1.0]) @ qform
+    return None if np.allclose(qform, image.affine, atol=1e-6) else _in_mm(qform, header)  # mm, as the affine
 
 
 def _geometry(affine: np.ndarray, shape, qcode: int, scode: int, path: Path,

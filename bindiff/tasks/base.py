@@ -216,6 +216,7 @@ def check_parallel(task: Task, config: dict) -> None:
                       f"{kind.name!r} in one process")
 
 
+@keeps_threads
 def _in_processes(config: dict, body: Callable[[Workers, torch.device], Run]) -> Run:
     """Run ``body`` inside the process group torchrun describes (one process: no group).
 
@@ -223,19 +224,15 @@ def _in_processes(config: dict, body: Callable[[Workers, torch.device], Run]) ->
     a program that calls ``bindiff.train`` gets both back as they were afterwards (the CPU
     generator: forking the CUDA ones would start CUDA in a run that trains on the CPU).
     """
-    threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):
+        apply_threads(config)
+        workers, device_name = distributed.start(config["train"]["device"])
         try:
-            apply_threads(config)
-            workers, device_name = distributed.start(config["train"]["device"])
-            try:
-                run = body(workers, resolve_device(device_name))
-            except BaseException:
-                distributed.stop(workers, failed=True)
-                raise
-            distributed.stop(workers)
-        finally:
-            torch.set_num_threads(threads)
+            run = body(workers, resolve_device(device_name))
+        except BaseException:
+            distributed.stop(workers, failed=True)
+            raise
+        distributed.stop(workers)
     return run
 
 

@@ -87,10 +87,10 @@ def image_files(case: MaskCase, channels: list[str] | None) -> list[Path]:
         if case.image is None:
             raise DataError(f"{case.label}: no image beside this label map (segmentation needs images/ next to "
                             "labels/, or images.channels naming the files beside each label map)")
-        stem = volume_stem(case.image)
-        if stem is not None and stem.endswith("_0000") and find_by_stem(case.image.parent, f"{stem[:-5]}_0001"):
+        stem = volume_stem(case.image) or ""
+        if stem.endswith("_0000") and (second := find_by_stem(case.image.parent, f"{stem[:-5]}_0001")):
             # nnU-Net's second channel: reading the first alone would train on part of the scan without a word
-            raise DataError(f"{find_by_stem(case.image.parent, stem[:-5] + '_0001')}: a second channel of "
+            raise DataError(f"{second}: a second channel of "
                             f"{case.image.name} (nnU-Net's layout); bindiff reads several channels from one 4-D file "
                             "per case, or from files named by images.channels beside each label map")
         return [case.image]
