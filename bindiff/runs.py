@@ -38,22 +38,47 @@ def create_output_dir(config: dict, kind: str = "run", folder: str | None = None
     raise OutputError(f"output.root: {base}: 999 {kind} directories of this recipe in one second")
 
 
+def first_missing_folder(path: Path) -> Path | None:
+    """The highest folder on the way to ``path`` that does not exist yet (None when ``path`` does)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
 @contextmanager
-def discarded_if_unused(out: Path, preamble: tuple[str, ...] = ("recipe.yaml",)) -> Iterator[Path]:
+def discarded_if_unused(out: Path, preamble: tuple[str, ...] = ("recipe.yaml",),
+                        made: Path | None = None) -> Iterator[Path]:
     """Remove ``out`` again when the work inside stops before writing anything beyond ``preamble``.
 
     A search or comparison writes its resolved recipe first and reads its data only in its first
     run; a dataset that is missing or malformed must not leave behind a folder that looks like a
     search which found nothing. Empty folders made on the way do not count; once a trial or run
-    has written a file, the folder stays.
+    has written a file, the folder stays. ``made`` is the highest folder made for ``out`` (its
+    first missing parent before it was created): it goes too, so that a typo in a dataset's name
+    leaves no empty ``<root>/tune/<name>/`` behind.
     """
     try:
         yield out
     except BaseException:
-        files = [path for path in out.rglob("*") if not path.is_dir()] if out.is_dir() else None
+        top = made if made is not None and made in out.parents else out
+        files = [path for path in top.rglob("*") if not path.is_dir()] if top.is_dir() else None
         if files is not None and all(path.parent == out and path.name in preamble for path in files):
-            shutil.rmtree(out)
+            shutil.rmtree(top)
         raise
+
+
+@contextmanager
+def new_output_dir(config: dict, kind: str, folder: str, preamble: tuple[str, ...] = ("recipe.yaml",)
+                   ) -> Iterator[Path]:
+    """``create_output_dir`` for a search or comparison, gone again (with the folders made for it)
+    if the work inside stops before writing more than ``preamble``: see ``discarded_if_unused``."""
+    made = first_missing_folder(Path(config["output"]["root"]) / folder / config["name"])
+    out = create_output_dir(config, kind, folder)
+    with discarded_if_unused(out, preamble, made):
+        yield out
 
 
 def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:

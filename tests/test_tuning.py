@@ -195,11 +195,15 @@ def test_choice_ignores_test_metrics(recipe, tuned, tmp_path, monkeypatch):
     assert patched["best_trial_test_for_information_only"][SELECT] == tests[patched["best"]["number"]]
 
 
-def test_a_missing_dataset_stops_the_search_in_one_line_and_leaves_no_folder(recipe, tmp_path):
+@pytest.mark.parametrize("root_exists", [False, True])
+def test_a_missing_dataset_stops_the_search_in_one_line_and_leaves_no_folder(recipe, tmp_path, root_exists):
     missing = tmp_path / "absent.csv"
+    if root_exists:  # a root already holding other work keeps it, and only that
+        (tmp_path / "runs" / "earlier").mkdir(parents=True)
     result = runner.invoke(app, ["tune", str(recipe), f"output.root={tmp_path / 'runs'}", f"data.dataset={missing}"])
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and str(missing) in result.output
     assert len(result.output.strip().splitlines()) <= 12  # the message and where to put the data, no traceback
-    leftovers = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()] if (tmp_path / "runs").exists() else []
-    assert leftovers == []
+    # no empty runs/tune/<name>/ either: the folders made for the search go with it
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert left == (["runs", "runs/earlier"] if root_exists else [])

@@ -29,7 +29,7 @@ import numpy as np
 from ...config import RecipeError, dump_recipe, load_recipe
 from ...files import atomic_path, write_json, write_text
 from ...metrics.paired import paired_wilcoxon
-from ...runs import create_output_dir, discarded_if_unused
+from ...runs import new_output_dir
 from ...training.devices import device_of
 from .evaluation import evaluate_part
 from .job import load_run, train_recommender
@@ -117,10 +117,9 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
     for name, extra in presets.items():
         registry.check_recipe(load_recipe(recipe, [*overrides, *extra]))
     spaces = _search_spaces(base, recipe, overrides, presets, tune_trials)
-    out = create_output_dir(base, "comparison", folder="compare")
-    write_text(out / "recipe.yaml", dump_recipe(base))
     # A missing dataset stops the first run: leave no comparison that holds only what it was asked.
-    with discarded_if_unused(out, preamble=("recipe.yaml", "models.json")):
+    with new_output_dir(base, "comparison", folder="compare", preamble=("recipe.yaml", "models.json")) as out:
+        write_text(out / "recipe.yaml", dump_recipe(base))
         tuning: dict[str, dict] = {}
         for name, space in spaces.items():  # the same number of trials for every model with a space
             study_dir = run_tuning(recipe, [*overrides, *presets[name], f"output.root={out / 'tune' / name}"],

@@ -32,7 +32,7 @@ from ...config import RecipeError, dump_recipe, load_recipe
 from ...config.recipe import with_key
 from ...config.schema import FREE, schema_for
 from ...files import atomic_path, write_json, write_text
-from ...runs import create_output_dir, discarded_if_unused, read_metrics
+from ...runs import new_output_dir, read_metrics
 from .job import train_recommender
 from .models import BINOMIAL, build_model, check_model_params, make_scorer, model_kind
 
@@ -240,11 +240,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
                else optuna.samplers.RandomSampler(seed=sampler_seed))
     study = optuna.create_study(direction="maximize", sampler=sampler, study_name=base["name"])
 
-    out = create_output_dir(base, "tuning", folder="tune")
-    write_text(out / "recipe.yaml", dump_recipe(base))
-
     records: list[TrialRecord] = []
-    started = time.perf_counter()
 
     def objective(trial) -> float:
         params = {d.key: d.suggest(trial) for d in dimensions}
@@ -267,7 +263,9 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
     # One trial after another (the same seed gives the same trials), through ask and tell rather
     # than study.optimize: optimize logs a failed trial's traceback, and a refused value must end
     # the search with the one-line error the CLI prints for every user error.
-    with discarded_if_unused(out):
+    with new_output_dir(base, "tuning", folder="tune") as out:
+        write_text(out / "recipe.yaml", dump_recipe(base))
+        started = time.perf_counter()
         for _ in range(n_trials):
             trial = study.ask()
             try:
