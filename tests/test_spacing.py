@@ -25,10 +25,19 @@ def test_spacings_within_one_percent_are_the_same():
     assert needs_resampling((0.8, 0.8, 0.8), (1.0, 1.0, 1.0))
 
 
-def test_mixed_spacings_are_counted_against_their_median():
-    assert mixed_spacing([(1.0, 1.0, 1.0)] * 3 + [(1.004, 1.0, 0.996)]) is None  # header rounding
-    found = mixed_spacing([(1.0, 1.0, 3.0), (1.0, 1.0, 3.0), (0.8, 0.8, 3.0), (1.0, 1.0, 5.0)])
-    assert found == "2 of 4 cases have a voxel size more than 1% from the median 1 x 1 x 3 mm (from 0.8 x 0.8 x 3 to 1 x 1 x 5 mm)"
+def test_mixed_spacings_are_counted_against_their_median_and_the_farthest_named():
+    rounding = {"a.nii.gz": (1.0, 1.0, 1.0), "b.nii.gz": (1.0, 1.0, 1.0), "c.nii.gz": (1.0, 1.0, 1.0),
+                "d.nii.gz": (1.004, 1.0, 0.996)}
+    assert mixed_spacing(rounding) is None  # header rounding
+    found = mixed_spacing({"a.nii.gz": (1.0, 1.0, 3.0), "b.nii.gz": (1.0, 1.0, 3.0), "c.nii.gz": (0.8, 0.8, 3.0),
+                           "d.nii.gz": (1.0, 1.0, 5.0)})
+    # d is 5/3 of the median on z, c 0.8 of it: d is the farther (in ratio), so it comes first
+    assert found == ("2 of 4 cases have a voxel size more than 1% from the median 1 x 1 x 3 mm "
+                     "(from 0.8 x 0.8 x 3 to 1 x 1 x 5 mm): d.nii.gz (1 x 1 x 5 mm), c.nii.gz (0.8 x 0.8 x 3 mm)")
+    many = {f"{i:02d}.nii.gz": (1.0, 1.0, 1.0) for i in range(5)} | {f"odd{i}.nii.gz": (1.0 + i / 10, 1.0, 1.0)
+                                                                    for i in range(1, 5)}
+    assert mixed_spacing(many).endswith(
+        ": odd4.nii.gz (1.4 x 1 x 1 mm), odd3.nii.gz (1.3 x 1 x 1 mm), odd2.nii.gz (1.2 x 1 x 1 mm) and 1 more")
 
 
 def test_the_resampled_shape_covers_the_same_extent():

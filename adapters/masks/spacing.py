@@ -15,7 +15,7 @@ range, which a cubic spline does not; nearest neighbour (order 0) for masks.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -38,16 +38,23 @@ def training_spacing(spacings: Sequence[Sequence[float]]) -> tuple[float, float,
     return tuple(float(v) for v in np.median(values, axis=0))
 
 
-def mixed_spacing(spacings: Sequence[Sequence[float]], tolerance: float = SPACING_TOLERANCE) -> str | None:
-    """A sentence when the cases' voxel sizes differ from their median by more than ``tolerance`` on
-    an axis (a grid that does not resample then shows one structure at several scales), else None."""
-    target = training_spacing(spacings)
-    values = np.asarray(spacings, dtype=np.float64)
-    odd = int(sum(needs_resampling(v, target, tolerance) for v in values))
+def mixed_spacing(spacings: Mapping[str, Sequence[float]], tolerance: float = SPACING_TOLERANCE,
+                  named: int = 3) -> str | None:
+    """A sentence when the cases' voxel sizes (by file name) differ from their median by more than
+    ``tolerance`` on an axis (a grid that does not resample then shows one structure at several
+    scales), else None. It names the ``named`` cases farthest from the median, so that a user can
+    find the odd files among hundreds."""
+    names = list(spacings)
+    values = np.asarray([spacings[name] for name in names], dtype=np.float64).reshape(len(names), -1)
+    target = training_spacing(values)
+    odd = [i for i, v in enumerate(values) if needs_resampling(v, target, tolerance)]
     if not odd:
         return None
-    return (f"{odd} of {len(values)} cases have a voxel size more than {tolerance:.0%} from the median "
-            f"{_mm(target)} mm (from {_mm(values.min(0))} to {_mm(values.max(0))} mm)")
+    farthest = sorted(odd, key=lambda i: -float(np.max(np.abs(np.log(values[i] / target)))))[:named]
+    listed = ", ".join(f"{names[i]} ({_mm(values[i])} mm)" for i in farthest)
+    more = f" and {len(odd) - len(farthest)} more" if len(odd) > len(farthest) else ""
+    return (f"{len(odd)} of {len(values)} cases have a voxel size more than {tolerance:.0%} from the median "
+            f"{_mm(target)} mm (from {_mm(values.min(0))} to {_mm(values.max(0))} mm): {listed}{more}")
 
 
 def _mm(values) -> str:

@@ -107,7 +107,7 @@ def check_label_preset(config: dict) -> None:
         resolve_preset(config, layout="files")
 
 
-def warn_mixed_spacing(spec: GridSpec, spacings: list, source, remedy: str = "use grid.mode resample, or resample "
+def warn_mixed_spacing(spec: GridSpec, spacings: dict, source, remedy: str = "use grid.mode resample, or resample "
                        "the data to one spacing") -> None:
     """A warning line when a grid that never resamples (``grid.mode: pad``) is given cases of
     different voxel sizes: one grid voxel would be a different length in each, so the model
@@ -153,7 +153,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
         loaded = load_case(case, preset, config["labels"]["region"], spec)
         records[case.case_id] = CaseRecord(case, loaded.geometry, loaded.transform, loaded.grid,
                                            loaded.transform.outside(loaded.truth))
-    warn_mixed_spacing(spec, [r.geometry.spacing for r in records.values()], dataset.root)
+    warn_mixed_spacing(spec, {r.case.label.name: r.geometry.spacing for r in records.values()}, dataset.root)
     warn_outside(spec, {case_id: r.outside for case_id, r in records.items()}, dataset.root)
     warn_empty([r.case.label for r in records.values() if not r.grid.any() and not r.outside],
                config["labels"]["region"])
