@@ -234,3 +234,17 @@ def test_one_seed_has_no_standard_deviation_and_merging_needs_the_same_seeds(rat
     (four,) = (tmp_path / "d" / "compare" / "ml1m").iterdir()
     done = subprocess.run([*merge, str(two), str(four)], capture_output=True, text=True)
     assert done.returncode != 0 and "section 'train' of its recipe differs" in done.stderr
+
+
+def test_keys_that_change_how_a_model_runs_may_differ_per_model_and_the_rest_of_their_section_not():
+    from bindiff.config import RecipeError
+    from bindiff.tasks.recommendation.compare import _model_overrides
+
+    allowed = ["model.kind=ease", "eval.batch_size=7", "output.progress=false", "output.logger=tensorboard"]
+    config = {"compare": {"models": {"binomial": [], "ease": allowed}}}
+    assert _model_overrides(config, None) == {"binomial": [], "ease": allowed}
+    for shared in ["eval.per_user=true", "eval.empty_users=zero", "output.root=elsewhere"]:
+        config = {"compare": {"models": {"binomial": [], "ease": ["model.kind=ease", shared]}}}
+        with pytest.raises(RecipeError, match=f"'{shared}' would give this model its own "
+                                              r".*only eval.batch_size, output.progress, output.logger may differ"):
+            _model_overrides(config, None)

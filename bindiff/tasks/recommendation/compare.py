@@ -50,6 +50,11 @@ class ModelRun:
     inference_seconds: float
 
 
+# Keys of the shared sections that change how a model runs, not what it is scored on: EASE may
+# need smaller evaluation batches than the rest, one model may be logged to tensorboard.
+PER_MODEL_KEYS = ("eval.batch_size", "output.progress", "output.logger")
+
+
 def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[str]]:
     presets = config["compare"]["models"]
     if not presets:
@@ -69,11 +74,12 @@ def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[st
         for override in presets[name]:
             # the paired test pairs each user's values across models: every model must see the same
             # split, metric and seed, and get the same tuning
-            section = override.split("=", 1)[0].strip().split(".")[0]
-            if section in NOT_SEARCHABLE:
+            key = override.split("=", 1)[0].strip()
+            section = key.split(".")[0]
+            if section in NOT_SEARCHABLE and key not in PER_MODEL_KEYS:
                 raise RecipeError(f"compare.models.{name}: '{override}' would give this model its own {section}; "
                                   f"{', '.join(NOT_SEARCHABLE)} are shared by every compared model (set them for "
-                                  "the whole comparison)")
+                                  f"the whole comparison; of them only {', '.join(PER_MODEL_KEYS)} may differ)")
     return {name: list(presets[name]) for name in names}
 
 
