@@ -128,12 +128,16 @@ def read_delimited(
     line_of_row: list[int] = []
     ui, ii, ri = positions["user_col"], positions["item_col"], positions.get("rating_col")
     last_line = reader.line_num
+    warned = False
     for row in _rows(reader, path):
         used = [row[k] for k in (ui, ii, ri) if k is not None and k < len(row)]  # other columns may span lines
         if reader.line_num > last_line + 1 and any("\n" in field or "\r" in field for field in used):
             raise DataError(f"{path}:{last_line + 1}: a quoted field runs over lines "
                             f"{last_line + 1}-{reader.line_num}; ids and ratings are one line each (is a quote "
                             "left open?)")
+        if reader.line_num > last_line + 1 and not warned:
+            warned = _warn_if_rows_swallowed(path, row, last_line + 1, reader.line_num, sep,
+                                             len(names) if header else needed)
         last_line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
@@ -366,6 +370,24 @@ def _wrong_delimiter_message(path: Path, line: int, text: str, sep: str, layout:
         f"{path}:{line}: expected fields separated by {expected} ({layout}) but {what}: "
         f"{_preview(text)}"
     )
+
+
+def _warn_if_rows_swallowed(path: Path, row: list[str], first: int, last: int, sep: str, n_fields: int) -> bool:
+    """Warn (once per file) when a field bindiff does not read runs over lines that look like rows.
+
+    Quoted text in an unread column (a review) may hold line breaks, so such a field is read as it
+    is; but a quote left open there swallows the rows after it until some later quote closes it,
+    and those interactions would be lost without a word. Two or more swallowed lines with a full
+    row's separators are taken as that mistake."""
+    rows_inside = sum(line.count(sep) >= n_fields - 1 for field in row for line in field.splitlines()[1:])
+    if rows_inside < 2:
+        return False
+    from ...progress import log  # the warning channel of the tasks
+
+    log(f"warning: {path}:{first}: a quoted field runs over lines {first}-{last} and holds {rows_inside} lines "
+        "that look like rows of this file; they were read as that field's text, not as interactions (is a quote "
+        "left open?)")
+    return True
 
 
 def _other_delimiter_hint(names: list[str], sep: str) -> str:
