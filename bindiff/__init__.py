@@ -68,6 +68,7 @@ _LAZY = {
     "RawInteractions": "bindiff.adapters.interactions.readers",
     "SCHEDULES": "bindiff.core",
     "StepOutput": "bindiff.core.scheduler",
+    "UNetDenoiser": "bindiff.core.unet",
     "Volume": "bindiff.adapters.masks.io",
     "apply_run": "bindiff.tasks.masks.apply",
     "train_segmentation": "bindiff.tasks.segmentation.job",

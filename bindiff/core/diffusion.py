@@ -11,8 +11,8 @@ from torch import nn
 from .count import tilt_to_count
 from .denoisers import DenoiserEnsemble
 from .losses import LOSSES, diffusion_loss
-from .process import REVERSE_KERNELS, BernoulliProcess, draw_bits
-from .scheduler import ReverseScheduler
+from .process import REVERSE_KERNELS, BernoulliProcess, check_unit_interval, draw_bits, working_dtype
+from .scheduler import STEP_MODES, ReverseScheduler
 
 DECODES = ("sample", "mean", "threshold")
 DENOISER_INPUTS = ("state", "flat_posterior")
@@ -219,8 +219,10 @@ class BinomialDiffusion(nn.Module):
             wrong = (x != 0) & (x != 1)
             if bool(wrong.any()):
                 raise ValueError(f"{name}: must hold bits (0 or 1), got the value {x[wrong][0].item()!r}")
+        else:
+            check_unit_interval(name, x)
         weight = next(self.denoiser.parameters(), None)  # bits and bools become the weights' float type
-        return x.to(weight.dtype if weight is not None else torch.get_default_dtype())
+        return x.to(weight.dtype if weight is not None else working_dtype(x))
 
     def _times(self, n: int, t: int, device) -> torch.Tensor:
         return torch.full((n,), int(t), dtype=torch.long, device=device)
@@ -316,7 +318,10 @@ class BinomialDiffusion(nn.Module):
         user's history); ``True`` first draws x_start ~ q(x_start | x). ``mode="mean"`` feeds
         probabilities forward, ``"sample"`` draws bits at every step.
         """
+        if mode not in STEP_MODES:  # run_reverse would not look at it when one step is left
+            raise ValueError(f"mode must be one of {STEP_MODES}, got {mode!r}")
         scheduler = self.scheduler(steps, start=self._check_time(start))
+        x = self._batch("x", x)
         sample = self.process.add_noise(x, start, generator=generator) if add_noise else x
         return self.run_reverse(sample, scheduler, mode=mode, decode="mean", generator=generator, cond=cond)[1]
 
@@ -332,7 +337,7 @@ class BinomialDiffusion(nn.Module):
         except RuntimeError:
             raise ValueError(f"prior: shape {tuple(probs.shape)} does not fit samples of shape {tuple(shape)} "
                              "(give one probability per bit, or one for all)") from None
-        if ((probs < 0) | (probs > 1)).any():
+        if not bool(((probs >= 0) & (probs <= 1)).all()):  # NaN fails too
             raise ValueError("prior holds probabilities of x_T = 1: every value must lie in [0, 1]")
         return draw_bits(probs, generator)
 

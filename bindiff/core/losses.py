@@ -63,9 +63,11 @@ def vb_terms(
     t ≥ 2: KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)), with p_θ the reverse kernel that
     sampling runs (``BernoulliProcess.reverse_logits``), so the bound trains what ``sample`` uses.
     """
-    t = torch.as_tensor(t, dtype=torch.long, device=x0.device)
+    t = process._check_t(t, low=1).to(x0.device)  # t = 0 has no term: it is the data
     if t.ndim == 0:  # one time for the whole batch
         t = t.expand(x0.shape[0])
+    elif t.shape != (x0.shape[0],):
+        raise ValueError(f"t: one time per row ({x0.shape[0]}) or one for all, got shape {tuple(t.shape)}")
     terms = bce_x0(logits, x0)
     later = t >= 2
     if later.any():

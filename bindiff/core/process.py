@@ -16,7 +16,9 @@ All tables are built in float64 and checked once at construction.
 
 from __future__ import annotations
 
+import copy
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -31,10 +33,45 @@ KERNELS = ("toward_half", "flip")
 REVERSE_KERNELS = ("mixture", "plugin")
 
 
+def working_dtype(x: torch.Tensor) -> torch.dtype:
+    """The float type the process computes in for ``x``: float64 stays, anything else is float32.
+
+    Integer or boolean bits would turn ᾱ_t into 0 or 1, and half precision rounds an ᾱ_t of
+    1 − 5e-5 up to 1 (no noise at all) and cannot draw a uniform below 2^-11: both are lifted.
+    """
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def check_unit_interval(name: str, x: torch.Tensor) -> None:
+    """ValueError naming ``name`` unless every value lies in [0, 1] (bits or probabilities; NaN fails).
+
+    Skipped while torch.export or torch.compile traces: a check that depends on the values
+    cannot be part of a traced program (an exported scorer checks nothing at run time)."""
+    if _tracing():
+        return
+    inside = (x >= 0) & (x <= 1)
+    if not bool(inside.all()):
+        raise ValueError(f"{name}: values must lie in [0, 1] (bits or probabilities), got {x[~inside][0].item()!r}")
+
+
+def check_not_nan(x: torch.Tensor, message: str) -> None:
+    """ValueError(``message``) when ``x`` holds NaN (not while tracing, as ``check_unit_interval``)."""
+    if not _tracing() and bool(torch.isnan(x).any()):
+        raise ValueError(message)
+
+
+def _tracing() -> bool:
+    compiler = getattr(torch, "compiler", None)  # torch.compiler.is_exporting is new in torch 2.5
+    return any(getattr(compiler, name, lambda: False)() for name in ("is_exporting", "is_compiling"))
+
+
 def draw_bits(probs: torch.Tensor, generator: torch.Generator | None = None,
               dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Bits drawn from B(probs) with one uniform per element (``dtype``: the result's, default probs')."""
-    uniform = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+    """Bits drawn from B(probs) with one uniform per element (``dtype``: the result's, default probs').
+
+    The uniforms are float32 at least: a half-precision uniform is never below 2^-11, so
+    B(1e-5) would come out 1 in 4,000 draws instead of 1 in 100,000."""
+    uniform = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=working_dtype(probs))
     return (uniform < probs).to(probs.dtype if dtype is None else dtype)
 
 
@@ -44,9 +81,24 @@ def _gather(table: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> t
 
 
 def _shaped_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Per-row values (float64) in ``like``'s dtype and device, broadcasting over its feature axes."""
-    values = values.to(device=like.device, dtype=like.dtype)
+    """Per-row values (float64) in ``like``'s working dtype and device, broadcasting over its feature axes."""
+    values = values.to(device=like.device, dtype=working_dtype(like))
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
+
+
+def _rates_of(config: dict) -> tuple[torch.Tensor, str]:
+    """The rates (β, or flip probabilities for ``kernel="flip"``) and kernel a process config names."""
+    config = dict(config)
+    kernel = config.pop("kernel", "toward_half")
+    if ("betas" in config) == ("schedule" in config):
+        raise ValueError(f"a process config holds either 'betas' or 'schedule' (with 'steps'), got {config}")
+    if "betas" in config:
+        if set(config) != {"betas"}:
+            raise ValueError(f"a config with 'betas' takes only 'kernel' beside them, got {sorted(config)}")
+        return torch.tensor(config["betas"], dtype=torch.float64), kernel
+    if "steps" not in config:
+        raise ValueError(f"a process config with 'schedule' needs 'steps', got {config}")
+    return get_schedule(config.pop("schedule"), config.pop("steps"), **config), kernel
 
 
 class BernoulliProcess:
@@ -72,27 +124,33 @@ class BernoulliProcess:
         # log ᾱ_t (−inf where a step erases x_0): ratios ᾱ_t / ᾱ_s are taken here, since both
         # may lie below what float32, or even float64, holds while their ratio does not
         self.log_alpha_bar = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(torch.log(self.alphas), 0)])
-        self._config = dict(config) if config is not None else {
+        self._config = copy.deepcopy(config) if config is not None else {
             "betas": [float(b) for b in torch.as_tensor(betas, dtype=torch.float64)], "kernel": kernel
         }
         self._check_tables()
+        if config is not None:  # a config that does not rebuild these betas would not round-trip
+            rates, config_kernel = _rates_of(config)
+            if config_kernel != kernel or not torch.equal(rates, torch.as_tensor(betas, dtype=torch.float64)):
+                raise ValueError(f"config {config} does not describe these betas (kernel {kernel!r}, "
+                                 f"T = {self.num_steps})")
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_schedule(cls, schedule: str, steps: int, kernel: str = "toward_half", **params: Any) -> "BernoulliProcess":
+        if isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
+            steps = int(steps)  # numpy's integers too, kept as a plain int for the config's YAML
         config = {"schedule": schedule, "steps": steps, "kernel": kernel, **params}
         return cls(get_schedule(schedule, steps, **params), kernel=kernel, config=config)
 
     @classmethod
     def from_config(cls, config: dict) -> "BernoulliProcess":
-        config = dict(config)
-        kernel = config.pop("kernel", "toward_half")
+        rates, kernel = _rates_of(config)
         if "betas" in config:
-            return cls(torch.tensor(config["betas"], dtype=torch.float64), kernel=kernel)
-        return cls.from_schedule(config.pop("schedule"), config.pop("steps"), kernel=kernel, **config)
+            return cls(rates, kernel=kernel)
+        return cls(rates, kernel=kernel, config=config)
 
     def to_config(self) -> dict:
-        return dict(self._config)
+        return copy.deepcopy(self._config)  # a copy all the way down: editing it leaves the process alone
 
     def _check_tables(self) -> None:
         # The product form and the log-space sum must agree; a disagreement means the
@@ -116,7 +174,8 @@ class BernoulliProcess:
 
     # -- forward process ------------------------------------------------------------------
     def marginal_probs(self, x0: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-        """P(x_t = 1 | x_0) = ᾱ_t x_0 + (1 − ᾱ_t) / 2."""
+        """P(x_t = 1 | x_0) = ᾱ_t x_0 + (1 − ᾱ_t) / 2, in float32 or float64 (see ``working_dtype``)."""
+        check_unit_interval("x0", x0)
         a = _gather(self.alpha_bar, self._check_t(t), x0)
         return a * x0 + (1 - a) / 2
 
@@ -125,6 +184,7 @@ class BernoulliProcess:
 
         What each bit of x_t alone says about x_0: the bit itself at t = 0, ½ where ᾱ_t = 0.
         """
+        check_unit_interval("x_t", x_t)
         a = _gather(self.alpha_bar, self._check_t(t), x_t)
         return 0.5 + a * (x_t - 0.5)
 
@@ -140,6 +200,7 @@ class BernoulliProcess:
         s, t = self._check_t(s), self._check_t(t)
         if (s > t).any():
             raise ValueError("transition_probs needs s <= t")
+        check_unit_interval("x_s", x_s)
         a = _shaped_like(self.alpha_ratio(t, s), x_s)
         return a * x_s + (1 - a) / 2
 
@@ -173,16 +234,23 @@ class BernoulliProcess:
         plug-in, which is not the reverse kernel of a denoiser that predicts p(x_0 | x_t)
         (see ``reverse_logits``, which sampling and the bound use).
         """
+        check_unit_interval("x0", x0)
+        check_unit_interval("x_t", x_t)
+        return self._posterior_logits(x0, x_t, t, s)
+
+    def _posterior_logits(self, x0, x_t, t, s) -> torch.Tensor:
         t = self._check_t(t, low=1)
         s = t - 1 if s is None else self._check_t(s)
         if (torch.as_tensor(s) >= t).any():
             raise ValueError("posterior needs s < t")
+        dtype = torch.promote_types(working_dtype(x0), working_dtype(x_t))
+        x0, x_t = x0.to(dtype), x_t.to(dtype)
         a_ts = _shaped_like(self.alpha_ratio(t, s), x_t)
         a_s = _gather(self.alpha_bar, s, x0)
         like_one = a_ts * x_t + (1 - a_ts) / 2  # q(x_t | x_s = 1)
         like_zero = a_ts * (1 - x_t) + (1 - a_ts) / 2  # q(x_t | x_s = 0)
         prior_one = a_s * x0 + (1 - a_s) / 2  # q(x_s = 1 | x_0)
-        tiny = torch.finfo(x0.dtype).tiny
+        tiny = torch.finfo(dtype).tiny
         log_one = torch.log((like_one * prior_one).clamp_min(tiny))
         log_zero = torch.log((like_zero * (1 - prior_one)).clamp_min(tiny))
         return log_one - log_zero
@@ -215,11 +283,15 @@ class BernoulliProcess:
         """
         if kernel not in REVERSE_KERNELS:
             raise ValueError(f"unknown reverse kernel {kernel!r}; choose one of {', '.join(REVERSE_KERNELS)}")
+        check_unit_interval("x_t", x_t)
+        # NaN < u is False: a NaN p̂ would become a confident 0
+        check_not_nan(x0_logits, "x0_logits holds NaN (a denoiser that diverged, or NaN in its input)")
+        x0_logits = x0_logits.to(working_dtype(x0_logits))
         if kernel == "plugin":
-            return self.posterior_logits(torch.sigmoid(x0_logits), x_t, t, s)
+            return self._posterior_logits(torch.sigmoid(x0_logits), x_t, t, s)
         # q(x_s = 1 | x_t, x_0) for x_0 = 1 and x_0 = 0, as logits (±large where certain)
-        given_one = self.posterior_logits(torch.ones_like(x_t, dtype=x0_logits.dtype), x_t, t, s)
-        given_zero = self.posterior_logits(torch.zeros_like(x_t, dtype=x0_logits.dtype), x_t, t, s)
+        given_one = self._posterior_logits(torch.ones_like(x_t, dtype=x0_logits.dtype), x_t, t, s)
+        given_zero = self._posterior_logits(torch.zeros_like(x_t, dtype=x0_logits.dtype), x_t, t, s)
         log_p1, log_p0 = F.logsigmoid(x0_logits), F.logsigmoid(-x0_logits)
         log_one = torch.logaddexp(log_p1 + F.logsigmoid(given_one), log_p0 + F.logsigmoid(given_zero))
         log_zero = torch.logaddexp(log_p1 + F.logsigmoid(-given_one), log_p0 + F.logsigmoid(-given_zero))

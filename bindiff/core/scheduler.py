@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .process import REVERSE_KERNELS, BernoulliProcess, draw_bits
+from .process import REVERSE_KERNELS, BernoulliProcess, check_not_nan, draw_bits
 
 STEP_MODES = ("sample", "mean")
 
@@ -59,16 +59,18 @@ class ReverseScheduler:
         q(x_t | x_s) is again a binomial-diffusion kernel (with ᾱ_t / ᾱ_s).
         """
         T = self.process.num_steps
+        if timesteps is not None and (num_inference_steps is not None or start is not None):
+            raise ValueError("give timesteps, or num_inference_steps and start, not both")
         if timesteps is None:
-            start = T if start is None else int(start)
+            start = T if start is None else _integer("start", start)
             if not 1 <= start <= T:
                 raise ValueError(f"start must lie in 1..{T}, got {start}")
-            n = start if num_inference_steps is None else int(num_inference_steps)
+            n = start if num_inference_steps is None else _integer("num_inference_steps", num_inference_steps)
             if not 1 <= n <= start:
                 raise ValueError(f"num_inference_steps must lie in 1..{start}, got {n}")
             grid = torch.linspace(start, 1, n, dtype=torch.float64).round().long().tolist()
             timesteps = sorted(set(grid), reverse=True)
-        timesteps = [int(t) for t in timesteps]
+        timesteps = [_integer("timesteps", t) for t in timesteps]
         if not timesteps or any(a <= b for a, b in zip(timesteps, timesteps[1:])):
             raise ValueError(f"timesteps must be strictly descending and non-empty, got {timesteps}")
         if timesteps[0] > T or timesteps[-1] < 1:
@@ -90,6 +92,8 @@ class ReverseScheduler:
         if model_output.shape != sample.shape:  # broadcasting would silently pair the wrong rows
             raise ValueError(f"model_output {tuple(model_output.shape)} and sample {tuple(sample.shape)} differ "
                              "in shape")
+        # a NaN p̂ would draw 0 every time, without a word
+        check_not_nan(model_output, f"model_output holds NaN at t = {t} (a denoiser that diverged, or NaN in its input)")
         pred_x0 = torch.sigmoid(model_output)
         s = self.previous(t)
         if s == 0:
@@ -103,3 +107,14 @@ class ReverseScheduler:
         else:
             nxt = draw_bits(probs, generator, sample.dtype)
         return StepOutput(prev_sample=nxt, prev_probs=probs, pred_x0=pred_x0)
+
+
+def _integer(name: str, value) -> int:
+    """``value`` as an int; ValueError for a fraction (2.7 steps are not 2), a bool or text."""
+    try:
+        whole = int(value)
+    except (TypeError, ValueError):
+        whole = None
+    if isinstance(value, (bool, str, bytes)) or whole is None or bool(whole != value):
+        raise ValueError(f"{name} must be whole numbers, got {value!r}")
+    return whole
