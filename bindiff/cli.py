@@ -45,6 +45,16 @@ _DEVICE = typer.Option(None, "--device", help="where the model runs: cpu, cuda, 
                                               "run's train.device)")
 
 
+def _warn_if_unfinished(run_dir: str, checkpoint: str) -> None:
+    """A warning line when a run has no metrics.json: still training, or stopped (its checkpoint is
+    then that of an unfinished training)."""
+    from pathlib import Path
+
+    if not (Path(run_dir) / "metrics.json").is_file():
+        typer.echo(f"warning: {run_dir}: no metrics.json, so the run has not finished (still training, or "
+                   f"stopped; `bindiff resume` ends it); its {checkpoint}.pt was used as it stands", err=True)
+
+
 def _fail(err: BaseException) -> None:
     message = str(err)
     typer.echo(f"error: {message}", err=True)
@@ -221,6 +231,9 @@ def recommend(
             raise RecipeError("recommend: --input and --output go together")
         if input is not None and Path(output).resolve() == Path(input).resolve():
             raise RecipeError(f"--output {output}: is the --input file; the histories would be overwritten")
+        if output is not None and Path(output).is_file():  # a folder or device in the way: atomic_path names it
+            raise RecipeError(f"--output {output}: exists; bindiff never overwrites a file (remove it or name "
+                              "another)")
         if input is not None:
             users, histories = read_histories(input)
         elif items is not None:
@@ -228,9 +241,15 @@ def recommend(
             if not histories[0]:
                 raise RecipeError(f"--items {items!r}: no item ids (give them comma-separated, e.g. --items 50,172)")
         recommender = Recommender.from_run(run_dir, checkpoint=checkpoint, device=device)
+        _warn_if_unfinished(run_dir, checkpoint)
         if user is not None:
             users, histories = [user], [recommender.history_of(user)]
         results = recommender.recommend(histories, k)
+        empty = [u for u, h in zip(users, histories) if not any(str(i) in recommender.column for i in h)]
+        if empty:  # EASE, say, scores an empty history 0 everywhere: its list would be the catalogue's order
+            typer.echo(f"warning: {len(empty)} user(s) have no item the run knows, so their lists are the model's "
+                       f"answer to an empty history, the same for each ({', '.join(map(str, empty[:5]))}"
+                       f"{' ...' if len(empty) > 5 else ''})", err=True)
         unknown = {u: r.unknown for u, r in zip(users, results) if r.unknown}
         if unknown:
             shown = "; ".join(f"{u}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}"
@@ -268,6 +287,7 @@ def export(
 
     try:
         out = export_run(run_dir, output, checkpoint=checkpoint, overrides=overrides or [])
+        _warn_if_unfinished(run_dir, checkpoint)
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"exported: {out}")

@@ -44,8 +44,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         _fsync(tmp)  # the bytes reach the disk before the name does (power loss, not only kill)
         os.replace(tmp, path)
         _fsync(path.parent)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        _raise_if_full(err, f"{path}: cannot write there")
         raise
 
 
@@ -71,9 +72,20 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
         if folder.is_dir():
             folder.rmdir()  # empty: checked by the caller before any work
         os.replace(staging, folder)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        _raise_if_full(err, f"{folder}: cannot write the output folder")
         raise
+
+
+# A write that fails for want of room: the output's fault whatever the block was doing, unlike
+# other OSErrors raised inside it (a file it reads that is missing is not the output's).
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _raise_if_full(err: BaseException, where: str) -> None:
+    if isinstance(err, OSError) and err.errno in _FULL:
+        raise OutputError(f"{where} ({err.strerror})") from None
 
 
 def _refuse_a_file_above(path: Path) -> None:

@@ -441,3 +441,132 @@ def test_a_rating_threshold_on_a_file_whose_rating_column_is_not_named_says_how_
     assert result.exit_code == 2 and "its files hold no ratings; set min_rating to null, or name the file's " \
         "rating column with data.rating_col" in result.output
     assert not (tmp_path / "ml1m").exists()
+
+
+# -- using a trained run: what an audit found (December 2026) --------------------------------------
+
+def test_inference_overrides_of_a_baseline_run_are_refused_as_changing_nothing(ratings_csv, tmp_path):
+    root = tmp_path / "runs"
+    assert runner.invoke(app, small_args(ratings_csv, root, "model.kind=ease")).exit_code == 0
+    (run_dir,) = (root / "ml1m").iterdir()
+    for command, override in ((["evaluate", str(run_dir)], "inference.t=3"),
+                              (["export", str(run_dir), "--output", str(tmp_path / "e")], "inference.add_noise=true")):
+        result = runner.invoke(app, [*command, override])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (f"error: override '{override}': a ease run never reads inference.*, so it "
+                                         "would change nothing")
+    assert not (tmp_path / "e").exists()
+
+
+def test_reverse_steps_beyond_the_start_time_are_named(trained, tmp_path):
+    run_dir, _, _ = trained
+    for command in (["evaluate", str(run_dir)], ["export", str(run_dir), "--output", str(tmp_path / "e")]):
+        result = runner.invoke(app, [*command, "inference.mode=reverse", "inference.t=2", "inference.steps=3"])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: inference.steps = 3 exceeds inference.t = 2"), result.output
+
+
+def test_a_full_disk_while_writing_recommendations_is_one_line_and_leaves_nothing(trained, tmp_path, monkeypatch):
+    import csv
+    import errno
+    import os
+
+    run_dir, _, _ = trained
+    users_csv = tmp_path / "users.csv"
+    users_csv.write_text("user,item\na,i0\nb,i21\n")
+
+    class FullDisk:  # what a write to a full file system raises, part-way through the rows
+        def __init__(self, handle):
+            self.rows = 0
+
+        def writerow(self, row):
+            self.rows += 1
+            if self.rows > 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(csv, "writer", FullDisk)
+    out = tmp_path / "out" / "recs.csv"
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == f"error: --output {out}: cannot write there (No space left on device)"
+    assert list((tmp_path / "out").iterdir()) == []  # neither the file nor its temporary
+
+
+def test_a_full_disk_in_a_staged_folder_is_an_output_error_naming_it(tmp_path):
+    import errno
+    import os
+
+    from bindiff.files import OutputError, staged_folder
+
+    with pytest.raises(OutputError, match=r"exported: cannot write the output folder \(No space left on device\)"):
+        with staged_folder(tmp_path / "exported") as staging:
+            (staging / "a").write_text("x")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError):  # another OSError inside (an input not found) is not the output's
+        with staged_folder(tmp_path / "exported"):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "input.csv")
+
+
+def test_a_split_copied_from_another_run_is_named(trained, tmp_path):
+    import shutil
+
+    run_dir, _, _ = trained
+    other_root = tmp_path / "other"
+    result = runner.invoke(app, ["train", str(RECIPE), "data.dataset=synthetic:tiny", "split.n_valid_users=50",
+                                 "split.n_test_users=50", "train.epochs=1", "denoiser.params.hidden=[8]",
+                                 f"output.root={other_root}", "output.progress=false"])
+    assert result.exit_code == 0, result.output
+    (other,) = (other_root / "ml1m").iterdir()
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run_dir, mixed)
+    shutil.rmtree(mixed / "split")
+    shutil.copytree(other / "split", mixed / "split")
+    n_items = len(np.load(other / "split" / "item_ids.npy", allow_pickle=False))
+    for command in (["recommend", str(mixed), "--items", "i1"], ["evaluate", str(mixed)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (f"error: {mixed / 'split'}: {n_items} items, but the checkpoint best.pt was "
+                                         "trained on 40: the split is not this run's")
+
+
+def test_recommend_never_overwrites_its_output_and_writes_gzip_for_a_gz_name(trained, tmp_path):
+    import gzip
+
+    run_dir, _, _ = trained
+    users_csv = tmp_path / "users.csv"
+    users_csv.write_text("user,item\na,i0\na,i2\nb,i21\n")
+    kept = tmp_path / "keep.csv"
+    kept.write_text("important\n")
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(kept)])
+    assert result.exit_code == 2 and result.output.startswith(f"error: --output {kept}: exists; bindiff never "
+                                                              "overwrites"), result.output
+    assert kept.read_text() == "important\n"
+    packed = tmp_path / "recs.csv.gz"
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(packed),
+                                 "--k", "2"])
+    assert result.exit_code == 0, result.output
+    rows = gzip.decompress(packed.read_bytes()).decode().splitlines()
+    assert rows[0] == "user,rank,item,score" and [r.split(",")[:2] for r in rows[1:]] == [
+        ["a", "1"], ["a", "2"], ["b", "1"], ["b", "2"]]
+
+
+def test_users_the_run_knows_nothing_of_and_an_unfinished_run_are_named_in_warnings(trained, tmp_path):
+    import shutil
+
+    run_dir, _, _ = trained
+    users_csv = tmp_path / "users.csv"
+    users_csv.write_text("user,item\na,i0\nstranger,nope\n")
+    out = tmp_path / "recs.csv"
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert ("warning: 1 user(s) have no item the run knows, so their lists are the model's answer to an empty "
+            "history, the same for each (stranger)") in result.output
+    assert "has not finished" not in result.output
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_dir, unfinished)
+    (unfinished / "metrics.json").unlink()
+    result = runner.invoke(app, ["recommend", str(unfinished), "--items", "i0"])
+    assert result.exit_code == 0, result.output
+    assert (f"warning: {unfinished}: no metrics.json, so the run has not finished (still training, or stopped; "
+            "`bindiff resume` ends it); its best.pt was used as it stands") in result.output

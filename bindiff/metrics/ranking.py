@@ -510,7 +510,7 @@ def evaluate_ranking(
             ``"coverage@10"`` (share of all items in some evaluated user's top 10) and
             ``"popularity@10"`` (mean ``item_popularity`` of the recommended items).
         batch_size: users per ``score_fn`` call; results do not depend on it
-            unless ``score_fn`` itself does.
+            unless ``score_fn`` itself does (one that draws random bits batch after batch).
         empty_users: how users with an empty held-out set enter the mean.
 
             * ``"drop"``: excluded from the mean (Liang et al. 2018, RecPack).

@@ -152,6 +152,11 @@ class Task:
     def check_rescoring(self, config: dict, model: nn.Module, payload: dict) -> None:
         """Refuse rescoring overrides that do not fit the trained model."""
 
+    def unread_reason(self, config: dict, section: str) -> str | None:
+        """Why the run's model never reads ``section`` (a rescoring override there would change
+        nothing), or None when it does."""
+        return None
+
 
 def derived_seed(seed: int, *parts: str) -> int:
     """A seed for one named draw (an evaluation, a mode), derived from the recipe's seed; stable across runs."""
@@ -532,6 +537,9 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowe
     for text in overrides:
         keys, value = parse_override(text)
         dotted = ".".join(keys)
+        unread = task.unread_reason(config, keys[0])
+        if unread is not None:
+            raise RecipeError(f"override {text!r}: {unread}, so it would change nothing")
         if not any(dotted == k or (k.endswith(".") and dotted.startswith(k)) for k in names):
             listed = ", ".join(k + "*" if k.endswith(".") else k for k in names)
             if command is not None and any(dotted == k or (k.endswith(".") and dotted.startswith(k))

@@ -66,14 +66,13 @@ def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, worker
     if workers.parallel:
         lo, hi = workers.block(part.input.shape[0])
         matrices = tuple(None if m is None else m[lo:hi] for m in matrices)
-    try:
-        report = evaluate_ranking(
-            lambda batch: scorer(batch), *matrices, metric_names(config),
-            batch_size=config["eval"]["batch_size"], empty_users=config["eval"]["empty_users"], device=device,
-            item_popularity=popularity,
-        )
-    except ValueError as err:
-        raise RecipeError(f"eval.metrics: {err}") from None
+    # the metrics and the scorer were checked against the recipe before (check_metrics, make_scorer):
+    # an error here is the model's or bindiff's, and keeps its traceback
+    report = evaluate_ranking(
+        lambda batch: scorer(batch), *matrices, metric_names(config),
+        batch_size=config["eval"]["batch_size"], empty_users=config["eval"]["empty_users"], device=device,
+        item_popularity=popularity,
+    )
     return merge_reports(workers.gather(report)) if workers.parallel else report
 
 

@@ -14,6 +14,7 @@ captured random draw would repeat one draw forever.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -85,8 +86,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
         program = torch.export.export(module, (example,), dynamic_shapes=({0: users},))
     # The folder is built under a hidden name and renamed once complete: a failure leaves nothing
     # half-written, and the archive keeps its .pt2 name (torch warns on any other).
+    archive = io.BytesIO()  # written by Python: torch's own file writer aborts the process on a full disk
+    torch.export.save(program, archive)
     with staged_folder(out_dir) as staging:
-        torch.export.save(program, str(staging / "scorer.pt2"))
+        (staging / "scorer.pt2").write_bytes(archive.getvalue())
         write_text(staging / "items.json", json.dumps(recommender.item_ids.tolist()) + "\n")
         write_text(staging / "config.yaml", dump_recipe(config))
         write_text(staging / "README.md", README.format(name=config["name"], run_dir=run_dir, checkpoint=checkpoint,

@@ -18,12 +18,14 @@ from typing import NamedTuple
 import scipy.sparse as sp
 from torch import nn
 
+from ...adapters.errors import DataError
 from ...adapters.interactions import Split
 from ...training.distributed import SINGLE, Workers
 from .. import base
 from .data import check_split_is_usable, prepare_split
 from .evaluation import RESCORE_KEYS, check_metrics, evaluate_part, score_run, training_popularity
-from .models import BINOMIAL, RecommenderKind, build_model, check_model_params, make_scorer, model_kind
+from .models import (BINOMIAL, RecommenderKind, build_model, check_model_params, make_scorer, model_kind,
+                     unread_sections)
 
 
 def split_seed(config: dict) -> int:
@@ -86,6 +88,10 @@ class RecommendationTask(base.Task):
         check_metrics(config, n_items=payload["dim"])
         make_scorer(model, config, seed=config["seed"])
 
+    def unread_reason(self, config: dict, section: str) -> str | None:
+        kind = self.model_kind(config)
+        return f"a {kind.name} run never reads {section}.*" if section in unread_sections(kind) else None
+
 
 TASK = RecommendationTask()
 
@@ -113,7 +119,11 @@ class LoadedRun(NamedTuple):
 def load_run(run_dir: str | Path, checkpoint: str = "best", device=None) -> LoadedRun:
     """The config, split, model and checkpoint of a finished (or interrupted) run."""
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device)
-    return LoadedRun(config, Split.load(Path(run_dir) / "split"), model, payload)
+    split = Split.load(Path(run_dir) / "split")
+    if split.train.shape[1] != payload["dim"]:  # a split/ copied in from another run
+        raise DataError(f"{Path(run_dir) / 'split'}: {split.train.shape[1]} items, but the checkpoint "
+                        f"{checkpoint}.pt was trained on {payload['dim']}: the split is not this run's")
+    return LoadedRun(config, split, model, payload)
 
 
 def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, workers: Workers = SINGLE,

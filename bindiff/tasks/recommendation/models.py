@@ -70,6 +70,9 @@ def _diffusion_scorer(model: BinomialDiffusion, config: dict, seed: int, per_his
     T = model.process.num_steps
     if inf["t"] > T:
         raise RecipeError(f"inference.t = {inf['t']} exceeds diffusion.steps = {T}")
+    if inf["mode"] == "reverse" and inf["steps"] is not None and inf["steps"] > inf["t"]:
+        raise RecipeError(f"inference.steps = {inf['steps']} exceeds inference.t = {inf['t']}: a reverse run from "
+                          f"t = {inf['t']} visits at most {inf['t']} times")
     random = draws_random_bits(config)
     if inf["ensemble"] > 1 and not random:
         raise RecipeError(f"inference.ensemble = {inf['ensemble']} would average identical scores: this scorer "
@@ -136,6 +139,14 @@ def accepted_params(kind: str) -> list[str]:
         return []
     skip = {"self", "n_items", *MODELS[kind].fixed_params}
     return [p for p in inspect.signature(cls.__init__).parameters if p not in skip]
+
+
+def unread_sections(kind: RecommenderKind) -> tuple[str, ...]:
+    """Recipe sections a model kind never reads: the diffusion's own for a baseline, and training
+    for a model fitted in closed form."""
+    if kind.name == BINOMIAL:
+        return ()
+    return ("diffusion", "denoiser", "inference", *(("train",) if kind.fitting == "closed_form" else ()))
 
 
 def model_kind(config: dict) -> RecommenderKind:

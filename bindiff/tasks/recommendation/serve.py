@@ -12,6 +12,7 @@ of a call nor earlier calls change them.
 from __future__ import annotations
 
 import csv
+import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -160,10 +161,13 @@ def read_histories(path: str | Path) -> tuple[list[str], list[list[str]]]:
 
 
 def write_recommendations(path: str | Path, users: Sequence[str], results: Sequence[Recommendation]) -> None:
-    """``user,rank,item,score`` rows with a header, written atomically."""
+    """``user,rank,item,score`` rows with a header, written atomically (gzip-compressed for a
+    name ending in .gz, as ``--input`` reads them)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with atomic_path(Path(path)) as tmp:
-            with tmp.open("w", newline="", encoding="utf-8") as handle:
+        with atomic_path(path) as tmp:
+            with opener(tmp, "wt", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(["user", "rank", "item", "score"])
                 for user, result in zip(users, results):

@@ -34,7 +34,7 @@ from ...config.schema import FREE, schema_for
 from ...files import atomic_path, write_json, write_text
 from ...runs import new_output_dir, read_metrics
 from .job import train_recommender
-from .models import BINOMIAL, build_model, check_model_params, make_scorer, model_kind
+from .models import build_model, check_model_params, make_scorer, model_kind, unread_sections
 
 SPEC_KINDS = ("float", "int", "choices")
 SPEC_FIELDS = (*SPEC_KINDS, "log")
@@ -119,21 +119,13 @@ def parse_space(config: dict, source: str, section: str = "tune.space") -> list[
             raise RecipeError(f"{where}: '{key}' cannot be searched: {', '.join(NOT_SEARCHABLE)} (and their "
                               "sections' keys) decide the validation users, the metric or the output, which every "
                               "trial must share")
-        if key.split(".")[0] in _unread_sections(kind):
+        if key.split(".")[0] in unread_sections(kind):
             raise RecipeError(f"{where}: model {kind.name!r} does not read the {key.split('.')[0]} section, so "
                               "every trial would be the same model")
         dimension = _parse_spec(key, spec, where)
         _check_values(config, dimension, where)
         dimensions.append(dimension)
     return dimensions
-
-
-def _unread_sections(kind) -> tuple[str, ...]:
-    """Recipe sections a model kind never reads: the diffusion's own for a baseline, and training
-    for a model fitted in closed form."""
-    if kind.name == BINOMIAL:
-        return ()
-    return ("diffusion", "denoiser", "inference", *(("train",) if kind.fitting == "closed_form" else ()))
 
 
 def _flatten_space(space: dict, schema: dict, prefix: str = "") -> dict[str, Any]:
