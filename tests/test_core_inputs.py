@@ -164,6 +164,8 @@ def test_integer_bool_and_half_precision_bits_give_the_float_closed_form(dtype):
                                               abs=1e-7)
     # the posterior q(x_1 = 1 | x_2, x_0) by Bayes' rule, with the same hand-made tables
     a2, a1 = 1 - betas[1], _by_hand_marginal(betas, 1, 1.0) * 2 - 1  # α_2 and ᾱ_1
+    assert process.flat_posterior(x, 1)[0].tolist() == pytest.approx([0.5 - a1 / 2, 0.5 + a1 / 2], abs=1e-7)
+    assert process.transition_probs(x, 1, 2)[0].tolist() == pytest.approx([(1 - a2) / 2, a2 + (1 - a2) / 2], abs=1e-7)
     x0, x2 = torch.tensor([[0, 1]]).to(dtype), torch.tensor([[1, 0]]).to(dtype)
     expected = []
     for b0, b2 in [(0.0, 1.0), (1.0, 0.0)]:

@@ -176,6 +176,7 @@ class BernoulliProcess:
     def marginal_probs(self, x0: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """P(x_t = 1 | x_0) = ᾱ_t x_0 + (1 − ᾱ_t) / 2, in float32 or float64 (see ``working_dtype``)."""
         check_unit_interval("x0", x0)
+        x0 = x0.to(working_dtype(x0))
         a = _gather(self.alpha_bar, self._check_t(t), x0)
         return a * x0 + (1 - a) / 2
 
@@ -185,6 +186,7 @@ class BernoulliProcess:
         What each bit of x_t alone says about x_0: the bit itself at t = 0, ½ where ᾱ_t = 0.
         """
         check_unit_interval("x_t", x_t)
+        x_t = x_t.to(working_dtype(x_t))
         a = _gather(self.alpha_bar, self._check_t(t), x_t)
         return 0.5 + a * (x_t - 0.5)
 
@@ -201,6 +203,7 @@ class BernoulliProcess:
         if (s > t).any():
             raise ValueError("transition_probs needs s <= t")
         check_unit_interval("x_s", x_s)
+        x_s = x_s.to(working_dtype(x_s))
         a = _shaped_like(self.alpha_ratio(t, s), x_s)
         return a * x_s + (1 - a) / 2
 
