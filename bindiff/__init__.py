@@ -76,6 +76,13 @@ _LAZY = {
     "segment": "bindiff.tasks.segmentation.segment",
     "paired_wilcoxon": "bindiff.metrics.paired",
     "soft_dice_x0": "bindiff.core.losses",
+    "score": "bindiff.scoring",
+    "labels_to_score": "bindiff.scoring",
+    "as_mask": "bindiff.metrics.segmentation",
+    "expected_calibration_error": "bindiff.metrics.calibration",
+    "brier_score": "bindiff.metrics.calibration",
+    "binary_entropy": "bindiff.metrics.calibration",
+    "error_detection_auroc": "bindiff.metrics.calibration",
     "bernoulli_kl_logits": "bindiff.core.losses",
     "binarize": "bindiff.adapters.masks.labels",
     "dice": "bindiff.metrics.segmentation",
@@ -110,6 +117,10 @@ __all__ = [
     "BernoulliProcess", "BinomialDiffusion", "DenoiserEnsemble", "MLPDenoiser", "ReverseScheduler", "bce_x0", "bernoulli_kl",
     "build_denoiser", "get_schedule", "register_denoiser", "tilt_to_count", "vb_terms", *_LAZY,
 ]
+
+
+def __dir__() -> list[str]:  # the lazy names too, for a notebook's completion
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name: str):

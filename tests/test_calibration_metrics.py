@@ -60,3 +60,21 @@ def test_ece_equals_torchmetrics():
     theirs = float(tm.binary_calibration_error(torch.from_numpy(prob), torch.from_numpy(truth.astype(np.int64)),
                                                n_bins=15, norm="l1"))
     assert expected_calibration_error(prob, truth, bins=15) == pytest.approx(theirs, abs=1e-6)
+
+
+def test_truth_errors_and_probabilities_outside_their_sets_are_refused():
+    truth = np.zeros((6, 6, 6), bool)
+    truth[2:4, 2:4, 2:4] = True
+    prob = np.where(truth, 0.9, 0.1)
+    with pytest.raises(ValueError, match="truth: a mask holds 0 and 1"):
+        brier_score(prob, np.where(truth, 2, 0))  # label 2 was read as 1
+    with pytest.raises(ValueError, match=r"prob \(2, 3\) and truth \(3, 2\) differ in shape"):
+        expected_calibration_error(np.full((2, 3), 0.5), np.ones((3, 2)))  # the same size was enough
+    with pytest.raises(ValueError, match="uncertainty holds a value that is not finite"):
+        error_detection_auroc(np.where(truth, np.nan, 0.5), np.roll(truth, 1, 0))
+    with pytest.raises(ValueError, match=r"prob must hold probabilities in \[0, 1\], got nan"):
+        binary_entropy([np.nan, 0.5])  # NaN and 1.5 came out as 0 bits, "certain"
+    with pytest.raises(ValueError, match=r"got 1.5"):
+        binary_entropy([1.5])
+    with pytest.raises(ValueError, match="bins must be an integer >= 1, got 2.5"):
+        expected_calibration_error(prob, truth, bins=2.5)

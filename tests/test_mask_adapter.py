@@ -67,9 +67,9 @@ def test_hippocampus_and_custom_presets():
     with pytest.raises(DataError, match="has no region 'core'"):
         binarize(np.array([0, 1]), preset, "core")
     custom = get_preset("custom", allowed=[0, 3, 7], foreground=[7])
-    assert binarize(np.array([0, 3, 7]), custom, "ignored").tolist() == [False, False, True]
+    assert binarize(np.array([0, 3, 7]), custom, "whole").tolist() == [False, False, True]
     with pytest.raises(DataError, match="unexpected label value"):
-        binarize(np.array([0, 5]), custom, "x")
+        binarize(np.array([0, 5]), custom, "whole")
     with pytest.raises(DataError, match="must not contain 0"):
         get_preset("custom", allowed=[0, 1], foreground=[0, 1])
     with pytest.raises(DataError, match="unknown label preset 'brats2019'"):

@@ -187,3 +187,71 @@ def test_finite_float64_intensities_beyond_float32_are_named_as_such(tmp_path):
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "huge.nii.gz"))
     with pytest.raises(DataError, match=r"huge.nii.gz: image holds 1 values beyond float32's range \(largest 1e\+39\)"):
         read_image(tmp_path / "huge.nii.gz")
+
+
+def test_grid_helpers_name_a_wrong_shape_instead_of_an_index_error():
+    from bindiff.adapters.masks import GridSpec, fit_transform, from_vectors, to_vectors
+
+    with pytest.raises(ValueError, match=r"positive whole sides, got \[4.5, 4, 4\]"):
+        GridSpec((4.5, 4, 4))
+    with pytest.raises(ValueError, match=r"a grid is placed in a 3-D volume, got the shape \(10, 10\)"):
+        fit_transform((10, 10), GridSpec((4, 4, 4)))
+    spec = GridSpec((4, 4, 4))
+    with pytest.raises(ValueError, match=r"vectors of shape \(1, 63\) do not make a grid of shape \(4, 4, 4\)"):
+        from_vectors(np.zeros((1, 63)), (4, 4, 4), spec)
+    with pytest.raises(ValueError, match=r"grid of shape \(5, 4, 4\) does not fit grid.shape \[4, 4, 4\]"):
+        to_vectors(np.zeros((5, 4, 4)), spec)
+    grid = np.arange(64).reshape(4, 4, 4)
+    assert np.array_equal(from_vectors(to_vectors(grid, spec), (4, 4, 4), spec), grid)
+    slices = GridSpec((4, 4), slice_axis=1)  # one row per slice along y: rows of x × z
+    rows = to_vectors(np.arange(4 * 3 * 4).reshape(4, 3, 4), slices)
+    assert rows.shape == (3, 16) and rows[1].tolist() == np.arange(48).reshape(4, 3, 4)[:, 1, :].ravel().tolist()
+
+
+def test_label_presets_are_read_only_and_a_custom_preset_has_one_region(tmp_path):
+    shipped = get_preset("msd_hippocampus")
+    with pytest.raises(TypeError):
+        shipped.regions["whole"] = frozenset({1})  # would have changed it for the whole process
+    assert get_preset("msd_hippocampus").regions["whole"] == frozenset({1, 2})
+    preset = custom_preset([1, 2], [2])
+    labels = np.array([0, 1, 2])
+    assert binarize(labels, preset, "whole").tolist() == [False, False, True]
+    with pytest.raises(DataError, match="a custom preset has one region, its foreground labels; the region must be "
+                                        "'whole' \\(or 'custom'\\), got 'anterior'"):
+        binarize(labels, preset, "anterior")
+    with pytest.raises(DataError, match="custom labels are lists of label values"):
+        custom_preset(None, 1)
+
+
+def test_write_mask_names_a_volume_given_for_its_geometry(tmp_path):
+    path = tmp_path / "m.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), str(path))
+    volume = read_label_map(path)
+    with pytest.raises(TypeError, match="geometry: expected a Geometry \\(such as volume.geometry\\), got Volume"):
+        write_mask(np.zeros((3, 3, 3), bool), volume, tmp_path / "out.nii.gz")
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+@pytest.mark.parametrize("bad", [(0.0, 1.0, 1.0), (-1.0, 1.0, 1.0), (float("nan"), 1.0, 1.0)])
+def test_the_spacing_helpers_refuse_a_voxel_size_that_is_not_positive(bad):
+    with pytest.raises(ValueError, match="voxel sizes in mm must be finite and > 0"):
+        voxel_size.resampled_shape((10, 10, 10), bad, (1.0, 1.0, 1.0))  # 0 gave a shape of 1 voxel
+    with pytest.raises(ValueError, match="voxel sizes in mm must be finite and > 0"):
+        voxel_size.needs_resampling(bad, (1.0, 1.0, 1.0))  # NaN said "no resampling needed"
+    with pytest.raises(ValueError, match=r"shape \(4.5, 4, 4\) must hold whole numbers"):
+        voxel_size.resample(np.zeros((4, 4, 4)), (4.5, 4, 4), 0)
+
+
+def test_library_calls_refuse_one_string_where_a_list_is_meant(tmp_path):
+    from bindiff.tasks import base
+    from bindiff.tasks.masks.apply import apply_run
+    from bindiff.tasks.masks.job import run_evaluations
+    from bindiff.tasks.segmentation.job import TASK
+
+    with pytest.raises(TypeError, match=r"overrides must be a list of key=value strings, not one string: write "
+                                        r"\['segmentation.samples=4'\]"):
+        base.rescoring_config(TASK, {}, "segmentation.samples=4")
+    with pytest.raises(TypeError, match=r"evaluations must be a list of names, not one string"):
+        run_evaluations(tmp_path / "no-run", "denoising")
+    with pytest.raises(TypeError, match="unknown_label must be an integer label value, got '9'"):
+        apply_run(tmp_path / "no-run", "completion", tmp_path, tmp_path / "out", unknown_label="9")

@@ -160,3 +160,42 @@ def test_a_spacing_a_rounding_error_above_the_tolerance_keeps_a_one_voxel_shift_
         assert surface_dice(shifted, truth, spacing, 1.0) == 1.0
         assert segmentation_metrics(shifted, truth, spacing)["surface_dice"] == 1.0
     assert surface_dice(shifted, truth, (1.001, 1.0, 1.0), 1.0) < 1.0  # a real 1 µm beyond it is not
+
+
+def _cube() -> np.ndarray:
+    truth = np.zeros((6, 6, 6), bool)
+    truth[2:4, 2:4, 2:4] = True
+    return truth
+
+
+@pytest.mark.parametrize("metric", [dice, iou, hd95, segmentation_metrics])
+@pytest.mark.parametrize("bad, shown", [(0.9, "0.9"), (2, "2"), (float("nan"), "nan")])
+def test_a_probability_map_a_label_map_or_nan_is_refused_not_counted_where_non_zero(metric, bad, shown):
+    truth = _cube()
+    pred = np.where(truth, bad, 0)  # as a mask, every non-zero voxel counted: 0.9 scored Dice 1.0
+    with pytest.raises(ValueError, match=f"prediction: a mask holds 0 and 1 \\(or booleans\\), got {shown}"):
+        metric(pred, truth)
+    with pytest.raises(ValueError, match="reference: a mask holds 0 and 1"):
+        metric(truth, np.where(truth, bad, 0))
+    assert dice(truth.astype(np.uint8), truth.astype(np.float32)) == 1.0  # 0/1 of any type is a mask
+
+
+@pytest.mark.parametrize("spacing", [(0, 1, 1), (-1, 1, 1), (float("nan"), 1, 1), (1, 1)])
+def test_a_voxel_size_that_is_not_positive_and_finite_per_axis_is_refused(spacing):
+    truth = _cube()
+    shifted = np.roll(truth, 1, axis=0)
+    for call in (lambda: volume_ml(truth, spacing), lambda: hd95(shifted, truth, spacing),
+                 lambda: segmentation_metrics(shifted, truth, spacing)):
+        with pytest.raises(ValueError, match="spacing"):
+            call()
+
+
+def test_segmentation_metrics_takes_the_single_metrics_defaults():
+    truth = _cube()
+    shifted = np.roll(truth, 1, axis=0)
+    # one voxel along x: by hand, the faces 1 mm apart; with 1 mm voxels and no spacing given
+    assert segmentation_metrics(shifted, truth, None) == segmentation_metrics(shifted, truth, (1.0, 1.0, 1.0))
+    assert volume_ml(truth) == pytest.approx(8 / 1000)
+    # half a voxel of tolerance: the shifted faces (1 mm off) are outside; with 1 mm they are in
+    strict = segmentation_metrics(shifted, truth, tolerance_mm=0.5)["surface_dice"]
+    assert strict < 1.0 == segmentation_metrics(shifted, truth)["surface_dice"]

@@ -48,8 +48,8 @@ class GridSpec:
     slice_axis: int = 2  # canonical RAS axis: 2 = axial slices
 
     def __post_init__(self) -> None:
-        if len(self.shape) not in (2, 3) or any(int(s) < 1 for s in self.shape):
-            raise ValueError(f"grid.shape must list 2 (slices) or 3 positive sides, got {list(self.shape)}")
+        if len(self.shape) not in (2, 3) or any(isinstance(s, bool) or int(s) != s or s < 1 for s in self.shape):
+            raise ValueError(f"grid.shape must list 2 (slices) or 3 positive whole sides, got {list(self.shape)}")
         if self.mode not in MODES:
             raise ValueError(f"grid.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.crop not in CROPS:
@@ -167,6 +167,8 @@ class GridTransform:
 def fit_transform(volume_shape, spec: GridSpec, roi: np.ndarray | None = None, source: str = "") -> GridTransform:
     """The transform of one case: the window around ``roi`` (None or empty: the whole volume)."""
     volume_shape = tuple(int(s) for s in volume_shape)
+    if len(volume_shape) != 3:
+        raise ValueError(f"{source or 'volume_shape'}: a grid is placed in a 3-D volume, got the shape {volume_shape}")
     if roi is not None and tuple(roi.shape) != volume_shape:
         raise DataError(f"{source}: region-of-interest mask of shape {tuple(roi.shape)} does not match "
                         f"the label map's shape {volume_shape}")
@@ -196,16 +198,31 @@ def fit_transform(volume_shape, spec: GridSpec, roi: np.ndarray | None = None, s
 
 
 def to_vectors(grid: np.ndarray, spec: GridSpec) -> np.ndarray:
-    """A case's grid as (n, D) rows: one row (3-D) or one row per slice (2-D)."""
+    """A case's grid as (n, D) rows: one row (3-D) or one row per slice (2-D). A view where numpy
+    can make one: writing into the rows writes into the grid."""
+    grid = np.asarray(grid)
+    if grid.ndim != 3 or any(g != s for g, s in zip(_sides(grid.shape, spec), spec.shape)):
+        raise ValueError(f"grid of shape {grid.shape} does not fit grid.shape {list(spec.shape)}"
+                         + (f" (slices along axis {spec.slice_axis})" if spec.slices else ""))
     if not spec.slices:
         return rearrange(grid, "x y z -> 1 (x y z)")
     pattern = {0: "s x y -> s (x y)", 1: "x s y -> s (x y)", 2: "x y s -> s (x y)"}[spec.slice_axis]
     return rearrange(grid, pattern)
 
 
+def _sides(shape, spec: GridSpec) -> tuple[int, ...]:
+    """The sides of a 3-D grid that ``spec.shape`` fixes: all three, or the two in-plane ones."""
+    return tuple(shape) if not spec.slices else tuple(s for a, s in enumerate(shape) if a != spec.slice_axis)
+
+
 def from_vectors(vectors: np.ndarray, grid_shape, spec: GridSpec) -> np.ndarray:
     """The inverse of ``to_vectors`` for a case whose 3-D grid has ``grid_shape``."""
     x, y, z = (int(s) for s in grid_shape)
+    vectors = np.asarray(vectors)
+    rows = 1 if not spec.slices else int(grid_shape[spec.slice_axis])
+    if vectors.shape != (rows, x * y * z // rows):
+        raise ValueError(f"vectors of shape {vectors.shape} do not make a grid of shape {(x, y, z)}: expected "
+                         f"{(rows, x * y * z // rows)}")
     if not spec.slices:
         return rearrange(vectors, "1 (x y z) -> x y z", x=x, y=y, z=z)
     sides = [x, y, z]

@@ -428,6 +428,8 @@ def write_mask(mask: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
     ``mask`` holds booleans or 0/1 (a probability map or a label map is refused: it would be
     truncated). ``.nii.gz`` names are gzip-compressed; the file appears atomically.
     """
+    if not isinstance(geometry, Geometry):  # a Volume, say: its .geometry is meant
+        raise TypeError(f"geometry: expected a Geometry (such as volume.geometry), got {type(geometry).__name__}")
     mask = np.asarray(mask)
     if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
         raise ValueError(f"{path}: a mask holds 0 and 1 only, got values such as "

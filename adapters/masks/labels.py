@@ -22,6 +22,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -49,7 +50,9 @@ class LabelPreset:
 
 
 def _preset(name: str, allowed, regions: dict, description: str) -> LabelPreset:
-    return LabelPreset(name, frozenset(allowed), {k: frozenset(v) for k, v in regions.items()}, description)
+    # read-only: a caller editing a shipped preset's regions would change them for the whole process
+    return LabelPreset(name, frozenset(allowed), MappingProxyType({k: frozenset(v) for k, v in regions.items()}),
+                       description)
 
 
 PRESETS: dict[str, LabelPreset] = {
@@ -68,8 +71,15 @@ PRESETS: dict[str, LabelPreset] = {
 }
 
 
+# What a custom preset's one region may be called: the recipes' default "whole", or its own name.
+CUSTOM_REGIONS = ("whole", "custom")
+
+
 def custom_preset(allowed, foreground) -> LabelPreset:
     """A preset from explicit lists; 0 is always allowed (background) and never foreground."""
+    if isinstance(foreground, (str, bytes, numbers.Number)) or (allowed is not None and isinstance(
+            allowed, (str, bytes, numbers.Number))):
+        raise DataError(f"custom labels are lists of label values, got allowed={allowed!r}, foreground={foreground!r}")
     if not foreground:
         raise DataError("labels.preset is 'custom' but labels.foreground lists no label values")
     values = [allowed, foreground] if allowed is not None else [foreground]
@@ -84,7 +94,7 @@ def custom_preset(allowed, foreground) -> LabelPreset:
         raise DataError("labels.foreground must not contain 0, the background")
     if not fg <= allowed_set:
         raise DataError(f"labels.foreground {sorted(fg)} holds values not in labels.allowed {sorted(allowed_set)}")
-    return LabelPreset("custom", allowed_set, {"custom": fg}, "custom mapping from the recipe")
+    return LabelPreset("custom", allowed_set, MappingProxyType({"custom": fg}), "custom mapping from the recipe")
 
 
 def get_preset(name: str, allowed=None, foreground=None) -> LabelPreset:
@@ -111,5 +121,8 @@ def binarize(labels: np.ndarray, preset: LabelPreset, region: str, source: str |
         shown = ", ".join(str(v) for v in unexpected[:8]) + (" ..." if len(unexpected) > 8 else "")
         raise DataError(f"{source}: unexpected label value(s) {shown} for preset {preset.name!r}, "
                         f"which allows {', '.join(str(v) for v in sorted(preset.allowed))}")
+    if preset.name == "custom" and region not in CUSTOM_REGIONS:
+        raise DataError(f"{source}: a custom preset has one region, its foreground labels; the region must be "
+                        f"'whole' (or 'custom'), got {region!r}")
     chosen = preset.region(region) if preset.name != "custom" else preset.regions["custom"]
     return np.isin(labels, sorted(chosen))

@@ -61,9 +61,18 @@ def _mm(values) -> str:
     return " x ".join(f"{v:.3g}" for v in values)
 
 
+def _voxel_sizes(values: Sequence[float], name: str) -> np.ndarray:
+    """Voxel sizes in mm as float64; ValueError naming ``name`` unless each is finite and > 0 (a 0
+    gave a shape of 1 voxel, a NaN "no resampling needed")."""
+    sizes = np.asarray(values, dtype=np.float64)
+    if sizes.ndim != 1 or not (np.isfinite(sizes) & (sizes > 0)).all():
+        raise ValueError(f"{name} {tuple(np.ravel(values).tolist())}: voxel sizes in mm must be finite and > 0")
+    return sizes
+
+
 def needs_resampling(spacing: Sequence[float], target: Sequence[float], tolerance: float = SPACING_TOLERANCE) -> bool:
     """True when an axis of ``spacing`` differs from ``target`` by more than ``tolerance`` (relative)."""
-    spacing, target = np.asarray(spacing, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    spacing, target = _voxel_sizes(spacing, "spacing"), _voxel_sizes(target, "target")
     # a hair above the bound, so that 1.01 against 1.0 (0.0100000000000000089 apart) is within 1 %
     return bool((np.abs(spacing - target) > tolerance * target * (1 + 1e-9)).any())
 
@@ -80,6 +89,7 @@ def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequ
     """The shape that covers the same extent as ``shape`` voxels of ``spacing`` mm with ``target`` mm
     voxels; a DataError naming ``source`` beyond both ``MAX_RESAMPLED_VOXELS`` and
     ``MAX_RESAMPLED_GROWTH`` times its own voxels."""
+    spacing, target = _voxel_sizes(spacing, "spacing"), _voxel_sizes(target, "target")
     out = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
     voxels = float(np.prod([float(n) for n in out]))
     if voxels > MAX_RESAMPLED_VOXELS and voxels > MAX_RESAMPLED_GROWTH * float(np.prod([float(n) for n in shape])):
@@ -95,6 +105,8 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray
         raise ValueError(f"order must be 0 (masks) or 1 (images and probabilities), got {order}")
     if volume.ndim != 3 or len(shape) != 3:
         raise ValueError(f"resample takes a 3-D volume and a 3-D shape, got {volume.shape} and {tuple(shape)}")
+    if any(isinstance(m, bool) or int(m) != m or m < 1 for m in shape):
+        raise ValueError(f"resample: shape {tuple(shape)} must hold whole numbers >= 1")
     factors = [int(m) / int(n) for m, n in zip(shape, volume.shape)]
     # an integer image interpolated linearly would be rounded back to integers
     source = volume.astype(np.float32) if volume.dtype == bool or (order == 1 and volume.dtype.kind in "iu") else volume

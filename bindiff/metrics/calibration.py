@@ -17,29 +17,42 @@ Definitions (``prob``: predicted P(voxel = 1), ``truth``: the reference bits, an
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
+
+from .segmentation import as_mask
 
 __all__ = ["binary_entropy", "brier_score", "error_detection_auroc", "expected_calibration_error"]
 
 
 def _pair(prob, truth) -> tuple[np.ndarray, np.ndarray]:
-    prob, truth = np.asarray(prob, dtype=np.float64).ravel(), np.asarray(truth).astype(bool).ravel()
-    if prob.shape != truth.shape:
-        raise ValueError(f"prob has {prob.size} values but truth {truth.size}")
-    if prob.size and (prob.min() < 0 or prob.max() > 1 or not np.isfinite(prob).all()):
-        raise ValueError("prob must hold probabilities in [0, 1]")
-    return prob, truth
+    prob, truth = _probabilities(prob, "prob"), as_mask(truth, "truth")
+    if prob.shape != truth.shape:  # before flattening: a (2, 3) map is not a (3, 2) one
+        raise ValueError(f"prob {prob.shape} and truth {truth.shape} differ in shape")
+    return prob.ravel(), truth.ravel()
+
+
+def _probabilities(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    inside = (array >= 0) & (array <= 1)  # NaN is outside
+    if not inside.all():
+        raise ValueError(f"{name} must hold probabilities in [0, 1], got {array[~inside].flat[0].item()!r}")
+    return array
 
 
 def brier_score(prob, truth) -> float:
+    """Mean of (prob − truth)² over the voxels; 0 is perfect (NaN for no voxels)."""
     prob, truth = _pair(prob, truth)
     return float(np.mean((prob - truth) ** 2)) if prob.size else float("nan")
 
 
 def expected_calibration_error(prob, truth, bins: int = 10) -> float:
+    """Σ over ``bins`` equal-width bins of (share of voxels in the bin) · |frequency of 1s − mean
+    prob| (the module docstring has the bin edges); 0 when every probability is the frequency it claims."""
     prob, truth = _pair(prob, truth)
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
+    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
+        raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
     if not prob.size:
         return float("nan")
     edges = np.arange(bins + 1) / bins  # k / B, correctly rounded (np.linspace's k * (1/B) is not)
@@ -50,7 +63,8 @@ def expected_calibration_error(prob, truth, bins: int = 10) -> float:
 
 
 def binary_entropy(prob) -> np.ndarray:
-    p = np.clip(np.asarray(prob, dtype=np.float64), 0.0, 1.0)
+    """−p log₂ p − (1 − p) log₂ (1 − p) per voxel, in bits: 1 at p = ½, 0 at 0 and 1."""
+    p = _probabilities(prob, "prob")  # NaN and 1.5 came out 0 bits: "certain"
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
     return np.nan_to_num(h, nan=0.0)
@@ -59,10 +73,12 @@ def binary_entropy(prob) -> np.ndarray:
 def error_detection_auroc(uncertainty, errors) -> float:
     """AUROC of ``uncertainty`` for telling wrong voxels (``errors`` True) from right ones; NaN
     when there are no errors or no correct voxels."""
-    u = np.asarray(uncertainty, dtype=np.float64).ravel()
-    e = np.asarray(errors).astype(bool).ravel()
+    u, e = np.asarray(uncertainty, dtype=np.float64), as_mask(errors, "errors")
     if u.shape != e.shape:
-        raise ValueError(f"uncertainty has {u.size} values but errors {e.size}")
+        raise ValueError(f"uncertainty {u.shape} and errors {e.shape} differ in shape")
+    if not np.isfinite(u).all():  # a NaN rank made the AUROC NaN, read as "undefined" and left out of means
+        raise ValueError(f"uncertainty holds a value that is not finite: {u[~np.isfinite(u)].flat[0].item()!r}")
+    u, e = u.ravel(), e.ravel()
     n_wrong, n_right = int(e.sum()), int((~e).sum())
     if not n_wrong or not n_right:
         return float("nan")

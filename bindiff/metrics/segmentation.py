@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["EMPTY_RULE", "DEFINITIONS", "SURFACE_TOLERANCE_MM", "assd", "dice", "iou", "hd95", "surface",
+__all__ = ["EMPTY_RULE", "DEFINITIONS", "SURFACE_TOLERANCE_MM", "as_mask", "assd", "dice", "iou", "hd95", "surface",
            "surface_dice", "surface_distances", "volume_ml", "segmentation_metrics", "summarize"]
 
 EMPTY_RULE = ("both masks empty: dice = iou = surface_dice = 1, hd95_mm = assd_mm = 0; exactly one empty: "
@@ -51,8 +51,21 @@ DEFINITIONS = {
 SURFACE_TOLERANCE_MM = 1.0  # surface Dice's tolerance in segmentation_metrics
 
 
+def as_mask(values, name: str = "mask") -> np.ndarray:
+    """``values`` as a boolean mask; ValueError naming ``name`` for anything but 0 and 1 (or
+    booleans): a probability map or a label map would otherwise count every non-zero voxel."""
+    array = np.asarray(values)
+    if array.dtype == bool:
+        return array
+    binary = (array == 0) | (array == 1)  # NaN is neither
+    if not binary.all():
+        raise ValueError(f"{name}: a mask holds 0 and 1 (or booleans), got {array[~binary].flat[0].item()!r}; threshold "
+                         "a probability map, or binarize a label map, first")
+    return array.astype(bool)
+
+
 def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pred, truth = np.asarray(pred).astype(bool), np.asarray(truth).astype(bool)
+    pred, truth = as_mask(pred, "prediction"), as_mask(truth, "reference")
     if pred.shape != truth.shape:
         raise ValueError(f"prediction {pred.shape} and reference {truth.shape} differ in shape")
     return pred, truth
@@ -74,7 +87,7 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def surface(mask: np.ndarray) -> np.ndarray:
     """Voxels of the mask with a face neighbour outside it (the array border is outside)."""
-    mask = np.asarray(mask).astype(bool)
+    mask = as_mask(mask)
     structure = ndimage.generate_binary_structure(mask.ndim, 1)
     eroded = ndimage.binary_erosion(mask, structure=structure, border_value=0)
     return mask & ~eroded
@@ -93,6 +106,8 @@ def _spacing(pred: np.ndarray, spacing) -> tuple[float, ...]:
     spacing = tuple(float(s) for s in (spacing if spacing is not None else (1.0,) * pred.ndim))
     if len(spacing) != pred.ndim:
         raise ValueError(f"spacing {spacing} does not match a {pred.ndim}-D mask")
+    if not all(math.isfinite(s) and s > 0 for s in spacing):  # 0 mm made every distance 0
+        raise ValueError(f"spacing {spacing}: voxel sizes in mm must be finite and > 0")
     return spacing
 
 
@@ -159,14 +174,19 @@ def _share_within(d_pt: np.ndarray, d_tp: np.ndarray, tolerance_mm: float) -> fl
     return float(((d_pt <= limit).sum() + (d_tp <= limit).sum()) / (d_pt.size + d_tp.size))
 
 
-def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
-    """The mask's volume in millilitres: its voxel count × the voxel volume in mm³ / 1000."""
-    return float(np.asarray(mask).astype(bool).sum()) * float(np.prod(spacing)) / 1000.0
+def volume_ml(mask: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+    """The mask's volume in millilitres: its voxel count × the voxel volume in mm³ / 1000
+    (``spacing`` per axis, 1 mm when None)."""
+    mask = as_mask(mask)
+    return float(mask.sum()) * float(np.prod(_spacing(mask, spacing))) / 1000.0
 
 
-def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
-    """Every metric of one case (see the module docstring for the definitions and empty rule)."""
+def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None,
+                         tolerance_mm: float = SURFACE_TOLERANCE_MM) -> dict[str, float]:
+    """Every metric of one case (see the module docstring for the definitions and empty rule);
+    ``spacing`` and ``tolerance_mm`` as in ``hd95`` and ``surface_dice``."""
     pred, truth = _pair(pred, truth)
+    spacing = _spacing(pred, spacing)
     v_pred, v_truth = volume_ml(pred, spacing), volume_ml(truth, spacing)
     distances = surface_distances(pred, truth, spacing)  # once, for HD95, ASSD and surface Dice
     if distances is None:
@@ -176,7 +196,7 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[
         d_pt, d_tp = distances
         hd = float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
         mean_distance = float(np.concatenate(distances).mean())
-        nsd = _share_within(d_pt, d_tp, SURFACE_TOLERANCE_MM)
+        nsd = _share_within(d_pt, d_tp, tolerance_mm)
     return {"dice": dice(pred, truth), "iou": iou(pred, truth), "hd95_mm": hd, "assd_mm": mean_distance,
             "surface_dice": nsd, "volume_ml": v_pred, "reference_volume_ml": v_truth,
             "volume_error_ml": v_pred - v_truth, "empty_prediction": not pred.any(), "empty_reference": not truth.any()}

@@ -534,6 +534,8 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowe
     a key it would accept and never read would change nothing without a word.
     """
     names = allowed if allowed is not None else task.rescore_keys
+    if isinstance(overrides, (str, bytes)):  # its characters would be read as overrides, one by one
+        raise TypeError(f"overrides must be a list of key=value strings, not one string: write [{overrides!r}]")
     for text in overrides:
         keys, value = parse_override(text)
         dotted = ".".join(keys)

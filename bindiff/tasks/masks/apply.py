@@ -16,6 +16,7 @@ Voxels outside the window keep the input's values.
 
 from __future__ import annotations
 
+import numbers
 import time
 from pathlib import Path
 
@@ -23,9 +24,20 @@ import numpy as np
 import torch
 
 from ...adapters.errors import DataError
-from ...adapters.masks import binarize, fit_transform, read_label_map, to_vectors, write_mask
+from ...adapters.masks import (
+    binarize,
+    fit_transform,
+    read_label_map,
+    to_vectors,
+    write_mask,
+)
 from ...adapters.masks import spacing as voxel_size
-from ...adapters.masks.datasets import LABEL_SUFFIXES, refuse_non_file, refuse_repeated_cases, volume_stem
+from ...adapters.masks.datasets import (
+    LABEL_SUFFIXES,
+    refuse_non_file,
+    refuse_repeated_cases,
+    volume_stem,
+)
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from ...progress import log
@@ -100,6 +112,8 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
               checkpoint: str = "best", device=None) -> dict:
     """Complete or denoise every label map of ``input_path``; writes NIfTI files and summary.json.
     ``device``: where the model runs (default: the run's train.device)."""
+    if unknown_label is not None and (isinstance(unknown_label, bool) or not isinstance(unknown_label, numbers.Integral)):
+        raise TypeError(f"unknown_label must be an integer label value, got {unknown_label!r}")  # "9" matched no voxel
     task = _OLD_NAMES.get(task, task)
     if task not in APPLY_TASKS:
         raise RecipeError(f"apply: task must be one of {', '.join(APPLY_TASKS)}, got {task!r}")

@@ -27,6 +27,7 @@ from ...adapters.masks import (
     to_vectors,
 )
 from ...adapters.masks.datasets import save_case_split
+from ...adapters.masks.labels import CUSTOM_REGIONS
 from ...adapters.masks.spacing import mixed_spacing
 from ...config import RecipeError
 from ...files import atomic_path
@@ -96,6 +97,9 @@ def resolve_preset(config: dict, layout: str) -> LabelPreset:
         preset = get_preset(name, lab["allowed"], lab["foreground"])
         if name != "custom":
             preset.region(lab["region"])
+        elif lab["region"] not in CUSTOM_REGIONS:  # a custom preset's one region is its foreground labels
+            raise DataError(f"labels.region {lab['region']!r}: a custom preset has one region, its foreground "
+                            "labels; leave labels.region at 'whole'")
     except DataError as err:
         raise RecipeError(f"labels: {err}") from None
     return preset

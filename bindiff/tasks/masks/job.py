@@ -177,6 +177,8 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
     evaluation only (e.g. ``evaluations.completion.steps=10``).
     """
     run_dir = Path(run_dir)
+    if isinstance(evaluations, (str, bytes)):  # "denoising" would be read as d, e, n, ...
+        raise TypeError(f"evaluations must be a list of names, not one string: write [{evaluations!r}]")
     config, stored, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint, device=device)
     config = base.rescoring_config(TASK, config, overrides)
     TASK.check_rescoring(config, model, payload)

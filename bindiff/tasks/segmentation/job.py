@@ -240,6 +240,7 @@ def score_case(prob: np.ndarray, uncertainty: np.ndarray, record, truth: np.ndar
 PAIRED = ("dice", "iou", "hd95_mm", "ece", "brier")  # per-case metrics compared between the two models
 
 
+@base.keeps_threads
 def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, overrides: list[str] = (),
                      checkpoint: str = "best", out_dir: Path | None = None, device=None) -> dict:
     """Segment the run's held-out cases from their images with the diffusion model and, when the run
@@ -248,6 +249,7 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     run_dir = Path(run_dir)
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device=device)
     config = base.rescoring_config(TASK, config, overrides)
+    base.apply_threads(config)  # float sums in another order would move the figures from the run's own
     data = data or load_data(run_dir / "split", config, parts=[config["eval"]["part"]])
     cfg, started = config["segmentation"], time.perf_counter()
     batch = config["eval"]["batch_size"]
