@@ -149,7 +149,7 @@ def evaluate(
     overrides: Optional[List[str]] = typer.Argument(
         None, help="overrides of how the model is scored, e.g. inference.mode=reverse inference.t=3: "
                    "inference.*, eval.metrics, eval.batch_size, eval.empty_users (segmentation runs: "
-                   "segmentation.*, eval.*, output.*; masks runs: evaluations.*, eval.*, output.*)"),
+                   "segmentation.*; masks runs: evaluations.*; both: eval.* but eval.select, and output.progress)"),
     checkpoint: str = typer.Option("best", help="best or last"),
     out: Optional[str] = typer.Option(None, "--out", "--output",
                                       help="also write the metrics to OUT/metrics.json (a new folder)"),
@@ -297,7 +297,8 @@ def export(
 def compare(
     recipe: str = typer.Argument(..., help="a shipped recipe's name or a YAML file whose compare.models lists the "
                                           "models"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides applied to every model"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides applied to every model, before "
+                                                                "its own compare.models overrides"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of compare.models (default: all)"),
     seeds: Optional[int] = typer.Option(None, help="number of seeds (default: compare.seeds)"),
     tune: Optional[int] = typer.Option(None, "--tune", metavar="TRIALS",

@@ -76,3 +76,79 @@ def test_defaults_and_hash_are_stable():
     assert config_hash(a) == config_hash(b)
     assert config_hash(a) != config_hash(load_recipe(RECIPES / "ml1m.yaml", ["seed=1"]))
     assert yaml.safe_load(dump_recipe(a)) == a
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seed=010", "key 'seed' must be of type integer, got '010'"),  # YAML 1.1: octal 8
+    ("train.epochs=1:30", "key 'train.epochs' must be of type integer, got '1:30'"),  # YAML 1.1: base 60, 90
+    ("train.lr=0x10", "key 'train.lr' must be of type number, got '0x10'"),  # YAML 1.1: 16
+    ("denoiser.params.hidden=!!binary aGk=", "YAML tags are not read"),  # an MLP of widths [104, 105]
+])
+def test_yaml_1_1_number_spellings_and_tags_are_not_read_as_numbers(override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(RECIPES / "ml1m.yaml", [override])
+
+
+def test_one_character_values_that_are_yaml_syntax_mean_the_character():
+    for sep in "#|!&*":  # a comment gave null; `|` an empty block, refused as ''
+        assert load_recipe(RECIPES / "ml1m.yaml", [f"data.sep={sep}"])["data"]["sep"] == sep
+    assert load_recipe(RECIPES / "ml1m.yaml", ["data.min_rating=~"])["data"]["min_rating"] is None
+    assert load_recipe(RECIPES / "ml1m.yaml", ["train.epochs=1_000", "seed=0"])["train"]["epochs"] == 1000
+
+
+def test_a_deep_override_of_a_free_section_keeps_its_other_entries():
+    base = load_recipe(RECIPES / "ml1m.yaml")["compare"]["spaces"]["binomial"]
+    config = load_recipe(RECIPES / "ml1m.yaml", ["compare.spaces.binomial.train.lr.float=[0.001, 0.002]"])
+    space = config["compare"]["spaces"]["binomial"]
+    assert {k: v for k, v in space.items() if k != "train"} == base  # the other entries, unchanged
+    assert space["train"] == {"lr": {"float": [0.001, 0.002]}}  # and the new one (it replaces train.lr)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("eval.select=NDCG@100", "eval.select: write 'NDCG@100' as 'ndcg@100'"),  # a KeyError after epoch 1
+    ("eval.metrics=[recall@20, ndcg@0100]", "eval.metrics: write 'ndcg@0100' as 'ndcg@100'"),
+])
+def test_metric_names_are_refused_unless_written_as_reports_name_them(override, message):
+    from bindiff.tasks.registry import check_recipe
+
+    with pytest.raises(RecipeError, match=message):
+        check_recipe(load_recipe(RECIPES / "ml1m.yaml", [override]))
+
+
+@pytest.mark.parametrize("recipe, overrides, message", [
+    ("ml1m.yaml", ["task=[masks]"], "key 'task' must be one of recommend, masks, segmentation, got ['masks']"),
+    ("ml1m.yaml", ["tune.seed=4294967296"], "key 'tune.seed' must lie in 0 .. 2**32 - 1"),  # optuna's traceback
+    ("ml1m.yaml", ["inference.steps=2"], "inference.steps = 2 and inference.sample = 'mean' are read by "
+                                         "inference.mode: reverse only"),
+    ("hippocampus_masks.yaml", ["augment.flip_axes=[1.0]"], "must list distinct axes among 0, 1, 2"),
+    ("hippocampus_masks.yaml", ["augment.flip_axes=[0, 0]"], "must list distinct axes among 0, 1, 2"),
+    ("hippocampus_masks.yaml", ["diffusion.schedule=bogus"], "diffusion: unknown schedule 'bogus'"),
+    ("hippocampus_masks.yaml", ["denoiser.params.bogus=1"], "denoiser 'unet' has no parameter(s) ['bogus']"),
+    ("hippocampus_masks.yaml", ["labels.foreground=[3]"], "labels.foreground is read with preset custom only"),
+    ("hippocampus_segmentation.yaml", ["denoiser.params.channels=[8.5]"], "channels[0] must be an integer >= 1"),
+    ("hippocampus_segmentation.yaml", ["denoiser.params.coords=yes please"], "coords must be true or false"),
+])
+def test_show_config_refuses_what_train_would_refuse_after_reading_the_data(recipe, overrides, message):
+    from typer.testing import CliRunner
+
+    from bindiff.cli import app
+
+    result = CliRunner().invoke(app, ["show-config", str(RECIPES / recipe), *overrides])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_config_edited_in_python_is_checked_before_training(tmp_path):
+    import numpy as np
+
+    from bindiff.tasks.recommendation.job import train_recommender
+
+    config = load_recipe(RECIPES / "ml1m.yaml", ["data.dataset=synthetic:tiny", f"output.root={tmp_path}"])
+    for key, value, message in [("epochs", 1.0, "key 'train.epochs' must be of type integer, got 1.0"),
+                                ("typo", 3, "unknown key 'train.typo'"),
+                                ("lr", np.float64(0.01), "is not a plain YAML value")]:
+        edited = {**config, "train": {**config["train"], key: value}}
+        with pytest.raises(RecipeError, match=message):
+            train_recommender(edited)
+    assert not any(tmp_path.iterdir())  # refused before a run folder was made

@@ -311,3 +311,29 @@ def test_resume_refuses_an_edited_config_with_one_line(reference_and_killed, tmp
     config = run / "config.yaml"
     config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.03"))
     expect_refusal(["resume", str(run)], "its config differs from", "config.yaml")
+
+
+def test_a_run_written_before_a_key_existed_resumes(reference_and_killed, tmp_path):
+    """An older bindiff wrote config.yaml and last.pt without output.logger: both readings fill it
+    in alike, so the run resumes (the texts differ, and comparing them refused it)."""
+    import yaml
+
+    reference, _, _, _ = reference_and_killed
+    run = tmp_path / reference.name
+    shutil.copytree(reference, run)
+    for name in ("metrics.json", "history.json", "training_curve.png"):
+        (run / name).unlink()
+
+    def older(text: str) -> str:
+        config = yaml.safe_load(text)
+        del config["output"]["logger"]
+        return yaml.safe_dump(config, sort_keys=False)  # another layout too: block style
+
+    (run / "config.yaml").write_text(older((run / "config.yaml").read_text()))
+    last = run / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    payload["config_yaml"] = older(payload["config_yaml"])
+    torch.save(payload, last)
+    result = runner.invoke(app, ["resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert_same_run(run, reference)

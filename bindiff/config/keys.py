@@ -23,6 +23,7 @@ FREE = "free-form"  # marker for sections whose keys the callee validates
 
 positive = (lambda v: v > 0, "must be > 0")
 non_negative = (lambda v: v >= 0, "must be >= 0")
+a_seed = (lambda v: 0 <= v < 2 ** 32, "must lie in 0 .. 2**32 - 1")  # what numpy and optuna take
 at_least_one = (lambda v: v >= 1, "must be >= 1")
 fraction = (lambda v: 0 < v < 1, "must lie in (0, 1)")
 

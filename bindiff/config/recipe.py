@@ -97,11 +97,21 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
         if spec is FREE:
             if not isinstance(value, dict):
                 raise RecipeError(f"{source}: key '{dotted}' must be a mapping, got {value!r}")
-            target[name].update(_numbers_from_strings(copy.deepcopy(value)))
+            _deep_update(target[name], _numbers_from_strings(copy.deepcopy(value)))
         elif isinstance(spec, dict):
             _merge(target[name], value, spec, source, f"{dotted}.", root)
         else:
             target[name] = _check_value(dotted, spec, value, source)
+
+
+def _deep_update(target: dict, incoming: dict) -> None:
+    """Merge ``incoming`` into a free-form section key by key, mappings into mappings: the override
+    ``compare.spaces.binomial.train.lr.float=[...]`` changes that entry and keeps binomial's others."""
+    for key, value in incoming.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -122,6 +132,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                                   f"section (first on line {seen[key] + 1})")
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+# Integers as YAML 1.2 reads them, in decimal: YAML 1.1 (PyYAML's default) reads `010` as 8,
+# `1:30` as 90 and `0x10` as 16. Those spellings stay strings here, which an integer key refuses.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:int"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
+                                       list("-+0123456789"))
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int",
+                                 lambda loader, node: int(loader.construct_scalar(node).replace("_", ""), 10))
+
+# Null spellings: any other value that YAML reads as nothing (`#` starts a comment) is meant as text.
+_NULLS = ("", "~", "null", "Null", "NULL")
+# A value of one of these characters alone is YAML syntax (a comment, a tag, a block scalar, an
+# anchor), but as an override it can only mean the character: `data.sep=|`.
+_SYNTAX_CHARACTERS = set("#!|>&*%@`")
 
 
 def _acyclic(value: Any, path: frozenset = frozenset(), done: set | None = None) -> Any:
@@ -164,8 +191,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     dotted, raw = text.split("=", 1)
     if not dotted or any(not part for part in dotted.split(".")):
         raise RecipeError(f"override {text!r} has an empty key")
+    if raw.strip() in _SYNTAX_CHARACTERS:
+        return dotted.split("."), raw.strip()
+    if raw.lstrip().startswith("!"):  # a YAML tag (`!!binary aGk=`, `!!python/...`): never constructed
+        raise RecipeError(f"override {text!r}: YAML tags are not read; quote the value to mean it as text")
     try:
         value = _acyclic(yaml.load(raw, Loader=_UniqueKeyLoader)) if raw != "" else None  # noqa: S506 - a SafeLoader
+        if value is None and raw.strip() not in _NULLS:  # `data.sep=#`: a comment to YAML, a character here
+            value = raw.strip()
     except RecipeError as err:
         raise RecipeError(f"override {text!r}: {err}") from None
     except yaml.YAMLError as err:
@@ -183,7 +216,7 @@ def _nest(path: list[str], value: Any) -> dict:
 
 def _task_schema(task: Any, source: str) -> tuple[dict, dict]:
     """The schema and defaults of a task; the task is chosen before any other key is checked."""
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:  # a list or mapping is unhashable: a TypeError
         raise RecipeError(f"{source}: key 'task' must be one of {', '.join(TASKS)}, got {task!r}")
     schema = schema_for(task)
     config = defaults(schema)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .keys import FREE, Key, at_least_one, fraction, key, non_negative, positive  # noqa: F401  (re-exported)
+from .keys import FREE, Key, a_seed, at_least_one, fraction, key, non_negative, positive  # noqa: F401  (re-exported)
 from ..tasks.masks.schema import SECTIONS as MASKS
 from ..tasks.recommendation.schema import SECTIONS as RECOMMEND
 from ..tasks.segmentation.schema import SECTIONS as SEGMENTATION
@@ -21,8 +21,7 @@ COMMON: dict[str, Any] = {
     "name": key(str, "run", "run folder name under output.root (one folder name, no path)",
                 (lambda v: v not in ("", ".", "..") and "/" not in v and "\\" not in v,
                  "must be one folder name, not a path")),
-    "seed": key(int, 0, "seeds the split, initialisation, data order and diffusion noise",
-                (lambda v: 0 <= v < 2 ** 32, "must lie in 0 .. 2**32 - 1")),
+    "seed": key(int, 0, "seeds the split, initialisation, data order and diffusion noise", a_seed),
     "task": key(str, "recommend", "which job the recipe describes; selects the task sections below"),
     "diffusion": {
         "schedule": key(str, "quadratic", "noise schedule: linear, quadratic, cosine, jsd, constant"),

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .dropout import ShardableDropout
+from . import params as checks
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -60,12 +61,9 @@ class MLPDenoiser(nn.Module):
             raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if input_norm not in ("none", "l2"):
             raise ValueError(f"input_norm must be 'none' or 'l2', got {input_norm!r}")
-        hidden = list(hidden)
-        if not hidden or any(int(h) < 1 for h in hidden):
-            raise ValueError(f"hidden must list at least one positive width, got {hidden}")
-        for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {p}")
+        hidden = checks.widths("hidden", hidden)
+        dropout, input_dropout = checks.rate("dropout", dropout), checks.rate("input_dropout", input_dropout)
+        time_dim = checks.whole("time_dim", time_dim)
         self.dim, self.input_norm, self.time_dim = dim, input_norm, time_dim
         self.input_dropout = ShardableDropout(input_dropout)
         widths = [dim, *hidden]

@@ -47,11 +47,12 @@ def check_unit_interval(name: str, x: torch.Tensor) -> None:
 
     Skipped while torch.export or torch.compile traces: a check that depends on the values
     cannot be part of a traced program (an exported scorer checks nothing at run time)."""
-    if _tracing():
+    if _tracing() or x.dtype == torch.bool or not x.numel():
         return
-    inside = (x >= 0) & (x <= 1)
-    if not bool(inside.all()):
-        raise ValueError(f"{name}: values must lie in [0, 1] (bits or probabilities), got {x[~inside][0].item()!r}")
+    low, high = torch.aminmax(x)  # one pass; NaN comes out as NaN and fails both comparisons
+    if not bool((low >= 0) & (high <= 1)):
+        outside = ~((x >= 0) & (x <= 1))
+        raise ValueError(f"{name}: values must lie in [0, 1] (bits or probabilities), got {x[outside][0].item()!r}")
 
 
 def check_not_nan(x: torch.Tensor, message: str) -> None:
@@ -289,6 +290,10 @@ class BernoulliProcess:
         check_unit_interval("x_t", x_t)
         # NaN < u is False: a NaN p̂ would become a confident 0
         check_not_nan(x0_logits, "x0_logits holds NaN (a denoiser that diverged, or NaN in its input)")
+        return self._reverse_logits(x0_logits, x_t, t, s, kernel)
+
+    def _reverse_logits(self, x0_logits, x_t, t, s, kernel) -> torch.Tensor:
+        """``reverse_logits`` on arguments already checked (the scheduler's step checks them once)."""
         x0_logits = x0_logits.to(working_dtype(x0_logits))
         if kernel == "plugin":
             return self._posterior_logits(torch.sigmoid(x0_logits), x_t, t, s)

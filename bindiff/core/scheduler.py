@@ -101,7 +101,8 @@ class ReverseScheduler:
             # s = 0, without the round trip through log space).
             probs = pred_x0
         else:
-            probs = self.process.reverse_probs(model_output, sample, t, s, kernel=self.reverse_kernel)
+            # `sample` is what the loop drew (not checked at every step); the logits are checked above
+            probs = torch.sigmoid(self.process._reverse_logits(model_output, sample, t, s, self.reverse_kernel))
         if mode == "mean":
             nxt = probs
         else:

@@ -24,6 +24,7 @@ from einops import rearrange
 from torch import nn
 
 from .denoisers import register_denoiser, sinusoidal_embedding
+from .params import flag, whole, widths
 
 _PATTERNS = {2: ("b (x y) -> b 1 x y", "b 1 x y -> b (x y)"),
              3: ("b (x y z) -> b 1 x y z", "b 1 x y z -> b (x y z)")}
@@ -96,15 +97,10 @@ class UNetDenoiser(nn.Module):
             raise ValueError(f"grid must list 2 or 3 positive sides, got {grid}")
         if math.prod(grid) != dim:
             raise ValueError(f"grid {grid} holds {math.prod(grid)} voxels but the vectors have length {dim}")
-        channels = [int(c) for c in channels]
-        if not channels or any(c < 1 for c in channels):
-            raise ValueError(f"channels must list at least one positive width, got {channels}")
-        if int(patch) < 1:
-            raise ValueError(f"patch must be >= 1, got {patch}")
-        if time_dim < 0:
-            raise ValueError(f"time_dim must be >= 0, got {time_dim}")
-        if int(cond_channels) < 0:
-            raise ValueError(f"cond_channels must be >= 0, got {cond_channels}")
+        channels = widths("channels", channels)
+        patch, time_dim = whole("patch", patch, low=1), whole("time_dim", time_dim)
+        cond_channels = whole("cond_channels", cond_channels)
+        coords, bf16 = flag("coords", coords), flag("bf16", bf16)
         self.cond_channels = int(cond_channels)
         self.dim, self.grid, self.ndim = dim, grid, len(grid)
         self.time_dim, self.coords, self.patch, self.bf16 = int(time_dim), bool(coords), int(patch), bool(bf16)

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 import torch
+import yaml
 from torch import nn
 
 from ..config import RecipeError, dump_recipe, parse_override, recipe_from_text
@@ -260,6 +261,17 @@ def _build(task: Task, kind: ModelKind, config: dict, data: Any, device: torch.d
     return model, optimizer, rows
 
 
+def _validated(config: dict) -> dict:
+    """A config from Python, read back as its run will store it: a dict edited by hand (an unknown
+    key, 1.0 epochs, a numpy number) is refused now, not by the run's own evaluation after training."""
+    try:
+        text = dump_recipe(config)
+    except yaml.representer.RepresenterError as err:
+        raise RecipeError(f"config: {err.args[1] if len(err.args) > 1 else err} is not a plain YAML value (a numpy "
+                          "number? give int or float)") from None
+    return recipe_from_text(text, source="config")
+
+
 def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | None = None) -> Run:
     """Run a recipe end to end; returns the run directory and its metrics.
 
@@ -267,6 +279,7 @@ def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | N
     same data and model, rank 0 alone creates and writes the run directory.
     """
     started = time.perf_counter()
+    config = _validated(config)
 
     def body(workers: Workers, device: torch.device) -> Run:
         kind = check_recipe(task, config)  # before the data are read
@@ -393,7 +406,9 @@ def _resumable_checkpoint(folder: Path, config: dict, config_path: Path, dim: in
         return None
     payload = load_checkpoint(last, map_location=device)
     check_resumable(payload, last)
-    if payload["config_yaml"] != dump_recipe(config):
+    # compared as configs, both read the same way: an older run's text names moved keys by their old
+    # names and lacks later keys, which both readings translate and fill in alike
+    if recipe_from_text(payload["config_yaml"], source=str(last)) != config:
         raise CheckpointError(f"{last}: its config differs from {config_path}; the run was edited "
                               "after it started and cannot be resumed")
     if payload["dim"] != dim:

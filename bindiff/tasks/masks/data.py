@@ -97,6 +97,9 @@ def resolve_preset(config: dict, layout: str) -> LabelPreset:
         preset = get_preset(name, lab["allowed"], lab["foreground"])
         if name != "custom":
             preset.region(lab["region"])
+            given = [k for k in ("allowed", "foreground") if lab[k] is not None]
+            if given:  # the preset's own labels are used: these would be ignored without a word
+                raise DataError(f"labels.{given[0]} is read with preset custom only, and the preset is {name!r}")
         elif lab["region"] not in CUSTOM_REGIONS:  # a custom preset's one region is its foreground labels
             raise DataError(f"labels.region {lab['region']!r}: a custom preset has one region, its foreground "
                             "labels; leave labels.region at 'whole'")

@@ -35,20 +35,23 @@ from .data import (MaskData, check_label_preset, check_split_drawn, load_data, p
 from .denoising import evaluate_denoising
 from .evaluation import EvalContext, denoise_time
 from .generation import evaluate_generation
-from .model import MASK_MODEL
+from .model import MASK_MODEL, probe
 
 EVALUATIONS = ("completion", "denoising", "generation")
 
 
 class MasksTask(base.Task):
     name = "masks"
-    rescore_keys = ("evaluations.", "eval.", "output.")
+    # eval.select chose the checkpoint, output.root and .logger are training's: scoring reads none of them
+    rescore_keys = ("evaluations.", "eval.batch_size", "eval.part", "eval.max_cases", "eval.panels", "eval.nifti",
+                    "output.progress")
 
     def model_kind(self, config: dict) -> base.ModelKind:
         return MASK_MODEL
 
     def check_recipe(self, config: dict) -> None:
         check_label_preset(config)
+        probe(MASK_MODEL, config)
 
     def prepare(self, config: dict, data_dir: str | None) -> MaskData:
         return prepare_data(config, data_dir=data_dir, disable_progress=progress_disabled(config))
@@ -173,8 +176,8 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
                     out_dir: Path | None = None, overrides: list[str] = (), checkpoint: str = "best") -> dict:
     """Run evaluations on a run's held-out cases; writes ``<out_dir>/<evaluation>/summary.json`` and more.
 
-    ``overrides`` (``evaluations.*``, ``eval.*``, ``output.*``) apply to the run's recipe for this
-    evaluation only (e.g. ``evaluations.completion.steps=10``).
+    ``overrides`` (``evaluations.*``, ``eval.*`` but ``eval.select``, ``output.progress``) apply to
+    the run's recipe for this evaluation only (e.g. ``evaluations.completion.steps=10``).
     """
     run_dir = Path(run_dir)
     if isinstance(evaluations, (str, bytes)):  # "denoising" would be read as d, e, n, ...

@@ -4,7 +4,7 @@ grid, training on the recipe's mixture of times (more of a CPU budget spent on s
 from __future__ import annotations
 
 import copy
-
+import math
 
 from ...config import RecipeError
 from ...core import BinomialDiffusion
@@ -44,6 +44,16 @@ def with_time_mixture(model: BinomialDiffusion, config: dict) -> BinomialDiffusi
 def build_mask_model(config: dict, dim: int, training: bool = False) -> BinomialDiffusion:
     """The diffusion over ``dim`` grid bits, training on the recipe's mixture of times."""
     return with_time_mixture(build_diffusion(model_config(config), dim), config)
+
+
+def probe(kind: ModelKind, config: dict) -> None:
+    """Build ``kind``'s model once from the recipe alone, on the grid ``grid.shape`` gives: a bad
+    schedule, denoiser parameter or time mixture is refused by `bindiff show-config`, and before
+    `bindiff train` reads any file (building the weights takes a fraction of a second). A
+    ``timesteps.low_max`` beyond T is capped at T, so that a shorter chain keeps the recipe's."""
+    from .data import grid_spec  # the data module builds on this one
+
+    kind.build(config, math.prod(grid_spec(config).vector_grid))
 
 
 MASK_MODEL = ModelKind("binomial", build_mask_model, description="binomial diffusion on the mask grid")

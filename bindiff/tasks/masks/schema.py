@@ -22,7 +22,8 @@ def _list_of(values: tuple[str, ...]):
 
 _grid_shape = (lambda v: len(v) in (2, 3) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v),
                "must list 2 or 3 positive integers")
-_axes = (lambda v: all(a in (0, 1, 2) for a in v), "must list axes among 0, 1, 2")
+_axes = (lambda v: all(type(a) is int and a in (0, 1, 2) for a in v) and len(set(v)) == len(v),
+         "must list distinct axes among 0, 1, 2")  # 1.0 and true passed `in`; [0, 0] mirrored twice
 _int_list = (lambda v: all(isinstance(x, int) and not isinstance(x, bool) for x in v), "must list integers")
 _count_or_fraction = (lambda v: (isinstance(v, int) and v >= 1) or (isinstance(v, float) and 0 < v < 1),
                       "must be a count >= 1 or a fraction in (0, 1)")

@@ -37,9 +37,15 @@ def check_metrics(config: dict, n_items: int | None = None) -> None:
     cutoffs = []
     for key, names in (("eval.metrics", config["eval"]["metrics"]), ("eval.select", [config["eval"]["select"]])):
         try:
-            cutoffs += [k for _, _, k in _parse_metrics(names)]
+            parsed = _parse_metrics(names)
         except ValueError as err:
             raise RecipeError(f"{key}: {err}") from None
+        # reports name each metric in its one spelling; `NDCG@100` would be looked up and not found
+        for raw in names:
+            if not any(str(raw) == name for name, _, _ in parsed):
+                canonical = _parse_metrics([raw])[0][0]
+                raise RecipeError(f"{key}: write {str(raw)!r} as {canonical!r} (lower case, no leading zeros)")
+        cutoffs += [k for _, _, k in parsed]
     (_, kind, _), = _parse_metrics([config["eval"]["select"]])
     if kind in LIST_METRICS:  # higher is not better: the best checkpoint would be the most popularity-biased
         raise RecipeError(f"eval.select: {config['eval']['select']} describes the lists, not how well they rank; "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...config.keys import FREE, at_least_one, fraction, key, non_negative
+from ...config.keys import FREE, a_seed, at_least_one, fraction, key, non_negative
 
 SECTIONS: dict[str, Any] = {
     "data": {
@@ -28,7 +28,7 @@ SECTIONS: dict[str, Any] = {
     },
     "split": {
         "seed": key((int, type(None)), None, "seeds the split alone; null: the recipe seed (models trained with "
-                    "different seeds on one split: an ensemble over seeds)", non_negative),
+                    "different seeds on one split: an ensemble over seeds)", a_seed),
         "kind": key(str, "strong", "strong (Liang et al. 2018 fold-in users) or predefined (the dataset's own split)",
                     (lambda v: v in ("strong", "predefined"), "must be 'strong' or 'predefined'")),
         "n_valid_users": key(int, 600, "validation users (strong generalisation)", at_least_one),
@@ -65,7 +65,7 @@ SECTIONS: dict[str, Any] = {
         "trials": key(int, 20, "trials of `bindiff tune`, each one training run", at_least_one),
         "sampler": key(str, "tpe", "optuna sampler: tpe or random",
                        (lambda v: v in ("tpe", "random"), "must be 'tpe' or 'random'")),
-        "seed": key((int, type(None)), None, "seeds the sampler; null: the recipe seed", non_negative),
+        "seed": key((int, type(None)), None, "seeds the sampler; null: the recipe seed", a_seed),
         "space": FREE,  # recipe key -> {float: [low, high], log: bool} | {int: [low, high]} | {choices: [...]}
     },
     "model": {

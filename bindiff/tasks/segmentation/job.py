@@ -40,7 +40,7 @@ from ...training.builders import build_diffusion
 from ...training.distributed import Workers
 from .. import base
 from ..masks.data import check_label_preset, resolve_preset
-from ..masks.model import model_config, with_time_mixture
+from ..masks.model import model_config, probe, with_time_mixture
 from .data import SegmentationData, load_data, prepare_data, save_data
 from .decision import foreground
 from .panels import segmentation_panel
@@ -113,7 +113,9 @@ def _unet_validator(model, data: SegmentationData, config: dict, device, workers
 
 class SegmentationTask(base.Task):
     name = "segmentation"
-    rescore_keys = ("segmentation.", "eval.", "output.")
+    # eval.select chose the checkpoint, output.root and .logger are training's: scoring reads none of them
+    rescore_keys = ("segmentation.", "eval.batch_size", "eval.part", "eval.max_cases", "eval.panels", "eval.nifti",
+                    "output.progress")
 
     def model_kind(self, config: dict) -> base.ModelKind:
         return SEGMENTER
@@ -126,6 +128,7 @@ class SegmentationTask(base.Task):
         steps, T = config["segmentation"]["steps"], config["diffusion"]["steps"]
         if steps is not None and steps > T:
             raise RecipeError(f"segmentation.steps = {steps} exceeds diffusion.steps = {T}")
+        probe(SEGMENTER, config)
 
     def prepare(self, config: dict, data_dir: str | None) -> SegmentationData:
         return prepare_data(config, data_dir, disable_progress=progress_disabled(config))

@@ -1,0 +1,39 @@
+"""Checks of a denoiser's constructor arguments, which recipes pass in free-form sections.
+
+A free-form section is not typed by the recipe schema, and Python coerces quietly: ``int(2.7)``
+is 2, ``bool('false')`` is True and ``True`` is the integer 1. Each check refuses what is not
+the type it names, with a message naming the parameter.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+
+def whole(name: str, value: Any, low: int = 0) -> int:
+    """An integer >= ``low`` (numpy's too; not a bool, not 2.7)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def widths(name: str, values: Any) -> list[int]:
+    """A non-empty list of integers >= 1."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"{name} must list at least one positive width, got {values!r}")
+    return [whole(f"{name}[{i}]", v, low=1) for i, v in enumerate(values)]
+
+
+def flag(name: str, value: Any) -> bool:
+    """True or False (not the text 'false', which is true)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def rate(name: str, value: Any) -> float:
+    """A number in [0, 1) (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
