@@ -159,8 +159,9 @@ def evaluate(
 
     Overrides change only how the trained model is scored (inference and metrics), so one
     training run answers questions such as "does multi-step inference help?". A segmentation
-    run (overrides of segmentation.*, eval.* and output.*) is scored again into OUT/segmentation/, a
-    masks run (evaluations.*, eval.* and output.*) runs its recipe's evaluations.run into OUT/<evaluation>/, so
+    run (overrides of segmentation.*, eval.* but eval.select, output.progress) is scored again into
+    OUT/segmentation/, a masks run (evaluations.*, eval.* but eval.select, output.progress) runs its
+    recipe's evaluations.run into OUT/<evaluation>/, so
     --out is needed there: a run's own results are never overwritten.
     """
     from pathlib import Path
@@ -405,7 +406,8 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device
 
 
 _RUN_DIR = typer.Argument(..., help="a run directory made by `bindiff train` on a masks recipe")
-_TASK_OVERRIDES = typer.Argument(None, help="evaluations.*, eval.* or output.* overrides, e.g. "
+_TASK_OVERRIDES = typer.Argument(None, help="evaluations.*, eval.* (but eval.select) or output.progress "
+                                            "overrides, e.g. "
                                             "evaluations.completion.hide=[box], "
                                             "evaluations.denoising.flip=0.1, evaluations.generation.samples=32")
 _APPLY_OVERRIDES = typer.Argument(None, help="overrides of how the model is run, e.g. evaluations.completion.samples=4 "

@@ -488,7 +488,8 @@ def test_a_full_disk_while_writing_recommendations_is_one_line_and_leaves_nothin
     out = tmp_path / "out" / "recs.csv"
     result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(out)])
     assert result.exit_code == 2, result.output
-    assert result.output.strip().splitlines()[-1] == f"error: --output {out}: cannot write there (No space left on device)"
+    assert result.output.strip().splitlines()[-1] == (f"error: --output {out}: cannot write there (No space left on "
+                                                      "device)")
     assert list((tmp_path / "out").iterdir()) == []  # neither the file nor its temporary
 
 

@@ -208,7 +208,7 @@ def test_grid_helpers_name_a_wrong_shape_instead_of_an_index_error():
     assert rows.shape == (3, 16) and rows[1].tolist() == np.arange(48).reshape(4, 3, 4)[:, 1, :].ravel().tolist()
 
 
-def test_label_presets_are_read_only_and_a_custom_preset_has_one_region(tmp_path):
+def test_label_presets_are_read_only_and_picklable_and_a_custom_preset_has_one_region(tmp_path):
     shipped = get_preset("msd_hippocampus")
     with pytest.raises(TypeError):
         shipped.regions["whole"] = frozenset({1})  # would have changed it for the whole process
@@ -216,9 +216,12 @@ def test_label_presets_are_read_only_and_a_custom_preset_has_one_region(tmp_path
     preset = custom_preset([1, 2], [2])
     labels = np.array([0, 1, 2])
     assert binarize(labels, preset, "whole").tolist() == [False, False, True]
-    with pytest.raises(DataError, match="a custom preset has one region, its foreground labels; the region must be "
-                                        "'whole' \\(or 'custom'\\), got 'anterior'"):
-        binarize(labels, preset, "anterior")
+    assert binarize(labels, preset, "anterior").tolist() == [False, False, True]  # its one region, as documented
+    import copy
+    import pickle
+
+    for clone in (pickle.loads(pickle.dumps(shipped)), copy.deepcopy(shipped)):  # read-only, yet picklable
+        assert clone == shipped and dict(clone.regions) == {"whole": {1, 2}, "anterior": {1}, "posterior": {2}}
     with pytest.raises(DataError, match="custom labels are lists of label values"):
         custom_preset(None, 1)
 

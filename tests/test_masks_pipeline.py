@@ -536,7 +536,7 @@ def test_a_grid_that_does_not_resample_warns_about_cases_of_other_voxel_sizes(tm
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and str(folder) in warnings[0], result.output
     assert "1 of 6 cases have a voxel size more than 1% from the median 1 x 1 x 1 mm (from 1 x 1 x 1 to " \
-           "1.5 x 1.5 x 1.5 mm): case9.nii.gz (1.5 x 1.5 x 1.5 mm); grid.mode pad" in warnings[0]
+           "1.5 x 1.5 x 1.5 mm): case9 (1.5 x 1.5 x 1.5 mm); grid.mode pad" in warnings[0]
     # a grid that resamples each case's region does not warn
     result = runner.invoke(app, [*common, "grid.mode=resample", "grid.shape=[8,8,8]", f"output.root={tmp_path / 'b'}"])
     assert result.exit_code == 0 and "warning:" not in result.output, result.output

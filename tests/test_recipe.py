@@ -104,6 +104,19 @@ def test_a_deep_override_of_a_free_section_keeps_its_other_entries():
     assert space["train"] == {"lr": {"float": [0.001, 0.002]}}  # and the new one (it replaces train.lr)
 
 
+def test_the_value_at_the_end_of_an_override_replaces_the_entry_there():
+    from bindiff.tasks.recommendation.tune import parse_space
+
+    lr_of = lambda config: {d.key: d for d in parse_space(config, "r.yaml")}["train.lr"]  # noqa: E731
+    twice = load_recipe(RECIPES / "ml1m.yaml", ["tune.space.train.lr={float: [0.0003, 0.01], log: true}",
+                                                "tune.space.train.lr={float: [0.001, 0.003]}"])
+    assert (lr_of(twice).low, lr_of(twice).high, lr_of(twice).log) == (0.001, 0.003, False)  # not merged: no log
+    whole = load_recipe(RECIPES / "ml1m.yaml", ["tune.space={train.lr: {choices: [0.001, 0.01]}}"])
+    assert lr_of(whole).choices == (0.001, 0.01) and lr_of(whole).kind == "choices"
+    assert {d.key for d in parse_space(whole, "r.yaml")} == {d.key for d in parse_space(
+        load_recipe(RECIPES / "ml1m.yaml"), "r.yaml")}  # a mapping at the section: entry by entry
+
+
 @pytest.mark.parametrize("override, message", [
     ("eval.select=NDCG@100", "eval.select: write 'NDCG@100' as 'ndcg@100'"),  # a KeyError after epoch 1
     ("eval.metrics=[recall@20, ndcg@0100]", "eval.metrics: write 'ndcg@0100' as 'ndcg@100'"),
@@ -118,13 +131,13 @@ def test_metric_names_are_refused_unless_written_as_reports_name_them(override, 
 @pytest.mark.parametrize("recipe, overrides, message", [
     ("ml1m.yaml", ["task=[masks]"], "key 'task' must be one of recommend, masks, segmentation, got ['masks']"),
     ("ml1m.yaml", ["tune.seed=4294967296"], "key 'tune.seed' must lie in 0 .. 2**32 - 1"),  # optuna's traceback
-    ("ml1m.yaml", ["inference.steps=2"], "inference.steps = 2 and inference.sample = 'mean' are read by "
-                                         "inference.mode: reverse only"),
     ("hippocampus_masks.yaml", ["augment.flip_axes=[1.0]"], "must list distinct axes among 0, 1, 2"),
     ("hippocampus_masks.yaml", ["augment.flip_axes=[0, 0]"], "must list distinct axes among 0, 1, 2"),
     ("hippocampus_masks.yaml", ["diffusion.schedule=bogus"], "diffusion: unknown schedule 'bogus'"),
     ("hippocampus_masks.yaml", ["denoiser.params.bogus=1"], "denoiser 'unet' has no parameter(s) ['bogus']"),
     ("hippocampus_masks.yaml", ["labels.foreground=[3]"], "labels.foreground is read with preset custom only"),
+    ("hippocampus_masks.yaml", ["labels.preset=custom", "labels.foreground=[1]", "labels.region=anterior"],
+     "labels.region 'anterior': a custom preset has one region"),
     ("hippocampus_segmentation.yaml", ["denoiser.params.channels=[8.5]"], "channels[0] must be an integer >= 1"),
     ("hippocampus_segmentation.yaml", ["denoiser.params.coords=yes please"], "coords must be true or false"),
 ])

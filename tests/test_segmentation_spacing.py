@@ -72,7 +72,7 @@ def test_every_case_reaches_the_grid_at_one_voxel_size(balls, capsys):
     warning = capsys.readouterr().err
     assert "4 of 8 cases have a voxel size" in warning  # three at 0.8 mm, one at 1.6 mm slices
     assert "set images.spacing: median" in warning
-    assert ": ball_04.nii.gz (1 x 1 x 1.6 mm), ball_01.nii.gz (0.8 x 0.8 x 0.8 mm)" in warning  # farthest first
+    assert ": ball_04 (1 x 1 x 1.6 mm), ball_01 (0.8 x 0.8 x 0.8 mm)" in warning  # farthest first, by case id
     fine = [c for i, c in as_stored.cases.items() if SPACINGS[int(i.split("_")[1])] == (0.8, 0.8, 0.8)]
     assert all(c.mask.sum() > 1.7 * BALL_VOXELS_AT_1MM for c in fine) and as_stored.spacing is None
 

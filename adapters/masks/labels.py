@@ -20,9 +20,9 @@ A custom preset is built from the recipe's ``labels.allowed`` and ``labels.foreg
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 
@@ -35,7 +35,7 @@ __all__ = ["LabelPreset", "PRESETS", "binarize", "custom_preset", "get_preset"]
 class LabelPreset:
     name: str
     allowed: frozenset[int]
-    regions: dict[str, frozenset[int]]
+    regions: Mapping[str, frozenset[int]]
     description: str = ""
 
     def region(self, name: str) -> frozenset[int]:
@@ -49,10 +49,28 @@ class LabelPreset:
                 "regions": {k: sorted(v) for k, v in self.regions.items()}, "description": self.description}
 
 
+class Regions(Mapping):
+    """A preset's regions, read-only (a caller editing a shipped preset's regions would change them
+    for the whole process) and, unlike ``MappingProxyType``, picklable and copyable."""
+
+    def __init__(self, regions: dict):
+        self._regions = {name: frozenset(labels) for name, labels in regions.items()}
+
+    def __getitem__(self, name: str) -> frozenset[int]:
+        return self._regions[name]
+
+    def __iter__(self):
+        return iter(self._regions)
+
+    def __len__(self) -> int:
+        return len(self._regions)
+
+    def __repr__(self) -> str:
+        return f"Regions({self._regions!r})"
+
+
 def _preset(name: str, allowed, regions: dict, description: str) -> LabelPreset:
-    # read-only: a caller editing a shipped preset's regions would change them for the whole process
-    return LabelPreset(name, frozenset(allowed), MappingProxyType({k: frozenset(v) for k, v in regions.items()}),
-                       description)
+    return LabelPreset(name, frozenset(allowed), Regions(regions), description)
 
 
 PRESETS: dict[str, LabelPreset] = {
@@ -94,7 +112,7 @@ def custom_preset(allowed, foreground) -> LabelPreset:
         raise DataError("labels.foreground must not contain 0, the background")
     if not fg <= allowed_set:
         raise DataError(f"labels.foreground {sorted(fg)} holds values not in labels.allowed {sorted(allowed_set)}")
-    return LabelPreset("custom", allowed_set, MappingProxyType({"custom": fg}), "custom mapping from the recipe")
+    return LabelPreset("custom", allowed_set, Regions({"custom": fg}), "custom mapping from the recipe")
 
 
 def get_preset(name: str, allowed=None, foreground=None) -> LabelPreset:
@@ -109,7 +127,9 @@ def get_preset(name: str, allowed=None, foreground=None) -> LabelPreset:
 
 def binarize(labels: np.ndarray, preset: LabelPreset, region: str, source: str | Path = "") -> np.ndarray:
     """The region as a boolean array; DataError naming ``source`` if a value is not allowed or is
-    not a whole number (``read_label_map`` refuses those files; this guards other callers)."""
+    not a whole number (``read_label_map`` refuses those files; this guards other callers). A
+    custom preset has one region, its foreground labels, whatever ``region`` names (recipes
+    refuse a ``labels.region`` other than ``whole`` with it)."""
     values = np.unique(labels)
     if values.dtype.kind == "f":
         bad = values[~np.isfinite(values) | (values != np.round(values))]
@@ -121,8 +141,5 @@ def binarize(labels: np.ndarray, preset: LabelPreset, region: str, source: str |
         shown = ", ".join(str(v) for v in unexpected[:8]) + (" ..." if len(unexpected) > 8 else "")
         raise DataError(f"{source}: unexpected label value(s) {shown} for preset {preset.name!r}, "
                         f"which allows {', '.join(str(v) for v in sorted(preset.allowed))}")
-    if preset.name == "custom" and region not in CUSTOM_REGIONS:
-        raise DataError(f"{source}: a custom preset has one region, its foreground labels; the region must be "
-                        f"'whole' (or 'custom'), got {region!r}")
     chosen = preset.region(region) if preset.name != "custom" else preset.regions["custom"]
     return np.isin(labels, sorted(chosen))

@@ -40,10 +40,10 @@ def training_spacing(spacings: Sequence[Sequence[float]]) -> tuple[float, float,
 
 def mixed_spacing(spacings: Mapping[str, Sequence[float]], tolerance: float = SPACING_TOLERANCE,
                   named: int = 3) -> str | None:
-    """A sentence when the cases' voxel sizes (by file name) differ from their median by more than
+    """A sentence when the cases' voxel sizes (by case id) differ from their median by more than
     ``tolerance`` on an axis (a grid that does not resample then shows one structure at several
     scales), else None. It names the ``named`` cases farthest from the median, so that a user can
-    find the odd files among hundreds."""
+    find the odd ones among hundreds (by case id: BraTS 2015 names every label file alike)."""
     names = list(spacings)
     values = np.asarray([spacings[name] for name in names], dtype=np.float64).reshape(len(names), -1)
     target = training_spacing(values)

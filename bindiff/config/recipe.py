@@ -86,6 +86,8 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
         raise RecipeError(f"{source}: section '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {incoming!r}")
     for name, value in incoming.items():
         dotted = f"{prefix}{name}"
+        ends_here = isinstance(value, _Value)  # the override's path ends at this key
+        value = value.value if ends_here else value
         if name not in schema:
             moved = [f"'{old}' is now '{new}'" for old, new in RENAMED.items()
                      if old == dotted or old.startswith(dotted + ".")]
@@ -97,21 +99,31 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
         if spec is FREE:
             if not isinstance(value, dict):
                 raise RecipeError(f"{source}: key '{dotted}' must be a mapping, got {value!r}")
-            _deep_update(target[name], _numbers_from_strings(copy.deepcopy(value)))
+            if ends_here or not _holds_a_value(value):  # a whole mapping (a file's, or an override's)
+                target[name].update(_numbers_from_strings(copy.deepcopy(value)))  # entry by entry
+            else:
+                _follow_path(target[name], value)
         elif isinstance(spec, dict):
             _merge(target[name], value, spec, source, f"{dotted}.", root)
         else:
             target[name] = _check_value(dotted, spec, value, source)
 
 
-def _deep_update(target: dict, incoming: dict) -> None:
-    """Merge ``incoming`` into a free-form section key by key, mappings into mappings: the override
-    ``compare.spaces.binomial.train.lr.float=[...]`` changes that entry and keeps binomial's others."""
+def _follow_path(target: dict, incoming: dict) -> None:
+    """An override deep inside a free-form section: ``compare.spaces.binomial.train.lr={float: [...]}``
+    replaces binomial's entry ``train.lr`` and keeps its other entries."""
     for key, value in incoming.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _deep_update(target[key], value)
+        if isinstance(value, _Value):
+            target[key] = _numbers_from_strings(copy.deepcopy(value.value))
         else:
-            target[key] = value
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
+            _follow_path(target[key], value)
+
+
+def _holds_a_value(value: Any) -> bool:
+    """True for the mappings ``_nest`` builds along an override's path (its value at the end)."""
+    return isinstance(value, _Value) or (isinstance(value, dict) and any(map(_holds_a_value, value.values())))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -136,11 +148,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 # Integers as YAML 1.2 reads them, in decimal: YAML 1.1 (PyYAML's default) reads `010` as 8,
 # `1:30` as 90 and `0x10` as 16. Those spellings stay strings here, which an integer key refuses.
+# Floats likewise lose YAML 1.1's base 60 (`1:30.5` was 90.5).
 _UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:int"]
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in ("tag:yaml.org,2002:int",
+                                                                       "tag:yaml.org,2002:float")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
                                        list("-+0123456789"))
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int",
                                  lambda loader, node: int(loader.construct_scalar(node).replace("_", ""), 10))
 
@@ -197,7 +218,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise RecipeError(f"override {text!r}: YAML tags are not read; quote the value to mean it as text")
     try:
         value = _acyclic(yaml.load(raw, Loader=_UniqueKeyLoader)) if raw != "" else None  # noqa: S506 - a SafeLoader
-        if value is None and raw.strip() not in _NULLS:  # `data.sep=#`: a comment to YAML, a character here
+        if value is None and raw.split(" #")[0].strip() not in _NULLS:  # `data.sep=#`: a comment to YAML
             value = raw.strip()
     except RecipeError as err:
         raise RecipeError(f"override {text!r}: {err}") from None
@@ -207,8 +228,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return dotted.split("."), value
 
 
+class _Value:
+    """An override's value, told apart from the mappings ``_nest`` builds along its dotted path: in
+    a free-form section the path is followed (the entries beside it kept) and the value at its end
+    replaces the entry there, even when the value is itself a mapping."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 def _nest(path: list[str], value: Any) -> dict:
-    out: Any = value
+    out: Any = _Value(value)
     for part in reversed(path):
         out = {part: out}
     return out

@@ -161,7 +161,7 @@ class BinomialDiffusion(nn.Module):
             if tuple(t.shape) != (x0.shape[0],):
                 raise ValueError(f"t: expected an int or one time per row ({x0.shape[0]},), got shape {tuple(t.shape)}")
             t = self.process._check_t(t, low=1).to(x0.device)
-        x_t = self.process.add_noise(x0, t, noise=noise, generator=generator)
+        x_t = self.process._noised(x0, t, noise=noise, generator=generator)  # x0 checked by _batch
         estimate = None
         if self.self_condition:
             if generator is None:
@@ -290,7 +290,7 @@ class BinomialDiffusion(nn.Module):
             s = scheduler.previous(t)
             for again in range(int(resample) if s > 0 else 1):
                 if again:  # back to time t: x_t ~ q(x_t | x_s)
-                    back = self.process.transition_probs(sample, s, t)
+                    back = self.process._transition(sample, s, t)  # the loop's own state
                     sample = back if mode == "mean" else draw_bits(back, generator, sample.dtype)
                 logits = self._denoise(sample, self._times(n, t, sample.device), cond, estimate)
                 if ones is not None:
@@ -304,7 +304,8 @@ class BinomialDiffusion(nn.Module):
                 if s == 0 and decode == "threshold":
                     sample = (out.pred_x0 >= 0.5).to(sample.dtype)
                 if mask is not None:
-                    context = self.process.add_noise(known, s, generator=generator) if s > 0 else known
+                    # known was checked once by inpaint; not read back at every step
+                    context = self.process._noised(known, s, generator=generator) if s > 0 else known
                     sample = torch.where(mask, context.to(sample.dtype), sample)
         return sample, pred_x0
 

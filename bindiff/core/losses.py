@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .process import BernoulliProcess
+from .process import REVERSE_KERNELS, BernoulliProcess
 
 LOSSES = ("bce", "vb", "hybrid")
 
@@ -63,6 +63,8 @@ def vb_terms(
     t ≥ 2: KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)), with p_θ the reverse kernel that
     sampling runs (``BernoulliProcess.reverse_logits``), so the bound trains what ``sample`` uses.
     """
+    if reverse_kernel not in REVERSE_KERNELS:
+        raise ValueError(f"unknown reverse kernel {reverse_kernel!r}; choose one of {', '.join(REVERSE_KERNELS)}")
     t = process._check_t(t, low=1).to(x0.device)  # t = 0 has no term: it is the data
     if t.ndim == 0:  # one time for the whole batch
         t = t.expand(x0.shape[0])
@@ -72,8 +74,9 @@ def vb_terms(
     later = t >= 2
     if later.any():
         rows = later.nonzero().squeeze(1)
-        target = process.posterior_probs(x0[rows], x_t[rows], t[rows])
-        model_logits = process.reverse_logits(logits[rows], x_t[rows], t[rows], kernel=reverse_kernel)
+        # not checked here, once per training step: the model checks x0 and draws x_t itself
+        target = torch.sigmoid(process._posterior_logits(x0[rows], x_t[rows], t[rows], None))
+        model_logits = process._reverse_logits(logits[rows], x_t[rows], t[rows], None, reverse_kernel)
         terms = terms.index_put((rows,), bernoulli_kl_logits(target, model_logits).sum(-1))
     return terms
 

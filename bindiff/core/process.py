@@ -62,8 +62,12 @@ def check_not_nan(x: torch.Tensor, message: str) -> None:
 
 
 def _tracing() -> bool:
-    compiler = getattr(torch, "compiler", None)  # torch.compiler.is_exporting is new in torch 2.5
-    return any(getattr(compiler, name, lambda: False)() for name in ("is_exporting", "is_compiling"))
+    compiler = getattr(torch, "compiler", None)  # is_exporting is new in torch 2.7, is_compiling in 2.3
+    if hasattr(compiler, "is_compiling"):
+        return any(getattr(compiler, name, lambda: False)() for name in ("is_exporting", "is_compiling"))
+    from torch import _dynamo  # torch 2.2: export traces with dynamo
+
+    return bool(_dynamo.is_compiling())
 
 
 def draw_bits(probs: torch.Tensor, generator: torch.Generator | None = None,
@@ -177,6 +181,9 @@ class BernoulliProcess:
     def marginal_probs(self, x0: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """P(x_t = 1 | x_0) = ᾱ_t x_0 + (1 − ᾱ_t) / 2, in float32 or float64 (see ``working_dtype``)."""
         check_unit_interval("x0", x0)
+        return self._marginal(x0, t)
+
+    def _marginal(self, x0: torch.Tensor, t) -> torch.Tensor:
         x0 = x0.to(working_dtype(x0))
         a = _gather(self.alpha_bar, self._check_t(t), x0)
         return a * x0 + (1 - a) / 2
@@ -200,10 +207,13 @@ class BernoulliProcess:
 
     def transition_probs(self, x_s: torch.Tensor, s: torch.Tensor | int, t: torch.Tensor | int) -> torch.Tensor:
         """P(x_t = 1 | x_s) for s ≤ t: the same kernel with ᾱ_t / ᾱ_s in place of α."""
+        check_unit_interval("x_s", x_s)
+        return self._transition(x_s, s, t)
+
+    def _transition(self, x_s: torch.Tensor, s, t) -> torch.Tensor:
         s, t = self._check_t(s), self._check_t(t)
         if (s > t).any():
             raise ValueError("transition_probs needs s <= t")
-        check_unit_interval("x_s", x_s)
         x_s = x_s.to(working_dtype(x_s))
         a = _shaped_like(self.alpha_ratio(t, s), x_s)
         return a * x_s + (1 - a) / 2
@@ -216,7 +226,13 @@ class BernoulliProcess:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Draw x_t ~ q(x_t | x_0). ``noise`` (uniform on [0, 1), shape of x0) makes it exact."""
-        probs = self.marginal_probs(x0, t)
+        check_unit_interval("x0", x0)
+        return self._noised(x0, t, noise, generator)
+
+    def _noised(self, x0, t, noise=None, generator=None) -> torch.Tensor:
+        """``add_noise`` for a state already checked (the reverse loop's known bits, a training batch):
+        the loop would otherwise read every value back at every step."""
+        probs = self._marginal(x0, t)
         if noise is None:
             noise = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
         elif noise.shape != probs.shape:

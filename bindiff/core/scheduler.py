@@ -93,7 +93,8 @@ class ReverseScheduler:
             raise ValueError(f"model_output {tuple(model_output.shape)} and sample {tuple(sample.shape)} differ "
                              "in shape")
         # a NaN p̂ would draw 0 every time, without a word
-        check_not_nan(model_output, f"model_output holds NaN at t = {t} (a denoiser that diverged, or NaN in its input)")
+        check_not_nan(model_output, f"model_output holds NaN at t = {t} (a denoiser that diverged, or NaN in its "
+                                    "input)")
         pred_x0 = torch.sigmoid(model_output)
         s = self.previous(t)
         if s == 0:

@@ -59,8 +59,8 @@ def as_mask(values, name: str = "mask") -> np.ndarray:
         return array
     binary = (array == 0) | (array == 1)  # NaN is neither
     if not binary.all():
-        raise ValueError(f"{name}: a mask holds 0 and 1 (or booleans), got {array[~binary].flat[0].item()!r}; threshold "
-                         "a probability map, or binarize a label map, first")
+        raise ValueError(f"{name}: a mask holds 0 and 1 (or booleans), got {array[~binary].flat[0].item()!r}; "
+                         "threshold a probability map, or binarize a label map, first")
     return array.astype(bool)
 
 

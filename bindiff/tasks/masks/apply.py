@@ -112,8 +112,9 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
               checkpoint: str = "best", device=None) -> dict:
     """Complete or denoise every label map of ``input_path``; writes NIfTI files and summary.json.
     ``device``: where the model runs (default: the run's train.device)."""
-    if unknown_label is not None and (isinstance(unknown_label, bool) or not isinstance(unknown_label, numbers.Integral)):
-        raise TypeError(f"unknown_label must be an integer label value, got {unknown_label!r}")  # "9" matched no voxel
+    if unknown_label is not None and (isinstance(unknown_label, bool)
+                                      or not isinstance(unknown_label, numbers.Integral)):  # "9" matched no voxel
+        raise TypeError(f"unknown_label must be an integer label value, got {unknown_label!r}")
     task = _OLD_NAMES.get(task, task)
     if task not in APPLY_TASKS:
         raise RecipeError(f"apply: task must be one of {', '.join(APPLY_TASKS)}, got {task!r}")

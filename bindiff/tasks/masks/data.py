@@ -97,21 +97,24 @@ def resolve_preset(config: dict, layout: str) -> LabelPreset:
         preset = get_preset(name, lab["allowed"], lab["foreground"])
         if name != "custom":
             preset.region(lab["region"])
-            given = [k for k in ("allowed", "foreground") if lab[k] is not None]
-            if given:  # the preset's own labels are used: these would be ignored without a word
-                raise DataError(f"labels.{given[0]} is read with preset custom only, and the preset is {name!r}")
-        elif lab["region"] not in CUSTOM_REGIONS:  # a custom preset's one region is its foreground labels
-            raise DataError(f"labels.region {lab['region']!r}: a custom preset has one region, its foreground "
-                            "labels; leave labels.region at 'whole'")
     except DataError as err:
         raise RecipeError(f"labels: {err}") from None
     return preset
 
 
 def check_label_preset(config: dict) -> None:
-    """The label preset and region, when the preset is named (``auto`` depends on the data's layout)."""
-    if config["labels"]["preset"] != "auto":
+    """The label preset and region, when the preset is named (``auto`` depends on the data's layout),
+    and keys the preset would not read. A recipe check (train, show-config): a stored run is read
+    with ``resolve_preset`` alone, so a run trained before these checks still loads."""
+    lab = config["labels"]
+    if lab["preset"] != "auto":
         resolve_preset(config, layout="files")
+    given = [k for k in ("allowed", "foreground") if lab[k] is not None]
+    if lab["preset"] != "custom" and given:  # the preset's own labels are used: these would be ignored
+        raise RecipeError(f"labels.{given[0]} is read with preset custom only, and the preset is {lab['preset']!r}")
+    if lab["preset"] == "custom" and lab["region"] not in CUSTOM_REGIONS:  # its one region: the foreground
+        raise RecipeError(f"labels.region {lab['region']!r}: a custom preset has one region, its foreground labels; "
+                          "leave labels.region at 'whole'")
 
 
 def warn_mixed_spacing(spec: GridSpec, spacings: dict, source, remedy: str = "use grid.mode resample, or resample "
@@ -160,7 +163,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
         loaded = load_case(case, preset, config["labels"]["region"], spec)
         records[case.case_id] = CaseRecord(case, loaded.geometry, loaded.transform, loaded.grid,
                                            loaded.transform.outside(loaded.truth))
-    warn_mixed_spacing(spec, {r.case.label.name: r.geometry.spacing for r in records.values()}, dataset.root)
+    warn_mixed_spacing(spec, {case_id: r.geometry.spacing for case_id, r in records.items()}, dataset.root)
     warn_outside(spec, {case_id: r.outside for case_id, r in records.items()}, dataset.root)
     warn_empty([r.case.label for r in records.values() if not r.grid.any() and not r.outside],
                config["labels"]["region"])

@@ -89,7 +89,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
     archive = io.BytesIO()  # written by Python: torch's own file writer aborts the process on a full disk
     torch.export.save(program, archive)
     with staged_folder(out_dir) as staging:
-        (staging / "scorer.pt2").write_bytes(archive.getvalue())
+        (staging / "scorer.pt2").write_bytes(archive.getbuffer())  # a view, not a second copy
         write_text(staging / "items.json", json.dumps(recommender.item_ids.tolist()) + "\n")
         write_text(staging / "config.yaml", dump_recipe(config))
         write_text(staging / "README.md", README.format(name=config["name"], run_dir=run_dir, checkpoint=checkpoint,

@@ -70,9 +70,6 @@ def _diffusion_scorer(model: BinomialDiffusion, config: dict, seed: int, per_his
     T = model.process.num_steps
     if inf["t"] > T:
         raise RecipeError(f"inference.t = {inf['t']} exceeds diffusion.steps = {T}")
-    if inf["mode"] == "one_step" and (inf["steps"] is not None or inf["sample"] != "mean"):
-        raise RecipeError(f"inference.steps = {inf['steps']} and inference.sample = {inf['sample']!r} are read by "
-                          "inference.mode: reverse only; with one_step leave them at null and mean")
     if inf["mode"] == "reverse" and inf["steps"] is not None and inf["steps"] > inf["t"]:
         raise RecipeError(f"inference.steps = {inf['steps']} exceeds inference.t = {inf['t']}: a reverse run from "
                           f"t = {inf['t']} visits at most {inf['t']} times")

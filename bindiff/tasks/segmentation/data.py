@@ -153,7 +153,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
     loaded = {c.case_id: _load_case(c, preset, region, spec, config["images"], spacing)
               for c in tqdm(cases, desc="reading images and masks", unit="case", disable=disable_progress)}
     if spacing is None:  # with images.spacing every case is on one voxel size already
-        warn_mixed_spacing(spec, {c.case.label.name: c.geometry.spacing for c in loaded.values()}, dataset.root,
+        warn_mixed_spacing(spec, {case_id: c.geometry.spacing for case_id, c in loaded.items()}, dataset.root,
                            remedy="set images.spacing: median to resample every case to one voxel size")
     warn_outside(spec, {case_id: c.outside for case_id, c in loaded.items()}, dataset.root)
     warn_empty([c.case.label for c in loaded.values() if not c.mask.any() and not c.outside], region)
