@@ -7,6 +7,7 @@ what is wrong and exit code 2; tracebacks are kept for bugs.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -92,6 +93,7 @@ def train(
     except _user_errors() as err:
         _fail(err)
     _print_run(run)
+    _end_worker()
 
 
 @app.command("resume")
@@ -117,6 +119,20 @@ def resume_run(
     except _user_errors() as err:
         _fail(err)
     _print_run(run)
+    _end_worker()
+
+
+def _end_worker() -> None:
+    """A torchrun worker whose run is complete (files written, process group left) exits here,
+    without the interpreter's teardown: gloo's threads can still hold work objects whose tensors
+    need the GIL while it is being torn down, and the process then aborts ("terminate called
+    without an active exception", exit code 134) after a run that succeeded (pytorch/pytorch#179291)."""
+    from .training import distributed
+
+    if distributed.launched_by_torchrun():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _echo_json(data) -> None:
