@@ -49,36 +49,26 @@ def first_missing_folder(path: Path) -> Path | None:
 
 
 @contextmanager
-def discarded_if_unused(out: Path, preamble: tuple[str, ...] = ("recipe.yaml",),
-                        made: Path | None = None) -> Iterator[Path]:
-    """Remove ``out`` again when the work inside stops before writing anything beyond ``preamble``.
+def new_output_dir(config: dict, kind: str, folder: str, preamble: tuple[str, ...] = ("recipe.yaml",)
+                   ) -> Iterator[Path]:
+    """``create_output_dir`` for a search or comparison, removed again, with the folders made for
+    it, when the work inside stops before writing anything beyond ``preamble``.
 
     A search or comparison writes its resolved recipe first and reads its data only in its first
     run; a dataset that is missing or malformed must not leave behind a folder that looks like a
-    search which found nothing. Empty folders made on the way do not count; once a trial or run
-    has written a file, the folder stays. ``made`` is the highest folder made for ``out`` (its
-    first missing parent before it was created): it goes too, so that a typo in a dataset's name
-    leaves no empty ``<root>/tune/<name>/`` behind.
+    search which found nothing, nor an empty ``<root>/tune/<name>/``. Empty folders made on the
+    way do not count; once a trial or run has written a file, the folder stays.
     """
+    made = first_missing_folder(Path(config["output"]["root"]) / folder / config["name"])
+    out = create_output_dir(config, kind, folder)
+    top = made or out  # the highest folder this call made
     try:
         yield out
     except BaseException:
-        top = made if made is not None and made in out.parents else out
         files = [path for path in top.rglob("*") if not path.is_dir()] if top.is_dir() else None
         if files is not None and all(path.parent == out and path.name in preamble for path in files):
             shutil.rmtree(top)
         raise
-
-
-@contextmanager
-def new_output_dir(config: dict, kind: str, folder: str, preamble: tuple[str, ...] = ("recipe.yaml",)
-                   ) -> Iterator[Path]:
-    """``create_output_dir`` for a search or comparison, gone again (with the folders made for it)
-    if the work inside stops before writing more than ``preamble``: see ``discarded_if_unused``."""
-    made = first_missing_folder(Path(config["output"]["root"]) / folder / config["name"])
-    out = create_output_dir(config, kind, folder)
-    with discarded_if_unused(out, preamble, made):
-        yield out
 
 
 def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:

@@ -86,8 +86,7 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
         raise RecipeError(f"{source}: section '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {incoming!r}")
     for name, value in incoming.items():
         dotted = f"{prefix}{name}"
-        ends_here = isinstance(value, _Value)  # the override's path ends at this key
-        value = value.value if ends_here else value
+        value = value.value if isinstance(value, _Value) else value  # the override's path ends here
         if name not in schema:
             moved = [f"'{old}' is now '{new}'" for old, new in RENAMED.items()
                      if old == dotted or old.startswith(dotted + ".")]
@@ -99,10 +98,7 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
         if spec is FREE:
             if not isinstance(value, dict):
                 raise RecipeError(f"{source}: key '{dotted}' must be a mapping, got {value!r}")
-            if ends_here or not _holds_a_value(value):  # a whole mapping (a file's, or an override's)
-                target[name].update(_numbers_from_strings(copy.deepcopy(value)))  # entry by entry
-            else:
-                _follow_path(target[name], value)
+            _follow_path(target[name], value)
         elif isinstance(spec, dict):
             _merge(target[name], value, spec, source, f"{dotted}.", root)
         else:
@@ -110,15 +106,18 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
 
 
 def _follow_path(target: dict, incoming: dict) -> None:
-    """An override deep inside a free-form section: ``compare.spaces.binomial.train.lr={float: [...]}``
-    replaces binomial's entry ``train.lr`` and keeps its other entries."""
+    """Merge into a free-form section entry by entry. A mapping a file gives (or an override's value)
+    replaces each entry it names; an override's dotted path is followed instead, so that
+    ``compare.spaces.binomial.train.lr={float: [...]}`` replaces that entry of binomial's space and
+    keeps its others."""
     for key, value in incoming.items():
-        if isinstance(value, _Value):
-            target[key] = _numbers_from_strings(copy.deepcopy(value.value))
-        else:
+        if isinstance(value, dict) and _holds_a_value(value):  # the path goes on below this key
             if not isinstance(target.get(key), dict):
                 target[key] = {}
             _follow_path(target[key], value)
+        else:
+            value = value.value if isinstance(value, _Value) else value
+            target[key] = _numbers_from_strings(copy.deepcopy(value))
 
 
 def _holds_a_value(value: Any) -> bool:

@@ -234,7 +234,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
 
     records: list[TrialRecord] = []
 
-    def objective(trial) -> float:
+    def objective(trial) -> float:  # runs inside `with new_output_dir(...) as out` below
         params = {d.key: d.suggest(trial) for d in dimensions}
         trial_overrides = [override_text(key, value) for key, value in params.items()]
         config = _apply(base, params, source)
