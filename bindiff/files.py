@@ -58,6 +58,8 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     import shutil
 
     folder = Path(folder)
+    if folder.is_symlink():  # a link to a (scratch) folder: fill the folder it names, keep the link
+        folder = Path(os.path.realpath(folder))
     _refuse_a_file_above(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import numpy as np
 from .adapters.errors import DataError
 from .adapters.masks import LabelPreset, binarize, get_preset, read_label_map
 from .adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
+from .adapters.masks.io import require_one_grid
 from .config import RecipeError
 from .files import OutputError, write_json
 from .metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
@@ -99,13 +100,7 @@ def _prediction_mask(path: Path) -> tuple[np.ndarray, object]:
 def score_pair(pair: ScoredPair, preset: LabelPreset, region: str) -> dict:
     pred, pred_geometry = _prediction_mask(pair.prediction)
     reference = read_label_map(pair.reference)
-    # Both are read in canonical voxel order, so one grid stored in two axis orders scores as one.
-    if pred_geometry.canonical_shape != reference.geometry.canonical_shape:
-        raise DataError(f"{pair.prediction}: shape {tuple(pred_geometry.shape)} differs from its reference "
-                        f"{pair.reference}'s {tuple(reference.geometry.shape)}")
-    if not np.allclose(pred_geometry.canonical_affine, reference.geometry.canonical_affine, atol=1e-3):
-        raise DataError(f"{pair.prediction}: its voxel-to-world affine differs from its reference "
-                        f"{pair.reference}'s (the two are not on one grid)")
+    require_one_grid(reference.geometry, pred_geometry, f"its reference {pair.reference}", pair.prediction)
     try:
         truth = binarize(reference.data, preset, region, source=pair.reference)
     except DataError as err:

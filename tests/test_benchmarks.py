@@ -69,8 +69,8 @@ def test_the_script_prints_its_figures_and_the_command(tmp_path):
 
 
 def _variant(variant: str, *extra: str, root: Path) -> dict:
-    finished = subprocess.run([sys.executable, "benchmarks/ml1m_variants.py", variant, *TINY[1:], "train.epochs=4",
-                               "train.patience=4", "--recipe", TINY[0],
+    finished = subprocess.run([sys.executable, "benchmarks/ml1m_variants.py", variant, *TINY[1:], "train.epochs=2",
+                               "train.patience=2", "--recipe", TINY[0],
                                "--seeds", "3", "--root", str(root), *extra], cwd=ROOT, capture_output=True, text=True,
                               timeout=300)
     assert finished.returncode == 0, finished.stderr

@@ -509,6 +509,22 @@ def test_a_full_disk_in_a_staged_folder_is_an_output_error_naming_it(tmp_path):
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", "input.csv")
 
 
+def test_an_output_folder_given_as_a_link_fills_the_folder_it_names(tmp_path):
+    """A link to an empty (scratch) folder, or a link whose folder does not exist yet: the files go
+    where the link points and the link stays (os.replace onto a link raised NotADirectoryError
+    after all the work was done)."""
+    from bindiff.files import staged_folder
+
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "to_scratch").symlink_to(tmp_path / "scratch")
+    (tmp_path / "dangling").symlink_to(tmp_path / "later")
+    for link in ("to_scratch", "dangling"):
+        with staged_folder(tmp_path / link) as staging:
+            (staging / "summary.json").write_text("{}")
+        assert (tmp_path / link).is_symlink() and (tmp_path / link / "summary.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "later", "scratch", "to_scratch"]
+
+
 def test_a_split_copied_from_another_run_is_named(trained, tmp_path):
     import shutil
 

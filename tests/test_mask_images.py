@@ -50,6 +50,31 @@ def test_channels_must_share_the_grid_of_each_other_and_of_the_label(tmp_path):
     assert channels.shape == (2, 4, 4, 4) and channels.dtype == np.float32
 
 
+def test_the_same_voxels_stored_in_another_axis_order_are_one_grid(tmp_path):
+    """A channel or brain mask written with x and y backwards (LPS beside RAS), its affine changed to
+    match, holds the same voxels: it is read as such, not refused as another grid."""
+    from bindiff.adapters.masks.images import read_brain_on
+
+    rng = np.random.default_rng(2)
+    data = rng.random((5, 6, 7)).astype(np.float32)
+    affine = np.diag([1.2, 1.0, 1.5, 1.0])
+    affine[:3, 3] = [4.0, -2.0, 7.0]
+    # voxel (i, j, k) of the flipped file is voxel (4 - i, 5 - j, k) of the plain one
+    flip = np.array([[-1.0, 0, 0, 4], [0, -1, 0, 5], [0, 0, 1, 0], [0, 0, 0, 1]])
+    plain = _save(tmp_path / "plain.nii.gz", data, affine)
+    flipped = _save(tmp_path / "flipped.nii.gz", data[::-1, ::-1], affine @ flip)
+    channels, geometry = read_channels([plain, flipped])
+    np.testing.assert_array_equal(channels[0], channels[1])
+    brain = (data > 0.5).astype(np.uint8)
+    nib.save(nib.Nifti1Image(brain[::-1, ::-1].copy(), affine @ flip), str(tmp_path / "brain.nii.gz"))
+    np.testing.assert_array_equal(read_brain_on(tmp_path / "brain.nii.gz", geometry, plain), brain.astype(bool))
+    moved = affine @ flip
+    moved[0, 3] += 1.2  # one voxel along x: other voxels
+    _save(tmp_path / "moved.nii.gz", data[::-1, ::-1], moved)
+    with pytest.raises(DataError, match=r"moved.nii.gz: its voxel-to-world affine differs from .*plain.nii.gz's"):
+        read_channels([plain, tmp_path / "moved.nii.gz"])
+
+
 def test_normalisation_is_a_z_score_inside_the_foreground():
     rng = np.random.default_rng(1)
     channels = np.stack([rng.normal(50, 7, (6, 6, 6)), np.full((6, 6, 6), 3.0)]).astype(np.float32)

@@ -431,6 +431,11 @@ def test_brats_two_channels_with_brain_masks_train_and_segment(tmp_path):
     result = runner.invoke(app, ["segment", str(run_dir), "--input", str(renamed), "--output", str(tmp_path / "o6"),
                                  "--brain", str(tmp_path)])
     assert result.exit_code == 2 and "a folder holding Flair_subtrMeanDivStd, T1c_subtrMeanDivStd" in result.output
+    # with one brain-mask file the folder reads as two one-file cases: the line says how it would be one case
+    result = runner.invoke(app, ["segment", str(run_dir), "--input", str(renamed), "--output", str(tmp_path / "o7"),
+                                 "--brain", str(case / "brainmask.nii.gz")])
+    assert result.exit_code == 2 and (f"if {renamed} is one case, name its files Flair_subtrMeanDivStd, "
+                                      "T1c_subtrMeanDivStd: the run's images.channels") in result.output, result.output
 
 
 @pytest.mark.skipif(not BRATS.is_dir(), reason="BraTS 2015 cases not found")
@@ -547,6 +552,34 @@ def test_segment_brings_a_scan_of_another_spacing_to_the_training_spacing(pad_ru
             np.testing.assert_allclose(written.GetOrigin(), scan.GetOrigin(), atol=1e-4)
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "fine_mask.nii.gz")))
     assert mask.sum() == rows["fine"]["voxels"] and rows["fine"]["volume_ml"] == pytest.approx(mask.sum() * 0.512 / 1000)
+
+
+def test_segment_names_a_larger_scan_whose_anatomy_the_window_leaves_out(pad_run, tmp_path):
+    """Without resampling the grid is a window: on a crop like the training ones it leaves out what
+    training left out too (counted, no warning); on the same crop extended by 12 mm (mirrored, so
+    all of it is anatomy), longer than every training image but not the 1.5 times of the extent
+    warning, the voxels never looked at are named."""
+    image = nib.load(str(DATA / "msd_hippocampus" / "images" / "hippocampus_001.nii.gz"))
+    crop = np.asarray(image.dataobj, dtype=np.float32)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    nib.save(nib.Nifti1Image(crop, image.affine), str(scans / "crop.nii.gz"))
+    longer = np.concatenate([crop, crop[::-1][:12]], axis=0)
+    nib.save(nib.Nifti1Image(longer, image.affine), str(scans / "longer.nii.gz"))
+    result = runner.invoke(app, ["segment", str(pad_run), "--input", str(scans), "--output", str(tmp_path / "out"),
+                                 "--model", "unet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    rows = {row["case_id"]: row for row in summary["cases"]}
+    window = int(np.prod(PAD_GRID))
+    # every voxel of these crops is non-zero anatomy, and the window covers PAD_GRID of them
+    assert (crop != 0).all() and rows["crop"]["outside_window_voxels"] == crop.size - window
+    assert rows["crop"]["warning"] is None
+    assert rows["longer"]["outside_window_voxels"] == longer.size - window
+    assert 1.01 < longer.shape[0] / summary["training_extent_mm"]["largest"][0] < 1.5
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "longer.nii.gz: the grid window (16 x 24 x 16 voxels) leaves " in warnings[0]
+    assert f"leaves {longer.size - window} voxel(s) of its anatomy" in rows["longer"]["warning"]
 
 
 def test_segment_warns_about_a_scan_far_larger_or_thinner_than_the_training_crops(run, tmp_path):
@@ -693,6 +726,26 @@ def test_evaluate_scores_a_segmentation_run_again_into_a_new_folder(run, tmp_pat
     assert missing.exit_code == 2 and "--out: a segmentation run is scored again into a new folder" in missing.output
     trained = runner.invoke(app, ["evaluate", str(run), "train.epochs=9", "--out", str(tmp_path / "other")])
     assert trained.exit_code == 2 and "train.epochs" in trained.output and not (tmp_path / "other").exists()
+
+
+def test_piped_scoring_and_segmenting_write_lines_and_a_bar_only_when_asked(run, tmp_path):
+    """output.progress null and the output not a terminal (here): one line per reverse run or per
+    case, no bar (evaluate drew one into the pipe, and segment showed nothing until the end);
+    output.progress true: a bar of the cases."""
+    scans = _unlabelled_folder(tmp_path, ["hippocampus_001", "hippocampus_003"])
+    scored = runner.invoke(app, ["evaluate", str(run), "output.progress=null", "--out", str(tmp_path / "scored")])
+    segmented = runner.invoke(app, ["segment", str(run), "output.progress=null", "--input", str(scans),
+                                    "--output", str(tmp_path / "piped")])
+    for result in (scored, segmented):
+        assert result.exit_code == 0, result.output
+        assert "\r" not in result.output and "%|" not in result.output
+    assert "segmentation: sample 1/2 of 2 cases" in scored.output.splitlines()
+    assert [line.split(" -> ")[0] for line in segmented.output.splitlines() if line.startswith("segment: ")] == [
+        "segment: hippocampus_001", "segment: hippocampus_003"]
+    barred = runner.invoke(app, ["segment", str(run), "output.progress=true", "--input", str(scans),
+                                 "--output", str(tmp_path / "bar")])
+    assert barred.exit_code == 0, barred.output
+    assert "segment: 100%|" in barred.output and "2/2" in barred.output
 
 
 def test_evaluate_with_the_expected_dice_rule_keeps_every_voxel_the_half_threshold_keeps(run, tmp_path):

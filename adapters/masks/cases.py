@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import DataError
 from .datasets import MaskCase
 from .grid import GridSpec, GridTransform, fit_transform
-from .io import Geometry, read_brain_mask, read_label_map
+from .io import Geometry, read_brain_mask, read_label_map, require_one_grid
 from .labels import LabelPreset, binarize
 
 __all__ = ["LoadedCase", "load_region", "load_case"]
@@ -26,14 +26,6 @@ class LoadedCase:
     @property
     def spacing(self) -> tuple[float, float, float]:
         return self.geometry.spacing
-
-
-def _check_same_grid(other: Geometry, label: Geometry, what: str, path) -> None:
-    if tuple(other.shape) != tuple(label.shape):
-        raise DataError(f"{path}: {what} has shape {tuple(other.shape)} but the label map "
-                        f"{label.source} has shape {tuple(label.shape)} (image/mask shape mismatch)")
-    if not np.allclose(other.affine, label.affine, atol=1e-3):
-        raise DataError(f"{path}: {what} has a different affine from the label map {label.source}")
 
 
 def load_region(case: MaskCase, preset: LabelPreset, region: str) -> tuple[np.ndarray, Geometry]:
@@ -67,7 +59,7 @@ def load_case(case: MaskCase, preset: LabelPreset, region: str, spec: GridSpec) 
         if case.brain is None:
             raise DataError(f"{case.label}: grid.crop is 'brain' but case {case.case_id!r} has no brain mask")
         brain = read_brain_mask(case.brain)
-        _check_same_grid(brain.geometry, geometry, "brain mask", case.brain)
+        require_one_grid(geometry, brain.geometry, f"its label map {case.label}", case.brain)
         roi = brain.data
     transform = fit_transform(truth.shape, spec, roi=roi, source=str(case.label))
     return LoadedCase(case.case_id, truth, geometry, transform, transform.to_grid(truth.astype(np.uint8)))

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 from .grid import GridSpec, GridTransform, fit_transform
-from .io import Geometry, Volume, _read
+from .io import Geometry, Volume, _read, require_one_grid
 
 __all__ = ["ChannelStats", "ImageCase", "image_on_grid", "image_roi", "normalise_channels", "read_brain_on",
            "read_channels", "read_image"]
@@ -46,21 +46,13 @@ def read_image(path: str | Path, channels: bool = False) -> Volume:
     return Volume(data=data, geometry=geometry, path=path)
 
 
-def _same_grid(a: Geometry, b: Geometry, a_path, b_path) -> None:
-    if tuple(a.shape) != tuple(b.shape):
-        raise DataError(f"{b_path}: shape {tuple(b.shape)} differs from {a_path}'s {tuple(a.shape)} "
-                        "(image/mask shape mismatch)")
-    if not np.allclose(a.affine, b.affine, atol=1e-3):
-        raise DataError(f"{b_path}: its voxel-to-world affine differs from {a_path}'s (the two are not on one grid)")
-
-
 def read_brain_on(brain: str | Path, geometry: Geometry, source: str | Path) -> np.ndarray:
     """A brain-mask file as canonical booleans, refused (naming it and ``source``) unless it lies
     on ``geometry``'s grid."""
     from .io import read_brain_mask
 
     volume = read_brain_mask(brain)
-    _same_grid(geometry, volume.geometry, source, brain)
+    require_one_grid(geometry, volume.geometry, source, brain)
     return volume.data
 
 
@@ -76,9 +68,9 @@ def read_channels(paths: Sequence[str | Path], reference: Geometry | None = None
     volumes = [read_image(p) for p in paths]
     first = volumes[0]
     for other in volumes[1:]:
-        _same_grid(first.geometry, other.geometry, first.path, other.path)
+        require_one_grid(first.geometry, other.geometry, first.path, other.path)
     if reference is not None:
-        _same_grid(reference, first.geometry, reference_path or reference.source, first.path)
+        require_one_grid(reference, first.geometry, reference_path or reference.source, first.path)
     return np.stack([v.data for v in volumes]), first.geometry
 
 

@@ -34,7 +34,7 @@ from ...files import atomic_path
 from ..errors import DataError
 
 __all__ = ["Geometry", "Volume", "is_dicom_series", "is_nifti", "read_brain_mask", "read_geometry", "read_label_map",
-           "write_mask"]
+           "require_one_grid", "write_mask"]
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -102,6 +102,17 @@ class Geometry:
                    ornt=np.asarray(data["ornt"], dtype=float), qform_code=int(data.get("qform_code", 1)),
                    sform_code=int(data.get("sform_code", 1)), source=str(data.get("source", "")),
                    qform=None if data.get("qform") is None else np.asarray(data["qform"], dtype=float))
+
+
+def require_one_grid(reference: Geometry, other: Geometry, reference_name, other_name) -> None:
+    """DataError naming ``other`` unless its voxels are ``reference``'s. Both are read in canonical
+    voxel order, so the same voxels stored in another axis order (LPS beside RAS) are one grid."""
+    if other.canonical_shape != reference.canonical_shape:
+        raise DataError(f"{other_name}: shape {tuple(other.shape)} differs from {reference_name}'s "
+                        f"{tuple(reference.shape)} (not the same voxels)")
+    if not np.allclose(other.canonical_affine, reference.canonical_affine, atol=1e-3):
+        raise DataError(f"{other_name}: its voxel-to-world affine differs from {reference_name}'s "
+                        "(the two are not on one grid)")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from ...adapters.masks import (
     write_mask,
 )
 from ...adapters.masks import spacing as voxel_size
+from ...adapters.masks.io import require_one_grid
 from ...adapters.masks.datasets import (
     LABEL_SUFFIXES,
     refuse_non_file,
@@ -88,12 +89,7 @@ def _unknown_voxels(path: Path, labels: np.ndarray, geometry, unknown: Path | No
     if not source.is_file():
         raise DataError(f"{source}: no unknown-voxel file for {path}")
     mask = read_label_map(source)
-    # both are read in canonical voxel order: the same voxels stored in another axis order fit
-    if mask.geometry.canonical_shape != geometry.canonical_shape:
-        raise DataError(f"{source}: shape {tuple(mask.geometry.shape)} does not fit {path}'s "
-                        f"{tuple(geometry.shape)}")
-    if not np.allclose(mask.geometry.canonical_affine, geometry.canonical_affine, atol=1e-3):
-        raise DataError(f"{source}: its voxel-to-world affine differs from {path}'s (the two are not on one grid)")
+    require_one_grid(geometry, mask.geometry, path, source)
     hidden = mask.data != 0
     if not hidden.any() or hidden.all():  # as --unknown-label: nothing to complete, or nothing to complete from
         raise DataError(f"{source}: {'no' if not hidden.any() else 'every'} voxel is marked unknown; nothing to "

@@ -180,7 +180,7 @@ def _run_estimates(model, cond: torch.Tensor, cfg: dict, generator: torch.Genera
 
 
 def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torch.Generator,
-                         batch_size: int, report=None, bar: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                         batch_size: int, report=None, disable: bool | None = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance over ``cfg["samples"]`` reverse runs from noise given each image: (n, D) each.
 
     Each run contributes its last p̂(x_0) (``cfg["average"]`` = "final") or the mean of the p̂(x_0)
@@ -188,11 +188,11 @@ def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torc
     the same expectation, p(x_0 | image), so both estimate the same map; the last step's follows
     one sampled mask closely, while the earlier steps' lean less on the sample, so the
     trajectory's mean carries less Monte Carlo noise for the same runs.
-    ``report(message)``, when given, hears of each finished run (a log line when piped); ``bar``
-    draws a progress bar of the runs (on a terminal).
+    ``report(message)``, when given, hears of each finished run (a log line when piped);
+    ``disable`` is tqdm's for the bar of the runs (None: drawn on a terminal only).
     """
     runs = []
-    for run in tqdm(range(cfg["samples"]), desc="segmentation", unit="run", disable=not bar):
+    for run in tqdm(range(cfg["samples"]), desc="segmentation", unit="run", disable=disable):
         runs.append(np.concatenate([_run_estimates(model, images[i:i + batch_size], cfg, generator).cpu().numpy()
                                     for i in range(0, len(images), batch_size)]))
         if report is not None:
@@ -267,7 +267,7 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     generator = torch.Generator(device=device).manual_seed(base.derived_seed(config["seed"], "segmentation"))
     mean, variance = sample_probabilities(model, images, cfg, generator, batch,
                                           report=log if log_lines(config) else None,
-                                          bar=not progress_disabled(config))
+                                          disable=progress_disabled(config))
     outputs = {"diffusion": (mean, binary_entropy(mean) if cfg["uncertainty"] == "entropy" else variance)}
     checkpoints = {"diffusion": base.checkpoint_entry(payload, checkpoint)}
     for companion in TASK.companions(config):

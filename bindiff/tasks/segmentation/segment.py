@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
 from ...adapters.masks import write_mask, write_volume
@@ -34,7 +35,7 @@ from ...adapters.masks.io import is_dicom_series
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from ...metrics.calibration import binary_entropy
-from ...progress import log, log_lines
+from ...progress import log, log_lines, progress_disabled
 from .. import base
 from ..masks.data import grid_spec
 from .data import TrainingGeometry, training_geometry
@@ -185,10 +186,14 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
     if brain is not None and not Path(brain).exists():
         raise DataError(f"{brain}: no such brain-mask file or folder")
     if brain is not None and Path(brain).is_file() and len(cases) > 1:
-        raise DataError(f"{brain}: one brain mask for {len(cases)} cases; give a folder of <case>.nii.gz brain masks")
+        names = config["images"]["channels"]
+        one_case = (f" (or, if {input_path} is one case, name its files {', '.join(names)}: the run's images.channels)"
+                    if names and all(len(case.files) == 1 for case in cases) else "")
+        raise DataError(f"{brain}: one brain mask for {len(cases)} cases; give a folder of <case>.nii.gz brain masks"
+                        + one_case)
     device, started, rows = base.device_of(net), time.perf_counter(), []
     with staged_folder(output_dir) as staging:
-        for i, case in enumerate(cases):
+        for i, case in enumerate(tqdm(cases, desc="segment", unit="case", disable=progress_disabled(config))):
             rows.append(_segment_case(case, net, model, config, spec, channels, trained, device, staging,
                                       output_dir, None if brain is None else Path(brain), probabilities,
                                       panel=i < panels))
@@ -225,11 +230,25 @@ def _extent_warning(case: InputCase, roi: np.ndarray, spacing, trained: Training
     return None
 
 
+def _window_warning(case: InputCase, roi: np.ndarray, outside: int, spec, trained: TrainingGeometry) -> str | None:
+    """A line when the grid window leaves anatomy out of a scan larger than every training image.
+    Training crops lost anatomy too (the window is smaller than most MSD crops), so only a scan
+    beyond what the model learned from is named: its structure may lie in the part never looked at."""
+    lo, hi = bounding_box(roi)  # not empty: some of it lies outside
+    extent = (hi - lo) * np.array(trained.spacing)  # roi is on the training voxels by now
+    if not (extent > np.array(trained.largest) * 1.01).any():
+        return None
+    return (f"{case.files[0]}: the grid window ({_mm(spec.shape)} voxels) leaves {outside} voxel(s) of its anatomy "
+            f"({_mm(extent)} mm; the training images at most {_mm(trained.largest)} mm) unseen: their mask is 0 and "
+            "their uncertainty 0 without being looked at; crop the scan around the structure first")
+
+
 def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry, brain: Path | None,
-                names: list[str] | None = None) -> tuple[ImageCase, object, bool, str | None, np.ndarray]:
+                names: list[str] | None = None) -> tuple[ImageCase, object, bool, str | None, np.ndarray, int]:
     """The case read, brought to the training voxel size when its own differs, and placed on the
     grid; also its geometry, whether it was resampled, a warning when it is unlike the training
-    images (``None`` otherwise), and its first channel as read (canonical order, for the panel)."""
+    images (``None`` otherwise), its first channel as read (canonical order, for the panel) and
+    the voxels of its anatomy the grid window leaves out."""
     data, geometry = read_case(case, channels, names)
     first_channel = data[0]
     brain_file = _brain_file(brain, case)
@@ -243,15 +262,20 @@ def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
     data, stats = normalise_channels(data, roi, source=case.files[0])
     data, (roi,), resampled = to_spacing(data, geometry.spacing, trained.spacing, roi, source=geometry.source)
     image = ImageCase.place(data, geometry, spec, brain=roi, source=case.files[0], stats=stats)
-    return image, geometry, resampled, warning, first_channel
+    outside = image.transform.outside(roi)
+    if outside and warning is None:
+        warning = _window_warning(case, roi, outside, spec, trained)
+        if warning:
+            log(f"warning: {warning}")
+    return image, geometry, resampled, warning, first_channel, outside
 
 
 def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained: TrainingGeometry,
                   device, staging: Path, output_dir: Path, brain: Path | None, probabilities: bool,
                   panel: bool) -> dict:
     cfg = config["segmentation"]
-    image, geometry, resampled, warning, shown = _place_case(case, channels, spec, trained, brain,
-                                                             config["images"]["channels"])
+    image, geometry, resampled, warning, shown, outside = _place_case(case, channels, spec, trained, brain,
+                                                                      config["images"]["channels"])
     cond = torch.from_numpy(image.grid.reshape(1, -1).astype(np.float32)).to(device)
     seed = base.derived_seed(config["seed"], "segment", case.case_id)
     if model == "diffusion":
@@ -281,4 +305,5 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
             **{k: str(output_dir / v) for k, v in names.items()}, "seed": seed, "voxels": int(mask.sum()),
             "volume_ml": volume_ml,
             "spacing_mm": list(geometry.spacing), "resampled": resampled,
-            "mean_uncertainty": float(uncertainty[valid].mean()), "warning": warning}
+            "mean_uncertainty": float(uncertainty[valid].mean()), "outside_window_voxels": outside,
+            "warning": warning}
