@@ -22,6 +22,7 @@ the mean training seconds.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -117,9 +118,10 @@ def main() -> None:
 
     print(table(results, select, names))
     print(f"\nmean binomial training seconds per member: {np.mean(seconds):.1f}")
-    command = " ".join(["python benchmarks/ensembles.py", shlex.quote(args.recipe), *map(shlex.quote, args.overrides),
-                        "--splits", args.splits, "--members", str(args.members)])
-    print(f"command: BINDIFF_DATA_DIR=../shared/data {command}")
+    command = shlex.join(["python", "benchmarks/ensembles.py", args.recipe, *args.overrides, "--splits", args.splits,
+                          "--members", str(args.members), "--root", args.root])
+    data_dir = os.environ.get("BINDIFF_DATA_DIR")  # the folder this run read
+    print(f"command: {f'BINDIFF_DATA_DIR={shlex.quote(data_dir)} ' if data_dir else ''}{command}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -88,8 +89,9 @@ def main() -> None:
     # the first line names one compare command; a merge has several, listed in merged.json
     text = "Merged from " + ", ".join(f"`{f}`" for f in args.comparisons) + "\n" + text.split("\n", 1)[1]
     print(text)
-    print(f"command: BINDIFF_DATA_DIR=../shared/data python benchmarks/merge_comparisons.py "
-          f"{' '.join(map(str, args.comparisons))}" + (f" --out {args.out}" if args.out else ""))
+    # it reads the comparisons' folders alone, no data set
+    print("command: " + shlex.join(["python", "benchmarks/merge_comparisons.py", *map(str, args.comparisons),
+                                    *(["--out", str(args.out)] if args.out else [])]))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         write_json(args.out / "merged.json", merged)

@@ -14,4 +14,4 @@ for seed in "${@:-0 1 2}"; do
     .venv/bin/python -c "import json,sys; m=json.load(open('$run/metrics.json')); print(f\"seed $s: {m['test']} best_epoch={m['training']['best_epoch']} wall={$end-$start}s run=$run\")"
   done
 done
-echo "command: bash benchmarks/ml1m_seeds.sh $*"
+echo "command: BINDIFF_DATA_DIR=$BINDIFF_DATA_DIR BINDIFF_RUNS=$root bash benchmarks/ml1m_seeds.sh $*"

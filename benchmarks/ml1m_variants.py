@@ -25,6 +25,7 @@ validation and test metrics (every ``eval.metrics``); only the validation values
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import shlex
 import sys
@@ -169,10 +170,11 @@ def main() -> None:
         print(json.dumps({"variant": args.variant, "seed": seed, f"valid_{select}": rows[-1][1],
                           f"test_{select}": rows[-1][2], "seconds": rows[-1][3], "best_epoch": rows[-1][4],
                           "valid": run.metrics["valid"], "test": run.metrics["test"]}), flush=True)
-    command = " ".join(["python benchmarks/ml1m_variants.py", args.variant, *map(shlex.quote, args.overrides),
-                        "--recipe", args.recipe, "--seeds", args.seeds, "--lam", str(args.lam),
-                        "--weight", str(args.weight), "--kept", str(args.kept)])
-    print(f"command: BINDIFF_DATA_DIR=../shared/data {command}")
+    command = shlex.join(["python", "benchmarks/ml1m_variants.py", args.variant, *args.overrides, "--recipe", args.recipe,
+                          "--seeds", args.seeds, "--lam", str(args.lam), "--weight", str(args.weight),
+                          "--kept", str(args.kept), "--root", args.root])
+    data_dir = os.environ.get("BINDIFF_DATA_DIR")  # the folder this run read
+    print(f"command: {f'BINDIFF_DATA_DIR={shlex.quote(data_dir)} ' if data_dir else ''}{command}")
 
 
 if __name__ == "__main__":

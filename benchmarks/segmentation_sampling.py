@@ -16,6 +16,8 @@ and scored with Dice against its label's region; the U-Net's map beside them. Ch
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +93,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.samples < 8:
         parser.error("--samples must be at least 8: the recipe's variants average 8 runs")
-    print(f"command: BINDIFF_DATA_DIR=../shared/data python benchmarks/segmentation_sampling.py "
-          f"{' '.join(args.run_dirs)} --part {args.part} --samples {args.samples}")
+    data_dir = os.environ.get("BINDIFF_DATA_DIR")  # the folder the runs' cases are read from
+    print(f"command: {f'BINDIFF_DATA_DIR={shlex.quote(data_dir)} ' if data_dir else ''}"
+          + shlex.join(["python", "benchmarks/segmentation_sampling.py", *args.run_dirs, "--part", args.part,
+                        "--samples", str(args.samples)]))
     table = {run: scores(Path(run), args.part, args.samples) for run in args.run_dirs}
     seeds = [str(base.read_run_config(Path(run))["seed"]) for run in args.run_dirs]
     print(f"mean Dice over each run's {args.part} cases; runs by seed: {', '.join(seeds)}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -53,8 +54,10 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10, help="held-out cases, the first of the run's test split")
     parser.add_argument("--spacings", default="0.8,1.25", help="comma-separated isotropic voxel sizes in mm")
     args = parser.parse_args()
-    print(f"command: BINDIFF_DATA_DIR=../shared/data python benchmarks/spacing_resampling.py {args.run_dir} "
-          f"--cases {args.cases} --spacings {args.spacings}")
+    data_dir = os.environ.get("BINDIFF_DATA_DIR")  # the folder the scans are read from
+    print(f"command: {f'BINDIFF_DATA_DIR={shlex.quote(data_dir)} ' if data_dir else ''}"
+          + shlex.join(["python", "benchmarks/spacing_resampling.py", args.run_dir, "--cases", str(args.cases),
+                        "--spacings", args.spacings]))
     run = Path(args.run_dir)
     config = read_run_config(run)
     if config["data"]["dataset"] != "msd_hippocampus":

@@ -50,6 +50,9 @@ def main() -> None:
     base = load_recipe(args.recipe, args.overrides)
     presets = base["compare"]["models"]
     names = args.models.split(",") if args.models else list(presets)
+    unknown = [name for name in names if name not in presets]
+    if unknown:
+        parser.error(f"--models: {', '.join(unknown)} not in the recipe's compare.models ({', '.join(presets)})")
 
     started = time.perf_counter()
     prepare_split(base["data"], base["split"], seed=split_seed(base))

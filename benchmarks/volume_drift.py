@@ -54,9 +54,16 @@ def main() -> None:
                                   for i in range(0, len(x_t), args.batch_size)]).sum(1).numpy()
             print(f"one call at t = {start}: expected volume {expected.mean() / volumes.mean() - 1:+.1%}, "
                   f"sd {expected.std():.1f}, correlation with the input's volume "
-                  f"{np.corrcoef(expected, volumes)[0, 1]:.3f}")
+                  f"{correlation(expected, volumes)}")
             print(f"from t = {start}: volume mean {got.mean():.1f} ({got.mean() / volumes.mean() - 1:+.1%}), "
-                  f"sd {got.std():.1f}, correlation with the input's volume {np.corrcoef(got, volumes)[0, 1]:.3f}")
+                  f"sd {got.std():.1f}, correlation with the input's volume {correlation(got, volumes)}")
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> str:
+    """Pearson's r to 3 places; n/a where either side has no spread (every volume alike)."""
+    if a.std() == 0 or b.std() == 0:
+        return "n/a (no spread)"
+    return f"{np.corrcoef(a, b)[0, 1]:.3f}"
 
 
 if __name__ == "__main__":

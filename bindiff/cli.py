@@ -261,7 +261,7 @@ def recommend(
         _warn_if_unfinished(run_dir, checkpoint)
         if user is not None:
             users, histories = [user], [recommender.history_of(user)]
-        results = recommender.recommend(histories, k)
+        results = recommender.recommend(histories, k, progress=recommender.config["output"]["progress"])
         empty = [u for u, h in zip(users, histories) if not any(str(i) in recommender.column for i in h)]
         if empty:  # EASE, say, scores an empty history 0 everywhere: its list would be the catalogue's order
             typer.echo(f"warning: {len(empty)} user(s) have no item the run knows, so their lists are the model's "

@@ -14,7 +14,12 @@ def progress_disabled(config: dict) -> bool | None:
 
 def log_lines(config: dict) -> bool:
     """Whether to write plain log lines: progress left to the terminal (null) and stderr is not one."""
-    return config["output"]["progress"] is None and not sys.stderr.isatty()
+    return piped_lines(config["output"]["progress"])
+
+
+def piped_lines(progress: bool | None) -> bool:
+    """``log_lines`` for an ``output.progress`` value given alone."""
+    return progress is None and not sys.stderr.isatty()
 
 
 def log(message: str) -> None:

@@ -69,13 +69,17 @@ def test_the_script_prints_its_figures_and_the_command(tmp_path):
 
 
 def _variant(variant: str, *extra: str, root: Path) -> dict:
+    data_dir = root / "data dir"  # generated data read nothing from it; its name needs quoting
     finished = subprocess.run([sys.executable, "benchmarks/ml1m_variants.py", variant, *TINY[1:], "train.epochs=2",
                                "train.patience=2", "--recipe", TINY[0],
                                "--seeds", "3", "--root", str(root), *extra], cwd=ROOT, capture_output=True, text=True,
-                              timeout=300)
+                              timeout=300, env={**os.environ, "BINDIFF_DATA_DIR": str(data_dir)})
     assert finished.returncode == 0, finished.stderr
     lines = finished.stdout.strip().splitlines()
-    assert lines[-1].startswith("command: BINDIFF_DATA_DIR=../shared/data python benchmarks/ml1m_variants.py")
+    # the printed command runs the same measurement again: the data folder, the runs' folder, every setting
+    words = shlex.split(lines[-1].removeprefix("command: "))
+    assert words[:3] == [f"BINDIFF_DATA_DIR={data_dir}", "python", "benchmarks/ml1m_variants.py"]
+    assert words[3:7] == [variant, *TINY[1:4]] and words[words.index("--root") + 1] == str(root)
     return json.loads(lines[-2])
 
 

@@ -227,6 +227,28 @@ def test_evaluate_scores_the_trained_model_another_way(trained):
     assert stored["inference"]["mode"] == "one_step"  # nothing was written
 
 
+def test_scoring_and_recommending_show_their_batches_when_asked(trained, capsys):
+    """output.progress null with stderr not a terminal (here): one line per ranked batch of each
+    part, no bar, and the metrics alone on stdout; recommending many histories, one line per batch."""
+    from bindiff.tasks.recommendation.serve import Recommender
+
+    run_dir, _, _ = trained
+    result = runner.invoke(app, ["evaluate", str(run_dir), "output.progress=null", "eval.batch_size=16"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["test"]  # the lines went to stderr
+    lines = result.stderr.splitlines()
+    # 40 validation and 40 test users, those with held-out items ranked 16 at a time
+    assert [line.split(" (")[0] for line in lines] == [f"{part} ranking: batch {b}/3" for part in ("valid", "test")
+                                                       for b in (1, 2, 3)], lines
+    assert "\r" not in result.stderr
+    recommender = Recommender.from_run(run_dir)
+    recommender.batch_size = 2
+    results = recommender.recommend([["i1"], ["i2", "i3"], ["i4"]], k=3, progress=None)
+    assert len(results) == 3
+    assert capsys.readouterr().err.splitlines() == ["recommend: batch 1/2 (2 of 3 histories)",
+                                                    "recommend: batch 2/2 (3 of 3 histories)"]
+
+
 def test_evaluate_refuses_overrides_that_change_the_trained_model(trained):
     run_dir, _, _ = trained
     result = runner.invoke(app, ["evaluate", str(run_dir), "train.lr=0.1"])

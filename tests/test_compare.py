@@ -60,6 +60,22 @@ def test_compare_writes_table_csv_plot_and_paired_test(ratings_csv, tmp_path):
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_piped_comparison_names_its_folder_first_and_each_run_as_it_ends(ratings_csv, tmp_path):
+    extra = [a for a in args(ratings_csv, tmp_path, "--models", "popularity", "--seeds", "2")
+             if a != "output.progress=false"]
+    result = runner.invoke(app, [*extra, "output.progress=null"])
+    assert result.exit_code == 0, result.output
+    (out,) = (tmp_path / "compare" / "ml1m").iterdir()
+    lines = result.stderr.splitlines()  # not a terminal here
+    assert lines[0] == f"comparison directory: {out}"
+    runs = json.loads((out / "compare.json").read_text())["models"]["popularity"]["runs"]
+    shown = [line for line in lines if line.startswith("compare: ")]
+    for i, (line, run) in enumerate(zip(shown, runs)):
+        valid = json.loads((Path(run) / "metrics.json").read_text())["valid"]["ndcg@10"]
+        assert line.startswith(f"compare: run {i + 1}/2, popularity seed {i}: valid ndcg@10 {valid:.4f} in "), line
+    assert len(shown) == 2
+
+
 def test_the_paired_user_test_pairs_each_user_with_the_best_baselines_value_on_the_same_seed():
     from scipy.stats import wilcoxon
 

@@ -80,6 +80,23 @@ def test_library_plots_leave_the_callers_backend_alone(tmp_path):
     assert done.stdout.strip() == "pdf" and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_short_training_curve_shows_its_points_on_whole_epochs():
+    """One epoch is one point: drawn as a bare line it left the plot blank; and epochs are whole
+    numbers (the axis read 1.25, 1.75)."""
+    from bindiff.plots import training_curve_figure
+
+    for epochs in (1, 3):
+        history = [{"epoch": e, "train_loss": 1.0 / e, "valid_m": 0.1 * e} for e in range(1, epochs + 1)]
+        fig = training_curve_figure(history, "m")
+        fig.canvas.draw()
+        loss_axis, metric_axis = fig.axes
+        for axis in (loss_axis, metric_axis):
+            (line,) = axis.get_lines()
+            assert line.get_marker() not in (None, "None", "", " ") and line.get_markersize() > 0
+        shown = [t.get_position()[0] for t in loss_axis.get_xticklabels() if t.get_text()]
+        assert shown and all(float(x).is_integer() for x in shown), shown
+
+
 def test_help_keeps_its_brackets_and_the_version_prints():
     help_text = subprocess.run([sys.executable, "-m", "bindiff", "masks", "completion", "--help"],
                                capture_output=True, text=True).stdout

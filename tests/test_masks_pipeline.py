@@ -110,6 +110,7 @@ def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "denoising" / "summary.json").read_text())
     assert summary["settings"]["flip"] == 0.1 and summary["cases"] == 2
+    assert summary["settings"]["eval_batch_size"] == 8  # the recipe's: it decides the draws, so it is recorded
     again = runner.invoke(app, ["masks", "denoise", str(run_dir), "--out", str(out)])  # the old verb: an alias
     assert again.exit_code == 2 and "exists" in again.output
     result = runner.invoke(app, ["masks", "completion", str(run_dir), "evaluations.completion.hide=[box]",
@@ -299,9 +300,12 @@ def test_apply_denoise_equals_the_denoiser_on_the_cases_grid(tiny_run, tmp_path)
     inputs.mkdir()
     for r in records:
         (inputs / r.case.label.name).symlink_to(Path(r.case.label).resolve())
-    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input", str(inputs),
-                                 "--output", str(tmp_path / "out")])
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "output.progress=null", "--task", "denoising",
+                                 "--input", str(inputs), "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
+    # not a terminal here: one line per batch, naming the file (each was 'denoising: batch 1/1' alike)
+    assert [line for line in result.stderr.splitlines() if ": batch " in line] == [
+        f"apply {name}: batch 1/1" for name in sorted(r.case.label.name for r in records)]
     rates = (1 - model.process.alpha_bar[1:].numpy()) / 2
     t = int(np.argmin(np.abs(rates - config["evaluations"]["denoising"]["flip"]))) + 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -455,7 +459,7 @@ def test_apply_brings_a_label_map_of_another_spacing_to_the_training_spacing(tmp
     coords = np.stack(np.meshgrid(*[np.arange(n) for n in grid_shape], indexing="ij"), -1)
     ball = (((coords - centre) ** 2).sum(-1) <= 6 ** 2).astype(np.float32)
     monkeypatch.setattr("bindiff.tasks.masks.apply.denoised_probabilities",
-                        lambda ctx, rows: (1, np.repeat(ball.reshape(1, -1), len(rows), 0)))
+                        lambda ctx, rows, desc: (1, np.repeat(ball.reshape(1, -1), len(rows), 0)))
     source = DATA / "msd_hippocampus" / "labels" / "hippocampus_001.nii.gz"
     label = sitk.ReadImage(str(source))
     assert label.GetSpacing() == (1.0, 1.0, 1.0)

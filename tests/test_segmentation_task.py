@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import nibabel as nib
@@ -615,7 +616,9 @@ def test_the_spacing_benchmark_scores_both_ways_and_prints_its_command(pad_run):
                               capture_output=True, text=True, env={**os.environ, "BINDIFF_DATA_DIR": str(DATA)})
     assert finished.returncode == 0, finished.stderr
     lines = finished.stdout.splitlines()
-    assert lines[0] == "command: BINDIFF_DATA_DIR=../shared/data python benchmarks/spacing_resampling.py " + " ".join(argv)
+    # the data folder it read, and every argument, quoted for a shell
+    assert lines[0] == (f"command: BINDIFF_DATA_DIR={shlex.quote(str(DATA))} python benchmarks/spacing_resampling.py "
+                        + shlex.join(argv))
     scored = [line for line in lines if line.startswith("scans at 0.8 mm")]
     assert [line.split(",")[1].split(":")[0].strip() for line in scored] == [
         "resampled to the training spacing", "read as they are"]
@@ -637,7 +640,8 @@ def test_the_sampling_benchmark_agrees_with_the_runs_own_evaluation(run, tmp_pat
                               env={**os.environ, "BINDIFF_DATA_DIR": str(DATA), "PYTHONIOENCODING": "utf-8"})
     assert finished.returncode == 0, finished.stderr
     lines = finished.stdout.splitlines()
-    assert lines[0].startswith("command: BINDIFF_DATA_DIR=../shared/data python benchmarks/segmentation_sampling.py")
+    assert lines[0] == (f"command: BINDIFF_DATA_DIR={shlex.quote(str(DATA))} python benchmarks/segmentation_sampling.py "
+                        f"{shlex.quote(str(run))} --part test --samples 8")
     rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): float(line.split("|")[3])
             for line in lines if line.startswith("| ") and not line.startswith("| map")}
     assert rows[("U-Net", "0.50")] == pytest.approx(evaluated["unet"]["dice"], abs=1e-4)
@@ -714,6 +718,10 @@ def test_evaluate_scores_a_segmentation_run_again_into_a_new_folder(run, tmp_pat
     metrics = json.loads((out / "metrics.json").read_text())
     summary = json.loads((out / "segmentation" / "summary.json").read_text())
     assert summary["settings"]["average"] == "trajectory" and set(metrics["test"]) == {"diffusion", "unet"}
+    # the reverse runs are drawn that many at a time, which decides their draws: the summary says how many
+    import yaml
+
+    assert summary["settings"]["eval_batch_size"] == yaml.safe_load((run / "config.yaml").read_text())["eval"]["batch_size"]
     # the U-Net is scored as in the run itself; only the diffusion's map is made another way
     original = json.loads((run / "metrics.json").read_text())["test"]["unet"]
     assert metrics["test"]["unet"]["dice"] == pytest.approx(original["dice"])

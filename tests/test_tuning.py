@@ -133,6 +133,20 @@ def test_tuning_writes_its_directory(tuned):
     assert set(result["space"]) == set(SPACE) and result["select"] == SELECT and result["sampler_seed"] == 3
 
 
+def test_a_piped_search_names_its_folder_first_and_each_trial_as_it_ends(recipe, tmp_path, capsys):
+    out = tune(recipe, tmp_path, "output.progress=null", trials=3)
+    lines = capsys.readouterr().err.splitlines()  # stderr is not a terminal here
+    assert lines[0] == f"tuning directory: {out}"
+    trials = study(out)["trials"]
+    shown = [line for line in lines if line.startswith("tune: ")]
+    assert len(shown) == 3
+    for i, (line, trial) in enumerate(zip(shown, trials)):
+        values = [t["valid"] for t in trials[: i + 1]]
+        best = values.index(max(values))  # the first of equal values, as the search keeps
+        assert line.startswith(f"tune: trial {i + 1}/3 valid {SELECT} {trial['valid']:.4f} in "), line
+        assert line.endswith(f"({' '.join(trial['overrides'])}); best so far trial {best}"), line
+
+
 def test_each_trial_value_is_the_validation_value_its_run_recorded(tuned):
     trials = study(tuned)["trials"]
     with open(tuned / "trials.csv") as handle:

@@ -488,9 +488,10 @@ def evaluate_ranking(
     metrics: Sequence[str],
     batch_size: int = 1024,
     empty_users: str = "drop",
-    progress: bool = False,
+    progress: bool | None = False,
     device: str | torch.device | None = None,
     item_popularity: np.ndarray | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> RankingReport:
     """Stream users through ``score_fn`` and compute full-ranking top-k metrics.
 
@@ -529,11 +530,12 @@ def evaluate_ranking(
 
             Users with an empty held-out set are never passed to ``score_fn``
             under either policy since their scores cannot affect any metric.
-        progress: show a tqdm bar over batches.
+        progress: show a tqdm bar over batches (``None``: on a terminal only).
         device: where the batch input tensor is placed before ``score_fn``
             (default CPU).
         item_popularity: (n_items,) popularity of each item (e.g. the share of training
             users with it); needed by ``popularity@K`` only.
+        report: called with one line per finished batch (a log where no bar is drawn).
 
     Raises:
         ValueError: unknown metric name, mismatched matrix shapes, k larger than
@@ -565,8 +567,9 @@ def evaluate_ranking(
     from tqdm.auto import tqdm
 
     n_batches = -(-users.size // int(batch_size))
-    with torch.no_grad(), tqdm(total=n_batches, disable=not progress, desc="ranking eval", unit="batch") as bar:
-        for start in range(0, users.size, int(batch_size)):
+    disable = None if progress is None else not progress
+    with torch.no_grad(), tqdm(total=n_batches, disable=disable, desc="ranking eval", unit="batch") as bar:
+        for batch_number, start in enumerate(range(0, users.size, int(batch_size)), 1):
             rows = users[start : start + int(batch_size)]
             batch = torch.from_numpy(inputs[rows].toarray().astype(np.float32, copy=False))
             scores = torch.as_tensor(score_fn(batch.to(in_device)))
@@ -586,6 +589,9 @@ def evaluate_ranking(
                     # a user with every item excluded has no list, so no popularity (not 0)
                     per_user[name][rows] = np.where(listed > 0, values.sum(axis=1) / np.maximum(listed, 1), np.nan)
             bar.update(1)
+            if report is not None:
+                report(f"ranking: batch {batch_number}/{n_batches} ({min(start + int(batch_size), users.size)} of "
+                       f"{users.size} users)")
 
     return RankingReport(
         per_user=per_user,

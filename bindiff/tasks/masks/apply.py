@@ -148,7 +148,7 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
         for path in files:
             cases.append(_apply_one(ctx, task, path, staging, output_dir, None if unknown is None else Path(unknown),
                                     unknown_label, spacing))
-        settings = dict(config["evaluations"][task])
+        settings = {**config["evaluations"][task], "eval_batch_size": config["eval"]["batch_size"]}  # decides the draws
         if task == "denoising":  # the time a null t resolves to, as the masks evaluation reports it
             settings["t_used"] = settings["t"] or denoise_time(model, settings["flip"])
         outside = {case["case_id"]: case["outside_grid_voxels"] for case in cases if case["outside_grid_voxels"]}
@@ -202,7 +202,7 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_di
         filled = grids_of(data, (probs >= 0.5).astype(np.uint8), [len(rows)], [transform.grid_shape])[0]
         out_grid = np.where(known_grid, grid, filled * valid).astype(np.uint8)
     else:
-        t, probs = denoised_probabilities(ctx, rows)
+        t, probs = denoised_probabilities(ctx, rows, f"apply {path.name}")
         out_grid = (grids_of(data, (probs >= 0.5).astype(np.uint8), [len(rows)], [transform.grid_shape])[0]
                     * valid).astype(np.uint8)
     covered = transform.from_grid(np.ones(transform.grid_shape, dtype=np.uint8)).astype(bool)

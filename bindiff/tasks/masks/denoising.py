@@ -13,9 +13,10 @@ from ...files import write_json
 from . import baselines, corruption, panels
 from .evaluation import EvalContext, denoise_time, batched, case_truth, grids_of, score, summary_of, vectors_of, write_niftis
 
-def denoised_probabilities(ctx: EvalContext, observed: np.ndarray) -> tuple[int, np.ndarray]:
+def denoised_probabilities(ctx: EvalContext, observed: np.ndarray, desc: str = "denoising") -> tuple[int, np.ndarray]:
     """The time shown to the denoiser and P(voxel = 1) for (n, D) damaged rows: p̂(x_0 | x_t) in
-    one call, or ``evaluations.denoising.steps`` reverse steps from t."""
+    one call, or ``evaluations.denoising.steps`` reverse steps from t (``desc``: what its progress
+    is called)."""
     cfg = ctx.config["evaluations"]["denoising"]
     t = cfg["t"] or denoise_time(ctx.model, cfg["flip"])
     T = ctx.model.process.num_steps
@@ -25,7 +26,7 @@ def denoised_probabilities(ctx: EvalContext, observed: np.ndarray) -> tuple[int,
         fn = lambda x: ctx.model.predict_x0(x, t)  # noqa: E731
     else:
         fn = lambda x: ctx.model.reverse(x, start=t, steps=min(cfg["steps"], t), mode="mean")  # noqa: E731
-    return t, batched(ctx, fn, observed, desc="denoising")
+    return t, batched(ctx, fn, observed, desc=desc)
 
 
 def evaluate_denoising(ctx: EvalContext, out_dir: Path) -> dict:

@@ -139,7 +139,7 @@ def summary_of(task: str, rows: list[dict], methods: list[str], settings: dict, 
         "cases": len(rows),
         "mean": {m: summarize(r[m] for r in rows) for m in methods},
         "methods": settings.pop("methods"),
-        "settings": settings,
+        "settings": {**settings, "eval_batch_size": ctx.config["eval"]["batch_size"]},  # it decides the draws
         "empty_rule": EMPTY_RULE,
         "definitions": DEFINITIONS,
         "seconds": round(seconds, 2),

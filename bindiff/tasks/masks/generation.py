@@ -205,7 +205,7 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
     summary = {
         "task": "generation",
         "samples": int(cfg["samples"]),
-        "settings": dict(cfg),
+        "settings": {**cfg, "eval_batch_size": ctx.config["eval"]["batch_size"]},  # it decides the draws
         "plausibility": {
             "one_component_share": float(np.mean([c == 1 for c in components])),
             "empty_share": float(np.mean([c == 0 for c in components])),

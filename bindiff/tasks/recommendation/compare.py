@@ -29,6 +29,7 @@ import numpy as np
 from ...config import RecipeError, dump_recipe, load_recipe
 from ...files import atomic_path, write_json, write_text
 from ...metrics.paired import paired_wilcoxon
+from ...progress import log, log_lines
 from ...runs import new_output_dir
 from ...training.devices import device_of
 from .evaluation import evaluate_part
@@ -126,6 +127,8 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
     # A missing dataset stops the first run: leave no comparison that holds only what it was asked.
     with new_output_dir(base, "comparison", folder="compare", preamble=("recipe.yaml", "models.json")) as out:
         write_text(out / "recipe.yaml", dump_recipe(base))
+        if log_lines(base):
+            log(f"comparison directory: {out}")  # piped output can follow the comparison from its start
         tuning: dict[str, dict] = {}
         for name, space in spaces.items():  # the same number of trials for every model with a space
             study_dir = run_tuning(recipe, [*overrides, *presets[name], f"output.root={out / 'tune' / name}"],
@@ -147,6 +150,10 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
                 runs.append(ModelRun(name, cfg["model"]["kind"], seed, trained.run_dir, report.mean,
                                      trained.metrics["valid"], report.per_user,
                                      trained.metrics["training"]["seconds"], time.perf_counter() - started))
+                if base["output"]["progress"] is not False:  # between the runs' training bars, or their lines
+                    select = cfg["eval"]["select"]
+                    log(f"compare: run {len(runs)}/{len(seed_values) * len(presets)}, {name} seed {seed}: valid "
+                        f"{select} {trained.metrics['valid'][select]:.4f} in {runs[-1].train_seconds:.1f} s")
         table = summarise(runs, base)
         table["tuning"] = {name: tuning.get(name, {"trials": 0}) for name in presets}
         write_json(out / "compare.json", table)

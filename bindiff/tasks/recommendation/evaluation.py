@@ -12,6 +12,7 @@ from torch import nn
 from ...adapters.interactions import EvalPart, Split
 from ...config import RecipeError
 from ...files import write_text
+from ...progress import log, log_lines
 from ...metrics import RankingReport, evaluate_ranking, merge_reports
 from ...metrics.ranking import LIST_METRICS, _parse_metrics
 from ...training.devices import device_of
@@ -20,7 +21,7 @@ from ..base import checkpoint_entry
 from .models import make_scorer
 
 # What scoring a trained run again may change: how it is scored, never what was trained.
-RESCORE_KEYS = ("inference.", "eval.metrics", "eval.batch_size", "eval.empty_users")
+RESCORE_KEYS = ("inference.", "eval.metrics", "eval.batch_size", "eval.empty_users", "output.progress")
 
 
 def metric_names(config: dict) -> list[str]:
@@ -61,11 +62,13 @@ def training_popularity(train) -> np.ndarray:
 
 
 def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, workers: Workers = SINGLE,
-                  popularity: np.ndarray | None = None) -> RankingReport:
+                  popularity: np.ndarray | None = None, shown: str | None = None) -> RankingReport:
     """Rank one evaluation part with the recipe's scorer and metrics.
 
     With several workers each process ranks its block of users and the per-user values are
-    gathered, so every process gets the report of all users.
+    gathered, so every process gets the report of all users. ``shown``: the part's name, to show
+    the ranking's progress as ``output.progress`` says (a bar, or a line per batch when piped);
+    None (the validation of every epoch) shows nothing.
     """
     scorer = make_scorer(model, config, seed=config["seed"])
     matrices = (part.input, part.exclude, part.target)
@@ -74,10 +77,12 @@ def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, worker
         matrices = tuple(None if m is None else m[lo:hi] for m in matrices)
     # the metrics and the scorer were checked against the recipe before (check_metrics, make_scorer):
     # an error here is the model's or bindiff's, and keeps its traceback
+    shows = shown is not None and workers.is_main
     report = evaluate_ranking(
         lambda batch: scorer(batch), *matrices, metric_names(config),
         batch_size=config["eval"]["batch_size"], empty_users=config["eval"]["empty_users"], device=device,
-        item_popularity=popularity,
+        item_popularity=popularity, progress=config["output"]["progress"] if shows else False,
+        report=(lambda line: log(f"{shown} {line}")) if shows and log_lines(config) else None,
     )
     return merge_reports(workers.gather(report)) if workers.parallel else report
 
@@ -88,7 +93,7 @@ def score_run(config: dict, split: Split, model: nn.Module, payload: dict, worke
     ``per_user_csv``: also each test user's values, one row per user (raw id first)."""
     device = device_of(model)
     popularity = training_popularity(split.train)
-    reports = {name: evaluate_part(model, config, getattr(split, name), device, workers, popularity)
+    reports = {name: evaluate_part(model, config, getattr(split, name), device, workers, popularity, shown=name)
                for name in ("valid", "test")}
     if per_user_csv is not None and workers.is_main:
         write_per_user_csv(per_user_csv, split.test.user_ids, reports["test"])

@@ -20,12 +20,14 @@ from typing import Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
+from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
 from ...adapters.interactions import Split
 from ...adapters.interactions.readers import read_delimited
 from ...files import OutputError, atomic_path
 from ...metrics import topk_excluding
+from ...progress import log, piped_lines
 from ...training.devices import device_of
 from .job import load_run
 from .models import draws_random_bits, make_scorer
@@ -90,13 +92,22 @@ class Recommender:
             np.zeros((0, self.n_items), dtype=np.float32)
 
     @torch.no_grad()
-    def recommend(self, histories: Sequence[Iterable[str]], k: int = 20) -> list[Recommendation]:
-        """The ``k`` best items of each history that are not in it, as raw ids, best first."""
+    def recommend(self, histories: Sequence[Iterable[str]], k: int = 20,
+                  progress: bool | None = False) -> list[Recommendation]:
+        """The ``k`` best items of each history that are not in it, as raw ids, best first.
+        ``progress`` as ``output.progress``: a bar of the batches (None: on a terminal, else a line
+        per batch)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         rows, unknown = self.encode(histories)
         out: list[Recommendation] = []
-        for scores, batch_rows in self._scored(rows):
+        batches = -(-rows.shape[0] // self.batch_size)
+        shown = tqdm(self._scored(rows), total=batches, desc="recommend", unit="batch",
+                     disable=None if progress is None else not progress)
+        for batch, (scores, batch_rows) in enumerate(shown, 1):
+            if piped_lines(progress):
+                log(f"recommend: batch {batch}/{batches} ({min(batch * self.batch_size, rows.shape[0])} of "
+                    f"{rows.shape[0]} histories)")
             top = topk_excluding(scores, batch_rows, min(k, self.n_items)).numpy()
             for i, items in enumerate(top):
                 items = items[items >= 0]

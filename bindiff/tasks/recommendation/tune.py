@@ -32,6 +32,7 @@ from ...config import RecipeError, dump_recipe, load_recipe
 from ...config.recipe import with_key
 from ...config.schema import FREE, schema_for
 from ...files import atomic_path, write_json, write_text
+from ...progress import log, log_lines
 from ...runs import new_output_dir, read_metrics
 from .job import train_recommender
 from .models import build_model, check_model_params, make_scorer, model_kind, unread_sections
@@ -257,6 +258,8 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
     # the search with the one-line error the CLI prints for every user error.
     with new_output_dir(base, "tuning", folder="tune") as out:
         write_text(out / "recipe.yaml", dump_recipe(base))
+        if log_lines(base):
+            log(f"tuning directory: {out}")  # piped output can follow the search from its start
         started = time.perf_counter()
         for _ in range(n_trials):
             trial = study.ask()
@@ -266,11 +269,23 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
             study.tell(trial, value)
+            if base["output"]["progress"] is not False:  # between the trials' training bars, or their lines
+                log(_trial_line(records, n_trials, select))
     seconds = round(time.perf_counter() - started, 2)
 
     _write_results(out, base, source, overrides, records, dimensions, sampler_seed, seconds, optuna.__version__)
     plot_tuning(records, base["eval"]["select"], out / "tuning.png")
     return out
+
+
+def _trial_line(records: list[TrialRecord], n_trials: int, select: str) -> str:
+    """One line for the trial just finished, with the best so far (as the CLI's table reads them)."""
+    last = records[-1]
+    valid = "n/a" if math.isnan(last.valid) else f"{last.valid:.4f}"  # undefined
+    best = (f"best so far trial {best_trial(records).number}" if any(not math.isnan(r.valid) for r in records)
+            else "no defined value yet")
+    return (f"tune: trial {len(records)}/{n_trials} valid {select} {valid} in {last.seconds:.1f} s "
+            f"({' '.join(last.overrides)}); {best}")
 
 
 def _write_results(out: Path, base: dict, source: str, overrides: list[str], records: list[TrialRecord],

@@ -306,7 +306,8 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
             paired = {"models": ["diffusion", "unet"], "test": "two-sided Wilcoxon signed-rank over the cases",
                       **{key: paired_wilcoxon([r["diffusion"][key] for r in rows], [r["unet"][key] for r in rows])
                          for key in PAIRED}}
-        summary = {"task": "segmentation", "cases": len(rows), "mean": means, "paired": paired, "settings": dict(cfg),
+        summary = {"task": "segmentation", "cases": len(rows), "mean": means, "paired": paired,
+                   "settings": {**cfg, "eval_batch_size": batch},  # the reverse runs' draws depend on it
                    "definitions": {**DEFINITIONS,
                                    "ece": f"expected calibration error of the probability map, {cfg['calibration_bins']} "
                                           "equal-width bins, over the grid voxels inside the image",

@@ -142,11 +142,13 @@ def _brain_file(brain: Path | None, case: InputCase) -> Path | None:
     return found
 
 
-def _settings_read(cfg: dict, model: str) -> dict:
-    """The segmentation settings the model used (``SEGMENT_KEYS``): the U-Net is one call, so it reads
-    only how the mask is decided (its uncertainty is the entropy of its probability)."""
+def _settings_read(config: dict, model: str) -> dict:
+    """The settings the model used (``SEGMENT_KEYS``): the U-Net is one call, so it reads only how
+    the mask is decided (its uncertainty is the entropy of its probability); the diffusion's runs
+    are drawn ``eval.batch_size`` at a time, which decides their draws."""
+    cfg = config["segmentation"]
     if model == "diffusion":
-        return dict(cfg)
+        return {**cfg, "eval_batch_size": config["eval"]["batch_size"]}
     return {key.split(".", 1)[1]: cfg[key.split(".", 1)[1]] for key in SEGMENT_KEYS[model]
             if key.startswith("segmentation.")}
 
@@ -199,7 +201,7 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
                                       panel=i < panels))
         summary = {"run": str(run_dir), "model": model,
                    "checkpoint": base.checkpoint_entry(payload, checkpoint, None if model == "diffusion" else model),
-                   "input": str(input_path), "settings": _settings_read(cfg, model),
+                   "input": str(input_path), "settings": _settings_read(config, model),
                    "training_spacing_mm": list(trained.spacing),
                    "training_extent_mm": {"smallest": list(trained.smallest), "largest": list(trained.largest)},
                    "uncertainty": cfg["uncertainty"] if model == "diffusion" else "entropy",
