@@ -165,7 +165,7 @@ def evaluate(
     overrides: Optional[List[str]] = typer.Argument(
         None, help="overrides of how the model is scored, e.g. inference.mode=reverse inference.t=3: "
                    "inference.*, eval.metrics, eval.batch_size, eval.empty_users (segmentation runs: "
-                   "segmentation.*; masks runs: evaluations.*; both: eval.* but eval.select, and output.progress)"),
+                   "segmentation.*; masks runs: evaluations.*; both: eval.* but eval.select), and output.progress"),
     checkpoint: str = typer.Option("best", help="best or last"),
     out: Optional[str] = typer.Option(None, "--out", "--output",
                                       help="also write the metrics to OUT/metrics.json (a new folder)"),
