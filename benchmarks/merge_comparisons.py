@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from bindiff.files import write_json, write_text  # noqa: E402
 from bindiff.tasks.recommendation.compare import ModelRun, _to_markdown, summarise  # noqa: E402
-from bindiff.tasks.recommendation.evaluation import evaluate_part  # noqa: E402
+from bindiff.tasks.recommendation.evaluation import evaluate_part, training_popularity  # noqa: E402
 from bindiff.tasks.recommendation.job import load_run  # noqa: E402
 from bindiff.training.devices import device_of  # noqa: E402
 
@@ -65,7 +65,8 @@ def main() -> None:
                 if targets.setdefault(seed, target) != target:
                     raise SystemExit(f"{run_dir}: seed {seed} has other test users than the first comparison's")
                 started = time.perf_counter()
-                report = evaluate_part(model, cfg, split.test, device_of(model))
+                report = evaluate_part(model, cfg, split.test, device_of(model),
+                                       popularity=training_popularity(split.train))  # popularity@K reads it
                 seconds = time.perf_counter() - started
                 recorded = json.loads((Path(run_dir) / "metrics.json").read_text())
                 valid = {m: np.nan if v is None else v for m, v in recorded["valid"].items()}  # null: undefined

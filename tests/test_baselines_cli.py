@@ -99,6 +99,19 @@ def test_closed_form_run_writes_a_complete_run_directory(ease_run):
         assert float(payload["model"]["chosen_lambda"]) == training["lambda"]
 
 
+def test_a_piped_closed_form_fit_logs_each_validation(ratings_csv, tmp_path):
+    """EASE validates once per λ: piped, each is a line, with the value its grid records."""
+    arguments = [a for a in args(ratings_csv, tmp_path, "ease") if a != "output.progress=false"]
+    result = runner.invoke(app, [*arguments, "output.progress=null"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "ml1m").iterdir()
+    grid = json.loads((run_dir / "metrics.json").read_text())["training"]["grid"]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("closed form: ")]
+    assert [line.split(" (")[0] for line in lines] == [f"closed form: validation {i}: ndcg@10 {g['valid']:.4f}"
+                                                       for i, g in enumerate(grid, 1)]
+    assert len(grid) == 3 and "fitting EASE in closed form on 140 training rows" in result.stderr
+
+
 def test_evaluate_and_recommend_on_a_closed_form_run(ease_run):
     from bindiff.adapters.interactions import Split
     from bindiff.tasks.recommendation.serve import user_history

@@ -249,6 +249,28 @@ def test_scoring_and_recommending_show_their_batches_when_asked(trained, capsys)
                                                     "recommend: batch 2/2 (3 of 3 histories)"]
 
 
+def test_a_batch_too_large_for_the_memory_is_refused_naming_its_key(trained, ratings_csv, tmp_path, monkeypatch):
+    """A batch as large as the users is the dense users × items matrix: on a machine too small for
+    it (here a stand-in of 64 KiB), one line naming the key, before any run folder is made."""
+    import bindiff.tasks.recommendation.baselines.ease as ease
+
+    monkeypatch.setattr(ease, "physical_memory_bytes", lambda: 64 * 2**10)
+    root = tmp_path / "runs"
+    result = runner.invoke(app, small_args(ratings_csv, root, "train.batch_size=1000"))
+    assert result.exit_code == 2, result.output
+    # 300 users, 40 of them validation and 40 test: 220 training rows × 40 items × 8 float32 copies
+    assert result.output.strip().splitlines()[-1] == (
+        "error: train.batch_size=1000: a batch of 220 users × 40 items needs about 0 GiB dense (8 float32 copies), "
+        "and this machine has 0 GiB; lower it")
+    assert not (root / "ml1m").exists() or not any((root / "ml1m").iterdir())
+    run_dir, _, _ = trained
+    monkeypatch.setattr(ease, "physical_memory_bytes", lambda: 16 * 2**10)  # under 40 × 40 × 4 copies × 4 bytes
+    result = runner.invoke(app, ["evaluate", str(run_dir), "eval.batch_size=100"])
+    assert result.exit_code == 2 and "error: eval.batch_size=100: a batch of 40 users × 40 items" in result.output
+    monkeypatch.setattr(ease, "physical_memory_bytes", lambda: 32 * 2**10)  # over them
+    assert runner.invoke(app, ["evaluate", str(run_dir), "eval.batch_size=100"]).exit_code == 0
+
+
 def test_evaluate_refuses_overrides_that_change_the_trained_model(trained):
     run_dir, _, _ = trained
     result = runner.invoke(app, ["evaluate", str(run_dir), "train.lr=0.1"])

@@ -76,6 +76,20 @@ def test_a_piped_comparison_names_its_folder_first_and_each_run_as_it_ends(ratin
     assert len(shown) == 2
 
 
+def test_compare_reports_the_list_metrics_that_train_reports(tmp_path):
+    """popularity@K needs the training items' popularity: compare ranked the test users again
+    without it and stopped with a traceback after the first model."""
+    result = runner.invoke(app, ["compare", str(RECIPE), "data.dataset=synthetic:tiny", "data.min_rating=null",
+                                 "split.n_valid_users=50", "split.n_test_users=50",
+                                 "eval.metrics=[recall@20, popularity@10]", f"output.root={tmp_path}",
+                                 "output.progress=false", "--models", "popularity", "--seeds", "1"])
+    assert result.exit_code == 0, result.output
+    (out,) = (tmp_path / "compare" / "ml1m").iterdir()
+    row = json.loads((out / "compare.json").read_text())["models"]["popularity"]
+    recorded = json.loads((Path(row["runs"][0]) / "metrics.json").read_text())["test"]
+    assert row["mean"]["popularity@10"] == pytest.approx(recorded["popularity@10"])
+
+
 def test_the_paired_user_test_pairs_each_user_with_the_best_baselines_value_on_the_same_seed():
     from scipy.stats import wilcoxon
 

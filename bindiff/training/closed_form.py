@@ -14,6 +14,7 @@ from typing import Callable
 import scipy.sparse as sp
 from torch import nn
 
+from ..progress import log, log_lines
 from .checkpoint import capture_rng, save_checkpoint
 from .trainer import TrainResult
 
@@ -24,10 +25,21 @@ def fit_closed_form_run(model: nn.Module, train: sp.csr_matrix, *, config: dict,
     """Fit ``model`` on ``train`` (validation through ``evaluate_valid`` only) and checkpoint it."""
     started = time.perf_counter()
     model.eval()
-    report = model.fit_closed_form(train, evaluate_valid)
+    select = config["eval"]["select"]
+    validations: list[float] = []
+
+    def logged(fitted: nn.Module) -> float:  # piped: one line per validation (EASE: one per λ)
+        validations.append(evaluate_valid(fitted))
+        log(f"closed form: validation {len(validations)}: {select} {validations[-1]:.4f} "
+            f"({time.perf_counter() - started:.1f} s)")
+        return validations[-1]
+
+    piped = log_lines(config)
+    if piped:
+        log(f"fitting {type(model).__name__} in closed form on {train.shape[0]:,} training rows")
+    report = model.fit_closed_form(train, logged if piped else evaluate_valid)
     value = float(report.get("valid", float("nan")))
     seconds = time.perf_counter() - started
-    select = config["eval"]["select"]
     state = dict(
         config_yaml=config_yaml, model=model, dim=train.shape[1], epoch=0, step=0, optimizer={},
         best={"metric": select, "value": value, "epoch": 0}, epochs_since_best=0,

@@ -32,7 +32,7 @@ from ...metrics.paired import paired_wilcoxon
 from ...progress import log, log_lines
 from ...runs import new_output_dir
 from ...training.devices import device_of
-from .evaluation import evaluate_part
+from .evaluation import evaluate_part, training_popularity
 from .job import load_run, train_recommender
 from .models import BINOMIAL
 from .tune import NOT_SEARCHABLE, parse_space, run_tuning
@@ -146,7 +146,8 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
                 trained = train_recommender(config, data_dir=data_dir)
                 cfg, split, model, _ = load_run(trained.run_dir)
                 started = time.perf_counter()
-                report = evaluate_part(model, cfg, split.test, device_of(model))
+                report = evaluate_part(model, cfg, split.test, device_of(model),
+                                       popularity=training_popularity(split.train))  # popularity@K reads it
                 runs.append(ModelRun(name, cfg["model"]["kind"], seed, trained.run_dir, report.mean,
                                      trained.metrics["valid"], report.per_user,
                                      trained.metrics["training"]["seconds"], time.perf_counter() - started))

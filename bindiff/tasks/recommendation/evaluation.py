@@ -55,6 +55,35 @@ def check_metrics(config: dict, n_items: int | None = None) -> None:
         raise RecipeError(f"eval.metrics: cut-off {max(cutoffs)} exceeds the {n_items} items of the data")
 
 
+# float32 (batch, items) tensors alive at once: a training step's input, noised input, logits and
+# their gradients, with room to spare; an evaluation's input, scores and the top-k's working copy
+BATCH_COPIES = {"train.batch_size": 8, "eval.batch_size": 4}
+
+
+def check_batches_fit(config: dict, split: Split, trains: bool = True) -> None:
+    """RecipeError naming the key when a dense batch of users × items cannot fit this machine's
+    memory: a batch size at or beyond the users makes it the whole users × items matrix, which
+    the rest of bindiff never builds (an allocator's traceback, or the kernel's kill, otherwise)."""
+    from .baselines.ease import physical_memory_bytes
+
+    have = physical_memory_bytes()
+    if have is None:
+        return
+    n_items = split.train.shape[1]
+    users = {"train.batch_size": split.train.shape[0],
+             "eval.batch_size": max(split.valid.input.shape[0], split.test.input.shape[0])}
+    for key, copies in BATCH_COPIES.items():
+        if key == "train.batch_size" and not trains:
+            continue
+        section, name = key.split(".")
+        rows = min(config[section][name], users[key])
+        need = copies * 4 * rows * n_items
+        if need > have:
+            raise RecipeError(f"{key}={config[section][name]}: a batch of {rows:,} users × {n_items:,} items "
+                              f"needs about {need / 2**30:.0f} GiB dense ({copies} float32 copies), and this "
+                              f"machine has {have / 2**30:.0f} GiB; lower it")
+
+
 def training_popularity(train) -> np.ndarray:
     """Share of the training users who have each item (what ``popularity@K`` averages)."""
     counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float64)

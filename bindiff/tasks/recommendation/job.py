@@ -23,7 +23,8 @@ from ...adapters.interactions import Split
 from ...training.distributed import SINGLE, Workers
 from .. import base
 from .data import check_split_is_usable, prepare_split
-from .evaluation import RESCORE_KEYS, check_metrics, evaluate_part, score_run, training_popularity
+from .evaluation import (RESCORE_KEYS, check_batches_fit, check_metrics, evaluate_part, score_run,
+                         training_popularity)
 from .models import (BINOMIAL, RecommenderKind, build_model, check_model_params, make_scorer, model_kind,
                      unread_sections)
 
@@ -62,6 +63,7 @@ class RecommendationTask(base.Task):
         make_scorer(model, config, seed=config["seed"])  # the inference section against the model
         check_metrics(config, n_items=split.train.shape[1])
         check_split_is_usable(config, split)
+        check_batches_fit(config, split, trains=self.model_kind(config).fitting != "closed_form")
 
     def save_data(self, split: Split, folder: Path) -> None:
         split.save(folder)
@@ -137,4 +139,5 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, w
     if overrides:
         config = base.rescoring_config(TASK, config, overrides)
         TASK.check_rescoring(config, model, payload)
+        check_batches_fit(config, split or saved_split, trains=False)
     return score_run(config, split or saved_split, model, payload, workers, per_user_csv, checkpoint)

@@ -15,8 +15,9 @@ from torch import nn
 DEFAULT_LAMBDAS = tuple(float(f"{10 ** (1 + k / 10):.4g}") for k in range(31))
 
 
-# Dense item × item float64 matrices alive at once while fitting: the Gram matrix, its
-# eigenvectors, P for one λ and B (the float32 weights add half of one more).
+# Dense item × item float64 matrices alive at once while fitting: at most the eigenvectors, V
+# scaled for one λ and P (which becomes B in place), and two float32 ones (the weights scored and
+# the best so far): 4 measured (`python benchmarks/ease_memory.py`), and half of one to spare.
 _DENSE_MATRICES = 4.5
 
 
@@ -36,7 +37,7 @@ def check_ease_fits(n_items: int) -> None:
     have = physical_memory_bytes()
     if have is not None and need > have:
         raise DataError(f"EASE on {n_items:,} items needs about {need / 2**30:.0f} GiB (dense {n_items:,} × "
-                        f"{n_items:,} float64 matrices: Gram, eigenvectors, P and B, "
+                        f"{n_items:,} float64 matrices: eigenvectors, the scaled eigenvectors and P, "
                         f"{8 * n_items ** 2 / 2**30:.1f} GiB each); this machine has {have / 2**30:.0f} GiB. "
                         f"Its memory grows with the square of the items: use a model that grows with the items")
 
@@ -50,18 +51,28 @@ class EaseSolver:
     """
 
     def __init__(self, train_csr):
+        from scipy.linalg import eigh
+
         x = train_csr.astype(np.float64)
-        gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
-        self.eigenvalues, self.eigenvectors = np.linalg.eigh(gram)
+        product = x.T @ x  # sparse, and nearly dense on real data: gone before the dense work
+        gram = product.toarray()
+        del product
+        # Divide and conquer (LAPACK's syevd, as numpy's eigh), in place: the symmetric Gram matrix
+        # read in Fortran order is no copy, and its memory becomes the eigenvectors (numpy's eigh holds
+        # the matrix, its copy, the eigenvectors and syevd's workspace of two matrices at once).
+        self.eigenvalues, self.eigenvectors = eigh(gram.T, overwrite_a=True, check_finite=False, driver="evd")
+        del gram
         np.clip(self.eigenvalues, 0.0, None, out=self.eigenvalues)  # XᵀX is PSD; drop round-off below 0
 
     def weights(self, lam: float) -> np.ndarray:
         """B = I − P / diag(P), float64, diagonal exactly zero (Steck's eq. 8: B_ij = −P_ij / P_jj)."""
         v = self.eigenvectors
-        precision = (v / (self.eigenvalues + lam)[None, :]) @ v.T
-        weights = -precision / np.diag(precision)[None, :]
-        np.fill_diagonal(weights, 0.0)
-        return weights
+        scaled = v / (self.eigenvalues + lam)[None, :]
+        precision = scaled @ v.T
+        del scaled
+        precision /= -np.diag(precision)[None, :]  # in place: B's memory is P's
+        np.fill_diagonal(precision, 0.0)
+        return precision
 
 
 def ease_weights(train_csr, lam: float) -> np.ndarray:
@@ -97,13 +108,12 @@ class EASE(nn.Module):
         solver = EaseSolver(train_csr)
         best_rank, best_value, best_lam, best_weights, grid = -math.inf, math.nan, None, None, []
         for lam in self.lambdas:
-            weights = torch.from_numpy(solver.weights(lam)).float()
-            self.weights.copy_(weights)
+            self.weights.copy_(torch.from_numpy(solver.weights(lam)))  # float64 to float32 without a third copy
             value = float(evaluate_valid(self))
             grid.append({"lambda": lam, "valid": value})
             rank = -math.inf if math.isnan(value) else value  # a NaN value never beats a number
             if best_lam is None or rank > best_rank:
-                best_rank, best_value, best_lam, best_weights = rank, value, lam, weights
+                best_rank, best_value, best_lam, best_weights = rank, value, lam, self.weights.clone()
         self.weights.copy_(best_weights)
         self.chosen_lambda.fill_(best_lam)
         return {"lambda": best_lam, "valid": best_value, "grid": grid}
