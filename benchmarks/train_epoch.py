@@ -52,9 +52,8 @@ import time
 from pathlib import Path
 
 PHASES = ("train", "eval", "ease")
-# EASE's peak, in bytes per item × item entry: the float64 Gram matrix, its eigenvectors,
-# P for one λ and the float64 weights, and the float32 copy (4 × 8 + 4; the model refuses
-# above the same estimate, see baselines/ease.py). The measured peak is printed next to it.
+# EASE's peak, in bytes per item × item entry: the 4.5 float64 matrices its own guard counts
+# (baselines/ease.py, measured by benchmarks/ease_memory.py). The measured peak is printed next to it.
 EASE_BYTES_PER_GRAM_ENTRY = 36
 MB = 1 << 20
 
