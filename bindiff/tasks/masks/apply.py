@@ -32,13 +32,13 @@ from ...adapters.masks import (
     write_mask,
 )
 from ...adapters.masks import spacing as voxel_size
-from ...adapters.masks.io import require_one_grid
 from ...adapters.masks.datasets import (
     LABEL_SUFFIXES,
     refuse_non_file,
     refuse_repeated_cases,
     volume_stem,
 )
+from ...adapters.masks.io import require_one_grid
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from ...progress import log
