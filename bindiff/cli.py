@@ -460,13 +460,15 @@ def masks_apply(run_dir: str = _RUN_DIR,
                                                       "files) whose non-zero voxels are unknown"),
                 unknown_label: Optional[int] = typer.Option(None, help="complete: the label value marking unknown "
                                                             "voxels in the input itself"),
-                checkpoint: str = _CHECKPOINT, device: Optional[str] = _DEVICE):
+                checkpoint: str = _CHECKPOINT, device: Optional[str] = _DEVICE,
+                panels: int = typer.Option(20, min=0, help="PNG panels (the input and the result in three planes) "
+                                           "of the first N files, in panels/; 0: none")):
     """Complete or denoise your own label maps with a trained masks run; NIfTI in each input's geometry."""
     from .tasks.masks.apply import apply_run
 
     try:
         summary = apply_run(run_dir, task, input, output, unknown=unknown, unknown_label=unknown_label,
-                            overrides=overrides or [], checkpoint=checkpoint, device=device)
+                            overrides=overrides or [], checkpoint=checkpoint, device=device, panels=panels)
     except _user_errors() as err:
         _fail(err)
     for case in summary["cases"]:

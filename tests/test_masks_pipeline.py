@@ -323,6 +323,10 @@ def test_apply_denoise_equals_the_denoiser_on_the_cases_grid(tiny_run, tmp_path)
         np.testing.assert_allclose(written.geometry.affine, r.geometry.affine, atol=1e-5)
         assert np.array_equal(written.data.astype(bool), expected)
     assert summary["settings"]["t_used"] == t and "warning" not in result.output
+    # a picture of each file: the input and the result in three planes
+    assert sorted(p.name for p in (tmp_path / "out" / "panels").iterdir()) == sorted(
+        f"{c['case_id']}.png" for c in summary["cases"])
+    assert all(Path(c["panel"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in summary["cases"])
 
 
 
@@ -442,19 +446,120 @@ def test_a_self_conditioned_masks_run_trains_and_validates_reproducibly(tmp_path
     assert losses[0] == losses[1]
 
 
+def _test_label(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The first test case's label map and affine, as stored."""
+    cases = json.loads((run_dir / "split" / "cases.json").read_text())
+    image = nib.load(cases["records"][cases["split"]["test"][0]]["label"])
+    return np.asarray(image.dataobj).astype(np.uint8), image.affine
+
+
 @needs_hippo
-def test_apply_brings_a_label_map_of_another_spacing_to_the_training_spacing(tmp_path, monkeypatch):
-    """A stand-in denoiser answers with a ball of 6 grid voxels' radius. The run learned on 1 mm
-    voxels and places masks without resampling (grid.mode pad, a window larger than the file), so
-    the ball must come out 1 mm voxels wide from the label map and from a 0.8 mm copy of it."""
-    grid_shape = (40, 56, 40)
+def test_apply_complete_keeps_what_thin_unknown_slices_leave_known(pad_run, tmp_path):
+    """A label map on 0.5 mm slices (each 1 mm slice twice), every other slice unknown: brought to
+    the run's 1 mm voxels, every voxel still has a known half, so nothing is left to complete and
+    each unknown slice comes back as its known twin. Taking the nearest slice alone made every
+    voxel unknown, and the model drew a hippocampus from nothing."""
+    run_dir = pad_run
+    labels, affine = _test_label(run_dir)
+    thin = np.repeat(labels, 2, axis=2)
+    half = affine @ np.diag([1.0, 1.0, 0.5, 1.0]) @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -0.5],
+                                                               [0, 0, 0, 1]])  # the same outer faces
+    marked = thin.copy()
+    marked[:, :, 1::2] = 9
+    nib.save(nib.Nifti1Image(marked, half), str(tmp_path / "thin.nii.gz"))
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "output.progress=null", "--task", "completion",
+                                 "--input", str(tmp_path / "thin.nii.gz"), "--unknown-label", "9",
+                                 "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = np.asarray(nib.load(str(tmp_path / "out" / "thin.nii.gz")).dataobj).astype(bool)
+    assert np.array_equal(written, thin > 0)
+    # piped, a line per batch of each of the 4 samples (each was the same line)
+    assert [line for line in result.stderr.splitlines() if ": batch " in line] == [
+        f"apply thin.nii.gz sample {i}/4: batch 1/1" for i in range(1, 5)]
+
+
+@needs_hippo
+def test_apply_complete_names_unknown_voxels_beyond_the_window_as_such(pad_run, tmp_path):
+    """Every other sagittal slice unknown across a volume twice the window's width: the window,
+    centred on the volume, holds the region and the middle slices; the unknown voxels beyond it are
+    written as background and named as unknown voxels (they were counted as region voxels "written
+    as they came")."""
+    run_dir = pad_run
+    labels, affine = _test_label(run_dir)
+    width = 2 * PAD_GRID[0]
+    before = (width - labels.shape[0]) // 2
+    wide = np.pad(labels, ((before, width - labels.shape[0] - before), (0, 0), (0, 0)))
+    wide[1::2] = 9
+    nib.save(nib.Nifti1Image(wide, affine), str(tmp_path / "wide.nii.gz"))
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "completion", "--input",
+                                 str(tmp_path / "wide.nii.gz"), "--unknown-label", "9", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    (case,) = json.loads((tmp_path / "out" / "summary.json").read_text())["cases"]
+    start = (width - PAD_GRID[0]) // 2  # the window, centred on the volume
+    beyond = np.ones(width, bool)
+    beyond[start:start + PAD_GRID[0]] = False
+    expected = int((wide[beyond] == 9).sum())
+    assert case["outside_grid_voxels"] == 0 and case["unknown_outside_grid_voxels"] == expected > 0
+    assert f"{expected} unknown voxel(s) of 1 file(s) lie outside the run's grid window" in result.output
+    assert "region voxel(s)" not in result.output
+    written = np.asarray(nib.load(str(tmp_path / "out" / "wide.nii.gz")).dataobj)
+    assert not written[beyond].any()
+
+
+@needs_hippo
+def test_apply_denoise_places_its_window_on_the_region_not_on_a_stray_island(tiny_run, tmp_path):
+    """Denoising is for stray voxels: an island 20 voxels beyond the region must not move the grid
+    window (it is placed on the region without its small parts), so the region comes back exactly
+    as without the island, and the island, outside the window, as it came."""
+    run_dir, _ = tiny_run
+    labels, affine = _test_label(run_dir)
+    region = np.pad(labels > 0, 30).astype(np.uint8)
+    hits = np.argwhere(region)
+    corner = hits.max(0) + 20
+    island = region.copy()
+    island[tuple(slice(c, c + 2) for c in corner)] = 1
+    (tmp_path / "in").mkdir()
+    nib.save(nib.Nifti1Image(region, affine), str(tmp_path / "in" / "clean.nii.gz"))
+    nib.save(nib.Nifti1Image(island, affine), str(tmp_path / "in" / "island.nii.gz"))
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "denoising", "--input",
+                                 str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--panels", "0"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "out" / "panels").exists()
+    clean, with_island = (np.asarray(nib.load(str(tmp_path / "out" / f"{n}.nii.gz")).dataobj).astype(bool)
+                          for n in ("clean", "island"))
+    kept = island.astype(bool) & ~region.astype(bool)
+    assert kept.sum() == 8 and with_island[kept].all()
+    assert np.array_equal(with_island & ~kept, clean)
+    rows = {c["case_id"]: c for c in json.loads((tmp_path / "out" / "summary.json").read_text())["cases"]}
+    assert rows["island"]["outside_grid_voxels"] == 8
+
+
+PAD_GRID = (40, 56, 40)
+
+
+@pytest.fixture(scope="module")
+def pad_run(tmp_path_factory):
+    """A run that places masks without resampling (grid.mode pad, a window larger than the files),
+    as the hippocampus recipe does."""
+    if not (DATA / "msd_hippocampus" / "labels").is_dir():
+        pytest.skip("MSD hippocampus data not found")
+    root = tmp_path_factory.mktemp("pad_runs")
     tiny = [o for o in TINY if not o.startswith(("grid.", "train.epochs"))]
     trained = runner.invoke(app, ["train", str(RECIPES / "hippocampus_masks.yaml"), *tiny, "grid.mode=pad",
-                                  f"grid.shape={list(grid_shape)}".replace(" ", ""), "train.epochs=1",
-                                  f"output.root={tmp_path / 'runs'}", "--data-dir", str(DATA)])
+                                  f"grid.shape={list(PAD_GRID)}".replace(" ", ""), "train.epochs=1",
+                                  f"output.root={root}", "--data-dir", str(DATA)])
     assert trained.exit_code == 0, trained.output
     assert "warning:" not in trained.output  # every MSD label map has 1 mm voxels
-    (run_dir,) = (tmp_path / "runs" / "hippocampus_masks").iterdir()
+    (run_dir,) = (root / "hippocampus_masks").iterdir()
+    return run_dir
+
+
+@needs_hippo
+def test_apply_brings_a_label_map_of_another_spacing_to_the_training_spacing(pad_run, tmp_path, monkeypatch):
+    """A stand-in denoiser answers with a ball of 6 grid voxels' radius. The run learned on 1 mm
+    voxels and places masks without resampling, so the ball must come out 1 mm voxels wide from
+    the label map and from a 0.8 mm copy of it."""
+    grid_shape, run_dir = PAD_GRID, pad_run
     centre = (np.array(grid_shape) - 1) / 2
     coords = np.stack(np.meshgrid(*[np.arange(n) for n in grid_shape], indexing="ij"), -1)
     ball = (((coords - centre) ** 2).sum(-1) <= 6 ** 2).astype(np.float32)

@@ -133,6 +133,8 @@ def test_metric_names_are_refused_unless_written_as_reports_name_them(override, 
     ("ml1m.yaml", ["tune.seed=4294967296"], "key 'tune.seed' must lie in 0 .. 2**32 - 1"),  # optuna's traceback
     ("hippocampus_masks.yaml", ["augment.flip_axes=[1.0]"], "must list distinct axes among 0, 1, 2"),
     ("hippocampus_masks.yaml", ["augment.flip_axes=[0, 0]"], "must list distinct axes among 0, 1, 2"),
+    # no state of the process flips more than half the voxels: 0.6 settled on t = T without a word
+    ("hippocampus_masks.yaml", ["evaluations.denoising.flip=0.6"], "key 'evaluations.denoising.flip' must lie in (0, 0.5]"),
     ("hippocampus_masks.yaml", ["diffusion.schedule=bogus"], "diffusion: unknown schedule 'bogus'"),
     ("hippocampus_masks.yaml", ["denoiser.params.bogus=1"], "denoiser 'unet' has no parameter(s) ['bogus']"),
     ("hippocampus_masks.yaml", ["labels.foreground=[3]"], "labels.foreground is read with preset custom only"),

@@ -47,6 +47,7 @@ from .completion import inpainted_probabilities
 from .denoising import denoise_time, denoised_probabilities
 from .evaluation import EvalContext, grids_of
 from .job import TASK, load_masks_run
+from .panels import comparison_panel
 
 APPLY_TASKS = ("completion", "denoising")
 # what each task reads of the recipe here (the evaluations' other keys describe how they damage masks)
@@ -105,8 +106,9 @@ RESAMPLING_WARNING = 2.0
 @base.keeps_threads
 def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir: str | Path,
               unknown: str | Path | None = None, unknown_label: int | None = None, overrides: list[str] = (),
-              checkpoint: str = "best", device=None) -> dict:
-    """Complete or denoise every label map of ``input_path``; writes NIfTI files and summary.json.
+              checkpoint: str = "best", device=None, panels: int = 20) -> dict:
+    """Complete or denoise every label map of ``input_path``; writes NIfTI files and summary.json,
+    and PNG panels (the input and the result in three planes) of the first ``panels`` files.
     ``device``: where the model runs (default: the run's train.device)."""
     if unknown_label is not None and (isinstance(unknown_label, bool)
                                       or not isinstance(unknown_label, numbers.Integral)):  # "9" matched no voxel
@@ -145,9 +147,9 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
     started = time.perf_counter()
     cases = []
     with staged_folder(output_dir) as staging:
-        for path in files:
+        for i, path in enumerate(files):
             cases.append(_apply_one(ctx, task, path, staging, output_dir, None if unknown is None else Path(unknown),
-                                    unknown_label, spacing))
+                                    unknown_label, spacing, panel=i < panels))
         settings = {**config["evaluations"][task], "eval_batch_size": config["eval"]["batch_size"]}  # decides the draws
         if task == "denoising":  # the time a null t resolves to, as the masks evaluation reports it
             settings["t_used"] = settings["t"] or denoise_time(model, settings["flip"])
@@ -157,6 +159,13 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
             log(f"warning: {input_path}: the run's grid window misses {sum(outside.values())} region voxel(s) of "
                 f"{len(outside)} file(s) (most: {worst}, {outside[worst]}); they are written as they came "
                 "(outside_grid_voxels in summary.json)")
+        unseen = {case["case_id"]: case["unknown_outside_grid_voxels"] for case in cases
+                  if case.get("unknown_outside_grid_voxels")}
+        if unseen:  # the model never saw them: nothing was completed there
+            worst = max(unseen, key=unseen.get)
+            log(f"warning: {input_path}: {sum(unseen.values())} unknown voxel(s) of {len(unseen)} file(s) lie outside "
+                f"the run's grid window (most: {worst}, {unseen[worst]}); they are written as background "
+                "(unknown_outside_grid_voxels in summary.json)")
         summary = {"task": task, "run": str(run_dir), "checkpoint": info, "input": str(input_path),
                    "settings": settings, "preset": data.preset.name, "region": data.region,
                    "training_spacing_mm": list(spacing), "seconds": round(time.perf_counter() - started, 2),
@@ -166,7 +175,7 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
 
 
 def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_dir: Path, unknown: Path | None,
-               unknown_label: int | None, spacing) -> dict:
+               unknown_label: int | None, spacing, panel: bool = False) -> dict:
     data = ctx.data
     volume = read_label_map(path)
     labels = np.asarray(volume.data)
@@ -185,10 +194,15 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_di
     work_mask, work_hidden = mask, hidden
     if resampled:
         shape = voxel_size.resampled_shape(mask.shape, volume.geometry.spacing, spacing, str(path))
-        work_mask = voxel_size.resample(mask, shape, order=0)
-        work_hidden = None if hidden is None else voxel_size.resample(hidden, shape, order=0)
-    roi = work_mask if work_hidden is None else (work_mask | work_hidden)
-    transform = fit_transform(work_mask.shape, data.spec, roi=roi, source=str(path))
+        if hidden is None:
+            work_mask = voxel_size.resample(mask, shape, order=0)
+        else:  # a voxel of the training size is known where a quarter of the file's voxels in it are: the
+            # nearest one alone made every voxel unknown when unknown slices were thinner than those voxels
+            known_share = voxel_size.resample((~hidden).astype(np.float32), shape, order=1)
+            work_hidden = known_share < 0.25
+            inside = voxel_size.resample(mask.astype(np.float32), shape, order=1)  # hidden voxels count as 0
+            work_mask = (inside >= 0.5 * known_share) & ~work_hidden  # most of its known voxels in the region
+    transform = fit_transform(work_mask.shape, data.spec, roi=_window_roi(work_mask, work_hidden), source=str(path))
     grid = transform.to_grid(work_mask.astype(np.uint8))
     valid = transform.valid()
     rows = to_vectors(np.ascontiguousarray(grid), data.spec).astype(np.float32)
@@ -215,8 +229,30 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_di
     write_mask(result, volume.geometry, staging / name)
     row = {"case_id": _case_id(path), "input": str(path), "output": str(output_dir / name), "seed": seed,
            "input_voxels": int(mask.sum()), "output_voxels": int(result.sum()),
-           "outside_grid_voxels": int(((mask if hidden is None else mask | hidden) & ~covered).sum()),
+           "outside_grid_voxels": int((mask & ~covered).sum()),
            "spacing_mm": list(volume.geometry.spacing), "resampled": resampled}
     if hidden is not None:
         row["unknown_voxels"] = int(hidden.sum())
+        row["unknown_outside_grid_voxels"] = int((hidden & ~covered).sum())
+    if panel:  # on the file's own voxels, as written; the unknown voxels tinted
+        row["panel"] = str(output_dir / "panels" / f"{_case_id(path)}.png")
+        comparison_panel({"input": mask, task: result}, staging / "panels" / f"{_case_id(path)}.png",
+                         title=f"{_case_id(path)}: {task}", known=None if hidden is None else ~hidden,
+                         reference="the input")
     return row
+
+
+def _window_roi(mask: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:
+    """What the grid window is placed on, as training placed it on a clean region: for completion
+    the region and the unknown voxels; for denoising the region without its small islands (parts
+    under a tenth of the largest), so that the stray voxels denoising is for do not pull the window
+    off the region. A clean region keeps every part, and the window training would give it."""
+    if hidden is not None:
+        return mask | hidden
+    from scipy import ndimage
+
+    parts, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(parts.ravel())[1:]
+    return np.isin(parts, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))

@@ -41,8 +41,8 @@ def inpainted_probabilities(ctx: EvalContext, observed: np.ndarray, known: np.nd
                                                     start=cfg["warm_t"], resample=cfg["resample"])
         inputs = (observed, known, init)
     probs = np.zeros_like(observed)
-    for _ in range(cfg["samples"]):
-        probs += batched(ctx, run, *inputs, desc=desc)
+    for sample in range(1, cfg["samples"] + 1):  # each sample's batches get lines of their own
+        probs += batched(ctx, run, *inputs, desc=f"{desc} sample {sample}/{cfg['samples']}")
     probs /= cfg["samples"]
     return probs
 

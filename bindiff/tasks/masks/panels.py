@@ -44,10 +44,11 @@ def finish_figure(fig, title: str, path: Path) -> None:
 
 
 def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = "",
-                     known: np.ndarray | None = None) -> None:
-    """One row per plane through the truth's centre, one column per mask (first: the truth).
+                     known: np.ndarray | None = None, reference: str = "the truth") -> None:
+    """One row per plane through the first mask's centre, one column per mask (first: the truth,
+    or the ``reference`` the others are outlined against).
 
-    Hidden voxels (where ``known`` is False) are tinted in the input column.
+    Hidden voxels (where ``known`` is False) are tinted in the second column.
     """
     from matplotlib.figure import Figure
 
@@ -68,7 +69,7 @@ def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = ""
                 diff = plane_slice((columns[name].astype(bool) != truth).astype(float), axis, centre[axis])
                 ax.contour(diff, levels=[0.5], colors="red", linewidths=0.5)
             label_cell(ax, name if row == 0 else None, f"{plane} {centre[axis]}" if col == 0 else None)
-    finish_figure(fig, title + "  (red outline: voxels that differ from the truth)", path)
+    finish_figure(fig, title + f"  (red outline: voxels that differ from {reference})", path)
 
 
 def sample_panel(samples: list[np.ndarray], nearest: list[np.ndarray], dices: list[float], path: Path,
