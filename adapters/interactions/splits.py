@@ -259,6 +259,8 @@ def predefined_split(train: RawInteractions, valid: RawInteractions, test: RawIn
     matrices = {name: binary_csr(users, items, shape) for name, (users, items) in pairs.items()}
     known_at_test = matrices["train"] + matrices["valid"]
     known_at_test.data[:] = 1.0
+    _warn_of_known_targets(matrices["valid"], matrices["train"], valid.source, "the train file's")
+    _warn_of_known_targets(matrices["test"], known_at_test, test.source, "the train or valid file's")
 
     user_ids = np.arange(n_users).astype(str)
     item_ids = np.arange(n_items).astype(str)
@@ -290,6 +292,17 @@ def predefined_split(train: RawInteractions, valid: RawInteractions, test: RawIn
     )
 
 
+def _warn_of_known_targets(target: sp.csr_matrix, known: sp.csr_matrix, source, where: str) -> None:
+    """A line when held-out pairs repeat pairs the model is given: they are excluded from its
+    ranking, so they can never be hit, yet they count in every user's recall and NDCG."""
+    repeated = int(target.multiply(known).nnz)
+    if repeated:
+        from ...progress import log  # the warning channel of the tasks
+
+        log(f"warning: {source}: {repeated} of its {target.nnz} pairs are also {where}; they are excluded from the "
+            "ranking, so they can never be recommended, yet they count as held-out items in every metric")
+
+
 def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_users: int, holdout_fraction: float,
                      min_items_to_split: int, seed: int) -> Split:
     """A shipped train/test split (weak generalisation), with validation carved out of train.
@@ -315,6 +328,7 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
     shape = (n_users, n_items)
     known = binary_csr(train_users, train_items, shape)
     target_test = binary_csr(test_users, test_items, shape)
+    _warn_of_known_targets(target_test, known, test.source, "the train file's")
     counts = np.diff(known.indptr)
     candidates = np.flatnonzero(counts >= min_items_to_split)
     if not 0 < n_valid_users < len(candidates):
