@@ -60,6 +60,8 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     folder = Path(folder)
     if folder.is_symlink():  # a link to a (scratch) folder: fill the folder it names, keep the link
         folder = Path(os.path.realpath(folder))
+        if folder.is_symlink():  # realpath stops at a loop
+            raise OutputError(f"{folder}: a link that leads back to itself; give a folder")
     _refuse_a_file_above(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)

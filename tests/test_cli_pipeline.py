@@ -557,7 +557,7 @@ def test_an_output_folder_given_as_a_link_fills_the_folder_it_names(tmp_path):
     """A link to an empty (scratch) folder, or a link whose folder does not exist yet: the files go
     where the link points and the link stays (os.replace onto a link raised NotADirectoryError
     after all the work was done)."""
-    from bindiff.files import staged_folder
+    from bindiff.files import OutputError, staged_folder
 
     (tmp_path / "scratch").mkdir()
     (tmp_path / "to_scratch").symlink_to(tmp_path / "scratch")
@@ -567,6 +567,10 @@ def test_an_output_folder_given_as_a_link_fills_the_folder_it_names(tmp_path):
             (staging / "summary.json").write_text("{}")
         assert (tmp_path / link).is_symlink() and (tmp_path / link / "summary.json").read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "later", "scratch", "to_scratch"]
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # refused before any work, not after it
+    with pytest.raises(OutputError, match="loop: a link that leads back to itself; give a folder"):
+        with staged_folder(tmp_path / "loop"):
+            raise AssertionError("the work ran")
 
 
 def test_a_split_copied_from_another_run_is_named(trained, tmp_path):

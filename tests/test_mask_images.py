@@ -73,6 +73,14 @@ def test_the_same_voxels_stored_in_another_axis_order_are_one_grid(tmp_path):
     _save(tmp_path / "moved.nii.gz", data[::-1, ::-1], moved)
     with pytest.raises(DataError, match=r"moved.nii.gz: its voxel-to-world affine differs from .*plain.nii.gz's"):
         read_channels([plain, tmp_path / "moved.nii.gz"])
+    # the same stored shape with its first two axes swapped in the world: other voxels, and the line
+    # shows the shape the voxels are compared in
+    cube = _save(tmp_path / "cube.nii.gz", rng.random((5, 6, 7)), np.eye(4))
+    swapped = _save(tmp_path / "swapped.nii.gz", rng.random((5, 6, 7)),
+                    np.array([[0.0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]))
+    with pytest.raises(DataError, match=r"swapped.nii.gz: shape \(5, 6, 7\) \(\(6, 5, 7\) in RAS order\) differs from "
+                                        r".*cube.nii.gz's \(5, 6, 7\) \(not the same voxels\)"):
+        read_channels([cube, swapped])
 
 
 def test_normalisation_is_a_z_score_inside_the_foreground():

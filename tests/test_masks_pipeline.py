@@ -453,20 +453,26 @@ def _test_label(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(image.dataobj).astype(np.uint8), image.affine
 
 
+def _resliced(affine: np.ndarray, thickness: float, first_centre: float) -> np.ndarray:
+    """``affine`` with slices ``thickness`` mm apart along the third axis, the first centred
+    ``first_centre`` mm from the old first slice's centre."""
+    return affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, thickness, first_centre], [0, 0, 0, 1]])
+
+
 @needs_hippo
-def test_apply_complete_keeps_what_thin_unknown_slices_leave_known(pad_run, tmp_path):
-    """A label map on 0.5 mm slices (each 1 mm slice twice), every other slice unknown: brought to
-    the run's 1 mm voxels, every voxel still has a known half, so nothing is left to complete and
-    each unknown slice comes back as its known twin. Taking the nearest slice alone made every
-    voxel unknown, and the model drew a hippocampus from nothing."""
+@pytest.mark.parametrize("fine", [2, 3])
+def test_apply_complete_keeps_what_thin_unknown_slices_leave_known(pad_run, tmp_path, fine):
+    """A label map on 1/2 or 1/3 mm slices (each 1 mm slice repeated), one slice of each repeat
+    unknown: brought to the run's 1 mm voxels, every voxel is still mostly known, so nothing is
+    left to complete and each unknown slice comes back as its known twin. The nearest slice alone,
+    or a point sample of the known share, made every voxel unknown, and the model drew a
+    hippocampus from nothing."""
     run_dir = pad_run
     labels, affine = _test_label(run_dir)
-    thin = np.repeat(labels, 2, axis=2)
-    half = affine @ np.diag([1.0, 1.0, 0.5, 1.0]) @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -0.5],
-                                                               [0, 0, 0, 1]])  # the same outer faces
+    thin = np.repeat(labels, fine, axis=2)
     marked = thin.copy()
-    marked[:, :, 1::2] = 9
-    nib.save(nib.Nifti1Image(marked, half), str(tmp_path / "thin.nii.gz"))
+    marked[:, :, 1::fine] = 9
+    nib.save(nib.Nifti1Image(marked, _resliced(affine, 1 / fine, -(fine - 1) / (2 * fine))), str(tmp_path / "thin.nii.gz"))
     result = runner.invoke(app, ["masks", "apply", str(run_dir), "output.progress=null", "--task", "completion",
                                  "--input", str(tmp_path / "thin.nii.gz"), "--unknown-label", "9",
                                  "--output", str(tmp_path / "out")])
@@ -476,6 +482,28 @@ def test_apply_complete_keeps_what_thin_unknown_slices_leave_known(pad_run, tmp_
     # piped, a line per batch of each of the 4 samples (each was the same line)
     assert [line for line in result.stderr.splitlines() if ": batch " in line] == [
         f"apply thin.nii.gz sample {i}/4: batch 1/1" for i in range(1, 5)]
+
+
+@needs_hippo
+def test_apply_complete_leaves_to_the_model_what_thick_unknown_slices_hide(pad_run, tmp_path, monkeypatch):
+    """A label map on 2 mm slices, every other one unknown: each 1 mm voxel inside an unknown slice
+    is unknown, and the model decides it (a stand-in answers 1 everywhere); the known slices come
+    back as they were. Interpolating the known share between slices called most of them known,
+    and copied their neighbours instead."""
+    monkeypatch.setattr("bindiff.tasks.masks.apply.inpainted_probabilities",
+                        lambda ctx, rows, known, generator, desc: np.ones_like(rows))
+    run_dir = pad_run
+    labels, affine = _test_label(run_dir)
+    thick = labels[:, :, : labels.shape[2] // 2 * 2: 2]
+    marked = thick.copy()
+    marked[:, :, 1::2] = 9
+    nib.save(nib.Nifti1Image(marked, _resliced(affine, 2.0, 0.5)), str(tmp_path / "thick.nii.gz"))
+    result = runner.invoke(app, ["masks", "apply", str(run_dir), "--task", "completion", "--input",
+                                 str(tmp_path / "thick.nii.gz"), "--unknown-label", "9", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = np.asarray(nib.load(str(tmp_path / "out" / "thick.nii.gz")).dataobj).astype(bool)
+    unknown = marked == 9
+    assert written[unknown].all() and np.array_equal(written[~unknown], thick[~unknown] > 0)
 
 
 @needs_hippo
@@ -504,6 +532,19 @@ def test_apply_complete_names_unknown_voxels_beyond_the_window_as_such(pad_run, 
     assert "region voxel(s)" not in result.output
     written = np.asarray(nib.load(str(tmp_path / "out" / "wide.nii.gz")).dataobj)
     assert not written[beyond].any()
+
+
+@needs_hippo
+def test_a_clean_label_map_is_placed_where_training_placed_it():
+    """The denoising window drops strays far from the region, never a clean map's own small parts:
+    on every MSD hippocampus label map, what the window is placed on spans the region's box."""
+    from bindiff.adapters.masks.grid import bounding_box
+    from bindiff.tasks.masks.apply import _window_roi
+
+    for path in sorted((DATA / "msd_hippocampus" / "labels").glob("*.nii.gz")):
+        region = np.asarray(nib.load(str(path)).dataobj) > 0
+        assert [b.tolist() for b in bounding_box(_window_roi(region, None))] == [
+            b.tolist() for b in bounding_box(region)], path.name
 
 
 @needs_hippo

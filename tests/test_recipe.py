@@ -167,3 +167,21 @@ def test_a_config_edited_in_python_is_checked_before_training(tmp_path):
         with pytest.raises(RecipeError, match=message):
             train_recommender(edited)
     assert not any(tmp_path.iterdir())  # refused before a run folder was made
+
+
+def test_a_stored_masks_run_with_a_flip_rate_above_a_half_still_loads(tmp_path):
+    """The (0, 0.5] bound on evaluations.denoising.flip is a recipe check: a run stored when 0.6
+    was accepted reads back (and its other evaluations run), while a recipe or an override asking
+    for it is refused."""
+    from bindiff.config import dump_recipe, load_recipe
+    from bindiff.tasks.base import read_run_config
+    from bindiff.tasks.masks.job import TASK
+
+    config = load_recipe(str(RECIPES / "hippocampus_masks.yaml"), [])
+    stored = dump_recipe(config).replace("flip: 0.05", "flip: 0.6")
+    assert "flip: 0.6" in stored
+    (tmp_path / "config.yaml").write_text(stored)
+    read = read_run_config(tmp_path)
+    assert read["evaluations"]["denoising"]["flip"] == 0.6
+    with pytest.raises(RecipeError, match=r"evaluations.denoising.flip' must lie in \(0, 0.5\].*got 0.6"):
+        TASK.check_recipe(read)

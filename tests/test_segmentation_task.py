@@ -573,14 +573,14 @@ def test_segment_names_a_larger_scan_whose_anatomy_the_window_leaves_out(pad_run
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     rows = {row["case_id"]: row for row in summary["cases"]}
     window = int(np.prod(PAD_GRID))
-    # every voxel of these crops is non-zero anatomy, and the window covers PAD_GRID of them
-    assert (crop != 0).all() and rows["crop"]["outside_window_voxels"] == crop.size - window
+    # every 1 mm voxel of these crops is non-zero anatomy, and the window covers PAD_GRID of them
+    assert (crop != 0).all() and rows["crop"]["outside_window_ml"] == pytest.approx((crop.size - window) / 1000)
     assert rows["crop"]["warning"] is None
-    assert rows["longer"]["outside_window_voxels"] == longer.size - window
+    assert rows["longer"]["outside_window_ml"] == pytest.approx((longer.size - window) / 1000)
     assert 1.01 < longer.shape[0] / summary["training_extent_mm"]["largest"][0] < 1.5
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "longer.nii.gz: the grid window (16 x 24 x 16 voxels) leaves " in warnings[0]
-    assert f"leaves {longer.size - window} voxel(s) of its anatomy" in rows["longer"]["warning"]
+    assert f"leaves {(longer.size - window) / 1000:.2f} ml of its anatomy" in rows["longer"]["warning"]
 
 
 def test_segment_warns_about_a_scan_far_larger_or_thinner_than_the_training_crops(run, tmp_path):

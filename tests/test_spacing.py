@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bindiff.adapters.masks.spacing import (mixed_spacing, needs_resampling, resample, resampled_shape,
+from bindiff.adapters.masks.spacing import (area_share, mixed_spacing, needs_resampling, resample, resampled_shape,
                                            training_spacing)
 
 
@@ -77,3 +77,19 @@ def test_resample_refuses_what_it_cannot_do():
         resample(np.zeros((2, 2, 2)), (3, 3, 3), order=3)
     with pytest.raises(ValueError, match="3-D volume"):
         resample(np.zeros((2, 2)), (3, 3, 3), order=1)
+
+
+@pytest.mark.parametrize("old, new", [(6, 2), (6, 4), (2, 4), (3, 7), (7, 3), (5, 5)])
+def test_the_area_share_of_each_new_voxel_is_its_overlap_counted_by_brute_force(old, new):
+    """Each new voxel's share of true old voxels along one axis, against a count on a fine common
+    grid of old × new cells (every voxel edge of both grids falls on a cell edge)."""
+    rng = np.random.default_rng(old * 10 + new)
+    values = rng.random(old) < 0.5
+    fine = np.repeat(values, new)  # old × new cells: each old voxel is `new` cells
+    expected = fine.reshape(new, old).mean(1)  # each new voxel is `old` cells
+    got = area_share(values[None, None, :], (1, 1, new))[0, 0]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    # the axes multiply: a product of per-axis patterns gives the product of their shares
+    other = rng.random(3) < 0.5
+    both = area_share(values[:, None, None] & other[None, :, None] & np.ones((1, 1, 2), bool), (new, 3, 2))
+    np.testing.assert_allclose(both, expected[:, None, None] * other[None, :, None] * np.ones((1, 1, 2)), atol=1e-12)

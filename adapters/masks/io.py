@@ -108,11 +108,17 @@ def require_one_grid(reference: Geometry, other: Geometry, reference_name, other
     """DataError naming ``other`` unless its voxels are ``reference``'s. Both are read in canonical
     voxel order, so the same voxels stored in another axis order (LPS beside RAS) are one grid."""
     if other.canonical_shape != reference.canonical_shape:
-        raise DataError(f"{other_name}: shape {tuple(other.shape)} differs from {reference_name}'s "
-                        f"{tuple(reference.shape)} (not the same voxels)")
+        raise DataError(f"{other_name}: shape {_shape(other)} differs from {reference_name}'s {_shape(reference)} "
+                        "(not the same voxels)")
     if not np.allclose(other.canonical_affine, reference.canonical_affine, atol=1e-3):
         raise DataError(f"{other_name}: its voxel-to-world affine differs from {reference_name}'s "
                         "(the two are not on one grid)")
+
+
+def _shape(geometry: Geometry) -> str:
+    """The shape as stored, and in RAS order where that differs (what the voxels are compared in)."""
+    stored = tuple(int(n) for n in geometry.shape)
+    return str(stored) if stored == geometry.canonical_shape else f"{stored} ({geometry.canonical_shape} in RAS order)"
 
 
 @dataclass

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from ..errors import DataError
 
-__all__ = ["SPACING_TOLERANCE", "mixed_spacing", "needs_resampling", "resample", "resampled_shape",
+__all__ = ["SPACING_TOLERANCE", "area_share", "mixed_spacing", "needs_resampling", "resample", "resampled_shape",
            "training_spacing"]
 
 # Relative difference per axis below which two spacings count as equal: a header's spacing of
@@ -115,3 +115,24 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray
     if out.shape != tuple(int(m) for m in shape):
         raise AssertionError(f"zoom gave {out.shape}, not {tuple(shape)}")
     return out > 0.5 if volume.dtype == bool else out
+
+
+def area_share(volume: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The share of each voxel of ``shape`` that the true voxels of ``volume`` (3-D, bool) cover,
+    float64 in [0, 1], on the grid ``resample`` uses (the two grids share their outer faces).
+
+    Exact, whatever the ratio of the voxel sizes: per axis, a voxel's share is its overlap with
+    each voxel of the other grid over its own length, and the three axes multiply. Where the new
+    voxels are smaller, each lies inside one or two old ones; where they are larger, each averages
+    the old ones it holds (what a point sample, as interpolation takes, misses).
+    """
+    if volume.ndim != 3 or len(shape) != 3:
+        raise ValueError(f"area_share takes a 3-D volume and a 3-D shape, got {volume.shape} and {tuple(shape)}")
+    out = np.asarray(volume, dtype=np.float64)
+    for axis, (n_new, n_old) in enumerate(zip(shape, volume.shape)):
+        new_edges, old_edges = np.linspace(0, 1, int(n_new) + 1), np.linspace(0, 1, n_old + 1)
+        overlap = np.clip(np.minimum(new_edges[1:, None], old_edges[None, 1:])
+                          - np.maximum(new_edges[:-1, None], old_edges[None, :-1]), 0, None)
+        weights = overlap / overlap.sum(1, keepdims=True)  # (n_new, n_old): each row sums to 1
+        out = np.moveaxis(np.tensordot(weights, np.moveaxis(out, axis, 0), axes=1), 0, axis)
+    return np.clip(out, 0.0, 1.0)

@@ -38,6 +38,7 @@ from ...adapters.masks.datasets import (
     refuse_repeated_cases,
     volume_stem,
 )
+from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.io import require_one_grid
 from ...config import RecipeError
 from ...files import staged_folder, write_json
@@ -196,12 +197,12 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_di
         shape = voxel_size.resampled_shape(mask.shape, volume.geometry.spacing, spacing, str(path))
         if hidden is None:
             work_mask = voxel_size.resample(mask, shape, order=0)
-        else:  # a voxel of the training size is known where a quarter of the file's voxels in it are: the
-            # nearest one alone made every voxel unknown when unknown slices were thinner than those voxels
-            known_share = voxel_size.resample((~hidden).astype(np.float32), shape, order=1)
+        else:  # a voxel of the training size is known where a quarter of it is known in the file: the
+            # nearest file voxel alone made every voxel unknown under unknown slices thinner than it
+            known_share = voxel_size.area_share(~hidden, shape)
             work_hidden = known_share < 0.25
-            inside = voxel_size.resample(mask.astype(np.float32), shape, order=1)  # hidden voxels count as 0
-            work_mask = (inside >= 0.5 * known_share) & ~work_hidden  # most of its known voxels in the region
+            inside = voxel_size.area_share(mask, shape)  # the hidden voxels are not in the mask
+            work_mask = (inside >= 0.5 * known_share) & ~work_hidden  # most of its known part in the region
     transform = fit_transform(work_mask.shape, data.spec, roi=_window_roi(work_mask, work_hidden), source=str(path))
     grid = transform.to_grid(work_mask.astype(np.uint8))
     valid = transform.valid()
@@ -242,11 +243,17 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_di
     return row
 
 
+# Parts of a mask this far (voxels) beyond the box of its large parts are strays, not anatomy: the
+# 14 small parts (1-4 voxels) of the 260 MSD hippocampus label maps lie within 1 voxel of it.
+_STRAY_DISTANCE = 5
+
+
 def _window_roi(mask: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:
     """What the grid window is placed on, as training placed it on a clean region: for completion
-    the region and the unknown voxels; for denoising the region without its small islands (parts
-    under a tenth of the largest), so that the stray voxels denoising is for do not pull the window
-    off the region. A clean region keeps every part, and the window training would give it."""
+    the region and the unknown voxels; for denoising the region without its small parts (under a
+    tenth of the largest) that lie more than ``_STRAY_DISTANCE`` voxels beyond the box of the
+    large ones, so that the stray voxels denoising is for do not pull the window off the region.
+    A clean region keeps every part, and the window training gave it."""
     if hidden is not None:
         return mask | hidden
     from scipy import ndimage
@@ -255,4 +262,8 @@ def _window_roi(mask: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:
     if n <= 1:
         return mask
     sizes = np.bincount(parts.ravel())[1:]
-    return np.isin(parts, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))
+    large = np.isin(parts, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))
+    lo, hi = bounding_box(large)
+    near = np.zeros(mask.shape, dtype=bool)
+    near[tuple(slice(max(a - _STRAY_DISTANCE, 0), b + _STRAY_DISTANCE) for a, b in zip(lo, hi))] = True
+    return np.isin(parts, np.unique(parts[near & mask]))  # every part with a voxel near the large ones

@@ -51,6 +51,10 @@ class MasksTask(base.Task):
 
     def check_recipe(self, config: dict) -> None:
         check_label_preset(config)
+        flip = config["evaluations"]["denoising"]["flip"]
+        if flip > 0.5:  # a recipe check, not the schema's: a run stored with a higher rate still loads
+            raise RecipeError(f"key 'evaluations.denoising.flip' must lie in (0, 0.5]: the forward process flips "
+                              f"at most half the voxels, got {flip}")
         probe(MASK_MODEL, config)
 
     def prepare(self, config: dict, data_dir: str | None) -> MaskData:

@@ -25,8 +25,6 @@ _grid_shape = (lambda v: len(v) in (2, 3) and all(isinstance(s, int) and not isi
 _axes = (lambda v: all(type(a) is int and a in (0, 1, 2) for a in v) and len(set(v)) == len(v),
          "must list distinct axes among 0, 1, 2")  # 1.0 and true passed `in`; [0, 0] mirrored twice
 _int_list = (lambda v: all(isinstance(x, int) and not isinstance(x, bool) for x in v), "must list integers")
-# the process flips at most half the voxels (x_T is B(½)): a higher rate has no time to match
-_flip_rate = (lambda v: 0 < v <= 0.5, "must lie in (0, 0.5]: the forward process flips at most half the voxels")
 _count_or_fraction = (lambda v: (isinstance(v, int) and v >= 1) or (isinstance(v, float) and 0 < v < 1),
                       "must be a count >= 1 or a fraction in (0, 1)")
 _axis = _one_of(0, 1, 2)
@@ -110,7 +108,7 @@ SECTIONS: dict[str, Any] = {
             "closing_radius": key(int, 2, "ball radius (voxels) of the morphological-closing baseline", at_least_one),
         },
         "denoising": {
-            "flip": key(float, 0.05, "share of the voxels flipped", _flip_rate),
+            "flip": key(float, 0.05, "share of the voxels flipped (at most 0.5: MasksTask.check_recipe)", fraction),
             "t": key((int, type(None)), None, "time shown to the denoiser; null: the step whose flip rate "
                      "(1 − ᾱ_t)/2 is closest to flip", at_least_one),
             "steps": key(int, 1, "reverse steps from t; 1: one denoiser call", at_least_one),

@@ -232,7 +232,8 @@ def _extent_warning(case: InputCase, roi: np.ndarray, spacing, trained: Training
     return None
 
 
-def _window_warning(case: InputCase, roi: np.ndarray, outside: int, spec, trained: TrainingGeometry) -> str | None:
+def _window_warning(case: InputCase, roi: np.ndarray, outside_ml: float, spec,
+                    trained: TrainingGeometry) -> str | None:
     """A line when the grid window leaves anatomy out of a scan larger than every training image.
     Training crops lost anatomy too (the window is smaller than most MSD crops), so only a scan
     beyond what the model learned from is named: its structure may lie in the part never looked at."""
@@ -240,17 +241,17 @@ def _window_warning(case: InputCase, roi: np.ndarray, outside: int, spec, traine
     extent = (hi - lo) * np.array(trained.spacing)  # roi is on the training voxels by now
     if not (extent > np.array(trained.largest) * 1.01).any():
         return None
-    return (f"{case.files[0]}: the grid window ({_mm(spec.shape)} voxels) leaves {outside} voxel(s) of its anatomy "
-            f"({_mm(extent)} mm; the training images at most {_mm(trained.largest)} mm) unseen: their mask is 0 and "
-            "their uncertainty 0 without being looked at; crop the scan around the structure first")
+    return (f"{case.files[0]}: the grid window ({_mm(spec.shape)} voxels) leaves {outside_ml:.2f} ml of its anatomy "
+            f"({_mm(extent)} mm; the training images at most {_mm(trained.largest)} mm) unseen: its mask is 0 and its "
+            "uncertainty 0 without being looked at; crop the scan around the structure first")
 
 
 def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry, brain: Path | None,
-                names: list[str] | None = None) -> tuple[ImageCase, object, bool, str | None, np.ndarray, int]:
+                names: list[str] | None = None) -> tuple[ImageCase, object, bool, str | None, np.ndarray, float]:
     """The case read, brought to the training voxel size when its own differs, and placed on the
     grid; also its geometry, whether it was resampled, a warning when it is unlike the training
     images (``None`` otherwise), its first channel as read (canonical order, for the panel) and
-    the voxels of its anatomy the grid window leaves out."""
+    the volume (ml) of its anatomy the grid window leaves out."""
     data, geometry = read_case(case, channels, names)
     first_channel = data[0]
     brain_file = _brain_file(brain, case)
@@ -264,19 +265,20 @@ def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
     data, stats = normalise_channels(data, roi, source=case.files[0])
     data, (roi,), resampled = to_spacing(data, geometry.spacing, trained.spacing, roi, source=geometry.source)
     image = ImageCase.place(data, geometry, spec, brain=roi, source=case.files[0], stats=stats)
-    outside = image.transform.outside(roi)
-    if outside and warning is None:
-        warning = _window_warning(case, roi, outside, spec, trained)
+    # counted on the voxels the model sees (the training spacing's), so given in ml, whatever the scan's
+    outside_ml = image.transform.outside(roi) * float(np.prod(trained.spacing)) / 1000
+    if outside_ml and warning is None:
+        warning = _window_warning(case, roi, outside_ml, spec, trained)
         if warning:
             log(f"warning: {warning}")
-    return image, geometry, resampled, warning, first_channel, outside
+    return image, geometry, resampled, warning, first_channel, outside_ml
 
 
 def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels: int, trained: TrainingGeometry,
                   device, staging: Path, output_dir: Path, brain: Path | None, probabilities: bool,
                   panel: bool) -> dict:
     cfg = config["segmentation"]
-    image, geometry, resampled, warning, shown, outside = _place_case(case, channels, spec, trained, brain,
+    image, geometry, resampled, warning, shown, outside_ml = _place_case(case, channels, spec, trained, brain,
                                                                       config["images"]["channels"])
     cond = torch.from_numpy(image.grid.reshape(1, -1).astype(np.float32)).to(device)
     seed = base.derived_seed(config["seed"], "segment", case.case_id)
@@ -307,5 +309,5 @@ def _segment_case(case: InputCase, net, model: str, config: dict, spec, channels
             **{k: str(output_dir / v) for k, v in names.items()}, "seed": seed, "voxels": int(mask.sum()),
             "volume_ml": volume_ml,
             "spacing_mm": list(geometry.spacing), "resampled": resampled,
-            "mean_uncertainty": float(uncertainty[valid].mean()), "outside_window_voxels": outside,
+            "mean_uncertainty": float(uncertainty[valid].mean()), "outside_window_ml": outside_ml,
             "warning": warning}
