@@ -2,12 +2,18 @@
 corrupts bytes: resumed with Range requests, SHA-256 verified, nothing unverified left in the cache."""
 
 import dataclasses
+import errno
 import hashlib
 import http.server
 import io
+import os
 import re
+import subprocess
+import sys
 import threading
+import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -223,3 +229,98 @@ def test_a_malformed_pinned_checksum_is_refused_before_downloading(tmp_path):
     with pytest.raises(ValueError, match="the pinned SHA-256 must be 64 hexadecimal digits, got 'abc'"):
         download_module.download_archive("x", "http://127.0.0.1:9/x.zip", "abc", tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_stalled_transfer_keeps_the_bytes_that_arrived(monkeypatch, tmp_path):
+    """A server that sends 600 kB of each answer and then stalls: each call must make progress
+    (iter_content's 1 MiB reads dropped everything on the read timeout, so no call ever did)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("ml-1m/ratings.dat", RATINGS)
+        archive.writestr("ml-1m/blob.bin", os.urandom(2_500_000))
+    payload = buffer.getvalue()
+
+    class Stall(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            wanted = self.headers.get("Range")
+            start = int(re.fullmatch(r"bytes=(\d+)-", wanted).group(1)) if wanted else 0
+            self.send_response(206 if wanted else 200)
+            if wanted:
+                self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+            self.send_header("Content-Length", str(len(payload) - start))
+            self.end_headers()
+            self.wfile.write(payload[start:start + 600_000])
+            self.wfile.flush()
+            time.sleep(3)
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setattr(download_module, "_RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(download_module, "_DOWNLOAD_TIMEOUT_S", 0.5)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stall)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sha = hashlib.sha256(payload).hexdigest()
+        cache = tmp_path / "cache"
+        url = f"http://127.0.0.1:{server.server_address[1]}/ml-1m.zip"
+        with pytest.raises(DataError, match="timed out; the 1800000 bytes received are kept"):
+            download_module.download_archive("ml-1m", url, sha, cache)
+        download_module.download_archive("ml-1m", url, sha, cache)  # the next call finishes it
+        assert (cache / "ml-1m" / "ratings.dat").read_text() == RATINGS
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_zip_whose_member_is_corrupt_is_one_data_error(monkeypatch, tmp_path, site):
+    corrupt = bytearray(site.payload)
+    corrupt[corrupt.find(RATINGS[:40].encode()) + 5] ^= 1
+    site.payload = bytes(corrupt)  # pinned as it is: the hash matches, the CRC does not
+    with pytest.raises(DataError, match="not a valid zip archive: Bad CRC-32"):
+        fetch(monkeypatch, tmp_path, site)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS, errno.ENOSPC])
+def test_a_cache_that_cannot_take_the_data_is_one_line_naming_it(monkeypatch, tmp_path, site, code):
+    import tempfile
+
+    real = tempfile.TemporaryFile
+
+    def refuse(*args, dir=None, **kwargs):  # noqa: A002
+        if dir is not None and Path(dir) == tmp_path / "cache" and code != errno.ENOSPC:
+            raise OSError(code, os.strerror(code), str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    if code == errno.ENOSPC:  # the archive arrives; unpacking it fills the disk
+        import pooch
+
+        def full(self, fname, action, pooch_instance):
+            raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(pooch.Unzip, "__call__", full)
+    with pytest.raises(DataError, match=rf"{tmp_path / 'cache'}: cannot hold the download cache .*BINDIFF_CACHE_DIR"):
+        fetch(monkeypatch, tmp_path, site)
+    assert [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".part")] == []
+
+
+def test_two_processes_on_one_cache_download_once(monkeypatch, tmp_path, site):
+    """The second process waits for the lock and then finds the data set: no second download that
+    deletes and replaces the folder the first process is reading."""
+    script = tmp_path / "client.py"
+    sha = hashlib.sha256(site.payload).hexdigest()
+    piece = len(site.payload) // 40
+    site.drop_after = [piece] * 40  # a slow line: 40 resumed pieces, so the two processes overlap
+    monkeypatch.setattr(download_module, "_DOWNLOAD_ATTEMPTS", 100)
+    script_attempts = "from bindiff.adapters.interactions import download; download._DOWNLOAD_ATTEMPTS = 100; download._RETRY_DELAY_S = 0.002\n"
+    script.write_text(
+        script_attempts + "import dataclasses, sys\n"
+        "from bindiff.adapters.interactions import DATASETS, resolve_dataset\n"
+        f"DATASETS['ml-1m'] = dataclasses.replace(DATASETS['ml-1m'], url={site.url!r}, sha256={sha!r})\n"
+        f"resolve_dataset('ml-1m', data_dir={str(tmp_path / 'data')!r}, cache_dir={str(tmp_path / 'cache')!r})\n")
+    env = {**os.environ, "no_proxy": "*", "NO_PROXY": "*"}
+    clients = [subprocess.Popen([sys.executable, str(script)], cwd=Path(__file__).resolve().parent.parent, env=env) for _ in range(2)]
+    assert [c.wait(timeout=120) for c in clients] == [0, 0]
+    assert site.requests.count(None) == 1, site.requests  # one transfer from byte 0, resumed by one process

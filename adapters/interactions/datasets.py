@@ -148,7 +148,8 @@ def resolve_dataset(
     if not download:
         raise DataError(_not_found_message(spec, roots, "downloading is switched off (data.download: false)"))
     cache = _cache_dir(cache_dir)
-    download_dataset(spec, cache, not_found_hint=_not_found_message(spec, roots, "the download failed"))
+    download_dataset(spec, cache, not_found_hint=_not_found_message(spec, roots, "the download failed"),
+                     present=lambda: _find_layout(spec, cache) is not None)
     found = _find_layout(spec, cache)
     if found is None:
         raise DataError(
@@ -158,7 +159,8 @@ def resolve_dataset(
     return found
 
 
-def download_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike, not_found_hint: str = "") -> Path:
+def download_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike, not_found_hint: str = "",
+                     present=None) -> Path:
     """Fetch spec.url into cache_dir, check its pinned SHA-256, unpack it; return cache_dir.
 
     See download.py: pooch verifies and unpacks, a broken transfer is resumed with Range requests.
@@ -172,7 +174,7 @@ def download_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike, not_found_
             f"refuses to download it unverified. Download and unpack it yourself.{hint}"
         )
     cache = Path(cache_dir).expanduser()
-    download_archive(spec.name, spec.url, spec.sha256, cache, hint)
+    download_archive(spec.name, spec.url, spec.sha256, cache, hint, present=present)
     return cache
 
 

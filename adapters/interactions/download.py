@@ -11,14 +11,17 @@ Range request, within a call and across calls.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+import zipfile
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from ..errors import DataError
 
@@ -26,14 +29,19 @@ _DOWNLOAD_TIMEOUT_S = 60
 _CHUNK_BYTES = 1 << 20
 _DOWNLOAD_ATTEMPTS = 3  # per call; each attempt resumes where the previous one stopped
 _RETRY_DELAY_S = 1.0  # times the attempt number
+# the cache's file system, not the download: full, read-only or not ours
+_CACHE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = "") -> None:
+def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = "",
+                     present: Callable[[], bool] | None = None) -> None:
     """Fetch the zip at ``url``, check its SHA-256 and unpack its entries into ``cache``.
 
     The archive is unpacked into a scratch folder and only its top-level entries are renamed into
     place, so the cache never holds a half-written data set; the archive itself is removed once
     unpacked. The cache folder is locked while this runs: two processes never share a .part file.
+    ``present``: asked once the lock is held; True when another process unpacked the data set while
+    this one waited for the lock, and there is nothing left to do.
     """
     import pooch
 
@@ -45,6 +53,8 @@ def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = 
     archive = cache / archive_name
     scratch: Path | None = None
     with _cache_folder(cache):
+        if present is not None and present():
+            return
         try:
             pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=archive_name, path=cache,
                            downloader=ResumingDownloader(part, sha256, hint))
@@ -58,8 +68,16 @@ def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = 
                 elif target.exists() or target.is_symlink():
                     target.unlink()
                 os.replace(entry, target)
+        except zipfile.BadZipFile as exc:  # a member that does not unpack (bad CRC, truncated data)
+            raise DataError(f"{url}: not a valid zip archive: {exc}") from None
+        except OSError as exc:
+            if exc.errno not in _CACHE_ERRNOS:
+                raise
+            raise DataError(f"{cache}: cannot hold the download cache ({_short_reason(exc)}); "
+                            "set BINDIFF_CACHE_DIR to a writable folder with room") from None
         finally:  # a broken transfer's .part stays, to be resumed
-            archive.unlink(missing_ok=True)
+            with suppress(OSError):  # unlink on a read-only file system fails even for a missing file
+                archive.unlink(missing_ok=True)
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
@@ -71,6 +89,7 @@ def _cache_folder(cache: Path):
         try:
             cache.mkdir(parents=True, exist_ok=True)
             held.enter_context(_locked(cache))
+            tempfile.TemporaryFile(dir=cache).close()  # the lock sits beside it: the folder itself may be unwritable
         except OSError as exc:
             raise DataError(f"{cache}: cannot hold the download cache ({_short_reason(exc)}); "
                             "set BINDIFF_CACHE_DIR to a writable folder") from None
@@ -117,13 +136,14 @@ class ResumingDownloader:
     def _fill(self, url: str) -> int:
         """Make ``part`` hold the whole payload; return how many bytes were there before."""
         import requests
+        import urllib3
 
         before = self.part.stat().st_size if self.part.exists() else 0
         for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
             try:
                 self._request_rest(url)
                 return before
-            except (_Interrupted, requests.RequestException, OSError) as exc:
+            except (_Interrupted, requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 status = getattr(getattr(exc, "response", None), "status_code", None)
                 refused = status is not None and status < 500  # asking again will not help
                 if attempt < _DOWNLOAD_ATTEMPTS and not refused:
@@ -174,7 +194,10 @@ class ResumingDownloader:
                                                     desc=f"downloading {PurePosixPath(url).name}",
                                                     disable=not sys.stderr.isatty()) as bar:
                 try:
-                    for chunk in response.iter_content(_CHUNK_BYTES):
+                    # read1: what has arrived so far, so a read that times out loses nothing already received
+                    # (iter_content's 1 MiB reads dropped up to 1 MiB on a stall, and a line that stalls more
+                    # often than that never progressed)
+                    while chunk := response.raw.read1(_CHUNK_BYTES, decode_content=True):
                         out.write(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))

@@ -100,7 +100,11 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
     # torchrun itself, without the traceback it adds to a worker's own error (see .torchrun)
     command = [sys.executable, "-m", "bindiff.training.torchrun", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "bindiff", *bindiff_args]
-    child = subprocess.Popen(command, preexec_fn=_die_with_parent)
+    # torchrun sets 1 thread per worker, with a four-line warning, where this is unset; the cores
+    # shared out is what a null train.threads means on several processes
+    env = {**os.environ}
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    child = subprocess.Popen(command, preexec_fn=_die_with_parent, env=env)
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     received: list[int] = []
 

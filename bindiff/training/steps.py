@@ -60,9 +60,15 @@ def parallel_step(model, train: sp.csr_matrix, device: torch.device, noise: torc
     def step(rows: np.ndarray):
         t, u = model.draw_noise(len(rows), dim, noise, device)
         lo, hi = workers.block(len(rows))
+        # a batch shorter than the processes leaves some blocks empty: such a process still runs
+        # one row (DDP all-reduces in every backward, and dropout draws the whole batch's masks from
+        # torch's generator on every process), weighted 0, so it adds nothing to the gradient
+        weight = 1.0 if hi > lo else 0.0
+        if hi == lo:
+            lo, hi = 0, 1
         with batch_rows(model, lo, hi, len(rows)):
             out = net(dense_batch(train, rows[lo:hi], device), t=t[lo:hi], noise=u[lo:hi])
-        rows_loss = out.terms["loss"].sum()
+        rows_loss = out.terms["loss"].sum() * weight
         # DDP averages gradients over processes: scaling by world / batch makes the average
         # the gradient of the whole batch's mean loss.
         return rows_loss * (workers.world / len(rows)), rows_loss.item()

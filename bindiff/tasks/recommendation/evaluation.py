@@ -107,11 +107,12 @@ def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, worker
     # the metrics and the scorer were checked against the recipe before (check_metrics, make_scorer):
     # an error here is the model's or bindiff's, and keeps its traceback
     shows = shown is not None and workers.is_main
+    where = f" on process 1 of {workers.world}" if workers.parallel else ""  # its block of the users alone
     report = evaluate_ranking(
         lambda batch: scorer(batch), *matrices, metric_names(config),
         batch_size=config["eval"]["batch_size"], empty_users=config["eval"]["empty_users"], device=device,
         item_popularity=popularity, progress=config["output"]["progress"] if shows else False,
-        report=(lambda line: log(f"{shown} {line}")) if shows and log_lines(config) else None,
+        report=(lambda line: log(f"{shown} {line}{where}")) if shows and log_lines(config) else None,
     )
     return merge_reports(workers.gather(report)) if workers.parallel else report
 
