@@ -29,7 +29,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     if path.is_dir() or (path.exists() and not path.is_file()):
         # A rename would replace a folder's name or a device such as /dev/null with a plain file.
         raise OutputError(f"{path}: exists and is not a regular file")
-    _refuse_a_file_above(path)
+    refuse_a_file_above(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -62,7 +62,7 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
         folder = Path(os.path.realpath(folder))
         if folder.is_symlink():  # realpath stops at a loop
             raise OutputError(f"{folder}: a link that leads back to itself; give a folder")
-    _refuse_a_file_above(folder)
+    refuse_a_file_above(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
@@ -92,7 +92,7 @@ def _raise_if_full(err: BaseException, where: str) -> None:
         raise OutputError(f"{where} ({err.strerror})") from None
 
 
-def _refuse_a_file_above(path: Path) -> None:
+def refuse_a_file_above(path: Path) -> None:
     """OutputError when the nearest existing folder above ``path`` is a file (mkdir would only say
     "File exists")."""
     for above in path.parents:

@@ -20,10 +20,10 @@ import numpy as np
 
 from .adapters.errors import DataError
 from .adapters.masks import LabelPreset, binarize, get_preset, read_label_map
-from .adapters.masks.datasets import LABEL_SUFFIXES, find_by_stem, volume_stem
+from .adapters.masks.datasets import LABEL_SUFFIXES, volume_stem
 from .adapters.masks.io import require_one_grid
 from .config import RecipeError
-from .files import OutputError, write_json
+from .files import OutputError, refuse_a_file_above, write_json
 from .metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
 
 MASK_SUFFIX = "_mask"  # what `bindiff segment` adds to a case's name
@@ -74,18 +74,22 @@ def pair_files(prediction: Path, reference: Path) -> tuple[list[ScoredPair], lis
             raise DataError(f"{reference}: one reference file for {len(predictions)} predictions; give a folder of "
                             "<case> label maps")
         return [ScoredPair(case, path, reference) for case, path in predictions.items()], []
-    pairs = []
-    for case, path in predictions.items():
-        found = find_by_stem(reference, case)
-        if found is None:
-            raise DataError(f"{path}: no reference {case}.nii.gz (or another volume format) in {reference}")
-        pairs.append(ScoredPair(case, path, found))
-    named = [p for p in reference.iterdir() if volume_stem(p) and not p.name.startswith(".")]
-    for path in named:
+    references: dict[str, Path] = {}
+    for path in sorted(p for p in reference.iterdir() if volume_stem(p) and not p.name.startswith(".")):
         if not path.is_file():
             raise DataError(f"{path}: not a readable reference file (a folder or a broken link)")
-    references = {volume_stem(p) for p in named}
-    return pairs, sorted(references - set(predictions))
+        stem = volume_stem(path)
+        if stem in references:  # a.nii beside a.nii.gz: which one is the truth is not ours to guess
+            raise DataError(f"{path}: a second reference for case {stem!r} (beside {references[stem].name})")
+        references[stem] = path
+    pairs = []
+    for case, path in predictions.items():
+        if case not in references:
+            raise DataError(f"{path}: no reference {case}.nii.gz (or another volume format) in {reference}")
+        if references[case].resolve() == path.resolve():
+            raise DataError(f"{path}: is its own reference; give the reference label maps")
+        pairs.append(ScoredPair(case, path, references[case]))
+    return pairs, sorted(set(references) - set(predictions))
 
 
 def _prediction_mask(path: Path) -> tuple[np.ndarray, object]:
@@ -93,7 +97,8 @@ def _prediction_mask(path: Path) -> tuple[np.ndarray, object]:
     values = np.unique(volume.data)
     if not set(values.tolist()) <= {0, 1}:
         shown = ", ".join(str(v) for v in values[:8])
-        raise DataError(f"{path}: not a 0/1 mask (it holds {shown}); score a label map's region with --preset")
+        raise DataError(f"{path}: not a 0/1 mask (it holds {shown}); a prediction is the region's 0/1 mask "
+                        "(--preset and --region read the references' labels)")
     return volume.data.astype(bool), volume.geometry
 
 
@@ -128,6 +133,8 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
             with cases_json(Path(run) / "split", config["task"]) as meta:
                 layout = meta["layout"]
         return resolve_preset(config, layout), region or config["labels"]["region"]
+    if preset == "custom":  # its labels.foreground is a recipe key: only a run carries one
+        raise RecipeError("score: the custom preset's labels come from a run; give --run RUN_DIR of a run that used it")
     if preset is None or preset == "binary":
         if region not in (None, "whole"):
             raise RecipeError(f"score: 0/1 references have one region, whole; --region {region} needs --preset")
@@ -150,6 +157,11 @@ def score(prediction: str | Path, reference: str | Path, preset: LabelPreset | s
         preset.region(region)  # an unknown region is refused before any file is read
     if out is not None and Path(out).exists():  # it might even be one of the files scored
         raise FileExistsError(f"--out {out}: already exists; bindiff never overwrites")
+    if out is not None:  # a folder path through a file: said before every case is read and scored
+        try:
+            refuse_a_file_above(Path(out))
+        except OutputError as err:
+            raise OutputError(f"--out {err}") from None
     pairs, unmatched = pair_files(Path(prediction), Path(reference))
     rows = [score_pair(pair, preset, region) for pair in pairs]
     summary = {"prediction": str(prediction), "reference": str(reference),

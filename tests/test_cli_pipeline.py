@@ -462,6 +462,18 @@ def test_export_writes_a_scorer_torch_alone_loads_with_the_runs_scores(trained, 
     np.testing.assert_allclose(scorer(torch.from_numpy(x[:1])).numpy(), scores[:1], rtol=1e-6, atol=1e-7)
     again = runner.invoke(app, ["export", str(run_dir), "--output", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
+    # a deterministic reverse reading, as the docs offer for exporting: its scores are the model's own
+    # reverse chain (the chain's time grid failed while torch.export traced it)
+    from bindiff.tasks.recommendation.job import load_run
+
+    reverse = runner.invoke(app, ["export", str(run_dir), "inference.mode=reverse", "inference.t=3",
+                                  "--output", str(tmp_path / "reverse")])
+    assert reverse.exit_code == 0, reverse.output
+    exported = torch.export.load(str(tmp_path / "reverse" / "scorer.pt2")).module()
+    _, _, model, _ = load_run(run_dir)
+    with torch.no_grad():
+        expected = model.reverse(torch.from_numpy(x), start=3)
+    torch.testing.assert_close(exported(torch.from_numpy(x)), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_every_ranking_metric_and_the_per_user_csv_from_a_run(ratings_csv, tmp_path):

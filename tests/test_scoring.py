@@ -68,6 +68,17 @@ def test_folders_are_scored_case_by_case_against_a_hand_computation(folders, tmp
     assert result.exit_code == 0 and "a: Dice 0.6667" in result.output, result.output  # 2*32/(64+32)
 
 
+def test_a_reference_with_an_upper_case_suffix_is_found(folders, tmp_path):
+    """The suffix is read without regard to case on both sides (B.NII.GZ was a case no prediction
+    could find: "no reference b.nii.gz")."""
+    pred, ref = folders
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    (upper / "b.NII.GZ").symlink_to(ref / "b.nii.gz")
+    result = runner.invoke(app, ["score", str(pred / "b_mask.nii.gz"), str(upper)])
+    assert result.exit_code == 0 and "b: Dice 1.0000" in result.output, result.output
+
+
 def test_bad_input_is_refused_in_one_line(folders, tmp_path):
     pred, ref = folders
     lonely = _save(tmp_path / "lonely" / "z_mask.nii.gz", _box((1, 1, 1), (2, 2, 2)))
@@ -75,6 +86,9 @@ def test_bad_input_is_refused_in_one_line(folders, tmp_path):
     smaller = _save(tmp_path / "smaller" / "b.nii.gz", _box((1, 1, 1), (3, 3, 3), shape=(9, 10, 10)))
     labels = _save(tmp_path / "labels" / "b_mask.nii.gz", _box((1, 1, 1), (3, 3, 3), value=2))
     (tmp_path / "empty").mkdir()
+    twice = tmp_path / "twice"  # b's reference as .nii.gz and as .nii: which is the truth is not ours to pick
+    _save(twice / "b.nii.gz", _box((1, 1, 1), (3, 3, 3)))
+    _save(twice / "b.nii", _box((2, 2, 2), (4, 4, 4)))
     cases = (
         ([str(lonely.parent), str(ref), "--preset", "msd_hippocampus"], "z_mask.nii.gz: no reference z.nii.gz"),
         ([str(pred / "b_mask.nii.gz"), str(shifted)], "b_mask.nii.gz: its voxel-to-world affine differs from"),
@@ -86,6 +100,8 @@ def test_bad_input_is_refused_in_one_line(folders, tmp_path):
         ([str(tmp_path / "empty"), str(ref)], "empty: no mask files"),
         ([str(tmp_path / "missing"), str(ref)], "missing: no such prediction file or folder"),
         ([str(pred), str(ref / "a.nii.gz")], "a.nii.gz: one reference file for 2 predictions"),
+        ([str(pred / "b_mask.nii.gz"), str(twice)], "b.nii.gz: a second reference for case 'b' (beside b.nii)"),
+        ([str(ref), str(ref)], "a.nii.gz: is its own reference; give the reference label maps"),
         ([str(pred), str(ref), "--preset", "msd_hippocampus", "--out", str(ref / "a.nii.gz" / "s.json")],
          f"--out {ref / 'a.nii.gz' / 's.json'}: cannot write there ({ref / 'a.nii.gz'} is a file, not a folder)"),
     )
@@ -93,3 +109,10 @@ def test_bad_input_is_refused_in_one_line(folders, tmp_path):
         result = runner.invoke(app, ["score", *args])
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output.strip().splitlines()[-1] and "Traceback" not in result.output, result.output
+    # an --out below a file is said before any case is read (a prediction that does not read would say otherwise)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "b_mask.nii.gz").write_text("not a volume")
+    result = runner.invoke(app, ["score", str(tmp_path / "broken"), str(ref), "--out", str(ref / "a.nii.gz" / "s.json")])
+    assert result.exit_code == 2 and "cannot write there" in result.output.strip().splitlines()[-1], result.output
+    custom = runner.invoke(app, ["score", str(pred), str(ref), "--preset", "custom"])
+    assert custom.exit_code == 2 and "the custom preset's labels come from a run; give --run" in custom.output

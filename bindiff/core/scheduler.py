@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .process import REVERSE_KERNELS, BernoulliProcess, check_not_nan, draw_bits
@@ -68,7 +69,8 @@ class ReverseScheduler:
             n = start if num_inference_steps is None else _integer("num_inference_steps", num_inference_steps)
             if not 1 <= n <= start:
                 raise ValueError(f"num_inference_steps must lie in 1..{start}, got {n}")
-            grid = torch.linspace(start, 1, n, dtype=torch.float64).round().long().tolist()
+            # numpy, not torch: plain ints while torch.export traces a scorer (torch's were symbolic, unhashable)
+            grid = np.rint(np.linspace(start, 1, n, dtype=np.float64)).astype(np.int64).tolist()
             timesteps = sorted(set(grid), reverse=True)
         timesteps = [_integer("timesteps", t) for t in timesteps]
         if not timesteps or any(a <= b for a, b in zip(timesteps, timesteps[1:])):
