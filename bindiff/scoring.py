@@ -13,6 +13,7 @@ prediction are listed in the summary and left out of the means.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,20 +74,24 @@ def pair_files(prediction: Path, reference: Path) -> tuple[list[ScoredPair], lis
         if len(predictions) != 1:
             raise DataError(f"{reference}: one reference file for {len(predictions)} predictions; give a folder of "
                             "<case> label maps")
-        return [ScoredPair(case, path, reference) for case, path in predictions.items()], []
+        ((case, path),) = predictions.items()
+        if os.path.samefile(path, reference):
+            raise DataError(f"{path}: is its own reference; give the reference label map")
+        return [ScoredPair(case, path, reference)], []
     references: dict[str, Path] = {}
+    second: dict[str, Path] = {}
     for path in sorted(p for p in reference.iterdir() if volume_stem(p) and not p.name.startswith(".")):
         if not path.is_file():
             raise DataError(f"{path}: not a readable reference file (a folder or a broken link)")
         stem = volume_stem(path)
-        if stem in references:  # a.nii beside a.nii.gz: which one is the truth is not ours to guess
-            raise DataError(f"{path}: a second reference for case {stem!r} (beside {references[stem].name})")
-        references[stem] = path
+        (second if stem in references else references).setdefault(stem, path)
     pairs = []
     for case, path in predictions.items():
         if case not in references:
             raise DataError(f"{path}: no reference {case}.nii.gz (or another volume format) in {reference}")
-        if references[case].resolve() == path.resolve():
+        if case in second:  # a.nii beside a.nii.gz: which one is the truth is not ours to guess
+            raise DataError(f"{second[case]}: a second reference for case {case!r} (beside {references[case].name})")
+        if os.path.samefile(references[case], path):
             raise DataError(f"{path}: is its own reference; give the reference label maps")
         pairs.append(ScoredPair(case, path, references[case]))
     return pairs, sorted(set(references) - set(predictions))

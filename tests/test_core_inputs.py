@@ -281,3 +281,16 @@ def test_set_timesteps_refuses_fractions_and_two_ways_at_once(kwargs, message):
     with pytest.raises(ValueError, match=message):
         scheduler.set_timesteps(**kwargs)
     assert scheduler.set_timesteps(timesteps=[torch.tensor(4), 2.0]) == [4, 2]  # whole values of any type
+
+
+def test_skipped_steps_visit_the_times_torch_linspace_rounds_to():
+    """The grid of n steps from start is torch.linspace(start, 1, n) rounded half to even, time for
+    time, for every n and every start up to 120 (a grid computed another way moved the ties: 23 steps
+    from 26 visited 13 where torch says 14, so a stored run's reverse chain would change)."""
+    scheduler = ReverseScheduler(BernoulliProcess.from_schedule("linear", 120))
+    for start in range(1, 121):
+        for n in range(1, start + 1):
+            expected = sorted(set(torch.linspace(start, 1, n, dtype=torch.float64).round().long().tolist()),
+                              reverse=True)
+            assert scheduler.set_timesteps(n, start=start) == expected, (start, n)
+    assert scheduler.set_timesteps(23, start=26)[10:14] == [15, 14, 12, 11]

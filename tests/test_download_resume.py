@@ -283,6 +283,24 @@ def test_a_zip_whose_member_is_corrupt_is_one_data_error(monkeypatch, tmp_path, 
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+def test_a_deflated_member_that_does_not_inflate_is_one_data_error(monkeypatch, tmp_path, site):
+    """The real archives are deflated: corrupt compressed bytes break the stream itself (zlib's
+    error, not a CRC mismatch), and a stream cut short ends early."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("ml-1m/ratings.dat", RATINGS)
+    payload = bytearray(buffer.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(payload))) as archive:
+        info = archive.getinfo("ml-1m/ratings.dat")
+    data_start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for offset in range(data_start + 10, data_start + min(info.compress_size, 400), 13):
+        payload[offset] ^= 0xFF  # scrambled compressed bytes, pinned as served
+    site.payload = bytes(payload)
+    with pytest.raises(DataError, match="not a valid zip archive"):
+        fetch(monkeypatch, tmp_path, site)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS, errno.ENOSPC])
 def test_a_cache_that_cannot_take_the_data_is_one_line_naming_it(monkeypatch, tmp_path, site, code):
     import tempfile
@@ -313,7 +331,6 @@ def test_two_processes_on_one_cache_download_once(monkeypatch, tmp_path, site):
     sha = hashlib.sha256(site.payload).hexdigest()
     piece = len(site.payload) // 40
     site.drop_after = [piece] * 40  # a slow line: 40 resumed pieces, so the two processes overlap
-    monkeypatch.setattr(download_module, "_DOWNLOAD_ATTEMPTS", 100)
     script_attempts = "from bindiff.adapters.interactions import download; download._DOWNLOAD_ATTEMPTS = 100; download._RETRY_DELAY_S = 0.002\n"
     script.write_text(
         script_attempts + "import dataclasses, sys\n"

@@ -258,3 +258,18 @@ def test_library_calls_refuse_one_string_where_a_list_is_meant(tmp_path):
         run_evaluations(tmp_path / "no-run", "denoising")
     with pytest.raises(TypeError, match="unknown_label must be an integer label value, got '9'"):
         apply_run(tmp_path / "no-run", "completion", tmp_path, tmp_path / "out", unknown_label="9")
+
+
+def test_a_case_file_is_found_in_any_suffix_case_and_a_second_one_is_refused(tmp_path):
+    """The channel, brain-mask and reference files a case is looked up by: b.NII.GZ is b's (it was
+    not found), and b.nii beside b.nii.gz is refused naming both (the first suffix was taken)."""
+    from bindiff.adapters.masks.datasets import find_by_stem
+
+    (tmp_path / "b.NII.GZ").write_bytes(b"x")
+    (tmp_path / "bb.nii.gz").write_bytes(b"x")  # another case whose name starts alike
+    assert find_by_stem(tmp_path, "b") == tmp_path / "b.NII.GZ"
+    assert find_by_stem(tmp_path, "c") is None and find_by_stem(tmp_path / "missing", "b") is None
+    (tmp_path / "b.nii").write_bytes(b"x")
+    with pytest.raises(DataError, match=r"b.nii: a second file for 'b' beside b.NII.GZ; keep one|"
+                                        r"b.NII.GZ: a second file for 'b' beside b.nii; keep one"):
+        find_by_stem(tmp_path, "b")

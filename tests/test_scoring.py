@@ -102,6 +102,7 @@ def test_bad_input_is_refused_in_one_line(folders, tmp_path):
         ([str(pred), str(ref / "a.nii.gz")], "a.nii.gz: one reference file for 2 predictions"),
         ([str(pred / "b_mask.nii.gz"), str(twice)], "b.nii.gz: a second reference for case 'b' (beside b.nii)"),
         ([str(ref), str(ref)], "a.nii.gz: is its own reference; give the reference label maps"),
+        ([str(ref / "b.nii.gz"), str(ref / "b.nii.gz")], "b.nii.gz: is its own reference; give the reference label map"),
         ([str(pred), str(ref), "--preset", "msd_hippocampus", "--out", str(ref / "a.nii.gz" / "s.json")],
          f"--out {ref / 'a.nii.gz' / 's.json'}: cannot write there ({ref / 'a.nii.gz'} is a file, not a folder)"),
     )

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -68,7 +69,8 @@ def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = 
                 elif target.exists() or target.is_symlink():
                     target.unlink()
                 os.replace(entry, target)
-        except zipfile.BadZipFile as exc:  # a member that does not unpack (bad CRC, truncated data)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a member that does not unpack: bad CRC,
+            # a broken deflate stream, cut short
             raise DataError(f"{url}: not a valid zip archive: {exc}") from None
         except OSError as exc:
             if exc.errno not in _CACHE_ERRNOS:
@@ -197,7 +199,9 @@ class ResumingDownloader:
                     # read1: what has arrived so far, so a read that times out loses nothing already received
                     # (iter_content's 1 MiB reads dropped up to 1 MiB on a stall, and a line that stalls more
                     # often than that never progressed)
-                    while chunk := response.raw.read1(_CHUNK_BYTES, decode_content=True):
+                    # (urllib3 before 2.2 has no read1: whole reads there, as before)
+                    read = getattr(response.raw, "read1", response.raw.read)
+                    while chunk := read(_CHUNK_BYTES, decode_content=True):
                         out.write(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))

@@ -41,8 +41,15 @@ LABEL_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
 def find_by_stem(folder: Path, stem: str) -> Path | None:
-    """``folder/<stem><suffix>`` for the first volume suffix (LABEL_SUFFIXES) that exists, else None."""
-    return next((folder / f"{stem}{s}" for s in LABEL_SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
+    """The volume file ``folder/<stem><suffix>`` (a suffix of LABEL_SUFFIXES, in any case), else
+    None; a DataError naming both when there are two (``a.nii`` beside ``a.nii.gz``): which one
+    is meant is not ours to guess."""
+    if not folder.is_dir():
+        return None
+    found = [p for p in sorted(folder.iterdir()) if volume_stem(p) == stem and p.is_file()]
+    if len(found) > 1:
+        raise DataError(f"{found[1]}: a second file for {stem!r} beside {found[0].name}; keep one")
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .process import REVERSE_KERNELS, BernoulliProcess, check_not_nan, draw_bits
@@ -69,8 +68,7 @@ class ReverseScheduler:
             n = start if num_inference_steps is None else _integer("num_inference_steps", num_inference_steps)
             if not 1 <= n <= start:
                 raise ValueError(f"num_inference_steps must lie in 1..{start}, got {n}")
-            # numpy, not torch: plain ints while torch.export traces a scorer (torch's were symbolic, unhashable)
-            grid = np.rint(np.linspace(start, 1, n, dtype=np.float64)).astype(np.int64).tolist()
+            grid = _even_grid(start, n)
             timesteps = sorted(set(grid), reverse=True)
         timesteps = [_integer("timesteps", t) for t in timesteps]
         if not timesteps or any(a <= b for a, b in zip(timesteps, timesteps[1:])):
@@ -122,3 +120,14 @@ def _integer(name: str, value) -> int:
     if isinstance(value, (bool, str, bytes)) or whole is None or bool(whole != value):
         raise ValueError(f"{name} must be whole numbers, got {value!r}")
     return whole
+
+
+def _even_grid(start: int, n: int) -> list[int]:
+    """``torch.linspace(start, 1, n, dtype=float64).round()`` as plain ints, point for point: torch's
+    two-sided formula (the first half counted from ``start``, the second back from 1) and rounding
+    half to even, so every stored run keeps its times; plain Python, because while torch.export
+    traces a scorer torch's values are symbolic and cannot be deduplicated."""
+    if n == 1:
+        return [start]
+    step = (1 - start) / (n - 1)
+    return [round(start + i * step) if i < n // 2 else round(1 - (n - 1 - i) * step) for i in range(n)]

@@ -103,7 +103,8 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
     # torchrun sets 1 thread per worker, with a four-line warning, where this is unset; the cores
     # shared out is what a null train.threads means on several processes
     env = {**os.environ}
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the cores this process may use
     child = subprocess.Popen(command, preexec_fn=_die_with_parent, env=env)
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     received: list[int] = []
