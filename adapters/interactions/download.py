@@ -196,10 +196,9 @@ class ResumingDownloader:
                                                     desc=f"downloading {PurePosixPath(url).name}",
                                                     disable=not sys.stderr.isatty()) as bar:
                 try:
-                    # read1: what has arrived so far, so a read that times out loses nothing already received
-                    # (iter_content's 1 MiB reads dropped up to 1 MiB on a stall, and a line that stalls more
-                    # often than that never progressed)
-                    # (urllib3 before 2.2 has no read1: whole reads there, as before)
+                    # read1 returns what has arrived, so a read that times out loses nothing received
+                    # (iter_content's 1 MiB reads dropped up to 1 MiB per stall, and a line that stalled
+                    # that often never progressed); urllib3 before 2.2 has no read1: whole reads there
                     read = getattr(response.raw, "read1", response.raw.read)
                     while chunk := read(_CHUNK_BYTES, decode_content=True):
                         out.write(chunk)
