@@ -261,6 +261,19 @@ def test_an_image_saved_as_another_file_type_than_its_label_is_found(tmp_path):
         find_dataset(str(root), "msd")
 
 
+def test_an_upper_case_image_is_found_and_an_image_without_a_label_is_named(tmp_path, capsys):
+    """c.NII.GZ is c's image (it was "no image beside this label map"); an image no label map
+    claims is named, not dropped without a word; nnU-Net's channel files are their case's."""
+    label = blob()
+    root = _msd_folder(tmp_path / "d", {"c.NII.GZ": label.astype(np.float32), "d_0000.nii.gz": label.astype(np.float32),
+                                        "d_0001.nii.gz": label.astype(np.float32), "lost.nii.gz": label.astype(np.float32)},
+                       {"c.nii.gz": label, "d.nii.gz": label})
+    cases = {c.case_id: c for c in find_dataset(str(root), "msd").cases}
+    assert cases["c"].image == root / "images" / "c.NII.GZ" and cases["d"].image == root / "images" / "d_0000.nii.gz"
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {root / 'images'}: 1 image(s) with no label map beside them, left out: lost"]
+
+
 def test_an_mha_image_of_another_shape_than_its_label_is_refused_as_a_nifti_one(tmp_path):
     label = blob()
     root = _msd_folder(tmp_path / "d", {"a.mha": label[:-2].astype(np.float32)}, {"a.mha": label})

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,22 +107,52 @@ def _msd(root: Path) -> list[MaskCase] | None:
     for labels_dir, images_dir in (("labels", "images"), ("labelsTr", "imagesTr")):
         folder = root / labels_dir
         if folder.is_dir():
+            images = _volumes_by_stem(root / images_dir)
             cases = []
             for path in sorted(p for p in folder.iterdir() if _visible(p)):
                 stem = volume_stem(path)
                 if stem is None:
                     continue
                 refuse_non_file(path, "label map")
-                cases.append(MaskCase(stem, path, image=_image_of(root / images_dir, stem, path)))
+                cases.append(MaskCase(stem, path, image=_image_of(images, stem, path, root / images_dir)))
+            _warn_of_unlabelled(images, {case.case_id for case in cases}, root / images_dir)
             return cases
     return None
 
 
-def _image_of(images: Path, stem: str, label: Path) -> Path | None:
+def _warn_of_unlabelled(images: dict[str, list[Path]], labelled: set[str], folder: Path) -> None:
+    """A line naming images that no label map claims (a forgotten export would silently shrink
+    the data set and move the split); nnU-Net's channel files ``<case>_0000``... are their case's."""
+    def case_of(stem: str) -> str:
+        return stem[:-5] if re.fullmatch(r".+_\d{4}", stem) and stem[:-5] in labelled else stem
+
+    unlabelled = sorted(stem for stem in images if case_of(stem) not in labelled)
+    if unlabelled:
+        from ...progress import log  # the warning channel of the tasks
+
+        shown = ", ".join(unlabelled[:3]) + (f" and {len(unlabelled) - 3} more" if len(unlabelled) > 3 else "")
+        log(f"warning: {folder}: {len(unlabelled)} image(s) with no label map beside them, left out: {shown}")
+
+
+def _volumes_by_stem(folder: Path) -> dict[str, list[Path]]:
+    """The volume files of a folder by case name (suffixes in any case), read once; a name's files
+    in the order of LABEL_SUFFIXES."""
+    index: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            stem = volume_stem(path)
+            if stem is not None and path.is_file():
+                index.setdefault(stem, []).append(path)
+    rank = {suffix: i for i, suffix in enumerate(LABEL_SUFFIXES)}
+    return {stem: sorted(paths, key=lambda p: rank[p.name[len(stem):].lower()]) for stem, paths in index.items()}
+
+
+def _image_of(index: dict[str, list[Path]], stem: str, label: Path, images: Path) -> Path | None:
     """A label map's image: ``<case>`` or nnU-Net's ``<case>_0000``, in any volume file type (an
-    image saved as .nii beside a .nii.gz label map is the same case); two of one name are refused."""
+    image saved as .nii beside a .nii.gz label map is the same case, and so is one in upper case);
+    two of one name are refused."""
     for name in (stem, f"{stem}_0000"):
-        found = [images / f"{name}{suffix}" for suffix in LABEL_SUFFIXES if (images / f"{name}{suffix}").is_file()]
+        found = index.get(name, [])
         exact = images / label.name
         if len(found) > 1 and exact in found:  # the label's own file type first, as before
             found = [exact]

@@ -130,15 +130,16 @@ def warn_mixed_spacing(spec: GridSpec, spacings: dict, source, remedy: str = "us
             f"structures at different scales ({remedy})")
 
 
-def warn_outside(spec: GridSpec, outside: dict[str, int], source) -> None:
+def warn_outside(spec: GridSpec, outside: dict[str, int], source,
+                 fate: str = "they are neither learned nor scored") -> None:
     """A warning line when the grid window misses label voxels of some cases (``outside_voxels`` in
-    metrics.json counts them): those parts are neither learned nor scored."""
+    metrics.json counts them), saying what becomes of them (``fate``: the masks task scores on the
+    grid, so it neither learns nor scores them)."""
     missed = {case_id: n for case_id, n in outside.items() if n}
     if missed:
         worst = max(missed, key=missed.get)
         log(f"warning: {source}: grid.shape {list(spec.shape)} misses {sum(missed.values())} label voxel(s) of "
-            f"{len(missed)} case(s) (most: {worst}, {missed[worst]}); they are neither learned nor scored: "
-            "enlarge grid.shape")
+            f"{len(missed)} case(s) (most: {worst}, {missed[worst]}); {fate}: enlarge grid.shape")
 
 
 def warn_empty(labels: list, region: str) -> None:
