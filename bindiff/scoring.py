@@ -21,7 +21,7 @@ import numpy as np
 
 from .adapters.errors import DataError
 from .adapters.masks import LabelPreset, binarize, get_preset, read_label_map
-from .adapters.masks.datasets import LABEL_SUFFIXES, volume_stem
+from .adapters.masks.datasets import LABEL_SUFFIXES, volume_stem, volumes_by_stem
 from .adapters.masks.io import require_one_grid
 from .config import RecipeError
 from .files import OutputError, refuse_a_file_above, write_json
@@ -78,22 +78,20 @@ def pair_files(prediction: Path, reference: Path) -> tuple[list[ScoredPair], lis
         if os.path.samefile(path, reference):
             raise DataError(f"{path}: is its own reference; give the reference label map")
         return [ScoredPair(case, path, reference)], []
-    references: dict[str, Path] = {}
-    second: dict[str, Path] = {}
-    for path in sorted(p for p in reference.iterdir() if volume_stem(p) and not p.name.startswith(".")):
-        if not path.is_file():
+    for path in reference.iterdir():  # left out, a reference would move the unmatched list without a word
+        if volume_stem(path) and not path.name.startswith(".") and not path.is_file():
             raise DataError(f"{path}: not a readable reference file (a folder or a broken link)")
-        stem = volume_stem(path)
-        (second if stem in references else references).setdefault(stem, path)
+    references = volumes_by_stem(reference)
     pairs = []
     for case, path in predictions.items():
         if case not in references:
             raise DataError(f"{path}: no reference {case}.nii.gz (or another volume format) in {reference}")
-        if case in second:  # a.nii beside a.nii.gz: which one is the truth is not ours to guess
-            raise DataError(f"{second[case]}: a second reference for case {case!r} (beside {references[case].name})")
-        if os.path.samefile(references[case], path):
+        first, *others = references[case]
+        if others:  # a.nii beside a.nii.gz: which one is the truth is not ours to guess
+            raise DataError(f"{others[0]}: a second reference for case {case!r} (beside {first.name})")
+        if os.path.samefile(first, path):
             raise DataError(f"{path}: is its own reference; give the reference label maps")
-        pairs.append(ScoredPair(case, path, references[case]))
+        pairs.append(ScoredPair(case, path, first))
     return pairs, sorted(set(references) - set(predictions))
 
 

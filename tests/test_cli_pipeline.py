@@ -252,9 +252,9 @@ def test_scoring_and_recommending_show_their_batches_when_asked(trained, capsys)
 def test_a_batch_too_large_for_the_memory_is_refused_naming_its_key(trained, ratings_csv, tmp_path, monkeypatch):
     """A batch as large as the users is the dense users × items matrix: on a machine too small for
     it (here a stand-in of 64 KiB), one line naming the key, before any run folder is made."""
-    import bindiff.tasks.recommendation.baselines.ease as ease
+    import bindiff.tasks.recommendation.evaluation as evaluation
 
-    monkeypatch.setattr(ease, "physical_memory_bytes", lambda: 64 * 2**10)
+    monkeypatch.setattr(evaluation, "physical_memory_bytes", lambda: 64 * 2**10)
     root = tmp_path / "runs"
     result = runner.invoke(app, small_args(ratings_csv, root, "train.batch_size=1000"))
     assert result.exit_code == 2, result.output
@@ -264,10 +264,10 @@ def test_a_batch_too_large_for_the_memory_is_refused_naming_its_key(trained, rat
         "and this machine has 0 GiB; lower it")
     assert not (root / "ml1m").exists() or not any((root / "ml1m").iterdir())
     run_dir, _, _ = trained
-    monkeypatch.setattr(ease, "physical_memory_bytes", lambda: 16 * 2**10)  # under 40 × 40 × 4 copies × 4 bytes
+    monkeypatch.setattr(evaluation, "physical_memory_bytes", lambda: 16 * 2**10)  # under 40 × 40 × 4 copies × 4 bytes
     result = runner.invoke(app, ["evaluate", str(run_dir), "eval.batch_size=100"])
     assert result.exit_code == 2 and "error: eval.batch_size=100: a batch of 40 users × 40 items" in result.output
-    monkeypatch.setattr(ease, "physical_memory_bytes", lambda: 32 * 2**10)  # over them
+    monkeypatch.setattr(evaluation, "physical_memory_bytes", lambda: 32 * 2**10)  # over them
     assert runner.invoke(app, ["evaluate", str(run_dir), "eval.batch_size=100"]).exit_code == 0
 
 

@@ -41,13 +41,23 @@ DEFAULT_PRESETS = {"msd": "msd_hippocampus", "brats2015": "brats2015", "brats202
 LABEL_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
+def volumes_by_stem(folder: Path) -> dict[str, list[Path]]:
+    """The volume files of a folder (suffixes of LABEL_SUFFIXES in any case; hidden files left
+    out) by case name, each name's files sorted; a folder that is not there holds none."""
+    index: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            stem = volume_stem(path)
+            if stem is not None and path.is_file() and not path.name.startswith("."):
+                index.setdefault(stem, []).append(path)
+    return index
+
+
 def find_by_stem(folder: Path, stem: str) -> Path | None:
     """The volume file ``folder/<stem><suffix>`` (a suffix of LABEL_SUFFIXES, in any case), else
     None; a DataError naming both when there are two (``a.nii`` beside ``a.nii.gz``): which one
     is meant is not ours to guess."""
-    if not folder.is_dir():
-        return None
-    found = [p for p in sorted(folder.iterdir()) if volume_stem(p) == stem and p.is_file()]
+    found = volumes_by_stem(folder).get(stem, [])
     if len(found) > 1:
         raise DataError(f"{found[1]}: a second file for {stem!r} beside {found[0].name}; keep one")
     return found[0] if found else None
@@ -107,7 +117,7 @@ def _msd(root: Path) -> list[MaskCase] | None:
     for labels_dir, images_dir in (("labels", "images"), ("labelsTr", "imagesTr")):
         folder = root / labels_dir
         if folder.is_dir():
-            images = _volumes_by_stem(root / images_dir)
+            images = volumes_by_stem(root / images_dir)
             cases = []
             for path in sorted(p for p in folder.iterdir() if _visible(p)):
                 stem = volume_stem(path)
@@ -134,25 +144,13 @@ def _warn_of_unlabelled(images: dict[str, list[Path]], labelled: set[str], folde
         log(f"warning: {folder}: {len(unlabelled)} image(s) with no label map beside them, left out: {shown}")
 
 
-def _volumes_by_stem(folder: Path) -> dict[str, list[Path]]:
-    """The volume files of a folder by case name (suffixes in any case), read once; a name's files
-    in the order of LABEL_SUFFIXES."""
-    index: dict[str, list[Path]] = {}
-    if folder.is_dir():
-        for path in sorted(folder.iterdir()):
-            stem = volume_stem(path)
-            if stem is not None and path.is_file():
-                index.setdefault(stem, []).append(path)
-    rank = {suffix: i for i, suffix in enumerate(LABEL_SUFFIXES)}
-    return {stem: sorted(paths, key=lambda p: rank[p.name[len(stem):].lower()]) for stem, paths in index.items()}
-
-
 def _image_of(index: dict[str, list[Path]], stem: str, label: Path, images: Path) -> Path | None:
     """A label map's image: ``<case>`` or nnU-Net's ``<case>_0000``, in any volume file type (an
     image saved as .nii beside a .nii.gz label map is the same case, and so is one in upper case);
     two of one name are refused."""
-    for name in (stem, f"{stem}_0000"):
-        found = index.get(name, [])
+    rank = {suffix: i for i, suffix in enumerate(LABEL_SUFFIXES)}
+    for name in (stem, f"{stem}_0000"):  # a name's files in the order of LABEL_SUFFIXES
+        found = sorted(index.get(name, []), key=lambda p: rank[p.name[len(name):].lower()])
         exact = images / label.name
         if len(found) > 1 and exact in found:  # the label's own file type first, as before
             found = [exact]

@@ -15,7 +15,7 @@ from ...files import write_text
 from ...progress import log, log_lines
 from ...metrics import RankingReport, evaluate_ranking, merge_reports
 from ...metrics.ranking import LIST_METRICS, _parse_metrics
-from ...training.devices import device_of
+from ...training.devices import device_of, physical_memory_bytes
 from ...training.distributed import SINGLE, Workers
 from ..base import checkpoint_entry
 from .models import make_scorer
@@ -64,8 +64,6 @@ def check_batches_fit(config: dict, split: Split, trains: bool = True) -> None:
     """RecipeError naming the key when a dense batch of users × items cannot fit this machine's
     memory: a batch size at or beyond the users makes it the whole users × items matrix, which
     the rest of bindiff never builds (an allocator's traceback, or the kernel's kill, otherwise)."""
-    from .baselines.ease import physical_memory_bytes
-
     have = physical_memory_bytes()
     if have is None:
         return

@@ -104,8 +104,9 @@ class Recommender:
         batches = -(-rows.shape[0] // self.batch_size)
         shown = tqdm(self._scored(rows), total=batches, desc="recommend", unit="batch",
                      disable=None if progress is None else not progress)
+        lines = piped_lines(progress)
         for batch, (scores, batch_rows) in enumerate(shown, 1):
-            if piped_lines(progress):
+            if lines:
                 log(f"recommend: batch {batch}/{batches} ({min(batch * self.batch_size, rows.shape[0])} of "
                     f"{rows.shape[0]} histories)")
             top = topk_excluding(scores, batch_rows, min(k, self.n_items)).numpy()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from ....training.devices import physical_memory_bytes
 
 # 31 log-spaced values, 10 to 10^4, ten per decade (neighbours 1.26× apart): the validation
 # optimum moves with the data (about 600-800 on ML-1M, between two points of a coarse grid).
@@ -19,14 +20,6 @@ DEFAULT_LAMBDAS = tuple(float(f"{10 ** (1 + k / 10):.4g}") for k in range(31))
 # scaled for one λ and P (which becomes B in place), and two float32 ones (the weights scored and
 # the best so far): 4 measured (`python benchmarks/ease_memory.py`), and half of one to spare.
 _DENSE_MATRICES = 4.5
-
-
-def physical_memory_bytes() -> int | None:
-    """This machine's memory, or None where the OS does not say (then nothing is refused)."""
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def check_ease_fits(n_items: int) -> None:
