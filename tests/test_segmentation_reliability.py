@@ -230,3 +230,23 @@ def test_a_run_killed_while_it_evaluated_resumes_to_the_same_metrics(run, tmp_pa
     resumed = json.loads((copy / "metrics.json").read_text())
     assert resumed["test"] == finished["test"] and resumed["paired"] == finished["paired"]
     assert not list(copy.glob(".segmentation.*"))
+
+
+def test_every_training_mask_empty_is_refused_as_the_masks_task_refuses_it(tmp_path):
+    """The segmentation task trained a whole run on empty masks (test Dice 0) with a warning only."""
+    rng = np.random.default_rng(0)
+    for sub in ("images", "labels"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    for i in range(6):
+        nib.save(nib.Nifti1Image(rng.normal(100, 20, (12, 16, 12)).astype(np.float32), np.eye(4)),
+                 str(tmp_path / "data" / "images" / f"c{i}.nii.gz"))
+        nib.save(nib.Nifti1Image(np.zeros((12, 16, 12), np.uint8), np.eye(4)),
+                 str(tmp_path / "data" / "labels" / f"c{i}.nii.gz"))
+    result = runner.invoke(app, ["train", str(ROOT / "recipes" / "hippocampus_segmentation.yaml"),
+                                 f"data.dataset={tmp_path / 'data'}", "data.layout=msd", "split.n_valid=1",
+                                 "split.n_test=1", "grid.shape=[12,16,12]", "grid.crop=none", "train.threads=1",
+                                 f"output.root={tmp_path / 'runs'}"])
+    assert error_line(result) == (f"error: {tmp_path / 'data'}: every training mask is empty for labels.region "
+                                  "'whole' of preset 'msd_hippocampus'; nothing to learn (check the region, or "
+                                  "labels.foreground of a custom preset)")
+    assert not (tmp_path / "runs").exists()

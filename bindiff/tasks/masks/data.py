@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,12 +170,17 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
                config["labels"]["region"])
     split = split_cases([c.case_id for c in cases], config["split"]["n_valid"], config["split"]["n_test"],
                         seed=config["seed"])
-    if not any(records[i].grid.any() for i in split["train"]):
-        raise DataError(f"{dataset.root}: every training mask is empty for labels.region "
-                        f"{config['labels']['region']!r} of preset {preset.name!r}; nothing to learn (check the "
-                        "region, or labels.foreground of a custom preset)")
+    refuse_empty_training([records[i].grid for i in split["train"]], dataset.root, config["labels"]["region"],
+                          preset.name)
     return MaskData(dataset.name, str(dataset.root), dataset.layout, preset, config["labels"]["region"], spec,
                     split, records)
+
+
+def refuse_empty_training(masks: Sequence[np.ndarray], source, region: str, preset: str) -> None:
+    """Refuses a split whose training masks are all empty: there would be nothing to learn."""
+    if not any(mask.any() for mask in masks):
+        raise DataError(f"{source}: every training mask is empty for labels.region {region!r} of preset "
+                        f"{preset!r}; nothing to learn (check the region, or labels.foreground of a custom preset)")
 
 
 def _augmented(grid: np.ndarray, flip_axes: list[int], shifts: int) -> list[np.ndarray]:

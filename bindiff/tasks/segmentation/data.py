@@ -28,8 +28,8 @@ from ...adapters.masks.io import Geometry, read_geometry
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
 from ...progress import log, log_lines
-from ..masks.data import (cases_json, check_split_drawn, grid_spec, resolve_preset, warn_empty, warn_mixed_spacing,
-                          warn_outside)
+from ..masks.data import (cases_json, check_split_drawn, grid_spec, refuse_empty_training, resolve_preset, warn_empty,
+                          warn_mixed_spacing, warn_outside)
 from .placement import to_spacing
 
 
@@ -159,6 +159,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
     warn_outside(spec, {case_id: c.outside for case_id, c in loaded.items()}, dataset.root,
                  fate="they are not learned, and the held-out cases' are scored as missed")
     warn_empty([c.case.label for c in loaded.values() if not c.mask.any() and not c.outside], region)
+    refuse_empty_training([loaded[i].mask for i in split["train"]], dataset.root, region, preset.name)
     return SegmentationData(dataset.name, dataset.layout, preset.name, region, spec, split, loaded, spacing)
 
 
