@@ -71,7 +71,7 @@ def main() -> None:
                 recorded = json.loads((Path(run_dir) / "metrics.json").read_text())
                 valid = {m: np.nan if v is None else v for m, v in recorded["valid"].items()}  # null: undefined
                 run = ModelRun(name, cfg["model"]["kind"], seed, Path(run_dir), report.mean, valid,
-                               report.per_user, recorded["training"]["seconds"], seconds)
+                               report.per_user, recorded["training"]["seconds"], seconds, split.test.user_ids)
                 if (name, seed) in runs:
                     if not all(np.isclose(runs[name, seed].test[m], run.test[m]) for m in run.test):
                         raise SystemExit(f"{name}, seed {seed}: the comparisons disagree ({runs[name, seed].test} "

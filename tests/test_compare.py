@@ -99,9 +99,9 @@ def test_the_paired_user_test_pairs_each_user_with_the_best_baselines_value_on_t
     ours = {seed: rng.random(30) for seed in (0, 1)}
     theirs = {seed: rng.random(30) * 0.9 for seed in (0, 1)}
 
-    def run(model, kind, seed, values):
+    def run(model, kind, seed, values):  # each seed its own 30 users, as strong generalisation draws them
         return ModelRun(model, kind, seed, Path("/r"), {"ndcg@10": float(values.mean())}, {"ndcg@10": 0.1},
-                        {"ndcg@10": values}, 1.0, 0.1)
+                        {"ndcg@10": values}, 1.0, 0.1, np.arange(30) + 100 * seed)
 
     runs = [run("binomial", "binomial", s, ours[s]) for s in (0, 1)]
     runs += [run("ease", "ease", s, theirs[s]) for s in (0, 1)]
@@ -109,6 +109,47 @@ def test_the_paired_user_test_pairs_each_user_with_the_best_baselines_value_on_t
     a, b = np.concatenate([ours[0], ours[1]]), np.concatenate([theirs[0], theirs[1]])
     assert versus["users"] == 60 and versus["mean_difference"] == pytest.approx(float((a - b).mean()))
     assert versus["wilcoxon_p"] == pytest.approx(float(wilcoxon(a, b).pvalue))  # was never compared with anything
+
+
+def test_a_user_tested_under_several_seeds_counts_once_in_the_paired_test():
+    """On a fixed split (DiffRec's) every seed tests the same users: pooled, each entered the test
+    once per seed and a deterministic baseline's p-value fell from 1e-14 to 1e-40 with 3 seeds."""
+    from scipy.stats import wilcoxon
+
+    from bindiff.tasks.recommendation.compare import ModelRun, summarise
+
+    rng = np.random.default_rng(5)
+    users = np.array(["u7", "u3", "u9", "u1", "u4", "u8", "u2", "u6", "u5", "u0"] * 4)[:40]
+    users = np.array([f"{u}{i}" for i, u in enumerate(users)])  # 40 distinct ids, not in sorted order
+    ease = rng.random(40)  # deterministic: the same values on every seed
+    ours = {seed: rng.random(40) for seed in range(3)}
+
+    def run(model, kind, seed, values, order):
+        return ModelRun(model, kind, seed, Path("/r"), {"ndcg@10": float(np.nanmean(values))}, {"ndcg@10": 0.1},
+                        {"ndcg@10": values[order]}, 1.0, 0.1, users[order])
+
+    orders = {seed: rng.permutation(40) for seed in range(3)}  # each seed may list its users in another order
+    runs = [run("binomial", "binomial", s, ours[s], orders[s]) for s in range(3)]
+    runs += [run("ease", "ease", s, ease, orders[s]) for s in range(3)]
+    versus = summarise(runs, {"eval": {"select": "ndcg@10"}})["models"]["binomial"]["vs_best_baseline"]
+    mean_ours = (ours[0] + ours[1] + ours[2]) / 3  # each user's mean over the seeds, by hand
+    assert versus["users"] == 40
+    assert versus["mean_difference"] == pytest.approx(float((mean_ours - ease).mean()))
+    assert versus["wilcoxon_p"] == pytest.approx(float(wilcoxon(mean_ours, ease).pvalue))
+
+    # users with nothing held out are NaN: left out, or 0 under eval.empty_users=zero as in the table's means
+    ours[0][:5] = ours[1][:5] = ours[2][:5] = np.nan
+    held = ease.copy()
+    held[:5] = np.nan
+    runs = [run("binomial", "binomial", s, ours[s], orders[s]) for s in range(3)]
+    runs += [run("ease", "ease", s, held, orders[s]) for s in range(3)]
+    dropped = summarise(runs, {"eval": {"select": "ndcg@10"}})["models"]["binomial"]["vs_best_baseline"]
+    zero = summarise(runs, {"eval": {"select": "ndcg@10", "empty_users": "zero"}})["models"]["binomial"]
+    mean_ours = (ours[0] + ours[1] + ours[2]) / 3
+    assert dropped["users"] == 35
+    assert dropped["mean_difference"] == pytest.approx(float((mean_ours[5:] - ease[5:]).mean()))
+    assert zero["vs_best_baseline"]["users"] == 40  # the table's mean over 40 users, and so the difference
+    assert zero["vs_best_baseline"]["mean_difference"] == pytest.approx(float((mean_ours[5:] - ease[5:]).sum() / 40))
 
 
 def test_compare_refuses_a_recipe_of_another_task_in_one_line(tmp_path):
@@ -132,7 +173,8 @@ def test_the_best_baseline_is_chosen_on_validation_not_on_test():
     per_user = {"ndcg@10": np.array([0.1, 0.2, 0.3])}
 
     def run(model, kind, valid, test):
-        return ModelRun(model, kind, 0, Path("/r"), {"ndcg@10": test}, {"ndcg@10": valid}, per_user, 1.0, 0.1)
+        return ModelRun(model, kind, 0, Path("/r"), {"ndcg@10": test}, {"ndcg@10": valid}, per_user, 1.0, 0.1,
+                        np.arange(3))
 
     runs = [run("binomial", "binomial", 0.5, 0.5),
             run("ease", "ease", 0.40, 0.30),         # better on validation, worse on test
@@ -153,7 +195,8 @@ def test_the_seeds_get_a_paired_t_test_of_their_means_beside_the_pooled_user_tes
     per_user = {"ndcg@10": np.array([0.1, 0.2, 0.3])}
 
     def run(model, kind, seed, test):
-        return ModelRun(model, kind, seed, Path("/r"), {"ndcg@10": test}, {"ndcg@10": 0.1}, per_user, 1.0, 0.1)
+        return ModelRun(model, kind, seed, Path("/r"), {"ndcg@10": test}, {"ndcg@10": 0.1}, per_user, 1.0, 0.1,
+                        np.arange(3))
 
     ours, theirs = [0.50, 0.47, 0.52], [0.45, 0.46, 0.44]
     runs = [run("binomial", "binomial", s, v) for s, v in enumerate(ours)]

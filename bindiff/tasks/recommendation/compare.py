@@ -49,6 +49,7 @@ class ModelRun:
     per_user: dict[str, np.ndarray]
     train_seconds: float
     inference_seconds: float
+    users: np.ndarray  # the test users' ids, row by row of per_user: the units of the paired test
 
 
 # Keys of the shared sections that change how a model runs, not what it is scored on: EASE may
@@ -150,7 +151,8 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
                                        popularity=training_popularity(split.train))  # popularity@K reads it
                 runs.append(ModelRun(name, cfg["model"]["kind"], seed, trained.run_dir, report.mean,
                                      trained.metrics["valid"], report.per_user,
-                                     trained.metrics["training"]["seconds"], time.perf_counter() - started))
+                                     trained.metrics["training"]["seconds"], time.perf_counter() - started,
+                                     split.test.user_ids))
                 if base["output"]["progress"] is not False:  # between the runs' training bars, or their lines
                     select = cfg["eval"]["select"]
                     log(f"compare: run {len(runs)}/{len(seed_values) * len(presets)}, {name} seed {seed}: valid "
@@ -192,8 +194,8 @@ def summarise(runs: list[ModelRun], config: dict) -> dict:
             continue
         mine = [r for r in runs if r.model == name]
         theirs = {r.seed: r for r in runs if r.model == best}
-        test = paired_wilcoxon(np.concatenate([r.per_user[select] for r in mine]),
-                               np.concatenate([theirs[r.seed].per_user[select] for r in mine]))
+        test = paired_wilcoxon(*per_user_pairs(mine, [theirs[r.seed] for r in mine], select,
+                                               empty_as_zero=config["eval"].get("empty_users") == "zero"))
         rows[name]["vs_best_baseline"] = {"baseline": best, "metric": select, "users": test["units"],
                                           "ranked": test["ranked"], "mean_difference": test["mean_difference"],
                                           "wilcoxon_p": test["wilcoxon_p"],
@@ -202,6 +204,30 @@ def summarise(runs: list[ModelRun], config: dict) -> dict:
                                                                 [theirs[r.seed].test[select] for r in mine])}
     return {"metrics": metrics, "select": select, "best_baseline": best,
             "best_baseline_chosen_on": f"mean validation {select} over the seeds", "models": rows}
+
+
+def per_user_pairs(mine: list[ModelRun], theirs: list[ModelRun], select: str,
+                   empty_as_zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One (model, baseline) pair of ``select`` per distinct test user, seed by seed paired.
+
+    A user tested under several seeds (a fixed split such as DiffRec's, a fixed ``split.seed``, or
+    strong-generalisation draws that overlap) is averaged over those seeds: counted once per seed,
+    a fixed split's users entered the test five times over and its p-values came out far too small.
+    With ``empty_as_zero`` (``eval.empty_users: zero``) a user with nothing held out counts as 0,
+    as in the table's means; otherwise such users are left out.
+    """
+    for a, b in zip(mine, theirs):
+        if not np.array_equal(a.users, b.users):
+            raise ValueError(f"seed {a.seed}: {a.model} and {b.model} were tested on other users")
+    ids = np.concatenate([np.asarray(r.users).astype(str) for r in mine])
+    ours = np.concatenate([r.per_user[select] for r in mine]).astype(np.float64)
+    baseline = np.concatenate([r.per_user[select] for r in theirs]).astype(np.float64)
+    if empty_as_zero:
+        ours, baseline = np.nan_to_num(ours, nan=0.0), np.nan_to_num(baseline, nan=0.0)
+    scored = ~(np.isnan(ours) | np.isnan(baseline))
+    _, user = np.unique(ids[scored], return_inverse=True)
+    seeds = np.bincount(user)
+    return np.bincount(user, ours[scored]) / seeds, np.bincount(user, baseline[scored]) / seeds
 
 
 def _seed_t_p(mine: list[float], theirs: list[float]) -> float | None:
@@ -252,12 +278,13 @@ def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune
         trials = table.get("tuning", {}).get(name, {}).get("trials", 0)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['train_seconds']:.1f} | "
                      f"{row['inference_seconds']:.2f} | {versus} |" + (f" {trials or 'none'} |" if tuned else ""))
-    footnote = (f"Mean ± standard deviation over {n_seeds} seeds (each seed its own split, shared by all models)"
+    footnote = (f"Mean ± standard deviation over {n_seeds} seeds (each seed's split shared by all models)"
                 if n_seeds > 1 else "One seed, so no standard deviation (its split shared by all models)")
     if table["best_baseline"] is None:
         footnote += "; no model of this comparison is a baseline, so there is no paired test."
     else:
-        footnote += (f"; p: two-sided Wilcoxon signed-rank test on per-user test {table['select']}, pooled over seeds, "
+        footnote += (f"; p: two-sided Wilcoxon signed-rank test on per-user test {table['select']}, each distinct "
+                     "user once (averaged over the seeds that tested them), "
                      f"against the best baseline ({table['best_baseline']}, the baseline with the highest mean "
                      f"validation {table['select']})" + ("; seeds p: two-sided paired t-test over the seeds' test "
                                                           "means, which also sees how training varies between seeds."
