@@ -1,6 +1,6 @@
 """One table from several `bindiff compare` runs of the same recipe and seeds, run side by side.
 
-    BINDIFF_DATA_DIR=../shared/data python benchmarks/merge_comparisons.py COMPARE_DIR [COMPARE_DIR ...] \
+    python benchmarks/merge_comparisons.py COMPARE_DIR [COMPARE_DIR ...] \
         [--out DIR]
 
 A comparison with ``--tune`` tunes its models one after another; on a 2-core machine two

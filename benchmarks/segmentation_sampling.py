@@ -27,7 +27,7 @@ from bindiff.adapters.masks import load_region
 from bindiff.metrics.segmentation import dice
 from bindiff.tasks import base
 from bindiff.tasks.masks.data import resolve_preset
-from bindiff.tasks.segmentation import job
+from bindiff.tasks.segmentation import job, model as segmentation_model
 from bindiff.tasks.segmentation.data import load_data
 
 THRESHOLDS = (0.4, 0.45, 0.5, 0.55)
@@ -46,7 +46,7 @@ def maps_of(run: Path, part: str, samples: int) -> tuple[dict[str, np.ndarray], 
     records = data.part(part)
     images = torch.from_numpy(np.stack([r.image.grid.reshape(-1) for r in records]).astype(np.float32))
     batch = config["eval"]["batch_size"]
-    # the generator and the order of draws of job.sample_probabilities: run by run, batch by batch
+    # the generator and the order of draws of segmentation_model.sample_probabilities: run by run, batch by batch
     generator = torch.Generator().manual_seed(base.derived_seed(config["seed"], "segmentation"))
     runs = []
     for _ in range(samples):
@@ -60,7 +60,7 @@ def maps_of(run: Path, part: str, samples: int) -> tuple[dict[str, np.ndarray], 
     trajectories = np.stack(runs)  # (runs, steps, cases, D)
     _, _, unet = base.load_trained(job.TASK, run, companion="unet")
     first8 = trajectories[:8]
-    maps = {"U-Net": job._unet_probabilities(unet, images, batch),
+    maps = {"U-Net": segmentation_model.unet_probabilities(unet, images, batch),
             "trajectory, 8 runs": first8.mean((0, 1)), f"trajectory, {samples} runs": trajectories.mean((0, 1)),
             "final steps, 8 runs": first8[:, -1].mean(0), "first call alone": trajectories[0, 0],
             "later steps, 8 runs": first8[:, 1:].mean((0, 1)),

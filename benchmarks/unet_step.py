@@ -23,7 +23,7 @@ import torch
 
 from bindiff.config import load_recipe
 from bindiff.core import unet
-from bindiff.tasks.segmentation.job import build_segmenter
+from bindiff.tasks.segmentation.model import build_segmenter
 
 
 def time_steps(config: dict, steps: int, threads: int) -> float:

@@ -6,7 +6,7 @@ p̂ ≥ ½, as generation does). A perfect model keeps the volume distribution a
 mean and spread of the results, and their correlation with each input's own volume, show from
 which t on the learned model pulls its chains away from it.
 
-    BINDIFF_DATA_DIR=../shared/data python benchmarks/volume_drift.py RUN_DIR --from 5,10,20,30,40
+    python benchmarks/volume_drift.py RUN_DIR --from 5,10,20,30,40
 """
 
 from __future__ import annotations

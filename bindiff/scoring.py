@@ -26,6 +26,8 @@ from .adapters.masks.io import require_one_grid
 from .config import RecipeError
 from .files import OutputError, refuse_a_file_above, write_json
 from .metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
+from .tasks.base import read_run_config
+from .tasks.masks.data import cases_json, resolve_preset
 
 MASK_SUFFIX = "_mask"  # what `bindiff segment` adds to a case's name
 BINARY = LabelPreset("binary", frozenset({0, 1}), {"whole": frozenset({1})}, "0/1 masks")  # the default reference
@@ -122,9 +124,6 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
                     region: str | None = None) -> tuple[LabelPreset, str]:
     """The references' label preset and region: named, or a run's own (``labels.*`` of a masks or
     segmentation run), else 0/1 masks (``binary``)."""
-    from .tasks.base import read_run_config  # lazy: the tasks import torch, which scoring does not need
-    from .tasks.masks.data import cases_json, resolve_preset
-
     if run is not None:
         if preset is not None:
             raise RecipeError("score: give --run or --preset, not both")

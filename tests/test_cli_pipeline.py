@@ -647,3 +647,24 @@ def test_users_the_run_knows_nothing_of_and_an_unfinished_run_are_named_in_warni
     assert result.exit_code == 0, result.output
     assert (f"warning: {unfinished}: no metrics.json, so the run has not finished (still training, or stopped; "
             "`bindiff resume` ends it); its best.pt was used as it stands") in result.output
+
+
+def test_recommend_lists_the_best_scored_unseen_items_with_their_scores(trained):
+    """Against a ranking by hand of ``score()``'s matrix: the k highest scores outside the history,
+    best first (ties: lower column first), with those scores as Python floats; a history that
+    leaves fewer than k items lists all of them."""
+    from bindiff.tasks.recommendation.serve import Recommender
+
+    run_dir, _, _ = trained
+    recommender = Recommender.from_run(run_dir)
+    recommender.batch_size = 2
+    ids = list(recommender.item_ids)
+    histories = [[ids[0]], ids[1:4], [], ids[:-2]]  # the last leaves two items for k = 5
+    scores = recommender.score(histories)
+    results = recommender.recommend(histories, k=5)
+    for history, row, result in zip(histories, scores, results):
+        unseen = [j for j in range(len(ids)) if ids[j] not in history]
+        best = sorted(unseen, key=lambda j: (-row[j], j))[:5]
+        assert result.items == [ids[j] for j in best]
+        assert result.scores == [float(row[j]) for j in best]
+        assert all(type(s) is float for s in result.scores) and all(type(i) is str for i in result.items)

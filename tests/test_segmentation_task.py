@@ -78,19 +78,20 @@ def test_sampling_reads_no_label(run, monkeypatch):
 
     from bindiff.tasks import base
     from bindiff.tasks.segmentation import job
+    from bindiff.tasks.segmentation import model as model_module
     from bindiff.tasks.segmentation.data import load_data
 
     config, _, model = base.load_trained(job.TASK, run)
     data = load_data(run / "split", config)
     images = torch.from_numpy(data.images("test"))
-    before = job.sample_probabilities(model, images, config["segmentation"], torch.Generator().manual_seed(3), 4)
+    before = model_module.sample_probabilities(model, images, config["segmentation"], torch.Generator().manual_seed(3), 4)
 
     def refuse(*args, **kwargs):
         raise AssertionError("a label was read while sampling")
 
     monkeypatch.setattr("bindiff.adapters.masks.io.read_label_map", refuse)
     monkeypatch.setattr("bindiff.adapters.masks.cases.read_label_map", refuse)
-    after = job.sample_probabilities(model, images, config["segmentation"], torch.Generator().manual_seed(3), 4)
+    after = model_module.sample_probabilities(model, images, config["segmentation"], torch.Generator().manual_seed(3), 4)
     np.testing.assert_array_equal(before[0], after[0])
 
 
@@ -101,6 +102,7 @@ def test_the_baseline_reads_the_image_alone_and_learns_bce_plus_soft_dice(run):
 
     from bindiff.tasks import base
     from bindiff.tasks.segmentation import job
+    from bindiff.tasks.segmentation import model as model_module
 
     config, _, unet = base.load_trained(job.TASK, run, companion="unet")
     images = torch.from_numpy(job.load_data(run / "split", config).images("test"))
@@ -125,7 +127,7 @@ def test_the_baseline_reads_the_image_alone_and_learns_bce_plus_soft_dice(run):
             return torch.zeros_like(x_t)
 
     recorder = Recorder()
-    job.DirectSegmenter(recorder).logits(images[:2])
+    model_module.DirectSegmenter(recorder).logits(images[:2])
     x_t, t, cond = recorder.seen
     assert x_t.shape == (2, unet.denoiser.dim) and not x_t.any() and not t.any() and torch.equal(cond, images[:2])
 
@@ -666,24 +668,24 @@ def test_each_run_adds_its_last_or_its_mean_estimate_as_the_recipe_says():
     import torch
 
     from bindiff.core import BernoulliProcess, BinomialDiffusion
-    from bindiff.tasks.segmentation import job
+    from bindiff.tasks.segmentation import model as model_module
 
     model = BinomialDiffusion(_TimeOnly(5), BernoulliProcess.from_schedule("jsd", 4))
     images = torch.tensor([[0.1, -0.3, 0.7, 0.0, 2.0], [1.0, 0.2, -1.0, 0.5, 0.0]])
     sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     x = images.numpy().astype(np.float64)
     cfg = {"samples": 3, "steps": None}
-    mean, var = job.sample_probabilities(model, images, {**cfg, "average": "final"}, torch.Generator().manual_seed(0), 2)
+    mean, var = model_module.sample_probabilities(model, images, {**cfg, "average": "final"}, torch.Generator().manual_seed(0), 2)
     np.testing.assert_allclose(mean, sigmoid(x * 1), rtol=1e-6)  # the last call is at t = 1
-    mean, var = job.sample_probabilities(model, images, {**cfg, "average": "trajectory"},
+    mean, var = model_module.sample_probabilities(model, images, {**cfg, "average": "trajectory"},
                                          torch.Generator().manual_seed(0), 2)
     np.testing.assert_allclose(mean, np.mean([sigmoid(x * t) for t in (4, 3, 2, 1)], axis=0), rtol=1e-6)
     np.testing.assert_allclose(var, 0, atol=1e-12)  # every run made the same calls
-    mean, _ = job.sample_probabilities(model, images, {"samples": 2, "steps": 2, "average": "trajectory"},
+    mean, _ = model_module.sample_probabilities(model, images, {"samples": 2, "steps": 2, "average": "trajectory"},
                                        torch.Generator().manual_seed(0), 1)  # 2 steps evenly from T to 1: t = 4, 1
     np.testing.assert_allclose(mean, np.mean([sigmoid(x * t) for t in (4, 1)], axis=0), rtol=1e-6)
     # one case with its runs side by side (3 runs, 2 per call), as `bindiff segment` draws them
-    mean, var = job.sample_case_probabilities(model, images[1:], {**cfg, "average": "trajectory"},
+    mean, var = model_module.sample_case_probabilities(model, images[1:], {**cfg, "average": "trajectory"},
                                               torch.Generator().manual_seed(0), 2)
     assert mean.shape == var.shape == (5,)
     np.testing.assert_allclose(mean, np.mean([sigmoid(x[1] * t) for t in (4, 3, 2, 1)], axis=0), rtol=1e-6)
@@ -705,11 +707,11 @@ def test_the_runs_of_one_case_side_by_side_draw_their_own_noise():
     import torch
 
     from bindiff.core import BernoulliProcess, BinomialDiffusion
-    from bindiff.tasks.segmentation import job
+    from bindiff.tasks.segmentation import model as model_module
 
     model = BinomialDiffusion(_ReadsTheState(400), BernoulliProcess.from_schedule("jsd", 4))
     cfg = {"samples": 6, "steps": None, "average": "final"}
-    mean, var = job.sample_case_probabilities(model, torch.zeros(1, 400), cfg, torch.Generator().manual_seed(0), 4)
+    mean, var = model_module.sample_case_probabilities(model, torch.zeros(1, 400), cfg, torch.Generator().manual_seed(0), 4)
     # from x_T ~ B(½) every voxel's runs disagree unless they share their noise; their mean sits near ½
     assert (var > 0).mean() > 0.9 and abs(mean.mean() - 0.5) < 0.05
 
@@ -795,3 +797,15 @@ def test_scoring_that_fails_part_way_leaves_no_output_folder(run, tmp_path, monk
     result = runner.invoke(app, ["evaluate", str(run), "segmentation.average=trajectory", "--out", str(out)])
     assert result.exit_code != 0 and written
     assert not out.exists() and not list(tmp_path.iterdir()), sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_a_model_read_back_draws_times_uniformly_and_trains_on_the_recipes_mixture(run):
+    """``ModelKind.build``'s training flag: the recipe's timesteps mixture is a training choice; a
+    model read back (segment, evaluate, Python) computes ``model(x0)`` over uniform t, as documented."""
+    from bindiff.tasks import base
+    from bindiff.tasks.segmentation.job import TASK
+
+    config, payload, loaded = base.load_trained(TASK, run)
+    assert (loaded.low_time_share, loaded.top_time_share) == (0.0, 0.0)
+    fitting = TASK.model_kind(config).build(config, payload["dim"], training=True)
+    assert fitting.top_time_share == config["timesteps"]["top_share"] == 0.45

@@ -11,7 +11,7 @@ import torch
 from bindiff.config import RecipeError, load_recipe
 from bindiff.core import BernoulliProcess, BinomialDiffusion, MLPDenoiser
 from bindiff.tasks.masks.model import build_mask_model
-from bindiff.tasks.segmentation.job import build_segmenter
+from bindiff.tasks.segmentation.model import build_segmenter
 
 N = 200_000
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"

@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import DataError
 from .datasets import MaskCase
 from .grid import GridSpec, GridTransform, fit_transform
+from .images import read_image
 from .io import Geometry, read_brain_mask, read_label_map, require_one_grid
 from .labels import LabelPreset, binarize
 
@@ -40,8 +41,6 @@ def load_region(case: MaskCase, preset: LabelPreset, region: str) -> tuple[np.nd
             except Exception as err:  # header only; any failure is bad data
                 raise DataError(f"{case.image}: image header not readable: {err}") from None
         else:  # .mha, .nrrd: read whole (their shape was not checked before)
-            from .images import read_image
-
             shape = tuple(read_image(case.image, channels=True).geometry.shape)
         if shape != tuple(volume.geometry.shape):
             raise DataError(f"{case.image}: image has shape {shape} but its label map {case.label} has shape "

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 from .grid import GridSpec, GridTransform, fit_transform
-from .io import Geometry, Volume, _read, require_one_grid
+from .io import Geometry, Volume, _read, read_brain_mask, require_one_grid
 
 __all__ = ["ChannelStats", "ImageCase", "image_on_grid", "image_roi", "normalise_channels", "read_brain_on",
            "read_channels", "read_image"]
@@ -49,8 +49,6 @@ def read_image(path: str | Path, channels: bool = False) -> Volume:
 def read_brain_on(brain: str | Path, geometry: Geometry, source: str | Path) -> np.ndarray:
     """A brain-mask file as canonical booleans, refused (naming it and ``source``) unless it lies
     on ``geometry``'s grid."""
-    from .io import read_brain_mask
-
     volume = read_brain_mask(brain)
     require_one_grid(geometry, volume.geometry, source, brain)
     return volume.data

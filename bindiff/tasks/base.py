@@ -58,7 +58,8 @@ class ModelKind:
     """What the lifecycle knows of a model: one entry of a task's model registry.
 
     ``build(config, dim, training)`` returns the untrained model over ``dim`` bits (``training``:
-    the variant used while fitting, whose weights are the evaluated model's); ``fitting`` is
+    True while fitting, where its loss may draw times from the recipe's mixture; False for a model
+    read back to be used, whose loss draws them uniformly; the weights are the same); ``fitting`` is
     ``"gradient"`` (``fit`` with the recipe's optimiser) or ``"closed_form"`` (the model's
     ``fit_closed_form(train, evaluate_valid)``, once); ``parallel``: may train on several
     processes.

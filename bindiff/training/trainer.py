@@ -7,7 +7,7 @@ the same seed before the model is built (``nn.Dropout`` takes no generator).
 
 Exact resume: after every epoch ``last.pt`` receives everything the rest of the run depends
 on (``TrainState``, the model, the optimiser with its schedule, every random state: data
-order, diffusion noise, torch's default generator, CUDA, numpy, python). ``fit(...,
+order, diffusion noise, torch's default generator, CUDA; nothing draws from numpy's or Python's). ``fit(...,
 resume=payload)`` restores all of it and continues with the next epoch, so a run killed at
 any point and resumed from its last checkpoint ends with bit-identical weights and metrics on
 CPU: the interrupted epoch is redone from the same state and draws the same numbers.

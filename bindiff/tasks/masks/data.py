@@ -26,14 +26,12 @@ from ...adapters.masks import (
     Geometry, GridSpec, GridTransform, LabelPreset, MaskCase, find_dataset, get_preset, load_case, split_cases,
     to_vectors,
 )
-from ...adapters.masks.datasets import save_case_split
+from ...adapters.masks.datasets import DEFAULT_PRESETS, save_case_split
 from ...adapters.masks.labels import CUSTOM_REGIONS
 from ...adapters.masks.spacing import mixed_spacing
 from ...config import RecipeError
 from ...files import atomic_path
 from ...progress import log, log_lines
-
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -84,8 +82,6 @@ def grid_spec(config: dict) -> GridSpec:
 
 
 def resolve_preset(config: dict, layout: str) -> LabelPreset:
-    from ...adapters.masks.datasets import DEFAULT_PRESETS
-
     lab = config["labels"]
     name = lab["preset"]
     if name == "auto":
@@ -267,8 +263,6 @@ def check_split_drawn(split: dict, config: dict, path: Path) -> None:
 
 
 def load_data(folder: Path) -> MaskData:
-    from ...adapters.masks.labels import LabelPreset
-
     with cases_json(folder, "masks") as meta:
         try:
             packed = np.load(Path(folder) / "grids.npz", allow_pickle=False)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ...adapters.errors import DataError
 from ...adapters.masks import from_vectors, load_case, to_vectors, write_mask
 from ...core import BinomialDiffusion
 from ...progress import log, log_lines, progress_disabled
@@ -112,8 +113,6 @@ def denoise_time(model: BinomialDiffusion, flip: float) -> int:
 def case_truth(ctx: EvalContext, record: CaseRecord) -> np.ndarray:
     loaded = load_case(record.case, ctx.data.preset, ctx.data.region, ctx.data.spec)
     if loaded.transform.to_dict() != record.transform.to_dict():
-        from ...adapters.errors import DataError
-
         raise DataError(f"{record.case.label}: the file changed since the run was trained (its grid window moved)")
     return loaded.truth
 

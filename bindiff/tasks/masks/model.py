@@ -11,6 +11,7 @@ from ...core import BinomialDiffusion
 from ...core import unet  # noqa: F401  (registers "unet")
 from ...training.builders import build_diffusion
 from ..base import ModelKind
+from .data import grid_spec
 
 
 def model_config(config: dict) -> dict:
@@ -42,8 +43,11 @@ def with_time_mixture(model: BinomialDiffusion, config: dict) -> BinomialDiffusi
 
 
 def build_mask_model(config: dict, dim: int, training: bool = False) -> BinomialDiffusion:
-    """The diffusion over ``dim`` grid bits, training on the recipe's mixture of times."""
-    return with_time_mixture(build_diffusion(model_config(config), dim), config)
+    """The diffusion over ``dim`` grid bits; while ``training``, its loss draws t from the recipe's
+    mixture of times, and a model read back to be used draws t uniformly (``model(x0)`` is then the
+    plain bound)."""
+    model = build_diffusion(model_config(config), dim)
+    return with_time_mixture(model, config) if training else model
 
 
 def probe(kind: ModelKind, config: dict) -> None:
@@ -51,9 +55,7 @@ def probe(kind: ModelKind, config: dict) -> None:
     schedule, denoiser parameter or time mixture is refused by `bindiff show-config`, and before
     `bindiff train` reads any file (building the weights takes a fraction of a second). A
     ``timesteps.low_max`` beyond T is capped at T, so that a shorter chain keeps the recipe's."""
-    from .data import grid_spec  # the data module builds on this one
-
-    kind.build(config, math.prod(grid_spec(config).vector_grid))
+    kind.build(config, math.prod(grid_spec(config).vector_grid), training=True)
 
 
 MASK_MODEL = ModelKind("binomial", build_mask_model, description="binomial diffusion on the mask grid")

@@ -24,6 +24,7 @@ from torch import nn
 from ...config import RecipeError, dump_recipe
 from ...files import staged_folder, write_text
 from .. import base
+from .job import TASK
 from .models import draws_random_bits
 from .serve import Recommender
 
@@ -61,8 +62,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
     ``overrides`` (``inference.*``, as for ``bindiff evaluate``) choose how the exported scorer
     reads the trained model, e.g. a deterministic mode for a run that scored with random bits.
     """
-    from .job import TASK
-
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir}: already exists; bindiff never overwrites")

@@ -17,7 +17,6 @@ Sampling reads the image only; the label file is read to score the result, never
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,64 +24,22 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 
 from ...adapters.masks import load_region, write_mask, write_volume
 from ...config import RecipeError
-from ...core import build_denoiser
-from ...core import unet  # noqa: F401  (registers "unet")
 from ...files import staged_folder, write_json
-from ...metrics.calibration import binary_entropy, brier_score, error_detection_auroc, expected_calibration_error
+from ...metrics.calibration import binary_entropy
 from ...metrics.paired import paired_wilcoxon
-from ...metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
+from ...metrics.segmentation import DEFINITIONS, EMPTY_RULE
 from ...progress import log, log_lines, progress_disabled
-from ...training.builders import build_diffusion
 from ...training.distributed import Workers
 from .. import base
 from ..masks.data import check_label_preset, resolve_preset
-from ..masks.model import model_config, probe, with_time_mixture
+from ..masks.model import probe
 from .data import SegmentationData, load_data, prepare_data, save_data
-from .decision import foreground
+from .evaluation import PAIRED, case_means, score_case
+from .model import SEGMENTER, UNET_BASELINE, sample_probabilities, unet_probabilities
 from .panels import segmentation_panel
-from .placement import on_scan_voxels
-from .unet_baseline import DirectSegmenter
-
-def image_channels(config: dict) -> int:
-    """Channels the U-Net reads beside x_t: one per ``images.channels`` entry (one image by default)."""
-    return len(config["images"]["channels"] or [None])
-
-
-def _unet_config(config: dict) -> dict:
-    """The recipe with the U-Net told its grid and the image's channels."""
-    if config["denoiser"]["name"] != "unet":
-        raise RecipeError("denoiser.name: segmentation reads the image through the U-Net; use unet")
-    conf = copy.deepcopy(model_config(config))
-    params, channels = conf["denoiser"]["params"], image_channels(config)
-    if params.get("cond_channels", channels) != channels:
-        raise RecipeError(f"denoiser.params.cond_channels: leave it out; it is the number of images.channels "
-                          f"({channels})")
-    params["cond_channels"] = channels
-    return conf
-
-
-def build_segmenter(config: dict, dim: int, training: bool = False):
-    """The diffusion over the mask grid whose U-Net reads the image beside x_t, training on the
-    recipe's mixture of times (``timesteps``)."""
-    return with_time_mixture(build_diffusion(_unet_config(config), dim), config)
-
-
-def build_unet_baseline(config: dict, dim: int, training: bool = False) -> DirectSegmenter:
-    """The deterministic baseline: the same U-Net (``denoiser.params``) mapping the image to the mask."""
-    try:
-        conf = _unet_config(config)["denoiser"]
-        denoiser = build_denoiser("unet", dim, members=conf.get("members", 1), **conf["params"])
-    except (ValueError, TypeError) as err:
-        raise RecipeError(f"denoiser: {err}") from None
-    return DirectSegmenter(denoiser, dice_weight=config["baseline"]["dice_weight"])
-
-
-SEGMENTER = base.ModelKind("binomial", build_segmenter, description="conditional binomial diffusion on the mask grid")
-UNET_BASELINE = base.ModelKind("unet", build_unet_baseline, description="deterministic U-Net, image → mask")
 
 
 def _dice_validator(data: SegmentationData, device, segment: Callable[[torch.Tensor], torch.Tensor]):
@@ -155,7 +112,7 @@ class SegmentationTask(base.Task):
         return _diffusion_validator(model, data, config, device, workers)
 
     def evaluate(self, run_dir: Path, config: dict, data: SegmentationData, device, workers: Workers) -> dict:
-        return run_segmentation(run_dir, data=data)
+        return run_segmentation(run_dir, data=data, device=device)
 
     def result_folders(self, config: dict) -> tuple[str, ...]:
         return ("segmentation",)
@@ -167,80 +124,6 @@ class SegmentationTask(base.Task):
 
 
 TASK = SegmentationTask()
-
-
-def _run_estimates(model, cond: torch.Tensor, cfg: dict, generator: torch.Generator) -> torch.Tensor:
-    """One reverse run from noise per row of ``cond``: each row's last p̂(x_0) (``cfg["average"]`` =
-    "final") or the mean of the p̂(x_0) of all its steps ("trajectory"), float64 (rows, D)."""
-    trajectory: list[torch.Tensor] = []
-    listen = (lambda t, p: trajectory.append(p.double())) if cfg["average"] == "trajectory" else None
-    last = model.sample(len(cond), steps=cfg["steps"], generator=generator, device=cond.device, decode="mean",
-                        cond=cond, on_step=listen)
-    return torch.stack(trajectory).mean(0) if trajectory else last.double()
-
-
-def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torch.Generator,
-                         batch_size: int, report=None, disable: bool | None = True) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance over ``cfg["samples"]`` reverse runs from noise given each image: (n, D) each.
-
-    Each run contributes its last p̂(x_0) (``cfg["average"]`` = "final") or the mean of the p̂(x_0)
-    of all its steps ("trajectory"). Under an exact chain every step's p̂(x_0 | x_t, image) has
-    the same expectation, p(x_0 | image), so both estimate the same map; the last step's follows
-    one sampled mask closely, while the earlier steps' lean less on the sample, so the
-    trajectory's mean carries less Monte Carlo noise for the same runs.
-    ``report(message)``, when given, hears of each finished run (a log line when piped);
-    ``disable`` is tqdm's for the bar of the runs (None: drawn on a terminal only).
-    """
-    runs = []
-    for run in tqdm(range(cfg["samples"]), desc="segmentation", unit="run", disable=disable):
-        runs.append(np.concatenate([_run_estimates(model, images[i:i + batch_size], cfg, generator).cpu().numpy()
-                                    for i in range(0, len(images), batch_size)]))
-        if report is not None:
-            report(f"segmentation: sample {run + 1}/{cfg['samples']} of {len(images)} cases")
-    stack = np.stack(runs).astype(np.float64)
-    return stack.mean(0), stack.var(0)
-
-
-def sample_case_probabilities(model, image: torch.Tensor, cfg: dict, generator: torch.Generator,
-                              batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``sample_probabilities`` for one image (1, C·D), its runs drawn side by side, ``batch_size``
-    runs per denoiser call: (D,) each. One case's runs in one batch cost little more than one run
-    (a sixth of the time of eight single runs on two CPU cores)."""
-    runs = [_run_estimates(model, image.expand(min(batch_size, cfg["samples"] - i), -1), cfg, generator)
-            for i in range(0, cfg["samples"], batch_size)]
-    stack = torch.cat(runs).cpu().numpy().astype(np.float64)
-    return stack.mean(0), stack.var(0)
-
-
-def _unet_probabilities(model, images: torch.Tensor, batch_size: int) -> np.ndarray:
-    return np.concatenate([model.probabilities(images[i:i + batch_size]).cpu().numpy()
-                           for i in range(0, len(images), batch_size)]).astype(np.float64)
-
-
-def score_case(prob: np.ndarray, uncertainty: np.ndarray, record, truth: np.ndarray,
-               cfg: dict) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-    """One model's metrics on one case from its grid probabilities; also returns its mask on the
-    model's grid (flat), and its mask and uncertainty on the case's own voxels.
-
-    ``truth`` is the label volume (scoring only). Overlap and surface metrics are taken on the
-    case's own voxels (a case resampled to ``images.spacing`` has its maps brought back there
-    first); calibration on the grid voxels inside the image, against the label on the grid.
-    """
-    transform = record.image.transform
-    valid = transform.valid().reshape(-1)
-    prob, uncertainty = prob * valid, uncertainty * valid
-    grid_mask = foreground(prob, cfg)
-    volume, _, uncertainty_volume = on_scan_voxels(prob, uncertainty, transform, cfg, record.scan_shape)
-    truth_grid = record.mask.reshape(-1).astype(bool)[valid]
-    p, u = prob[valid], uncertainty[valid]
-    return {**segmentation_metrics(volume, truth, record.geometry.spacing),
-            "ece": expected_calibration_error(p, truth_grid, cfg["calibration_bins"]),
-            "brier": brier_score(p, truth_grid),
-            "error_auroc": error_detection_auroc(u, grid_mask[valid] != truth_grid),
-            "mean_uncertainty": float(u.mean())}, grid_mask, volume, uncertainty_volume
-
-
-PAIRED = ("dice", "iou", "hd95_mm", "ece", "brier")  # per-case metrics compared between the two models
 
 
 @base.keeps_threads
@@ -272,7 +155,7 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     checkpoints = {"diffusion": base.checkpoint_entry(payload, checkpoint)}
     for companion in TASK.companions(config):
         _, other_payload, other = base.load_trained(TASK, run_dir, checkpoint, device=device, companion=companion.name)
-        prob = _unet_probabilities(other, images, batch)
+        prob = unet_probabilities(other, images, batch)
         outputs[companion.name] = (prob, binary_entropy(prob))  # one deterministic map: no sample variance
         checkpoints[companion.name] = base.checkpoint_entry(other_payload, checkpoint, companion.name)
 
@@ -300,7 +183,7 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
                                    diffusion_uncertainty, staging / "panels" / f"{record.case_id}.png",
                                    title=f"{record.case_id}: " + ", ".join(
                                        f"{name} Dice {row[name]['dice']:.3f}" for name in outputs))
-        means = {name: _means([r[name] for r in rows]) for name in outputs}
+        means = {name: case_means([r[name] for r in rows]) for name in outputs}
         paired = {}
         if "unet" in outputs:
             paired = {"models": ["diffusion", "unet"], "test": "two-sided Wilcoxon signed-rank over the cases",
@@ -329,15 +212,6 @@ def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, 
     if paired:
         result["paired"] = {key: paired[key] for key in PAIRED}
     return result
-
-
-def _means(rows: list[dict]) -> dict:
-    means = summarize(rows)
-    for key in ("ece", "brier", "error_auroc", "mean_uncertainty"):
-        values = [r[key] for r in rows if not np.isnan(r[key])]
-        means[key] = float(np.mean(values)) if values else float("nan")
-    means["error_auroc_cases"] = sum(not np.isnan(r["error_auroc"]) for r in rows)  # the cases it is defined on
-    return means
 
 
 def train_segmentation(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> base.Run:

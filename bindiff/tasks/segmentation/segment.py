@@ -39,7 +39,8 @@ from ...progress import log, log_lines, progress_disabled
 from .. import base
 from ..masks.data import grid_spec
 from .data import TrainingGeometry, training_geometry
-from .job import TASK, image_channels, sample_case_probabilities
+from .job import TASK
+from .model import image_channels, sample_case_probabilities
 from .panels import segmentation_panel
 from .placement import on_scan_voxels, to_spacing
 

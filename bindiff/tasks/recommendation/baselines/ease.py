@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ....adapters.errors import DataError
 from ....training.devices import physical_memory_bytes
 
 # 31 log-spaced values, 10 to 10^4, ten per decade (neighbours 1.26× apart): the validation
@@ -24,8 +25,6 @@ _DENSE_MATRICES = 4.5
 
 def check_ease_fits(n_items: int) -> None:
     """DataError, before anything is allocated, when EASE's dense matrices exceed the memory."""
-    from ....adapters.errors import DataError
-
     need = _DENSE_MATRICES * 8 * n_items ** 2
     have = physical_memory_bytes()
     if have is not None and need > have:
