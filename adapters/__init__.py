@@ -25,6 +25,7 @@ from .interactions import (
     read_pairs,
     resolve_dataset,
     strong_generalization,
+    train_test_split,
 )
 
 __all__ = [
@@ -48,4 +49,5 @@ __all__ = [
     "read_pairs",
     "resolve_dataset",
     "strong_generalization",
+    "train_test_split",
 ]

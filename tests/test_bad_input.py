@@ -299,3 +299,14 @@ def test_bad_masks(tmp_path, damage, where, message):
     args = ["train", str(MASKS_RECIPE), f"data.dataset={folder}", "grid.shape=[8,8,8]", "split.n_valid=1",
             "split.n_test=1", "train.epochs=1", f"output.root={root}", "output.progress=false"]
     expect_clean_failure(args, root, f"{folder / where}: {message}")
+
+
+@pytest.mark.parametrize("override, shown", [("data.user_col=uid", "data.user_col='uid'"),
+                                             ("data.sep=;", "data.sep=';'"), ("data.header=false", "data.header=False"),
+                                             ("data.rating_col=stars", "data.rating_col='stars'")])
+def test_a_delimited_file_key_on_a_dataset_of_its_own_format_is_refused(tmp_path, override, shown):
+    """It was accepted and changed nothing: the synthetic data (as ML-1M's or ML-100K's files) have
+    their own format."""
+    args, root = train_on(tmp_path, "synthetic:tiny", override)
+    expect_clean_failure(args, root, f"error: {shown} applies to a delimited file (.csv, .tsv) only; dataset "
+                         "'synthetic:tiny' (layout 'synthetic') is read in its own format: leave it out")

@@ -626,6 +626,19 @@ def test_recommend_never_overwrites_its_output_and_writes_gzip_for_a_gz_name(tra
     rows = gzip.decompress(packed.read_bytes()).decode().splitlines()
     assert rows[0] == "user,rank,item,score" and [r.split(",")[:2] for r in rows[1:]] == [
         ["a", "1"], ["a", "2"], ["b", "1"], ["b", "2"]]
+    # RFC 1952 header: byte 3 flags, bytes 4-8 the time, then the file name: the output's, not its
+    # temporary's (gunzip -N restored a hidden .tmp file), and no time, so a seed gives the same bytes
+    header = packed.read_bytes()
+    assert header[3] & 0x08 and header[4:8] == b"\0\0\0\0" and header[10:].split(b"\0")[0] == b"recs.csv"
+    again = tmp_path / "again" / "recs.csv.gz"
+    again.parent.mkdir()
+    assert runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(again),
+                               "--k", "2"]).exit_code == 0
+    assert again.read_bytes() == packed.read_bytes()
+    plain = tmp_path / "recs.csv"
+    assert runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(plain),
+                               "--k", "2"]).exit_code == 0
+    assert plain.read_text().splitlines() == rows
 
 
 def test_users_the_run_knows_nothing_of_and_an_unfinished_run_are_named_in_warnings(trained, tmp_path):

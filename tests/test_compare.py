@@ -258,9 +258,11 @@ def test_compare_tune_refuses_a_bad_space_before_training(ratings_csv, tmp_path,
 @pytest.mark.parametrize("tuned", [["--tune", "1"], []])  # untuned, models.json is written before the data are read
 def test_compare_on_a_missing_dataset_fails_in_one_line_and_leaves_no_comparison(tmp_path, tuned):
     missing = tmp_path / "absent.csv"
-    result = runner.invoke(app, args(missing, tmp_path / "runs", "--models", "binomial,popularity", *tuned))
+    result = runner.invoke(app, args(missing, tmp_path / "runs", "--models", "binomial,popularity", *tuned,
+                                     "output.progress=null"))  # piped: the folder's line came first
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and str(missing) in result.output
+    assert "comparison directory" not in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()  # nor an empty runs/compare/<name>/ (nor the nested tune's)
 

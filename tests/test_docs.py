@@ -213,3 +213,14 @@ def test_every_documented_recipe_command_resolves():
             load_recipe(ROOT / recipe, overrides)
         except ValueError as err:  # RecipeError: a key renamed or removed since the page was written
             pytest.fail(f"{page}: `bindiff ... {recipe} {' '.join(overrides)}` no longer resolves: {err}")
+
+
+def test_every_function_of_the_interaction_adapters_page_imports_from_bindiff_adapters():
+    """The page presents them as ``bindiff.adapters``'s; ``train_test_split`` was not there."""
+    import bindiff.adapters
+
+    text = (ROOT / "docs" / "api.md").read_text()
+    section = text[text.index("## Adapters: interaction data"):text.index("## Masks: files")]
+    named = set(re.findall(r"`([A-Za-z_][A-Za-z_0-9]*)\(", section))
+    assert len(named) >= 10 and "train_test_split" in named
+    assert sorted(n for n in named if n not in bindiff.adapters.__all__) == []

@@ -32,6 +32,7 @@ from ...metrics.paired import paired_wilcoxon
 from ...progress import log, log_lines
 from ...runs import new_output_dir
 from ...training.devices import device_of
+from .data import find_dataset
 from .evaluation import evaluate_part, training_popularity
 from .job import load_run, train_recommender
 from .models import BINOMIAL
@@ -125,7 +126,9 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
     for name, extra in presets.items():
         registry.check_recipe(load_recipe(recipe, [*overrides, *extra]))
     spaces = _search_spaces(base, recipe, overrides, presets, tune_trials)
-    # A missing dataset stops the first run: leave no comparison that holds only what it was asked.
+    # A missing dataset is one error line before a folder is named (piped, its name would be printed
+    # first); a bad file stops the first run and leaves no comparison that holds only what it was asked.
+    find_dataset(base["data"], data_dir)
     with new_output_dir(base, "comparison", folder="compare", preamble=("recipe.yaml", "models.json")) as out:
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):

@@ -15,13 +15,22 @@ from ...adapters.interactions import (DatasetSource, Split, build_matrix, descri
                                       synthetic_dataset)
 
 
+def find_dataset(data_cfg: dict, data_dir: str | os.PathLike | None = None) -> DatasetSource:
+    """The recipe's dataset found (downloaded if it must be and may be), its format keys checked;
+    DataError otherwise. ``tune`` and ``compare`` call it before making their folder, so that a
+    missing dataset is one error line and leaves no folder named."""
+    if "dataset" not in data_cfg:
+        raise DataError("data.dataset is missing: name a dataset (ml-1m, ml-100k) or a file")
+    source = resolve_dataset(data_cfg["dataset"], data_dir=data_dir, download=bool(data_cfg.get("download", True)))
+    _check_file_format_keys(source, data_cfg)
+    return source
+
+
 def prepare_split(
     data_cfg: dict, split_cfg: dict, seed: int, data_dir: str | os.PathLike | None = None
 ) -> tuple[Split, DatasetSource]:
     """Resolve, load, filter and split a dataset as the training configuration says."""
-    if "dataset" not in data_cfg:
-        raise DataError("data.dataset is missing: name a dataset (ml-1m, ml-100k) or a file")
-    source = resolve_dataset(data_cfg["dataset"], data_dir=data_dir, download=bool(data_cfg.get("download", True)))
+    source = find_dataset(data_cfg, data_dir)
     min_rating = data_cfg.get("min_rating")
     k_core = int(data_cfg.get("k_core") or 0)
     kind = split_cfg.get("kind", "strong")
@@ -71,6 +80,20 @@ def prepare_split(
     else:
         raise DataError(f"split.kind must be 'strong' or 'predefined', got {kind!r}")
     return split, source
+
+
+# how a delimited file is read, with the schema's defaults: a named dataset has a format of its own
+_FILE_FORMAT_KEYS = {"sep": None, "header": True, "user_col": "user", "item_col": "item", "rating_col": None}
+
+
+def _check_file_format_keys(source: DatasetSource, data_cfg: dict) -> None:
+    """DataError for a delimited-file key set on a dataset read in its own format: it would change nothing."""
+    if source.layout == "delimited":
+        return
+    for key, default in _FILE_FORMAT_KEYS.items():
+        if data_cfg.get(key, default) != default:
+            raise DataError(f"data.{key}={data_cfg[key]!r} applies to a delimited file (.csv, .tsv) only; dataset "
+                            f"{source.name!r} (layout {source.layout!r}) is read in its own format: leave it out")
 
 
 def _check_min_rating_applies(source: DatasetSource, min_rating, has_ratings: bool) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -179,10 +180,11 @@ def write_recommendations(path: str | Path, users: Sequence[str], results: Seque
     """``user,rank,item,score`` rows with a header, written atomically (gzip-compressed for a
     name ending in .gz, as ``--input`` reads them)."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with atomic_path(path) as tmp:
-            with opener(tmp, "wt", newline="", encoding="utf-8") as handle:
+        with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+            # gzip's header names the output, not its temporary, and holds no time: a seed gives the same bytes
+            binary = gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0) if path.suffix == ".gz" else raw
+            with io.TextIOWrapper(binary, encoding="utf-8", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(["user", "rank", "item", "score"])
                 for user, result in zip(users, results):

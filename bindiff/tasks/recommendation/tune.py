@@ -34,6 +34,7 @@ from ...config.schema import FREE, schema_for
 from ...files import atomic_path, write_json, write_text
 from ...progress import log, log_lines
 from ...runs import new_output_dir, read_metrics
+from .data import find_dataset
 from .job import train_recommender
 from .models import build_model, check_model_params, make_scorer, model_kind, unread_sections
 
@@ -256,6 +257,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
     # One trial after another (the same seed gives the same trials), through ask and tell rather
     # than study.optimize: optimize logs a failed trial's traceback, and a refused value must end
     # the search with the one-line error the CLI prints for every user error.
+    find_dataset(base["data"], data_dir)  # a missing dataset: one error line, before a folder is named
     with new_output_dir(base, "tuning", folder="tune") as out:
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):
