@@ -223,3 +223,16 @@ def test_a_missing_dataset_stops_the_search_in_one_line_and_leaves_no_folder(rec
     # no empty runs/tune/<name>/ either: the folders made for the search go with it
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
     assert left == (["runs", "runs/earlier"] if root_exists else [])
+
+
+def test_a_search_leaves_the_callers_optuna_verbosity_as_it_was(recipe, tmp_path):
+    """optuna's own INFO lines are silenced during the search only: a caller's setting came back WARNING."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.DEBUG)
+    try:
+        tune(recipe, tmp_path, trials=1)
+        assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
+    finally:
+        optuna.logging.set_verbosity(before)

@@ -29,7 +29,7 @@ import zlib
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -185,12 +185,27 @@ def keeps_threads(function: Callable) -> Callable:
     return wrapper
 
 
+@contextmanager
+def float32_models() -> Iterator[None]:
+    """Models are built in float32 whatever the caller's ``torch.set_default_dtype``: bindiff's
+    batches, embeddings and checkpoints are float32 (a float64 default gave float64 weights, and
+    "mat1 and mat2 must have the same dtype" deep in the first forward pass)."""
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
+
+
 def check_recipe(task: Task, config: dict) -> ModelKind:
     """Every check the recipe alone allows (the model kind and its parameters, the task's own
     cross-key checks, the logger), as `bindiff train` and `bindiff show-config` both run them."""
     kind = task.model_kind(config)
-    with model_fits_in_memory():
-        task.check_recipe(config)  # builds small models: a network too large for memory shows here
+    # builds small models: a network too large for memory shows here; their initial weights draw
+    # from the global generator, which is the caller's
+    with model_fits_in_memory(), torch.random.fork_rng(devices=[]), float32_models():
+        task.check_recipe(config)
     check_logger(config)
     return kind
 
@@ -231,7 +246,8 @@ def _in_processes(config: dict, body: Callable[[Workers, torch.device], Run]) ->
     a program that calls ``bindiff.train`` gets both back as they were afterwards (the CPU
     generator: forking the CUDA ones would start CUDA in a run that trains on the CPU).
     """
-    with torch.random.fork_rng(devices=[]):
+    # training needs autograd whatever the caller's mode (a notebook cell under torch.no_grad())
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad(), float32_models():
         apply_threads(config)
         workers, device_name = distributed.start(config["train"]["device"])
         try:
@@ -517,7 +533,8 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
             raise RecipeError(f"{run_dir}: this run trained no {companion!r} model (it has {sorted(kinds) or 'none'})")
         config, payload = read_run(run_dir, task.name, f"{companion}/{checkpoint}")
         kind = kinds[companion]
-    with torch.random.fork_rng(devices=[]):  # the initial weights, overwritten next, draw from the global generator
+    # the initial weights, overwritten next, draw from the global generator
+    with torch.random.fork_rng(devices=[]), float32_models():
         model = kind.build(config, payload["dim"], training=False)
     model.load_state_dict(payload["model"])
     if device is None:
@@ -566,8 +583,9 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowe
             raise RecipeError(f"override {text!r}: a trained run can only be scored differently; allowed keys are "
                               f"{listed}")
         config = with_key(config, dotted, value, f"override {text!r}")
-    if overrides:
-        task.check_recipe(config)  # the cross-key checks `bindiff train` makes (segmentation.steps <= T, ...)
+    if overrides:  # probe models draw their weights from the caller's global generator: forked
+        with torch.random.fork_rng(devices=[]), float32_models():
+            task.check_recipe(config)  # the cross-key checks `bindiff train` makes (segmentation.steps <= T, ...)
     return config
 
 

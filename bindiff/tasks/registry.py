@@ -21,7 +21,9 @@ def get_task(name: str) -> base.Task:
 
 def train(config: dict, overrides: list[str] = (), data_dir: str | None = None) -> base.Run:
     """Run a resolved recipe of any task end to end."""
-    return base.train(get_task(config["task"]), config, overrides, data_dir)
+    # a hand-made dict may leave ``task`` out (a recipe's default) or misspell it: read it as a recipe is
+    task = get_task(config["task"] if isinstance(config, dict) and "task" in config else base._validated(config)["task"])
+    return base.train(task, config, overrides, data_dir)
 
 
 def resume(run_dir: str | Path, config: dict | None = None, recipe: str | None = None,

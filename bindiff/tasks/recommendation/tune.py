@@ -22,6 +22,8 @@ import csv
 import io
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,10 +231,10 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print, not optuna's
     sampler = (optuna.samplers.TPESampler(seed=sampler_seed) if base["tune"]["sampler"] == "tpe"
                else optuna.samplers.RandomSampler(seed=sampler_seed))
-    study = optuna.create_study(direction="maximize", sampler=sampler, study_name=base["name"])
+    with _optuna_warnings_only():
+        study = optuna.create_study(direction="maximize", sampler=sampler, study_name=base["name"])
 
     records: list[TrialRecord] = []
 
@@ -258,7 +260,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
     # than study.optimize: optimize logs a failed trial's traceback, and a refused value must end
     # the search with the one-line error the CLI prints for every user error.
     find_dataset(base["data"], data_dir)  # a missing dataset: one error line, before a folder is named
-    with new_output_dir(base, "tuning", folder="tune") as out:
+    with new_output_dir(base, "tuning", folder="tune") as out, _optuna_warnings_only():
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):
             log(f"tuning directory: {out}")  # piped output can follow the search from its start
@@ -278,6 +280,20 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
     _write_results(out, base, source, overrides, records, dimensions, sampler_seed, seconds, optuna.__version__)
     plot_tuning(records, base["eval"]["select"], out / "tuning.png")
     return out
+
+
+@contextmanager
+def _optuna_warnings_only() -> Iterator[None]:
+    """optuna's INFO lines (a study made, each trial told) are ours to print, one per trial; the
+    caller's optuna verbosity is set back afterwards."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
 
 
 def _trial_line(records: list[TrialRecord], n_trials: int, select: str) -> str:
