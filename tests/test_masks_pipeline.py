@@ -705,3 +705,50 @@ def test_piped_output_has_a_line_for_reading_and_one_per_epoch(tmp_path):
     lines = proc.stderr.splitlines()
     assert f"reading 10 label maps from {DATA / 'msd_hippocampus'}" in lines
     assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"]
+
+
+def test_an_ensembles_validation_loss_is_the_mean_of_its_members_losses_on_every_case():
+    """It gave block m of the validation rows to member m: a traceback unless the batch divided into
+    the members' blocks, and each case scored by one member only."""
+    import copy
+
+    import torch
+
+    from bindiff.tasks.masks.data import prepare_data
+    from bindiff.tasks.masks.job import make_validator
+    from bindiff.tasks.masks.model import build_mask_model
+
+    config = load_recipe(RECIPES / "hippocampus_masks.yaml", [*TINY, "denoiser.members=3"])  # 2 validation cases
+    data = prepare_data(config, data_dir=str(DATA), disable_progress=True)
+    torch.manual_seed(0)
+    model = build_mask_model(config, data.dim, training=True).eval()
+    ensemble = make_validator(model, data, config, torch.device("cpu"))()["neg_loss"]
+    alone = []
+    for member in model.denoiser.members:  # each member as a model of its own, by hand
+        single = copy.deepcopy(model)
+        single.denoiser = member
+        alone.append(make_validator(single, data, config, torch.device("cpu"))()["neg_loss"])
+    assert np.isfinite(ensemble) and len(set(alone)) == 3
+    assert ensemble == pytest.approx(float(np.mean(alone)), rel=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(8, 12, 1), (1, 12, 8), (8, 1, 8)])
+def test_panels_of_a_grid_one_voxel_thin_are_drawn(tmp_path, shape):
+    """grid.shape accepts a side of 1; drawing the red outline of such a plane was a traceback after training."""
+    from bindiff.tasks.masks.panels import comparison_panel
+
+    truth = np.zeros(shape, bool)
+    truth[tuple(slice(0, max(1, s // 2)) for s in shape)] = True
+    comparison_panel({"truth": truth, "model": ~truth}, tmp_path / "p.png", title="thin")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_warm_t_is_checked_against_t_only_when_a_warm_start_reads_it():
+    """A one-step chain was refused for evaluations.completion.warm_t = 2, which no warm start read."""
+    one_step = [*TINY, "diffusion.steps=1", "evaluations.completion.steps=1", "evaluations.generation.steps=1"]
+    result = runner.invoke(app, ["show-config", str(RECIPES / "hippocampus_masks.yaml"), *one_step])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["show-config", str(RECIPES / "hippocampus_masks.yaml"), *one_step,
+                                 "evaluations.completion.warm_start=[box]"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: evaluations.completion.warm_t = 2 exceeds diffusion.steps = 1"

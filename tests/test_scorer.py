@@ -44,3 +44,22 @@ def test_an_ensemble_is_the_mean_of_successive_noisy_scores(mode):
 def test_an_ensemble_of_a_deterministic_scorer_is_refused():
     with pytest.raises(RecipeError, match=r"inference.ensemble = 4 would average identical scores"):
         make_scorer(_model(), load_recipe(RECIPE, ["inference.ensemble=4"]), seed=0)
+
+
+@pytest.mark.parametrize("visits, random", [(["inference.t=1"], False), (["inference.t=3", "inference.steps=1"], False),
+                                            (["inference.t=3", "inference.steps=2"], True), (["inference.t=3"], True)])
+def test_a_sampled_reverse_run_is_random_only_when_it_takes_a_step(visits, random):
+    """A reverse run that visits one time ends on p̂ without drawing a bit: two seeds give the same
+    scores, so it is deterministic (an ensemble of it was accepted, and its export refused)."""
+    from bindiff.tasks.recommendation.models import draws_random_bits
+
+    model, x = _model(), _history()
+    config = load_recipe(RECIPE, ["inference.mode=reverse", "inference.sample=sample", *visits])
+    differ = not torch.equal(make_scorer(model, config, seed=1)(x), make_scorer(model, config, seed=2)(x))
+    assert differ is random and draws_random_bits(config) is random
+    ensemble = load_recipe(RECIPE, ["inference.mode=reverse", "inference.sample=sample", *visits, "inference.ensemble=2"])
+    if random:
+        make_scorer(model, ensemble, seed=1)
+    else:
+        with pytest.raises(RecipeError, match="would average identical scores"):
+            make_scorer(model, ensemble, seed=1)

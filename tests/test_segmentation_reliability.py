@@ -200,7 +200,16 @@ def test_a_grid_that_misses_label_voxels_says_so(tmp_path, capsys):
     assert sum(record.outside for record in data.records.values()) == 4 * 48
     err = capsys.readouterr().err
     assert f"warning: {folder}: grid.shape [6, 12, 12] misses 192 label voxel(s) of 4 case(s)" in err
-    assert "they are neither learned nor scored" in err  # the masks task scores on the grid
+    # scored against the whole label map on the case's own voxels (it said "neither learned nor scored")
+    assert "they are not learned, and the held-out cases' are scored as missed: enlarge grid.shape" in err
+    from bindiff.adapters.masks import load_case
+    from bindiff.tasks.masks.evaluation import score
+
+    record = next(iter(data.records.values()))
+    truth = load_case(record.case, data.preset, data.region, data.spec).truth
+    perfect_on_the_grid = score(record, truth, {"grid": record.grid})["grid"]
+    # 192 label voxels, 144 in the window: Dice 2 · 144 / (144 + 192), by hand
+    assert perfect_on_the_grid["dice"] == pytest.approx(2 * 144 / (144 + 192))
 
 
 def test_score_from_python_takes_a_preset_by_name(tmp_path):
@@ -250,3 +259,18 @@ def test_every_training_mask_empty_is_refused_as_the_masks_task_refuses_it(tmp_p
                                   "'whole' of preset 'msd_hippocampus'; nothing to learn (check the region, or "
                                   "labels.foreground of a custom preset)")
     assert not (tmp_path / "runs").exists()
+
+
+def test_variance_of_one_sample_is_refused_in_the_recipe_in_evaluate_and_in_segment(run, tmp_path):
+    """One sample has no variance: the uncertainty map was all zeros (error AUROC 0.5) without a word."""
+    wanted = ("error: segmentation.uncertainty: variance across samples needs segmentation.samples >= 2, got 1 "
+              "(one sample has none: a map of zeros); use entropy")
+    recipe = runner.invoke(app, ["show-config", str(ROOT / "recipes" / "hippocampus_segmentation.yaml"),
+                                 "segmentation.samples=1", "segmentation.uncertainty=variance"])
+    assert error_line(recipe) == wanted
+    rescored = runner.invoke(app, ["evaluate", str(run), "segmentation.samples=1", "segmentation.uncertainty=variance",
+                                   "--out", str(tmp_path / "r")])
+    assert error_line(rescored) == wanted and not (tmp_path / "r").exists()
+    segmented = runner.invoke(app, ["segment", str(run), "segmentation.samples=1", "segmentation.uncertainty=variance",
+                                    "--input", str(_scan()), "--output", str(tmp_path / "s")])
+    assert error_line(segmented) == wanted and not (tmp_path / "s").exists()

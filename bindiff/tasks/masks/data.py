@@ -126,16 +126,16 @@ def warn_mixed_spacing(spec: GridSpec, spacings: dict, source, remedy: str = "us
             f"structures at different scales ({remedy})")
 
 
-def warn_outside(spec: GridSpec, outside: dict[str, int], source,
-                 fate: str = "they are neither learned nor scored") -> None:
+def warn_outside(spec: GridSpec, outside: dict[str, int], source) -> None:
     """A warning line when the grid window misses label voxels of some cases (``outside_voxels`` in
-    metrics.json counts them), saying what becomes of them (``fate``: the masks task scores on the
-    grid, so it neither learns nor scores them)."""
+    the run's ``split/cases.json`` counts them). Both tasks score a held-out case on its own voxels
+    against its whole label map, so what the window misses is never learned and is scored as missed."""
     missed = {case_id: n for case_id, n in outside.items() if n}
     if missed:
         worst = max(missed, key=missed.get)
         log(f"warning: {source}: grid.shape {list(spec.shape)} misses {sum(missed.values())} label voxel(s) of "
-            f"{len(missed)} case(s) (most: {worst}, {missed[worst]}); {fate}: enlarge grid.shape")
+            f"{len(missed)} case(s) (most: {worst}, {missed[worst]}); they are not learned, and the held-out cases' "
+            "are scored as missed: enlarge grid.shape")
 
 
 def warn_empty(labels: list, region: str) -> None:

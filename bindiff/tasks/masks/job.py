@@ -56,6 +56,7 @@ class MasksTask(base.Task):
             raise RecipeError(f"key 'evaluations.denoising.flip' must lie in (0, 0.5]: the forward process flips "
                               f"at most half the voxels, got {flip}")
         probe(MASK_MODEL, config)
+        check_evaluations(config, config["diffusion"]["steps"])  # before any file is read
 
     def prepare(self, config: dict, data_dir: str | None) -> MaskData:
         return prepare_data(config, data_dir=data_dir, disable_progress=progress_disabled(config))
@@ -65,9 +66,6 @@ class MasksTask(base.Task):
 
     def training_rows(self, data: MaskData, config: dict) -> sp.csr_matrix:
         return training_matrix(data, config)
-
-    def check(self, config: dict, data: MaskData, model) -> None:
-        check_evaluations(config, model)
 
     def save_data(self, data: MaskData, folder: Path) -> None:
         save_data(data, folder)
@@ -92,7 +90,7 @@ class MasksTask(base.Task):
                 "layout": data.layout, "preset": data.preset.name, "region": data.region}
 
     def check_rescoring(self, config: dict, model, payload: dict) -> None:
-        check_evaluations(config, model)
+        check_evaluations(config, model.process.num_steps)
 
 
 TASK = MasksTask()
@@ -137,17 +135,23 @@ def make_validator(model, data: MaskData, config: dict, device: torch.device):
             truth = clean_t[sl] >= 0.5
             inter += float((pred & truth).sum())
             total += float(pred.sum() + truth.sum())
-            loss += float(model(clean_t[sl], t=loss_t[sl], noise=loss_noise[sl], generator=coins).terms["loss"].sum())
+            # an ensemble's training loss gives block m of the rows to member m: every member scores every row
+            m = len(model.denoiser.members) if model.is_ensemble else 1
+            out = model(clean_t[sl].repeat(m, 1), t=loss_t[sl].repeat(m), noise=loss_noise[sl].repeat(m, 1),
+                        generator=coins)
+            loss += float(out.terms["loss"].sum()) / m
         return {"denoise_dice": 1.0 if total == 0 else 2 * inter / total, "neg_loss": -loss / len(clean_t)}
 
     return validate
 
 
-def check_evaluations(config: dict, model) -> None:
+def check_evaluations(config: dict, T: int) -> None:
     """Refuse evaluation steps and times beyond the model's T."""
-    T = model.process.num_steps
     evaluations = config["evaluations"]
-    for name, key in (("completion", "steps"), ("completion", "warm_t"), ("generation", "steps")):
+    checked = [("completion", "steps"), ("generation", "steps")]
+    if evaluations["completion"]["warm_start"]:  # warm_t is read only by a warm start
+        checked.append(("completion", "warm_t"))
+    for name, key in checked:
         steps = evaluations[name][key]
         if steps is not None and steps > T:
             raise RecipeError(f"evaluations.{name}.{key} = {steps} exceeds diffusion.steps = {T}")

@@ -23,6 +23,13 @@ def plane_slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.flipud(np.take(volume, index, axis=axis).T)
 
 
+def outline(ax, plane: np.ndarray, colour: str) -> None:
+    """The 0.5 contour of a plane, drawn where one exists: a plane one voxel thin (a grid side of 1)
+    has no contour, and matplotlib refuses it."""
+    if min(plane.shape) >= 2:
+        ax.contour(plane, levels=[0.5], colors=colour, linewidths=0.5)
+
+
 def save_png(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
@@ -67,7 +74,7 @@ def comparison_panel(columns: dict[str, np.ndarray], path: Path, title: str = ""
                 ax.imshow(np.ma.masked_where(hidden == 0, hidden), cmap="autumn", alpha=0.35, interpolation="nearest")
             if col and name != "input":
                 diff = plane_slice((columns[name].astype(bool) != truth).astype(float), axis, centre[axis])
-                ax.contour(diff, levels=[0.5], colors="red", linewidths=0.5)
+                outline(ax, diff, "red")
             label_cell(ax, name if row == 0 else None, f"{plane} {centre[axis]}" if col == 0 else None)
     finish_figure(fig, title + f"  (red outline: voxels that differ from {reference})", path)
 

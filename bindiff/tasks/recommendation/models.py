@@ -51,12 +51,17 @@ def _baseline_scorer(model: nn.Module, config: dict, seed: int, per_history: boo
 
 def draws_random_bits(config: dict) -> bool:
     """Whether the recipe's model scores with random bits: the diffusion with ``inference.add_noise``
-    or with sampled reverse steps. Every other model scores deterministically."""
+    or with sampled reverse steps (at least two visited times). Every other model scores deterministically."""
     if config["model"]["kind"] != BINOMIAL:
         return False
     inference = config.get("inference") or {}
-    return bool(inference.get("add_noise")) or (inference.get("mode") == "reverse"
-                                                and inference.get("sample") == "sample")
+    if inference.get("add_noise"):
+        return True
+    if inference.get("mode") != "reverse" or inference.get("sample") != "sample":
+        return False
+    # only a step to s > 0 draws bits: a run that visits one time (t = 1, or steps = 1) ends on p̂ alone
+    start = inference.get("t", 1)
+    return min(start, inference.get("steps") or start) >= 2
 
 
 def _diffusion_scorer(model: BinomialDiffusion, config: dict, seed: int, per_history: bool = False):

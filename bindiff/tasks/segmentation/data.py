@@ -155,9 +155,7 @@ def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bo
     if spacing is None:  # with images.spacing every case is on one voxel size already
         warn_mixed_spacing(spec, {case_id: c.geometry.spacing for case_id, c in loaded.items()}, dataset.root,
                            remedy="set images.spacing: median to resample every case to one voxel size")
-    # segmentation scores each case on its own voxels: what the window misses counts as missed
-    warn_outside(spec, {case_id: c.outside for case_id, c in loaded.items()}, dataset.root,
-                 fate="they are not learned, and the held-out cases' are scored as missed")
+    warn_outside(spec, {case_id: c.outside for case_id, c in loaded.items()}, dataset.root)
     warn_empty([c.case.label for c in loaded.values() if not c.mask.any() and not c.outside], region)
     refuse_empty_training([loaded[i].mask for i in split["train"]], dataset.root, region, preset.name)
     return SegmentationData(dataset.name, dataset.layout, preset.name, region, spec, split, loaded, spacing)

@@ -82,9 +82,13 @@ class SegmentationTask(base.Task):
 
     def check_recipe(self, config: dict) -> None:
         check_label_preset(config)
-        steps, T = config["segmentation"]["steps"], config["diffusion"]["steps"]
+        cfg = config["segmentation"]
+        steps, T = cfg["steps"], config["diffusion"]["steps"]
         if steps is not None and steps > T:
             raise RecipeError(f"segmentation.steps = {steps} exceeds diffusion.steps = {T}")
+        if cfg["uncertainty"] == "variance" and cfg["samples"] < 2:
+            raise RecipeError(f"segmentation.uncertainty: variance across samples needs segmentation.samples >= 2, "
+                              f"got {cfg['samples']} (one sample has none: a map of zeros); use entropy")
         probe(SEGMENTER, config)
 
     def prepare(self, config: dict, data_dir: str | None) -> SegmentationData:

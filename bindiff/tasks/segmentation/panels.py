@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..masks.panels import PLANES, finish_figure, label_cell, mask_centre, plane_slice
+from ..masks.panels import PLANES, finish_figure, label_cell, mask_centre, outline, plane_slice
 
 
 def segmentation_panel(image: np.ndarray, truth: np.ndarray | None, masks: dict[str, np.ndarray],
@@ -49,6 +49,6 @@ def segmentation_panel(image: np.ndarray, truth: np.ndarray | None, masks: dict[
                     mask = truth_plane if name == "truth" else plane_slice(masks[name].astype(float), axis, centre[axis])
                     ax.imshow(np.ma.masked_where(mask == 0, mask), cmap="autumn", alpha=0.45, interpolation="nearest")
                 if name in masks and truth_plane.any():
-                    ax.contour(truth_plane, levels=[0.5], colors="cyan", linewidths=0.5)
+                    outline(ax, truth_plane, "cyan")
             label_cell(ax, name if row == 0 else None, f"{plane} {centre[axis]}" if col == 0 else None)
     finish_figure(fig, title + ("  (cyan outline: the truth)" if "truth" in columns else ""), path)

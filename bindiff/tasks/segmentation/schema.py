@@ -63,7 +63,7 @@ SECTIONS: dict[str, Any] = {
         "threshold": key(float, 0.5, "probability at which a voxel is foreground (decision: threshold)", fraction),
         "calibration_bins": key(int, 10, "equal-width bins of the expected calibration error", at_least_one),
         "uncertainty": key(str, "entropy", "per-voxel uncertainty: entropy (of the mean probability, bits) or "
-                           "variance (across the samples)",
+                           "variance (across the samples; needs samples >= 2)",
                            (lambda v: v in ("entropy", "variance"), "must be 'entropy' or 'variance'")),
     },
 }
