@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import List, Optional
 
@@ -540,6 +541,10 @@ def score_masks(
                    + (" ..." if len(summary["unmatched_references"]) > 5 else ""))
 
 
+def _exit_on_signal(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """The ``bindiff`` command. A usage error (a missing argument, an unknown option, a value out of
     range) is one line, ``error: <command>: <what is wrong> (see <command> --help)``, exit code 2,
@@ -549,6 +554,9 @@ def main() -> None:
     except ImportError:  # pragma: no cover - typer < 0.24
         from click import exceptions as click_errors
 
+    # a scheduler's stop (SLURM's time limit, scancel, kill) runs the clean-up Ctrl-C runs: staging
+    # folders and temporaries removed, exit code 128 + 15 (killed outright, it left them behind)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         code = app(prog_name="bindiff", standalone_mode=False)
     except getattr(click_errors, "NoArgsIsHelpError", ()) as err:  # `bindiff` or `bindiff masks` alone: the help

@@ -14,7 +14,11 @@ from typing import Iterator
 
 class OutputError(ValueError):
     """An output location that cannot be written (a file in the way, read-only, full); the message
-    names the recipe key or option and the path."""
+    names the recipe key or option and the path. ``errno``: the file system's reason, when it gave one."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
 
 
 # What an output location that cannot be written raises (rather than a bug in bindiff).
@@ -23,8 +27,11 @@ _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTD
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
+def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only on success.
+
+    ``overwrite=False``: the temporary is linked to ``path`` instead, which fails when another
+    process made ``path`` meanwhile (a check before the work cannot see that)."""
     path = Path(path)
     if path.is_dir() or (path.exists() and not path.is_file()):
         # A rename would replace a folder's name or a device such as /dev/null with a plain file.
@@ -35,14 +42,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         if err.errno in _UNWRITABLE:
-            raise OutputError(f"{path}: cannot write there ({err.strerror})") from None
+            raise OutputError(f"{path}: cannot write there ({err.strerror})", err.errno) from None
         raise
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files; the result gets a plain open()'s mode
     try:
         yield Path(tmp)
         _fsync(tmp)  # the bytes reach the disk before the name does (power loss, not only kill)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _publish_without_overwriting(Path(tmp), path)
         _fsync(path.parent)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
@@ -73,9 +83,16 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
         raise
     try:
         yield staging
-        if folder.is_dir():
-            folder.rmdir()  # empty: checked by the caller before any work
-        os.replace(staging, folder)
+        try:
+            if folder.is_dir():
+                folder.rmdir()  # empty: checked by the caller before any work
+            os.replace(staging, folder)
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # another process (the same command started twice) filled it while this one worked
+            raise OutputError(f"{folder}: another process wrote this folder while this one worked; bindiff "
+                              "never overwrites (this run's results were discarded)") from None
     except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
         _raise_if_full(err, f"{folder}: cannot write the output folder")
@@ -89,7 +106,27 @@ _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 def _raise_if_full(err: BaseException, where: str) -> None:
     if isinstance(err, OSError) and err.errno in _FULL:
-        raise OutputError(f"{where} ({err.strerror})") from None
+        raise OutputError(f"{where} ({err.strerror})", err.errno) from None
+
+
+def _publish_without_overwriting(tmp: Path, path: Path) -> None:
+    """``tmp`` renamed to ``path`` unless ``path`` exists by now: a hard link fails on an existing
+    name, where a rename would replace it. A file system without hard links gets a check and a
+    rename (a window of microseconds instead of the whole work)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputError(f"{path}: another process wrote this file while this one worked; bindiff never "
+                          "overwrites (nothing was written)") from None
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if path.exists():
+            raise OutputError(f"{path}: another process wrote this file while this one worked; bindiff never "
+                              "overwrites (nothing was written)") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def refuse_a_file_above(path: Path) -> None:

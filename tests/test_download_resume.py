@@ -341,3 +341,38 @@ def test_two_processes_on_one_cache_download_once(monkeypatch, tmp_path, site):
     clients = [subprocess.Popen([sys.executable, str(script)], cwd=Path(__file__).resolve().parent.parent, env=env) for _ in range(2)]
     assert [c.wait(timeout=120) for c in clients] == [0, 0]
     assert site.requests.count(None) == 1, site.requests  # one transfer from byte 0, resumed by one process
+
+
+def test_a_process_waiting_for_the_cache_lock_says_so(tmp_path, capfd):
+    """It waited for the whole of another process's download without a word."""
+    import time
+
+    from bindiff.adapters.interactions.download import _locked
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from filelock import FileLock; "
+        f"lock = FileLock({str(tmp_path / '.cache.bindiff-lock')!r}); lock.acquire(); "
+        "print('held', flush=True); time.sleep(1.5)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    with _locked(cache):
+        waited = time.monotonic() - started
+    holder.wait(timeout=30)
+    assert waited > 0.5
+    assert capfd.readouterr().err == (f"waiting for another bindiff process that downloads into {cache} "
+                                      f"(lock {tmp_path / '.cache.bindiff-lock'})\n")
+
+
+def test_a_cache_in_a_folder_that_cannot_be_written_keeps_its_lock_inside(tmp_path, monkeypatch):
+    """A shared cache under an administrator's folder was refused as 'read-only', though writable."""
+    from bindiff.adapters.interactions import download
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    real = os.access
+    monkeypatch.setattr(download.os, "access", lambda path, mode: False if Path(path) == tmp_path else real(path, mode))
+    with download._locked(cache):
+        assert (cache / ".bindiff-lock").exists()
+    assert not (tmp_path / ".cache.bindiff-lock").exists()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import shutil
 import time
 import zlib
@@ -336,14 +337,13 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
     if config is not None:
         check_same_recipe(config, run_config, recipe or "recipe", config_path)
     config = run_config
-    if (run_dir / "metrics.json").is_file():
-        raise CheckpointError(f"{run_dir}: the run has finished (metrics.json exists); nothing to resume, and a "
-                              "finished run is never overwritten")
+    _refuse_finished(run_dir)
 
     def body(workers: Workers, device: torch.device) -> Run:
         kind = task.model_kind(config)
         with run_lock(run_dir) if workers.is_main else nullcontext(), _output_errors(run_dir, keep=True):
             if workers.is_main:
+                _refuse_finished(run_dir)  # again under the lock: a resume that held it may have just finished
                 for folder in (run_dir, run_dir / "split", run_dir / "checkpoints",
                                *(run_dir / "checkpoints" / c.name for c in task.companions(config))):
                     remove_stale_temporaries(folder)
@@ -356,6 +356,12 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
                                    resume=payload, started=started)
 
     return _in_processes(config, body)
+
+
+def _refuse_finished(run_dir: Path) -> None:
+    if (run_dir / "metrics.json").is_file():
+        raise CheckpointError(f"{run_dir}: the run has finished (metrics.json exists); nothing to resume, and a "
+                              "finished run is never overwritten")
 
 
 def _remove_interrupted_results(task: Task, run_dir: Path, config: dict) -> None:
@@ -390,14 +396,14 @@ def _output_errors(run_dir: Path, keep: bool = False):
     removed (nothing in it could be resumed), one with a checkpoint kept for ``bindiff resume``."""
     try:
         yield
-    except OSError as err:
-        if err.errno not in _FULL_OR_READ_ONLY:
+    except (OSError, OutputError) as err:  # OutputError: atomic_path's own line for the same errors
+        if getattr(err, "errno", None) not in _FULL_OR_READ_ONLY:
             raise
         if not keep:
             remove_unfinished_run(run_dir)
         left = "removed it (no checkpoint yet)" if not run_dir.exists() else \
             "kept it: free space and continue with `bindiff resume " + str(run_dir) + "`"
-        raise OutputError(f"{run_dir}: cannot write ({err.strerror}); {left}") from None
+        raise OutputError(f"{run_dir}: cannot write ({os.strerror(err.errno)}); {left}", err.errno) from None
 
 
 def _saved_or_prepared_data(task: Task, run_dir: Path, config: dict, data_dir, workers: Workers):

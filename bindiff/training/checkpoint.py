@@ -14,6 +14,7 @@ either the previous checkpoint or the new one under the final name, never a trun
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from contextlib import contextmanager
@@ -42,8 +43,12 @@ def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Modul
         "model": model.state_dict(),
         **state,
     }
+    # serialised in memory, written by Python: torch's own writer reports a full disk as a
+    # RuntimeError ("unexpected pos"), not as the OSError a full disk is (as export does)
+    archive = io.BytesIO()
+    torch.save(payload, archive)
     with atomic_path(path) as tmp, open(tmp, "wb") as file:
-        torch.save(payload, file)  # from a path, torch names the archive's folder after the random temporary name
+        file.write(archive.getbuffer())
 
 
 def _first_line(err: BaseException) -> str:

@@ -181,7 +181,7 @@ def write_recommendations(path: str | Path, users: Sequence[str], results: Seque
     name ending in .gz, as ``--input`` reads them)."""
     path = Path(path)
     try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        with atomic_path(path, overwrite=False) as tmp, open(tmp, "wb") as raw:
             # gzip's header names the output, not its temporary, and holds no time: a seed gives the same bytes
             binary = gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0) if path.suffix == ".gz" else raw
             with io.TextIOWrapper(binary, encoding="utf-8", newline="") as handle:

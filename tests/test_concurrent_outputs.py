@@ -1,0 +1,148 @@
+"""Several processes on one output, and file systems that fill up or turn read-only mid-run
+(an audit of several processes at once). Each test fails on the code before the fix."""
+
+from __future__ import annotations
+
+import errno
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bindiff.cli import app
+from bindiff.files import OutputError, atomic_path, staged_folder
+from bindiff.training.checkpoint import save_checkpoint
+from cli_checks import error_line
+from test_cli_pipeline import ratings_csv, small_args  # noqa: F401  (the fixture is reused)
+
+runner = CliRunner()
+
+
+def test_a_folder_another_process_filled_meanwhile_is_one_line(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="another process wrote this folder"):
+        with staged_folder(out) as staging:
+            (staging / "mine.json").write_text("{}")
+            out.mkdir()  # the same command, started beside this one, finished first
+            (out / "theirs.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging left
+    assert [p.name for p in out.iterdir()] == ["theirs.json"]
+
+
+def test_a_file_that_must_not_be_overwritten_is_not_replaced_by_a_second_process(tmp_path):
+    path = tmp_path / "recs.csv"
+    with pytest.raises(OutputError, match="another process wrote this file"):
+        with atomic_path(path, overwrite=False) as tmp:
+            tmp.write_text("mine\n")
+            path.write_text("theirs\n")  # written by another process after the caller's exists() check
+    assert path.read_text() == "theirs\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["recs.csv"]
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_is_an_oserror_not_torchs_runtime_error(tmp_path, monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    def full_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return Full(handle) if "w" in mode and str(path).endswith(".tmp") else handle
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    with pytest.raises(OutputError) as caught:
+        save_checkpoint(tmp_path / "last.pt", config_yaml="x: 1\n", model=torch.nn.Linear(2, 2), dim=2)
+    assert caught.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_file_system_before_the_first_checkpoint_removes_the_run(ratings_csv, tmp_path, monkeypatch):  # noqa: F811
+    import bindiff.tasks.base as base
+
+    def read_only(*args, **kwargs):  # what atomic_path raises when mkstemp meets EROFS
+        raise OutputError("runs/x/checkpoints/best.pt: cannot write there (Read-only file system)", errno.EROFS)
+
+    monkeypatch.setattr(base, "fit", read_only)
+    line = error_line(runner.invoke(app, small_args(ratings_csv, tmp_path / "runs")))
+    assert "cannot write (Read-only file system); removed it (no checkpoint yet)" in line
+    assert list((tmp_path / "runs" / "ml1m").iterdir()) == []
+
+
+def test_a_resume_that_gets_the_lock_after_another_finished_the_run_is_refused(ratings_csv, tmp_path, monkeypatch):  # noqa: F811
+    import bindiff.tasks.base as base
+
+    runner.invoke(app, small_args(ratings_csv, tmp_path / "runs", "train.epochs=1"))
+    (run,) = (tmp_path / "runs" / "ml1m").iterdir()
+    metrics = (run / "metrics.json").read_bytes()
+    (run / "metrics.json").rename(tmp_path / "metrics.json")  # the run as a kill after its last epoch left it
+    real_lock = base.run_lock
+
+    @contextmanager
+    def lock_after_the_other_finished(run_dir):
+        (run / "metrics.json").write_bytes(metrics)  # the resume that held the lock has just finished
+        with real_lock(run_dir):
+            yield
+
+    monkeypatch.setattr(base, "run_lock", lock_after_the_other_finished)
+    line = error_line(runner.invoke(app, ["resume", str(run)]))
+    assert "the run has finished" in line
+    assert (run / "metrics.json").read_bytes() == metrics
+
+
+def test_a_file_system_without_hard_links_still_publishes_once(tmp_path, monkeypatch):
+    import os
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "recs.csv"
+    with atomic_path(path, overwrite=False) as tmp:
+        tmp.write_text("mine\n")
+    assert path.read_text() == "mine\n" and [p.name for p in tmp_path.iterdir()] == ["recs.csv"]
+    with pytest.raises(OutputError, match="another process wrote this file"):
+        with atomic_path(path, overwrite=False) as tmp:
+            tmp.write_text("again\n")
+    assert path.read_text() == "mine\n" and [p.name for p in tmp_path.iterdir()] == ["recs.csv"]
+
+
+def test_a_schedulers_stop_cleans_up_as_ctrl_c_does(tmp_path):
+    """SIGTERM (SLURM's time limit, scancel) killed the process outright: staging folders and
+    temporary files stayed behind, exit code -15. Now SystemExit(143) runs the clean-up."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "runs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bindiff", "train", "recipes/ml1m.yaml", "data.dataset=synthetic:tiny",
+         "split.n_valid_users=50", "split.n_test_users=50", "denoiser.params.hidden=[16]", "train.epochs=100000",
+         "train.patience=100000", "train.threads=1", f"output.root={root}", "output.progress=false"],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(root.glob("*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, "training ended before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    (run,) = root.glob("*/*")
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+    assert not (run / "metrics.json").exists() and (run / "checkpoints" / "last.pt").is_file()  # resumable
