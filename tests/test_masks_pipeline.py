@@ -752,3 +752,23 @@ def test_warm_t_is_checked_against_t_only_when_a_warm_start_reads_it():
                                  "evaluations.completion.warm_start=[box]"])
     assert result.exit_code == 2
     assert result.output.strip() == "error: evaluations.completion.warm_t = 2 exceeds diffusion.steps = 1"
+
+
+@needs_hippo
+def test_completion_scores_equal_the_written_masks_and_the_hidden_voxels(tiny_run):
+    """Independent of the scorer: each method's Dice from its written NIfTI and the label file, and
+    hidden_dice of the damaged input (hidden voxels read as background): 0 wherever anything of the
+    mask was hidden (its whole-mask Dice below 1), 1 only where nothing was."""
+    run_dir, _ = tiny_run
+    cases = {c["case_id"]: c for c in json.loads((run_dir / "split" / "cases.json").read_text())["cases"]}
+    for mode in ("box", "alternate_slices", "random_slices"):
+        summary = json.loads((run_dir / "completion" / mode / "summary.json").read_text())
+        for row in summary["per_case"]:
+            truth = np.asarray(nib.load(cases[row["case_id"]]["label"]).dataobj) > 0  # region whole: labels 1, 2
+            for name in ("input", "model"):
+                written = np.asarray(nib.load(str(run_dir / "completion" / mode / "nifti"
+                                                  / f"{row['case_id']}_{name}.nii.gz")).dataobj) > 0
+                by_hand = 2 * (written & truth).sum() / (written.sum() + truth.sum())
+                assert row[name]["dice"] == pytest.approx(by_hand, abs=1e-12), (mode, name)
+            lost = row["input"]["dice"] < 1
+            assert row["input"]["hidden_dice"] == (0.0 if lost else 1.0), (mode, row["case_id"])

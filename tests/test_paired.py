@@ -37,3 +37,26 @@ def test_nan_units_are_left_out_and_equal_scores_give_p_one():
     assert paired_wilcoxon([0.5, 0.9, 0.2], [0.5, 0.1, 0.7])["ranked"] == 2
     with pytest.raises(ValueError, match="one shape"):
         paired_wilcoxon([1.0, 2.0], [1.0])
+
+
+def test_many_tied_units_take_the_normal_approximation_with_the_tie_correction():
+    """Per-user metrics have many ties and far more than 50 units: the large-sample statistic, by hand."""
+    import math
+
+    d = np.array([1, 1, 2, 2, 2, -1, 3, -3, 3, 4, 0] * 6, dtype=float)
+    ranked = d[d != 0]  # Wilcoxon's zero method: zeros are dropped before ranking
+    n = ranked.size
+    magnitudes = np.abs(ranked)
+    ranks = np.empty(n)
+    for value in np.unique(magnitudes):  # mid-ranks of tied magnitudes
+        where = magnitudes == value
+        below = int((magnitudes < value).sum())
+        ranks[where] = below + (where.sum() + 1) / 2
+    w_plus = ranks[ranked > 0].sum()
+    ties = [int((magnitudes == v).sum()) for v in np.unique(magnitudes)]
+    variance = n * (n + 1) * (2 * n + 1) / 24 - sum(t ** 3 - t for t in ties) / 48
+    z = (w_plus - n * (n + 1) / 4) / math.sqrt(variance)
+    assert (n, w_plus, variance) == (60, 1500, 18084.75)
+    result = paired_wilcoxon(d, np.zeros_like(d))
+    assert (result["units"], result["ranked"]) == (66, 60)
+    assert result["wilcoxon_p"] == pytest.approx(math.erfc(abs(z) / math.sqrt(2)), rel=1e-9)  # 1.36e-5

@@ -473,3 +473,11 @@ def test_rank_metrics_equal_torchmetrics_on_random_data():
                      (f"mrr@{k}", tm.retrieval_reciprocal_rank)):
         theirs = np.mean([float(fn(torch.from_numpy(s), torch.from_numpy(t), top_k=k)) for s, t in zip(scores, target)])
         assert report.mean[name] == pytest.approx(theirs, abs=1e-6), name
+
+
+def test_training_popularity_is_the_share_of_training_users_holding_each_item():
+    """popularity@K's denominator: users, not interactions (by hand on four users and three items)."""
+    from bindiff.tasks.recommendation.evaluation import training_popularity
+
+    train = sp.csr_matrix(np.array([[1, 0, 1], [1, 0, 0], [0, 0, 1], [1, 0, 0]], dtype=np.float32))
+    np.testing.assert_array_equal(training_popularity(train), [0.75, 0.0, 0.5])

@@ -66,7 +66,11 @@ def test_a_box_mask_keeps_its_extent_in_millimetres_and_comes_back_exactly():
     mask[10:30, 5:45, 20:25] = True  # 20 x 40 x 5 mm at 1 mm
     down = resample(mask, (40, 40, 40), order=0)  # 1.25 mm voxels
     assert down.dtype == bool
-    assert down.sum() * 1.25 ** 3 == pytest.approx(mask.sum(), rel=0.1)
+    # 1.25 mm voxel j has its centre at (j + 0.5) * 1.25 mm: inside [10, 30) for j = 8..23, [5, 45) for
+    # j = 4..35, [20, 25) for j = 16..19: 16 x 32 x 4 = 2048 voxels, 4000 mm³ exactly as before
+    assert down.sum() == 2048 and down.sum() * 1.25 ** 3 == mask.sum()
+    corners = np.argwhere(down)
+    assert np.array_equal(corners.min(0), [8, 4, 16]) and np.array_equal(corners.max(0), [23, 35, 19])
     up = resample(mask, (100, 100, 100), order=0)  # 0.5 mm: every voxel splits into 8
     assert up.sum() == 8 * mask.sum()
     np.testing.assert_array_equal(resample(up, (50, 50, 50), order=0), mask)
