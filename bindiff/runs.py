@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -77,9 +78,10 @@ def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:
     try:
         write_text(run_dir / "config.yaml", dump_recipe(config))
         write_text(run_dir / "overrides.txt", "".join(f"{o}\n" for o in overrides))
-    except OSError as err:
+    except (OSError, OutputError) as err:  # OutputError: atomic_path's line for a full disk
         remove_unfinished_run(run_dir)
-        raise OutputError(f"output.root: cannot write in {run_dir} ({err.strerror})") from None
+        raise OutputError(f"output.root: cannot write in {run_dir} ({os.strerror(err.errno) if err.errno else err})",
+                          err.errno) from None
     return run_dir
 
 

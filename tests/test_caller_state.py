@@ -62,3 +62,19 @@ def test_a_config_without_task_is_read_as_a_recipe(tmp_path):
     assert not isinstance(err.value, KeyError)
     with pytest.raises(RecipeError, match="unknown key 'tsk'"):
         registry.train({**config, "tsk": "recommend"})
+
+
+def test_overlapping_calls_give_the_callers_default_dtype_back_once_the_last_leaves():
+    """Two threads training at once: each restoring its own saved dtype left float32 behind for good."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        first, second = base.float32_models(), base.float32_models()
+        first.__enter__()
+        second.__enter__()
+        assert torch.get_default_dtype() == torch.float32
+        first.__exit__(None, None, None)  # A leaves while B still builds: B keeps float32
+        assert torch.get_default_dtype() == torch.float32
+        second.__exit__(None, None, None)
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)

@@ -4,20 +4,21 @@
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from bindiff.cli import app
 from bindiff.files import OutputError, atomic_path, staged_folder
-from bindiff.training.checkpoint import save_checkpoint
 from cli_checks import error_line
 from test_cli_pipeline import ratings_csv, small_args  # noqa: F401  (the fixture is reused)
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_folder_another_process_filled_meanwhile_is_one_line(tmp_path):
@@ -41,36 +42,31 @@ def test_a_file_that_must_not_be_overwritten_is_not_replaced_by_a_second_process
     assert [p.name for p in tmp_path.iterdir()] == ["recs.csv"]
 
 
-def test_a_full_disk_while_a_checkpoint_is_written_is_an_oserror_not_torchs_runtime_error(tmp_path, monkeypatch):
-    import builtins
+def _train_with_files_capped_at(limit: int, root: Path) -> subprocess.CompletedProcess:
+    """`bindiff train` on tiny synthetic data where no file may grow past ``limit`` bytes: the
+    kernel's short write (EFBIG) is what a full disk does to a write in progress."""
+    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+              "from bindiff.cli import main; sys.argv = ['bindiff', *sys.argv[1:]]; main()")
+    return subprocess.run(
+        [sys.executable, "-c", script, "train", "recipes/ml1m.yaml", "data.dataset=synthetic:tiny",
+         "split.n_valid_users=50", "split.n_test_users=50", "denoiser.params.hidden=[16]", "train.epochs=1",
+         "train.threads=1", f"output.root={root}", "output.progress=false"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
 
-    real_open = builtins.open
 
-    class Full:
-        def __init__(self, file):
-            self.file = file
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __getattr__(self, name):
-            return getattr(self.file, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.file.close()
-
-    def full_open(path, mode="r", *args, **kwargs):
-        handle = real_open(path, mode, *args, **kwargs)
-        return Full(handle) if "w" in mode and str(path).endswith(".tmp") else handle
-
-    monkeypatch.setattr(builtins, "open", full_open)
-    with pytest.raises(OutputError) as caught:
-        save_checkpoint(tmp_path / "last.pt", config_yaml="x: 1\n", model=torch.nn.Linear(2, 2), dim=2)
-    assert caught.value.errno == errno.ENOSPC
-    assert list(tmp_path.iterdir()) == []
+@pytest.mark.parametrize("limit, where", [
+    (3000, "config.yaml"),   # the run folder's first file
+    (20000, "split/"),       # numpy's writer reported a short write without errno: a traceback
+    (60000, "checkpoint"),   # torch's writer reported it as RuntimeError("unexpected pos"): a traceback
+])
+def test_a_disk_that_fills_before_the_first_checkpoint_is_one_line_and_leaves_no_run(tmp_path, limit, where):
+    result = _train_with_files_capped_at(limit, tmp_path / "runs")
+    assert result.returncode == 2, (where, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "File too large" in lines[0], (where, lines)
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "runs").glob("*/*")), where  # nothing half-made: no run folder at all
 
 
 def test_a_read_only_file_system_before_the_first_checkpoint_removes_the_run(ratings_csv, tmp_path, monkeypatch):  # noqa: F811

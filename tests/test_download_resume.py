@@ -364,15 +364,3 @@ def test_a_process_waiting_for_the_cache_lock_says_so(tmp_path, capfd):
     assert capfd.readouterr().err == (f"waiting for another bindiff process that downloads into {cache} "
                                       f"(lock {tmp_path / '.cache.bindiff-lock'})\n")
 
-
-def test_a_cache_in_a_folder_that_cannot_be_written_keeps_its_lock_inside(tmp_path, monkeypatch):
-    """A shared cache under an administrator's folder was refused as 'read-only', though writable."""
-    from bindiff.adapters.interactions import download
-
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    real = os.access
-    monkeypatch.setattr(download.os, "access", lambda path, mode: False if Path(path) == tmp_path else real(path, mode))
-    with download._locked(cache):
-        assert (cache / ".bindiff-lock").exists()
-    assert not (tmp_path / ".cache.bindiff-lock").exists()

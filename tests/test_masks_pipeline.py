@@ -772,3 +772,14 @@ def test_completion_scores_equal_the_written_masks_and_the_hidden_voxels(tiny_ru
                 assert row[name]["dice"] == pytest.approx(by_hand, abs=1e-12), (mode, name)
             lost = row["input"]["dice"] < 1
             assert row["input"]["hidden_dice"] == (0.0 if lost else 1.0), (mode, row["case_id"])
+
+
+@needs_hippo
+def test_a_masks_model_read_back_draws_times_uniformly(tiny_run):
+    """The recipe's time mixture (half the examples at low t) is a training choice, as documented."""
+    from bindiff.tasks.masks.job import load_masks_run
+
+    run_dir, _ = tiny_run
+    loaded = load_masks_run(run_dir)
+    assert loaded.config["timesteps"]["low_share"] == 0.5
+    assert (loaded.model.low_time_share, loaded.model.top_time_share) == (0.0, 0.0)

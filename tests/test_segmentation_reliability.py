@@ -274,3 +274,19 @@ def test_variance_of_one_sample_is_refused_in_the_recipe_in_evaluate_and_in_segm
     segmented = runner.invoke(app, ["segment", str(run), "segmentation.samples=1", "segmentation.uncertainty=variance",
                                     "--input", str(_scan()), "--output", str(tmp_path / "s")])
     assert error_line(segmented) == wanted and not (tmp_path / "s").exists()
+
+
+def test_scoring_under_a_callers_float64_default_gives_the_same_figures(run, tmp_path):
+    """The U-Net baseline's blank x_t took the caller's default dtype: 'Input type (double) and bias
+    type (float) should be the same'."""
+    import torch
+
+    from bindiff.tasks.segmentation.job import run_segmentation
+
+    reference = run_segmentation(run, out_dir=tmp_path / "a")
+    torch.set_default_dtype(torch.float64)
+    try:
+        again = run_segmentation(run, out_dir=tmp_path / "b")
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert again["test"] == reference["test"] and set(again["test"]) == {"diffusion", "unet"}

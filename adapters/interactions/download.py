@@ -91,7 +91,7 @@ def _cache_folder(cache: Path):
         try:
             cache.mkdir(parents=True, exist_ok=True)
             held.enter_context(_locked(cache))
-            tempfile.TemporaryFile(dir=cache).close()  # the lock may sit beside it: the folder itself may be unwritable
+            tempfile.TemporaryFile(dir=cache).close()  # the lock sits beside it: the folder itself may be unwritable
         except OSError as exc:
             raise DataError(f"{cache}: cannot hold the download cache ({_short_reason(exc)}); "
                             "set BINDIFF_CACHE_DIR to a writable folder") from None
@@ -249,15 +249,13 @@ def _refuse_escaping_members(archive: Path, url: str) -> None:
 def _locked(folder: Path):
     """An exclusive lock on ``folder`` (``filelock``, released by the system if the process dies).
 
-    The lock file sits beside the folder, so the cache holds nothing but data sets; where that
-    parent cannot be written (a shared cache under an administrator's folder) it sits inside, as
-    it must for every process, since they all meet the same parent. A process that has to wait
-    says so, rather than hang without a word for a whole download.
+    The lock file sits beside the folder, so the cache holds nothing but data sets (its parent
+    must be writable: the refusal names the lock file). A process that has to wait says so,
+    rather than hang without a word for a whole download.
     """
     from filelock import FileLock, Timeout
 
-    beside = folder.parent / f".{folder.name}.bindiff-lock"
-    lock = FileLock(str(beside if os.access(folder.parent, os.W_OK) else folder / ".bindiff-lock"))
+    lock = FileLock(str(folder.parent / f".{folder.name}.bindiff-lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:

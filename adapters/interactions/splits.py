@@ -12,6 +12,7 @@ Two protocols:
 
 from __future__ import annotations
 
+import io
 import json
 import numbers
 import zipfile
@@ -431,7 +432,14 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _npy_writer(array: np.ndarray):
-    return lambda handle: np.save(handle, np.asarray(array), allow_pickle=False)
+    def write(handle) -> None:
+        # serialised in memory: np.save to a real file writes through fwrite, whose short write on a
+        # full disk is an OSError without errno ("N requested and M written"), not ENOSPC
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(array), allow_pickle=False)
+        handle.write(buffer.getbuffer())
+
+    return write
 
 
 def _load_csr(path: Path) -> sp.csr_matrix:

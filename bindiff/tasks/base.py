@@ -25,6 +25,7 @@ import errno
 import functools
 import os
 import shutil
+import threading
 import time
 import zlib
 from contextlib import contextmanager, nullcontext
@@ -186,17 +187,34 @@ def keeps_threads(function: Callable) -> Callable:
     return wrapper
 
 
+_default_dtype_lock = threading.Lock()
+_float32_depth = 0  # bindiff calls inside float32_models, in every thread
+_callers_dtype = torch.float32
+
+
 @contextmanager
 def float32_models() -> Iterator[None]:
     """Models are built in float32 whatever the caller's ``torch.set_default_dtype``: bindiff's
     batches, embeddings and checkpoints are float32 (a float64 default gave float64 weights, and
-    "mat1 and mat2 must have the same dtype" deep in the first forward pass)."""
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
+    "mat1 and mat2 must have the same dtype" deep in the first forward pass).
+
+    The default is process-wide: calls that overlap (two threads training) share one switch, and
+    the last to leave gives the caller's dtype back (each restoring its own left float32 behind).
+    With the usual float32 default nothing changes at all."""
+    global _float32_depth, _callers_dtype
+    with _default_dtype_lock:
+        if _float32_depth == 0:
+            _callers_dtype = torch.get_default_dtype()
+            if _callers_dtype != torch.float32:
+                torch.set_default_dtype(torch.float32)
+        _float32_depth += 1
     try:
         yield
     finally:
-        torch.set_default_dtype(dtype)
+        with _default_dtype_lock:
+            _float32_depth -= 1
+            if _float32_depth == 0 and _callers_dtype != torch.float32:
+                torch.set_default_dtype(_callers_dtype)
 
 
 def check_recipe(task: Task, config: dict) -> ModelKind:
@@ -387,7 +405,7 @@ def read_run_config(run_dir: Path) -> dict:
 
 
 # Errors of the file system, not of bindiff: the output location cannot take the run.
-_FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 @contextmanager

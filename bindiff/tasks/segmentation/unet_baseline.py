@@ -32,7 +32,7 @@ class DirectSegmenter(nn.Module):
     def logits(self, cond: torch.Tensor, blocks: bool = False) -> torch.Tensor:
         """x_0 logits (B, D); ``blocks``: an ensemble's training logits, block m of the rows from member m."""
         n = cond.shape[0]
-        blank = torch.zeros(n, self.denoiser.dim, device=cond.device)
+        blank = torch.zeros(n, self.denoiser.dim, device=cond.device, dtype=cond.dtype)
         call = self.denoiser.block_logits if blocks else self.denoiser
         return call(blank, torch.zeros(n, dtype=torch.long, device=cond.device), cond).float()
 
