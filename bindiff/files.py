@@ -113,17 +113,17 @@ def _publish_without_overwriting(tmp: Path, path: Path) -> None:
     """``tmp`` renamed to ``path`` unless ``path`` exists by now: a hard link fails on an existing
     name, where a rename would replace it. A file system without hard links gets a check and a
     rename (a window of microseconds instead of the whole work)."""
+    taken = f"{path}: another process wrote this file while this one worked; bindiff never overwrites " \
+            "(nothing was written)"
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise OutputError(f"{path}: another process wrote this file while this one worked; bindiff never "
-                          "overwrites (nothing was written)") from None
+        raise OutputError(taken) from None
     except OSError as err:
         if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
         if path.exists():
-            raise OutputError(f"{path}: another process wrote this file while this one worked; bindiff never "
-                              "overwrites (nothing was written)") from None
+            raise OutputError(taken) from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)
