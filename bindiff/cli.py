@@ -542,7 +542,15 @@ def score_masks(
 
 
 def _exit_on_signal(signum: int, frame) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # once: a second stop must not interrupt the clean-up it started
     raise SystemExit(128 + signum)
+
+
+def _run_app():
+    try:
+        return app(prog_name="bindiff", standalone_mode=False)
+    finally:  # the interpreter's shutdown (atexit) is no place for SystemExit: "Exception ignored ... Traceback"
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main() -> None:
@@ -558,7 +566,7 @@ def main() -> None:
     # folders and temporaries removed, exit code 128 + 15 (killed outright, it left them behind)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        code = app(prog_name="bindiff", standalone_mode=False)
+        code = _run_app()
     except getattr(click_errors, "NoArgsIsHelpError", ()) as err:  # `bindiff` or `bindiff masks` alone: the help
         err.show()
         sys.exit(err.exit_code)

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -31,8 +31,13 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only on success.
 
     ``overwrite=False``: the temporary is linked to ``path`` instead, which fails when another
-    process made ``path`` meanwhile (a check before the work cannot see that)."""
+    process made ``path`` meanwhile (a check before the work cannot see that). A link is followed:
+    the file it names is written and the link kept (as ``staged_folder`` does for a folder)."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+        if path.is_symlink():  # realpath stops at a loop
+            raise OutputError(f"{path}: a link that leads back to itself; give a file")
     if path.is_dir() or (path.exists() and not path.is_file()):
         # A rename would replace a folder's name or a device such as /dev/null with a plain file.
         raise OutputError(f"{path}: exists and is not a regular file")
@@ -44,9 +49,10 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
         if err.errno in _UNWRITABLE:
             raise OutputError(f"{path}: cannot write there ({err.strerror})", err.errno) from None
         raise
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files; the result gets a plain open()'s mode
     try:
+        os.close(fd)
+        with suppress(OSError):  # FAT and some network mounts refuse modes: the file is still written
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files; the result gets a plain open()'s mode
         yield Path(tmp)
         _fsync(tmp)  # the bytes reach the disk before the name does (power loss, not only kill)
         if overwrite:
@@ -76,7 +82,8 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; the result gets a plain mkdir's mode
+        with suppress(OSError):  # FAT and some network mounts refuse modes: the folder is still written
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; the result gets a plain mkdir's mode
     except OSError as err:
         if err.errno in _UNWRITABLE:
             raise OutputError(f"{folder}: cannot create the output folder ({err.strerror})") from None

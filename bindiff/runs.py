@@ -86,10 +86,11 @@ def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:
 
 
 def remove_unfinished_run(run_dir: Path) -> None:
-    """Delete a run directory that holds no checkpoint yet: nothing in it can be resumed."""
+    """Delete a run directory that holds no checkpoint yet (nothing in it can be resumed). One with
+    any checkpoint is kept: a first ``best.pt`` is written before the first ``last.pt``."""
     import shutil
 
-    if not (run_dir / "checkpoints" / "last.pt").exists():
+    if not any((run_dir / "checkpoints").rglob("*.pt")):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -142,3 +142,54 @@ def test_a_schedulers_stop_cleans_up_as_ctrl_c_does(tmp_path):
     (run,) = root.glob("*/*")
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
     assert not (run / "metrics.json").exists() and (run / "checkpoints" / "last.pt").is_file()  # resumable
+
+
+def test_an_output_given_as_a_link_is_written_where_it_leads(tmp_path):
+    """A link (even dangling) was refused as 'another process wrote this file', after all the work."""
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "link.csv"
+    link.symlink_to(tmp_path / "real" / "target.csv")
+    with atomic_path(link, overwrite=False) as tmp:
+        tmp.write_text("mine\n")
+    assert link.is_symlink() and (tmp_path / "real" / "target.csv").read_text() == "mine\n"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["target.csv"]
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    with pytest.raises(OutputError, match="a link that leads back to itself"):
+        with atomic_path(loop, overwrite=False):
+            pass
+
+
+def test_a_file_system_that_refuses_modes_still_gets_the_files_and_no_temporaries(tmp_path, monkeypatch):
+    """FAT and some network mounts refuse chmod: a traceback, and the temporary or staging folder left."""
+    import os
+
+    def no_modes(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", no_modes)
+    with atomic_path(tmp_path / "x.json") as tmp:
+        tmp.write_text("{}")
+    with staged_folder(tmp_path / "out") as staging:
+        (staging / "a.txt").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "x.json"]
+    assert (tmp_path / "out" / "a.txt").read_text() == "a"
+
+
+def test_a_disk_that_fills_at_the_first_last_pt_keeps_the_best_pt_written_before_it(ratings_csv, tmp_path, monkeypatch):  # noqa: F811
+    """best.pt is written before last.pt: the run holding it was deleted as 'no checkpoint yet'."""
+    import bindiff.training.trainer as trainer
+
+    real_save = trainer.save_checkpoint
+
+    def last_is_full(path, **kwargs):
+        if Path(path).name == "last.pt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(path, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", last_is_full)
+    line = error_line(runner.invoke(app, small_args(ratings_csv, tmp_path / "runs")))
+    assert line.endswith("cannot write (No space left on device); kept its first checkpoint; it cannot be "
+                         "resumed: free space and train again")
+    (run,) = (tmp_path / "runs" / "ml1m").iterdir()
+    assert (run / "checkpoints" / "best.pt").is_file()

@@ -419,8 +419,12 @@ def _output_errors(run_dir: Path, keep: bool = False):
             raise
         if not keep:
             remove_unfinished_run(run_dir)
-        left = "removed it (no checkpoint yet)" if not run_dir.exists() else \
-            "kept it: free space and continue with `bindiff resume " + str(run_dir) + "`"
+        if not run_dir.exists():
+            left = "removed it (no checkpoint yet)"
+        elif (run_dir / "checkpoints" / "last.pt").exists():
+            left = f"kept it: free space and continue with `bindiff resume {run_dir}`"
+        else:  # a first best.pt without its last.pt: kept, but nothing to resume from
+            left = "kept its first checkpoint; it cannot be resumed: free space and train again"
         raise OutputError(f"{run_dir}: cannot write ({os.strerror(err.errno)}); {left}", err.errno) from None
 
 

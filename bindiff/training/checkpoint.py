@@ -43,12 +43,34 @@ def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Modul
         "model": model.state_dict(),
         **state,
     }
-    # serialised in memory, written by Python: torch's own writer reports a full disk as a
-    # RuntimeError ("unexpected pos"), not as the OSError a full disk is (as export does)
-    archive = io.BytesIO()
-    torch.save(payload, archive)
+    # streamed through a writer that keeps the OSError: torch's own writer reports a full disk as a
+    # RuntimeError ("unexpected pos"); serialising into memory first doubled the peak memory
     with atomic_path(path) as tmp, open(tmp, "wb") as file:
-        file.write(archive.getbuffer())
+        writer = _KeepsError(file)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
+
+
+class _KeepsError(io.RawIOBase):
+    """``file`` for torch.save, remembering the OSError a write raised (torch turns it into a RuntimeError)."""
+
+    def __init__(self, file):
+        super().__init__()
+        self.file, self.error = file, None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
 
 
 def _first_line(err: BaseException) -> str:
