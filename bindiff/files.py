@@ -165,15 +165,15 @@ def _fsync(path: str | Path) -> None:
         os.close(fd)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+def write_text(path: str | Path, text: str, overwrite: bool = True) -> None:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path: str | Path, data) -> None:
+def write_json(path: str | Path, data, overwrite: bool = True) -> None:
     """``data`` as indented JSON, NaN and infinities as ``null``: strict readers (JavaScript, jq,
-    most JSON libraries outside Python) refuse Python's bare ``NaN``."""
-    write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+    most JSON libraries outside Python) refuse Python's bare ``NaN``. ``overwrite``: as ``atomic_path``'s."""
+    write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n", overwrite)
 
 
 def json_safe(data):

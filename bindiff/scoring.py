@@ -175,7 +175,7 @@ def score(prediction: str | Path, reference: str | Path, preset: LabelPreset | s
                "unmatched_references": unmatched, "per_case": rows}
     if out is not None:
         try:
-            write_json(out, summary)
+            write_json(out, summary, overwrite=False)  # checked above, but another process may write it meanwhile
         except OutputError as err:  # names the path and why
             raise OutputError(f"--out {err}") from None
         except OSError as err:

@@ -117,3 +117,21 @@ def test_bad_input_is_refused_in_one_line(folders, tmp_path):
     assert result.exit_code == 2 and "cannot write there" in result.output.strip().splitlines()[-1], result.output
     custom = runner.invoke(app, ["score", str(pred), str(ref), "--preset", "custom"])
     assert custom.exit_code == 2 and "the custom preset's labels come from a run; give --run" in custom.output
+
+
+def test_score_never_replaces_an_out_file_another_process_wrote_while_it_scored(folders, tmp_path, monkeypatch):
+    import bindiff.scoring as scoring
+    from bindiff.files import OutputError
+
+    pred, ref = folders
+    out = tmp_path / "scores.json"
+    real = scoring.summarize
+
+    def and_another_process_writes_out(rows):
+        out.write_text("theirs\n")  # after score's own check that out does not exist
+        return real(rows)
+
+    monkeypatch.setattr(scoring, "summarize", and_another_process_writes_out)
+    with pytest.raises(OutputError, match="another process wrote this file"):
+        scoring.score(pred, ref, preset="msd_hippocampus", out=out)
+    assert out.read_text() == "theirs\n" and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
