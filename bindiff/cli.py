@@ -58,6 +58,9 @@ def _warn_if_unfinished(run_dir: str, checkpoint: str) -> None:
 
 
 def _fail(err: BaseException) -> None:
+    if isinstance(err, (FileExistsError, FileNotFoundError)) and err.errno is not None:
+        # the system's own error, not one of bindiff's refusals (those carry a message alone): a bug
+        raise err
     message = str(err)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
@@ -563,8 +566,11 @@ def main() -> None:
         from click import exceptions as click_errors
 
     # a scheduler's stop (SLURM's time limit, scancel, kill) runs the clean-up Ctrl-C runs: staging
-    # folders and temporaries removed, exit code 128 + 15 (killed outright, it left them behind)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    # folders and temporaries removed, exit code 128 + 15 (killed outright, it left them behind).
+    # Not in a torchrun worker: torchrun stops its workers with SIGTERM, and one that unwound while
+    # the other still waited in a collective made that one fail with a traceback.
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         code = _run_app()
     except getattr(click_errors, "NoArgsIsHelpError", ()) as err:  # `bindiff` or `bindiff masks` alone: the help

@@ -105,6 +105,9 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
+    *companion, name = str(checkpoint).split("/")  # "best", or a companion's "unet/best"
+    if name not in ("best", "last") or any(part in ("", ".", "..") for part in companion):
+        raise RecipeError(f"--checkpoint must be best or last, got {name!r}")  # not a path to any .pt file
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     payload = load_checkpoint(path)
     config = recipe_from_text(payload["config_yaml"], source=str(path))

@@ -312,3 +312,17 @@ def test_a_delimited_file_key_on_a_dataset_of_its_own_format_is_refused(tmp_path
     args, root = train_on(tmp_path, "synthetic:tiny", override)
     expect_clean_failure(args, root, f"error: {shown} applies to a delimited file (.csv, .tsv) only; dataset "
                          "'synthetic:tiny' (layout 'synthetic') is read in its own format: leave it out")
+
+
+def test_a_missing_file_the_system_reports_is_a_bug_with_its_traceback(tmp_path, monkeypatch):
+    """FileNotFoundError is also how bindiff refuses a path (a message alone); one the OS raised,
+    with an errno, from deep inside a command is a bug: it was printed as one line, exit 2."""
+    from bindiff.tasks import registry
+
+    def opens_a_missing_file(*args, **kwargs):
+        open(tmp_path / "no-such-folder" / "curve.png", "rb")
+
+    monkeypatch.setattr(registry, "train", opens_a_missing_file)
+    result = runner.invoke(app, ["train", str(RECIPE), "data.dataset=synthetic:tiny", f"output.root={tmp_path}"])
+    assert result.exit_code == 1 and isinstance(result.exception, FileNotFoundError)
+    assert not result.output.startswith("error: ")

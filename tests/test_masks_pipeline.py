@@ -783,3 +783,36 @@ def test_a_masks_model_read_back_draws_times_uniformly(tiny_run):
     loaded = load_masks_run(run_dir)
     assert loaded.config["timesteps"]["low_share"] == 0.5
     assert (loaded.model.low_time_share, loaded.model.top_time_share) == (0.0, 0.0)
+
+
+@needs_hippo
+def test_denoising_steps_beyond_its_time_are_refused_not_cut_short(tiny_run, tmp_path):
+    """steps=1000 ran 3 steps and the summary said 1000 reverse steps."""
+    run_dir, _ = tiny_run
+    result = runner.invoke(app, ["masks", "denoising", str(run_dir), "evaluations.denoising.t=2",
+                                 "evaluations.denoising.steps=3", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and not (tmp_path / "d").exists(), result.output
+    assert "error: evaluations.denoising.steps = 3 exceeds the denoising time t = 2" in result.output
+    beyond = runner.invoke(app, ["show-config", str(RECIPES / "hippocampus_masks.yaml"), *TINY,
+                                 "evaluations.denoising.steps=5"])  # T = 4: refused before any file is read
+    assert beyond.exit_code == 2 and "evaluations.denoising.steps = 5 exceeds diffusion.steps = 4" in beyond.output
+
+
+def test_a_checkpoint_name_is_best_or_last_never_a_path(tiny_run):
+    """--checkpoint ../../x was joined into the path: any .pt file a relative path reached was loaded."""
+    run_dir, _ = tiny_run
+    for name in ("foo", "../../../x", "../best"):
+        result = runner.invoke(app, ["masks", "denoising", str(run_dir), "--checkpoint", name])
+        assert result.exit_code == 2 and "--checkpoint must be best or last" in result.output, (name, result.output)
+
+
+def test_completion_with_nothing_to_hide_is_refused():
+    """It trained and wrote "completion": {} without a word."""
+    result = runner.invoke(app, ["show-config", str(RECIPES / "hippocampus_masks.yaml"), *TINY,
+                                 "evaluations.completion.hide=[]"])
+    assert result.exit_code == 2 and result.output.strip() == (
+        "error: evaluations.completion.hide is empty: list a way to hide part of each mask (box, alternate_slices, "
+        "random_slices), or leave completion out of evaluations.run")
+    fine = runner.invoke(app, ["show-config", str(RECIPES / "hippocampus_masks.yaml"), *TINY,
+                               "evaluations.completion.hide=[]", "evaluations.run=[denoising]"])
+    assert fine.exit_code == 0, fine.output

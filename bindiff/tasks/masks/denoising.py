@@ -13,6 +13,14 @@ from ...files import write_json
 from . import baselines, corruption, panels
 from .evaluation import EvalContext, denoise_time, batched, case_truth, grids_of, score, summary_of, vectors_of, write_niftis
 
+def check_denoising_steps(cfg: dict, model) -> None:
+    """A chain from the denoising time t has t steps: more were cut short, and reported as asked."""
+    t = cfg["t"] or denoise_time(model, cfg["flip"])
+    if cfg["steps"] > t:
+        raise RecipeError(f"evaluations.denoising.steps = {cfg['steps']} exceeds the denoising time t = {t} "
+                          f"(evaluations.denoising.t, or the step of flip rate {cfg['flip']})")
+
+
 def denoised_probabilities(ctx: EvalContext, observed: np.ndarray, desc: str = "denoising") -> tuple[int, np.ndarray]:
     """The time shown to the denoiser and P(voxel = 1) for (n, D) damaged rows: p̂(x_0 | x_t) in
     one call, or ``evaluations.denoising.steps`` reverse steps from t (``desc``: what its progress
@@ -22,10 +30,11 @@ def denoised_probabilities(ctx: EvalContext, observed: np.ndarray, desc: str = "
     T = ctx.model.process.num_steps
     if t > T:
         raise RecipeError(f"evaluations.denoising.t = {t} exceeds diffusion.steps = {T}")
+    check_denoising_steps(cfg, ctx.model)
     if cfg["steps"] == 1:
         fn = lambda x: ctx.model.predict_x0(x, t)  # noqa: E731
     else:
-        fn = lambda x: ctx.model.reverse(x, start=t, steps=min(cfg["steps"], t), mode="mean")  # noqa: E731
+        fn = lambda x: ctx.model.reverse(x, start=t, steps=cfg["steps"], mode="mean")  # noqa: E731
     return t, batched(ctx, fn, observed, desc=desc)
 
 

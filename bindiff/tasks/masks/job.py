@@ -32,7 +32,7 @@ from . import corruption
 from .completion import evaluate_completion
 from .data import (MaskData, check_label_preset, check_split_drawn, load_data, prepare_data, save_data,
                    training_matrix)
-from .denoising import evaluate_denoising
+from .denoising import check_denoising_steps, evaluate_denoising
 from .evaluation import EvalContext, denoise_time
 from .generation import evaluate_generation
 from .model import MASK_MODEL, probe
@@ -55,6 +55,9 @@ class MasksTask(base.Task):
         if flip > 0.5:  # a recipe check, not the schema's: a run stored with a higher rate still loads
             raise RecipeError(f"key 'evaluations.denoising.flip' must lie in (0, 0.5]: the forward process flips "
                               f"at most half the voxels, got {flip}")
+        if "completion" in config["evaluations"]["run"] and not config["evaluations"]["completion"]["hide"]:
+            raise RecipeError("evaluations.completion.hide is empty: list a way to hide part of each mask "
+                              "(box, alternate_slices, random_slices), or leave completion out of evaluations.run")
         probe(MASK_MODEL, config)
         check_evaluations(config, config["diffusion"]["steps"])  # before any file is read
 
@@ -89,8 +92,11 @@ class MasksTask(base.Task):
         return {"dim": int(data.dim), "cases": {k: len(v) for k, v in data.split.items()}, "dataset": data.dataset,
                 "layout": data.layout, "preset": data.preset.name, "region": data.region}
 
+    def check(self, config: dict, data: MaskData, model) -> None:
+        check_evaluations(config, model.process.num_steps, model)  # before the run folder is made
+
     def check_rescoring(self, config: dict, model, payload: dict) -> None:
-        check_evaluations(config, model.process.num_steps)
+        check_evaluations(config, model.process.num_steps, model)
 
 
 TASK = MasksTask()
@@ -145,10 +151,11 @@ def make_validator(model, data: MaskData, config: dict, device: torch.device):
     return validate
 
 
-def check_evaluations(config: dict, T: int) -> None:
-    """Refuse evaluation steps and times beyond the model's T."""
+def check_evaluations(config: dict, T: int, model=None) -> None:
+    """Refuse evaluation steps and times beyond the model's T, and (given the model, whose schedule
+    turns the flip rate into a time) denoising steps beyond the denoising time."""
     evaluations = config["evaluations"]
-    checked = [("completion", "steps"), ("generation", "steps")]
+    checked = [("completion", "steps"), ("generation", "steps"), ("denoising", "steps")]
     if evaluations["completion"]["warm_start"]:  # warm_t is read only by a warm start
         checked.append(("completion", "warm_t"))
     for name, key in checked:
@@ -158,6 +165,8 @@ def check_evaluations(config: dict, T: int) -> None:
     t = evaluations["denoising"]["t"]
     if t is not None and t > T:
         raise RecipeError(f"evaluations.denoising.t = {t} exceeds diffusion.steps = {T}")
+    if model is not None:
+        check_denoising_steps(evaluations["denoising"], model)
 
 
 class LoadedMasksRun(NamedTuple):
