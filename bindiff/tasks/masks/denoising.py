@@ -13,6 +13,7 @@ from ...files import write_json
 from . import baselines, corruption, panels
 from .evaluation import EvalContext, denoise_time, batched, case_truth, grids_of, score, summary_of, vectors_of, write_niftis
 
+
 def check_denoising_steps(cfg: dict, model) -> None:
     """A chain from the denoising time t has t steps: more were cut short, and reported as asked."""
     t = cfg["t"] or denoise_time(model, cfg["flip"])
