@@ -326,3 +326,22 @@ def test_a_missing_file_the_system_reports_is_a_bug_with_its_traceback(tmp_path,
     result = runner.invoke(app, ["train", str(RECIPE), "data.dataset=synthetic:tiny", f"output.root={tmp_path}"])
     assert result.exit_code == 1 and isinstance(result.exception, FileNotFoundError)
     assert not result.output.startswith("error: ")
+
+
+@pytest.mark.parametrize("recipe", ["ml100k", "hippocampus_masks"])
+def test_a_data_dir_that_is_a_file_is_refused_in_one_line(tmp_path, recipe):
+    """It was searched as a folder, a download tried, and the help said the variable was unset."""
+    a_file = tmp_path / "ratings.csv"
+    a_file.write_text("user,item\n1,2\n")
+    result = runner.invoke(app, ["train", str(RECIPE.parent / f"{recipe}.yaml"), f"output.root={tmp_path / 'runs'}",
+                                 "--data-dir", str(a_file)])
+    assert result.exit_code == 2 and result.output.strip() == (
+        f"error: --data-dir {a_file}: a file, not a folder; give the folder that holds the data sets")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_region_names_the_key():
+    result = runner.invoke(app, ["train", str(RECIPE.parent / "hippocampus_masks.yaml"), "labels.region=foo"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: labels.region: label preset 'msd_hippocampus' has no region 'foo'; "
+                                     "it has whole, anterior, posterior")

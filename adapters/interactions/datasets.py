@@ -297,9 +297,17 @@ def _format_suffix(path: Path) -> str:
 
 def _data_dir(argument) -> Path | None:
     if argument is not None:
-        return Path(argument).expanduser()
+        return _a_folder(Path(argument).expanduser())
     value = os.environ.get(DATA_DIR_ENV)
     return Path(value).expanduser() if value else None
+
+
+def _a_folder(path: Path) -> Path:
+    """``--data-dir`` (``data_dir``) as given, refused when it names a file: it was searched as a
+    folder, a download tried, and the help that followed said the variable was unset."""
+    if path.exists() and not path.is_dir():
+        raise DataError(f"--data-dir {path}: a file, not a folder; give the folder that holds the data sets")
+    return path
 
 
 def _cache_dir(argument) -> Path:

@@ -195,6 +195,8 @@ _FINDERS = {"msd": _msd, "brats2015": _brats2015, "brats2021": _brats2021, "file
 
 
 def _resolve_root(dataset: str, data_dir: str | os.PathLike | None) -> Path:
+    if data_dir is not None and Path(data_dir).expanduser().exists() and not Path(data_dir).expanduser().is_dir():
+        raise DataError(f"--data-dir {data_dir}: a file, not a folder; give the folder that holds the data sets")
     base = Path(data_dir).expanduser() if data_dir is not None else (
         Path(os.environ[DATA_DIR_ENV]).expanduser() if os.environ.get(DATA_DIR_ENV) else None)
     if dataset in KNOWN_DATASETS:

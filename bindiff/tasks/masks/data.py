@@ -91,10 +91,13 @@ def resolve_preset(config: dict, layout: str) -> LabelPreset:
                               "name a preset (brats2015, brats2021, brats2023, msd_hippocampus or custom)")
     try:
         preset = get_preset(name, lab["allowed"], lab["foreground"])
-        if name != "custom":
-            preset.region(lab["region"])
     except DataError as err:
         raise RecipeError(f"labels: {err}") from None
+    if name != "custom":
+        try:
+            preset.region(lab["region"])
+        except DataError as err:
+            raise RecipeError(f"labels.region: {err}") from None
     return preset
 
 
