@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data_dir import DATA_DIR_ENV, data_root
 from ..errors import DataError
 from .download import download_archive
 from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
@@ -38,7 +39,6 @@ __all__ = [
     "describe_source",
 ]
 
-DATA_DIR_ENV = "BINDIFF_DATA_DIR"
 CACHE_DIR_ENV = "BINDIFF_CACHE_DIR"
 _PAIR_FILES = {stage: f"{stage}_list.npy" for stage in ("train", "valid", "test")}
 
@@ -140,7 +140,7 @@ def resolve_dataset(
     if spec is None:
         return _source_from_path(Path(key).expanduser())
 
-    roots = [root for root in (_data_dir(data_dir), _cache_dir(cache_dir)) if root is not None]
+    roots = [root for root in (data_root(data_dir), _cache_dir(cache_dir)) if root is not None]
     for root in roots:
         found = _find_layout(spec, root)
         if found is not None:
@@ -293,21 +293,6 @@ def _format_suffix(path: Path) -> str:
     if suffixes and suffixes[-1] == ".gz":
         suffixes.pop()
     return suffixes[-1] if suffixes else ""
-
-
-def _data_dir(argument) -> Path | None:
-    if argument is not None:
-        return _a_folder(Path(argument).expanduser())
-    value = os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None
-
-
-def _a_folder(path: Path) -> Path:
-    """``--data-dir`` (``data_dir``) as given, refused when it names a file: it was searched as a
-    folder, a download tried, and the help that followed said the variable was unset."""
-    if path.exists() and not path.is_dir():
-        raise DataError(f"--data-dir {path}: a file, not a folder; give the folder that holds the data sets")
-    return path
 
 
 def _cache_dir(argument) -> Path:

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from ...files import write_json
+from ..data_dir import DATA_DIR_ENV, data_root
 from ..errors import DataError
 
 __all__ = ["MaskCase", "MaskDataset", "KNOWN_DATASETS", "LAYOUTS", "find_dataset", "split_cases", "load_case_split"]
 
-DATA_DIR_ENV = "BINDIFF_DATA_DIR"
 LAYOUTS = ("msd", "brats2015", "brats2021", "files")
 # Registered names -> folder under the data directory.
 KNOWN_DATASETS = {"msd_hippocampus": "msd_hippocampus", "brats2015_deepmedic": "brats2015_deepmedic"}
@@ -195,10 +195,7 @@ _FINDERS = {"msd": _msd, "brats2015": _brats2015, "brats2021": _brats2021, "file
 
 
 def _resolve_root(dataset: str, data_dir: str | os.PathLike | None) -> Path:
-    if data_dir is not None and Path(data_dir).expanduser().exists() and not Path(data_dir).expanduser().is_dir():
-        raise DataError(f"--data-dir {data_dir}: a file, not a folder; give the folder that holds the data sets")
-    base = Path(data_dir).expanduser() if data_dir is not None else (
-        Path(os.environ[DATA_DIR_ENV]).expanduser() if os.environ.get(DATA_DIR_ENV) else None)
+    base = data_root(data_dir)
     if dataset in KNOWN_DATASETS:
         if base is None:
             raise DataError(f"data set {dataset!r}: set ${DATA_DIR_ENV} (or --data-dir) to the folder that holds "

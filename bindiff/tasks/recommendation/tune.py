@@ -233,8 +233,6 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
 
     sampler = (optuna.samplers.TPESampler(seed=sampler_seed) if base["tune"]["sampler"] == "tpe"
                else optuna.samplers.RandomSampler(seed=sampler_seed))
-    with _optuna_warnings_only():
-        study = optuna.create_study(direction="maximize", sampler=sampler, study_name=base["name"])
 
     records: list[TrialRecord] = []
 
@@ -261,6 +259,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
     # the search with the one-line error the CLI prints for every user error.
     find_dataset(base["data"], data_dir)  # a missing dataset: one error line, before a folder is named
     with new_output_dir(base, "tuning", folder="tune") as out, _optuna_warnings_only():
+        study = optuna.create_study(direction="maximize", sampler=sampler, study_name=base["name"])
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):
             log(f"tuning directory: {out}")  # piped output can follow the search from its start
