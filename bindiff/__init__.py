@@ -5,24 +5,22 @@ The flat public API. The core (``bindiff.core``) knows only (B, D) bit vectors; 
 Heavier pieces are imported lazily so ``import bindiff`` stays cheap.
 """
 
-from .core import (
-    BernoulliProcess,
-    BinomialDiffusion,
-    DenoiserEnsemble,
-    MLPDenoiser,
-    ReverseScheduler,
-    bce_x0,
-    bernoulli_kl,
-    build_denoiser,
-    get_schedule,
-    register_denoiser,
-    tilt_to_count,
-    vb_terms,
-)
-
 __version__ = "0.1.0"
 
 _LAZY = {
+    # the core too: `bindiff --help` and `--version` must not pay for torch
+    "BernoulliProcess": "bindiff.core",
+    "BinomialDiffusion": "bindiff.core",
+    "DenoiserEnsemble": "bindiff.core",
+    "MLPDenoiser": "bindiff.core",
+    "ReverseScheduler": "bindiff.core",
+    "bce_x0": "bindiff.core",
+    "bernoulli_kl": "bindiff.core",
+    "build_denoiser": "bindiff.core",
+    "get_schedule": "bindiff.core",
+    "register_denoiser": "bindiff.core",
+    "tilt_to_count": "bindiff.core",
+    "vb_terms": "bindiff.core",
     "load_recipe": "bindiff.config",
     "RecipeError": "bindiff.config",
     "evaluate_ranking": "bindiff.metrics",
@@ -113,10 +111,7 @@ _LAZY = {
     "write_mask": "bindiff.adapters.masks.io",
 }
 
-__all__ = [
-    "BernoulliProcess", "BinomialDiffusion", "DenoiserEnsemble", "MLPDenoiser", "ReverseScheduler", "bce_x0", "bernoulli_kl",
-    "build_denoiser", "get_schedule", "register_denoiser", "tilt_to_count", "vb_terms", *_LAZY,
-]
+__all__ = [*_LAZY]
 
 
 def __dir__() -> list[str]:  # the lazy names too, for a notebook's completion
@@ -124,8 +119,11 @@ def __dir__() -> list[str]:  # the lazy names too, for a notebook's completion
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
+    import importlib.util
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if not name.startswith("_") and importlib.util.find_spec(f"bindiff.{name}") is not None:
+        return importlib.import_module(f"bindiff.{name}")  # `bindiff.core.X` after a bare `import bindiff`
     raise AttributeError(f"module 'bindiff' has no attribute {name!r}")

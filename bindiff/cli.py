@@ -336,7 +336,7 @@ def compare(
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"comparison directory: {out}")
-    typer.echo((out / "results.md").read_text(), nl=False)
+    typer.echo((out / "results.md").read_text(encoding="utf-8"), nl=False)
 
 
 @app.command()
@@ -571,6 +571,11 @@ def main() -> None:
     # the other still waited in a collective made that one fail with a traceback.
     if "TORCHELASTIC_RUN_ID" not in os.environ:
         signal.signal(signal.SIGTERM, _exit_on_signal)
+    # a stream closed by the caller (`2>&-`, a daemon) is None in Python: progress, log lines and
+    # tqdm would fail on it with an AttributeError after the run folder was made
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the life of the process
     try:
         code = _run_app()
     except getattr(click_errors, "NoArgsIsHelpError", ()) as err:  # `bindiff` or `bindiff masks` alone: the help

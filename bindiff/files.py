@@ -23,7 +23,7 @@ class OutputError(ValueError):
 
 # What an output location that cannot be written raises (rather than a bug in bindiff).
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
-               errno.ENOENT)  # ENOENT: a pseudo file system such as /proc, where a folder made is not there
+               errno.ENOENT, errno.ENAMETOOLONG)  # ENOENT: a pseudo file system such as /proc, where a folder made is not there
 
 
 @contextmanager
@@ -34,6 +34,7 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     process made ``path`` meanwhile (a check before the work cannot see that). A link is followed:
     the file it names is written and the link kept (as ``staged_folder`` does for a folder)."""
     path = Path(path)
+    _refuse_a_long_name(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
         if path.is_symlink():  # realpath stops at a loop
@@ -44,7 +45,7 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     refuse_a_file_above(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{_short(path.name)}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         if err.errno in _UNWRITABLE:
             raise OutputError(f"{path}: cannot write there ({err.strerror})", err.errno) from None
@@ -74,6 +75,7 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     import shutil
 
     folder = Path(folder)
+    _refuse_a_long_name(folder)
     if folder.is_symlink():  # a link to a (scratch) folder: fill the folder it names, keep the link
         folder = Path(os.path.realpath(folder))
         if folder.is_symlink():  # realpath stops at a loop
@@ -81,7 +83,7 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     refuse_a_file_above(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{_short(folder.name)}.", suffix=".partial", dir=folder.parent))
         with suppress(OSError):  # FAT and some network mounts refuse modes: the folder is still written
             os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; the result gets a plain mkdir's mode
     except OSError as err:
@@ -144,6 +146,17 @@ def refuse_a_file_above(path: Path) -> None:
             if not above.is_dir():
                 raise OutputError(f"{path}: cannot write there ({above} is a file, not a folder)")
             return
+
+
+def _refuse_a_long_name(path: Path) -> None:
+    """OutputError for a name the file system cannot hold (every stat of it raises ENAMETOOLONG)."""
+    if any(len(os.fsencode(part)) > 255 for part in path.parts) or len(os.fsencode(path)) >= 4096:
+        raise OutputError(f"{str(path)[:80]}...: cannot write there (File name too long)", errno.ENAMETOOLONG)
+
+
+def _short(name: str, limit: int = 200) -> str:
+    """``name`` cut to ``limit`` UTF-8 bytes: a temporary adds about 18 to a name that may be legal at 255."""
+    return name.encode("utf-8", "surrogateescape")[:limit].decode("utf-8", "ignore")
 
 
 def _umask() -> int:

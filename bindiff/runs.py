@@ -23,7 +23,7 @@ def create_output_dir(config: dict, kind: str = "run", folder: str | None = None
     refused as ``OutputError`` naming ``output.root``.
     """
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    root = Path(config["output"]["root"]) / (folder or "")
+    root = Path(config["output"]["root"]).expanduser() / (folder or "")
     base = root / config["name"] / f"{stamp}-{config_hash(config)}"
     for attempt in range(1, 1000):
         out = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
@@ -60,7 +60,7 @@ def new_output_dir(config: dict, kind: str, folder: str, preamble: tuple[str, ..
     search which found nothing, nor an empty ``<root>/tune/<name>/``. Empty folders made on the
     way do not count; once a trial or run has written a file, the folder stays.
     """
-    made = first_missing_folder(Path(config["output"]["root"]) / folder / config["name"])
+    made = first_missing_folder(Path(config["output"]["root"]).expanduser() / folder / config["name"])
     out = create_output_dir(config, kind, folder)
     top = made or out  # the highest folder this call made
     try:

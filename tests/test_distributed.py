@@ -236,3 +236,38 @@ def test_a_killed_two_process_run_resumes_on_two_processes_to_the_same_metrics(r
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (two_process_run, victim))
     assert b["training"].get("resumed_from_epoch", 0) >= 1
     assert a["test"] == b["test"] and a["valid"] == b["valid"]
+
+
+_LAUNCH_UNDER_NOHUP = """
+import signal, sys
+signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does before it runs bindiff
+sys.executable = sys.argv[1]  # torchrun's stand-in: launch runs `<python> -m ...`
+from bindiff.training.distributed import launch
+sys.exit(launch(2, ["train", "x"]))
+"""
+
+_TORCHRUN_STAND_IN = """#!{python}
+import signal, sys, time
+def hung_up(number, frame):  # torchrun stops its workers on SIGHUP, whatever it inherited
+    open({marker!r}, "w").write("hung up")
+    sys.exit(1)
+signal.signal(signal.SIGHUP, hung_up)
+time.sleep(3)
+"""
+
+
+def test_a_run_under_nohup_survives_the_hang_up(tmp_path):
+    """`nohup bindiff train ... --nproc 2`: the terminal's hang-up reached torchrun, which stopped the
+    workers, while a one-process run went on."""
+    import signal
+    import time
+
+    marker = tmp_path / "hung_up"
+    stand_in = tmp_path / "python"
+    stand_in.write_text(_TORCHRUN_STAND_IN.format(python=sys.executable, marker=str(marker)))
+    stand_in.chmod(0o755)
+    launcher = subprocess.Popen([sys.executable, "-c", _LAUNCH_UNDER_NOHUP, str(stand_in)], start_new_session=True)
+    time.sleep(1.5)  # the stand-in is running
+    os.killpg(launcher.pid, signal.SIGHUP)  # the terminal closes: its whole session is hung up
+    assert launcher.wait(timeout=30) == 0
+    assert not marker.exists()

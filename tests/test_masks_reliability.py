@@ -85,6 +85,21 @@ def test_a_damaged_grid_file_is_one_line(run, tmp_path):
         assert line.startswith(f"error: {grids}: missing or damaged")
 
 
+def test_a_grid_file_of_another_run_is_blamed_not_the_cases_file(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    grids = copy / "split" / "grids.npz"
+    cases = json.loads((copy / "split" / "cases.json").read_text())
+    first = next(iter(cases["records"]))
+    packed = dict(np.load(grids))
+    for foreign in ({k: v for k, v in packed.items() if k != first},  # a case it lacks
+                    {**packed, first: packed[first][:3]}):  # a grid cut short
+        np.savez_compressed(grids, **foreign)
+        line = error_line(runner.invoke(app, ["masks", "denoising", str(copy), "--out", str(tmp_path / "out")]))
+        assert line.startswith(f"error: {grids}: holds no grid of "), line
+        assert f"for case {first!r} of cases.json; the two files come from different runs" in line
+
+
 def test_a_split_from_another_run_is_named(run, tmp_path):
     from bindiff.adapters.masks import split_cases
 

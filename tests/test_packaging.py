@@ -36,6 +36,8 @@ def test_wheel_maps_adapters_under_bindiff(wheel):
     shipped = {Path(n).name for n in names if n.startswith("bindiff/recipes/") and n.endswith(".yaml")}
     assert shipped == {p.name for p in (ROOT / "recipes").glob("*.yaml")}, "every recipe ships as package data"
     assert "bindiff/py.typed" in names
+    licences = [n for n in names if n.endswith("/LICENSE")]
+    assert licences and b"MIT License" in zipfile.ZipFile(wheel).read(licences[0]), "the licence ships with the wheel"
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert "bindiff = bindiff.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
 

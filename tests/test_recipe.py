@@ -69,6 +69,16 @@ def test_bad_recipe_file_names_the_file(tmp_path):
         load_recipe(tmp_path / "code.yaml")
 
 
+def test_a_missing_file_in_a_projects_recipes_folder_is_not_swapped_for_a_shipped_one(tmp_path, monkeypatch):
+    from bindiff.config.recipe import find_recipe
+
+    with pytest.raises(RecipeError, match="recipes/ml1m.yaml: recipe file not found"):
+        find_recipe(tmp_path / "project" / "recipes" / "ml1m.yaml")
+    monkeypatch.chdir(tmp_path)  # the README's `recipes/ml1m.yaml`, from a folder without one, is ours
+    assert find_recipe("recipes/ml1m.yaml").read_text() == (RECIPES / "ml1m.yaml").read_text()
+    assert find_recipe("ml1m").read_text() == (RECIPES / "ml1m.yaml").read_text()
+
+
 def test_defaults_and_hash_are_stable():
     assert load_recipe(None) == defaults()
     a = load_recipe(RECIPES / "ml1m.yaml")
@@ -135,7 +145,7 @@ def test_metric_names_are_refused_unless_written_as_reports_name_them(override, 
     ("hippocampus_masks.yaml", ["augment.flip_axes=[0, 0]"], "must list distinct axes among 0, 1, 2"),
     # no state of the process flips more than half the voxels: 0.6 settled on t = T without a word
     ("hippocampus_masks.yaml", ["evaluations.denoising.flip=0.6"], "key 'evaluations.denoising.flip' must lie in (0, 0.5]"),
-    ("hippocampus_masks.yaml", ["diffusion.schedule=bogus"], "diffusion: unknown schedule 'bogus'"),
+    ("hippocampus_masks.yaml", ["diffusion.schedule=bogus"], "diffusion.schedule: unknown schedule 'bogus'"),
     ("hippocampus_masks.yaml", ["denoiser.params.bogus=1"], "denoiser 'unet' has no parameter(s) ['bogus']"),
     ("hippocampus_masks.yaml", ["labels.foreground=[3]"], "labels.foreground is read with preset custom only"),
     ("hippocampus_masks.yaml", ["labels.preset=custom", "labels.foreground=[1]", "labels.region=anterior"],

@@ -211,7 +211,7 @@ def read_item_lists(path: str | Path) -> RawInteractions:
     path = Path(path)
     users: list[str] = []
     items: list[str] = []
-    for number, line in enumerate(_read_text(path, "utf-8").splitlines(), 1):
+    for number, line in enumerate(_read_text(path, "utf-8-sig").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue

@@ -211,6 +211,22 @@ def _locale_kept() -> Iterator[None]:
 
 
 @contextmanager
+def _c_numeric() -> Iterator[None]:
+    """ITK's NRRD reader parses header numbers with the C library's strtod: in a process whose
+    LC_NUMERIC uses a decimal comma (a Qt application sets it from the environment), "1.5" reads
+    as 1 and the voxel size and origin come back truncated without a word."""
+    saved = locale.setlocale(locale.LC_NUMERIC)
+    if saved == "C":
+        yield
+        return
+    locale.setlocale(locale.LC_NUMERIC, "C")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_NUMERIC, saved)
+
+
+@contextmanager
 def _native_stderr_held() -> Iterator[None]:
     """Hold what ITK, MetaIO and GDCM print to the process's stderr from C++ during a read: passed
     on when the read succeeds, dropped when it fails (bindiff's one line says why instead)."""
@@ -294,7 +310,7 @@ def _read_itk(path: Path) -> _Read:
     import SimpleITK as sitk
 
     try:
-        with _native_stderr_held():
+        with _c_numeric(), _native_stderr_held():
             image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise DataError(f"{path}: SimpleITK cannot read it (corrupt, truncated or not an image?): "

@@ -294,7 +294,9 @@ def find_recipe(path: str | Path) -> Path:
         return candidate
     shipped = shipped_recipes()
     name = candidate.name[:-5] if candidate.name.endswith(".yaml") else candidate.name
-    if name in shipped and (len(candidate.parts) == 1 or candidate.parent.name == "recipes"):
+    # `recipes/ml1m.yaml`, as the README writes it, works from any folder; a missing file in a
+    # project's own recipes/ folder (/home/x/proj/recipes/ml1m.yaml) is not swapped for ours
+    if name in shipped and (len(candidate.parts) == 1 or candidate.parts[:-1] == ("recipes",)):
         return shipped[name]
     raise RecipeError(f"{path}: recipe file not found, and not the name of a shipped recipe "
                       f"({', '.join(shipped)}; `bindiff recipes` lists them)")

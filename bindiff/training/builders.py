@@ -5,6 +5,18 @@ from __future__ import annotations
 
 from ..config import RecipeError
 from ..core import BernoulliProcess, BinomialDiffusion, build_denoiser
+from ..core.losses import LOSSES
+from ..core.process import KERNELS, REVERSE_KERNELS
+from ..core.schedules import SCHEDULES
+
+
+def _refused_key(d: dict) -> str:
+    """The ``diffusion`` key a refused value most likely came from, for the error's prefix."""
+    for key, allowed in (("schedule", SCHEDULES), ("kernel", KERNELS), ("loss", LOSSES),
+                         ("reverse_kernel", REVERSE_KERNELS)):
+        if key in d and d[key] not in allowed:
+            return f"diffusion.{key}"
+    return "diffusion"
 
 
 def build_process(config: dict) -> BernoulliProcess:
@@ -12,7 +24,8 @@ def build_process(config: dict) -> BernoulliProcess:
     try:
         return BernoulliProcess.from_schedule(d["schedule"], d["steps"], kernel=d["kernel"], **d["schedule_params"])
     except ValueError as err:
-        raise RecipeError(f"diffusion: {err}") from None
+        key = _refused_key(d)
+        raise RecipeError(f"{'diffusion.schedule_params' if key == 'diffusion' else key}: {err}") from None
 
 
 def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
@@ -37,4 +50,4 @@ def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
                                  prior_offset_dim=dim if d["prior_offset"] else 0,
                                  denoiser_input=d["denoiser_input"])
     except ValueError as err:
-        raise RecipeError(f"diffusion: {err}") from None
+        raise RecipeError(f"{_refused_key(d)}: {err}") from None

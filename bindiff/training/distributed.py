@@ -95,7 +95,8 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
 
     No worker outlives this process: SIGTERM, SIGINT and SIGHUP sent to it are passed on to
     torchrun (which stops its workers), and on Linux torchrun also gets SIGTERM from the kernel
-    the moment this process dies, even by SIGKILL.
+    the moment this process dies, even by SIGKILL. Under ``nohup`` (SIGHUP ignored) a hang-up
+    reaches neither, as it would not reach a one-process run.
     """
     # torchrun itself, without the traceback it adds to a worker's own error (see .torchrun)
     command = [sys.executable, "-m", "bindiff.training.torchrun", "--standalone", f"--nproc_per_node={nproc}",
@@ -105,8 +106,11 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
     env = {**os.environ}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     env.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the cores this process may use
-    child = subprocess.Popen(command, preexec_fn=_die_with_parent, env=env)
-    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    # nohup ignores SIGHUP: keep it so. torchrun stops its workers on a SIGHUP whatever it inherited,
+    # so it is then started in a session of its own, out of reach of the hang-up of this one
+    hangup_ignored = signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    child = subprocess.Popen(command, preexec_fn=_die_with_parent, env=env, start_new_session=hangup_ignored)
+    forwarded = (signal.SIGTERM, signal.SIGINT) + (() if hangup_ignored else (signal.SIGHUP,))
     received: list[int] = []
 
     def forward(number, frame):

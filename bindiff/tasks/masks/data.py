@@ -275,7 +275,11 @@ def load_data(folder: Path) -> MaskData:
         for case_id, rec in meta["records"].items():
             transform = GridTransform.from_dict(rec["transform"])
             n = int(np.prod(transform.grid_shape))
-            grid = np.unpackbits(packed[case_id])[:n].reshape(transform.grid_shape).astype(np.uint8)
+            bits = np.unpackbits(packed[case_id]) if case_id in packed.files else np.zeros(0, np.uint8)
+            if bits.size < n:  # cases.json is readable, so grids.npz is the file that does not match
+                raise DataError(f"{Path(folder) / 'grids.npz'}: holds no grid of {n} voxels for case {case_id!r} "
+                                "of cases.json; the two files come from different runs")
+            grid = bits[:n].reshape(transform.grid_shape).astype(np.uint8)
             records[case_id] = CaseRecord(MaskCase.from_dict(rec), Geometry.from_dict(rec["geometry"]), transform,
                                           grid, int(rec.get("outside_voxels", 0)))
         p = meta["preset"]
