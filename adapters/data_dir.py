@@ -18,6 +18,6 @@ def data_root(argument: str | os.PathLike | None) -> Path | None:
         path = Path(argument).expanduser()
         if path.exists() and not path.is_dir():
             raise DataError(f"--data-dir {path}: a file, not a folder; give the folder that holds the data sets")
-        return path.absolute()  # runs store the paths they read: valid from any folder
+        return Path(os.path.abspath(path))  # runs store the paths they read: valid from any folder
     value = os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser().absolute() if value else None
+    return Path(os.path.abspath(Path(value).expanduser())) if value else None

@@ -25,7 +25,7 @@ from bindiff.adapters.interactions import (
 )
 
 # Read before the autouse fixture below clears the variable for the synthetic tests.
-REAL_DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
+REAL_DATA = Path(os.path.abspath(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data")))  # as runs store it
 
 
 @pytest.fixture(autouse=True)

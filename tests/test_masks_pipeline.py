@@ -18,7 +18,7 @@ from cli_checks import train_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
-DATA = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
+DATA = Path(os.path.abspath(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data")))  # as runs store it
 runner = CliRunner()
 needs_hippo = pytest.mark.skipif(not (DATA / "msd_hippocampus" / "labels").is_dir(),
                                  reason="MSD hippocampus data not found")

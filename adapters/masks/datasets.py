@@ -208,7 +208,7 @@ def _resolve_root(dataset: str, data_dir: str | os.PathLike | None) -> Path:
     root = Path(dataset).expanduser()
     if not root.is_absolute() and not root.exists() and base is not None and (base / root).exists():
         root = base / root
-    root = root.absolute()  # a run stores its cases' paths: they must hold from any folder
+    root = Path(os.path.abspath(root))  # a run stores its cases' paths: they must hold from any folder
     if not root.is_dir():
         raise DataError(f"{root}: not a known data set ({', '.join(KNOWN_DATASETS)}) and no such folder")
     return root
