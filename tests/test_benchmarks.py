@@ -194,3 +194,16 @@ def test_the_ensembles_table_reports_every_metric_and_the_blend_is_chosen_on_val
     written = json.loads((first[0] / "metrics.json").read_text())["test"]
     assert rows["single"][2] == f"{written['recall@20']:.4f}"
     assert rows["single"][3].startswith(f"{written['ndcg@100']:.4f}")
+
+
+def test_the_mask_reading_benchmark_reads_every_case_and_prints_its_command():
+    data = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
+    if not (data / "brats2015_deepmedic").is_dir():
+        pytest.skip("the BraTS 2015 cases are not here")
+    finished = subprocess.run([sys.executable, "benchmarks/mask_read.py", "--variants", "labels", "--msd", "2",
+                               "--data-dir", str(data)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert lines[0].startswith("command: python benchmarks/mask_read.py --msd 2 ") and "--variants labels" in lines[0]
+    read = [line.split() for line in lines if line.split()[1:2] == ["labels"]]
+    assert [(words[0], words[2]) for words in read] == [("brats", "6"), ("msd", "2")]  # every case, once

@@ -31,7 +31,7 @@ class LoadedCase:
 
 def load_region(case: MaskCase, preset: LabelPreset, region: str) -> tuple[np.ndarray, Geometry]:
     """The case's binary region (canonical order) and the label file's geometry."""
-    volume = read_label_map(case.label)
+    volume = read_label_map(case.label, compact=True)  # binarised below: no int64 copy of a float map
     if case.image is not None:
         if str(case.image).lower().endswith((".nii", ".nii.gz")):
             import nibabel as nib

@@ -354,9 +354,12 @@ def _first_line(err: BaseException) -> str:
     return re.sub(r"\s+from$", "", lines[0]) if lines else type(err).__name__
 
 
-def _read(path: str | Path, what: str, channels: bool = False) -> tuple[np.ndarray, Geometry, Path]:
+def _read(path: str | Path, what: str, channels: bool = False,
+          contiguous: bool = True) -> tuple[np.ndarray, Geometry, Path]:
     """A volume in canonical order; ``channels``: a 4-D file is several channels on its last axis,
-    returned as (X, Y, Z, C)."""
+    returned as (X, Y, Z, C). ``contiguous=False``: the canonical array may be a view of the file's
+    (flipped or transposed axes), for a caller that makes a new array of it anyway: one copy of the
+    whole volume in the file's own type is saved."""
     path = Path(path)
     if path.is_dir() and is_dicom_series(path):
         read = _read_dicom_series
@@ -373,6 +376,10 @@ def _read(path: str | Path, what: str, channels: bool = False) -> tuple[np.ndarr
         raise DataError(f"{path}: expected a 3-D {what}, got an array of shape {tuple(data.shape)}"
                         + (" (a 4-D image, e.g. several modalities or time points?)" if data.ndim == 4 else ""))
     geometry = _geometry(affine, data.shape, qcode, scode, path, qform)
+    if not contiguous:
+        from nibabel.orientations import apply_orientation
+
+        return apply_orientation(data, geometry.ornt), geometry, path
     return geometry.to_canonical(data), geometry, path
 
 
@@ -413,11 +420,14 @@ def read_geometry(path: str | Path) -> Geometry:
     return read_label_map(path).geometry
 
 
-def read_label_map(path: str | Path) -> Volume:
-    """An integer label map in canonical order; refuses 4-D data and non-integer values."""
-    data, geometry, path = _read(path, "label map")
+def read_label_map(path: str | Path, compact: bool = False) -> Volume:
+    """An integer label map in canonical order; refuses 4-D data, non-integer values and floats
+    beyond 64-bit integers. A map stored as integers keeps its type; one stored as floats is
+    returned as int64, or with ``compact`` as the narrowest of uint8, int8, int16 and int32 that
+    holds its values (a BraTS map then takes 9 MiB instead of 68), for a caller that only binarises it."""
+    data, geometry, path = _read(path, "label map", contiguous=False)  # each branch makes its own C-order array
     if data.dtype.kind == "b":
-        data = data.astype(np.uint8)
+        data = data.astype(np.uint8, order="C")
     elif data.dtype.kind == "f":
         finite = np.isfinite(data)
         if not finite.all():
@@ -427,10 +437,29 @@ def read_label_map(path: str | Path) -> Volume:
             examples = ", ".join(f"{v:.9g}" for v in np.unique(data[fractional])[:5])  # 0.99999997, not 1
             raise DataError(f"{path}: label map holds non-integer values ({examples}); "
                             "a label map stores whole-number labels")
-        data = data.astype(np.int64)
+        del finite, fractional
+        low, high = (int(data.min()), int(data.max())) if data.size else (0, 0)
+        if not _INT64.min <= low <= high <= _INT64.max:  # the cast would wrap: 1e19 read as -9223372036854775808
+            raise DataError(f"{path}: label map holds {low if low < _INT64.min else high:.6g}, beyond the "
+                            "64-bit integers a label is read as")
+        data = data.astype(_label_type(low, high) if compact else np.int64, order="C")
     elif data.dtype.kind not in "iu":
         raise DataError(f"{path}: label map has data type {data.dtype}, not integers")
+    else:
+        data = np.ascontiguousarray(data)
     return Volume(data=data, geometry=geometry, path=path)
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def _label_type(low: int, high: int) -> type:
+    """The narrowest integer type holding every whole number from ``low`` to ``high`` (int64
+    beyond int32's range): 256 is int16, never uint8's 0."""
+    for kind in (np.uint8, np.int8, np.int16, np.int32):
+        if np.iinfo(kind).min <= low and high <= np.iinfo(kind).max:
+            return kind
+    return np.int64
 
 
 def read_brain_mask(path: str | Path, threshold: float = 0.5) -> Volume:

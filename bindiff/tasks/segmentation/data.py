@@ -73,12 +73,13 @@ class SegmentationData:
         return int(np.prod(self.spec.vector_grid))
 
     def masks(self, part: str) -> sp.csr_matrix:
-        rows = [to_vectors(np.ascontiguousarray(c.mask), self.spec).astype(np.float32) for c in self.part(part)]
-        return sp.csr_matrix(np.concatenate(rows))
+        # the uint8 grids made sparse first: a dense float32 copy of every case was 4 times the bytes
+        rows = [to_vectors(np.ascontiguousarray(c.mask), self.spec) for c in self.part(part)]
+        return sp.csr_matrix(np.concatenate(rows)).astype(np.float32)
 
     def images(self, part: str) -> np.ndarray:
         """(cases, C·D) float32: each case's channels flattened one after the other, as the U-Net reads them."""
-        return np.stack([c.image.grid.reshape(-1) for c in self.part(part)]).astype(np.float32)
+        return np.stack([c.image.grid.reshape(-1) for c in self.part(part)]).astype(np.float32, copy=False)
 
 
 def image_files(case: MaskCase, channels: list[str] | None) -> list[Path]:
@@ -113,11 +114,15 @@ def _load_case(case: MaskCase, preset, region: str, spec, images: dict,
         raise DataError(f"{case.label}: images.brain is true but this case has no brain mask")
     truth, geometry = load_region(case, preset, region)
     files = image_files(case, images["channels"])
-    channels, _ = read_channels(files, reference=geometry, reference_path=case.label)
+    # the brain mask first: its reading holds the file's whole array (int32 in BraTS 2015, float64 where the
+    # file is scaled) and its checks' temporaries, a peak that then passes without the channels held
     brain = read_brain_on(case.brain, geometry, files[0]) if images["brain"] else None
+    channels, _ = read_channels(files, reference=geometry, reference_path=case.label)
     # normalised on the scan's own voxels, before any resampling (see ImageCase.place)
     roi = image_roi(channels, brain, source=files[0])
-    channels, stats = normalise_channels(channels, roi, source=files[0])
+    # in place: ``channels`` is read_channels' own stack, and nothing below needs its raw values (segment.py's
+    # _place_case keeps a view of the first channel for its panel, so it normalises a copy)
+    channels, stats = normalise_channels(channels, roi, source=files[0], in_place=True)
     channels, (truth, roi), resampled = to_spacing(channels, geometry.spacing, spacing, truth, roi,
                                                    source=geometry.source)
     image = ImageCase.place(channels, geometry, spec, brain=roi, source=files[0], stats=stats)
