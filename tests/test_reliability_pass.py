@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bindiff.cli import app
+from bindiff.config import RecipeError
 from cli_checks import error_line
 from test_cli_pipeline import ratings_csv, small_args  # noqa: F401  (the fixture is reused)
 
@@ -204,6 +205,8 @@ def test_aliases_of_aliases_are_checked_once_each(tmp_path, monkeypatch):
     calls = []
     checked = recipe._acyclic
     monkeypatch.setattr(recipe, "_acyclic", lambda *args: calls.append(1) or checked(*args))
-    loaded = recipe.read_yaml_file(path)
-    assert len(loaded["a8"]) == 10 and loaded["a8"][0] is loaded["a7"]
+    # expanded, a0 holds 2 entries and a_i 1 + 10 a_(i-1): 2 + 21 + ... + 211,111,111 = 234,567,900, and the
+    # mapping 1: far beyond a recipe's size, so refused (a ninth pass: the next reading expanded them all)
+    with pytest.raises(RecipeError, match="aliases.yaml: YAML aliases expand the recipe to 234,567,901 entries"):
+        recipe.read_yaml_file(path)
     assert len(calls) <= 1 + 9 + 9 * 10 + 1  # the mapping, its 9 lists and their items: not 10^8

@@ -243,6 +243,11 @@ def test_resume_refuses_unsafe_or_damaged_checkpoints(reference_and_killed, tmp_
     expect_refusal(["resume", str(run)], "last.pt: not a readable checkpoint")
     torch.save({k: v for k, v in payload.items() if k != "rng"}, last)  # from an older bindiff
     expect_refusal(["resume", str(run)], "last.pt: cannot resume", "'rng'")
+    best = torch.load(reference / "checkpoints" / "best.pt", weights_only=True)
+    name = next(iter(best["model"]))
+    best["model"][name] = best["model"][name][..., :-1]  # a weight cut short: edited, or another model's
+    torch.save(best, run / "checkpoints" / "best.pt")
+    expect_refusal(["evaluate", str(run)], "best.pt: does not fit the model its config describes", name)
     (run / "checkpoints" / "best.pt").write_bytes(b"")
     expect_refusal(["evaluate", str(run)], "best.pt: not a readable checkpoint")
 

@@ -188,7 +188,7 @@ def read_pairs(path: str | Path) -> RawInteractions:
         raise DataError(f"{path}: file not found")
     try:
         pairs = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, MemoryError) as exc:  # MemoryError: a header claiming a vast shape
         raise DataError(f"{path}: not a readable .npy array of (user, item) pairs: {exc}") from None
     if not isinstance(pairs, np.ndarray) or pairs.ndim != 2 or pairs.shape[1] != 2:
         shape = getattr(pairs, "shape", None)
@@ -215,8 +215,9 @@ def read_item_lists(path: str | Path) -> RawInteractions:
         fields = line.split()
         if not fields:
             continue
-        if not all(field.isdigit() for field in fields):
-            bad = next(field for field in fields if not field.isdigit())
+        # ASCII digits only: str.isdigit takes '١' and '²', which would be items of their own beside '1'
+        if not all(field.isascii() and field.isdigit() for field in fields):
+            bad = next(field for field in fields if not (field.isascii() and field.isdigit()))
             raise DataError(f"{path}:{number}: expected `user item item ...` of integer ids, found {bad!r}")
         users += [fields[0]] * (len(fields) - 1)
         items += fields[1:]

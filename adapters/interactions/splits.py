@@ -447,7 +447,7 @@ def _load_csr(path: Path) -> sp.csr_matrix:
         raise DataError(f"{path}: missing from the saved split")
     try:
         matrix = sp.load_npz(path)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, MemoryError) as exc:  # EOFError: an empty file
         raise DataError(f"{path}: unreadable sparse matrix: {exc}") from None
     return sp.csr_matrix(matrix)
 
@@ -457,5 +457,5 @@ def _load_ids(path: Path) -> np.ndarray:
         raise DataError(f"{path}: missing from the saved split")
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
+    except (OSError, ValueError, EOFError, MemoryError) as exc:  # EOFError: an empty file; MemoryError: a vast header
         raise DataError(f"{path}: unreadable id array: {exc}") from None

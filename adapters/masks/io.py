@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import locale
+import math
 import os
 import re
 import sys
@@ -144,8 +145,19 @@ def _read_nifti(path: Path) -> _Read:
 
     try:
         image = nib.load(str(path))
+        shape = tuple(int(n) for n in image.shape)
+        n_bytes = math.prod(shape) * image.get_data_dtype().itemsize
+        if not str(path).endswith(".gz") and int(image.header["vox_offset"]) + n_bytes > path.stat().st_size:
+            raise DataError(f"{path}: its header gives shape {shape} ({n_bytes:,} bytes of voxels) but the file "
+                            f"holds {path.stat().st_size:,} bytes: truncated or a damaged header")
         data = np.asanyarray(image.dataobj)
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
+    except DataError:
+        raise
+    except MemoryError:  # a header claiming a huge shape: nibabel allocates it before reading the stream
+        raise DataError(f"{path}: its header gives shape {shape}, too large to read into memory "
+                        "(a damaged header?)") from None
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError,
+            nib.spatialimages.HeaderDataError) as err:
         raise DataError(f"{path}: not a readable NIfTI file (corrupt or truncated?): {_first_line(err)}") from None
     header = image.header
     return (data, _nifti_affine(image, path), int(header["qform_code"]), int(header["sform_code"]),
@@ -306,9 +318,50 @@ def _check_even_slices(reader, n: int, path: Path) -> None:
                         f"{gaps.max():.3g} mm): a slice missing, or two stacks in one series")
 
 
+def _data_files_named(path: Path) -> list[str]:
+    """The data files a MetaImage (``ElementDataFile``) or NRRD (``data file``) header names, read
+    from its text header (the first 64 KiB; ``LOCAL``: the data follow the header itself)."""
+    with open(path, "rb") as handle:
+        head = handle.read(65536).decode("latin-1")
+    named: list[str] = []
+    lines = head.splitlines()
+    for i, line in enumerate(lines):
+        meta = re.match(r"\s*ElementDataFile\s*=\s*(.*?)\s*$", line)
+        nrrd = re.match(r"\s*data ?file\s*:\s*(.*?)\s*$", line, re.I)
+        if meta:
+            value = meta.group(1)
+            if value.upper() == "LOCAL":
+                return named
+            if value.upper().startswith("LIST"):  # one file name a line after it
+                return named + [entry.strip() for entry in lines[i + 1:] if entry.strip()]
+            return named + [value.split()[0]]  # a file, or a printf pattern with its numbers after it
+        if nrrd:
+            value = nrrd.group(1)
+            if value.upper().startswith("LIST"):
+                return named + [entry.strip() for entry in lines[i + 1:] if entry.strip()]
+            return named + [value.split()[0]] if value else named
+        if not line.strip() and path.suffix.lower() == ".nrrd":  # an attached NRRD: the data follow
+            return named
+    return named
+
+
+def _refuse_data_elsewhere(path: Path) -> None:
+    """A header naming its voxels' file outside its own folder (``/etc/passwd``, ``../../x.raw``)
+    is refused: ITK would read that file's bytes as the image, and bindiff echo them back."""
+    if path.suffix.lower() not in (".mha", ".mhd", ".nrrd", ".nhdr"):
+        return
+    folder = path.parent.resolve()
+    for name in _data_files_named(path):
+        target = (folder / name).resolve()
+        if Path(name).is_absolute() or not target.is_relative_to(folder):
+            raise DataError(f"{path}: its header reads the voxels from {name}, outside the header's folder; "
+                            "refused (keep the data file beside its header)")
+
+
 def _read_itk(path: Path) -> _Read:
     import SimpleITK as sitk
 
+    _refuse_data_elsewhere(path)
     try:
         with _c_numeric(), _native_stderr_held():
             image = sitk.ReadImage(str(path))
@@ -411,7 +464,8 @@ def read_geometry(path: str | Path) -> Geometry:
     if path.is_file() and is_nifti(path):
         try:
             image = nib.load(str(path))
-        except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
+        except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError,
+                nib.spatialimages.HeaderDataError) as err:
             raise DataError(f"{path}: not a readable NIfTI file (corrupt or truncated?): {_first_line(err)}") from None
         if len(image.shape) == 3:
             header = image.header

@@ -161,8 +161,14 @@ _UniqueKeyLoader.add_implicit_resolver(
                     |[-+]?\.(?:inf|Inf|INF)
                     |\.(?:nan|NaN|NAN))$""", re.X),
     list("-+0123456789."))
-_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int",
-                                 lambda loader, node: int(loader.construct_scalar(node).replace("_", ""), 10))
+def _construct_int(loader, node):
+    digits = loader.construct_scalar(node).replace("_", "")
+    if len(digits.lstrip("+-")) > 1000:  # int() refuses beyond 4300 digits with a ValueError (a traceback)
+        raise RecipeError(f"line {node.start_mark.line + 1}: an integer of {len(digits)} digits")
+    return int(digits, 10)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 # Null spellings: any other value that YAML reads as nothing (`#` starts a comment) is meant as text.
 _NULLS = ("", "~", "null", "Null", "NULL")
@@ -171,18 +177,37 @@ _NULLS = ("", "~", "null", "Null", "NULL")
 _SYNTAX_CHARACTERS = set("#!|>&*%@`")
 
 
-def _acyclic(value: Any, path: frozenset = frozenset(), done: set | None = None) -> Any:
+_MAX_EXPANDED = 100_000  # entries a recipe may hold once its aliases are expanded (a real one holds hundreds)
+
+
+def _acyclic(value: Any, path: frozenset = frozenset(), done: dict | None = None) -> Any:
     """``value`` itself; RecipeError when a YAML anchor holds an alias of itself (``&a [*a]``): the
-    value would contain itself without end. A container reached again through another alias is
-    checked once (``done``), so aliases of aliases cost their number, not their paths."""
-    done = set() if done is None else done
-    if isinstance(value, (dict, list)) and id(value) not in done:
+    value would contain itself without end, or when aliases of aliases expand it beyond
+    _MAX_EXPANDED entries (the "billion laughs": every copy of the recipe, checking a free-form
+    section, writing it out, would expand them). A container reached again through another alias
+    is walked once (``done`` keeps its expanded size), so the check costs the aliases' number."""
+    done = {} if done is None else done
+    if not isinstance(value, (dict, list)):
+        return value
+    if id(value) not in done:
         if id(value) in path:
             raise RecipeError("a value refers to itself through a YAML anchor (&name ... *name inside it)")
+        size = 1
         for item in (value.values() if isinstance(value, dict) else value):
             _acyclic(item, path | {id(value)}, done)
-        done.add(id(value))
+            size += done.get(id(item), 1)
+        done[id(value)] = size
+    if not path and done[id(value)] > _MAX_EXPANDED:
+        raise RecipeError(f"YAML aliases expand the recipe to {done[id(value)]:,} entries (at most {_MAX_EXPANDED:,})")
     return value
+
+
+def _load_yaml(text: str, loader=None):
+    """``text`` parsed safely; nesting beyond Python's recursion limit is a RecipeError, not a traceback."""
+    try:
+        return _acyclic(yaml.load(text, Loader=loader or _UniqueKeyLoader))  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise RecipeError("values nested too deeply") from None
 
 
 def read_yaml_file(path: Path):
@@ -195,7 +220,7 @@ def read_yaml_file(path: Path):
     except OSError as err:
         raise RecipeError(f"{path}: cannot be read ({err.strerror})") from None
     try:
-        return _acyclic(yaml.load(text, Loader=_UniqueKeyLoader))  # noqa: S506 - a SafeLoader subclass
+        return _load_yaml(text)
     except RecipeError as err:
         raise RecipeError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
@@ -216,7 +241,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if raw.lstrip().startswith("!"):  # a YAML tag (`!!binary aGk=`, `!!python/...`): never constructed
         raise RecipeError(f"override {text!r}: YAML tags are not read; quote the value to mean it as text")
     try:
-        value = _acyclic(yaml.load(raw, Loader=_UniqueKeyLoader)) if raw != "" else None  # noqa: S506 - a SafeLoader
+        value = _load_yaml(raw) if raw != "" else None
         if value is None and raw.split(" #")[0].strip() not in _NULLS:  # `data.sep=#`: a comment to YAML
             value = raw.strip()
     except RecipeError as err:
@@ -333,7 +358,9 @@ def dump_recipe(config: dict) -> str:
 def recipe_from_text(text: str, source: str = "checkpoint") -> dict:
     """Re-validate a resolved config stored as YAML text (in a run dir or a checkpoint)."""
     try:
-        loaded = yaml.safe_load(text) or {}
+        loaded = _load_yaml(text, yaml.SafeLoader) or {}
+    except RecipeError as err:
+        raise RecipeError(f"{source}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

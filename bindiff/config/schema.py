@@ -48,8 +48,9 @@ COMMON: dict[str, Any] = {
     "denoiser": {
         "name": key(str, "mlp", "a registered denoiser"),
         "members": key(int, 1, "denoisers trained side by side as if alone (each its own rows, order and loss); "
-                       "predictions average their p̂(x_0): a seed ensemble in one run, members times the cost",
-                       at_least_one),
+                       "predictions average their p̂(x_0): a seed ensemble in one run, members times the cost "
+                       "(at most 64: each member is a whole network in memory)",
+                       (lambda v: 1 <= v <= 64, "must lie in 1..64")),
         "params": FREE,
     },
     "train": {
@@ -60,7 +61,8 @@ COMMON: dict[str, Any] = {
         "epochs": key(int, 100, "maximum number of epochs", at_least_one),
         "patience": key(int, 10, "stop after this many epochs without a better validation metric", at_least_one),
         "device": key(str, "cpu", "cpu, cuda or auto", (lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto")),
-        "threads": key((int, type(None)), None, "torch CPU threads; null keeps torch's default", at_least_one),
+        "threads": key((int, type(None)), None, "torch CPU threads; null keeps torch's default",
+                       (lambda v: 1 <= v <= 4096, "must lie in 1..4096")),
         "precision": key(str, "auto", "auto (bf16 autocast on CUDA, float32 on CPU), fp32 or bf16",
                          (lambda v: v in ("auto", "fp32", "bf16"), "must be auto, fp32 or bf16")),
         "warmup_steps": key(int, 0, "raise the learning rate linearly over this many first optimiser steps; 0: off",

@@ -46,7 +46,8 @@ from ..plots import plot_training_curve
 from ..progress import log, log_lines
 from ..runs import create_run_dir, flatten, read_run, remove_unfinished_run
 from ..training import distributed
-from ..training.checkpoint import CheckpointError, check_resumable, load_checkpoint, remove_stale_temporaries, run_lock
+from ..training.checkpoint import (CheckpointError, check_resumable, load_checkpoint, remove_stale_temporaries, run_lock,
+                                  state_dict_mismatch)
 from ..training.closed_form import fit_closed_form_run
 from ..training.devices import device_of, resolve_device
 from ..training.distributed import Workers
@@ -463,7 +464,7 @@ def _resumable_checkpoint(folder: Path, config: dict, config_path: Path, dim: in
         optimizer.load_state_dict(payload["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{last}: does not fit the model and optimiser the config describes: "
-                              f"{str(err).strip().splitlines()[0]}") from None
+                              f"{state_dict_mismatch(err)}") from None
     return payload
 
 
@@ -564,7 +565,12 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
     # the initial weights, overwritten next, draw from the global generator
     with torch.random.fork_rng(devices=[]), float32_models():
         model = kind.build(config, payload["dim"], training=False)
-    model.load_state_dict(payload["model"])
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, ValueError, KeyError) as err:  # shapes or names edited, or another model's weights
+        path = Path(run_dir) / "checkpoints" / f"{checkpoint if companion is None else f'{companion}/{checkpoint}'}.pt"
+        raise CheckpointError(f"{path}: does not fit the model its config describes: "
+                              f"{state_dict_mismatch(err)}") from None
     if device is None:
         try:
             device = resolve_device(config["train"]["device"])

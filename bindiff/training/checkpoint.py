@@ -78,6 +78,15 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def state_dict_mismatch(err: BaseException) -> str:
+    """The first mismatch of a failed ``load_state_dict`` ("size mismatch for layers.0.weight: ..."),
+    not torch's heading ("Error(s) in loading state_dict for X:"), which names none."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        return lines[1]
+    return lines[0] if lines else type(err).__name__
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load a bindiff checkpoint with ``weights_only=True``; CheckpointError if unusable."""
     path = Path(path)
@@ -86,7 +95,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(err))  # two phrasings across torch versions
         if not found:  # random bytes, a truncated file: nothing that would run
             # torch's own first line advises weights_only=False, which bindiff never does: give its reason only
             reason = re.search(r"WeightsUnpickler error:\s*(\S.*)", str(err))
