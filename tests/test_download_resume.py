@@ -41,6 +41,7 @@ class Site:
         self.ignore_range = False
         self.send_length = True  # False: no Content-Length, the body ends when the connection closes
         self.requests: list[str | None] = []  # the Range header of every GET
+        self.endless = False  # True: after the payload, zeros without end (no Content-Length then)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -71,6 +72,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             rest = rest[: site.drop_after.pop(0)]  # ...but the connection may close early
         self.wfile.write(rest)
         self.wfile.flush()
+        sent = len(rest)
+        while site.endless and sent < 1 << 30:  # stops when the client hangs up (or after 1 GiB)
+            try:
+                self.wfile.write(bytes(1 << 16))
+            except OSError:
+                return
+            sent += 1 << 16
+        site.sent = sent
 
     def log_message(self, *args):
         pass
@@ -364,3 +373,15 @@ def test_a_process_waiting_for_the_cache_lock_says_so(tmp_path, capfd):
     assert capfd.readouterr().err == (f"waiting for another bindiff process that downloads into {cache} "
                                       f"(lock {tmp_path / '.cache.bindiff-lock'})\n")
 
+
+
+def test_an_endless_body_is_cut_off_at_the_pinned_size(monkeypatch, tmp_path, site):
+    """A server that streams without end and without a length filled the disk (the .part kept "to resume")."""
+    size = len(site.payload)
+    site.send_length, site.endless = False, True
+    monkeypatch.setitem(DATASETS, "ml-1m", dataclasses.replace(
+        DATASETS["ml-1m"], url=site.url, sha256=hashlib.sha256(site.payload).hexdigest(), size=size))
+    with pytest.raises(DataError, match=f"the server sent more than the archive's {size:,} bytes"):
+        resolve_dataset("ml-1m", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []  # nothing kept
+    assert site.requests == [None]  # refused at once, not retried

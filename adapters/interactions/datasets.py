@@ -58,13 +58,14 @@ class LocalLayout:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A registry entry. Replace `url` and `sha256` (dataclasses.replace) to fetch elsewhere."""
+    """A registry entry. Replace `url`, `sha256` and `size` (dataclasses.replace) to fetch elsewhere."""
 
     name: str
     description: str
     layouts: tuple[LocalLayout, ...]
     url: str | None = None
     sha256: str | None = None
+    size: int | None = None  # the archive's bytes: a server sending more is cut off, not left to fill the disk
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ DATASETS: dict[str, DatasetSpec] = {
         # Pinned in TensorFlow Datasets' url_checksums/movielens.txt (5,917,549 bytes)
         # and matching the MD5 GroupLens publishes, c4d9eecfca2ab87c1945afe126590906.
         sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+        size=5_917_549,
     ),
     "amazon-electronics": DatasetSpec(
         name="amazon-electronics",
@@ -119,6 +121,7 @@ DATASETS: dict[str, DatasetSpec] = {
         url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
         # Pinned in TensorFlow Datasets' url_checksums/movielens.txt (4,924,029 bytes).
         sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+        size=4_924_029,
     ),
 }
 
@@ -174,7 +177,7 @@ def download_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike, not_found_
             f"refuses to download it unverified. Download and unpack it yourself.{hint}"
         )
     cache = Path(cache_dir).expanduser()
-    download_archive(spec.name, spec.url, spec.sha256, cache, hint, present=present)
+    download_archive(spec.name, spec.url, spec.sha256, cache, hint, present=present, size=spec.size)
     return cache
 
 

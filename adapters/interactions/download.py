@@ -35,14 +35,15 @@ _CACHE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 
 
 def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = "",
-                     present: Callable[[], bool] | None = None) -> None:
+                     present: Callable[[], bool] | None = None, size: int | None = None) -> None:
     """Fetch the zip at ``url``, check its SHA-256 and unpack its entries into ``cache``.
 
     The archive is unpacked into a scratch folder and only its top-level entries are renamed into
     place, so the cache never holds a half-written data set; the archive itself is removed once
     unpacked. The cache folder is locked while this runs: two processes never share a .part file.
     ``present``: asked once the lock is held; True when another process unpacked the data set while
-    this one waited for the lock, and there is nothing left to do.
+    this one waited for the lock, and there is nothing left to do. ``size``: the archive's bytes,
+    pinned with its hash; a server that sends more (an endless body without a length) is cut off.
     """
     import pooch
 
@@ -58,7 +59,7 @@ def download_archive(name: str, url: str, sha256: str, cache: Path, hint: str = 
             return
         try:
             pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=archive_name, path=cache,
-                           downloader=ResumingDownloader(part, sha256, hint))
+                           downloader=ResumingDownloader(part, sha256, hint, size))
             _refuse_escaping_members(archive, url)
             scratch = Path(tempfile.mkdtemp(dir=cache, prefix=f".{name}.unpack-"))
             pooch.Unzip(extract_dir=str(scratch))(str(archive), "download", None)
@@ -108,8 +109,8 @@ class ResumingDownloader:
     once more from byte 0 before giving up.
     """
 
-    def __init__(self, part: Path, sha256: str, hint: str = ""):
-        self.part, self.sha256, self.hint = part, sha256.lower(), hint
+    def __init__(self, part: Path, sha256: str, hint: str = "", size: int | None = None):
+        self.part, self.sha256, self.hint, self.size = part, sha256.lower(), hint, size
         self.may_be_cut = False  # the last answer gave no length, so a cut body looks whole
 
     def __call__(self, url: str, output_file: str, pooch_instance=None) -> None:
@@ -204,9 +205,15 @@ class ResumingDownloader:
                         out.write(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))
+                        if self.size is not None and out.tell() > self.size:
+                            break
                 finally:  # keep what arrived, even when the connection broke
                     out.flush()
                     os.fsync(out.fileno())
+        if self.size is not None and self.part.stat().st_size > self.size:
+            self.part.unlink()
+            raise DataError(f"{url}: the server sent more than the archive's {self.size:,} bytes (its pinned size, "
+                            "with its SHA-256); the download was deleted")
         if expected is not None and received < expected:
             raise _Interrupted(f"the connection closed after {received} of {expected} bytes")
 
