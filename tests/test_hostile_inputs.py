@@ -39,6 +39,7 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
+    ("denoiser:\n  params:\n    1: 3\n", "key 'denoiser.params' has a name that is not text: 1"),
     ("seed: " + "[" * 3000 + "]" * 3000 + "\n", "values nested too deeply"),
     ("seed: " + "9" * 5000 + "\n", "line 1: an integer of 5000 digits"),
 ])

@@ -98,6 +98,8 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
         if spec is FREE:
             if not isinstance(value, dict):
                 raise RecipeError(f"{source}: key '{dotted}' must be a mapping, got {value!r}")
+            if bad := [k for k in value if not isinstance(k, str)]:  # passed on as keyword arguments
+                raise RecipeError(f"{source}: key '{dotted}' has a name that is not text: {bad[0]!r}")
             _follow_path(target[name], value)
         elif isinstance(spec, dict):
             _merge(target[name], value, spec, source, f"{dotted}.", root)
