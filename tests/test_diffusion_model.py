@@ -41,11 +41,13 @@ def test_training_is_seeded():
     process = BernoulliProcess.from_schedule("quadratic", 3)
     x0 = (torch.rand(8, 10, generator=torch.Generator().manual_seed(3)) < 0.3).float()
     losses = []
-    for _ in range(2):
-        torch.manual_seed(0)
+    for global_seed in (1, 2):
+        torch.manual_seed(0)  # the same initial weights
         model = BinomialDiffusion(MLPDenoiser(10, [12], time_dim=4), process, loss="hybrid")
+        torch.manual_seed(global_seed)  # the global generator differs: the loss draws from the one passed
         losses.append(model(x0, generator=torch.Generator().manual_seed(5)).loss.item())
     assert losses[0] == losses[1]
+    assert model(x0, generator=torch.Generator().manual_seed(6)).loss.item() != losses[0]  # and it draws
 
 
 def test_scheduler_timesteps_and_errors():

@@ -816,3 +816,21 @@ def test_completion_with_nothing_to_hide_is_refused():
     fine = runner.invoke(app, ["show-config", str(RECIPES / "hippocampus_masks.yaml"), *TINY,
                                "evaluations.completion.hide=[]", "evaluations.run=[denoising]"])
     assert fine.exit_code == 0, fine.output
+
+
+@needs_hippo
+def test_the_retrieval_baseline_copies_from_training_cases_only(tiny_run):
+    """The completion baseline picks the best-agreeing mask of its bank: a held-out case in it would
+    be copied onto itself."""
+    from bindiff.tasks.masks.data import load_data
+    from bindiff.tasks.masks.evaluation import EvalContext
+
+    run_dir, _ = tiny_run
+    split = json.loads((run_dir / "split" / "cases.json").read_text())["split"]
+    data = load_data(run_dir / "split")
+    bank = EvalContext(model=None, data=data, config={}, device="cpu", checkpoint={}).retrieval_bank
+    assert len(bank) == len(split["train"])
+    for case_id, grid in zip(split["train"], bank):
+        np.testing.assert_array_equal(grid, data.records[case_id].grid)
+    held_out = [data.records[i].grid for i in split["valid"] + split["test"]]
+    assert not any(np.array_equal(grid, other) for grid in bank for other in held_out)

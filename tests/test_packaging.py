@@ -1,5 +1,6 @@
 """bindiff.adapters must come from a built wheel, never as a bare `adapters` package."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,7 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+    # built from a copy: setuptools builds in the source folder (build/, bindiff.egg-info/), and a stale
+    # build/lib would carry deleted modules into every later wheel of the checkout
+    source = tmp_path_factory.mktemp("source") / "bindiff"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "runs", "__pycache__", ".hypothesis", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(out)], check=True, capture_output=True)
     (path,) = out.glob("bindiff-*.whl")
     return path

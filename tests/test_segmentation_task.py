@@ -72,27 +72,40 @@ def test_a_run_segments_its_test_cases_with_calibration_and_uncertainty(run):
     assert uncertainty.min() >= 0 and uncertainty.max() <= 1  # entropy in bits
 
 
-def test_sampling_reads_no_label(run, monkeypatch):
-    """The probability maps come from the images alone: with every label read refused, they are unchanged."""
-    import torch
+def test_the_predictions_do_not_depend_on_the_labels(run, tmp_path, monkeypatch):
+    """Evaluated again with every label of the held-out cases replaced by an empty mask (the files read
+    for scoring and the grids loaded with the data), each model writes the same masks and maps; only
+    the scores change."""
+    import nibabel as nib
 
-    from bindiff.tasks import base
     from bindiff.tasks.segmentation import job
-    from bindiff.tasks.segmentation import model as model_module
-    from bindiff.tasks.segmentation.data import load_data
 
-    config, _, model = base.load_trained(job.TASK, run)
-    data = load_data(run / "split", config)
-    images = torch.from_numpy(data.images("test"))
-    before = model_module.sample_probabilities(model, images, config["segmentation"], torch.Generator().manual_seed(3), 4)
+    def predictions(out):
+        summary = job.run_segmentation(run, overrides=["eval.panels=0"], out_dir=out)
+        written = sorted((out / "segmentation" / "nifti").glob("*.nii.gz"))
+        return summary, {p.name: np.asanyarray(nib.load(str(p)).dataobj) for p in written}
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("a label was read while sampling")
+    honest, honest_maps = predictions(tmp_path / "honest")
+    real_load_region, real_load_data = job.load_region, job.load_data
 
-    monkeypatch.setattr("bindiff.adapters.masks.io.read_label_map", refuse)
-    monkeypatch.setattr("bindiff.adapters.masks.cases.read_label_map", refuse)
-    after = model_module.sample_probabilities(model, images, config["segmentation"], torch.Generator().manual_seed(3), 4)
-    np.testing.assert_array_equal(before[0], after[0])
+    def empty_region(*args, **kwargs):
+        truth, geometry = real_load_region(*args, **kwargs)
+        return np.zeros_like(truth), geometry
+
+    def empty_masks(*args, **kwargs):
+        data = real_load_data(*args, **kwargs)
+        for record in data.cases.values():
+            record.mask[...] = 0
+        return data
+
+    monkeypatch.setattr(job, "load_region", empty_region)
+    monkeypatch.setattr(job, "load_data", empty_masks)
+    blind, blind_maps = predictions(tmp_path / "blind")
+    assert honest_maps and honest_maps.keys() == blind_maps.keys()
+    for name, volume in honest_maps.items():
+        np.testing.assert_array_equal(volume, blind_maps[name], err_msg=name)
+    honest_dice, blind_dice = (s["test"]["diffusion"]["dice"] for s in (honest, blind))
+    assert honest_dice > 0.1 and blind_dice != honest_dice  # the swap reached the scoring
 
 
 def test_the_baseline_reads_the_image_alone_and_learns_bce_plus_soft_dice(run):

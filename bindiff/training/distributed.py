@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +111,9 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
     # nohup ignores SIGHUP: keep it so. torchrun stops its workers on a SIGHUP whatever it inherited,
     # so it is then started in a session of its own, out of reach of the hang-up of this one
     hangup_ignored = signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    # torchrun keeps a log folder per run (torchelastic_*, in $TMPDIR by default) and never removes it
+    logs = tempfile.mkdtemp(prefix="bindiff-torchrun-")
+    command[3:3] = ["--log-dir", logs]
     child = subprocess.Popen(command, preexec_fn=_die_with_parent, env=env, start_new_session=hangup_ignored)
     forwarded = (signal.SIGTERM, signal.SIGINT) + (() if hangup_ignored else (signal.SIGHUP,))
     received: list[int] = []
@@ -135,6 +140,7 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 def _die_with_parent() -> None:
