@@ -147,7 +147,7 @@ def _read_nifti(path: Path) -> _Read:
         image = nib.load(str(path))
         shape = tuple(int(n) for n in image.shape)
         n_bytes = math.prod(shape) * image.get_data_dtype().itemsize
-        if not str(path).endswith(".gz") and int(image.header["vox_offset"]) + n_bytes > path.stat().st_size:
+        if not str(path).lower().endswith(".gz") and int(image.header["vox_offset"]) + n_bytes > path.stat().st_size:
             raise DataError(f"{path}: its header gives shape {shape} ({n_bytes:,} bytes of voxels) but the file "
                             f"holds {path.stat().st_size:,} bytes: truncated or a damaged header")
         data = np.asanyarray(image.dataobj)
