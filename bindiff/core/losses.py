@@ -21,8 +21,16 @@ def bernoulli_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _finite(logits: torch.Tensor) -> torch.Tensor:
+    """±inf logits (p̂ exactly 0 or 1) as the largest finite ones: 0 · log σ(−inf) is NaN where the
+    term is 0, and the loss of a certain, right prediction 0 rather than NaN."""
+    big = torch.finfo(logits.dtype).max if logits.is_floating_point() else None
+    return logits.clamp(-big, big) if big is not None else logits
+
+
 def bernoulli_kl_logits(p: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
     """KL(B(p) ‖ B(sigmoid(q_logits))), stable for confident q (uses log-sigmoid)."""
+    q_logits = _finite(q_logits)
     return (
         torch.xlogy(p, p)
         + torch.xlogy(1 - p, 1 - p)
@@ -33,7 +41,7 @@ def bernoulli_kl_logits(p: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor
 
 def bce_x0(logits: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """−log p̂(x_0) per example: the prediction is the input, the data the target."""
-    return F.binary_cross_entropy_with_logits(logits, x0, reduction="none").sum(-1)
+    return F.binary_cross_entropy_with_logits(_finite(logits), x0, reduction="none").sum(-1)
 
 
 DICE_SMOOTH = 1.0  # added to both sides of the soft Dice: an all-zero example is finite, and 0 when p̂ is 0

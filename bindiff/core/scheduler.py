@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .process import REVERSE_KERNELS, BernoulliProcess, check_not_nan, draw_bits
+from .process import REVERSE_KERNELS, BernoulliProcess, check_not_nan, draw_bits, working_dtype
 
 STEP_MODES = ("sample", "mean")
 
@@ -95,7 +95,8 @@ class ReverseScheduler:
         # a NaN p̂ would draw 0 every time, without a word
         check_not_nan(model_output, f"model_output holds NaN at t = {t} (a denoiser that diverged, or NaN in its "
                                     "input)")
-        pred_x0 = torch.sigmoid(model_output)
+        # float32 at least, as every other step's kernel (a bfloat16 p̂ is off by up to 2e-3)
+        pred_x0 = torch.sigmoid(model_output.to(working_dtype(model_output)))
         s = self.previous(t)
         if s == 0:
             # The last step is the decoder p_θ(x_0 | x_t) = p̂ itself (what the mixture gives at
