@@ -187,11 +187,13 @@ def evaluate(
     from pathlib import Path
 
     from .config import RecipeError
-    from .files import staged_folder, write_json
+    from .files import refuse_a_long_name, staged_folder, write_json
     from .tasks.base import read_run_config
     from .tasks.recommendation.job import evaluate_run
 
     try:
+        if out is not None:
+            refuse_a_long_name(Path(out))  # before exists(), which raises on a name the file system cannot hold
         if out is not None and Path(out).exists():
             raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
         task = read_run_config(Path(run_dir))["task"]

@@ -34,7 +34,7 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     process made ``path`` meanwhile (a check before the work cannot see that). A link is followed:
     the file it names is written and the link kept (as ``staged_folder`` does for a folder)."""
     path = Path(path)
-    _refuse_a_long_name(path)
+    refuse_a_long_name(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
         if path.is_symlink():  # realpath stops at a loop
@@ -75,7 +75,7 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     import shutil
 
     folder = Path(folder)
-    _refuse_a_long_name(folder)
+    refuse_a_long_name(folder)
     if folder.is_symlink():  # a link to a (scratch) folder: fill the folder it names, keep the link
         folder = Path(os.path.realpath(folder))
         if folder.is_symlink():  # realpath stops at a loop
@@ -148,7 +148,7 @@ def refuse_a_file_above(path: Path) -> None:
             return
 
 
-def _refuse_a_long_name(path: Path) -> None:
+def refuse_a_long_name(path: Path) -> None:
     """OutputError for a name the file system cannot hold (every stat of it raises ENAMETOOLONG)."""
     if any(len(os.fsencode(part)) > 255 for part in path.parts) or len(os.fsencode(path)) >= 4096:
         raise OutputError(f"{str(path)[:80]}...: cannot write there (File name too long)", errno.ENAMETOOLONG)

@@ -24,7 +24,7 @@ from .adapters.masks import LabelPreset, binarize, get_preset, read_label_map
 from .adapters.masks.datasets import LABEL_SUFFIXES, volume_stem, volumes_by_stem
 from .adapters.masks.io import require_one_grid
 from .config import RecipeError
-from .files import OutputError, refuse_a_file_above, write_json
+from .files import OutputError, refuse_a_file_above, refuse_a_long_name, write_json
 from .metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
 from .tasks.base import read_run_config
 from .tasks.masks.data import cases_json, resolve_preset
@@ -157,6 +157,8 @@ def score(prediction: str | Path, reference: str | Path, preset: LabelPreset | s
         preset, region = labels_to_score(preset=preset, region=region)
     if preset.name != "custom":
         preset.region(region)  # an unknown region is refused before any file is read
+    if out is not None:
+        refuse_a_long_name(Path(out))  # before exists(), which raises on a name the file system cannot hold
     if out is not None and Path(out).exists():  # it might even be one of the files scored
         raise FileExistsError(f"--out {out}: already exists; bindiff never overwrites")
     if out is not None:  # a folder path through a file: said before every case is read and scored

@@ -53,6 +53,11 @@ from bindiff.adapters.masks.io import read_label_map
 locale.setlocale(locale.LC_ALL, "")  # what a Qt application does: LC_NUMERIC from the environment
 assert locale.localeconv()["decimal_point"] == ",", locale.localeconv()["decimal_point"]
 print(tuple(read_label_map(sys.argv[1]).geometry.spacing), locale.setlocale(locale.LC_NUMERIC))
+# several threads at once: one's switch back to the comma locale must not land inside another's read
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(4) as pool:
+    spacings = set(pool.map(lambda _: tuple(read_label_map(sys.argv[1]).geometry.spacing), range(400)))
+print(sorted(spacings))
 """
 
 
@@ -73,7 +78,7 @@ def test_nrrd_spacing_does_not_depend_on_the_callers_numeric_locale(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     # the voxel sizes, not 1, 1, 2; and the caller's locale as it was
-    assert done.stdout.split() == ["(1.5,", "1.25,", "2.5)", "de_DE.UTF-8"], done.stdout
+    assert done.stdout.split() == ["(1.5,", "1.25,", "2.5)", "de_DE.UTF-8", "[(1.5,", "1.25,", "2.5)]"], done.stdout
 
 
 def test_train_with_stderr_closed_finishes(tmp_path):
@@ -138,3 +143,36 @@ def test_help_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", _HELP_WITHOUT_TORCH], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-800:]
     assert "Usage" in done.stdout and done.stdout.split()[-2:] == ["BernoulliProcess", "BinomialDiffusion"]
+
+
+def test_an_output_name_beyond_the_file_system_limit_is_one_line_from_evaluate_and_score(tmp_path):
+    from typer.testing import CliRunner
+
+    from bindiff.cli import app
+
+    label = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data")) / "msd_hippocampus/labels/hippocampus_001.nii.gz"
+    if not label.is_file():
+        pytest.skip("the MSD hippocampus data set is not here")
+    long = tmp_path / ("a" * 300 + ".json")
+    for args in (["score", str(label), str(label), "--preset", "msd_hippocampus", "--out", str(long)],
+                 ["evaluate", str(tmp_path), "--out", str(long)]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "cannot write there (File name too long)" in result.output, result.output
+
+
+_READ_WITHOUT_STDERR = """
+import sys
+import SimpleITK as sitk, numpy as np
+from bindiff.adapters.masks import read_label_map
+sitk.WriteImage(sitk.GetImageFromArray(np.ones((2, 2, 2), np.uint8)), sys.argv[1])
+assert sys.stderr is None
+sys.stdout.write(str(int(read_label_map(sys.argv[1]).data.sum())))
+"""
+
+
+def test_a_library_read_works_without_a_stderr(tmp_path):
+    """bindiff inside a process started with `2>&-` (a daemon): the CLI replaces the closed stream, a
+    library call must cope with it itself."""
+    done = subprocess.run([sys.executable, "-c", _READ_WITHOUT_STDERR, str(tmp_path / "m.mha")],
+                          stdout=subprocess.PIPE, stderr=None, preexec_fn=lambda: os.close(2), text=True)
+    assert done.returncode == 0 and done.stdout == "8"

@@ -142,5 +142,31 @@ def test_an_image_header_that_reads_its_voxels_from_elsewhere_is_refused(tmp_pat
     nrrd.write_text(f"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 2 2 2\nencoding: raw\ndata file: {secret}\n")
     with pytest.raises(DataError, match="y.nhdr: its header reads the voxels from"):
         read_label_map(nrrd)
+    padded = case / "z.nhdr"  # the key pushed past a short read of the header by 70 KB of comments
+    padded.write_text("NRRD0004\n" + "# " + "c" * 998 + "\n" * 1 + ("# " + "c" * 998 + "\n") * 69
+                      + f"type: uchar\ndimension: 3\nsizes: 2 2 2\nencoding: raw\ndata file: {secret}\n")
+    with pytest.raises(DataError, match="z.nhdr: its header reads the voxels from"):
+        read_label_map(padded)
     (case / "x.raw").write_bytes(secret.read_bytes())  # beside its header: read
     assert read_label_map(_itk_header(case, "x.mhd", "x.raw")).data.sum() == 4
+    store = tmp_path / "annex" / "KEY"  # a data file kept as a link (git-annex, DataLad): read too
+    store.parent.mkdir()
+    store.write_bytes(secret.read_bytes())
+    (case / "y.raw").symlink_to(store)
+    assert read_label_map(_itk_header(case, "y.mhd", "y.raw")).data.sum() == 4
+
+
+def test_a_stored_config_with_a_vast_integer_is_one_line():
+    with pytest.raises(RecipeError, match="run/config.yaml: line 1: an integer of more than 1000 digits"):
+        recipe_from_text("seed: " + "9" * 5000 + "\n", source="run/config.yaml")
+
+
+def test_a_refused_schedule_parameter_names_its_key_whatever_else_is_wrong():
+    from pathlib import Path
+
+    from bindiff.training.builders import build_process
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "ml100k.yaml"
+    config = load_recipe(recipe, ["diffusion.loss=bogus", "diffusion.schedule_params.foo=1"])
+    with pytest.raises(RecipeError, match=r"^diffusion.schedule_params: schedule 'quadratic' has no parameter"):
+        build_process(config)

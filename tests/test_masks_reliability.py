@@ -98,6 +98,9 @@ def test_a_grid_file_of_another_run_is_blamed_not_the_cases_file(run, tmp_path):
         line = error_line(runner.invoke(app, ["masks", "denoising", str(copy), "--out", str(tmp_path / "out")]))
         assert line.startswith(f"error: {grids}: holds no grid of "), line
         assert f"for case {first!r} of cases.json; the two files come from different runs" in line
+    np.savez_compressed(grids, **{**packed, first: packed[first].astype(np.float64)})  # not packed bits
+    line = error_line(runner.invoke(app, ["masks", "denoising", str(copy), "--out", str(tmp_path / "out")]))
+    assert line.startswith(f"error: {grids}: case {first!r} is damaged (TypeError"), line
 
 
 def test_a_split_from_another_run_is_named(run, tmp_path):

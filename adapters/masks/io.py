@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -211,6 +212,10 @@ def is_dicom_series(path: str | Path) -> bool:
     return path.is_dir() and any(_is_dicom_file(p) for p in path.iterdir())
 
 
+# setlocale and the dup2 of fd 2 change the whole process: reads from several threads take turns
+_PROCESS_STATE = threading.RLock()
+
+
 @contextmanager
 def _locale_kept() -> Iterator[None]:
     """GDCM may switch the C locale to "C" while it parses DICOM tags and leave it so (its writer
@@ -241,9 +246,15 @@ def _c_numeric() -> Iterator[None]:
 @contextmanager
 def _native_stderr_held() -> Iterator[None]:
     """Hold what ITK, MetaIO and GDCM print to the process's stderr from C++ during a read: passed
-    on when the read succeeds, dropped when it fails (bindiff's one line says why instead)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    on when the read succeeds, dropped when it fails (bindiff's one line says why instead). A
+    process without a stderr (``2>&-``) has nothing to hold."""
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # fd 2 closed: ITK's lines go nowhere either way
+        yield
+        return
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         succeeded = False
@@ -260,7 +271,7 @@ def _native_stderr_held() -> Iterator[None]:
 
 
 def _read_dicom_series(path: Path) -> _Read:
-    with _locale_kept(), _native_stderr_held():
+    with _PROCESS_STATE, _locale_kept(), _native_stderr_held():
         return _read_gdcm_series(path)
 
 
@@ -318,13 +329,17 @@ def _check_even_slices(reader, n: int, path: Path) -> None:
                         f"{gaps.max():.3g} mm): a slice missing, or two stacks in one series")
 
 
-def _data_files_named(path: Path) -> list[str]:
+_HEADER_LIMIT = 1 << 20  # a text header longer than this is refused rather than read in part
+
+
+def _data_files_named(path: Path) -> list[str] | None:
     """The data files a MetaImage (``ElementDataFile``) or NRRD (``data file``) header names, read
-    from its text header (the first 64 KiB; ``LOCAL``: the data follow the header itself)."""
+    from its whole text header (``LOCAL``: the data follow the header itself); None when the header
+    does not end within _HEADER_LIMIT bytes (padding could hide the key past any shorter read)."""
     with open(path, "rb") as handle:
-        head = handle.read(65536).decode("latin-1")
+        head = handle.read(_HEADER_LIMIT + 1)
     named: list[str] = []
-    lines = head.splitlines()
+    lines = head.decode("latin-1").splitlines()
     for i, line in enumerate(lines):
         meta = re.match(r"\s*ElementDataFile\s*=\s*(.*?)\s*$", line)
         nrrd = re.match(r"\s*data ?file\s*:\s*(.*?)\s*$", line, re.I)
@@ -342,17 +357,25 @@ def _data_files_named(path: Path) -> list[str]:
             return named + [value.split()[0]] if value else named
         if not line.strip() and path.suffix.lower() == ".nrrd":  # an attached NRRD: the data follow
             return named
-    return named
+    return None if len(head) > _HEADER_LIMIT else named
 
 
 def _refuse_data_elsewhere(path: Path) -> None:
     """A header naming its voxels' file outside its own folder (``/etc/passwd``, ``../../x.raw``)
-    is refused: ITK would read that file's bytes as the image, and bindiff echo them back."""
+    is refused: ITK would read that file's bytes as the image, and bindiff echo them back. The
+    data file itself may be a link (git-annex and DataLad keep every file so); the folders on the
+    way to it may not lead out."""
     if path.suffix.lower() not in (".mha", ".mhd", ".nrrd", ".nhdr"):
         return
+    try:
+        names = _data_files_named(path)
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from None
+    if names is None:
+        raise DataError(f"{path}: its text header runs past {_HEADER_LIMIT:,} bytes; refused (a damaged header?)")
     folder = path.parent.resolve()
-    for name in _data_files_named(path):
-        target = (folder / name).resolve()
+    for name in names:
+        target = (folder / name).parent.resolve()
         if Path(name).is_absolute() or not target.is_relative_to(folder):
             raise DataError(f"{path}: its header reads the voxels from {name}, outside the header's folder; "
                             "refused (keep the data file beside its header)")
@@ -363,7 +386,7 @@ def _read_itk(path: Path) -> _Read:
 
     _refuse_data_elsewhere(path)
     try:
-        with _c_numeric(), _native_stderr_held():
+        with _PROCESS_STATE, _c_numeric(), _native_stderr_held():
             image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise DataError(f"{path}: SimpleITK cannot read it (corrupt, truncated or not an image?): "

@@ -172,6 +172,19 @@ def _construct_int(loader, node):
 
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
+
+class _StoredConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader (a run's config.yaml, a checkpoint's config) with the same digit limit."""
+
+
+def _construct_stored_int(loader, node):
+    if len(loader.construct_scalar(node).replace("_", "").lstrip("+-")) > 1000:
+        raise RecipeError(f"line {node.start_mark.line + 1}: an integer of more than 1000 digits")
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_StoredConfigLoader.add_constructor("tag:yaml.org,2002:int", _construct_stored_int)
+
 # Null spellings: any other value that YAML reads as nothing (`#` starts a comment) is meant as text.
 _NULLS = ("", "~", "null", "Null", "NULL")
 # A value of one of these characters alone is YAML syntax (a comment, a tag, a block scalar, an
@@ -360,7 +373,7 @@ def dump_recipe(config: dict) -> str:
 def recipe_from_text(text: str, source: str = "checkpoint") -> dict:
     """Re-validate a resolved config stored as YAML text (in a run dir or a checkpoint)."""
     try:
-        loaded = _load_yaml(text, yaml.SafeLoader) or {}
+        loaded = _load_yaml(text, _StoredConfigLoader) or {}
     except RecipeError as err:
         raise RecipeError(f"{source}: {err}") from None
     except yaml.YAMLError as err:

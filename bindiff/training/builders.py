@@ -10,11 +10,12 @@ from ..core.process import KERNELS, REVERSE_KERNELS
 from ..core.schedules import SCHEDULES
 
 
-def _refused_key(d: dict) -> str:
-    """The ``diffusion`` key a refused value most likely came from, for the error's prefix."""
+def _refused_key(d: dict, keys=("schedule", "kernel", "loss", "reverse_kernel")) -> str:
+    """The ``diffusion`` key a refused value most likely came from (of ``keys``, those the
+    failing call read), for the error's prefix."""
     for key, allowed in (("schedule", SCHEDULES), ("kernel", KERNELS), ("loss", LOSSES),
                          ("reverse_kernel", REVERSE_KERNELS)):
-        if key in d and d[key] not in allowed:
+        if key in keys and key in d and d[key] not in allowed:
             return f"diffusion.{key}"
     return "diffusion"
 
@@ -24,7 +25,7 @@ def build_process(config: dict) -> BernoulliProcess:
     try:
         return BernoulliProcess.from_schedule(d["schedule"], d["steps"], kernel=d["kernel"], **d["schedule_params"])
     except ValueError as err:
-        key = _refused_key(d)
+        key = _refused_key(d, ("schedule", "kernel"))
         raise RecipeError(f"{'diffusion.schedule_params' if key == 'diffusion' else key}: {err}") from None
 
 

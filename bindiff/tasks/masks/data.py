@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -275,7 +276,11 @@ def load_data(folder: Path) -> MaskData:
         for case_id, rec in meta["records"].items():
             transform = GridTransform.from_dict(rec["transform"])
             n = int(np.prod(transform.grid_shape))
-            bits = np.unpackbits(packed[case_id]) if case_id in packed.files else np.zeros(0, np.uint8)
+            try:
+                bits = np.unpackbits(packed[case_id]) if case_id in packed.files else np.zeros(0, np.uint8)
+            except (ValueError, TypeError, OSError, EOFError, zlib.error, zipfile.BadZipFile, MemoryError) as err:
+                raise DataError(f"{Path(folder) / 'grids.npz'}: case {case_id!r} is damaged "
+                                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'})") from None
             if bits.size < n:  # cases.json is readable, so grids.npz is the file that does not match
                 raise DataError(f"{Path(folder) / 'grids.npz'}: holds no grid of {n} voxels for case {case_id!r} "
                                 "of cases.json; the two files come from different runs")
