@@ -822,3 +822,27 @@ def test_a_model_read_back_draws_times_uniformly_and_trains_on_the_recipes_mixtu
     assert (loaded.low_time_share, loaded.top_time_share) == (0.0, 0.0)
     fitting = TASK.model_kind(config).build(config, payload["dim"], training=True)
     assert fitting.top_time_share == config["timesteps"]["top_share"] == 0.45
+
+
+def test_a_run_whose_data_folder_moved_reads_the_cases_where_the_data_folder_now_is(run, tmp_path, monkeypatch):
+    """Runs store full paths: a workspace moved (or a run copied to another machine) finds a named
+    data set where --data-dir or $BINDIFF_DATA_DIR now points, and says where it looked otherwise."""
+    import shutil
+
+    from bindiff.adapters.errors import DataError
+    from bindiff.tasks.segmentation import job
+
+    honest = job.run_segmentation(run, overrides=["eval.panels=0", "eval.nifti=false"], out_dir=tmp_path / "a")
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved)
+    cases = moved / "split" / "cases.json"
+    meta = json.loads(cases.read_text())
+    old_root, gone = os.path.abspath(DATA / "msd_hippocampus"), "/gone/workspace/data/msd_hippocampus"
+    assert meta["dataset"] == "msd_hippocampus" and old_root in json.dumps(meta)
+    cases.write_text(json.dumps(meta).replace(old_root, gone))  # as the run reads on a machine without old_root
+    monkeypatch.setenv("BINDIFF_DATA_DIR", str(DATA))
+    again = job.run_segmentation(moved, overrides=["eval.panels=0", "eval.nifti=false"], out_dir=tmp_path / "b")
+    assert again["test"] == honest["test"]
+    monkeypatch.setenv("BINDIFF_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="/gone/workspace/data/msd_hippocampus/"):
+        job.run_segmentation(moved, overrides=["eval.panels=0", "eval.nifti=false"], out_dir=tmp_path / "c")

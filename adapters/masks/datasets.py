@@ -24,6 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -228,6 +229,35 @@ def find_dataset(dataset: str, layout: str = "auto", data_dir: str | os.PathLike
                 "brats2021": "<case>/<case>_seg.nii.gz", "files": "<case>.nii.gz|.nii|.mha|.nrrd"}
     wanted = "; ".join(f"{k}: {v}" for k, v in expected.items() if layout in ("auto", k))
     raise DataError(f"{root}: no label maps found (looked for {wanted})")
+
+
+def case_reader(dataset: str, data_dir: str | os.PathLike | None = None) -> Callable[[dict], MaskCase]:
+    """What turns a run's stored case entries back into ``MaskCase``s. A run stores full paths;
+    when a stored file is no longer there (the workspace was moved, or the run copied to another
+    machine) and the data set is a named one (``msd_hippocampus``), it is read from below where
+    ``--data-dir`` or ``$BINDIFF_DATA_DIR`` now finds that data set."""
+    if dataset not in KNOWN_DATASETS:
+        return MaskCase.from_dict
+    folder_name, now = KNOWN_DATASETS[dataset], []
+
+    def moved(path: Path | None) -> Path | None:
+        if path is None or path.exists():
+            return path
+        anchor = next((a for a in path.parents if a.name == folder_name), None)
+        if anchor is None:
+            return path
+        if not now:
+            try:
+                now.append(_resolve_root(dataset, data_dir))
+            except DataError:  # not found there either: the stored path's own "not found" names it
+                now.append(None)
+        return path if now[0] is None else now[0] / path.relative_to(anchor)
+
+    def read(entry: dict) -> MaskCase:
+        case = MaskCase.from_dict(entry)
+        return MaskCase(case.case_id, moved(case.label), moved(case.brain), moved(case.image))
+
+    return read
 
 
 def _count(value: int | float, n: int, key: str) -> int:

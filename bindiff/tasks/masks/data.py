@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
 from ...adapters.masks import (
-    Geometry, GridSpec, GridTransform, LabelPreset, MaskCase, find_dataset, get_preset, load_case, split_cases,
-    to_vectors,
+    Geometry, GridSpec, GridTransform, LabelPreset, MaskCase, case_reader, find_dataset, get_preset, load_case,
+    split_cases, to_vectors,
 )
 from ...adapters.masks.datasets import DEFAULT_PRESETS, save_case_split
 from ...adapters.masks.labels import CUSTOM_REGIONS
@@ -273,19 +273,21 @@ def load_data(folder: Path) -> MaskData:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # EOFError: an empty file
             raise DataError(f"{Path(folder) / 'grids.npz'}: missing or damaged ({err or 'empty file'})") from None
         records = {}
+        read_case = case_reader(meta["dataset"])
         for case_id, rec in meta["records"].items():
             transform = GridTransform.from_dict(rec["transform"])
             n = int(np.prod(transform.grid_shape))
             try:
                 bits = np.unpackbits(packed[case_id]) if case_id in packed.files else np.zeros(0, np.uint8)
             except (ValueError, TypeError, OSError, EOFError, zlib.error, zipfile.BadZipFile, MemoryError) as err:
+                detail = str(err).splitlines()[0] if str(err) else "no detail"
                 raise DataError(f"{Path(folder) / 'grids.npz'}: case {case_id!r} is damaged "
-                                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+                                f"({type(err).__name__}: {detail})") from None
             if bits.size < n:  # cases.json is readable, so grids.npz is the file that does not match
                 raise DataError(f"{Path(folder) / 'grids.npz'}: holds no grid of {n} voxels for case {case_id!r} "
                                 "of cases.json; the two files come from different runs")
             grid = bits[:n].reshape(transform.grid_shape).astype(np.uint8)
-            records[case_id] = CaseRecord(MaskCase.from_dict(rec), Geometry.from_dict(rec["geometry"]), transform,
+            records[case_id] = CaseRecord(read_case(rec), Geometry.from_dict(rec["geometry"]), transform,
                                           grid, int(rec.get("outside_voxels", 0)))
         p = meta["preset"]
         preset = LabelPreset(p["name"], frozenset(p["allowed"]), {k: frozenset(v) for k, v in p["regions"].items()},

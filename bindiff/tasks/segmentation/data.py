@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
-from ...adapters.masks import MaskCase, find_dataset, load_region, split_cases, to_vectors
+from ...adapters.masks import MaskCase, case_reader, find_dataset, load_region, split_cases, to_vectors
 from ...adapters.masks.datasets import find_by_stem, volume_stem
 from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels
 from ...adapters.masks.io import Geometry, read_geometry
@@ -202,7 +202,8 @@ def load_data(folder: Path, config: dict, parts: Sequence[str] | None = None) ->
     with cases_json(folder, "segmentation") as meta:  # its entries first, then the images they name
         preset = resolve_preset(config, meta["layout"])
         spacing = None if meta.get("spacing_mm") is None else tuple(float(v) for v in meta["spacing_mm"])
-        records = {case_id: (MaskCase.from_dict(record), record["transform"])
+        read_case = case_reader(meta["dataset"])
+        records = {case_id: (read_case(record), record["transform"])
                    for case_id, record in meta["cases"].items()}
         described = meta["dataset"], meta["layout"], meta["preset"], meta["region"]
         split = meta["split"]
