@@ -22,8 +22,9 @@ class OutputError(ValueError):
 
 
 # What an output location that cannot be written raises (rather than a bug in bindiff).
+# ENOENT: a pseudo file system such as /proc, where a folder made is not there
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
-               errno.ENOENT, errno.ENAMETOOLONG)  # ENOENT: a pseudo file system such as /proc, where a folder made is not there
+               errno.ENOENT, errno.ENAMETOOLONG)
 
 
 @contextmanager

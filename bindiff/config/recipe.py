@@ -163,14 +163,17 @@ _UniqueKeyLoader.add_implicit_resolver(
                     |[-+]?\.(?:inf|Inf|INF)
                     |\.(?:nan|NaN|NAN))$""", re.X),
     list("-+0123456789."))
-def _construct_int(loader, node):
+def _digits(loader, node) -> str:
+    """An integer scalar's digits; more than 1000 are refused (int() refuses beyond 4300 with a
+    ValueError, a traceback; no recipe value needs a tenth of that)."""
     digits = loader.construct_scalar(node).replace("_", "")
-    if len(digits.lstrip("+-")) > 1000:  # int() refuses beyond 4300 digits with a ValueError (a traceback)
-        raise RecipeError(f"line {node.start_mark.line + 1}: an integer of {len(digits)} digits")
-    return int(digits, 10)
+    if len(digits.lstrip("+-")) > 1000:
+        raise RecipeError(f"line {node.start_mark.line + 1}: an integer of {len(digits.lstrip('+-'))} digits "
+                          "(at most 1000)")
+    return digits
 
 
-_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: int(_digits(loader, node), 10))
 
 
 class _StoredConfigLoader(yaml.SafeLoader):
@@ -178,8 +181,7 @@ class _StoredConfigLoader(yaml.SafeLoader):
 
 
 def _construct_stored_int(loader, node):
-    if len(loader.construct_scalar(node).replace("_", "").lstrip("+-")) > 1000:
-        raise RecipeError(f"line {node.start_mark.line + 1}: an integer of more than 1000 digits")
+    _digits(loader, node)
     return yaml.SafeLoader.construct_yaml_int(loader, node)
 
 
