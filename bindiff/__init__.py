@@ -86,6 +86,7 @@ _LAZY = {
     "dice": "bindiff.metrics.segmentation",
     "diffusion_loss": "bindiff.core.losses",
     "export_run": "bindiff.tasks.recommendation.export",
+    "case_reader": "bindiff.adapters.masks.datasets",
     "find_dataset": "bindiff.adapters.masks.datasets",
     "fit_transform": "bindiff.adapters.masks.grid",
     "from_vectors": "bindiff.adapters.masks.grid",
