@@ -149,6 +149,7 @@ def test_an_image_header_that_reads_its_voxels_from_elsewhere_is_refused(tmp_pat
         read_label_map(padded)
     (case / "x.raw").write_bytes(secret.read_bytes())  # beside its header: read
     assert read_label_map(_itk_header(case, "x.mhd", "x.raw")).data.sum() == 4
+    assert read_label_map(_itk_header(case, "w.mhd", str(case / "x.raw"))).data.sum() == 4  # named in full too
     store = tmp_path / "annex" / "KEY"  # a data file kept as a link (git-annex, DataLad): read too
     store.parent.mkdir()
     store.write_bytes(secret.read_bytes())

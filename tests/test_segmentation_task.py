@@ -846,3 +846,7 @@ def test_a_run_whose_data_folder_moved_reads_the_cases_where_the_data_folder_now
     monkeypatch.setenv("BINDIFF_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match="/gone/workspace/data/msd_hippocampus/"):
         job.run_segmentation(moved, overrides=["eval.panels=0", "eval.nifti=false"], out_dir=tmp_path / "c")
+    # a resume's --data-dir reaches the cases as the variable does
+    split = job.TASK.load_data(moved / "split", data_dir=str(DATA))
+    assert all(case.case.label.is_file() and str(case.case.label).startswith(os.path.abspath(DATA))
+               for case in split.cases.values())

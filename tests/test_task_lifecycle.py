@@ -76,7 +76,7 @@ class ParityBitsTask(base.Task):
     def data_saved(self, folder):
         return (folder / "bits.npy").is_file()
 
-    def load_data(self, folder):
+    def load_data(self, folder, data_dir=None):
         return np.load(folder / "bits.npy")
 
     def validator(self, model, data, config, device, workers):

@@ -376,7 +376,7 @@ def _refuse_data_elsewhere(path: Path) -> None:
     folder = path.parent.resolve()
     for name in names:
         target = (folder / name).parent.resolve()
-        if Path(name).is_absolute() or not target.is_relative_to(folder):
+        if not target.is_relative_to(folder):  # folder / "/abs/x" is /abs/x
             raise DataError(f"{path}: its header reads the voxels from {name}, outside the header's folder; "
                             "refused (keep the data file beside its header)")
 

@@ -134,7 +134,9 @@ class Task:
     def data_saved(self, folder: Path) -> bool:
         raise NotImplementedError
 
-    def load_data(self, folder: Path) -> Any:
+    def load_data(self, folder: Path, data_dir: str | None = None) -> Any:
+        """The data ``save_data`` wrote; ``data_dir``: the resumed run's ``--data-dir``, for a task
+        whose split refers to files by path (masks, segmentation), whose data set may have moved."""
         raise NotImplementedError
 
     def validator(self, model: nn.Module, data: Any, config: dict, device: torch.device,
@@ -433,7 +435,7 @@ def _saved_or_prepared_data(task: Task, run_dir: Path, config: dict, data_dir, w
     # every process sees the state rank 0 saw, before rank 0 may save the data
     folder = run_dir / "split"
     if workers.broadcast(task.data_saved(folder)):
-        return task.load_data(folder)
+        return task.load_data(folder, data_dir)
     data = task.prepare(config, data_dir)  # killed before the data were saved: a pure function of data and seed
     if workers.is_main:
         task.save_data(data, folder)

@@ -266,14 +266,14 @@ def check_split_drawn(split: dict, config: dict, path: Path) -> None:
                         "folder comes from another run")
 
 
-def load_data(folder: Path) -> MaskData:
+def load_data(folder: Path, data_dir: str | None = None) -> MaskData:
     with cases_json(folder, "masks") as meta:
         try:
             packed = np.load(Path(folder) / "grids.npz", allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # EOFError: an empty file
             raise DataError(f"{Path(folder) / 'grids.npz'}: missing or damaged ({err or 'empty file'})") from None
         records = {}
-        read_case = case_reader(meta["dataset"])
+        read_case = case_reader(meta["dataset"], data_dir)
         for case_id, rec in meta["records"].items():
             transform = GridTransform.from_dict(rec["transform"])
             n = int(np.prod(transform.grid_shape))

@@ -76,8 +76,8 @@ class MasksTask(base.Task):
     def data_saved(self, folder: Path) -> bool:
         return (folder / "grids.npz").is_file()  # written after cases.json
 
-    def load_data(self, folder: Path) -> MaskData:
-        return load_data(folder)
+    def load_data(self, folder: Path, data_dir: str | None = None) -> MaskData:
+        return load_data(folder, data_dir)
 
     def validator(self, model, data: MaskData, config: dict, device, workers: Workers):
         return make_validator(model, data, config, device)

@@ -71,7 +71,7 @@ class RecommendationTask(base.Task):
     def data_saved(self, folder: Path) -> bool:
         return (folder / "split.json").is_file()
 
-    def load_data(self, folder: Path) -> Split:
+    def load_data(self, folder: Path, data_dir: str | None = None) -> Split:
         return Split.load(folder)
 
     def validator(self, model, split: Split, config: dict, device, workers: Workers):

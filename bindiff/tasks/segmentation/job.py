@@ -109,8 +109,8 @@ class SegmentationTask(base.Task):
     def data_saved(self, folder: Path) -> bool:
         return (folder / "cases.json").is_file()
 
-    def load_data(self, folder: Path) -> SegmentationData:
-        return load_data(folder, base.read_run_config(folder.parent))
+    def load_data(self, folder: Path, data_dir: str | None = None) -> SegmentationData:
+        return load_data(folder, base.read_run_config(folder.parent), data_dir=data_dir)
 
     def validator(self, model, data: SegmentationData, config: dict, device, workers: Workers):
         return _diffusion_validator(model, data, config, device, workers)
