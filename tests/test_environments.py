@@ -176,3 +176,24 @@ def test_a_library_read_works_without_a_stderr(tmp_path):
     done = subprocess.run([sys.executable, "-c", _READ_WITHOUT_STDERR, str(tmp_path / "m.mha")],
                           stdout=subprocess.PIPE, stderr=None, preexec_fn=lambda: os.close(2), text=True)
     assert done.returncode == 0 and done.stdout == "8"
+
+
+def test_a_saved_case_split_round_trips_and_follows_a_moved_data_set(tmp_path, monkeypatch):
+    from bindiff.adapters.masks import find_dataset, load_case_split, split_cases
+    from bindiff.adapters.masks.datasets import save_case_split
+
+    data = Path(os.path.abspath(os.environ.get("BINDIFF_DATA_DIR", "../shared/data")))
+    if not (data / "msd_hippocampus").is_dir():
+        pytest.skip("the MSD hippocampus data set is not here")
+    dataset = find_dataset("msd_hippocampus", data_dir=data)
+    ids = [c.case_id for c in dataset.cases]
+    split = split_cases(ids, 2, 2, seed=0)
+    save_case_split(tmp_path / "cases.json", dataset, split)
+    loaded = load_case_split(tmp_path / "cases.json")
+    by_id = {c.case_id: c for c in dataset.cases}
+    assert loaded["split"] == split and loaded["cases"] == by_id
+    text = (tmp_path / "cases.json").read_text()
+    (tmp_path / "cases.json").write_text(text.replace(str(dataset.root), "/gone/data/msd_hippocampus"))
+    monkeypatch.delenv("BINDIFF_DATA_DIR", raising=False)
+    moved = load_case_split(tmp_path / "cases.json", data_dir=data)
+    assert moved["cases"] == by_id

@@ -299,10 +299,13 @@ def save_case_split(path: Path, dataset: MaskDataset, split: dict[str, list[str]
                                                 for i in split[part]], **(extra or {})})
 
 
-def load_case_split(path: Path) -> dict:
+def load_case_split(path: Path, data_dir: str | os.PathLike | None = None) -> dict:
+    """A file ``save_case_split`` wrote; its cases read as ``case_reader`` reads a run's (a named
+    data set that has moved is found where ``data_dir`` or ``$BINDIFF_DATA_DIR`` now holds it)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: case split not found")
-    data = json.loads(path.read_text())
-    data["cases"] = {c["case_id"]: MaskCase.from_dict(c) for c in data["cases"]}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    read = case_reader(data["dataset"], data_dir)
+    data["cases"] = {c["case_id"]: read(c) for c in data["cases"]}
     return data
