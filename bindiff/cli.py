@@ -194,8 +194,8 @@ def evaluate(
     try:
         if out is not None:
             refuse_a_long_name(Path(out))  # before exists(), which raises on a name the file system cannot hold
-        if out is not None and Path(out).exists():
-            raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
+            if Path(out).exists():
+                raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
         task = read_run_config(Path(run_dir))["task"]
         if task in ("segmentation", "masks") and out is None:
             raise RecipeError(f"--out: a {task} run is scored again into a new folder; give one")

@@ -159,9 +159,9 @@ def score(prediction: str | Path, reference: str | Path, preset: LabelPreset | s
         preset.region(region)  # an unknown region is refused before any file is read
     if out is not None:
         refuse_a_long_name(Path(out))  # before exists(), which raises on a name the file system cannot hold
-    if out is not None and Path(out).exists():  # it might even be one of the files scored
-        raise FileExistsError(f"--out {out}: already exists; bindiff never overwrites")
-    if out is not None:  # a folder path through a file: said before every case is read and scored
+        if Path(out).exists():  # it might even be one of the files scored
+            raise FileExistsError(f"--out {out}: already exists; bindiff never overwrites")
+        # a folder path through a file: said before every case is read and scored
         try:
             refuse_a_file_above(Path(out))
         except OutputError as err:

@@ -18,6 +18,7 @@ a run can be re-evaluated on exactly its held-out cases.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -238,20 +239,22 @@ def case_reader(dataset: str, data_dir: str | os.PathLike | None = None) -> Call
     ``--data-dir`` or ``$BINDIFF_DATA_DIR`` now finds that data set."""
     if dataset not in KNOWN_DATASETS:
         return MaskCase.from_dict
-    folder_name, now = KNOWN_DATASETS[dataset], []
+    folder_name = KNOWN_DATASETS[dataset]
+
+    @functools.cache
+    def current_root() -> Path | None:  # looked up once, and only if a stored file is missing
+        try:
+            return _resolve_root(dataset, data_dir)
+        except DataError:  # not found there either: the stored path's own "not found" names it
+            return None
 
     def moved(path: Path | None) -> Path | None:
         if path is None or path.exists():
             return path
         anchor = next((a for a in path.parents if a.name == folder_name), None)
-        if anchor is None:
+        if anchor is None or current_root() is None:
             return path
-        if not now:
-            try:
-                now.append(_resolve_root(dataset, data_dir))
-            except DataError:  # not found there either: the stored path's own "not found" names it
-                now.append(None)
-        return path if now[0] is None else now[0] / path.relative_to(anchor)
+        return current_root() / path.relative_to(anchor)
 
     def read(entry: dict) -> MaskCase:
         case = MaskCase.from_dict(entry)

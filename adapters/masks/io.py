@@ -148,9 +148,10 @@ def _read_nifti(path: Path) -> _Read:
         image = nib.load(str(path))
         shape = tuple(int(n) for n in image.shape)
         n_bytes = math.prod(shape) * image.get_data_dtype().itemsize
-        if not str(path).lower().endswith(".gz") and int(image.header["vox_offset"]) + n_bytes > path.stat().st_size:
+        held = None if str(path).lower().endswith(".gz") else path.stat().st_size  # compressed: unknown until read
+        if held is not None and int(image.header["vox_offset"]) + n_bytes > held:
             raise DataError(f"{path}: its header gives shape {shape} ({n_bytes:,} bytes of voxels) but the file "
-                            f"holds {path.stat().st_size:,} bytes: truncated or a damaged header")
+                            f"holds {held:,} bytes: truncated or a damaged header")
         data = np.asanyarray(image.dataobj)
     except DataError:
         raise
@@ -338,26 +339,19 @@ def _data_files_named(path: Path) -> list[str] | None:
     does not end within _HEADER_LIMIT bytes (padding could hide the key past any shorter read)."""
     with open(path, "rb") as handle:
         head = handle.read(_HEADER_LIMIT + 1)
-    named: list[str] = []
     lines = head.decode("latin-1").splitlines()
     for i, line in enumerate(lines):
-        meta = re.match(r"\s*ElementDataFile\s*=\s*(.*?)\s*$", line)
-        nrrd = re.match(r"\s*data ?file\s*:\s*(.*?)\s*$", line, re.I)
-        if meta:
-            value = meta.group(1)
-            if value.upper() == "LOCAL":
-                return named
+        key = re.match(r"\s*(?:ElementDataFile\s*=|(?i:data ?file)\s*:)\s*(.*?)\s*$", line)
+        if key:
+            value = key.group(1)
+            if not value or value.upper() == "LOCAL":
+                return []
             if value.upper().startswith("LIST"):  # one file name a line after it
-                return named + [entry.strip() for entry in lines[i + 1:] if entry.strip()]
-            return named + [value.split()[0]]  # a file, or a printf pattern with its numbers after it
-        if nrrd:
-            value = nrrd.group(1)
-            if value.upper().startswith("LIST"):
-                return named + [entry.strip() for entry in lines[i + 1:] if entry.strip()]
-            return named + [value.split()[0]] if value else named
+                return [entry.strip() for entry in lines[i + 1:] if entry.strip()]
+            return [value.split()[0]]  # a file, or a printf pattern with its numbers after it
         if not line.strip() and path.suffix.lower() == ".nrrd":  # an attached NRRD: the data follow
-            return named
-    return None if len(head) > _HEADER_LIMIT else named
+            return []
+    return None if len(head) > _HEADER_LIMIT else []
 
 
 def _refuse_data_elsewhere(path: Path) -> None:

@@ -10,14 +10,13 @@ from ..core.process import KERNELS, REVERSE_KERNELS
 from ..core.schedules import SCHEDULES
 
 
-def _refused_key(d: dict, keys=("schedule", "kernel", "loss", "reverse_kernel")) -> str:
-    """The ``diffusion`` key a refused value most likely came from (of ``keys``, those the
-    failing call read), for the error's prefix."""
-    for key, allowed in (("schedule", SCHEDULES), ("kernel", KERNELS), ("loss", LOSSES),
-                         ("reverse_kernel", REVERSE_KERNELS)):
-        if key in keys and key in d and d[key] not in allowed:
-            return f"diffusion.{key}"
-    return "diffusion"
+_CHOICES = {"schedule": SCHEDULES, "kernel": KERNELS, "loss": LOSSES, "reverse_kernel": REVERSE_KERNELS}
+
+
+def _refused_key(d: dict, keys: tuple[str, ...], otherwise: str) -> str:
+    """The ``diffusion`` key a refused value came from: the first of ``keys`` (those the failing
+    call read) holding a name it does not know, else ``otherwise``; for the error's prefix."""
+    return next((f"diffusion.{key}" for key in keys if d[key] not in _CHOICES[key]), otherwise)
 
 
 def build_process(config: dict) -> BernoulliProcess:
@@ -25,8 +24,7 @@ def build_process(config: dict) -> BernoulliProcess:
     try:
         return BernoulliProcess.from_schedule(d["schedule"], d["steps"], kernel=d["kernel"], **d["schedule_params"])
     except ValueError as err:
-        key = _refused_key(d, ("schedule", "kernel"))
-        raise RecipeError(f"{'diffusion.schedule_params' if key == 'diffusion' else key}: {err}") from None
+        raise RecipeError(f"{_refused_key(d, ('schedule', 'kernel'), 'diffusion.schedule_params')}: {err}") from None
 
 
 def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
@@ -51,4 +49,4 @@ def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
                                  prior_offset_dim=dim if d["prior_offset"] else 0,
                                  denoiser_input=d["denoiser_input"])
     except ValueError as err:
-        raise RecipeError(f"{_refused_key(d)}: {err}") from None
+        raise RecipeError(f"{_refused_key(d, ('loss', 'reverse_kernel'), 'diffusion')}: {err}") from None
