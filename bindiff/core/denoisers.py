@@ -81,7 +81,7 @@ class MLPDenoiser(nn.Module):
         for i, (layer, act) in enumerate(zip(self.layers, self.activations)):
             h = layer(h)
             if i == 0 and self.time_proj is not None:
-                h = h + self.time_proj(sinusoidal_embedding(t, self.time_dim))
+                h = h + self.time_proj(sinusoidal_embedding(t, self.time_dim).to(h.dtype))
             h = self.dropout(act(h)) if i < len(self.layers) - 1 else act(h)
         return self.out(h)
 
@@ -130,7 +130,7 @@ class DenoiserEnsemble(nn.Module):
     @staticmethod
     def mean_logits(member_logits: torch.Tensor) -> torch.Tensor:
         """logit of the mean probability over the first dimension, (M, B, D) -> (B, D)."""
-        logits = member_logits.float()
+        logits = member_logits.to(torch.promote_types(member_logits.dtype, torch.float32))
         # log of the mean of σ(l) and of σ(−l), each through logsumexp: exact where σ saturates
         # (the 1/M of both means cancels in the difference)
         log_p = torch.logsumexp(nn.functional.logsigmoid(logits), dim=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,6 +17,20 @@ from .scheduler import STEP_MODES, ReverseScheduler
 
 DECODES = ("sample", "mean", "threshold")
 DENOISER_INPUTS = ("state", "flat_posterior")
+
+
+def _lift(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 at least (``working_dtype``): bf16/float16 lifted, float64 kept."""
+    return logits.to(working_dtype(logits))
+
+
+def _takes_condition(denoiser: nn.Module) -> bool:
+    """Whether ``denoiser(x_t, t, cond)`` is a call its forward accepts (an ensemble: its members')."""
+    if isinstance(denoiser, DenoiserEnsemble):
+        denoiser = denoiser.members[0]
+    params = inspect.signature(denoiser.forward).parameters.values()
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 @dataclass
@@ -63,6 +78,9 @@ class BinomialDiffusion(nn.Module):
         # feeds it for a random half of the examples (zeros for the rest); the reverse loop feeds
         # each step the estimate of the step before (zeros at the first).
         self.self_condition = bool(self_condition)
+        if self.self_condition and not _takes_condition(denoiser):
+            raise ValueError(f"self_condition=True hands the denoiser its own estimate as a condition; "
+                             f"{type(denoiser).__name__}.forward(x_t, t) takes none")
         if not dice_weight >= 0:
             raise ValueError(f"dice_weight must be >= 0, got {dice_weight}")
         self.dice_weight = float(dice_weight)
@@ -75,9 +93,13 @@ class BinomialDiffusion(nn.Module):
         self.denoiser = denoiser
         self.process = process
         self.loss_kind = loss
-        self.hybrid_coeff = hybrid_coeff
+        if not hybrid_coeff >= 0:  # NaN fails too; a negative weight would maximise the cross-entropy
+            raise ValueError(f"hybrid_coeff must be >= 0, got {hybrid_coeff}")
+        self.hybrid_coeff = float(hybrid_coeff)
         # Recommenders only ever denoise lightly corrupted histories; training on the first
         # few steps only concentrates capacity there. None trains on every step.
+        if train_t_max is not None and (isinstance(train_t_max, bool) or int(train_t_max) != train_t_max):
+            raise ValueError(f"train_t_max must be a whole number of steps, got {train_t_max!r}")
         self.train_t_max = process.num_steps if train_t_max is None else int(train_t_max)
         if not 1 <= self.train_t_max <= process.num_steps:
             raise ValueError(f"train_t_max must lie in 1..{process.num_steps}, got {train_t_max}")
@@ -119,6 +141,7 @@ class BinomialDiffusion(nn.Module):
         self.top_time_share = float(top_share)
 
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """``n`` training times in 1..train_t_max: uniform, or the mixture ``set_time_mixture`` set."""
         t = torch.randint(1, self.train_t_max + 1, (n,), generator=generator, device=device)
         if self.low_time_share <= 0 and self.top_time_share <= 0:
             return t
@@ -169,15 +192,19 @@ class BinomialDiffusion(nn.Module):
                                  "(it trains in one process)")
             use = torch.rand(x0.shape[0], 1, generator=generator, device=x0.device) < 0.5
             with torch.no_grad():
-                first = torch.sigmoid(self._denoise(x_t, t, cond, blocks=self.is_ensemble).float())
+                first = torch.sigmoid(_lift(self._denoise(x_t, t, cond, blocks=self.is_ensemble)))
             estimate = torch.where(use, first, torch.zeros_like(first))
-        # float32 logits even when the denoiser ran under bf16 autocast: the losses need the range
-        # an ensemble: block m of the batch is member m's alone (see DenoiserEnsemble), so the
-        # mean over rows is the mean of the members' own losses
-        logits = self._denoise(x_t, t, cond, estimate, blocks=self.is_ensemble).float()
+        # float32 logits at least, even when the denoiser ran under bf16 autocast: the losses need
+        # the range (a float64 model keeps float64). An ensemble: block m of the batch is member
+        # m's alone (see DenoiserEnsemble), so the mean over rows is the mean of the members' losses
+        logits = _lift(self._denoise(x_t, t, cond, estimate, blocks=self.is_ensemble))
         terms = diffusion_loss(self.loss_kind, self.process, x0, x_t, t, logits, self.hybrid_coeff,
                                self.reverse_kernel, self.dice_weight)
         return LossOutput(loss=terms["loss"].mean(), terms=terms, t=t)
+
+    def extra_repr(self) -> str:
+        return (f"process={self.process!r}, loss={self.loss_kind!r}, reverse_kernel={self.reverse_kernel!r}, "
+                f"train_t_max={self.train_t_max}")
 
     @property
     def is_ensemble(self) -> bool:
@@ -204,7 +231,7 @@ class BinomialDiffusion(nn.Module):
             call = self.denoiser
         logits = call(x_t, t) if cond is None else call(x_t, t, cond)
         if self.prior_logits is not None:  # on each member's logits, before their mean
-            logits = logits.float() + self.prior_logits
+            logits = _lift(logits) + self.prior_logits
         return DenoiserEnsemble.mean_logits(logits) if averaged else logits
 
     def _batch(self, name: str, x: torch.Tensor, bits: bool = False) -> torch.Tensor:
@@ -280,6 +307,9 @@ class BinomialDiffusion(nn.Module):
             raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
         if isinstance(resample, bool) or int(resample) != resample or resample < 1:
             raise ValueError(f"resample must be an integer >= 1, got {resample!r}")
+        if (known is None) != (mask is None):  # known without a mask would be ignored without a word
+            raise ValueError("known and mask go together: known holds the bits, mask says which are known")
+        check_unit_interval("sample", sample)  # the start; the loop's own states are not read back
         if ones is not None and mask is not None and bool(mask.any()):
             # the tilt counts every bit, the known ones included, whose p̂ the loop then discards
             raise ValueError("ones holds the count of a whole sample; it cannot be combined with known bits")
@@ -296,7 +326,7 @@ class BinomialDiffusion(nn.Module):
                 if ones is not None:
                     logits = tilt_to_count(logits, ones)
                 step_mode = mode if s > 0 else ("sample" if decode == "sample" else "mean")
-                out = scheduler.step(logits, t, sample, generator=generator, mode=step_mode)
+                out = scheduler._step(logits, t, sample, generator=generator, mode=step_mode)
                 sample, pred_x0 = out.prev_sample, out.pred_x0
                 estimate = pred_x0
                 if on_step is not None:

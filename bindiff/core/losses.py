@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .process import REVERSE_KERNELS, BernoulliProcess
+from .process import REVERSE_KERNELS, BernoulliProcess, check_unit_interval
 
 LOSSES = ("bce", "vb", "hybrid")
 
@@ -39,8 +39,28 @@ def bernoulli_kl_logits(p: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor
     )
 
 
+def _lifted(logits: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``logits`` and the states (x_0, x_t: bits or probabilities of any dtype, bools included) in
+    one float type of at least float32: a half-precision sum over thousands of bits is off by
+    whole units, and a float64 model keeps float64."""
+    dtype = torch.promote_types(logits.dtype, torch.float32) if logits.is_floating_point() else torch.float32
+    return (logits.to(dtype),) + tuple(x.to(dtype) for x in states)
+
+
+def _checked(logits: torch.Tensor, **states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The public losses' inputs: each state refused unless in [0, 1] (a −1 or a 2 gives a finite,
+    wrong loss, without a word), then lifted as ``_lifted``."""
+    for name, x in states.items():
+        check_unit_interval(name, x)
+    return _lifted(logits, *states.values())
+
+
 def bce_x0(logits: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """−log p̂(x_0) per example: the prediction is the input, the data the target."""
+    return _bce(*_checked(logits, x0=x0))
+
+
+def _bce(logits: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(_finite(logits), x0, reduction="none").sum(-1)
 
 
@@ -53,6 +73,10 @@ def soft_dice_x0(logits: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     An overlap term for sparse bit vectors (a mask's few foreground voxels), where the summed
     cross-entropy is dominated by the many certain zeros.
     """
+    return _soft_dice(*_checked(logits, x0=x0))
+
+
+def _soft_dice(logits: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     prob = torch.sigmoid(logits)
     return 1 - (2 * (prob * x0).sum(-1) + DICE_SMOOTH) / (prob.sum(-1) + x0.sum(-1) + DICE_SMOOTH)
 
@@ -71,6 +95,12 @@ def vb_terms(
     t ≥ 2: KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)), with p_θ the reverse kernel that
     sampling runs (``BernoulliProcess.reverse_logits``), so the bound trains what ``sample`` uses.
     """
+    logits, x0, x_t = _checked(logits, x0=x0, x_t=x_t)
+    return _vb_terms(process, x0, x_t, t, logits, reverse_kernel)
+
+
+def _vb_terms(process, x0, x_t, t, logits, reverse_kernel):
+    """``vb_terms`` on inputs already checked and lifted."""
     if reverse_kernel not in REVERSE_KERNELS:
         raise ValueError(f"unknown reverse kernel {reverse_kernel!r}; choose one of {', '.join(REVERSE_KERNELS)}")
     t = process._check_t(t, low=1).to(x0.device)  # t = 0 has no term: it is the data
@@ -78,11 +108,10 @@ def vb_terms(
         t = t.expand(x0.shape[0])
     elif t.shape != (x0.shape[0],):
         raise ValueError(f"t: one time per row ({x0.shape[0]}) or one for all, got shape {tuple(t.shape)}")
-    terms = bce_x0(logits, x0)
+    terms = _bce(logits, x0)
     later = t >= 2
     if later.any():
         rows = later.nonzero().squeeze(1)
-        # not checked here, once per training step: the model checks x0 and draws x_t itself
         target = torch.sigmoid(process._posterior_logits(x0[rows], x_t[rows], t[rows], None))
         model_logits = process._reverse_logits(logits[rows], x_t[rows], t[rows], None, reverse_kernel)
         terms = terms.index_put((rows,), bernoulli_kl_logits(target, model_logits).sum(-1))
@@ -108,11 +137,14 @@ def diffusion_loss(
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    if not hybrid_coeff >= 0 or not dice_weight >= 0:  # NaN fails too; a negative weight maximises its term
+        raise ValueError(f"hybrid_coeff and dice_weight must be >= 0, got {hybrid_coeff} and {dice_weight}")
+    logits, x0, x_t = _checked(logits, x0=x0, x_t=x_t)
     terms: dict[str, torch.Tensor] = {}
     if kind in ("bce", "hybrid"):
-        terms["bce"] = bce_x0(logits, x0)
+        terms["bce"] = _bce(logits, x0)
     if kind in ("vb", "hybrid"):
-        terms["vb"] = vb_terms(process, x0, x_t, t, logits, reverse_kernel)
+        terms["vb"] = _vb_terms(process, x0, x_t, t, logits, reverse_kernel)
     if kind == "bce":
         terms["loss"] = terms["bce"]
     elif kind == "vb":
@@ -120,6 +152,6 @@ def diffusion_loss(
     else:
         terms["loss"] = terms["vb"] + hybrid_coeff * terms["bce"]
     if dice_weight:
-        terms["dice"] = soft_dice_x0(logits, x0)
+        terms["dice"] = _soft_dice(logits, x0)
         terms["loss"] = terms["loss"] + dice_weight * x0.shape[-1] * terms["dice"]
     return terms

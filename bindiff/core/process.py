@@ -44,8 +44,8 @@ def working_dtype(x: torch.Tensor) -> torch.dtype:
 def check_unit_interval(name: str, x: torch.Tensor) -> None:
     """ValueError naming ``name`` unless every value lies in [0, 1] (bits or probabilities; NaN fails).
 
-    Skipped while torch.export or torch.compile traces: a check that depends on the values
-    cannot be part of a traced program (an exported scorer checks nothing at run time)."""
+    Skipped while torch.export traces: a check that depends on the values cannot be part of an
+    exported program (an exported scorer checks nothing at run time)."""
     if _tracing() or x.dtype == torch.bool or not x.numel():
         return
     low, high = torch.aminmax(x)  # one pass; NaN comes out as NaN and fails both comparisons
@@ -61,10 +61,15 @@ def check_not_nan(x: torch.Tensor, message: str) -> None:
 
 
 def _tracing() -> bool:
-    compiler = getattr(torch, "compiler", None)  # is_exporting is new in torch 2.7, is_compiling in 2.3
+    """True while torch.export traces. ``torch.compile`` still checks: a check breaks its graph
+    there and runs eagerly, where skipping it would let NaN or a 2 through without a word."""
+    compiler = getattr(torch, "compiler", None)
+    if hasattr(compiler, "is_exporting"):  # torch >= 2.7
+        return bool(compiler.is_exporting())
+    # before 2.7 export traced with dynamo and could not be told from compile
     if hasattr(compiler, "is_compiling"):
-        return any(getattr(compiler, name, lambda: False)() for name in ("is_exporting", "is_compiling"))
-    from torch import _dynamo  # torch 2.2: export traces with dynamo
+        return bool(compiler.is_compiling())
+    from torch import _dynamo  # torch 2.2
 
     return bool(_dynamo.is_compiling())
 
@@ -86,6 +91,9 @@ def _gather(table: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> t
 
 def _shaped_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-row values (float64) in ``like``'s working dtype and device, broadcasting over its feature axes."""
+    if values.ndim > 1 or (values.ndim == 1 and like.ndim and values.shape[0] not in (1, like.shape[0])):
+        # a (1, B) time would be applied per column, and k times on one row give k rows
+        raise ValueError(f"t: expected an int or one time per row ({like.shape[0]},), got shape {tuple(values.shape)}")
     values = values.to(device=like.device, dtype=working_dtype(like))
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
@@ -154,6 +162,7 @@ class BernoulliProcess:
         return cls(rates, kernel=kernel, config=config)
 
     def to_config(self) -> dict:
+        """Plain values (YAML-safe) from which ``from_config`` rebuilds this process."""
         return copy.deepcopy(self._config)  # a copy all the way down: editing it leaves the process alone
 
     def _check_tables(self) -> None:
@@ -205,7 +214,9 @@ class BernoulliProcess:
     def alpha_ratio(self, t: torch.Tensor | int, s: torch.Tensor | int) -> torch.Tensor:
         """ᾱ_t / ᾱ_s for s ≤ t in float64, exactly 1 at s = t (also where ᾱ_t = ᾱ_s = 0)."""
         where = self.log_alpha_bar.device  # the tables stay on the CPU; a time on the GPU is brought here
-        t, s = (torch.as_tensor(v, dtype=torch.long).to(where) for v in (t, s))
+        t, s = (self._check_t(v).to(where) for v in (t, s))
+        if bool((s > t).any()):  # a ratio above 1 is no kernel
+            raise ValueError("alpha_ratio(t, s) needs s <= t")
         ratio = torch.exp(self.log_alpha_bar[t] - self.log_alpha_bar[s])
         return torch.where(t == s, torch.ones_like(ratio), ratio)
 
@@ -249,6 +260,12 @@ class BernoulliProcess:
             noise = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
         elif noise.shape != probs.shape:
             raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {tuple(probs.shape)}")
+        elif not _tracing() and noise.numel():
+            low, high = torch.aminmax(noise)  # NaN fails both
+            if not bool((low >= 0) & (high < 1)):
+                raise ValueError("noise: must be uniform on [0, 1) (x_t = 1 where noise < P(x_t = 1 | x_0)); Gaussian "
+                                 f"noise such as torch.randn does not describe a Bernoulli draw (got {low.item():.3g}.."
+                                 f"{high.item():.3g})")
         return (noise < probs).to(x0.dtype)
 
     # -- posterior ------------------------------------------------------------------------
@@ -292,6 +309,7 @@ class BernoulliProcess:
         return log_one - log_zero
 
     def posterior_probs(self, x0, x_t, t, s=None) -> torch.Tensor:
+        """q(x_s = 1 | x_t, x_0), s = t − 1 by default: ``posterior_logits`` through the sigmoid."""
         return torch.sigmoid(self.posterior_logits(x0, x_t, t, s))
 
     def reverse_logits(
@@ -363,4 +381,7 @@ class BernoulliProcess:
         return torch.where(d.abs() < 0.01, series, closed).sum(-1).to(working_dtype(x0))
 
     def __repr__(self) -> str:
-        return f"BernoulliProcess(T={self.num_steps}, kernel={self.kernel!r}, config={self._config})"
+        config = dict(self._config)
+        if "betas" in config:  # a thousand rates would fill the screen
+            config["betas"] = f"<{self.num_steps} values>"
+        return f"BernoulliProcess(T={self.num_steps}, kernel={self.kernel!r}, config={config})"

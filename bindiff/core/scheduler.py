@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .process import REVERSE_KERNELS, BernoulliProcess, check_not_nan, draw_bits, working_dtype
+from .process import REVERSE_KERNELS, BernoulliProcess, check_not_nan, check_unit_interval, draw_bits, working_dtype
 
 STEP_MODES = ("sample", "mean")
 
@@ -40,11 +40,16 @@ class ReverseScheduler:
         self.timesteps: list[int] = list(range(process.num_steps, 0, -1))
 
     def to_config(self) -> dict:
+        """Plain values (YAML-safe) from which ``from_config`` builds an equal scheduler."""
         return {"process": self.process.to_config(), "reverse_kernel": self.reverse_kernel,
                 "timesteps": list(self.timesteps)}
 
     @classmethod
     def from_config(cls, config: dict) -> "ReverseScheduler":
+        unknown = sorted(set(config) - {"process", "reverse_kernel", "timesteps"})
+        if unknown or "process" not in config:  # a misspelt key would otherwise be a default, silently
+            raise ValueError("a scheduler config holds 'process' and optionally 'reverse_kernel' and 'timesteps'"
+                             + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else "; 'process' is missing"))
         scheduler = cls(BernoulliProcess.from_config(config["process"]), config.get("reverse_kernel", "mixture"))
         if "timesteps" in config:
             scheduler.set_timesteps(timesteps=config["timesteps"])
@@ -80,6 +85,8 @@ class ReverseScheduler:
 
     def previous(self, t: int) -> int:
         """The time visited after ``t`` (0 after the last)."""
+        if isinstance(t, torch.Tensor) and t.numel() != 1:
+            raise ValueError(f"t: one time for the whole batch (every row steps together), got shape {tuple(t.shape)}")
         if int(t) != t or int(t) not in self.timesteps:
             raise ValueError(f"t = {t!r} is not one of this scheduler's timesteps {self.timesteps}")
         i = self.timesteps.index(int(t))
@@ -87,6 +94,17 @@ class ReverseScheduler:
 
     def step(self, model_output: torch.Tensor, t: int, sample: torch.Tensor,
              generator: torch.Generator | None = None, mode: str = "sample") -> StepOutput:
+        """One reverse step from ``sample`` (x_t: bits, or probabilities in mode "mean") at time ``t``,
+        one of ``timesteps``, given the denoiser's x_0 logits ``model_output`` (same shape).
+
+        Draws the next state with ``generator`` ("sample") or keeps its probabilities ("mean").
+        ValueError for a sample outside [0, 1], NaN logits, or a ``t`` not among the timesteps.
+        """
+        check_unit_interval("sample", sample)
+        return self._step(model_output, t, sample, generator, mode)
+
+    def _step(self, model_output, t, sample, generator=None, mode="sample") -> StepOutput:
+        """``step`` for the reverse loop, whose state is its own (not read back at every step)."""
         if mode not in STEP_MODES:
             raise ValueError(f"mode must be one of {STEP_MODES}, got {mode!r}")
         if model_output.shape != sample.shape:  # broadcasting would silently pair the wrong rows
@@ -103,7 +121,7 @@ class ReverseScheduler:
             # s = 0, without the round trip through log space).
             probs = pred_x0
         else:
-            # `sample` is what the loop drew (not checked at every step); the logits are checked above
+            # the logits are checked above, `sample` by ``step`` (the loop's own state is not)
             probs = torch.sigmoid(self.process._reverse_logits(model_output, sample, t, s, self.reverse_kernel))
         if mode == "mean":
             nxt = probs

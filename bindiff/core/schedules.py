@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from typing import Callable
 
 import torch
@@ -88,13 +89,15 @@ def get_schedule(name: str, steps: int, **params: float) -> torch.Tensor:
     """β_1..β_T for the named schedule, validated."""
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+    if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"schedule {name!r}: steps must be an integer >= 1 (T >= 1), got {steps!r}")
+    steps = int(steps)  # numpy's integers too
     accepted = [p for p in inspect.signature(SCHEDULES[name]).parameters if p != "steps"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"schedule {name!r} has no parameter(s) {unknown}; it takes {accepted}")
     for key, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ValueError(f"schedule {name!r}: parameter {key!r} must be a number, got {value!r}")
+    params = {key: int(v) if isinstance(v, numbers.Integral) else float(v) for key, v in params.items()}
     return validate_betas(SCHEDULES[name](steps, **params), source=f"schedule {name!r}")

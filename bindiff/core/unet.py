@@ -52,6 +52,11 @@ def _groups(channels: int) -> int:
     return 1
 
 
+def _lift(h: torch.Tensor) -> torch.Tensor:
+    """float32 at least (bfloat16 under autocast lifted, a float64 model kept)."""
+    return h.to(torch.promote_types(h.dtype, torch.float32))
+
+
 class _Block(nn.Module):
     def __init__(self, conv: type[nn.Module], c_in: int, c_out: int, emb_dim: int):
         super().__init__()
@@ -64,12 +69,12 @@ class _Block(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
-        # normalisation and the residual sum in float32 even under bfloat16 autocast
-        h = self.act(self.norm1(self.conv1(x).float()))
+        # normalisation and the residual sum in float32 at least, even under bfloat16 autocast
+        h = self.act(self.norm1(_lift(self.conv1(x))))
         if self.time is not None and emb is not None:
-            h = h + self.time(emb).float().reshape(emb.shape[0], -1, *([1] * (x.ndim - 2)))
-        h = self.act(self.norm2(self.conv2(h).float()))
-        return h + self.skip(x).float()
+            h = h + _lift(self.time(emb)).reshape(emb.shape[0], -1, *([1] * (x.ndim - 2)))
+        h = self.act(self.norm2(_lift(self.conv2(h))))
+        return h + _lift(self.skip(x))
 
 
 class UNetDenoiser(nn.Module):
@@ -154,7 +159,7 @@ class UNetDenoiser(nn.Module):
         low_precision = self.bf16 and bfloat16_autocast(x_t.device.type)
         with torch.autocast(device_type=x_t.device.type, dtype=torch.bfloat16, enabled=low_precision):
             logits = self._forward(x_t, t, cond)
-        return logits.float()
+        return _lift(logits)
 
     def _layout(self, h: torch.Tensor) -> torch.Tensor:
         """3-D activations in the channels-last layout of the weights. Pooling, the 1×1 skips and
@@ -174,7 +179,7 @@ class UNetDenoiser(nn.Module):
         if any(pad):
             h = nn.functional.pad(h, [v for p in reversed(pad) for v in (0, p)])
         h = self._layout(h)
-        emb = self.time_mlp(sinusoidal_embedding(t, self.time_dim)) if self.time_mlp is not None else None
+        emb = self.time_mlp(sinusoidal_embedding(t, self.time_dim).to(h.dtype)) if self.time_mlp is not None else None
         x_in = h
         h = self.stem(h)
         skips = []
