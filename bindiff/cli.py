@@ -578,6 +578,11 @@ def main() -> None:
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the life of the process
+    # output redirected on Windows is cp1252: an item id or a file name outside it ended `recommend` or
+    # `segment` with a UnicodeEncodeError after the work. Files bindiff writes are UTF-8; so is this
+    out = sys.stdout
+    if hasattr(out, "reconfigure") and not out.isatty() and (out.encoding or "").lower().replace("-", "") != "utf8":
+        out.reconfigure(encoding="utf-8")
     try:
         code = _run_app()
     except getattr(click_errors, "NoArgsIsHelpError", ()) as err:  # `bindiff` or `bindiff masks` alone: the help

@@ -130,7 +130,7 @@ def _publish_without_overwriting(tmp: Path, path: Path) -> None:
     except FileExistsError:
         raise OutputError(taken) from None
     except OSError as err:
-        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EINVAL):  # EINVAL: exFAT
             raise
         if path.exists():
             raise OutputError(taken) from None
@@ -181,7 +181,8 @@ def _fsync(path: str | Path) -> None:
 
 def write_text(path: str | Path, text: str, overwrite: bool = True) -> None:
     with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        # the text's own line ends on every system: Windows' text mode turned a CSV's \r\n into \r\r\n
+        tmp.write_text(text, encoding="utf-8", newline="")
 
 
 def write_json(path: str | Path, data, overwrite: bool = True) -> None:

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bindiff.cli import app
+from bindiff.config import dump_recipe, load_recipe
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "ml1m.yaml"
 runner = CliRunner()
@@ -28,11 +29,14 @@ def ratings_csv(tmp_path_factory) -> Path:
 
 
 def args(csv_path: Path, root: Path, *extra: str) -> list[str]:
-    return ["compare", str(RECIPE), f"data.dataset={csv_path}", "data.min_rating=null",
-            "split.n_valid_users=30", "split.n_test_users=30", "denoiser.params.hidden=[16]",
-            "train.epochs=3", "train.lr=0.01", "train.batch_size=50", "eval.metrics=[recall@5, ndcg@10]",
-            "eval.select=ndcg@10", f"output.root={root}", "output.progress=false",
-            *extra]
+    """A comparison of a small ML-1M recipe written beside ``root``. Its settings are the recipe's,
+    not the command line's: a typed override that a model's preset or a search sets again is refused."""
+    small = ["name=ml1m", f"data.dataset={csv_path}", "data.min_rating=null", "split.n_valid_users=30",
+             "split.n_test_users=30", "denoiser.params.hidden=[16]", "train.epochs=3", "train.lr=0.01",
+             "train.batch_size=50", "eval.metrics=[recall@5, ndcg@10]", "eval.select=ndcg@10"]
+    recipe = root.with_name(root.name + "-recipe.yaml")
+    recipe.write_text(dump_recipe(load_recipe(RECIPE, small)))
+    return ["compare", str(recipe), f"output.root={root}", "output.progress=false", *extra]
 
 
 def test_compare_writes_table_csv_plot_and_paired_test(ratings_csv, tmp_path):

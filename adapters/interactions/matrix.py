@@ -7,7 +7,9 @@ users x items array of ML-scale data would not fit a laptop's memory.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 import scipy.sparse as sp
@@ -65,8 +67,8 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
             )
         users, items = users[keep], items[keep]
 
-    user_ids, rows = index_ids(users)
-    item_ids, cols = index_ids(items)
+    user_ids, rows = index_ids(users, "user ids", raw.source)
+    item_ids, cols = index_ids(items, "item ids", raw.source)
     matrix = binary_csr(rows, cols, (len(user_ids), len(item_ids)))
 
     if k_core > 1:
@@ -80,11 +82,13 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
     return InteractionMatrix(matrix, user_ids, item_ids, raw.source)
 
 
-def index_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def index_ids(ids: np.ndarray, what: str = "ids", source: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Distinct ids and each entry's index into them.
 
     Integer-looking ids are ordered by value (so "2" < "10", and DiffRec's
-    0-based ids land on their own row); other ids in string order.
+    0-based ids land on their own row); other ids in string order. One number written two ways
+    ("1" and "01", "3" and "3.0", as a pandas export writes a column that held a NaN) is
+    refused, naming ``what`` and ``source``: kept apart, one user's history would be split in two.
     """
     ids = np.asarray(ids)
     if ids.dtype == object:  # long ids (see the readers): distinct ones first, so only they take a fixed width
@@ -97,11 +101,42 @@ def index_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     try:
         values = distinct.astype(np.int64)
     except (ValueError, OverflowError):
+        _refuse_two_spellings(distinct, _as_floats(distinct), what, source)
         return distinct, inverse.ravel()
+    _refuse_two_spellings(distinct, values, what, source)
     order = np.lexsort((distinct, values))
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return distinct[order], rank[inverse.ravel()]
+
+
+def _as_floats(distinct: np.ndarray) -> np.ndarray:
+    """Each id as a number ("3.0" as 3), NaN for an id that is not one ("u3", "nan")."""
+    try:
+        return distinct.astype(np.float64)
+    except (ValueError, OverflowError):  # some ids are not numbers: one by one
+        return np.array([_number(i) for i in distinct.tolist()], dtype=np.float64)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except (ValueError, OverflowError):
+        return math.nan
+
+
+def _refuse_two_spellings(distinct: np.ndarray, values: np.ndarray, what: str, source: str) -> None:
+    """DataError when two distinct ids are the same finite number."""
+    numbers = np.flatnonzero(np.isfinite(values)) if values.dtype.kind == "f" else np.arange(len(values))
+    if len(numbers) < 2:
+        return
+    order = numbers[np.argsort(values[numbers], kind="stable")]
+    for k in np.flatnonzero(values[order][1:] == values[order][:-1]).tolist():
+        a, b = distinct[order[k]], distinct[order[k + 1]]
+        if Decimal(str(a)) != Decimal(str(b)):  # long numbers that a float64 rounds together stay apart
+            continue
+        raise DataError(f"{source + ': ' if source else ''}{what} {str(a)!r} and {str(b)!r} are one number written "
+                        "two ways; write each id one way (they would be two different ids)")
 
 
 def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:

@@ -117,7 +117,7 @@ class Split:
         if not manifest_path.is_file():
             raise DataError(f"{manifest_path}: not found; {directory} holds no saved split")
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8-sig"))  # a BOM: PowerShell 5 writes one
         except (OSError, ValueError) as exc:
             raise DataError(f"{manifest_path}: unreadable: {exc}") from None
         if not isinstance(manifest, dict) or "kind" not in manifest:
@@ -262,6 +262,8 @@ def predefined_split(train: RawInteractions, valid: RawInteractions, test: RawIn
     known_at_test.data[:] = 1.0
     _warn_of_known_targets(matrices["valid"], matrices["train"], valid.source, "the train file's")
     _warn_of_known_targets(matrices["test"], known_at_test, test.source, "the train or valid file's")
+    _warn_of_users_without_history(matrices["valid"], matrices["train"], valid.source)
+    _warn_of_users_without_history(matrices["test"], matrices["train"], test.source)
 
     user_ids = np.arange(n_users).astype(str)
     item_ids = np.arange(n_items).astype(str)
@@ -304,6 +306,17 @@ def _warn_of_known_targets(target: sp.csr_matrix, known: sp.csr_matrix, source, 
             "ranking, so they can never be recommended, yet they count as held-out items in every metric")
 
 
+def _warn_of_users_without_history(target: sp.csr_matrix, history: sp.csr_matrix, source) -> None:
+    """A line when users hold held-out items but no history in the train file: they are ranked
+    from an empty input (every model's list for nobody; EASE's is the item order) and count in every metric."""
+    n = int(((np.diff(target.indptr) > 0) & (np.diff(history.indptr) == 0)).sum())
+    if n:
+        from ...progress import log
+
+        log(f"warning: {source}: {n} users have held-out items but no history in the train file; they are ranked "
+            "from an empty history and count in every metric")
+
+
 def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_users: int, holdout_fraction: float,
                      min_items_to_split: int, seed: int) -> Split:
     """A shipped train/test split (weak generalisation), with validation carved out of train.
@@ -330,6 +343,7 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
     known = binary_csr(train_users, train_items, shape)
     target_test = binary_csr(test_users, test_items, shape)
     _warn_of_known_targets(target_test, known, test.source, "the train file's")
+    _warn_of_users_without_history(target_test, known, test.source)
     counts = np.diff(known.indptr)
     candidates = np.flatnonzero(counts >= min_items_to_split)
     if not 0 < n_valid_users < len(candidates):

@@ -24,7 +24,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Callable
 
 import numpy as np
@@ -251,10 +251,12 @@ def case_reader(dataset: str, data_dir: str | os.PathLike | None = None) -> Call
     def moved(path: Path | None) -> Path | None:
         if path is None or path.exists():
             return path
-        anchor = next((a for a in path.parents if a.name == folder_name), None)
-        if anchor is None or current_root() is None:
+        # a run made on Windows stores C:\...\msd_hippocampus\labels\x.nii.gz: one name to POSIX
+        parts = PureWindowsPath(str(path)).parts if "\\" in str(path) else path.parts
+        at = next((i for i in range(len(parts) - 2, -1, -1) if parts[i] == folder_name), None)
+        if at is None or current_root() is None:
             return path
-        return current_root() / path.relative_to(anchor)
+        return current_root().joinpath(*parts[at + 1:])
 
     def read(entry: dict) -> MaskCase:
         case = MaskCase.from_dict(entry)
@@ -273,13 +275,16 @@ def _count(value: int | float, n: int, key: str) -> int:
 
 def refuse_repeated_cases(cases: list[tuple[str, Path]]) -> None:
     """DataError naming two files of one case id (``(case_id, file)`` pairs): their outputs,
-    named after the case, would overwrite each other."""
+    named after the case, would overwrite each other. Ids that differ only in case count as one:
+    macOS's and Windows' file systems take ``Case1_mask.nii.gz`` and ``case1_mask.nii.gz`` for one file."""
     seen: dict[str, Path] = {}
     for case_id, file in cases:
-        if case_id in seen:
-            raise DataError(f"{file}: case {case_id!r} again (also {seen[case_id]}); their outputs would overwrite "
-                            "each other: rename one")
-        seen[case_id] = file
+        key = case_id.casefold()
+        if key in seen:
+            raise DataError(f"{file}: case {case_id!r} again (also {seen[key]}); their outputs would overwrite "
+                            "each other (on macOS and Windows also when only upper and lower case differ): "
+                            "rename one")
+        seen[key] = file
 
 
 def split_cases(case_ids: list[str], n_valid: int | float, n_test: int | float, seed: int) -> dict[str, list[str]]:
@@ -308,7 +313,7 @@ def load_case_split(path: Path, data_dir: str | os.PathLike | None = None) -> di
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: case split not found")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM: PowerShell 5 writes one
     read = case_reader(data["dataset"], data_dir)
     data["cases"] = {c["case_id"]: read(c) for c in data["cases"]}
     return data

@@ -16,11 +16,23 @@ from ..tasks.recommendation.schema import SECTIONS as RECOMMEND
 from ..tasks.segmentation.schema import SECTIONS as SEGMENTATION
 
 
+_RESERVED = {"con", "prn", "aux", "nul", *(f"{d}{i}" for d in ("com", "lpt") for i in range(1, 10))}
+FOLDER_NAME_RULE = ("must be one folder name that every system can hold: not a path, none of : * ? \" < > | "
+                    "or control characters, no trailing dot or space, not a name Windows reserves (CON, NUL, COM1, ...)")
+
+
+def is_folder_name(value: str) -> bool:
+    """Whether ``value`` names one folder on Linux, macOS and Windows alike: a run made on one and
+    copied to another keeps its name (``exp:1`` cannot be created on Windows, ``CON`` is a device)."""
+    return (value not in ("", ".", "..") and not any(c in value for c in '/\\:*?"<>|')
+            and all(ord(c) >= 32 for c in value) and value[-1] not in ". "
+            and value.split(".")[0].casefold() not in _RESERVED)
+
+
 # Sections every task shares: what is diffused, by which network, trained how, written where.
 COMMON: dict[str, Any] = {
     "name": key(str, "run", "run folder name under output.root (one folder name, no path)",
-                (lambda v: v not in ("", ".", "..") and "/" not in v and "\\" not in v,
-                 "must be one folder name, not a path")),
+                (is_folder_name, FOLDER_NAME_RULE)),
     "seed": key(int, 0, "seeds the split, initialisation, data order and diffusion noise", a_seed),
     "task": key(str, "recommend", "which job the recipe describes; selects the task sections below"),
     "diffusion": {

@@ -159,9 +159,9 @@ class Task:
     def check_rescoring(self, config: dict, model: nn.Module, payload: dict) -> None:
         """Refuse rescoring overrides that do not fit the trained model."""
 
-    def unread_reason(self, config: dict, section: str) -> str | None:
-        """Why the run's model never reads ``section`` (a rescoring override there would change
-        nothing), or None when it does."""
+    def unread_reason(self, config: dict, key: str) -> str | None:
+        """Why the run's model never reads the recipe key or section ``key`` (an override there
+        would change nothing), or None when it does."""
         return None
 
 
@@ -319,6 +319,7 @@ def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | N
     """
     started = time.perf_counter()
     config = _validated(config)
+    refuse_unread(task, config, overrides)
 
     def body(workers: Workers, device: torch.device) -> Run:
         kind = check_recipe(task, config)  # before the data are read
@@ -593,6 +594,16 @@ def checkpoint_entry(payload: dict, checkpoint: str = "best", companion: str | N
     folder = "checkpoints" if companion is None else f"checkpoints/{companion}"
     return {"file": f"{folder}/{checkpoint}.pt", "epoch": payload.get("epoch"),
             "selected_by": best.get("metric"), "best_value": best.get("value"), "best_epoch": best.get("epoch")}
+
+
+def refuse_unread(task: Task, config: dict, overrides: list[str], where: str = "") -> None:
+    """RecipeError for an override the run's model never reads (``denoiser.*`` for Mult-DAE): it
+    would be recorded in the run as if it had been used. ``where`` prefixes the message."""
+    for text in overrides:
+        keys, _ = parse_override(text)
+        unread = task.unread_reason(config, ".".join(keys))
+        if unread is not None:
+            raise RecipeError(f"{where}override {text!r}: {unread}, so it would change nothing")
 
 
 def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowed: tuple[str, ...] | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
@@ -38,5 +39,25 @@ def physical_memory_bytes() -> int | None:
     """This machine's memory, or None where the OS does not say (then nothing is refused)."""
     try:
         return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return _windows_memory_bytes() if sys.platform == "win32" else None
+
+
+def _windows_memory_bytes() -> int | None:
+    """ullTotalPhys of GlobalMemoryStatusEx, or None where it cannot be read."""
+    import ctypes
+
+    class MemoryStatus(ctypes.Structure):
+        _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
+                    *((name, ctypes.c_ulonglong) for name in ("ullTotalPhys", "ullAvailPhys", "ullTotalPageFile",
+                                                              "ullAvailPageFile", "ullTotalVirtual",
+                                                              "ullAvailVirtual", "ullAvailExtendedVirtual"))]
+
+    status = MemoryStatus()
+    status.dwLength = ctypes.sizeof(MemoryStatus)
+    try:
+        if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+            return None
+    except (AttributeError, OSError):
         return None
+    return int(status.ullTotalPhys)

@@ -110,12 +110,18 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
     env.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the cores this process may use
     # nohup ignores SIGHUP: keep it so. torchrun stops its workers on a SIGHUP whatever it inherited,
     # so it is then started in a session of its own, out of reach of the hang-up of this one
-    hangup_ignored = signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    hangup = getattr(signal, "SIGHUP", None)  # Windows has none
+    hangup_ignored = hangup is not None and signal.getsignal(hangup) is signal.SIG_IGN
     # torchrun keeps a log folder per run (torchelastic_*, in $TMPDIR by default) and never removes it
     logs = tempfile.mkdtemp(prefix="bindiff-torchrun-")
     command[3:3] = ["--log-dir", logs]
-    child = subprocess.Popen(command, preexec_fn=_die_with_parent, env=env, start_new_session=hangup_ignored)
-    forwarded = (signal.SIGTERM, signal.SIGINT) + (() if hangup_ignored else (signal.SIGHUP,))
+    try:  # preexec_fn is POSIX-only (Windows refuses it), and only Linux has what it asks for
+        child = subprocess.Popen(command, env=env, start_new_session=hangup_ignored,
+                                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    except BaseException:
+        shutil.rmtree(logs, ignore_errors=True)
+        raise
+    forwarded = (signal.SIGTERM, signal.SIGINT) + (() if hangup is None or hangup_ignored else (hangup,))
     received: list[int] = []
 
     def forward(number, frame):

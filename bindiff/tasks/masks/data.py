@@ -242,7 +242,7 @@ def cases_json(folder: Path, kind: str) -> Iterator[dict]:
     if not path.is_file():
         raise DataError(f"{path}: not found; is {Path(folder).parent} a {kind} run directory?")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM: PowerShell 5 writes one
     except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise DataError(f"{path}: damaged: not readable JSON ({err})") from None
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...config import RecipeError, dump_recipe, load_recipe
+from ...config.schema import FOLDER_NAME_RULE, is_folder_name
 from ...files import atomic_path, write_json, write_text
 from ...metrics.paired import paired_wilcoxon
 from ...progress import log, log_lines
@@ -34,9 +35,10 @@ from ...runs import new_output_dir
 from ...training.devices import device_of
 from .data import find_dataset
 from .evaluation import evaluate_part, training_popularity
-from .job import load_run, train_recommender
+from ..base import refuse_unread
+from .job import TASK, load_run, train_recommender
 from .models import BINOMIAL
-from .tune import NOT_SEARCHABLE, parse_space, run_tuning
+from .tune import NOT_SEARCHABLE, parse_space, refuse_replaced, run_tuning
 
 
 @dataclass
@@ -72,6 +74,8 @@ def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[st
     if twice:
         raise RecipeError(f"--models: {', '.join(map(repr, twice))} listed twice")
     for name in names:
+        if not is_folder_name(name):  # each model's runs go in a folder of its name
+            raise RecipeError(f"compare.models: the model name {name!r} {FOLDER_NAME_RULE}")
         if not isinstance(presets[name], list) or not all(isinstance(o, str) for o in presets[name]):
             raise RecipeError(f"compare.models.{name} must be a list of key=value overrides")
         for override in presets[name]:
@@ -104,8 +108,9 @@ def _search_spaces(config: dict, recipe: str, overrides: list[str], presets: dic
         raise RecipeError(f"{recipe}: --tune needs compare.spaces for at least one of {list(presets)}")
     for name, space in chosen.items():
         model_config = load_recipe(recipe, [*overrides, *presets[name]])
-        parse_space({**model_config, "tune": {**model_config["tune"], "space": space}}, recipe,
-                    f"compare.spaces.{name}")
+        dimensions = parse_space({**model_config, "tune": {**model_config["tune"], "space": space}}, recipe,
+                                 f"compare.spaces.{name}")
+        refuse_replaced(overrides, [d.key for d in dimensions], f"compare.spaces.{name} searches")
     return chosen
 
 
@@ -123,12 +128,27 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
     # Validate every model's recipe and search space before anything is trained or written.
     from .. import registry
 
+    configs = {}
     for name, extra in presets.items():
-        registry.check_recipe(load_recipe(recipe, [*overrides, *extra]))
+        refuse_replaced(overrides, [o.split("=", 1)[0].strip() for o in extra], f"compare.models.{name} sets")
+        configs[name] = load_recipe(recipe, [*overrides, *extra])
+        refuse_unread(TASK, configs[name], extra, where=f"compare.models.{name}: ")
+        registry.check_recipe(configs[name])
+    for text in overrides:  # the command line's are shared: refused when no compared model reads them
+        key = text.split("=", 1)[0].strip()
+        reasons = [TASK.unread_reason(config, key) for config in configs.values()]
+        if all(reasons):
+            raise RecipeError(f"override {text!r}: {'; '.join(sorted(set(reasons)))}, so it would change nothing")
     spaces = _search_spaces(base, recipe, overrides, presets, tune_trials)
     # A missing dataset is one error line before a folder is named (piped, its name would be printed
     # first); a bad file stops the first run and leaves no comparison that holds only what it was asked.
     find_dataset(base["data"], data_dir)
+    if any(config["model"]["kind"] == "ease" for config in configs.values()):
+        # EASE's dense item × item matrices are checked against the memory here, not after the models
+        # listed before it have trained (an hour on Amazon CDs, then a comparison left without results)
+        from .baselines.ease import check_ease_fits
+
+        check_ease_fits(TASK.dim(TASK.prepare({**base, "seed": seed_values[0]}, data_dir)))
     with new_output_dir(base, "comparison", folder="compare", preamble=("recipe.yaml", "models.json")) as out:
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):
@@ -136,7 +156,8 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
         tuning: dict[str, dict] = {}
         for name, space in spaces.items():  # the same number of trials for every model with a space
             study_dir = run_tuning(recipe, [*overrides, *presets[name], f"output.root={out / 'tune' / name}"],
-                                   trials=tune_trials, data_dir=data_dir, space=space, section=f"compare.spaces.{name}")
+                                   trials=tune_trials, data_dir=data_dir, space=space, section=f"compare.spaces.{name}",
+                                   typed=[])  # the command line's were checked above; a preset's are the defaults searched
             study = json.loads((study_dir / "study.json").read_text())
             tuning[name] = {"trials": len(study["trials"]), "seconds": study["seconds"], "study": str(study_dir),
                             "best_valid": study["best"]["valid"], "best_overrides": study["best"]["overrides"]}

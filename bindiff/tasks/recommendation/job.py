@@ -25,8 +25,8 @@ from .. import base
 from .data import check_split_is_usable, prepare_split
 from .evaluation import (RESCORE_KEYS, check_batches_fit, check_metrics, evaluate_part, score_run,
                          training_popularity)
-from .models import (BINOMIAL, RecommenderKind, build_model, check_model_params, make_scorer, model_kind,
-                     unread_sections)
+from .models import (BINOMIAL, PROCESS_KEYS, RecommenderKind, build_model, check_model_params, make_scorer, model_kind,
+                     never_reads)
 
 
 def split_seed(config: dict) -> int:
@@ -90,9 +90,13 @@ class RecommendationTask(base.Task):
         check_metrics(config, n_items=payload["dim"])
         make_scorer(model, config, seed=config["seed"])
 
-    def unread_reason(self, config: dict, section: str) -> str | None:
+    def unread_reason(self, config: dict, key: str) -> str | None:
         kind = self.model_kind(config)
-        return f"a {kind.name} run never reads {section}.*" if section in unread_sections(kind) else None
+        if not never_reads(kind, key):
+            return None
+        section = key.split(".")[0]
+        return f"a {kind.name} run never reads {section}.*" + (
+            f" (but for {', '.join(PROCESS_KEYS)})" if section == "train" else "")
 
 
 TASK = RecommendationTask()

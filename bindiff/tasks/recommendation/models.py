@@ -148,10 +148,19 @@ def accepted_params(kind: str) -> list[str]:
 
 def unread_sections(kind: RecommenderKind) -> tuple[str, ...]:
     """Recipe sections a model kind never reads: the diffusion's own for a baseline, and training
-    for a model fitted in closed form."""
+    for a model fitted in closed form (but for ``PROCESS_KEYS``)."""
     if kind.name == BINOMIAL:
         return ()
     return ("diffusion", "denoiser", "inference", *(("train",) if kind.fitting == "closed_form" else ()))
+
+
+PROCESS_KEYS = ("train.threads", "train.device")  # where any model runs, a closed-form fit too
+
+
+def never_reads(kind: RecommenderKind, key: str) -> bool:
+    """Whether a run of ``kind`` never reads the recipe key (dotted) or section ``key``."""
+    return key.split(".")[0] in unread_sections(kind) and not any(
+        key == k or key.startswith(k + ".") for k in PROCESS_KEYS)
 
 
 def model_kind(config: dict) -> RecommenderKind:

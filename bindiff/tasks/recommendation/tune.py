@@ -208,10 +208,25 @@ def _check_values(config: dict, dimension: Dimension, where: str) -> None:
             raise RecipeError(f"{where} = {yaml_text(value)}: {err}") from None
 
 
+def refuse_replaced(typed: list[str], keys: list[str], replacer: str) -> None:
+    """RecipeError when an override the user typed sets a key (or a section holding it, or a key
+    inside it) that ``replacer`` (who sets them again, with its verb: "tune.space searches") sets
+    afterwards: the command line would be overruled without a word, and a table headed by the
+    command as typed would describe settings never used."""
+    for text in typed:
+        dotted = text.split("=", 1)[0].strip()
+        for key in keys:
+            if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
+                raise RecipeError(f"override {text!r}: {replacer} {key} itself, which would overrule it; "
+                                  "set it there, or leave it off the command line")
+
+
 def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = None,
-               data_dir: str | None = None, space: dict | None = None, section: str = "tune.space") -> Path:
+               data_dir: str | None = None, space: dict | None = None, section: str = "tune.space",
+               typed: list[str] | None = None) -> Path:
     """Search ``tune.space`` (or ``space``, named ``section`` in errors: one of ``compare.spaces``)
-    with a seeded optuna sampler; returns the tuning directory."""
+    with a seeded optuna sampler; returns the tuning directory. ``typed``: the overrides the user
+    gave (default: all of ``overrides``), refused where the space searches their keys."""
     base = load_recipe(recipe, overrides)
     source = str(recipe)
     if space is not None:
@@ -223,6 +238,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
 
     registry.check_recipe(base)  # what `bindiff train` refuses before reading data, before any trial or folder
     dimensions = parse_space(base, source, section)
+    refuse_replaced(overrides if typed is None else typed, [d.key for d in dimensions], f"{section} searches")
     n_trials = base["tune"]["trials"] if trials is None else trials
     if n_trials < 1:
         raise RecipeError(f"--trials must be >= 1, got {n_trials}")
