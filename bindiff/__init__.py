@@ -55,6 +55,7 @@ _LAZY = {
     "GridTransform": "bindiff.adapters.masks.grid",
     "InteractionMatrix": "bindiff.adapters.interactions.matrix",
     "LOSSES": "bindiff.core",
+    "KERNELS": "bindiff.core",
     "LabelPreset": "bindiff.adapters.masks.labels",
     "LoadedMasksRun": "bindiff.tasks.masks.job",
     "LoadedRun": "bindiff.tasks.recommendation.job",

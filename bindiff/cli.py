@@ -35,8 +35,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_print_versi
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .adapters.errors import DataError
     from .config import RecipeError
-    from .files import OutputError
-    from .training.checkpoint import CheckpointError
+    from .files import CheckpointError, OutputError
 
     # Only what bindiff raises for bad input; anything else is a bug and keeps its traceback.
     return (RecipeError, DataError, CheckpointError, OutputError, FileExistsError, FileNotFoundError)
@@ -78,11 +77,13 @@ def train(
 ):
     """Train a recipe and evaluate it; prints the run directory and its main metrics."""
     from .config import load_recipe
-    from .tasks import registry
-    from .training import distributed
 
     try:
         config = load_recipe(recipe, overrides or [])
+        # after the recipe: a missing file or a mistyped key is answered without importing torch
+        from .tasks import registry
+        from .training import distributed
+
         if nproc > 1 or distributed.launched_by_torchrun():
             registry.check_parallel(config)
         if nproc > 1 and not distributed.launched_by_torchrun():
@@ -392,12 +393,12 @@ def show_config(
     from pathlib import Path
 
     from .config import dump_recipe, load_recipe
-    from .tasks import registry
 
     try:
         if recipe is not None and re.match(r"[A-Za-z_][\w.]*=", recipe) and not Path(recipe).exists():
             recipe, overrides = None, [recipe, *(overrides or [])]  # an override, not a file: the defaults with it
         config = load_recipe(recipe, overrides or [])
+        from .tasks import registry  # after the recipe, as in `train`
         registry.check_recipe(config)  # the checks `bindiff train` makes before reading data
         typer.echo(dump_recipe(config), nl=False)
     except _user_errors() as err:

@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Iterator
 
 
+class CheckpointError(ValueError):
+    """A checkpoint or run directory that cannot be used; the message names the file. Here, not
+    beside the checkpoint code, so that the CLI's error path does not import torch."""
+
+
 class OutputError(ValueError):
     """An output location that cannot be written (a file in the way, read-only, full); the message
     names the recipe key or option and the path. ``errno``: the file system's reason, when it gave one."""

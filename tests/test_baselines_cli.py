@@ -154,12 +154,12 @@ def test_popularity_run_recommends_the_most_popular_unseen_items(ratings_csv, tm
 def test_resuming_an_unfinished_closed_form_run_redoes_the_fit(ease_run, tmp_path):
     import shutil
 
-    from bindiff.tasks.recommendation.job import resume_recommender
+    import bindiff
 
     copy = tmp_path / "run"
     shutil.copytree(ease_run, copy)
     (copy / "metrics.json").unlink()
-    finished = resume_recommender(copy)
+    finished = bindiff.resume(copy)
     stored = json.loads((ease_run / "metrics.json").read_text())
     assert finished.metrics["test"] == stored["test"] and finished.metrics["training"]["lambda"] == \
         stored["training"]["lambda"]

@@ -23,11 +23,9 @@ class IdealConditionalDenoiser(nn.Module):
     def __init__(self, process: BernoulliProcess):
         super().__init__()
         self.process, self.dim = process, FREQUENCIES.shape[1]
-        self.calls_without_cond = 0
 
     def forward(self, x_t, t, cond=None):
         if cond is None:
-            self.calls_without_cond += 1
             raise AssertionError("the condition was not passed on")
         prior = cond.double() @ FREQUENCIES  # P(x_0 = 1 | class)
         on = self.process.marginal_probs(torch.ones_like(x_t, dtype=torch.float64), t)   # q(x_t = 1 | x_0 = 1)

@@ -129,7 +129,7 @@ def test_two_label_maps_of_one_case_name_are_refused(run, tmp_path):
     (folder / "._a.nii.gz").write_bytes(b"\x00\x05\x16\x07")  # what a Mac leaves beside a file: passed over
     line = error_line(_apply(run, tmp_path / "out", "--task", "denoising", "--input", str(folder)))
     assert line == (f"error: {folder / 'a.nii.gz'}: case 'a' again (also {folder / 'a.nii'}); their outputs would "
-                    "overwrite each other: rename one")
+                    "overwrite each other (on macOS and Windows also when only upper and lower case differ): rename one")
     assert not (tmp_path / "out").exists()
 
 

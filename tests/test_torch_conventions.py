@@ -183,3 +183,16 @@ def test_numpy_integers_name_a_schedule_and_reprs_stay_short():
     assert len(repr(process)) < 200  # a thousand rates were printed
     model = BinomialDiffusion(MLPDenoiser(4, hidden=[8]), process, loss="hybrid")
     assert "loss='hybrid'" in repr(model) and "T=1000" in repr(model)
+
+
+def test_numpy_integers_size_denoisers_and_baselines():
+    from bindiff.core import build_denoiser
+    from bindiff.tasks.recommendation.baselines.multvae import MultVAE
+    from bindiff.tasks.recommendation.baselines.recfusion import RecFusionBin
+
+    # a value read from a numpy array or a sweep is an integer: it was refused as "not an integer"
+    assert len(build_denoiser("mlp", 4, members=np.int64(2), hidden=[8]).members) == 2
+    assert MultVAE(4, hidden=[np.int64(3)], latent=np.int64(2)).latent == 2
+    assert RecFusionBin(4, steps=np.int64(2), hidden=np.int64(5), depth=np.int64(1)) is not None
+    with pytest.raises(ValueError, match=r"hidden\[0\] must be an integer >= 1, got 2.5"):
+        MultVAE(4, hidden=[2.5])

@@ -165,7 +165,7 @@ def strong_generalization(
     next n_valid_users validation users, the rest train. Items never seen by a
     train user are dropped from the vocabulary (a model cannot score a column it
     never trained on). A held-out user with at least min_items_to_split items
-    has round(holdout_fraction * n) of them (at least 1, at most n - 1) moved to
+    has holdout_fraction * n of them, rounded half up (``holdout_count``), (at least 1, at most n - 1) moved to
     the target; users with fewer items keep all of them as input.
     """
     n_users = im.n_users

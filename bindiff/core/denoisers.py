@@ -163,8 +163,7 @@ def build_denoiser(name: str, dim: int, members: int = 1, **params) -> nn.Module
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"denoiser {name!r} has no parameter(s) {unknown}; it takes {accepted}")
-    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-        raise ValueError(f"members must be an integer >= 1, got {members!r}")
+    members = checks.whole("members", members, low=1)
     nets = [cls(dim, **params) for _ in range(members)]
     if getattr(nets[0], "dim", None) != dim:  # sample() and the trainers read the vector length here
         raise ValueError(f"denoiser {name!r} must set `self.dim = dim`")

@@ -36,7 +36,7 @@ def _takes_condition(denoiser: nn.Module) -> bool:
 @dataclass
 class LossOutput:
     loss: torch.Tensor  # scalar: batch mean of the per-example loss
-    terms: dict[str, torch.Tensor]  # per-example terms ("bce", "vb", "loss")
+    terms: dict[str, torch.Tensor]  # per-example terms ("bce", "vb", "dice" as the recipe asks, and "loss")
     t: torch.Tensor  # the time step drawn for each example
 
 

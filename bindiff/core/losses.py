@@ -1,7 +1,7 @@
 """Losses for an x_0-predicting denoiser of binomial diffusion.
 
-All functions return one value per example (features summed), so callers choose the
-batch reduction. ``logits`` are the denoiser's output: logit p̂(x_0 = 1 | x_t).
+The losses return one value per example (features summed), so callers choose the batch
+reduction; the KL helpers ``bernoulli_kl`` and ``bernoulli_kl_logits`` are element-wise. ``logits`` are the denoiser's output: logit p̂(x_0 = 1 | x_t).
 """
 
 from __future__ import annotations

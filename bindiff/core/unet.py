@@ -124,7 +124,7 @@ class UNetDenoiser(nn.Module):
             self.stem = conv(c_in, channels[0], self.patch, stride=self.patch)
         self.down = nn.ModuleList()
         for i, c in enumerate(channels):
-            self.down.append(_Block(conv, channels[max(i - 1, 0)] if i else channels[0], c, emb_dim))
+            self.down.append(_Block(conv, channels[max(i - 1, 0)], c, emb_dim))
         self.pool = pool(2)
         self.up = nn.ModuleList(
             _Block(conv, channels[i + 1] + channels[i], channels[i], emb_dim) for i in reversed(range(len(channels) - 1))

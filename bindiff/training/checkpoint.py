@@ -24,14 +24,10 @@ from typing import Iterator
 import torch
 
 from .. import __version__
-from ..files import atomic_path
+from ..files import CheckpointError, atomic_path  # noqa: F401 - CheckpointError: its old home
 
 FORMAT_VERSION = 1
 RESUME_KEYS = ("epoch", "step", "best", "epochs_since_best", "history", "rng", "optimizer", "done", "seconds")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or run directory that cannot be used; the message names the file."""
 
 
 def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Module, dim: int, **state) -> None:

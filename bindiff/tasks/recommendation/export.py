@@ -8,8 +8,9 @@ output column), ``config.yaml`` (the resolved recipe) and ``README.md`` (how to 
 export needs the ``onnx``/``onnxscript`` packages, and running it ``onnxruntime``), TorchScript is
 deprecated, and it keeps the model's float32 arithmetic, so the exported scores equal the run's.
 The scorer is captured as a graph, so only scorers that draw no random bits can be exported
-(one-step inference, or reverse inference with ``inference.sample: mean`` and no added noise): a
-captured random draw would repeat one draw forever.
+(``draws_random_bits``: one-step inference, reverse inference with ``inference.sample: mean`` and
+no added noise, or a sampled reverse run that visits one time only): a captured random draw would
+repeat one draw forever.
 """
 
 from __future__ import annotations

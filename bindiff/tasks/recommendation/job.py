@@ -107,12 +107,6 @@ def train_recommender(config: dict, overrides: list[str] = (), data_dir: str | N
     return base.train(TASK, config, overrides, data_dir)
 
 
-def resume_recommender(run_dir: str | Path, config: dict | None = None, recipe: str | None = None,
-                       data_dir: str | None = None) -> base.Run:
-    """Continue an interrupted recommendation run exactly (see ``bindiff.tasks.base.resume``)."""
-    return base.resume(TASK, run_dir, config=config, recipe=recipe, data_dir=data_dir)
-
-
 class LoadedRun(NamedTuple):
     """A recommendation run read back: its resolved recipe, split, model (eval mode) and checkpoint."""
 
@@ -134,7 +128,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device=None) -> Load
 
 def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, workers: Workers = SINGLE,
                  overrides: list[str] = (), checkpoint: str = "best", per_user_csv: Path | None = None) -> dict:
-    """Validation and test metrics of the best checkpoint, with each metric's definition.
+    """Validation and test metrics of ``checkpoint`` ("best" or "last"), with each metric's definition.
 
     ``overrides`` (``inference.*``, ``eval.metrics``, ``eval.batch_size``, ``eval.empty_users``)
     score the same trained model another way.

@@ -186,8 +186,9 @@ def check_model_params(config: dict) -> None:
     """Refuse invalid ``model.params`` values before any data are read.
 
     A baseline is built once for two items (cheap for every model; it draws from torch's
-    default generator, which the lifecycle seeds afterwards); the binomial model is checked
-    when it is built for the data.
+    default generator, which the lifecycle seeds afterwards). The binomial model, whose
+    parameters are the diffusion and denoiser sections, is built the same way by
+    ``RecommendationTask.check_recipe``, with its inference section checked beside it.
     """
     kind = model_kind(config)
     if kind.params_of is not None:

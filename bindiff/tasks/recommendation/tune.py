@@ -270,9 +270,6 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         write_text(out / "trials.csv", _trials_csv(records, dimensions, select))  # a killed search keeps these
         return value
 
-    # One trial after another (the same seed gives the same trials), through ask and tell rather
-    # than study.optimize: optimize logs a failed trial's traceback, and a refused value must end
-    # the search with the one-line error the CLI prints for every user error.
     find_dataset(base["data"], data_dir)  # a missing dataset: one error line, before a folder is named
     with new_output_dir(base, "tuning", folder="tune") as out, _optuna_warnings_only():
         study = optuna.create_study(direction="maximize", sampler=sampler, study_name=base["name"])
@@ -280,6 +277,9 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         if log_lines(base):
             log(f"tuning directory: {out}")  # piped output can follow the search from its start
         started = time.perf_counter()
+        # One trial after another (the same seed gives the same trials), through ask and tell rather
+        # than study.optimize: optimize logs a failed trial's traceback, and a refused value must end
+        # the search with the one-line error the CLI prints for every user error.
         for _ in range(n_trials):
             trial = study.ask()
             try:

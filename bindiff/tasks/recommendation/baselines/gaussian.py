@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ....core import LossOutput, sinusoidal_embedding
+from ....core.params import whole, widths
 
 MAX_BETA = 0.999
 
@@ -69,15 +70,10 @@ class GaussianDiffusionRecommender(nn.Module):
                  norm: bool = False, steps: int = 40, noise_scale: float = 0.005, noise_min: float = 0.005,
                  noise_max: float = 0.01):
         super().__init__()
-        dims = list(dims)
-        if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
-            raise ValueError(f"dims must list at least one positive integer width, got {dims}")
-        if isinstance(time_dim, bool) or not isinstance(time_dim, int) or time_dim < 1:
-            raise ValueError(f"time_dim must be a positive integer, got {time_dim!r}")
+        dims, time_dim = widths("dims", list(dims)), whole("time_dim", time_dim, low=1)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        steps = whole("steps", steps, low=1)
         if not (noise_scale > 0 and 0 < noise_min <= noise_max and noise_scale * noise_max < 1):
             raise ValueError("need noise_scale > 0, 0 < noise_min <= noise_max and noise_scale * noise_max < 1; got "
                              f"noise_scale={noise_scale}, noise_min={noise_min}, noise_max={noise_max}")

@@ -36,23 +36,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from ....core import LossOutput
+from ....core.params import whole
 
 
 class MultVAE(nn.Module):
     def __init__(self, n_items: int, variational: bool = True, hidden: Sequence[int] = (600,), latent: int = 200,
                  dropout: float = 0.5, anneal_cap: float = 0.2, total_anneal_steps: int = 200000):
         super().__init__()
-        hidden = list(hidden)
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-            raise ValueError(f"hidden must list positive integer widths (or be empty), got {hidden}")
-        if isinstance(latent, bool) or not isinstance(latent, int) or latent < 1:
-            raise ValueError(f"latent must be a positive integer, got {latent!r}")
+        hidden = [whole(f"hidden[{i}]", h, low=1) for i, h in enumerate(hidden)]  # may be empty
+        latent = whole("latent", latent, low=1)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if anneal_cap < 0:
             raise ValueError(f"anneal_cap must be >= 0, got {anneal_cap}")
-        if isinstance(total_anneal_steps, bool) or not isinstance(total_anneal_steps, int) or total_anneal_steps < 0:
-            raise ValueError(f"total_anneal_steps must be an integer >= 0, got {total_anneal_steps!r}")
+        total_anneal_steps = whole("total_anneal_steps", total_anneal_steps)
         self.dim, self.variational, self.latent = int(n_items), bool(variational), latent
         self.anneal_cap, self.total_anneal_steps = float(anneal_cap), total_anneal_steps
         enc = [self.dim, *hidden, latent]

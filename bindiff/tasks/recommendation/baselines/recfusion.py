@@ -74,6 +74,7 @@ import torch
 from torch import nn
 
 from ....core import LossOutput
+from ....core.params import whole
 
 SCHEDULES = ("quadratic", "linear", "fixed")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -118,9 +119,7 @@ class RecFusionBin(nn.Module):
     def __init__(self, n_items: int, steps: int = 3, schedule: str = "quadratic", beta_start: float = 1e-4,
                  beta_end: float = 0.1, hidden: int = 200, depth: int = 4):
         super().__init__()
-        for name, value, low in (("steps", steps, 1), ("hidden", hidden, 1), ("depth", depth, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        steps, hidden, depth = whole("steps", steps, low=1), whole("hidden", hidden, low=1), whole("depth", depth)
         betas = recfusion_betas(steps, schedule, beta_start, beta_end)
         if not np.all((betas > 0) & (betas < 1)):
             raise ValueError(f"flip probabilities must lie in (0, 1), got {betas.tolist()}")
