@@ -41,6 +41,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (RecipeError, DataError, CheckpointError, OutputError, FileExistsError, FileNotFoundError)
 
 
+# the commands that read a masks or segmentation run's cases again: its named data set may have moved
+_DATA_DIR_OF_A_RUN = typer.Option(None, help="where a named data set that has moved since the run now lives "
+                                             "(default: $BINDIFF_DATA_DIR)")
 # every command that reads a trained run: a run trained on a GPU is used on a laptop with --device cpu
 _DEVICE = typer.Option(None, "--device", help="where the model runs: cpu, cuda, cuda:N or auto (default: the "
                                               "run's train.device)")
@@ -175,6 +178,7 @@ def evaluate(
     out: Optional[str] = typer.Option(None, "--out", "--output",
                                       help="also write the metrics to OUT/metrics.json (a new folder)"),
     device: Optional[str] = _DEVICE,
+    data_dir: Optional[str] = _DATA_DIR_OF_A_RUN,
 ):
     """Re-evaluate a run's checkpoint on its saved split; prints the metrics.
 
@@ -198,15 +202,18 @@ def evaluate(
             if Path(out).exists():
                 raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
         task = read_run_config(Path(run_dir))["task"]
+        _warn_if_unfinished(run_dir, checkpoint)
         if task in ("segmentation", "masks") and out is None:
             raise RecipeError(f"--out: a {task} run is scored again into a new folder; give one")
+        if data_dir is not None and task not in ("segmentation", "masks"):
+            raise RecipeError(f"--data-dir: a {task} run is scored on the split saved in it; it reads no data set")
 
         def score(folder: Path | None) -> dict:
             if task == "segmentation":
                 from .tasks.segmentation.job import run_segmentation
 
                 return run_segmentation(run_dir, overrides=overrides or [], checkpoint=checkpoint, out_dir=folder,
-                                        device=device)
+                                        device=device, data_dir=data_dir)
             if task == "masks":
                 from .tasks.base import rescoring_config
                 from .tasks.masks.job import TASK as MASKS
@@ -214,7 +221,8 @@ def evaluate(
 
                 chosen = rescoring_config(MASKS, read_run_config(Path(run_dir)), overrides or [])
                 return run_evaluations(run_dir, chosen["evaluations"]["run"], out_dir=folder,
-                                       overrides=overrides or [], checkpoint=checkpoint, device=device)
+                                       overrides=overrides or [], checkpoint=checkpoint, device=device,
+                                       data_dir=data_dir)
             return evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint, device=device)
 
         if out is None:
@@ -412,7 +420,8 @@ masks_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 app.add_typer(masks_app, name="masks")
 
 
-def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device: str | None = None) -> None:
+def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device: str | None = None,
+                data_dir: str | None = None) -> None:
     import time
     from pathlib import Path
 
@@ -420,8 +429,9 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device
 
     try:
         out_dir = Path(out) if out else Path(run_dir) / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+        _warn_if_unfinished(run_dir, checkpoint)
         metrics = run_evaluations(run_dir, [task], out_dir=out_dir, overrides=overrides or [], checkpoint=checkpoint,
-                                  device=device)
+                                  device=device, command=f"masks {task}", data_dir=data_dir)
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"results: {out_dir / task}")
@@ -429,10 +439,9 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device
 
 
 _RUN_DIR = typer.Argument(..., help="a run directory made by `bindiff train` on a masks recipe")
-_TASK_OVERRIDES = typer.Argument(None, help="evaluations.*, eval.* (but eval.select) or output.progress "
-                                            "overrides, e.g. "
-                                            "evaluations.completion.hide=[box], "
-                                            "evaluations.denoising.flip=0.1, evaluations.generation.samples=32")
+_TASK_OVERRIDES = typer.Argument(None, help="overrides of this evaluation's own section (evaluations.<this "
+                                            "command>.*), eval.* (but eval.select) or output.progress, e.g. "
+                                            "evaluations.completion.hide=[box] for `masks completion`")
 _APPLY_OVERRIDES = typer.Argument(None, help="overrides of how the model is run, e.g. evaluations.completion.samples=4 "
                                              "or evaluations.denoising.steps=5 (each --task reads its own section)")
 _CHECKPOINT = typer.Option("best", help="best or last")
@@ -441,8 +450,9 @@ _OUT = typer.Option(None, "--out", "--output", help="output folder (default: RUN
 
 def _evaluation_command(evaluation: str, doc: str):
     def command(run_dir: str = _RUN_DIR, overrides: Optional[List[str]] = _TASK_OVERRIDES,
-                checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT, device: Optional[str] = _DEVICE):
-        _masks_task(evaluation, run_dir, overrides, checkpoint, out, device)
+                checkpoint: str = _CHECKPOINT, out: Optional[str] = _OUT, device: Optional[str] = _DEVICE,
+                data_dir: Optional[str] = _DATA_DIR_OF_A_RUN):
+        _masks_task(evaluation, run_dir, overrides, checkpoint, out, device, data_dir)
     command.__doc__ = doc
     return command
 

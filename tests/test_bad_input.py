@@ -169,7 +169,7 @@ def recipe_file(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("train:\n  lrate: 0.1\n", "bad.yaml: unknown key 'train.lrate'. Valid keys: train.optimizer, train.lr"),
+    ("train:\n  lrate: 0.1\n", "bad.yaml: unknown key 'train.lrate' (did you mean 'train.lr'?). Valid keys: train.optimizer, train.lr"),
     ("trian:\n  lr: 0.1\n", "bad.yaml: unknown key 'trian'"),
     ("train:\n  lr: fast\n", "bad.yaml: key 'train.lr' must be of type number, got 'fast'"),
     ("train:\n  epochs: 2.5\n", "bad.yaml: key 'train.epochs' must be of type integer, got 2.5"),

@@ -134,7 +134,7 @@ def test_recommend_uses_raw_ids_and_excludes_seen_items(trained, ratings_csv):
 def test_unknown_key_exits_2_with_valid_keys_and_writes_nothing(ratings_csv, tmp_path):
     result = runner.invoke(app, small_args(ratings_csv, tmp_path, "train.lrate=0.1"))
     assert result.exit_code == 2
-    assert "unknown key 'train.lrate'. Valid keys: train.optimizer, train.lr" in result.output
+    assert "unknown key 'train.lrate' (did you mean 'train.lr'?). Valid keys: train.optimizer, train.lr" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "ml1m").exists()
 
 

@@ -132,14 +132,17 @@ def test_a_schedulers_stop_cleans_up_as_ctrl_c_does(tmp_path):
         [sys.executable, "-m", "bindiff", "train", "recipes/ml1m.yaml", "data.dataset=synthetic:tiny",
          "split.n_valid_users=50", "split.n_test_users=50", "denoiser.params.hidden=[16]", "train.epochs=100000",
          "train.patience=100000", "train.threads=1", f"output.root={root}", "output.progress=false"],
-        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(root.glob("*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert process.poll() is None, "training ended before it could be stopped"
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
     (run,) = root.glob("*/*")
+    # on a terminal the folder was named nowhere: where the run is, and how to go on
+    assert f"stopped: `bindiff resume {run}` continues this run" in err
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
     assert not (run / "metrics.json").exists() and (run / "checkpoints" / "last.pt").is_file()  # resumable
 

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from bindiff.cli import app
+from cli_checks import error_line
 from bindiff.config import dump_recipe, load_recipe, recipe_from_text
 from cli_checks import train_tiny
 
@@ -127,8 +128,16 @@ def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
     assert sorted(r["case_id"] for r in summary["per_case"]) == sorted(cases["valid"])
     assert summary["settings"]["resample"] == 2
     bad = runner.invoke(app, ["masks", "generation", str(run_dir), "train.lr=1"])
-    assert bad.exit_code == 2 and ("can only be scored differently; allowed keys are evaluations.*, eval.batch_size, "
-                                   "eval.part, eval.max_cases, eval.panels, eval.nifti, output.progress") in bad.output
+    assert bad.exit_code == 2 and ("can only be scored differently; allowed keys are evaluations.generation.*, "
+                                   "eval.batch_size, eval.part, eval.max_cases, eval.panels, eval.nifti, "
+                                   "output.progress") in bad.output
+    # another evaluation's settings, or the list of evaluations, would change nothing here
+    for override in ("evaluations.completion.samples=3", "evaluations.run=[completion]"):
+        line = error_line(runner.invoke(app, ["masks", "denoising", str(run_dir), override, "--out", str(tmp_path / "d")]))
+        assert line == (f"error: override '{override}': masks denoising does not read it; its keys are "
+                        "evaluations.denoising.*, eval.batch_size, eval.part, eval.max_cases, eval.panels, eval.nifti, "
+                        "output.progress")
+    assert not (tmp_path / "d").exists()
 
 
 @needs_hippo
@@ -834,3 +843,23 @@ def test_the_retrieval_baseline_copies_from_training_cases_only(tiny_run):
         np.testing.assert_array_equal(grid, data.records[case_id].grid)
     held_out = [data.records[i].grid for i in split["valid"] + split["test"]]
     assert not any(np.array_equal(grid, other) for grid in bank for other in held_out)
+
+
+@needs_hippo
+def test_a_masks_run_whose_data_folder_moved_is_evaluated_with_data_dir(tiny_run, tmp_path, monkeypatch):
+    """`masks denoising --data-dir` finds a named data set that moved since the run (no such option before)."""
+    import shutil
+
+    run_dir, _ = tiny_run
+    honest = runner.invoke(app, ["masks", "denoising", str(run_dir), "eval.panels=0", "--out", str(tmp_path / "a")])
+    assert honest.exit_code == 0, honest.output
+    moved = tmp_path / "run"
+    shutil.copytree(run_dir, moved)
+    cases = moved / "split" / "cases.json"
+    cases.write_text(cases.read_text().replace(str(DATA / "msd_hippocampus"), "/gone/data/msd_hippocampus"))
+    monkeypatch.setenv("BINDIFF_DATA_DIR", str(tmp_path / "nowhere"))
+    result = runner.invoke(app, ["masks", "denoising", str(moved), "eval.panels=0", "--data-dir", str(DATA),
+                                 "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    first, again = (json.loads((tmp_path / f / "denoising" / "summary.json").read_text()) for f in ("a", "b"))
+    assert again["per_case"] == first["per_case"]

@@ -36,7 +36,7 @@ def test_overrides_are_parsed_as_yaml_and_nested():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("train.lrate=1", "unknown key 'train.lrate'. Valid keys: train.optimizer, train.lr,"),
+        ("train.lrate=1", "unknown key 'train.lrate' (did you mean 'train.lr'?). Valid keys: train.optimizer, train.lr,"),
         ("trian.lr=1", "unknown key 'trian'"),
         ("train.lr=-0.1", "key 'train.lr' must be > 0, got -0.1"),
         ("diffusion.steps=0", "key 'diffusion.steps' must lie in 1..100000 (its tables are computed at once), got 0"),
@@ -195,3 +195,28 @@ def test_a_stored_masks_run_with_a_flip_rate_above_a_half_still_loads(tmp_path):
     assert read["evaluations"]["denoising"]["flip"] == 0.6
     with pytest.raises(RecipeError, match=r"evaluations.denoising.flip' must lie in \(0, 0.5\].*got 0.6"):
         TASK.check_recipe(read)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr.x=1", "key 'train.lr' is a value, not a section: 'train.lr.x' does not exist"),  # an object's repr
+    ("eval.metrics.0=recall@5", "key 'eval.metrics' is a value, not a section: 'eval.metrics.0' does not exist"),
+    ("trian.lr=1", "unknown key 'trian' (did you mean 'train'?). Valid keys: name, seed, task,"),
+    ("denoiser.param.x=1", "unknown key 'denoiser.param' (did you mean 'denoiser.params'?)"),
+    ("train.foo=1", "unknown key 'train.foo'. Valid keys: train.optimizer,"),  # nothing near enough: no guess
+])
+def test_a_path_past_a_value_and_a_typo_are_named(override, message):
+    with pytest.raises(RecipeError) as refused:
+        load_recipe(RECIPES / "ml1m.yaml", [override])
+    assert message in str(refused.value)
+
+
+def test_text_after_a_yaml_comment_mark_is_not_dropped_without_a_word():
+    with pytest.raises(RecipeError, match="' #' starts a YAML comment"):
+        load_recipe(RECIPES / "ml1m.yaml", ["output.root=/tmp/runs #2"])  # was /tmp/runs
+    assert load_recipe(RECIPES / "ml1m.yaml", ["output.root='/tmp/runs #2'"])["output"]["root"] == "/tmp/runs #2"
+    assert load_recipe(RECIPES / "ml1m.yaml", ["name=x#y"])["name"] == "x#y"
+    models = load_recipe(RECIPES / "ml1m.yaml", ['compare.models.x=[model.kind=ease, "a #b"]'])["compare"]["models"]
+    assert models["x"] == ["model.kind=ease", "a #b"]  # a # inside quotes is text
+    with pytest.raises(RecipeError, match=r"must be of type string, got datetime.date\(2024, 1, 1\) \(quote it to "
+                                          r"mean text: name='2024-01-01'\)"):
+        load_recipe(RECIPES / "ml1m.yaml", ["name=2024-01-01"])

@@ -850,3 +850,10 @@ def test_a_run_whose_data_folder_moved_reads_the_cases_where_the_data_folder_now
     split = job.TASK.load_data(moved / "split", data_dir=str(DATA))
     assert all(case.case.label.is_file() and str(case.case.label).startswith(os.path.abspath(DATA))
                for case in split.cases.values())
+    # and so does evaluate's (the option was missing; only the variable worked)
+    from bindiff.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", str(moved), "eval.panels=0", "eval.nifti=false", "--data-dir",
+                                      str(DATA), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["test"] == honest["test"]

@@ -75,7 +75,7 @@ def dotted(config: dict, key: str):
 
 @pytest.mark.parametrize("space, message", [
     ({"train.lrate": {"float": [0.001, 0.01]}},
-     "tune.space.train.lrate: unknown key 'train.lrate'. Valid keys: train.optimizer, train.lr, "),
+     "tune.space.train.lrate: unknown key 'train.lrate' (did you mean 'train.lr'?). Valid keys: train.optimizer, train.lr, "),
     ({"train.lr": {"float": [0.01, 0.001]}}, "tune.space.train.lr: low must be < high, got [0.01, 0.001]"),
     ({"train.lr": {"float": [0.0, 0.01], "log": True}}, "tune.space.train.lr: log: true needs low > 0, got low = 0.0"),
     ({"train.batch_size": {"int": [50, 50]}}, "tune.space.train.batch_size: low must be < high, got [50, 50]"),

@@ -7,6 +7,7 @@ list, ``null`` None); nothing in a recipe is ever evaluated as code.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import math
 import re
@@ -58,7 +59,8 @@ def _check_value(dotted: str, spec: Key, value: Any, source: str) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and float in spec.types and int not in spec.types:
         ok, value = True, float(value)
     if not ok:
-        raise RecipeError(f"{source}: key '{dotted}' must be of type {_type_name(spec.types)}, got {value!r}")
+        quote = f" (quote it to mean text: {dotted}='{value}')" if str in spec.types and value is not None else ""
+        raise RecipeError(f"{source}: key '{dotted}' must be of type {_type_name(spec.types)}, got {value!r}{quote}")
     if isinstance(value, float) and not math.isfinite(value):
         raise RecipeError(f"{source}: key '{dotted}' must be a finite number, got {value!r}")
     if spec.check is not None and value is not None and not spec.check(value):
@@ -92,8 +94,11 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
                      if old == dotted or old.startswith(dotted + ".")]
             if moved:
                 raise RecipeError(f"{source}: key '{dotted}' was renamed: {'; '.join(moved)}")
-            valid = ", ".join(k for k in _valid_keys(root) if k.startswith(prefix))
-            raise RecipeError(f"{source}: unknown key '{dotted}'. Valid keys: {valid}")
+            valid = [k for k in _valid_keys(root) if k.startswith(prefix)]
+            # the nearest name first: a typo's key is otherwise one among a hundred
+            near = difflib.get_close_matches(dotted, valid + [k.split(".")[0] for k in valid], n=1, cutoff=0.78)
+            hint = f" (did you mean '{near[0].removesuffix('.*')}'?)" if near else ""
+            raise RecipeError(f"{source}: unknown key '{dotted}'{hint}. Valid keys: {', '.join(valid)}")
         spec = schema[name]
         if spec is FREE:
             if not isinstance(value, dict):
@@ -103,6 +108,9 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
             _follow_path(target[name], value)
         elif isinstance(spec, dict):
             _merge(target[name], value, spec, source, f"{dotted}.", root)
+        elif isinstance(value, dict) and _holds_a_value(value):  # `train.lr.x=1`: the path goes past a value
+            raise RecipeError(f"{source}: key '{dotted}' is a value, not a section: "
+                              f"'{dotted}.{next(iter(value))}' does not exist")
         else:
             target[name] = _check_value(dotted, spec, value, source)
 
@@ -261,12 +269,26 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = _load_yaml(raw) if raw != "" else None
         if value is None and raw.split(" #")[0].strip() not in _NULLS:  # `data.sep=#`: a comment to YAML
             value = raw.strip()
+        elif _ends_in_a_comment(raw, value):
+            raise RecipeError("' #' starts a YAML comment, so the text after it would be dropped; quote the "
+                              "value to keep it (key='a #b')")
     except RecipeError as err:
         raise RecipeError(f"override {text!r}: {err}") from None
     except yaml.YAMLError as err:
         raise RecipeError(f"override {text!r}: value is not valid YAML ({getattr(err, 'problem', None) or err})") \
             from None
     return dotted.split("."), value
+
+
+def _ends_in_a_comment(raw: str, value: Any) -> bool:
+    """Whether YAML read ``raw`` up to a ``" #"`` only (`output.root=/tmp/runs #2` is /tmp/runs)."""
+    cut = re.split(r"\s#", raw, maxsplit=1)
+    if len(cut) == 1:
+        return False
+    try:
+        return _load_yaml(cut[0]) == value  # a # inside quotes or brackets does not cut the value
+    except (RecipeError, yaml.YAMLError):
+        return False
 
 
 class _Value:

@@ -179,10 +179,12 @@ class LoadedMasksRun(NamedTuple):
     payload: dict
 
 
-def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None) -> LoadedMasksRun:
-    """The config, data, model and checkpoint description of a finished (or interrupted) masks run."""
+def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None,
+                   data_dir: str | None = None) -> LoadedMasksRun:
+    """The config, data, model and checkpoint description of a finished (or interrupted) masks run
+    (``data_dir``: where a named data set that has moved since the run is now)."""
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device)
-    data = load_data(Path(run_dir) / "split")
+    data = load_data(Path(run_dir) / "split", data_dir)
     check_split_drawn(data.split, config, Path(run_dir) / "split" / "cases.json")
     info = base.checkpoint_entry(payload, checkpoint)
     return LoadedMasksRun(config, data, model, info, payload)
@@ -190,17 +192,26 @@ def load_masks_run(run_dir: str | Path, checkpoint: str = "best", device=None) -
 
 @base.keeps_threads
 def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = None, device=None,
-                    out_dir: Path | None = None, overrides: list[str] = (), checkpoint: str = "best") -> dict:
+                    out_dir: Path | None = None, overrides: list[str] = (), checkpoint: str = "best",
+                    command: str | None = None, data_dir: str | None = None) -> dict:
     """Run evaluations on a run's held-out cases; writes ``<out_dir>/<evaluation>/summary.json`` and more.
 
     ``overrides`` (``evaluations.*``, ``eval.*`` but ``eval.select``, ``output.progress``) apply to
-    the run's recipe for this evaluation only (e.g. ``evaluations.completion.steps=10``).
+    the run's recipe for this evaluation only (e.g. ``evaluations.completion.steps=10``). With a
+    ``command`` (``masks denoising``, named in the refusal), only the sections of ``evaluations``
+    are accepted: another evaluation's settings, or ``evaluations.run``, would change nothing.
+    ``data_dir``: where a named data set that has moved since the run is now.
     """
     run_dir = Path(run_dir)
     if isinstance(evaluations, (str, bytes)):  # "denoising" would be read as d, e, n, ...
         raise TypeError(f"evaluations must be a list of names, not one string: write [{evaluations!r}]")
-    config, stored, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint, device=device)
-    config = base.rescoring_config(TASK, config, overrides)
+    config, stored, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint, device=device,
+                                                          data_dir=data_dir)
+    allowed = None
+    if command is not None and not isinstance(evaluations, (str, bytes)):
+        allowed = (*(f"evaluations.{name}." for name in evaluations),
+                   *(key for key in TASK.rescore_keys if not key.startswith("evaluations.")))
+    config = base.rescoring_config(TASK, config, overrides, allowed=allowed, command=command)
     TASK.check_rescoring(config, model, payload)
     for name in evaluations:
         if name not in EVALUATIONS:

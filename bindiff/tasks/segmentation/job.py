@@ -132,15 +132,17 @@ TASK = SegmentationTask()
 
 @base.keeps_threads
 def run_segmentation(run_dir: str | Path, data: SegmentationData | None = None, overrides: list[str] = (),
-                     checkpoint: str = "best", out_dir: Path | None = None, device=None) -> dict:
+                     checkpoint: str = "best", out_dir: Path | None = None, device=None,
+                     data_dir: str | None = None) -> dict:
     """Segment the run's held-out cases from their images with the diffusion model and, when the run
     trained it, the deterministic U-Net; writes segmentation/summary.json and the panels. ``device``:
-    where the models run (default: the run's train.device)."""
+    where the models run (default: the run's train.device); ``data_dir``: where a named data set that
+    has moved since the run is now (default: ``$BINDIFF_DATA_DIR``)."""
     run_dir = Path(run_dir)
     config, payload, model = base.load_trained(TASK, run_dir, checkpoint, device=device)
     config = base.rescoring_config(TASK, config, overrides)
     base.apply_threads(config)  # float sums in another order would move the figures from the run's own
-    data = data or load_data(run_dir / "split", config, parts=[config["eval"]["part"]])
+    data = data or load_data(run_dir / "split", config, parts=[config["eval"]["part"]], data_dir=data_dir)
     cfg, started = config["segmentation"], time.perf_counter()
     batch = config["eval"]["batch_size"]
     records = data.part(config["eval"]["part"])[: config["eval"]["max_cases"] or None]
