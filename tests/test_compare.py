@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bindiff.cli import app
-from bindiff.config import dump_recipe, load_recipe
+from bindiff.config import dump_recipe, load_recipe, recipe_from_text
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "ml1m.yaml"
 runner = CliRunner()
@@ -296,6 +296,11 @@ def test_one_seed_has_no_standard_deviation_and_merging_needs_the_same_seeds(rat
         result = runner.invoke(app, args(ratings_csv, tmp_path / root, "--models", "popularity", "--seeds", seeds))
         assert result.exit_code == 0, result.output
     one, two = (next((tmp_path / root / "compare" / "ml1m").iterdir()) for root in ("a", "b"))
+    # recipe.yaml records what ran (it said the recipe's 5 seeds and every model), and the folders differ
+    for folder, seeds in ((one, 1), (two, 2)):
+        recorded = recipe_from_text((folder / "recipe.yaml").read_text())["compare"]
+        assert recorded["seeds"] == seeds and list(recorded["models"]) == ["popularity"]
+    assert one.name != two.name
     text = (one / "results.md").read_text()
     assert "± n/a" in text and "One seed, so no standard deviation" in text and "seeds p" not in text
     merge = [sys.executable, str(RECIPE.parent.parent / "benchmarks" / "merge_comparisons.py")]

@@ -100,12 +100,15 @@ def test_cache_dir_is_searched_after_data_dir(tmp_path):
     assert source.paths["ratings"] == ratings
 
 
-def test_not_found_without_download_says_where_to_put_files(tmp_path):
+def test_not_found_without_download_says_where_to_put_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINDIFF_DATA_DIR", str(tmp_path / "elsewhere"))
     with pytest.raises(DataError) as caught:
         resolve_dataset("ml-1m", data_dir=tmp_path / "data", download=False)
     message = str(caught.value)
     assert "dataset 'ml-1m' not found and downloading is switched off" in message
-    assert "BINDIFF_DATA_DIR" in message
+    # the folder searched, named by the setting that gave it: --data-dir replaces the variable
+    assert f"Put one of these layouts under the --data-dir folder ({tmp_path / 'data'})" in message
+    assert "elsewhere" not in message
     assert "ml-1m_diffrec/ml-1m_clean/train_list.npy" in message
     assert "ml-1m_clean/train_list.npy" in message
     assert "ml-1m/ratings.dat" in message
@@ -350,3 +353,9 @@ def test_real_ml100k_resolves():
     source = resolve_dataset("ml-100k", data_dir=data_dir, download=False)
     im = build_matrix(load_interactions(source))
     assert (im.n_users, im.n_items, im.nnz) == (943, 1_682, 100_000)
+
+
+def test_not_found_names_the_variable_when_it_gave_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINDIFF_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(DataError, match=rf"under \$BINDIFF_DATA_DIR \(now {tmp_path / 'data'}\)"):
+        resolve_dataset("ml-1m", download=False)

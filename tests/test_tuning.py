@@ -89,7 +89,7 @@ def dotted(config: dict, key: str):
      "tune.space.diffusion.steps: key 'diffusion.steps' must be of type integer, got 1.0"),
     ({"train.lr": {"float": [-0.01, 0.01]}}, "tune.space.train.lr: key 'train.lr' must be > 0, got -0.01"),
     ({"denoiser.params.widht": {"int": [8, 16]}},
-     "tune.space.denoiser.params.widht = 8: denoiser: denoiser 'mlp' has no parameter(s) ['widht']"),
+     "tune.space.denoiser.params.widht = 8: denoiser.params: denoiser 'mlp' has no parameter(s) ['widht']"),
     ({"split.n_valid_users": {"int": [20, 40]}}, "tune.space.split.n_valid_users: 'split.n_valid_users' cannot be searched"),
     ({"seed": {"int": [0, 5]}}, "tune.space.seed: 'seed' cannot be searched"),
 ])
@@ -137,6 +137,7 @@ def test_a_piped_search_names_its_folder_first_and_each_trial_as_it_ends(recipe,
     out = tune(recipe, tmp_path, "output.progress=null", trials=3)
     lines = capsys.readouterr().err.splitlines()  # stderr is not a terminal here
     assert lines[0] == f"tuning directory: {out}"
+    assert "trials: 3" in (out / "recipe.yaml").read_text()  # what ran, not the recipe's tune.trials
     trials = study(out)["trials"]
     shown = [line for line in lines if line.startswith("tune: ")]
     assert len(shown) == 3

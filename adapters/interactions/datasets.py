@@ -149,9 +149,10 @@ def resolve_dataset(
         if found is not None:
             return found
     if not download:
-        raise DataError(_not_found_message(spec, roots, "downloading is switched off (data.download: false)"))
+        raise DataError(_not_found_message(spec, roots, "downloading is switched off (data.download: false)",
+                                           data_dir))
     cache = _cache_dir(cache_dir)
-    download_dataset(spec, cache, not_found_hint=_not_found_message(spec, roots, "the download failed"),
+    download_dataset(spec, cache, not_found_hint=_not_found_message(spec, roots, "the download failed", data_dir),
                      present=lambda: _find_layout(spec, cache) is not None)
     found = _find_layout(spec, cache)
     if found is None:
@@ -312,12 +313,16 @@ def _expected_files(spec: DatasetSpec) -> str:
     )
 
 
-def _not_found_message(spec: DatasetSpec, searched: list[Path], why: str) -> str:
-    data_dir = os.environ.get(DATA_DIR_ENV)
+def _not_found_message(spec: DatasetSpec, searched: list[Path], why: str, data_dir=None) -> str:
+    # the folder that was searched, and the setting that named it: --data-dir replaces the variable
+    if data_dir is not None:
+        where = f"the --data-dir folder ({data_root(data_dir)})"
+    else:
+        where = f"${DATA_DIR_ENV} (now {os.environ.get(DATA_DIR_ENV) or 'unset'})"
     lines = [
         f"dataset {spec.name!r} not found and {why}.",
         f"Searched: {', '.join(str(root) for root in searched) or '(nothing)'}.",
-        f"Put one of these layouts under ${DATA_DIR_ENV} (now {data_dir or 'unset'}) or the cache folder:",
+        f"Put one of these layouts under {where} or the cache folder:",
     ]
     for layout in spec.layouts:
         lines.append(f"  {layout.layout}: " + ", ".join(layout.files.values()))

@@ -13,6 +13,15 @@ from ..core.schedules import SCHEDULES
 _CHOICES = {"schedule": SCHEDULES, "kernel": KERNELS, "loss": LOSSES, "reverse_kernel": REVERSE_KERNELS}
 
 
+def denoiser_key(err: Exception) -> str:
+    """The recipe key a refused denoiser names: its name, its member count, else its parameters."""
+    text = str(err)
+    if text.startswith("unknown denoiser"):
+        return "denoiser.name"
+    if text.startswith("members "):
+        return "denoiser.members"
+    return "denoiser.params"
+
 def _refused_key(d: dict, keys: tuple[str, ...], otherwise: str) -> str:
     """The ``diffusion`` key a refused value came from: the first of ``keys`` (those the failing
     call read) holding a name it does not know, else ``otherwise``; for the error's prefix."""
@@ -40,7 +49,7 @@ def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
         # .get: the configs of runs trained before denoiser.members existed hold no such key
         denoiser = build_denoiser(config["denoiser"]["name"], dim, members=config["denoiser"].get("members", 1), **params)
     except (ValueError, TypeError) as err:
-        raise RecipeError(f"denoiser: {err}") from None
+        raise RecipeError(f"{denoiser_key(err)}: {err}") from None
     d = config["diffusion"]
     try:
         return BinomialDiffusion(denoiser, process, loss=d["loss"], hybrid_coeff=d["hybrid_coeff"],

@@ -149,6 +149,10 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
         from .baselines.ease import check_ease_fits
 
         check_ease_fits(TASK.dim(TASK.prepare({**base, "seed": seed_values[0]}, data_dir)))
+    # recipe.yaml (and the folder's hash) record what runs: the seeds and models the command line chose
+    base = {**base, "compare": {**base["compare"], "seeds": n_seeds,
+                                "models": {name: list(extra) for name, extra in presets.items()},
+                                "spaces": {n: s for n, s in base["compare"]["spaces"].items() if n in presets}}}
     with new_output_dir(base, "comparison", folder="compare", preamble=("recipe.yaml", "models.json")) as out:
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):

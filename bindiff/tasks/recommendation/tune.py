@@ -242,6 +242,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
     n_trials = base["tune"]["trials"] if trials is None else trials
     if n_trials < 1:
         raise RecipeError(f"--trials must be >= 1, got {n_trials}")
+    base = {**base, "tune": {**base["tune"], "trials": n_trials}}  # recipe.yaml records what runs
     select = base["eval"]["select"]
     sampler_seed = base["seed"] if base["tune"]["seed"] is None else base["tune"]["seed"]
 

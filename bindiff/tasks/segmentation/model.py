@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ...config import RecipeError
 from ...core import build_denoiser
 from ...core import unet  # noqa: F401  (registers "unet")
-from ...training.builders import build_diffusion
+from ...training.builders import build_diffusion, denoiser_key
 from .. import base
 from ..masks.model import model_config, with_time_mixture
 from .unet_baseline import DirectSegmenter
@@ -50,7 +50,7 @@ def build_unet_baseline(config: dict, dim: int, training: bool = False) -> Direc
         conf = unet_config(config)["denoiser"]
         denoiser = build_denoiser("unet", dim, members=conf.get("members", 1), **conf["params"])
     except (ValueError, TypeError) as err:
-        raise RecipeError(f"denoiser: {err}") from None
+        raise RecipeError(f"{denoiser_key(err)}: {err}") from None
     return DirectSegmenter(denoiser, dice_weight=config["baseline"]["dice_weight"])
 
 
