@@ -27,7 +27,7 @@ from ...adapters.masks import (
     Geometry, GridSpec, GridTransform, LabelPreset, MaskCase, case_reader, find_dataset, get_preset, load_case,
     split_cases, to_vectors,
 )
-from ...adapters.masks.datasets import DEFAULT_PRESETS, save_case_split
+from ...adapters.masks.datasets import DEFAULT_PRESETS, MaskDataset, save_case_split
 from ...adapters.masks.labels import CUSTOM_REGIONS
 from ...adapters.masks.spacing import mixed_spacing
 from ...config import RecipeError
@@ -150,13 +150,18 @@ def warn_empty(labels: list, region: str) -> None:
         log(f"warning: {shown}: no voxel of labels.region {region!r} (an empty mask, learned and scored as one)")
 
 
-def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> MaskData:
-    """Find, split and load every case the recipe asks for (raises before anything is written)."""
+def find_cases(config: dict, data_dir: str | None = None) -> tuple[MaskDataset, list[MaskCase], GridSpec, LabelPreset]:
+    """The recipe's data set, its first ``data.max_cases`` cases, the grid and the label preset:
+    where the masks and the segmentation tasks both start."""
     d = config["data"]
     dataset = find_dataset(d["dataset"], d["layout"], data_dir=data_dir)
     cases = list(dataset.cases)[: d["max_cases"]] if d["max_cases"] else list(dataset.cases)
-    spec = grid_spec(config)
-    preset = resolve_preset(config, dataset.layout)
+    return dataset, cases, grid_spec(config), resolve_preset(config, dataset.layout)
+
+
+def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> MaskData:
+    """Find, split and load every case the recipe asks for (raises before anything is written)."""
+    dataset, cases, spec, preset = find_cases(config, data_dir)
     records = {}  # every file is read and checked first: a bad file is named before any count is
     if log_lines(config):  # piped: the bar is off, so say what the first minute is spent on
         log(f"reading {len(cases)} label maps from {dataset.root}")

@@ -21,15 +21,15 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
-from ...adapters.masks import MaskCase, case_reader, find_dataset, load_region, split_cases, to_vectors
+from ...adapters.masks import MaskCase, case_reader, load_region, split_cases, to_vectors
 from ...adapters.masks.datasets import find_by_stem, volume_stem
 from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels
 from ...adapters.masks.io import Geometry, read_geometry
 from ...adapters.masks.spacing import training_spacing
 from ...files import write_json
 from ...progress import log, log_lines
-from ..masks.data import (cases_json, check_split_drawn, grid_spec, refuse_empty_training, resolve_preset, warn_empty,
-                          warn_mixed_spacing, warn_outside)
+from ..masks.data import (cases_json, check_split_drawn, find_cases, grid_spec, refuse_empty_training, resolve_preset,
+                          warn_empty, warn_mixed_spacing, warn_outside)
 from .placement import to_spacing
 
 
@@ -141,13 +141,9 @@ def resolve_spacing(images: dict, train: list[MaskCase]) -> tuple[float, float, 
 
 
 def prepare_data(config: dict, data_dir: str | None = None, disable_progress: bool | None = None) -> SegmentationData:
-    d = config["data"]
-    dataset = find_dataset(d["dataset"], d["layout"], data_dir=data_dir)
-    cases = list(dataset.cases)[: d["max_cases"]] if d["max_cases"] else list(dataset.cases)
-    spec = grid_spec(config)
+    dataset, cases, spec, preset = find_cases(config, data_dir)
     if spec.slices:
         raise DataError("segmentation works on 3-D grids: give grid.shape three sides")
-    preset = resolve_preset(config, dataset.layout)
     region = config["labels"]["region"]
     split = split_cases([c.case_id for c in cases], config["split"]["n_valid"], config["split"]["n_test"],
                         seed=config["seed"])
