@@ -207,3 +207,47 @@ def test_the_mask_reading_benchmark_reads_every_case_and_prints_its_command():
     assert lines[0].startswith("command: python benchmarks/mask_read.py --msd 2 ") and "--variants labels" in lines[0]
     read = [line.split() for line in lines if line.split()[1:2] == ["labels"]]
     assert [(words[0], words[2]) for words in read] == [("brats", "6"), ("msd", "2")]  # every case, once
+
+
+def test_the_mask_baselines_benchmark_prints_six_rows_and_its_command():
+    data = Path(os.environ.get("BINDIFF_DATA_DIR", "/work/shared/data"))
+    if not (data / "msd_hippocampus").is_dir():
+        pytest.skip("the MSD hippocampus masks are not here")
+    finished = subprocess.run([sys.executable, "benchmarks/mask_baselines.py", "--masks", "3", "--data-dir", str(data)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert lines[0] == "command: " + shlex.join(["python", "benchmarks/mask_baselines.py", "--data-dir", str(data),
+                                                 "--masks", "3", "--seed", "0"])
+    assert ", 3 of " in lines[1] and " masks, " in lines[1]
+    rows = [line.split() for line in lines if line.split()[:1] and line.split()[0] in (
+        "alternate_linear", "alternate_shape", "flip_median", "box_empty", "box_closing", "random_shape")]
+    assert [row[0] for row in rows] == ["alternate_linear", "alternate_shape", "flip_median", "box_empty",
+                                        "box_closing", "random_shape"]
+    assert all(0 < float(row[1]) <= 1 for row in rows)
+    assert lines[-1].startswith("3 masks in ")
+
+
+def test_the_linear_interpolation_baseline_keeps_what_half_of_the_neighbours_hold():
+    spec = importlib.util.spec_from_file_location("mask_baselines_benchmark", ROOT / "benchmarks" / "mask_baselines.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    import numpy as np
+
+    mask = np.zeros((1, 3, 5), dtype=np.uint8)
+    mask[0, :, 0] = [1, 1, 0]  # slice 0
+    mask[0, :, 2] = [0, 1, 1]  # slice 2
+    mask[0, :, 4] = [0, 0, 1]  # slice 4
+    known = np.ones(mask.shape, dtype=bool)
+    known[..., 1] = known[..., 3] = False
+    observed = np.where(known, mask, 0)
+    observed[0, 0, 3] = 1  # a hidden voxel's observed value is not read
+    filled = bench.linear_interpolation(observed, known, axis=2)
+    # by hand: slice 1 = mean of slices 0 and 2 >= 1/2 = either; slice 3 likewise from slices 2 and 4
+    assert filled[0, :, 1].tolist() == [1, 1, 1] and filled[0, :, 3].tolist() == [0, 1, 1]
+    assert np.array_equal(filled[..., ::2], mask[..., ::2])  # visible slices unchanged
+    known[..., 2] = False  # slices 1-3 between slices 0 and 4: weights 3/4, 1/2 and 1/4 on slice 0
+    assert bench.linear_interpolation(observed, known, axis=2)[0, :, 1:4].tolist() == [[1, 1, 0], [1, 1, 0], [0, 1, 1]]
+    known[..., 4] = False  # slices 2-4 have slice 0 on one side only: copied
+    assert bench.linear_interpolation(observed, known, axis=2)[0, :, 1:].tolist() == [[1] * 4, [1] * 4, [0] * 4]
