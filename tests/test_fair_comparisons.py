@@ -16,6 +16,7 @@ from bindiff.adapters.interactions.matrix import build_matrix
 from bindiff.adapters.interactions.readers import RawInteractions, read_delimited
 from bindiff.adapters.interactions.splits import predefined_split
 from bindiff.cli import app
+from bindiff.config import dump_recipe, load_recipe, recipe_from_text
 from cli_checks import error_line
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "ml1m.yaml"
@@ -82,6 +83,25 @@ def test_an_override_the_model_never_reads_is_refused(ratings_csv, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_a_shared_override_reaches_the_tuning_of_the_models_that_read_it(ratings_csv, tmp_path):
+    # binomial reads diffusion.steps, Mult-DAE does not: its search runs without it (it stopped at trial 0)
+    result = runner.invoke(app, ["compare", str(RECIPE), "--models", "binomial,multdae", "--seeds", "1",
+                                 "--tune", "1", *_tiny(ratings_csv, tmp_path), "diffusion.steps=5"])
+    assert result.exit_code == 0, result.output
+    (out,) = (tmp_path / "compare" / "ml1m").iterdir()
+    assert (out / "compare.json").is_file()
+    recorded = recipe_from_text((out / "recipe.yaml").read_text())
+    assert recorded["tune"]["trials"] == 1 and set(recorded["compare"]["spaces"]) <= {"binomial", "multdae"}
+    config = load_recipe(RECIPE, ["model.kind=multdae"])
+    config["tune"]["space"] = {"model.params.latent": {"int": [8, 16]}}
+    recipe = tmp_path / "dae.yaml"
+    recipe.write_text(dump_recipe(config))
+    line = error_line(runner.invoke(app, ["tune", str(recipe), "--trials", "1", *_tiny(ratings_csv, tmp_path / "t"),
+                                          "diffusion.steps=5"]))
+    assert "a multdae run never reads diffusion.*" in line and "tune trial" not in line  # before the data
+    assert not (tmp_path / "t").exists()
+
+
 def test_ease_that_cannot_fit_is_refused_before_any_model_trains(ratings_csv, tmp_path, monkeypatch):
     import bindiff.tasks.recommendation.baselines.ease as ease
 
@@ -108,6 +128,18 @@ def test_one_id_written_two_ways_is_refused(tmp_path, pair):
     # ids that are different numbers, or not numbers, stay apart, as before
     path.write_text("user,item\n1,a\n10,a\n2,b\nx1,b\n")
     assert build_matrix(read_delimited(path)).user_ids.tolist() == ["1", "10", "2", "x1"]
+
+
+def test_hashes_and_long_numbers_are_not_taken_for_one_number():
+    from bindiff.adapters.interactions.matrix import index_ids
+
+    # hex hashes that float() reads as 0 (0e12, 0e34) or as 1e10 (1e10, 10e9) are different ids
+    for ids in (["a3f9", "0e12", "0e34"], ["b7c1", "1e10", "10e9"],
+                ["100000000000000000000", "100000000000000000001", "1e20"]):  # one float64, three numbers
+        assert len(index_ids(np.array(ids, dtype=object))[0]) == 3
+    with pytest.raises(DataError, match="'100000000000000000000' and '100000000000000000000.0'"):
+        index_ids(np.array(["100000000000000000000", "100000000000000000001", "100000000000000000000.0"],
+                           dtype=object))  # not neighbours once sorted by their float value
 
 
 def test_users_with_held_out_items_but_no_history_are_named(caplog, capsys):

@@ -44,7 +44,9 @@ def test_a_time_tensor_of_another_shape_is_refused():
         process.marginal_probs(torch.ones(1, 3), torch.tensor([1, 5, 10]))  # gave three rows from one
     with pytest.raises(ValueError, match="t:"):
         process.add_noise(torch.ones(1, 3), torch.tensor([1, 5]), generator=torch.Generator().manual_seed(0))
-    # one time per row, and one time for all, still work: ᾱ_t + (1 − ᾱ_t) / 2 at x_0 = 1
+    # one time per row (also as t[:, None]), and one time for all, still work: ᾱ_t + (1 − ᾱ_t) / 2 at x_0 = 1
+    assert torch.equal(process.marginal_probs(torch.ones(2, 1), torch.tensor([[1], [3]])),
+                       process.marginal_probs(torch.ones(2, 1), torch.tensor([1, 3])))
     got = process.marginal_probs(torch.ones(2, 1), torch.tensor([1, 3]))
     for row, t in zip(got[:, 0].tolist(), (1, 3)):
         a = math.prod(1 - float(b) for b in process.betas[:t])
@@ -88,7 +90,7 @@ def test_model_settings_that_were_coerced_are_refused():
     for bad in (float("nan"), -5):
         with pytest.raises(ValueError, match="hybrid_coeff"):
             BinomialDiffusion(denoiser, _process(), loss="hybrid", hybrid_coeff=bad)
-    for bad in (2.7, True):
+    for bad in (2.7, True, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="train_t_max"):
             BinomialDiffusion(denoiser, _process(), train_t_max=bad)
     with pytest.raises(ValueError, match="MLPDenoiser.forward"):

@@ -8,6 +8,7 @@ users x items array of ML-scale data would not fit a laptop's memory.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -110,33 +111,37 @@ def index_ids(ids: np.ndarray, what: str = "ids", source: str = "") -> tuple[np.
     return distinct[order], rank[inverse.ravel()]
 
 
+# plain decimal text only: "0e12" and "1e10" are hex hashes as often as numbers, and two of them
+# are different ids even where float() reads both as 0
+_DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*")
+
+
 def _as_floats(distinct: np.ndarray) -> np.ndarray:
-    """Each id as a number ("3.0" as 3), NaN for an id that is not one ("u3", "nan")."""
-    try:
-        return distinct.astype(np.float64)
-    except (ValueError, OverflowError):  # some ids are not numbers: one by one
-        return np.array([_number(i) for i in distinct.tolist()], dtype=np.float64)
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except (ValueError, OverflowError):
-        return math.nan
+    """Each id written as a plain decimal number ("3.0" as 3), NaN for any other id ("u3", "1e5")."""
+    return np.array([float(i) if _DECIMAL.fullmatch(i) else math.nan for i in distinct.tolist()], dtype=np.float64)
 
 
 def _refuse_two_spellings(distinct: np.ndarray, values: np.ndarray, what: str, source: str) -> None:
-    """DataError when two distinct ids are the same finite number."""
+    """DataError when two distinct ids are the same number (exactly: long numbers a float64 rounds
+    together stay apart)."""
     numbers = np.flatnonzero(np.isfinite(values)) if values.dtype.kind == "f" else np.arange(len(values))
     if len(numbers) < 2:
         return
     order = numbers[np.argsort(values[numbers], kind="stable")]
-    for k in np.flatnonzero(values[order][1:] == values[order][:-1]).tolist():
-        a, b = distinct[order[k]], distinct[order[k + 1]]
-        if Decimal(str(a)) != Decimal(str(b)):  # long numbers that a float64 rounds together stay apart
-            continue
-        raise DataError(f"{source + ': ' if source else ''}{what} {str(a)!r} and {str(b)!r} are one number written "
-                        "two ways; write each id one way (they would be two different ids)")
+    ties = np.flatnonzero(values[order][1:] == values[order][:-1])
+    for start in ties[np.r_[True, np.diff(ties) > 1]].tolist() if ties.size else []:  # each run of equal floats
+        end = start + 1
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        seen: dict = {}
+        for index in order[start:end + 1].tolist():
+            exact = Decimal(str(distinct[index]).strip())
+            if exact not in seen:
+                seen[exact] = distinct[index]
+                continue
+            a, b = seen[exact], distinct[index]
+            raise DataError(f"{source + ': ' if source else ''}{what} {str(a)!r} and {str(b)!r} are one number "
+                            "written two ways; write each id one way (they would be two different ids)")
 
 
 def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -98,7 +100,8 @@ class BinomialDiffusion(nn.Module):
         self.hybrid_coeff = float(hybrid_coeff)
         # Recommenders only ever denoise lightly corrupted histories; training on the first
         # few steps only concentrates capacity there. None trains on every step.
-        if train_t_max is not None and (isinstance(train_t_max, bool) or int(train_t_max) != train_t_max):
+        if train_t_max is not None and (isinstance(train_t_max, bool) or not isinstance(train_t_max, numbers.Real)
+                                        or not math.isfinite(train_t_max) or int(train_t_max) != train_t_max):
             raise ValueError(f"train_t_max must be a whole number of steps, got {train_t_max!r}")
         self.train_t_max = process.num_steps if train_t_max is None else int(train_t_max)
         if not 1 <= self.train_t_max <= process.num_steps:

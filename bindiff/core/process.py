@@ -91,6 +91,8 @@ def _gather(table: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> t
 
 def _shaped_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-row values (float64) in ``like``'s working dtype and device, broadcasting over its feature axes."""
+    if values.ndim == 2 and like.ndim and values.shape == (like.shape[0], 1):  # t[:, None], a DDPM habit
+        values = values.reshape(-1)
     if values.ndim > 1 or (values.ndim == 1 and like.ndim and values.shape[0] not in (1, like.shape[0])):
         # a (1, B) time would be applied per column, and k times on one row give k rows
         raise ValueError(f"t: expected an int or one time per row ({like.shape[0]},), got shape {tuple(values.shape)}")

@@ -152,14 +152,18 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
     # recipe.yaml (and the folder's hash) record what runs: the seeds and models the command line chose
     base = {**base, "compare": {**base["compare"], "seeds": n_seeds,
                                 "models": {name: list(extra) for name, extra in presets.items()},
-                                "spaces": {n: s for n, s in base["compare"]["spaces"].items() if n in presets}}}
+                                "spaces": {n: s for n, s in base["compare"]["spaces"].items() if n in spaces}}}
+    if tune_trials is not None:  # --tune N: the trials each searched model had
+        base = {**base, "tune": {**base["tune"], "trials": tune_trials}}
     with new_output_dir(base, "comparison", folder="compare", preamble=("recipe.yaml", "models.json")) as out:
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):
             log(f"comparison directory: {out}")  # piped output can follow the comparison from its start
         tuning: dict[str, dict] = {}
         for name, space in spaces.items():  # the same number of trials for every model with a space
-            study_dir = run_tuning(recipe, [*overrides, *presets[name], f"output.root={out / 'tune' / name}"],
+            # a shared override this model never reads stays out of its search (another model reads it)
+            read = [o for o in overrides if TASK.unread_reason(configs[name], o.split("=", 1)[0].strip()) is None]
+            study_dir = run_tuning(recipe, [*read, *presets[name], f"output.root={out / 'tune' / name}"],
                                    trials=tune_trials, data_dir=data_dir, space=space, section=f"compare.spaces.{name}",
                                    typed=[])  # the command line's were checked above; a preset's are the defaults searched
             study = json.loads((study_dir / "study.json").read_text())

@@ -37,7 +37,8 @@ from ...files import atomic_path, write_json, write_text
 from ...progress import log, log_lines
 from ...runs import new_output_dir, read_metrics
 from .data import find_dataset
-from .job import train_recommender
+from ..base import refuse_unread
+from .job import TASK, train_recommender
 from .models import build_model, check_model_params, make_scorer, model_kind, unread_sections
 
 SPEC_KINDS = ("float", "int", "choices")
@@ -238,7 +239,10 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
 
     registry.check_recipe(base)  # what `bindiff train` refuses before reading data, before any trial or folder
     dimensions = parse_space(base, source, section)
-    refuse_replaced(overrides if typed is None else typed, [d.key for d in dimensions], f"{section} searches")
+    typed = overrides if typed is None else typed
+    refuse_replaced(typed, [d.key for d in dimensions], f"{section} searches")
+    if "model.kind" not in {d.key for d in dimensions}:  # else each trial's kind reads what it reads
+        refuse_unread(TASK, base, typed)  # here, not at trial 0 after the data were read
     n_trials = base["tune"]["trials"] if trials is None else trials
     if n_trials < 1:
         raise RecipeError(f"--trials must be >= 1, got {n_trials}")
@@ -262,7 +266,9 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         config = with_key(config, "output.root", str(out / "trials" / f"{trial.number:03d}"), source)
         trial_started = time.perf_counter()
         try:
-            trained = train_recommender(config, [*overrides, *trial_overrides], data_dir=data_dir)
+            # a search over model.kind: each trial's model is given (and records) the overrides it reads
+            read = [o for o in overrides if TASK.unread_reason(config, o.split("=", 1)[0].strip()) is None]
+            trained = train_recommender(config, [*read, *trial_overrides], data_dir=data_dir)
         except RecipeError as err:
             raise RecipeError(f"tune trial {trial.number} ({' '.join(trial_overrides)}): {err}") from None
         value = float(trained.metrics["valid"][select])  # validation users only
