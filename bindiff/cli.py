@@ -425,10 +425,12 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device
     import time
     from pathlib import Path
 
+    from .tasks.base import read_run_config
     from .tasks.masks.job import run_evaluations
 
     try:
         out_dir = Path(out) if out else Path(run_dir) / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+        read_run_config(Path(run_dir))  # not a run: that line alone, before any warning about it
         _warn_if_unfinished(run_dir, checkpoint)
         metrics = run_evaluations(run_dir, [task], out_dir=out_dir, overrides=overrides or [], checkpoint=checkpoint,
                                   device=device, command=f"masks {task}", data_dir=data_dir)

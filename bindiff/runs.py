@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
+from .config.schema import FOLDER_NAME_RULE, is_folder_name
 from .files import OutputError, write_text
 from .training.checkpoint import CheckpointError, load_checkpoint
 
@@ -22,6 +23,8 @@ def create_output_dir(config: dict, kind: str = "run", folder: str | None = None
     colliding. A root that cannot hold folders (a file, a read-only or full file system) is
     refused as ``OutputError`` naming ``output.root``.
     """
+    if not is_folder_name(config["name"]):  # a config from Python: load_recipe checks a recipe's own
+        raise RecipeError(f"name: {FOLDER_NAME_RULE}, got {config['name']!r}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = Path(config["output"]["root"]).expanduser() / (folder or "")
     base = root / config["name"] / f"{stamp}-{config_hash(config)}"

@@ -138,6 +138,11 @@ def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
                         "evaluations.denoising.*, eval.batch_size, eval.part, eval.max_cases, eval.panels, eval.nifti, "
                         "output.progress")
     assert not (tmp_path / "d").exists()
+    # its own section given whole is its own section (it was refused as not read)
+    whole = runner.invoke(app, ["masks", "denoising", str(run_dir), "evaluations.denoising={flip: 0.2}",
+                                "eval.panels=0", "--out", str(tmp_path / "w")])
+    assert whole.exit_code == 0, whole.output
+    assert json.loads((tmp_path / "w" / "denoising" / "summary.json").read_text())["settings"]["flip"] == 0.2
 
 
 @needs_hippo

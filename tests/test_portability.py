@@ -158,3 +158,46 @@ def test_a_case_split_written_on_windows_with_a_bom_reads_on_linux(tmp_path, mon
     monkeypatch.delenv("BINDIFF_DATA_DIR", raising=False)
     moved = load_case_split(tmp_path / "cases.json", data_dir=data)
     assert moved["cases"] == {c.case_id: c for c in dataset.cases}  # "label map file not found"
+
+
+def test_a_run_stored_under_a_name_now_refused_still_loads_and_a_files_stem_is_checked(tmp_path):
+    from bindiff.config import RecipeError, dump_recipe, load_recipe, recipe_from_text
+
+    # a run made before the rule (its config.yaml says exp:1) is evaluated, resumed, exported as before
+    text = dump_recipe(load_recipe(RECIPE)).replace("name: ml1m", "name: 'exp:1'", 1)
+    assert recipe_from_text(text)["name"] == "exp:1"
+    recipe = tmp_path / "aux.yaml"  # no name: in it, so the file's stem names the run
+    recipe.write_text("task: recommend\n")
+    with pytest.raises(RecipeError, match=r"aux.yaml: the file's name gives the run name 'aux'"):
+        load_recipe(recipe)
+    from bindiff.runs import create_output_dir
+
+    config = load_recipe(RECIPE, [f"output.root={tmp_path}"])
+    with pytest.raises(RecipeError, match=r"name: must be one folder name that every system can hold"):
+        create_output_dir({**config, "name": "CON"})  # a config built in Python
+    assert not (tmp_path / "CON").exists()
+
+
+def test_ctrl_c_reaches_the_workers_on_windows(monkeypatch):
+    from bindiff.training import distributed
+
+    events = []
+
+    class Child:
+        def wait(self):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # Ctrl-C while torchrun runs
+            return 1
+
+        def poll(self):
+            return 1
+
+        def send_signal(self, number):  # Windows' Popen.send_signal takes no SIGINT
+            raise ValueError(f"Unsupported signal: {number}")
+
+        def terminate(self):
+            events.append("terminate")
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **kwargs: Child())
+    assert distributed.launch(2, ["train", "x.yaml"]) == 128 + signal.SIGINT
+    assert events == ["terminate"]

@@ -203,10 +203,13 @@ def test_a_stored_masks_run_with_a_flip_rate_above_a_half_still_loads(tmp_path):
     ("trian.lr=1", "unknown key 'trian' (did you mean 'train'?). Valid keys: name, seed, task,"),
     ("denoiser.param.x=1", "unknown key 'denoiser.param' (did you mean 'denoiser.params'?)"),
     ("train.foo=1", "unknown key 'train.foo'. Valid keys: train.optimizer,"),  # nothing near enough: no guess
+    ("output.r=1", "unknown key 'output.r' (did you mean 'output.root'?)"),  # a key of its section, not 'output'
+    ("evaluations.denoisng.flip=0.1", "unknown key 'evaluations.denoisng' (did you mean 'evaluations.denoising'?)"),
 ])
 def test_a_path_past_a_value_and_a_typo_are_named(override, message):
+    recipe = "hippocampus_masks.yaml" if override.startswith("evaluations") else "ml1m.yaml"
     with pytest.raises(RecipeError) as refused:
-        load_recipe(RECIPES / "ml1m.yaml", [override])
+        load_recipe(RECIPES / recipe, [override])
     assert message in str(refused.value)
 
 
@@ -217,6 +220,8 @@ def test_text_after_a_yaml_comment_mark_is_not_dropped_without_a_word():
     assert load_recipe(RECIPES / "ml1m.yaml", ["name=x#y"])["name"] == "x#y"
     models = load_recipe(RECIPES / "ml1m.yaml", ['compare.models.x=[model.kind=ease, "a #b"]'])["compare"]["models"]
     assert models["x"] == ["model.kind=ease", "a #b"]  # a # inside quotes is text
-    with pytest.raises(RecipeError, match=r"must be of type string, got datetime.date\(2024, 1, 1\) \(quote it to "
-                                          r"mean text: name='2024-01-01'\)"):
-        load_recipe(RECIPES / "ml1m.yaml", ["name=2024-01-01"])
+    for value, read in (("2024-01-01", r"datetime.date\(2024, 1, 1\)"), ("no", "False"), ("[a, b]", r"\['a', 'b'\]")):
+        with pytest.raises(RecipeError, match=rf"must be of type string, got {read} \(quote the value to mean it "
+                                              r"as text\)"):
+            load_recipe(RECIPES / "ml1m.yaml", [f"name={value}"])
+    assert load_recipe(RECIPES / "ml1m.yaml", ["name='2024-01-01'"])["name"] == "2024-01-01"

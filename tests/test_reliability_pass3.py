@@ -69,8 +69,8 @@ def test_a_header_naming_a_column_twice_is_refused(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("data.sep=ab", "key 'data.sep' must be one character, or null, got 'ab'"),
     ("data.sep=''", "key 'data.sep' must be one character, or null, got ''"),
-    ("name=../../elsewhere", "key 'name' must be one folder name that every system can hold"),
-    ("name=/tmp/x", "key 'name' must be one folder name that every system can hold"),
+    ("name=../../elsewhere", "key 'name' must be one folder name, not a path"),
+    ("name=/tmp/x", "key 'name' must be one folder name, not a path"),
     ("train={lr: 0.1, lr: 0.2}", "key 'lr' appears twice in the same section"),
     # what `bindiff train` refused only after reading the data, `show-config` now refuses too
     ("eval.select=foo", "error: eval.select: unknown metric 'foo'"),

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .schema import FREE, RENAMED, TASKS, Key, defaults, schema_for
+from .schema import FOLDER_NAME_RULE, FREE, RENAMED, TASKS, Key, defaults, is_folder_name, schema_for
 
 
 class RecipeError(ValueError):
@@ -59,7 +59,7 @@ def _check_value(dotted: str, spec: Key, value: Any, source: str) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and float in spec.types and int not in spec.types:
         ok, value = True, float(value)
     if not ok:
-        quote = f" (quote it to mean text: {dotted}='{value}')" if str in spec.types and value is not None else ""
+        quote = " (quote the value to mean it as text)" if str in spec.types and value is not None else ""
         raise RecipeError(f"{source}: key '{dotted}' must be of type {_type_name(spec.types)}, got {value!r}{quote}")
     if isinstance(value, float) and not math.isfinite(value):
         raise RecipeError(f"{source}: key '{dotted}' must be a finite number, got {value!r}")
@@ -96,8 +96,10 @@ def _merge(target: dict, incoming: dict, schema: dict, source: str, prefix: str 
                 raise RecipeError(f"{source}: key '{dotted}' was renamed: {'; '.join(moved)}")
             valid = [k for k in _valid_keys(root) if k.startswith(prefix)]
             # the nearest name first: a typo's key is otherwise one among a hundred
-            near = difflib.get_close_matches(dotted, valid + [k.split(".")[0] for k in valid], n=1, cutoff=0.78)
-            hint = f" (did you mean '{near[0].removesuffix('.*')}'?)" if near else ""
+            depth = dotted.count(".") + 1  # a name at the typo's own depth: a section for a section
+            level = sorted({".".join(k.removesuffix(".*").split(".")[:depth]) for k in valid})
+            near = difflib.get_close_matches(dotted, level, n=1, cutoff=0.78)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
             raise RecipeError(f"{source}: unknown key '{dotted}'{hint}. Valid keys: {', '.join(valid)}")
         spec = schema[name]
         if spec is FREE:
@@ -339,7 +341,23 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             config["name"] = path.stem
     for text, keys, value in parsed:
         _merge(config, _nest(keys, value), schema, f"override {text!r}")
+    _check_run_name(config["name"], path, loaded, parsed)
     return config
+
+
+def _check_run_name(name: str, path: Path | None, loaded: dict, parsed: list) -> None:
+    """RecipeError unless a new run's ``name`` is a folder every system can hold, naming where it came from."""
+    if is_folder_name(name):
+        return
+    given = [text for text, keys, _ in parsed if keys == ["name"]]
+    if given:
+        where = f"override {given[-1]!r}: key 'name'"
+    elif path is not None and "name" not in loaded:
+        raise RecipeError(f"{path}: the file's name gives the run name {name!r}, which {FOLDER_NAME_RULE}; "
+                          "set name: in the recipe")
+    else:
+        where = f"{path}: key 'name'"
+    raise RecipeError(f"{where} {FOLDER_NAME_RULE}, got {name!r}")
 
 
 def shipped_recipes() -> dict[str, Path]:

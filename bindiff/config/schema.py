@@ -31,8 +31,11 @@ def is_folder_name(value: str) -> bool:
 
 # Sections every task shares: what is diffused, by which network, trained how, written where.
 COMMON: dict[str, Any] = {
+    # a stored run keeps loading under the names earlier versions allowed; a new run's name is held to
+    # FOLDER_NAME_RULE where it is made (load_recipe, create_output_dir)
     "name": key(str, "run", "run folder name under output.root (one folder name, no path)",
-                (is_folder_name, FOLDER_NAME_RULE)),
+                (lambda v: v not in ("", ".", "..") and "/" not in v and "\\" not in v,
+                 "must be one folder name, not a path")),
     "seed": key(int, 0, "seeds the split, initialisation, data order and diffusion noise", a_seed),
     "task": key(str, "recommend", "which job the recipe describes; selects the task sections below"),
     "diffusion": {

@@ -628,9 +628,9 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowe
         unread = task.unread_reason(config, keys[0])
         if unread is not None:
             raise RecipeError(f"override {text!r}: {unread}, so it would change nothing")
-        if not any(dotted == k or (k.endswith(".") and dotted.startswith(k)) for k in names):
+        if not any(dotted == k or (k.endswith(".") and f"{dotted}.".startswith(k)) for k in names):
             listed = ", ".join(k + "*" if k.endswith(".") else k for k in names)
-            if command is not None and any(dotted == k or (k.endswith(".") and dotted.startswith(k))
+            if command is not None and any(dotted == k or (k.endswith(".") and f"{dotted}.".startswith(k))
                                            for k in task.rescore_keys):
                 raise RecipeError(f"override {text!r}: {command} does not read it; its keys are {listed}")
             raise RecipeError(f"override {text!r}: a trained run can only be scored differently; allowed keys are "

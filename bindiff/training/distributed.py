@@ -126,7 +126,10 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
 
     def forward(number, frame):
         received.append(number)
-        child.send_signal(number)
+        if sys.platform == "win32":  # Popen.send_signal takes no SIGINT there
+            child.terminate()
+        else:
+            child.send_signal(number)
 
     previous = {sig: signal.signal(sig, forward) for sig in forwarded}
     try:
