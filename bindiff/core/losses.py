@@ -1,7 +1,8 @@
 """Losses for an x_0-predicting denoiser of binomial diffusion.
 
 The losses return one value per example (features summed), so callers choose the batch
-reduction; the KL helpers ``bernoulli_kl`` and ``bernoulli_kl_logits`` are element-wise. ``logits`` are the denoiser's output: logit p̂(x_0 = 1 | x_t).
+reduction; the KL helpers ``bernoulli_kl`` and ``bernoulli_kl_logits`` are element-wise.
+``logits`` are the denoiser's output: logit p̂(x_0 = 1 | x_t).
 """
 
 from __future__ import annotations
