@@ -493,9 +493,9 @@ def test_apply_complete_keeps_what_thin_unknown_slices_leave_known(pad_run, tmp_
     assert result.exit_code == 0, result.output
     written = np.asarray(nib.load(str(tmp_path / "out" / "thin.nii.gz")).dataobj).astype(bool)
     assert np.array_equal(written, thin > 0)
-    # piped, a line per batch of each of the 4 samples (each was the same line)
+    # piped, a line per batch: the file's 4 runs drawn side by side, in one batch
     assert [line for line in result.stderr.splitlines() if ": batch " in line] == [
-        f"apply thin.nii.gz sample {i}/4: batch 1/1" for i in range(1, 5)]
+        "apply thin.nii.gz (4 runs): batch 1/1"]
 
 
 @needs_hippo
@@ -505,7 +505,7 @@ def test_apply_complete_leaves_to_the_model_what_thick_unknown_slices_hide(pad_r
     back as they were. Interpolating the known share between slices called most of them known,
     and copied their neighbours instead."""
     monkeypatch.setattr("bindiff.tasks.masks.apply.inpainted_probabilities",
-                        lambda ctx, rows, known, generator, desc: np.ones_like(rows))
+                        lambda ctx, rows, known, generator, desc, side_by_side: np.ones_like(rows))
     run_dir = pad_run
     labels, affine = _test_label(run_dir)
     thick = labels[:, :, : labels.shape[2] // 2 * 2: 2]
@@ -868,3 +868,29 @@ def test_a_masks_run_whose_data_folder_moved_is_evaluated_with_data_dir(tiny_run
     assert result.exit_code == 0, result.output
     first, again = (json.loads((tmp_path / f / "denoising" / "summary.json").read_text()) for f in ("a", "b"))
     assert again["per_case"] == first["per_case"]
+
+
+def test_one_files_runs_drawn_side_by_side_are_the_mean_of_its_runs():
+    """`masks apply` draws a file's runs in one batch: the map is the mean over the runs, row by row,
+    the same as drawing the tiled rows in one call and averaging them by hand."""
+    import torch
+
+    from bindiff.core import BernoulliProcess, BinomialDiffusion, MLPDenoiser
+    from bindiff.tasks.masks.completion import inpainted_probabilities
+    from bindiff.tasks.masks.evaluation import EvalContext
+
+    torch.manual_seed(0)
+    model = BinomialDiffusion(MLPDenoiser(6, hidden=[8]), BernoulliProcess.from_schedule("jsd", 3)).eval()
+    config = {"evaluations": {"completion": {"samples": 3, "steps": None, "sample": "sample", "resample": 1}},
+              "eval": {"batch_size": 4}, "output": {"progress": False}}
+    ctx = EvalContext(model=model, data=None, config=config, device=torch.device("cpu"))
+    rows = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 1, 1, 0, 0]], dtype=np.float32)
+    known = np.array([[1, 1, 0, 0, 1, 1], [1, 0, 1, 0, 1, 0]], dtype=np.float32)
+    got = inpainted_probabilities(ctx, rows, known, torch.Generator().manual_seed(5), "t", side_by_side=True)
+    generator = torch.Generator().manual_seed(5)  # by hand: 6 tiled rows (run r of row i is row 2r + i), batches of 4
+    tiled, tiled_known = torch.from_numpy(np.tile(rows, (3, 1))), torch.from_numpy(np.tile(known, (3, 1))).bool()
+    parts = [model.inpaint(tiled[a:a + 4], tiled_known[a:a + 4], generator=generator, mode="sample", decode="mean")
+             for a in (0, 4)]
+    expected = torch.cat(parts).numpy().reshape(3, 2, 6).mean(0)
+    assert got.shape == (2, 6) and np.allclose(got, expected, rtol=0, atol=1e-7)
+    assert np.array_equal(got[known.astype(bool)], rows[known.astype(bool)])  # the known voxels held

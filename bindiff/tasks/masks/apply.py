@@ -213,7 +213,8 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_di
         known_grid = ~transform.to_grid(work_hidden.astype(np.uint8)).astype(bool)
         # the padding beyond the image's edge is known to be empty, as in training and evaluation
         known_rows = to_vectors(np.ascontiguousarray((known_grid | ~valid).astype(np.uint8)), data.spec)
-        probs = inpainted_probabilities(ctx, rows, known_rows.astype(np.float32), generator, f"apply {path.name}")
+        probs = inpainted_probabilities(ctx, rows, known_rows.astype(np.float32), generator, f"apply {path.name}",
+                                        side_by_side=True)
         filled = grids_of(data, (probs >= 0.5).astype(np.uint8), [len(rows)], [transform.grid_shape])[0]
         out_grid = np.where(known_grid, grid, filled * valid).astype(np.uint8)
     else:

@@ -26,10 +26,14 @@ def hidden_dice(pred: np.ndarray, truth: np.ndarray, hidden: np.ndarray) -> floa
 
 
 def inpainted_probabilities(ctx: EvalContext, observed: np.ndarray, known: np.ndarray, generator: torch.Generator,
-                            desc: str, init: np.ndarray | None = None) -> np.ndarray:
+                            desc: str, init: np.ndarray | None = None, side_by_side: bool = False) -> np.ndarray:
     """P(voxel = 1) from inpainting with the ``known`` voxels held fixed, the mean over
     ``evaluations.completion.samples`` runs; ``init``: warm start from these vectors noised to
-    ``warm_t`` (SDEdit) instead of from noise. (n, D) rows in, (n, D) probabilities out."""
+    ``warm_t`` (SDEdit) instead of from noise. (n, D) rows in, (n, D) probabilities out.
+
+    ``side_by_side``: the runs of the few rows of one file drawn together, ``eval.batch_size`` rows
+    per denoiser call (``masks apply``: 8 runs of one mask in one batch cost little more than one
+    run on a CPU); otherwise one run after another over every row, as the evaluations draw them."""
     cfg = ctx.config["evaluations"]["completion"]
     if init is None:
         run = lambda x, k: ctx.model.inpaint(x, k.bool(), steps=cfg["steps"], generator=generator,  # noqa: E731
@@ -40,6 +44,10 @@ def inpainted_probabilities(ctx: EvalContext, observed: np.ndarray, known: np.nd
                                                     mode=cfg["sample"], decode="mean", init=start,
                                                     start=cfg["warm_t"], resample=cfg["resample"])
         inputs = (observed, known, init)
+    if side_by_side:
+        n, runs = len(observed), cfg["samples"]
+        tiled = [np.tile(a, (runs, 1)) for a in inputs]  # run r of row i is row r·n + i
+        return batched(ctx, run, *tiled, desc=f"{desc} ({runs} runs)").reshape(runs, n, -1).mean(0)
     probs = np.zeros_like(observed)
     for sample in range(1, cfg["samples"] + 1):  # each sample's batches get lines of their own
         probs += batched(ctx, run, *inputs, desc=f"{desc} sample {sample}/{cfg['samples']}")
