@@ -24,8 +24,13 @@ from bindiff.tasks.masks.panels import projection_panel
 
 def main(run_dir: str, out: str, overrides: list[str], n: int = 10) -> None:
     print(f"command: python benchmarks/generation_panel.py {run_dir} {out} {' '.join(overrides)}".rstrip())
+    if any(o.split("=", 1)[0].strip() == "evaluations.generation.samples" for o in overrides):
+        sys.exit(f"evaluations.generation.samples: the panel draws {n} masks; leave it off")
     run = load_masks_run(run_dir)
-    config = base.rescoring_config(TASK, run.config, [*overrides, f"evaluations.generation.samples={n}"])
+    # as `bindiff masks generation` takes them: its own section, and the evaluation's other keys
+    allowed = ("evaluations.generation.", *(k for k in TASK.rescore_keys if not k.startswith("evaluations.")))
+    config = base.rescoring_config(TASK, run.config, overrides, allowed=allowed, command="generation_panel.py")
+    config = base.rescoring_config(TASK, config, [f"evaluations.generation.samples={n}"])
     run.model.eval()
     ctx = EvalContext(model=run.model, data=run.data, config=config, device=torch.device("cpu"), checkpoint=run.info)
     bank, _ = _mask_rows(run.data, run.data.part("train"))
@@ -42,4 +47,11 @@ if __name__ == "__main__":
         sys.exit(0)
     if len(sys.argv) < 3:  # a usage error: the usage on stderr, exit 1
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    from bindiff.adapters.errors import DataError
+    from bindiff.config import RecipeError
+    from bindiff.files import CheckpointError
+
+    try:
+        main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    except (RecipeError, DataError, CheckpointError) as err:  # bad input: its one line
+        sys.exit(f"error: {err}")

@@ -50,6 +50,8 @@ def main() -> None:
     for folder in args.comparisons:
         recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
         recipe = {k: v for k, v in recipe.items() if k not in ("seed", "output", "compare")}
+        # `compare --tune N` records its trials in tune.trials; each model's own count is in compare.json
+        recipe["tune"] = {k: v for k, v in (recipe.get("tune") or {}).items() if k != "trials"}
         if shared is not None and recipe != shared:
             key = next(k for k in sorted(set(recipe) | set(shared)) if recipe.get(k) != shared.get(k))
             raise SystemExit(f"{folder}: section {key!r} of its recipe differs from {args.comparisons[0]}'s; "

@@ -53,6 +53,19 @@ def main() -> None:
     unknown = [name for name in names if name not in presets]
     if unknown:
         parser.error(f"--models: {', '.join(unknown)} not in the recipe's compare.models ({', '.join(presets)})")
+    from bindiff.config import RecipeError
+    from bindiff.tasks.base import refuse_unread
+    from bindiff.tasks.recommendation.job import TASK
+    from bindiff.tasks.recommendation.tune import refuse_replaced
+
+    try:  # as bindiff compare refuses them: a preset that overrules the command line, a setting never read
+        for name in names:
+            refuse_replaced(args.overrides, [o.split("=", 1)[0].strip() for o in presets[name]],
+                            f"compare.models.{name} sets")
+            refuse_unread(TASK, load_recipe(args.recipe, [*args.overrides, *presets[name]]), presets[name],
+                          where=f"compare.models.{name}: ")
+    except RecipeError as err:
+        parser.error(str(err))
 
     started = time.perf_counter()
     prepare_split(base["data"], base["split"], seed=split_seed(base))

@@ -33,6 +33,10 @@ def main() -> None:
 
     run = load_masks_run(args.run_dir)
     model = run.model
+    starts = [int(s) for s in args.starts.split(",")]
+    if not all(1 <= s <= model.process.num_steps for s in starts):
+        parser.error(f"--from {args.starts}: each start time must lie in 1..{model.process.num_steps} "
+                     "(the run's diffusion.steps)")
     rows, _ = _mask_rows(run.data, run.data.part("train"))
     everyone = rows.sum(1)
     generator = torch.Generator().manual_seed(args.seed)
@@ -44,7 +48,7 @@ def main() -> None:
     print(f"all {len(rows)} training masks: volume mean {everyone.mean():.1f} voxels, sd {everyone.std():.1f}; "
           f"the {len(x0)} run back: mean {volumes.mean():.1f}, sd {volumes.std():.1f}")
     with torch.no_grad():
-        for start in (int(s) for s in args.starts.split(",")):
+        for start in starts:
             x_t = model.process.add_noise(x0, torch.full((len(x0),), start), generator=generator)
             out = torch.cat([model.run_reverse(x_t[i:i + args.batch_size], model.scheduler(start=start),
                                                mode="sample", decode="threshold", generator=generator)[0]

@@ -407,7 +407,10 @@ def show_config(
             recipe, overrides = None, [recipe, *(overrides or [])]  # an override, not a file: the defaults with it
         config = load_recipe(recipe, overrides or [])
         from .tasks import registry  # after the recipe, as in `train`
+        from .tasks.base import refuse_unread
+
         registry.check_recipe(config)  # the checks `bindiff train` makes before reading data
+        refuse_unread(registry.get_task(config["task"]), config, overrides or [])  # as `train` refuses them
         typer.echo(dump_recipe(config), nl=False)
     except _user_errors() as err:
         _fail(err)

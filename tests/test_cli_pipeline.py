@@ -511,7 +511,7 @@ def test_inference_overrides_of_a_baseline_run_are_refused_as_changing_nothing(r
                               (["export", str(run_dir), "--output", str(tmp_path / "e")], "inference.add_noise=true")):
         result = runner.invoke(app, [*command, override])
         assert result.exit_code == 2, result.output
-        assert result.output.strip() == (f"error: override '{override}': a ease run never reads inference.*, so it "
+        assert result.output.strip() == (f"error: override '{override}': an ease run never reads inference.*, so it "
                                          "would change nothing")
     assert not (tmp_path / "e").exists()
 

@@ -317,6 +317,12 @@ def test_one_seed_has_no_standard_deviation_and_merging_needs_the_same_seeds(rat
     (four,) = (tmp_path / "d" / "compare" / "ml1m").iterdir()
     done = subprocess.run([*merge, str(two), str(four)], capture_output=True, text=True)
     assert done.returncode != 0 and "section 'train' of its recipe differs" in done.stderr
+    # a tuned comparison (its recipe.yaml says tune.trials: 1) merges with an untuned one
+    assert runner.invoke(app, args(ratings_csv, tmp_path / "e", "--models", "binomial", "--seeds", "1",
+                                   "--tune", "1")).exit_code == 0
+    (five,) = (tmp_path / "e" / "compare" / "ml1m").iterdir()
+    done = subprocess.run([*merge, str(one), str(five)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_keys_that_change_how_a_model_runs_may_differ_per_model_and_the_rest_of_their_section_not():

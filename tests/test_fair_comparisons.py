@@ -77,8 +77,9 @@ def test_an_override_the_model_never_reads_is_refused(ratings_csv, tmp_path):
     assert "'diffusion.steps=3'" in line and "never reads diffusion.*" in line
     assert not root.exists()
     # a closed-form fit still runs where train.threads says
-    line = error_line(runner.invoke(app, ["train", str(RECIPE), *closed_form, "model.kind=ease", "train.epochs=3"]))
-    assert "a ease run never reads train.* (but for train.threads, train.device)" in line
+    for command in ("train", "show-config"):  # show-config checks what train checks
+        line = error_line(runner.invoke(app, [command, str(RECIPE), *closed_form, "model.kind=ease", "train.epochs=3"]))
+        assert "an ease run never reads train.* (but for train.threads, train.device)" in line
     result = runner.invoke(app, ["train", str(RECIPE), *closed_form, "model.kind=popularity", "train.threads=1"])
     assert result.exit_code == 0, result.output
 

@@ -95,7 +95,8 @@ class RecommendationTask(base.Task):
         if not never_reads(kind, key):
             return None
         section = key.split(".")[0]
-        return f"a {kind.name} run never reads {section}.*" + (
+        article = "an" if kind.name[0] in "aeiou" else "a"
+        return f"{article} {kind.name} run never reads {section}.*" + (
             f" (but for {', '.join(PROCESS_KEYS)})" if section == "train" else "")
 
 
