@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from bindiff.config.recipe import override_key
 from bindiff.tasks import base
 from bindiff.tasks.masks.evaluation import EvalContext
 from bindiff.tasks.masks.generation import _mask_rows, draw_samples, target_volumes
@@ -24,7 +25,7 @@ from bindiff.tasks.masks.panels import projection_panel
 
 def main(run_dir: str, out: str, overrides: list[str], n: int = 10) -> None:
     print(f"command: python benchmarks/generation_panel.py {run_dir} {out} {' '.join(overrides)}".rstrip())
-    if any(o.split("=", 1)[0].strip() == "evaluations.generation.samples" for o in overrides):
+    if any(override_key(o) == "evaluations.generation.samples" for o in overrides):
         sys.exit(f"evaluations.generation.samples: the panel draws {n} masks; leave it off")
     run = load_masks_run(run_dir)
     # as `bindiff masks generation` takes them: its own section, and the evaluation's other keys

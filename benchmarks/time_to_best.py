@@ -56,11 +56,12 @@ def main() -> None:
     from bindiff.config import RecipeError
     from bindiff.tasks.base import refuse_unread
     from bindiff.tasks.recommendation.job import TASK
+    from bindiff.config.recipe import override_key
     from bindiff.tasks.recommendation.tune import refuse_replaced
 
     try:  # as bindiff compare refuses them: a preset that overrules the command line, a setting never read
         for name in names:
-            refuse_replaced(args.overrides, [o.split("=", 1)[0].strip() for o in presets[name]],
+            refuse_replaced(args.overrides, [override_key(o) for o in presets[name]],
                             f"compare.models.{name} sets")
             refuse_unread(TASK, load_recipe(args.recipe, [*args.overrides, *presets[name]]), presets[name],
                           where=f"compare.models.{name}: ")

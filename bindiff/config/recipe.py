@@ -257,6 +257,11 @@ def read_yaml_file(path: Path):
         raise RecipeError(f"{path}: not valid YAML{where}: {what}") from None
 
 
+def override_key(text: str) -> str:
+    """The dotted key of a ``key=value`` override, its value left unread."""
+    return text.split("=", 1)[0].strip()
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise RecipeError(f"override {text!r} is not of the form key=value")

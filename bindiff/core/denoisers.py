@@ -16,6 +16,7 @@ from torch import nn
 
 from .dropout import ShardableDropout
 from . import params as checks
+from .process import at_least_float32
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -130,7 +131,7 @@ class DenoiserEnsemble(nn.Module):
     @staticmethod
     def mean_logits(member_logits: torch.Tensor) -> torch.Tensor:
         """logit of the mean probability over the first dimension, (M, B, D) -> (B, D)."""
-        logits = member_logits.to(torch.promote_types(member_logits.dtype, torch.float32))
+        logits = at_least_float32(member_logits)
         # log of the mean of σ(l) and of σ(−l), each through logsumexp: exact where σ saturates
         # (the 1/M of both means cancels in the difference)
         log_p = torch.logsumexp(nn.functional.logsigmoid(logits), dim=0)

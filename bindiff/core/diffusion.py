@@ -14,16 +14,12 @@ from torch import nn
 from .count import tilt_to_count
 from .denoisers import DenoiserEnsemble
 from .losses import LOSSES, diffusion_loss
-from .process import REVERSE_KERNELS, BernoulliProcess, check_unit_interval, draw_bits, working_dtype
+from .process import (REVERSE_KERNELS, BernoulliProcess, at_least_float32, check_unit_interval, draw_bits,
+                      working_dtype)
 from .scheduler import STEP_MODES, ReverseScheduler
 
 DECODES = ("sample", "mean", "threshold")
 DENOISER_INPUTS = ("state", "flat_posterior")
-
-
-def _lift(logits: torch.Tensor) -> torch.Tensor:
-    """Logits in float32 at least (``working_dtype``): bf16/float16 lifted, float64 kept."""
-    return logits.to(working_dtype(logits))
 
 
 def _takes_condition(denoiser: nn.Module) -> bool:
@@ -195,12 +191,12 @@ class BinomialDiffusion(nn.Module):
                                  "(it trains in one process)")
             use = torch.rand(x0.shape[0], 1, generator=generator, device=x0.device) < 0.5
             with torch.no_grad():
-                first = torch.sigmoid(_lift(self._denoise(x_t, t, cond, blocks=self.is_ensemble)))
+                first = torch.sigmoid(at_least_float32(self._denoise(x_t, t, cond, blocks=self.is_ensemble)))
             estimate = torch.where(use, first, torch.zeros_like(first))
         # float32 logits at least, even when the denoiser ran under bf16 autocast: the losses need
         # the range (a float64 model keeps float64). An ensemble: block m of the batch is member
         # m's alone (see DenoiserEnsemble), so the mean over rows is the mean of the members' losses
-        logits = _lift(self._denoise(x_t, t, cond, estimate, blocks=self.is_ensemble))
+        logits = at_least_float32(self._denoise(x_t, t, cond, estimate, blocks=self.is_ensemble))
         terms = diffusion_loss(self.loss_kind, self.process, x0, x_t, t, logits, self.hybrid_coeff,
                                self.reverse_kernel, self.dice_weight)
         return LossOutput(loss=terms["loss"].mean(), terms=terms, t=t)
@@ -234,7 +230,7 @@ class BinomialDiffusion(nn.Module):
             call = self.denoiser
         logits = call(x_t, t) if cond is None else call(x_t, t, cond)
         if self.prior_logits is not None:  # on each member's logits, before their mean
-            logits = _lift(logits) + self.prior_logits
+            logits = at_least_float32(logits) + self.prior_logits
         return DenoiserEnsemble.mean_logits(logits) if averaged else logits
 
     def _batch(self, name: str, x: torch.Tensor, bits: bool = False) -> torch.Tensor:

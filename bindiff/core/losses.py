@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .process import REVERSE_KERNELS, BernoulliProcess, check_unit_interval
+from .process import REVERSE_KERNELS, BernoulliProcess, check_unit_interval, working_dtype
 
 LOSSES = ("bce", "vb", "hybrid")
 
@@ -44,7 +44,7 @@ def _lifted(logits: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, 
     """``logits`` and the states (x_0, x_t: bits or probabilities of any dtype, bools included) in
     one float type of at least float32: a half-precision sum over thousands of bits is off by
     whole units, and a float64 model keeps float64."""
-    dtype = torch.promote_types(logits.dtype, torch.float32) if logits.is_floating_point() else torch.float32
+    dtype = working_dtype(logits)
     return (logits.to(dtype),) + tuple(x.to(dtype) for x in states)
 
 

@@ -41,6 +41,11 @@ def working_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in its ``working_dtype``: half precision (bf16 autocast) lifted, float64 kept."""
+    return x.to(working_dtype(x))
+
+
 def check_unit_interval(name: str, x: torch.Tensor) -> None:
     """ValueError naming ``name`` unless every value lies in [0, 1] (bits or probabilities; NaN fails).
 
@@ -215,10 +220,15 @@ class BernoulliProcess:
 
     def alpha_ratio(self, t: torch.Tensor | int, s: torch.Tensor | int) -> torch.Tensor:
         """ᾱ_t / ᾱ_s for s ≤ t in float64, exactly 1 at s = t (also where ᾱ_t = ᾱ_s = 0)."""
-        where = self.log_alpha_bar.device  # the tables stay on the CPU; a time on the GPU is brought here
-        t, s = (self._check_t(v).to(where) for v in (t, s))
+        t, s = self._check_t(t), self._check_t(s)
         if bool((s > t).any()):  # a ratio above 1 is no kernel
             raise ValueError("alpha_ratio(t, s) needs s <= t")
+        return self._alpha_ratio(t, s)
+
+    def _alpha_ratio(self, t, s) -> torch.Tensor:
+        """``alpha_ratio`` for times already checked (the kernels check theirs once)."""
+        where = self.log_alpha_bar.device  # the tables stay on the CPU; a time on the GPU is brought here
+        t, s = (torch.as_tensor(v, dtype=torch.long).to(where) for v in (t, s))
         ratio = torch.exp(self.log_alpha_bar[t] - self.log_alpha_bar[s])
         return torch.where(t == s, torch.ones_like(ratio), ratio)
 
@@ -240,7 +250,7 @@ class BernoulliProcess:
         if (s > t).any():
             raise ValueError("transition_probs needs s <= t")
         x_s = x_s.to(working_dtype(x_s))
-        a = _shaped_like(self.alpha_ratio(t, s), x_s)
+        a = _shaped_like(self._alpha_ratio(t, s), x_s)
         return a * x_s + _shaped_like(self._half_gap(t, s), x_s)
 
     def add_noise(
@@ -297,7 +307,7 @@ class BernoulliProcess:
         dtype = torch.promote_types(working_dtype(x0), working_dtype(x_t))
         x0, x_t = x0.to(dtype), x_t.to(dtype)
         # (1 − a) / 2 comes from float64 (expm1): 1 − a in float32 loses up to all of a small β
-        a_ts = _shaped_like(self.alpha_ratio(t, s), x_t)
+        a_ts = _shaped_like(self._alpha_ratio(t, s), x_t)
         h_ts = _shaped_like(self._half_gap(t, s), x_t)
         a_s = _gather(self.alpha_bar, s, x0)
         h_s = _shaped_like(self._half_gap(torch.as_tensor(s)), x0)

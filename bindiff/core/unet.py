@@ -25,6 +25,7 @@ from torch import nn
 
 from .denoisers import register_denoiser, sinusoidal_embedding
 from .params import flag, whole, widths
+from .process import at_least_float32
 
 _PATTERNS = {2: ("b (x y) -> b 1 x y", "b 1 x y -> b (x y)"),
              3: ("b (x y z) -> b 1 x y z", "b 1 x y z -> b (x y z)")}
@@ -52,11 +53,6 @@ def _groups(channels: int) -> int:
     return 1
 
 
-def _lift(h: torch.Tensor) -> torch.Tensor:
-    """float32 at least (bfloat16 under autocast lifted, a float64 model kept)."""
-    return h.to(torch.promote_types(h.dtype, torch.float32))
-
-
 class _Block(nn.Module):
     def __init__(self, conv: type[nn.Module], c_in: int, c_out: int, emb_dim: int):
         super().__init__()
@@ -70,11 +66,11 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
         # normalisation and the residual sum in float32 at least, even under bfloat16 autocast
-        h = self.act(self.norm1(_lift(self.conv1(x))))
+        h = self.act(self.norm1(at_least_float32(self.conv1(x))))
         if self.time is not None and emb is not None:
-            h = h + _lift(self.time(emb)).reshape(emb.shape[0], -1, *([1] * (x.ndim - 2)))
-        h = self.act(self.norm2(_lift(self.conv2(h))))
-        return h + _lift(self.skip(x))
+            h = h + at_least_float32(self.time(emb)).reshape(emb.shape[0], -1, *([1] * (x.ndim - 2)))
+        h = self.act(self.norm2(at_least_float32(self.conv2(h))))
+        return h + at_least_float32(self.skip(x))
 
 
 class UNetDenoiser(nn.Module):
@@ -159,7 +155,7 @@ class UNetDenoiser(nn.Module):
         low_precision = self.bf16 and bfloat16_autocast(x_t.device.type)
         with torch.autocast(device_type=x_t.device.type, dtype=torch.bfloat16, enabled=low_precision):
             logits = self._forward(x_t, t, cond)
-        return _lift(logits)
+        return at_least_float32(logits)
 
     def _layout(self, h: torch.Tensor) -> torch.Tensor:
         """3-D activations in the channels-last layout of the weights. Pooling, the 1×1 skips and

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...config import RecipeError, dump_recipe, load_recipe
+from ...config.recipe import override_key
 from ...config.schema import FOLDER_NAME_RULE, is_folder_name
 from ...files import atomic_path, write_json, write_text
 from ...metrics.paired import paired_wilcoxon
@@ -81,7 +82,7 @@ def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[st
         for override in presets[name]:
             # the paired test pairs each user's values across models: every model must see the same
             # split, metric and seed, and get the same tuning
-            key = override.split("=", 1)[0].strip()
+            key = override_key(override)
             section = key.split(".")[0]
             if section in NOT_SEARCHABLE and key not in PER_MODEL_KEYS:
                 raise RecipeError(f"compare.models.{name}: '{override}' would give this model its own {section}; "
@@ -130,12 +131,12 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
 
     configs = {}
     for name, extra in presets.items():
-        refuse_replaced(overrides, [o.split("=", 1)[0].strip() for o in extra], f"compare.models.{name} sets")
+        refuse_replaced(overrides, [override_key(o) for o in extra], f"compare.models.{name} sets")
         configs[name] = load_recipe(recipe, [*overrides, *extra])
         refuse_unread(TASK, configs[name], extra, where=f"compare.models.{name}: ")
         registry.check_recipe(configs[name])
     for text in overrides:  # the command line's are shared: refused when no compared model reads them
-        key = text.split("=", 1)[0].strip()
+        key = override_key(text)
         reasons = [TASK.unread_reason(config, key) for config in configs.values()]
         if all(reasons):
             raise RecipeError(f"override {text!r}: {'; '.join(sorted(set(reasons)))}, so it would change nothing")
@@ -162,7 +163,7 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
         tuning: dict[str, dict] = {}
         for name, space in spaces.items():  # the same number of trials for every model with a space
             # a shared override this model never reads stays out of its search (another model reads it)
-            read = [o for o in overrides if TASK.unread_reason(configs[name], o.split("=", 1)[0].strip()) is None]
+            read = [o for o in overrides if TASK.unread_reason(configs[name], override_key(o)) is None]
             study_dir = run_tuning(recipe, [*read, *presets[name], f"output.root={out / 'tune' / name}"],
                                    trials=tune_trials, data_dir=data_dir, space=space, section=f"compare.spaces.{name}",
                                    typed=[])  # the command line's were checked above; a preset's are the defaults searched

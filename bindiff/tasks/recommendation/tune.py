@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from ...config import RecipeError, dump_recipe, load_recipe
-from ...config.recipe import with_key
+from ...config.recipe import override_key, with_key
 from ...config.schema import FREE, schema_for
 from ...files import atomic_path, write_json, write_text
 from ...progress import log, log_lines
@@ -215,7 +215,7 @@ def refuse_replaced(typed: list[str], keys: list[str], replacer: str) -> None:
     afterwards: the command line would be overruled without a word, and a table headed by the
     command as typed would describe settings never used."""
     for text in typed:
-        dotted = text.split("=", 1)[0].strip()
+        dotted = override_key(text)
         for key in keys:
             if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
                 raise RecipeError(f"override {text!r}: {replacer} {key} itself, which would overrule it; "
@@ -267,7 +267,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         trial_started = time.perf_counter()
         try:
             # a search over model.kind: each trial's model is given (and records) the overrides it reads
-            read = [o for o in overrides if TASK.unread_reason(config, o.split("=", 1)[0].strip()) is None]
+            read = [o for o in overrides if TASK.unread_reason(config, override_key(o)) is None]
             trained = train_recommender(config, [*read, *trial_overrides], data_dir=data_dir)
         except RecipeError as err:
             raise RecipeError(f"tune trial {trial.number} ({' '.join(trial_overrides)}): {err}") from None
