@@ -182,6 +182,17 @@ def test_show_config_of_another_tasks_defaults_takes_the_task_as_an_override():
     assert shown["task"] == "masks" and shown["seed"] == 4 and set(TASKS["masks"]) <= set(shown)
 
 
+@pytest.mark.parametrize("task", ["recommend", "masks", "segmentation"])
+def test_every_tasks_defaults_are_a_valid_recipe(task):
+    import yaml
+
+    result = runner.invoke(app, ["show-config", f"task={task}"])  # segmentation refused its own MLP default
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    # segmentation reads the image through the U-Net; the other tasks keep the documented MLP default
+    assert shown["denoiser"]["name"] == ("unet" if task == "segmentation" else "mlp")
+
+
 def test_show_config_reads_a_recipe_file_whose_path_holds_an_equals_sign(tmp_path):
     import shutil
 

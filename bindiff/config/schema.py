@@ -8,12 +8,13 @@ parameters) and names the accepted ones when it refuses.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .keys import FREE, Key, a_seed, at_least_one, fraction, key, non_negative, positive  # noqa: F401  (re-exported)
 from ..tasks.masks.schema import SECTIONS as MASKS
 from ..tasks.recommendation.schema import SECTIONS as RECOMMEND
-from ..tasks.segmentation.schema import SECTIONS as SEGMENTATION
+from ..tasks.segmentation.schema import COMMON_DEFAULTS as SEGMENTATION_DEFAULTS, SECTIONS as SEGMENTATION
 
 
 _RESERVED = {"con", "prn", "aux", "nul", *(f"{d}{i}" for d in ("com", "lpt") for i in range(1, 10))}
@@ -113,8 +114,21 @@ RENAMED: dict[str, str] = {
 TASKS: dict[str, dict[str, Any]] = {"recommend": RECOMMEND, "masks": MASKS, "segmentation": SEGMENTATION}
 
 
+# Task name -> shared keys whose default differs for that task, dotted key -> default (segmentation reads
+# its image through the U-Net, so the MLP default would refuse `show-config task=segmentation`).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {"segmentation": SEGMENTATION_DEFAULTS}
+
+
 def schema_for(task: str) -> dict[str, Any]:
-    return {**COMMON, **TASKS[task]}
+    schema = {**COMMON, **TASKS[task]}
+    for dotted, default in TASK_DEFAULTS.get(task, {}).items():
+        *sections, name = dotted.split(".")
+        node = schema
+        for section in sections:  # copy the path, so COMMON keeps the shared default
+            node[section] = dict(node[section])
+            node = node[section]
+        node[name] = replace(node[name], default=default)
+    return schema
 
 
 def defaults(schema: dict | None = None) -> dict:

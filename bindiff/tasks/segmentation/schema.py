@@ -16,6 +16,9 @@ def _plain_stem(name) -> bool:
             and "\\" not in name and not name.lower().endswith((".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")))
 
 
+# Shared keys whose default differs here: the image is read through the U-Net's extra channels.
+COMMON_DEFAULTS: dict[str, Any] = {"denoiser.name": "unet"}
+
 SECTIONS: dict[str, Any] = {
     **{name: MASKS[name] for name in ("data", "labels", "grid", "split", "timesteps")},
     "images": {
