@@ -279,13 +279,40 @@ class BinomialDiffusion(nn.Module):
         x = self._batch("x", x)
         return torch.sigmoid(self._denoise(x, self._times(x.shape[0], t, x.device), cond))
 
+    def blind_at(self, t: int) -> bool:
+        """Whether the denoiser reads nothing of x_t at time ``t``: it reads the flat posterior
+        (``denoiser_input="flat_posterior"``) and ᾱ_t = 0 (t = T of "jsd"), where that is a constant
+        ½. Its logits there depend on the condition alone (see ``start_logits``)."""
+        return self.denoiser_input == "flat_posterior" and float(self.process.alpha_bar[self._check_time(t)]) == 0.0
+
+    @torch.no_grad()
+    def start_logits(self, cond: torch.Tensor | None = None, n: int | None = None, t: int | None = None) -> torch.Tensor:
+        """The denoiser's logits at time ``t`` (default T) for each row of ``cond`` (or ``n`` rows
+        without one), where it is blind to x_t (``blind_at``): the first call of every reverse run
+        from noise at ``t``. Several runs given the same ``cond`` (segmentation's samples of one
+        image) can compute it once and hand it to ``run_reverse``, ``inpaint`` or ``sample`` as
+        ``start_logits``: bit for bit what each run would compute on the same rows. ValueError where the denoiser
+        reads x_t at ``t``, where the logits would depend on each run's noise."""
+        t = self.process.num_steps if t is None else self._check_time(t)
+        if not self.blind_at(t):
+            raise ValueError(f"the denoiser reads x_t at t = {t} (denoiser_input={self.denoiser_input!r}, "
+                             f"ᾱ_t = {float(self.process.alpha_bar[t]):.3g}): its first logits depend on each run's noise")
+        if (cond is None) == (n is None):
+            raise ValueError("give cond (one row per run) or n (the number of rows without a condition), not both")
+        rows = cond.shape[0] if cond is not None else int(n)
+        device = cond.device if cond is not None else None
+        # the state's value is not read at ᾱ_t = 0 (½ + 0·(x − ½) is ½); zeros in the dtype sample() gives them
+        state = self._batch("state", torch.zeros((rows, self.denoiser.dim), device=device))
+        return self._denoise(state, self._times(rows, t, state.device), cond)
+
     @torch.no_grad()
     def run_reverse(self, sample: torch.Tensor, scheduler: ReverseScheduler, mode: str = "sample",
                     decode: str | None = None, known: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                     generator: torch.Generator | None = None, resample: int = 1,
                     cond: torch.Tensor | None = None,
                     ones: torch.Tensor | None = None,
-                    on_step: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    on_step: Callable[[int, torch.Tensor], None] | None = None,
+                    start_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The reverse loop, the only one in bindiff: step from ``sample`` at scheduler.timesteps[0] to t = 0.
 
         ``mode`` "sample" draws bits at every step, "mean" feeds probabilities forward.
@@ -298,8 +325,9 @@ class BinomialDiffusion(nn.Module):
         forward draw keeps an exact chain exact). ``cond`` goes to every denoiser call
         (conditional generation, e.g. a mask given its image). ``ones`` (one count per row) tilts
         every p̂(x_0) to that expected number of ones (``tilt_to_count``). ``on_step(t, p̂)``, when
-        given, hears p̂(x_0) of every denoiser call (diffusers' step callback). Returns the final
-        state and p̂(x_0) of the last denoiser call.
+        given, hears p̂(x_0) of every denoiser call (diffusers' step callback). ``start_logits``
+        (``start_logits()``) stands for the denoiser's calls at the first time, where it is blind
+        to x_t. Returns the final state and p̂(x_0) of the last denoiser call.
         """
         decode = decode or mode
         if decode not in DECODES:
@@ -312,6 +340,12 @@ class BinomialDiffusion(nn.Module):
         if ones is not None and mask is not None and bool(mask.any()):
             # the tilt counts every bit, the known ones included, whose p̂ the loop then discards
             raise ValueError("ones holds the count of a whole sample; it cannot be combined with known bits")
+        first = scheduler.timesteps[0]
+        if start_logits is not None:
+            if not self.blind_at(first):
+                raise ValueError(f"start_logits stand for the denoiser's first call, but it reads x_t at t = {first}")
+            if start_logits.shape != sample.shape:
+                raise ValueError(f"start_logits {tuple(start_logits.shape)} and sample {tuple(sample.shape)} differ in shape")
         pred_x0 = sample
         estimate = None  # self-conditioning: the previous step's p̂(x_0)
         n = sample.shape[0]
@@ -321,7 +355,10 @@ class BinomialDiffusion(nn.Module):
                 if again:  # back to time t: x_t ~ q(x_t | x_s)
                     back = self.process._transition(sample, s, t)  # the loop's own state
                     sample = back if mode == "mean" else draw_bits(back, generator, sample.dtype)
-                logits = self._denoise(sample, self._times(n, t, sample.device), cond, estimate)
+                if start_logits is not None and t == first and not again:  # blind, and no estimate yet
+                    logits = start_logits
+                else:
+                    logits = self._denoise(sample, self._times(n, t, sample.device), cond, estimate)
                 if ones is not None:
                     logits = tilt_to_count(logits, ones)
                 step_mode = mode if s > 0 else ("sample" if decode == "sample" else "mean")
@@ -378,7 +415,8 @@ class BinomialDiffusion(nn.Module):
                 prior: torch.Tensor | float | None = None, decode: str | None = None,
                 resample: int = 1, cond: torch.Tensor | None = None,
                 ones: torch.Tensor | None = None,
-                on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+                on_step: Callable[[int, torch.Tensor], None] | None = None,
+                start_logits: torch.Tensor | None = None) -> torch.Tensor:
         """Fill the bits where ``mask`` is False, holding those where it is True at ``known``.
 
         At every time the known bits are replaced by a fresh draw of q(x_s | x_0 = known), so
@@ -390,7 +428,7 @@ class BinomialDiffusion(nn.Module):
         ``resample`` > 1 is RePaint's resampling (see ``run_reverse``); ``ones`` holds the
         count of each row (see ``sample``), only where nothing is known. ``steps`` beyond
         ``start`` (T by default) are clipped to it: a warm start may begin low. ``known`` (and
-        ``init``) must hold bits, ``mask`` booleans (or 0 and 1).
+        ``init``) must hold bits, ``mask`` booleans (or 0 and 1). ``start_logits``: see ``start_logits()``.
         """
         if known.shape != mask.shape:
             raise ValueError(f"known {tuple(known.shape)} and mask {tuple(mask.shape)} differ in shape")
@@ -407,14 +445,16 @@ class BinomialDiffusion(nn.Module):
         free = self._start_state(known.shape, start, init, prior, generator, known.device, known.dtype)
         sample = torch.where(mask, self.process.add_noise(known, start, generator=generator), free)
         return self.run_reverse(sample, scheduler, mode=mode, decode=decode, known=known, mask=mask,
-                                generator=generator, resample=resample, cond=cond, ones=ones, on_step=on_step)[0]
+                                generator=generator, resample=resample, cond=cond, ones=ones, on_step=on_step,
+                                start_logits=start_logits)[0]
 
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None,
                device=None, *, prior: torch.Tensor | float | None = None, decode: str = "sample",
                cond: torch.Tensor | None = None, resample: int = 1,
                ones: torch.Tensor | None = None,
-               on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+               on_step: Callable[[int, torch.Tensor], None] | None = None,
+               start_logits: torch.Tensor | None = None) -> torch.Tensor:
         """Bits from x_T ~ ``prior`` (default B(½), exact when ᾱ_T = 0, e.g. "jsd"); with ``cond``
         (n rows) each sample is drawn given its row: p(x_0 | cond).
 
@@ -431,7 +471,11 @@ class BinomialDiffusion(nn.Module):
         two-stage model, p(count) from the data and the shape from the chain, for a chain that
         drifts in the count (docs/masks.md). The draw is exact in the count's mean, not a
         conditional p(x_0 | count).
+
+        ``start_logits`` (``start_logits(cond)``): the first denoiser call's logits where it is
+        blind to x_T, computed once for several draws given the same ``cond``.
         """
         nothing_known = torch.zeros((n, self.denoiser.dim), device=device)
         return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator,
-                            prior=prior, decode=decode, cond=cond, resample=resample, ones=ones, on_step=on_step)
+                            prior=prior, decode=decode, cond=cond, resample=resample, ones=ones, on_step=on_step,
+                            start_logits=start_logits)
