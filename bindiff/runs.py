@@ -116,7 +116,7 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
     config = recipe_from_text(payload["config_yaml"], source=str(path))
     if config["task"] != task:
         raise RecipeError(f"{run_dir}: a {config['task']} run, not a {task} run; {config['task']} runs are used "
-                          f"with {_COMMANDS_OF[config['task']]}")
+                          f"with {_COMMANDS_OF.get(config['task'], 'its own task module')}")
     # A checkpoint copied in from another run would be built as that run's model and then fed
     # this run's data; where they disagree is named here instead of a shape error deep inside.
     stored = flatten(recipe_from_text((run_dir / "config.yaml").read_text(encoding="utf-8"),

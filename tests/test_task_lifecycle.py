@@ -258,3 +258,20 @@ def test_the_tensorboard_logger_without_its_package_is_refused_before_anything_i
                                           r"with pip install 'bindiff\[tensorboard\]'"):
         registry.train(_config(tmp_path / "runs", "output.logger=tensorboard"))
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_selection_metric_the_validation_does_not_report_is_named(parity_task, tmp_path):
+    """Was a KeyError from deep in the trainer."""
+    with pytest.raises(RecipeError, match=r"eval.select: 'bit_accuracy' is not among the validation metrics neg_loss"):
+        registry.train(_config(tmp_path, "eval.select=bit_accuracy"))
+    assert not list((tmp_path / "parity").iterdir())  # the run folder, with no checkpoint, is not left behind
+
+
+def test_a_run_of_a_task_of_ones_own_read_as_another_tasks_is_named(parity_task, tmp_path):
+    """`bindiff evaluate` of such a run: a KeyError where the refusal names the commands of its task."""
+    from bindiff.runs import read_run
+
+    run = registry.train(_config(tmp_path))
+    with pytest.raises(RecipeError, match="a parity_bits run, not a recommend run; parity_bits runs are used with "
+                                          "its own task module"):
+        read_run(run.run_dir, "recommend")

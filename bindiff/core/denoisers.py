@@ -58,7 +58,7 @@ class MLPDenoiser(nn.Module):
         time_dim: int = 0,
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:  # a list is unhashable
             raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if input_norm not in ("none", "l2"):
             raise ValueError(f"input_norm must be 'none' or 'l2', got {input_norm!r}")
@@ -149,23 +149,39 @@ def register_denoiser(name: str, cls: type[nn.Module]) -> None:
     DENOISERS[name] = cls
 
 
+def check_params(what: str, cls: type, params: dict, skip: tuple[str, ...] = ()) -> None:
+    """ValueError unless ``cls(<the skipped positional ones>, **params)`` binds: every name in ``params`` is
+    one of its keyword parameters (any name where it takes ``**kwargs``) and none it needs is missing.
+    Only the call is checked here, so that an error raised inside the constructor keeps its traceback."""
+    signature = inspect.signature(cls.__init__)
+    named = [p for p in signature.parameters.values()
+             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    accepted = [p.name for p in named if p.name not in skip]
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    unknown = sorted(set(params) - set(accepted))
+    if unknown and not takes_any:
+        raise ValueError(f"{what} has no parameter(s) {unknown}; it takes {accepted}")
+    missing = [p.name for p in named if p.name not in skip and p.name not in params and p.default is p.empty
+               and p.kind != p.POSITIONAL_ONLY]
+    if missing:
+        raise ValueError(f"{what} needs the parameter(s) {missing}; it takes {accepted}")
+
+
 def build_denoiser(name: str, dim: int, members: int = 1, **params) -> nn.Module:
     """The registered denoiser ``name`` for vectors of ``dim`` bits, built with ``params``;
     with ``members`` > 1, a ``DenoiserEnsemble`` of that many, each initialised in turn from the
     global generator.
 
     Raises ``ValueError`` naming the registered denoisers for an unknown name, and the accepted
-    parameters for an unknown one.
+    parameters for an unknown or missing one. What the constructor raises passes through.
     """
     if name not in DENOISERS:
         raise ValueError(f"unknown denoiser {name!r}; choose one of {', '.join(DENOISERS)}")
     cls = DENOISERS[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "dim")]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ValueError(f"denoiser {name!r} has no parameter(s) {unknown}; it takes {accepted}")
+    check_params(f"denoiser {name!r}", cls, params, skip=("dim",))
     members = checks.whole("members", members, low=1)
-    nets = [cls(dim, **params) for _ in range(members)]
+    nets = [cls(dim, **params) for _ in range(members)]  # an error raised inside is the class's: a bug, or its
+    # own refusal of a value (ValueError)
     if getattr(nets[0], "dim", None) != dim:  # sample() and the trainers read the vector length here
         raise ValueError(f"denoiser {name!r} must set `self.dim = dim`")
     return nets[0] if members == 1 else DenoiserEnsemble(nets)

@@ -231,7 +231,11 @@ class BinomialDiffusion(nn.Module):
         logits = call(x_t, t) if cond is None else call(x_t, t, cond)
         if self.prior_logits is not None:  # on each member's logits, before their mean
             logits = at_least_float32(logits) + self.prior_logits
-        return DenoiserEnsemble.mean_logits(logits) if averaged else logits
+        logits = DenoiserEnsemble.mean_logits(logits) if averaged else logits
+        if logits.shape != x_t.shape:  # else a shape error deep in a loss, or bits broadcast across
+            raise ValueError(f"the denoiser {type(self.denoiser).__name__} returned logits of shape "
+                             f"{tuple(logits.shape)} for x_t of shape {tuple(x_t.shape)}: a denoiser returns (B, D)")
+        return logits
 
     def _batch(self, name: str, x: torch.Tensor, bits: bool = False) -> torch.Tensor:
         """``x`` as a (B, D) batch in the denoiser's dtype; ValueError naming ``name`` when its
@@ -275,9 +279,18 @@ class BinomialDiffusion(nn.Module):
     @torch.no_grad()
     def predict_x0(self, x: torch.Tensor, t: int = 1, cond: torch.Tensor | None = None) -> torch.Tensor:
         """p̂(x_0 = 1 | x_t = x[, cond]) from a single denoiser call."""
+        return torch.sigmoid(self.logits(x, t, cond))
+
+    def logits(self, x: torch.Tensor, t: int, cond: torch.Tensor | None = None,
+               estimate: torch.Tensor | None = None) -> torch.Tensor:
+        """The x_0 logits the reverse loop hands ``scheduler.step`` for x_t = ``x`` at time ``t``: the
+        denoiser's output after what the model adds around it (the flat-posterior input, the prior
+        offset, an ensemble's mean, the condition and, self-conditioned, the previous ``estimate``
+        of p̂(x_0), zeros at the first step). A loop written with the scheduler calls this, not
+        ``model.denoiser``, which lacks them."""
         t = self._check_time(t)
         x = self._batch("x", x)
-        return torch.sigmoid(self._denoise(x, self._times(x.shape[0], t, x.device), cond))
+        return self._denoise(x, self._times(x.shape[0], t, x.device), cond, estimate)
 
     def blind_at(self, t: int) -> bool:
         """Whether the denoiser reads nothing of x_t at time ``t``: it reads the flat posterior
@@ -301,9 +314,8 @@ class BinomialDiffusion(nn.Module):
             raise ValueError("give cond (one row per run) or n (the number of rows without a condition), not both")
         rows = cond.shape[0] if cond is not None else int(n)
         device = cond.device if cond is not None else None
-        # the state's value is not read at ᾱ_t = 0 (½ + 0·(x − ½) is ½); zeros in the dtype sample() gives them
-        state = self._batch("state", torch.zeros((rows, self.denoiser.dim), device=device))
-        return self._denoise(state, self._times(rows, t, state.device), cond)
+        # the state's value is not read at ᾱ_t = 0 (½ + 0·(x − ½) is ½)
+        return self.logits(torch.zeros((rows, self.denoiser.dim), device=device), t, cond)
 
     @torch.no_grad()
     def run_reverse(self, sample: torch.Tensor, scheduler: ReverseScheduler, mode: str = "sample",

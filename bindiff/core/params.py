@@ -7,6 +7,7 @@ the type it names, with a message naming the parameter.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Sequence
 
@@ -30,6 +31,13 @@ def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false, got {value!r}")
     return value
+
+
+def number(name: str, value: Any) -> float:
+    """A finite real number (not a bool, not the text '0.1')."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def rate(name: str, value: Any) -> float:

@@ -93,8 +93,8 @@ class UNetDenoiser(nn.Module):
                  time_dim: int = 32, coords: bool = True, patch: int = 1, bf16: bool = False,
                  cond_channels: int = 0):
         super().__init__()
-        grid = [int(g) for g in grid]
-        if len(grid) not in (2, 3) or any(g < 1 for g in grid):
+        grid = widths("grid", grid)  # 2.7 is not a side
+        if len(grid) not in (2, 3):
             raise ValueError(f"grid must list 2 or 3 positive sides, got {grid}")
         if math.prod(grid) != dim:
             raise ValueError(f"grid {grid} holds {math.prod(grid)} voxels but the vectors have length {dim}")

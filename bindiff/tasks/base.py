@@ -415,7 +415,8 @@ _FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errn
 @contextmanager
 def _output_errors(run_dir: Path, keep: bool = False):
     """A full or read-only file system as one OutputError line; a run with no checkpoint yet is
-    removed (nothing in it could be resumed), one with a checkpoint kept for ``bindiff resume``.
+    removed (nothing in it could be resumed), one with a checkpoint kept for ``bindiff resume``;
+    so is one a RecipeError stops.
     Stopped by Ctrl-C or SIGTERM, a line says how to go on: on a terminal the run's folder was
     named nowhere yet."""
     try:
@@ -423,6 +424,10 @@ def _output_errors(run_dir: Path, keep: bool = False):
     except (KeyboardInterrupt, SystemExit):
         if run_dir.is_dir() and distributed.is_main_process():
             log(f"stopped: `bindiff resume {run_dir}` continues this run")
+        raise
+    except RecipeError:  # found only once training began (diverged in epoch 1, an eval.select no validation reports)
+        if not keep and distributed.is_main_process():
+            remove_unfinished_run(run_dir)  # nothing half-made is left: it holds no checkpoint to resume
         raise
     except (OSError, OutputError) as err:  # OutputError: atomic_path's own line for the same errors
         if getattr(err, "errno", None) not in _FULL_OR_READ_ONLY:

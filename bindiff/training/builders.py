@@ -48,7 +48,7 @@ def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
     try:
         # .get: the configs of runs trained before denoiser.members existed hold no such key
         denoiser = build_denoiser(config["denoiser"]["name"], dim, members=config["denoiser"].get("members", 1), **params)
-    except (ValueError, TypeError) as err:
+    except ValueError as err:  # a TypeError from inside a constructor is a bug: its traceback is kept
         raise RecipeError(f"{denoiser_key(err)}: {err}") from None
     d = config["diffusion"]
     try:

@@ -130,6 +130,9 @@ def fit(
             model.eval()
             with optimizer.evaluated():  # train.ema: the average is what is validated and saved
                 metrics = validate()
+                if select not in metrics:  # a task of one's own whose validation names other metrics
+                    raise RecipeError(f"eval.select: {select!r} is not among the validation metrics "
+                                      f"{', '.join(sorted(metrics))}")
                 value = float(metrics[select])
                 # the first epoch is the best so far whatever its value, so best.pt exists from then on
                 # (an undefined metric, NaN or -inf, once left none and the run could not finish); a

@@ -28,6 +28,7 @@ from torch import nn
 
 from ...config import RecipeError
 from ...core import BinomialDiffusion
+from ...core.denoisers import check_params
 from ...training.builders import build_diffusion
 from ...training.devices import device_of
 from ..base import ModelKind
@@ -143,7 +144,8 @@ def accepted_params(kind: str) -> list[str]:
     if cls is None:
         return []
     skip = {"self", "n_items", *MODELS[kind].fixed_params}
-    return [p for p in inspect.signature(cls.__init__).parameters if p not in skip]
+    return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def unread_sections(kind: RecommenderKind) -> tuple[str, ...]:
@@ -175,10 +177,10 @@ def model_kind(config: dict) -> RecommenderKind:
             raise RecipeError(f"model.params: the {name} model takes no parameters here (got {sorted(params)}); "
                               "it is configured by the diffusion and denoiser sections")
         return kind
-    accepted = accepted_params(name)
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise RecipeError(f"model.params: model {name!r} has no parameter(s) {unknown}; it takes {accepted}")
+    try:
+        check_params(f"model {name!r}", kind.params_of, params, skip=("n_items", *kind.fixed_params))
+    except ValueError as err:
+        raise RecipeError(f"model.params: {err}") from None
     return kind
 
 
@@ -200,7 +202,7 @@ def build_model(config: dict, dim: int) -> nn.Module:
     kind = model_kind(config)
     try:
         return kind.build(config, dim)
-    except (TypeError, ValueError) as err:
+    except ValueError as err:  # a model's refusal of a value; a TypeError from inside is a bug, kept
         if isinstance(err, RecipeError):
             raise
         raise RecipeError(f"model.params: model {kind.name!r}: {err}") from None

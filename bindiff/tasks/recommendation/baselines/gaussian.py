@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ....core import LossOutput, sinusoidal_embedding
-from ....core.params import whole, widths
+from ....core.params import number, rate, whole, widths
 
 MAX_BETA = 0.999
 
@@ -70,10 +70,10 @@ class GaussianDiffusionRecommender(nn.Module):
                  norm: bool = False, steps: int = 40, noise_scale: float = 0.005, noise_min: float = 0.005,
                  noise_max: float = 0.01):
         super().__init__()
-        dims, time_dim = widths("dims", list(dims)), whole("time_dim", time_dim, low=1)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        steps = whole("steps", steps, low=1)
+        dims, time_dim = widths("dims", dims), whole("time_dim", time_dim, low=1)
+        dropout, steps = rate("dropout", dropout), whole("steps", steps, low=1)
+        noise_scale, noise_min, noise_max = (number(name, value) for name, value in (
+            ("noise_scale", noise_scale), ("noise_min", noise_min), ("noise_max", noise_max)))
         if not (noise_scale > 0 and 0 < noise_min <= noise_max and noise_scale * noise_max < 1):
             raise ValueError("need noise_scale > 0, 0 < noise_min <= noise_max and noise_scale * noise_max < 1; got "
                              f"noise_scale={noise_scale}, noise_min={noise_min}, noise_max={noise_max}")

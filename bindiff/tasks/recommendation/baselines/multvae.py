@@ -36,18 +36,19 @@ from torch import nn
 from torch.nn import functional as F
 
 from ....core import LossOutput
-from ....core.params import whole
+from ....core.params import number, rate, whole
 
 
 class MultVAE(nn.Module):
     def __init__(self, n_items: int, variational: bool = True, hidden: Sequence[int] = (600,), latent: int = 200,
                  dropout: float = 0.5, anneal_cap: float = 0.2, total_anneal_steps: int = 200000):
         super().__init__()
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise ValueError(f"hidden must be a list of widths (empty: none), got {hidden!r}")
         hidden = [whole(f"hidden[{i}]", h, low=1) for i, h in enumerate(hidden)]  # may be empty
         latent = whole("latent", latent, low=1)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        if anneal_cap < 0:
+        dropout = rate("dropout", dropout)
+        if number("anneal_cap", anneal_cap) < 0:
             raise ValueError(f"anneal_cap must be >= 0, got {anneal_cap}")
         total_anneal_steps = whole("total_anneal_steps", total_anneal_steps)
         self.dim, self.variational, self.latent = int(n_items), bool(variational), latent

@@ -74,7 +74,7 @@ import torch
 from torch import nn
 
 from ....core import LossOutput
-from ....core.params import whole
+from ....core.params import number, whole
 
 SCHEDULES = ("quadratic", "linear", "fixed")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -120,7 +120,7 @@ class RecFusionBin(nn.Module):
                  beta_end: float = 0.1, hidden: int = 200, depth: int = 4):
         super().__init__()
         steps, hidden, depth = whole("steps", steps, low=1), whole("hidden", hidden, low=1), whole("depth", depth)
-        betas = recfusion_betas(steps, schedule, beta_start, beta_end)
+        betas = recfusion_betas(steps, schedule, number("beta_start", beta_start), number("beta_end", beta_end))
         if not np.all((betas > 0) & (betas < 1)):
             raise ValueError(f"flip probabilities must lie in (0, 1), got {betas.tolist()}")
         self.dim, self.steps, self.depth = int(n_items), steps, depth
