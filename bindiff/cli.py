@@ -91,6 +91,7 @@ def train(
             registry.check_parallel(config)
         if nproc > 1 and not distributed.launched_by_torchrun():
             registry.check_recipe(config)  # here, in one line, not once per worker inside torchrun
+            distributed.check_devices(config["train"]["device"], nproc)
             args = ["train", recipe, *(overrides or []), *(["--data-dir", data_dir] if data_dir else []),
                     *(["--resume", resume] if resume else [])]
             raise typer.Exit(code=distributed.launch(nproc, args))
@@ -121,6 +122,7 @@ def resume_run(
         if nproc > 1 or distributed.launched_by_torchrun():
             registry.check_parallel(base.read_run_config(Path(run_dir)))
         if nproc > 1 and not distributed.launched_by_torchrun():
+            distributed.check_devices(base.read_run_config(Path(run_dir))["train"]["device"], nproc)
             raise typer.Exit(code=distributed.launch(nproc, ["resume", run_dir,
                                                              *(["--data-dir", data_dir] if data_dir else [])]))
         run = registry.resume(run_dir, data_dir=data_dir)

@@ -21,8 +21,19 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
     ("auto", "cpu", None), ("auto", "cuda", torch.bfloat16), ("fp32", "cuda", None),
     ("fp32", "cpu", None), ("bf16", "cpu", torch.bfloat16), ("bf16", "cuda", torch.bfloat16),
 ])
-def test_autocast_dtype_follows_precision_and_device(precision, device, expected):
+def test_autocast_dtype_follows_precision_and_device(precision, device, expected, monkeypatch):
+    monkeypatch.setattr("bindiff.training.trainer.cuda_computes_bf16", lambda: True)  # an Ampere GPU, say
     assert autocast_dtype({"train": {"precision": precision}}, torch.device(device)) == expected
+
+
+@pytest.mark.parametrize("computes, expected", [(False, None), (True, torch.bfloat16)])
+def test_auto_precision_keeps_float32_on_a_gpu_that_emulates_bf16(computes, expected, monkeypatch):
+    """Recent torch counts a T4's or V100's emulated bfloat16 as supported, where it is slower than float32."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # supported counting emulation either way; without it, only where the GPU computes it
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation or computes)
+    assert autocast_dtype({"train": {"precision": "auto"}}, torch.device("cuda")) == expected
+    assert autocast_dtype({"train": {"precision": "bf16"}}, torch.device("cuda")) == torch.bfloat16  # asked for
 
 
 def _matrix() -> sp.csr_matrix:

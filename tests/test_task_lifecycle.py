@@ -275,3 +275,26 @@ def test_a_run_of_a_task_of_ones_own_read_as_another_tasks_is_named(parity_task,
     with pytest.raises(RecipeError, match="a parity_bits run, not a recommend run; parity_bits runs are used with "
                                           "its own task module"):
         read_run(run.run_dir, "recommend")
+
+
+@pytest.mark.parametrize("saved", ["devices", "old_format"])
+def test_a_run_trained_on_a_gpu_is_not_resumed_on_the_cpu(parity_task, tmp_path, saved):
+    """Its noise generator's state is a CUDA one (16 bytes): `set_state` failed with a traceback."""
+    from bindiff.training.checkpoint import CheckpointError
+
+    parity_task.stop_after_validations = 2
+    with pytest.raises(Interrupted):
+        registry.train(_config(tmp_path))
+    parity_task.stop_after_validations = None
+    (victim,) = (tmp_path / "parity").iterdir()
+    last = victim / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    assert payload["rng"]["devices"] == {"order": "cpu", "noise": "cpu"}
+    if saved == "devices":
+        payload["rng"]["devices"]["noise"] = "cuda"
+    else:  # before December 2026 no device was recorded: a CUDA generator's state is its seed and offset
+        del payload["rng"]["devices"]
+        payload["rng"]["noise"] = torch.zeros(16, dtype=torch.uint8)
+    torch.save(payload, last)
+    with pytest.raises(CheckpointError, match=r"last.pt: trained on cuda, but train.device 'cpu' is cpu here"):
+        registry.resume(victim)

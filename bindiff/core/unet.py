@@ -43,7 +43,18 @@ def bfloat16_autocast(device_type: str) -> bool:
     weight gradient on every call: the segmentation recipe skipped a third of its updates and
     no run repeated (``benchmarks/bf16_check.py`` shows it).
     """
-    return device_type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device_type == "cuda" and cuda_computes_bf16()
+
+
+def cuda_computes_bf16() -> bool:
+    """Whether this machine's GPU computes bfloat16 itself (Ampere and later). Recent torch counts a
+    GPU that emulates it (a T4, a V100) as supporting it, where bf16 is slower than float32."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before 2.4 has no such argument and counts no emulation
+        return torch.cuda.is_bf16_supported()
 
 
 def _groups(channels: int) -> int:

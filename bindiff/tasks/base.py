@@ -47,9 +47,9 @@ from ..progress import log, log_lines
 from ..runs import create_run_dir, flatten, read_run, remove_unfinished_run
 from ..training import distributed
 from ..training.checkpoint import (CheckpointError, check_resumable, load_checkpoint, remove_stale_temporaries, run_lock,
-                                  state_dict_mismatch)
+                                  saved_device_types, state_dict_mismatch)
 from ..training.closed_form import fit_closed_form_run
-from ..training.devices import device_of, resolve_device
+from ..training.devices import device_of, resolve_device, seed_training
 from ..training.distributed import Workers
 from ..training.loggers import check_logger, open_logger
 from ..training.optim import build_optimizer
@@ -266,14 +266,17 @@ def _in_processes(config: dict, body: Callable[[Workers, torch.device], Run]) ->
 
     Training seeds torch's global generator (initial weights, dropout) and sets its thread count;
     a program that calls ``bindiff.train`` gets both back as they were afterwards (the CPU
-    generator: forking the CUDA ones would start CUDA in a run that trains on the CPU).
+    generator, and on CUDA the training GPU's: forking every GPU's would start CUDA in a run that
+    trains on the CPU).
     """
     # training needs autograd whatever the caller's mode (a notebook cell under torch.no_grad())
     with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad(), float32_models():
         apply_threads(config)
         workers, device_name = distributed.start(config["train"]["device"])
         try:
-            run = body(workers, resolve_device(device_name))
+            device = resolve_device(device_name)
+            with torch.random.fork_rng(devices=[device]) if device.type == "cuda" else nullcontext():
+                run = body(workers, device)
         except BaseException:
             distributed.stop(workers, failed=True)
             raise
@@ -290,7 +293,7 @@ def _set_prior_offset(model: nn.Module, rows: sp.csr_matrix) -> None:
 
 def _build(task: Task, kind: ModelKind, config: dict, data: Any, device: torch.device):
     """Model and optimiser, initialised from the recipe seed."""
-    torch.manual_seed(config["seed"])
+    seed_training(config["seed"], device)
     with model_fits_in_memory():
         model = kind.build(config, task.dim(data), training=True).to(device)
     rows = task.training_rows(data, config)
@@ -466,6 +469,11 @@ def _resumable_checkpoint(folder: Path, config: dict, config_path: Path, dim: in
         return None
     payload = load_checkpoint(last, map_location=device)
     check_resumable(payload, last)
+    trained_on, here = saved_device_types(payload["rng"]).get("noise", "cpu"), torch.device(device).type
+    if trained_on != here:  # a CPU generator's state cannot become a CUDA one's, nor the reverse
+        raise CheckpointError(f"{last}: trained on {trained_on}, but train.device "
+                              f"{config['train']['device']!r} is {here} here; its random state belongs to "
+                              f"{trained_on}: resume it on a machine with {trained_on}")
     # compared as configs, both read the same way: an older run's text names moved keys by their old
     # names and lacks later keys, which both readings translate and fill in alike
     if recipe_from_text(payload["config_yaml"], source=str(last)) != config:
@@ -518,7 +526,7 @@ def _fit_companion(task: Task, companion: Companion, run_dir: Path, config: dict
     """Fit one companion like the main model (continuing from its ``last.pt`` when there is one)."""
     if workers.parallel:
         raise RecipeError(f"task: {task.name!r} trains its {companion.name!r} baseline in one process; drop --nproc")
-    torch.manual_seed(derived_seed(config["seed"], companion.name))
+    seed_training(derived_seed(config["seed"], companion.name), device)
     with model_fits_in_memory():
         model = companion.kind.build(config, task.dim(data), training=True).to(device)
     optimizer = build_optimizer(config, model, -(-rows.shape[0] // config["train"]["batch_size"]))

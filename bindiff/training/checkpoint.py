@@ -126,17 +126,36 @@ def check_resumable(payload: dict, path: str | Path) -> None:
 # -- random-number states as tensors and plain values ----------------------------------------
 
 
+def _training_gpu(generators: dict[str, torch.Generator]) -> torch.device | None:
+    """The GPU training draws on (its own generators' device), or None on the CPU."""
+    return next((gen.device for gen in generators.values() if gen.device.type == "cuda"), None)
+
+
 def capture_rng(generators: dict[str, torch.Generator]) -> dict:
     """Every random state training draws from, in a form ``weights_only`` loads: its own generators
-    and torch's global one (dropout layers draw from it, inside the run's forked state). numpy's
-    and Python's global states are not kept: nothing in training draws from them, and restoring
-    them on resume would overwrite the caller's (checkpoints up to December 2026 hold them; they
-    are ignored)."""
+    (with the type of device each draws on), torch's global one, and on CUDA that GPU's default
+    generator (dropout layers draw from them, inside the run's forked state). Only the training
+    GPU's: in several processes each rank trains on its own GPU, with the same state as rank 0's,
+    which alone writes checkpoints; the others' GPUs as rank 0 sees them were never drawn from.
+    numpy's and Python's global states are not kept: nothing in training draws from them, and
+    restoring them on resume would overwrite the caller's (checkpoints up to December 2026 hold
+    them; they are ignored)."""
+    gpu = _training_gpu(generators)
     return {
         **{name: gen.get_state() for name, gen in generators.items()},
+        "devices": {name: gen.device.type for name, gen in generators.items()},
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "cuda": [torch.cuda.get_rng_state(gpu)] if gpu is not None else [],
     }
+
+
+def saved_device_types(state: dict) -> dict[str, str]:
+    """The device type each generator of a saved state drew on. Checkpoints before December 2026
+    do not say: a CUDA generator's state is its seed and offset (16 bytes), a CPU one's 5056 bytes."""
+    if isinstance(state.get("devices"), dict):
+        return dict(state["devices"])
+    return {name: "cuda" if value.numel() == 16 else "cpu" for name, value in state.items()
+            if name not in ("torch", "cuda", "numpy", "python", "devices") and isinstance(value, torch.Tensor)}
 
 
 def restore_rng(state: dict, generators: dict[str, torch.Generator]) -> None:
@@ -144,8 +163,10 @@ def restore_rng(state: dict, generators: dict[str, torch.Generator]) -> None:
     for name, gen in generators.items():
         gen.set_state(state[name].cpu())
     torch.set_rng_state(state["torch"].cpu())
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    gpu = _training_gpu(generators)
+    if state.get("cuda") and gpu is not None:
+        # the first entry: the training GPU's, or (a list of every GPU, before December 2026) rank 0's
+        torch.cuda.set_rng_state(state["cuda"][0].cpu(), gpu)
 
 
 # -- one process per run directory -------------------------------------------------------------

@@ -27,6 +27,15 @@ def resolve_device(name: str, what: str = "train.device") -> torch.device:
     return device
 
 
+def seed_training(seed: int, device: torch.device) -> None:
+    """Seed torch's default generators that training draws from (initial weights, dropout): the CPU's
+    and, on CUDA, the training GPU's. ``torch.manual_seed`` would reset every GPU's, a caller's too."""
+    torch.random.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+
+
 def device_of(model: torch.nn.Module) -> torch.device:
     """Where a model lives; a closed-form baseline holds buffers only, no parameters."""
     tensor = next(model.parameters(), None)

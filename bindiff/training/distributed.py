@@ -28,6 +28,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..config import RecipeError
+from .devices import resolve_device
+
 
 @dataclass(frozen=True)
 class Workers:
@@ -163,6 +166,15 @@ def _die_with_parent() -> None:
             pass
 
 
+def check_devices(device_name: str, nproc: int) -> None:
+    """RecipeError unless ``nproc`` processes of this machine can each take a device: on CUDA one GPU
+    each. Checked before torchrun starts (one line, not one traceback per worker) and in each worker."""
+    device = resolve_device(device_name)  # cuda where there is none: one line
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise RecipeError(f"train.device: {nproc} processes take one GPU each, but this machine has "
+                          f"{torch.cuda.device_count()}: lower --nproc, or train on the CPU (train.device=cpu)")
+
+
 def start(device_name: str) -> tuple[Workers, str]:
     """Join the process group torchrun describes in the environment; one process: SINGLE.
 
@@ -171,7 +183,11 @@ def start(device_name: str) -> tuple[Workers, str]:
     """
     if not launched_by_torchrun():
         return SINGLE, device_name
-    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    # before NCCL is chosen and a GPU set: `cuda` on a machine without one is a recipe error, not
+    # "NCCL is not built in" from every worker
+    use_cuda = resolve_device(device_name).type == "cuda"
+    if use_cuda:
+        check_devices(device_name, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     workers = Workers(rank=dist.get_rank(), world=dist.get_world_size(),

@@ -24,11 +24,22 @@ def dense_batch(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -
     device = torch.device(device)
     if device.type != "cuda":
         return torch.from_numpy(matrix[rows].toarray().astype(np.float32, copy=False))
-    sub = matrix[rows].tocoo()
-    coords = torch.from_numpy(np.stack([sub.row, sub.col]).astype(np.int64)).pin_memory()
-    coords = coords.to(device, non_blocking=True)
+    return scattered(matrix[rows], device, pin=True)
+
+
+def scattered(rows: sp.spmatrix, device: torch.device, pin: bool = False) -> torch.Tensor:
+    """``rows.toarray()`` as float32, built on ``device`` from the stored entries alone (``pin``: they
+    travel from pinned memory without blocking). Their values, not 1: a stored zero stays 0 and a
+    duplicate entry sums, as ``toarray`` gives them, so the model's bit check sees the same batch."""
+    sub = rows.tocoo()
+    sub.sum_duplicates()
+    coords = torch.from_numpy(np.stack([sub.row, sub.col]).astype(np.int64))
+    values = torch.from_numpy(sub.data.astype(np.float32))
+    if pin:
+        coords, values = coords.pin_memory(), values.pin_memory()
+    coords, values = coords.to(device, non_blocking=pin), values.to(device, non_blocking=pin)
     batch = torch.zeros(sub.shape, dtype=torch.float32, device=device)
-    batch[coords[0], coords[1]] = 1.0
+    batch[coords[0], coords[1]] = values
     return batch
 
 

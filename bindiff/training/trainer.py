@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..config import RecipeError
 from ..core import DenoiserEnsemble
+from ..core.unet import cuda_computes_bf16
 from ..files import write_json
 from ..progress import log, log_lines, progress_disabled
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
@@ -68,7 +69,7 @@ class TrainState:
 def autocast_dtype(config: dict, device: torch.device) -> torch.dtype | None:
     """The dtype the denoiser's forward pass runs in under autocast; None: float32 throughout."""
     precision = config["train"]["precision"]
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and cuda_computes_bf16()):
         return torch.bfloat16
     return None
 

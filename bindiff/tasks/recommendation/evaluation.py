@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from ...adapters.interactions import EvalPart, Split
@@ -60,11 +61,16 @@ def check_metrics(config: dict, n_items: int | None = None) -> None:
 BATCH_COPIES = {"train.batch_size": 8, "eval.batch_size": 4}
 
 
-def check_batches_fit(config: dict, split: Split, trains: bool = True) -> None:
-    """RecipeError naming the key when a dense batch of users × items cannot fit this machine's
-    memory: a batch size at or beyond the users makes it the whole users × items matrix, which
-    the rest of bindiff never builds (an allocator's traceback, or the kernel's kill, otherwise)."""
-    have = physical_memory_bytes()
+def check_batches_fit(config: dict, split: Split, trains: bool = True, device=None) -> None:
+    """RecipeError naming the key when a dense batch of users × items cannot fit the memory of the
+    ``device`` the batches are built on (this machine's on the CPU, the GPU's on CUDA): a batch
+    size at or beyond the users makes it the whole users × items matrix, which the rest of bindiff
+    never builds (an allocator's traceback, or the kernel's kill, otherwise)."""
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cuda":
+        have, where = torch.cuda.get_device_properties(device).total_memory, f"{device} has"
+    else:
+        have, where = physical_memory_bytes(), "this machine has"
     if have is None:
         return
     n_items = split.train.shape[1]
@@ -78,8 +84,8 @@ def check_batches_fit(config: dict, split: Split, trains: bool = True) -> None:
         need = copies * 4 * rows * n_items
         if need > have:
             raise RecipeError(f"{key}={config[section][name]}: a batch of {rows:,} users × {n_items:,} items "
-                              f"needs about {need / 2**30:.0f} GiB dense ({copies} float32 copies), and this "
-                              f"machine has {have / 2**30:.0f} GiB; lower it")
+                              f"needs about {need / 2**30:.0f} GiB dense ({copies} float32 copies), and {where} "
+                              f"{have / 2**30:.0f} GiB; lower it")
 
 
 def training_popularity(train) -> np.ndarray:

@@ -20,6 +20,7 @@ from torch import nn
 
 from ...adapters.errors import DataError
 from ...adapters.interactions import Split
+from ...training.devices import device_of
 from ...training.distributed import SINGLE, Workers
 from .. import base
 from .data import check_split_is_usable, prepare_split
@@ -63,7 +64,8 @@ class RecommendationTask(base.Task):
         make_scorer(model, config, seed=config["seed"])  # the inference section against the model
         check_metrics(config, n_items=split.train.shape[1])
         check_split_is_usable(config, split)
-        check_batches_fit(config, split, trains=self.model_kind(config).fitting != "closed_form")
+        check_batches_fit(config, split, trains=self.model_kind(config).fitting != "closed_form",
+                          device=device_of(model))
 
     def save_data(self, split: Split, folder: Path) -> None:
         split.save(folder)
@@ -138,5 +140,5 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, w
     if overrides:
         config = base.rescoring_config(TASK, config, overrides)
         TASK.check_rescoring(config, model, payload)
-        check_batches_fit(config, split or saved_split, trains=False)
+        check_batches_fit(config, split or saved_split, trains=False, device=device_of(model))
     return score_run(config, split or saved_split, model, payload, workers, per_user_csv, checkpoint)

@@ -74,6 +74,7 @@ import torch
 from torch import nn
 
 from ....core import LossOutput
+from ....core.process import at_least_float32
 from ....core.params import number, whole
 
 SCHEDULES = ("quadratic", "linear", "fixed")
@@ -148,7 +149,9 @@ class RecFusionBin(nn.Module):
         return zs
 
     def loss_terms(self, x: torch.Tensor, zs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        z_hat = [self.net(z) for z in zs]
+        # in float32 under autocast too (bf16 is the default on CUDA): the terms' arithmetic in bf16
+        # rounds log β to 2 digits and flattens the per-user differences
+        z_hat = [torch.sigmoid(at_least_float32(self.logits(z))) for z in zs]
         re = -swapped_bce(x, z_hat[0])  # a scalar, as in the published code
         b0 = self.betas[0]
         top = z_hat[-1]
