@@ -72,3 +72,23 @@ def test_certain_predictions_have_finite_losses():
     assert per_bit[:2].tolist() == [0.0, 0.0] and math.isfinite(per_bit[2].item()) and per_bit[2].item() > 1e30
     kl = bernoulli_kl_logits(torch.tensor([0.0, 1.0]), torch.tensor([-math.inf, math.inf]))
     assert kl.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("denoiser_input", ["state", "flat_posterior"])
+def test_a_half_precision_model_runs_the_mean_reverse_loop(dtype, denoiser_input):
+    """The loop fed its float32 probabilities to bfloat16 weights: "mat1 and mat2 must have the same dtype"."""
+    import copy
+
+    from bindiff.core import BernoulliProcess, BinomialDiffusion, MLPDenoiser
+
+    torch.manual_seed(0)
+    half = BinomialDiffusion(MLPDenoiser(4, (8,), time_dim=4), BernoulliProcess.from_schedule("jsd", 10),
+                             denoiser_input=denoiser_input).eval().to(dtype)
+    full = copy.deepcopy(half).float()  # the same weights, exactly, in float32
+    x = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
+    got = half.reverse(x, start=5, steps=3)
+    assert got.dtype == torch.float32 and torch.allclose(got, full.reverse(x, start=5, steps=3), atol=0.02)
+    mask = torch.tensor([[True, False, False, False]] * 2)
+    filled = half.inpaint(x, mask, mode="mean", resample=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(filled[mask], x[mask]) and ((filled >= 0) & (filled <= 1)).all()

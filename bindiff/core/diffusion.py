@@ -221,6 +221,12 @@ class BinomialDiffusion(nn.Module):
             cond = estimate if cond is None else torch.cat([cond.to(x_t.dtype), estimate], dim=1)
         if self.denoiser_input == "flat_posterior":
             x_t = self.process.flat_posterior(x_t, t)
+        weight = next(self.denoiser.parameters(), None)
+        if weight is not None and weight.is_floating_point() and x_t.dtype != weight.dtype:
+            # the loop's own states (probabilities fed forward, the flat posterior) are float32 or
+            # wider: a bfloat16 or float16 model reads them in its own type, as it reads its inputs
+            x_t = x_t.to(weight.dtype)
+            cond = cond.to(weight.dtype) if cond is not None and cond.is_floating_point() else cond
         averaged = self.is_ensemble and not blocks
         if blocks:
             call = self.denoiser.block_logits

@@ -17,8 +17,13 @@ LOSSES = ("bce", "vb", "hybrid")
 
 def bernoulli_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """KL(B(p) ‖ B(q)) element-wise, with 0 log 0 = 0."""
+    # where p is 0 (or 1) the log q (or log(1 − q)) term is absent; read at 1 there, so that its
+    # gradient is 0 and not xlogy's 0/0 at q = 0 (or 1): d/dq −log(1 − q) is 1/(1 − q), finite
+    q_where_read = torch.where(p == 0, torch.ones_like(q), q)
+    not_q_where_read = torch.where(p == 1, torch.ones_like(q), 1 - q)
     return (
-        torch.xlogy(p, p) - torch.xlogy(p, q) + torch.xlogy(1 - p, 1 - p) - torch.xlogy(1 - p, 1 - q)
+        torch.xlogy(p, p) - torch.xlogy(p, q_where_read) + torch.xlogy(1 - p, 1 - p)
+        - torch.xlogy(1 - p, not_q_where_read)
     )
 
 
@@ -113,10 +118,18 @@ def _vb_terms(process, x0, x_t, t, logits, reverse_kernel):
     later = t >= 2
     if later.any():
         rows = later.nonzero().squeeze(1)
-        target = torch.sigmoid(process._posterior_logits(x0[rows], x_t[rows], t[rows], None))
+        target = process._posterior_logits(x0[rows], x_t[rows], t[rows], None)
         model_logits = process._reverse_logits(logits[rows], x_t[rows], t[rows], None, reverse_kernel)
-        terms = terms.index_put((rows,), bernoulli_kl_logits(target, model_logits).sum(-1))
+        terms = terms.index_put((rows,), _kl_between_logits(target, model_logits).sum(-1))
     return terms
+
+
+def _kl_between_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """KL(B(σ(p_logits)) ‖ B(σ(q_logits))) from both logits: exactly 0 where they are equal (the
+    probability form cancels only to ~1e-7 per bit in float32, often below 0)."""
+    p_logits, q_logits = _finite(p_logits), _finite(q_logits)
+    return (torch.sigmoid(p_logits) * (F.logsigmoid(p_logits) - F.logsigmoid(q_logits))
+            + torch.sigmoid(-p_logits) * (F.logsigmoid(-p_logits) - F.logsigmoid(-q_logits)))
 
 
 def diffusion_loss(

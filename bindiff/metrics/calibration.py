@@ -9,7 +9,8 @@ Definitions (``prob``: predicted P(voxel = 1), ``truth``: the reference bits, an
   every predicted probability is the frequency it claims. Bin b holds k/B ≤ p < (k+1)/B, the
   edges k/B taken as the floats ``k / B``, so p = 0.29 lies in bin 29 of 100 (``int(p * B)`` put
   it in bin 28). torchmetrics' ``binary_calibration_error(norm="l1")`` bins the same way except
-  at p = 1, which it puts in a bin of its own.
+  at p = 1, which it puts in a bin of its own, and at edges where ``torch.linspace(0, 1, B + 1)``
+  is not the float k / B (2/3 with 3 bins: it puts p = 2/3 one bin lower).
 - ``binary_entropy``: −p log₂ p − (1 − p) log₂ (1 − p), in bits: 1 at p = ½, 0 at p ∈ {0, 1}.
 - Error-detection AUROC: the probability that a wrongly predicted voxel has a higher uncertainty
   than a correctly predicted one (ties count ½), i.e. the Mann–Whitney statistic; 0.5 is chance.
