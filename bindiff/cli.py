@@ -31,6 +31,13 @@ def _print_version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                        help="print the version and exit")) -> None:
     """Bernoulli (binomial) diffusion over binary vectors."""
+    # denoisers, models and tasks of one's own, before any command reads a recipe or a run
+    from .plugins import PluginError, load_plugins
+
+    try:
+        load_plugins()
+    except PluginError as err:
+        _fail(err)
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .adapters.errors import DataError

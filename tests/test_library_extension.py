@@ -3,6 +3,8 @@ denoiser or model of one's own, and the messages such extensions meet (an eleven
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -152,3 +154,160 @@ def test_unet_grids_that_are_not_whole_sides_are_refused(params, message):
 
     with pytest.raises(ValueError, match=message):
         build_denoiser("unet", 64, **params)
+
+
+def _bindiff(*args, env_extra: dict, cwd=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **env_extra}
+    return subprocess.run([sys.executable, "-m", "bindiff", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=120)
+
+
+PLUGIN = '''
+from torch import nn
+import bindiff
+from bindiff.config.keys import key
+from bindiff.tasks.base import Task
+
+
+class Tiny(nn.Module):
+    def __init__(self, dim, width: int = 3, **ignored):
+        super().__init__()
+        self.dim = dim
+        self.layer = nn.Linear(dim, dim)
+
+    def forward(self, x_t, t):
+        return self.layer(x_t)
+
+
+class Toy(Task):
+    name = "toy"
+
+    def model_kind(self, config):
+        return bindiff.ModelKind("binomial", lambda c, dim, training=False: None)
+
+    def check_recipe(self, config):
+        pass
+
+
+bindiff.register_denoiser("tiny", Tiny)
+bindiff.register_task(Toy(), {"eval": {"select": key(str, "loss", "the validation metric")}})
+'''
+
+
+def test_the_command_loads_plugins_named_in_the_environment(tmp_path):
+    """A denoiser or task registered from Python was unknown to `bindiff`: "unknown denoiser 'tiny'"."""
+    (tmp_path / "my_plugin.py").write_text(PLUGIN)
+    plain = _bindiff("show-config", "ml100k", "denoiser.name=tiny", env_extra={})
+    assert plain.returncode == 2 and "unknown denoiser 'tiny'; choose one of mlp, unet" in plain.stderr
+    env = {"BINDIFF_PLUGINS": " my_plugin ,", "PYTHONPATH": str(tmp_path)}
+    shown = _bindiff("show-config", "ml100k", "denoiser.name=tiny", env_extra=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "name: tiny" in shown.stdout
+    toy = _bindiff("show-config", "task=toy", env_extra=env)
+    assert toy.returncode == 0 and "task: toy" in toy.stdout and "select: loss" in toy.stdout
+
+
+def test_a_plugin_that_is_not_there_is_one_line_and_one_that_fails_keeps_its_traceback(tmp_path):
+    missing = _bindiff("recipes", env_extra={"BINDIFF_PLUGINS": "no_such_plugin"})
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip() == ("error: BINDIFF_PLUGINS: no module named 'no_such_plugin' on the path "
+                                      "(sys.path; set PYTHONPATH, or install it)")
+    (tmp_path / "broken_plugin.py").write_text("import no_such_dependency\n")
+    broken = _bindiff("recipes", env_extra={"BINDIFF_PLUGINS": "broken_plugin", "PYTHONPATH": str(tmp_path)})
+    assert broken.returncode == 1 and "No module named 'no_such_dependency'" in broken.stderr
+
+
+def test_plugins_of_installed_packages_load_through_their_entry_point(tmp_path):
+    """An installed package names its module in the group bindiff.plugins."""
+    (tmp_path / "my_plugin.py").write_text(PLUGIN)
+    info = tmp_path / "my_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[bindiff.plugins]\nmine = my_plugin\n")
+    shown = _bindiff("show-config", "task=toy", env_extra={"PYTHONPATH": str(tmp_path)})
+    assert shown.returncode == 0, shown.stderr
+    assert "task: toy" in shown.stdout
+
+
+def test_registering_again_replaces_the_same_definition_and_refuses_another(monkeypatch):
+    from bindiff.core import denoisers
+    from bindiff.core.denoisers import register_denoiser
+
+    monkeypatch.setattr(denoisers, "DENOISERS", dict(denoisers.DENOISERS))
+    namespace: dict = {}
+    for _ in range(2):  # a notebook cell run twice: a new class object of the same name
+        exec("from torch import nn\nclass Resmlp(nn.Module):\n    pass\n", namespace)
+        register_denoiser("resmlp", namespace["Resmlp"])
+    assert denoisers.DENOISERS["resmlp"] is namespace["Resmlp"]
+    with pytest.raises(ValueError, match=r"a denoiser named 'resmlp' is already registered \(Resmlp\)"):
+        register_denoiser("resmlp", Linear)
+
+
+def test_a_registered_recommendation_model_trains_and_scores_from_a_recipe(monkeypatch, tmp_path):
+    """A model of one's own through `register_model`, with the default scorer (its `score`)."""
+    from bindiff.config import load_recipe
+    from bindiff.tasks import registry
+    from bindiff.tasks.recommendation import models
+    from bindiff.tasks.recommendation.models import RecommenderKind, register_model
+    from test_resume import overrides, write_ratings
+
+    class ItemCounts(nn.Module):
+        """Items ranked by how many training users have them; fitted in closed form."""
+
+        def __init__(self, n_items: int, smoothing: float = 0.0):
+            super().__init__()
+            self.register_buffer("counts", torch.zeros(n_items))
+            self.smoothing = smoothing
+
+        def fit_closed_form(self, train, evaluate_valid):
+            self.counts.copy_(torch.from_numpy(train.sum(axis=0).A1).float() + self.smoothing)
+            return {"valid": evaluate_valid(self)}
+
+        def score(self, x):
+            return self.counts.expand(x.shape[0], -1)
+
+    monkeypatch.setattr(models, "MODELS", dict(models.MODELS))
+    build = lambda config, dim, training=False: ItemCounts(dim, **config["model"]["params"])  # noqa: E731
+    register_model(RecommenderKind("itemcounts", build, fitting="closed_form", params_of=ItemCounts))
+    with pytest.raises(ValueError, match="a model named 'itemcounts' is already registered"):
+        register_model(RecommenderKind("itemcounts", lambda c, d, training=False: None, params_of=Linear))
+    csv = write_ratings(tmp_path / "ratings.csv")
+    config = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "ml1m.yaml",
+                         [*overrides(csv, tmp_path / "runs"), "model.kind=itemcounts", "model.params={smoothing: 1.0}",
+                          "train.epochs=1"])
+    run = registry.train(config)
+    popularity = registry.train(load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "ml1m.yaml",
+                                            [*overrides(csv, tmp_path / "pop"), "model.kind=popularity",
+                                             "train.epochs=1"]))
+    assert run.metrics["test"] == popularity.metrics["test"]  # the same ranking as bindiff's own popularity
+
+
+def test_a_task_is_registered_only_with_an_eval_select_and_sections_of_its_own(monkeypatch):
+    from bindiff.config import schema
+    from bindiff.config.keys import key
+    from bindiff.tasks import registry
+    from bindiff.tasks.base import Task
+
+    monkeypatch.setattr(schema, "TASKS", dict(schema.TASKS))
+    monkeypatch.setattr(registry, "TASKS", dict(registry.TASKS))
+
+    class Toy(Task):
+        name = "toy"
+
+    with pytest.raises(ValueError, match="task 'toy': its sections need an eval section with a select key"):
+        registry.register_task(Toy(), {"data": {}})
+    select = {"eval": {"select": key(str, "loss", "metric")}}
+    with pytest.raises(ValueError, match=r"task 'toy': sections \['train'\] are every task's"):
+        registry.register_task(Toy(), {**select, "train": {}})
+
+    class Recommend(Task):
+        name = "recommend"
+
+    with pytest.raises(ValueError, match="a task named 'recommend' is already registered"):
+        registry.register_task(Recommend(), select)
+    registry.register_task(Toy(), select)
+    assert registry.get_task("toy").name == "toy" and schema.schema_for("toy")["eval"]["select"].default == "loss"

@@ -142,10 +142,20 @@ class DenoiserEnsemble(nn.Module):
 DENOISERS: dict[str, type[nn.Module]] = {"mlp": MLPDenoiser}
 
 
+def same_definition(a: object, b: object) -> bool:
+    """Whether ``b`` is ``a`` or the same definition made again: the same module and qualified name (a
+    notebook cell run twice makes a new class object; registering it again replaces the first)."""
+    if a is b:
+        return True
+    name = (getattr(a, "__module__", None), getattr(a, "__qualname__", None))
+    return name[1] is not None and name == (getattr(b, "__module__", None), getattr(b, "__qualname__", None))
+
+
 def register_denoiser(name: str, cls: type[nn.Module]) -> None:
-    """Make a denoiser available to recipes under ``name`` (adapters add spatial ones)."""
-    if name in DENOISERS and DENOISERS[name] is not cls:
-        raise ValueError(f"a denoiser named {name!r} is already registered")
+    """Make a denoiser available to recipes under ``name`` (adapters add spatial ones). Registering
+    the same class again (a re-run notebook cell) replaces it; another class under a taken name is refused."""
+    if name in DENOISERS and not same_definition(DENOISERS[name], cls):
+        raise ValueError(f"a denoiser named {name!r} is already registered ({DENOISERS[name].__qualname__})")
     DENOISERS[name] = cls
 
 

@@ -13,6 +13,31 @@ from .segmentation.job import SegmentationTask
 TASKS: dict[str, base.Task] = {task.name: task for task in (RecommendationTask(), MasksTask(), SegmentationTask())}
 
 
+def register_task(task: base.Task, sections: dict) -> None:
+    """Make a task of one's own available to recipes as ``task: <task.name>``, with the recipe
+    ``sections`` only it has (the ``config.keys.key`` tables the shared sections are made of, an
+    ``eval`` section with ``select`` among them). Every command that reads a recipe or a run then
+    knows it. Registering the same definition again replaces it; another under a taken name is refused."""
+    from ..config import schema
+    from ..config.keys import Key
+    from ..core.denoisers import same_definition
+
+    if not isinstance(task, base.Task) or not isinstance(getattr(task, "name", None), str) or not task.name:
+        raise TypeError(f"register_task takes an instance of bindiff.tasks.base.Task with a name, got {task!r}")
+    if not isinstance(sections, dict) or not isinstance(sections.get("eval"), dict) or not isinstance(
+            sections["eval"].get("select"), Key):
+        raise ValueError(f"task {task.name!r}: its sections need an eval section with a select key (the lifecycle "
+                         "selects the best checkpoint by it)")
+    shared = sorted(set(sections) & set(schema.COMMON))
+    if shared:
+        raise ValueError(f"task {task.name!r}: sections {shared} are every task's; a task adds sections of its own")
+    taken = TASKS.get(task.name)
+    if taken is not None and not same_definition(type(taken), type(task)):
+        raise ValueError(f"a task named {task.name!r} is already registered")
+    schema.TASKS[task.name] = sections
+    TASKS[task.name] = task
+
+
 def get_task(name: str) -> base.Task:
     if name not in TASKS:
         raise RecipeError(f"key 'task' must be one of {', '.join(TASKS)}, got {name!r}")

@@ -49,7 +49,9 @@ def build_diffusion(config: dict, dim: int) -> BinomialDiffusion:
         # .get: the configs of runs trained before denoiser.members existed hold no such key
         denoiser = build_denoiser(config["denoiser"]["name"], dim, members=config["denoiser"].get("members", 1), **params)
     except ValueError as err:  # a TypeError from inside a constructor is a bug: its traceback is kept
-        raise RecipeError(f"{denoiser_key(err)}: {err}") from None
+        hint = ("; overrides merge into the recipe's denoiser.params, so to change denoiser.name copy the recipe "
+                "and edit its denoiser section" if "has no parameter(s)" in str(err) else "")
+        raise RecipeError(f"{denoiser_key(err)}: {err}{hint}") from None
     d = config["diffusion"]
     try:
         return BinomialDiffusion(denoiser, process, loss=d["loss"], hybrid_coeff=d["hybrid_coeff"],

@@ -28,7 +28,7 @@ from torch import nn
 
 from ...config import RecipeError
 from ...core import BinomialDiffusion
-from ...core.denoisers import check_params
+from ...core.denoisers import check_params, same_definition
 from ...training.builders import build_diffusion
 from ...training.devices import device_of
 from ..base import ModelKind
@@ -37,17 +37,20 @@ from .baselines import EASE, GaussianDiffusionRecommender, MultVAE, Popularity, 
 BINOMIAL = "binomial"
 
 
-@dataclass(frozen=True)
-class RecommenderKind(ModelKind):
-    """A ``ModelKind`` with its scorer and the class whose ``__init__`` names its ``model.params``."""
-
-    scorer: Callable[[nn.Module, dict, int], Callable] | None = None
-    params_of: type | None = None  # None: takes no model.params
-    fixed_params: frozenset = frozenset()  # set by the kind itself, never accepted from model.params
-
-
 def _baseline_scorer(model: nn.Module, config: dict, seed: int, per_history: bool = False):
     return model.score
+
+
+@dataclass(frozen=True)
+class RecommenderKind(ModelKind):
+    """A ``ModelKind`` with its scorer and the class whose ``__init__`` names its ``model.params``.
+
+    ``scorer(model, config, seed, per_history)`` returns ``scores(x) -> (B, D)``; by default the
+    model's own ``score`` method (a baseline's contract)."""
+
+    scorer: Callable[[nn.Module, dict, int], Callable] = _baseline_scorer
+    params_of: type | None = None  # None: takes no model.params
+    fixed_params: frozenset = frozenset()  # set by the kind itself, never accepted from model.params
 
 
 def draws_random_bits(config: dict) -> bool:
@@ -135,6 +138,26 @@ MODELS: dict[str, RecommenderKind] = {kind.name: kind for kind in (
 )}
 
 
+def register_model(kind: RecommenderKind) -> None:
+    """Make a recommendation model of one's own available to recipes as ``model.kind: <kind.name>``:
+    ``train``, ``compare``, ``tune``, ``evaluate``, ``recommend`` and ``export`` then treat it as a
+    baseline (every kind but ``binomial`` is one). Its model is an ``nn.Module`` built by
+    ``kind.build(config, n_items, training=False)``; ``_from_params``-style builders read
+    ``model.params`` and name the class in ``params_of``. A gradient model's ``forward(x0,
+    generator=None)`` returns a ``LossOutput``; a closed-form one (``fitting="closed_form"``) has
+    ``fit_closed_form(train_csr, evaluate_valid) -> dict``; both have ``score(x) -> (B, n_items)``.
+    Registering the same definition again replaces it; another under a taken name is refused."""
+    if not isinstance(kind, RecommenderKind):
+        raise TypeError(f"register_model takes a RecommenderKind, got {type(kind).__name__}")
+    if kind.fitting not in ("gradient", "closed_form"):
+        raise ValueError(f"model {kind.name!r}: fitting must be 'gradient' or 'closed_form', got {kind.fitting!r}")
+    taken = MODELS.get(kind.name)
+    if taken is not None and taken is not kind and not (
+            same_definition(taken.build, kind.build) and same_definition(taken.params_of, kind.params_of)):
+        raise ValueError(f"a model named {kind.name!r} is already registered")
+    MODELS[kind.name] = kind
+
+
 def model_kinds() -> list[str]:
     return list(MODELS)
 
@@ -216,4 +239,4 @@ def make_scorer(model: nn.Module, config: dict, seed: int, per_history: bool = F
 
 __all__ = ["BINOMIAL", "MODELS", "RecommenderKind", "accepted_params", "build_model", "check_model_params",
            "draws_random_bits", "make_scorer", "model_kind",
-           "model_kinds"]
+           "model_kinds", "register_model"]
