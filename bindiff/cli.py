@@ -14,6 +14,8 @@ from typing import List, Optional
 
 import typer
 
+from .completion import complete_override, complete_recipe
+
 # rich markup off: help text keeps its brackets ([box], [600]); shell completion on (--install-completion)
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Bernoulli (binomial) diffusion over binary vectors.")
@@ -77,8 +79,10 @@ def _fail(err: BaseException) -> None:
 
 @app.command()
 def train(
-    recipe: str = typer.Argument(..., help="a shipped recipe's name (ml1m; `bindiff recipes`) or a YAML file"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.lr=3e-4"),
+    recipe: str = typer.Argument(..., autocompletion=complete_recipe,
+                                 help="a shipped recipe's name (ml1m; `bindiff recipes`) or a YAML file"),
+    overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
+                                                    help="key=value overrides, e.g. train.lr=3e-4"),
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR",
                                          help="continue this interrupted run of the same recipe"),
@@ -180,7 +184,8 @@ def _print_run(run) -> None:
 def evaluate(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
     overrides: Optional[List[str]] = typer.Argument(
-        None, help="overrides of how the model is scored, e.g. inference.mode=reverse inference.t=3: "
+        None, autocompletion=complete_override,
+        help="overrides of how the model is scored, e.g. inference.mode=reverse inference.t=3: "
                    "inference.*, eval.metrics, eval.batch_size, eval.empty_users (segmentation runs: "
                    "segmentation.*; masks runs: evaluations.*; both: eval.* but eval.select), and output.progress"),
     checkpoint: str = typer.Option("best", help="best or last"),
@@ -318,7 +323,8 @@ def recommend(
 def export(
     run_dir: str = typer.Argument(..., help="a recommendation run directory made by `bindiff train`"),
     overrides: Optional[List[str]] = typer.Argument(
-        None, help="inference.* overrides: how the scorer reads the model, e.g. inference.add_noise=false"),
+        None, autocompletion=complete_override,
+        help="inference.* overrides: how the scorer reads the model, e.g. inference.add_noise=false"),
     output: str = typer.Option(..., "--output", "--out",
                                help="folder to create: scorer.pt2, items.json, config.yaml, README.md"),
     checkpoint: str = typer.Option("best", help="best or last"),
@@ -336,10 +342,12 @@ def export(
 
 @app.command()
 def compare(
-    recipe: str = typer.Argument(..., help="a shipped recipe's name or a YAML file whose compare.models lists the "
-                                          "models"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides applied to every model, before "
-                                                                "its own compare.models overrides"),
+    recipe: str = typer.Argument(..., autocompletion=complete_recipe,
+                                 help="a shipped recipe's name or a YAML file whose compare.models lists the "
+                                      "models"),
+    overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
+                                                    help="key=value overrides applied to every model, before "
+                                                         "its own compare.models overrides"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of compare.models (default: all)"),
     seeds: Optional[int] = typer.Option(None, help="number of seeds (default: compare.seeds)"),
     tune: Optional[int] = typer.Option(None, "--tune", metavar="TRIALS",
@@ -361,9 +369,11 @@ def compare(
 
 @app.command()
 def tune(
-    recipe: str = typer.Argument(..., help="a shipped recommendation recipe's name or a YAML file whose tune.space "
-                                          "lists the keys to search"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides applied to every trial"),
+    recipe: str = typer.Argument(..., autocompletion=complete_recipe,
+                                 help="a shipped recommendation recipe's name or a YAML file whose tune.space "
+                                      "lists the keys to search"),
+    overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
+                                                    help="key=value overrides applied to every trial"),
     trials: Optional[int] = typer.Option(None, help="number of trials (default: tune.trials)"),
     data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
 ):
@@ -401,9 +411,11 @@ def list_recipes():
 
 @app.command("show-config")
 def show_config(
-    recipe: Optional[str] = typer.Argument(None, help="a shipped recipe's name or a YAML file; omit it (or start "
-                                                      "with key=value) for the defaults, e.g. `show-config task=masks`"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
+    recipe: Optional[str] = typer.Argument(None, autocompletion=complete_recipe,
+                                           help="a shipped recipe's name or a YAML file; omit it (or start "
+                                                "with key=value) for the defaults, e.g. `show-config task=masks`"),
+    overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
+                                                    help="key=value overrides"),
 ):
     """Print the resolved recipe (validated) as YAML."""
     import re
@@ -509,8 +521,9 @@ def masks_apply(run_dir: str = _RUN_DIR,
 @app.command("segment")
 def segment_images(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train` on a segmentation recipe"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="segmentation.* overrides of how the model samples, "
-                                                    "e.g. segmentation.samples=16, and eval.batch_size"),
+    overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
+                                                    help="segmentation.* overrides of how the model samples, "
+                                                         "e.g. segmentation.samples=16, and eval.batch_size"),
     input: str = typer.Option(..., "--input", help="an image (NIfTI, MHA, NRRD), a folder holding one DICOM series, "
                               "a folder of these, or (several channels) a case folder holding the run's "
                               "images.channels, or a folder of them"),

@@ -337,3 +337,35 @@ def test_keys_that_change_how_a_model_runs_may_differ_per_model_and_the_rest_of_
         with pytest.raises(RecipeError, match=f"'{shared}' would give this model its own "
                                               r".*only eval.batch_size, output.progress, output.logger may differ"):
             _model_overrides(config, None)
+
+
+def test_a_stopped_comparison_names_itself_not_the_resume_of_its_run(ratings_csv, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a model's training said "`bindiff resume RUN` continues this run", which finishes that
+    run alone: a comparison is not resumed."""
+    from bindiff.tasks import base
+    from bindiff.tasks.recommendation.compare import run_comparison
+
+    real = base._fit_and_finish
+    calls = {"n": 0}
+
+    def stopped_in_the_second_run(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(base, "_fit_and_finish", stopped_in_the_second_run)
+    compare_args = args(ratings_csv, tmp_path, "--models", "popularity", "--seeds", "2")
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(compare_args[1], compare_args[2:4], ["popularity"], 2)
+    (out,) = (tmp_path / "compare" / "ml1m").iterdir()
+    said = capsys.readouterr().err
+    assert "bindiff resume" not in said
+    assert f"stopped: the comparison in {out} is unfinished and is not resumed" in said
+    # a run on its own still names its resume
+    with pytest.raises(KeyboardInterrupt):
+        from bindiff.tasks import registry
+
+        calls["n"] = 1
+        registry.train(load_recipe(compare_args[1], [f"output.root={tmp_path / 'alone'}", "model.kind=popularity"]))
+    assert "`bindiff resume " in capsys.readouterr().err

@@ -237,3 +237,16 @@ def test_a_search_leaves_the_callers_optuna_verbosity_as_it_was(recipe, tmp_path
         assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
     finally:
         optuna.logging.set_verbosity(before)
+
+
+def test_a_stopped_search_names_itself_not_the_resume_of_its_trial(recipe, tmp_path, monkeypatch, capsys):
+    from bindiff.tasks import base
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(base, "_fit_and_finish", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        tune(recipe, tmp_path, trials=2)
+    said = capsys.readouterr().err
+    assert "bindiff resume" not in said and "stopped: the search in " in said and "is not resumed" in said

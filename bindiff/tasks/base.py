@@ -29,6 +29,7 @@ import threading
 import time
 import zlib
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -415,6 +416,29 @@ def read_run_config(run_dir: Path) -> dict:
 _FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
+# What a run trains inside ("comparison", "search"), where it is one of many: stopped, its line names
+# the whole, which is not resumed, instead of `bindiff resume RUN`, which would finish the run alone.
+_PART_OF: ContextVar[str | None] = ContextVar("part_of", default=None)
+
+
+@contextmanager
+def runs_inside(what: str, out: Path):
+    """Runs trained in the block are parts of a ``what`` in ``out`` (a comparison, a search): stopped
+    by Ctrl-C or SIGTERM, one line says the whole is unfinished and how to get a whole one (the
+    outermost whole: a search inside a comparison is named by the comparison)."""
+    outermost = _PART_OF.get() is None
+    token = _PART_OF.set(what)
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        if outermost and distributed.is_main_process():
+            log(f"stopped: the {what} in {out} is unfinished and is not resumed; the same command again makes a "
+                "whole one")
+        raise
+    finally:
+        _PART_OF.reset(token)
+
+
 @contextmanager
 def _output_errors(run_dir: Path, keep: bool = False):
     """A full or read-only file system as one OutputError line; a run with no checkpoint yet is
@@ -425,7 +449,7 @@ def _output_errors(run_dir: Path, keep: bool = False):
     try:
         yield
     except (KeyboardInterrupt, SystemExit):
-        if run_dir.is_dir() and distributed.is_main_process():
+        if run_dir.is_dir() and distributed.is_main_process() and _PART_OF.get() is None:
             log(f"stopped: `bindiff resume {run_dir}` continues this run")
         raise
     except RecipeError:  # found only once training began (diverged in epoch 1, an eval.select no validation reports)

@@ -37,7 +37,7 @@ from ...files import atomic_path, write_json, write_text
 from ...progress import log, log_lines
 from ...runs import new_output_dir, read_metrics
 from .data import find_dataset
-from ..base import refuse_unread
+from ..base import refuse_unread, runs_inside
 from .job import TASK, train_recommender
 from .models import build_model, check_model_params, make_scorer, model_kind, unread_sections
 
@@ -278,7 +278,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         return value
 
     find_dataset(base["data"], data_dir)  # a missing dataset: one error line, before a folder is named
-    with new_output_dir(base, "tuning", folder="tune") as out, _optuna_warnings_only():
+    with new_output_dir(base, "tuning", folder="tune") as out, _optuna_warnings_only(), runs_inside("search", out):
         study = optuna.create_study(direction="maximize", sampler=sampler, study_name=base["name"])
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):
