@@ -31,7 +31,8 @@ def test_auto_precision_keeps_float32_on_a_gpu_that_emulates_bf16(computes, expe
     """Recent torch counts a T4's or V100's emulated bfloat16 as supported, where it is slower than float32."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     # supported counting emulation either way; without it, only where the GPU computes it
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation or computes)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation or computes)
     assert autocast_dtype({"train": {"precision": "auto"}}, torch.device("cuda")) == expected
     assert autocast_dtype({"train": {"precision": "bf16"}}, torch.device("cuda")) == torch.bfloat16  # asked for
 

@@ -120,7 +120,8 @@ def test_the_soft_dice_term_by_hand():
 
 
 def test_bernoulli_kl_has_the_finite_gradient_where_p_is_certain():
-    """xlogy's backward pass gave NaN at q = p ∈ {0, 1}: d/dq −log(1 − q) = 1 at q = 0, d/dq −log q = −1 at q = 1."""
+    """xlogy's backward pass gave NaN at q = p ∈ {0, 1}: d/dq −log(1 − q) = 1 at q = 0,
+    d/dq −log q = −1 at q = 1."""
     q = torch.tensor([0.0, 1.0, 0.25, 0.5], requires_grad=True)
     p = torch.tensor([0.0, 1.0, 0.0, 1.0])
     bernoulli_kl(p, q).sum().backward()

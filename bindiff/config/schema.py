@@ -79,8 +79,8 @@ COMMON: dict[str, Any] = {
         "device": key(str, "cpu", "cpu, cuda or auto", (lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto")),
         "threads": key((int, type(None)), None, "torch CPU threads; null keeps torch's default",
                        (lambda v: 1 <= v <= 4096, "must lie in 1..4096")),
-        "precision": key(str, "auto", "auto (bf16 autocast on a GPU that computes it, Ampere or later; float32 elsewhere), fp32 "
-                         "or bf16",
+        "precision": key(str, "auto", "auto (bf16 autocast on a GPU that computes it, Ampere or later; float32 "
+                         "elsewhere), fp32 or bf16",
                          (lambda v: v in ("auto", "fp32", "bf16"), "must be auto, fp32 or bf16")),
         "warmup_steps": key(int, 0, "raise the learning rate linearly over this many first optimiser steps; 0: off",
                             non_negative),

@@ -305,17 +305,19 @@ class BinomialDiffusion(nn.Module):
         return self.denoiser_input == "flat_posterior" and float(self.process.alpha_bar[self._check_time(t)]) == 0.0
 
     @torch.no_grad()
-    def start_logits(self, cond: torch.Tensor | None = None, n: int | None = None, t: int | None = None) -> torch.Tensor:
+    def start_logits(self, cond: torch.Tensor | None = None, n: int | None = None,
+                     t: int | None = None) -> torch.Tensor:
         """The denoiser's logits at time ``t`` (default T) for each row of ``cond`` (or ``n`` rows
         without one), where it is blind to x_t (``blind_at``): the first call of every reverse run
         from noise at ``t``. Several runs given the same ``cond`` (segmentation's samples of one
         image) can compute it once and hand it to ``run_reverse``, ``inpaint`` or ``sample`` as
-        ``start_logits``: bit for bit what each run would compute on the same rows. ValueError where the denoiser
-        reads x_t at ``t``, where the logits would depend on each run's noise."""
+        ``start_logits``: bit for bit what each run would compute on the same rows. ValueError
+        where the denoiser reads x_t at ``t``, where the logits would depend on each run's noise."""
         t = self.process.num_steps if t is None else self._check_time(t)
         if not self.blind_at(t):
             raise ValueError(f"the denoiser reads x_t at t = {t} (denoiser_input={self.denoiser_input!r}, "
-                             f"ᾱ_t = {float(self.process.alpha_bar[t]):.3g}): its first logits depend on each run's noise")
+                             f"ᾱ_t = {float(self.process.alpha_bar[t]):.3g}): its first logits depend on each run's "
+                             "noise")
         if (cond is None) == (n is None):
             raise ValueError("give cond (one row per run) or n (the number of rows without a condition), not both")
         rows = cond.shape[0] if cond is not None else int(n)
@@ -363,7 +365,8 @@ class BinomialDiffusion(nn.Module):
             if not self.blind_at(first):
                 raise ValueError(f"start_logits stand for the denoiser's first call, but it reads x_t at t = {first}")
             if start_logits.shape != sample.shape:
-                raise ValueError(f"start_logits {tuple(start_logits.shape)} and sample {tuple(sample.shape)} differ in shape")
+                raise ValueError(f"start_logits {tuple(start_logits.shape)} and sample {tuple(sample.shape)} differ "
+                                 "in shape")
         pred_x0 = sample
         estimate = None  # self-conditioning: the previous step's p̂(x_0)
         n = sample.shape[0]
