@@ -112,7 +112,7 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
     if name not in ("best", "last") or any(part in ("", ".", "..") for part in companion):
         raise RecipeError(f"--checkpoint must be best or last, got {name!r}")  # not a path to any .pt file
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path, mmap=True)  # only the weights are read: the optimiser's state stays on disk
     config = recipe_from_text(payload["config_yaml"], source=str(path))
     if config["task"] != task:
         raise RecipeError(f"{run_dir}: a {config['task']} run, not a {task} run; {config['task']} runs are used "

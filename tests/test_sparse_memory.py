@@ -21,3 +21,34 @@ def test_matrix_and_split_memory_grows_with_interactions_not_users_times_items()
     finally:
         tracemalloc.stop()
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.0f} MiB for {users.size} interactions"
+
+
+def test_a_scored_checkpoint_is_mapped_not_read_and_loads_the_same(tmp_path):
+    """`read_run` maps the checkpoint: the optimiser's moments (two thirds of it) are never read into
+    memory by `evaluate` or `recommend`; what is read equals a plain load, and a damaged file is refused alike."""
+    import sys
+
+    import pytest
+    import torch
+
+    from bindiff.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    model = torch.nn.Linear(50, 50)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(2, 50)).sum().backward()
+    optimizer.step()
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, config_yaml="name: x\n", model=model, dim=50, optimizer=optimizer.state_dict())
+    plain, mapped = load_checkpoint(path), load_checkpoint(path, mmap=True)
+    assert plain.keys() == mapped.keys()
+    assert all(torch.equal(plain["model"][k], mapped["model"][k]) for k in plain["model"])
+    assert torch.equal(plain["optimizer"]["state"][0]["exp_avg"], mapped["optimizer"]["state"][0]["exp_avg"])
+    if sys.platform.startswith("linux"):
+        with open("/proc/self/maps") as maps:
+            assert str(path) in maps.read()  # the file is mapped, not copied
+    path.write_bytes(path.read_bytes()[:200])  # truncated
+    with pytest.raises(CheckpointError) as plain_error:
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError) as mapped_error:
+        load_checkpoint(path, mmap=True)
+    assert str(mapped_error.value) == str(plain_error.value)

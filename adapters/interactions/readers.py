@@ -200,7 +200,13 @@ def read_pairs(path: str | Path) -> RawInteractions:
     if pairs.dtype.kind == "i" and (pairs < 0).any():
         row = int(np.flatnonzero((pairs < 0).any(axis=1))[0])
         raise DataError(f"{path}: row {row} holds a negative id {pairs[row].tolist()}")
-    return RawInteractions(pairs[:, 0].astype(str), pairs[:, 1].astype(str), None, str(path))
+    return RawInteractions(_decimal_ids(pairs[:, 0]), _decimal_ids(pairs[:, 1]), None, str(path))
+
+
+def _decimal_ids(column: np.ndarray) -> np.ndarray:
+    """Non-negative integer ids as decimal strings, as wide as the longest (``astype(str)`` makes every
+    int64 21 characters wide: 84 bytes an id, and a slower sort when the ids are indexed)."""
+    return column.astype(f"<U{len(str(int(column.max())))}")
 
 
 def read_item_lists(path: str | Path) -> RawInteractions:

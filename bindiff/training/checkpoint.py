@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -83,13 +84,18 @@ def state_dict_mismatch(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a bindiff checkpoint with ``weights_only=True``; CheckpointError if unusable."""
+def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) -> dict:
+    """Load a bindiff checkpoint with ``weights_only=True``; CheckpointError if unusable.
+
+    ``mmap``: the tensors stay in the file, mapped, until read: a scorer that needs the model's
+    weights never reads the optimiser's moments (two thirds of a checkpoint) into memory."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        # torch maps only its zip format; any other file is read (and refused) as before
+        payload = torch.load(path, map_location=map_location, weights_only=True,
+                             mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(err))  # two phrasings across torch versions
         if not found:  # random bytes, a truncated file: nothing that would run
