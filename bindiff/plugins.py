@@ -36,6 +36,8 @@ def load_plugins() -> list[str]:
     for name in (part.strip() for part in os.environ.get(ENV, "").split(",")):
         if not name:
             continue
+        if name.startswith("."):  # relative to no package
+            raise PluginError(f"{ENV}: {name!r} is a relative module name; give the module's full name")
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as err:

@@ -50,6 +50,38 @@ def test_the_documented_scheduler_loop_reproduces_reverse_for_every_model_option
     assert torch.allclose(out.pred_x0, model.reverse(history, start=4, mode="mean"), atol=1e-6)
 
 
+class ReadsItsEstimate(nn.Module):
+    """A denoiser of x_t and (self-conditioning) its previous estimate, each through a fixed map."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        g = torch.Generator().manual_seed(0)
+        self.weight = nn.Parameter(torch.randn(dim, dim, generator=g))
+        self.reads = nn.Parameter(3 * torch.randn(dim, dim, generator=g))
+
+    def forward(self, x_t, t, cond):
+        return x_t @ self.weight + cond @ self.reads + t[:, None].float() / 10
+
+
+def test_the_documented_loop_hands_a_self_conditioned_model_its_estimate():
+    """Without the previous p̂(x_0) the outline's scores were off by up to 0.39."""
+    process = BernoulliProcess.from_schedule("jsd", 4)
+    model = BinomialDiffusion(ReadsItsEstimate(6), process, self_condition=True).eval()
+    history = torch.tensor([[1.0, 0, 1, 0, 0, 1], [0, 1, 1, 1, 0, 0]])
+    estimate = torch.full((2, 6), 0.3)  # by hand: the estimate goes in through its own map
+    expected = history @ model.denoiser.weight.detach() + estimate @ model.denoiser.reads.detach() + 0.2
+    assert torch.allclose(model.logits(history, 2, estimate=estimate), expected, atol=1e-5)
+    scheduler = ReverseScheduler(process)
+    scheduler.set_timesteps(start=4)
+    state, estimate = history, None
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            out = scheduler.step(model.logits(state, t, None, estimate), t, state, mode="mean")
+            state, estimate = out.prev_sample, out.pred_x0
+    assert torch.allclose(out.pred_x0, model.reverse(history, start=4, mode="mean"), atol=1e-6)
+
+
 def test_logits_keep_the_graph_for_a_loss_of_ones_own():
     model = BinomialDiffusion(Linear(3), BernoulliProcess.from_schedule("jsd", 4))
     model.logits(torch.ones(2, 3), 2).sum().backward()
@@ -119,12 +151,59 @@ def test_a_denoiser_taking_keyword_arguments_takes_any_name_and_a_missing_one_is
         build_diffusion(_recipe("denoiser.name=needs"), 6)
 
 
-def test_a_denoiser_returning_another_shape_is_named(registered):
-    from bindiff.training.builders import build_diffusion
+class _OneColumn(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.bias = nn.Parameter(torch.zeros(1))
 
-    model = build_diffusion(_recipe("denoiser.name=wrong"), 6)
-    with pytest.raises(ValueError, match=r"_WrongShape returned logits of shape \(3, 2\) for x_t of shape \(3, 6\)"):
+    def forward(self, x_t, t):
+        return x_t[:, :1] + self.bias
+
+
+@pytest.mark.parametrize("cls, offset, shape", [(_WrongShape, False, "(3, 2)"), (_OneColumn, False, "(3, 1)"),
+                                                (_OneColumn, True, "(3, 1)")])
+def test_a_denoiser_returning_another_shape_is_named(cls, offset, shape):
+    """A prior offset broadcast a (B, 1) output to (B, D): it trained without a word."""
+    model = BinomialDiffusion(cls(6), BernoulliProcess.from_schedule("jsd", 4), prior_offset_dim=6 if offset else 0)
+    with pytest.raises(ValueError, match=rf"{cls.__name__} returned logits of shape \{shape[:-1]}\) for x_t of "
+                                         r"shape \(3, 6\)"):
         model(torch.ones(3, 6))
+
+
+class _CountsBits(nn.Module):
+    """A denoiser whose vector length is not called `dim`: bindiff gives it first, whatever its name."""
+
+    def __init__(self, n_bits: int, width: int = 8):
+        super().__init__()
+        self.dim, self.width = n_bits, width
+
+
+def test_the_vector_length_is_the_first_parameter_whatever_its_name(monkeypatch):
+    from bindiff.core import denoisers
+
+    monkeypatch.setitem(denoisers.DENOISERS, "bits", _CountsBits)
+    assert denoisers.build_denoiser("bits", 6, width=4).width == 4  # was "needs the parameter(s) ['n_bits']"
+    with pytest.raises(ValueError, match=r"has no parameter\(s\) \['n_bits'\]; it takes \['width'\]"):
+        denoisers.build_denoiser("bits", 6, n_bits=3)
+
+
+@pytest.mark.parametrize("override", ["denoiser.params.hidden=[1000000000000000000000]",
+                                      "model.kind=multvae model.params.latent=100000000000000000000"])
+def test_a_width_beyond_what_torch_can_size_is_one_line(override):
+    """torch's own TypeError for a size beyond int64 passed through as a traceback."""
+    done = _bindiff("show-config", "ml100k", *override.split(), env_extra={})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "must be an integer in 1..2**63 - 1" in done.stderr
+
+
+def test_the_first_call_without_a_condition_is_made_where_the_model_is():
+    model = BinomialDiffusion(Linear(4), BernoulliProcess.from_schedule("jsd", 4), denoiser_input="flat_posterior")
+    model.denoiser.to("meta")  # stands in for a GPU: tensors made on the CPU do not mix with it
+    seen = []
+    model.logits = lambda x, t, cond=None, estimate=None: seen.append(x.device)  # the state it is handed
+    model.start_logits(n=2)
+    assert [device.type for device in seen] == ["meta"]  # was the CPU
 
 
 @pytest.mark.parametrize("kind, param, value, message", [
@@ -216,6 +295,9 @@ def test_a_plugin_that_is_not_there_is_one_line_and_one_that_fails_keeps_its_tra
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip() == ("error: BINDIFF_PLUGINS: no module named 'no_such_plugin' on the path "
                                       "(sys.path; set PYTHONPATH, or install it)")
+    relative = _bindiff("recipes", env_extra={"BINDIFF_PLUGINS": ".my_plugin"})
+    assert relative.returncode == 2 and relative.stderr.strip() == (
+        "error: BINDIFF_PLUGINS: '.my_plugin' is a relative module name; give the module's full name")
     (tmp_path / "broken_plugin.py").write_text("import no_such_dependency\n")
     broken = _bindiff("recipes", env_extra={"BINDIFF_PLUGINS": "broken_plugin", "PYTHONPATH": str(tmp_path)})
     assert broken.returncode == 1 and "No module named 'no_such_dependency'" in broken.stderr
@@ -245,6 +327,18 @@ def test_registering_again_replaces_the_same_definition_and_refuses_another(monk
     assert denoisers.DENOISERS["resmlp"] is namespace["Resmlp"]
     with pytest.raises(ValueError, match=r"a denoiser named 'resmlp' is already registered \(Resmlp\)"):
         register_denoiser("resmlp", Linear)
+
+
+def test_two_different_lambdas_under_one_name_are_not_the_same_definition(monkeypatch):
+    """Every lambda of a module has the qualified name `<lambda>`: a second model replaced the first."""
+    from bindiff.tasks.recommendation import models
+    from bindiff.tasks.recommendation.baselines import EASE, Popularity
+    from bindiff.tasks.recommendation.models import RecommenderKind, register_model
+
+    monkeypatch.setattr(models, "MODELS", dict(models.MODELS))
+    register_model(RecommenderKind("mine", lambda c, d, training=False: Popularity(d), fitting="closed_form"))
+    with pytest.raises(ValueError, match="a model named 'mine' is already registered"):
+        register_model(RecommenderKind("mine", lambda c, d, training=False: EASE(d), fitting="closed_form"))
 
 
 def test_a_registered_recommendation_model_trains_and_scores_from_a_recipe(monkeypatch, tmp_path):

@@ -250,3 +250,18 @@ def test_a_stopped_search_names_itself_not_the_resume_of_its_trial(recipe, tmp_p
         tune(recipe, tmp_path, trials=2)
     said = capsys.readouterr().err
     assert "bindiff resume" not in said and "stopped: the search in " in said and "is not resumed" in said
+
+
+def test_a_search_stopped_before_it_wrote_anything_says_its_folder_went(recipe, tmp_path, monkeypatch, capsys):
+    """The line named a folder that was removed right after it (nothing in it yet)."""
+    from bindiff.tasks.recommendation.job import RecommendationTask
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RecommendationTask, "prepare", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        tune(recipe, tmp_path, trials=2)
+    said = capsys.readouterr().err
+    assert "stopped: the search had written nothing; " in said and " was removed" in said
+    assert not (tmp_path / "tune").exists() or not any((tmp_path / "tune").rglob("*.json"))

@@ -148,7 +148,13 @@ def same_definition(a: object, b: object) -> bool:
     if a is b:
         return True
     name = (getattr(a, "__module__", None), getattr(a, "__qualname__", None))
-    return name[1] is not None and name == (getattr(b, "__module__", None), getattr(b, "__qualname__", None))
+    if name[1] is None or name != (getattr(b, "__module__", None), getattr(b, "__qualname__", None)):
+        return False
+    # functions: every lambda of a module, and every function a factory makes, share one name; the
+    # place of their code tells a cell run again from another definition
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return code_a is None or code_b is None or (code_a.co_filename, code_a.co_firstlineno) == (
+        code_b.co_filename, code_b.co_firstlineno)
 
 
 def register_denoiser(name: str, cls: type[nn.Module]) -> None:
@@ -159,22 +165,25 @@ def register_denoiser(name: str, cls: type[nn.Module]) -> None:
     DENOISERS[name] = cls
 
 
-def check_params(what: str, cls: type, params: dict, skip: tuple[str, ...] = ()) -> None:
-    """ValueError unless ``cls(<the skipped positional ones>, **params)`` binds: every name in ``params`` is
-    one of its keyword parameters (any name where it takes ``**kwargs``) and none it needs is missing.
-    Only the call is checked here, so that an error raised inside the constructor keeps its traceback."""
-    signature = inspect.signature(cls.__init__)
-    named = [p for p in signature.parameters.values()
-             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    accepted = [p.name for p in named if p.name not in skip]
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
-    unknown = sorted(set(params) - set(accepted))
-    if unknown and not takes_any:
-        raise ValueError(f"{what} has no parameter(s) {unknown}; it takes {accepted}")
-    missing = [p.name for p in named if p.name not in skip and p.name not in params and p.default is p.empty
-               and p.kind != p.POSITIONAL_ONLY]
-    if missing:
-        raise ValueError(f"{what} needs the parameter(s) {missing}; it takes {accepted}")
+def check_params(what: str, cls: type, params: dict, positional: int = 1, fixed: tuple[str, ...] = ()) -> None:
+    """ValueError unless ``cls(<the first positional arguments>, <fixed>=..., **params)`` binds: the
+    ``positional`` ones (the vector length, whatever its name) and the ``fixed`` names are bindiff's to
+    give; every name in ``params`` must be another parameter (any, where it takes ``**kwargs``) and
+    none it needs may be missing. Only the call is checked, so that an error raised inside the
+    constructor keeps its traceback."""
+    signature = inspect.signature(cls)
+    named = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    accepted = [p.name for p in named[positional:] if p.name not in fixed and p.kind != p.POSITIONAL_ONLY]
+    try:
+        signature.bind(*[None] * positional, **dict.fromkeys(fixed), **params)
+    except TypeError:
+        unknown = sorted(set(params) - set(accepted))
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+        if unknown and not takes_any:
+            raise ValueError(f"{what} has no parameter(s) {unknown}; it takes {accepted}") from None
+        missing = [p.name for p in named[positional:] if p.name not in params and p.name not in fixed
+                   and p.default is p.empty]
+        raise ValueError(f"{what} needs the parameter(s) {missing}; it takes {accepted}") from None
 
 
 def build_denoiser(name: str, dim: int, members: int = 1, **params) -> nn.Module:
@@ -188,7 +197,7 @@ def build_denoiser(name: str, dim: int, members: int = 1, **params) -> nn.Module
     if name not in DENOISERS:
         raise ValueError(f"unknown denoiser {name!r}; choose one of {', '.join(DENOISERS)}")
     cls = DENOISERS[name]
-    check_params(f"denoiser {name!r}", cls, params, skip=("dim",))
+    check_params(f"denoiser {name!r}", cls, params)
     members = checks.whole("members", members, low=1)
     nets = [cls(dim, **params) for _ in range(members)]  # an error raised inside is the class's: a bug, or its
     # own refusal of a value (ValueError)

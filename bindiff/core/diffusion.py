@@ -235,13 +235,12 @@ class BinomialDiffusion(nn.Module):
         else:
             call = self.denoiser
         logits = call(x_t, t) if cond is None else call(x_t, t, cond)
-        if self.prior_logits is not None:  # on each member's logits, before their mean
-            logits = at_least_float32(logits) + self.prior_logits
-        logits = DenoiserEnsemble.mean_logits(logits) if averaged else logits
-        if logits.shape != x_t.shape:  # else a shape error deep in a loss, or bits broadcast across
+        if logits.shape[-2:] != x_t.shape:  # before the offset, which would broadcast a (B, 1) to (B, D)
             raise ValueError(f"the denoiser {type(self.denoiser).__name__} returned logits of shape "
                              f"{tuple(logits.shape)} for x_t of shape {tuple(x_t.shape)}: a denoiser returns (B, D)")
-        return logits
+        if self.prior_logits is not None:  # on each member's logits, before their mean
+            logits = at_least_float32(logits) + self.prior_logits
+        return DenoiserEnsemble.mean_logits(logits) if averaged else logits
 
     def _batch(self, name: str, x: torch.Tensor, bits: bool = False) -> torch.Tensor:
         """``x`` as a (B, D) batch in the denoiser's dtype; ValueError naming ``name`` when its
@@ -321,7 +320,8 @@ class BinomialDiffusion(nn.Module):
         if (cond is None) == (n is None):
             raise ValueError("give cond (one row per run) or n (the number of rows without a condition), not both")
         rows = cond.shape[0] if cond is not None else int(n)
-        device = cond.device if cond is not None else None
+        weight = next(self.denoiser.parameters(), None)  # without a condition, where the model is
+        device = cond.device if cond is not None else (weight.device if weight is not None else None)
         # the state's value is not read at ᾱ_t = 0 (½ + 0·(x − ½) is ½)
         return self.logits(torch.zeros((rows, self.denoiser.dim), device=device), t, cond)
 

@@ -12,10 +12,15 @@ import numbers
 from typing import Any, Sequence
 
 
+LARGEST = 2 ** 63 - 1  # torch's sizes are int64: a larger width fails in torch's argument parsing
+
+
 def whole(name: str, value: Any, low: int = 0) -> int:
-    """An integer >= ``low`` (numpy's too; not a bool, not 2.7)."""
+    """An integer >= ``low`` (numpy's too; not a bool, not 2.7) that torch can take as a size."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if value > LARGEST:
+        raise ValueError(f"{name} must be an integer in {low}..2**63 - 1, got {value!r}")
     return int(value)
 
 

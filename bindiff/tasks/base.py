@@ -422,18 +422,22 @@ _PART_OF: ContextVar[str | None] = ContextVar("part_of", default=None)
 
 
 @contextmanager
-def runs_inside(what: str, out: Path):
-    """Runs trained in the block are parts of a ``what`` in ``out`` (a comparison, a search): stopped
-    by Ctrl-C or SIGTERM, one line says the whole is unfinished and how to get a whole one (the
-    outermost whole: a search inside a comparison is named by the comparison)."""
+def runs_inside(what: str) -> Iterator[dict]:
+    """Runs trained in the block are parts of a ``what`` (a comparison, a search) whose folder the
+    block puts in the yielded dict as ``"out"``: stopped by Ctrl-C or SIGTERM, one line says the
+    whole is unfinished and how to get a whole one (the outermost whole: a search inside a
+    comparison is named by the comparison). Entered before ``new_output_dir``, it speaks after
+    that has removed a folder that held nothing yet."""
     outermost = _PART_OF.get() is None
     token = _PART_OF.set(what)
+    place: dict = {}
     try:
-        yield
+        yield place
     except (KeyboardInterrupt, SystemExit):
-        if outermost and distributed.is_main_process():
+        out = place.get("out")
+        if outermost and out is not None and distributed.is_main_process():
             log(f"stopped: the {what} in {out} is unfinished and is not resumed; the same command again makes a "
-                "whole one")
+                "whole one" if out.exists() else f"stopped: the {what} had written nothing; {out} was removed")
         raise
     finally:
         _PART_OF.reset(token)

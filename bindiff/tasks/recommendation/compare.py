@@ -156,49 +156,51 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
                                 "spaces": {n: s for n, s in base["compare"]["spaces"].items() if n in spaces}}}
     if tune_trials is not None:  # --tune N: the trials each searched model had
         base = {**base, "tune": {**base["tune"], "trials": tune_trials}}
-    with new_output_dir(base, "comparison", folder="compare", preamble=("recipe.yaml", "models.json")) as out:
+    # stopped, a line names the comparison, not a run of it (after an empty folder was removed)
+    with runs_inside("comparison") as place, \
+            new_output_dir(base, "comparison", folder="compare", preamble=("recipe.yaml", "models.json")) as out:
+        place["out"] = out
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):
             log(f"comparison directory: {out}")  # piped output can follow the comparison from its start
-        with runs_inside("comparison", out):  # stopped, the line names the comparison, not a run of it
-            tuning: dict[str, dict] = {}
-            for name, space in spaces.items():  # the same number of trials for every model with a space
-                # a shared override this model never reads stays out of its search (another model reads it)
-                read = [o for o in overrides if TASK.unread_reason(configs[name], override_key(o)) is None]
-                # typed=[]: the command line's were checked above; a preset's are the defaults searched
-                study_dir = run_tuning(recipe, [*read, *presets[name], f"output.root={out / 'tune' / name}"],
-                                       trials=tune_trials, data_dir=data_dir, space=space,
-                                       section=f"compare.spaces.{name}", typed=[])
-                study = json.loads((study_dir / "study.json").read_text())
-                tuning[name] = {"trials": len(study["trials"]), "seconds": study["seconds"], "study": str(study_dir),
-                                "best_valid": study["best"]["valid"], "best_overrides": study["best"]["overrides"]}
-                presets[name] = [*presets[name], *study["best"]["overrides"]]
-            write_json(out / "models.json", presets)  # the overrides compared, tuned values included
+        tuning: dict[str, dict] = {}
+        for name, space in spaces.items():  # the same number of trials for every model with a space
+            # a shared override this model never reads stays out of its search (another model reads it)
+            read = [o for o in overrides if TASK.unread_reason(configs[name], override_key(o)) is None]
+            # typed=[]: the command line's were checked above; a preset's are the defaults searched
+            study_dir = run_tuning(recipe, [*read, *presets[name], f"output.root={out / 'tune' / name}"],
+                                   trials=tune_trials, data_dir=data_dir, space=space,
+                                   section=f"compare.spaces.{name}", typed=[])
+            study = json.loads((study_dir / "study.json").read_text())
+            tuning[name] = {"trials": len(study["trials"]), "seconds": study["seconds"], "study": str(study_dir),
+                            "best_valid": study["best"]["valid"], "best_overrides": study["best"]["overrides"]}
+            presets[name] = [*presets[name], *study["best"]["overrides"]]
+        write_json(out / "models.json", presets)  # the overrides compared, tuned values included
 
-            runs: list[ModelRun] = []
-            for seed in seed_values:
-                for name, extra in presets.items():
-                    config = load_recipe(recipe, [*overrides, *extra, f"seed={seed}",
-                                                  f"output.root={out / 'runs' / name}"])
-                    trained = train_recommender(config, data_dir=data_dir)
-                    cfg, split, model, _ = load_run(trained.run_dir)
-                    started = time.perf_counter()
-                    report = evaluate_part(model, cfg, split.test, device_of(model),
-                                           popularity=training_popularity(split.train))  # popularity@K reads it
-                    runs.append(ModelRun(name, cfg["model"]["kind"], seed, trained.run_dir, report.mean,
-                                         trained.metrics["valid"], report.per_user,
-                                         trained.metrics["training"]["seconds"], time.perf_counter() - started,
-                                         split.test.user_ids))
-                    if base["output"]["progress"] is not False:  # between the runs' training bars, or their lines
-                        select = cfg["eval"]["select"]
-                        log(f"compare: run {len(runs)}/{len(seed_values) * len(presets)}, {name} seed {seed}: "
-                            f"valid {select} {trained.metrics['valid'][select]:.4f} in {runs[-1].train_seconds:.1f} s")
-            table = summarise(runs, base)
-            table["tuning"] = {name: tuning.get(name, {"trials": 0}) for name in presets}
-            write_json(out / "compare.json", table)
-            write_text(out / "results.csv", _to_csv(table))
-            write_text(out / "results.md", _to_markdown(table, recipe, overrides, models, n_seeds, tune_trials))
-            plot_comparison(table, out / "comparison.png")
+        runs: list[ModelRun] = []
+        for seed in seed_values:
+            for name, extra in presets.items():
+                config = load_recipe(recipe, [*overrides, *extra, f"seed={seed}",
+                                              f"output.root={out / 'runs' / name}"])
+                trained = train_recommender(config, data_dir=data_dir)
+                cfg, split, model, _ = load_run(trained.run_dir)
+                started = time.perf_counter()
+                report = evaluate_part(model, cfg, split.test, device_of(model),
+                                       popularity=training_popularity(split.train))  # popularity@K reads it
+                runs.append(ModelRun(name, cfg["model"]["kind"], seed, trained.run_dir, report.mean,
+                                     trained.metrics["valid"], report.per_user,
+                                     trained.metrics["training"]["seconds"], time.perf_counter() - started,
+                                     split.test.user_ids))
+                if base["output"]["progress"] is not False:  # between the runs' training bars, or their lines
+                    select = cfg["eval"]["select"]
+                    log(f"compare: run {len(runs)}/{len(seed_values) * len(presets)}, {name} seed {seed}: "
+                        f"valid {select} {trained.metrics['valid'][select]:.4f} in {runs[-1].train_seconds:.1f} s")
+        table = summarise(runs, base)
+        table["tuning"] = {name: tuning.get(name, {"trials": 0}) for name in presets}
+        write_json(out / "compare.json", table)
+        write_text(out / "results.csv", _to_csv(table))
+        write_text(out / "results.md", _to_markdown(table, recipe, overrides, models, n_seeds, tune_trials))
+        plot_comparison(table, out / "comparison.png")
     return out
 
 

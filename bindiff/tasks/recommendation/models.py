@@ -166,9 +166,9 @@ def accepted_params(kind: str) -> list[str]:
     cls = MODELS[kind].params_of
     if cls is None:
         return []
-    skip = {"self", "n_items", *MODELS[kind].fixed_params}
-    return [p.name for p in inspect.signature(cls.__init__).parameters.values()
-            if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    named = [p for p in inspect.signature(cls).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    # the first is the catalogue's size, whatever its name, given by bindiff as the fixed ones are
+    return [p.name for p in named[1:] if p.name not in MODELS[kind].fixed_params and p.kind != p.POSITIONAL_ONLY]
 
 
 def unread_sections(kind: RecommenderKind) -> tuple[str, ...]:
@@ -201,7 +201,7 @@ def model_kind(config: dict) -> RecommenderKind:
                               "it is configured by the diffusion and denoiser sections")
         return kind
     try:
-        check_params(f"model {name!r}", kind.params_of, params, skip=("n_items", *kind.fixed_params))
+        check_params(f"model {name!r}", kind.params_of, params, fixed=tuple(kind.fixed_params))
     except ValueError as err:
         raise RecipeError(f"model.params: {err}") from None
     return kind

@@ -278,7 +278,9 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         return value
 
     find_dataset(base["data"], data_dir)  # a missing dataset: one error line, before a folder is named
-    with new_output_dir(base, "tuning", folder="tune") as out, _optuna_warnings_only(), runs_inside("search", out):
+    with runs_inside("search") as place, new_output_dir(base, "tuning", folder="tune") as out, \
+            _optuna_warnings_only():
+        place["out"] = out
         study = optuna.create_study(direction="maximize", sampler=sampler, study_name=base["name"])
         write_text(out / "recipe.yaml", dump_recipe(base))
         if log_lines(base):

@@ -99,8 +99,11 @@ def sample_probabilities(model, images: torch.Tensor, cfg: dict, generator: torc
         for i in range(0, len(images), batch_size):
             cond = images[i:i + batch_size]
             if i not in first_calls:  # the same batch, so the same numbers, as each run's own call
-                first_calls[i] = _first_call(model, cond, cfg)
-            estimate = _run_estimates(model, cond, cfg, generator, first_calls[i]).cpu().numpy()
+                first = _first_call(model, cond, cfg)
+                first_calls[i] = None if first is None else first.cpu()  # a GPU holds one batch's at a time
+            first = first_calls[i]
+            estimate = _run_estimates(model, cond, cfg, generator,
+                                      None if first is None else first.to(cond.device)).cpu().numpy()
             if stack is None:
                 stack = np.empty((cfg["samples"], len(images), estimate.shape[1]), dtype=np.float64)
             stack[run, i:i + batch_size] = estimate
