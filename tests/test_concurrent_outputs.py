@@ -196,3 +196,39 @@ def test_a_disk_that_fills_at_the_first_last_pt_keeps_the_best_pt_written_before
                          "resumed: free space and train again")
     (run,) = (tmp_path / "runs" / "ml1m").iterdir()
     assert (run / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_stop_during_a_checkpoint_write_is_the_stop_not_a_traceback(tmp_path, monkeypatch, stop):
+    """A SIGTERM (SystemExit(143)) or Ctrl-C arriving while torch.save wrote reached the caller as
+    torch's RuntimeError "unexpected pos": a stopped run ended with a traceback and exit 1."""
+    import builtins
+
+    import torch
+
+    from bindiff.training import checkpoint
+
+    class StopsMidway:
+        def __init__(self, file):
+            self.file, self.written = file, 0
+
+        def write(self, data):
+            if self.written > 1000:  # the signal's handler runs during a write
+                raise stop(143) if stop is SystemExit else stop()
+            self.written += len(data)
+            return self.file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+    monkeypatch.setattr(checkpoint, "open", lambda *a, **k: StopsMidway(builtins.open(*a, **k)), raising=False)
+    with pytest.raises(stop):
+        checkpoint.save_checkpoint(tmp_path / "last.pt", config_yaml="name: x\n", model=torch.nn.Linear(100, 100),
+                                   dim=100)
+    assert list(tmp_path.iterdir()) == []  # no half-written checkpoint, no temporary

@@ -130,15 +130,21 @@ def test_resampled_runs_with_start_logits_self_conditioned_keep_every_step():
     assert len(a) == len(b) == 4 and all(map(torch.equal, a, b))
 
 
+class Timed(Oracle):
+    """An oracle that records the time of each call."""
+
+    def __init__(self, logits):
+        super().__init__(logits)
+        self.calls = []
+
+    def forward(self, x_t, t):
+        self.calls.append(int(t[0]))
+        return super().forward(x_t, t)
+
+
 def test_a_warm_start_clips_steps_beyond_its_start():
-    calls = []
-
-    class Timed(Oracle):
-        def forward(self, x_t, t):
-            calls.append(int(t[0]))
-            return super().forward(x_t, t)
-
     model = BinomialDiffusion(Timed(torch.zeros(1, 3)), BernoulliProcess.from_schedule("jsd", 10))
+    calls = model.denoiser.calls
     init = torch.ones(2, 3)
     model.inpaint(init, torch.zeros(2, 3, dtype=torch.bool), init=init, start=3, steps=8, generator=g(0))
     assert calls == [3, 2, 1]
@@ -195,14 +201,8 @@ def test_explicit_timesteps_must_be_distinct_times_in_1_to_T():
 
 
 def test_without_steps_every_time_is_visited():
-    calls = []
-
-    class Timed(Oracle):
-        def forward(self, x_t, t):
-            calls.append(int(t[0]))
-            return super().forward(x_t, t)
-
     model = BinomialDiffusion(Timed(torch.zeros(1, 2)), BernoulliProcess.from_schedule("jsd", 100))
+    calls = model.denoiser.calls
     model.sample(2, generator=g(0))
     assert calls == list(range(100, 0, -1))
 

@@ -239,29 +239,19 @@ def test_a_search_leaves_the_callers_optuna_verbosity_as_it_was(recipe, tmp_path
         optuna.logging.set_verbosity(before)
 
 
-def test_a_stopped_search_names_itself_not_the_resume_of_its_trial(recipe, tmp_path, monkeypatch, capsys):
-    from bindiff.tasks import base
-
+@pytest.mark.parametrize("where, said", [
+    # stopped in a trial: the line named `bindiff resume` of the trial's run, which finishes that run alone
+    ("bindiff.tasks.base._fit_and_finish", "stopped: the search in "),
+    # stopped while reading the data, before anything was written: the line named a folder then removed
+    ("bindiff.tasks.recommendation.job.RecommendationTask.prepare", "stopped: the search had written nothing; "),
+])
+def test_a_stopped_search_names_itself_and_what_is_left(recipe, tmp_path, monkeypatch, capsys, where, said):
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(base, "_fit_and_finish", stopped)
+    monkeypatch.setattr(where, stopped)
     with pytest.raises(KeyboardInterrupt):
         tune(recipe, tmp_path, trials=2)
-    said = capsys.readouterr().err
-    assert "bindiff resume" not in said and "stopped: the search in " in said and "is not resumed" in said
-
-
-def test_a_search_stopped_before_it_wrote_anything_says_its_folder_went(recipe, tmp_path, monkeypatch, capsys):
-    """The line named a folder that was removed right after it (nothing in it yet)."""
-    from bindiff.tasks.recommendation.job import RecommendationTask
-
-    def stopped(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(RecommendationTask, "prepare", stopped)
-    with pytest.raises(KeyboardInterrupt):
-        tune(recipe, tmp_path, trials=2)
-    said = capsys.readouterr().err
-    assert "stopped: the search had written nothing; " in said and " was removed" in said
-    assert not (tmp_path / "tune").exists() or not any((tmp_path / "tune").rglob("*.json"))
+    err = capsys.readouterr().err
+    assert said in err and "bindiff resume" not in err
+    assert ("is not resumed" in err) == (said == "stopped: the search in ")

@@ -40,8 +40,9 @@ def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Modul
         "model": model.state_dict(),
         **state,
     }
-    # streamed through a writer that keeps the OSError: torch's own writer reports a full disk as a
-    # RuntimeError ("unexpected pos"); serialising into memory first doubled the peak memory
+    # streamed through a writer that keeps what a write raised: torch's own writer reports a full disk,
+    # and a Ctrl-C or SIGTERM arriving during a write, as a RuntimeError ("unexpected pos"), which
+    # ended a stopped run with a traceback and exit 1; serialising into memory first doubled the peak memory
     with atomic_path(path) as tmp, open(tmp, "wb") as file:
         writer = _KeepsError(file)
         try:
@@ -53,7 +54,8 @@ def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Modul
 
 
 class _KeepsError(io.RawIOBase):
-    """``file`` for torch.save, remembering the OSError a write raised (torch turns it into a RuntimeError)."""
+    """``file`` for torch.save, remembering what a write raised (torch turns it into a RuntimeError):
+    an OSError, or the KeyboardInterrupt or SystemExit of a signal that arrived during the write."""
 
     def __init__(self, file):
         super().__init__()
@@ -65,7 +67,7 @@ class _KeepsError(io.RawIOBase):
     def write(self, data) -> int:
         try:
             return self.file.write(data)
-        except OSError as err:
+        except (OSError, KeyboardInterrupt, SystemExit) as err:
             self.error = err
             raise
 
