@@ -7,7 +7,6 @@ length) first and is called as ``denoiser(x_t, t)`` with x_t of shape (B, D) and
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Callable, Sequence
 
@@ -165,27 +164,6 @@ def register_denoiser(name: str, cls: type[nn.Module]) -> None:
     DENOISERS[name] = cls
 
 
-def check_params(what: str, cls: type, params: dict, positional: int = 1, fixed: tuple[str, ...] = ()) -> None:
-    """ValueError unless ``cls(<the first positional arguments>, <fixed>=..., **params)`` binds: the
-    ``positional`` ones (the vector length, whatever its name) and the ``fixed`` names are bindiff's to
-    give; every name in ``params`` must be another parameter (any, where it takes ``**kwargs``) and
-    none it needs may be missing. Only the call is checked, so that an error raised inside the
-    constructor keeps its traceback."""
-    signature = inspect.signature(cls)
-    named = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    accepted = [p.name for p in named[positional:] if p.name not in fixed and p.kind != p.POSITIONAL_ONLY]
-    try:
-        signature.bind(*[None] * positional, **dict.fromkeys(fixed), **params)
-    except TypeError:
-        unknown = sorted(set(params) - set(accepted))
-        takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
-        if unknown and not takes_any:
-            raise ValueError(f"{what} has no parameter(s) {unknown}; it takes {accepted}") from None
-        missing = [p.name for p in named[positional:] if p.name not in params and p.name not in fixed
-                   and p.default is p.empty]
-        raise ValueError(f"{what} needs the parameter(s) {missing}; it takes {accepted}") from None
-
-
 def build_denoiser(name: str, dim: int, members: int = 1, **params) -> nn.Module:
     """The registered denoiser ``name`` for vectors of ``dim`` bits, built with ``params``;
     with ``members`` > 1, a ``DenoiserEnsemble`` of that many, each initialised in turn from the
@@ -197,7 +175,7 @@ def build_denoiser(name: str, dim: int, members: int = 1, **params) -> nn.Module
     if name not in DENOISERS:
         raise ValueError(f"unknown denoiser {name!r}; choose one of {', '.join(DENOISERS)}")
     cls = DENOISERS[name]
-    check_params(f"denoiser {name!r}", cls, params)
+    checks.check_params(f"denoiser {name!r}", cls, params)
     members = checks.whole("members", members, low=1)
     nets = [cls(dim, **params) for _ in range(members)]  # an error raised inside is the class's: a bug, or its
     # own refusal of a value (ValueError)

@@ -1,4 +1,4 @@
-"""Checks of a denoiser's constructor arguments, which recipes pass in free-form sections.
+"""Checks of a denoiser's or a model's constructor arguments, which recipes pass in free-form sections.
 
 A free-form section is not typed by the recipe schema, and Python coerces quietly: ``int(2.7)``
 is 2, ``bool('false')`` is True and ``True`` is the integer 1. Each check refuses what is not
@@ -7,6 +7,7 @@ the type it names, with a message naming the parameter.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Any, Sequence
@@ -50,3 +51,24 @@ def rate(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
+
+
+def check_params(what: str, cls: type, params: dict, positional: int = 1, fixed: tuple[str, ...] = ()) -> None:
+    """ValueError unless ``cls(<the first positional arguments>, <fixed>=..., **params)`` binds: the
+    ``positional`` ones (the vector length, whatever its name) and the ``fixed`` names are bindiff's to
+    give; every name in ``params`` must be another parameter (any, where it takes ``**kwargs``) and
+    none it needs may be missing. Only the call is checked, so that an error raised inside the
+    constructor keeps its traceback."""
+    signature = inspect.signature(cls)
+    named = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    accepted = [p.name for p in named[positional:] if p.name not in fixed and p.kind != p.POSITIONAL_ONLY]
+    try:
+        signature.bind(*[None] * positional, **dict.fromkeys(fixed), **params)
+    except TypeError:
+        unknown = sorted(set(params) - set(accepted))
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+        if unknown and not takes_any:
+            raise ValueError(f"{what} has no parameter(s) {unknown}; it takes {accepted}") from None
+        missing = [p.name for p in named[positional:] if p.name not in params and p.name not in fixed
+                   and p.default is p.empty]
+        raise ValueError(f"{what} needs the parameter(s) {missing}; it takes {accepted}") from None

@@ -28,7 +28,8 @@ from torch import nn
 
 from ...config import RecipeError
 from ...core import BinomialDiffusion
-from ...core.denoisers import check_params, same_definition
+from ...core.denoisers import same_definition
+from ...core.params import check_params
 from ...training.builders import build_diffusion
 from ...training.devices import device_of
 from ..base import ModelKind
