@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import sys
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,9 +96,10 @@ def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) ->
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        # torch maps only its zip format; any other file is read (and refused) as before
+        # torch maps only its zip format; any other file is read (and refused) as before. Not on
+        # Windows, where a mapped file cannot be replaced: a run still training could not write best.pt
         payload = torch.load(path, map_location=map_location, weights_only=True,
-                             mmap=mmap and zipfile.is_zipfile(path))
+                             mmap=mmap and sys.platform != "win32" and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(err))  # two phrasings across torch versions
         if not found:  # random bytes, a truncated file: nothing that would run
