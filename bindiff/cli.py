@@ -589,6 +589,41 @@ def _exit_on_signal(signum: int, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def _stop_again(unraisable) -> None:
+    """``sys.unraisablehook``: a stop whose exception was raised while the interpreter ran a callback
+    of its own (a weakref's, an import lock's, a ``__del__``) is printed as "Exception ignored" and
+    dropped: the command ran on to exit 0, and SIGTERM stayed ignored. The stop is sent again, from a
+    thread a moment later, so that it is raised in ordinary code (again, should it land in another
+    callback); anything else goes to the hook that was there."""
+    stop = unraisable.exc_value
+    if isinstance(stop, KeyboardInterrupt):
+        signum = signal.SIGINT
+    elif isinstance(stop, SystemExit) and stop.code == 128 + signal.SIGTERM:
+        signum = signal.SIGTERM
+        signal.signal(signum, _exit_on_signal)  # it set itself to ignore a second stop; this is the first
+    else:
+        _unraisable_hook_before(unraisable)
+        return
+    import threading
+
+    threading.Timer(0.01, signal.raise_signal, (signum,)).start()
+
+
+_unraisable_hook_before = sys.unraisablehook
+
+
+def _install_stop_handlers() -> None:
+    """A scheduler's stop (SLURM's time limit, scancel, kill) runs the clean-up Ctrl-C runs: staging
+    folders and temporaries removed, exit code 128 + 15 (killed outright, it left them behind). Not
+    in a torchrun worker: torchrun stops its workers with SIGTERM, and one that unwound while the
+    other still waited in a collective made that one fail with a traceback."""
+    global _unraisable_hook_before
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+    if sys.unraisablehook is not _stop_again:
+        _unraisable_hook_before, sys.unraisablehook = sys.unraisablehook, _stop_again
+
+
 def _run_app():
     try:
         return app(prog_name="bindiff", standalone_mode=False)
@@ -605,12 +640,7 @@ def main() -> None:
     except ImportError:  # pragma: no cover - typer < 0.24
         from click import exceptions as click_errors
 
-    # a scheduler's stop (SLURM's time limit, scancel, kill) runs the clean-up Ctrl-C runs: staging
-    # folders and temporaries removed, exit code 128 + 15 (killed outright, it left them behind).
-    # Not in a torchrun worker: torchrun stops its workers with SIGTERM, and one that unwound while
-    # the other still waited in a collective made that one fail with a traceback.
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
-        signal.signal(signal.SIGTERM, _exit_on_signal)
+    _install_stop_handlers()
     # a stream closed by the caller (`2>&-`, a daemon) is None in Python: progress, log lines and
     # tqdm would fail on it with an AttributeError after the run folder was made
     for name in ("stdout", "stderr"):

@@ -232,3 +232,28 @@ def test_a_stop_during_a_checkpoint_write_is_the_stop_not_a_traceback(tmp_path, 
         checkpoint.save_checkpoint(tmp_path / "last.pt", config_yaml="name: x\n", model=torch.nn.Linear(100, 100),
                                    dim=100)
     assert list(tmp_path.iterdir()) == []  # no half-written checkpoint, no temporary
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_stop_landing_in_an_interpreter_callback_still_stops(tmp_path, signum):
+    """A signal handled while the interpreter ran a weakref callback (or an import lock's) raised
+    there, was printed as "Exception ignored" and dropped: the command ran on to exit 0, and every
+    later SIGTERM was ignored."""
+    import signal
+
+    script = tmp_path / "stopped.py"
+    script.write_text(
+        "import os, signal, time, weakref\n"
+        "from bindiff import cli\n"
+        "cli._install_stop_handlers()\n"
+        "class Obj: pass\n"
+        "o = Obj()\n"
+        f"ref = weakref.ref(o, lambda r: (os.kill(os.getpid(), signal.{signum}), sum(range(100))))\n"
+        "del o\n"
+        "for _ in range(40):\n"
+        "    time.sleep(0.05)\n"
+        "print('ran on', flush=True)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert "ran on" not in done.stdout and "Exception ignored" not in done.stderr
+    stopped = getattr(signal, signum)
+    assert done.returncode in (128 + stopped, -stopped)  # SIGINT's KeyboardInterrupt ends by the signal itself
