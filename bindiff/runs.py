@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
@@ -33,6 +33,10 @@ def create_output_dir(config: dict, kind: str = "run", folder: str | None = None
         try:
             out.mkdir(parents=True, exist_ok=False)
             return out
+        except (KeyboardInterrupt, SystemExit):  # a stop as the folder was made: no empty folder is left
+            with suppress(OSError):
+                out.rmdir()
+            raise
         except FileExistsError:
             if not out.is_dir():  # a file in the way, not a run of the same second
                 raise OutputError(f"output.root: cannot create the {kind} directory {out}: a file of that name "
@@ -81,6 +85,9 @@ def create_run_dir(config: dict, overrides: list[str] = ()) -> Path:
     try:
         write_text(run_dir / "config.yaml", dump_recipe(config))
         write_text(run_dir / "overrides.txt", "".join(f"{o}\n" for o in overrides))
+    except (KeyboardInterrupt, SystemExit):  # stopped before the run began: nothing of it is left
+        remove_unfinished_run(run_dir)
+        raise
     except (OSError, OutputError) as err:  # OutputError: atomic_path's line for a full disk
         remove_unfinished_run(run_dir)
         raise OutputError(f"output.root: cannot write in {run_dir} ({os.strerror(err.errno) if err.errno else err})",

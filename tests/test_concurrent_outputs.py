@@ -257,3 +257,34 @@ def test_a_stop_landing_in_an_interpreter_callback_still_stops(tmp_path, signum)
     assert "ran on" not in done.stdout and "Exception ignored" not in done.stderr
     stopped = getattr(signal, signum)
     assert done.returncode in (128 + stopped, -stopped)  # SIGINT's KeyboardInterrupt ends by the signal itself
+
+
+@pytest.mark.parametrize("where", ["mkdir", "config.yaml"])
+def test_a_stop_as_a_run_folder_is_made_leaves_no_folder(tmp_path, monkeypatch, where):
+    """Stopped between making the run's folder and writing its config, an empty or config-less folder
+    stayed, which `bindiff resume` refused as "not a bindiff run directory"."""
+    from bindiff import runs
+    from bindiff.config import load_recipe
+
+    config = load_recipe(RECIPE_FOR_STOPS, [f"output.root={tmp_path / 'runs'}"])
+    if where == "mkdir":
+        made = Path.mkdir
+
+        def mkdir_then_stopped(self, *args, **kwargs):
+            made(self, *args, **kwargs)
+            if self.name[:1].isdigit():  # the run's own <stamp>-<hash> folder, not a parent on the way
+                raise SystemExit(143)  # the handler ran right after the folder was made
+
+        monkeypatch.setattr(Path, "mkdir", mkdir_then_stopped)
+    else:
+        def stopped(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(runs, "write_text", stopped)
+    with pytest.raises((SystemExit, KeyboardInterrupt)):
+        runs.create_run_dir(config)
+    monkeypatch.undo()
+    assert [p for p in (tmp_path / "runs").rglob("*") if p.name.startswith("2")] == []  # no <stamp>-<hash> folder
+
+
+RECIPE_FOR_STOPS = Path(__file__).resolve().parent.parent / "recipes" / "ml1m.yaml"
