@@ -6,8 +6,8 @@ import errno
 import json
 import math
 import os
-import tempfile
-from contextlib import contextmanager, suppress
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -49,17 +49,19 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
         # A rename would replace a folder's name or a device such as /dev/null with a plain file.
         raise OutputError(f"{path}: exists and is not a regular file")
     refuse_a_file_above(path)
+    # named before it is made, inside the try that removes it: a stop (Ctrl-C, SIGTERM) arriving as it
+    # is made leaves nothing (tempfile's mkstemp made it before its name could be known)
+    tmp = _fresh_name(path.parent, path.name, ".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{_short(path.name)}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        if err.errno in _UNWRITABLE:
-            raise OutputError(f"{path}: cannot write there ({err.strerror})", err.errno) from None
-        raise
-    try:
-        os.close(fd)
-        with suppress(OSError):  # FAT and some network mounts refuse modes: the file is still written
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files; the result gets a plain open()'s mode
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # 0o666 less the umask: a plain open()'s mode (mkstemp's 0600 had to be widened, and reading
+            # the umask means setting it for a moment)
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as err:
+            if err.errno in _UNWRITABLE:
+                raise OutputError(f"{path}: cannot write there ({err.strerror})", err.errno) from None
+            raise
         yield Path(tmp)
         _fsync(tmp)  # the bytes reach the disk before the name does (power loss, not only kill)
         if overwrite:
@@ -87,16 +89,15 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
         if folder.is_symlink():  # realpath stops at a loop
             raise OutputError(f"{folder}: a link that leads back to itself; give a folder")
     refuse_a_file_above(folder)
+    staging = Path(_fresh_name(folder.parent, folder.name, ".partial"))  # named first, as in atomic_path
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{_short(folder.name)}.", suffix=".partial", dir=folder.parent))
-        with suppress(OSError):  # FAT and some network mounts refuse modes: the folder is still written
-            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; the result gets a plain mkdir's mode
-    except OSError as err:
-        if err.errno in _UNWRITABLE:
-            raise OutputError(f"{folder}: cannot create the output folder ({err.strerror})") from None
-        raise
-    try:
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            staging.mkdir(0o777)  # less the umask: a plain mkdir's mode (mkdtemp makes it 0700)
+        except OSError as err:
+            if err.errno in _UNWRITABLE:
+                raise OutputError(f"{folder}: cannot create the output folder ({err.strerror})") from None
+            raise
         yield staging
         try:
             if folder.is_dir():
@@ -165,10 +166,10 @@ def _short(name: str, limit: int = 200) -> str:
     return name.encode("utf-8", "surrogateescape")[:limit].decode("utf-8", "ignore")
 
 
-def _umask() -> int:
-    umask = os.umask(0)  # reading it means setting it: put it straight back
-    os.umask(umask)
-    return umask
+def _fresh_name(parent: Path, name: str, suffix: str) -> str:
+    """A hidden name beside ``name`` that nothing holds: 64 random bits, as unlikely to meet another
+    process's as tempfile's names, so that a temporary is named before it is made."""
+    return str(parent / f".{_short(name)}.{secrets.token_hex(8)}{suffix}")
 
 
 def _fsync(path: str | Path) -> None:

@@ -288,3 +288,32 @@ def test_a_stop_as_a_run_folder_is_made_leaves_no_folder(tmp_path, monkeypatch, 
 
 
 RECIPE_FOR_STOPS = Path(__file__).resolve().parent.parent / "recipes" / "ml1m.yaml"
+
+
+def test_a_stop_as_a_temporary_is_made_leaves_no_temporary(tmp_path, monkeypatch):
+    """mkstemp and mkdtemp made the temporary before its name was known to the code that removes it:
+    a stop right then left `.training_curve.png.<random>.tmp` or `.out.<random>.partial/` behind."""
+    import os
+
+    real_open, real_mkdir = os.open, Path.mkdir
+
+    def open_then_stopped(*args, **kwargs):
+        os.close(real_open(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    def mkdir_then_stopped(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if self.name.endswith(".partial"):
+            raise SystemExit(143)
+
+    monkeypatch.setattr(os, "open", open_then_stopped)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "curve.png") as tmp:
+            tmp.write_bytes(b"never")
+    monkeypatch.setattr(os, "open", real_open)
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_stopped)
+    with pytest.raises(SystemExit):
+        with staged_folder(tmp_path / "out"):
+            pass
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
