@@ -333,9 +333,10 @@ def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | N
         model, optimizer, rows = _build(task, kind, config, data, device)
         task.check(config, data, model)
         run_dir = workers.broadcast(create_run_dir(config, list(overrides)) if workers.is_main else None)
-        if workers.is_main and log_lines(config):
-            log(f"run directory: {run_dir}")  # piped output can follow the run from its start
+        # from here a stop names the run's resume: the folder holds its config
         with run_lock(run_dir) if workers.is_main else nullcontext(), _output_errors(run_dir):
+            if workers.is_main and log_lines(config):
+                log(f"run directory: {run_dir}")  # piped output can follow the run from its start
             if workers.is_main:
                 task.save_data(data, run_dir / "split")
             return _fit_and_finish(task, kind, run_dir, config, data, model, optimizer, rows, device, workers,
