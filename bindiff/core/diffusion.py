@@ -221,7 +221,7 @@ class BinomialDiffusion(nn.Module):
             cond = estimate if cond is None else torch.cat([cond.to(x_t.dtype), estimate], dim=1)
         if self.denoiser_input == "flat_posterior":
             x_t = self.process.flat_posterior(x_t, t)
-        weight = next(self.denoiser.parameters(), None)
+        weight = self._first_weight()
         if weight is not None and weight.is_floating_point() and x_t.dtype != weight.dtype:
             # the loop's own states (probabilities fed forward, the flat posterior) are float32 or
             # wider: a bfloat16 or float16 model reads them in its own type, as it reads its inputs
@@ -242,6 +242,10 @@ class BinomialDiffusion(nn.Module):
             logits = at_least_float32(logits) + self.prior_logits
         return DenoiserEnsemble.mean_logits(logits) if averaged else logits
 
+    def _first_weight(self) -> torch.Tensor | None:
+        """The denoiser's first parameter: its dtype and device are the model's (None: it has none)."""
+        return next(self.denoiser.parameters(), None)
+
     def _batch(self, name: str, x: torch.Tensor, bits: bool = False) -> torch.Tensor:
         """``x`` as a (B, D) batch in the denoiser's dtype; ValueError naming ``name`` when its
         shape does not fit the denoiser (or, with ``bits``, when a value is not 0 or 1)."""
@@ -256,7 +260,7 @@ class BinomialDiffusion(nn.Module):
                 raise ValueError(f"{name}: must hold bits (0 or 1), got the value {x[wrong][0].item()!r}")
         else:
             check_unit_interval(name, x)
-        weight = next(self.denoiser.parameters(), None)  # bits and bools become the weights' float type
+        weight = self._first_weight()  # bits and bools become the weights' float type
         return x.to(weight.dtype if weight is not None else working_dtype(x))
 
     def _times(self, n: int, t: int, device) -> torch.Tensor:
@@ -320,7 +324,7 @@ class BinomialDiffusion(nn.Module):
         if (cond is None) == (n is None):
             raise ValueError("give cond (one row per run) or n (the number of rows without a condition), not both")
         rows = cond.shape[0] if cond is not None else int(n)
-        weight = next(self.denoiser.parameters(), None)  # without a condition, where the model is
+        weight = self._first_weight()  # without a condition, where the model is
         device = cond.device if cond is not None else (weight.device if weight is not None else None)
         # the state's value is not read at ᾱ_t = 0 (½ + 0·(x − ½) is ½)
         return self.logits(torch.zeros((rows, self.denoiser.dim), device=device), t, cond)

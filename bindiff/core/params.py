@@ -53,6 +53,13 @@ def rate(name: str, value: Any) -> float:
     return float(value)
 
 
+def accepted_params(cls: type, positional: int = 1, fixed: tuple[str, ...] = ()) -> list[str]:
+    """The names ``cls``'s constructor takes from a recipe: all but the first ``positional`` ones (the
+    vector length, whatever its name), the ``fixed`` ones bindiff gives, and ``*args``/``**kwargs``."""
+    named = [p for p in inspect.signature(cls).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [p.name for p in named[positional:] if p.name not in fixed and p.kind != p.POSITIONAL_ONLY]
+
+
 def check_params(what: str, cls: type, params: dict, positional: int = 1, fixed: tuple[str, ...] = ()) -> None:
     """ValueError unless ``cls(<the first positional arguments>, <fixed>=..., **params)`` binds: the
     ``positional`` ones (the vector length, whatever its name) and the ``fixed`` names are bindiff's to
@@ -61,7 +68,7 @@ def check_params(what: str, cls: type, params: dict, positional: int = 1, fixed:
     constructor keeps its traceback."""
     signature = inspect.signature(cls)
     named = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    accepted = [p.name for p in named[positional:] if p.name not in fixed and p.kind != p.POSITIONAL_ONLY]
+    accepted = accepted_params(cls, positional, fixed)
     try:
         signature.bind(*[None] * positional, **dict.fromkeys(fixed), **params)
     except TypeError:

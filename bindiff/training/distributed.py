@@ -166,13 +166,15 @@ def _die_with_parent() -> None:
             pass
 
 
-def check_devices(device_name: str, nproc: int) -> None:
-    """RecipeError unless ``nproc`` processes of this machine can each take a device: on CUDA one GPU
-    each. Checked before torchrun starts (one line, not one traceback per worker) and in each worker."""
+def check_devices(device_name: str, nproc: int) -> torch.device:
+    """The device ``device_name`` resolves to; RecipeError unless ``nproc`` processes of this machine can
+    each take one: on CUDA one GPU each. Checked before torchrun starts (one line, not one traceback
+    per worker) and in each worker."""
     device = resolve_device(device_name)  # cuda where there is none: one line
     if device.type == "cuda" and nproc > torch.cuda.device_count():
         raise RecipeError(f"train.device: {nproc} processes take one GPU each, but this machine has "
                           f"{torch.cuda.device_count()}: lower --nproc, or train on the CPU (train.device=cpu)")
+    return device
 
 
 def start(device_name: str) -> tuple[Workers, str]:
@@ -185,9 +187,8 @@ def start(device_name: str) -> tuple[Workers, str]:
         return SINGLE, device_name
     # before NCCL is chosen and a GPU set: `cuda` on a machine without one is a recipe error, not
     # "NCCL is not built in" from every worker
-    use_cuda = resolve_device(device_name).type == "cuda"
-    if use_cuda:
-        check_devices(device_name, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))))
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    use_cuda = check_devices(device_name, local_processes).type == "cuda"
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     workers = Workers(rank=dist.get_rank(), world=dist.get_world_size(),

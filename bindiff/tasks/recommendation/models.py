@@ -19,7 +19,6 @@ is its ``ModelKind.fitting``:
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,7 +28,7 @@ from torch import nn
 from ...config import RecipeError
 from ...core import BinomialDiffusion
 from ...core.denoisers import same_definition
-from ...core.params import check_params
+from ...core import params as checks
 from ...training.builders import build_diffusion
 from ...training.devices import device_of
 from ..base import ModelKind
@@ -167,9 +166,7 @@ def accepted_params(kind: str) -> list[str]:
     cls = MODELS[kind].params_of
     if cls is None:
         return []
-    named = [p for p in inspect.signature(cls).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    # the first is the catalogue's size, whatever its name, given by bindiff as the fixed ones are
-    return [p.name for p in named[1:] if p.name not in MODELS[kind].fixed_params and p.kind != p.POSITIONAL_ONLY]
+    return checks.accepted_params(cls, fixed=tuple(MODELS[kind].fixed_params))
 
 
 def unread_sections(kind: RecommenderKind) -> tuple[str, ...]:
@@ -202,7 +199,7 @@ def model_kind(config: dict) -> RecommenderKind:
                               "it is configured by the diffusion and denoiser sections")
         return kind
     try:
-        check_params(f"model {name!r}", kind.params_of, params, fixed=tuple(kind.fixed_params))
+        checks.check_params(f"model {name!r}", kind.params_of, params, fixed=tuple(kind.fixed_params))
     except ValueError as err:
         raise RecipeError(f"model.params: {err}") from None
     return kind
