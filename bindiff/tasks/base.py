@@ -450,7 +450,9 @@ def _output_errors(run_dir: Path, keep: bool = False):
     removed (nothing in it could be resumed), one with a checkpoint kept for ``bindiff resume``;
     so is one a RecipeError stops.
     Stopped by Ctrl-C or SIGTERM, a line says how to go on: on a terminal the run's folder was
-    named nowhere yet."""
+    named nowhere yet (under ``--nproc`` the launcher says it: see ``distributed.tell_launcher``)."""
+    if _PART_OF.get() is None:
+        distributed.tell_launcher(run_dir)
     try:
         yield
     except (KeyboardInterrupt, SystemExit):

@@ -95,6 +95,20 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+# The file in which rank 0 names the run its workers train, for the launcher of ``--nproc``: the
+# workers die on torchrun's SIGTERM without a word (see cli._install_stop_handlers), so the line
+# that names a stopped run's resume is the launcher's to print
+_RUN_NOTE = "BINDIFF_LAUNCHER_RUN_NOTE"
+
+
+def tell_launcher(run_dir) -> None:
+    """Under ``bindiff train/resume --nproc N``: let the launcher know which run this is."""
+    note = os.environ.get(_RUN_NOTE)
+    if note and is_main_process():
+        with open(note, "w", encoding="utf-8") as file:
+            file.write(str(run_dir))
+
+
 def launch(nproc: int, bindiff_args: list[str]) -> int:
     """Run ``bindiff <args>`` on ``nproc`` local processes with torchrun; returns its exit code.
 
@@ -118,6 +132,8 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
     # torchrun keeps a log folder per run (torchelastic_*, in $TMPDIR by default) and never removes it
     logs = tempfile.mkdtemp(prefix="bindiff-torchrun-")
     command[3:3] = ["--log-dir", logs]
+    run_note = os.path.join(logs, "run")  # removed with the logs
+    env[_RUN_NOTE] = run_note
     try:  # preexec_fn is POSIX-only (Windows refuses it), and only Linux has what it asks for
         child = subprocess.Popen(command, env=env, start_new_session=hangup_ignored,
                                  preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
@@ -139,8 +155,10 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
         while True:
             try:
                 code = child.wait()
-                # stopped by a signal: the shell's code for it (130 for ^C), as a one-process run ends
-                return 128 + received[0] if received else code
+                if received:  # stopped by a signal: the shell's code for it (130 for ^C), as one process ends
+                    _name_the_resume(run_note, nproc)
+                    return 128 + received[0]
+                return code
             except InterruptedError:  # pragma: no cover - wait is restarted after a handled signal
                 continue
     finally:
@@ -153,6 +171,17 @@ def launch(nproc: int, bindiff_args: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
         shutil.rmtree(logs, ignore_errors=True)
+
+
+def _name_the_resume(run_note: str, nproc: int) -> None:
+    """The line a one-process run prints when stopped, for the run the workers were training."""
+    try:
+        with open(run_note, encoding="utf-8") as file:
+            run_dir = file.read()
+    except OSError:  # stopped before a run folder was made: there is nothing to resume
+        return
+    if os.path.isfile(os.path.join(run_dir, "config.yaml")) and not os.path.exists(os.path.join(run_dir, "metrics.json")):
+        print(f"stopped: `bindiff resume {run_dir} --nproc {nproc}` continues this run", file=sys.stderr, flush=True)
 
 
 def _die_with_parent() -> None:

@@ -19,8 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    # the agent logs each failed worker at ERROR level; the worker's own output already says it
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # the agent logs each failed worker at ERROR level, and a stop ("Received 15 death signal") as a
+    # warning; the worker's own output, or the launcher's line, already says it. Each of torch's
+    # elastic loggers sets a level of its own, which a parent's level does not override
+    for name in [name for name in logging.root.manager.loggerDict if name.startswith("torch.distributed.elastic")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(parse_args(argv))
     except ChildFailedError as err:
