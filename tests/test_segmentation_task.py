@@ -165,11 +165,19 @@ def test_segment_writes_masks_and_uncertainty_in_each_inputs_geometry_without_la
     monkeypatch.setattr("bindiff.adapters.masks.load_region", refuse)
     cases = ["hippocampus_001", "hippocampus_003"]
     folder = _unlabelled_folder(tmp_path, cases)
+    # beside the scans, what segment does not read: said in one line and listed, not skipped unseen
+    (folder / "notes.txt").write_text("scanned on the 3 T\n")
+    (folder / "hippocampus_009.nii.bz2").write_bytes(b"BZh9")  # a compression bindiff does not read
+    (folder / "old runs").mkdir()
+    (folder / ".DS_Store").write_bytes(b"")  # hidden: not a user's file
     result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "out"),
                                  "--probabilities"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [c["case_id"] for c in summary["cases"]] == cases
+    assert summary["not_read"] == ["hippocampus_009.nii.bz2", "notes.txt", "old runs"]
+    assert f"warning: {folder}: 3 entries not read" in result.output
+    assert "hippocampus_009.nii.bz2, notes.txt, old runs" in result.output
     for case_id in cases:
         source = folder / f"{case_id}.nii.gz"
         image, itk_image = nib.load(str(source)), sitk.ReadImage(str(source))
@@ -276,6 +284,7 @@ def test_segment_reads_a_dicom_series_as_the_same_scan_in_nifti(run, tmp_path):
                        (nifti, "from_nifti")):
         result = runner.invoke(app, ["segment", str(run), "--input", str(given), "--output", str(tmp_path / out)])
         assert result.exit_code == 0, result.output
+        assert "not read" not in result.output  # a series' slices are all read
         written = nib.load(str(tmp_path / out / "scan_mask.nii.gz"))
         assert written.shape == volume.shape
         np.testing.assert_allclose(written.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, atol=1e-4)

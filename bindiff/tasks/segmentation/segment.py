@@ -117,6 +117,16 @@ def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
     return cases
 
 
+def unread_entries(path: Path, names: list[str] | None, cases: list[InputCase]) -> list[str]:
+    """The names of the entries of a folder of cases (``find_inputs``) that no case reads (a format
+    bindiff does not read, a folder that is neither a case nor a series, a sidecar): said, so no
+    scan goes missing unseen."""
+    if not path.is_dir() or (_channel_folder(path, names) if names else is_dicom_series(path)):
+        return []  # one file, or a folder that is itself one case
+    used = {file for case in cases for file in case.files} | {case.files[0].parent for case in cases}
+    return sorted(entry.name for entry in path.iterdir() if not entry.name.startswith(".") and entry not in used)
+
+
 def read_case(case: InputCase, channels: int, names: list[str] | None = None) -> tuple[np.ndarray, object]:
     """(C, X, Y, Z) channels in canonical order and their geometry; refuses a wrong channel count
     (``names``: the run's ``images.channels``, named in the refusal)."""
@@ -178,6 +188,11 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
         raise RecipeError(f"{run_dir}: the run placed its images from their non-zero voxels, not brain masks; "
                           "drop --brain")
     cases = find_inputs(Path(input_path), config["images"]["channels"])
+    unread = unread_entries(Path(input_path), config["images"]["channels"], cases)
+    if unread:  # not refused: a folder may hold notes or sidecars beside its scans
+        shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+        log(f"warning: {input_path}: {len(unread)} entr{'y' if len(unread) == 1 else 'ies'} not read (not an image "
+            f"file of {', '.join(IMAGE_SUFFIXES)}, nor a case folder): {shown}")
     if model == "unet":
         _, payload, net = base.load_trained(TASK, run_dir, checkpoint, device=base.device_of(diffusion),
                                             companion="unet")
@@ -202,7 +217,7 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
                                       panel=i < panels))
         summary = {"run": str(run_dir), "model": model,
                    "checkpoint": base.checkpoint_entry(payload, checkpoint, None if model == "diffusion" else model),
-                   "input": str(input_path), "settings": _settings_read(config, model),
+                   "input": str(input_path), "not_read": unread, "settings": _settings_read(config, model),
                    "training_spacing_mm": list(trained.spacing),
                    "training_extent_mm": {"smallest": list(trained.smallest), "largest": list(trained.largest)},
                    "uncertainty": cfg["uncertainty"] if model == "diffusion" else "entropy",
