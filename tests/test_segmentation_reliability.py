@@ -290,3 +290,28 @@ def test_scoring_under_a_callers_float64_default_gives_the_same_figures(run, tmp
     finally:
         torch.set_default_dtype(torch.float32)
     assert again["test"] == reference["test"] and set(again["test"]) == {"diffusion", "unet"}
+
+
+def test_the_brats2021_layout_names_its_channels_by_the_case(tmp_path):
+    """BraTS 2018–2023 name every file after its case (``<case>/<case>_flair.nii.gz``): one
+    ``images.channels: [flair, t1ce]`` finds them in every case, for training and for segment."""
+    from bindiff.adapters.masks.datasets import find_dataset
+    from bindiff.tasks.segmentation.data import image_files
+    from bindiff.tasks.segmentation.segment import find_inputs
+
+    image = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4))
+    for case in ("BraTS2021_00000", "BraTS2021_00002"):
+        (tmp_path / case).mkdir()
+        for name in ("seg", "flair", "t1ce", "t1"):
+            nib.save(image, str(tmp_path / case / f"{case}_{name}.nii.gz"))
+    cases = find_dataset(str(tmp_path), "brats2021").cases
+    assert [image_files(case, ["flair", "t1ce"]) for case in cases] == [
+        [tmp_path / c / f"{c}_flair.nii.gz", tmp_path / c / f"{c}_t1ce.nii.gz"]
+        for c in ("BraTS2021_00000", "BraTS2021_00002")]
+    found = find_inputs(tmp_path, ["flair", "t1ce"])
+    assert [(case.case_id, [f.name for f in case.files]) for case in found] == [
+        (c, [f"{c}_flair.nii.gz", f"{c}_t1ce.nii.gz"]) for c in ("BraTS2021_00000", "BraTS2021_00002")]
+    with pytest.raises(DataError, match=r"no image 't2' \(images.channels; nor BraTS2021_00000_t2\)"):
+        image_files(cases[0], ["flair", "t2"])
+    with pytest.raises(DataError, match=r"images.channels: 'seg' is the case's label map"):
+        image_files(cases[0], ["flair", "seg"])  # the answer is never an input, by either name

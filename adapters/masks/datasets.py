@@ -65,6 +65,17 @@ def find_by_stem(folder: Path, stem: str) -> Path | None:
     return found[0] if found else None
 
 
+def find_channel(folder: Path, name: str, case_id: str) -> Path | None:
+    """Image channel ``name`` of a case folder: ``<name>.<suffix>``, else the case-prefixed
+    ``<case>_<name>`` or ``<case>-<name>`` of the BraTS 2018–2023 releases, so that one
+    ``images.channels`` names the channel of every case."""
+    for stem in (name, f"{case_id}_{name}", f"{case_id}-{name}"):
+        found = find_by_stem(folder, stem)
+        if found is not None:
+            return found
+    return None
+
+
 @dataclass(frozen=True)
 class MaskCase:
     case_id: str

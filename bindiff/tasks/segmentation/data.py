@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
 from ...adapters.masks import MaskCase, case_reader, load_region, split_cases, to_vectors
-from ...adapters.masks.datasets import find_by_stem, volume_stem
+from ...adapters.masks.datasets import find_by_stem, find_channel, volume_stem
 from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels
 from ...adapters.masks.io import Geometry, read_geometry
 from ...adapters.masks.spacing import training_spacing
@@ -97,11 +97,15 @@ def image_files(case: MaskCase, channels: list[str] | None) -> list[Path]:
         return [case.image]
     files = []
     for name in channels:
-        found = find_by_stem(case.label.parent, name)
+        found = find_channel(case.label.parent, name, case.case_id)
         if found is None:
-            raise DataError(f"{case.label.parent}: no image {name!r} (images.channels) beside {case.label.name}")
-        # the label (or the brain mask) as an input would let the model read the answer it is scored on
-        for what, path in (("label map", case.label), ("brain mask", case.brain)):
+            raise DataError(f"{case.label.parent}: no image {name!r} (images.channels; nor {case.case_id}_{name}) "
+                            f"beside {case.label.name}")
+        # the label as an input would let the model read the answer it is scored on, and a 0/1 brain mask
+        # is no image; but the "brain" of the BraTS 2018-2023 layout is the case's own FLAIR (its non-zero
+        # voxels), an image found here by its case-prefixed name: that one is a channel
+        brain_image = volume_stem(found) != name
+        for what, path in (("label map", case.label), ("brain mask", None if brain_image else case.brain)):
             if path is not None and found.resolve() == Path(path).resolve():
                 raise DataError(f"images.channels: {name!r} is the case's {what} ({found}), not an image")
         files.append(found)

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
 from ...adapters.masks import write_mask, write_volume
-from ...adapters.masks.datasets import (LABEL_SUFFIXES, find_by_stem, refuse_non_file, refuse_repeated_cases,
-                                        volume_stem)
+from ...adapters.masks.datasets import (LABEL_SUFFIXES, find_by_stem, find_channel, refuse_non_file,
+                                        refuse_repeated_cases, volume_stem)
 from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels, read_image
 from ...adapters.masks.io import is_dicom_series
@@ -65,8 +65,9 @@ class InputCase:
 
 
 def _channel(folder: Path, name: str) -> Path | None:
-    """Channel ``name`` of a case folder: a file ``<name>.<suffix>`` or a DICOM series folder ``<name>``."""
-    found = find_by_stem(folder, name)
+    """Channel ``name`` of a case folder: a file ``<name>.<suffix>`` (or ``<case>_<name>``, as BraTS
+    names them) or a DICOM series folder ``<name>``."""
+    found = find_channel(folder, name, folder.name)
     return found if found is not None or not is_dicom_series(folder / name) else folder / name
 
 
