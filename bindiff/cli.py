@@ -255,7 +255,7 @@ def recommend(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
     user: Optional[str] = typer.Option(None, help="raw user id of one of the run's users"),
     items: Optional[str] = typer.Option(None, help="a new user's history: raw item ids, comma-separated"),
-    input: Optional[str] = typer.Option(None, "--input", help="CSV of user,item rows (header): many new users"),
+    input: Optional[str] = typer.Option(None, "--input", help="CSV (tab-separated if named .tsv) of user,item rows with a header: many new users"),
     output: Optional[str] = typer.Option(None, "--output", "--out",
                                          help="with --input: CSV of user,rank,item,score rows"),
     k: int = typer.Option(20, min=1, help="number of items"),

@@ -445,8 +445,19 @@ def test_recommend_input_without_a_header_or_to_an_unwritable_folder_exits_2(tra
     bad = tmp_path / "bad.csv"
     bad.write_text("a,i1\nb,i2\n")
     result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(bad), "--output", str(tmp_path / "o.csv")])
-    assert result.exit_code == 2 and f"{bad}: column 'user' (user_col) not found; columns found with separator " \
-        "',': ['a', 'i1']" in result.output
+    # named as --input's column: `user_col` is a recipe key recommend has no option for
+    assert result.exit_code == 2 and f"{bad}: column 'user' (--input's user column) not found; columns found with " \
+        "separator ',': ['a', 'i1']" in result.output
+    # a .tsv is tab-separated, as a training data file named so is: the same recommendations as --items
+    tsv = tmp_path / "histories.tsv"
+    tsv.write_text("user\titem\na\ti1\na\ti3\n")
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(tsv), "--output", str(tmp_path / "t.csv")])
+    assert result.exit_code == 0, result.output
+    alone = runner.invoke(app, ["recommend", str(run_dir), "--items", "i1,i3", "--k", "20"])
+    assert alone.exit_code == 0, alone.output
+    listed = [line.split(",")[2] for line in (tmp_path / "t.csv").read_text().splitlines()[1:]]
+    shown = [line.split("\t")[1] for line in alone.stdout.splitlines() if line.count("\t") == 2]
+    assert len(listed) == 20 and listed == shown
     good = tmp_path / "good.csv"
     good.write_text("user,item\na,i1\n")
     locked = tmp_path / "locked"

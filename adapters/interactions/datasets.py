@@ -221,7 +221,7 @@ def load_interactions(
     if source.layout == "delimited":
         path = Path(paths["ratings"])
         if sep is None:
-            sep = "\t" if _format_suffix(path) == ".tsv" else ","
+            sep = default_separator(path)
         return read_delimited(path, sep=sep, user_col=user_col, item_col=item_col, rating_col=rating_col, header=header)
     raise DataError(f"dataset {source.name!r}: unknown layout {source.layout!r}")
 
@@ -290,6 +290,11 @@ def _source_from_path(path: Path) -> DatasetSource:
         ".dat (UserID::MovieID::Rating::Timestamp), u.data (ML-100K) or .npy (DiffRec pairs), "
         f"or a known dataset name ({known})"
     )
+
+
+def default_separator(path: str | Path) -> str:
+    """The separator of a delimited file that names none (``data.sep: null``): tab for .tsv(.gz), else comma."""
+    return "\t" if _format_suffix(Path(path)) == ".tsv" else ","
 
 
 def _format_suffix(path: Path) -> str:

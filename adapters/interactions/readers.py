@@ -73,12 +73,17 @@ def read_delimited(
     item_col: str | int = "item",
     rating_col: str | int | None = None,
     header: bool = True,
+    *,
+    keys: dict[str, str] | None = None,
 ) -> RawInteractions:
     """A CSV/TSV file (plain or .gz) with the user, item and optional rating columns.
 
     With header=True the columns are named by the first row; without a header
-    they are 0-based column numbers.
+    they are 0-based column numbers. ``keys``: what the messages call the columns and the
+    separator's remedy (``user_col``, ``item_col``, ``rating_col``, ``sep``), by default the recipe's keys.
     """
+    keys = {"user_col": "user_col", "item_col": "item_col", "rating_col": "rating_col", "sep": "set data.sep",
+            **(keys or {})}
     path = Path(path)
     text = _read_text(path, encoding="utf-8-sig")
     # strict: text after a closing quote, or a quote never closed, is an error (csv otherwise reads
@@ -99,11 +104,12 @@ def read_delimited(
         positions = {}
         for key, column in wanted.items():
             if names.count(str(column)) > 1:
-                raise DataError(f"{path}: the header names column {str(column)!r} ({key}) more than once: {shown}")
+                raise DataError(f"{path}: the header names column {str(column)!r} ({keys[key]}) more than once: "
+                                f"{shown}")
             if str(column) not in names:
                 raise DataError(
-                    f"{path}: column {column!r} ({key}) not found; columns found with "
-                    f"separator {sep!r}: {shown}{_other_delimiter_hint(names, sep)}"
+                    f"{path}: column {column!r} ({keys[key]}) not found; columns found with "
+                    f"separator {sep!r}: {shown}{_other_delimiter_hint(names, sep, keys['sep'])}"
                 )
             positions[key] = names.index(str(column))
     else:
@@ -113,10 +119,10 @@ def read_delimited(
                 positions[key] = int(column)
             except (TypeError, ValueError):
                 raise DataError(
-                    f"{path}: {key}={column!r} must be a 0-based column number when header=False"
+                    f"{path}: {keys[key]}={column!r} must be a 0-based column number when header=False"
                 ) from None
             if positions[key] < 0:
-                raise DataError(f"{path}: {key}={column!r} must be >= 0")
+                raise DataError(f"{path}: {keys[key]}={column!r} must be >= 0")
 
     for key, other in (("item_col", "user_col"), ("rating_col", "user_col"), ("rating_col", "item_col")):
         if key in positions and positions[key] == positions[other]:
@@ -397,13 +403,13 @@ def _warn_if_rows_swallowed(path: Path, row: list[str], first: int, last: int, s
     return True
 
 
-def _other_delimiter_hint(names: list[str], sep: str) -> str:
+def _other_delimiter_hint(names: list[str], sep: str, remedy: str = "set data.sep") -> str:
     """A hint when a header that did not split looks separated by another delimiter."""
     if len(names) != 1:
         return ""
     found = next((name for delimiter, name in _DELIMITER_NAMES.items()
                   if delimiter != sep and delimiter.strip() and delimiter in names[0]), None)
-    return f"; the header looks {found}-separated: set data.sep" if found else ""
+    return f"; the header looks {found}-separated: {remedy}" if found else ""
 
 
 def _is_float(value: str) -> bool:

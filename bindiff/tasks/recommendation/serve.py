@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ...adapters.errors import DataError
 from ...adapters.interactions import Split
+from ...adapters.interactions.datasets import default_separator
 from ...adapters.interactions.readers import read_delimited
 from ...files import OutputError, atomic_path
 from ...metrics import topk_excluding
@@ -166,10 +167,13 @@ def recommend(run_dir: str | Path, raw_user: str, k: int = 20) -> list[tuple[str
 
 
 def read_histories(path: str | Path) -> tuple[list[str], list[list[str]]]:
-    """Users and their histories, in order of first appearance, from a CSV file (plain or .gz) with
-    a header naming ``user`` and ``item`` columns; read as training data files are, so the same
-    file problems get the same messages."""
-    raw = read_delimited(path, sep=",", user_col="user", item_col="item", header=True)
+    """Users and their histories, in order of first appearance, from a CSV file (plain or .gz; tab-
+    separated when named .tsv, as training data files are) with a header naming ``user`` and
+    ``item`` columns; read as training data files are, so the same file problems get the same
+    messages (naming what ``--input`` needs, not recipe keys)."""
+    raw = read_delimited(path, sep=default_separator(path), user_col="user", item_col="item", header=True,
+                         keys={"user_col": "--input's user column", "item_col": "--input's item column",
+                               "sep": "name a tab-separated file .tsv"})
     histories: dict[str, list[str]] = {}
     for user, item in zip(raw.user.tolist(), raw.item.tolist()):
         histories.setdefault(user, []).append(item)
