@@ -205,39 +205,20 @@ def evaluate(
     """
     from pathlib import Path
 
-    from .config import RecipeError
     from .files import refuse_a_long_name, staged_folder, write_json
     from .tasks.base import read_run_config
-    from .tasks.recommendation.job import evaluate_run
+    from .tasks.registry import get_task
 
     try:
         if out is not None:
             refuse_a_long_name(Path(out))  # before exists(), which raises on a name the file system cannot hold
             if Path(out).exists():
                 raise FileExistsError(f"{out}: already exists; bindiff never overwrites")
-        task = read_run_config(Path(run_dir))["task"]
+        task = get_task(read_run_config(Path(run_dir))["task"])
         _warn_if_unfinished(run_dir, checkpoint)
-        if task in ("segmentation", "masks") and out is None:
-            raise RecipeError(f"--out: a {task} run is scored again into a new folder; give one")
-        if data_dir is not None and task not in ("segmentation", "masks"):
-            raise RecipeError(f"--data-dir: a {task} run is scored on the split saved in it; it reads no data set")
 
-        def score(folder: Path | None) -> dict:
-            if task == "segmentation":
-                from .tasks.segmentation.job import run_segmentation
-
-                return run_segmentation(run_dir, overrides=overrides or [], checkpoint=checkpoint, out_dir=folder,
-                                        device=device, data_dir=data_dir)
-            if task == "masks":
-                from .tasks.base import rescoring_config
-                from .tasks.masks.job import TASK as MASKS
-                from .tasks.masks.job import run_evaluations
-
-                chosen = rescoring_config(MASKS, read_run_config(Path(run_dir)), overrides or [])
-                return run_evaluations(run_dir, chosen["evaluations"]["run"], out_dir=folder,
-                                       overrides=overrides or [], checkpoint=checkpoint, device=device,
-                                       data_dir=data_dir)
-            return evaluate_run(run_dir, overrides=overrides or [], checkpoint=checkpoint, device=device)
+        def score(folder: Path | None) -> dict:  # each task's own rescoring (Task.rescore)
+            return task.rescore(Path(run_dir), overrides or [], checkpoint, folder, device, data_dir)
 
         if out is None:
             metrics = score(None)

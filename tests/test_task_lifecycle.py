@@ -92,11 +92,16 @@ class ParityBitsTask(base.Task):
                 return {"neg_loss": -float(model(valid, generator=g).loss)}
         return validate
 
-    def evaluate(self, run_dir, config, data, device, workers):
-        config, payload, model = base.load_trained(self, run_dir)
+    def evaluate(self, run_dir, config, data, device, workers, checkpoint="best"):
+        config, payload, model = base.load_trained(self, run_dir, checkpoint)
         valid = torch.from_numpy(data[len(data) // 2:])
         repeats = float(((model.predict_x0(valid, 1) >= 0.5).float() == valid).float().mean())
         return {"valid": {"bit_accuracy": repeats}, "checkpoint_epoch": payload["epoch"]}
+
+    def rescore(self, run_dir, overrides, checkpoint, out_dir, device, data_dir):
+        config = base.rescoring_config(self, base.read_run_config(run_dir), overrides)
+        metrics = self.evaluate(run_dir, config, self.load_data(run_dir / "split"), device, None, checkpoint)
+        return {**metrics, "batch_size": config["eval"]["batch_size"]}
 
 
 SECTIONS = {
@@ -298,3 +303,27 @@ def test_a_run_trained_on_a_gpu_is_not_resumed_on_the_cpu(parity_task, tmp_path,
     torch.save(payload, last)
     with pytest.raises(CheckpointError, match=r"last.pt: trained on cuda, but train.device 'cpu' is cpu here"):
         registry.resume(victim)
+
+
+def test_bindiff_evaluate_scores_a_new_tasks_run_through_its_rescore_hook(parity_task, tmp_path, monkeypatch):
+    """`bindiff evaluate` knows no task by name: a registered task's runs are scored by its own
+    ``Task.rescore``, overrides and --checkpoint passed on; a task without one gets one line."""
+    from typer.testing import CliRunner
+
+    from bindiff.cli import app
+
+    run = registry.train(_config(tmp_path / "a"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(run.run_dir), "eval.batch_size=4", "--checkpoint", "last",
+                                 "--out", str(tmp_path / "scored")])
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "scored" / "metrics.json").read_text())
+    assert scored["batch_size"] == 4 and scored["checkpoint_epoch"] == 4  # last.pt holds the last epoch
+    refused = runner.invoke(app, ["evaluate", str(run.run_dir), "train.lr=0.1"])
+    assert refused.exit_code == 2 and "allowed keys are eval.batch_size" in refused.output
+    monkeypatch.setattr(ParityBitsTask, "rescore", base.Task.rescore)
+    refused = runner.invoke(app, ["evaluate", str(run.run_dir), "--out", str(tmp_path / "none")])
+    assert refused.exit_code == 2 and refused.output.strip().splitlines()[-1] == (
+        f"error: {run.run_dir}: a parity_bits run, whose task defines no rescoring (Task.rescore): `bindiff "
+        "evaluate` cannot score it; score it from Python with the task's own code")
+    assert not (tmp_path / "none").exists()

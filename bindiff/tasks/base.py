@@ -149,6 +149,14 @@ class Task:
         """The metrics of a finished training's best checkpoint (writes the task's result folders)."""
         raise NotImplementedError
 
+    def rescore(self, run_dir: Path, overrides: list[str], checkpoint: str, out_dir: Path | None, device,
+                data_dir: str | None) -> dict:
+        """``bindiff evaluate``: the metrics of the run's ``checkpoint`` scored again with ``overrides``
+        of ``rescore_keys`` (see ``rescoring_config``); files go to ``out_dir``, a new folder or None
+        (none written), never into the run. ``data_dir``: where a moved data set now is."""
+        raise RecipeError(f"{run_dir}: a {self.name} run, whose task defines no rescoring (Task.rescore): "
+                          "`bindiff evaluate` cannot score it; score it from Python with the task's own code")
+
     def result_folders(self, config: dict) -> tuple[str, ...]:
         """The folders ``evaluate`` creates in the run directory (each refuses to exist already)."""
         return ()
@@ -684,6 +692,12 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowe
         with torch.random.fork_rng(devices=[]), float32_models():
             task.check_recipe(config)  # the cross-key checks `bindiff train` makes (segmentation.steps <= T, ...)
     return config
+
+
+def refuse_no_out(task_name: str, out_dir: Path | None) -> None:
+    """A task whose rescoring writes files (masks, segmentation) needs a new folder for them."""
+    if out_dir is None:
+        raise RecipeError(f"--out: a {task_name} run is scored again into a new folder; give one")
 
 
 def check_same_recipe(given: dict, run: dict, recipe: str, config_path: Path) -> None:

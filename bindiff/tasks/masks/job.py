@@ -85,6 +85,12 @@ class MasksTask(base.Task):
     def evaluate(self, run_dir: Path, config: dict, data: MaskData, device, workers: Workers) -> dict:
         return run_evaluations(run_dir, config["evaluations"]["run"], data=data, device=device)
 
+    def rescore(self, run_dir, overrides, checkpoint, out_dir, device, data_dir) -> dict:
+        base.refuse_no_out(self.name, out_dir)
+        chosen = base.rescoring_config(self, base.read_run_config(Path(run_dir)), overrides)
+        return run_evaluations(run_dir, chosen["evaluations"]["run"], out_dir=out_dir, overrides=overrides,
+                               checkpoint=checkpoint, device=device, data_dir=data_dir)
+
     def result_folders(self, config: dict) -> tuple[str, ...]:
         return tuple(config["evaluations"]["run"])
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ...adapters.errors import DataError
 from ...adapters.interactions import Split
+from ...config import RecipeError
 from ...training.devices import device_of
 from ...training.distributed import SINGLE, Workers
 from .. import base
@@ -83,6 +84,12 @@ class RecommendationTask(base.Task):
     def evaluate(self, run_dir: Path, config: dict, split: Split, device, workers: Workers) -> dict:
         per_user = Path(run_dir) / "per_user_test.csv" if config["eval"]["per_user"] else None
         return evaluate_run(run_dir, split=split, device=device, workers=workers, per_user_csv=per_user)
+
+    def rescore(self, run_dir, overrides, checkpoint, out_dir, device, data_dir) -> dict:
+        if data_dir is not None:
+            raise RecipeError(f"--data-dir: a {self.name} run is scored on the split saved in it; it reads no "
+                                   "data set")
+        return evaluate_run(run_dir, overrides=overrides, checkpoint=checkpoint, device=device)
 
     def data_report(self, split: Split) -> dict:
         dataset = split.info.get("dataset", {})

@@ -118,6 +118,11 @@ class SegmentationTask(base.Task):
     def evaluate(self, run_dir: Path, config: dict, data: SegmentationData, device, workers: Workers) -> dict:
         return run_segmentation(run_dir, data=data, device=device)
 
+    def rescore(self, run_dir, overrides, checkpoint, out_dir, device, data_dir) -> dict:
+        base.refuse_no_out(self.name, out_dir)
+        return run_segmentation(run_dir, overrides=overrides, checkpoint=checkpoint, out_dir=out_dir, device=device,
+                                data_dir=data_dir)
+
     def result_folders(self, config: dict) -> tuple[str, ...]:
         return ("segmentation",)
 
