@@ -49,7 +49,8 @@ def _dotted(schema: dict, prefix: str = "") -> list[str]:
 
 def complete_override(ctx, args: list[str], incomplete: str) -> list[str]:
     """The keys of the recipe's task (a ``task=`` override first, else the recipe file's, else
-    ``recommend``) that start with ``incomplete``; nothing once a value is being typed."""
+    ``recommend``) that start with ``incomplete``; nothing once a value is being typed, nor for a
+    task bindiff does not ship (a plugin's)."""
     if "=" in incomplete:
         return []
     from .config.schema import TASKS, schema_for
@@ -75,6 +76,6 @@ def complete_override(ctx, args: list[str], incomplete: str) -> list[str]:
             task = stored.get("task", task) if isinstance(stored, dict) else task
     except Exception:  # noqa: BLE001 - a recipe that cannot be read: complete the defaults' keys
         task = "recommend"
-    if task not in TASKS:
-        task = "recommend"
+    if task not in TASKS:  # a plugin's task (plugins import torch, too slow for a Tab): its keys are unknown here
+        return []
     return [key for key in _dotted(schema_for(task)) if key.startswith(incomplete)]

@@ -45,3 +45,5 @@ def test_a_runs_overrides_complete_to_its_tasks_keys(tmp_path):
     (run / "config.yaml").write_text("task: segmentation\n")
     assert _complete(f"bindiff evaluate {run} segmentation.sa") == ["segmentation.samples="]
     assert _complete("bindiff train no_such_recipe.yaml train.pat") == ["train.patience="]  # unreadable: defaults
+    (tmp_path / "plugin.yaml").write_text("task: parity_bits\n")  # a plugin's task: not the recommender's keys
+    assert _complete(f"bindiff train {tmp_path / 'plugin.yaml'} data.") == []
