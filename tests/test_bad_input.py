@@ -288,7 +288,9 @@ def mask_folder(root: Path, damage: str) -> Path:
 
 
 @pytest.mark.parametrize("damage, where, message", [
-    ("unexpected label", "labels/case2.nii.gz", "unexpected label value(s) 7 for preset 'msd_hippocampus'"),
+    ("unexpected label", "labels/case2.nii.gz", "unexpected label value(s) 7 for preset 'msd_hippocampus', which "
+     "allows 0, 1, 2; a recipe for another label set names it: labels.preset=custom with labels.allowed and "
+     "labels.foreground"),
     ("non-integer", "labels/case2.nii.gz", "label map holds non-integer values (0.5)"),
     ("4-D", "labels/case2.nii.gz", "expected a 3-D label map, got an array of shape (8, 8, 8, 2)"),
     ("shape mismatch", "images/case2.nii.gz", "image has shape (8, 8, 9) but its label map"),

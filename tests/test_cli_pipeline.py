@@ -144,7 +144,8 @@ def test_bad_values_and_missing_data_exit_2(ratings_csv, tmp_path):
                               ("diffusion.schedule_params.beta_end=1.5", "outside (0, 1]"),
                               ("denoiser.params.width=3", "has no parameter(s) ['width']"),
                               ("eval.metrics=[f1@5]", "eval.metrics"),
-                              ("eval.metrics=[ndcg@100]", "cut-off 100 exceeds the 40 items")]:
+                              ("eval.metrics=[ndcg@100]", "error: eval.metrics: cut-off 100 exceeds the 40 items"),
+                              ("eval.select=recall@500", "error: eval.select: cut-off 500 exceeds the 40 items")]:
         result = runner.invoke(app, small_args(ratings_csv, tmp_path, override))
         assert result.exit_code == 2, (override, result.output)
         assert message in result.output and "Traceback" not in result.output

@@ -281,7 +281,11 @@ def test_the_command_loads_plugins_named_in_the_environment(tmp_path):
     """A denoiser or task registered from Python was unknown to `bindiff`: "unknown denoiser 'tiny'"."""
     (tmp_path / "my_plugin.py").write_text(PLUGIN)
     plain = _bindiff("show-config", "ml100k", "denoiser.name=tiny", env_extra={})
-    assert plain.returncode == 2 and "unknown denoiser 'tiny'; choose one of mlp, unet" in plain.stderr
+    assert plain.returncode == 2 and "unknown denoiser 'tiny'; choose one of mlp, unet (one of your own is " \
+        "registered first: register_denoiser, run by a plugin for the bindiff command)" in plain.stderr
+    unknown_task = _bindiff("show-config", "task=toy", env_extra={})
+    assert unknown_task.returncode == 2 and "got 'toy' (one of your own is registered first: register_task" \
+        in unknown_task.stderr
     env = {"BINDIFF_PLUGINS": " my_plugin ,", "PYTHONPATH": str(tmp_path)}
     shown = _bindiff("show-config", "ml100k", "denoiser.name=tiny", env_extra=env)
     assert shown.returncode == 0, shown.stderr

@@ -139,8 +139,11 @@ def binarize(labels: np.ndarray, preset: LabelPreset, region: str, source: str |
     unexpected = [int(v) for v in values if int(v) not in preset.allowed]
     if unexpected:
         shown = ", ".join(str(v) for v in unexpected[:8]) + (" ..." if len(unexpected) > 8 else "")
+        other = ("" if preset.name in ("custom", "binary") else
+                 "; a recipe for another label set names it: labels.preset=custom with labels.allowed and "
+                 "labels.foreground")
         raise DataError(f"{source}: unexpected label value(s) {shown} for preset {preset.name!r}, "
-                        f"which allows {', '.join(str(v) for v in sorted(preset.allowed))}")
+                        f"which allows {', '.join(str(v) for v in sorted(preset.allowed))}{other}")
     chosen = preset.region(region) if preset.name != "custom" else preset.regions["custom"]
     return np.isin(labels, sorted(chosen))
 

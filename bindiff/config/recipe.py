@@ -317,7 +317,8 @@ def _nest(path: list[str], value: Any) -> dict:
 def _task_schema(task: Any, source: str) -> tuple[dict, dict]:
     """The schema and defaults of a task; the task is chosen before any other key is checked."""
     if not isinstance(task, str) or task not in TASKS:  # a list or mapping is unhashable: a TypeError
-        raise RecipeError(f"{source}: key 'task' must be one of {', '.join(TASKS)}, got {task!r}")
+        raise RecipeError(f"{source}: key 'task' must be one of {', '.join(TASKS)}, got {task!r} (one of your own "
+                          "is registered first: register_task, run by a plugin for the bindiff command)")
     schema = schema_for(task)
     config = defaults(schema)
     config["task"] = task

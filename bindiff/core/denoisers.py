@@ -173,7 +173,8 @@ def build_denoiser(name: str, dim: int, members: int = 1, **params) -> nn.Module
     parameters for an unknown or missing one. What the constructor raises passes through.
     """
     if name not in DENOISERS:
-        raise ValueError(f"unknown denoiser {name!r}; choose one of {', '.join(DENOISERS)}")
+        raise ValueError(f"unknown denoiser {name!r}; choose one of {', '.join(DENOISERS)} (one of your own is "
+                         "registered first: register_denoiser, run by a plugin for the bindiff command)")
     cls = DENOISERS[name]
     checks.check_params(f"denoiser {name!r}", cls, params)
     members = checks.whole("members", members, low=1)

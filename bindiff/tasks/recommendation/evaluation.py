@@ -36,7 +36,7 @@ def metric_names(config: dict) -> list[str]:
 def check_metrics(config: dict, n_items: int | None = None) -> None:
     """Refuse a metric name that does not parse (naming its key) or, given the data's number of
     items, a cut-off beyond them."""
-    cutoffs = []
+    cutoffs = []  # (cut-off, the key that names it)
     for key, names in (("eval.metrics", config["eval"]["metrics"]), ("eval.select", [config["eval"]["select"]])):
         try:
             parsed = _parse_metrics(names)
@@ -47,13 +47,14 @@ def check_metrics(config: dict, n_items: int | None = None) -> None:
             if not any(str(raw) == name for name, _, _ in parsed):
                 canonical = _parse_metrics([raw])[0][0]
                 raise RecipeError(f"{key}: write {str(raw)!r} as {canonical!r} (lower case, no leading zeros)")
-        cutoffs += [k for _, _, k in parsed]
+        cutoffs += [(k, key) for _, _, k in parsed]
     (_, kind, _), = _parse_metrics([config["eval"]["select"]])
     if kind in LIST_METRICS:  # higher is not better: the best checkpoint would be the most popularity-biased
         raise RecipeError(f"eval.select: {config['eval']['select']} describes the lists, not how well they rank; "
                           "select on recall, recall_heldout, ndcg, precision, hit, map or mrr")
-    if n_items is not None and max(cutoffs) > n_items:
-        raise RecipeError(f"eval.metrics: cut-off {max(cutoffs)} exceeds the {n_items} items of the data")
+    if n_items is not None and max(cutoffs)[0] > n_items:
+        cutoff, key = max(cutoffs, key=lambda pair: pair[0])  # the first key that names the largest
+        raise RecipeError(f"{key}: cut-off {cutoff} exceeds the {n_items} items of the data")
 
 
 # float32 (batch, items) tensors alive at once: a training step's input, noised input, logits and

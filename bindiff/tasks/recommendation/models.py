@@ -191,7 +191,8 @@ def model_kind(config: dict) -> RecommenderKind:
     section = config["model"]
     name, params = section["kind"], dict(section.get("params") or {})
     if name not in MODELS:
-        raise RecipeError(f"model.kind: unknown model {name!r}; choose one of {', '.join(model_kinds())}")
+        raise RecipeError(f"model.kind: unknown model {name!r}; choose one of {', '.join(model_kinds())} (one of "
+                          "your own is registered first: register_model, run by a plugin for the bindiff command)")
     kind = MODELS[name]
     if kind.params_of is None:
         if params:
