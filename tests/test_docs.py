@@ -64,10 +64,11 @@ def prose(text: str) -> str:
 
 
 def slug(heading: str) -> str:
-    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
-    heading = re.sub(r"[`*_]", "", heading).strip().lower()
+    """GitHub's anchor for a heading: lower case, punctuation dropped but for hyphens and
+    underscores (`ml1m_diffrec.yaml` keeps its underscore), spaces to hyphens."""
+    heading = re.sub(r"[`*]", "", heading).strip().lower()
     kept = "".join(ch for ch in heading
-                   if ch in " -" or unicodedata.category(ch)[0] in ("L", "N"))
+                   if ch in " -_" or unicodedata.category(ch)[0] in ("L", "N"))
     return kept.replace(" ", "-")
 
 
