@@ -189,11 +189,14 @@ def load_interactions(
     item_col: str | int = "item",
     rating_col: str | int | None = None,
     header: bool = True,
+    time_col: str | int | None = None,
 ) -> RawInteractions:
     """Every interaction of the dataset, for protocols that make their own split.
 
     For DiffRec pair files this is the union of train, valid and test (already
     binarised, so rating is None). The column options apply to delimited files only.
+    Times: ML-1M's and ML-100K's timestamp field, a delimited file's ``time_col``; DiffRec's
+    and BARS's files and .npy pairs have none (``time`` is None).
     """
     paths = source.paths
     if source.layout == "diffrec_pairs":
@@ -222,7 +225,8 @@ def load_interactions(
         path = Path(paths["ratings"])
         if sep is None:
             sep = default_separator(path)
-        return read_delimited(path, sep=sep, user_col=user_col, item_col=item_col, rating_col=rating_col, header=header)
+        return read_delimited(path, sep=sep, user_col=user_col, item_col=item_col, rating_col=rating_col, header=header,
+                              time_col=time_col)
     raise DataError(f"dataset {source.name!r}: unknown layout {source.layout!r}")
 
 

@@ -2,7 +2,8 @@
 
 Binarisation (rating threshold), k-core filtering and the id maps that tie
 matrix rows and columns back to the raw ids. Everything stays sparse: a dense
-users x items array of ML-scale data would not fit a laptop's memory.
+users x items array of ML-scale data would not fit a laptop's memory. Interaction
+times, where the data have them, ride along as one value per stored entry.
 """
 
 from __future__ import annotations
@@ -23,12 +24,21 @@ __all__ = ["InteractionMatrix", "build_matrix", "index_ids", "binary_csr"]
 
 @dataclass(frozen=True, eq=False)
 class InteractionMatrix:
-    """Binary float32 CSR (users x items) with raw ids for its rows and columns."""
+    """Binary float32 CSR (users x items) with raw ids for its rows and columns.
+
+    time: None, or each stored entry's time, aligned with ``matrix.indices`` (the CSR's
+    indices are sorted): nnz values, never users x items.
+    """
 
     matrix: sp.csr_matrix
     user_ids: np.ndarray
     item_ids: np.ndarray
     source: str = ""
+    time: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.time is not None and len(self.time) != self.matrix.nnz:
+            raise ValueError(f"{self.source}: {len(self.time)} times for {self.matrix.nnz} interactions")
 
     @property
     def n_users(self) -> int:
@@ -47,13 +57,16 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
     """Keep interactions with rating >= min_rating, merge duplicates, apply the k-core.
 
     min_rating=None keeps every row; k_core=0 (or 1) leaves the matrix as it is. A user-item pair
-    rated more than once is kept when any of its ratings passes min_rating.
+    rated more than once is kept when any of its ratings passes min_rating. When ``raw.time`` is
+    given, the matrix carries it (``InteractionMatrix.time``): a pair that occurs more than once
+    keeps its LATEST time among the rows that pass min_rating (the last time the user chose the
+    item), and the k-core keeps the times of the entries it keeps.
     """
     if isinstance(k_core, bool) or not isinstance(k_core, (int, np.integer)) or k_core < 0:
         raise DataError(f"{raw.source}: k_core must be an integer >= 0, got {k_core!r}")
     if len(raw) == 0:
         raise DataError(f"{raw.source}: no interactions")
-    users, items = raw.user, raw.item
+    users, items, times = raw.user, raw.item, raw.time
     if min_rating is not None:
         if raw.rating is None:
             raise DataError(
@@ -67,12 +80,15 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
                 f"(ratings range from {raw.rating.min():g} to {raw.rating.max():g})"
             )
         users, items = users[keep], items[keep]
+        times = None if times is None else times[keep]
 
     user_ids, rows = index_ids(users, "user ids", raw.source)
     item_ids, cols = index_ids(items, "item ids", raw.source)
     matrix = binary_csr(rows, cols, (len(user_ids), len(item_ids)))
+    time = None if times is None else _latest_times(rows, cols, np.asarray(times), matrix)
 
     if k_core > 1:
+        before = matrix
         matrix, kept_users, kept_items = _k_core(matrix, k_core)
         if matrix.nnz == 0:
             raise DataError(
@@ -80,7 +96,33 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
                 f"(min_rating={min_rating}); lower k_core"
             )
         user_ids, item_ids = user_ids[kept_users], item_ids[kept_items]
-    return InteractionMatrix(matrix, user_ids, item_ids, raw.source)
+        if time is not None:
+            time = time[entry_positions(before, kept_users, kept_items)]
+    return InteractionMatrix(matrix, user_ids, item_ids, raw.source, time)
+
+
+def _latest_times(rows: np.ndarray, cols: np.ndarray, times: np.ndarray, matrix: sp.csr_matrix) -> np.ndarray:
+    """The latest time of each (row, col) pair, in the order of ``matrix``'s entries (row-major, columns
+    sorted, as ``binary_csr`` leaves them): sorted by (row, col, time), each pair's last row wins."""
+    order = np.lexsort((times, cols, rows))
+    rows, cols = rows[order], cols[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    if int(last.sum()) != matrix.nnz or not np.array_equal(cols[last], matrix.indices):
+        raise AssertionError("the times do not line up with the matrix entries")  # a bug, never bad input
+    return times[order[last]]
+
+
+def entry_positions(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Where each entry of ``matrix[rows][:, cols]`` (indices sorted) sits among ``matrix``'s entries, so that
+    per-entry values (times) follow a row and column selection. Sparse: a CSR of entry numbers, sliced
+    as the matrix is (numbered from 1, so that no entry is a zero a slice could drop)."""
+    matrix = matrix.tocsr()
+    numbers = sp.csr_matrix((np.arange(1, matrix.nnz + 1, dtype=np.int64), matrix.indices, matrix.indptr),
+                            shape=matrix.shape)
+    picked = numbers[np.asarray(rows)][:, np.asarray(cols)].tocsr()
+    picked.sort_indices()
+    return picked.data - 1
 
 
 def index_ids(ids: np.ndarray, what: str = "ids", source: str = "") -> tuple[np.ndarray, np.ndarray]:

@@ -39,18 +39,26 @@ _DELIMITER_NAMES = {"::": "'::'", "\t": "tab", ",": "comma", ";": "semicolon", "
 
 @dataclass(frozen=True, eq=False)
 class RawInteractions:
-    """One row per interaction, as read from the source, before any filtering."""
+    """One row per interaction, as read from the source, before any filtering.
+
+    time: each interaction's timestamp (int64, or float64 when a delimited file's time column holds
+    fractions), or None when the source has no time: ML-1M's and ML-100K's fourth field, a delimited
+    file's ``time_col``. ``split.holdout: latest`` holds out each evaluation user's latest items by it.
+    """
 
     user: np.ndarray
     item: np.ndarray
     rating: np.ndarray | None
     source: str
+    time: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.user) != len(self.item):
             raise ValueError(f"{self.source}: {len(self.user)} user ids but {len(self.item)} item ids")
         if self.rating is not None and len(self.rating) != len(self.user):
             raise ValueError(f"{self.source}: {len(self.user)} user ids but {len(self.rating)} ratings")
+        if self.time is not None and len(self.time) != len(self.user):
+            raise ValueError(f"{self.source}: {len(self.user)} user ids but {len(self.time)} timestamps")
 
     def __len__(self) -> int:
         return len(self.user)
@@ -75,15 +83,18 @@ def read_delimited(
     header: bool = True,
     *,
     keys: dict[str, str] | None = None,
+    time_col: str | int | None = None,
 ) -> RawInteractions:
-    """A CSV/TSV file (plain or .gz) with the user, item and optional rating columns.
+    """A CSV/TSV file (plain or .gz) with the user, item and optional rating and time columns.
 
     With header=True the columns are named by the first row; without a header
     they are 0-based column numbers. ``keys``: what the messages call the columns and the
-    separator's remedy (``user_col``, ``item_col``, ``rating_col``, ``sep``), by default the recipe's keys.
+    separator's remedy (``user_col``, ``item_col``, ``rating_col``, ``time_col``, ``sep``), by default
+    the recipe's keys. Times must be numbers (Unix seconds, say): int64 when every one is an integer,
+    else float64.
     """
-    keys = {"user_col": "user_col", "item_col": "item_col", "rating_col": "rating_col", "sep": "set data.sep",
-            **(keys or {})}
+    keys = {"user_col": "user_col", "item_col": "item_col", "rating_col": "rating_col", "time_col": "time_col",
+            "sep": "set data.sep", **(keys or {})}
     path = Path(path)
     text = _read_text(path, encoding="utf-8-sig")
     # strict: text after a closing quote, or a quote never closed, is an error (csv otherwise reads
@@ -93,6 +104,8 @@ def read_delimited(
     wanted = {"user_col": user_col, "item_col": item_col}
     if rating_col is not None:
         wanted["rating_col"] = rating_col
+    if time_col is not None:
+        wanted["time_col"] = time_col
 
     if header:
         names = next((row for row in _rows(reader, path) if row), None)
@@ -124,19 +137,21 @@ def read_delimited(
             if positions[key] < 0:
                 raise DataError(f"{path}: {keys[key]}={column!r} must be >= 0")
 
-    for key, other in (("item_col", "user_col"), ("rating_col", "user_col"), ("rating_col", "item_col")):
-        if key in positions and positions[key] == positions[other]:
+    for key, other in (("item_col", "user_col"), ("rating_col", "user_col"), ("rating_col", "item_col"),
+                       ("time_col", "user_col"), ("time_col", "item_col"), ("time_col", "rating_col")):
+        if key in positions and other in positions and positions[key] == positions[other]:
             raise DataError(f"{path}: {key} and {other} name the same column ({wanted[key]!r})")
     needed = max(positions.values()) + 1
     users: list[str] = []
     items: list[str] = []
     ratings: list[str] = []
+    times: list[str] = []
     line_of_row: list[int] = []
-    ui, ii, ri = positions["user_col"], positions["item_col"], positions.get("rating_col")
+    ui, ii, ri, ti = positions["user_col"], positions["item_col"], positions.get("rating_col"), positions.get("time_col")
     last_line = reader.line_num
     warned = False
     for row in _rows(reader, path):
-        used = [row[k] for k in (ui, ii, ri) if k is not None and k < len(row)]  # other columns may span lines
+        used = [row[k] for k in (ui, ii, ri, ti) if k is not None and k < len(row)]  # other columns may span lines
         if reader.line_num > last_line + 1 and any("\n" in field or "\r" in field for field in used):
             raise DataError(f"{path}:{last_line + 1}: a quoted field runs over lines "
                             f"{last_line + 1}-{reader.line_num}; ids and ratings are one line each (is a quote "
@@ -159,6 +174,8 @@ def read_delimited(
         items.append(row[ii].strip())
         if ri is not None:
             ratings.append(row[ri].strip())
+        if ti is not None:
+            times.append(row[ti].strip())
         line_of_row.append(reader.line_num)
     if not users:
         raise DataError(f"{path}: file has no data rows")
@@ -170,8 +187,11 @@ def read_delimited(
     rating = None
     if ri is not None:
         rating = _parse_ratings(ratings, path, lambda row: line_of_row[row])
+    time = None
+    if ti is not None:
+        time = _parse_times(times, path, lambda row: line_of_row[row], keys["time_col"])
     return RawInteractions(_id_array(users, path, "user", lambda row: line_of_row[row]),
-                           _id_array(items, path, "item", lambda row: line_of_row[row]), rating, str(path))
+                           _id_array(items, path, "item", lambda row: line_of_row[row]), rating, str(path), time)
 
 
 def _rows(reader, path: Path):
@@ -307,12 +327,12 @@ def _read_fixed_fields(path: str | Path, sep: str, layout: str) -> RawInteractio
     user_ids, item_ids = (_id_array(users, path, "user", line_number), _id_array(items, path, "item", line_number))
     rating = _parse_ratings(ratings, path, line_number)
     try:
-        np.array(timestamps, dtype=np.int64)
+        time = np.array(timestamps, dtype=np.int64)
     except (ValueError, OverflowError):
         row = next(row for row, value in enumerate(timestamps) if not _is_int(value))
         what = "lies beyond 64 bits" if _is_int(timestamps[row], any_size=True) else "is not an integer"
         raise DataError(f"{path}:{line_number(row)}: timestamp {timestamps[row]!r} {what}") from None
-    return RawInteractions(user_ids, item_ids, rating, str(path))
+    return RawInteractions(user_ids, item_ids, rating, str(path), time)
 
 
 def _split_fields(lines: list[str], sep: str, n_fields: int) -> list[str] | int:
@@ -373,6 +393,25 @@ def _parse_ratings(values, path: Path, line_number) -> np.ndarray:
         row = int(np.flatnonzero(~finite)[0])
         raise DataError(f"{path}:{line_number(row)}: rating {values[row]!r} is not a finite number")
     return rating
+
+
+def _parse_times(values: list[str], path: Path, line_number, key: str) -> np.ndarray:
+    """A time column: int64 when every value is an integer (exact beyond 2**53, as nanoseconds need),
+    else float64; a value that is not a finite number is refused naming its line and ``key``."""
+    try:
+        return np.array(values, dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    try:
+        time = np.array(values, dtype=np.float64)
+    except (ValueError, OverflowError):
+        row = next(row for row, value in enumerate(values) if not _is_float(value))
+        raise DataError(f"{path}:{line_number(row)}: time {values[row]!r} ({key}) is not a number") from None
+    finite = np.isfinite(time)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise DataError(f"{path}:{line_number(row)}: time {values[row]!r} ({key}) is not a finite number")
+    return time
 
 
 def _wrong_delimiter_message(path: Path, line: int, text: str, sep: str, layout: str) -> str:

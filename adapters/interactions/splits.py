@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from ...files import atomic_path
 from ..errors import DataError
-from .matrix import InteractionMatrix, binary_csr
+from .matrix import InteractionMatrix, binary_csr, entry_positions
 from .readers import RawInteractions
 
 __all__ = ["EvalPart", "Split", "strong_generalization", "predefined_split", "train_test_split", "holdout_count"]
@@ -32,6 +32,12 @@ __all__ = ["EvalPart", "Split", "strong_generalization", "predefined_split", "tr
 _FORMAT_VERSION = 1
 _MANIFEST = "split.json"
 _EVAL_FIELDS = ("input", "exclude", "target")
+# How a held-out user's target is chosen (split.holdout), as split.json's info records it.
+HOLDOUTS = {
+    "random": "a random holdout_fraction of each held-out user's items, drawn with (seed, user row)",
+    "latest": "each held-out user's latest holdout_fraction of items by time (a pair seen more than once at its "
+              "latest time); equal times: the item with the higher column (later in item id order) counts as later",
+}
 
 
 @dataclass(eq=False)
@@ -158,6 +164,7 @@ def strong_generalization(
     min_items_to_split: int = 5,
     *,
     seed: int,
+    holdout: str = "random",
 ) -> Split:
     """Hold out whole users, as in Liang et al. 2018.
 
@@ -167,9 +174,19 @@ def strong_generalization(
     never trained on). A held-out user with at least min_items_to_split items
     has holdout_fraction * n of them, rounded half up (``holdout_count``), (at least 1, at most n - 1) moved to
     the target; users with fewer items keep all of them as input.
+
+    holdout: which items move to the target (``HOLDOUTS``). ``random``: drawn with (seed, user row).
+    ``latest``: the user's latest by ``im.time`` (needed), the earlier ones staying the input;
+    among equal times the item with the higher column (the later item id, in ``index_ids``' order)
+    counts as the later. The count is the same under both.
     """
     n_users = im.n_users
     where = im.source or "interaction matrix"
+    if holdout not in HOLDOUTS:
+        raise DataError(f"{where}: holdout must be one of {', '.join(map(repr, HOLDOUTS))}, got {holdout!r}")
+    if holdout == "latest" and im.time is None:
+        raise DataError(f"{where}: holdout 'latest' needs each interaction's time, and these data have none "
+                        "(a delimited file names its time column with data.time_col)")
     for name, value in (("n_valid_users", n_valid_users), ("n_test_users", n_test_users)):
         if not _is_integer(value) or value < 1:
             raise DataError(f"{where}: {name} must be a positive integer (no empty split), got {value!r}")
@@ -193,7 +210,10 @@ def strong_generalization(
     parts = {}
     for stage, rows in (("valid", valid_rows), ("test", test_rows)):
         known = _sorted(matrix[rows][:, vocabulary])
-        input_, target = _hold_out(known, rows, holdout_fraction, min_items_to_split, seed)
+        time = None
+        if holdout == "latest":  # each entry of `known`'s time, in its order
+            time = im.time[entry_positions(matrix, rows, vocabulary)]
+        input_, target = _hold_out(known, rows, holdout_fraction, min_items_to_split, seed, time=time)
         parts[stage] = EvalPart(input=input_, exclude=input_.copy(), target=target, user_ids=im.user_ids[rows])
 
     held_out_rows = np.concatenate([valid_rows, test_rows])
@@ -203,6 +223,8 @@ def strong_generalization(
         "n_valid_users": int(n_valid_users),
         "n_test_users": int(n_test_users),
         "holdout_fraction": float(holdout_fraction),
+        "holdout": holdout,
+        "holdout_rule": HOLDOUTS[holdout],
         "min_items_to_split": int(min_items_to_split),
         "n_users": int(n_users),
         "n_train_users": int(len(train_rows)),
@@ -383,19 +405,26 @@ def holdout_count(n_items: int, holdout_fraction: float) -> int:
 
 
 def _hold_out(
-    known: sp.csr_matrix, rows: np.ndarray, fraction: float, min_items: int, seed: int
+    known: sp.csr_matrix, rows: np.ndarray, fraction: float, min_items: int, seed: int,
+    time: np.ndarray | None = None,
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Split each row's items into (input, target)."""
+    """Split each row's items into (input, target): a random draw, or with ``time`` (one value per
+    entry of ``known``, whose indices are sorted) each row's latest items, equal times ordered by column."""
     to_target = np.zeros(known.nnz, dtype=bool)
     for position, row in enumerate(rows):
         start, end = known.indptr[position], known.indptr[position + 1]
         n = end - start
         if n < min_items:
             continue
-        # Seeded by (seed, row in the full matrix), so a user's holdout does not
-        # depend on which other users share the stage or in what order they come.
-        rng = np.random.default_rng([int(seed), int(row)])
-        chosen = rng.choice(n, size=holdout_count(n, fraction), replace=False)
+        count = holdout_count(n, fraction)
+        if time is not None:
+            # ascending by (time, column): the last `count` are the latest
+            chosen = np.lexsort((known.indices[start:end], time[start:end]))[n - count:]
+        else:
+            # Seeded by (seed, row in the full matrix), so a user's holdout does not
+            # depend on which other users share the stage or in what order they come.
+            rng = np.random.default_rng([int(seed), int(row)])
+            chosen = rng.choice(n, size=count, replace=False)
         to_target[start + chosen] = True
     return _masked(known, ~to_target), _masked(known, to_target)
 

@@ -143,7 +143,7 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
     spaces = _search_spaces(base, recipe, overrides, presets, tune_trials)
     # A missing dataset is one error line before a folder is named (piped, its name would be printed
     # first); a bad file stops the first run and leaves no comparison that holds only what it was asked.
-    find_dataset(base["data"], data_dir)
+    find_dataset(base["data"], data_dir, base["split"])
     if any(config["model"]["kind"] == "ease" for config in configs.values()):
         # EASE's dense item × item matrices are checked against the memory here, not after the models
         # listed before it have trained (an hour on Amazon CDs, then a comparison left without results)

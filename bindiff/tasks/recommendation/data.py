@@ -7,6 +7,7 @@ this module is the glue a recipe needs, as ``bindiff.tasks.masks.data`` is for m
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from ...adapters.errors import DataError
@@ -15,25 +16,62 @@ from ...adapters.interactions import (DatasetSource, Split, build_matrix, descri
                                       synthetic_dataset)
 
 
-def find_dataset(data_cfg: dict, data_dir: str | os.PathLike | None = None) -> DatasetSource:
+def find_dataset(data_cfg: dict, data_dir: str | os.PathLike | None = None,
+                 split_cfg: dict | None = None) -> DatasetSource:
     """The recipe's dataset found (downloaded if it must be and may be), its format keys checked;
     DataError otherwise. ``tune`` and ``compare`` call it before making their folder, so that a
-    missing dataset is one error line and leaves no folder named."""
+    missing dataset is one error line and leaves no folder named. With ``split_cfg``, a
+    ``split.holdout`` the data cannot give (``latest`` without times) is refused here too."""
     if "dataset" not in data_cfg:
         raise DataError("data.dataset is missing: name a dataset (ml-1m, ml-100k) or a file")
+    if split_cfg is not None:
+        check_holdout(data_cfg, split_cfg)
     source = resolve_dataset(data_cfg["dataset"], data_dir=data_dir, download=bool(data_cfg.get("download", True)))
     _check_file_format_keys(source, data_cfg)
+    if split_cfg is not None:
+        check_holdout(data_cfg, split_cfg, source)
     return source
+
+
+# layouts whose files hold each interaction's time (a delimited file's only when data.time_col names it)
+_TIMED_LAYOUTS = ("movielens", "ml100k")
+
+
+def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None = None) -> None:
+    """DataError for ``split.holdout: latest`` where it cannot apply: a predefined split (already the
+    dataset's own), ``synthetic:`` data (no time), or, once ``source`` is known, data without time
+    (a delimited file without ``data.time_col``; DiffRec's, BARS's and .npy files). Before any file
+    is read, so nothing is written either."""
+    holdout = split_cfg.get("holdout", "random")
+    if holdout != "latest":
+        return
+    if split_cfg.get("kind", "strong") == "predefined":
+        raise DataError("split.holdout='latest' cannot be combined with split.kind 'predefined': that split is "
+                        "already the dataset's own; use split.kind strong or split.holdout random")
+    if str(data_cfg.get("dataset", "")).startswith("synthetic:"):
+        raise DataError(f"split.holdout='latest' needs interaction times, and synthetic data "
+                        f"({data_cfg['dataset']}) have none; use split.holdout random")
+    if source is None or source.layout in _TIMED_LAYOUTS:
+        return
+    if source.layout == "delimited":
+        if data_cfg.get("time_col") is None:
+            raise DataError(f"split.holdout='latest' needs interaction times: name the time column of "
+                            f"{source.paths['ratings']} with data.time_col (now null)")
+        return
+    raise DataError(f"split.holdout='latest' needs interaction times, and dataset {source.name!r} (layout "
+                    f"{source.layout!r}) has none (data.time_col applies to a delimited file only); use "
+                    "split.holdout random")
 
 
 def prepare_split(
     data_cfg: dict, split_cfg: dict, seed: int, data_dir: str | os.PathLike | None = None
 ) -> tuple[Split, DatasetSource]:
     """Resolve, load, filter and split a dataset as the training configuration says."""
-    source = find_dataset(data_cfg, data_dir)
+    source = find_dataset(data_cfg, data_dir, split_cfg)
     min_rating = data_cfg.get("min_rating")
     k_core = int(data_cfg.get("k_core") or 0)
     kind = split_cfg.get("kind", "strong")
+    holdout = split_cfg.get("holdout", "random")
 
     if kind == "predefined":
         if k_core > 0:
@@ -58,7 +96,11 @@ def prepare_split(
                 item_col=data_cfg.get("item_col", "item"),
                 rating_col=data_cfg.get("rating_col"),
                 header=data_cfg.get("header", True),
+                time_col=data_cfg.get("time_col"),
             )
+            if holdout != "latest" and raw.time is not None:
+                # read (and checked) but unused: the random split's matrix is built as it always was
+                raw = dataclasses.replace(raw, time=None)
             if _check_min_rating_applies(source, min_rating, has_ratings=raw.rating is not None):
                 matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core)
             else:
@@ -73,6 +115,7 @@ def prepare_split(
             holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
             min_items_to_split=split_cfg.get("min_items_to_split", 5),
             seed=seed,
+            holdout=holdout,
         )
         split.info["dataset"] = describe_source(source)
         split.info["min_rating"] = None if min_rating is None else float(min_rating)
@@ -83,7 +126,8 @@ def prepare_split(
 
 
 # how a delimited file is read, with the schema's defaults: a named dataset has a format of its own
-_FILE_FORMAT_KEYS = {"sep": None, "header": True, "user_col": "user", "item_col": "item", "rating_col": None}
+_FILE_FORMAT_KEYS = {"sep": None, "header": True, "user_col": "user", "item_col": "item", "rating_col": None,
+                     "time_col": None}
 
 
 def _check_file_format_keys(source: DatasetSource, data_cfg: dict) -> None:

@@ -24,7 +24,7 @@ from ...config import RecipeError
 from ...training.devices import device_of
 from ...training.distributed import SINGLE, Workers
 from .. import base
-from .data import check_split_is_usable, prepare_split
+from .data import check_holdout, check_split_is_usable, prepare_split
 from .evaluation import (RESCORE_KEYS, check_batches_fit, check_metrics, evaluate_part, score_run,
                          training_popularity)
 from .models import (BINOMIAL, PROCESS_KEYS, RecommenderKind, build_model, check_model_params, make_scorer, model_kind,
@@ -46,6 +46,7 @@ class RecommendationTask(base.Task):
     def check_recipe(self, config: dict) -> None:
         check_model_params(config)
         check_metrics(config)
+        check_holdout(config["data"], config["split"])  # split.holdout latest with a predefined split or synthetic data
         if self.model_kind(config).name == BINOMIAL:
             # Built for two items (cheap): the denoiser's parameters and the inference section
             # against diffusion.steps are refused here, as `bindiff show-config` promises.

@@ -25,6 +25,8 @@ SECTIONS: dict[str, Any] = {
                         "number with header: false"),
         "item_col": key((str, int), "item", "item column of a delimited file (name or number, as user_col)"),
         "rating_col": key((str, int, type(None)), None, "rating column of a delimited file (name or number), or null"),
+        "time_col": key((str, int, type(None)), None, "time column of a delimited file (name or number; numeric values "
+                        "such as Unix seconds), or null; ML-1M and ML-100K files have theirs"),
     },
     "split": {
         "seed": key((int, type(None)), None, "seeds the split alone; null: the recipe seed (models trained with "
@@ -34,6 +36,9 @@ SECTIONS: dict[str, Any] = {
         "n_valid_users": key(int, 600, "validation users (strong generalisation)", at_least_one),
         "n_test_users": key(int, 600, "test users (strong generalisation)", at_least_one),
         "holdout_fraction": key(float, 0.2, "share of each evaluation user's items held out", fraction),
+        "holdout": key(str, "random", "which of an evaluation user's items are held out (strong split): random or "
+                       "latest (the latest by time; needs time data)",
+                       (lambda v: v in ("random", "latest"), "must be 'random' or 'latest'")),
         "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in",
                                   (lambda v: v >= 2, "must be >= 2 (one item to fold in, one to hold out)")),
     },

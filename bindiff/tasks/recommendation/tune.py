@@ -277,7 +277,7 @@ def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = No
         write_text(out / "trials.csv", _trials_csv(records, dimensions, select))  # a killed search keeps these
         return value
 
-    find_dataset(base["data"], data_dir)  # a missing dataset: one error line, before a folder is named
+    find_dataset(base["data"], data_dir, base["split"])  # a missing dataset: one error line, before a folder is named
     with runs_inside("search") as place, new_output_dir(base, "tuning", folder="tune") as out, \
             _optuna_warnings_only():
         place["out"] = out
