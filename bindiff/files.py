@@ -90,6 +90,7 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
             raise OutputError(f"{folder}: a link that leads back to itself; give a folder")
     refuse_a_file_above(folder)
     staging = Path(_fresh_name(folder.parent, folder.name, ".partial"))  # named first, as in atomic_path
+    made = [parent for parent in (folder.parent, *folder.parent.parents) if not parent.exists()]
     try:
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +112,11 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
                               "never overwrites (this run's results were discarded)") from None
     except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        for parent in made:  # the folders made to hold it, deepest first, while still empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         _raise_if_full(err, f"{folder}: cannot write the output folder")
         raise
 

@@ -459,6 +459,19 @@ def test_recommend_input_without_a_header_or_to_an_unwritable_folder_exits_2(tra
     listed = [line.split(",")[2] for line in (tmp_path / "t.csv").read_text().splitlines()[1:]]
     shown = [line.split("\t")[1] for line in alone.stdout.splitlines() if line.count("\t") == 2]
     assert len(listed) == 20 and listed == shown
+    # a .tsv output is tab-separated, as --input reads it back
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(tsv), "--output", str(tmp_path / "t.tsv")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "t.tsv").read_text().splitlines()[0] == "user\trank\titem\tscore"
+    # a header separated otherwise than the name says: the advice fits the file
+    for name, text, advice in (("tabs.csv", "user\titem\na\ti1\n", "looks tab-separated: name the file .tsv"),
+                               ("commas.tsv", "user,item\na,i1\n", "looks comma-separated: name the file .csv"),
+                               ("semi.csv", "user;item\na;i1\n", "looks semicolon-separated: --input reads "
+                                                                   "comma-separated .csv and tab-separated .tsv files")):
+        (tmp_path / name).write_text(text)
+        result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(tmp_path / name), "--output",
+                                     str(tmp_path / f"{name}.out.csv")])
+        assert result.exit_code == 2 and advice in result.output, result.output
     good = tmp_path / "good.csv"
     good.write_text("user,item\na,i1\n")
     locked = tmp_path / "locked"

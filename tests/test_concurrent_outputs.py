@@ -317,3 +317,17 @@ def test_a_stop_as_a_temporary_is_made_leaves_no_temporary(tmp_path, monkeypatch
             pass
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_job_leaves_no_folder_it_made_to_hold_its_output(tmp_path):
+    """`evaluate RUN --out deep/a/b` refused inside the job: the folders made for b's staging go too,
+    those that were there stay."""
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ValueError, match="refused"):
+        with staged_folder(tmp_path / "kept" / "deep" / "a" / "b") as staging:
+            (staging / "half.json").write_text("{")
+            raise ValueError("refused")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["kept"]
+    with staged_folder(tmp_path / "kept" / "deep" / "b") as staging:  # a job that succeeds keeps them
+        (staging / "whole.json").write_text("{}")
+    assert (tmp_path / "kept" / "deep" / "b" / "whole.json").read_text() == "{}"

@@ -292,7 +292,7 @@ def test_scoring_under_a_callers_float64_default_gives_the_same_figures(run, tmp
     assert again["test"] == reference["test"] and set(again["test"]) == {"diffusion", "unet"}
 
 
-def test_the_brats2021_layout_names_its_channels_by_the_case(tmp_path):
+def test_the_brats2021_layout_names_its_channels_by_the_case(tmp_path, monkeypatch):
     """BraTS 2018–2023 name every file after its case (``<case>/<case>_flair.nii.gz``): one
     ``images.channels: [flair, t1ce]`` finds them in every case, for training and for segment."""
     from bindiff.adapters.masks.datasets import find_dataset
@@ -315,3 +315,6 @@ def test_the_brats2021_layout_names_its_channels_by_the_case(tmp_path):
         image_files(cases[0], ["flair", "t2"])
     with pytest.raises(DataError, match=r"images.channels: 'seg' is the case's label map"):
         image_files(cases[0], ["flair", "seg"])  # the answer is never an input, by either name
+    monkeypatch.chdir(tmp_path / "BraTS2021_00002")  # the case folder given as "." is named as it is
+    assert [(case.case_id, [f.name for f in case.files]) for case in find_inputs(Path("."), ["flair", "t1ce"])] == [
+        ("BraTS2021_00002", ["BraTS2021_00002_flair.nii.gz", "BraTS2021_00002_t1ce.nii.gz"])]

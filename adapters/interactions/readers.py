@@ -82,14 +82,15 @@ def read_delimited(
     rating_col: str | int | None = None,
     header: bool = True,
     *,
-    keys: dict[str, str] | None = None,
+    keys: dict | None = None,
     time_col: str | int | None = None,
 ) -> RawInteractions:
     """A CSV/TSV file (plain or .gz) with the user, item and optional rating and time columns.
 
     With header=True the columns are named by the first row; without a header
     they are 0-based column numbers. ``keys``: what the messages call the columns and the
-    separator's remedy (``user_col``, ``item_col``, ``rating_col``, ``time_col``, ``sep``), by default
+    separator's remedy, or a function of the delimiter seen giving it (``user_col``, ``item_col``,
+    ``rating_col``, ``time_col``, ``sep``), by default
     the recipe's keys. Times must be numbers (Unix seconds, say): int64 when every one is an integer,
     else float64.
     """
@@ -442,13 +443,17 @@ def _warn_if_rows_swallowed(path: Path, row: list[str], first: int, last: int, s
     return True
 
 
-def _other_delimiter_hint(names: list[str], sep: str, remedy: str = "set data.sep") -> str:
-    """A hint when a header that did not split looks separated by another delimiter."""
+def _other_delimiter_hint(names: list[str], sep: str, remedy="set data.sep") -> str:
+    """A hint when a header that did not split looks separated by another delimiter (a space is
+    too common inside a column's name to tell); ``remedy``: the advice, or a function of the
+    delimiter found giving it."""
     if len(names) != 1:
         return ""
-    found = next((name for delimiter, name in _DELIMITER_NAMES.items()
-                  if delimiter != sep and delimiter.strip() and delimiter in names[0]), None)
-    return f"; the header looks {found}-separated: {remedy}" if found else ""
+    found = next((delimiter for delimiter in _DELIMITER_NAMES
+                  if delimiter not in (sep, " ") and delimiter in names[0]), None)
+    if found is None:
+        return ""
+    return f"; the header looks {_DELIMITER_NAMES[found]}-separated: {remedy(found) if callable(remedy) else remedy}"
 
 
 def _is_float(value: str) -> bool:

@@ -101,6 +101,12 @@ def is_main_process() -> bool:
 _RUN_NOTE = "BINDIFF_LAUNCHER_RUN_NOTE"
 
 
+def launcher_names_the_resume() -> bool:
+    """Whether this is a worker of ``bindiff train/resume --nproc N``, whose launcher prints the line
+    naming a stopped run's resume (with ``--nproc N``); a worker's own would be a second line."""
+    return bool(os.environ.get(_RUN_NOTE))
+
+
 def tell_launcher(run_dir) -> None:
     """Under ``bindiff train/resume --nproc N``: let the launcher know which run this is."""
     note = os.environ.get(_RUN_NOTE)

@@ -166,6 +166,15 @@ def recommend(run_dir: str | Path, raw_user: str, k: int = 20) -> list[tuple[str
     return list(zip(result.items, result.scores))
 
 
+def _input_remedy(delimiter: str) -> str:
+    """What to do with an --input file whose header looks separated by ``delimiter``."""
+    if delimiter == "\t":
+        return "name the file .tsv"
+    if delimiter == ",":
+        return "name the file .csv"
+    return "--input reads comma-separated .csv and tab-separated .tsv files"
+
+
 def read_histories(path: str | Path) -> tuple[list[str], list[list[str]]]:
     """Users and their histories, in order of first appearance, from a CSV file (plain or .gz; tab-
     separated when named .tsv, as training data files are) with a header naming ``user`` and
@@ -173,7 +182,7 @@ def read_histories(path: str | Path) -> tuple[list[str], list[list[str]]]:
     messages (naming what ``--input`` needs, not recipe keys)."""
     raw = read_delimited(path, sep=default_separator(path), user_col="user", item_col="item", header=True,
                          keys={"user_col": "--input's user column", "item_col": "--input's item column",
-                               "sep": "name a tab-separated file .tsv"})
+                               "sep": _input_remedy})
     histories: dict[str, list[str]] = {}
     for user, item in zip(raw.user.tolist(), raw.item.tolist()):
         histories.setdefault(user, []).append(item)
@@ -181,15 +190,15 @@ def read_histories(path: str | Path) -> tuple[list[str], list[list[str]]]:
 
 
 def write_recommendations(path: str | Path, users: Sequence[str], results: Sequence[Recommendation]) -> None:
-    """``user,rank,item,score`` rows with a header, written atomically (gzip-compressed for a
-    name ending in .gz, as ``--input`` reads them)."""
+    """``user,rank,item,score`` rows with a header, written atomically (tab-separated for a name
+    ending in .tsv, gzip-compressed for one ending in .gz, as ``--input`` reads them)."""
     path = Path(path)
     try:
         with atomic_path(path, overwrite=False) as tmp, open(tmp, "wb") as raw:
             # gzip's header names the output, not its temporary, and holds no time: a seed gives the same bytes
             binary = gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0) if path.suffix == ".gz" else raw
             with io.TextIOWrapper(binary, encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle)
+                writer = csv.writer(handle, delimiter=default_separator(path))
                 writer.writerow(["user", "rank", "item", "score"])
                 for user, result in zip(users, results):
                     for rank, (item, score) in enumerate(zip(result.items, result.scores), 1):

@@ -17,6 +17,7 @@ of that name). ``input`` is one case, or a folder of cases.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +65,16 @@ class InputCase:
     files: tuple[Path, ...]  # one file or DICOM folder (all channels), or one per named channel
 
 
+def _folder_name(folder: Path) -> str:
+    """A case folder's name, also when it is given as ``.`` or ``..`` (whose ``name`` is empty); a
+    link keeps its own name."""
+    return Path(os.path.abspath(folder)).name
+
+
 def _channel(folder: Path, name: str) -> Path | None:
     """Channel ``name`` of a case folder: a file ``<name>.<suffix>`` (or ``<case>_<name>``, as BraTS
     names them) or a DICOM series folder ``<name>``."""
-    found = find_channel(folder, name, folder.name)
+    found = find_channel(folder, name, _folder_name(folder))
     return found if found is not None or not is_dicom_series(folder / name) else folder / name
 
 
@@ -81,7 +88,7 @@ def _channel_folder(folder: Path, names: list[str]) -> InputCase | None:
     if missing:
         raise DataError(f"{folder}: no {', '.join(missing)} beside {', '.join(n for n in names if n not in missing)} "
                         f"(the run reads {', '.join(names)})")
-    return InputCase(folder.name, tuple(files))
+    return InputCase(_folder_name(folder), tuple(files))
 
 
 def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
@@ -99,7 +106,7 @@ def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
     if names and (case := _channel_folder(path, names)):
         return [case]
     if not names and is_dicom_series(path):  # the folder is one scan
-        return [InputCase(path.name, (path,))]
+        return [InputCase(_folder_name(path), (path,))]
     cases = []
     for entry in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
         if volume_stem(entry) is not None and not entry.is_file():  # a broken link or a folder: a case would go missing
