@@ -570,7 +570,7 @@ def test_a_full_disk_while_writing_recommendations_is_one_line_and_leaves_nothin
     users_csv.write_text("user,item\na,i0\nb,i21\n")
 
     class FullDisk:  # what a write to a full file system raises, part-way through the rows
-        def __init__(self, handle):
+        def __init__(self, handle, **format_options):
             self.rows = 0
 
         def writerow(self, row):
