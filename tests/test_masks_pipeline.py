@@ -112,6 +112,9 @@ def test_task_commands_on_a_finished_run(tiny_run, tmp_path):
     summary = json.loads((out / "denoising" / "summary.json").read_text())
     assert summary["settings"]["flip"] == 0.1 and summary["cases"] == 2
     assert summary["settings"]["eval_batch_size"] == 8  # the recipe's: it decides the draws, so it is recorded
+    # jsd over T = 4 steps: alpha_bar_t = (T - t) / T, so x_t flips a bit with probability t / (2T)
+    settings = summary["settings"]
+    assert settings["flip_rate_at_t"] == pytest.approx(settings["t_used"] / (2 * 4))
     again = runner.invoke(app, ["masks", "denoise", str(run_dir), "--out", str(out)])  # the old verb: an alias
     assert again.exit_code == 2 and "exists" in again.output
     result = runner.invoke(app, ["masks", "completion", str(run_dir), "evaluations.completion.hide=[box]",
