@@ -67,6 +67,16 @@ def test_a_case_folder_missing_a_channel_is_named_not_skipped(tmp_path):
         assert str(caught.value) == f"{tmp_path / 'p2'}: no T1c beside Flair (the run reads Flair, T1c)"
     (tmp_path / "p2" / "Flair.nii.gz").unlink()  # a folder holding none of them is not a case: passed over
     assert [case.case_id for case in find_inputs(tmp_path, ["Flair", "T1c"])] == ["p1"]
+    # a folder with nothing bindiff reads says what it holds
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "scan.nii.bz2").write_bytes(b"BZh9")
+    (tmp_path / "other" / "notes.txt").write_text("")
+    with pytest.raises(DataError) as caught:
+        find_inputs(tmp_path / "other", None)
+    assert str(caught.value).endswith("or DICOM series folders in this folder (it holds notes.txt, scan.nii.bz2)")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"in this folder \(it is empty\)$"):
+        find_inputs(tmp_path / "empty", None)
 
 
 @needs_msd

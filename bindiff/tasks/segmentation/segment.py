@@ -120,7 +120,10 @@ def find_inputs(path: Path, names: list[str] | None) -> list[InputCase]:
     if not cases:
         wanted = f"image files ({', '.join(IMAGE_SUFFIXES)})"
         wanted += f" or case folders holding {', '.join(names)}" if names else " or DICOM series folders"
-        raise DataError(f"{path}: no {wanted} in this folder")
+        seen = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+        held = (f" (it holds {', '.join(seen[:5])}" + (f" and {len(seen) - 5} more" if len(seen) > 5 else "") + ")"
+                if seen else " (it is empty)")
+        raise DataError(f"{path}: no {wanted} in this folder{held}")
     refuse_repeated_cases([(case.case_id, case.files[0]) for case in cases])
     return cases
 
