@@ -384,16 +384,8 @@ def _id_array(values: list[str], path: Path, name: str, line_number) -> np.ndarr
 
 
 def _parse_ratings(values, path: Path, line_number) -> np.ndarray:
-    try:
-        rating = np.array(values, dtype=np.float64)  # float32 would round 0.7 below a float64 threshold of 0.7
-    except (ValueError, OverflowError):
-        row = next(row for row, value in enumerate(values) if not _is_float(value))
-        raise DataError(f"{path}:{line_number(row)}: rating {values[row]!r} is not a number") from None
-    finite = np.isfinite(rating)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise DataError(f"{path}:{line_number(row)}: rating {values[row]!r} is not a finite number")
-    return rating
+    # float64: float32 would round 0.7 below a float64 threshold of 0.7
+    return _finite_numbers(values, path, line_number, "rating")
 
 
 def _parse_times(values: list[str], path: Path, line_number, key: str) -> np.ndarray:
@@ -402,17 +394,21 @@ def _parse_times(values: list[str], path: Path, line_number, key: str) -> np.nda
     try:
         return np.array(values, dtype=np.int64)
     except (ValueError, OverflowError):
-        pass
+        return _finite_numbers(values, path, line_number, "time", f" ({key})")
+
+
+def _finite_numbers(values, path: Path, line_number, what: str, named: str = "") -> np.ndarray:
+    """``values`` as float64; DataError naming the line of the first that is not a finite number."""
     try:
-        time = np.array(values, dtype=np.float64)
+        numbers = np.array(values, dtype=np.float64)
     except (ValueError, OverflowError):
         row = next(row for row, value in enumerate(values) if not _is_float(value))
-        raise DataError(f"{path}:{line_number(row)}: time {values[row]!r} ({key}) is not a number") from None
-    finite = np.isfinite(time)
+        raise DataError(f"{path}:{line_number(row)}: {what} {values[row]!r}{named} is not a number") from None
+    finite = np.isfinite(numbers)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        raise DataError(f"{path}:{line_number(row)}: time {values[row]!r} ({key}) is not a finite number")
-    return time
+        raise DataError(f"{path}:{line_number(row)}: {what} {values[row]!r}{named} is not a finite number")
+    return numbers
 
 
 def _wrong_delimiter_message(path: Path, line: int, text: str, sep: str, layout: str) -> str:
