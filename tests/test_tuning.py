@@ -158,6 +158,9 @@ def test_each_trial_value_is_the_validation_value_its_run_recorded(tuned):
         assert run_dir.is_relative_to(tuned / "trials")
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert trial["valid"] == metrics["valid"][SELECT] == float(row[f"valid_{SELECT}"])
+        # the run records the command line's overrides and the trial's, as `bindiff train` would have been given them
+        assert (run_dir / "overrides.txt").read_text().splitlines() == [f"output.root={tuned.parents[2]}",
+                                                                        *trial["overrides"]]
         # the run trained exactly the values the sampler drew for it
         trained = yaml.safe_load((run_dir / "config.yaml").read_text())
         for key, value in trial["params"].items():
