@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import math
 import os
@@ -90,7 +91,7 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
             raise OutputError(f"{folder}: a link that leads back to itself; give a folder")
     refuse_a_file_above(folder)
     staging = Path(_fresh_name(folder.parent, folder.name, ".partial"))  # named first, as in atomic_path
-    made = [parent for parent in (folder.parent, *folder.parent.parents) if not parent.exists()]
+    made = list(itertools.takewhile(lambda parent: not parent.exists(), (folder.parent, *folder.parent.parents)))
     try:
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)

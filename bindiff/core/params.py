@@ -67,11 +67,11 @@ def check_params(what: str, cls: type, params: dict, positional: int = 1, fixed:
     none it needs may be missing. Only the call is checked, so that an error raised inside the
     constructor keeps its traceback."""
     signature = inspect.signature(cls)
-    named = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    accepted = accepted_params(cls, positional, fixed)
     try:
         signature.bind(*[None] * positional, **dict.fromkeys(fixed), **params)
     except TypeError:
+        named = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        accepted = accepted_params(cls, positional, fixed)
         unknown = sorted(set(params) - set(accepted))
         takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
         if unknown and not takes_any:
