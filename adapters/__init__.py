@@ -25,6 +25,7 @@ from .interactions import (
     read_pairs,
     resolve_dataset,
     strong_generalization,
+    weak_generalization,
     train_test_split,
 )
 
@@ -49,5 +50,6 @@ __all__ = [
     "read_pairs",
     "resolve_dataset",
     "strong_generalization",
+    "weak_generalization",
     "train_test_split",
 ]

@@ -39,6 +39,7 @@ _LAZY = {
     "load_masks_run": "bindiff.tasks.masks.job",
     "prepare_split": "bindiff.tasks.recommendation.data",
     "strong_generalization": "bindiff.adapters.interactions",
+    "weak_generalization": "bindiff.adapters.interactions",
     "predefined_split": "bindiff.adapters.interactions",
     "train_test_split": "bindiff.adapters.interactions",
     "build_matrix": "bindiff.adapters.interactions",

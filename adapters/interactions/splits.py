@@ -1,9 +1,11 @@
 """Train / validation / test splits of a binary interaction matrix, and their files.
 
-Two protocols:
+Three protocols:
 - strong generalisation (Liang et al. 2018, "Variational Autoencoders for
   Collaborative Filtering"): whole users are held out; each held-out user shows
   the model part of their items (input) and is scored on the rest (target).
+- weak generalisation: every user trains; each user's last (or randomly drawn) items are
+  held out as validation and test targets, the others are the training rows and the input.
 - predefined: the dataset's own split, where every user appears in train and the
   targets are other interactions of the same users (weak generalisation): DiffRec's
   time-ordered train/valid/test pair files, or a train/test pair of files (BARS) whose
@@ -27,7 +29,8 @@ from ..errors import DataError
 from .matrix import InteractionMatrix, binary_csr, entry_positions
 from .readers import RawInteractions
 
-__all__ = ["EvalPart", "Split", "strong_generalization", "predefined_split", "train_test_split", "holdout_count"]
+__all__ = ["EvalPart", "Split", "strong_generalization", "weak_generalization", "predefined_split",
+           "train_test_split", "holdout_count"]
 
 _FORMAT_VERSION = 1
 _MANIFEST = "split.json"
@@ -37,6 +40,14 @@ HOLDOUTS = {
     "random": "a random holdout_fraction of each held-out user's items, drawn with (seed, user row)",
     "latest": "each held-out user's latest holdout_fraction of items by time (a pair seen more than once at its "
               "latest time); equal times: the item with the higher column (later in item id order) counts as later",
+}
+# The weak split holds out twice from one user: the test targets, then the validation targets
+# from what is left (as split.json's info records it).
+WEAK_HOLDOUTS = {
+    "random": "test: a random holdout_fraction of each splittable user's items; validation: a random "
+              "holdout_fraction of the rest; drawn with (seed, user row) and (seed, user row, 1)",
+    "latest": "test: each splittable user's latest holdout_fraction of items by time; validation: the latest "
+              "holdout_fraction of the rest; equal times: the item with the higher column counts as later",
 }
 
 
@@ -251,6 +262,86 @@ def strong_generalization(
     )
 
 
+def weak_generalization(
+    im: InteractionMatrix,
+    holdout_fraction: float = 0.2,
+    min_items_to_split: int = 5,
+    *,
+    seed: int,
+    holdout: str = "random",
+) -> Split:
+    """Every user trains; each user's held-out items are the targets (weak generalisation).
+
+    A user with at least min_items_to_split items holds out ``holdout_count(n, holdout_fraction)``
+    of them as test targets, then the same share of the rest (``holdout_count``, which may be 0
+    when one item is left) as validation targets; the remaining items are the user's training row.
+    Users with fewer items train on all of them. ``holdout`` chooses the items as in
+    ``strong_generalization`` (``latest``: the test targets are the latest, the validation targets the
+    latest before them, so training never sees the future of a user's evaluation items).
+
+    Validation ranks every item but the user's training ones from the training row; test ranks
+    every item but the training and validation ones from both (the history known before the test
+    items), as a shipped train/test split does here. Items with no training interaction leave the
+    vocabulary, as in the strong split; their held-out pairs are dropped and counted.
+    """
+    where = im.source or "interaction matrix"
+    if holdout not in WEAK_HOLDOUTS:
+        raise DataError(f"{where}: holdout must be one of {', '.join(map(repr, WEAK_HOLDOUTS))}, got {holdout!r}")
+    if holdout == "latest" and im.time is None:
+        raise DataError(f"{where}: holdout 'latest' needs each interaction's time, and these data have none "
+                        "(a delimited file names its time column with data.time_col)")
+    _check_hold_out(where, holdout_fraction, min_items_to_split, seed)
+
+    matrix = _sorted(im.matrix.tocsr())
+    rows = np.arange(im.n_users)
+    time = im.time[entry_positions(im.matrix, rows, np.arange(im.n_items))] if holdout == "latest" else None
+    to_test = _holdout_mask(matrix, rows, holdout_fraction, min_items_to_split, seed, time)
+    rest, test_target = _masked(matrix, ~to_test), _masked(matrix, to_test)
+    # the validation targets: the same share of what each splittable user has left (one item left
+    # stays in training; min_items 2 says so)
+    split_rows = np.flatnonzero(np.diff(matrix.indptr) >= min_items_to_split)
+    positions = entry_positions(rest, split_rows, np.arange(im.n_items))  # their entries among rest's
+    rest_time = None if time is None else time[~to_test][positions]
+    to_valid = np.zeros(rest.nnz, dtype=bool)
+    to_valid[positions] = _holdout_mask(rest[split_rows], split_rows, holdout_fraction, 2, seed, rest_time,
+                                        stream=(1,))
+    train_all, valid_target = _masked(rest, ~to_valid), _masked(rest, to_valid)
+
+    vocabulary = np.flatnonzero(np.bincount(train_all.indices, minlength=im.n_items))
+    train = _sorted(train_all[:, vocabulary])
+    valid_target = _sorted(valid_target[:, vocabulary])
+    test_target = _sorted(test_target[:, vocabulary])
+    known_at_test = _sorted(train + valid_target)
+    parts = {}
+    for stage, history, target in (("valid", train, valid_target), ("test", known_at_test, test_target)):
+        scored = np.flatnonzero(np.diff(target.indptr) > 0)  # users with nothing held out are not evaluated
+        history = history[scored]
+        parts[stage] = EvalPart(input=history, exclude=history.copy(), target=target[scored],
+                                user_ids=im.user_ids[scored])
+
+    info = {
+        "source": im.source,
+        "seed": int(seed),
+        "holdout_fraction": float(holdout_fraction),
+        "holdout": holdout,
+        "holdout_rule": WEAK_HOLDOUTS[holdout],
+        "min_items_to_split": int(min_items_to_split),
+        "n_users": int(im.n_users),
+        "n_train_users": int(im.n_users),
+        "n_items_before_vocabulary": int(im.n_items),
+        "n_items": int(len(vocabulary)),
+        "n_interactions": int(im.nnz),
+        "n_train_interactions": int(train.nnz),
+        "n_held_out_interactions_dropped": int(matrix.nnz - train.nnz - valid_target.nnz - test_target.nnz),
+    }
+    for stage, part in parts.items():
+        info[f"n_{stage}_input_interactions"] = int(part.input.nnz)
+        info[f"n_{stage}_target_interactions"] = int(part.target.nnz)
+        info[f"n_{stage}_evaluable_users"] = part.n_evaluable_users
+    return Split(train=train, train_user_ids=im.user_ids.copy(), item_ids=im.item_ids[vocabulary],
+                 valid=parts["valid"], test=parts["test"], kind="weak", info=info)
+
+
 def predefined_split(train: RawInteractions, valid: RawInteractions, test: RawInteractions) -> Split:
     """DiffRec's time-ordered split: every user trains; valid and test are later items.
 
@@ -410,6 +501,16 @@ def _hold_out(
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Split each row's items into (input, target): a random draw, or with ``time`` (one value per
     entry of ``known``, whose indices are sorted) each row's latest items, equal times ordered by column."""
+    to_target = _holdout_mask(known, rows, fraction, min_items, seed, time)
+    return _masked(known, ~to_target), _masked(known, to_target)
+
+
+def _holdout_mask(
+    known: sp.csr_matrix, rows: np.ndarray, fraction: float, min_items: int, seed: int,
+    time: np.ndarray | None = None, stream: tuple[int, ...] = (),
+) -> np.ndarray:
+    """Which entries of ``known`` (indices sorted) ``_hold_out`` moves to the target. ``stream``
+    extends the random draw's seed, so that a second hold-out from the same users draws afresh."""
     to_target = np.zeros(known.nnz, dtype=bool)
     for position, row in enumerate(rows):
         start, end = known.indptr[position], known.indptr[position + 1]
@@ -423,10 +524,10 @@ def _hold_out(
         else:
             # Seeded by (seed, row in the full matrix), so a user's holdout does not
             # depend on which other users share the stage or in what order they come.
-            rng = np.random.default_rng([int(seed), int(row)])
+            rng = np.random.default_rng([int(seed), int(row), *stream])
             chosen = rng.choice(n, size=count, replace=False)
         to_target[start + chosen] = True
-    return _masked(known, ~to_target), _masked(known, to_target)
+    return to_target
 
 
 def _check_hold_out(where, holdout_fraction, min_items_to_split, seed) -> None:

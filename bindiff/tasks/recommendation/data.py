@@ -13,7 +13,7 @@ import os
 from ...adapters.errors import DataError
 from ...adapters.interactions import (DatasetSource, Split, build_matrix, describe_source, load_interactions,
                                       load_predefined_split, resolve_dataset, strong_generalization,
-                                      synthetic_dataset)
+                                      synthetic_dataset, weak_generalization)
 
 
 def find_dataset(data_cfg: dict, data_dir: str | os.PathLike | None = None,
@@ -47,7 +47,7 @@ def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None 
         return
     if split_cfg.get("kind", "strong") == "predefined":
         raise DataError("split.holdout='latest' cannot be combined with split.kind 'predefined': that split is "
-                        "already the dataset's own; use split.kind strong or split.holdout random")
+                        "already the dataset's own; use split.kind strong or weak, or split.holdout random")
     if str(data_cfg.get("dataset", "")).startswith("synthetic:"):
         raise DataError(f"split.holdout='latest' needs interaction times, and synthetic data "
                         f"({data_cfg['dataset']}) have none; use split.holdout random")
@@ -84,7 +84,7 @@ def prepare_split(
         split = load_predefined_split(source, n_valid_users=split_cfg.get("n_valid_users"),
                                       holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
                                       min_items_to_split=split_cfg.get("min_items_to_split", 5), seed=seed)
-    elif kind == "strong":
+    elif kind in ("strong", "weak"):
         if source.layout == "synthetic":  # generated as a matrix: no raw ids to index
             _check_min_rating_applies(source, min_rating, has_ratings=False)
             matrix = synthetic_dataset(source.name, seed=seed, k_core=k_core)
@@ -105,23 +105,21 @@ def prepare_split(
                 matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core)
             else:
                 matrix = build_matrix(raw, min_rating=None, k_core=k_core)
-        for key in ("n_valid_users", "n_test_users"):
-            if key not in split_cfg:
-                raise DataError(f"split.{key} is missing: a strong-generalisation split needs it")
-        split = strong_generalization(
-            matrix,
-            n_valid_users=split_cfg["n_valid_users"],
-            n_test_users=split_cfg["n_test_users"],
-            holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
-            min_items_to_split=split_cfg.get("min_items_to_split", 5),
-            seed=seed,
-            holdout=holdout,
-        )
+        holdout_keys = dict(holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
+                            min_items_to_split=split_cfg.get("min_items_to_split", 5), seed=seed, holdout=holdout)
+        if kind == "weak":
+            split = weak_generalization(matrix, **holdout_keys)
+        else:
+            for key in ("n_valid_users", "n_test_users"):
+                if key not in split_cfg:
+                    raise DataError(f"split.{key} is missing: a strong-generalisation split needs it")
+            split = strong_generalization(matrix, n_valid_users=split_cfg["n_valid_users"],
+                                          n_test_users=split_cfg["n_test_users"], **holdout_keys)
         split.info["dataset"] = describe_source(source)
         split.info["min_rating"] = None if min_rating is None else float(min_rating)
         split.info["k_core"] = k_core
     else:
-        raise DataError(f"split.kind must be 'strong' or 'predefined', got {kind!r}")
+        raise DataError(f"split.kind must be 'strong', 'weak' or 'predefined', got {kind!r}")
     return split, source
 
 
@@ -172,5 +170,8 @@ def check_split_is_usable(config: dict, split: Split) -> None:
                 hint = (f"; users with fewer than split.min_items_to_split = "
                         f"{config['split']['min_items_to_split']} items are not split, so lower it or raise "
                         f"split.n_{stage}_users (now {config['split'][f'n_{stage}_users']})")
+            elif split.kind == "weak":
+                hint = (f"; users with fewer than split.min_items_to_split = "
+                        f"{config['split']['min_items_to_split']} items are not split, so lower it")
             raise DataError(f"{where}: the {stage} split has no user with a held-out item to score "
                             f"({part.n_users} {stage} users){hint}")

@@ -31,12 +31,17 @@ SECTIONS: dict[str, Any] = {
     "split": {
         "seed": key((int, type(None)), None, "seeds the split alone; null: the recipe seed (models trained with "
                     "different seeds on one split: an ensemble over seeds)", a_seed),
-        "kind": key(str, "strong", "strong (Liang et al. 2018 fold-in users) or predefined (the dataset's own split)",
-                    (lambda v: v in ("strong", "predefined"), "must be 'strong' or 'predefined'")),
-        "n_valid_users": key(int, 600, "validation users (strong generalisation)", at_least_one),
-        "n_test_users": key(int, 600, "test users (strong generalisation)", at_least_one),
-        "holdout_fraction": key(float, 0.2, "share of each evaluation user's items held out", fraction),
-        "holdout": key(str, "random", "which of an evaluation user's items are held out (strong split): random or "
+        "kind": key(str, "strong", "strong (Liang et al. 2018 fold-in users), weak (every user trains; each "
+                    "user's held-out items are the targets) or predefined (the dataset's own split)",
+                    (lambda v: v in ("strong", "weak", "predefined"), "must be 'strong', 'weak' or 'predefined'")),
+        "n_valid_users": key(int, 600, "validation users (strong generalisation; a shipped train/test split's "
+                             "validation users); unused by weak", at_least_one),
+        "n_test_users": key(int, 600, "test users (strong generalisation); unused by weak and predefined",
+                            at_least_one),
+        "holdout_fraction": key(float, 0.2, "share of each evaluation user's items held out (weak: the test share, "
+                                "and the same share of the rest for validation)", fraction),
+        "holdout": key(str, "random", "which of an evaluation user's items are held out (strong and weak splits): "
+                       "random or "
                        "latest (the latest by time; needs time data)",
                        (lambda v: v in ("random", "latest"), "must be 'random' or 'latest'")),
         "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in",

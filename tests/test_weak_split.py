@@ -1,0 +1,206 @@
+"""split.kind: weak, the weak-generalisation split: every user trains, each user's held-out items
+are the targets.
+
+The truth is computed here by brute force from the file's text (dicts, sorted by time), independently
+of the readers, the matrix build and the split: a splittable user (at least min_items_to_split items)
+gives the latest round-half-up share of their items to test, then the same share of the rest (at
+least one, leaving one) to validation; the others train. Validation reads the training items, test
+the training and validation items; the same items are never ranked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bindiff.adapters import DataError
+from bindiff.adapters.interactions import InteractionMatrix, Split, weak_generalization
+from bindiff.cli import app
+from bindiff.tasks.recommendation.data import prepare_split
+from cli_checks import error_line
+
+RECIPE = str(Path(__file__).resolve().parent.parent / "recipes" / "ml100k.yaml")
+
+
+def expected_count(n: int, fraction: float) -> int:
+    """Round half up, at least 1, at most n - 1 (the documented rule, written out again)."""
+    return min(max(math.floor(fraction * n + 0.5), 1), n - 1)
+
+
+def item_order(item: str):
+    return (0, int(item), "") if item.isdigit() else (1, 0, item)
+
+
+def brute_force(times: dict, fraction: float, min_items: int) -> dict:
+    """user -> (train, valid, test) item sets of the latest weak split, the vocabulary applied."""
+    users = {user for user, _ in times}
+    parts = {}
+    for user in users:
+        items = [item for *_, item in sorted((time, item_order(item), item)
+                                             for (u, item), time in times.items() if u == user)]
+        n = len(items)
+        n_test = expected_count(n, fraction) if n >= min_items else 0
+        rest, test = items[:n - n_test], items[n - n_test:]
+        n_valid = expected_count(len(rest), fraction) if n >= min_items and len(rest) >= 2 else 0
+        parts[user] = (set(rest[:len(rest) - n_valid]), set(rest[len(rest) - n_valid:]), set(test))
+    vocabulary = set().union(*(train for train, _, _ in parts.values()))
+    return {user: tuple(part & vocabulary for part in three) for user, three in parts.items()}
+
+
+def actual(split: Split) -> dict:
+    """user -> (train, valid, test) item sets, checking each stage's input and exclusions on the way."""
+    names = split.item_ids
+    train = {user: {names[c] for c in split.train[row].indices} for row, user in enumerate(split.train_user_ids)}
+    out = {user: (items, set(), set()) for user, items in train.items()}
+    for stage, position in (("valid", 1), ("test", 2)):
+        part = getattr(split, stage)
+        assert part.n_evaluable_users == part.n_users  # only users with a target are scored
+        for row, user in enumerate(part.user_ids.tolist()):
+            history = {names[c] for c in part.input[row].indices}
+            # validation reads the training items; test the training and validation items
+            assert history == (train[user] if stage == "valid" else train[user] | out[user][1]), (stage, user)
+            assert (part.exclude[row] != part.input[row]).nnz == 0
+            out[user][position].update(names[c] for c in part.target[row].indices)
+    return out
+
+
+def timed_file(path: Path, seed: int, n: int = 1500, n_users: int = 70, n_items: int = 50,
+               n_times: int = 12, prefix: str = "") -> dict:
+    """A CSV with ties and repeated pairs; returns (user, item) -> its latest time."""
+    rng = np.random.default_rng(seed)
+    rows = list(zip(rng.integers(0, n_users, n), rng.integers(0, n_items, n), rng.integers(0, n_times, n)))
+    path.write_text("user,item,when\n" + "".join(f"u{u},{prefix}{i},{t}\n" for u, i, t in rows))
+    times: dict = {}
+    for u, i, t in rows:
+        key = (f"u{u}", f"{prefix}{i}")
+        times[key] = max(times.get(key, -1), int(t))
+    return times
+
+
+@pytest.mark.parametrize("prefix", ["", "i"])
+@pytest.mark.parametrize("fraction,min_items", [(0.2, 5), (0.5, 2), (0.34, 3)])
+def test_latest_weak_split_matches_brute_force(tmp_path, prefix, fraction, min_items):
+    path = tmp_path / "d.csv"
+    times = timed_file(path, seed=3, prefix=prefix)
+    split, _ = prepare_split({"dataset": str(path), "time_col": "when"},
+                             {"kind": "weak", "holdout": "latest", "holdout_fraction": fraction,
+                              "min_items_to_split": min_items}, seed=0)
+    assert split.kind == "weak"
+    expected = brute_force(times, fraction, min_items)
+    assert actual(split) == expected
+    assert any(valid for _, valid, _ in expected.values()) and any(test for *_, test in expected.values())
+    # what a run saves is what it trained on
+    split.save(tmp_path / "split")
+    assert actual(Split.load(tmp_path / "split")) == expected
+
+
+def test_hand_example():
+    # user a: five items at times 1..5 (item 5 latest): test {5}, valid {4} (0.2 of 4 rounds to 1), train 1..3.
+    # user b: four items, fewer than min_items_to_split 5: all train (so 4, 5 and 6 are trained on), never scored.
+    # item 9 is only ever user c's latest: it leaves the vocabulary and its pair is counted as dropped.
+    users = ["a"] * 5 + ["b"] * 4 + ["c"] * 5
+    items = ["1", "2", "3", "4", "5", "3", "4", "5", "6", "1", "2", "3", "4", "9"]
+    times = [1, 2, 3, 4, 5, 9, 9, 9, 9, 1, 2, 3, 4, 5]
+    user_ids, user_index = np.unique(users, return_inverse=True)
+    item_ids, item_index = np.unique(items, return_inverse=True)
+    import scipy.sparse as sp
+
+    matrix = sp.csr_matrix((np.ones(len(users), np.float32), (user_index, item_index)),
+                           shape=(len(user_ids), len(item_ids)))
+    order = np.lexsort((item_index, user_index))  # the matrix's entries are row-major, columns sorted
+    im = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids, source="hand",
+                           time=np.asarray(times, dtype=np.float64)[order])
+    split = weak_generalization(im, 0.2, 5, seed=0, holdout="latest")
+    assert actual(split) == {"a": ({"1", "2", "3"}, {"4"}, {"5"}), "b": ({"3", "4", "5", "6"}, set(), set()),
+                             "c": ({"1", "2", "3"}, {"4"}, set())}
+    assert list(split.valid.user_ids) == ["a", "c"] and list(split.test.user_ids) == ["a"]
+    assert "9" not in set(split.item_ids) and split.info["n_held_out_interactions_dropped"] == 1
+
+
+def test_random_weak_split_counts_partition_and_seed(tmp_path):
+    path = tmp_path / "d.csv"
+    times = timed_file(path, seed=5)
+    config = {"dataset": str(path), "time_col": "when"}
+    split_cfg = {"kind": "weak", "holdout_fraction": 0.25, "min_items_to_split": 4}
+    split, _ = prepare_split(config, split_cfg, seed=1)
+    latest, _ = prepare_split(config, {**split_cfg, "holdout": "latest"}, seed=1)
+    again, _ = prepare_split(config, split_cfg, seed=1)
+    other, _ = prepare_split(config, split_cfg, seed=2)
+    parts = actual(split)
+    whole: dict = {}
+    for user, item in times:
+        whole.setdefault(user, set()).add(item)
+    vocabulary = set(split.item_ids)
+    dropped = 0
+    for user, items in whole.items():
+        train, valid, test = parts[user]
+        assert not (train & valid or train & test or valid & test)
+        n = len(items)
+        if n >= 4:  # the hand rule's counts, before the vocabulary drops anything
+            n_test = expected_count(n, 0.25)
+            n_valid = expected_count(n - n_test, 0.25) if n - n_test >= 2 else 0
+            assert len(test) <= n_test and len(valid) <= n_valid
+            assert len(train) == n - n_test - n_valid
+        else:
+            assert train == items and not valid and not test
+        assert train | valid | test == items & vocabulary
+        dropped += len(items - vocabulary)
+    assert split.info["n_held_out_interactions_dropped"] == dropped
+    assert actual(again) == parts and actual(other) != parts
+    assert parts != actual(latest)  # random is not the latest by another name
+    assert split.info["holdout"] == "random" and "(seed, user row, 1)" in split.info["holdout_rule"]
+
+
+def test_every_stage_is_sparse_and_typed(tmp_path):
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=8)
+    split, _ = prepare_split({"dataset": str(path)}, {"kind": "weak"}, seed=0)
+    for matrix in (split.train, split.valid.input, split.test.input, split.test.exclude, split.test.target):
+        assert matrix.format == "csr" and matrix.dtype == np.float32 and matrix.has_sorted_indices
+        assert set(np.unique(matrix.data)) <= {1.0}
+
+
+def test_refusals(tmp_path):
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=1)
+    with pytest.raises(DataError, match="holdout_fraction must be in"):
+        prepare_split({"dataset": str(path)}, {"kind": "weak", "holdout_fraction": 1.0}, seed=0)
+    with pytest.raises(DataError, match="needs interaction times: name the time column of .*d.csv with data.time_col"):
+        prepare_split({"dataset": str(path)}, {"kind": "weak", "holdout": "latest"}, seed=0)
+
+
+def _train(tmp_path, *overrides):
+    args = ["train", RECIPE, *overrides, f"output.root={tmp_path / 'runs'}", "train.threads=1",
+            "data.min_rating=null", "--data-dir", str(tmp_path)]
+    return CliRunner().invoke(app, args)
+
+
+def test_a_weak_run_trains_on_every_user_and_records_its_rule(tmp_path):
+    path = tmp_path / "d.csv"
+    times = timed_file(path, seed=2)
+    result = _train(tmp_path, f"data.dataset={path}", "data.time_col=when", "split.kind=weak",
+                    "split.holdout=latest", "model.kind=popularity", "eval.metrics=[recall@10]",
+                    "eval.select=recall@10")
+    assert result.exit_code == 0, result.output
+    (manifest,) = (tmp_path / "runs").rglob("split/split.json")
+    saved = json.loads(manifest.read_text())
+    assert saved["kind"] == "weak" and "latest" in saved["info"]["holdout_rule"]
+    assert actual(Split.load(manifest.parent)) == brute_force(times, 0.2, 5)
+    (metrics_path,) = (tmp_path / "runs").rglob("metrics.json")
+    metrics = json.loads(metrics_path.read_text())
+    assert 0 < metrics["test"]["recall@10"] <= 1
+
+
+def test_cli_refusals_are_one_line(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("user,item\n" + "".join(f"u{u},i{k}\n" for u in range(6) for k in range(3)))
+    line = error_line(_train(tmp_path, f"data.dataset={path}", "split.kind=weak", "eval.metrics=[recall@2]",
+                             "eval.select=recall@2"))
+    assert "no user with a held-out item" in line and "split.min_items_to_split" in line
+    line = error_line(_train(tmp_path, f"data.dataset={path}", "split.kind=weakest"))
+    assert "split.kind" in line and "'weak'" in line
