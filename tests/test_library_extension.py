@@ -294,6 +294,26 @@ def test_the_command_loads_plugins_named_in_the_environment(tmp_path):
     assert toy.returncode == 0 and "task: toy" in toy.stdout and "select: loss" in toy.stdout
 
 
+def test_a_run_names_the_plugin_its_model_needs(tmp_path):
+    """A run trained with a plugin's denoiser, read without the plugin, met an unknown name deep inside;
+    its checkpoints now record the module, and reading them without it says which to load."""
+    (tmp_path / "my_plugin.py").write_text(PLUGIN)
+    env = {"BINDIFF_PLUGINS": "my_plugin", "PYTHONPATH": str(tmp_path)}
+    trained = _bindiff("train", "ml100k", "data.dataset=synthetic:tiny", "denoiser.name=tiny", "denoiser.params={}",
+                       "train.epochs=1", "train.threads=1", f"output.root={tmp_path / 'runs'}",
+                       "split.n_valid_users=20", "split.n_test_users=20", env_extra=env, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    (run_dir,) = (tmp_path / "runs").glob("*/*")
+    without = _bindiff("evaluate", str(run_dir), env_extra={})
+    assert without.returncode == 2 and "Traceback" not in without.stderr
+    assert without.stderr.strip() == (f"error: {run_dir / 'checkpoints' / 'best.pt'}: its model is built by code in "
+                                      "'my_plugin', which this process has not imported: set "
+                                      "BINDIFF_PLUGINS=my_plugin for the bindiff command (or import it first, from "
+                                      "Python)")
+    with_plugin = _bindiff("evaluate", str(run_dir), env_extra=env)
+    assert with_plugin.returncode == 0, with_plugin.stderr
+
+
 def test_a_plugin_that_is_not_there_is_one_line_and_one_that_fails_keeps_its_traceback(tmp_path):
     missing = _bindiff("recipes", env_extra={"BINDIFF_PLUGINS": "no_such_plugin"})
     assert missing.returncode == 2 and "Traceback" not in missing.stderr

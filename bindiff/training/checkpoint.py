@@ -27,6 +27,7 @@ import torch
 
 from .. import __version__
 from ..files import CheckpointError, atomic_path  # noqa: F401 - CheckpointError: its old home
+from ..plugins import ENV as PLUGINS_ENV
 
 FORMAT_VERSION = 1
 RESUME_KEYS = ("epoch", "step", "best", "epochs_since_best", "history", "rng", "optimizer", "done", "seconds")
@@ -38,6 +39,7 @@ def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Modul
         "bindiff_version": __version__,
         "config_yaml": config_yaml,
         "dim": int(dim),
+        "code_modules": code_modules(model),
         "model": model.state_dict(),
         **state,
     }
@@ -52,6 +54,15 @@ def save_checkpoint(path: str | Path, *, config_yaml: str, model: torch.nn.Modul
             if writer.error is not None:
                 raise writer.error from None
             raise
+
+
+def code_modules(model: torch.nn.Module) -> list[str]:
+    """The modules, outside bindiff and torch, that define the model's layers: a plugin's denoiser,
+    model or task. A run records them, so that a process which reads the run without them is told
+    which to load instead of meeting an unknown name."""
+    ours = ("bindiff", "torch", "builtins")
+    return sorted({type(layer).__module__ for layer in model.modules()
+                   if type(layer).__module__.split(".")[0] not in ours})
 
 
 class _KeepsError(io.RawIOBase):
@@ -120,6 +131,14 @@ def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) ->
     for key, kind in (("config_yaml", str), ("dim", int), ("model", dict)):
         if not isinstance(payload.get(key), kind):
             raise CheckpointError(f"{path}: key '{key}' is missing or not a {kind.__name__}")
+    modules = payload.get("code_modules", [])  # absent from the checkpoints of bindiff before 2026-12-07
+    if not isinstance(modules, list) or not all(isinstance(name, str) for name in modules):
+        raise CheckpointError(f"{path}: key 'code_modules' is not a list of module names")
+    missing = [name for name in modules if name not in sys.modules]
+    if missing:
+        raise CheckpointError(f"{path}: its model is built by code in {', '.join(map(repr, missing))}, which this "
+                              f"process has not imported: set {PLUGINS_ENV}={','.join(missing)} for the bindiff command "
+                              "(or import it first, from Python)")
     return payload
 
 

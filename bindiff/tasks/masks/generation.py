@@ -60,6 +60,8 @@ DEFINITIONS = {
     "volume_ks_held_out": "Kolmogorov-Smirnov test, sample volumes against held-out real volumes",
     "held_out_volume_ml": "volumes of the held-out real masks the tests compare with, on the grid as volume_ml",
     "target_volume_ml": "volume: training only: the training mask volume this sample's chain was tilted to",
+    "voxels_beyond_frame": "the sample's voxels in the padding of its nearest training case's grid window: "
+                           "beyond that scan's edge, so not in the sample's NIfTI file (volume_ml counts them)",
 }
 
 
@@ -155,16 +157,25 @@ def _realism(ctx: EvalContext, grids: np.ndarray, held_grids: np.ndarray, bank_g
 
 
 def _write_outputs(ctx: EvalContext, out_dir: Path, samples: np.ndarray, bank: np.ndarray, owner: list,
-                   idx: np.ndarray, near_dice: np.ndarray, held_grids: np.ndarray) -> None:
-    """NIfTI files (each sample in its nearest training case's frame) and the PNG panels."""
+                   idx: np.ndarray, near_dice: np.ndarray, held_grids: np.ndarray) -> list[int] | None:
+    """NIfTI files (each sample in its nearest training case's frame) and the PNG panels. Returns, when
+    the files are written, each sample's voxels that fall in its frame's padding (left out of its file)."""
     shape, cfg, evaluation = ctx.data.spec.vector_grid, ctx.config["evaluations"]["generation"], ctx.config["eval"]
+    beyond = None
     if evaluation["nifti"] and not ctx.data.spec.slices:
+        beyond = []
         for i, sample in enumerate(samples):
             near = owner[int(idx[i])]
-            volume = near.transform.from_grid(sample.reshape(shape))
+            grid = sample.reshape(shape).astype(bool)
+            beyond.append(int((grid & ~near.transform.valid()).sum()))
+            volume = near.transform.from_grid(grid)
             write_mask(volume, near.geometry, out_dir / "nifti" / f"sample_{i:03d}_in_{near.case_id}.nii.gz")
+        if any(beyond):
+            log(f"warning: {sum(n > 0 for n in beyond)} generated sample(s) reach beyond their nearest training "
+                f"case's volume (most: {max(beyond)} voxels); those voxels are not in their NIfTI files "
+                "(voxels_beyond_frame in summary.json)")
     if not evaluation["panels"]:
-        return
+        return beyond
     n_panel = min(cfg["samples"], evaluation["panels"] * 2)
     panels.sample_panel([samples[i].reshape(shape) for i in range(n_panel)],
                         [bank[int(idx[i])].reshape(shape) for i in range(n_panel)],
@@ -175,6 +186,7 @@ def _write_outputs(ctx: EvalContext, out_dir: Path, samples: np.ndarray, bank: n
         n_show = min(6, len(grids), len(held_grids))
         panels.projection_panel(list(held_grids[:n_show]), list(grids[:n_show]), out_dir / "panels" / "projections.png",
                                 title="maximum-intensity projections: held-out real masks (left), generated (right)")
+    return beyond
 
 
 def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
@@ -201,7 +213,7 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
     components = [_components(s.reshape(shape)) for s in samples]
     real_components = [_components(b.reshape(shape)) for b in bank]
     held_grids = held_rows.reshape(len(held_rows), *shape)
-    _write_outputs(ctx, out_dir, samples, bank, owner, idx, near_dice, held_grids)
+    beyond = _write_outputs(ctx, out_dir, samples, bank, owner, idx, near_dice, held_grids)
     summary = {
         "task": "generation",
         "samples": int(cfg["samples"]),
@@ -234,7 +246,8 @@ def evaluate_generation(ctx: EvalContext, out_dir: Path) -> dict:
         "per_sample": [{"sample": i, "components": components[i], "volume_ml": sample_volumes[i],
                         "nearest_training_case": owner[int(idx[i])].case_id,
                         "nearest_training_dice": float(near_dice[i]),
-                        **({} if targets is None else {"target_volume_ml": float(targets[i]) * voxel_ml})}
+                        **({} if targets is None else {"target_volume_ml": float(targets[i]) * voxel_ml}),
+                        **({} if beyond is None else {"voxels_beyond_frame": beyond[i]})}
                        for i in range(len(samples))],
     }
     write_json(out_dir / "summary.json", summary)
