@@ -36,17 +36,21 @@ def item_order(item: str):
     return (0, int(item), "") if item.isdigit() else (1, 0, item)
 
 
-def brute_force(times: dict, fraction: float, min_items: int) -> dict:
-    """user -> (train, valid, test) item sets of the latest weak split, the vocabulary applied."""
+def brute_force(times: dict, fraction: float, min_items: int, n_items: int | None = None) -> dict:
+    """user -> (train, valid, test) item sets of the latest weak split, the vocabulary applied
+    (``n_items``: that many held out, at most all but one, instead of the fraction)."""
+    def count(n):
+        return min(n_items, n - 1) if n_items is not None else expected_count(n, fraction)
+
     users = {user for user, _ in times}
     parts = {}
     for user in users:
         items = [item for *_, item in sorted((time, item_order(item), item)
                                              for (u, item), time in times.items() if u == user)]
         n = len(items)
-        n_test = expected_count(n, fraction) if n >= min_items else 0
+        n_test = count(n) if n >= min_items else 0
         rest, test = items[:n - n_test], items[n - n_test:]
-        n_valid = expected_count(len(rest), fraction) if n >= min_items and len(rest) >= 2 else 0
+        n_valid = count(len(rest)) if n >= min_items and len(rest) >= 2 else 0
         parts[user] = (set(rest[:len(rest) - n_valid]), set(rest[len(rest) - n_valid:]), set(test))
     vocabulary = set().union(*(train for train, _, _ in parts.values()))
     return {user: tuple(part & vocabulary for part in three) for user, three in parts.items()}
@@ -59,7 +63,6 @@ def actual(split: Split) -> dict:
     out = {user: (items, set(), set()) for user, items in train.items()}
     for stage, position in (("valid", 1), ("test", 2)):
         part = getattr(split, stage)
-        assert part.n_evaluable_users == part.n_users  # only users with a target are scored
         for row, user in enumerate(part.user_ids.tolist()):
             history = {names[c] for c in part.input[row].indices}
             # validation reads the training items; test the training and validation items
@@ -83,15 +86,16 @@ def timed_file(path: Path, seed: int, n: int = 1500, n_users: int = 70, n_items:
 
 
 @pytest.mark.parametrize("prefix", ["", "i"])
-@pytest.mark.parametrize("fraction,min_items", [(0.2, 5), (0.5, 2), (0.34, 3)])
-def test_latest_weak_split_matches_brute_force(tmp_path, prefix, fraction, min_items):
+@pytest.mark.parametrize("fraction,min_items,n_items", [(0.2, 5, None), (0.5, 2, None), (0.34, 3, None),
+                                                        (0.2, 2, 1), (0.2, 5, 3)])
+def test_latest_weak_split_matches_brute_force(tmp_path, prefix, fraction, min_items, n_items):
     path = tmp_path / "d.csv"
     times = timed_file(path, seed=3, prefix=prefix)
     split, _ = prepare_split({"dataset": str(path), "time_col": "when"},
                              {"kind": "weak", "holdout": "latest", "holdout_fraction": fraction,
-                              "min_items_to_split": min_items}, seed=0)
+                              "min_items_to_split": min_items, "holdout_items": n_items}, seed=0)
     assert split.kind == "weak"
-    expected = brute_force(times, fraction, min_items)
+    expected = brute_force(times, fraction, min_items, n_items)
     assert actual(split) == expected
     assert any(valid for _, valid, _ in expected.values()) and any(test for *_, test in expected.values())
     # what a run saves is what it trained on
@@ -118,7 +122,10 @@ def test_hand_example():
     split = weak_generalization(im, 0.2, 5, seed=0, holdout="latest")
     assert actual(split) == {"a": ({"1", "2", "3"}, {"4"}, {"5"}), "b": ({"3", "4", "5", "6"}, set(), set()),
                              "c": ({"1", "2", "3"}, {"4"}, set())}
-    assert list(split.valid.user_ids) == ["a", "c"] and list(split.test.user_ids) == ["a"]
+    # c's only test item left with the vocabulary: c is still a test user, with an empty target, as a strong
+    # split's evaluation user is (eval.empty_users decides how it counts); b, never split, is nobody's
+    assert list(split.valid.user_ids) == ["a", "c"] and list(split.test.user_ids) == ["a", "c"]
+    assert split.test.n_evaluable_users == 1
     assert "9" not in set(split.item_ids) and split.info["n_held_out_interactions_dropped"] == 1
 
 
@@ -196,11 +203,74 @@ def test_a_weak_run_trains_on_every_user_and_records_its_rule(tmp_path):
     assert 0 < metrics["test"]["recall@10"] <= 1
 
 
+def test_leave_one_out_holds_out_the_last_item_then_the_one_before(tmp_path):
+    path = tmp_path / "d.csv"
+    # user u<k> saw items 0..k+1 in order (k + 2 items); user z trains on every one of them (its own two
+    # latest, 100 and 101, are its test and validation items)
+    path.write_text("user,item,when\n" + "".join(f"u{k},{i},{i}\n" for k in range(6) for i in range(k + 2))
+                    + "".join(f"z,{i},-1\n" for i in range(8)) + "z,100,50\nz,101,51\n")
+    split, _ = prepare_split({"dataset": str(path), "time_col": "when"},
+                             {"kind": "weak", "holdout": "latest", "holdout_items": 1, "min_items_to_split": 2},
+                             seed=0)
+    parts = actual(split)
+    for k in range(1, 6):  # the last item (k + 1) to test, the one before (k) to validation, the rest trains
+        train, valid, test = parts[f"u{k}"]
+        assert test == {str(k + 1)} and valid == {str(k)} and train == set(map(str, range(k)))
+    assert parts["u0"] == ({"0"}, set(), {"1"})  # two items: the one left after the test item trains
+    assert parts["z"][0] == set(map(str, range(8)))
+    assert split.info["holdout_items"] == 1
+
+
+def test_strong_split_takes_holdout_items_too(tmp_path):
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=4)
+    split, _ = prepare_split({"dataset": str(path)}, {"kind": "strong", "n_valid_users": 10, "n_test_users": 10,
+                                                      "holdout_items": 2}, seed=0)
+    for part in (split.valid, split.test):
+        known = np.diff(part.input.indptr) + np.diff(part.target.indptr)
+        assert (np.diff(part.target.indptr) == np.where(known >= 5, 2, 0)).all()
+
+
+def test_refusals_of_holdout_items(tmp_path):
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=1)
+    with pytest.raises(DataError, match="holdout_items must be null or an integer >= 1, got 0"):
+        prepare_split({"dataset": str(path)}, {"kind": "weak", "holdout_items": 0}, seed=0)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for stage in ("train", "valid", "test"):
+        np.save(pairs / f"{stage}_list.npy", np.array([[0, 0], [1, 1], [2, 2], [3, 0]]))
+    with pytest.raises(DataError, match="split.holdout_items=1 applies to split.kind strong and weak"):
+        prepare_split({"dataset": str(pairs)}, {"kind": "predefined", "holdout_items": 1}, seed=0)
+
+
+@pytest.mark.parametrize("rows,overrides,words", [
+    # nobody has min_items_to_split items
+    ([(u, k) for u in range(6) for k in range(3)], [], ["no user has split.min_items_to_split = 5", "lower it"]),
+    # two items each: after the test item one is left, which stays in training
+    ([(u, k) for u in range(6) for k in range(2)], ["split.min_items_to_split=2"],
+     ["the valid split", "split.holdout_fraction = 0.2", "one item left"]),
+    # every user's test item is one nobody else has: dropped with its item
+    ([(u, (u + k) % 5) for u in range(6) for k in range(5)] + [(u, 100 + u) for u in range(6)],
+     ["split.holdout=latest"],
+     ["the test split", "one no user trains on", "6 held-out pairs dropped"]),
+])
+def test_cli_says_why_a_weak_split_has_nobody_to_score(tmp_path, rows, overrides, words):
+    path = tmp_path / "d.csv"
+    path.write_text("user,item,when\n" + "".join(f"u{u},i{i},{n}\n" for n, (u, i) in enumerate(rows)))
+    line = error_line(_train(tmp_path, f"data.dataset={path}", "data.time_col=when", "split.kind=weak",
+                             "eval.metrics=[recall@2]", "eval.select=recall@2", *overrides))
+    assert "no user with a held-out item" in line and all(word in line for word in words), line
+
+
 def test_cli_refusals_are_one_line(tmp_path):
     path = tmp_path / "d.csv"
-    path.write_text("user,item\n" + "".join(f"u{u},i{k}\n" for u in range(6) for k in range(3)))
-    line = error_line(_train(tmp_path, f"data.dataset={path}", "split.kind=weak", "eval.metrics=[recall@2]",
-                             "eval.select=recall@2"))
-    assert "no user with a held-out item" in line and "split.min_items_to_split" in line
+    timed_file(path, seed=6)
     line = error_line(_train(tmp_path, f"data.dataset={path}", "split.kind=weakest"))
     assert "split.kind" in line and "'weak'" in line
+    for key in ("split.n_valid_users=10", "split.n_test_users=10"):  # would change nothing but the run's name
+        line = error_line(_train(tmp_path, f"data.dataset={path}", "split.kind=weak", key))
+        assert f"override {key!r}: a weak split never reads" in line and "would change nothing" in line
+    line = error_line(_train(tmp_path, f"data.dataset={path}", "split.kind=weak", "split.holdout_items=1",
+                             "split.holdout_fraction=0.3"))
+    assert "split.holdout_items replaces split.holdout_fraction" in line

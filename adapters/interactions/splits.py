@@ -44,10 +44,11 @@ HOLDOUTS = {
 # The weak split holds out twice from one user: the test targets, then the validation targets
 # from what is left (as split.json's info records it).
 WEAK_HOLDOUTS = {
-    "random": "test: a random holdout_fraction of each splittable user's items; validation: a random "
-              "holdout_fraction of the rest; drawn with (seed, user row) and (seed, user row, 1)",
-    "latest": "test: each splittable user's latest holdout_fraction of items by time; validation: the latest "
-              "holdout_fraction of the rest; equal times: the item with the higher column counts as later",
+    "random": "test: a random holdout_fraction (or holdout_items) of each splittable user's items; validation: "
+              "as many again of the rest, drawn likewise; drawn with (seed, user row) and (seed, user row, 1)",
+    "latest": "test: each splittable user's latest holdout_fraction (or holdout_items) of items by time; "
+              "validation: as many again of the rest, the latest; equal times: the item with the higher column "
+              "counts as later",
 }
 
 
@@ -176,6 +177,7 @@ def strong_generalization(
     *,
     seed: int,
     holdout: str = "random",
+    holdout_items: int | None = None,
 ) -> Split:
     """Hold out whole users, as in Liang et al. 2018.
 
@@ -189,7 +191,8 @@ def strong_generalization(
     holdout: which items move to the target (``HOLDOUTS``). ``random``: drawn with (seed, user row).
     ``latest``: the user's latest by ``im.time`` (needed), the earlier ones staying the input;
     among equal times the item with the higher column (the later item id, in ``index_ids``' order)
-    counts as the later. The count is the same under both.
+    counts as the later. The count is the same under both. ``holdout_items``: that many items
+    (at most n - 1) instead of the fraction; 1 holds out one item per user.
     """
     n_users = im.n_users
     where = im.source or "interaction matrix"
@@ -206,7 +209,7 @@ def strong_generalization(
             f"{where}: n_valid_users + n_test_users = {n_valid_users + n_test_users} leaves no train "
             f"users out of {n_users}"
         )
-    _check_hold_out(where, holdout_fraction, min_items_to_split, seed)
+    _check_hold_out(where, holdout_fraction, min_items_to_split, seed, holdout_items)
 
     order = np.random.default_rng(seed).permutation(n_users)
     test_rows = np.sort(order[:n_test_users])
@@ -224,7 +227,8 @@ def strong_generalization(
         time = None
         if holdout == "latest":  # each entry of `known`'s time, in its order
             time = im.time[entry_positions(matrix, rows, vocabulary)]
-        input_, target = _hold_out(known, rows, holdout_fraction, min_items_to_split, seed, time=time)
+        input_, target = _hold_out(known, rows, holdout_fraction, min_items_to_split, seed, time=time,
+                                   items=holdout_items)
         parts[stage] = EvalPart(input=input_, exclude=input_.copy(), target=target, user_ids=im.user_ids[rows])
 
     held_out_rows = np.concatenate([valid_rows, test_rows])
@@ -234,6 +238,7 @@ def strong_generalization(
         "n_valid_users": int(n_valid_users),
         "n_test_users": int(n_test_users),
         "holdout_fraction": float(holdout_fraction),
+        "holdout_items": holdout_items,
         "holdout": holdout,
         "holdout_rule": HOLDOUTS[holdout],
         "min_items_to_split": int(min_items_to_split),
@@ -269,20 +274,23 @@ def weak_generalization(
     *,
     seed: int,
     holdout: str = "random",
+    holdout_items: int | None = None,
 ) -> Split:
     """Every user trains; each user's held-out items are the targets (weak generalisation).
 
-    A user with at least min_items_to_split items holds out ``holdout_count(n, holdout_fraction)``
-    of them as test targets, then the same share of the rest (``holdout_count``, which may be 0
-    when one item is left) as validation targets; the remaining items are the user's training row.
-    Users with fewer items train on all of them. ``holdout`` chooses the items as in
-    ``strong_generalization`` (``latest``: the test targets are the latest, the validation targets the
-    latest before them, so training never sees the future of a user's evaluation items).
+    A user with at least min_items_to_split items holds out ``holdout_count(n, holdout_fraction,
+    holdout_items)`` of them as test targets, then as many again of the rest by the same rule as
+    validation targets (none when one item is left: it stays in training); the remaining items are
+    the user's training row. Users with fewer items train on all of them and are not scored.
+    ``holdout`` chooses the items as in ``strong_generalization`` (``latest``: the test targets are
+    the latest, the validation targets the latest before them). ``holdout_items=1`` is leave-one-out.
 
     Validation ranks every item but the user's training ones from the training row; test ranks
     every item but the training and validation ones from both (the history known before the test
     items), as a shipped train/test split does here. Items with no training interaction leave the
-    vocabulary, as in the strong split; their held-out pairs are dropped and counted.
+    vocabulary, as in the strong split; their held-out pairs are dropped and counted. The scored users
+    are those with something held out for the stage; one whose every held-out item was dropped so
+    stays, with an empty target (``eval.empty_users`` decides how it counts), as in the strong split.
     """
     where = im.source or "interaction matrix"
     if holdout not in WEAK_HOLDOUTS:
@@ -290,22 +298,25 @@ def weak_generalization(
     if holdout == "latest" and im.time is None:
         raise DataError(f"{where}: holdout 'latest' needs each interaction's time, and these data have none "
                         "(a delimited file names its time column with data.time_col)")
-    _check_hold_out(where, holdout_fraction, min_items_to_split, seed)
+    _check_hold_out(where, holdout_fraction, min_items_to_split, seed, holdout_items)
 
     matrix = _sorted(im.matrix.tocsr())
     rows = np.arange(im.n_users)
     time = im.time[entry_positions(im.matrix, rows, np.arange(im.n_items))] if holdout == "latest" else None
-    to_test = _holdout_mask(matrix, rows, holdout_fraction, min_items_to_split, seed, time)
+    to_test = _holdout_mask(matrix, rows, holdout_fraction, min_items_to_split, seed, time, items=holdout_items)
     rest, test_target = _masked(matrix, ~to_test), _masked(matrix, to_test)
-    # the validation targets: the same share of what each splittable user has left (one item left
+    # the validation targets: as many again of what each splittable user has left (one item left
     # stays in training; min_items 2 says so)
     split_rows = np.flatnonzero(np.diff(matrix.indptr) >= min_items_to_split)
     positions = entry_positions(rest, split_rows, np.arange(im.n_items))  # their entries among rest's
     rest_time = None if time is None else time[~to_test][positions]
     to_valid = np.zeros(rest.nnz, dtype=bool)
     to_valid[positions] = _holdout_mask(rest[split_rows], split_rows, holdout_fraction, 2, seed, rest_time,
-                                        stream=(1,))
+                                        stream=(1,), items=holdout_items)
     train_all, valid_target = _masked(rest, ~to_valid), _masked(rest, to_valid)
+    # who is scored, decided before the vocabulary drops any target
+    scored_rows = {"valid": np.flatnonzero(np.diff(valid_target.indptr) > 0),
+                   "test": np.flatnonzero(np.diff(test_target.indptr) > 0)}
 
     vocabulary = np.flatnonzero(np.bincount(train_all.indices, minlength=im.n_items))
     train = _sorted(train_all[:, vocabulary])
@@ -314,7 +325,7 @@ def weak_generalization(
     known_at_test = _sorted(train + valid_target)
     parts = {}
     for stage, history, target in (("valid", train, valid_target), ("test", known_at_test, test_target)):
-        scored = np.flatnonzero(np.diff(target.indptr) > 0)  # users with nothing held out are not evaluated
+        scored = scored_rows[stage]
         history = history[scored]
         parts[stage] = EvalPart(input=history, exclude=history.copy(), target=target[scored],
                                 user_ids=im.user_ids[scored])
@@ -323,11 +334,13 @@ def weak_generalization(
         "source": im.source,
         "seed": int(seed),
         "holdout_fraction": float(holdout_fraction),
+        "holdout_items": holdout_items,
         "holdout": holdout,
         "holdout_rule": WEAK_HOLDOUTS[holdout],
         "min_items_to_split": int(min_items_to_split),
         "n_users": int(im.n_users),
         "n_train_users": int(im.n_users),
+        "n_splittable_users": int(len(split_rows)),
         "n_items_before_vocabulary": int(im.n_items),
         "n_items": int(len(vocabulary)),
         "n_interactions": int(im.nnz),
@@ -335,6 +348,7 @@ def weak_generalization(
         "n_held_out_interactions_dropped": int(matrix.nnz - train.nnz - valid_target.nnz - test_target.nnz),
     }
     for stage, part in parts.items():
+        info[f"n_{stage}_users"] = part.n_users
         info[f"n_{stage}_input_interactions"] = int(part.input.nnz)
         info[f"n_{stage}_target_interactions"] = int(part.target.nnz)
         info[f"n_{stage}_evaluable_users"] = part.n_evaluable_users
@@ -489,25 +503,27 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
                  valid=valid_part, test=test_part, kind="predefined", info=info)
 
 
-def holdout_count(n_items: int, holdout_fraction: float) -> int:
-    """Items a splittable user holds out: round half up, at least 1, at most n - 1."""
-    count = int(np.floor(holdout_fraction * n_items + 0.5))
+def holdout_count(n_items: int, holdout_fraction: float, holdout_items: int | None = None) -> int:
+    """Items a splittable user holds out: ``holdout_fraction`` of them rounded half up, or
+    ``holdout_items`` when given; at least 1, at most n - 1."""
+    count = holdout_items if holdout_items is not None else int(np.floor(holdout_fraction * n_items + 0.5))
     return min(max(count, 1), n_items - 1)
 
 
 def _hold_out(
     known: sp.csr_matrix, rows: np.ndarray, fraction: float, min_items: int, seed: int,
-    time: np.ndarray | None = None,
+    time: np.ndarray | None = None, items: int | None = None,
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Split each row's items into (input, target): a random draw, or with ``time`` (one value per
-    entry of ``known``, whose indices are sorted) each row's latest items, equal times ordered by column."""
-    to_target = _holdout_mask(known, rows, fraction, min_items, seed, time)
+    entry of ``known``, whose indices are sorted) each row's latest items, equal times ordered by column;
+    ``holdout_count(n, fraction, items)`` of them."""
+    to_target = _holdout_mask(known, rows, fraction, min_items, seed, time, items=items)
     return _masked(known, ~to_target), _masked(known, to_target)
 
 
 def _holdout_mask(
     known: sp.csr_matrix, rows: np.ndarray, fraction: float, min_items: int, seed: int,
-    time: np.ndarray | None = None, stream: tuple[int, ...] = (),
+    time: np.ndarray | None = None, stream: tuple[int, ...] = (), items: int | None = None,
 ) -> np.ndarray:
     """Which entries of ``known`` (indices sorted) ``_hold_out`` moves to the target. ``stream``
     extends the random draw's seed, so that a second hold-out from the same users draws afresh."""
@@ -517,7 +533,7 @@ def _holdout_mask(
         n = end - start
         if n < min_items:
             continue
-        count = holdout_count(n, fraction)
+        count = holdout_count(n, fraction, items)
         if time is not None:
             # ascending by (time, column): the last `count` are the latest
             chosen = np.lexsort((known.indices[start:end], time[start:end]))[n - count:]
@@ -530,9 +546,11 @@ def _holdout_mask(
     return to_target
 
 
-def _check_hold_out(where, holdout_fraction, min_items_to_split, seed) -> None:
+def _check_hold_out(where, holdout_fraction, min_items_to_split, seed, holdout_items=None) -> None:
     if not isinstance(holdout_fraction, numbers.Real) or not 0.0 < holdout_fraction < 1.0:  # NaN fails too
         raise DataError(f"{where}: holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
+    if holdout_items is not None and (not _is_integer(holdout_items) or holdout_items < 1):
+        raise DataError(f"{where}: holdout_items must be null or an integer >= 1, got {holdout_items!r}")
     if not _is_integer(min_items_to_split) or min_items_to_split < 2:
         raise DataError(f"{where}: min_items_to_split must be an integer >= 2, got {min_items_to_split!r}")
     if not _is_integer(seed) or seed < 0:

@@ -74,6 +74,9 @@ def prepare_split(
     holdout = split_cfg.get("holdout", "random")
 
     if kind == "predefined":
+        if split_cfg.get("holdout_items") is not None:
+            raise DataError(f"split.holdout_items={split_cfg['holdout_items']} applies to split.kind strong and weak; "
+                            f"{source.name!r}'s predefined split holds out what its files say: set it to null")
         if k_core > 0:
             raise DataError(
                 f"data.k_core={k_core} cannot be combined with split.kind 'predefined': filtering "
@@ -106,7 +109,8 @@ def prepare_split(
             else:
                 matrix = build_matrix(raw, min_rating=None, k_core=k_core)
         holdout_keys = dict(holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
-                            min_items_to_split=split_cfg.get("min_items_to_split", 5), seed=seed, holdout=holdout)
+                            min_items_to_split=split_cfg.get("min_items_to_split", 5), seed=seed, holdout=holdout,
+                            holdout_items=split_cfg.get("holdout_items"))
         if kind == "weak":
             split = weak_generalization(matrix, **holdout_keys)
         else:
@@ -159,6 +163,21 @@ def _check_min_rating_applies(source: DatasetSource, min_rating, has_ratings: bo
     )
 
 
+def _weak_hint(split_cfg: dict, split: Split, stage: str) -> str:
+    """Why a weak split's stage has nobody to score, from what its info counted."""
+    if split.info.get("n_splittable_users", 0) == 0:
+        return (f"; no user has split.min_items_to_split = {split_cfg['min_items_to_split']} items or more "
+                "(users with fewer are not split), so lower it")
+    if split.info.get(f"n_{stage}_users", 0) == 0:  # only validation can be empty so: test always takes one
+        share = (f"split.holdout_items = {split_cfg['holdout_items']}" if split_cfg.get("holdout_items") is not None
+                 else f"split.holdout_fraction = {split_cfg['holdout_fraction']}")
+        return (f"; after the test items ({share}) every splittable user has one item left, which stays in "
+                f"training: lower it, or raise split.min_items_to_split above "
+                f"{split_cfg['min_items_to_split']}")
+    return (f"; every held-out item of the {stage} users is one no user trains on "
+            f"({split.info.get('n_held_out_interactions_dropped', 0)} held-out pairs dropped with their items)")
+
+
 def check_split_is_usable(config: dict, split: Split) -> None:
     """DataError when validation or test has no user with a held-out item to score."""
     where = (split.info.get("dataset") or {}).get("name") or split.info.get("source") or "data"
@@ -171,7 +190,6 @@ def check_split_is_usable(config: dict, split: Split) -> None:
                         f"{config['split']['min_items_to_split']} items are not split, so lower it or raise "
                         f"split.n_{stage}_users (now {config['split'][f'n_{stage}_users']})")
             elif split.kind == "weak":
-                hint = (f"; users with fewer than split.min_items_to_split = "
-                        f"{config['split']['min_items_to_split']} items are not split, so lower it")
+                hint = _weak_hint(config["split"], split, stage)
             raise DataError(f"{where}: the {stage} split has no user with a held-out item to score "
                             f"({part.n_users} {stage} users){hint}")

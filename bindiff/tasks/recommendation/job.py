@@ -101,6 +101,14 @@ class RecommendationTask(base.Task):
         make_scorer(model, config, seed=config["seed"])
 
     def unread_reason(self, config: dict, key: str) -> str | None:
+        split = config["split"]
+        if split["kind"] in ("weak", "predefined") and key == "split.n_test_users":
+            return f"a {split['kind']} split never reads split.n_test_users (every user with a target is scored)"
+        if split["kind"] == "weak" and key == "split.n_valid_users":
+            return ("a weak split never reads split.n_valid_users (every user with at least "
+                    "split.min_items_to_split items is scored)")
+        if split.get("holdout_items") is not None and key == "split.holdout_fraction":
+            return "split.holdout_items replaces split.holdout_fraction"
         kind = self.model_kind(config)
         if not never_reads(kind, key):
             return None

@@ -40,11 +40,15 @@ SECTIONS: dict[str, Any] = {
                             at_least_one),
         "holdout_fraction": key(float, 0.2, "share of each evaluation user's items held out (weak: the test share, "
                                 "and the same share of the rest for validation)", fraction),
+        "holdout_items": key((int, type(None)), None, "held-out items per evaluation user instead of "
+                             "holdout_fraction (1: leave-one-out; at most n - 1), or null (strong and weak splits)",
+                             (lambda v: v is None or v >= 1, "must be null or >= 1")),
         "holdout": key(str, "random", "which of an evaluation user's items are held out (strong and weak splits): "
                        "random or "
                        "latest (the latest by time; needs time data)",
                        (lambda v: v in ("random", "latest"), "must be 'random' or 'latest'")),
-        "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in",
+        "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in (weak: train on all "
+                                  "and are not scored)",
                                   (lambda v: v >= 2, "must be >= 2 (one item to fold in, one to hold out)")),
     },
     "inference": {
