@@ -242,6 +242,10 @@ def test_refusals_of_holdout_items(tmp_path):
         np.save(pairs / f"{stage}_list.npy", np.array([[0, 0], [1, 1], [2, 2], [3, 0]]))
     with pytest.raises(DataError, match="split.holdout_items=1 applies to split.kind strong and weak"):
         prepare_split({"dataset": str(pairs)}, {"kind": "predefined", "holdout_items": 1}, seed=0)
+    # from the command line: one line, before any folder is made
+    line = error_line(_train(tmp_path, f"data.dataset={pairs}", "split.kind=predefined", "split.holdout_items=1"))
+    assert "split.holdout_items=1 applies to split.kind strong and weak" in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
 
 
 @pytest.mark.parametrize("rows,overrides,words", [

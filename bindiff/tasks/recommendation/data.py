@@ -38,10 +38,14 @@ _TIMED_LAYOUTS = ("movielens", "ml100k")
 
 
 def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None = None) -> None:
-    """DataError for ``split.holdout: latest`` where it cannot apply: a predefined split (already the
-    dataset's own), ``synthetic:`` data (no time), or, once ``source`` is known, data without time
-    (a delimited file without ``data.time_col``; DiffRec's, BARS's and .npy files). Before any file
-    is read, so nothing is written either."""
+    """DataError for ``split.holdout_items`` with a predefined split, and for ``split.holdout: latest``
+    where it cannot apply: a predefined split (already the dataset's own), ``synthetic:`` data (no
+    time), or, once ``source`` is known, data without time (a delimited file without
+    ``data.time_col``; DiffRec's, BARS's and .npy files). Before any file is read, so nothing is
+    written either."""
+    if split_cfg.get("kind", "strong") == "predefined" and split_cfg.get("holdout_items") is not None:
+        raise DataError(f"split.holdout_items={split_cfg['holdout_items']} applies to split.kind strong and weak; a "
+                        "predefined split holds out what its files say: set it to null")
     holdout = split_cfg.get("holdout", "random")
     if holdout != "latest":
         return
@@ -74,9 +78,6 @@ def prepare_split(
     holdout = split_cfg.get("holdout", "random")
 
     if kind == "predefined":
-        if split_cfg.get("holdout_items") is not None:
-            raise DataError(f"split.holdout_items={split_cfg['holdout_items']} applies to split.kind strong and weak; "
-                            f"{source.name!r}'s predefined split holds out what its files say: set it to null")
         if k_core > 0:
             raise DataError(
                 f"data.k_core={k_core} cannot be combined with split.kind 'predefined': filtering "
