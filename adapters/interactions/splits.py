@@ -195,12 +195,7 @@ def strong_generalization(
     (at most n - 1) instead of the fraction; 1 holds out one item per user.
     """
     n_users = im.n_users
-    where = im.source or "interaction matrix"
-    if holdout not in HOLDOUTS:
-        raise DataError(f"{where}: holdout must be one of {', '.join(map(repr, HOLDOUTS))}, got {holdout!r}")
-    if holdout == "latest" and im.time is None:
-        raise DataError(f"{where}: holdout 'latest' needs each interaction's time, and these data have none "
-                        "(a delimited file names its time column with data.time_col)")
+    where = _check_holdout_choice(im, holdout)
     for name, value in (("n_valid_users", n_valid_users), ("n_test_users", n_test_users)):
         if not _is_integer(value) or value < 1:
             raise DataError(f"{where}: {name} must be a positive integer (no empty split), got {value!r}")
@@ -292,12 +287,7 @@ def weak_generalization(
     are those with something held out for the stage; one whose every held-out item was dropped so
     stays, with an empty target (``eval.empty_users`` decides how it counts), as in the strong split.
     """
-    where = im.source or "interaction matrix"
-    if holdout not in WEAK_HOLDOUTS:
-        raise DataError(f"{where}: holdout must be one of {', '.join(map(repr, WEAK_HOLDOUTS))}, got {holdout!r}")
-    if holdout == "latest" and im.time is None:
-        raise DataError(f"{where}: holdout 'latest' needs each interaction's time, and these data have none "
-                        "(a delimited file names its time column with data.time_col)")
+    where = _check_holdout_choice(im, holdout)
     _check_hold_out(where, holdout_fraction, min_items_to_split, seed, holdout_items)
 
     matrix = _sorted(im.matrix.tocsr())
@@ -544,6 +534,17 @@ def _holdout_mask(
             chosen = rng.choice(n, size=count, replace=False)
         to_target[start + chosen] = True
     return to_target
+
+
+def _check_holdout_choice(im: InteractionMatrix, holdout: str) -> str:
+    """The matrix's name for messages; DataError for an unknown ``holdout`` or ``latest`` without times."""
+    where = im.source or "interaction matrix"
+    if holdout not in HOLDOUTS:
+        raise DataError(f"{where}: holdout must be one of {', '.join(map(repr, HOLDOUTS))}, got {holdout!r}")
+    if holdout == "latest" and im.time is None:
+        raise DataError(f"{where}: holdout 'latest' needs each interaction's time, and these data have none "
+                        "(a delimited file names its time column with data.time_col)")
+    return where
 
 
 def _check_hold_out(where, holdout_fraction, min_items_to_split, seed, holdout_items=None) -> None:
