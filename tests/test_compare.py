@@ -369,3 +369,20 @@ def test_a_stopped_comparison_names_itself_not_the_resume_of_its_run(ratings_csv
         calls["n"] = 1
         registry.train(load_recipe(compare_args[1], [f"output.root={tmp_path / 'alone'}", "model.kind=popularity"]))
     assert "`bindiff resume " in capsys.readouterr().err
+
+
+def test_a_split_that_draws_nothing_says_its_spread_is_training_alone(ratings_csv, tmp_path):
+    """Under split.seed fixed (and a weak split's latest items) every seed has one split: popularity,
+    which trains nothing random, has no spread, and the footnote said each seed drew its own split."""
+    result = runner.invoke(app, args(ratings_csv, tmp_path, "--models", "popularity", "--seeds", "2", "split.seed=3"))
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "compare" / "ml1m").iterdir()
+    text = (folder / "results.md").read_text()
+    assert "over 2 seeds, all on one split" in text and "each seed's split" not in text
+    table = json.loads((folder / "compare.json").read_text())
+    assert table["one_split"] is True and set(table["models"]["popularity"]["std"].values()) == {0.0}
+    drawn = runner.invoke(app, args(ratings_csv, tmp_path / "drawn", "--models", "popularity", "--seeds", "2"))
+    assert drawn.exit_code == 0, drawn.output
+    (folder,) = (tmp_path / "drawn" / "compare" / "ml1m").iterdir()
+    assert "each seed's split shared by all models" in (folder / "results.md").read_text()
+    assert json.loads((folder / "compare.json").read_text())["one_split"] is False

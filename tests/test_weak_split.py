@@ -278,3 +278,15 @@ def test_cli_refusals_are_one_line(tmp_path):
     line = error_line(_train(tmp_path, f"data.dataset={path}", "split.kind=weak", "split.holdout_items=1",
                              "split.holdout_fraction=0.3"))
     assert "split.holdout_items replaces split.holdout_fraction" in line
+
+
+def test_a_comparison_knows_a_latest_weak_split_is_the_same_for_every_seed(tmp_path):
+    from bindiff.tasks.recommendation.compare import draws_no_split
+
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=9)
+    data = {"dataset": str(path), "time_col": "when"}
+    for holdout, same in (("latest", True), ("random", False)):
+        cfg = {"kind": "weak", "holdout": holdout, "seed": None}
+        splits = [actual(prepare_split(data, cfg, seed=seed)[0]) for seed in (0, 1)]
+        assert (splits[0] == splits[1]) is same and draws_no_split(cfg) is same

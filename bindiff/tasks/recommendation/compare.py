@@ -197,6 +197,7 @@ def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, 
                         f"valid {select} {trained.metrics['valid'][select]:.4f} in {runs[-1].train_seconds:.1f} s")
         table = summarise(runs, base)
         table["tuning"] = {name: tuning.get(name, {"trials": 0}) for name in presets}
+        table["one_split"] = draws_no_split(base["split"])
         write_json(out / "compare.json", table)
         write_text(out / "results.csv", _to_csv(table))
         write_text(out / "results.md", _to_markdown(table, recipe, overrides, models, n_seeds, tune_trials))
@@ -298,6 +299,12 @@ def _to_csv(table: dict) -> str:
     return buffer.getvalue()
 
 
+def draws_no_split(split_cfg: dict) -> bool:
+    """Whether every seed gets the same split: a fixed ``split.seed``, or a weak split of each user's
+    latest items (nothing is drawn). A predefined split's validation users may be drawn (BARS files)."""
+    return split_cfg.get("seed") is not None or (split_cfg["kind"] == "weak" and split_cfg.get("holdout") == "latest")
+
+
 def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune_trials: int | None = None) -> str:
     metrics = table["metrics"]
     command = " ".join(["bindiff compare", recipe, *overrides, *(["--models", ",".join(models)] if models else []),
@@ -316,8 +323,13 @@ def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune
         trials = table.get("tuning", {}).get(name, {}).get("trials", 0)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['train_seconds']:.1f} | "
                      f"{row['inference_seconds']:.2f} | {versus} |" + (f" {trials or 'none'} |" if tuned else ""))
-    footnote = (f"Mean ± standard deviation over {n_seeds} seeds (each seed's split shared by all models)"
-                if n_seeds > 1 else "One seed, so no standard deviation (its split shared by all models)")
+    if n_seeds == 1:
+        footnote = "One seed, so no standard deviation (its split shared by all models)"
+    elif table.get("one_split"):
+        footnote = (f"Mean ± standard deviation over {n_seeds} seeds, all on one split (it draws nothing from the "
+                    "seed): the spread is the models' training alone")
+    else:
+        footnote = f"Mean ± standard deviation over {n_seeds} seeds (each seed's split shared by all models)"
     if table["best_baseline"] is None:
         footnote += "; no model of this comparison is a baseline, so there is no paired test."
     else:
