@@ -20,7 +20,9 @@ GOOD_DAT = "".join(f"{u}::{i}::{(u + i) % 5 + 1}::9783007{u:02d}\n" for u in ran
 
 
 def small(root: Path, *extra: str) -> list[str]:
-    return ["data.min_rating=4", "split.n_valid_users=5", "split.n_test_users=5", "denoiser.params.hidden=[8]",
+    # a predefined split never reads split.n_test_users: overriding it is refused
+    users = [] if "split.kind=predefined" in extra else ["split.n_valid_users=5", "split.n_test_users=5"]
+    return ["data.min_rating=4", *users, "denoiser.params.hidden=[8]",
             "train.epochs=1", "eval.metrics=[recall@5]", "eval.select=recall@5", f"output.root={root}",
             "output.progress=false", *extra]
 
