@@ -126,13 +126,23 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
                           f"with {_COMMANDS_OF.get(config['task'], 'its own task module')}")
     # A checkpoint copied in from another run would be built as that run's model and then fed
     # this run's data; where they disagree is named here instead of a shape error deep inside.
+    # Over the keys of both: a free section (denoiser.params) may hold a key on one side only.
     stored = flatten(recipe_from_text((run_dir / "config.yaml").read_text(encoding="utf-8"),
                                       source=str(run_dir / "config.yaml")))
-    for key, value in flatten(config).items():
-        if not key.startswith("output.") and stored.get(key, value) != value:
-            raise CheckpointError(f"{path}: not this run's checkpoint: its {key} is {value!r}, the run's "
-                                  f"config.yaml has {stored[key]!r}")
+    ours = flatten(config)
+    for key in sorted(set(ours) | set(stored), reverse=True):  # "a.b.c" before "a.b", which may be an empty {}
+        if key.startswith("output.") or ours.get(key, _ABSENT) == stored.get(key, _ABSENT):
+            continue
+        raise CheckpointError(f"{path}: not this run's checkpoint: its {key} is {_shown(ours, key)}, the run's "
+                              f"config.yaml has {_shown(stored, key)}")
     return config, payload
+
+
+_ABSENT = object()
+
+
+def _shown(flat: dict, key: str) -> str:
+    return repr(flat[key]) if key in flat else "no such key"
 
 
 def read_metrics(run_dir: str | Path) -> dict:
