@@ -1,7 +1,20 @@
 """The shared plumbing (atomic files, run folders, recipes and overrides, checkpoints, scoring,
 the task lifecycle and registry, plugins, verified downloads) against independent truths: each
 test kills a mutant of that code which the rest of the suite let survive (a thirteenth audit
-pass, by mutation). Each docstring names its mutant as ``file:line before -> after``."""
+pass, by mutation). Each docstring names its mutant as ``file:line before -> after``.
+
+Eight mutants of that pass change nothing observable, so no test here names them:
+- files.py ``is_dir() or`` dropped in the output check: a folder already fails ``exists() and not is_file()``;
+- files.py ``break`` -> ``continue`` removing made folders: each higher folder holds the one that stayed;
+- files.py ``allow_nan=True`` in write_json: ``json_safe`` has turned every non-finite value into null;
+- scoring.py ``!= 1`` -> ``> 1`` for a case's predictions: an empty list is refused earlier;
+- base.py ``% 2**31`` -> ``% 2**32`` for derived seeds: ``torch.manual_seed`` takes 64 bits (other,
+  equally reproducible numbers);
+- recipe.py ``.strip()`` of an override's key: a key with spaces is refused either way;
+- checkpoint.py the run lock's ``timeout=0`` -> ``1``: the same refusal, a second later;
+- checkpoint.py ``lock.release()`` dropped: the lock object's finaliser releases it when the
+  context ends (a second process takes it at once).
+"""
 
 from __future__ import annotations
 
