@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
 from .config.schema import FOLDER_NAME_RULE, is_folder_name
 from .files import OutputError, write_text
-from .training.checkpoint import CheckpointError, load_checkpoint
+from .training.checkpoint import CheckpointError, load_checkpoint, missing_code_hint
 
 
 def create_output_dir(config: dict, kind: str = "run", folder: str | None = None) -> Path:
@@ -120,7 +120,13 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
         raise RecipeError(f"--checkpoint must be best or last, got {name!r}")  # not a path to any .pt file
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     payload = load_checkpoint(path, mmap=True)  # only the weights are read: the optimiser's state stays on disk
-    config = recipe_from_text(payload["config_yaml"], source=str(path))
+    try:
+        config = recipe_from_text(payload["config_yaml"], source=str(path))
+    except RecipeError as err:  # a plugin's denoiser, model or task not registered here: say which plugin
+        hint = missing_code_hint(payload)
+        if not hint:
+            raise
+        raise CheckpointError(f"{err}{hint}") from None
     if config["task"] != task:
         raise RecipeError(f"{run_dir}: a {config['task']} run, not a {task} run; {config['task']} runs are used "
                           f"with {_COMMANDS_OF.get(config['task'], 'its own task module')}")
@@ -133,16 +139,14 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
     for key in sorted(set(ours) | set(stored), reverse=True):  # "a.b.c" before "a.b", which may be an empty {}
         if key.startswith("output.") or ours.get(key, _ABSENT) == stored.get(key, _ABSENT):
             continue
-        raise CheckpointError(f"{path}: not this run's checkpoint: its {key} is {_shown(ours, key)}, the run's "
-                              f"config.yaml has {_shown(stored, key)}")
+        theirs = f"has {stored[key]!r}" if key in stored else f"has no {key}"
+        raise CheckpointError(f"{path}: not this run's checkpoint: "
+                              + (f"its {key} is {ours[key]!r}" if key in ours else f"it has no {key}")
+                              + f", the run's config.yaml {theirs}")
     return config, payload
 
 
 _ABSENT = object()
-
-
-def _shown(flat: dict, key: str) -> str:
-    return repr(flat[key]) if key in flat else "no such key"
 
 
 def read_metrics(run_dir: str | Path) -> dict:

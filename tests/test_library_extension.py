@@ -305,13 +305,51 @@ def test_a_run_names_the_plugin_its_model_needs(tmp_path):
     assert trained.returncode == 0, trained.stderr
     (run_dir,) = (tmp_path / "runs").glob("*/*")
     without = _bindiff("evaluate", str(run_dir), env_extra={})
-    assert without.returncode == 2 and "Traceback" not in without.stderr
-    assert without.stderr.strip() == (f"error: {run_dir / 'checkpoints' / 'best.pt'}: its model is built by code in "
-                                      "'my_plugin', which this process has not imported: set "
-                                      "BINDIFF_PLUGINS=my_plugin for the bindiff command (or import it first, from "
-                                      "Python)")
+    assert without.returncode == 2 and "Traceback" not in without.stderr and len(without.stderr.splitlines()) == 1
+    assert "unknown denoiser 'tiny'" in without.stderr
+    assert without.stderr.strip().endswith("; its model was built by code in 'my_plugin', which this process has not "
+                                           "imported: set BINDIFF_PLUGINS=my_plugin for the bindiff command (or "
+                                           "import it first, from Python)")
+    # a plugin already named keeps its place in the advice
+    other = _bindiff("evaluate", str(run_dir), env_extra={"BINDIFF_PLUGINS": "json"})
+    assert other.returncode == 2 and "set BINDIFF_PLUGINS=json,my_plugin for" in other.stderr
     with_plugin = _bindiff("evaluate", str(run_dir), env_extra=env)
     assert with_plugin.returncode == 0, with_plugin.stderr
+    # the same module imported under another name registers the same denoiser: the run is read
+    package = tmp_path / "pk"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "renamed.py").write_text(PLUGIN)
+    moved = _bindiff("evaluate", str(run_dir), env_extra={"BINDIFF_PLUGINS": "pk.renamed", "PYTHONPATH": str(tmp_path)})
+    assert moved.returncode == 0, moved.stderr
+
+
+def test_a_model_of_ones_own_loaded_from_a_file_trains_and_is_read_in_its_process(tmp_path):
+    """A class from a module run from its file (not in sys.modules) or from __main__: the run trains
+    and is read back (the first version of code_modules refused it after the last epoch)."""
+    import importlib.util
+
+    import bindiff
+
+    path = tmp_path / "den_body.py"
+    path.write_text(PLUGIN.split("class Toy")[0].replace("import bindiff", "") + "\n")
+    spec = importlib.util.spec_from_file_location("den_body_not_in_sys_modules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    bindiff.register_denoiser("tiny_from_file", module.Tiny)
+    from bindiff.config import load_recipe
+
+    try:
+        config = load_recipe("ml100k", ["data.dataset=synthetic:tiny", "denoiser.name=tiny_from_file",
+                                      "denoiser.params={}", "train.epochs=1", "train.threads=1",
+                                      f"output.root={tmp_path / 'runs'}", "output.progress=false",
+                                      "split.n_valid_users=20", "split.n_test_users=20"])
+        run = bindiff.train(config)
+        assert "test" in run.metrics
+    finally:
+        from bindiff.core.denoisers import DENOISERS
+
+        DENOISERS.pop("tiny_from_file", None)
 
 
 def test_a_plugin_that_is_not_there_is_one_line_and_one_that_fails_keeps_its_traceback(tmp_path):

@@ -247,5 +247,5 @@ def test_sample_voxels_beyond_the_nearest_cases_scan_are_counted_and_said(data, 
     written = nib.load(str(tmp_path / "generation" / "nifti" / f"sample_000_in_{train[0]}.nii.gz"))
     np.testing.assert_array_equal(np.asarray(written.dataobj), (_label(train[0]) > 0).astype(np.uint8))
     said = capsys.readouterr()
-    assert "1 generated sample(s) reach beyond their nearest training case's volume (most: 1 voxels)" in \
+    assert "1 generated sample(s) reach beyond their nearest training case's volume (most: 1 voxel(s))" in \
         said.out + said.err

@@ -981,9 +981,9 @@ def test_read_run_refuses_a_checkpoint_whose_free_section_holds_a_key_the_run_la
     for name, (theirs, ours) in {"extra": (params, bare), "missing": (bare, params)}.items():
         run = _run_with_checkpoint(tmp_path / name, {**config, "denoiser": theirs},
                                    stored={**config, "denoiser": ours})
-        shown = ("[8], the run's config.yaml has no such key" if name == "extra"
-                 else "no such key, the run's config.yaml has [8]")
-        with pytest.raises(CheckpointError, match=re.escape(f"its denoiser.params.hidden is {shown}")):
+        shown = ("its denoiser.params.hidden is [8], the run's config.yaml has no denoiser.params.hidden"
+                 if name == "extra" else "it has no denoiser.params.hidden, the run's config.yaml has [8]")
+        with pytest.raises(CheckpointError, match=re.escape(f"not this run's checkpoint: {shown}")):
             read_run(run, "recommend")
 
 
@@ -1342,3 +1342,20 @@ def test_an_unknown_region_is_refused_before_any_file_is_read(tmp_path):
 
     with pytest.raises(DataError, match="has no region 'nope'"):
         score(tmp_path / "missing_pred", tmp_path / "missing_ref", preset=get_preset("msd_hippocampus"), region="nope")
+
+
+def test_a_checkpoint_from_before_code_modules_loads_and_a_malformed_list_is_named(tmp_path):
+    """Checkpoints written before 2026-12-07 have no ``code_modules``: they load as they did."""
+    import torch
+
+    from bindiff.files import CheckpointError
+    from bindiff.training.checkpoint import load_checkpoint
+
+    path = _checkpoint_file(tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    assert payload.pop("code_modules") == []  # a torch layer: nothing outside bindiff and torch
+    torch.save(payload, path)
+    assert "code_modules" not in load_checkpoint(path) and load_checkpoint(path)["dim"] == 3
+    bad = _checkpoint_file(tmp_path / "bad.pt", code_modules=[1])
+    with pytest.raises(CheckpointError, match="key 'code_modules' is not a list of module names"):
+        load_checkpoint(bad)

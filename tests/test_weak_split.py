@@ -253,7 +253,7 @@ def test_refusals_of_holdout_items(tmp_path):
     ([(u, k) for u in range(6) for k in range(3)], [], ["no user has split.min_items_to_split = 5", "lower it"]),
     # two items each: after the test item one is left, which stays in training
     ([(u, k) for u in range(6) for k in range(2)], ["split.min_items_to_split=2"],
-     ["the valid split", "split.holdout_fraction = 0.2", "one item left"]),
+     ["the valid split", "split.holdout_fraction = 0.2", "one item left", "at least 3 items"]),
     # every user's test item is one nobody else has: dropped with its item
     ([(u, (u + k) % 5) for u in range(6) for k in range(5)] + [(u, 100 + u) for u in range(6)],
      ["split.holdout=latest"],
@@ -290,3 +290,17 @@ def test_a_comparison_knows_a_latest_weak_split_is_the_same_for_every_seed(tmp_p
         cfg = {"kind": "weak", "holdout": holdout, "seed": None}
         splits = [actual(prepare_split(data, cfg, seed=seed)[0]) for seed in (0, 1)]
         assert (splits[0] == splits[1]) is same and draws_no_split(cfg) is same
+
+
+def test_a_numpy_count_is_saved_as_a_plain_integer(tmp_path):
+    """A numpy integer (accepted as a count) was stored as is: save() failed in json with files half written."""
+    from bindiff.adapters.interactions import build_matrix, read_delimited, strong_generalization
+
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=2)
+    im = build_matrix(read_delimited(path))
+    splits = {"weak": weak_generalization(im, seed=0, holdout_items=np.int64(2)),
+              "strong": strong_generalization(im, 5, 5, seed=0, holdout_items=np.int64(2))}
+    for name, split in splits.items():
+        split.save(tmp_path / name)
+        assert json.loads((tmp_path / name / "split.json").read_text())["info"]["holdout_items"] == 2

@@ -45,10 +45,11 @@ HOLDOUTS = {
 # from what is left (as split.json's info records it).
 WEAK_HOLDOUTS = {
     "random": "test: a random holdout_fraction (or holdout_items) of each splittable user's items; validation: "
-              "as many again of the rest, drawn likewise; drawn with (seed, user row) and (seed, user row, 1)",
+              "holdout_fraction of the rest (or holdout_items again), drawn likewise; drawn with (seed, user row) "
+              "and (seed, user row, 1)",
     "latest": "test: each splittable user's latest holdout_fraction (or holdout_items) of items by time; "
-              "validation: as many again of the rest, the latest; equal times: the item with the higher column "
-              "counts as later",
+              "validation: the latest holdout_fraction of the rest (or holdout_items again); equal times: the item "
+              "with the higher column counts as later",
 }
 
 
@@ -233,7 +234,7 @@ def strong_generalization(
         "n_valid_users": int(n_valid_users),
         "n_test_users": int(n_test_users),
         "holdout_fraction": float(holdout_fraction),
-        "holdout_items": holdout_items,
+        "holdout_items": None if holdout_items is None else int(holdout_items),
         "holdout": holdout,
         "holdout_rule": HOLDOUTS[holdout],
         "min_items_to_split": int(min_items_to_split),
@@ -274,7 +275,7 @@ def weak_generalization(
     """Every user trains; each user's held-out items are the targets (weak generalisation).
 
     A user with at least min_items_to_split items holds out ``holdout_count(n, holdout_fraction,
-    holdout_items)`` of them as test targets, then as many again of the rest by the same rule as
+    holdout_items)`` of them as test targets, then ``holdout_count`` of the rest by the same rule as
     validation targets (none when one item is left: it stays in training); the remaining items are
     the user's training row. Users with fewer items train on all of them and are not scored.
     ``holdout`` chooses the items as in ``strong_generalization`` (``latest``: the test targets are
@@ -295,7 +296,7 @@ def weak_generalization(
     time = im.time[entry_positions(im.matrix, rows, np.arange(im.n_items))] if holdout == "latest" else None
     to_test = _holdout_mask(matrix, rows, holdout_fraction, min_items_to_split, seed, time, items=holdout_items)
     rest, test_target = _masked(matrix, ~to_test), _masked(matrix, to_test)
-    # the validation targets: as many again of what each splittable user has left (one item left
+    # the validation targets: the same rule applied to what each splittable user has left (one item left
     # stays in training; min_items 2 says so)
     split_rows = np.flatnonzero(np.diff(matrix.indptr) >= min_items_to_split)
     positions = entry_positions(rest, split_rows, np.arange(im.n_items))  # their entries among rest's
@@ -324,7 +325,7 @@ def weak_generalization(
         "source": im.source,
         "seed": int(seed),
         "holdout_fraction": float(holdout_fraction),
-        "holdout_items": holdout_items,
+        "holdout_items": None if holdout_items is None else int(holdout_items),
         "holdout": holdout,
         "holdout_rule": WEAK_HOLDOUTS[holdout],
         "min_items_to_split": int(min_items_to_split),

@@ -15,6 +15,7 @@ either the previous checkpoint or the new one under the final name, never a trun
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import re
 import sys
@@ -60,7 +61,7 @@ def code_modules(model: torch.nn.Module) -> list[str]:
     """The modules, outside bindiff and torch, that define the model's layers: a plugin's denoiser,
     model or task. A run records them, so that a process which reads the run without them is told
     which to load instead of meeting an unknown name."""
-    ours = ("bindiff", "torch", "builtins")
+    ours = ("bindiff", "torch", "builtins", "__main__")  # __main__: a script's or notebook's own, never importable
     return sorted({type(layer).__module__ for layer in model.modules()
                    if type(layer).__module__.split(".")[0] not in ours})
 
@@ -134,12 +135,21 @@ def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) ->
     modules = payload.get("code_modules", [])  # absent from the checkpoints of bindiff before 2026-12-07
     if not isinstance(modules, list) or not all(isinstance(name, str) for name in modules):
         raise CheckpointError(f"{path}: key 'code_modules' is not a list of module names")
-    missing = [name for name in modules if name not in sys.modules]
-    if missing:
-        raise CheckpointError(f"{path}: its model is built by code in {', '.join(map(repr, missing))}, which this "
-                              f"process has not imported: set {PLUGINS_ENV}={','.join(missing)} for the bindiff command "
-                              "(or import it first, from Python)")
     return payload
+
+
+def missing_code_hint(payload: dict) -> str:
+    """For an error met while a checkpoint's config or model is read (an unknown denoiser, model or
+    task): the modules its model was built from that this process has not imported, and the
+    ``BINDIFF_PLUGINS`` that names them beside those already named; "" when none is missing. Only a
+    hint: a module may be importable under another name, or register nothing the run needs."""
+    missing = [name for name in payload.get("code_modules", []) if name not in sys.modules]
+    if not missing:
+        return ""
+    named = [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
+    return (f"; its model was built by code in {', '.join(map(repr, missing))}, which this process has not "
+            f"imported: set {PLUGINS_ENV}={','.join(named + missing)} for the bindiff command (or import it first, "
+            "from Python)")
 
 
 def check_resumable(payload: dict, path: str | Path) -> None:

@@ -172,7 +172,7 @@ def _write_outputs(ctx: EvalContext, out_dir: Path, samples: np.ndarray, bank: n
             write_mask(volume, near.geometry, out_dir / "nifti" / f"sample_{i:03d}_in_{near.case_id}.nii.gz")
         if any(beyond):
             log(f"warning: {sum(n > 0 for n in beyond)} generated sample(s) reach beyond their nearest training "
-                f"case's volume (most: {max(beyond)} voxels); those voxels are not in their NIfTI files "
+                f"case's volume (most: {max(beyond)} voxel(s)); those voxels are not in their NIfTI files "
                 "(voxels_beyond_frame in summary.json)")
     if not evaluation["panels"]:
         return beyond

@@ -173,8 +173,8 @@ def _weak_hint(split_cfg: dict, split: Split, stage: str) -> str:
         share = (f"split.holdout_items = {split_cfg['holdout_items']}" if split_cfg.get("holdout_items") is not None
                  else f"split.holdout_fraction = {split_cfg['holdout_fraction']}")
         return (f"; after the test items ({share}) every splittable user has one item left, which stays in "
-                f"training: lower it, or raise split.min_items_to_split above "
-                f"{split_cfg['min_items_to_split']}")
+                "training: a validation item needs a user with at least 3 items and one test item (lower "
+                "that key only where it takes more than one item)")
     return (f"; every held-out item of the {stage} users is one no user trains on "
             f"({split.info.get('n_held_out_interactions_dropped', 0)} held-out pairs dropped with their items)")
 
