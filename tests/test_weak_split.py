@@ -36,9 +36,11 @@ def item_order(item: str):
     return (0, int(item), "") if item.isdigit() else (1, 0, item)
 
 
-def brute_force(times: dict, fraction: float, min_items: int, n_items: int | None = None) -> dict:
+def brute_force(times: dict, fraction: float, min_items: int, n_items: int | None = None,
+                valid_fraction: float | None = None) -> dict:
     """user -> (train, valid, test) item sets of the latest weak split, the vocabulary applied
-    (``n_items``: that many held out, at most all but one, instead of the fraction)."""
+    (``n_items``: that many held out, at most all but one, instead of the fraction; ``valid_fraction``:
+    validation takes that share of all the user's items, leaving one)."""
     def count(n):
         return min(n_items, n - 1) if n_items is not None else expected_count(n, fraction)
 
@@ -51,6 +53,8 @@ def brute_force(times: dict, fraction: float, min_items: int, n_items: int | Non
         n_test = count(n) if n >= min_items else 0
         rest, test = items[:n - n_test], items[n - n_test:]
         n_valid = count(len(rest)) if n >= min_items and len(rest) >= 2 else 0
+        if valid_fraction is not None and n_valid:
+            n_valid = min(expected_count(n, valid_fraction), len(rest) - 1)
         parts[user] = (set(rest[:len(rest) - n_valid]), set(rest[len(rest) - n_valid:]), set(test))
     vocabulary = set().union(*(train for train, _, _ in parts.values()))
     return {user: tuple(part & vocabulary for part in three) for user, three in parts.items()}
@@ -101,6 +105,32 @@ def test_latest_weak_split_matches_brute_force(tmp_path, prefix, fraction, min_i
     # what a run saves is what it trained on
     split.save(tmp_path / "split")
     assert actual(Split.load(tmp_path / "split")) == expected
+
+
+@pytest.mark.parametrize("fraction,valid_fraction,min_items", [(0.1, 0.1, 3), (0.2, 0.1, 5), (0.2, 0.7, 2)])
+def test_a_validation_share_of_all_items_matches_brute_force(tmp_path, fraction, valid_fraction, min_items):
+    path = tmp_path / "d.csv"
+    times = timed_file(path, seed=12, n=2500)
+    split, _ = prepare_split({"dataset": str(path), "time_col": "when"},
+                             {"kind": "weak", "holdout": "latest", "holdout_fraction": fraction,
+                              "valid_fraction": valid_fraction, "min_items_to_split": min_items}, seed=0)
+    expected = brute_force(times, fraction, min_items, valid_fraction=valid_fraction)
+    assert actual(split) == expected and split.info["valid_fraction"] == valid_fraction
+
+
+def test_seven_one_two_by_hand(tmp_path):
+    # a saw items 0..29 in order; b (eleven items, under min_items_to_split 12: never split) trains 19..29.
+    # 20 % to test: 24..29; 10 % of all 30 to validation: 21..23 (20 % of the 24 left would take five)
+    path = tmp_path / "d.csv"
+    path.write_text("user,item,when\n" + "".join(f"a,{i},{i}\n" for i in range(30))
+                    + "".join(f"b,{i},0\n" for i in range(19, 30)))
+    config = {"kind": "weak", "holdout": "latest", "holdout_fraction": 0.2, "min_items_to_split": 12}
+    split, _ = prepare_split({"dataset": str(path), "time_col": "when"}, {**config, "valid_fraction": 0.1}, seed=0)
+    train, valid, test = actual(split)["a"]
+    assert test == set(map(str, range(24, 30))) and valid == {"21", "22", "23"}
+    assert train == set(map(str, range(21)))
+    share_of_rest, _ = prepare_split({"dataset": str(path), "time_col": "when"}, config, seed=0)
+    assert actual(share_of_rest)["a"][1] == set(map(str, range(19, 24)))
 
 
 def test_hand_example():
@@ -265,6 +295,16 @@ def test_cli_says_why_a_weak_split_has_nobody_to_score(tmp_path, rows, overrides
     line = error_line(_train(tmp_path, f"data.dataset={path}", "data.time_col=when", "split.kind=weak",
                              "eval.metrics=[recall@2]", "eval.select=recall@2", *overrides))
     assert "no user with a held-out item" in line and all(word in line for word in words), line
+
+
+def test_valid_fraction_refusals_leave_no_folder(tmp_path):
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=6)
+    for overrides, words in (([], ["split.valid_fraction=0.1 applies to split.kind weak only"]),
+                             (["split.kind=weak", "split.holdout_items=1"], ["with split.holdout_items"])):
+        line = error_line(_train(tmp_path, f"data.dataset={path}", "split.valid_fraction=0.1", *overrides))
+        assert all(word in line for word in words), line
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
 
 
 def test_cli_refusals_are_one_line(tmp_path):

@@ -45,10 +45,10 @@ HOLDOUTS = {
 # from what is left (as split.json's info records it).
 WEAK_HOLDOUTS = {
     "random": "test: a random holdout_fraction (or holdout_items) of each splittable user's items; validation: "
-              "holdout_fraction of the rest (or holdout_items again), drawn likewise; drawn with (seed, user row) "
+              "holdout_fraction of the rest (or valid_fraction of all, or holdout_items again), drawn likewise; drawn with (seed, user row) "
               "and (seed, user row, 1)",
     "latest": "test: each splittable user's latest holdout_fraction (or holdout_items) of items by time; "
-              "validation: the latest holdout_fraction of the rest (or holdout_items again); equal times: the item "
+              "validation: the latest holdout_fraction of the rest (or valid_fraction of all, or holdout_items again); equal times: the item "
               "with the higher column counts as later",
 }
 
@@ -271,6 +271,7 @@ def weak_generalization(
     seed: int,
     holdout: str = "random",
     holdout_items: int | None = None,
+    valid_fraction: float | None = None,
 ) -> Split:
     """Every user trains; each user's held-out items are the targets (weak generalisation).
 
@@ -280,6 +281,8 @@ def weak_generalization(
     the user's training row. Users with fewer items train on all of them and are not scored.
     ``holdout`` chooses the items as in ``strong_generalization`` (``latest``: the test targets are
     the latest, the validation targets the latest before them). ``holdout_items=1`` is leave-one-out.
+    ``valid_fraction``: validation takes that share of *all* the user's items instead (rounded half up,
+    at least 1, leaving one for training), so that 0.1 and 0.1 split each user 8:1:1.
 
     Validation ranks every item but the user's training ones from the training row; test ranks
     every item but the training and validation ones from both (the history known before the test
@@ -290,6 +293,12 @@ def weak_generalization(
     """
     where = _check_holdout_choice(im, holdout)
     _check_hold_out(where, holdout_fraction, min_items_to_split, seed, holdout_items)
+    if valid_fraction is not None:
+        if not isinstance(valid_fraction, numbers.Real) or not 0.0 < valid_fraction < 1.0:
+            raise DataError(f"{where}: valid_fraction must be null or in (0, 1), got {valid_fraction!r}")
+        if holdout_items is not None:
+            raise DataError(f"{where}: valid_fraction goes with holdout_fraction; with holdout_items, validation "
+                            "holds out as many items as test")
 
     matrix = _sorted(im.matrix.tocsr())
     rows = np.arange(im.n_users)
@@ -302,8 +311,10 @@ def weak_generalization(
     positions = entry_positions(rest, split_rows, np.arange(im.n_items))  # their entries among rest's
     rest_time = None if time is None else time[~to_test][positions]
     to_valid = np.zeros(rest.nnz, dtype=bool)
-    to_valid[positions] = _holdout_mask(rest[split_rows], split_rows, holdout_fraction, 2, seed, rest_time,
-                                        stream=(1,), items=holdout_items)
+    totals = None if valid_fraction is None else np.diff(matrix.indptr)[split_rows]
+    to_valid[positions] = _holdout_mask(rest[split_rows], split_rows,
+                                        holdout_fraction if valid_fraction is None else valid_fraction, 2, seed,
+                                        rest_time, stream=(1,), items=holdout_items, totals=totals)
     train_all, valid_target = _masked(rest, ~to_valid), _masked(rest, to_valid)
     # who is scored, decided before the vocabulary drops any target
     scored_rows = {"valid": np.flatnonzero(np.diff(valid_target.indptr) > 0),
@@ -326,6 +337,7 @@ def weak_generalization(
         "seed": int(seed),
         "holdout_fraction": float(holdout_fraction),
         "holdout_items": None if holdout_items is None else int(holdout_items),
+        "valid_fraction": None if valid_fraction is None else float(valid_fraction),
         "holdout": holdout,
         "holdout_rule": WEAK_HOLDOUTS[holdout],
         "min_items_to_split": int(min_items_to_split),
@@ -515,16 +527,19 @@ def _hold_out(
 def _holdout_mask(
     known: sp.csr_matrix, rows: np.ndarray, fraction: float, min_items: int, seed: int,
     time: np.ndarray | None = None, stream: tuple[int, ...] = (), items: int | None = None,
+    totals: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which entries of ``known`` (indices sorted) ``_hold_out`` moves to the target. ``stream``
-    extends the random draw's seed, so that a second hold-out from the same users draws afresh."""
+    extends the random draw's seed, so that a second hold-out from the same users draws afresh.
+    ``totals`` (one per row): the fraction is of that many items, the count still leaving one of the row's."""
     to_target = np.zeros(known.nnz, dtype=bool)
     for position, row in enumerate(rows):
         start, end = known.indptr[position], known.indptr[position + 1]
         n = end - start
         if n < min_items:
             continue
-        count = holdout_count(n, fraction, items)
+        count = holdout_count(n, fraction, items) if totals is None else \
+            min(holdout_count(int(totals[position]), fraction), n - 1)
         if time is not None:
             # ascending by (time, column): the last `count` are the latest
             chosen = np.lexsort((known.indices[start:end], time[start:end]))[n - count:]

@@ -38,11 +38,18 @@ _TIMED_LAYOUTS = ("movielens", "ml100k")
 
 
 def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None = None) -> None:
-    """DataError for ``split.holdout_items`` with a predefined split, and for ``split.holdout: latest``
+    """DataError for ``split.valid_fraction`` outside a weak split or beside ``split.holdout_items``, for
+    ``split.holdout_items`` with a predefined split, and for ``split.holdout: latest``
     where it cannot apply: a predefined split (already the dataset's own), ``synthetic:`` data (no
     time), or, once ``source`` is known, data without time (a delimited file without
     ``data.time_col``; DiffRec's, BARS's and .npy files). Before any file is read, so nothing is
     written either."""
+    if split_cfg.get("kind", "strong") != "weak" and split_cfg.get("valid_fraction") is not None:
+        raise DataError(f"split.valid_fraction={split_cfg['valid_fraction']} applies to split.kind weak only (a "
+                        f"{split_cfg.get('kind', 'strong')} split draws validation otherwise): set it to null")
+    if split_cfg.get("valid_fraction") is not None and split_cfg.get("holdout_items") is not None:
+        raise DataError("split.valid_fraction goes with split.holdout_fraction; with split.holdout_items, validation "
+                        "holds out as many items as test: set one of them to null")
     if split_cfg.get("kind", "strong") == "predefined" and split_cfg.get("holdout_items") is not None:
         raise DataError(f"split.holdout_items={split_cfg['holdout_items']} applies to split.kind strong and weak; a "
                         "predefined split holds out what its files say: set it to null")
@@ -113,7 +120,7 @@ def prepare_split(
                             min_items_to_split=split_cfg.get("min_items_to_split", 5), seed=seed, holdout=holdout,
                             holdout_items=split_cfg.get("holdout_items"))
         if kind == "weak":
-            split = weak_generalization(matrix, **holdout_keys)
+            split = weak_generalization(matrix, **holdout_keys, valid_fraction=split_cfg.get("valid_fraction"))
         else:
             for key in ("n_valid_users", "n_test_users"):
                 if key not in split_cfg:

@@ -43,6 +43,9 @@ SECTIONS: dict[str, Any] = {
         "holdout_items": key((int, type(None)), None, "held-out items per evaluation user instead of "
                              "holdout_fraction (1: leave-one-out; at most n - 1), or null (strong and weak splits)",
                              (lambda v: v is None or v >= 1, "must be null or >= 1")),
+        "valid_fraction": key((float, type(None)), None, "weak split: share of each user's items (of all of them) "
+                              "held out for validation; null: holdout_fraction of what the test items leave",
+                              (lambda v: v is None or 0.0 < v < 1.0, "must be null or in (0, 1)")),
         "holdout": key(str, "random", "which of an evaluation user's items are held out (strong and weak splits): "
                        "random or "
                        "latest (the latest by time; needs time data)",
