@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
 from .config.schema import FOLDER_NAME_RULE, is_folder_name
 from .files import OutputError, write_text
-from .training.checkpoint import CheckpointError, load_checkpoint, missing_code_hint
+from .training.checkpoint import CheckpointError, load_checkpoint, naming_missing_code
 
 
 def create_output_dir(config: dict, kind: str = "run", folder: str | None = None) -> Path:
@@ -120,13 +120,8 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
         raise RecipeError(f"--checkpoint must be best or last, got {name!r}")  # not a path to any .pt file
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     payload = load_checkpoint(path, mmap=True)  # only the weights are read: the optimiser's state stays on disk
-    try:
+    with naming_missing_code(payload):  # a plugin's denoiser, model or task not registered here
         config = recipe_from_text(payload["config_yaml"], source=str(path))
-    except RecipeError as err:  # a plugin's denoiser, model or task not registered here: say which plugin
-        hint = missing_code_hint(payload)
-        if not hint:
-            raise
-        raise CheckpointError(f"{err}{hint}") from None
     if config["task"] != task:
         raise RecipeError(f"{run_dir}: a {config['task']} run, not a {task} run; {config['task']} runs are used "
                           f"with {_COMMANDS_OF.get(config['task'], 'its own task module')}")

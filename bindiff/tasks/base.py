@@ -47,7 +47,7 @@ from ..plots import plot_training_curve
 from ..progress import log, log_lines
 from ..runs import create_run_dir, flatten, read_run, remove_unfinished_run
 from ..training import distributed
-from ..training.checkpoint import (CheckpointError, check_resumable, load_checkpoint, missing_code_hint,
+from ..training.checkpoint import (CheckpointError, check_resumable, load_checkpoint, naming_missing_code,
                                   remove_stale_temporaries, run_lock, saved_device_types, state_dict_mismatch)
 from ..training.closed_form import fit_closed_form_run
 from ..training.devices import device_of, resolve_device, seed_training
@@ -626,13 +626,8 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
         kind = kinds[companion]
     # the initial weights, overwritten next, draw from the global generator
     with torch.random.fork_rng(devices=[]), float32_models():
-        try:
+        with naming_missing_code(payload, where=f"{run_dir}: "):  # a plugin's denoiser unknown here
             model = kind.build(config, payload["dim"], training=False)
-        except RecipeError as err:  # a plugin's denoiser unknown here: say which plugin the run was built with
-            hint = missing_code_hint(payload)
-            if not hint:
-                raise
-            raise CheckpointError(f"{run_dir}: {err}{hint}") from None
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, ValueError, KeyError) as err:  # shapes or names edited, or another model's weights

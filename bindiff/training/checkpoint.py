@@ -27,6 +27,7 @@ from typing import Iterator
 import torch
 
 from .. import __version__
+from ..config import RecipeError
 from ..files import CheckpointError, atomic_path  # noqa: F401 - CheckpointError: its old home
 from ..plugins import ENV as PLUGINS_ENV
 
@@ -61,7 +62,7 @@ def code_modules(model: torch.nn.Module) -> list[str]:
     """The modules, outside bindiff and torch, that define the model's layers: a plugin's denoiser,
     model or task. A run records them, so that a process which reads the run without them is told
     which to load instead of meeting an unknown name."""
-    ours = ("bindiff", "torch", "builtins", "__main__")  # __main__: a script's or notebook's own, never importable
+    ours = ("bindiff", "torch", "__main__")  # __main__: a script's or notebook's own, never importable
     return sorted({type(layer).__module__ for layer in model.modules()
                    if type(layer).__module__.split(".")[0] not in ours})
 
@@ -138,18 +139,23 @@ def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) ->
     return payload
 
 
-def missing_code_hint(payload: dict) -> str:
-    """For an error met while a checkpoint's config or model is read (an unknown denoiser, model or
-    task): the modules its model was built from that this process has not imported, and the
-    ``BINDIFF_PLUGINS`` that names them beside those already named; "" when none is missing. Only a
-    hint: a module may be importable under another name, or register nothing the run needs."""
-    missing = [name for name in payload.get("code_modules", []) if name not in sys.modules]
-    if not missing:
-        return ""
-    named = [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
-    return (f"; its model was built by code in {', '.join(map(repr, missing))}, which this process has not "
-            f"imported: set {PLUGINS_ENV}={','.join(named + missing)} for the bindiff command (or import it first, "
-            "from Python)")
+@contextmanager
+def naming_missing_code(payload: dict, where: str = "") -> Iterator[None]:
+    """Around reading a checkpoint's config or building its model: a RecipeError (an unknown denoiser,
+    model or task) becomes a CheckpointError that also names the modules the model was built from
+    that this process has not imported, and the ``BINDIFF_PLUGINS`` naming them beside those already
+    named. Only a hint: without such a module the error passes as it was (a module may be importable
+    under another name, or register nothing the run needs)."""
+    try:
+        yield
+    except RecipeError as err:
+        missing = [name for name in payload.get("code_modules", []) if name not in sys.modules]
+        if not missing:
+            raise
+        named = [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
+        raise CheckpointError(f"{where}{err}; its model was built by code in {', '.join(map(repr, missing))}, which "
+                              f"this process has not imported: set {PLUGINS_ENV}={','.join(named + missing)} for the "
+                              "bindiff command (or import it first, from Python)") from None
 
 
 def check_resumable(payload: dict, path: str | Path) -> None:
