@@ -26,6 +26,7 @@ from .interactions import (
     resolve_dataset,
     strong_generalization,
     weak_generalization,
+    temporal_split,
     train_test_split,
 )
 
@@ -51,5 +52,6 @@ __all__ = [
     "resolve_dataset",
     "strong_generalization",
     "weak_generalization",
+    "temporal_split",
     "train_test_split",
 ]

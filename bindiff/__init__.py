@@ -40,6 +40,7 @@ _LAZY = {
     "prepare_split": "bindiff.tasks.recommendation.data",
     "strong_generalization": "bindiff.adapters.interactions",
     "weak_generalization": "bindiff.adapters.interactions",
+    "temporal_split": "bindiff.adapters.interactions",
     "predefined_split": "bindiff.adapters.interactions",
     "train_test_split": "bindiff.adapters.interactions",
     "build_matrix": "bindiff.adapters.interactions",

@@ -297,7 +297,7 @@ def test_prepare_predefined_split_from_diffrec_files(tmp_path):
     [
         ({"min_rating": 4, "k_core": 0}, {"kind": "predefined"}, r"layout 'movielens'\) has no predefined split"),
         ({"min_rating": None, "k_core": 5}, {"kind": "predefined"}, r"data\.k_core=5 cannot be combined"),
-        ({"min_rating": None}, {"kind": "random"}, r"split\.kind must be 'strong', 'weak' or 'predefined'"),
+        ({"min_rating": None}, {"kind": "random"}, r"split\.kind must be 'strong', 'weak', 'temporal' or 'predefined'"),
         ({"min_rating": 4}, {"kind": "strong"}, r"split\.n_valid_users is missing"),
     ],
 )

@@ -300,7 +300,7 @@ def test_cli_says_why_a_weak_split_has_nobody_to_score(tmp_path, rows, overrides
 def test_valid_fraction_refusals_leave_no_folder(tmp_path):
     path = tmp_path / "d.csv"
     timed_file(path, seed=6)
-    for overrides, words in (([], ["split.valid_fraction=0.1 applies to split.kind weak only"]),
+    for overrides, words in (([], ["split.valid_fraction=0.1 applies to split.kind weak and temporal only"]),
                              (["split.kind=weak", "split.holdout_items=1"], ["with split.holdout_items"])):
         line = error_line(_train(tmp_path, f"data.dataset={path}", "split.valid_fraction=0.1", *overrides))
         assert all(word in line for word in words), line

@@ -14,8 +14,8 @@ from .datasets import (
 from .matrix import InteractionMatrix, binary_csr, build_matrix, index_ids
 from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
                       read_pairs)
-from .splits import (EvalPart, Split, holdout_count, predefined_split, strong_generalization, train_test_split,
-                     weak_generalization)
+from .splits import (EvalPart, Split, holdout_count, predefined_split, strong_generalization, temporal_split,
+                     train_test_split, weak_generalization)
 from .synthetic import SYNTHETIC_PRESETS, synthetic_dataset, synthetic_interactions
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "resolve_dataset",
     "strong_generalization",
     "weak_generalization",
+    "temporal_split",
     "synthetic_dataset",
     "synthetic_interactions",
 ]

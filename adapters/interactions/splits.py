@@ -1,11 +1,13 @@
 """Train / validation / test splits of a binary interaction matrix, and their files.
 
-Three protocols:
+Four protocols:
 - strong generalisation (Liang et al. 2018, "Variational Autoencoders for
   Collaborative Filtering"): whole users are held out; each held-out user shows
   the model part of their items (input) and is scored on the rest (target).
 - weak generalisation: every user trains; each user's last (or randomly drawn) items are
   held out as validation and test targets, the others are the training rows and the input.
+- temporal: two global time cut-offs; interactions after the later one are the test targets, those
+  between the two the validation targets, and everything earlier trains (the users' histories).
 - predefined: the dataset's own split, where every user appears in train and the
   targets are other interactions of the same users (weak generalisation): DiffRec's
   time-ordered train/valid/test pair files, or a train/test pair of files (BARS) whose
@@ -29,7 +31,7 @@ from ..errors import DataError
 from .matrix import InteractionMatrix, binary_csr, entry_positions
 from .readers import RawInteractions
 
-__all__ = ["EvalPart", "Split", "strong_generalization", "weak_generalization", "predefined_split",
+__all__ = ["EvalPart", "Split", "strong_generalization", "weak_generalization", "temporal_split", "predefined_split",
            "train_test_split", "holdout_count"]
 
 _FORMAT_VERSION = 1
@@ -51,6 +53,12 @@ WEAK_HOLDOUTS = {
               "validation: the latest holdout_fraction of the rest (or valid_fraction of all, or holdout_items again); equal times: the item "
               "with the higher column counts as later",
 }
+
+# The temporal split's rule, as split.json's info records it.
+TEMPORAL_RULE = ("test: every interaction at or after test_from, the time from which the latest holdout_fraction of "
+                 "all interactions lie; validation: those from valid_from, where the latest holdout_fraction of "
+                 "the earlier ones (or valid_fraction of all) begin; training: the rest; interactions at one time "
+                 "fall on one side; a pair seen more than once counts at its latest time")
 
 
 @dataclass(eq=False)
@@ -316,21 +324,7 @@ def weak_generalization(
                                         holdout_fraction if valid_fraction is None else valid_fraction, 2, seed,
                                         rest_time, stream=(1,), items=holdout_items, totals=totals)
     train_all, valid_target = _masked(rest, ~to_valid), _masked(rest, to_valid)
-    # who is scored, decided before the vocabulary drops any target
-    scored_rows = {"valid": np.flatnonzero(np.diff(valid_target.indptr) > 0),
-                   "test": np.flatnonzero(np.diff(test_target.indptr) > 0)}
-
-    vocabulary = np.flatnonzero(np.bincount(train_all.indices, minlength=im.n_items))
-    train = _sorted(train_all[:, vocabulary])
-    valid_target = _sorted(valid_target[:, vocabulary])
-    test_target = _sorted(test_target[:, vocabulary])
-    known_at_test = _sorted(train + valid_target)
-    parts = {}
-    for stage, history, target in (("valid", train, valid_target), ("test", known_at_test, test_target)):
-        scored = scored_rows[stage]
-        history = history[scored]
-        parts[stage] = EvalPart(input=history, exclude=history.copy(), target=target[scored],
-                                user_ids=im.user_ids[scored])
+    train, vocabulary, parts, counts = _targets_of_known_users(im, train_all, valid_target, test_target)
 
     info = {
         "source": im.source,
@@ -344,19 +338,127 @@ def weak_generalization(
         "n_users": int(im.n_users),
         "n_train_users": int(im.n_users),
         "n_splittable_users": int(len(split_rows)),
+        **counts,
+    }
+    return Split(train=train, train_user_ids=im.user_ids.copy(), item_ids=im.item_ids[vocabulary],
+                 valid=parts["valid"], test=parts["test"], kind="weak", info=info)
+
+
+def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_fraction: float | None = None) -> Split:
+    """One global time cut-off for test and an earlier one for validation (a temporal split).
+
+    Test holds the latest ``holdout_fraction`` of all interactions: every interaction at or after
+    the time of the one that starts that share (``test_from``), so interactions at one time never
+    fall on both sides. Validation holds, by the same rule, the latest ``holdout_fraction`` of the
+    interactions before ``test_from`` (or the latest ``valid_fraction`` of all of them), from
+    ``valid_from``; training, everything earlier. A pair seen more than once counts at its latest
+    time. Nothing is drawn: the split depends on the data alone.
+
+    Training rows are the users with an interaction before ``valid_from``. Validation ranks every
+    item but a user's training ones from the training row; test reads the training and validation
+    items (everything known before ``test_from``) and ranks neither. Users with a target but nothing
+    known before it (new users) cannot be scored from a history and are left out, counted. Items with
+    no training interaction leave the vocabulary and their held-out pairs are dropped and counted;
+    a scored user whose every target was dropped so stays, with an empty target.
+    """
+    where = im.source or "interaction matrix"
+    if im.time is None:
+        raise DataError(f"{where}: a temporal split needs each interaction's time, and these data have none "
+                        "(a delimited file names its time column with data.time_col)")
+    if not isinstance(holdout_fraction, numbers.Real) or not 0.0 < holdout_fraction < 1.0:  # NaN fails too
+        raise DataError(f"{where}: holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
+    if valid_fraction is not None and (not isinstance(valid_fraction, numbers.Real)
+                                       or not 0.0 < valid_fraction < 1.0 - holdout_fraction):
+        raise DataError(f"{where}: valid_fraction must be null or in (0, 1 - holdout_fraction = "
+                        f"{1.0 - holdout_fraction:g}), got {valid_fraction!r}")
+    if im.nnz == 0:
+        raise DataError(f"{where}: no interactions")
+
+    matrix = _sorted(im.matrix.tocsr())
+    time = np.asarray(im.time)[entry_positions(im.matrix, np.arange(im.n_users), np.arange(im.n_items))]
+    test_from = _plain_number(_cut_off(time, holdout_fraction * len(time)))
+    before_test = time[time < test_from]
+    if len(before_test) == 0:
+        raise DataError(f"{where}: every interaction is at or after the test cut-off {test_from!r} (the latest "
+                        f"holdout_fraction = {holdout_fraction} of them share its time): nothing is left to train on")
+    share = holdout_fraction * len(before_test) if valid_fraction is None else valid_fraction * len(time)
+    valid_from = _plain_number(_cut_off(before_test, min(share, len(before_test))))
+    if valid_from == before_test.min():
+        raise DataError(f"{where}: every interaction before the test cut-off {test_from!r} is at or after the "
+                        f"validation cut-off {valid_from!r}: nothing is left to train on; lower the validation share")
+    to_test, to_valid = time >= test_from, (time >= valid_from) & (time < test_from)
+    train_all = _masked(matrix, ~(to_test | to_valid))
+    valid_target, test_target = _masked(matrix, to_valid), _masked(matrix, to_test)
+    train, vocabulary, parts, counts = _targets_of_known_users(im, train_all, valid_target, test_target,
+                                                               needs_history=True)
+    trains = np.flatnonzero(np.diff(train.indptr) > 0)  # users with nothing before valid_from do not train
+
+    info = {
+        "source": im.source,
+        "holdout_fraction": float(holdout_fraction),
+        "valid_fraction": None if valid_fraction is None else float(valid_fraction),
+        "holdout_rule": TEMPORAL_RULE,
+        "valid_from": valid_from,
+        "test_from": test_from,
+        "n_users": int(im.n_users),
+        "n_train_users": int(len(trains)),
+        **counts,
+    }
+    return Split(train=train[trains], train_user_ids=im.user_ids[trains], item_ids=im.item_ids[vocabulary],
+                 valid=parts["valid"], test=parts["test"], kind="temporal", info=info)
+
+
+def _cut_off(time: np.ndarray, share: float):
+    """The time from which the latest ``share`` interactions (rounded half up, at least 1) are held out."""
+    count = min(max(int(np.floor(share + 0.5)), 1), len(time))
+    return np.partition(time, len(time) - count)[len(time) - count]
+
+
+def _plain_number(value):
+    """A time as JSON writes it: an int stays an int."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _targets_of_known_users(
+    im: InteractionMatrix, train_all: sp.csr_matrix, valid_target: sp.csr_matrix, test_target: sp.csr_matrix,
+    needs_history: bool = False,
+) -> tuple[sp.csr_matrix, np.ndarray, dict[str, EvalPart], dict]:
+    """The weak and temporal splits' stages from each user's (train, valid, test) entries: the vocabulary
+    (items with a training interaction), the training rows restricted to it, for each stage the users
+    with a target, reading the history known before it (validation: training; test: training and
+    validation), and the counts split.json records. ``needs_history``: a user with nothing in that
+    history is left out of the stage (counted)."""
+    # who is scored, decided before the vocabulary drops any target
+    scored_rows = {"valid": np.flatnonzero(np.diff(valid_target.indptr) > 0),
+                   "test": np.flatnonzero(np.diff(test_target.indptr) > 0)}
+    vocabulary = np.flatnonzero(np.bincount(train_all.indices, minlength=im.n_items))
+    train = _sorted(train_all[:, vocabulary])
+    valid_target = _sorted(valid_target[:, vocabulary])
+    test_target = _sorted(test_target[:, vocabulary])
+    known_at_test = _sorted(train + valid_target)
+    counts = {
         "n_items_before_vocabulary": int(im.n_items),
         "n_items": int(len(vocabulary)),
         "n_interactions": int(im.nnz),
         "n_train_interactions": int(train.nnz),
-        "n_held_out_interactions_dropped": int(matrix.nnz - train.nnz - valid_target.nnz - test_target.nnz),
+        "n_held_out_interactions_dropped": int(im.nnz - train.nnz - valid_target.nnz - test_target.nnz),
     }
-    for stage, part in parts.items():
-        info[f"n_{stage}_users"] = part.n_users
-        info[f"n_{stage}_input_interactions"] = int(part.input.nnz)
-        info[f"n_{stage}_target_interactions"] = int(part.target.nnz)
-        info[f"n_{stage}_evaluable_users"] = part.n_evaluable_users
-    return Split(train=train, train_user_ids=im.user_ids.copy(), item_ids=im.item_ids[vocabulary],
-                 valid=parts["valid"], test=parts["test"], kind="weak", info=info)
+    parts = {}
+    for stage, history, target in (("valid", train, valid_target), ("test", known_at_test, test_target)):
+        scored = scored_rows[stage]
+        if needs_history:
+            scored = scored[np.diff(history.indptr)[scored] > 0]
+            new = np.setdiff1d(scored_rows[stage], scored)
+            counts[f"n_{stage}_users_without_history"] = int(len(new))
+            counts[f"n_{stage}_target_interactions_of_users_without_history"] = int(target[new].nnz)
+        history = history[scored]
+        part = parts[stage] = EvalPart(input=history, exclude=history.copy(), target=target[scored],
+                                       user_ids=im.user_ids[scored])
+        counts[f"n_{stage}_users"] = part.n_users
+        counts[f"n_{stage}_input_interactions"] = int(part.input.nnz)
+        counts[f"n_{stage}_target_interactions"] = int(part.target.nnz)
+        counts[f"n_{stage}_evaluable_users"] = part.n_evaluable_users
+    return train, vocabulary, parts, counts
 
 
 def predefined_split(train: RawInteractions, valid: RawInteractions, test: RawInteractions) -> Split:

@@ -300,9 +300,11 @@ def _to_csv(table: dict) -> str:
 
 
 def draws_no_split(split_cfg: dict) -> bool:
-    """Whether every seed gets the same split: a fixed ``split.seed``, or a weak split of each user's
-    latest items (nothing is drawn). A predefined split's validation users may be drawn (BARS files)."""
-    return split_cfg.get("seed") is not None or (split_cfg["kind"] == "weak" and split_cfg.get("holdout") == "latest")
+    """Whether every seed gets the same split: a fixed ``split.seed``, a weak split of each user's
+    latest items or a temporal split (nothing is drawn). A predefined split's validation users may be
+    drawn (BARS files)."""
+    return (split_cfg.get("seed") is not None or split_cfg["kind"] == "temporal"
+            or (split_cfg["kind"] == "weak" and split_cfg.get("holdout") == "latest"))
 
 
 def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune_trials: int | None = None) -> str:

@@ -13,7 +13,7 @@ import os
 from ...adapters.errors import DataError
 from ...adapters.interactions import (DatasetSource, Split, build_matrix, describe_source, load_interactions,
                                       load_predefined_split, resolve_dataset, strong_generalization,
-                                      synthetic_dataset, weak_generalization)
+                                      synthetic_dataset, temporal_split, weak_generalization)
 
 
 def find_dataset(data_cfg: dict, data_dir: str | os.PathLike | None = None,
@@ -38,40 +38,45 @@ _TIMED_LAYOUTS = ("movielens", "ml100k")
 
 
 def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None = None) -> None:
-    """DataError for ``split.valid_fraction`` outside a weak split or beside ``split.holdout_items``, for
-    ``split.holdout_items`` with a predefined split, and for ``split.holdout: latest``
-    where it cannot apply: a predefined split (already the dataset's own), ``synthetic:`` data (no
-    time), or, once ``source`` is known, data without time (a delimited file without
-    ``data.time_col``; DiffRec's, BARS's and .npy files). Before any file is read, so nothing is
-    written either."""
-    if split_cfg.get("kind", "strong") != "weak" and split_cfg.get("valid_fraction") is not None:
-        raise DataError(f"split.valid_fraction={split_cfg['valid_fraction']} applies to split.kind weak only (a "
-                        f"{split_cfg.get('kind', 'strong')} split draws validation otherwise): set it to null")
+    """DataError for ``split.valid_fraction`` outside a weak or temporal split or beside
+    ``split.holdout_items``, for ``split.holdout_items`` with a predefined or temporal split, and for a
+    split that needs times (``split.holdout: latest``, ``split.kind: temporal``) where it cannot
+    apply: a predefined split (already the dataset's own), ``synthetic:`` data (no time), or, once
+    ``source`` is known, data without time (a delimited file without ``data.time_col``; DiffRec's,
+    BARS's and .npy files). Before any file is read, so nothing is written either."""
+    kind = split_cfg.get("kind", "strong")
+    if kind not in ("weak", "temporal") and split_cfg.get("valid_fraction") is not None:
+        raise DataError(f"split.valid_fraction={split_cfg['valid_fraction']} applies to split.kind weak and temporal "
+                        f"only (a {kind} split draws validation otherwise): set it to null")
     if split_cfg.get("valid_fraction") is not None and split_cfg.get("holdout_items") is not None:
         raise DataError("split.valid_fraction goes with split.holdout_fraction; with split.holdout_items, validation "
                         "holds out as many items as test: set one of them to null")
-    if split_cfg.get("kind", "strong") == "predefined" and split_cfg.get("holdout_items") is not None:
+    if kind in ("predefined", "temporal") and split_cfg.get("holdout_items") is not None:
+        holds = ("holds out what its files say" if kind == "predefined"
+                 else "holds out a share of all interactions by time (split.holdout_fraction)")
         raise DataError(f"split.holdout_items={split_cfg['holdout_items']} applies to split.kind strong and weak; a "
-                        "predefined split holds out what its files say: set it to null")
-    holdout = split_cfg.get("holdout", "random")
-    if holdout != "latest":
+                        f"{kind} split {holds}: set it to null")
+    if kind == "temporal":
+        needs, instead = "split.kind='temporal'", "use split.kind strong or weak"
+    elif split_cfg.get("holdout", "random") == "latest":
+        if kind == "predefined":
+            raise DataError("split.holdout='latest' cannot be combined with split.kind 'predefined': that split is "
+                            "already the dataset's own; use split.kind strong or weak, or split.holdout random")
+        needs, instead = "split.holdout='latest'", "use split.holdout random"
+    else:
         return
-    if split_cfg.get("kind", "strong") == "predefined":
-        raise DataError("split.holdout='latest' cannot be combined with split.kind 'predefined': that split is "
-                        "already the dataset's own; use split.kind strong or weak, or split.holdout random")
     if str(data_cfg.get("dataset", "")).startswith("synthetic:"):
-        raise DataError(f"split.holdout='latest' needs interaction times, and synthetic data "
-                        f"({data_cfg['dataset']}) have none; use split.holdout random")
+        raise DataError(f"{needs} needs interaction times, and synthetic data ({data_cfg['dataset']}) have none; "
+                        f"{instead}")
     if source is None or source.layout in _TIMED_LAYOUTS:
         return
     if source.layout == "delimited":
         if data_cfg.get("time_col") is None:
-            raise DataError(f"split.holdout='latest' needs interaction times: name the time column of "
+            raise DataError(f"{needs} needs interaction times: name the time column of "
                             f"{source.paths['ratings']} with data.time_col (now null)")
         return
-    raise DataError(f"split.holdout='latest' needs interaction times, and dataset {source.name!r} (layout "
-                    f"{source.layout!r}) has none (data.time_col applies to a delimited file only); use "
-                    "split.holdout random")
+    raise DataError(f"{needs} needs interaction times, and dataset {source.name!r} (layout "
+                    f"{source.layout!r}) has none (data.time_col applies to a delimited file only); {instead}")
 
 
 def prepare_split(
@@ -95,7 +100,7 @@ def prepare_split(
         split = load_predefined_split(source, n_valid_users=split_cfg.get("n_valid_users"),
                                       holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
                                       min_items_to_split=split_cfg.get("min_items_to_split", 5), seed=seed)
-    elif kind in ("strong", "weak"):
+    elif kind in ("strong", "weak", "temporal"):
         if source.layout == "synthetic":  # generated as a matrix: no raw ids to index
             _check_min_rating_applies(source, min_rating, has_ratings=False)
             matrix = synthetic_dataset(source.name, seed=seed, k_core=k_core)
@@ -109,7 +114,7 @@ def prepare_split(
                 header=data_cfg.get("header", True),
                 time_col=data_cfg.get("time_col"),
             )
-            if holdout != "latest" and raw.time is not None:
+            if holdout != "latest" and kind != "temporal" and raw.time is not None:
                 # read (and checked) but unused: the random split's matrix is built as it always was
                 raw = dataclasses.replace(raw, time=None)
             if _check_min_rating_applies(source, min_rating, has_ratings=raw.rating is not None):
@@ -119,7 +124,10 @@ def prepare_split(
         holdout_keys = dict(holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
                             min_items_to_split=split_cfg.get("min_items_to_split", 5), seed=seed, holdout=holdout,
                             holdout_items=split_cfg.get("holdout_items"))
-        if kind == "weak":
+        if kind == "temporal":
+            split = temporal_split(matrix, holdout_fraction=holdout_keys["holdout_fraction"],
+                                   valid_fraction=split_cfg.get("valid_fraction"))
+        elif kind == "weak":
             split = weak_generalization(matrix, **holdout_keys, valid_fraction=split_cfg.get("valid_fraction"))
         else:
             for key in ("n_valid_users", "n_test_users"):
@@ -131,7 +139,7 @@ def prepare_split(
         split.info["min_rating"] = None if min_rating is None else float(min_rating)
         split.info["k_core"] = k_core
     else:
-        raise DataError(f"split.kind must be 'strong', 'weak' or 'predefined', got {kind!r}")
+        raise DataError(f"split.kind must be 'strong', 'weak', 'temporal' or 'predefined', got {kind!r}")
     return split, source
 
 
@@ -186,6 +194,15 @@ def _weak_hint(split_cfg: dict, split: Split, stage: str) -> str:
             f"({split.info.get('n_held_out_interactions_dropped', 0)} held-out pairs dropped with their items)")
 
 
+def _temporal_hint(split: Split, stage: str) -> str:
+    """Why a temporal split's stage has nobody to score, from what its info counted."""
+    info = split.info
+    new = info.get(f"n_{stage}_users_without_history", 0)
+    return (f"; of the users with an interaction from {info[f'{stage}_from']} on, {new} have nothing before it to "
+            f"read as history, and {info.get('n_held_out_interactions_dropped', 0)} held-out pairs were dropped "
+            "with items no one trains on: move the cut-offs (split.holdout_fraction, split.valid_fraction)")
+
+
 def check_split_is_usable(config: dict, split: Split) -> None:
     """DataError when validation or test has no user with a held-out item to score."""
     where = (split.info.get("dataset") or {}).get("name") or split.info.get("source") or "data"
@@ -199,5 +216,7 @@ def check_split_is_usable(config: dict, split: Split) -> None:
                         f"split.n_{stage}_users (now {config['split'][f'n_{stage}_users']})")
             elif split.kind == "weak":
                 hint = _weak_hint(config["split"], split, stage)
+            elif split.kind == "temporal":
+                hint = _temporal_hint(split, stage)
             raise DataError(f"{where}: the {stage} split has no user with a held-out item to score "
                             f"({part.n_users} {stage} users){hint}")

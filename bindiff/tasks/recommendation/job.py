@@ -102,6 +102,10 @@ class RecommendationTask(base.Task):
 
     def unread_reason(self, config: dict, key: str) -> str | None:
         split = config["split"]
+        if split["kind"] == "temporal" and key in ("split.n_valid_users", "split.n_test_users", "split.holdout",
+                                                   "split.min_items_to_split", "split.seed"):
+            return ("a temporal split never reads " + key + " (its cut-offs hold out a share of all interactions "
+                    "by time, nothing is drawn, and every user with a history and a target is scored)")
         if split["kind"] in ("weak", "predefined") and key == "split.n_test_users":
             return f"a {split['kind']} split never reads split.n_test_users (every user with a target is scored)"
         if split["kind"] == "weak" and key == "split.n_valid_users":

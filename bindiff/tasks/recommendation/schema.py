@@ -30,21 +30,25 @@ SECTIONS: dict[str, Any] = {
     },
     "split": {
         "seed": key((int, type(None)), None, "seeds the split alone; null: the recipe seed (models trained with "
-                    "different seeds on one split: an ensemble over seeds)", a_seed),
+                    "different seeds on one split: an ensemble over seeds); unused by temporal", a_seed),
         "kind": key(str, "strong", "strong (Liang et al. 2018 fold-in users), weak (every user trains; each "
-                    "user's held-out items are the targets) or predefined (the dataset's own split)",
-                    (lambda v: v in ("strong", "weak", "predefined"), "must be 'strong', 'weak' or 'predefined'")),
+                    "user's held-out items are the targets), temporal (global time cut-offs: the latest "
+                    "interactions are the targets; needs time data) or predefined (the dataset's own split)",
+                    (lambda v: v in ("strong", "weak", "temporal", "predefined"),
+                     "must be 'strong', 'weak', 'temporal' or 'predefined'")),
         "n_valid_users": key(int, 600, "validation users (strong generalisation; a shipped train/test split's "
-                             "validation users); unused by weak", at_least_one),
-        "n_test_users": key(int, 600, "test users (strong generalisation); unused by weak and predefined",
+                             "validation users); unused by weak and temporal", at_least_one),
+        "n_test_users": key(int, 600, "test users (strong generalisation); unused by weak, temporal and predefined",
                             at_least_one),
         "holdout_fraction": key(float, 0.2, "share of each evaluation user's items held out (weak: the test share, "
-                                "and the same share of the rest for validation)", fraction),
+                                "and the same share of the rest for validation; temporal: the same, of all "
+                                "interactions by time)", fraction),
         "holdout_items": key((int, type(None)), None, "held-out items per evaluation user instead of "
                              "holdout_fraction (1: leave-one-out; at most n - 1), or null (strong and weak splits)",
                              (lambda v: v is None or v >= 1, "must be null or >= 1")),
         "valid_fraction": key((float, type(None)), None, "weak split: share of each user's items (of all of them) "
-                              "held out for validation; null: holdout_fraction of what the test items leave",
+                              "held out for validation (temporal: of all interactions); null: holdout_fraction of "
+                              "what the test items leave",
                               (lambda v: v is None or 0.0 < v < 1.0, "must be null or in (0, 1)")),
         "holdout": key(str, "random", "which of an evaluation user's items are held out (strong and weak splits): "
                        "random or "

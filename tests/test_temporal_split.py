@@ -1,0 +1,222 @@
+"""split.kind: temporal, the global time cut-off split.
+
+The truth is computed here by brute force from the file's text (a dict of each pair's latest time, a
+sorted list of times): test holds every pair at or after the time from which the latest
+round-half-up share of all pairs lies, validation the same rule on the pairs before it (or a share
+of all pairs), training the rest. Only items with a training pair stay; validation reads a user's
+training items, test the training and validation ones; a user with a target and nothing known
+before it is not scored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bindiff.adapters import DataError
+from bindiff.adapters.interactions import InteractionMatrix, Split, build_matrix, read_delimited, temporal_split
+from bindiff.cli import app
+from bindiff.tasks.recommendation.data import prepare_split
+from cli_checks import error_line
+
+RECIPE = str(Path(__file__).resolve().parent.parent / "recipes" / "ml100k.yaml")
+
+
+def timed_file(path: Path, seed: int, n: int = 900, n_users: int = 40, n_items: int = 30, n_times: int = 25,
+               prefix: str = "i") -> dict:
+    """A CSV with ties and repeated pairs in which users come and go; returns (user, item) -> latest time."""
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, n_times, n_users)  # each user is active from a time of their own
+    rows = []
+    for _ in range(n):
+        u = int(rng.integers(0, n_users))
+        rows.append((u, int(rng.integers(0, n_items)), int(first[u] + rng.integers(0, 8))))
+    path.write_text("user,item,when\n" + "".join(f"u{u},{prefix}{i},{t}\n" for u, i, t in rows))
+    times: dict = {}
+    for u, i, t in rows:
+        key = (f"u{u}", f"{prefix}{i}")
+        times[key] = max(times.get(key, -1), t)
+    return times
+
+
+def cut_off(times: list, share: float):
+    """The time from which the latest round-half-up ``share`` of ``times`` (at least 1) lie."""
+    count = min(max(math.floor(share + 0.5), 1), len(times))
+    return sorted(times)[len(times) - count]
+
+
+def brute_force(times: dict, fraction: float, valid_fraction: float | None = None) -> dict:
+    """{"valid_from", "test_from", "train": user -> items, "valid"/"test": user -> (input, target)}."""
+    test_from = cut_off(list(times.values()), fraction * len(times))
+    before = [t for t in times.values() if t < test_from]
+    share = fraction * len(before) if valid_fraction is None else valid_fraction * len(times)
+    valid_from = cut_off(before, min(share, len(before)))
+    stage = {pair: "train" if t < valid_from else "valid" if t < test_from else "test" for pair, t in times.items()}
+    vocabulary = {item for (_, item), s in stage.items() if s == "train"}
+    users = {user for user, _ in times}
+
+    def items(user, *stages):
+        return {i for (u, i), s in stage.items() if u == user and s in stages and i in vocabulary}
+
+    def has_target(user, name):  # before the vocabulary drops any target
+        return any(u == user and s == name for (u, _), s in stage.items())
+
+    train = {u: items(u, "train") for u in users if items(u, "train")}
+    valid = {u: (items(u, "train"), items(u, "valid")) for u in users if has_target(u, "valid") and items(u, "train")}
+    test = {u: (items(u, "train", "valid"), items(u, "test")) for u in users
+            if has_target(u, "test") and items(u, "train", "valid")}
+    return {"valid_from": valid_from, "test_from": test_from, "train": train, "valid": valid, "test": test}
+
+
+def actual(split: Split) -> dict:
+    names = split.item_ids
+    out = {"valid_from": split.info["valid_from"], "test_from": split.info["test_from"],
+           "train": {u: {names[c] for c in split.train[row].indices} for row, u in enumerate(split.train_user_ids)}}
+    for stage in ("valid", "test"):
+        part = getattr(split, stage)
+        assert (part.exclude != part.input).nnz == 0  # the history is never ranked
+        out[stage] = {u: ({names[c] for c in part.input[row].indices}, {names[c] for c in part.target[row].indices})
+                      for row, u in enumerate(part.user_ids.tolist())}
+    return out
+
+
+@pytest.mark.parametrize("seed,prefix", [(0, "i"), (1, ""), (2, "i")])
+@pytest.mark.parametrize("fraction,valid_fraction", [(0.2, None), (0.1, 0.1), (0.3, 0.05), (0.5, None)])
+def test_the_temporal_split_matches_brute_force(tmp_path, seed, prefix, fraction, valid_fraction):
+    path = tmp_path / "d.csv"
+    times = timed_file(path, seed=seed, prefix=prefix)
+    split, _ = prepare_split({"dataset": str(path), "time_col": "when"},
+                             {"kind": "temporal", "holdout_fraction": fraction, "valid_fraction": valid_fraction},
+                             seed=0)
+    expected = brute_force(times, fraction, valid_fraction)
+    assert split.kind == "temporal" and actual(split) == expected
+    assert expected["valid"] and expected["test"] and len(expected["train"]) < 40  # somebody came late
+    split.save(tmp_path / "split")  # what a run saves is what it trained on
+    assert actual(Split.load(tmp_path / "split")) == expected
+
+
+def test_hand_example_with_a_tie_at_the_cut_off():
+    # ten pairs at times 0..7, two of them at 7 and two at 5. 20 % of 10 = 2 → test from 7 (both pairs at 7).
+    # 20 % of the 8 before = 1.6, rounded 2: the second latest is at 5, so validation is from 5 and takes
+    # three pairs (6 and both 5s: a time is never split); training: times 0..4
+    rows = [("a", "x", 0), ("a", "y", 1), ("b", "x", 2), ("b", "z", 3), ("c", "y", 4),
+            ("a", "z", 5), ("c", "x", 5), ("b", "y", 6), ("a", "w", 7), ("d", "x", 7)]
+    users = sorted({u for u, _, _ in rows})
+    items = sorted({i for _, i, _ in rows})
+    matrix = np.zeros((len(users), len(items)), dtype=np.float32)
+    time = {}
+    for u, i, t in rows:
+        matrix[users.index(u), items.index(i)] = 1
+        time[users.index(u), items.index(i)] = t
+    import scipy.sparse as sp
+
+    csr = sp.csr_matrix(matrix)
+    csr.sort_indices()
+    entry_times = np.array([time[r, c] for r in range(len(users)) for c in csr.indices[csr.indptr[r]:csr.indptr[r + 1]]])
+    split = temporal_split(InteractionMatrix(csr, np.array(users), np.array(items), "hand", entry_times))
+    assert (split.info["valid_from"], split.info["test_from"]) == (5, 7)
+    names = split.item_ids
+    assert set(names) == {"x", "y", "z"}  # w appears only in test: it leaves the vocabulary
+    assert list(split.train_user_ids) == ["a", "b", "c"]  # d has nothing before test: it never trains
+    # validation: a (z), b (y), c (x), reading their training items
+    valid = {u: ({names[c] for c in split.valid.input[r].indices}, {names[c] for c in split.valid.target[r].indices})
+             for r, u in enumerate(split.valid.user_ids)}
+    assert valid == {"a": ({"x", "y"}, {"z"}), "b": ({"x", "z"}, {"y"}), "c": ({"y"}, {"x"})}
+    # test: a held out w (dropped: an empty target, kept), d is new (left out, counted)
+    test = {u: ({names[c] for c in split.test.input[r].indices}, {names[c] for c in split.test.target[r].indices})
+            for r, u in enumerate(split.test.user_ids)}
+    assert test == {"a": ({"x", "y", "z"}, set())}
+    assert split.info["n_test_users_without_history"] == 1 and split.info["n_held_out_interactions_dropped"] == 1
+    assert split.info["n_train_users"] == 3 and split.info["n_train_interactions"] == 5
+
+
+def test_the_split_is_sparse_typed_and_drawn_from_nothing(tmp_path):
+    from bindiff.tasks.recommendation.compare import draws_no_split
+
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=5)
+    data, cfg = {"dataset": str(path), "time_col": "when"}, {"kind": "temporal", "seed": None}
+    first, second = (prepare_split(data, cfg, seed=seed)[0] for seed in (0, 1))
+    assert actual(first) == actual(second) and draws_no_split(cfg)
+    for matrix in (first.train, first.valid.input, first.test.input, first.test.exclude, first.test.target):
+        assert matrix.format == "csr" and matrix.dtype == np.float32 and matrix.has_sorted_indices
+        assert set(np.unique(matrix.data)) <= {1.0}
+    json.dumps(first.info)  # plain numbers
+
+
+def test_refusals_of_the_adapter(tmp_path):
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=1)
+    untimed = build_matrix(read_delimited(path))
+    with pytest.raises(DataError, match="a temporal split needs each interaction's time"):
+        temporal_split(untimed)
+    timed = build_matrix(read_delimited(path, time_col="when"))
+    with pytest.raises(DataError, match=r"valid_fraction must be null or in \(0, 1 - holdout_fraction = 0.8\)"):
+        temporal_split(timed, 0.2, valid_fraction=0.8)
+    with pytest.raises(DataError, match="holdout_fraction must be in"):
+        temporal_split(timed, 1.0)
+    same_time = tmp_path / "same.csv"
+    same_time.write_text("user,item,when\n" + "".join(f"u{u},{i},7\n" for u in range(5) for i in range(4)))
+    with pytest.raises(DataError, match="every interaction is at or after the test cut-off 7.*nothing is left"):
+        temporal_split(build_matrix(read_delimited(same_time, time_col="when")))
+
+
+def _train(tmp_path, *overrides):
+    args = ["train", RECIPE, *overrides, f"output.root={tmp_path / 'runs'}", "train.threads=1",
+            "data.min_rating=null", "--data-dir", str(tmp_path)]
+    return CliRunner().invoke(app, args)
+
+
+def _no_run_folder(tmp_path) -> bool:
+    return not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
+
+
+def test_a_temporal_run_trains_and_records_its_cut_offs(tmp_path):
+    path = tmp_path / "d.csv"
+    times = timed_file(path, seed=2)
+    result = _train(tmp_path, f"data.dataset={path}", "data.time_col=when", "split.kind=temporal",
+                    "model.kind=popularity", "eval.metrics=[recall@10]", "eval.select=recall@10")
+    assert result.exit_code == 0, result.output
+    (manifest,) = (tmp_path / "runs").rglob("split/split.json")
+    saved = json.loads(manifest.read_text())
+    expected = brute_force(times, 0.2)
+    assert saved["kind"] == "temporal" and saved["info"]["test_from"] == expected["test_from"]
+    assert actual(Split.load(manifest.parent)) == expected
+    (metrics_path,) = (tmp_path / "runs").rglob("metrics.json")
+    assert 0 < json.loads(metrics_path.read_text())["test"]["recall@10"] <= 1
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["data.time_col=null"], ["split.kind='temporal' needs interaction times", "d.csv", "data.time_col"]),
+    (["data.dataset=synthetic:tiny"], ["split.kind='temporal' needs interaction times", "synthetic data",
+                                       "split.kind strong or weak"]),
+    (["split.holdout_items=1"], ["split.holdout_items=1 applies to split.kind strong and weak",
+                                 "a temporal split holds out a share of all interactions"]),
+    (["split.n_test_users=5"], ["override 'split.n_test_users=5': a temporal split never reads", "change nothing"]),
+    (["split.seed=3"], ["override 'split.seed=3': a temporal split never reads"]),
+    (["split.holdout=latest"], ["override 'split.holdout=latest': a temporal split never reads"]),
+    (["split.valid_fraction=0.9"], ["valid_fraction must be null or in (0, 1 - holdout_fraction"]),
+])
+def test_cli_refusals_are_one_line_and_leave_no_folder(tmp_path, overrides, words):
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=6)
+    line = error_line(_train(tmp_path, f"data.dataset={path}", "data.time_col=when", "split.kind=temporal",
+                             *overrides))
+    assert all(word in line for word in words), line
+    assert _no_run_folder(tmp_path)
+
+
+def test_cli_says_why_nobody_can_be_scored(tmp_path):
+    # every user is active at one time only: whoever has a test item has nothing before it
+    path = tmp_path / "d.csv"
+    path.write_text("user,item,when\n" + "".join(f"u{u},i{i},{u}\n" for u in range(10) for i in range(u % 4, u % 4 + 5)))
+    line = error_line(_train(tmp_path, f"data.dataset={path}", "data.time_col=when", "split.kind=temporal",
+                             "eval.metrics=[recall@2]", "eval.select=recall@2"))
+    assert "the valid split has no user with a held-out item to score" in line
+    assert "have nothing before it to read as history" in line and "split.holdout_fraction" in line
+    assert _no_run_folder(tmp_path)
