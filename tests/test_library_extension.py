@@ -313,6 +313,11 @@ def test_a_run_names_the_plugin_its_model_needs(tmp_path):
                                            "import it first, from Python)")
     with_plugin = _bindiff("evaluate", str(run_dir), env_extra=env)
     assert with_plugin.returncode == 0, with_plugin.stderr
+    # a run stopped before it finished, resumed without the plugin: the same hint (it said only "unknown")
+    (run_dir / "metrics.json").unlink()
+    resumed = _bindiff("resume", str(run_dir), env_extra={"BINDIFF_PLUGINS": ""})
+    assert resumed.returncode == 2 and "Traceback" not in resumed.stderr and len(resumed.stderr.splitlines()) == 1
+    assert "unknown denoiser 'tiny'" in resumed.stderr and "set BINDIFF_PLUGINS=my_plugin " in resumed.stderr
     # the same module imported under another name registers the same denoiser: the run is read
     package = tmp_path / "pk"
     package.mkdir()
