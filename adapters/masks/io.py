@@ -149,7 +149,9 @@ def _read_nifti(path: Path) -> _Read:
         shape = tuple(int(n) for n in image.shape)
         n_bytes = math.prod(shape) * image.get_data_dtype().itemsize
         held = None if str(path).lower().endswith(".gz") else path.stat().st_size  # compressed: unknown until read
-        if held is not None and int(image.header["vox_offset"]) + n_bytes > held:
+        # where the voxels start: nibabel reads vox_offset into the array proxy and leaves 0 in the header
+        offset = int(getattr(image.dataobj, "offset", image.header["vox_offset"]))
+        if held is not None and offset + n_bytes > held:
             raise DataError(f"{path}: its header gives shape {shape} ({n_bytes:,} bytes of voxels) but the file "
                             f"holds {held:,} bytes: truncated or a damaged header")
         data = np.asanyarray(image.dataobj)
