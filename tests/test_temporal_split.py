@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ RECIPE = str(Path(__file__).resolve().parent.parent / "recipes" / "ml100k.yaml")
 
 def timed_file(path: Path, seed: int, n: int = 900, n_users: int = 40, n_items: int = 30, n_times: int = 25,
                prefix: str = "i") -> dict:
-    """A CSV with ties and repeated pairs in which users come and go; returns (user, item) -> latest time."""
+    """A CSV with ties and repeated pairs in which users come and go; returns (user, item) -> earliest time
+    (a pair chosen again later was known from its first time)."""
     rng = np.random.default_rng(seed)
     first = rng.integers(0, n_times, n_users)  # each user is active from a time of their own
     rows = []
@@ -40,21 +42,22 @@ def timed_file(path: Path, seed: int, n: int = 900, n_users: int = 40, n_items: 
     times: dict = {}
     for u, i, t in rows:
         key = (f"u{u}", f"{prefix}{i}")
-        times[key] = max(times.get(key, -1), t)
+        times[key] = min(times.get(key, t), t)
     return times
 
 
-def cut_off(times: list, share: float):
+def cut_off(times: list, share: Fraction):
     """The time from which the latest round-half-up ``share`` of ``times`` (at least 1) lie."""
-    count = min(max(math.floor(share + 0.5), 1), len(times))
+    count = min(max(math.floor(share + Fraction(1, 2)), 1), len(times))
     return sorted(times)[len(times) - count]
 
 
 def brute_force(times: dict, fraction: float, valid_fraction: float | None = None) -> dict:
     """{"valid_from", "test_from", "train": user -> items, "valid"/"test": user -> (input, target)}."""
-    test_from = cut_off(list(times.values()), fraction * len(times))
+    exact = Fraction(str(fraction))  # the decimal as written: 0.35 × 90 is 31.5, not 31.4999…
+    test_from = cut_off(list(times.values()), exact * len(times))
     before = [t for t in times.values() if t < test_from]
-    share = fraction * len(before) if valid_fraction is None else valid_fraction * len(times)
+    share = exact * len(before) if valid_fraction is None else Fraction(str(valid_fraction)) * len(times)
     valid_from = cut_off(before, min(share, len(before)))
     stage = {pair: "train" if t < valid_from else "valid" if t < test_from else "test" for pair, t in times.items()}
     vocabulary = {item for (_, item), s in stage.items() if s == "train"}
@@ -133,6 +136,8 @@ def test_hand_example_with_a_tie_at_the_cut_off():
     assert test == {"a": ({"x", "y", "z"}, set())}
     assert split.info["n_test_users_without_history"] == 1 and split.info["n_held_out_interactions_dropped"] == 1
     assert split.info["n_train_users"] == 3 and split.info["n_train_interactions"] == 5
+    # what each cut took (a tie makes validation's three where 20 % would be two)
+    assert (split.info["n_valid_held_out_interactions"], split.info["n_test_held_out_interactions"]) == (3, 2)
 
 
 def test_the_split_is_sparse_typed_and_drawn_from_nothing(tmp_path):
@@ -162,7 +167,8 @@ def test_refusals_of_the_adapter(tmp_path):
         temporal_split(timed, 1.0)
     same_time = tmp_path / "same.csv"
     same_time.write_text("user,item,when\n" + "".join(f"u{u},{i},7\n" for u in range(5) for i in range(4)))
-    with pytest.raises(DataError, match="every interaction is at or after the test cut-off 7.*nothing is left"):
+    with pytest.raises(DataError, match=r"the test cut-off, 7, .* is their earliest time \(the data hold one time "
+                                        r"only\): nothing is left to train on; lower holdout_fraction"):
         temporal_split(build_matrix(read_delimited(same_time, time_col="when")))
 
 
@@ -201,6 +207,7 @@ def test_a_temporal_run_trains_and_records_its_cut_offs(tmp_path):
     (["split.seed=3"], ["override 'split.seed=3': a temporal split never reads"]),
     (["split.holdout=latest"], ["override 'split.holdout=latest': a temporal split never reads"]),
     (["split.valid_fraction=0.9"], ["valid_fraction must be null or in (0, 1 - holdout_fraction"]),
+    (["data.k_core=2"], ["data.k_core=2 cannot be combined with split.kind 'temporal'", "depend on the future"]),
 ])
 def test_cli_refusals_are_one_line_and_leave_no_folder(tmp_path, overrides, words):
     path = tmp_path / "d.csv"
@@ -218,5 +225,8 @@ def test_cli_says_why_nobody_can_be_scored(tmp_path):
     line = error_line(_train(tmp_path, f"data.dataset={path}", "data.time_col=when", "split.kind=temporal",
                              "eval.metrics=[recall@2]", "eval.select=recall@2"))
     assert "the valid split has no user with a held-out item to score" in line
-    assert "have nothing before it to read as history" in line and "split.holdout_fraction" in line
+    # ten users at times 0..9, five pairs each (50): test from 8 (the latest 10), validation from 6 (8 of the 40
+    # before, 20 %), and users 6 and 7, validation's, have nothing before it
+    assert "of the users with an interaction from 6 to before 8, 2 have nothing known before it" in line
+    assert "split.holdout_fraction" in line
     assert _no_run_folder(tmp_path)

@@ -344,3 +344,12 @@ def test_a_numpy_count_is_saved_as_a_plain_integer(tmp_path):
     for name, split in splits.items():
         split.save(tmp_path / name)
         assert json.loads((tmp_path / name / "split.json").read_text())["info"]["holdout_items"] == 2
+
+
+def test_a_share_is_rounded_half_up_on_the_decimal_as_written():
+    """0.35 × 90 = 31.5 and 0.7 × 45 = 31.5 round up to 32, though in floating point both products
+    are 31.4999…; and 0.2 × 12 = 2.4 rounds down (hand values)."""
+    from bindiff.adapters.interactions import holdout_count
+
+    assert 0.35 * 90 < 31.5 and 0.7 * 45 < 31.5  # why the rule needs exact arithmetic
+    assert holdout_count(90, 0.35) == 32 and holdout_count(45, 0.7) == 32 and holdout_count(12, 0.2) == 2

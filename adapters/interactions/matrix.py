@@ -53,15 +53,20 @@ class InteractionMatrix:
         return self.matrix.nnz
 
 
-def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: int = 0) -> InteractionMatrix:
+def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: int = 0,
+                 pair_time: str = "latest") -> InteractionMatrix:
     """Keep interactions with rating >= min_rating, merge duplicates, apply the k-core.
 
     min_rating=None keeps every row; k_core=0 (or 1) leaves the matrix as it is. A user-item pair
     rated more than once is kept when any of its ratings passes min_rating. When ``raw.time`` is
     given, the matrix carries it (``InteractionMatrix.time``): a pair that occurs more than once
     keeps its LATEST time among the rows that pass min_rating (the last time the user chose the
-    item), and the k-core keeps the times of the entries it keeps.
+    item; a user's latest items are those chosen last), or with ``pair_time="earliest"`` its
+    earliest (when the user first chose it: a global cut-off in time then trains on every pair
+    chosen before it), and the k-core keeps the times of the entries it keeps.
     """
+    if pair_time not in ("latest", "earliest"):
+        raise ValueError(f"pair_time must be 'latest' or 'earliest', got {pair_time!r}")
     if isinstance(k_core, bool) or not isinstance(k_core, (int, np.integer)) or k_core < 0:
         raise DataError(f"{raw.source}: k_core must be an integer >= 0, got {k_core!r}")
     if len(raw) == 0:
@@ -85,7 +90,7 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
     user_ids, rows = index_ids(users, "user ids", raw.source)
     item_ids, cols = index_ids(items, "item ids", raw.source)
     matrix = binary_csr(rows, cols, (len(user_ids), len(item_ids)))
-    time = None if times is None else _latest_times(rows, cols, np.asarray(times), matrix)
+    time = None if times is None else _pair_times(rows, cols, np.asarray(times), matrix, pair_time)
 
     if k_core > 1:
         before = matrix
@@ -101,16 +106,22 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
     return InteractionMatrix(matrix, user_ids, item_ids, raw.source, time)
 
 
-def _latest_times(rows: np.ndarray, cols: np.ndarray, times: np.ndarray, matrix: sp.csr_matrix) -> np.ndarray:
-    """The latest time of each (row, col) pair, in the order of ``matrix``'s entries (row-major, columns
-    sorted, as ``binary_csr`` leaves them): sorted by (row, col, time), each pair's last row wins."""
+def _pair_times(rows: np.ndarray, cols: np.ndarray, times: np.ndarray, matrix: sp.csr_matrix,
+                which: str) -> np.ndarray:
+    """The latest (or earliest) time of each (row, col) pair, in the order of ``matrix``'s entries
+    (row-major, columns sorted, as ``binary_csr`` leaves them): sorted by (row, col, time), each pair's
+    last (or first) row wins."""
     order = np.lexsort((times, cols, rows))
     rows, cols = rows[order], cols[order]
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
-    if int(last.sum()) != matrix.nnz or not np.array_equal(cols[last], matrix.indices):
+    new_pair = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    chosen = np.ones(len(order), dtype=bool)
+    if which == "latest":
+        chosen[:-1] = new_pair
+    else:
+        chosen[1:] = new_pair
+    if int(chosen.sum()) != matrix.nnz or not np.array_equal(cols[chosen], matrix.indices):
         raise AssertionError("the times do not line up with the matrix entries")  # a bug, never bad input
-    return times[order[last]]
+    return times[order[chosen]]
 
 
 def entry_positions(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

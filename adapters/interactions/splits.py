@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import numbers
 import zipfile
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +60,7 @@ WEAK_HOLDOUTS = {
 TEMPORAL_RULE = ("test: every interaction at or after test_from, the time from which the latest holdout_fraction of "
                  "all interactions lie; validation: those from valid_from, where the latest holdout_fraction of "
                  "the earlier ones (or valid_fraction of all) begin; training: the rest; interactions at one time "
-                 "fall on one side; a pair seen more than once counts at its latest time")
+                 "fall on one side; a pair seen more than once counts at its earliest time; shares rounded half up")
 
 
 @dataclass(eq=False)
@@ -351,8 +353,10 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
     the time of the one that starts that share (``test_from``), so interactions at one time never
     fall on both sides. Validation holds, by the same rule, the latest ``holdout_fraction`` of the
     interactions before ``test_from`` (or the latest ``valid_fraction`` of all of them), from
-    ``valid_from``; training, everything earlier. A pair seen more than once counts at its latest
-    time. Nothing is drawn: the split depends on the data alone.
+    ``valid_from``; training, everything earlier. A pair seen more than once counts at its earliest
+    time, when the user first chose it (build ``im`` with ``build_matrix(..., pair_time="earliest")``;
+    at its latest, a choice made again after a cut would take the earlier one out of training).
+    Nothing is drawn: the split depends on the data alone.
 
     Training rows are the users with an interaction before ``valid_from``. Validation ranks every
     item but a user's training ones from the training row; test reads the training and validation
@@ -376,16 +380,21 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
 
     matrix = _sorted(im.matrix.tocsr())
     time = np.asarray(im.time)[entry_positions(im.matrix, np.arange(im.n_users), np.arange(im.n_items))]
-    test_from = _plain_number(_cut_off(time, holdout_fraction * len(time)))
+    test_from = _plain_number(_cut_off(time, _round_half_up(holdout_fraction, len(time))))
     before_test = time[time < test_from]
     if len(before_test) == 0:
-        raise DataError(f"{where}: every interaction is at or after the test cut-off {test_from!r} (the latest "
-                        f"holdout_fraction = {holdout_fraction} of them share its time): nothing is left to train on")
-    share = holdout_fraction * len(before_test) if valid_fraction is None else valid_fraction * len(time)
-    valid_from = _plain_number(_cut_off(before_test, min(share, len(before_test))))
+        one_time = " (the data hold one time only)" if test_from == time.max() else ""
+        raise DataError(f"{where}: the test cut-off, {test_from!r}, from which the latest holdout_fraction = "
+                        f"{holdout_fraction} of the interactions lie, is their earliest time{one_time}: nothing is "
+                        "left to train on; lower holdout_fraction (split.holdout_fraction)")
+    count = (_round_half_up(holdout_fraction, len(before_test)) if valid_fraction is None
+             else _round_half_up(valid_fraction, len(time)))
+    valid_from = _plain_number(_cut_off(before_test, count))
     if valid_from == before_test.min():
-        raise DataError(f"{where}: every interaction before the test cut-off {test_from!r} is at or after the "
-                        f"validation cut-off {valid_from!r}: nothing is left to train on; lower the validation share")
+        key = "holdout_fraction (split.holdout_fraction)" if valid_fraction is None else \
+            "valid_fraction (split.valid_fraction)"
+        raise DataError(f"{where}: the validation cut-off, {valid_from!r}, is the earliest time before the test "
+                        f"cut-off {test_from!r}: nothing is left to train on; lower {key}")
     to_test, to_valid = time >= test_from, (time >= valid_from) & (time < test_from)
     train_all = _masked(matrix, ~(to_test | to_valid))
     valid_target, test_target = _masked(matrix, to_valid), _masked(matrix, to_test)
@@ -400,6 +409,9 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
         "holdout_rule": TEMPORAL_RULE,
         "valid_from": valid_from,
         "test_from": test_from,
+        # what the cut-offs took, before the vocabulary: above the shares where times tie at a cut-off
+        "n_valid_held_out_interactions": int(to_valid.sum()),
+        "n_test_held_out_interactions": int(to_test.sum()),
         "n_users": int(im.n_users),
         "n_train_users": int(len(trains)),
         **counts,
@@ -408,10 +420,17 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
                  valid=parts["valid"], test=parts["test"], kind="temporal", info=info)
 
 
-def _cut_off(time: np.ndarray, share: float):
-    """The time from which the latest ``share`` interactions (rounded half up, at least 1) are held out."""
-    count = min(max(int(np.floor(share + 0.5)), 1), len(time))
+def _cut_off(time: np.ndarray, count: int):
+    """The time from which the latest ``count`` interactions (at least 1, at most all) lie."""
+    count = min(max(count, 1), len(time))
     return np.partition(time, len(time) - count)[len(time) - count]
+
+
+def _round_half_up(fraction: float, n: int) -> int:
+    """``fraction`` × n rounded half up, in exact arithmetic on the decimal the fraction is written as
+    (0.35 × 90 = 31.5 gives 32; in floating point the product is 31.4999… and gave 31)."""
+    exact = Fraction(repr(float(fraction))) * int(n)
+    return int(math.floor(exact + Fraction(1, 2)))
 
 
 def _plain_number(value):
@@ -611,7 +630,7 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
 def holdout_count(n_items: int, holdout_fraction: float, holdout_items: int | None = None) -> int:
     """Items a splittable user holds out: ``holdout_fraction`` of them rounded half up, or
     ``holdout_items`` when given; at least 1, at most n - 1."""
-    count = holdout_items if holdout_items is not None else int(np.floor(holdout_fraction * n_items + 0.5))
+    count = holdout_items if holdout_items is not None else _round_half_up(holdout_fraction, n_items)
     return min(max(count, 1), n_items - 1)
 
 

@@ -56,6 +56,10 @@ def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None 
                  else "holds out a share of all interactions by time (split.holdout_fraction)")
         raise DataError(f"split.holdout_items={split_cfg['holdout_items']} applies to split.kind strong and weak; a "
                         f"{kind} split {holds}: set it to null")
+    if kind == "temporal" and int(data_cfg.get("k_core") or 0) > 1:
+        raise DataError(f"data.k_core={data_cfg['k_core']} cannot be combined with split.kind 'temporal': the k-core "
+                        "counts the interactions after the cut-offs too, so which past interactions train would "
+                        "depend on the future; set k_core to 0")
     if kind == "temporal":
         needs, instead = "split.kind='temporal'", "use split.kind strong or weak"
     elif split_cfg.get("holdout", "random") == "latest":
@@ -117,10 +121,12 @@ def prepare_split(
             if holdout != "latest" and kind != "temporal" and raw.time is not None:
                 # read (and checked) but unused: the random split's matrix is built as it always was
                 raw = dataclasses.replace(raw, time=None)
+            # a global cut-off trains on every pair chosen before it, even one chosen again after it
+            pair_time = "earliest" if kind == "temporal" else "latest"
             if _check_min_rating_applies(source, min_rating, has_ratings=raw.rating is not None):
-                matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core)
+                matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core, pair_time=pair_time)
             else:
-                matrix = build_matrix(raw, min_rating=None, k_core=k_core)
+                matrix = build_matrix(raw, min_rating=None, k_core=k_core, pair_time=pair_time)
         holdout_keys = dict(holdout_fraction=split_cfg.get("holdout_fraction", 0.2),
                             min_items_to_split=split_cfg.get("min_items_to_split", 5), seed=seed, holdout=holdout,
                             holdout_items=split_cfg.get("holdout_items"))
@@ -198,9 +204,11 @@ def _temporal_hint(split: Split, stage: str) -> str:
     """Why a temporal split's stage has nobody to score, from what its info counted."""
     info = split.info
     new = info.get(f"n_{stage}_users_without_history", 0)
-    return (f"; of the users with an interaction from {info[f'{stage}_from']} on, {new} have nothing before it to "
-            f"read as history, and {info.get('n_held_out_interactions_dropped', 0)} held-out pairs were dropped "
-            "with items no one trains on: move the cut-offs (split.holdout_fraction, split.valid_fraction)")
+    window = (f"from {info['valid_from']} to before {info['test_from']}" if stage == "valid"
+              else f"from {info['test_from']} on")
+    return (f"; of the users with an interaction {window}, {new} have nothing known before it to read as history, "
+            f"and the others' held-out items are ones no one trains on ({info.get('n_held_out_interactions_dropped', 0)} "
+            "held-out pairs dropped in all): move the cut-offs (split.holdout_fraction, split.valid_fraction)")
 
 
 def check_split_is_usable(config: dict, split: Split) -> None:

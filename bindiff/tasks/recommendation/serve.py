@@ -151,7 +151,10 @@ def user_history(split: Split, raw_user: str) -> sp.csr_matrix:
         hits = np.flatnonzero(ids == raw_user)
         rows += [m[hits] for m in matrices if len(hits)]
     if not rows:
-        raise DataError(f"user {raw_user!r} is not in this run's data; pass the user's items instead "
+        where = ("has no history in this run's split (not in its data, or, this being a temporal split, with "
+                 "nothing in the vocabulary before a cut-off)" if split.kind == "temporal"
+                 else "is not in this run's data")
+        raise DataError(f"user {raw_user!r} {where}; pass the user's items instead "
                         "(--items ID,ID,... or --input FILE)")
     history = sp.csr_matrix(sum(rows[1:], rows[0]))  # each part holds a user at most once: one row
     history.data[:] = 1.0
