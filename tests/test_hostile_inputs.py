@@ -74,7 +74,8 @@ def test_a_nifti_header_claiming_a_vast_volume_is_refused_before_reading(tmp_pat
     plain = tmp_path / "huge.nii"
     _header_only(plain, (30000, 30000, 30000))
     with pytest.raises(DataError, match=r"huge.nii: its header gives shape \(30000, 30000, 30000\) "
-                                        r"\(27,000,000,000,000 bytes of voxels\) but the file holds 352 bytes"):
+                                        r"\(27,000,000,000,000 bytes of voxels from byte 352: 27,000,000,000,352 in "
+                                        r"all\) but the file holds 352 bytes"):
         read_label_map(plain)
     import gzip  # compressed, the size is unknown until read: nibabel's allocation fails and is named
     zipped = tmp_path / "huge.nii.gz"

@@ -305,6 +305,10 @@ def test_split_fractions_round_half_up():
     split = split_cases(ids, 0.15, 0.25, seed=0)  # 1.5 → 2 and 2.5 → 3
     assert (len(split["valid"]), len(split["test"]), len(split["train"])) == (2, 3, 5)
     assert sorted(split["train"] + split["valid"] + split["test"]) == ids
+    # on the decimal as written: 0.35 × 90 = 31.5 → 32 and 0.1 × 90 = 9 (in floating point 0.35 × 90 is 31.4999…)
+    many = [f"case{i:02d}" for i in range(90)]
+    split = split_cases(many, 0.35, 0.1, seed=0)
+    assert (len(split["valid"]), len(split["test"]), len(split["train"])) == (32, 9, 49)
 
 
 def test_a_split_leaving_no_training_case_is_refused():
@@ -586,6 +590,6 @@ def test_a_nifti_cut_short_inside_its_voxels_is_named_as_truncated(tmp_path):
     assert whole.stat().st_size == 352 + 60  # header and extension, then the 60 voxel bytes
     cut = tmp_path / "t.nii"
     cut.write_bytes(whole.read_bytes()[:400])
-    with pytest.raises(DataError, match=r"t\.nii: its header gives shape \(3, 4, 5\) \(60 bytes of voxels\) but "
-                                        r"the file holds 400 bytes: truncated"):
+    with pytest.raises(DataError, match=r"t\.nii: its header gives shape \(3, 4, 5\) \(60 bytes of voxels from "
+                                        r"byte 352: 412 in all\) but the file holds 400 bytes: truncated"):
         read_label_map(cut)

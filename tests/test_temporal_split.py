@@ -1,6 +1,6 @@
 """split.kind: temporal, the global time cut-off split.
 
-The truth is computed here by brute force from the file's text (a dict of each pair's latest time, a
+The truth is computed here by brute force from the file's text (a dict of each pair's earliest time, a
 sorted list of times): test holds every pair at or after the time from which the latest
 round-half-up share of all pairs lies, validation the same rule on the pairs before it (or a share
 of all pairs), training the rest. Only items with a training pair stay; validation reads a user's
@@ -161,7 +161,8 @@ def test_refusals_of_the_adapter(tmp_path):
     with pytest.raises(DataError, match="a temporal split needs each interaction's time"):
         temporal_split(untimed)
     timed = build_matrix(read_delimited(path, time_col="when"))
-    with pytest.raises(DataError, match=r"valid_fraction must be null or in \(0, 1 - holdout_fraction = 0.8\)"):
+    with pytest.raises(DataError, match=r"valid_fraction \(split.valid_fraction\) must be null or in \(0, 1 - "
+                                        r"holdout_fraction = 0.8\)"):
         temporal_split(timed, 0.2, valid_fraction=0.8)
     with pytest.raises(DataError, match="holdout_fraction must be in"):
         temporal_split(timed, 1.0)
@@ -206,7 +207,7 @@ def test_a_temporal_run_trains_and_records_its_cut_offs(tmp_path):
     (["split.n_test_users=5"], ["override 'split.n_test_users=5': a temporal split never reads", "change nothing"]),
     (["split.seed=3"], ["override 'split.seed=3': a temporal split never reads"]),
     (["split.holdout=latest"], ["override 'split.holdout=latest': a temporal split never reads"]),
-    (["split.valid_fraction=0.9"], ["valid_fraction must be null or in (0, 1 - holdout_fraction"]),
+    (["split.valid_fraction=0.9"], ["split.valid_fraction=0.9 must be below 1 - split.holdout_fraction = 0.8"]),
     (["data.k_core=2"], ["data.k_core=2 cannot be combined with split.kind 'temporal'", "depend on the future"]),
 ])
 def test_cli_refusals_are_one_line_and_leave_no_folder(tmp_path, overrides, words):

@@ -40,7 +40,7 @@ def test_a_pair_chosen_before_the_validation_cut_trains_even_if_chosen_again_aft
     rows = [("a", "x", 0), ("a", "y", 1), ("b", "x", 2), ("b", "y", 3), ("b", "z", 4), ("a", "z", 5),
             ("c", "x", 6), ("c", "y", 7), ("a", "x", 8), ("c", "z", 9)]
     split = _split(_write(tmp_path / "d.csv", rows), holdout_fraction=0.2)
-    assert _train_rows(split)["a"] == {"x", "y", "z"}  # now {"y", "z"}: the future re-choice erased the past
+    assert _train_rows(split)["a"] == {"x", "y", "z"}  # before the fix {"y", "z"}: the re-choice erased the past
 
 
 def test_training_rows_do_not_depend_on_interactions_after_the_test_cut_with_k_core(tmp_path):
@@ -55,7 +55,7 @@ def test_training_rows_do_not_depend_on_interactions_after_the_test_cut_with_k_c
         assert "k_core" in str(err)
         return
     assert (first.info["valid_from"], first.info["test_from"]) == (second.info["valid_from"], second.info["test_from"])
-    assert _train_rows(first) == _train_rows(second)  # now c trains in one and not in the other
+    assert _train_rows(first) == _train_rows(second)  # before the fix c trained in one and not in the other
 
 
 def test_the_test_share_is_rounded_half_up_exactly(tmp_path):
@@ -67,12 +67,17 @@ def test_the_test_share_is_rounded_half_up_exactly(tmp_path):
 
 def test_the_validation_cut_refusal_names_the_key_to_change(tmp_path):
     # 40 distinct pairs at five times (8 each): 20 % test from time 4; validation 0.7 of all is 28 of the 32
-    # before it, so its cut reaches time 0 and nothing is left to train on: refused, and the line should
-    # say which key to lower (it says "lower the validation share")
+    # before it, so its cut reaches time 0 and nothing is left to train on: refused, naming the key to lower
+    # (before the fix: "lower the validation share")
     rows = [(f"u{k % 6}", f"i{k % 7}", k // 8) for k in range(40)]
-    with pytest.raises(DataError) as err:
-        _split(_write(tmp_path / "d.csv", rows), holdout_fraction=0.2, valid_fraction=0.7)
-    assert "split.valid_fraction" in str(err.value) or "split.holdout_fraction" in str(err.value), str(err.value)
+    path = _write(tmp_path / "d.csv", rows)
+    with pytest.raises(DataError, match=r"nothing is left to train on; lower valid_fraction \(split\.valid_fraction\)"):
+        _split(path, holdout_fraction=0.2, valid_fraction=0.7)
+    # without valid_fraction, validation is holdout_fraction of what test leaves: 0.6 of 40 is 24, from time 2;
+    # 0.6 of the 16 before is 9.6, 10, reaching time 0: the key to lower is holdout_fraction
+    with pytest.raises(DataError, match=r"nothing is left to train on; lower holdout_fraction "
+                                        r"\(split\.holdout_fraction\)"):
+        _split(path, holdout_fraction=0.6)
 
 
 def test_recommend_does_not_say_a_user_of_the_data_is_not_in_it(tmp_path):

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import numbers
 import zipfile
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ import scipy.sparse as sp
 
 from ...files import atomic_path
 from ..errors import DataError
+from ..shares import round_half_up
 from .matrix import InteractionMatrix, binary_csr, entry_positions
 from .readers import RawInteractions
 
@@ -373,22 +372,22 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
         raise DataError(f"{where}: holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
     if valid_fraction is not None and (not isinstance(valid_fraction, numbers.Real)
                                        or not 0.0 < valid_fraction < 1.0 - holdout_fraction):
-        raise DataError(f"{where}: valid_fraction must be null or in (0, 1 - holdout_fraction = "
-                        f"{1.0 - holdout_fraction:g}), got {valid_fraction!r}")
+        raise DataError(f"{where}: valid_fraction (split.valid_fraction) must be null or in (0, 1 - holdout_fraction "
+                        f"= {1.0 - holdout_fraction:g}), got {valid_fraction!r}")
     if im.nnz == 0:
         raise DataError(f"{where}: no interactions")
 
     matrix = _sorted(im.matrix.tocsr())
     time = np.asarray(im.time)[entry_positions(im.matrix, np.arange(im.n_users), np.arange(im.n_items))]
-    test_from = _plain_number(_cut_off(time, _round_half_up(holdout_fraction, len(time))))
+    test_from = _plain_number(_cut_off(time, round_half_up(holdout_fraction, len(time))))
     before_test = time[time < test_from]
     if len(before_test) == 0:
         one_time = " (the data hold one time only)" if test_from == time.max() else ""
         raise DataError(f"{where}: the test cut-off, {test_from!r}, from which the latest holdout_fraction = "
                         f"{holdout_fraction} of the interactions lie, is their earliest time{one_time}: nothing is "
                         "left to train on; lower holdout_fraction (split.holdout_fraction)")
-    count = (_round_half_up(holdout_fraction, len(before_test)) if valid_fraction is None
-             else _round_half_up(valid_fraction, len(time)))
+    count = (round_half_up(holdout_fraction, len(before_test)) if valid_fraction is None
+             else round_half_up(valid_fraction, len(time)))
     valid_from = _plain_number(_cut_off(before_test, count))
     if valid_from == before_test.min():
         key = "holdout_fraction (split.holdout_fraction)" if valid_fraction is None else \
@@ -424,13 +423,6 @@ def _cut_off(time: np.ndarray, count: int):
     """The time from which the latest ``count`` interactions (at least 1, at most all) lie."""
     count = min(max(count, 1), len(time))
     return np.partition(time, len(time) - count)[len(time) - count]
-
-
-def _round_half_up(fraction: float, n: int) -> int:
-    """``fraction`` × n rounded half up, in exact arithmetic on the decimal the fraction is written as
-    (0.35 × 90 = 31.5 gives 32; in floating point the product is 31.4999… and gave 31)."""
-    exact = Fraction(repr(float(fraction))) * int(n)
-    return int(math.floor(exact + Fraction(1, 2)))
 
 
 def _plain_number(value):
@@ -630,7 +622,7 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
 def holdout_count(n_items: int, holdout_fraction: float, holdout_items: int | None = None) -> int:
     """Items a splittable user holds out: ``holdout_fraction`` of them rounded half up, or
     ``holdout_items`` when given; at least 1, at most n - 1."""
-    count = holdout_items if holdout_items is not None else _round_half_up(holdout_fraction, n_items)
+    count = holdout_items if holdout_items is not None else round_half_up(holdout_fraction, n_items)
     return min(max(count, 1), n_items - 1)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 from ...files import write_json
 from ..data_dir import DATA_DIR_ENV, data_root
 from ..errors import DataError
+from ..shares import round_half_up
 
 __all__ = ["MaskCase", "MaskDataset", "KNOWN_DATASETS", "LAYOUTS", "find_dataset", "split_cases", "load_case_split"]
 
@@ -280,7 +280,7 @@ def _count(value: int | float, n: int, key: str) -> int:
     if isinstance(value, float):
         if not 0 <= value < 1:
             raise DataError(f"split.{key} as a fraction must lie in [0, 1), got {value}")
-        return int(math.floor(value * n + 0.5)) if value > 0 else 0
+        return round_half_up(value, n) if value > 0 else 0
     return int(value)
 
 

@@ -152,8 +152,9 @@ def _read_nifti(path: Path) -> _Read:
         # where the voxels start: nibabel reads vox_offset into the array proxy and leaves 0 in the header
         offset = int(getattr(image.dataobj, "offset", image.header["vox_offset"]))
         if held is not None and offset + n_bytes > held:
-            raise DataError(f"{path}: its header gives shape {shape} ({n_bytes:,} bytes of voxels) but the file "
-                            f"holds {held:,} bytes: truncated or a damaged header")
+            raise DataError(f"{path}: its header gives shape {shape} ({n_bytes:,} bytes of voxels from byte "
+                            f"{offset:,}: {offset + n_bytes:,} in all) but the file holds {held:,} bytes: truncated "
+                            "or a damaged header")
         data = np.asanyarray(image.dataobj)
     except DataError:
         raise

@@ -48,14 +48,19 @@ def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None 
     if kind not in ("weak", "temporal") and split_cfg.get("valid_fraction") is not None:
         raise DataError(f"split.valid_fraction={split_cfg['valid_fraction']} applies to split.kind weak and temporal "
                         f"only (a {kind} split draws validation otherwise): set it to null")
-    if split_cfg.get("valid_fraction") is not None and split_cfg.get("holdout_items") is not None:
-        raise DataError("split.valid_fraction goes with split.holdout_fraction; with split.holdout_items, validation "
-                        "holds out as many items as test: set one of them to null")
     if kind in ("predefined", "temporal") and split_cfg.get("holdout_items") is not None:
         holds = ("holds out what its files say" if kind == "predefined"
                  else "holds out a share of all interactions by time (split.holdout_fraction)")
         raise DataError(f"split.holdout_items={split_cfg['holdout_items']} applies to split.kind strong and weak; a "
                         f"{kind} split {holds}: set it to null")
+    if split_cfg.get("valid_fraction") is not None and split_cfg.get("holdout_items") is not None:
+        raise DataError("split.valid_fraction goes with split.holdout_fraction; with split.holdout_items, validation "
+                        "holds out as many items as test: set one of them to null")
+    if kind == "temporal" and split_cfg.get("valid_fraction") is not None \
+            and split_cfg["valid_fraction"] + split_cfg.get("holdout_fraction", 0.2) >= 1:
+        raise DataError(f"split.valid_fraction={split_cfg['valid_fraction']} must be below 1 - split.holdout_fraction "
+                        f"= {1 - split_cfg.get('holdout_fraction', 0.2):g} in a temporal split (both are shares of all "
+                        "interactions): nothing would be left to train on")
     if kind == "temporal" and int(data_cfg.get("k_core") or 0) > 1:
         raise DataError(f"data.k_core={data_cfg['k_core']} cannot be combined with split.kind 'temporal': the k-core "
                         "counts the interactions after the cut-offs too, so which past interactions train would "
@@ -206,9 +211,12 @@ def _temporal_hint(split: Split, stage: str) -> str:
     new = info.get(f"n_{stage}_users_without_history", 0)
     window = (f"from {info['valid_from']} to before {info['test_from']}" if stage == "valid"
               else f"from {info['test_from']} on")
-    return (f"; of the users with an interaction {window}, {new} have nothing known before it to read as history, "
-            f"and the others' held-out items are ones no one trains on ({info.get('n_held_out_interactions_dropped', 0)} "
-            "held-out pairs dropped in all): move the cut-offs (split.holdout_fraction, split.valid_fraction)")
+    others = ""
+    if info.get(f"n_{stage}_users", 0):
+        others = (f", and the others' held-out items are ones no one trains on "
+                  f"({info.get('n_held_out_interactions_dropped', 0)} held-out pairs dropped in all)")
+    return (f"; of the users with an interaction {window}, {new} have nothing known before it to read as "
+            f"history{others}: move the cut-offs (split.holdout_fraction, split.valid_fraction)")
 
 
 def check_split_is_usable(config: dict, split: Split) -> None:
