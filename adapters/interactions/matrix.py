@@ -177,7 +177,8 @@ def _as_floats(distinct: np.ndarray) -> np.ndarray:
 def _refuse_two_spellings(distinct: np.ndarray, values: np.ndarray, what: str, source: str) -> None:
     """DataError when two distinct ids are the same number (exactly: long numbers a float64 rounds
     together stay apart)."""
-    numbers = np.flatnonzero(np.isfinite(values)) if values.dtype.kind == "f" else np.arange(len(values))
+    # every number, those beyond float64's range (inf, over ~309 digits) too: Decimal compares them exactly
+    numbers = np.flatnonzero(~np.isnan(values)) if values.dtype.kind == "f" else np.arange(len(values))
     if len(numbers) < 2:
         return
     order = numbers[np.argsort(values[numbers], kind="stable")]
