@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
@@ -231,3 +232,51 @@ def test_cli_says_why_nobody_can_be_scored(tmp_path):
     assert "of the users with an interaction from 6 to before 8, 2 have nothing known before it" in line
     assert "split.holdout_fraction" in line
     assert _no_run_folder(tmp_path)
+
+
+def test_iso_dates_are_read_as_unix_seconds_and_split_as_the_numbers_would_be(tmp_path):
+    """A time column of ISO 8601 dates and times: 2024-01-01T00:00:00Z is 1,704,067,200 s (a hand value);
+    the temporal split of the dates is that of the same times written as Unix seconds."""
+    day = 86_400
+    jan_1 = 1_704_067_200
+    iso = tmp_path / "iso.csv"
+    iso.write_text("user,item,when\nu1,a,2024-01-05\nu1,b,2024-01-05T10:30:00\nu2,a,2024-01-01 00:00\n")
+    raw = read_delimited(iso, time_col="when")  # no offset: UTC
+    assert raw.time.dtype == np.int64 and raw.time.tolist() == [jan_1 + 4 * day, jan_1 + 4 * day + 10 * 3600 + 1800,
+                                                               jan_1]
+    offsets = tmp_path / "offsets.csv"
+    offsets.write_text("user,item,when\nu1,a,2024-01-05T10:30:00+01:00\nu2,a,2024-01-01T00:00:00Z\n")
+    assert read_delimited(offsets, time_col="when").time.tolist() == [jan_1 + 4 * day + 9 * 3600 + 1800, jan_1]
+    fraction = tmp_path / "fraction.csv"
+    fraction.write_text("user,item,when\nu1,a,2024-01-01T00:00:00.250Z\nu1,b,2024-01-01T00:00:01Z\n")
+    assert read_delimited(fraction, time_col="when").time.tolist() == [jan_1 + 0.25, jan_1 + 1.0]
+    # a generated file written both ways splits alike
+    seconds = tmp_path / "seconds.csv"
+    times = timed_file(seconds, seed=4)
+    dates = tmp_path / "dates.csv"
+    lines = seconds.read_text().splitlines()
+    dates.write_text("\n".join([lines[0]] + [
+        ",".join([*line.split(",")[:2], datetime.fromtimestamp(jan_1 + int(line.split(",")[2]) * day,
+                                                                 timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")])
+        for line in lines[1:]]) + "\n")
+    config = {"kind": "temporal"}
+    by_seconds = actual(prepare_split({"dataset": str(seconds), "time_col": "when"}, config, seed=0)[0])
+    by_dates = actual(prepare_split({"dataset": str(dates), "time_col": "when"}, config, seed=0)[0])
+    assert by_dates["test_from"] == jan_1 + by_seconds["test_from"] * day
+    assert {k: v for k, v in by_dates.items() if not k.endswith("_from")} == \
+        {k: v for k, v in by_seconds.items() if not k.endswith("_from")} == \
+        {k: v for k, v in brute_force(times, 0.2).items() if not k.endswith("_from")}
+
+
+@pytest.mark.parametrize("text,words", [
+    ("u1,a,2024-01-05\nu1,b,soon\n", ["d.csv:3: time 'soon' (time_col) is not an ISO 8601 date and time",
+                                      "as the column's first value, '2024-01-05', is"]),
+    ("u1,a,2024-01-05T10:00Z\nu1,b,2024-01-06T10:00\n", ["d.csv:3", "mixes times with a UTC offset (line 2) and "
+                                                          "without one (line 3)"]),
+])
+def test_a_column_of_dates_refuses_a_value_it_cannot_order(tmp_path, text, words):
+    path = tmp_path / "d.csv"
+    path.write_text("user,item,when\n" + text)
+    with pytest.raises(DataError) as err:
+        read_delimited(path, time_col="when")
+    assert all(word in str(err.value) for word in words), str(err.value)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import zlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -390,11 +392,48 @@ def _parse_ratings(values, path: Path, line_number) -> np.ndarray:
 
 def _parse_times(values: list[str], path: Path, line_number, key: str) -> np.ndarray:
     """A time column: int64 when every value is an integer (exact beyond 2**53, as nanoseconds need),
-    else float64; a value that is not a finite number is refused naming its line and ``key``."""
+    else float64; a column of ISO 8601 dates and times (its first value starting YYYY-MM-DD) as Unix
+    seconds. A value that is neither a finite number nor, in a column of dates, a date is refused
+    naming its line and ``key``."""
     try:
         return np.array(values, dtype=np.int64)
     except (ValueError, OverflowError):
-        return _finite_numbers(values, path, line_number, "time", f" ({key})")
+        pass
+    if values and _ISO_DATE.match(values[0]):
+        return _iso_seconds(values, path, line_number, key)
+    return _finite_numbers(values, path, line_number, "time", f" ({key})")
+
+
+# an ISO 8601 calendar date, as a time column's first value: the column is read as dates and times
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_seconds(values: list[str], path: Path, line_number, key: str) -> np.ndarray:
+    """ISO 8601 dates and times (2024-01-05, 2024-01-05 10:30, 2024-01-05T10:30:00.25Z, +01:00) as Unix
+    seconds: int64 when every one is a whole second, else float64. Times without an offset are read
+    as UTC; a column mixing times with and without one is refused, since they cannot be ordered."""
+    seconds = np.empty(len(values), dtype=np.float64)
+    aware_row = naive_row = None
+    for row, value in enumerate(values):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise DataError(f"{path}:{line_number(row)}: time {value!r} ({key}) is not an ISO 8601 date and time "
+                            f"(such as 2024-01-05, 2024-01-05 10:30 or 2024-01-05T10:30:00Z), as the column's "
+                            f"first value, {values[0]!r}, is") from None
+        if moment.tzinfo is None:
+            naive_row = row if naive_row is None else naive_row
+            moment = moment.replace(tzinfo=timezone.utc)
+        else:
+            aware_row = row if aware_row is None else aware_row
+        if aware_row is not None and naive_row is not None:
+            raise DataError(f"{path}:{line_number(max(aware_row, naive_row))}: time {value!r} ({key}): the column "
+                            f"mixes times with a UTC offset (line {line_number(aware_row)}) and without one (line "
+                            f"{line_number(naive_row)}), which cannot be ordered; write every time one way")
+        seconds[row] = moment.timestamp()
+    if np.all(seconds == np.round(seconds)):
+        return seconds.astype(np.int64)
+    return seconds
 
 
 def _finite_numbers(values, path: Path, line_number, what: str, named: str = "") -> np.ndarray:

@@ -26,7 +26,8 @@ SECTIONS: dict[str, Any] = {
         "item_col": key((str, int), "item", "item column of a delimited file (name or number, as user_col)"),
         "rating_col": key((str, int, type(None)), None, "rating column of a delimited file (name or number), or null"),
         "time_col": key((str, int, type(None)), None, "time column of a delimited file (name or number; numeric values "
-                        "such as Unix seconds), or null; ML-1M and ML-100K files have theirs"),
+                        "such as Unix seconds, or ISO 8601 dates and times), or null; ML-1M and ML-100K files have "
+                        "theirs"),
     },
     "split": {
         "seed": key((int, type(None)), None, "seeds the split alone; null: the recipe seed (models trained with "
