@@ -374,10 +374,17 @@ def test_a_stopped_comparison_names_itself_not_the_resume_of_its_run(ratings_csv
 def test_a_split_that_draws_nothing_says_its_spread_is_training_alone(ratings_csv, tmp_path):
     """Under split.seed fixed (and a weak split's latest items) every seed has one split: popularity,
     which trains nothing random, has no spread, and the footnote said each seed drew its own split."""
-    result = runner.invoke(app, args(ratings_csv, tmp_path, "--models", "popularity", "--seeds", "2", "split.seed=3"))
+    command = args(ratings_csv, tmp_path, "--models", "popularity", "--seeds", "2", "split.seed=3",
+                   "eval.metrics=[recall@5, ndcg@10]")
+    result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "compare" / "ml1m").iterdir()
     text = (folder / "results.md").read_text()
+    # the command the table prints runs again in a shell: the override with a space is one word
+    import shlex
+
+    printed = shlex.split(next(line for line in text.splitlines() if line.startswith("`bindiff compare")).strip("`"))
+    assert printed[:3] == ["bindiff", "compare", command[1]] and "eval.metrics=[recall@5, ndcg@10]" in printed
     assert "over 2 seeds, all on one split" in text and "each seed's split" not in text
     table = json.loads((folder / "compare.json").read_text())
     assert table["one_split"] is True and set(table["models"]["popularity"]["std"].values()) == {0.0}

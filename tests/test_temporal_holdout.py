@@ -251,7 +251,10 @@ def test_grouplens_files_carry_their_timestamps(tmp_path):
 
 # ----------------------------------------------------------------------------- refusals
 
-@pytest.mark.parametrize("value,what", [("soon", "is not a number"), ("", "is not a number"),
+ISO = " (nor an ISO 8601 date and time, such as 2024-01-05, 2024-01-05 10:30 or 2024-01-05T10:30:00Z)"
+
+
+@pytest.mark.parametrize("value,what", [("soon", "is not a number" + ISO), ("", "is not a number" + ISO),
                                         ("nan", "is not a finite number")])
 def test_a_non_numeric_time_names_file_line_and_key(tmp_path, value, what):
     path = tmp_path / "d.csv"

@@ -169,9 +169,15 @@ def test_refusals_of_the_adapter(tmp_path):
         temporal_split(timed, 1.0)
     same_time = tmp_path / "same.csv"
     same_time.write_text("user,item,when\n" + "".join(f"u{u},{i},7\n" for u in range(5) for i in range(4)))
-    with pytest.raises(DataError, match=r"the test cut-off, 7, .* is their earliest time \(the data hold one time "
-                                        r"only\): nothing is left to train on; lower holdout_fraction"):
+    with pytest.raises(DataError, match=r"every interaction has the same time, 7: a temporal split needs "
+                                        r"interactions at more than one time"):
         temporal_split(build_matrix(read_delimited(same_time, time_col="when")))
+    # two times, the later holding most: 0.9 reaches the earlier, and lowering holdout_fraction is the way
+    two_times = tmp_path / "two.csv"
+    two_times.write_text("user,item,when\nu0,0,1\n" + "".join(f"u{u},{i},7\n" for u in range(5) for i in range(1, 4)))
+    with pytest.raises(DataError, match=r"the test cut-off, 1, .* is their earliest time: nothing is left to train "
+                                        r"on; lower holdout_fraction \(split.holdout_fraction\)"):
+        temporal_split(build_matrix(read_delimited(two_times, time_col="when")), 0.99)
 
 
 def _train(tmp_path, *overrides):
@@ -280,3 +286,40 @@ def test_a_column_of_dates_refuses_a_value_it_cannot_order(tmp_path, text, words
     with pytest.raises(DataError) as err:
         read_delimited(path, time_col="when")
     assert all(word in str(err.value) for word in words), str(err.value)
+
+
+def test_dates_are_read_as_python_3_10_reads_iso_8601_too(tmp_path, monkeypatch):
+    """bindiff supports Python 3.10, whose fromisoformat refuses a "Z" and fractions of other than 3 or 6
+    digits: a stand-in that accepts only 3.10's grammar reads every documented form (hand values)."""
+    import re
+    from datetime import datetime as real
+
+    from bindiff.adapters.interactions import readers
+
+    grammar = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{3}(\d{3})?)?)?)?([+-]\d{2}:\d{2})?)?")
+
+    class Python310(real):
+        @classmethod
+        def fromisoformat(cls, text):
+            if not grammar.fullmatch(text):
+                raise ValueError(f"Invalid isoformat string: {text!r}")
+            return real.fromisoformat(text)
+
+    monkeypatch.setattr(readers, "datetime", Python310)
+    path = tmp_path / "d.csv"
+    path.write_text("user,item,when\nu1,a,2024-01-01T00:00:00Z\nu1,b,2024-01-01T00:00:00.25Z\n"
+                    "u1,c,2024-01-01T00:00:01.123456789+00:00\n")
+    assert read_delimited(path, time_col="when").time.tolist() == [1_704_067_200, 1_704_067_200.25, 1_704_067_201.123456]
+    path.write_text("user,item,when\nu1,a,2023/01/05\n")  # not ISO 8601: named as neither
+    with pytest.raises(DataError, match=r"time '2023/01/05' \(time_col\) is not a number \(nor an ISO 8601 date"):
+        read_delimited(path, time_col="when")
+
+
+def test_a_seed_for_a_split_that_draws_nothing_is_refused(tmp_path):
+    """split.seed changes nothing in a weak split of each user's latest items (as in a temporal one)."""
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=6)
+    line = error_line(_train(tmp_path, f"data.dataset={path}", "data.time_col=when", "split.kind=weak",
+                             "split.holdout=latest", "split.seed=3"))
+    assert "override 'split.seed=3': a weak split of each user's latest items draws nothing" in line
+    assert _no_run_folder(tmp_path)

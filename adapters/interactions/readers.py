@@ -401,11 +401,23 @@ def _parse_times(values: list[str], path: Path, line_number, key: str) -> np.nda
         pass
     if values and _ISO_DATE.match(values[0]):
         return _iso_seconds(values, path, line_number, key)
-    return _finite_numbers(values, path, line_number, "time", f" ({key})")
+    return _finite_numbers(values, path, line_number, "time", f" ({key})",
+                           or_else=f" (nor an ISO 8601 date and time, {_EXAMPLES})")
 
 
 # an ISO 8601 calendar date, as a time column's first value: the column is read as dates and times
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# what Python 3.10's fromisoformat refuses and 3.11's reads: a "Z" for UTC, fractions of other than 3 or 6 digits
+_FRACTION = re.compile(r"(\d{2}:\d{2}:\d{2})\.(\d+)")
+_EXAMPLES = "such as 2024-01-05, 2024-01-05 10:30 or 2024-01-05T10:30:00Z"
+
+
+def _from_iso(value: str) -> datetime:
+    """``datetime.fromisoformat`` as Python 3.11 reads ISO 8601, on 3.10 too."""
+    if value[-1:] in ("Z", "z"):
+        value = value[:-1] + "+00:00"
+    value = _FRACTION.sub(lambda m: f"{m.group(1)}.{m.group(2)[:6]:0<6}", value)
+    return datetime.fromisoformat(value)
 
 
 def _iso_seconds(values: list[str], path: Path, line_number, key: str) -> np.ndarray:
@@ -416,11 +428,11 @@ def _iso_seconds(values: list[str], path: Path, line_number, key: str) -> np.nda
     aware_row = naive_row = None
     for row, value in enumerate(values):
         try:
-            moment = datetime.fromisoformat(value)
+            moment = _from_iso(value)
         except ValueError:
+            first = f", as the column's first value, {values[0]!r}, is" if row else ""
             raise DataError(f"{path}:{line_number(row)}: time {value!r} ({key}) is not an ISO 8601 date and time "
-                            f"(such as 2024-01-05, 2024-01-05 10:30 or 2024-01-05T10:30:00Z), as the column's "
-                            f"first value, {values[0]!r}, is") from None
+                            f"({_EXAMPLES}){first}") from None
         if moment.tzinfo is None:
             naive_row = row if naive_row is None else naive_row
             moment = moment.replace(tzinfo=timezone.utc)
@@ -436,13 +448,14 @@ def _iso_seconds(values: list[str], path: Path, line_number, key: str) -> np.nda
     return seconds
 
 
-def _finite_numbers(values, path: Path, line_number, what: str, named: str = "") -> np.ndarray:
-    """``values`` as float64; DataError naming the line of the first that is not a finite number."""
+def _finite_numbers(values, path: Path, line_number, what: str, named: str = "", or_else: str = "") -> np.ndarray:
+    """``values`` as float64; DataError naming the line of the first that is not a finite number
+    (``or_else``: what else the column could have held)."""
     try:
         numbers = np.array(values, dtype=np.float64)
     except (ValueError, OverflowError):
         row = next(row for row, value in enumerate(values) if not _is_float(value))
-        raise DataError(f"{path}:{line_number(row)}: {what} {values[row]!r}{named} is not a number") from None
+        raise DataError(f"{path}:{line_number(row)}: {what} {values[row]!r}{named} is not a number{or_else}") from None
     finite = np.isfinite(numbers)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])

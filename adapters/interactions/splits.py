@@ -382,10 +382,12 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
     test_from = _plain_number(_cut_off(time, round_half_up(holdout_fraction, len(time))))
     before_test = time[time < test_from]
     if len(before_test) == 0:
-        one_time = " (the data hold one time only)" if test_from == time.max() else ""
+        if test_from == time.max():
+            raise DataError(f"{where}: every interaction has the same time, {test_from!r}: a temporal split needs "
+                            "interactions at more than one time")
         raise DataError(f"{where}: the test cut-off, {test_from!r}, from which the latest holdout_fraction = "
-                        f"{holdout_fraction} of the interactions lie, is their earliest time{one_time}: nothing is "
-                        "left to train on; lower holdout_fraction (split.holdout_fraction)")
+                        f"{holdout_fraction} of the interactions lie, is their earliest time: nothing is left to "
+                        "train on; lower holdout_fraction (split.holdout_fraction)")
     count = (round_half_up(holdout_fraction, len(before_test)) if valid_fraction is None
              else round_half_up(valid_fraction, len(time)))
     valid_from = _plain_number(_cut_off(before_test, count))

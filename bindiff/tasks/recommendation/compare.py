@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,8 +310,9 @@ def draws_no_split(split_cfg: dict) -> bool:
 
 def _to_markdown(table: dict, recipe: str, overrides, models, n_seeds: int, tune_trials: int | None = None) -> str:
     metrics = table["metrics"]
-    command = " ".join(["bindiff compare", recipe, *overrides, *(["--models", ",".join(models)] if models else []),
-                        "--seeds", str(n_seeds), *(["--tune", str(tune_trials)] if tune_trials else [])])
+    # quoted for a shell: an override such as 'eval.metrics=[hit@10, ndcg@10]' is one word
+    command = shlex.join(["bindiff", "compare", recipe, *overrides, *(["--models", ",".join(models)] if models else []),
+                          "--seeds", str(n_seeds), *(["--tune", str(tune_trials)] if tune_trials else [])])
     tuned = bool(tune_trials)
     lines = [f"`{command}`", "",
              "| model | " + " | ".join(metrics) + " | train s | inference s | vs best baseline |"

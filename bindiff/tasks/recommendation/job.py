@@ -106,6 +106,8 @@ class RecommendationTask(base.Task):
                                                    "split.min_items_to_split", "split.seed"):
             return ("a temporal split never reads " + key + " (its cut-offs hold out a share of all interactions "
                     "by time, nothing is drawn, and every user with a history and a target is scored)")
+        if split["kind"] == "weak" and split.get("holdout") == "latest" and key == "split.seed":
+            return "a weak split of each user's latest items draws nothing: split.seed changes nothing"
         if split["kind"] in ("weak", "predefined") and key == "split.n_test_users":
             return f"a {split['kind']} split never reads split.n_test_users (every user with a target is scored)"
         if split["kind"] == "weak" and key == "split.n_valid_users":

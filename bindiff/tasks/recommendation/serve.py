@@ -151,8 +151,9 @@ def user_history(split: Split, raw_user: str) -> sp.csr_matrix:
         hits = np.flatnonzero(ids == raw_user)
         rows += [m[hits] for m in matrices if len(hits)]
     if not rows:
-        where = ("has no history in this run's split (not in its data, or, this being a temporal split, with "
-                 "nothing in the vocabulary before a cut-off)" if split.kind == "temporal"
+        where = ("has no history in this run's split (a temporal split keeps the users who train or are scored: "
+                 "not one whose first items came after the validation cut-off without a test item, nor one only "
+                 "after a cut-off or not in its data)" if split.kind == "temporal"
                  else "is not in this run's data")
         raise DataError(f"user {raw_user!r} {where}; pass the user's items instead "
                         "(--items ID,ID,... or --input FILE)")
