@@ -366,8 +366,7 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
     started = time.perf_counter()
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
-    recorded = _recorded_code(run_dir)
-    with naming_missing_code(recorded, where=f"{run_dir}: "):  # a plugin's denoiser, model or task unknown here
+    with _naming_code_recorded_in(run_dir):  # a plugin's denoiser, model or task unknown here
         run_config = read_run_config(run_dir)
     if run_config["task"] != task.name:
         raise RecipeError(f"{config_path}: a run of task {run_config['task']!r}, not a {task.name} run")
@@ -386,7 +385,7 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
                     remove_stale_temporaries(folder)
                 _remove_interrupted_results(task, run_dir, config)
             data = _saved_or_prepared_data(task, run_dir, config, data_dir, workers)
-            with naming_missing_code(recorded, where=f"{run_dir}: "):
+            with _naming_code_recorded_in(run_dir):
                 model, optimizer, rows = _build(task, kind, config, data, device)
             payload = _resumable_checkpoint(run_dir / "checkpoints", config, config_path, task.dim(data), model,
                                             optimizer, device)
@@ -396,15 +395,20 @@ def resume(task: Task, run_dir: str | Path, config: dict | None = None, recipe: 
     return _in_processes(config, body)
 
 
-def _recorded_code(run_dir: Path) -> dict:
-    """The modules ``checkpoints/last.pt`` records its model was built from (``code_modules``), for the
-    hint a resume gives when a name is unknown; nothing when there is no readable checkpoint (the
-    resume names that problem itself, further on)."""
+@contextmanager
+def _naming_code_recorded_in(run_dir: Path) -> Iterator[None]:
+    """``naming_missing_code`` for a resume, which builds its model before it reads a checkpoint: only
+    when a name is unknown is ``checkpoints/last.pt`` read for the modules it records (none when it
+    cannot be read: the resume names that problem itself, further on)."""
     try:
-        payload = load_checkpoint(run_dir / "checkpoints" / "last.pt", mmap=True)  # the weights stay on disk
-    except CheckpointError:
-        return {}
-    return {"code_modules": payload.get("code_modules", [])}
+        yield
+    except RecipeError:
+        try:
+            payload = load_checkpoint(run_dir / "checkpoints" / "last.pt", mmap=True)  # the weights stay on disk
+        except CheckpointError:
+            payload = {}
+        with naming_missing_code(payload, where=f"{run_dir}: "):
+            raise
 
 
 def _refuse_finished(run_dir: Path) -> None:
