@@ -236,7 +236,9 @@ def recommend(
     run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
     user: Optional[str] = typer.Option(None, help="raw user id of one of the run's users"),
     items: Optional[str] = typer.Option(None, help="a new user's history: raw item ids, comma-separated"),
-    input: Optional[str] = typer.Option(None, "--input", help="CSV (tab-separated if named .tsv) of user,item rows with a header: many new users"),
+    input: Optional[str] = typer.Option(None, "--input", help="CSV (tab-separated if named .tsv) of user,item rows "
+                                        "with a header: many new users (rows rated below the run's data.min_rating "
+                                        "left out)"),
     output: Optional[str] = typer.Option(None, "--output", "--out",
                                          help="with --input: CSV of user,rank,item,score rows"),
     k: int = typer.Option(20, min=1, help="number of items"),
@@ -247,6 +249,7 @@ def recommend(
     from pathlib import Path
 
     from .config import RecipeError
+    from .tasks.base import read_run_config
     from .tasks.recommendation.serve import Recommender, read_histories, write_recommendations
 
     try:
@@ -261,8 +264,13 @@ def recommend(
         if output is not None and Path(output).is_file():  # a folder or device in the way: atomic_path names it
             raise RecipeError(f"--output {output}: exists; bindiff never overwrites a file (remove it or name "
                               "another)")
+        below = 0  # --input's rows rated below the run's data.min_rating
         if input is not None:
-            users, histories = read_histories(input)
+            data = read_run_config(Path(run_dir)).get("data", {})  # the run's column names and rating threshold
+            users, histories, below = read_histories(input, data)
+            if below:
+                typer.echo(f"{below} row(s) of {input} rate below the run's data.min_rating={data['min_rating']:g} "
+                           "and are not interactions, as in training", err=True)
         elif items is not None:
             users, histories = ["new"], [[i.strip() for i in items.split(",") if i.strip()]]
             if not histories[0]:
@@ -274,8 +282,9 @@ def recommend(
         results = recommender.recommend(histories, k, progress=recommender.config["output"]["progress"])
         empty = [u for u, h in zip(users, histories) if not any(str(i) in recommender.column for i in h)]
         if empty:  # EASE, say, scores an empty history 0 everywhere: its list would be the catalogue's order
-            typer.echo(f"warning: {len(empty)} user(s) have no item the run knows, so their lists are the model's "
-                       f"answer to an empty history, the same for each ({', '.join(map(str, empty[:5]))}"
+            rated = " rated at least data.min_rating" if below else ""
+            typer.echo(f"warning: {len(empty)} user(s) have no item{rated} the run knows, so their lists are the "
+                       f"model's answer to an empty history, the same for each ({', '.join(map(str, empty[:5]))}"
                        f"{' ...' if len(empty) > 5 else ''})", err=True)
         unknown = {u: r.unknown for u, r in zip(users, results) if r.unknown}
         if unknown:

@@ -407,6 +407,47 @@ def test_recommend_many_new_users_from_a_file(trained, tmp_path):
     np.testing.assert_allclose(recommender.score(list(histories.values())), scores, rtol=1e-6)
 
 
+def test_recommend_input_leaves_out_rows_rated_below_the_runs_min_rating(trained, tmp_path):
+    """The run kept ratings >= 4: a row rated 2 is not an interaction (its item stays recommendable),
+    and a user whose every row is below 4 gets the empty history's list, named in a warning."""
+    run_dir, _, _ = trained
+    users_csv = tmp_path / "rated.csv"
+    users_csv.write_text("user,item,rating\na,i0,5\na,i2,2\na,i4,4\nb,i21,1\nc,i30,5\nc,i31,3.5\n")
+    out = tmp_path / "recs.csv"
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users_csv), "--output", str(out),
+                                 "--k", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"3 row(s) of {users_csv} rate below the run's data.min_rating=4 and are not interactions" in result.output
+    assert "warning: 1 user(s) have no item rated at least data.min_rating the run knows" in result.output
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    kept = {"a": ["i0", "i4"], "b": [], "c": ["i30"]}  # by hand: the rows rated 4 or more
+    scores, item_ids, x = _hand_scores(run_dir, list(kept.values()))
+    for u, user in enumerate(kept):
+        masked = np.where(x[u] > 0, -np.inf, scores[u])
+        assert [r[2] for r in rows if r[0] == user] == [str(item_ids[j]) for j in np.argsort(-masked, kind="stable")[:5]]
+
+
+def test_input_histories_read_the_runs_own_column_names(tmp_path):
+    """A file in the training data's layout reads as it stands: the run's column names first, then
+    user/item/rating; ratings are read only where the run kept some of them."""
+    from bindiff.adapters.errors import DataError
+    from bindiff.tasks.recommendation.serve import read_histories
+
+    path = tmp_path / "own.csv"
+    path.write_text("uid,user,movie,stars\nx,n1,m1,4.5\nx,n1,m2,1\ny,n2,m1,3.5\n")
+    data = {"user_col": "uid", "item_col": "movie", "rating_col": "stars", "min_rating": 3.5}
+    assert read_histories(path, data) == (["x", "y"], [["m1"], ["m1"]], 1)
+    # no threshold: every row is an interaction, and the rating column is not even parsed
+    path.write_text("user,item,rating\nx,m1,great\nx,m2,\n")
+    assert read_histories(path, {"min_rating": None}) == (["x"], [["m1", "m2"]], 0)
+    # a threshold but no rating column: every row, as documented (a file of the kept rows)
+    path.write_text("user,item\nx,m1\n")
+    assert read_histories(path, {"min_rating": 4}) == (["x"], [["m1"]], 0)
+    path.write_text("user,item,rating\nx,m1,great\n")
+    with pytest.raises(DataError, match="rating"):
+        read_histories(path, {"min_rating": 4})
+
+
 def test_a_history_of_nearly_every_item_gets_the_rest_with_a_warning(trained, tmp_path):
     from bindiff.tasks.recommendation.serve import Recommender
 

@@ -197,6 +197,18 @@ def read_delimited(
                            _id_array(items, path, "item", lambda row: line_of_row[row]), rating, str(path), time)
 
 
+def header_names(path: str | Path, sep: str = ",") -> list[str]:
+    """The column names of a delimited file's header (its first non-empty row), stripped; for a
+    reader that chooses among columns (``recommend --input``: a rating column is optional)."""
+    path = Path(path)
+    text = _read_text(path, encoding="utf-8-sig")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    names = next((row for row in _rows(reader, path) if row), None)
+    if names is None:
+        raise DataError(f"{path}: file is empty (no header row)")
+    return [name.strip() for name in names]
+
+
 def _rows(reader, path: Path):
     """The reader's rows, its errors (a quote never closed, text after a closing quote, a field
     beyond csv's size limit) as one line naming the line where the bad row starts."""

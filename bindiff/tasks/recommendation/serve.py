@@ -16,7 +16,7 @@ import gzip
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ...adapters.errors import DataError
 from ...adapters.interactions import Split
 from ...adapters.interactions.datasets import default_separator
-from ...adapters.interactions.readers import read_delimited
+from ...adapters.interactions.readers import header_names, read_delimited
 from ...files import OutputError, atomic_path
 from ...metrics import topk_excluding
 from ...progress import log, piped_lines
@@ -179,18 +179,47 @@ def _input_remedy(delimiter: str) -> str:
     return "--input reads comma-separated .csv and tab-separated .tsv files"
 
 
-def read_histories(path: str | Path) -> tuple[list[str], list[list[str]]]:
-    """Users and their histories, in order of first appearance, from a CSV file (plain or .gz; tab-
-    separated when named .tsv, as training data files are) with a header naming ``user`` and
-    ``item`` columns; read as training data files are, so the same file problems get the same
-    messages (naming what ``--input`` needs, not recipe keys)."""
-    raw = read_delimited(path, sep=default_separator(path), user_col="user", item_col="item", header=True,
+class InputHistories(NamedTuple):
+    """What ``read_histories`` read: users in order of first appearance, each one's item ids, and
+    how many rows were left out for a rating below the run's ``data.min_rating``."""
+
+    users: list[str]
+    histories: list[list[str]]
+    below_min_rating: int = 0
+
+
+def read_histories(path: str | Path, data: dict | None = None) -> InputHistories:
+    """Users and their histories from a CSV file (plain or .gz; tab-separated when named .tsv, as
+    training data files are) with a header naming a user and an item column; read as training
+    data files are, so the same file problems get the same messages (naming what ``--input``
+    needs, not recipe keys).
+
+    ``data``: the run's ``data`` section. Its own column names (``user_col``, ``item_col``,
+    ``rating_col``, where they are names) are read where the header holds them, else ``user``,
+    ``item`` and ``rating``, so a file in the training data's layout reads as it stands. With a
+    ``data.min_rating``, rows of a rating column below it are not interactions, as in training;
+    a user all of whose rows are below it is kept, with an empty history."""
+    data = data or {}
+    sep = default_separator(path)
+    names = header_names(path, sep)
+
+    def column(key: str, generic: str) -> str | None:
+        own = data.get(key)
+        return next((name for name in (own, generic) if isinstance(name, str) and name in names), None)
+
+    user_col, item_col = column("user_col", "user") or "user", column("item_col", "item") or "item"
+    # ratings matter only where the run kept some of them: every row is an interaction otherwise
+    rating_col = column("rating_col", "rating") if data.get("min_rating") is not None else None
+    raw = read_delimited(path, sep=sep, user_col=user_col, item_col=item_col, rating_col=rating_col, header=True,
                          keys={"user_col": "--input's user column", "item_col": "--input's item column",
-                               "sep": _input_remedy})
+                               "rating_col": "--input's rating column", "sep": _input_remedy})
+    kept = np.ones(len(raw), dtype=bool) if rating_col is None else raw.rating >= data["min_rating"]
     histories: dict[str, list[str]] = {}
-    for user, item in zip(raw.user.tolist(), raw.item.tolist()):
-        histories.setdefault(user, []).append(item)
-    return list(histories), list(histories.values())
+    for user, item, keep in zip(raw.user.tolist(), raw.item.tolist(), kept.tolist()):
+        history = histories.setdefault(user, [])
+        if keep:
+            history.append(item)
+    return InputHistories(list(histories), list(histories.values()), int((~kept).sum()))
 
 
 def write_recommendations(path: str | Path, users: Sequence[str], results: Sequence[Recommendation]) -> None:
