@@ -34,6 +34,8 @@ _LAZY = {
     "load_run": "bindiff.tasks.recommendation.job",
     "recommend": "bindiff.tasks.recommendation.serve",
     "Recommender": "bindiff.tasks.recommendation.serve",
+    "run_comparison": "bindiff.tasks.recommendation.compare",
+    "run_tuning": "bindiff.tasks.recommendation.tune",
     "train_masks": "bindiff.tasks.masks.job",
     "run_evaluations": "bindiff.tasks.masks.job",
     "load_masks_run": "bindiff.tasks.masks.job",

@@ -20,6 +20,7 @@ PUBLIC_MODULES = [
     "bindiff.metrics.segmentation", "bindiff.adapters", "bindiff.adapters.interactions", "bindiff.adapters.masks",
     "bindiff.config", "bindiff.tasks.registry", "bindiff.tasks.recommendation.job", "bindiff.tasks.recommendation.serve",
     "bindiff.tasks.recommendation.data", "bindiff.tasks.recommendation.models", "bindiff.tasks.recommendation.export",
+    "bindiff.tasks.recommendation.compare", "bindiff.tasks.recommendation.tune",
     "bindiff.tasks.masks.job", "bindiff.tasks.masks.apply", "bindiff.tasks.segmentation.job",
     "bindiff.tasks.segmentation.segment", "bindiff.metrics.paired", "bindiff.metrics.calibration", "bindiff.scoring",
 ]

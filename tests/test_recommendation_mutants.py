@@ -66,7 +66,7 @@ def test_compare_chooses_the_best_baseline_on_the_runs_validation_values(pairs_c
     monkeypatch.setattr(compare, "train_recommender", inverted)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(dump_recipe(small(pairs_csv, tmp_path / "out")))
-    out = compare.run_comparison(str(recipe), [], ["popularity", "ease"], seeds=1)
+    out = compare.run_comparison(recipe, models=["popularity", "ease"], seeds=1)  # a Path; no overrides
     table = json.loads((out / "compare.json").read_text())
     tests = {m: table["models"][m]["mean"]["ndcg@10"] for m in ("popularity", "ease")}
     assert tests["popularity"] != tests["ease"]

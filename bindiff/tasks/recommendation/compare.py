@@ -24,6 +24,7 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -116,8 +117,13 @@ def _search_spaces(config: dict, recipe: str, overrides: list[str], presets: dic
     return chosen
 
 
-def run_comparison(recipe: str, overrides: list[str], models: list[str] | None, seeds: int | None,
-                   data_dir: str | None = None, tune_trials: int | None = None) -> Path:
+def run_comparison(recipe: str | Path, overrides: Sequence[str] = (), models: list[str] | None = None,
+                   seeds: int | None = None, data_dir: str | None = None, tune_trials: int | None = None) -> Path:
+    """``bindiff compare``: train every model of ``compare.models`` (or those ``models`` names) on
+    the same split for ``seeds`` seeds (default ``compare.seeds``), after ``tune_trials`` trials
+    of each model's ``compare.spaces`` on validation when given; returns the comparison folder
+    (``compare.json``, ``results.csv``, ``results.md``, ``comparison.png``, the runs)."""
+    recipe, overrides = str(recipe), list(overrides)
     base = load_recipe(recipe, overrides)
     if base["task"] != "recommend":
         raise RecipeError(f"{recipe}: bindiff compare compares recommendation models; this recipe has task "
