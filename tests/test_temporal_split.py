@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from bindiff.adapters import DataError
@@ -53,13 +54,17 @@ def cut_off(times: list, share: Fraction):
     return sorted(times)[len(times) - count]
 
 
-def brute_force(times: dict, fraction: float, valid_fraction: float | None = None) -> dict:
-    """{"valid_from", "test_from", "train": user -> items, "valid"/"test": user -> (input, target)}."""
+def brute_force(times: dict, fraction: float, valid_fraction: float | None = None,
+                test_from=None, valid_from=None) -> dict:
+    """{"valid_from", "test_from", "train": user -> items, "valid"/"test": user -> (input, target)};
+    ``test_from`` and ``valid_from``: cut-offs given as times instead of shares."""
     exact = Fraction(str(fraction))  # the decimal as written: 0.35 × 90 is 31.5, not 31.4999…
-    test_from = cut_off(list(times.values()), exact * len(times))
+    if test_from is None:
+        test_from = cut_off(list(times.values()), exact * len(times))
     before = [t for t in times.values() if t < test_from]
     share = exact * len(before) if valid_fraction is None else Fraction(str(valid_fraction)) * len(times)
-    valid_from = cut_off(before, min(share, len(before)))
+    if valid_from is None:
+        valid_from = cut_off(before, min(share, len(before)))
     stage = {pair: "train" if t < valid_from else "valid" if t < test_from else "test" for pair, t in times.items()}
     vocabulary = {item for (_, item), s in stage.items() if s == "train"}
     users = {user for user, _ in times}
@@ -323,3 +328,108 @@ def test_a_seed_for_a_split_that_draws_nothing_is_refused(tmp_path):
                              "split.holdout=latest", "split.seed=3"))
     assert "override 'split.seed=3': a weak split of each user's latest items draws nothing" in line
     assert _no_run_folder(tmp_path)
+
+
+# Cut-offs given as times (split.test_from, split.valid_from) instead of shares.
+
+@pytest.mark.parametrize("seed,test_from,valid_from,valid_fraction", [
+    (0, 20, 14, None), (1, 17, None, None), (2, 25, None, 0.1), (3, 9, 5, None), (4, 22, 21, None)])
+def test_cut_offs_given_as_times_match_brute_force(tmp_path, seed, test_from, valid_from, valid_fraction):
+    path = tmp_path / "d.csv"
+    times = timed_file(path, seed=seed)
+    split, _ = prepare_split({"dataset": str(path), "time_col": "when"},
+                             {"kind": "temporal", "holdout_fraction": 0.3, "valid_fraction": valid_fraction,
+                              "test_from": test_from, "valid_from": valid_from}, seed=0)
+    expected = brute_force(times, 0.3, valid_fraction, test_from=test_from, valid_from=valid_from)
+    assert actual(split) == expected and expected["test"]
+    assert (split.info["test_from_given"], split.info["valid_from_given"]) == (test_from, valid_from)
+
+
+def test_cut_offs_given_as_dates_split_as_their_unix_seconds(tmp_path):
+    """Dates in the file and in the recipe: 2024-01-01 is 1,704,067,200 s (a hand value), a day 86,400 s;
+    a cut-off written with an offset is the same instant in UTC."""
+    day0, day = 1_704_067_200, 86_400
+    path = tmp_path / "d.csv"
+    times = timed_file(path, seed=3)
+    text = path.read_text().splitlines()
+    dated = [text[0]] + [f"{u},{i},{datetime.fromtimestamp(day0 + int(t) * day, tz=timezone.utc).date()}"
+                         for u, i, t in (line.split(",") for line in text[1:])]
+    path.write_text("\n".join(dated) + "\n")
+    split, _ = prepare_split({"dataset": str(path), "time_col": "when"},
+                             {"kind": "temporal", "test_from": "2024-01-10", "valid_from": "2024-01-06T02:00:00+02:00"},
+                             seed=0)
+    expected = brute_force({pair: day0 + t * day for pair, t in times.items()}, 0.2,
+                           test_from=day0 + 9 * day, valid_from=day0 + 5 * day)
+    assert actual(split) == expected
+    assert split.info["test_from"] == day0 + 9 * day and split.info["test_from_given"] == "2024-01-10"
+
+
+def test_given_cut_offs_that_leave_a_stage_empty_are_refused_naming_the_key():
+    im = InteractionMatrix(matrix=sp.csr_matrix(np.ones((2, 3), dtype=np.float32)), user_ids=np.array(["a", "b"]),
+                           item_ids=np.array(["x", "y", "z"]), source="d.csv",
+                           time=np.array([10, 20, 30, 10, 20, 30]))
+    for kwargs, words in [
+        ({"test_from": 31}, "no interaction is at or after test_from (split.test_from) 31: nothing to test; the "
+                            "interactions' times run from 10 to 30"),
+        ({"test_from": 10}, "no interaction is before test_from (split.test_from) 10: nothing is left to train on"),
+        ({"test_from": 30, "valid_from": 30}, "valid_from (split.valid_from) 30 must be earlier than test_from"),
+        ({"test_from": 30, "valid_from": 5}, "no interaction is before valid_from (split.valid_from) 5"),
+        ({"test_from": 30, "valid_from": 25}, "no interaction is from valid_from (split.valid_from) 25 to before "
+                                              "the test cut-off 30: nothing to validate on"),
+        ({"test_from": "1970-01-01T00:00:31"}, "'1970-01-01T00:00:31' (31 in Unix seconds): nothing to test"),
+        ({"test_from": "soon"}, "test_from (split.test_from) 'soon' is neither a number nor an ISO 8601 date"),
+        ({"test_from": float("nan")}, "must be a time (a number, or an ISO 8601 date and time), got nan"),
+        ({"valid_from": 20, "valid_fraction": 0.1}, "both place the validation cut-off"),
+    ]:
+        with pytest.raises(DataError) as caught:
+            temporal_split(im, **kwargs)
+        assert words in str(caught.value), (kwargs, str(caught.value))
+    split = temporal_split(im, test_from=30, valid_from=20)  # and one that holds: each stage one time
+    assert split.info["n_test_held_out_interactions"] == 2 and split.info["n_valid_held_out_interactions"] == 2
+
+
+def test_a_recipe_date_stays_text_and_round_trips(tmp_path):
+    """YAML 1.1 reads an unquoted 2024-01-01 as a date object: the recipe keeps it as written."""
+    from bindiff.config import dump_recipe, load_recipe
+    from bindiff.config.recipe import recipe_from_text
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: recommend\nsplit:\n  kind: temporal\n  test_from: 2024-01-01\n  valid_from: 1700000000\n")
+    config = load_recipe(str(recipe))
+    assert config["split"]["test_from"] == "2024-01-01" and config["split"]["valid_from"] == 1_700_000_000
+    assert recipe_from_text(dump_recipe(config))["split"] == config["split"]
+    with pytest.raises(Exception, match="split.test_from' must be a number or an ISO 8601 date"):
+        load_recipe(str(recipe), ["split.test_from=2024-13-01"])
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["split.kind=weak", "split.test_from=5"], ["split.test_from=5 applies to split.kind temporal only"]),
+    (["split.kind=temporal", "split.valid_from=5", "split.valid_fraction=0.1"],
+     ["split.valid_from and split.valid_fraction both place the validation cut-off"]),
+    (["split.kind=temporal", "split.test_from=20", "split.valid_from=14", "split.holdout_fraction=0.3"],
+     ["override 'split.holdout_fraction=0.3': split.test_from and split.valid_from place both cut-offs"]),
+    (["split.kind=temporal", "split.test_from=2099-01-01"], ["'2099-01-01' (4070908800 in Unix seconds): nothing to "
+                                                             "test", "(Unix seconds: 1970-01-01T00:00:00Z to"]),
+])
+def test_cli_refuses_cut_offs_it_cannot_use_in_one_line(tmp_path, overrides, words):
+    path = tmp_path / "d.csv"
+    timed_file(path, seed=6)
+    line = error_line(_train(tmp_path, f"data.dataset={path}", "data.time_col=when", *overrides))
+    assert all(word in line for word in words), line
+    assert _no_run_folder(tmp_path)
+
+
+def test_a_run_with_dated_cut_offs_records_them_as_written(tmp_path):
+    path = tmp_path / "d.csv"
+    times = timed_file(path, seed=2)
+    result = _train(tmp_path, f"data.dataset={path}", "data.time_col=when", "split.kind=temporal",
+                    "split.test_from=1970-01-01T00:00:20Z", "split.valid_from=15", "model.kind=popularity",
+                    "eval.metrics=[recall@10]", "eval.select=recall@10")
+    assert result.exit_code == 0, result.output
+    (manifest,) = (tmp_path / "runs").rglob("split/split.json")
+    info = json.loads(manifest.read_text())["info"]
+    assert (info["test_from"], info["test_from_given"], info["valid_from"], info["valid_from_given"]) == \
+        (20, "1970-01-01T00:00:20Z", 15, 15)
+    assert actual(Split.load(manifest.parent)) == brute_force(times, 0.2, test_from=20, valid_from=15)
+    (config,) = (tmp_path / "runs").rglob("config.yaml")
+    assert "test_from: '1970-01-01T00:00:20Z'" in config.read_text()  # quoted: it reads back as text

@@ -424,7 +424,7 @@ _FRACTION = re.compile(r"(\d{2}:\d{2}:\d{2})\.(\d+)")
 _EXAMPLES = "such as 2024-01-05, 2024-01-05 10:30 or 2024-01-05T10:30:00Z"
 
 
-def _from_iso(value: str) -> datetime:
+def from_iso(value: str) -> datetime:
     """``datetime.fromisoformat`` as Python 3.11 reads ISO 8601, on 3.10 too."""
     if value[-1:] in ("Z", "z"):
         value = value[:-1] + "+00:00"
@@ -440,7 +440,7 @@ def _iso_seconds(values: list[str], path: Path, line_number, key: str) -> np.nda
     aware_row = naive_row = None
     for row, value in enumerate(values):
         try:
-            moment = _from_iso(value)
+            moment = from_iso(value)
         except ValueError:
             first = f", as the column's first value, {values[0]!r}, is" if row else ""
             raise DataError(f"{path}:{line_number(row)}: time {value!r} ({key}) is not an ISO 8601 date and time "

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import numbers
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ from ...files import atomic_path
 from ..errors import DataError
 from ..shares import round_half_up
 from .matrix import InteractionMatrix, binary_csr, entry_positions
-from .readers import RawInteractions
+from .readers import RawInteractions, from_iso
 
 __all__ = ["EvalPart", "Split", "strong_generalization", "weak_generalization", "temporal_split", "predefined_split",
            "train_test_split", "holdout_count"]
@@ -345,7 +347,8 @@ def weak_generalization(
                  valid=parts["valid"], test=parts["test"], kind="weak", info=info)
 
 
-def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_fraction: float | None = None) -> Split:
+def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_fraction: float | None = None,
+                   test_from: float | str | None = None, valid_from: float | str | None = None) -> Split:
     """One global time cut-off for test and an earlier one for validation (a temporal split).
 
     Test holds the latest ``holdout_fraction`` of all interactions: every interaction at or after
@@ -356,6 +359,12 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
     time, when the user first chose it (build ``im`` with ``build_matrix(..., pair_time="earliest")``;
     at its latest, a choice made again after a cut would take the earlier one out of training).
     Nothing is drawn: the split depends on the data alone.
+
+    ``test_from`` and ``valid_from`` give a cut-off as a time instead: a number in the time column's
+    unit, or an ISO 8601 date and time (``"2024-01-01"``, read as Unix seconds, UTC unless it has an
+    offset, as a time column of dates is). A given ``test_from`` replaces ``holdout_fraction`` for
+    test (validation still takes that share of what lies before it, unless ``valid_fraction`` or
+    ``valid_from`` says otherwise); a given ``valid_from`` replaces both shares for validation.
 
     Training rows are the users with an interaction before ``valid_from``. Validation ranks every
     item but a user's training ones from the training row; test reads the training and validation
@@ -370,32 +379,69 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
                         "(a delimited file names its time column with data.time_col)")
     if not isinstance(holdout_fraction, numbers.Real) or not 0.0 < holdout_fraction < 1.0:  # NaN fails too
         raise DataError(f"{where}: holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
+    # both shares of all interactions; beside a given test_from, only valid_fraction is
+    below = 1.0 - holdout_fraction if test_from is None else 1.0
     if valid_fraction is not None and (not isinstance(valid_fraction, numbers.Real)
-                                       or not 0.0 < valid_fraction < 1.0 - holdout_fraction):
-        raise DataError(f"{where}: valid_fraction (split.valid_fraction) must be null or in (0, 1 - holdout_fraction "
-                        f"= {1.0 - holdout_fraction:g}), got {valid_fraction!r}")
+                                       or not 0.0 < valid_fraction < below):
+        bound = f"1 - holdout_fraction = {below:g}" if test_from is None else "1"
+        raise DataError(f"{where}: valid_fraction (split.valid_fraction) must be null or in (0, {bound}), "
+                        f"got {valid_fraction!r}")
     if im.nnz == 0:
         raise DataError(f"{where}: no interactions")
 
+    if valid_from is not None and valid_fraction is not None:
+        raise DataError(f"{where}: valid_from (split.valid_from) and valid_fraction (split.valid_fraction) both "
+                        "place the validation cut-off: set one of them to null")
+    given = {"test_from": _given_time(test_from, "test_from", where),
+             "valid_from": _given_time(valid_from, "valid_from", where)}
+    as_written = {"test_from": test_from, "valid_from": valid_from}
+    shown = {name: _as_given(value, given[name]) for name, value in as_written.items()}
+    if given["test_from"] is not None and given["valid_from"] is not None and \
+            not given["valid_from"] < given["test_from"]:
+        raise DataError(f"{where}: valid_from (split.valid_from) {shown['valid_from']} must be earlier than test_from "
+                        f"(split.test_from) {shown['test_from']}")
+
     matrix = _sorted(im.matrix.tocsr())
     time = np.asarray(im.time)[entry_positions(im.matrix, np.arange(im.n_users), np.arange(im.n_items))]
-    test_from = _plain_number(_cut_off(time, round_half_up(holdout_fraction, len(time))))
+    first, last = _plain_number(time.min()), _plain_number(time.max())
+    span = f"the interactions' times run from {first!r} to {last!r}"
+    if any(isinstance(value, str) for value in as_written.values()):  # cut-offs given as dates: so too the span
+        span += f" (Unix seconds: {_utc(first)} to {_utc(last)})"
+    if given["test_from"] is None:
+        test_from = _plain_number(_cut_off(time, round_half_up(holdout_fraction, len(time))))
+    else:
+        test_from = given["test_from"]
+        if not (time >= test_from).any():
+            raise DataError(f"{where}: no interaction is at or after test_from (split.test_from) "
+                            f"{shown['test_from']}: nothing to test; {span}")
     before_test = time[time < test_from]
     if len(before_test) == 0:
+        if given["test_from"] is not None:
+            raise DataError(f"{where}: no interaction is before test_from (split.test_from) {shown['test_from']}: "
+                            f"nothing is left to train on; {span}")
         if test_from == time.max():
             raise DataError(f"{where}: every interaction has the same time, {test_from!r}: a temporal split needs "
                             "interactions at more than one time")
         raise DataError(f"{where}: the test cut-off, {test_from!r}, from which the latest holdout_fraction = "
                         f"{holdout_fraction} of the interactions lie, is their earliest time: nothing is left to "
                         "train on; lower holdout_fraction (split.holdout_fraction)")
-    count = (round_half_up(holdout_fraction, len(before_test)) if valid_fraction is None
-             else round_half_up(valid_fraction, len(time)))
-    valid_from = _plain_number(_cut_off(before_test, count))
-    if valid_from == before_test.min():
-        key = "holdout_fraction (split.holdout_fraction)" if valid_fraction is None else \
-            "valid_fraction (split.valid_fraction)"
-        raise DataError(f"{where}: the validation cut-off, {valid_from!r}, is the earliest time before the test "
-                        f"cut-off {test_from!r}: nothing is left to train on; lower {key}")
+    if given["valid_from"] is not None:
+        valid_from = given["valid_from"]
+        if not (before_test >= valid_from).any():
+            raise DataError(f"{where}: no interaction is from valid_from (split.valid_from) {shown['valid_from']} to "
+                            f"before the test cut-off {test_from!r}: nothing to validate on; {span}")
+        if not (before_test < valid_from).any():
+            raise DataError(f"{where}: no interaction is before valid_from (split.valid_from) {shown['valid_from']}: "
+                            f"nothing is left to train on; {span}")
+    else:
+        count = (round_half_up(holdout_fraction, len(before_test)) if valid_fraction is None
+                 else round_half_up(valid_fraction, len(time)))
+        valid_from = _plain_number(_cut_off(before_test, count))
+        if valid_from == before_test.min():
+            key = "holdout_fraction (split.holdout_fraction)" if valid_fraction is None else \
+                "valid_fraction (split.valid_fraction)"
+            raise DataError(f"{where}: the validation cut-off, {valid_from!r}, is the earliest time before the test "
+                            f"cut-off {test_from!r}: nothing is left to train on; lower {key}")
     to_test, to_valid = time >= test_from, (time >= valid_from) & (time < test_from)
     train_all = _masked(matrix, ~(to_test | to_valid))
     valid_target, test_target = _masked(matrix, to_valid), _masked(matrix, to_test)
@@ -410,6 +456,9 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
         "holdout_rule": TEMPORAL_RULE,
         "valid_from": valid_from,
         "test_from": test_from,
+        # the cut-offs the recipe gave (a date as written), or null where a share placed them
+        "valid_from_given": _plain_number(as_written["valid_from"]),
+        "test_from_given": _plain_number(as_written["test_from"]),
         # what the cut-offs took, before the vocabulary: above the shares where times tie at a cut-off
         "n_valid_held_out_interactions": int(to_valid.sum()),
         "n_test_held_out_interactions": int(to_test.sum()),
@@ -430,6 +479,40 @@ def _cut_off(time: np.ndarray, count: int):
 def _plain_number(value):
     """A time as JSON writes it: an int stays an int."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _given_time(value, name: str, where: str):
+    """A cut-off given as a time: a finite number as it is, an ISO 8601 date and time as Unix seconds
+    (an int when whole), as a time column of dates is read; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            moment = from_iso(value.strip())
+        except ValueError:
+            raise DataError(f"{where}: {name} (split.{name}) {value!r} is neither a number nor an ISO 8601 date and "
+                            "time (such as 2024-01-05 or 2024-01-05T10:30:00Z)") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = moment.timestamp()
+        return int(seconds) if seconds == int(seconds) else seconds
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise DataError(f"{where}: {name} (split.{name}) must be a time (a number, or an ISO 8601 date and time), "
+                        f"got {value!r}")
+    return _plain_number(value)
+
+
+def _utc(seconds) -> str:
+    """Unix seconds as an ISO 8601 time in UTC ("?" beyond the years datetime holds)."""
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+def _as_given(value, seconds) -> str:
+    """A cut-off as the recipe wrote it, and as Unix seconds where it was a date."""
+    return f"{value!r} ({seconds} in Unix seconds)" if isinstance(value, str) else repr(seconds)
 
 
 def _targets_of_known_users(

@@ -159,10 +159,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 # Integers as YAML 1.2 reads them, in decimal: YAML 1.1 (PyYAML's default) reads `010` as 8,
 # `1:30` as 90 and `0x10` as 16. Those spellings stay strings here, which an integer key refuses.
-# Floats likewise lose YAML 1.1's base 60 (`1:30.5` was 90.5).
+# Floats likewise lose YAML 1.1's base 60 (`1:30.5` was 90.5). Dates stay text (`2024-01-01`, which
+# YAML 1.1 makes a date object that no key takes): a time key reads ISO 8601 itself.
 _UniqueKeyLoader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag not in ("tag:yaml.org,2002:int",
-                                                                       "tag:yaml.org,2002:float")]
+                                                                       "tag:yaml.org,2002:float",
+                                                                       "tag:yaml.org,2002:timestamp")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
                                        list("-+0123456789"))

@@ -39,7 +39,9 @@ _TIMED_LAYOUTS = ("movielens", "ml100k")
 
 def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None = None) -> None:
     """DataError for ``split.valid_fraction`` outside a weak or temporal split or beside
-    ``split.holdout_items``, for ``split.holdout_items`` with a predefined or temporal split, and for a
+    ``split.holdout_items``, for ``split.holdout_items`` with a predefined or temporal split, for
+    ``split.test_from``/``split.valid_from`` outside a temporal split (and ``valid_from`` beside
+    ``valid_fraction``), and for a
     split that needs times (``split.holdout: latest``, ``split.kind: temporal``) where it cannot
     apply: a predefined split (already the dataset's own), ``synthetic:`` data (no time), or, once
     ``source`` is known, data without time (a delimited file without ``data.time_col``; DiffRec's,
@@ -56,7 +58,14 @@ def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None 
     if split_cfg.get("valid_fraction") is not None and split_cfg.get("holdout_items") is not None:
         raise DataError("split.valid_fraction goes with split.holdout_fraction; with split.holdout_items, validation "
                         "holds out as many items as test: set one of them to null")
-    if kind == "temporal" and split_cfg.get("valid_fraction") is not None \
+    for key in ("test_from", "valid_from"):
+        if kind != "temporal" and split_cfg.get(key) is not None:
+            raise DataError(f"split.{key}={split_cfg[key]!r} applies to split.kind temporal only (a {kind} split "
+                            "places no cut-off in time): set it to null")
+    if split_cfg.get("valid_from") is not None and split_cfg.get("valid_fraction") is not None:
+        raise DataError("split.valid_from and split.valid_fraction both place the validation cut-off: set one of "
+                        "them to null")
+    if kind == "temporal" and split_cfg.get("valid_fraction") is not None and split_cfg.get("test_from") is None \
             and split_cfg["valid_fraction"] + split_cfg.get("holdout_fraction", 0.2) >= 1:
         raise DataError(f"split.valid_fraction={split_cfg['valid_fraction']} must be below 1 - split.holdout_fraction "
                         f"= {1 - split_cfg.get('holdout_fraction', 0.2):g} in a temporal split (both are shares of all "
@@ -137,7 +146,8 @@ def prepare_split(
                             holdout_items=split_cfg.get("holdout_items"))
         if kind == "temporal":
             split = temporal_split(matrix, holdout_fraction=holdout_keys["holdout_fraction"],
-                                   valid_fraction=split_cfg.get("valid_fraction"))
+                                   valid_fraction=split_cfg.get("valid_fraction"),
+                                   test_from=split_cfg.get("test_from"), valid_from=split_cfg.get("valid_from"))
         elif kind == "weak":
             split = weak_generalization(matrix, **holdout_keys, valid_fraction=split_cfg.get("valid_fraction"))
         else:
@@ -216,7 +226,8 @@ def _temporal_hint(split: Split, stage: str) -> str:
         others = (f", and the others' held-out items are ones no one trains on "
                   f"({info.get('n_held_out_interactions_dropped', 0)} held-out pairs dropped in all)")
     return (f"; of the users with an interaction {window}, {new} have nothing known before it to read as "
-            f"history{others}: move the cut-offs (split.holdout_fraction, split.valid_fraction)")
+            f"history{others}: move the cut-offs (split.test_from and split.valid_from, or the shares "
+            "split.holdout_fraction and split.valid_fraction)")
 
 
 def check_split_is_usable(config: dict, split: Split) -> None:

@@ -106,6 +106,11 @@ class RecommendationTask(base.Task):
                                                    "split.min_items_to_split", "split.seed"):
             return ("a temporal split never reads " + key + " (its cut-offs hold out a share of all interactions "
                     "by time, nothing is drawn, and every user with a history and a target is scored)")
+        if split["kind"] == "temporal" and key == "split.holdout_fraction" and split.get("test_from") is not None \
+                and (split.get("valid_from") is not None or split.get("valid_fraction") is not None):
+            return ("split.test_from and split." + ("valid_from" if split.get("valid_from") is not None
+                                                    else "valid_fraction")
+                    + " place both cut-offs: split.holdout_fraction is never read")
         if split["kind"] == "weak" and split.get("holdout") == "latest" and key == "split.seed":
             return "a weak split of each user's latest items draws nothing: split.seed changes nothing"
         if split["kind"] in ("weak", "predefined") and key == "split.n_test_users":

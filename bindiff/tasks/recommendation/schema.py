@@ -11,6 +11,21 @@ from typing import Any
 
 from ...config.keys import FREE, a_seed, at_least_one, fraction, key, non_negative
 
+def _is_time(value) -> bool:
+    """A number, or text that reads as an ISO 8601 date and time (as a time column of dates is read)."""
+    if not isinstance(value, str):
+        return True
+    from ...adapters.interactions.readers import from_iso  # numpy: not for `bindiff --help`
+
+    try:
+        from_iso(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
+_A_TIME = (_is_time, "must be a number or an ISO 8601 date and time (such as 2024-01-05 or 2024-01-05T10:30:00Z)")
+
 SECTIONS: dict[str, Any] = {
     "data": {
         "dataset": key(str, "ml-1m", "a dataset bindiff knows (ml-1m, ml-100k, amazon-electronics), a path to "
@@ -55,6 +70,13 @@ SECTIONS: dict[str, Any] = {
                        "random or "
                        "latest (the latest by time; needs time data)",
                        (lambda v: v in ("random", "latest"), "must be 'random' or 'latest'")),
+        "test_from": key((int, float, str, type(None)), None, "temporal split: the test cut-off as a time instead of "
+                         "holdout_fraction: a number in the time column's unit, or an ISO 8601 date and time "
+                         "(2024-01-01, read as Unix seconds, UTC unless it has an offset); null: from the share",
+                         _A_TIME),
+        "valid_from": key((int, float, str, type(None)), None, "temporal split: the validation cut-off as a time "
+                          "(as test_from, earlier), instead of the shares; null: from holdout_fraction or "
+                          "valid_fraction", _A_TIME),
         "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in (weak: train on all "
                                   "and are not scored)",
                                   (lambda v: v >= 2, "must be >= 2 (one item to fold in, one to hold out)")),
