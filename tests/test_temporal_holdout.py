@@ -387,3 +387,57 @@ def test_ml100k_latest_targets_are_never_earlier_than_inputs(tmp_path):
             assert len(targets) == expected_count(len(inputs) + len(targets), 0.2)
             checked += 1
     assert checked > 150
+
+
+def _repeat_file(tmp_path) -> Path:
+    """a chooses i1 at 1 and again at 6; b and c train every item whichever rule holds."""
+    rows = [("a", "i1", 1), ("a", "i2", 2), ("a", "i3", 3), ("a", "i4", 4), ("a", "i5", 5), ("a", "i1", 6),
+            ("b", "i1", 1), ("b", "i2", 2), ("b", "i3", 3), ("b", "i4", 4), ("b", "i5", 5),
+            ("c", "i4", 1), ("c", "i5", 2), ("c", "i1", 3), ("c", "i2", 4), ("c", "i3", 5)]
+    path = tmp_path / "repeat.csv"
+    path.write_text("user,item,t\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    return path
+
+
+@pytest.mark.parametrize("pair_time,test,valid", [(None, {"i1"}, {"i5"}), ("latest", {"i1"}, {"i5"}),
+                                                   ("earliest", {"i5"}, {"i4"})])
+def test_pair_time_decides_whether_a_re_chosen_item_is_held_out(tmp_path, pair_time, test, valid):
+    """Leave-one-out on each user's latest item, by hand: at its latest time (6) a's i1 is the test
+    target; at its earliest (1) it is a's first item and trains, and i5 (5) is the target."""
+    split, _ = prepare_split({"dataset": str(_repeat_file(tmp_path)), "time_col": "t"},
+                             {"kind": "weak", "holdout": "latest", "holdout_items": 1, "min_items_to_split": 2,
+                              "pair_time": pair_time}, seed=0)
+
+    def row(part, user):
+        (r,) = np.flatnonzero(part.user_ids == user)
+        return {split.item_ids[c] for c in part.target[r].indices}, {split.item_ids[c] for c in part.input[r].indices}
+
+    assert row(split.test, "a")[0] == test and row(split.valid, "a")[0] == valid
+    assert row(split.test, "a")[1] == {"i1", "i2", "i3", "i4", "i5"} - test  # everything before it is known
+    assert split.info["pair_time"] == (pair_time or "latest")
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["split.pair_time=earliest"], ["split.pair_time='earliest' applies to split.holdout 'latest'",
+                                    "a strong split with holdout 'random' reads no time"]),
+    (["split.kind=temporal", "split.pair_time=latest"], ["a temporal split always counts a repeated pair at its "
+                                                         "earliest time, so it would change nothing"]),
+    (["split.kind=temporal", "split.pair_time=earliest"], ["a temporal split always counts a repeated pair at its "
+                                                           "earliest time"]),
+    (["split.holdout=latest", "split.pair_time=first"], ["must be 'latest', 'earliest' or null"]),
+])
+def test_pair_time_where_it_changes_nothing_is_refused_in_one_line(tmp_path, overrides, words):
+    path = _repeat_file(tmp_path)
+    line = error_line(_train(tmp_path, f"data.dataset={path}", "data.time_col=t", "split.kind=strong", *overrides))
+    assert all(word in line for word in words), line
+
+
+def test_a_recipe_asking_a_temporal_split_for_latest_pair_times_is_refused():
+    from bindiff.tasks.recommendation.data import check_holdout
+
+    with pytest.raises(DataError, match="split.pair_time='latest' cannot be combined with split.kind 'temporal': a "
+                                        "pair chosen before a cut-off and again after it would leave training"):
+        check_holdout({}, {"kind": "temporal", "pair_time": "latest"})
+    check_holdout({}, {"kind": "temporal", "pair_time": "earliest"})  # what it reads anyway
+    with pytest.raises(DataError, match="split.pair_time='earliest' applies to split.holdout 'latest'"):
+        check_holdout({}, {"kind": "predefined", "holdout": "latest", "pair_time": "earliest"})

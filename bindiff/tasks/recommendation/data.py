@@ -62,6 +62,16 @@ def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None 
         if kind != "temporal" and split_cfg.get(key) is not None:
             raise DataError(f"split.{key}={split_cfg[key]!r} applies to split.kind temporal only (a {kind} split "
                             "places no cut-off in time): set it to null")
+    pair_time = split_cfg.get("pair_time")
+    if pair_time is not None and kind == "temporal" and pair_time != "earliest":
+        raise DataError(f"split.pair_time={pair_time!r} cannot be combined with split.kind 'temporal': a pair chosen "
+                        "before a cut-off and again after it would leave training; a temporal split counts a pair "
+                        "at its earliest time: set split.pair_time to null")
+    if pair_time is not None and kind != "temporal" and (kind == "predefined"
+                                                         or split_cfg.get("holdout", "random") != "latest"):
+        raise DataError(f"split.pair_time={pair_time!r} applies to split.holdout 'latest' (and is fixed by split.kind "
+                        f"'temporal'); a {kind} split with holdout {split_cfg.get('holdout', 'random')!r} reads no "
+                        "time: set it to null")
     if split_cfg.get("valid_from") is not None and split_cfg.get("valid_fraction") is not None:
         raise DataError("split.valid_from and split.valid_fraction both place the validation cut-off: set one of "
                         "them to null")
@@ -106,6 +116,8 @@ def prepare_split(
     k_core = int(data_cfg.get("k_core") or 0)
     kind = split_cfg.get("kind", "strong")
     holdout = split_cfg.get("holdout", "random")
+    # a global cut-off trains on every pair chosen before it, even one chosen again after it
+    pair_time = "earliest" if kind == "temporal" else split_cfg.get("pair_time") or "latest"
 
     if kind == "predefined":
         if k_core > 0:
@@ -135,8 +147,6 @@ def prepare_split(
             if holdout != "latest" and kind != "temporal" and raw.time is not None:
                 # read (and checked) but unused: the random split's matrix is built as it always was
                 raw = dataclasses.replace(raw, time=None)
-            # a global cut-off trains on every pair chosen before it, even one chosen again after it
-            pair_time = "earliest" if kind == "temporal" else "latest"
             if _check_min_rating_applies(source, min_rating, has_ratings=raw.rating is not None):
                 matrix = build_matrix(raw, min_rating=min_rating, k_core=k_core, pair_time=pair_time)
             else:
@@ -156,6 +166,8 @@ def prepare_split(
                     raise DataError(f"split.{key} is missing: a strong-generalisation split needs it")
             split = strong_generalization(matrix, n_valid_users=split_cfg["n_valid_users"],
                                           n_test_users=split_cfg["n_test_users"], **holdout_keys)
+        if kind == "temporal" or holdout == "latest":
+            split.info["pair_time"] = pair_time  # the time a repeated pair counts at
         split.info["dataset"] = describe_source(source)
         split.info["min_rating"] = None if min_rating is None else float(min_rating)
         split.info["k_core"] = k_core

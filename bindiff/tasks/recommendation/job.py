@@ -111,6 +111,8 @@ class RecommendationTask(base.Task):
             return ("split.test_from and split." + ("valid_from" if split.get("valid_from") is not None
                                                     else "valid_fraction")
                     + " place both cut-offs: split.holdout_fraction is never read")
+        if split["kind"] == "temporal" and key == "split.pair_time":
+            return "a temporal split always counts a repeated pair at its earliest time"
         if split["kind"] == "weak" and split.get("holdout") == "latest" and key == "split.seed":
             return "a weak split of each user's latest items draws nothing: split.seed changes nothing"
         if split["kind"] in ("weak", "predefined") and key == "split.n_test_users":

@@ -77,6 +77,11 @@ SECTIONS: dict[str, Any] = {
         "valid_from": key((int, float, str, type(None)), None, "temporal split: the validation cut-off as a time "
                           "(as test_from, earlier), instead of the shares; null: from holdout_fraction or "
                           "valid_fraction", _A_TIME),
+        "pair_time": key((str, type(None)), None, "the time of a user-item pair chosen more than once, for "
+                         "holdout: latest: latest (its last choice: an item chosen again late can be held out) or "
+                         "earliest (its first: held-out items are new to the user); null: latest (a temporal split "
+                         "always reads earliest)",
+                         (lambda v: v in ("latest", "earliest"), "must be 'latest', 'earliest' or null")),
         "min_items_to_split": key(int, 5, "evaluation users with fewer items keep all as fold-in (weak: train on all "
                                   "and are not scored)",
                                   (lambda v: v >= 2, "must be >= 2 (one item to fold in, one to hold out)")),
