@@ -41,7 +41,8 @@ def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None 
     """DataError for ``split.valid_fraction`` outside a weak or temporal split or beside
     ``split.holdout_items``, for ``split.holdout_items`` with a predefined or temporal split, for
     ``split.test_from``/``split.valid_from`` outside a temporal split (and ``valid_from`` beside
-    ``valid_fraction``), and for a
+    ``valid_fraction``), for ``split.pair_time`` where no time is read (or ``latest`` in a temporal
+    split), and for a
     split that needs times (``split.holdout: latest``, ``split.kind: temporal``) where it cannot
     apply: a predefined split (already the dataset's own), ``synthetic:`` data (no time), or, once
     ``source`` is known, data without time (a delimited file without ``data.time_col``; DiffRec's,
