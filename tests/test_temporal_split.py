@@ -384,6 +384,11 @@ def test_given_cut_offs_that_leave_a_stage_empty_are_refused_naming_the_key():
         with pytest.raises(DataError) as caught:
             temporal_split(im, **kwargs)
         assert words in str(caught.value), (kwargs, str(caught.value))
+    in_ms = InteractionMatrix(matrix=im.matrix, user_ids=im.user_ids, item_ids=im.item_ids, source="d.csv",
+                              time=np.array([10, 20, 30, 10, 20, 30]) * 1000 + 1_700_000_000_000)
+    with pytest.raises(DataError, match="these times look like milliseconds or finer, not Unix seconds: give the "
+                                        "cut-offs as numbers in the time column's unit"):
+        temporal_split(in_ms, test_from="2024-01-01")
     split = temporal_split(im, test_from=30, valid_from=20)  # and one that holds: each stage one time
     assert split.info["n_test_held_out_interactions"] == 2 and split.info["n_valid_held_out_interactions"] == 2
 

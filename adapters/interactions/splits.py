@@ -407,6 +407,9 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
     span = f"the interactions' times run from {first!r} to {last!r}"
     if any(isinstance(value, str) for value in as_written.values()):  # cut-offs given as dates: so too the span
         span += f" (Unix seconds: {_utc(first)} to {_utc(last)})"
+        if max(abs(first), abs(last)) >= _YEAR_5000:  # milliseconds or finer, read as seconds, lie in year 50000
+            span += ("; these times look like milliseconds or finer, not Unix seconds: give the cut-offs as "
+                     "numbers in the time column's unit")
     if given["test_from"] is None:
         test_from = _plain_number(_cut_off(time, round_half_up(holdout_fraction, len(time))))
     else:
@@ -500,6 +503,10 @@ def _given_time(value, name: str, where: str):
         raise DataError(f"{where}: {name} (split.{name}) must be a time (a number, or an ISO 8601 date and time), "
                         f"got {value!r}")
     return _plain_number(value)
+
+
+# Unix seconds of about the year 5000: a time column beyond it holds another unit (Unix milliseconds from 1973)
+_YEAR_5000 = 1e11
 
 
 def _utc(seconds) -> str:
