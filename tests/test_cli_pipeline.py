@@ -446,6 +446,16 @@ def test_input_histories_read_the_runs_own_column_names(tmp_path):
     path.write_text("user,item,rating\nx,m1,great\n")
     with pytest.raises(DataError, match="rating"):
         read_histories(path, {"min_rating": 4})
+    # the run's separator where the name's does not split the header (a .csv of semicolons, as trained on)
+    path.write_text("uid;movie;stars\nx;m1;5\nx;m2;2\n")
+    data = {**data, "sep": ";", "min_rating": 4}
+    assert read_histories(path, data) == (["x"], [["m1"]], 1)
+    path.write_text("uid,movie,stars\nx,m1,5\n")  # a comma file still reads by its name
+    assert read_histories(path, data) == (["x"], [["m1"]], 0)
+    path.write_text("a;b\nx;m1\n")  # neither finds the columns: the name's separator's message
+    with pytest.raises(DataError, match="column 'user' \\(--input's user column, 'uid' or 'user'\\) not found; "
+                                        "columns found with separator ','"):
+        read_histories(path, data)
 
 
 def test_a_history_of_nearly_every_item_gets_the_rest_with_a_warning(trained, tmp_path):

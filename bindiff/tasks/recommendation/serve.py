@@ -196,23 +196,27 @@ def read_histories(path: str | Path, data: dict | None = None) -> InputHistories
 
     ``data``: the run's ``data`` section. Its own column names (``user_col``, ``item_col``,
     ``rating_col``, where they are names) are read where the header holds them, else ``user``,
-    ``item`` and ``rating``, so a file in the training data's layout reads as it stands. With a
+    ``item`` and ``rating``, and its separator (``data.sep``) where the name's does not split the
+    header into them, so a file in the training data's layout reads as it stands. With a
     ``data.min_rating``, rows of a rating column below it are not interactions, as in training;
     a user all of whose rows are below it is kept, with an empty history."""
     data = data or {}
-    sep = default_separator(path)
-    names = header_names(path, sep)
-
-    def column(key: str, generic: str) -> str | None:
-        own = data.get(key)
-        return next((name for name in (own, generic) if isinstance(name, str) and name in names), None)
-
-    user_col, item_col = column("user_col", "user") or "user", column("item_col", "item") or "item"
+    # the name's separator, or the run's own (data.sep) where only that one splits out the columns
+    separators = list(dict.fromkeys([default_separator(path), data.get("sep") or default_separator(path)]))
+    for sep in separators:
+        names = header_names(path, sep)
+        if _column(names, data, "user_col", "user") and _column(names, data, "item_col", "item"):
+            break
+    else:  # neither: read with the name's, whose messages say what is missing
+        sep = separators[0]
+        names = header_names(path, sep)
+    user_col = _column(names, data, "user_col", "user") or "user"
+    item_col = _column(names, data, "item_col", "item") or "item"
     # ratings matter only where the run kept some of them: every row is an interaction otherwise
-    rating_col = column("rating_col", "rating") if data.get("min_rating") is not None else None
+    rating_col = _column(names, data, "rating_col", "rating") if data.get("min_rating") is not None else None
     raw = read_delimited(path, sep=sep, user_col=user_col, item_col=item_col, rating_col=rating_col, header=True,
-                         keys={"user_col": "--input's user column", "item_col": "--input's item column",
-                               "rating_col": "--input's rating column", "sep": _input_remedy})
+                         keys={"user_col": _label(data, "user_col", "user"), "item_col": _label(data, "item_col", "item"),
+                               "rating_col": _label(data, "rating_col", "rating"), "sep": _input_remedy})
     kept = np.ones(len(raw), dtype=bool) if rating_col is None else raw.rating >= data["min_rating"]
     histories: dict[str, list[str]] = {}
     for user, item, keep in zip(raw.user.tolist(), raw.item.tolist(), kept.tolist()):
@@ -220,6 +224,18 @@ def read_histories(path: str | Path, data: dict | None = None) -> InputHistories
         if keep:
             history.append(item)
     return InputHistories(list(histories), list(histories.values()), int((~kept).sum()))
+
+
+def _column(names: list[str], data: dict, key: str, generic: str) -> str | None:
+    """The header's name for a column: the run's own (``data[key]``, where a name) or ``generic``."""
+    return next((name for name in (data.get(key), generic) if isinstance(name, str) and name in names), None)
+
+
+def _label(data: dict, key: str, generic: str) -> str:
+    """What a message calls an --input column: the names it may have."""
+    own = data.get(key)
+    return f"--input's {generic} column" + (f", {own!r} or {generic!r}" if isinstance(own, str) and own != generic
+                                             else "")
 
 
 def write_recommendations(path: str | Path, users: Sequence[str], results: Sequence[Recommendation]) -> None:
