@@ -419,17 +419,27 @@ def _parse_times(values: list[str], path: Path, line_number, key: str) -> np.nda
 
 # an ISO 8601 calendar date, as a time column's first value: the column is read as dates and times
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-# what Python 3.10's fromisoformat refuses and 3.11's reads: a "Z" for UTC, fractions of other than 3 or 6 digits
-_FRACTION = re.compile(r"(\d{2}:\d{2}:\d{2})\.(\d+)")
+# The ISO 8601 bindiff reads, alike on every Python: a calendar date, then optionally a time (hours,
+# minutes, seconds, a fraction of any length) after "T", "t" or a space, then optionally "Z" or an
+# offset (±HH, ±HHMM, ±HH:MM). fromisoformat alone differs by version (3.10 refuses "Z", fractions of
+# other than 3 or 6 digits, ±HHMM; 3.11 reads week dates and basic formats) and takes any character
+# between date and time, so "2024-01-15+05:00" became 05:00 UTC.
+_ISO_GRAMMAR = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[Tt ](\d{2})(?::(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?)?"
+                          r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?")
 _EXAMPLES = "such as 2024-01-05, 2024-01-05 10:30 or 2024-01-05T10:30:00Z"
 
 
 def from_iso(value: str) -> datetime:
-    """``datetime.fromisoformat`` as Python 3.11 reads ISO 8601, on 3.10 too."""
-    if value[-1:] in ("Z", "z"):
-        value = value[:-1] + "+00:00"
-    value = _FRACTION.sub(lambda m: f"{m.group(1)}.{m.group(2)[:6]:0<6}", value)
-    return datetime.fromisoformat(value)
+    """An ISO 8601 date and time as a ``datetime`` (naive without an offset), read alike on every
+    Python bindiff supports; a date with an offset and no time is midnight at that offset.
+    ValueError for anything else."""
+    match = _ISO_GRAMMAR.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not an ISO 8601 date and time: {value!r}")
+    date, hour, minute, second, fraction, utc, sign, offset_hours, offset_minutes = match.groups()
+    time = f"{hour or '00'}:{minute or '00'}:{second or '00'}" + (f".{fraction[:6]:0<6}" if fraction else "")
+    offset = "+00:00" if utc else f"{sign}{offset_hours}:{offset_minutes or '00'}" if sign else ""
+    return datetime.fromisoformat(f"{date}T{time}{offset}")
 
 
 def _iso_seconds(values: list[str], path: Path, line_number, key: str) -> np.ndarray:

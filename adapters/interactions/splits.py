@@ -58,10 +58,18 @@ WEAK_HOLDOUTS = {
 }
 
 # The temporal split's rule, as split.json's info records it.
-TEMPORAL_RULE = ("test: every interaction at or after test_from, the time from which the latest holdout_fraction of "
-                 "all interactions lie; validation: those from valid_from, where the latest holdout_fraction of "
-                 "the earlier ones (or valid_fraction of all) begin; training: the rest; interactions at one time "
-                 "fall on one side; a pair seen more than once counts at its earliest time; shares rounded half up")
+def temporal_rule(test_from_given: bool = False, valid_from_given: bool = False) -> str:
+    """What a temporal split's ``info["holdout_rule"]`` says: how each cut-off was placed."""
+    test = "given" if test_from_given else "the time from which the latest holdout_fraction of all interactions lie"
+    valid = ("given" if valid_from_given
+             else "where the latest holdout_fraction of the earlier ones (or valid_fraction of all) begin")
+    shares = "" if test_from_given and valid_from_given else "; shares rounded half up"
+    return (f"test: every interaction at or after test_from, {test}; validation: those from valid_from, {valid}; "
+            "training: the rest; interactions at one time fall on one side; a pair seen more than once counts at "
+            f"its earliest time{shares}")
+
+
+TEMPORAL_RULE = temporal_rule()  # both cut-offs placed by shares
 
 
 @dataclass(eq=False)
@@ -430,6 +438,11 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
                         "train on; lower holdout_fraction (split.holdout_fraction)")
     if given["valid_from"] is not None:
         valid_from = given["valid_from"]
+        if given["test_from"] is None and valid_from >= test_from:
+            dated = f" ({_utc(test_from)})" if isinstance(as_written["valid_from"], str) else ""
+            raise DataError(f"{where}: valid_from (split.valid_from) {shown['valid_from']} is not earlier than the test "
+                            f"cut-off {test_from!r}{dated} that holdout_fraction (split.holdout_fraction) = "
+                            f"{holdout_fraction} places: lower holdout_fraction, or give split.test_from")
         if not (before_test >= valid_from).any():
             raise DataError(f"{where}: no interaction is from valid_from (split.valid_from) {shown['valid_from']} to "
                             f"before the test cut-off {test_from!r}: nothing to validate on; {span}")
@@ -443,8 +456,10 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
         if valid_from == before_test.min():
             key = "holdout_fraction (split.holdout_fraction)" if valid_fraction is None else \
                 "valid_fraction (split.valid_fraction)"
+            instead = "" if given["test_from"] is None else ", or give split.valid_from"
             raise DataError(f"{where}: the validation cut-off, {valid_from!r}, is the earliest time before the test "
-                            f"cut-off {test_from!r}: nothing is left to train on; lower {key}")
+                            f"cut-off {shown['test_from'] if given['test_from'] is not None else repr(test_from)}: "
+                            f"nothing is left to train on; lower {key}{instead}")
     to_test, to_valid = time >= test_from, (time >= valid_from) & (time < test_from)
     train_all = _masked(matrix, ~(to_test | to_valid))
     valid_target, test_target = _masked(matrix, to_valid), _masked(matrix, to_test)
@@ -456,7 +471,7 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
         "source": im.source,
         "holdout_fraction": float(holdout_fraction),
         "valid_fraction": None if valid_fraction is None else float(valid_fraction),
-        "holdout_rule": TEMPORAL_RULE,
+        "holdout_rule": temporal_rule(given["test_from"] is not None, given["valid_from"] is not None),
         "valid_from": valid_from,
         "test_from": test_from,
         # the cut-offs the recipe gave (a date as written), or null where a share placed them
@@ -502,7 +517,8 @@ def _given_time(value, name: str, where: str):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise DataError(f"{where}: {name} (split.{name}) must be a time (a number, or an ISO 8601 date and time), "
                         f"got {value!r}")
-    return _plain_number(value)
+    value = _plain_number(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else value  # 1.7e9 as a whole second
 
 
 # Unix seconds of about the year 5000: a time column beyond it holds another unit (Unix milliseconds from 1973)

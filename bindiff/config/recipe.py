@@ -43,8 +43,9 @@ def _valid_keys(schema: dict, prefix: str = "") -> list[str]:
 
 
 def _check_value(dotted: str, spec: Key, value: Any, source: str) -> Any:
-    # YAML 1.1 reads "1e-3" (no dot) as a string; accept it where only numbers make sense.
-    if isinstance(value, str) and float in spec.types and str not in spec.types:
+    # YAML 1.1 reads "1e-3" (no dot) as a string; accept it where only numbers make sense, and where a
+    # key takes text too (a time: a number or a date) when it is written as a number
+    if isinstance(value, str) and float in spec.types and (str not in spec.types or _SCIENTIFIC.match(value)):
         try:
             value = float(value)
         except ValueError:

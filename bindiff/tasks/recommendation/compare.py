@@ -124,6 +124,8 @@ def run_comparison(recipe: str | Path, overrides: Sequence[str] = (), models: li
     of each model's ``compare.spaces`` on validation when given; returns the comparison folder
     (``compare.json``, ``results.csv``, ``results.md``, ``comparison.png``, the runs)."""
     recipe, overrides = str(recipe), list(overrides)
+    if isinstance(models, str):  # "popularity,ease", as --models takes them: not a list of letters
+        models = [name.strip() for name in models.split(",") if name.strip()]
     base = load_recipe(recipe, overrides)
     if base["task"] != "recommend":
         raise RecipeError(f"{recipe}: bindiff compare compares recommendation models; this recipe has task "

@@ -104,17 +104,17 @@ class RecommendationTask(base.Task):
         split = config["split"]
         if split["kind"] == "temporal" and key in ("split.n_valid_users", "split.n_test_users", "split.holdout",
                                                    "split.min_items_to_split", "split.seed"):
-            return ("a temporal split never reads " + key + " (its cut-offs hold out a share of all interactions "
-                    "by time, nothing is drawn, and every user with a history and a target is scored)")
+            return ("a temporal split never reads " + key + " (its cut-offs are times, given or placed by shares of "
+                    "all interactions, nothing is drawn, and every user with a history and a target is scored)")
         if split["kind"] == "temporal" and key == "split.holdout_fraction" and split.get("test_from") is not None \
                 and (split.get("valid_from") is not None or split.get("valid_fraction") is not None):
             return ("split.test_from and split." + ("valid_from" if split.get("valid_from") is not None
                                                     else "valid_fraction")
                     + " place both cut-offs: split.holdout_fraction is never read")
-        if split["kind"] == "temporal" and key == "split.pair_time":
+        if split["kind"] == "temporal" and key == "split.pair_time" and split.get("pair_time") in (None, "earliest"):
             return "a temporal split always counts a repeated pair at its earliest time"
         if split["kind"] == "weak" and split.get("holdout") == "latest" and key == "split.seed":
-            return "a weak split of each user's latest items draws nothing: split.seed changes nothing"
+            return "a weak split of each user's latest items draws nothing"
         if split["kind"] in ("weak", "predefined") and key == "split.n_test_users":
             return f"a {split['kind']} split never reads split.n_test_users (every user with a target is scored)"
         if split["kind"] == "weak" and key == "split.n_valid_users":
