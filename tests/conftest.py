@@ -16,3 +16,29 @@ from hypothesis import settings  # noqa: E402  (after the thread settings, which
 
 settings.register_profile("bindiff", derandomize=True)
 settings.load_profile("bindiff")
+
+
+import re  # noqa: E402
+
+import pytest  # noqa: E402
+
+# Python 3.10's datetime.fromisoformat grammar (bindiff supports 3.10): any one character between date
+# and time, fractions of 3 or 6 digits, offsets as ±HH:MM; no "Z"
+_PYTHON_310_ISOFORMAT = re.compile(r"\d{4}-\d{2}-\d{2}(.\d{2}(:\d{2}(:\d{2}(\.\d{3}(\d{3})?)?)?)?([+-]\d{2}:\d{2})?)?")
+
+
+@pytest.fixture
+def python_310_isoformat(monkeypatch):
+    """The readers' datetime with Python 3.10's fromisoformat, which refuses what 3.11 reads beyond it."""
+    from bindiff.adapters.interactions import readers
+
+    real = readers.datetime
+
+    class Python310(real):
+        @classmethod
+        def fromisoformat(cls, text):
+            if not _PYTHON_310_ISOFORMAT.fullmatch(text):
+                raise ValueError(f"Invalid isoformat string: {text!r}")
+            return real.fromisoformat(text)
+
+    monkeypatch.setattr(readers, "datetime", Python310)

@@ -68,13 +68,11 @@ def test_a_time_column_of_dates_with_offsets_keeps_them_apart(tmp_path):
 
 @pytest.mark.parametrize("spelling", ["2024-W03-1", "20240115T1030", "2024-01-15T10:30:00+01",
                                       "2024-01-15T10:30:00+0100"])
-def test_a_cut_off_spelling_is_read_alike_on_python_3_10(monkeypatch, spelling):
+def test_a_cut_off_spelling_is_read_alike_on_python_3_10(request, spelling):
     """bindiff supports 3.10 and says it reads ISO 8601 "as Python 3.11 reads it, on 3.10 too"; these
     spellings were accepted on 3.11 and refused by 3.10's fromisoformat (checked on a real 3.10.13),
     so one recipe ran on one and failed on the other. The stand-in has 3.10's grammar (any one
     character between date and time, 3 or 6 fraction digits, offsets as ±HH:MM)."""
-    from bindiff.adapters.interactions import readers
-
     overrides = ["split.kind=temporal", f"split.test_from={spelling}"]
 
     def outcome():
@@ -84,17 +82,7 @@ def test_a_cut_off_spelling_is_read_alike_on_python_3_10(monkeypatch, spelling):
             return "refused"
 
     on_311 = outcome()
-    real = readers.datetime
-    grammar = re.compile(r"\d{4}-\d{2}-\d{2}(.\d{2}(:\d{2}(:\d{2}(\.\d{3}(\d{3})?)?)?)?([+-]\d{2}:\d{2})?)?")
-
-    class Python310(real):
-        @classmethod
-        def fromisoformat(cls, text):
-            if not grammar.fullmatch(text):
-                raise ValueError(f"Invalid isoformat string: {text!r}")
-            return real.fromisoformat(text)
-
-    monkeypatch.setattr(readers, "datetime", Python310)
+    request.getfixturevalue("python_310_isoformat")
     assert outcome() == on_311
 
 

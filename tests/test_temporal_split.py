@@ -293,24 +293,9 @@ def test_a_column_of_dates_refuses_a_value_it_cannot_order(tmp_path, text, words
     assert all(word in str(err.value) for word in words), str(err.value)
 
 
-def test_dates_are_read_as_python_3_10_reads_iso_8601_too(tmp_path, monkeypatch):
+def test_dates_are_read_as_python_3_10_reads_iso_8601_too(tmp_path, python_310_isoformat):
     """bindiff supports Python 3.10, whose fromisoformat refuses a "Z" and fractions of other than 3 or 6
     digits: a stand-in that accepts only 3.10's grammar reads every documented form (hand values)."""
-    import re
-    from datetime import datetime as real
-
-    from bindiff.adapters.interactions import readers
-
-    grammar = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{3}(\d{3})?)?)?)?([+-]\d{2}:\d{2})?)?")
-
-    class Python310(real):
-        @classmethod
-        def fromisoformat(cls, text):
-            if not grammar.fullmatch(text):
-                raise ValueError(f"Invalid isoformat string: {text!r}")
-            return real.fromisoformat(text)
-
-    monkeypatch.setattr(readers, "datetime", Python310)
     path = tmp_path / "d.csv"
     path.write_text("user,item,when\nu1,a,2024-01-01T00:00:00Z\nu1,b,2024-01-01T00:00:00.25Z\n"
                     "u1,c,2024-01-01T00:00:01.123456789+00:00\n")
@@ -438,3 +423,22 @@ def test_a_run_with_dated_cut_offs_records_them_as_written(tmp_path):
     assert actual(Split.load(manifest.parent)) == brute_force(times, 0.2, test_from=20, valid_from=15)
     (config,) = (tmp_path / "runs").rglob("config.yaml")
     assert "test_from: '1970-01-01T00:00:20Z'" in config.read_text()  # quoted: it reads back as text
+
+
+@pytest.mark.parametrize("text,instant", [
+    ("2024-01-15T10:30:00+01:00", datetime(2024, 1, 15, 9, 30, tzinfo=timezone.utc)),
+    ("2024-01-15T10:30:00+0100", datetime(2024, 1, 15, 9, 30, tzinfo=timezone.utc)),
+    ("2024-01-15 10:30+01", datetime(2024, 1, 15, 9, 30, tzinfo=timezone.utc)),
+    ("2024-01-15T10z", datetime(2024, 1, 15, 10, tzinfo=timezone.utc)),
+    ("2024-01-15-05:00", datetime(2024, 1, 15, 5, tzinfo=timezone.utc)),  # midnight at -05:00
+    ("2024-01-15t10:30:00.1234567", datetime(2024, 1, 15, 10, 30, 0, 123456)),  # naive: the column's UTC
+])
+def test_iso_spellings_read_as_one_grammar_on_every_python(text, instant, python_310_isoformat):
+    """Offsets as ±HH, ±HHMM, ±HH:MM; a lower-case t or z; a date with an offset is midnight there (hand
+    instants), read alike under Python 3.10's fromisoformat; week dates and the basic format are refused."""
+    from bindiff.adapters.interactions.readers import from_iso
+
+    assert from_iso(text) == instant
+    for refused in ("2024-W03-1", "20240115T1030", "2024-01-15T10:30:00+1", "2024-01-15X10:30", "2024-01-15 "):
+        with pytest.raises(ValueError):
+            from_iso(refused)
