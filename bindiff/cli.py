@@ -249,7 +249,6 @@ def recommend(
     from pathlib import Path
 
     from .config import RecipeError
-    from .tasks.base import read_run_config
     from .tasks.recommendation.serve import Recommender, read_histories, write_recommendations
 
     try:
@@ -264,19 +263,19 @@ def recommend(
         if output is not None and Path(output).is_file():  # a folder or device in the way: atomic_path names it
             raise RecipeError(f"--output {output}: exists; bindiff never overwrites a file (remove it or name "
                               "another)")
-        below = 0  # --input's rows rated below the run's data.min_rating
-        if input is not None:
-            data = read_run_config(Path(run_dir)).get("data", {})  # the run's column names and rating threshold
-            users, histories, below = read_histories(input, data)
-            if below:
-                typer.echo(f"{below} row(s) of {input} rate below the run's data.min_rating={data['min_rating']:g} "
-                           "and are not interactions, as in training", err=True)
-        elif items is not None:
+        if items is not None:
             users, histories = ["new"], [[i.strip() for i in items.split(",") if i.strip()]]
             if not histories[0]:
                 raise RecipeError(f"--items {items!r}: no item ids (give them comma-separated, e.g. --items 50,172)")
         recommender = Recommender.from_run(run_dir, checkpoint=checkpoint, device=device)
         _warn_if_unfinished(run_dir, checkpoint)
+        below = 0  # --input's rows rated below the run's data.min_rating
+        if input is not None:  # read in the run's layout: its column names, separator and rating threshold
+            data = recommender.config["data"]
+            users, histories, below = read_histories(input, data)
+            if below:
+                typer.echo(f"{below} row(s) of {input} rate below the run's data.min_rating={data['min_rating']:g} "
+                           "and are not interactions, as in training", err=True)
         if user is not None:
             users, histories = [user], [recommender.history_of(user)]
         results = recommender.recommend(histories, k, progress=recommender.config["output"]["progress"])

@@ -69,8 +69,6 @@ def temporal_rule(test_from_given: bool = False, valid_from_given: bool = False)
             f"its earliest time{shares}")
 
 
-TEMPORAL_RULE = temporal_rule()  # both cut-offs placed by shares
-
 
 @dataclass(eq=False)
 class EvalPart:
@@ -388,10 +386,10 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
     if not isinstance(holdout_fraction, numbers.Real) or not 0.0 < holdout_fraction < 1.0:  # NaN fails too
         raise DataError(f"{where}: holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
     # both shares of all interactions; beside a given test_from, only valid_fraction is
-    below = 1.0 - holdout_fraction if test_from is None else 1.0
+    valid_fraction_limit = 1.0 - holdout_fraction if test_from is None else 1.0
     if valid_fraction is not None and (not isinstance(valid_fraction, numbers.Real)
-                                       or not 0.0 < valid_fraction < below):
-        bound = f"1 - holdout_fraction = {below:g}" if test_from is None else "1"
+                                       or not 0.0 < valid_fraction < valid_fraction_limit):
+        bound = f"1 - holdout_fraction = {valid_fraction_limit:g}" if test_from is None else "1"
         raise DataError(f"{where}: valid_fraction (split.valid_fraction) must be null or in (0, {bound}), "
                         f"got {valid_fraction!r}")
     if im.nnz == 0:

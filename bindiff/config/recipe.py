@@ -45,7 +45,8 @@ def _valid_keys(schema: dict, prefix: str = "") -> list[str]:
 def _check_value(dotted: str, spec: Key, value: Any, source: str) -> Any:
     # YAML 1.1 reads "1e-3" (no dot) as a string; accept it where only numbers make sense, and where a
     # key takes text too (a time: a number or a date) when it is written as a number
-    if isinstance(value, str) and float in spec.types and (str not in spec.types or _SCIENTIFIC.match(value)):
+    if isinstance(value, str) and float in spec.types and (str not in spec.types or (
+            _SCIENTIFIC.match(value) and spec.check is not None and not spec.check(value))):
         try:
             value = float(value)
         except ValueError:
@@ -199,6 +200,9 @@ def _construct_stored_int(loader, node):
 
 
 _StoredConfigLoader.add_constructor("tag:yaml.org,2002:int", _construct_stored_int)
+_StoredConfigLoader.yaml_implicit_resolvers = {  # dates stay text, as in a recipe
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 # Null spellings: any other value that YAML reads as nothing (`#` starts a comment) is meant as text.
 _NULLS = ("", "~", "null", "Null", "NULL")

@@ -123,6 +123,8 @@ def run_comparison(recipe: str | Path, overrides: Sequence[str] = (), models: li
     the same split for ``seeds`` seeds (default ``compare.seeds``), after ``tune_trials`` trials
     of each model's ``compare.spaces`` on validation when given; returns the comparison folder
     (``compare.json``, ``results.csv``, ``results.md``, ``comparison.png``, the runs)."""
+    if isinstance(overrides, (str, bytes)):  # its characters would be read as overrides, one by one
+        raise TypeError(f"overrides must be a list of key=value strings, not one string: write [{overrides!r}]")
     recipe, overrides = str(recipe), list(overrides)
     if isinstance(models, str):  # "popularity,ease", as --models takes them: not a list of letters
         models = [name.strip() for name in models.split(",") if name.strip()]

@@ -70,9 +70,10 @@ def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None 
                         "at its earliest time: set split.pair_time to null")
     if pair_time is not None and kind != "temporal" and (kind == "predefined"
                                                          or split_cfg.get("holdout", "random") != "latest"):
+        reader = ("a predefined split (the dataset's own)" if kind == "predefined"
+                  else f"a {kind} split with holdout {split_cfg.get('holdout', 'random')!r}")
         raise DataError(f"split.pair_time={pair_time!r} applies to split.holdout 'latest' (and is fixed by split.kind "
-                        f"'temporal'); a {kind} split with holdout {split_cfg.get('holdout', 'random')!r} reads no "
-                        "time: set it to null")
+                        f"'temporal'); {reader} reads no time: set it to null")
     if split_cfg.get("valid_from") is not None and split_cfg.get("valid_fraction") is not None:
         raise DataError("split.valid_from and split.valid_fraction both place the validation cut-off: set one of "
                         "them to null")

@@ -204,7 +204,10 @@ def read_histories(path: str | Path, data: dict | None = None) -> InputHistories
     # the name's separator, or the run's own (data.sep) where only that one splits out the columns
     separators = list(dict.fromkeys([default_separator(path), data.get("sep") or default_separator(path)]))
     for sep in separators:
-        names = header_names(path, sep)
+        try:
+            names = header_names(path, sep)
+        except DataError:  # quotes that only the other separator reads: the name's message comes below
+            continue
         if _column(names, data, "user_col", "user") and _column(names, data, "item_col", "item"):
             break
     else:  # neither: read with the name's, whose messages say what is missing

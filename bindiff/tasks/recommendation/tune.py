@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -222,12 +222,15 @@ def refuse_replaced(typed: list[str], keys: list[str], replacer: str) -> None:
                                   "set it there, or leave it off the command line")
 
 
-def run_tuning(recipe: str | Path, overrides: list[str], trials: int | None = None,
+def run_tuning(recipe: str | Path, overrides: Sequence[str] = (), trials: int | None = None,
                data_dir: str | None = None, space: dict | None = None, section: str = "tune.space",
                typed: list[str] | None = None) -> Path:
     """Search ``tune.space`` (or ``space``, named ``section`` in errors: one of ``compare.spaces``)
     with a seeded optuna sampler; returns the tuning directory. ``typed``: the overrides the user
     gave (default: all of ``overrides``), refused where the space searches their keys."""
+    if isinstance(overrides, (str, bytes)):  # its characters would be read as overrides, one by one
+        raise TypeError(f"overrides must be a list of key=value strings, not one string: write [{overrides!r}]")
+    overrides = list(overrides)
     base = load_recipe(recipe, overrides)
     source = str(recipe)
     if space is not None:

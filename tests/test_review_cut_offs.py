@@ -1,0 +1,70 @@
+"""Review of split.test_from/valid_from, split.pair_time, recipe dates and `recommend --input`'s layout.
+
+Every expected value is written out by hand; none is computed with the code under test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bindiff.adapters import DataError
+from bindiff.config import RecipeError, recipe_from_text
+from bindiff.config.keys import key
+from bindiff.config.recipe import _check_value
+from bindiff.config.schema import schema_for
+from bindiff.tasks.recommendation.data import check_holdout
+from bindiff.tasks.recommendation.serve import read_histories
+
+RECIPE = str(Path(__file__).resolve().parent.parent / "recipes" / "ml100k.yaml")
+
+
+def test_input_in_the_runs_own_quoted_layout_reads_as_training_reads_it(tmp_path):
+    """A semicolon file with quoted fields (what Excel and pandas' QUOTE_ALL write), in the layout the
+    run trained on (data.sep=';'): the probe with the name's separator (',') stopped at the quotes
+    with "is a quote left open?" instead of trying the run's own separator."""
+    path = tmp_path / "mine.csv"
+    path.write_text('"uid";"movie";"stars"\n"ann";"m1";5\n"ann";"m2";1\n')
+    data = {"sep": ";", "user_col": "uid", "item_col": "movie", "rating_col": "stars", "min_rating": 4}
+    assert read_histories(path, data) == (["ann"], [["m1"]], 1)  # by hand: m2 is rated 1 < 4
+
+
+def test_quoted_text_in_scientific_notation_stays_text_where_a_key_takes_text():
+    """The scientific-notation reading was meant for the time keys; it turned the text of any key taking
+    text and numbers (a plugin's, say) into a number, even quoted ("quote the value to mean it as text")."""
+    label = key((str, float), "auto", "a label name, or a threshold")
+    assert _check_value("labels.name", label, "1e3", "override") == "1e3"
+    # the time keys still read it as the number it is (text there must be an ISO 8601 date)
+    test_from = schema_for("recommend")["split"]["test_from"]
+    assert _check_value("split.test_from", test_from, "1.7e9", "override") == 1_700_000_000.0
+
+
+def test_a_stored_config_reads_an_unquoted_date_as_a_recipe_does():
+    """load_recipe keeps `test_from: 2024-01-01` as text; recipe_from_text (public, the same keys)
+    still made it a date object and refused it: one config text, two readings."""
+    text = "split:\n  kind: temporal\n  test_from: 2024-01-01\n  valid_from: 2023-12-01 00:00:00\n"
+    split = recipe_from_text(text)["split"]
+    assert (split["test_from"], split["valid_from"]) == ("2024-01-01", "2023-12-01 00:00:00")
+
+
+def test_pair_time_with_a_predefined_split_does_not_contradict_itself():
+    """kind predefined, holdout latest: the refusal said pair_time "applies to split.holdout 'latest'"
+    and then that "a predefined split with holdout 'latest' reads no time"."""
+    with pytest.raises(DataError) as err:
+        check_holdout({}, {"kind": "predefined", "holdout": "latest", "pair_time": "earliest"})
+    assert "with holdout 'latest' reads no time" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("entry", ["run_comparison", "run_tuning"])
+def test_overrides_given_as_one_string_are_not_read_letter_by_letter(entry):
+    """run_comparison(recipe, "model.kind=ease") was refused as "override 'm' is not of the form
+    key=value" (the string's characters taken for overrides; models= got this guard, overrides not)."""
+    import bindiff
+
+    with pytest.raises((TypeError, RecipeError, DataError)) as err:
+        if entry == "run_comparison":
+            bindiff.run_comparison(RECIPE, "model.kind=ease", models="nosuch", seeds=1)
+        else:
+            bindiff.run_tuning(RECIPE, "model.kind=ease", trials=0)
+    assert "override 'm'" not in str(err.value), str(err.value)
