@@ -17,7 +17,8 @@ from ..tasks.recommendation.schema import SECTIONS as RECOMMEND
 from ..tasks.segmentation.schema import COMMON_DEFAULTS as SEGMENTATION_DEFAULTS, SECTIONS as SEGMENTATION
 
 
-_RESERVED = {"con", "prn", "aux", "nul", *(f"{d}{i}" for d in ("com", "lpt") for i in range(1, 10))}
+# Windows' device names (its naming rules list the superscript digits too), refused even before an extension
+_RESERVED = {"con", "prn", "aux", "nul", *(f"{d}{i}" for d in ("com", "lpt") for i in "0123456789¹²³")}
 FOLDER_NAME_RULE = ("must be one folder name that every system can hold: not a path, none of : * ? \" < > | "
                     "or control characters, no trailing dot or space, not a name Windows reserves (CON, NUL, COM1, ...)")
 
@@ -27,7 +28,7 @@ def is_folder_name(value: str) -> bool:
     copied to another keeps its name (``exp:1`` cannot be created on Windows, ``CON`` is a device)."""
     return (value not in ("", ".", "..") and not any(c in value for c in '/\\:*?"<>|')
             and all(ord(c) >= 32 for c in value) and value[-1] not in ". "
-            and value.split(".")[0].casefold() not in _RESERVED)
+            and value.split(".")[0].rstrip(" ").casefold() not in _RESERVED)
 
 
 # Sections every task shares: what is diffused, by which network, trained how, written where.
