@@ -160,7 +160,8 @@ def register_denoiser(name: str, cls: type[nn.Module]) -> None:
     """Make a denoiser available to recipes under ``name`` (adapters add spatial ones). Registering
     the same class again (a re-run notebook cell) replaces it; another class under a taken name is refused."""
     if name in DENOISERS and not same_definition(DENOISERS[name], cls):
-        raise ValueError(f"a denoiser named {name!r} is already registered ({DENOISERS[name].__qualname__})")
+        taken = getattr(DENOISERS[name], "__qualname__", repr(DENOISERS[name]))  # a functools.partial has none
+        raise ValueError(f"a denoiser named {name!r} is already registered ({taken})")
     DENOISERS[name] = cls
 
 

@@ -74,9 +74,9 @@ class WeightAverage:
             raise ValueError(f"the checkpoint averaged its weights with decay {state['decay']}, "
                              f"the recipe says {self.decay}")
         averages, trained = state["averages"], state["trained"]
-        self.updates = int(state["updates"])
         if len(averages) != len(self.params) or len(trained) != len(self.params):
             raise ValueError(f"the checkpoint averages {len(averages)} tensors, the model has {len(self.params)}")
+        self.updates = int(state["updates"])  # after the checks: a refused load changes nothing
         for p, a, avg, w in zip(self.params, self.averages, averages, trained):
             a.copy_(avg)
             p.copy_(w)
