@@ -117,6 +117,13 @@ def _search_spaces(config: dict, recipe: str, overrides: list[str], presets: dic
     return chosen
 
 
+def _names_given(names: str | list[str] | None) -> list[str] | None:
+    """Model names as a list: "popularity,ease", as --models takes them, is two (not a list of letters)."""
+    if isinstance(names, str):
+        return [name.strip() for name in names.split(",") if name.strip()]
+    return names
+
+
 def run_comparison(recipe: str | Path, overrides: Sequence[str] = (), models: list[str] | None = None,
                    seeds: int | None = None, data_dir: str | None = None, tune_trials: int | None = None) -> Path:
     """``bindiff compare``: train every model of ``compare.models`` (or those ``models`` names) on
@@ -126,8 +133,7 @@ def run_comparison(recipe: str | Path, overrides: Sequence[str] = (), models: li
     if isinstance(overrides, (str, bytes)):  # its characters would be read as overrides, one by one
         raise TypeError(f"overrides must be a list of key=value strings, not one string: write [{overrides!r}]")
     recipe, overrides = str(recipe), list(overrides)
-    if isinstance(models, str):  # "popularity,ease", as --models takes them: not a list of letters
-        models = [name.strip() for name in models.split(",") if name.strip()]
+    models = _names_given(models)
     base = load_recipe(recipe, overrides)
     if base["task"] != "recommend":
         raise RecipeError(f"{recipe}: bindiff compare compares recommendation models; this recipe has task "
