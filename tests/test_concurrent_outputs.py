@@ -244,6 +244,9 @@ def test_a_stop_landing_in_an_interpreter_callback_still_stops(tmp_path, signum)
     script = tmp_path / "stopped.py"
     script.write_text(
         "import os, signal, time, weakref\n"
+        # as on a terminal: a runner that ignores SIGINT passes that on to its children, whose Python
+        # then raises no KeyboardInterrupt at all
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from bindiff import cli\n"
         "cli._install_stop_handlers()\n"
         "class Obj: pass\n"
