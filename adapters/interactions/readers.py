@@ -199,11 +199,17 @@ def read_delimited(
 
 def header_names(path: str | Path, sep: str = ",") -> list[str]:
     """The column names of a delimited file's header (its first non-empty row), stripped; for a
-    reader that chooses among columns (``recommend --input``: a rating column is optional)."""
+    reader that chooses among columns (``recommend --input``: a rating column is optional). Reads
+    the file only as far as its header; a file it cannot read gets ``read_delimited``'s line."""
     path = Path(path)
-    text = _read_text(path, encoding="utf-8-sig")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
-    names = next((row for row in _rows(reader, path) if row), None)
+    try:
+        opened = gzip.open(path, "rt", encoding="utf-8-sig", newline="") if path.suffix == ".gz" else \
+            open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed just below
+        with opened as handle:
+            names = next((row for row in _rows(csv.reader(handle, delimiter=sep, strict=True), path) if row), None)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError):  # not found, a damaged gzip, not UTF-8
+        _read_text(path, encoding="utf-8-sig")  # the whole file, for the one line naming what is wrong
+        raise
     if names is None:
         raise DataError(f"{path}: file is empty (no header row)")
     return [name.strip() for name in names]

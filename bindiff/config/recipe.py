@@ -163,11 +163,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 # `1:30` as 90 and `0x10` as 16. Those spellings stay strings here, which an integer key refuses.
 # Floats likewise lose YAML 1.1's base 60 (`1:30.5` was 90.5). Dates stay text (`2024-01-01`, which
 # YAML 1.1 makes a date object that no key takes): a time key reads ISO 8601 itself.
-_UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag not in ("tag:yaml.org,2002:int",
-                                                                       "tag:yaml.org,2002:float",
-                                                                       "tag:yaml.org,2002:timestamp")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+def _safe_resolvers_without(*tags: str) -> dict:
+    """yaml.SafeLoader's implicit resolvers, less those of ``tags`` (a subclass's own table)."""
+    return {first: [(tag, pattern) for tag, pattern in resolvers if tag not in tags]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+_UniqueKeyLoader.yaml_implicit_resolvers = _safe_resolvers_without(
+    "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")
 _UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
                                        list("-+0123456789"))
 _UniqueKeyLoader.add_implicit_resolver(
@@ -200,9 +203,7 @@ def _construct_stored_int(loader, node):
 
 
 _StoredConfigLoader.add_constructor("tag:yaml.org,2002:int", _construct_stored_int)
-_StoredConfigLoader.yaml_implicit_resolvers = {  # dates stay text, as in a recipe
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StoredConfigLoader.yaml_implicit_resolvers = _safe_resolvers_without("tag:yaml.org,2002:timestamp")  # as a recipe
 
 # Null spellings: any other value that YAML reads as nothing (`#` starts a comment) is meant as text.
 _NULLS = ("", "~", "null", "Null", "NULL")
