@@ -13,17 +13,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
-from bindiff.config.recipe import override_key
-from bindiff.tasks import base
-from bindiff.tasks.masks.evaluation import EvalContext
-from bindiff.tasks.masks.generation import _mask_rows, draw_samples, target_volumes
-from bindiff.tasks.masks.job import TASK, load_masks_run
-from bindiff.tasks.masks.panels import projection_panel
-
 
 def main(run_dir: str, out: str, overrides: list[str], n: int = 10) -> None:
+    # imported here: the usage prints without torch
+    import torch
+
+    from bindiff.config.recipe import override_key
+    from bindiff.tasks import base
+    from bindiff.tasks.masks.evaluation import EvalContext
+    from bindiff.tasks.masks.generation import _mask_rows, draw_samples, target_volumes
+    from bindiff.tasks.masks.job import TASK, load_masks_run
+    from bindiff.tasks.masks.panels import projection_panel
+
     print(f"command: python benchmarks/generation_panel.py {run_dir} {out} {' '.join(overrides)}".rstrip())
     if any(override_key(o) == "evaluations.generation.samples" for o in overrides):
         sys.exit(f"evaluations.generation.samples: the panel draws {n} masks; leave it off")

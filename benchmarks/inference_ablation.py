@@ -14,8 +14,6 @@ import time
 
 import numpy as np
 
-from bindiff.tasks.recommendation.job import evaluate_run
-
 VARIANTS: dict[str, list[str]] = {
     "one step at t = 1 (recipe)": [],
     "one step at t = 2": ["inference.t=2"],
@@ -32,6 +30,8 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def main(run_dirs: list[str]) -> None:
+    from bindiff.tasks.recommendation.job import evaluate_run  # here: the usage prints without torch
+
     print(f"command: python benchmarks/inference_ablation.py {' '.join(run_dirs)}")
     print(f"{len(run_dirs)} runs; mean ± std over runs; each cell: bindiff evaluate RUN_DIR <overrides>\n")
     metric = None

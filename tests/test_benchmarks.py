@@ -83,15 +83,51 @@ def _variant(variant: str, *extra: str, root: Path) -> dict:
     return json.loads(lines[-2])
 
 
-def test_variants_reduce_to_the_recipe_at_their_neutral_weight_and_differ_otherwise(tmp_path):
-    """The emphasis at weight 1 and the multinomial term at weight 0 are the recipe's loss, bit for bit."""
+def test_the_script_trains_the_recipe_and_each_model_variant_and_the_variants_change_the_model(tmp_path):
+    """End to end for the variants that replace the denoiser (the loss variants: the next test)."""
     recipe = _variant("recipe", root=tmp_path)
-    for variant, neutral in (("emphasis", "1"), ("multinomial", "0")):
-        same = _variant(variant, "--weight", neutral, root=tmp_path)
-        assert same["test_ndcg@100"] == recipe["test_ndcg@100"] and same["best_epoch"] == recipe["best_epoch"], variant
-    assert _variant("emphasis", "--weight", "4", root=tmp_path)["valid_ndcg@100"] != recipe["valid_ndcg@100"]
     ease = _variant("ease_term", "--lam", "50", root=tmp_path)
     assert ease["valid_ndcg@100"] != recipe["valid_ndcg@100"]
+    linear = _variant("linear_term", "--weight", "1", root=tmp_path)
+    assert linear["valid_ndcg@100"] != recipe["valid_ndcg@100"]
+    assert set(linear["valid"]) == set(linear["test"]) and "ndcg@100" in linear["test"]
+
+
+def test_the_loss_variants_are_the_recipes_loss_at_their_neutral_weight_and_differ_otherwise(monkeypatch):
+    """The emphasis at weight 1 and the multinomial term at weight 0 are the recipe's loss, bit for bit,
+    on a batch where the input dropout removes some positives and keeps others."""
+    import torch
+
+    import bindiff.core.denoisers as denoisers
+    import bindiff.core.diffusion as diffusion
+    from bindiff.config import load_recipe
+    from bindiff.core import BernoulliProcess, BinomialDiffusion
+
+    variants = _variants_module()
+    plain_loss, plain_forward = diffusion.diffusion_loss, denoisers.MLPDenoiser.forward
+    recipe = load_recipe(ROOT / "recipes" / "ml1m.yaml")
+    process = BernoulliProcess.from_schedule(recipe["diffusion"]["schedule"], recipe["diffusion"]["steps"],
+                                             **recipe["diffusion"]["schedule_params"])
+    torch.manual_seed(0)
+    net = denoisers.MLPDenoiser(40, hidden=[16], input_dropout=0.5, input_norm="l2", time_dim=4)
+    x0 = (torch.rand(6, 40, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+
+    def per_row_loss(patch=None, *args):
+        # each patch replaces module attributes: start from the plain ones (monkeypatch restores them)
+        monkeypatch.setattr(diffusion, "diffusion_loss", plain_loss)
+        monkeypatch.setattr(denoisers.MLPDenoiser, "forward", plain_forward)
+        if patch is not None:
+            patch(*args)
+        model = BinomialDiffusion(net, process, loss=recipe["diffusion"]["loss"]).train()
+        with torch.random.fork_rng():  # the same dropout mask for every variant
+            torch.manual_seed(2)
+            return model(x0, generator=torch.Generator().manual_seed(3)).terms["loss"]
+
+    recipe_loss = per_row_loss()
+    assert torch.equal(per_row_loss(variants.patch_emphasis, 1.0), recipe_loss)
+    assert torch.equal(per_row_loss(variants.patch_multinomial, 0.0), recipe_loss)
+    assert not torch.allclose(per_row_loss(variants.patch_emphasis, 4.0), recipe_loss)
+    assert not torch.allclose(per_row_loss(variants.patch_multinomial, 2.0), recipe_loss)
 
 
 def test_the_unet_step_benchmark_prints_each_precision_and_the_command():
@@ -161,13 +197,6 @@ def test_the_learned_linear_term_adds_x_w_without_its_diagonal_to_the_mlp():
     expected = torch.stack([sum(2 * weights[i] * (torch.arange(6) != i) for i in row.nonzero().flatten())
                             if row.any() else torch.zeros(6) for row in kept.float()])
     assert torch.allclose(trained_view - mlp, expected)
-
-
-def test_the_linear_term_variant_trains_and_changes_the_model(tmp_path):
-    recipe = _variant("recipe", root=tmp_path)
-    linear = _variant("linear_term", "--weight", "1", root=tmp_path)
-    assert linear["valid_ndcg@100"] != recipe["valid_ndcg@100"]
-    assert set(linear["valid"]) == set(linear["test"]) and "ndcg@100" in linear["test"]
 
 
 def test_the_ensembles_table_reports_every_metric_and_the_blend_is_chosen_on_validation(tmp_path):
