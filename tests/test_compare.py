@@ -288,7 +288,8 @@ def test_compare_refuses_no_seeds_or_an_empty_model_name_before_writing(ratings_
     assert not (tmp_path / "compare").exists()
 
 
-def test_one_seed_has_no_standard_deviation_and_merging_needs_the_same_seeds(ratings_csv, tmp_path):
+def test_one_seed_has_no_standard_deviation_and_merging_needs_the_same_seeds(ratings_csv, tmp_path, monkeypatch, capsys):
+    import importlib.util
     import subprocess
     import sys
 
@@ -303,26 +304,41 @@ def test_one_seed_has_no_standard_deviation_and_merging_needs_the_same_seeds(rat
     assert one.name != two.name
     text = (one / "results.md").read_text()
     assert "± n/a" in text and "One seed, so no standard deviation" in text and "seeds p" not in text
-    merge = [sys.executable, str(RECIPE.parent.parent / "benchmarks" / "merge_comparisons.py")]
-    done = subprocess.run([*merge, str(one), str(two)], capture_output=True, text=True)
+    script = RECIPE.parent.parent / "benchmarks" / "merge_comparisons.py"
+    done = subprocess.run([sys.executable, str(script), str(one), str(two)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr  # the same model in both: one seed's runs must agree
+    # the refusals below from the script's main() in this process (each start of the script costs 2 s)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repository first
+    spec = importlib.util.spec_from_file_location("merge_comparisons_script", script)
+    merge_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge_script)
+
+    def merged(*folders: Path) -> str | None:
+        """The script's refusal (SystemExit's message), or None when it merged."""
+        monkeypatch.setattr(sys, "argv", [str(script), *map(str, folders)])
+        try:
+            merge_script.main()
+        except SystemExit as refused:
+            assert isinstance(refused.code, str), refused.code
+            return refused.code
+        finally:
+            capsys.readouterr()
+        return None
+
     # a model on seeds 0-1 beside a model on seed 0 only: refused, naming both
     assert runner.invoke(app, args(ratings_csv, tmp_path / "c", "--models", "binomial", "--seeds", "1")).exit_code == 0
     (three,) = (tmp_path / "c" / "compare" / "ml1m").iterdir()
-    done = subprocess.run([*merge, str(two), str(three)], capture_output=True, text=True)
-    assert done.returncode != 0 and "the models have different seeds (popularity: [0, 1]; binomial: [0])" in done.stderr
+    assert "the models have different seeds (popularity: [0, 1]; binomial: [0])" in merged(two, three)
     # comparisons trained otherwise (here 2 epochs against 3) are not one table
     assert runner.invoke(app, args(ratings_csv, tmp_path / "d", "--models", "binomial", "--seeds", "2",
                                    "train.epochs=2")).exit_code == 0
     (four,) = (tmp_path / "d" / "compare" / "ml1m").iterdir()
-    done = subprocess.run([*merge, str(two), str(four)], capture_output=True, text=True)
-    assert done.returncode != 0 and "section 'train' of its recipe differs" in done.stderr
+    assert "section 'train' of its recipe differs" in merged(two, four)
     # a tuned comparison (its recipe.yaml says tune.trials: 1) merges with an untuned one
     assert runner.invoke(app, args(ratings_csv, tmp_path / "e", "--models", "binomial", "--seeds", "1",
                                    "--tune", "1")).exit_code == 0
     (five,) = (tmp_path / "e" / "compare" / "ml1m").iterdir()
-    done = subprocess.run([*merge, str(one), str(five)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert merged(one, five) is None
 
 
 def test_keys_that_change_how_a_model_runs_may_differ_per_model_and_the_rest_of_their_section_not():

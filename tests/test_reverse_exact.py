@@ -246,9 +246,9 @@ def test_a_correlated_distribution_is_sampled_with_small_total_variation():
     samples = exact.sample(N, generator=torch.Generator().manual_seed(6)).double()
     # A kernel that factorises over bits is exact only as the steps shrink; at T = 100 with
     # 40,000 draws the distance is about 0.011 (sampling noise alone is about 0.006; at T = 200
-    # it is 0.005). The plug-in lands near 0.3.
+    # it is 0.005). The plug-in lands near 0.3: an eighth of the draws tells it apart (noise about 0.02).
     assert total_variation(samples) < 0.025
-    assert total_variation(plugin.sample(N, generator=torch.Generator().manual_seed(6)).double()) > 0.1
+    assert total_variation(plugin.sample(N // 8, generator=torch.Generator().manual_seed(6)).double()) > 0.1
 
 
 # -- the spread of a whole-vector statistic needs small steps ---------------------------------------------
