@@ -27,6 +27,7 @@ from .interactions import (
     strong_generalization,
     weak_generalization,
     temporal_split,
+    read_cut_offs,
     train_test_split,
 )
 
@@ -53,5 +54,6 @@ __all__ = [
     "strong_generalization",
     "weak_generalization",
     "temporal_split",
+    "read_cut_offs",
     "train_test_split",
 ]

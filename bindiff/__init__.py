@@ -43,6 +43,7 @@ _LAZY = {
     "strong_generalization": "bindiff.adapters.interactions",
     "weak_generalization": "bindiff.adapters.interactions",
     "temporal_split": "bindiff.adapters.interactions",
+    "read_cut_offs": "bindiff.adapters.interactions",
     "predefined_split": "bindiff.adapters.interactions",
     "train_test_split": "bindiff.adapters.interactions",
     "build_matrix": "bindiff.adapters.interactions",

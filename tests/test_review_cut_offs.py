@@ -68,3 +68,28 @@ def test_overrides_given_as_one_string_are_not_read_letter_by_letter(entry):
         else:
             bindiff.run_tuning(RECIPE, "model.kind=ease", trials=0)
     assert "override 'm'" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("cut_offs, said", [
+    ({"test_from": "2024-02-01", "valid_from": "2024-02-01"},
+     "valid_from (split.valid_from) '2024-02-01' (1706745600 in Unix seconds) must be earlier than test_from "
+     "(split.test_from) '2024-02-01' (1706745600 in Unix seconds)"),
+    ({"test_from": 100, "valid_from": 250}, "valid_from (split.valid_from) 250 must be earlier than test_from "
+                                            "(split.test_from) 100"),
+])
+def test_cut_offs_out_of_order_are_refused_before_the_data_are_read(tmp_path, cut_offs, said):
+    """The order of the two cut-offs needs no data; it was checked only after the whole file was read.
+    (2024-02-01T00:00Z is 19754 days after 1970-01-01: 1,706,745,600 s.)"""
+    from typer.testing import CliRunner
+
+    from bindiff.cli import app
+
+    missing = tmp_path / "not_there.csv"  # were the file read first, the error would name it
+    overrides = [f"split.{key}={value}" for key, value in cut_offs.items()]
+    result = CliRunner().invoke(app, ["train", RECIPE, f"data.dataset={missing}", "data.time_col=time",
+                                      "split.kind=temporal", *overrides, f"output.root={tmp_path / 'runs'}"])
+    assert result.exit_code == 2 and said in result.output and "not_there" not in result.output, result.output
+    assert not (tmp_path / "runs").exists()
+    split = {"kind": "temporal", **cut_offs}
+    with pytest.raises(DataError, match="must be earlier than test_from"):
+        check_holdout({}, split)

@@ -14,8 +14,8 @@ from .datasets import (
 from .matrix import InteractionMatrix, binary_csr, build_matrix, index_ids
 from .readers import (RawInteractions, read_delimited, read_item_lists, read_ml100k, read_movielens_ratings,
                       read_pairs)
-from .splits import (EvalPart, Split, holdout_count, predefined_split, strong_generalization, temporal_split,
-                     train_test_split, weak_generalization)
+from .splits import (EvalPart, Split, holdout_count, predefined_split, read_cut_offs, strong_generalization,
+                     temporal_split, train_test_split, weak_generalization)
 from .synthetic import SYNTHETIC_PRESETS, synthetic_dataset, synthetic_interactions
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "strong_generalization",
     "weak_generalization",
     "temporal_split",
+    "read_cut_offs",
     "synthetic_dataset",
     "synthetic_interactions",
 ]

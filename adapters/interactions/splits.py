@@ -398,14 +398,9 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
     if valid_from is not None and valid_fraction is not None:
         raise DataError(f"{where}: valid_from (split.valid_from) and valid_fraction (split.valid_fraction) both "
                         "place the validation cut-off: set one of them to null")
-    given = {"test_from": _given_time(test_from, "test_from", where),
-             "valid_from": _given_time(valid_from, "valid_from", where)}
+    given = read_cut_offs(test_from, valid_from, where)
     as_written = {"test_from": test_from, "valid_from": valid_from}
     shown = {name: _as_given(value, given[name]) for name, value in as_written.items()}
-    if given["test_from"] is not None and given["valid_from"] is not None and \
-            not given["valid_from"] < given["test_from"]:
-        raise DataError(f"{where}: valid_from (split.valid_from) {shown['valid_from']} must be earlier than test_from "
-                        f"(split.test_from) {shown['test_from']}")
 
     matrix = _sorted(im.matrix.tocsr())
     time = np.asarray(im.time)[entry_positions(im.matrix, np.arange(im.n_users), np.arange(im.n_items))]
@@ -497,7 +492,24 @@ def _plain_number(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _given_time(value, name: str, where: str):
+def read_cut_offs(test_from, valid_from, where: str | None = None) -> dict[str, float | int | None]:
+    """The temporal split's cut-offs as times (see ``_given_time``), each None where not given;
+    DataError when one cannot be read or when ``valid_from`` is not earlier than ``test_from``.
+    Needs no data: a recipe's cut-offs are checked before its file is read."""
+    given = {"test_from": _given_time(test_from, "test_from", where),
+             "valid_from": _given_time(valid_from, "valid_from", where)}
+    if given["test_from"] is not None and given["valid_from"] is not None and \
+            not given["valid_from"] < given["test_from"]:
+        raise DataError(f"{_prefix(where)}valid_from (split.valid_from) {_as_given(valid_from, given['valid_from'])} "
+                        f"must be earlier than test_from (split.test_from) {_as_given(test_from, given['test_from'])}")
+    return given
+
+
+def _prefix(where: str | None) -> str:
+    return f"{where}: " if where else ""
+
+
+def _given_time(value, name: str, where: str | None):
     """A cut-off given as a time: a finite number as it is, an ISO 8601 date and time as Unix seconds
     (an int when whole), as a time column of dates is read; None stays None."""
     if value is None:
@@ -506,14 +518,14 @@ def _given_time(value, name: str, where: str):
         try:
             moment = from_iso(value.strip())
         except ValueError:
-            raise DataError(f"{where}: {name} (split.{name}) {value!r} is neither a number nor an ISO 8601 date and "
+            raise DataError(f"{_prefix(where)}{name} (split.{name}) {value!r} is neither a number nor an ISO 8601 date and "
                             "time (such as 2024-01-05 or 2024-01-05T10:30:00Z)") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
         seconds = moment.timestamp()
         return int(seconds) if seconds == int(seconds) else seconds
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise DataError(f"{where}: {name} (split.{name}) must be a time (a number, or an ISO 8601 date and time), "
+        raise DataError(f"{_prefix(where)}{name} (split.{name}) must be a time (a number, or an ISO 8601 date and time), "
                         f"got {value!r}")
     value = _plain_number(value)
     return int(value) if isinstance(value, float) and value.is_integer() else value  # 1.7e9 as a whole second

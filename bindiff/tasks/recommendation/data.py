@@ -12,7 +12,7 @@ import os
 
 from ...adapters.errors import DataError
 from ...adapters.interactions import (DatasetSource, Split, build_matrix, describe_source, load_interactions,
-                                      load_predefined_split, resolve_dataset, strong_generalization,
+                                      load_predefined_split, read_cut_offs, resolve_dataset, strong_generalization,
                                       synthetic_dataset, temporal_split, weak_generalization)
 
 
@@ -41,7 +41,7 @@ def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None 
     """DataError for ``split.valid_fraction`` outside a weak or temporal split or beside
     ``split.holdout_items``, for ``split.holdout_items`` with a predefined or temporal split, for
     ``split.test_from``/``split.valid_from`` outside a temporal split (and ``valid_from`` beside
-    ``valid_fraction``), for ``split.pair_time`` where no time is read (or ``latest`` in a temporal
+    ``valid_fraction``, or not earlier than ``test_from``, or either not a time), for ``split.pair_time`` where no time is read (or ``latest`` in a temporal
     split), and for a
     split that needs times (``split.holdout: latest``, ``split.kind: temporal``) where it cannot
     apply: a predefined split (already the dataset's own), ``synthetic:`` data (no time), or, once
@@ -77,6 +77,8 @@ def check_holdout(data_cfg: dict, split_cfg: dict, source: DatasetSource | None 
     if split_cfg.get("valid_from") is not None and split_cfg.get("valid_fraction") is not None:
         raise DataError("split.valid_from and split.valid_fraction both place the validation cut-off: set one of "
                         "them to null")
+    if kind == "temporal":  # dates that cannot be read, or out of order, before a file is read
+        read_cut_offs(split_cfg.get("test_from"), split_cfg.get("valid_from"))
     if kind == "temporal" and split_cfg.get("valid_fraction") is not None and split_cfg.get("test_from") is None \
             and split_cfg["valid_fraction"] + split_cfg.get("holdout_fraction", 0.2) >= 1:
         raise DataError(f"split.valid_fraction={split_cfg['valid_fraction']} must be below 1 - split.holdout_fraction "
