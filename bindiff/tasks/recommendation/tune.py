@@ -248,7 +248,7 @@ def run_tuning(recipe: str | Path, overrides: Sequence[str] = (), trials: int | 
         refuse_unread(TASK, base, typed)  # here, not at trial 0 after the data were read
     n_trials = base["tune"]["trials"] if trials is None else trials
     if n_trials < 1:
-        raise RecipeError(f"--trials must be >= 1, got {n_trials}")
+        raise RecipeError(f"trials (--trials) must be >= 1, got {n_trials}")
     base = {**base, "tune": {**base["tune"], "trials": n_trials}}  # recipe.yaml records what runs
     select = base["eval"]["select"]
     sampler_seed = base["seed"] if base["tune"]["seed"] is None else base["tune"]["seed"]
