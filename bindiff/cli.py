@@ -237,8 +237,8 @@ def recommend(
     user: Optional[str] = typer.Option(None, help="raw user id of one of the run's users"),
     items: Optional[str] = typer.Option(None, help="a new user's history: raw item ids, comma-separated"),
     input: Optional[str] = typer.Option(None, "--input", help="CSV (tab-separated if named .tsv) of user,item rows "
-                                        "with a header: many new users (rows rated below the run's data.min_rating "
-                                        "left out)"),
+                                        "in the training data's layout: many new users (rows rated below the run's "
+                                        "data.min_rating left out)"),
     output: Optional[str] = typer.Option(None, "--output", "--out",
                                          help="with --input: CSV of user,rank,item,score rows"),
     k: int = typer.Option(20, min=1, help="number of items"),

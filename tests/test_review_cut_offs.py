@@ -93,3 +93,19 @@ def test_cut_offs_out_of_order_are_refused_before_the_data_are_read(tmp_path, cu
     split = {"kind": "temporal", **cut_offs}
     with pytest.raises(DataError, match="must be earlier than test_from"):
         check_holdout({}, split)
+
+
+def test_input_without_a_header_reads_as_the_headerless_training_file_did(tmp_path):
+    """A run trained on a file without a header (columns by number) refused --input in the same layout:
+    "column 'user' not found"; such a file now reads with the run's column numbers and separator."""
+    data = {"header": False, "sep": None, "user_col": 0, "item_col": 1, "rating_col": 2, "min_rating": 4}
+    plain = tmp_path / "new.tsv"
+    plain.write_text("anna\t1\t5\t11\nanna\t2\t1\t12\nbob\t3\t4\t13\n")
+    assert read_histories(plain, data) == (["anna", "bob"], [["1"], ["3"]], 1)  # by hand: item 2 is rated 1 < 4
+    # the same rows under a header naming them still read by the header (here in another column order)
+    named = tmp_path / "named.csv"
+    named.write_text("item,user\n1,anna\n3,bob\n")
+    assert read_histories(named, data) == (["anna", "bob"], [["1"], ["3"]], 0)
+    # a run trained with a header still needs one: the message names the missing column
+    with pytest.raises(DataError, match="column 'user'"):
+        read_histories(plain, {"header": True, "user_col": "user", "item_col": "item"})

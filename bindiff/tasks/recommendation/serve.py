@@ -197,12 +197,15 @@ def read_histories(path: str | Path, data: dict | None = None) -> InputHistories
     ``data``: the run's ``data`` section. Its own column names (``user_col``, ``item_col``,
     ``rating_col``, where they are names) are read where the header holds them, else ``user``,
     ``item`` and ``rating``, and its separator (``data.sep``) where the name's does not split the
-    header into them, so a file in the training data's layout reads as it stands. With a
+    header into them, so a file in the training data's layout reads as it stands. For a run trained
+    on a file without a header (``data.header: false``), a file whose first row names no user and
+    item column is read as that file was: no header, the run's column numbers and separator. With a
     ``data.min_rating``, rows of a rating column below it are not interactions, as in training;
     a user all of whose rows are below it is kept, with an empty history."""
     data = data or {}
     # the name's separator, or the run's own (data.sep) where only that one splits out the columns
     separators = list(dict.fromkeys([default_separator(path), data.get("sep") or default_separator(path)]))
+    header = True
     for sep in separators:
         try:
             names = header_names(path, sep)
@@ -210,14 +213,22 @@ def read_histories(path: str | Path, data: dict | None = None) -> InputHistories
             continue
         if _column(names, data, "user_col", "user") and _column(names, data, "item_col", "item"):
             break
-    else:  # neither: read with the name's, whose messages say what is missing
-        sep = separators[0]
-        names = header_names(path, sep)
-    user_col = _column(names, data, "user_col", "user") or "user"
-    item_col = _column(names, data, "item_col", "item") or "item"
+    else:
+        if _headerless(data):  # no header naming the columns, from a run trained on a file without one
+            header, sep, names = False, data.get("sep") or default_separator(path), []
+        else:  # neither: read with the name's, whose messages say what is missing
+            sep = separators[0]
+            names = header_names(path, sep)
+    if header:
+        user_col = _column(names, data, "user_col", "user") or "user"
+        item_col = _column(names, data, "item_col", "item") or "item"
+        rating_col = _column(names, data, "rating_col", "rating")
+    else:  # the run's own column numbers
+        rating_col = data.get("rating_col") if isinstance(data.get("rating_col"), int) else None
+        user_col, item_col = data["user_col"], data["item_col"]
     # ratings matter only where the run kept some of them: every row is an interaction otherwise
-    rating_col = _column(names, data, "rating_col", "rating") if data.get("min_rating") is not None else None
-    raw = read_delimited(path, sep=sep, user_col=user_col, item_col=item_col, rating_col=rating_col, header=True,
+    rating_col = rating_col if data.get("min_rating") is not None else None
+    raw = read_delimited(path, sep=sep, user_col=user_col, item_col=item_col, rating_col=rating_col, header=header,
                          keys={"user_col": _label(data, "user_col", "user"), "item_col": _label(data, "item_col", "item"),
                                "rating_col": _label(data, "rating_col", "rating"), "sep": _input_remedy})
     kept = np.ones(len(raw), dtype=bool) if rating_col is None else raw.rating >= data["min_rating"]
@@ -227,6 +238,12 @@ def read_histories(path: str | Path, data: dict | None = None) -> InputHistories
         if keep:
             history.append(item)
     return InputHistories(list(histories), list(histories.values()), int((~kept).sum()))
+
+
+def _headerless(data: dict) -> bool:
+    """Whether the run trained on a delimited file without a header (columns by number)."""
+    return data.get("header") is False and all(
+        isinstance(data.get(key), int) and not isinstance(data.get(key), bool) for key in ("user_col", "item_col"))
 
 
 def _column(names: list[str], data: dict, key: str, generic: str) -> str | None:
