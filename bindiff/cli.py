@@ -30,9 +30,13 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+def _main(context: typer.Context,
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                        help="print the version and exit")) -> None:
     """Bernoulli (binomial) diffusion over binary vectors."""
+    from .config.recipe import COMMAND_MARK
+
+    context.meta[COMMAND_MARK] = True  # refusals name options (--seeds), not Python arguments (seeds)
     # denoisers, models and tasks of one's own, before any command reads a recipe or a run
     from .plugins import PluginError, load_plugins
 

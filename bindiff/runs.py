@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from .config import RecipeError, config_hash, dump_recipe, recipe_from_text
+from .config import RecipeError, argument, config_hash, dump_recipe, recipe_from_text
 from .config.schema import FOLDER_NAME_RULE, is_folder_name
 from .files import OutputError, write_text
 from .training.checkpoint import CheckpointError, load_checkpoint, naming_missing_code
@@ -117,7 +117,8 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
         raise FileNotFoundError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
     *companion, name = str(checkpoint).split("/")  # "best", or a companion's "unet/best"
     if name not in ("best", "last") or any(part in ("", ".", "..") for part in companion):
-        raise RecipeError(f"--checkpoint must be best or last, got {name!r}")  # not a path to any .pt file
+        # not a path to any .pt file
+        raise RecipeError(f"{argument('checkpoint', '--checkpoint')} must be best or last, got {name!r}")
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     payload = load_checkpoint(path, mmap=True)  # only the weights are read: the optimiser's state stays on disk
     with naming_missing_code(payload):  # a plugin's denoiser, model or task not registered here

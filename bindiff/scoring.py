@@ -23,7 +23,7 @@ from .adapters.errors import DataError
 from .adapters.masks import LabelPreset, binarize, get_preset, read_label_map
 from .adapters.masks.datasets import LABEL_SUFFIXES, volume_stem, volumes_by_stem
 from .adapters.masks.io import require_one_grid
-from .config import RecipeError
+from .config import RecipeError, argument
 from .files import OutputError, refuse_a_file_above, refuse_a_long_name, write_json
 from .metrics.segmentation import DEFINITIONS, EMPTY_RULE, segmentation_metrics, summarize
 from .tasks.base import read_run_config
@@ -114,7 +114,8 @@ def score_pair(pair: ScoredPair, preset: LabelPreset, region: str) -> dict:
     try:
         truth = binarize(reference.data, preset, region, source=pair.reference)
     except DataError as err:
-        hint = "; a label map needs --preset or --run" if preset is BINARY else ""
+        wanted = argument("preset (a name, or labels_to_score(run=...))", "--preset or --run")
+        hint = f"; a label map needs {wanted}" if preset is BINARY else ""
         raise DataError(f"{err}{hint}") from None
     return {"case_id": pair.case_id, "prediction": str(pair.prediction), "reference": str(pair.reference),
             **segmentation_metrics(pred, truth, reference.geometry.spacing)}
@@ -126,20 +127,23 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
     segmentation run), else 0/1 masks (``binary``)."""
     if run is not None:
         if preset is not None:
-            raise RecipeError("score: give --run or --preset, not both")
+            raise RecipeError(f"score: give {argument('run', '--run')} or {argument('preset', '--preset')}, not both")
         config = read_run_config(Path(run))
         if config.get("task") not in ("masks", "segmentation"):
-            raise RecipeError(f"{run}: a {config.get('task')} run has no label preset; give --preset")
+            raise RecipeError(f"{run}: a {config.get('task')} run has no label preset; give "
+                              f"{argument('preset', '--preset')}")
         layout = "files"
         if (Path(run) / "split" / "cases.json").is_file():
             with cases_json(Path(run) / "split", config["task"]) as meta:
                 layout = meta["layout"]
         return resolve_preset(config, layout), region or config["labels"]["region"]
     if preset == "custom":  # its labels.foreground is a recipe key: only a run carries one
-        raise RecipeError("score: the custom preset's labels come from a run; give --run RUN_DIR of a run that used it")
+        raise RecipeError(f"score: the custom preset's labels come from a run; give {argument('run', '--run RUN_DIR')} "
+                          "of a run that used it")
     if preset is None or preset == "binary":
         if region not in (None, "whole"):
-            raise RecipeError(f"score: 0/1 references have one region, whole; --region {region} needs --preset")
+            raise RecipeError(f"score: 0/1 references have one region, whole; {argument('region', '--region')} "
+                              f"{region} needs {argument('preset', '--preset')}")
         return BINARY, "whole"
     try:
         chosen = get_preset(preset)
@@ -160,12 +164,12 @@ def score(prediction: str | Path, reference: str | Path, preset: LabelPreset | s
     if out is not None:
         refuse_a_long_name(Path(out))  # before exists(), which raises on a name the file system cannot hold
         if Path(out).exists():  # it might even be one of the files scored
-            raise FileExistsError(f"--out {out}: already exists; bindiff never overwrites")
+            raise FileExistsError(f"{argument('out', '--out')} {out}: already exists; bindiff never overwrites")
         # a folder path through a file: said before every case is read and scored
         try:
             refuse_a_file_above(Path(out))
         except OutputError as err:
-            raise OutputError(f"--out {err}") from None
+            raise OutputError(f"{argument('out', '--out')} {err}") from None
     pairs, unmatched = pair_files(Path(prediction), Path(reference))
     rows = [score_pair(pair, preset, region) for pair in pairs]
     summary = {"prediction": str(prediction), "reference": str(reference),
@@ -179,7 +183,8 @@ def score(prediction: str | Path, reference: str | Path, preset: LabelPreset | s
         try:
             write_json(out, summary, overwrite=False)  # checked above, but another process may write it meanwhile
         except OutputError as err:  # names the path and why
-            raise OutputError(f"--out {err}") from None
+            raise OutputError(f"{argument('out', '--out')} {err}") from None
         except OSError as err:
-            raise OutputError(f"--out {out}: cannot write the summary ({err.strerror or err})") from None
+            raise OutputError(f"{argument('out', '--out')} {out}: cannot write the summary "
+                              f"({err.strerror or err})") from None
     return summary

@@ -926,7 +926,7 @@ def test_read_run_refuses_a_checkpoint_name_that_is_a_path(tmp_path):
     (run / "config.yaml").write_text(dump_recipe(_config(tmp_path)))
     _checkpoint_file(run / "best.pt")  # where `checkpoints/../best.pt` leads
     for name in ("../best", "x/../best", "./best", "/best", "best/x"):
-        with pytest.raises(RecipeError, match="--checkpoint must be best or last"):
+        with pytest.raises(RecipeError, match="^checkpoint must be best or last"):  # from Python: the argument
             read_run(run, "recommend", name)
 
 
@@ -1305,11 +1305,11 @@ def test_a_label_map_scored_as_a_0_1_mask_is_told_to_name_its_preset(tmp_path):
     _volume(tmp_path / "ref" / "a.nii.gz", _cube(1, 4, value=2))
     with pytest.raises(DataError) as caught:
         score(tmp_path / "pred", tmp_path / "ref")
-    assert str(caught.value).endswith("; a label map needs --preset or --run")
+    assert str(caught.value).endswith("; a label map needs preset (a name, or labels_to_score(run=...))")
     _volume(tmp_path / "ref" / "a.nii.gz", _cube(1, 4, value=7))
     with pytest.raises(DataError) as caught:
         score(tmp_path / "pred", tmp_path / "ref", preset="msd_hippocampus")
-    assert "unexpected label value(s) 7" in str(caught.value) and "--preset or --run" not in str(caught.value)
+    assert "unexpected label value(s) 7" in str(caught.value) and "a label map needs" not in str(caught.value)
 
 
 def test_a_run_and_a_preset_together_are_refused_before_the_run_is_read(tmp_path):
@@ -1318,7 +1318,7 @@ def test_a_run_and_a_preset_together_are_refused_before_the_run_is_read(tmp_path
     from bindiff.config import RecipeError
     from bindiff.scoring import labels_to_score
 
-    with pytest.raises(RecipeError, match=r"^score: give --run or --preset, not both$"):
+    with pytest.raises(RecipeError, match=r"^score: give run or preset, not both$"):
         labels_to_score(run=tmp_path / "no_run", preset="msd_hippocampus")
 
 
@@ -1329,7 +1329,7 @@ def test_a_region_for_0_1_references_is_refused_with_the_reason(tmp_path):
     from bindiff.scoring import BINARY, labels_to_score
 
     assert labels_to_score() == (BINARY, "whole") and labels_to_score(region="whole") == (BINARY, "whole")
-    with pytest.raises(RecipeError, match=r"0/1 references have one region, whole; --region anterior needs --preset"):
+    with pytest.raises(RecipeError, match=r"0/1 references have one region, whole; region anterior needs preset"):
         labels_to_score(region="anterior")
 
 

@@ -98,6 +98,8 @@ def read_delimited(
     """
     keys = {"user_col": "user_col", "item_col": "item_col", "rating_col": "rating_col", "time_col": "time_col",
             "sep": "set data.sep", **(keys or {})}
+    if not isinstance(sep, str) or len(sep) != 1:  # csv's TypeError named its own "delimiter"
+        raise ValueError(f"sep must be one character, got {sep!r}")
     path = Path(path)
     text = _read_text(path, encoding="utf-8-sig")
     # strict: text after a closing quote, or a quote never closed, is an error (csv otherwise reads

@@ -11,12 +11,13 @@ import importlib
 
 _WHERE = {
     "RecipeError": "recipe", "config_hash": "recipe", "dump_recipe": "recipe", "load_recipe": "recipe",
-    "parse_override": "recipe", "recipe_from_text": "recipe",
+    "parse_override": "recipe", "recipe_from_text": "recipe", "argument": "recipe", "refuse_one_string": "recipe",
+    "whole_count": "recipe",
     "COMMON": "schema", "TASKS": "schema", "defaults": "schema", "schema_for": "schema",
 }
 
 __all__ = ["COMMON", "RecipeError", "TASKS", "schema_for", "config_hash", "defaults", "dump_recipe", "load_recipe",
-           "parse_override", "recipe_from_text"]
+           "parse_override", "recipe_from_text", "argument", "refuse_one_string", "whole_count"]
 
 
 def __getattr__(name: str):

@@ -24,6 +24,46 @@ class RecipeError(ValueError):
     """A recipe or override that cannot be used; the message names the file and key."""
 
 
+# Set in the click context of every ``bindiff`` command (bindiff.cli); a click or typer app of
+# one's own that calls bindiff's functions has no such mark, and no ``--seeds`` either.
+COMMAND_MARK = "bindiff.command"
+
+
+def argument(name: str, flag: str) -> str:
+    """How a refusal names what the caller gave: the option ``flag`` (``--seeds``) inside a
+    ``bindiff`` command, the Python argument ``name`` (``seeds``) when Python called the function
+    (a notebook has no ``--seeds`` to change)."""
+    import sys
+
+    for module in ("typer._click.globals", "click.globals"):  # typer's own copy of click, or click
+        found = sys.modules.get(module)
+        context = found.get_current_context(silent=True) if found is not None else None
+        if context is not None and context.meta.get(COMMAND_MARK):
+            return flag
+    return name
+
+
+def refuse_one_string(overrides, name: str = "overrides") -> None:
+    """TypeError for one string where a list of ``key=value`` strings is meant: its characters
+    would be read as overrides, one by one ("override 't' is not of the form key=value")."""
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError(f"{name} must be a list of key=value strings, not one string: write [{overrides!r}]")
+
+
+def whole_count(value, name: str, flag: str):
+    """``value`` (None, or a whole number, numpy's too) as a plain int; TypeError naming it otherwise."""
+    if value is None:
+        return None
+    import operator
+
+    if isinstance(value, bool):
+        raise TypeError(f"{argument(name, flag)} must be a whole number, got {value!r}")
+    try:
+        return operator.index(value)  # np.int64(3) -> 3: recipe.yaml and the folder's hash hold plain ints
+    except TypeError:
+        raise TypeError(f"{argument(name, flag)} must be a whole number, got {value!r}") from None
+
+
 def _type_name(types: tuple) -> str:
     names = {str: "string", int: "integer", float: "number", bool: "true/false", list: "list",
              dict: "mapping", type(None): "null"}
@@ -335,6 +375,7 @@ def _task_schema(task: Any, source: str) -> tuple[dict, dict]:
 
 def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict:
     """Defaults ← recipe file ← overrides, each validated against the task's schema."""
+    refuse_one_string(overrides)
     loaded: dict = {}
     if path is not None:
         path = find_recipe(path)

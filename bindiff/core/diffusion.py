@@ -177,12 +177,7 @@ class BinomialDiffusion(nn.Module):
         if t is None:
             t = self.sample_timesteps(x0.shape[0], generator, x0.device)
         else:  # an int for the whole batch, or one time per row, each in 1..T
-            t = torch.as_tensor(t, device=x0.device)
-            if t.ndim == 0:
-                t = t.expand(x0.shape[0])
-            if tuple(t.shape) != (x0.shape[0],):
-                raise ValueError(f"t: expected an int or one time per row ({x0.shape[0]},), got shape {tuple(t.shape)}")
-            t = self.process._check_t(t, low=1).to(x0.device)
+            t = self.process._times_per_row(t, x0.shape[0], low=1).to(x0.device)
         x_t = self.process._noised(x0, t, noise=noise, generator=generator)  # x0 checked by _batch
         estimate = None
         if self.self_condition:
@@ -297,8 +292,10 @@ class BinomialDiffusion(nn.Module):
         offset, an ensemble's mean, the condition and, self-conditioned, the previous ``estimate``
         of p̂(x_0), zeros at the first step). A loop written with the scheduler calls this, not
         ``model.denoiser``, which lacks them."""
-        t = self._check_time(t)
         x = self._batch("x", x)
+        if getattr(t, "ndim", 0) > 0:  # a tensor or array: one time per row, as docs/api.md allows
+            return self._denoise(x, self.process._times_per_row(t, x.shape[0]).to(x.device), cond, estimate)
+        t = self._check_time(t)
         return self._denoise(x, self._times(x.shape[0], t, x.device), cond, estimate)
 
     def blind_at(self, t: int) -> bool:

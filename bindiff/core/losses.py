@@ -110,6 +110,8 @@ def _vb_terms(process, x0, x_t, t, logits, reverse_kernel):
     if reverse_kernel not in REVERSE_KERNELS:
         raise ValueError(f"unknown reverse kernel {reverse_kernel!r}; choose one of {', '.join(REVERSE_KERNELS)}")
     t = process._check_t(t, low=1).to(x0.device)  # t = 0 has no term: it is the data
+    if t.ndim == 2 and t.shape == (x0.shape[0], 1):  # t[:, None] counts as one time per row (docs/api.md)
+        t = t.reshape(-1)
     if t.ndim == 0:  # one time for the whole batch
         t = t.expand(x0.shape[0])
     elif t.shape != (x0.shape[0],):

@@ -158,6 +158,10 @@ class BernoulliProcess:
     def from_schedule(cls, schedule: str, steps: int, kernel: str = "toward_half", **params: Any) -> "BernoulliProcess":
         if isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
             steps = int(steps)  # numpy's integers too, kept as a plain int for the config's YAML
+        # numpy's numbers as plain ones too (np.float32 is no JSON, np.float64 no YAML); get_schedule refuses the rest
+        params = {key: value if isinstance(value, bool) or not isinstance(value, numbers.Real)
+                  else int(value) if isinstance(value, numbers.Integral) else float(value)
+                  for key, value in params.items()}
         config = {"schedule": schedule, "steps": steps, "kernel": kernel, **params}
         return cls(get_schedule(schedule, steps, **params), kernel=kernel, config=config)
 
@@ -186,6 +190,18 @@ class BernoulliProcess:
     @property
     def num_steps(self) -> int:
         return int(self.betas.numel())
+
+    def _times_per_row(self, t, n: int, low: int = 1) -> torch.Tensor:
+        """``t`` as (n,) long times in low..T: one int for all rows, one per row (B,), or a column
+        (B, 1) as docs/api.md's conventions allow; any other shape refused naming ``t``."""
+        given = torch.as_tensor(t)
+        if given.ndim == 2 and given.shape == (n, 1):  # t[:, None], a DDPM habit
+            given = given.reshape(-1)
+        if given.ndim == 0:
+            given = given.expand(n)
+        if tuple(given.shape) != (n,):
+            raise ValueError(f"t: expected an int or one time per row ({n},), got shape {tuple(given.shape)}")
+        return self._check_t(given, low=low)
 
     def _check_t(self, t: torch.Tensor | int, low: int = 0) -> torch.Tensor:
         given = torch.as_tensor(t)

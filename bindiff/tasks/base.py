@@ -40,7 +40,7 @@ import torch
 import yaml
 from torch import nn
 
-from ..config import RecipeError, dump_recipe, parse_override, recipe_from_text
+from ..config import RecipeError, argument, dump_recipe, parse_override, recipe_from_text, refuse_one_string
 from ..config.recipe import with_key
 from ..files import OutputError, write_json
 from ..plots import plot_training_curve
@@ -330,7 +330,11 @@ def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | N
     same data and model, rank 0 alone creates and writes the run directory.
     """
     started = time.perf_counter()
+    refuse_one_string(overrides)
     config = _validated(config)
+    if config["task"] != task.name:  # train_recommender given a masks recipe: a KeyError deep in the task
+        raise RecipeError(f"config: key 'task' is {config['task']!r}, not {task.name!r}; bindiff.train runs a "
+                          "recipe of any task")
     refuse_unread(task, config, overrides)
 
     def body(workers: Workers, device: torch.device) -> Run:
@@ -659,7 +663,7 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
             raise RecipeError(f"{run_dir}: the run's train.device is {config['train']['device']!r}, which this "
                               "machine lacks; pass --device cpu (device='cpu' from Python) to use it here") from None
     elif isinstance(device, str):
-        device = resolve_device(device, what="--device")
+        device = resolve_device(device, what=argument("device", "--device"))
     model.to(device).eval()
     return config, payload, model
 
@@ -692,8 +696,7 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowe
     a key it would accept and never read would change nothing without a word.
     """
     names = allowed if allowed is not None else task.rescore_keys
-    if isinstance(overrides, (str, bytes)):  # its characters would be read as overrides, one by one
-        raise TypeError(f"overrides must be a list of key=value strings, not one string: write [{overrides!r}]")
+    refuse_one_string(overrides)  # its characters would be read as overrides, one by one
     for text in overrides:
         keys, value = parse_override(text)
         dotted = ".".join(keys)
@@ -717,7 +720,8 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowe
 def refuse_no_out(task_name: str, out_dir: Path | None) -> None:
     """A task whose rescoring writes files (masks, segmentation) needs a new folder for them."""
     if out_dir is None:
-        raise RecipeError(f"--out: a {task_name} run is scored again into a new folder; give one")
+        raise RecipeError(f"{argument('out_dir', '--out')}: a {task_name} run is scored again into a new folder; "
+                          "give one")
 
 
 def check_same_recipe(given: dict, run: dict, recipe: str, config_path: Path) -> None:

@@ -40,7 +40,7 @@ from ...adapters.masks.datasets import (
 )
 from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.io import require_one_grid
-from ...config import RecipeError
+from ...config import RecipeError, argument
 from ...files import staged_folder, write_json
 from ...progress import log
 from .. import base
@@ -118,14 +118,16 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
     if task not in APPLY_TASKS:
         raise RecipeError(f"apply: task must be one of {', '.join(APPLY_TASKS)}, got {task!r}")
     if task == "completion" and (unknown is None) == (unknown_label is None):
-        raise RecipeError("apply --task completion: name the unknown voxels with exactly one of --unknown FILE|FOLDER "
-                          "or --unknown-label N")
+        raise RecipeError(f"apply {argument('task=completion', '--task completion')}: name the unknown voxels with "
+                          f"exactly one of {argument('unknown', '--unknown FILE|FOLDER')} or "
+                          f"{argument('unknown_label', '--unknown-label N')}")
     if task == "denoising" and (unknown is not None or unknown_label is not None):
-        raise RecipeError("apply --task denoising: it may change every voxel; --unknown and --unknown-label are for "
-                          "completion")
+        raise RecipeError(f"apply {argument('task=denoising', '--task denoising')}: it may change every voxel; "
+                          f"{argument('unknown', '--unknown')} and {argument('unknown_label', '--unknown-label')} are "
+                          "for completion")
     if unknown_label is not None and unknown_label == 0:
-        raise RecipeError("apply --unknown-label 0: 0 is the background; mark the unknown voxels with a value the "
-                          "label maps use for nothing else")
+        raise RecipeError(f"apply {argument('unknown_label=0', '--unknown-label 0')}: 0 is the background; mark the "
+                          "unknown voxels with a value the label maps use for nothing else")
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
@@ -136,7 +138,8 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
                                    command=f"masks apply --task {task}")
     TASK.check_rescoring(config, model, payload)  # steps and times within the model's T
     if unknown_label is not None and unknown_label in data.preset.allowed:
-        raise RecipeError(f"apply --unknown-label {unknown_label}: a label of preset {data.preset.name!r} "
+        raise RecipeError(f"apply {argument('unknown_label=', '--unknown-label ')}{unknown_label}: a label of preset "
+                          f"{data.preset.name!r} "
                           f"({', '.join(map(str, sorted(data.preset.allowed)))}); mark the unknown voxels with "
                           "another value")
     if data.spec.crop == "brain":

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from ...adapters.masks import to_vectors
-from ...config import RecipeError
+from ...config import RecipeError, argument
 from ...files import staged_folder
 from ...progress import progress_disabled
 from ...training.distributed import Workers
@@ -229,7 +229,8 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
     metrics: dict = {"recipe": config["name"], "seed": config["seed"], "checkpoint": info}
     for name in evaluations:
         if (out_dir / name).exists():
-            raise FileExistsError(f"{out_dir / name}: already exists; bindiff never overwrites (choose another --out)")
+            raise FileExistsError(f"{out_dir / name}: already exists; bindiff never overwrites (choose another "
+                                  f"{argument('out_dir', '--out')})")
         with staged_folder(out_dir / name) as folder:  # <out>/<name> appears complete, or not at all
             metrics.update(_evaluate(ctx, name, folder))
     return metrics

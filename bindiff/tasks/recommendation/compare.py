@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...config import RecipeError, dump_recipe, load_recipe
+from ...config import RecipeError, argument, dump_recipe, load_recipe, refuse_one_string, whole_count
 from ...config.recipe import override_key
 from ...config.schema import FOLDER_NAME_RULE, is_folder_name
 from ...files import atomic_path, write_json, write_text
@@ -68,14 +68,14 @@ def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[st
     if not presets:
         raise RecipeError("compare.models is empty: list each model with its overrides in the recipe")
     if names is not None and (not names or any(not name.strip() for name in names)):
-        raise RecipeError(f"models (--models): an empty model name in {','.join(names)!r}; the recipe defines {list(presets)}")
+        raise RecipeError(f"{argument('models', '--models')}: an empty model name in {','.join(names)!r}; the recipe defines {list(presets)}")
     names = list(presets) if names is None else [name.strip() for name in names]
     unknown = [n for n in names if n not in presets]
     if unknown:
         raise RecipeError(f"compare: unknown model(s) {unknown}; the recipe defines {list(presets)}")
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise RecipeError(f"models (--models): {', '.join(map(repr, twice))} listed twice")
+        raise RecipeError(f"{argument('models', '--models')}: {', '.join(map(repr, twice))} listed twice")
     for name in names:
         if not is_folder_name(name):  # each model's runs go in a folder of its name
             raise RecipeError(f"compare.models: the model name {name!r} {FOLDER_NAME_RULE}")
@@ -105,10 +105,10 @@ def _search_spaces(config: dict, recipe: str, overrides: list[str], presets: dic
     if tune_trials is None:
         return {}
     if tune_trials < 1:
-        raise RecipeError(f"tune_trials (--tune) must be >= 1 trial, got {tune_trials}")
+        raise RecipeError(f"{argument('tune_trials', '--tune')} must be >= 1 trial, got {tune_trials}")
     chosen = {name: spaces[name] for name in presets if spaces.get(name)}
     if not chosen:
-        raise RecipeError(f"{recipe}: tune_trials (--tune) needs compare.spaces for at least one of {list(presets)}")
+        raise RecipeError(f"{recipe}: {argument('tune_trials', '--tune')} needs compare.spaces for at least one of {list(presets)}")
     for name, space in chosen.items():
         model_config = load_recipe(recipe, [*overrides, *presets[name]])
         dimensions = parse_space({**model_config, "tune": {**model_config["tune"], "space": space}}, recipe,
@@ -130,9 +130,9 @@ def run_comparison(recipe: str | Path, overrides: Sequence[str] = (), models: li
     the same split for ``seeds`` seeds (default ``compare.seeds``), after ``tune_trials`` trials
     of each model's ``compare.spaces`` on validation when given; returns the comparison folder
     (``compare.json``, ``results.csv``, ``results.md``, ``comparison.png``, the runs)."""
-    if isinstance(overrides, (str, bytes)):  # its characters would be read as overrides, one by one
-        raise TypeError(f"overrides must be a list of key=value strings, not one string: write [{overrides!r}]")
+    refuse_one_string(overrides)  # its characters would be read as overrides, one by one
     recipe, overrides = str(recipe), list(overrides)
+    seeds, tune_trials = whole_count(seeds, "seeds", "--seeds"), whole_count(tune_trials, "tune_trials", "--tune")
     models = _names_given(models)
     base = load_recipe(recipe, overrides)
     if base["task"] != "recommend":
@@ -141,7 +141,7 @@ def run_comparison(recipe: str | Path, overrides: Sequence[str] = (), models: li
     presets = _model_overrides(base, models)
     n_seeds = base["compare"]["seeds"] if seeds is None else seeds
     if n_seeds < 1:
-        raise RecipeError(f"seeds (--seeds) must be at least 1, got {n_seeds}")
+        raise RecipeError(f"{argument('seeds', '--seeds')} must be at least 1, got {n_seeds}")
     seed_values = [base["seed"] + i for i in range(n_seeds)]
     # Validate every model's recipe and search space before anything is trained or written.
     from .. import registry

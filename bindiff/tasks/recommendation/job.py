@@ -20,7 +20,7 @@ from torch import nn
 
 from ...adapters.errors import DataError
 from ...adapters.interactions import Split
-from ...config import RecipeError
+from ...config import RecipeError, argument
 from ...training.devices import device_of
 from ...training.distributed import SINGLE, Workers
 from .. import base
@@ -88,7 +88,8 @@ class RecommendationTask(base.Task):
 
     def rescore(self, run_dir, overrides, checkpoint, out_dir, device, data_dir) -> dict:
         if data_dir is not None:
-            raise RecipeError(f"--data-dir: a {self.name} run is scored on the split saved in it; it reads no "
+            raise RecipeError(f"{argument('data_dir', '--data-dir')}: a {self.name} run is scored on the split saved "
+                              "in it; it reads no "
                                    "data set")
         return evaluate_run(run_dir, overrides=overrides, checkpoint=checkpoint, device=device)
 

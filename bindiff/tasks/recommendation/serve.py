@@ -27,6 +27,7 @@ from ...adapters.errors import DataError
 from ...adapters.interactions import Split
 from ...adapters.interactions.datasets import default_separator
 from ...adapters.interactions.readers import header_names, read_delimited
+from ...config import argument
 from ...files import OutputError, atomic_path
 from ...metrics import topk_excluding
 from ...progress import log, piped_lines
@@ -155,8 +156,8 @@ def user_history(split: Split, raw_user: str) -> sp.csr_matrix:
                  "not one whose first items came after the validation cut-off without a test item, nor one only "
                  "after a cut-off or not in its data)" if split.kind == "temporal"
                  else "is not in this run's data")
-        raise DataError(f"user {raw_user!r} {where}; pass the user's items instead "
-                        "(--items ID,ID,... or --input FILE)")
+        instead = argument("Recommender.from_run(run_dir).recommend([items])", "--items ID,ID,... or --input FILE")
+        raise DataError(f"user {raw_user!r} {where}; pass the user's items instead ({instead})")
     history = sp.csr_matrix(sum(rows[1:], rows[0]))  # each part holds a user at most once: one row
     history.data[:] = 1.0
     history.sort_indices()

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from ...config import RecipeError, dump_recipe, load_recipe
+from ...config import RecipeError, argument, dump_recipe, load_recipe, refuse_one_string, whole_count
 from ...config.recipe import override_key, with_key
 from ...config.schema import FREE, schema_for
 from ...files import atomic_path, write_json, write_text
@@ -228,9 +228,9 @@ def run_tuning(recipe: str | Path, overrides: Sequence[str] = (), trials: int | 
     """Search ``tune.space`` (or ``space``, named ``section`` in errors: one of ``compare.spaces``)
     with a seeded optuna sampler; returns the tuning directory. ``typed``: the overrides the user
     gave (default: all of ``overrides``), refused where the space searches their keys."""
-    if isinstance(overrides, (str, bytes)):  # its characters would be read as overrides, one by one
-        raise TypeError(f"overrides must be a list of key=value strings, not one string: write [{overrides!r}]")
+    refuse_one_string(overrides)  # its characters would be read as overrides, one by one
     overrides = list(overrides)
+    trials = whole_count(trials, "trials", "--trials")
     base = load_recipe(recipe, overrides)
     source = str(recipe)
     if space is not None:
@@ -248,7 +248,7 @@ def run_tuning(recipe: str | Path, overrides: Sequence[str] = (), trials: int | 
         refuse_unread(TASK, base, typed)  # here, not at trial 0 after the data were read
     n_trials = base["tune"]["trials"] if trials is None else trials
     if n_trials < 1:
-        raise RecipeError(f"trials (--trials) must be >= 1, got {n_trials}")
+        raise RecipeError(f"{argument('trials', '--trials')} must be >= 1, got {n_trials}")
     base = {**base, "tune": {**base["tune"], "trials": n_trials}}  # recipe.yaml records what runs
     select = base["eval"]["select"]
     sampler_seed = base["seed"] if base["tune"]["seed"] is None else base["tune"]["seed"]
