@@ -53,6 +53,7 @@ _LAZY = {
     "DATASETS": "bindiff.adapters",
     "DENOISERS": "bindiff.core",
     "DataError": "bindiff.adapters.errors",
+    "BindiffWarning": "bindiff.progress",
     "DatasetSource": "bindiff.adapters.interactions.datasets",
     "EMPTY_RULE": "bindiff.metrics.segmentation",
     "EvalPart": "bindiff.adapters.interactions.splits",

@@ -35,8 +35,10 @@ def _main(context: typer.Context,
                                        help="print the version and exit")) -> None:
     """Bernoulli (binomial) diffusion over binary vectors."""
     from .config.recipe import COMMAND_MARK
+    from .progress import warnings_as_lines
 
     context.meta[COMMAND_MARK] = True  # refusals name options (--seeds), not Python arguments (seeds)
+    context.with_resource(warnings_as_lines())  # each BindiffWarning one line, until the command ends
     # denoisers, models and tasks of one's own, before any command reads a recipe or a run
     from .plugins import PluginError, load_plugins
 

@@ -4,6 +4,9 @@ line per epoch (or batch of cases) on stderr when the output is piped, nothing w
 from __future__ import annotations
 
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def progress_disabled(config: dict) -> bool | None:
@@ -24,3 +27,32 @@ def piped_lines(progress: bool | None) -> bool:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class BindiffWarning(UserWarning):
+    """Work bindiff went on with that its user should know of (cases left out, a grid that misses
+    label voxels, updates skipped for a non-finite gradient). A Python warning, so that a library
+    caller may filter it, catch it or make it an error; the ``bindiff`` command prints each as one
+    line, ``warning: <message>``."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, BindiffWarning, stacklevel=3)  # the place in bindiff that called warn's caller
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Within the block every BindiffWarning is one stderr line, ``warning: <message>`` (each one,
+    not once per place), and other warnings show as Python shows them; restored afterwards."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", BindiffWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, BindiffWarning):
+                log(f"warning: {message}")
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield

@@ -42,3 +42,24 @@ def python_310_isoformat(monkeypatch):
             return real.fromisoformat(text)
 
     monkeypatch.setattr(readers, "datetime", Python310)
+
+
+@pytest.fixture
+def warned():
+    """A function giving the BindiffWarnings raised since it was last called, as the bindiff command
+    prints them: one ``warning: <message>`` line each. Library code warns through Python's warnings
+    (a caller may filter them); this reads them in place of the stderr a command would write."""
+    import warnings
+
+    from bindiff.progress import BindiffWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BindiffWarning)
+        read = 0
+
+        def lines() -> str:
+            nonlocal read
+            new, read = caught[read:], len(caught)
+            return "".join(f"warning: {w.message}\n" for w in new if issubclass(w.category, BindiffWarning))
+
+        yield lines

@@ -148,11 +148,11 @@ def test_an_id_quoted_over_two_lines_is_refused(tmp_path, text):
         read_delimited(_csv(tmp_path, text))
 
 
-def test_rows_swallowed_by_an_open_quote_are_warned_of_once_per_file(tmp_path, capsys):
+def test_rows_swallowed_by_an_open_quote_are_warned_of_once_per_file(tmp_path, warned):
     """readers.py:160 `and not warned` → '' (a second swallowed block would warn again)."""
     text = ('user,item,review\nu0,i0,"a\nu1,i1,x\nu2,i2,y"\nu3,i3,ok\nu4,i4,"b\nu5,i5,x\nu6,i6,y"\n')
     assert read_delimited(_csv(tmp_path, text)).user.tolist() == ["u0", "u3", "u4"]
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert len(warned().strip().splitlines()) == 1
 
 
 def test_a_line_of_spaces_is_skipped_like_an_empty_line(tmp_path):
@@ -471,7 +471,7 @@ def _pairs(pairs, name):
     return RawInteractions(np.array([str(u) for u, _ in pairs]), np.array([str(i) for _, i in pairs]), None, name)
 
 
-def test_predefined_split_stages_by_hand(capsys):
+def test_predefined_split_stages_by_hand(warned):
     """splits.py:392 known_at_test.data[:] = 1.0 → pass (a pair in both train and valid would be a 2 in test's
     exclusions). The stages are checked whole, by hand, so the test also kills splits.py:402, :405, :431, :442
     (which the existing tests kill too)."""
@@ -485,7 +485,7 @@ def test_predefined_split_stages_by_hand(capsys):
     assert dense(split.valid.target) == [[0, 1, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]]
     assert dense(split.test.exclude) == [[1, 1, 0], [0, 1, 1], [0, 0, 0], [0, 0, 1]]
     assert dense(split.test.input) == dense(split.train)
-    err = capsys.readouterr().err
+    err = warned()
     assert "warning: valid: 1 of its 2 pairs are also the train file's" in err
     assert "warning: test: 1 users have held-out items but no history in the train file" in err
 

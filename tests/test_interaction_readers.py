@@ -439,19 +439,19 @@ def test_a_quote_left_open_is_refused_at_its_line_not_read_to_the_end(tmp_path):
     assert read_delimited(path).item.tolist() == ["Crouching Tiger, Hidden Dragon"]
 
 
-def test_a_quote_left_open_in_a_column_not_read_is_named_when_it_swallows_rows(tmp_path, capsys):
+def test_a_quote_left_open_in_a_column_not_read_is_named_when_it_swallows_rows(tmp_path, warned):
     path = tmp_path / "reviews.csv"
     # line 3 opens a quote that line 6 closes: the rows u2..u4 become text of u1's review
     path.write_text('user,item,review\nu0,i0,fine\nu1,i1,"good\nu2,i2,ok\nu3,i3,meh\nu4,i4,bad"\nu5,i5,x\n',
                     encoding="utf-8")
     assert read_delimited(path).user.tolist() == ["u0", "u1", "u5"]  # read as written, and said
-    err = capsys.readouterr().err
+    err = warned()
     assert err.strip().splitlines() == [f"warning: {path}:3: a quoted field runs over lines 3-6 and holds 3 lines "
                                         "that look like rows of this file; they were read as that field's text, "
                                         "not as interactions (is a quote left open?)"]
     # a review of several lines, one of them with a comma, is no such mistake
     path.write_text('user,item,review\nu1,i1,"good\nvery good, really\nyes"\nu2,i2,ok\n', encoding="utf-8")
-    assert read_delimited(path).user.tolist() == ["u1", "u2"] and capsys.readouterr().err == ""
+    assert read_delimited(path).user.tolist() == ["u1", "u2"] and warned() == ""
 
 
 def test_an_unquoted_separator_in_an_id_is_refused_where_a_header_names_the_columns(tmp_path):

@@ -192,3 +192,32 @@ def test_a_command_line_of_ones_own_is_told_the_python_argument(tmp_path):
     assert isinstance(said.exception, RecipeError) and str(said.exception).startswith("checkpoint must be best or last")
     said = CliRunner().invoke(bindiff_app, ["evaluate", str(tmp_path), "--checkpoint", "../x"])
     assert said.exit_code == 2 and "error: --checkpoint must be best or last" in said.output, said.output
+
+
+# -- warnings are Python warnings; the command prints each as one line ----------------------------------------
+def test_a_warning_is_one_a_caller_can_catch_or_make_an_error_and_the_command_prints_it_as_a_line(tmp_path):
+    """bindiff's warnings went straight to stderr: a notebook could neither silence nor catch them."""
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from bindiff import BindiffWarning
+    from bindiff.adapters import read_delimited
+    from bindiff.cli import app
+
+    path = tmp_path / "reviews.csv"  # line 3 opens a quote that line 5 closes: u2 and u3 are review text
+    path.write_text('user,item,review\nu0,i0,fine\nu1,i1,"good\nu2,i2,ok\nu3,i3,bad"\nu5,i5,x\n', encoding="utf-8")
+    with pytest.warns(BindiffWarning, match=r"reviews.csv:3: a quoted field runs over lines 3-5"):
+        assert read_delimited(path).user.tolist() == ["u0", "u1", "u5"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BindiffWarning)
+        with pytest.raises(BindiffWarning):
+            read_delimited(path)
+    # the command: one line, "warning: ...", and the caller's warning settings as they were afterwards
+    shown_before, filters_before = warnings.showwarning, list(warnings.filters)
+    result = CliRunner().invoke(app, ["train", "ml100k", f"data.dataset={path}", "data.min_rating=null",
+                                      "split.n_valid_users=1", "split.n_test_users=1", f"output.root={tmp_path}"])
+    lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert lines == [f"warning: {path}:3: a quoted field runs over lines 3-5 and holds 2 lines that look like rows "
+                     "of this file; they were read as that field's text, not as interactions (is a quote left open?)"]
+    assert warnings.showwarning is shown_before and warnings.filters == filters_before

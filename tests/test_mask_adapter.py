@@ -261,7 +261,7 @@ def test_an_image_saved_as_another_file_type_than_its_label_is_found(tmp_path):
         find_dataset(str(root), "msd")
 
 
-def test_an_upper_case_image_is_found_and_an_image_without_a_label_is_named(tmp_path, capsys):
+def test_an_upper_case_image_is_found_and_an_image_without_a_label_is_named(tmp_path, warned):
     """c.NII.GZ is c's image (it was "no image beside this label map"); an image no label map
     claims is named, not dropped without a word; nnU-Net's channel files are their case's."""
     label = blob()
@@ -270,7 +270,7 @@ def test_an_upper_case_image_is_found_and_an_image_without_a_label_is_named(tmp_
                        {"c.nii.gz": label, "d.nii.gz": label})
     cases = {c.case_id: c for c in find_dataset(str(root), "msd").cases}
     assert cases["c"].image == root / "images" / "c.NII.GZ" and cases["d"].image == root / "images" / "d_0000.nii.gz"
-    assert capsys.readouterr().err.splitlines() == [
+    assert warned().splitlines() == [
         f"warning: {root / 'images'}: 1 image(s) with no label map beside them, left out: lost"]
 
 
@@ -305,7 +305,7 @@ def test_nnunet_channels_beyond_the_first_are_refused_not_dropped(tmp_path):
         image_files(case, None)
 
 
-def test_an_empty_label_map_among_a_teams_cases_is_named_in_a_warning(tmp_path, capsys):
+def test_an_empty_label_map_among_a_teams_cases_is_named_in_a_warning(tmp_path, warned):
     from bindiff.config import load_recipe
     from bindiff.tasks.masks.data import prepare_data
 
@@ -318,5 +318,5 @@ def test_an_empty_label_map_among_a_teams_cases_is_named_in_a_warning(tmp_path, 
                                   "split.n_valid=1", "split.n_test=1", "grid.mode=resample", "grid.shape=[8,8,8]",
                                   "output.progress=false"])
     prepare_data(config)
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "no voxel of labels.region" in line]
+    warnings = [line for line in warned().splitlines() if "no voxel of labels.region" in line]
     assert len(warnings) == 1 and str(root / "c3.nii.gz") in warnings[0] and "c0" not in warnings[0]

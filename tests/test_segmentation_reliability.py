@@ -193,7 +193,7 @@ def test_a_garbage_checkpoint_does_not_advise_unsafe_loading(tmp_path):
     assert "weights_only" not in str(caught.value)
 
 
-def test_a_grid_that_misses_label_voxels_says_so(tmp_path, capsys):
+def test_a_grid_that_misses_label_voxels_says_so(tmp_path, warned):
     from bindiff.config import load_recipe
     from bindiff.tasks.masks.data import prepare_data
 
@@ -208,7 +208,7 @@ def test_a_grid_that_misses_label_voxels_says_so(tmp_path, capsys):
                           "grid.crop=region", "split.n_valid=1", "split.n_test=1"])
     data = prepare_data(config, disable_progress=True)
     assert sum(record.outside for record in data.records.values()) == 4 * 48
-    err = capsys.readouterr().err
+    err = warned()
     assert f"warning: {folder}: grid.shape [6, 12, 12] misses 192 label voxel(s) of 4 case(s)" in err
     # scored against the whole label map on the case's own voxels (it said "neither learned nor scored")
     assert "they are not learned, and the held-out cases' are scored as missed: enlarge grid.shape" in err

@@ -48,7 +48,7 @@ def test_skipped_updates_are_reported_in_one_line_and_only_when_there_are_any():
         _set_grad(param, [math.inf, 1.0, 1.0])
         optimizer.step()
     warning = optimizer.skipped_warning("unet baseline")
-    assert warning == ("warning: the unet baseline skipped 3 of 4 updates for a non-finite gradient "
+    assert warning == ("the unet baseline skipped 3 of 4 updates for a non-finite gradient "
                        "(metrics.json: training.skipped_steps)")
 
 

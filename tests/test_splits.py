@@ -168,14 +168,14 @@ def test_predefined_split_masks_like_diffrec(tmp_path):
     assert split.test.exclude.dtype == np.float32
 
 
-def test_held_out_pairs_the_model_is_given_are_named(tmp_path, capsys):
+def test_held_out_pairs_the_model_is_given_are_named(tmp_path, warned):
     """A held-out pair also among the pairs the model reads is excluded from its ranking, so it can
     never be hit, yet it counts in every metric: the files are named with the count (here one
     validation pair repeats a training pair, and two test pairs a training and a validation one)."""
     raws = write_pairs(tmp_path, train=[[0, 0], [0, 1], [1, 2], [1, 3]], valid=[[0, 1], [1, 0]],
                        test=[[0, 0], [1, 0], [0, 3]])
     predefined_split(raws["train"], raws["valid"], raws["test"])
-    lines = capsys.readouterr().err.splitlines()
+    lines = warned().splitlines()
     assert lines == [
         f"warning: {raws['valid'].source}: 1 of its 2 pairs are also the train file's; they are excluded from the "
         "ranking, so they can never be recommended, yet they count as held-out items in every metric",
@@ -183,7 +183,7 @@ def test_held_out_pairs_the_model_is_given_are_named(tmp_path, capsys):
         "from the ranking, so they can never be recommended, yet they count as held-out items in every metric"]
     clean = write_pairs(tmp_path, train=[[0, 0], [1, 1]], valid=[[0, 1]], test=[[1, 0]])
     predefined_split(clean["train"], clean["valid"], clean["test"])
-    assert capsys.readouterr().err == ""
+    assert warned() == ""
 
 
 def test_predefined_split_ids_outside_train_name_the_file(tmp_path):
@@ -303,7 +303,7 @@ def _item_lists(tmp_path, name, rows):
     return path
 
 
-def test_train_test_split_holds_validation_out_of_train_and_tests_on_the_whole_history(tmp_path, capsys):
+def test_train_test_split_holds_validation_out_of_train_and_tests_on_the_whole_history(tmp_path, warned):
     from bindiff.adapters.interactions import read_item_lists
     from bindiff.adapters.interactions.splits import train_test_split
 
@@ -334,11 +334,11 @@ def test_train_test_split_holds_validation_out_of_train_and_tests_on_the_whole_h
         assert row_set(split.test.input, u) == set(train_rows[u]) == row_set(split.test.exclude, u)
         assert row_set(split.test.target, u) == set(test_rows.get(u, []))
     # test items apart from the training ones: nothing to warn of; one test item repeated from training is named
-    assert capsys.readouterr().err == ""
+    assert warned() == ""
     u = next(iter(test_rows))
     repeated = read_item_lists(_item_lists(tmp_path, "repeated.txt", {**test_rows, u: [*test_rows[u], train_rows[u][0]]}))
     train_test_split(train, repeated, 6, 0.25, 5, seed=7)
-    assert capsys.readouterr().err.startswith(f"warning: {repeated.source}: 1 of its ")
+    assert warned().startswith(f"warning: {repeated.source}: 1 of its ")
     again = train_test_split(train, test, 6, 0.25, 5, seed=7)
     assert (again.valid.user_ids == split.valid.user_ids).all()
     other = train_test_split(train, test, 6, 0.25, 5, seed=8)

@@ -513,9 +513,9 @@ def _warn_if_rows_swallowed(path: Path, row: list[str], first: int, last: int, s
     rows_inside = sum(line.count(sep) >= n_fields - 1 for field in row for line in field.splitlines()[1:])
     if rows_inside < 2:
         return False
-    from ...progress import log  # the warning channel of the tasks
+    from ...progress import warn  # a BindiffWarning: one line from the bindiff command
 
-    log(f"warning: {path}:{first}: a quoted field runs over lines {first}-{last} and holds {rows_inside} lines "
+    warn(f"{path}:{first}: a quoted field runs over lines {first}-{last} and holds {rows_inside} lines "
         "that look like rows of this file; they were read as that field's text, not as interactions (is a quote "
         "left open?)")
     return True

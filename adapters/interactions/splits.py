@@ -661,9 +661,9 @@ def _warn_of_known_targets(target: sp.csr_matrix, known: sp.csr_matrix, source, 
     ranking, so they can never be hit, yet they count in every user's recall and NDCG."""
     repeated = int(target.multiply(known).nnz)
     if repeated:
-        from ...progress import log  # the warning channel of the tasks
+        from ...progress import warn  # a BindiffWarning: one line from the bindiff command
 
-        log(f"warning: {source}: {repeated} of its {target.nnz} pairs are also {where}; they are excluded from the "
+        warn(f"{source}: {repeated} of its {target.nnz} pairs are also {where}; they are excluded from the "
             "ranking, so they can never be recommended, yet they count as held-out items in every metric")
 
 
@@ -672,9 +672,9 @@ def _warn_of_users_without_history(target: sp.csr_matrix, history: sp.csr_matrix
     from an empty input (every model's list for nobody; EASE's is the item order) and count in every metric."""
     n = int(((np.diff(target.indptr) > 0) & (np.diff(history.indptr) == 0)).sum())
     if n:
-        from ...progress import log
+        from ...progress import warn
 
-        log(f"warning: {source}: {n} users have held-out items but no history in the train file; they are ranked "
+        warn(f"{source}: {n} users have held-out items but no history in the train file; they are ranked "
             "from an empty history and count in every metric")
 
 

@@ -151,10 +151,10 @@ def _warn_of_unlabelled(images: dict[str, list[Path]], labelled: set[str], folde
 
     unlabelled = sorted(stem for stem in images if case_of(stem) not in labelled)
     if unlabelled:
-        from ...progress import log  # the warning channel of the tasks
+        from ...progress import warn  # a BindiffWarning: one line from the bindiff command
 
         shown = ", ".join(unlabelled[:3]) + (f" and {len(unlabelled) - 3} more" if len(unlabelled) > 3 else "")
-        log(f"warning: {folder}: {len(unlabelled)} image(s) with no label map beside them, left out: {shown}")
+        warn(f"{folder}: {len(unlabelled)} image(s) with no label map beside them, left out: {shown}")
 
 
 def _image_of(index: dict[str, list[Path]], stem: str, label: Path, images: Path) -> Path | None:

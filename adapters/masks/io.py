@@ -188,10 +188,10 @@ def _nifti_affine(image, path: Path) -> np.ndarray:
     affine = _in_mm(np.asarray(image.affine, dtype=float), image.header)
     header = image.header
     if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0 and str(path) not in _WARNED_UNORIENTED:
-        from ...progress import log  # the warning channel of the tasks
+        from ...progress import warn  # a BindiffWarning: one line from the bindiff command
 
         _WARNED_UNORIENTED.add(str(path))
-        log(f"warning: {path}: no orientation (qform and sform codes are 0); read with nibabel's default, "
+        warn(f"{path}: no orientation (qform and sform codes are 0); read with nibabel's default, "
             "x mirrored against SimpleITK's reading: set the file's affine if its left and right matter")
     return affine
 

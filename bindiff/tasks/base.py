@@ -44,7 +44,7 @@ from ..config import RecipeError, argument, dump_recipe, parse_override, recipe_
 from ..config.recipe import with_key
 from ..files import OutputError, write_json
 from ..plots import plot_training_curve
-from ..progress import log, log_lines
+from ..progress import log, log_lines, warn
 from ..runs import create_run_dir, flatten, read_run, remove_unfinished_run
 from ..training import distributed
 from ..training.checkpoint import (CheckpointError, check_resumable, load_checkpoint, naming_missing_code,
@@ -606,11 +606,11 @@ def _fit_companion(task: Task, companion: Companion, run_dir: Path, config: dict
 
 
 def _update_counts(optimizer, model_name: str, workers: Workers) -> dict:
-    """The run report's update counts; skipped updates are also logged, whatever
-    ``output.progress`` says: that is a warning, not progress."""
+    """The run report's update counts; skipped updates are also a warning, whatever
+    ``output.progress`` says: that is not progress."""
     warning = optimizer.skipped_warning(model_name)
     if warning and workers.is_main:
-        log(warning)
+        warn(warning)
     return {"optimizer_steps": optimizer.steps_done, "skipped_steps": optimizer.skipped}
 
 

@@ -78,12 +78,12 @@ class WarmupClip:
         return result
 
     def skipped_warning(self, model_name: str) -> str | None:
-        """One line for the log when updates were skipped for a non-finite gradient, else None:
+        """A warning's message when updates were skipped for a non-finite gradient, else None:
         a run that skips many has trained on far fewer updates than its recipe says."""
         if not self.skipped:
             return None
         total = self.skipped + self.steps_done
-        return (f"warning: the {model_name} skipped {self.skipped} of {total} updates for a non-finite gradient "
+        return (f"the {model_name} skipped {self.skipped} of {total} updates for a non-finite gradient "
                 f"(metrics.json: training.skipped_steps)")
 
     def evaluated(self):

@@ -42,7 +42,7 @@ from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.io import require_one_grid
 from ...config import RecipeError, argument
 from ...files import staged_folder, write_json
-from ...progress import log
+from ...progress import warn
 from .. import base
 from .completion import inpainted_probabilities
 from .denoising import denoise_time, denoised_probabilities
@@ -160,14 +160,14 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
         outside = {case["case_id"]: case["outside_grid_voxels"] for case in cases if case["outside_grid_voxels"]}
         if outside:
             worst = max(outside, key=outside.get)
-            log(f"warning: {input_path}: the run's grid window misses {sum(outside.values())} region voxel(s) of "
+            warn(f"{input_path}: the run's grid window misses {sum(outside.values())} region voxel(s) of "
                 f"{len(outside)} file(s) (most: {worst}, {outside[worst]}); they are written as they came "
                 "(outside_grid_voxels in summary.json)")
         unseen = {case["case_id"]: case["unknown_outside_grid_voxels"] for case in cases
                   if case.get("unknown_outside_grid_voxels")}
         if unseen:  # the model never saw them: nothing was completed there
             worst = max(unseen, key=unseen.get)
-            log(f"warning: {input_path}: {sum(unseen.values())} unknown voxel(s) of {len(unseen)} file(s) lie outside "
+            warn(f"{input_path}: {sum(unseen.values())} unknown voxel(s) of {len(unseen)} file(s) lie outside "
                 f"the run's grid window (most: {worst}, {unseen[worst]}); they are written as background "
                 "(unknown_outside_grid_voxels in summary.json)")
         summary = {"task": task, "run": str(run_dir), "checkpoint": info, "input": str(input_path),
@@ -192,7 +192,7 @@ def _apply_one(ctx: EvalContext, task: str, path: Path, staging: Path, output_di
     resampled = voxel_size.needs_resampling(volume.geometry.spacing, spacing)
     ratio = np.asarray(volume.geometry.spacing, dtype=float) / np.asarray(spacing, dtype=float)
     if ratio.max() > RESAMPLING_WARNING or ratio.min() < 1 / RESAMPLING_WARNING:  # the mask is still written
-        log(f"warning: {path}: voxels of {' x '.join(f'{v:.3g}' for v in volume.geometry.spacing)} mm, the run "
+        warn(f"{path}: voxels of {' x '.join(f'{v:.3g}' for v in volume.geometry.spacing)} mm, the run "
             f"learned on {' x '.join(f'{v:.3g}' for v in spacing)} mm; resampled that far there and back, the "
             "mask's outline changes with the voxel size as much as with the model")
     work_mask, work_hidden = mask, hidden

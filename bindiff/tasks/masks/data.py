@@ -32,7 +32,7 @@ from ...adapters.masks.labels import CUSTOM_REGIONS
 from ...adapters.masks.spacing import mixed_spacing
 from ...config import RecipeError
 from ...files import atomic_path
-from ...progress import log, log_lines
+from ...progress import log, log_lines, warn
 
 
 @dataclass
@@ -126,7 +126,7 @@ def warn_mixed_spacing(spec: GridSpec, spacings: dict, source, remedy: str = "us
         return
     problem = mixed_spacing(spacings)
     if problem:
-        log(f"warning: {source}: {problem}; grid.mode pad does not resample, so the model sees their "
+        warn(f"{source}: {problem}; grid.mode pad does not resample, so the model sees their "
             f"structures at different scales ({remedy})")
 
 
@@ -137,7 +137,7 @@ def warn_outside(spec: GridSpec, outside: dict[str, int], source) -> None:
     missed = {case_id: n for case_id, n in outside.items() if n}
     if missed:
         worst = max(missed, key=missed.get)
-        log(f"warning: {source}: grid.shape {list(spec.shape)} misses {sum(missed.values())} label voxel(s) of "
+        warn(f"{source}: grid.shape {list(spec.shape)} misses {sum(missed.values())} label voxel(s) of "
             f"{len(missed)} case(s) (most: {worst}, {missed[worst]}); they are not learned, and the held-out cases' "
             "are scored as missed: enlarge grid.shape")
 
@@ -147,7 +147,7 @@ def warn_empty(labels: list, region: str) -> None:
     rule, they pull every mean down, and in one's own data they are most often an export mistake."""
     if labels:
         shown = ", ".join(str(p) for p in labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
-        log(f"warning: {shown}: no voxel of labels.region {region!r} (an empty mask, learned and scored as one)")
+        warn(f"{shown}: no voxel of labels.region {region!r} (an empty mask, learned and scored as one)")
 
 
 def find_cases(config: dict, data_dir: str | None = None) -> tuple[MaskDataset, list[MaskCase], GridSpec, LabelPreset]:
@@ -213,7 +213,7 @@ def training_matrix(data: MaskData, config: dict) -> sp.csr_matrix:
     if aug["flip_axes"]:
         # opt-in only: when every real case has one orientation, mirrored copies teach the model
         # anatomy that never occurs, and generated masks come out mirrored about half the time
-        log(f"warning: augment.flip_axes = {aug['flip_axes']}: training on mirrored copies; generated masks "
+        warn(f"augment.flip_axes = {aug['flip_axes']}: training on mirrored copies; generated masks "
             "may come out mirrored (check generation's orientation_share)")
     rows = []
     for record in data.part("train"):

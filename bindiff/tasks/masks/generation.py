@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ...adapters.masks import to_vectors, write_mask
 from ...files import write_json
-from ...progress import log, log_lines
+from ...progress import log, log_lines, warn
 from . import panels, realism
 from .evaluation import EvalContext
 
@@ -171,7 +171,7 @@ def _write_outputs(ctx: EvalContext, out_dir: Path, samples: np.ndarray, bank: n
             volume = near.transform.from_grid(grid)
             write_mask(volume, near.geometry, out_dir / "nifti" / f"sample_{i:03d}_in_{near.case_id}.nii.gz")
         if any(beyond):
-            log(f"warning: {sum(n > 0 for n in beyond)} generated sample(s) reach beyond their nearest training "
+            warn(f"{sum(n > 0 for n in beyond)} generated sample(s) reach beyond their nearest training "
                 f"case's volume (most: {max(beyond)} voxel(s)); those voxels are not in their NIfTI files "
                 "(voxels_beyond_frame in summary.json)")
     if not evaluation["panels"]:

@@ -36,7 +36,7 @@ from ...adapters.masks.io import is_dicom_series
 from ...config import RecipeError
 from ...files import staged_folder, write_json
 from ...metrics.calibration import binary_entropy
-from ...progress import log, log_lines, progress_disabled
+from ...progress import log, log_lines, progress_disabled, warn
 from .. import base
 from ..masks.data import grid_spec
 from .data import TrainingGeometry, training_geometry
@@ -202,7 +202,7 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
     unread = unread_entries(Path(input_path), config["images"]["channels"], cases)
     if unread:  # not refused: a folder may hold notes or sidecars beside its scans
         shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
-        log(f"warning: {input_path}: {len(unread)} entr{'y' if len(unread) == 1 else 'ies'} not read (not an image "
+        warn(f"{input_path}: {len(unread)} entr{'y' if len(unread) == 1 else 'ies'} not read (not an image "
             f"file of {', '.join(IMAGE_SUFFIXES)}, nor a case folder): {shown}")
     if model == "unet":
         _, payload, net = base.load_trained(TASK, run_dir, checkpoint, device=base.device_of(diffusion),
@@ -286,7 +286,7 @@ def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
     roi = image_roi(data, brain_mask, source=case.files[0])
     warning = _extent_warning(case, roi, geometry.spacing, trained)
     if warning:  # the mask is still written: the user may know better
-        log(f"warning: {warning}")
+        warn(warning)
     # normalised on the scan's own voxels, then brought to the voxels the model learned at (see
     # ImageCase.place); image.transform then maps that volume
     data, stats = normalise_channels(data, roi, source=case.files[0])
@@ -297,7 +297,7 @@ def _place_case(case: InputCase, channels: int, spec, trained: TrainingGeometry,
     if outside_ml and warning is None:
         warning = _window_warning(case, roi, outside_ml, spec, trained)
         if warning:
-            log(f"warning: {warning}")
+            warn(warning)
     return image, geometry, resampled, warning, first_channel, outside_ml
 
 
