@@ -170,14 +170,14 @@ def test_a_voxel_size_that_would_make_a_billion_voxels_is_refused_naming_the_fil
         voxel_size.resampled_shape((35, 51, 35), (1000.0, 1000.0, 1000.0), (1.0, 1.0, 1.0), "scan.nii")
 
 
-def test_a_nifti_without_orientation_is_read_with_one_warning(tmp_path, capsys):
+def test_a_nifti_without_orientation_is_read_with_one_warning(tmp_path, warned):
     image = nib.Nifti1Image(np.ones((4, 4, 4), dtype=np.uint8), np.eye(4))
     image.set_qform(None, code=0)
     image.set_sform(None, code=0)
     nib.save(image, str(tmp_path / "bare.nii.gz"))
     read_label_map(tmp_path / "bare.nii.gz")
     read_label_map(tmp_path / "bare.nii.gz")
-    err = capsys.readouterr().err
+    err = warned()
     assert err.count("bare.nii.gz: no orientation (qform and sform codes are 0)") == 1
 
 

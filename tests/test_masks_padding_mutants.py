@@ -231,7 +231,7 @@ def test_the_validations_damaged_inputs_flip_only_the_cases_own_voxels(data):
     assert int((grid[valid].astype(bool) != clean[valid]).sum()) == round(flip * label.size)
 
 
-def test_sample_voxels_beyond_the_nearest_cases_scan_are_counted_and_said(data, tmp_path, capsys):
+def test_sample_voxels_beyond_the_nearest_cases_scan_are_counted_and_said(data, tmp_path, warned):
     """A sample's voxels in its frame's padding cannot be written into that scan's NIfTI file; they were
     dropped without a word while volume_ml counted them. Grid voxel (0, 0, 0) is padding for every case here."""
     folder, mask_data = data
@@ -246,6 +246,4 @@ def test_sample_voxels_beyond_the_nearest_cases_scan_are_counted_and_said(data, 
     assert [s["voxels_beyond_frame"] for s in summary["per_sample"]] == [1] + [0] * (len(train) - 1)
     written = nib.load(str(tmp_path / "generation" / "nifti" / f"sample_000_in_{train[0]}.nii.gz"))
     np.testing.assert_array_equal(np.asarray(written.dataobj), (_label(train[0]) > 0).astype(np.uint8))
-    said = capsys.readouterr()
-    assert "1 generated sample(s) reach beyond their nearest training case's volume (most: 1 voxel(s))" in \
-        said.out + said.err
+    assert "1 generated sample(s) reach beyond their nearest training case's volume (most: 1 voxel(s))" in warned()

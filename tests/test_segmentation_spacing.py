@@ -58,9 +58,9 @@ def _config(root: Path, *overrides: str) -> dict:
                         "labels.preset=custom", "labels.foreground=[1]", "output.progress=false", *overrides])
 
 
-def test_every_case_reaches_the_grid_at_one_voxel_size(balls, capsys):
+def test_every_case_reaches_the_grid_at_one_voxel_size(balls, warned):
     data = prepare_data(_config(balls, "images.spacing=[1,1,1]"))
-    assert data.spacing == (1.0, 1.0, 1.0) and "warning" not in capsys.readouterr().err
+    assert data.spacing == (1.0, 1.0, 1.0) and "warning" not in warned()
     for case_id, case in data.cases.items():
         spacing = SPACINGS[int(case_id.split("_")[1])]
         assert case.resampled == (spacing != (1.0, 1.0, 1.0))
@@ -69,7 +69,7 @@ def test_every_case_reaches_the_grid_at_one_voxel_size(balls, capsys):
         assert case.outside == 0
     # read as stored, a 0.8 mm case's ball fills (1/0.8)³ ≈ 1.95 times the voxels
     as_stored = prepare_data(_config(balls))
-    warning = capsys.readouterr().err
+    warning = warned()
     assert "4 of 8 cases have a voxel size" in warning  # three at 0.8 mm, one at 1.6 mm slices
     assert "set images.spacing: median" in warning
     assert ": ball_04 (1 x 1 x 1.6 mm), ball_01 (0.8 x 0.8 x 0.8 mm)" in warning  # farthest first, by case id

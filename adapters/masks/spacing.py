@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import DataError
 
@@ -101,6 +100,7 @@ def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequ
 
 def resample(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
     """``volume`` (3-D) resampled onto ``shape`` voxels covering the same extent; order 0 or 1."""
+    from scipy import ndimage  # here: 0.2 s at start-up that a recommendation run never needs
     if order not in (0, 1):
         raise ValueError(f"order must be 0 (masks) or 1 (images and probabilities), got {order}")
     if volume.ndim != 3 or len(shape) != 3:

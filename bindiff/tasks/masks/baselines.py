@@ -9,7 +9,6 @@ that best agrees with what is visible.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 _BIG = 1e6
 
@@ -21,12 +20,14 @@ def ball(radius: int, ndim: int = 3) -> np.ndarray:
 
 def closing(observed: np.ndarray, known: np.ndarray, radius: int = 2) -> np.ndarray:
     """Morphological closing with a ball, applied to the hidden voxels only."""
+    from scipy import ndimage  # here: 0.2 s at start-up that a recommendation run never needs
     closed = ndimage.binary_closing(observed.astype(bool), structure=ball(radius, observed.ndim))
     return np.where(known, observed, closed).astype(np.uint8)
 
 
 def _signed_distance(slab: np.ndarray, spacing) -> np.ndarray:
     """Signed distance of a 2-D mask in mm: negative inside, positive outside."""
+    from scipy import ndimage  # here: 0.2 s at start-up that a recommendation run never needs
     if not slab.any():
         return np.full(slab.shape, _BIG)
     if slab.all():
@@ -68,6 +69,7 @@ def interpolate_slices(observed: np.ndarray, known: np.ndarray, axis: int = 2, s
 
 def median_filter(observed: np.ndarray, size: int = 3) -> np.ndarray:
     """The majority of each voxel's size^3 neighbourhood (a median filter on bits)."""
+    from scipy import ndimage  # here: 0.2 s at start-up that a recommendation run never needs
     return ndimage.median_filter(observed.astype(np.uint8), size=size, mode="constant", cval=0)
 
 
