@@ -378,13 +378,14 @@ def test_a_stopped_comparison_names_itself_not_the_resume_of_its_run(ratings_csv
     said = capsys.readouterr().err
     assert "bindiff resume" not in said
     assert f"stopped: the comparison in {out} is unfinished and is not resumed" in said
-    # a run on its own still names its resume
+    # a run on its own still names its resume: from Python, the function (`bindiff resume` is the command's)
     with pytest.raises(KeyboardInterrupt):
         from bindiff.tasks import registry
 
         calls["n"] = 1
         registry.train(load_recipe(compare_args[1], [f"output.root={tmp_path / 'alone'}", "model.kind=popularity"]))
-    assert "`bindiff resume " in capsys.readouterr().err
+    (alone,) = (tmp_path / "alone" / "ml1m").iterdir()
+    assert f"stopped: `bindiff.resume({str(alone)!r})` continues this run" in capsys.readouterr().err
 
 
 def test_a_split_that_draws_nothing_says_its_spread_is_training_alone(ratings_csv, tmp_path):

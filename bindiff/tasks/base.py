@@ -488,7 +488,8 @@ def _output_errors(run_dir: Path, keep: bool = False):
     except (KeyboardInterrupt, SystemExit):
         if run_dir.is_dir() and distributed.is_main_process() and _PART_OF.get() is None and \
                 not distributed.launcher_names_the_resume():
-            log(f"stopped: `bindiff resume {run_dir}` continues this run")
+            how = argument(f"bindiff.resume({str(run_dir)!r})", f"bindiff resume {run_dir}")
+            log(f"stopped: `{how}` continues this run")
         raise
     except RecipeError:  # found only once training began (diverged in epoch 1, an eval.select no validation reports)
         if not keep and distributed.is_main_process():
