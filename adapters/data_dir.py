@@ -17,7 +17,10 @@ def data_root(argument: str | os.PathLike | None) -> Path | None:
     if argument is not None:
         path = Path(argument).expanduser()
         if path.exists() and not path.is_dir():
-            raise DataError(f"--data-dir {path}: a file, not a folder; give the folder that holds the data sets")
+            from ..config.recipe import argument  # --data-dir from the command, data_dir from Python
+
+            raise DataError(f"{argument('data_dir', '--data-dir')} {path}: a file, not a folder; give the folder "
+                            "that holds the data sets")
         return Path(os.path.abspath(path))  # runs store the paths they read: valid from any folder
     value = os.environ.get(DATA_DIR_ENV)
     return Path(os.path.abspath(Path(value).expanduser())) if value else None

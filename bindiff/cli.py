@@ -278,7 +278,7 @@ def recommend(
         below = 0  # --input's rows rated below the run's data.min_rating
         if input is not None:  # read in the run's layout: its column names, separator and rating threshold
             data = recommender.config["data"]
-            users, histories, below = read_histories(input, data)
+            users, histories, below = read_histories(input, data, items=recommender.column)
             if below:
                 typer.echo(f"{below} row(s) of {input} rate below the run's data.min_rating={data['min_rating']:g} "
                            "and are not interactions, as in training", err=True)

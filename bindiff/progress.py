@@ -43,16 +43,26 @@ def warn(message: str) -> None:
 @contextmanager
 def warnings_as_lines() -> Iterator[None]:
     """Within the block every BindiffWarning is one stderr line, ``warning: <message>`` (each one,
-    not once per place), and other warnings show as Python shows them; restored afterwards."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", BindiffWarning)
-        shown = warnings.showwarning
+    not once per place), and other warnings show as Python shows them; afterwards the one filter
+    and ``showwarning`` are put back. Not ``warnings.catch_warnings``: that restores the whole filter
+    list, dropping the filters that modules imported during the command installed (torch's own)."""
+    shown = warnings.showwarning
 
-        def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, BindiffWarning):
-                log(f"warning: {message}")
-            else:
-                shown(message, category, filename, lineno, file, line)
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BindiffWarning):
+            log(f"warning: {message}")
+        else:
+            shown(message, category, filename, lineno, file, line)
 
-        warnings.showwarning = show
+    entry = ("always", None, BindiffWarning, None, 0)  # what simplefilter inserts
+    had = entry in warnings.filters
+    warnings.simplefilter("always", BindiffWarning)
+    warnings.showwarning = show
+    try:
         yield
+    finally:
+        if warnings.showwarning is show:
+            warnings.showwarning = shown
+        if not had and entry in warnings.filters:
+            warnings.filters.remove(entry)
+            getattr(warnings, "_filters_mutated", lambda: None)()  # the registries' once/default marks

@@ -106,8 +106,8 @@ def test_not_found_without_download_says_where_to_put_files(tmp_path, monkeypatc
         resolve_dataset("ml-1m", data_dir=tmp_path / "data", download=False)
     message = str(caught.value)
     assert "dataset 'ml-1m' not found and downloading is switched off" in message
-    # the folder searched, named by the setting that gave it: --data-dir replaces the variable
-    assert f"Put one of these layouts under the --data-dir folder ({tmp_path / 'data'})" in message
+    # the folder searched, named by the setting that gave it: data_dir (--data-dir) replaces the variable
+    assert f"Put one of these layouts under the data_dir folder ({tmp_path / 'data'})" in message
     assert "elsewhere" not in message
     assert "ml-1m_diffrec/ml-1m_clean/train_list.npy" in message
     assert "ml-1m_clean/train_list.npy" in message

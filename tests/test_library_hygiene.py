@@ -220,4 +220,7 @@ def test_a_warning_is_one_a_caller_can_catch_or_make_an_error_and_the_command_pr
     lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert lines == [f"warning: {path}:3: a quoted field runs over lines 3-5 and holds 2 lines that look like rows "
                      "of this file; they were read as that field's text, not as interactions (is a quote left open?)"]
-    assert warnings.showwarning is shown_before and warnings.filters == filters_before
+    # the caller's filters still there, bindiff's own gone (filters that modules imported during the
+    # command installed, sympy's through torch, stay: warnings.catch_warnings dropped them)
+    assert warnings.showwarning is shown_before and all(f in warnings.filters for f in filters_before)
+    assert not any(f[2] is BindiffWarning and f[0] == "always" for f in warnings.filters if f not in filters_before)

@@ -211,8 +211,10 @@ def _resolve_root(dataset: str, data_dir: str | os.PathLike | None) -> Path:
     base = data_root(data_dir)
     if dataset in KNOWN_DATASETS:
         if base is None:
-            raise DataError(f"data set {dataset!r}: set ${DATA_DIR_ENV} (or --data-dir) to the folder that holds "
-                            f"{KNOWN_DATASETS[dataset]}/, or give data.dataset as a path")
+            from ...config.recipe import argument  # --data-dir from the command, data_dir from Python
+
+            raise DataError(f"data set {dataset!r}: set ${DATA_DIR_ENV} (or {argument('data_dir', '--data-dir')}) to "
+                            f"the folder that holds {KNOWN_DATASETS[dataset]}/, or give data.dataset as a path")
         root = base / KNOWN_DATASETS[dataset]
         if not root.is_dir():
             raise DataError(f"{root}: data set {dataset!r} not found there (${DATA_DIR_ENV} is "

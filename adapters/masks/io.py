@@ -190,9 +190,9 @@ def _nifti_affine(image, path: Path) -> np.ndarray:
     if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0 and str(path) not in _WARNED_UNORIENTED:
         from ...progress import warn  # a BindiffWarning: one line from the bindiff command
 
-        _WARNED_UNORIENTED.add(str(path))
         warn(f"{path}: no orientation (qform and sform codes are 0); read with nibabel's default, "
             "x mirrored against SimpleITK's reading: set the file's affine if its left and right matter")
+        _WARNED_UNORIENTED.add(str(path))  # after: a warning made an error stays one on every read
     return affine
 
 

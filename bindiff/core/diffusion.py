@@ -293,7 +293,7 @@ class BinomialDiffusion(nn.Module):
         of p̂(x_0), zeros at the first step). A loop written with the scheduler calls this, not
         ``model.denoiser``, which lacks them."""
         x = self._batch("x", x)
-        if getattr(t, "ndim", 0) > 0:  # a tensor or array: one time per row, as docs/api.md allows
+        if isinstance(t, (list, tuple)) or getattr(t, "ndim", 0) > 0:  # one time per row, as docs/api.md allows
             return self._denoise(x, self.process._times_per_row(t, x.shape[0]).to(x.device), cond, estimate)
         t = self._check_time(t)
         return self._denoise(x, self._times(x.shape[0], t, x.device), cond, estimate)

@@ -205,6 +205,8 @@ class BernoulliProcess:
 
     def _check_t(self, t: torch.Tensor | int, low: int = 0) -> torch.Tensor:
         given = torch.as_tensor(t)
+        if given.dtype == torch.bool:  # True would be read as time 1, a mask passed for the times
+            raise ValueError(f"time steps are integers, got booleans {given.flatten()[:4].tolist()}")
         if given.is_floating_point() and bool((given != given.round()).any()):
             raise ValueError(f"time steps are integers, got {given.flatten()[:4].tolist()}")
         t = given.to(torch.long)

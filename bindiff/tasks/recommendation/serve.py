@@ -16,7 +16,7 @@ import gzip
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Container, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -189,7 +189,7 @@ class InputHistories(NamedTuple):
     below_min_rating: int = 0
 
 
-def read_histories(path: str | Path, data: dict | None = None) -> InputHistories:
+def read_histories(path: str | Path, data: dict | None = None, items: Container | None = None) -> InputHistories:
     """Users and their histories from a CSV file (plain or .gz; tab-separated when named .tsv, as
     training data files are) with a header naming a user and an item column; read as training
     data files are, so the same file problems get the same messages (naming what ``--input``
@@ -202,7 +202,9 @@ def read_histories(path: str | Path, data: dict | None = None) -> InputHistories
     on a file without a header (``data.header: false``), a file whose first row names no user and
     item column is read as that file was: no header, the run's column numbers and separator. With a
     ``data.min_rating``, rows of a rating column below it are not interactions, as in training;
-    a user all of whose rows are below it is kept, with an empty history."""
+    a user all of whose rows are below it is kept, with an empty history. ``items``: the run's item
+    ids; read without a header, a first row whose user has no other row and whose item the run
+    lacks is refused as the header it most likely is (``user_id,item_id``), not read as a user."""
     data = data or {}
     # the name's separator, or the run's own (data.sep) where only that one splits out the columns
     separators = list(dict.fromkeys([default_separator(path), data.get("sep") or default_separator(path)]))
@@ -232,6 +234,12 @@ def read_histories(path: str | Path, data: dict | None = None) -> InputHistories
     raw = read_delimited(path, sep=sep, user_col=user_col, item_col=item_col, rating_col=rating_col, header=header,
                          keys={"user_col": _label(data, "user_col", "user"), "item_col": _label(data, "item_col", "item"),
                                "rating_col": _label(data, "rating_col", "rating"), "sep": _input_remedy})
+    if not header and items is not None and len(raw):
+        first_user, first_item = str(raw.user[0]), str(raw.item[0])
+        if first_item not in items and int((raw.user == raw.user[0]).sum()) == 1:
+            raise DataError(f"{path}:1: {first_user!r},{first_item!r} would be read as a user and an item (the "
+                            f"run trained on a file without a header), but the run has no item {first_item!r}: "
+                            "a header? Delete that line, or name the columns user and item")
     kept = np.ones(len(raw), dtype=bool) if rating_col is None else raw.rating >= data["min_rating"]
     histories: dict[str, list[str]] = {}
     for user, item, keep in zip(raw.user.tolist(), raw.item.tolist(), kept.tolist()):

@@ -33,7 +33,7 @@ from ...adapters.masks.datasets import (LABEL_SUFFIXES, find_by_stem, find_chann
 from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels, read_image
 from ...adapters.masks.io import is_dicom_series
-from ...config import RecipeError
+from ...config import RecipeError, argument
 from ...files import staged_folder, write_json
 from ...metrics.calibration import binary_entropy
 from ...progress import log, log_lines, progress_disabled, warn
@@ -194,10 +194,10 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
     uses_brain = config["images"]["brain"]
     if uses_brain and brain is None:
         raise RecipeError(f"{run_dir}: the run placed and normalised its images inside brain masks (images.brain); "
-                          "give one with --brain FILE|FOLDER")
+                          f"give one with {argument('brain', '--brain FILE|FOLDER')}")
     if not uses_brain and brain is not None:
         raise RecipeError(f"{run_dir}: the run placed its images from their non-zero voxels, not brain masks; "
-                          "drop --brain")
+                          f"drop {argument('brain', '--brain')}")
     cases = find_inputs(Path(input_path), config["images"]["channels"])
     unread = unread_entries(Path(input_path), config["images"]["channels"], cases)
     if unread:  # not refused: a folder may hold notes or sidecars beside its scans
