@@ -59,3 +59,14 @@ def test_an_attached_nrrd_larger_than_the_header_limit_is_read(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(labels), str(tmp_path / "m.nrrd"), useCompression=False)
     assert (tmp_path / "m.nrrd").stat().st_size > 1 << 20
     assert int(read_label_map(tmp_path / "m.nrrd").data.sum()) == 6 * 4 * 2
+
+
+def test_a_header_whose_voxels_file_is_missing_names_that_file(tmp_path):
+    """SimpleITK's line named the header (which is there): "File cannot be read: a.mhd"."""
+    header = tmp_path / "a.mhd"
+    header.write_text("ObjectType = Image\nNDims = 3\nDimSize = 2 2 2\nElementType = MET_UCHAR\n"
+                      "ElementDataFile = a.raw\n")
+    with pytest.raises(DataError, match=r"a.mhd: its header reads the voxels from a.raw, which is not in "):
+        read_label_map(header)
+    (tmp_path / "a.raw").write_bytes(bytes([0, 1] * 4))  # once there, read
+    assert int(read_label_map(header).data.sum()) == 4

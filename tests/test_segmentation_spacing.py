@@ -156,3 +156,21 @@ def test_a_skull_stripped_scan_is_normalised_over_its_anatomy_at_any_voxel_size(
         assert stats.std < 10.5  # interpolation averages neighbours: at most the anatomy's own spread
         # the statistics come from the scan's own 0.8 mm voxels: the anatomy's, not a shell more
         assert stats.foreground_voxels == anatomy.sum()
+
+
+def test_an_image_off_its_label_maps_grid_is_refused_naming_both_files(tmp_path):
+    """The training path checks each image against its label map (data.py's read_channels(reference=...)):
+    a shifted image would otherwise train on masks that lie elsewhere, without a word."""
+    from bindiff.adapters.errors import DataError
+
+    for folder in ("images", "labels"):
+        (tmp_path / folder).mkdir()
+    for i in range(4):
+        image, label = _ball_case((1.0, 1.0, 1.0), i)
+        shifted = np.eye(4)
+        shifted[0, 3] = 2.0 if i == 2 else 0.0  # case 2's image lies 2 mm off its label map
+        nib.save(nib.Nifti1Image(image, shifted), str(tmp_path / "images" / f"ball_{i:02d}.nii.gz"))
+        nib.save(nib.Nifti1Image(label, np.eye(4)), str(tmp_path / "labels" / f"ball_{i:02d}.nii.gz"))
+    with pytest.raises(DataError, match=r"images/ball_02\.nii\.gz: its voxel-to-world affine differs from "
+                                        r".*labels/ball_02\.nii\.gz's"):
+        prepare_data(_config(tmp_path))

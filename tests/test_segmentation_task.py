@@ -866,3 +866,105 @@ def test_a_run_whose_data_folder_moved_reads_the_cases_where_the_data_folder_now
                                       str(DATA), "--out", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "d" / "metrics.json").read_text())["test"] == honest["test"]
+
+
+def _ece_by_hand(p, y, bins):
+    total = 0.0
+    for k in range(bins):
+        inside = (p >= k / bins) & ((p < (k + 1) / bins) if k < bins - 1 else (p <= 1))
+        if inside.any():
+            total += inside.sum() / p.size * abs(y[inside].mean() - p[inside].mean())
+    return total
+
+
+def _auroc_by_hand(u, wrong):
+    pairs = u[wrong][:, None] - u[~wrong][None, :]
+    return float(((pairs > 0).sum() + 0.5 * (pairs == 0).sum()) / pairs.size)
+
+
+def test_the_runs_evaluation_writes_and_scores_each_models_own_maps_as_the_recipe_says(run, tmp_path, monkeypatch):
+    """Known maps in place of the samplers (the diffusion's mean and variance, the U-Net's probability):
+    segmentation/nifti/ holds the diffusion's mask and its variance map (segmentation.uncertainty), and
+    each model's ECE (segmentation.calibration_bins), error AUROC (against the mask decided at
+    segmentation.threshold) and mean uncertainty (the U-Net's: its entropy) are those of its own map."""
+    from bindiff.tasks import base
+    from bindiff.tasks.segmentation import job
+
+    config, _, _ = base.load_trained(job.TASK, run)
+    records = job.load_data(run / "split", config, parts=["test"]).part("test")
+    dim = records[0].image.transform.valid().size
+    rng = np.random.default_rng(5)
+    mean, variance, unet = (rng.uniform(0, 1, (len(records), dim)), rng.uniform(0, 0.25, (len(records), dim)),
+                            rng.uniform(0, 1, (len(records), dim)))
+    monkeypatch.setattr(job, "sample_probabilities", lambda *args, **kwargs: (mean, variance))
+    monkeypatch.setattr(job, "unet_probabilities", lambda *args, **kwargs: unet)
+    overrides = ["segmentation.uncertainty=variance", "segmentation.threshold=0.3", "segmentation.calibration_bins=3",
+                 "eval.panels=0"]
+    job.run_segmentation(run, overrides=overrides, out_dir=tmp_path)
+    rows = {r["case_id"]: r for r in json.loads((tmp_path / "segmentation" / "summary.json").read_text())["per_case"]}
+    entropy = lambda p: -(p * np.log2(p) + (1 - p) * np.log2(1 - p))  # noqa: E731  (no p is 0 or 1 here)
+    for i, record in enumerate(records):
+        transform, truth = record.image.transform, record.mask.reshape(-1).astype(bool)
+        valid = transform.valid().reshape(-1)
+        written = {kind: record.geometry.to_canonical(np.asarray(nib.load(str(
+            tmp_path / "segmentation" / "nifti" / f"{record.case_id}_{kind}.nii.gz")).dataobj))
+            for kind in ("mask", "uncertainty")}
+        np.testing.assert_array_equal(written["mask"], transform.from_grid(
+            ((mean[i] >= 0.3) & valid).reshape(transform.grid_shape)).astype(np.uint8))
+        np.testing.assert_allclose(written["uncertainty"], transform.from_grid(
+            (variance[i] * valid).reshape(transform.grid_shape)), rtol=1e-6)
+        for name, prob, uncertainty in (("diffusion", mean[i], variance[i]), ("unet", unet[i], entropy(unet[i]))):
+            p, u, y = prob[valid], uncertainty[valid], truth[valid]
+            row = rows[record.case_id][name]
+            assert row["ece"] == pytest.approx(_ece_by_hand(p, y, 3), abs=1e-12), name
+            assert row["error_auroc"] == pytest.approx(_auroc_by_hand(u, (p >= 0.3) != y), abs=1e-12), name
+            assert row["mean_uncertainty"] == pytest.approx(u.mean(), abs=1e-12), name
+
+
+def test_segment_with_the_baseline_writes_the_entropy_of_its_probability(run, tmp_path):
+    folder = _unlabelled_folder(tmp_path, ["hippocampus_001"])
+    result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "out"),
+                                 "--model", "unet", "--probabilities", "--panels", "0"])
+    assert result.exit_code == 0, result.output
+    prob, uncertainty = (np.asarray(nib.load(str(tmp_path / "out" / f"hippocampus_001_{kind}.nii.gz")).dataobj,
+                                    dtype=np.float64) for kind in ("probability", "uncertainty"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = np.nan_to_num(-(prob * np.log2(prob) + (1 - prob) * np.log2(1 - prob)))
+    assert uncertainty.max() > 0.5  # somewhere the U-Net is unsure
+    np.testing.assert_allclose(uncertainty, entropy, atol=1e-5)
+
+
+def test_segment_reads_no_file_of_the_runs_own_cases(run, tmp_path):
+    """The run's split/cases.json names its cases' label maps and images; `segment` needs none of them
+    (it reads the run's geometry from cases.json itself): with every one of those paths gone, it
+    writes the same mask. (A read of a label's header by nibabel passed the read_label_map guard.)"""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    cases = copy / "split" / "cases.json"
+    meta = json.loads(cases.read_text())
+    for record in meta["cases"].values():
+        for key in ("label", "image", "brain"):
+            if record.get(key):
+                record[key] = str(tmp_path / "gone" / Path(record[key]).name)
+    cases.write_text(json.dumps(meta))
+    folder = _unlabelled_folder(tmp_path, ["hippocampus_003"])
+    masks = []
+    for run_dir, out in ((run, "a"), (copy, "b")):
+        result = runner.invoke(app, ["segment", str(run_dir), "--input", str(folder), "--output", str(tmp_path / out),
+                                     "--panels", "0"])
+        assert result.exit_code == 0, result.output
+        masks.append(np.asarray(nib.load(str(tmp_path / out / "hippocampus_003_mask.nii.gz")).dataobj))
+    np.testing.assert_array_equal(*masks)
+
+
+def test_segments_summary_lists_the_settings_segment_reads_and_no_other():
+    """summary.json's settings listed segmentation.calibration_bins, a key segment refuses (it scores nothing)."""
+    from bindiff.config import load_recipe
+    from bindiff.tasks.segmentation.segment import _settings_read
+
+    config = load_recipe(ROOT / "recipes" / "hippocampus_segmentation.yaml")
+    assert set(_settings_read(config, "diffusion")) == {"samples", "steps", "average", "decision", "threshold",
+                                                         "uncertainty", "eval_batch_size"}
+    assert set(_settings_read(config, "unet")) == {"decision", "threshold"}

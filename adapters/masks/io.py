@@ -376,6 +376,9 @@ def _refuse_data_elsewhere(path: Path) -> None:
         if not target.is_relative_to(folder):  # folder / "/abs/x" is /abs/x
             raise DataError(f"{path}: its header reads the voxels from {name}, outside the header's folder; "
                             "refused (keep the data file beside its header)")
+        if "%" not in name and not (folder / name).exists():  # a printf pattern names no one file
+            raise DataError(f"{path}: its header reads the voxels from {name}, which is not in {folder} "
+                            "(keep the data file beside its header)")
 
 
 def _read_itk(path: Path) -> _Read:

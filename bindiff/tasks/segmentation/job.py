@@ -8,7 +8,7 @@ Layout of a run directory (``runs/<name>/<time>-<hash>/``):
     segmentation/summary.json    per case and model, and means: Dice, IoU, HD95, ASSD, surface Dice,
                                  volume error, ECE, Brier score, error-detection AUROC of the uncertainty;
                                  the paired Wilcoxon test diffusion − unet
-    segmentation/nifti/          <case>_mask.nii.gz and <case>_uncertainty.nii.gz in the image's geometry
+    segmentation/nifti/          <case>_mask.nii.gz and <case>_uncertainty.nii.gz in the label map's geometry
     segmentation/panels/         <case>.png: image, truth, each model's mask, uncertainty
     metrics.json                 ``test: {diffusion: {...}, unet: {...}}``, ``paired``, ``checkpoint``, training facts
 

@@ -169,10 +169,9 @@ def _settings_read(config: dict, model: str) -> dict:
     the mask is decided (its uncertainty is the entropy of its probability); the diffusion's runs
     are drawn ``eval.batch_size`` at a time, which decides their draws."""
     cfg = config["segmentation"]
-    if model == "diffusion":
-        return {**cfg, "eval_batch_size": config["eval"]["batch_size"]}
-    return {key.split(".", 1)[1]: cfg[key.split(".", 1)[1]] for key in SEGMENT_KEYS[model]
-            if key.startswith("segmentation.")}
+    read = {key.split(".", 1)[1]: cfg[key.split(".", 1)[1]] for key in SEGMENT_KEYS[model]
+            if key.startswith("segmentation.")}  # not calibration_bins: segment scores nothing
+    return {**read, "eval_batch_size": config["eval"]["batch_size"]} if model == "diffusion" else read
 
 
 @base.keeps_threads
