@@ -17,7 +17,7 @@ def data_root(argument: str | os.PathLike | None) -> Path | None:
     if argument is not None:
         path = Path(argument).expanduser()
         if path.exists() and not path.is_dir():
-            from ..config.recipe import argument  # --data-dir from the command, data_dir from Python
+            from ..arguments import argument  # --data-dir from the command, data_dir from Python
 
             raise DataError(f"{argument('data_dir', '--data-dir')} {path}: a file, not a folder; give the folder "
                             "that holds the data sets")

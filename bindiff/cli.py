@@ -34,7 +34,7 @@ def _main(context: typer.Context,
           version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                        help="print the version and exit")) -> None:
     """Bernoulli (binomial) diffusion over binary vectors."""
-    from .config.recipe import COMMAND_MARK
+    from .arguments import COMMAND_MARK
     from .progress import warnings_as_lines
 
     context.meta[COMMAND_MARK] = True  # refusals name options (--seeds), not Python arguments (seeds)

@@ -325,7 +325,7 @@ def _expected_files(spec: DatasetSpec) -> str:
 def _not_found_message(spec: DatasetSpec, searched: list[Path], why: str, data_dir=None) -> str:
     # the folder that was searched, and the setting that named it: --data-dir replaces the variable
     if data_dir is not None:
-        from ...config.recipe import argument  # --data-dir from the command, data_dir from Python
+        from ...arguments import argument  # --data-dir from the command, data_dir from Python
 
         where = f"the {argument('data_dir', '--data-dir')} folder ({data_root(data_dir)})"
     else:

@@ -211,7 +211,7 @@ def _resolve_root(dataset: str, data_dir: str | os.PathLike | None) -> Path:
     base = data_root(data_dir)
     if dataset in KNOWN_DATASETS:
         if base is None:
-            from ...config.recipe import argument  # --data-dir from the command, data_dir from Python
+            from ...arguments import argument  # --data-dir from the command, data_dir from Python
 
             raise DataError(f"data set {dataset!r}: set ${DATA_DIR_ENV} (or {argument('data_dir', '--data-dir')}) to "
                             f"the folder that holds {KNOWN_DATASETS[dataset]}/, or give data.dataset as a path")

@@ -17,30 +17,12 @@ from typing import Any, Iterable
 
 import yaml
 
+from ..arguments import COMMAND_MARK, argument  # noqa: F401  (re-exported: bindiff.config.argument)
 from .schema import FOLDER_NAME_RULE, FREE, RENAMED, TASKS, Key, defaults, is_folder_name, schema_for
 
 
 class RecipeError(ValueError):
     """A recipe or override that cannot be used; the message names the file and key."""
-
-
-# Set in the click context of every ``bindiff`` command (bindiff.cli); a click or typer app of
-# one's own that calls bindiff's functions has no such mark, and no ``--seeds`` either.
-COMMAND_MARK = "bindiff.command"
-
-
-def argument(name: str, flag: str) -> str:
-    """How a refusal names what the caller gave: the option ``flag`` (``--seeds``) inside a
-    ``bindiff`` command, the Python argument ``name`` (``seeds``) when Python called the function
-    (a notebook has no ``--seeds`` to change)."""
-    import sys
-
-    for module in ("typer._click.globals", "click.globals"):  # typer's own copy of click, or click
-        found = sys.modules.get(module)
-        context = found.get_current_context(silent=True) if found is not None else None
-        if context is not None and context.meta.get(COMMAND_MARK):
-            return flag
-    return name
 
 
 def refuse_one_string(overrides, name: str = "overrides") -> None:
