@@ -264,6 +264,14 @@ def recommend(
                               + (f" (got {', '.join(given)})" if given else ""))
         if (input is None) != (output is None):
             raise RecipeError("recommend: --input and --output go together")
+        if output is not None:  # a name too long, or a file where a folder must be: before any scoring
+            from .files import OutputError, refuse_a_file_above, refuse_a_long_name
+
+            try:
+                refuse_a_long_name(Path(output))  # before resolve() and is_file(), which raise on it
+                refuse_a_file_above(Path(output))
+            except OutputError as err:
+                raise OutputError(f"--output {err}") from None
         if input is not None and Path(output).resolve() == Path(input).resolve():
             raise RecipeError(f"--output {output}: is the --input file; the histories would be overwritten")
         if output is not None and Path(output).is_file():  # a folder or device in the way: atomic_path names it

@@ -770,3 +770,21 @@ def test_recommend_lists_the_best_scored_unseen_items_with_their_scores(trained)
         assert result.items == [ids[j] for j in best]
         assert result.scores == [float(row[j]) for j in best]
         assert all(type(s) is float for s in result.scores) and all(type(i) is str for i in result.items)
+
+
+def test_recommend_and_export_refuse_an_output_name_too_long_or_below_a_file_before_any_work(trained, tmp_path):
+    """A 300-byte name ended recommend and export with an OSError traceback (ENAMETOOLONG from stat);
+    an --output below a file was found only after every history was scored."""
+    run_dir, _, _ = trained
+    users = tmp_path / "users.csv"
+    users.write_text("user,item\na,i1\n")
+    long = tmp_path / ("a" * 300)
+    for command in (["recommend", str(run_dir), "--input", str(users), "--output", f"{long}.csv"],
+                    ["export", str(run_dir), "--output", str(long)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and "cannot write there (File name too long)" in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(app, ["recommend", str(run_dir), "--input", str(users), "--output",
+                                 str(users / "sub" / "recs.csv")])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        f"error: --output {users / 'sub' / 'recs.csv'}: cannot write there ({users} is a file, not a folder)"]

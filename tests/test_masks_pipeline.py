@@ -898,3 +898,16 @@ def test_one_files_runs_drawn_side_by_side_are_the_mean_of_its_runs():
     expected = torch.cat(parts).numpy().reshape(3, 2, 6).mean(0)
     assert got.shape == (2, 6) and np.allclose(got, expected, rtol=0, atol=1e-7)
     assert np.array_equal(got[known.astype(bool)], rows[known.astype(bool)])  # the known voxels held
+
+
+@needs_hippo
+def test_apply_refuses_an_output_name_too_long_and_an_unknown_task_in_one_line(tiny_run, tmp_path):
+    """A 300-byte --output ended `masks apply` with an OSError traceback (ENAMETOOLONG from stat); an
+    unknown --task was named as the Python argument `task`."""
+    run_dir, _ = tiny_run
+    for extra, said in ((["--task", "denoising", "--output", str(tmp_path / ("a" * 300))],
+                         "cannot write there (File name too long)"),
+                        (["--task", "painting", "--output", str(tmp_path / "out")],
+                         "error: apply: --task must be one of completion, denoising, got 'painting'")):
+        result = runner.invoke(app, ["masks", "apply", str(run_dir), "--input", str(tmp_path), *extra])
+        assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output, result.output

@@ -513,7 +513,7 @@ def test_segment_with_the_baseline(run, tmp_path):
     assert set(summary["settings"]) == {"decision", "threshold"}  # one call: no samples, steps or average
     result = runner.invoke(app, ["segment", str(run), "--input", str(folder), "--output", str(tmp_path / "o2"),
                                  "--model", "gan"])
-    assert result.exit_code == 2 and "model must be one of diffusion, unet" in result.output
+    assert result.exit_code == 2 and "segment: --model must be one of diffusion, unet" in result.output
 
 
 PAD_GRID = (16, 24, 16)

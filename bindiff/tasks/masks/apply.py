@@ -41,7 +41,7 @@ from ...adapters.masks.datasets import (
 from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.io import require_one_grid
 from ...config import RecipeError, argument
-from ...files import staged_folder, write_json
+from ...files import refuse_a_long_name, staged_folder, write_json
 from ...progress import warn
 from .. import base
 from .completion import inpainted_probabilities
@@ -116,7 +116,7 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
         raise TypeError(f"unknown_label must be an integer label value, got {unknown_label!r}")
     task = _OLD_NAMES.get(task, task)
     if task not in APPLY_TASKS:
-        raise RecipeError(f"apply: task must be one of {', '.join(APPLY_TASKS)}, got {task!r}")
+        raise RecipeError(f"apply: {argument('task', '--task')} must be one of {', '.join(APPLY_TASKS)}, got {task!r}")
     if task == "completion" and (unknown is None) == (unknown_label is None):
         raise RecipeError(f"apply {argument('task=completion', '--task completion')}: name the unknown voxels with "
                           f"exactly one of {argument('unknown', '--unknown FILE|FOLDER')} or "
@@ -129,6 +129,7 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
         raise RecipeError(f"apply {argument('unknown_label=0', '--unknown-label 0')}: 0 is the background; mark the "
                           "unknown voxels with a value the label maps use for nothing else")
     output_dir = Path(output_dir)
+    refuse_a_long_name(output_dir)  # before exists(), which raises on a name the file system cannot hold
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
     files = label_files(Path(input_path))

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ...config import RecipeError, dump_recipe
-from ...files import staged_folder, write_text
+from ...files import refuse_a_long_name, staged_folder, write_text
 from .. import base
 from .job import TASK
 from .models import draws_random_bits
@@ -64,6 +64,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
     reads the trained model, e.g. a deterministic mode for a run that scored with random bits.
     """
     out_dir = Path(out_dir)
+    refuse_a_long_name(out_dir)  # before exists(), which raises on a name the file system cannot hold
     if out_dir.exists():
         raise FileExistsError(f"{out_dir}: already exists; bindiff never overwrites")
     recommender = Recommender.from_run(run_dir, checkpoint=checkpoint, device="cpu")

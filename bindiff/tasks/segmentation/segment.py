@@ -183,7 +183,8 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
     uncertainty in three planes) of the first ``panels`` cases. ``device``: where the model runs
     (default: the run's train.device)."""
     if model not in SEGMENT_MODELS:
-        raise RecipeError(f"segment: model must be one of {', '.join(SEGMENT_MODELS)}, got {model!r}")
+        raise RecipeError(f"segment: {argument('model', '--model')} must be one of {', '.join(SEGMENT_MODELS)}, "
+                          f"got {model!r}")
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
