@@ -3,6 +3,7 @@ line per epoch (or batch of cases) on stderr when the output is piped, nothing w
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -50,7 +51,10 @@ def warnings_as_lines() -> Iterator[None]:
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, BindiffWarning):
-            log(f"warning: {message}")
+            # under torchrun every worker reads the same data and warns alike: rank 0 speaks for all
+            # (RANK, as training.distributed.is_main_process reads it; importing that would need torch)
+            if int(os.environ.get("RANK", "0")) == 0:
+                log(f"warning: {message}")
         else:
             shown(message, category, filename, lineno, file, line)
 

@@ -212,3 +212,14 @@ def test_times_given_as_a_list_or_as_booleans():
         model.logits(x, torch.tensor([True, True, True]))
     with pytest.raises(ValueError, match="booleans"):
         model(x, t=torch.tensor([True, False, True]))
+
+
+def test_under_torchrun_only_the_first_process_prints_a_warning(monkeypatch, capsys):
+    """Each worker of `--nproc 2` reads the same data and warned alike: every warning came twice."""
+    from bindiff.progress import warn, warnings_as_lines
+
+    for rank, lines in (("1", ""), ("0", "warning: the same data, read by every worker\n")):
+        monkeypatch.setenv("RANK", rank)
+        with warnings_as_lines():
+            warn("the same data, read by every worker")
+        assert capsys.readouterr().err == lines
