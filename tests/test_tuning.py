@@ -144,7 +144,7 @@ def test_a_piped_search_names_its_folder_first_and_each_trial_as_it_ends(recipe,
     for i, (line, trial) in enumerate(zip(shown, trials)):
         values = [t["valid"] for t in trials[: i + 1]]
         best = values.index(max(values))  # the first of equal values, as the search keeps
-        assert line.startswith(f"tune: trial {i + 1}/3 valid {SELECT} {trial['valid']:.4f} in "), line
+        assert line.startswith(f"tune: trial {i} ({i + 1} of 3) valid {SELECT} {trial['valid']:.4f} in "), line
         assert line.endswith(f"({' '.join(trial['overrides'])}); best so far trial {best}"), line
 
 

@@ -329,8 +329,9 @@ def _trial_line(records: list[TrialRecord], n_trials: int, select: str) -> str:
     valid = "n/a" if math.isnan(last.valid) else f"{last.valid:.4f}"  # undefined
     best = (f"best so far trial {best_trial(records).number}" if any(not math.isnan(r.valid) for r in records)
             else "no defined value yet")
-    return (f"tune: trial {len(records)}/{n_trials} valid {select} {valid} in {last.seconds:.1f} s "
-            f"({' '.join(last.overrides)}); {best}")
+    # named by its number, as trials/NNN and "best so far" name it; the count says how far the search is
+    return (f"tune: trial {last.number} ({len(records)} of {n_trials}) valid {select} {valid} "
+            f"in {last.seconds:.1f} s ({' '.join(last.overrides)}); {best}")
 
 
 def _write_results(out: Path, base: dict, source: str, overrides: list[str], records: list[TrialRecord],
