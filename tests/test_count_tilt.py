@@ -87,8 +87,15 @@ def test_the_tilt_puts_a_drifting_chain_back_on_the_data_counts():
     g = torch.Generator().manual_seed(2)
     drifted, se = count_stats(model.sample(N, generator=g))
     assert drifted < float(FREQ.sum()) - 10 * se  # the bias is real
-    held, se = count_stats(model.sample(N, generator=g, steps=5, ones=data_counts))
+    samples = model.sample(N, generator=g, steps=5, ones=data_counts)
+    held, se = count_stats(samples)
     assert abs(held - float(data_counts.mean())) < 5 * se
+    # each row ends on its own count, not on the batch's: the rows given c ones (clipped to [0.5, D - 0.5])
+    # hold c in the mean (the overall mean alone let the counts be shuffled across rows, or averaged)
+    targets = data_counts.double().clamp(0.5, len(FREQ) - 0.5)
+    for c in (1.0, 2.0, 3.0, 4.0, 5.0):  # each held by 500 rows or more here
+        mean, se = count_stats(samples[targets == c])
+        assert abs(mean - c) < 5 * se, (c, mean, se)
 
 
 def test_the_count_cannot_be_held_next_to_known_bits():

@@ -32,3 +32,28 @@ def test_a_batch_mean_misses_far_less_than_independent_draws():
     means = np.array([float(stratified_draw(values, 64, g).mean()) for _ in range(500)])
     independent_se = values.std() / np.sqrt(64)  # the standard error of 64 draws with replacement
     assert np.sqrt(np.mean((means - values.mean()) ** 2)) < 0.3 * independent_se
+
+
+class _CountingChain:
+    """A stand-in for the model whose sample i holds exactly ``ones[i]`` ones (rounded): what an ideal
+    tilted chain holds in the mean, so each sample shows which target reached its chain."""
+
+    def sample(self, n, steps=None, generator=None, device=None, decode=None, resample=1, ones=None):
+        assert ones is not None and len(ones) == n
+        return (torch.arange(40)[None, :] < ones.round().long()[:, None]).float()
+
+
+def test_each_generated_sample_is_tilted_to_its_own_target_across_batches():
+    """draw_samples slices the targets batch by batch (10 samples, batches of 4): sample i's chain gets
+    volumes[i]. The pipeline test reads the targets from the summary, which lists them without the chains."""
+    from types import SimpleNamespace
+
+    from bindiff.tasks.masks.generation import draw_samples
+
+    volumes = torch.tensor([3.0, 17, 5, 29, 11, 2, 23, 7, 31, 13])
+    config = {"seed": 0, "eval": {"batch_size": 4}, "output": {"progress": False},
+              "evaluations": {"generation": {"samples": 10, "steps": None, "resample": 1}}}
+    ctx = SimpleNamespace(model=_CountingChain(), config=config, device=torch.device("cpu"),
+                          progress_disabled=True, seed=lambda *parts: 0)
+    samples = draw_samples(ctx, volumes)
+    assert samples.shape == (10, 40) and samples.sum(1).tolist() == volumes.long().tolist()
