@@ -225,3 +225,96 @@ def test_every_function_of_the_interaction_adapters_page_imports_from_bindiff_ad
     named = set(re.findall(r"`([A-Za-z_][A-Za-z_0-9]*)\(", section))
     assert len(named) >= 10 and "train_test_split" in named
     assert sorted(n for n in named if n not in bindiff.adapters.__all__) == []
+
+
+# `name(param, param=default, *, param=default)` as docs/api.md writes a signature (one may wrap lines)
+SIGNATURE = re.compile(r"`((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\(((?:[^`()]|\([^`()]*\))*)\)`")
+METHOD_OWNERS = ("BernoulliProcess", "BinomialDiffusion", "ReverseScheduler", "Recommender", "RankingReport", "Split")
+
+
+def documented_signatures(text: str) -> list[tuple[int, str, object, list[tuple[str, str | None]]]]:
+    """(line, name, object, [(parameter, default as written)]) of every backticked call on the page
+    that names a function or method of bindiff and lists its parameters as a signature does: a call
+    example (``run_comparison(seeds=0)``) lacks the first parameter, and is left out."""
+    import ast
+    import importlib
+    import inspect
+
+    import bindiff
+
+    found = []
+    for match in SIGNATURE.finditer(text):
+        name, params = match.group(1), re.sub(r"\s+", " ", match.group(2))
+        try:
+            args = ast.parse(f"def f({params}): pass").body[0].args
+        except SyntaxError:
+            continue  # prose in parentheses, `forward(x_t, t[, cond])`
+        positional = args.posonlyargs + args.args
+        defaults = [None] * (len(positional) - len(args.defaults)) + [ast.unparse(d) for d in args.defaults]
+        written = list(zip([a.arg for a in positional], defaults))
+        written += [(a.arg, None if d is None else ast.unparse(d)) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
+        if not written:
+            continue
+        *owner, leaf = name.split(".")
+        candidates = []
+        if owner:  # `bindiff.tasks.recommendation.tune.run_tuning`, `BernoulliProcess.from_config`
+            try:
+                holder = (getattr(bindiff, owner[0]) if len(owner) == 1 and owner[0] in bindiff.__all__
+                          else importlib.import_module(".".join(owner)))
+            except ImportError:
+                continue
+            candidates.append(getattr(holder, leaf, None))
+        else:
+            candidates.append(getattr(bindiff, leaf, None) if leaf in bindiff.__all__ else None)
+            candidates += [getattr(getattr(bindiff, cls), leaf, None) for cls in METHOD_OWNERS]
+        for obj in candidates:
+            if obj is None or not callable(obj):
+                continue
+            try:
+                actual = [p for p in inspect.signature(obj).parameters.values() if p.name != "self"]
+            except (TypeError, ValueError):
+                continue
+            if actual and written[0][0] == actual[0].name:
+                found.append((text[:match.start()].count("\n") + 1, name, obj, written))
+                break
+    return found
+
+
+def test_the_api_pages_signatures_match_the_code():
+    """Every signature docs/api.md and the pages write for a bindiff function or method names its
+    parameters as the code does, with the code's defaults; the Jobs section, whose signatures the
+    page says are given whole, lists every parameter."""
+    import ast
+    import inspect
+
+    text = (DOCS / "api.md").read_text(encoding="utf-8")
+    jobs_from = text[:text.index("\n## Jobs")].count("\n") + 2  # the section runs to the page's end
+    checked, wrong = 0, []
+    pages = {"api.md": text, "tuning.md": (DOCS / "tuning.md").read_text(encoding="utf-8"),
+             "segmentation.md": (DOCS / "segmentation.md").read_text(encoding="utf-8")}
+    for page, body in pages.items():
+        for line, name, obj, written in documented_signatures(body):
+            checked += 1
+            params = {p.name: p for p in inspect.signature(obj).parameters.values() if p.name != "self"}
+            takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+            for param, default in written:
+                if param not in params:
+                    if not takes_any:
+                        wrong.append(f"{page}:{line}: {name} has no parameter {param!r}")
+                    continue
+                actual = params[param].default
+                if default is None or actual is inspect.Parameter.empty:
+                    continue
+                try:
+                    value = ast.literal_eval(default)
+                except ValueError:
+                    continue  # a name such as SINGLE
+                if value != actual and not (isinstance(value, str) and getattr(actual, "name", None) == value):
+                    wrong.append(f"{page}:{line}: {name}: {param}={default} on the page, {actual!r} in the code")
+            if page == "api.md" and line >= jobs_from:
+                listed = {p for p, _ in written}
+                missing = [p for p, q in params.items() if p not in listed and q.kind not in (q.VAR_KEYWORD, q.VAR_POSITIONAL)]
+                if missing:
+                    wrong.append(f"{page}:{line}: {name} is given whole but lacks {missing}")
+    assert checked >= 60  # the pages hold dozens; a broken pattern would find none
+    assert not wrong, "\n".join(wrong)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from bindiff.core import (BernoulliProcess, bce_x0, bernoulli_kl, bernoulli_kl_logits, diffusion_loss,
+from bindiff.core import (LOSSES, BernoulliProcess, bce_x0, bernoulli_kl, bernoulli_kl_logits, diffusion_loss,
                           vb_terms)
 
 
@@ -103,6 +103,23 @@ def test_hybrid_combines_terms_and_unknown_loss_is_refused():
     assert torch.allclose(diffusion_loss("bce", process, x0, xt, t, logits)["loss"], bce_x0(logits, x0))
     with pytest.raises(ValueError, match="unknown loss 'mse'"):
         diffusion_loss("mse", process, x0, xt, t, logits)
+
+
+def test_every_loss_kind_refuses_the_times_and_kernel_the_bound_refuses():
+    """docs/api.md: `diffusion_loss` refuses t = 0, a time beyond T, a per-row time of the wrong
+    length and an unknown reverse kernel, whichever `kind`. "bce" reads neither, and took them all."""
+    process = BernoulliProcess.from_schedule("jsd", 4)
+    x0 = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    logits = torch.zeros(2, 3)
+    for kind in LOSSES:
+        for t, message in ((0, "1..4"), (5, "1..4"), (torch.tensor([1, 2, 3]), "one time per row"),
+                           (torch.tensor([True, False]), "booleans"), (1.5, "integers")):
+            with pytest.raises(ValueError, match=message):
+                diffusion_loss(kind, process, x0, x0, t, logits)
+        with pytest.raises(ValueError, match="unknown reverse kernel"):
+            diffusion_loss(kind, process, x0, x0, 1, logits, reverse_kernel="mixtur")
+        column = diffusion_loss(kind, process, x0, x0, torch.tensor([[1], [4]]), logits)["loss"]
+        assert torch.equal(column, diffusion_loss(kind, process, x0, x0, torch.tensor([1, 4]), logits)["loss"])
 
 
 def test_the_soft_dice_term_by_hand():

@@ -94,7 +94,8 @@ def read_delimited(
     separator's remedy, or a function of the delimiter seen giving it (``user_col``, ``item_col``,
     ``rating_col``, ``time_col``, ``sep``), by default
     the recipe's keys. Times must be numbers (Unix seconds, say): int64 when every one is an integer,
-    else float64.
+    else float64; or, where the first one starts ``YYYY-MM-DD``, ISO 8601 dates and times, read as
+    Unix seconds (int64; UTC unless they carry an offset; a column mixing the two is refused).
     """
     keys = {"user_col": "user_col", "item_col": "item_col", "rating_col": "rating_col", "time_col": "time_col",
             "sep": "set data.sep", **(keys or {})}

@@ -35,7 +35,7 @@ def _takes_condition(denoiser: nn.Module) -> bool:
 class LossOutput:
     loss: torch.Tensor  # scalar: batch mean of the per-example loss
     terms: dict[str, torch.Tensor]  # per-example terms ("bce", "vb", "dice" as the recipe asks, and "loss")
-    t: torch.Tensor  # the time step drawn for each example
+    t: torch.Tensor | None  # the time step drawn for each example; None for a model without one (Mult-VAE)
 
 
 class BinomialDiffusion(nn.Module):

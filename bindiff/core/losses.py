@@ -105,10 +105,15 @@ def vb_terms(
     return _vb_terms(process, x0, x_t, t, logits, reverse_kernel)
 
 
-def _vb_terms(process, x0, x_t, t, logits, reverse_kernel):
-    """``vb_terms`` on inputs already checked and lifted."""
+def _check_kernel(reverse_kernel: str) -> None:
     if reverse_kernel not in REVERSE_KERNELS:
         raise ValueError(f"unknown reverse kernel {reverse_kernel!r}; choose one of {', '.join(REVERSE_KERNELS)}")
+
+
+def _row_times(process: BernoulliProcess, t, x0: torch.Tensor) -> torch.Tensor:
+    """``t`` as one long time per row of ``x0``, each in 1..T: one int for all rows, (B,) or a
+    column (B, 1); any other shape, t = 0 (the data, which has no term), booleans or fractions
+    refused."""
     t = process._check_t(t, low=1).to(x0.device)  # t = 0 has no term: it is the data
     if t.ndim == 2 and t.shape == (x0.shape[0], 1):  # t[:, None] counts as one time per row (docs/api.md)
         t = t.reshape(-1)
@@ -116,6 +121,13 @@ def _vb_terms(process, x0, x_t, t, logits, reverse_kernel):
         t = t.expand(x0.shape[0])
     elif t.shape != (x0.shape[0],):
         raise ValueError(f"t: one time per row ({x0.shape[0]}) or one for all, got shape {tuple(t.shape)}")
+    return t
+
+
+def _vb_terms(process, x0, x_t, t, logits, reverse_kernel):
+    """``vb_terms`` on inputs already checked and lifted."""
+    _check_kernel(reverse_kernel)
+    t = _row_times(process, t, x0)
     terms = _bce(logits, x0)
     later = t >= 2
     if later.any():
@@ -156,6 +168,8 @@ def diffusion_loss(
     if not hybrid_coeff >= 0 or not dice_weight >= 0:  # NaN fails too; a negative weight maximises its term
         raise ValueError(f"hybrid_coeff and dice_weight must be >= 0, got {hybrid_coeff} and {dice_weight}")
     logits, x0, x_t = _checked(logits, x0=x0, x_t=x_t)
+    _check_kernel(reverse_kernel)  # for "bce" too, which reads neither: a bad argument is refused
+    t = _row_times(process, t, x0)  # whatever the loss reads (docs/api.md)
     terms: dict[str, torch.Tensor] = {}
     if kind in ("bce", "hybrid"):
         terms["bce"] = _bce(logits, x0)

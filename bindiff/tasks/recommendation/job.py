@@ -163,8 +163,8 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, w
                  overrides: list[str] = (), checkpoint: str = "best", per_user_csv: Path | None = None) -> dict:
     """Validation and test metrics of ``checkpoint`` ("best" or "last"), with each metric's definition.
 
-    ``overrides`` (``inference.*``, ``eval.metrics``, ``eval.batch_size``, ``eval.empty_users``)
-    score the same trained model another way.
+    ``overrides`` (``inference.*``, ``eval.metrics``, ``eval.batch_size``, ``eval.empty_users``,
+    ``output.progress``) score the same trained model another way.
     """
     config, saved_split, model, payload = load_run(run_dir, checkpoint=checkpoint, device=device)
     if overrides:
