@@ -68,14 +68,30 @@ def test_the_script_prints_its_figures_and_the_command(tmp_path):
     assert lines[1].startswith("eval   top-100 of 50 users in ")
 
 
-def _variant(variant: str, *extra: str, root: Path) -> dict:
+def _variant(variant: str, *extra: str, root: Path, here=None) -> dict:
+    """The script's results for ``variant``: run as a script, or, given ``here`` (pytest's monkeypatch
+    and capsys), its main() in this process, which spares a process start (torch, dynamo, matplotlib)."""
     data_dir = root / "data dir"  # generated data read nothing from it; its name needs quoting
-    finished = subprocess.run([sys.executable, "benchmarks/ml1m_variants.py", variant, *TINY[1:], "train.epochs=2",
-                               "train.patience=2", "--recipe", TINY[0],
-                               "--seeds", "3", "--root", str(root), *extra], cwd=ROOT, capture_output=True, text=True,
-                              timeout=300, env={**os.environ, "BINDIFF_DATA_DIR": str(data_dir)})
-    assert finished.returncode == 0, finished.stderr
-    lines = finished.stdout.strip().splitlines()
+    argv = [variant, *TINY[1:], "train.epochs=2", "train.patience=2", "--recipe", TINY[0], "--seeds", "3",
+            "--root", str(root), *extra]
+    if here is None:
+        finished = subprocess.run([sys.executable, "benchmarks/ml1m_variants.py", *argv], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=300,
+                                  env={**os.environ, "BINDIFF_DATA_DIR": str(data_dir)})
+        assert finished.returncode == 0, finished.stderr
+        stdout = finished.stdout
+    else:
+        import bindiff.core.denoisers as denoisers
+
+        monkeypatch, capsys = here
+        monkeypatch.chdir(ROOT)
+        monkeypatch.setenv("BINDIFF_DATA_DIR", str(data_dir))
+        monkeypatch.setattr(sys, "argv", ["benchmarks/ml1m_variants.py", *argv])
+        monkeypatch.setattr(denoisers, "DENOISERS", dict(denoisers.DENOISERS))  # the variant registers its own
+        capsys.readouterr()
+        _variants_module().main()
+        stdout = capsys.readouterr().out
+    lines = stdout.strip().splitlines()
     # the printed command runs the same measurement again: the data folder, the runs' folder, every setting
     words = shlex.split(lines[-1].removeprefix("command: "))
     assert words[:3] == [f"BINDIFF_DATA_DIR={data_dir}", "python", "benchmarks/ml1m_variants.py"]
@@ -83,12 +99,14 @@ def _variant(variant: str, *extra: str, root: Path) -> dict:
     return json.loads(lines[-2])
 
 
-def test_the_script_trains_the_recipe_and_each_model_variant_and_the_variants_change_the_model(tmp_path):
-    """End to end for the variants that replace the denoiser (the loss variants: the next test)."""
+def test_the_script_trains_the_recipe_and_each_model_variant_and_the_variants_change_the_model(tmp_path, monkeypatch,
+                                                                                               capsys):
+    """End to end for the variants that replace the denoiser (the loss variants: the next test). The
+    recipe as a script (its own process, as the docstring's command runs it), the variants in this one."""
     recipe = _variant("recipe", root=tmp_path)
-    ease = _variant("ease_term", "--lam", "50", root=tmp_path)
+    ease = _variant("ease_term", "--lam", "50", root=tmp_path, here=(monkeypatch, capsys))
     assert ease["valid_ndcg@100"] != recipe["valid_ndcg@100"]
-    linear = _variant("linear_term", "--weight", "1", root=tmp_path)
+    linear = _variant("linear_term", "--weight", "1", root=tmp_path, here=(monkeypatch, capsys))
     assert linear["valid_ndcg@100"] != recipe["valid_ndcg@100"]
     assert set(linear["valid"]) == set(linear["test"]) and "ndcg@100" in linear["test"]
 

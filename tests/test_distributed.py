@@ -120,8 +120,14 @@ def two_process_run(ratings_csv, tmp_path_factory):  # noqa: F811
 
 
 def test_two_gloo_processes_train_as_one_process(ratings_csv, two_process_run, tmp_path):  # noqa: F811
-    one = _bindiff(*small_args(ratings_csv, tmp_path / "one", *TWO_PROCESS))
-    assert one.returncode == 0, one.stderr
+    from test_cli_pipeline import app, runner
+
+    threads = torch.get_num_threads()  # the one-process reference, in this process (train.threads=1 sets it)
+    try:
+        one = runner.invoke(app, small_args(ratings_csv, tmp_path / "one", *TWO_PROCESS))
+    finally:
+        torch.set_num_threads(threads)
+    assert one.exit_code == 0, one.output
     (run_one,) = (tmp_path / "one" / "ml1m").iterdir()
     run_two = two_process_run
 

@@ -3,6 +3,7 @@ denoiser or model of one's own, and the messages such extensions meet (an eleven
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -192,8 +193,12 @@ def test_the_vector_length_is_the_first_parameter_whatever_its_name(monkeypatch)
                                       "model.kind=multvae model.params.latent=100000000000000000000"])
 def test_a_width_beyond_what_torch_can_size_is_one_line(override):
     """torch's own TypeError for a size beyond int64 passed through as a traceback."""
-    done = _bindiff("show-config", "ml100k", *override.split(), env_extra={})
-    assert done.returncode == 2 and "Traceback" not in done.stderr
+    from typer.testing import CliRunner
+
+    from bindiff.cli import app
+
+    done = CliRunner().invoke(app, ["show-config", "ml100k", *override.split()])  # a TypeError escaping is exit 1
+    assert done.exit_code == 2 and "Traceback" not in done.stderr, done.exception
     assert "must be an integer in 1..2**63 - 1" in done.stderr
 
 
@@ -277,15 +282,23 @@ bindiff.register_task(Toy(), {"eval": {"select": key(str, "loss", "the validatio
 '''
 
 
-def test_the_command_loads_plugins_named_in_the_environment(tmp_path):
+def test_the_command_loads_plugins_named_in_the_environment(tmp_path, monkeypatch):
     """A denoiser or task registered from Python was unknown to `bindiff`: "unknown denoiser 'tiny'"."""
     (tmp_path / "my_plugin.py").write_text(PLUGIN)
-    plain = _bindiff("show-config", "ml100k", "denoiser.name=tiny", env_extra={})
-    assert plain.returncode == 2 and "unknown denoiser 'tiny'; choose one of mlp, unet (one of your own is " \
+    # without the variable, in this process (the command's own code, plugins read as a process reads them):
+    # the names are unknown, and the message says how to register them
+    from typer.testing import CliRunner
+
+    from bindiff.cli import app
+
+    monkeypatch.delenv("BINDIFF_PLUGINS", raising=False)
+    plain = CliRunner().invoke(app, ["show-config", "ml100k", "denoiser.name=tiny"])
+    assert plain.exit_code == 2 and "unknown denoiser 'tiny'; choose one of mlp, unet (one of your own is " \
         "registered first: register_denoiser, run by a plugin for the bindiff command)" in plain.stderr
-    unknown_task = _bindiff("show-config", "task=toy", env_extra={})
-    assert unknown_task.returncode == 2 and "got 'toy' (one of your own is registered first: register_task" \
+    unknown_task = CliRunner().invoke(app, ["show-config", "task=toy"])
+    assert unknown_task.exit_code == 2 and "got 'toy' (one of your own is registered first: register_task" \
         in unknown_task.stderr
+    # named in the environment, in a process of its own: the command loads them before it reads the recipe
     env = {"BINDIFF_PLUGINS": " my_plugin ,", "PYTHONPATH": str(tmp_path)}
     shown = _bindiff("show-config", "ml100k", "denoiser.name=tiny", env_extra=env)
     assert shown.returncode == 0, shown.stderr
@@ -294,15 +307,44 @@ def test_the_command_loads_plugins_named_in_the_environment(tmp_path):
     assert toy.returncode == 0 and "task: toy" in toy.stdout and "select: loss" in toy.stdout
 
 
+@contextmanager
+def plugin_imported(where: Path, name: str):
+    """``name`` imported from ``where`` in this process, and everything it registered forgotten after."""
+    import importlib
+    import sys
+
+    from bindiff.config import schema
+    from bindiff.core import denoisers
+    from bindiff.tasks import registry
+
+    tables = (denoisers.DENOISERS, registry.TASKS, schema.TASKS)
+    before = [dict(table) for table in tables]
+    sys.path.insert(0, str(where))
+    try:
+        importlib.import_module(name)
+        yield
+    finally:
+        sys.path.remove(str(where))
+        sys.modules.pop(name, None)
+        for table, was in zip(tables, before):
+            table.clear()
+            table.update(was)
+
+
 def test_a_run_names_the_plugin_its_model_needs(tmp_path):
     """A run trained with a plugin's denoiser, read without the plugin, met an unknown name deep inside;
     its checkpoints now record the module, and reading them without it says which to load."""
     (tmp_path / "my_plugin.py").write_text(PLUGIN)
     env = {"BINDIFF_PLUGINS": "my_plugin", "PYTHONPATH": str(tmp_path)}
-    trained = _bindiff("train", "ml100k", "data.dataset=synthetic:tiny", "denoiser.name=tiny", "denoiser.params={}",
-                       "train.epochs=1", "train.threads=1", f"output.root={tmp_path / 'runs'}",
-                       "split.n_valid_users=20", "split.n_test_users=20", env_extra=env, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
+    with plugin_imported(tmp_path, "my_plugin"):  # trained here, as `import my_plugin` in a notebook would: a
+        # process of its own (4.7 s) would pay torch, dynamo and matplotlib's imports only to train one epoch
+        import bindiff
+        from bindiff.config import load_recipe
+
+        bindiff.train(load_recipe("ml100k", ["data.dataset=synthetic:tiny", "denoiser.name=tiny", "denoiser.params={}",
+                                             "train.epochs=1", "train.threads=1", f"output.root={tmp_path / 'runs'}",
+                                             "output.progress=false", "split.n_valid_users=20",
+                                             "split.n_test_users=20"]))
     (run_dir,) = (tmp_path / "runs").glob("*/*")
     # without the plugin (another one named, which keeps its place in the advice)
     without = _bindiff("evaluate", str(run_dir), env_extra={"BINDIFF_PLUGINS": "json"})
