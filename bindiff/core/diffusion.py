@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import params as checks
 from .count import tilt_to_count
 from .denoisers import DenoiserEnsemble
 from .losses import LOSSES, diffusion_loss
@@ -134,7 +135,8 @@ class BinomialDiffusion(nn.Module):
                 raise ValueError(f"the {name} must lie in [0, 1], got {value}")
         if share + top_share > 1:
             raise ValueError(f"the low-time and top-time shares sum to {share + top_share}, more than 1")
-        if isinstance(low_max, bool) or int(low_max) != low_max or low_max < 1:
+        if (isinstance(low_max, bool) or not isinstance(low_max, numbers.Real) or not math.isfinite(low_max)
+                or int(low_max) != low_max or low_max < 1):
             raise ValueError(f"low_max must be an integer >= 1, got {low_max!r}")
         self.low_time_share, self.low_time_max = float(share), min(int(low_max), self.train_t_max)
         self.top_time_share = float(top_share)
@@ -262,7 +264,9 @@ class BinomialDiffusion(nn.Module):
         return torch.full((n,), int(t), dtype=torch.long, device=device)
 
     def _check_time(self, t: int) -> int:
-        if isinstance(t, bool) or int(t) != t or not 1 <= int(t) <= self.process.num_steps:
+        # int() of an infinity or a NaN raises an error naming neither t nor its range
+        whole = isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t) and int(t) == t
+        if not whole or not 1 <= int(t) <= self.process.num_steps:
             raise ValueError(f"t must be an integer in 1..{self.process.num_steps}, got {t!r}")
         return int(t)
 
@@ -278,7 +282,7 @@ class BinomialDiffusion(nn.Module):
         The product of these marginals is the exact start of the reverse chain for data with
         independent bits, and a better one than B(½) whenever ᾱ_T is not near 0.
         """
-        return self.process.marginal_probs(x0.float().mean(0), self.process.num_steps)
+        return self.process.marginal_probs(at_least_float32(x0).mean(0), self.process.num_steps)  # float64 stays
 
     @torch.no_grad()
     def predict_x0(self, x: torch.Tensor, t: int = 1, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -462,6 +466,8 @@ class BinomialDiffusion(nn.Module):
         if mask.dtype != torch.bool and bool(((mask != 0) & (mask != 1)).any()):
             raise ValueError("mask: must be boolean (True where a bit is known) or hold only 0 and 1")
         mask = mask.bool()
+        if init is not None and prior is not None:  # the warm start replaces the draw from the prior
+            raise ValueError("prior is where x_T is drawn from noise, and init replaces that draw: give one of them")
         start = self.process.num_steps if start is None else self._check_time(start)
         scheduler = self.scheduler(None if steps is None else min(steps, start), start=start)
         free = self._start_state(known.shape, start, init, prior, generator, known.device, known.dtype)
@@ -497,6 +503,7 @@ class BinomialDiffusion(nn.Module):
         ``start_logits`` (``start_logits(cond)``): the first denoiser call's logits where it is
         blind to x_T, computed once for several draws given the same ``cond``.
         """
+        n = checks.whole("n", n)  # torch's own refusal of 2.0 names a size argument, not n
         nothing_known = torch.zeros((n, self.denoiser.dim), device=device)
         return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator,
                             prior=prior, decode=decode, cond=cond, resample=resample, ones=ones, on_step=on_step,

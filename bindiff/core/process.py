@@ -105,6 +105,14 @@ def _shaped_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
 
+def _plain_numbers(values: dict) -> dict:
+    """numpy's numbers as plain ones (np.float32 is no JSON, np.float64 no YAML), so that a
+    process's config is written as it was read; get_schedule refuses what is not a number."""
+    return {key: value if isinstance(value, bool) or not isinstance(value, numbers.Real)
+            else int(value) if isinstance(value, numbers.Integral) else float(value)
+            for key, value in values.items()}
+
+
 def _rates_of(config: dict) -> tuple[torch.Tensor, str]:
     """The rates (β, or flip probabilities for ``kernel="flip"``) and kernel a process config names."""
     config = dict(config)
@@ -158,11 +166,7 @@ class BernoulliProcess:
     def from_schedule(cls, schedule: str, steps: int, kernel: str = "toward_half", **params: Any) -> "BernoulliProcess":
         if isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
             steps = int(steps)  # numpy's integers too, kept as a plain int for the config's YAML
-        # numpy's numbers as plain ones too (np.float32 is no JSON, np.float64 no YAML); get_schedule refuses the rest
-        params = {key: value if isinstance(value, bool) or not isinstance(value, numbers.Real)
-                  else int(value) if isinstance(value, numbers.Integral) else float(value)
-                  for key, value in params.items()}
-        config = {"schedule": schedule, "steps": steps, "kernel": kernel, **params}
+        config = {"schedule": schedule, "steps": steps, "kernel": kernel, **_plain_numbers(params)}
         return cls(get_schedule(schedule, steps, **params), kernel=kernel, config=config)
 
     @classmethod
@@ -170,7 +174,7 @@ class BernoulliProcess:
         rates, kernel = _rates_of(config)
         if "betas" in config:
             return cls(rates, kernel=kernel)
-        return cls(rates, kernel=kernel, config=config)
+        return cls(rates, kernel=kernel, config=_plain_numbers(config))
 
     def to_config(self) -> dict:
         """Plain values (YAML-safe) from which ``from_config`` rebuilds this process."""
@@ -207,7 +211,7 @@ class BernoulliProcess:
         given = torch.as_tensor(t)
         if given.dtype == torch.bool:  # True would be read as time 1, a mask passed for the times
             raise ValueError(f"time steps are integers, got booleans {given.flatten()[:4].tolist()}")
-        if given.is_floating_point() and bool((given != given.round()).any()):
+        if given.is_floating_point() and bool(((given != given.round()) | ~torch.isfinite(given)).any()):
             raise ValueError(f"time steps are integers, got {given.flatten()[:4].tolist()}")
         t = given.to(torch.long)
         if t.numel() and (int(t.min()) < low or int(t.max()) > self.num_steps):
