@@ -427,3 +427,35 @@ def test_the_start_from_float64_data_stays_float64():
     assert got.dtype == torch.float64
     # ᾱ_1 = ½: ½ · mean + ¼ per bit, by hand (float32 would move the first by about 1e-9)
     assert got.tolist() == pytest.approx([0.5 * (0.1 + 1e-9) + 0.25, 0.25, 0.5, 0.25], abs=1e-15)
+
+
+# -- found by the review of that pass (each failed before its fix) ------------------------------------------
+
+def test_a_time_or_count_held_in_a_0d_tensor_or_array_is_read_as_its_number():
+    """A loop over torch.arange hands the model 0-d tensors: predict_x0(x, t=torch.tensor(3)) and
+    sample(torch.tensor(2)) ran before the checks of infinite times, which refused every non-number."""
+    import numpy as np
+
+    model = _model()
+    x = torch.ones(1, 3)
+    want = model.predict_x0(x, t=3)
+    for t in (torch.tensor(3), np.array(3), np.int64(3), 3.0):
+        assert torch.equal(model.predict_x0(x, t=t), want)
+    for t in (torch.tensor(True), torch.tensor(2.5), np.bool_(True)):
+        with pytest.raises(ValueError, match=r"^t must be an integer in 1\.\.5, got "):
+            model.predict_x0(x, t=t)
+    assert model.sample(torch.tensor(2), steps=1, generator=torch.Generator().manual_seed(0)).shape == (2, 3)
+
+
+def test_a_time_beyond_a_floats_range_or_none_is_refused_naming_the_range():
+    """math.isfinite(10 ** 400) raised an OverflowError; 1e30 was read as the time -9223372036854775808;
+    a time of None met torch's "Could not infer dtype of NoneType"."""
+    model = _model()
+    with pytest.raises(ValueError, match=r"^t must be an integer in 1\.\.5, got 1000"):
+        model.predict_x0(torch.ones(1, 3), t=10 ** 400)
+    model.set_time_mixture(0.2, 10 ** 400)  # clipped to train_t_max, as any low_max above it is
+    assert model.low_time_max == 5
+    with pytest.raises(ValueError, match=r"^time steps must lie in 0\.\.5, got 1e\+30\.\.1e\+30$"):
+        model.process.marginal_probs(torch.ones(1, 3), 1e30)
+    with pytest.raises(ValueError, match=r"^time steps are integers, got None$"):
+        model.process.marginal_probs(torch.ones(1, 3), None)

@@ -113,7 +113,7 @@ def test_every_loss_kind_refuses_the_times_and_kernel_the_bound_refuses():
     logits = torch.zeros(2, 3)
     for kind in LOSSES:
         for t, message in ((0, "1..4"), (5, "1..4"), (torch.tensor([1, 2, 3]), "one time per row"),
-                           (torch.tensor([True, False]), "booleans"), (1.5, "integers")):
+                           (torch.tensor([True, False]), "booleans"), (1.5, "integers"), (None, "got None")):
             with pytest.raises(ValueError, match=message):
                 diffusion_loss(kind, process, x0, x0, t, logits)
         with pytest.raises(ValueError, match="unknown reverse kernel"):

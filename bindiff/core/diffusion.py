@@ -23,6 +23,21 @@ DECODES = ("sample", "mean", "threshold")
 DENOISER_INPUTS = ("state", "flat_posterior")
 
 
+def _plain(value):
+    """A 0-d tensor or array as the Python number it holds (a time from ``torch.arange`` or a numpy
+    array); anything else as it is."""
+    return value.item() if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)) else value
+
+
+def _whole_number(value) -> bool:
+    """An integer, or a float with an integer value (3.0); not a bool, an infinity or a NaN."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    if isinstance(value, numbers.Integral):  # math.isfinite of an int beyond a float's range overflows
+        return True
+    return math.isfinite(value) and int(value) == value
+
+
 def _takes_condition(denoiser: nn.Module) -> bool:
     """Whether ``denoiser(x_t, t, cond)`` is a call its forward accepts (an ensemble: its members')."""
     if isinstance(denoiser, DenoiserEnsemble):
@@ -135,10 +150,9 @@ class BinomialDiffusion(nn.Module):
                 raise ValueError(f"the {name} must lie in [0, 1], got {value}")
         if share + top_share > 1:
             raise ValueError(f"the low-time and top-time shares sum to {share + top_share}, more than 1")
-        if (isinstance(low_max, bool) or not isinstance(low_max, numbers.Real) or not math.isfinite(low_max)
-                or int(low_max) != low_max or low_max < 1):
+        if not _whole_number(_plain(low_max)) or _plain(low_max) < 1:
             raise ValueError(f"low_max must be an integer >= 1, got {low_max!r}")
-        self.low_time_share, self.low_time_max = float(share), min(int(low_max), self.train_t_max)
+        self.low_time_share, self.low_time_max = float(share), min(int(_plain(low_max)), self.train_t_max)
         self.top_time_share = float(top_share)
 
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -265,10 +279,10 @@ class BinomialDiffusion(nn.Module):
 
     def _check_time(self, t: int) -> int:
         # int() of an infinity or a NaN raises an error naming neither t nor its range
-        whole = isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t) and int(t) == t
-        if not whole or not 1 <= int(t) <= self.process.num_steps:
+        value = _plain(t)
+        if not _whole_number(value) or not 1 <= int(value) <= self.process.num_steps:
             raise ValueError(f"t must be an integer in 1..{self.process.num_steps}, got {t!r}")
-        return int(t)
+        return int(value)
 
     def scheduler(self, steps: int | None = None, start: int | None = None) -> ReverseScheduler:
         """A scheduler over this model's process and reverse kernel, its times already set."""
@@ -503,7 +517,7 @@ class BinomialDiffusion(nn.Module):
         ``start_logits`` (``start_logits(cond)``): the first denoiser call's logits where it is
         blind to x_T, computed once for several draws given the same ``cond``.
         """
-        n = checks.whole("n", n)  # torch's own refusal of 2.0 names a size argument, not n
+        n = checks.whole("n", _plain(n))  # torch's own refusal of 2.0 names a size argument, not n
         nothing_known = torch.zeros((n, self.denoiser.dim), device=device)
         return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator,
                             prior=prior, decode=decode, cond=cond, resample=resample, ones=ones, on_step=on_step,

@@ -102,7 +102,8 @@ def vb_terms(
     sampling runs (``BernoulliProcess.reverse_logits``), so the bound trains what ``sample`` uses.
     """
     logits, x0, x_t = _checked(logits, x0=x0, x_t=x_t)
-    return _vb_terms(process, x0, x_t, t, logits, reverse_kernel)
+    _check_kernel(reverse_kernel)
+    return _vb_terms(process, x0, x_t, _row_times(process, t, x0), logits, reverse_kernel)
 
 
 def _check_kernel(reverse_kernel: str) -> None:
@@ -125,9 +126,7 @@ def _row_times(process: BernoulliProcess, t, x0: torch.Tensor) -> torch.Tensor:
 
 
 def _vb_terms(process, x0, x_t, t, logits, reverse_kernel):
-    """``vb_terms`` on inputs already checked and lifted."""
-    _check_kernel(reverse_kernel)
-    t = _row_times(process, t, x0)
+    """``vb_terms`` on inputs already checked and lifted, ``t`` one long time per row (``_row_times``)."""
     terms = _bce(logits, x0)
     later = t >= 2
     if later.any():

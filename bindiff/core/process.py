@@ -208,11 +208,18 @@ class BernoulliProcess:
         return self._check_t(given, low=low)
 
     def _check_t(self, t: torch.Tensor | int, low: int = 0) -> torch.Tensor:
+        if t is None:  # torch.as_tensor's "Could not infer dtype of NoneType" names neither
+            raise ValueError("time steps are integers, got None")
         given = torch.as_tensor(t)
         if given.dtype == torch.bool:  # True would be read as time 1, a mask passed for the times
             raise ValueError(f"time steps are integers, got booleans {given.flatten()[:4].tolist()}")
         if given.is_floating_point() and bool(((given != given.round()) | ~torch.isfinite(given)).any()):
             raise ValueError(f"time steps are integers, got {given.flatten()[:4].tolist()}")
+        if given.is_floating_point() and given.numel() and (float(given.min()) < low
+                                                            or float(given.max()) > self.num_steps):
+            # before the cast: 1e30 as a long is -9223372036854775808
+            raise ValueError(f"time steps must lie in {low}..{self.num_steps}, got {given.min().item():g}.."
+                             f"{given.max().item():g}")
         t = given.to(torch.long)
         if t.numel() and (int(t.min()) < low or int(t.max()) > self.num_steps):
             raise ValueError(f"time steps must lie in {low}..{self.num_steps}, got {t.min().item()}..{t.max().item()}")
