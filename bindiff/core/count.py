@@ -26,18 +26,26 @@ def tilt_to_count(logits: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
 
     Targets are clipped to [0.5, D − 0.5]: a product of Bernoullis with finite logits cannot
     have all or none of its bits on for sure. Computed in float64, returned in the dtype of
-    ``logits``.
+    ``logits`` (float32 for integer or boolean logits).
     """
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     if logits.dim() != 2:
         raise ValueError(f"logits must be (B, D), got shape {tuple(logits.shape)}")
-    ones = torch.as_tensor(ones, device=logits.device).to(torch.float64).reshape(-1)
+    try:
+        ones = torch.as_tensor(ones, device=logits.device).to(torch.float64).reshape(-1)
+    except (TypeError, ValueError, OverflowError, RuntimeError) as error:  # 10**400: "Overflow when unpacking long long"
+        raise ValueError(f"ones must be counts, one for each row: {error}") from None
     if ones.shape[0] != logits.shape[0]:
         raise ValueError(f"ones has {ones.shape[0]} values for {logits.shape[0]} rows")
     if not torch.isfinite(ones).all():
         raise ValueError("ones must be finite counts")
+    # integer or boolean logits: the shifted logits are fractions, returned in float32 (cast back to
+    # int64 they were truncated, [[1, 2, 3]] tilted to one 1 came back [[-1, 0, 0]])
+    out_dtype = logits.dtype if logits.is_floating_point() else torch.float32
     x = logits.to(torch.float64)
     if x.numel() == 0:  # no rows, or rows of no bits: nothing to shift
-        return logits.clone()
+        return logits.to(out_dtype, copy=True)
     if not torch.isfinite(x).all():
         raise ValueError("logits must be finite")
     target = ones.clamp(0.5, x.shape[1] - 0.5)
@@ -52,4 +60,4 @@ def tilt_to_count(logits: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
         above = torch.sigmoid(x + mid[:, None]).sum(1) > target
         high = torch.where(above, mid, high)
         low = torch.where(above, low, mid)
-    return (x + ((low + high) / 2)[:, None]).to(logits.dtype)
+    return (x + ((low + high) / 2)[:, None]).to(out_dtype)

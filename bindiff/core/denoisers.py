@@ -61,6 +61,7 @@ class MLPDenoiser(nn.Module):
             raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if input_norm not in ("none", "l2"):
             raise ValueError(f"input_norm must be 'none' or 'l2', got {input_norm!r}")
+        dim = checks.whole("dim", dim, low=1)  # 0 built a network of no inputs; 2.5 or -1 failed inside torch
         hidden = checks.widths("hidden", hidden)
         dropout, input_dropout = checks.rate("dropout", dropout), checks.rate("input_dropout", input_dropout)
         time_dim = checks.whole("time_dim", time_dim)
@@ -159,6 +160,11 @@ def same_definition(a: object, b: object) -> bool:
 def register_denoiser(name: str, cls: type[nn.Module]) -> None:
     """Make a denoiser available to recipes under ``name`` (adapters add spatial ones). Registering
     the same class again (a re-run notebook cell) replaces it; another class under a taken name is refused."""
+    if not isinstance(name, str) or not name:  # a name of 5 broke every later "unknown denoiser" line (a TypeError)
+        raise ValueError(f"a denoiser's name is a non-empty string, got {name!r}")
+    if not callable(cls):
+        raise ValueError(f"register_denoiser({name!r}, ...) needs a class (or a function) that builds the denoiser, "
+                         f"got {cls!r}")
     if name in DENOISERS and not same_definition(DENOISERS[name], cls):
         taken = getattr(DENOISERS[name], "__qualname__", repr(DENOISERS[name]))  # a functools.partial has none
         raise ValueError(f"a denoiser named {name!r} is already registered ({taken})")

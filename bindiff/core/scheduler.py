@@ -75,6 +75,9 @@ class ReverseScheduler:
                 raise ValueError(f"num_inference_steps must lie in 1..{start}, got {n}")
             grid = _even_grid(start, n)
             timesteps = sorted(set(grid), reverse=True)
+        if isinstance(timesteps, (str, bytes)) or not hasattr(timesteps, "__iter__") or (
+                isinstance(timesteps, torch.Tensor) and timesteps.ndim != 1):
+            raise ValueError(f"timesteps must list whole numbers, got {timesteps!r}")
         timesteps = [_integer("timesteps", t) for t in timesteps]
         if not timesteps or any(a <= b for a, b in zip(timesteps, timesteps[1:])):
             raise ValueError(f"timesteps must be strictly descending and non-empty, got {timesteps}")
@@ -87,9 +90,14 @@ class ReverseScheduler:
         """The time visited after ``t`` (0 after the last)."""
         if isinstance(t, torch.Tensor) and t.numel() != 1:
             raise ValueError(f"t: one time for the whole batch (every row steps together), got shape {tuple(t.shape)}")
-        if int(t) != t or int(t) not in self.timesteps:
+        value = t.item() if isinstance(t, torch.Tensor) else t
+        try:  # NaN, inf and None raised int()'s own error, naming no t; True was the time 1
+            whole = None if isinstance(value, (bool, str, bytes)) or type(value).__name__ == "bool_" else int(value)
+        except (TypeError, ValueError, OverflowError):
+            whole = None
+        if whole is None or bool(whole != value) or whole not in self.timesteps:
             raise ValueError(f"t = {t!r} is not one of this scheduler's timesteps {self.timesteps}")
-        i = self.timesteps.index(int(t))
+        i = self.timesteps.index(whole)
         return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else 0
 
     def step(self, model_output: torch.Tensor, t: int, sample: torch.Tensor,
@@ -100,6 +108,9 @@ class ReverseScheduler:
         Draws the next state with ``generator`` ("sample") or keeps its probabilities ("mean").
         ValueError for a sample outside [0, 1], NaN logits, or a ``t`` not among the timesteps.
         """
+        for name, value in (("model_output", model_output), ("sample", sample)):
+            if not isinstance(value, torch.Tensor):  # numpy failed inside torch, naming neither
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
         check_unit_interval("sample", sample)
         return self._step(model_output, t, sample, generator, mode)
 
@@ -134,7 +145,7 @@ def _integer(name: str, value) -> int:
     """``value`` as an int; ValueError for a fraction (2.7 steps are not 2), a bool or text."""
     try:
         whole = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # inf: "cannot convert float infinity", naming nothing
         whole = None
     if isinstance(value, (bool, str, bytes)) or whole is None or bool(whole != value):
         raise ValueError(f"{name} must be whole numbers, got {value!r}")

@@ -104,6 +104,7 @@ class UNetDenoiser(nn.Module):
                  time_dim: int = 32, coords: bool = True, patch: int = 1, bf16: bool = False,
                  cond_channels: int = 0):
         super().__init__()
+        dim = whole("dim", dim, low=1)  # 16.0 or True were kept as the vector length
         grid = widths("grid", grid)  # 2.7 is not a side
         if len(grid) not in (2, 3):
             raise ValueError(f"grid must list 2 or 3 positive sides, got {grid}")

@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from .segmentation import as_mask
+from .segmentation import as_array, as_mask
 
 __all__ = ["binary_entropy", "brier_score", "error_detection_auroc", "expected_calibration_error"]
 
@@ -35,7 +35,10 @@ def _pair(prob, truth) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _probabilities(values, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
+    array = as_array(values)
+    if array.dtype.kind not in "biuf":  # text ("0.5" was read as 0.5), complex, objects
+        raise ValueError(f"{name} must hold probabilities in [0, 1], got an array of {array.dtype}")
+    array = array.astype(np.float64)
     inside = (array >= 0) & (array <= 1)  # NaN is outside
     if not inside.all():
         raise ValueError(f"{name} must hold probabilities in [0, 1], got {array[~inside].flat[0].item()!r}")
@@ -74,7 +77,10 @@ def binary_entropy(prob) -> np.ndarray:
 def error_detection_auroc(uncertainty, errors) -> float:
     """AUROC of ``uncertainty`` for telling wrong voxels (``errors`` True) from right ones; NaN
     when there are no errors or no correct voxels."""
-    u, e = np.asarray(uncertainty, dtype=np.float64), as_mask(errors, "errors")
+    u, e = as_array(uncertainty), as_mask(errors, "errors")
+    if u.dtype.kind not in "biuf":  # text, complex, integers beyond a float
+        raise ValueError(f"uncertainty must hold real numbers, got an array of {u.dtype}")
+    u = u.astype(np.float64)
     if u.shape != e.shape:
         raise ValueError(f"uncertainty {u.shape} and errors {e.shape} differ in shape")
     if not np.isfinite(u).all():  # a NaN rank made the AUROC NaN, read as "undefined" and left out of means

@@ -77,7 +77,11 @@ def _as_index_array(topk_idx) -> np.ndarray:
         raise ValueError(f"topk_idx must be 2-D (users, k), got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"topk_idx must hold integer item indices, got dtype {arr.dtype}")
+    if arr.size and np.issubdtype(arr.dtype, np.unsignedinteger) and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"topk_idx holds item index {int(arr.max())}, beyond int64")  # it wrapped to -1: "no item"
     arr = arr.astype(np.int64, copy=False)
+    if arr.size and arr.min() < -1:  # only -1 marks an empty slot; -2 counted as one without a word
+        raise ValueError(f"topk_idx holds item index {int(arr.min())}; item indices are >= 0, and -1 marks an empty slot")
     ranked = np.sort(arr, axis=1)
     repeated = (ranked[:, 1:] == ranked[:, :-1]) & (ranked[:, 1:] >= 0)  # -1 pads a short list
     if repeated.any():
@@ -239,6 +243,9 @@ def _working_scores(scores: torch.Tensor, copy: bool) -> torch.Tensor:
     if scores.dtype == torch.bool:
         return scores.to(torch.float32)
     if not scores.is_floating_point():
+        beyond = (scores > 2 ** 53) | (scores < -(2 ** 53))
+        if bool(beyond.any()):  # float64 would round them (2**60 + 1 tied with 2**60): their dense ranks keep the order
+            return torch.unique(scores, sorted=True, return_inverse=True)[1].to(torch.float64)
         return scores.to(torch.float64)  # float64 keeps integer scores exact up to 2**53
     return scores.detach().clone() if copy else scores.detach()  # the caller's tensor must not see the -inf
 
@@ -276,6 +283,8 @@ def topk_excluding(scores: torch.Tensor, exclude, k: int) -> torch.Tensor:
         raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D (batch, n_items), got shape {tuple(scores.shape)}")
+    if scores.is_complex():  # the cast to float64 dropped the imaginary part with only a warning
+        raise TypeError(f"scores must be real numbers, got {scores.dtype}")
     n_rows, n_items = scores.shape
     k = _check_k(k, n_items, what="scores")
     device = scores.device
@@ -627,6 +636,11 @@ def merge_reports(parts: Sequence[RankingReport]) -> RankingReport:
     if not parts:
         raise ValueError("merge_reports needs at least one report")
     first = parts[0]
+    for i, part in enumerate(parts[1:], 1):  # the means would take the first report's policy, or a KeyError
+        if list(part.metrics) != list(first.metrics) or part.empty_users != first.empty_users:
+            raise ValueError(f"merge_reports: report {i} has metrics {list(part.metrics)} and empty_users="
+                             f"{part.empty_users!r}, report 0 has {list(first.metrics)} and {first.empty_users!r}; "
+                             "the reports of one evaluation share both")
     per_user = {name: np.concatenate([p.per_user[name] for p in parts]) for name in first.per_user}
     recommended = {name: np.logical_or.reduce([p.recommended[name] for p in parts]) for name in first.recommended}
     n_users = sum(p.n_users for p in parts)

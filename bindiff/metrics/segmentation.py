@@ -27,6 +27,7 @@ Every case therefore has a finite value of every metric, and means are over all 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -53,14 +54,27 @@ SURFACE_TOLERANCE_MM = 1.0  # surface Dice's tolerance in segmentation_metrics
 def as_mask(values, name: str = "mask") -> np.ndarray:
     """``values`` as a boolean mask; ValueError naming ``name`` for anything but 0 and 1 (or
     booleans): a probability map or a label map would otherwise count every non-zero voxel."""
-    array = np.asarray(values)
+    array = as_array(values)
     if array.dtype == bool:
         return array
     binary = (array == 0) | (array == 1)  # NaN is neither
     if not binary.all():
-        raise ValueError(f"{name}: a mask holds 0 and 1 (or booleans), got {array[~binary].flat[0].item()!r}; "
+        bad = array[~binary].flat[0]
+        raise ValueError(f"{name}: a mask holds 0 and 1 (or booleans), got {getattr(bad, 'item', lambda: bad)()!r}; "
                          "threshold a probability map, or binarize a label map, first")
     return array.astype(bool)
+
+
+def as_array(values) -> np.ndarray:
+    """``values`` as a numpy array; a torch tensor from any device, with a gradient or in bfloat16
+    (numpy has no such type) too: each raised torch's error, naming no argument."""
+    import sys
+
+    torch = sys.modules.get("torch")  # a tensor can only exist where torch is imported
+    if torch is not None and isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        return (values.float() if values.dtype == torch.bfloat16 else values).numpy()
+    return np.asarray(values)
 
 
 def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +118,13 @@ def _directed(from_surface: np.ndarray, to_surface: np.ndarray, spacing) -> np.n
 
 
 def _spacing(pred: np.ndarray, spacing) -> tuple[float, ...]:
-    spacing = tuple(float(s) for s in (spacing if spacing is not None else (1.0,) * pred.ndim))
+    if spacing is None:
+        spacing = (1.0,) * pred.ndim
+    if isinstance(spacing, (str, bytes)) or np.ndim(spacing) != 1 or not all(
+            isinstance(s, numbers.Real) and not isinstance(s, (bool, np.bool_)) for s in as_array(spacing).tolist()):
+        # text ("21" was read as 2 mm by 1 mm), one number, booleans
+        raise ValueError(f"spacing must list one voxel size in mm per axis, got {spacing!r}")
+    spacing = tuple(float(s) if abs(s) < 2 ** 1024 else math.inf for s in as_array(spacing).tolist())
     if len(spacing) != pred.ndim:
         raise ValueError(f"spacing {spacing} does not match a {pred.ndim}-D mask")
     if not all(math.isfinite(s) and s > 0 for s in spacing):  # 0 mm made every distance 0
@@ -161,10 +181,18 @@ def surface_dice(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] |
     """Normalised surface Dice (Nikolov et al. 2021): the share of both surfaces lying within
     ``tolerance_mm`` of the other surface."""
     pred, truth = _pair(pred, truth)
+    tolerance_mm = _tolerance(tolerance_mm)
     distances = surface_distances(pred, truth, spacing)
     if distances is None:
         return _empty_value(pred, truth, spacing, 1.0, 0.0)
     return _share_within(*distances, tolerance_mm)
+
+
+def _tolerance(tolerance_mm) -> float:
+    """A distance in mm >= 0: a negative or NaN tolerance gave surface Dice 0 without a word."""
+    if isinstance(tolerance_mm, (bool, np.bool_)) or not isinstance(tolerance_mm, numbers.Real) or not tolerance_mm >= 0:
+        raise ValueError(f"tolerance_mm must be a distance in mm >= 0, got {tolerance_mm!r}")
+    return float(tolerance_mm)
 
 
 def _share_within(d_pt: np.ndarray, d_tp: np.ndarray, tolerance_mm: float) -> float:
@@ -187,7 +215,7 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[
     """Every metric of one case (see the module docstring for the definitions and empty rule);
     ``spacing`` and ``tolerance_mm`` as in ``hd95`` and ``surface_dice``."""
     pred, truth = _pair(pred, truth)
-    spacing = _spacing(pred, spacing)
+    spacing, tolerance_mm = _spacing(pred, spacing), _tolerance(tolerance_mm)
     v_pred, v_truth = volume_ml(pred, spacing), volume_ml(truth, spacing)
     distances = surface_distances(pred, truth, spacing)  # once, for HD95, ASSD and surface Dice
     if distances is None:
