@@ -9,6 +9,7 @@ times, where the data have them, ride along as one value per stored entry.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -37,6 +38,29 @@ class InteractionMatrix:
     time: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        where = self.source or "InteractionMatrix"
+        if not sp.issparse(self.matrix) or self.matrix.ndim != 2:
+            raise TypeError(f"{where}: matrix must be a 2-D scipy.sparse matrix (users x items), "
+                            f"got {type(self.matrix).__name__}")
+        for name, n in (("user_ids", self.matrix.shape[0]), ("item_ids", self.matrix.shape[1])):
+            if np.ndim(getattr(self, name)) != 1 or len(getattr(self, name)) != n:
+                raise ValueError(f"{where}: {name} must hold one id per {'row' if name == 'user_ids' else 'column'} "
+                                 f"of the {self.matrix.shape[0]} x {self.matrix.shape[1]} matrix, got shape "
+                                 f"{np.shape(getattr(self, name))}")
+        matrix = self.matrix
+        if not (matrix.format == "csr" and matrix.dtype == np.float32 and matrix.has_canonical_format
+                and (matrix.data == 1).all()):
+            # every split reads each stored entry as an interaction: a stored zero (or a duplicate) would become
+            # one; the binary float32 CSR that build_matrix makes, with duplicates merged and zeros dropped
+            if self.time is not None and not (matrix.format == "csr" and matrix.has_canonical_format
+                                              and (matrix.data != 0).all()):
+                raise ValueError(f"{where}: with time, matrix must be a CSR matrix with sorted indices, no duplicate "
+                                 "and no stored zero (time is aligned with its entries)")
+            matrix = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+            matrix.sum_duplicates()
+            matrix.eliminate_zeros()
+            matrix.data[:] = 1.0
+            object.__setattr__(self, "matrix", matrix)
         if self.time is not None and len(self.time) != self.matrix.nnz:
             raise ValueError(f"{self.source}: {len(self.time)} times for {self.matrix.nnz} interactions")
 
@@ -72,6 +96,15 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
     if len(raw) == 0:
         raise DataError(f"{raw.source}: no interactions")
     users, items, times = raw.user, raw.item, raw.time
+    if min_rating is not None and (isinstance(min_rating, bool) or not isinstance(min_rating, numbers.Real)
+                                   or not _comparable(min_rating)):
+        raise DataError(f"{raw.source}: min_rating must be null or a number, got {min_rating!r}")
+    if times is not None:
+        times = np.asarray(times)
+        if times.dtype.kind not in "iuf" or (times.dtype.kind == "f" and not np.isfinite(times).all()):
+            raise DataError(f"{raw.source}: each interaction's time must be a finite number; got "
+                            + (f"dtype {times.dtype}" if times.dtype.kind not in "iuf"
+                               else f"{float(times[~np.isfinite(times)][0])!r} at row {int(np.flatnonzero(~np.isfinite(times))[0])}"))
     if min_rating is not None:
         if raw.rating is None:
             raise DataError(
@@ -104,6 +137,14 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
         if time is not None:
             time = time[entry_positions(before, kept_users, kept_items)]
     return InteractionMatrix(matrix, user_ids, item_ids, raw.source, time)
+
+
+def _comparable(value) -> bool:
+    """A number ratings can be compared with: NaN keeps nothing, 10 ** 400 overflows float64."""
+    try:
+        return not math.isnan(value)
+    except OverflowError:
+        return False
 
 
 def _pair_times(rows: np.ndarray, cols: np.ndarray, times: np.ndarray, matrix: sp.csr_matrix,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import numbers
 import re
 import zlib
 from dataclasses import dataclass
@@ -135,6 +136,9 @@ def read_delimited(
         positions = {}
         for key, column in wanted.items():
             try:
+                if isinstance(column, (bool, np.bool_)) or (isinstance(column, numbers.Number)
+                                                           and not isinstance(column, numbers.Integral)):
+                    raise TypeError  # int() would read True as column 1 and 1.7 as column 1
                 positions[key] = int(column)
             except (TypeError, ValueError):
                 raise DataError(

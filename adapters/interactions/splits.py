@@ -217,6 +217,8 @@ def strong_generalization(
     for name, value in (("n_valid_users", n_valid_users), ("n_test_users", n_test_users)):
         if not _is_integer(value) or value < 1:
             raise DataError(f"{where}: {name} must be a positive integer (no empty split), got {value!r}")
+    # Python ints: two numpy int64 counts near 2**62 add up past int64 and wrap round to a negative sum
+    n_valid_users, n_test_users = int(n_valid_users), int(n_test_users)
     if n_valid_users + n_test_users >= n_users:
         raise DataError(
             f"{where}: n_valid_users + n_test_users = {n_valid_users + n_test_users} leaves no train "
@@ -524,11 +526,19 @@ def _given_time(value, name: str, where: str | None):
             moment = moment.replace(tzinfo=timezone.utc)
         seconds = moment.timestamp()
         return int(seconds) if seconds == int(seconds) else seconds
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value):
         raise DataError(f"{_prefix(where)}{name} (split.{name}) must be a time (a number, or an ISO 8601 date and time), "
                         f"got {value!r}")
     value = _plain_number(value)
     return int(value) if isinstance(value, float) and value.is_integer() else value  # 1.7e9 as a whole second
+
+
+def _finite(value) -> bool:
+    """A finite real number; an int beyond float64's range (10 ** 400) is no time either."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 # Unix seconds of about the year 5000: a time column beyond it holds another unit (Unix milliseconds from 1973)
@@ -826,13 +836,22 @@ def _integer_pairs(raw: RawInteractions) -> tuple[np.ndarray, np.ndarray]:
     if len(raw) == 0:
         raise DataError(f"{raw.source}: no interactions")
     try:
-        users = np.asarray(raw.user).astype(np.int64)
-        items = np.asarray(raw.item).astype(np.int64)
+        users, items = (_integer_ids(np.asarray(ids)) for ids in (raw.user, raw.item))
     except (ValueError, OverflowError):
         raise DataError(f"{raw.source}: a predefined split needs integer user and item ids") from None
     if users.min() < 0 or items.min() < 0:
         raise DataError(f"{raw.source}: negative ids are not allowed")
     return users, items
+
+
+def _integer_ids(ids: np.ndarray) -> np.ndarray:
+    """Ids as int64: decimal text or integers. ValueError for floats and booleans, which ``astype`` would
+    truncate (user 1.5 read as user 1) or read as 0 and 1."""
+    if ids.dtype.kind in "iu":
+        return ids.astype(np.int64)
+    if ids.dtype.kind not in "UO":
+        raise ValueError(f"ids of dtype {ids.dtype}")
+    return ids.astype(str).astype(np.int64)
 
 
 def _atomic_write(path: Path, write) -> None:

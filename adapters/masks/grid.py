@@ -48,14 +48,21 @@ class GridSpec:
     slice_axis: int = 2  # canonical RAS axis: 2 = axial slices
 
     def __post_init__(self) -> None:
-        if len(self.shape) not in (2, 3) or any(isinstance(s, bool) or int(s) != s or s < 1 for s in self.shape):
+        if len(self.shape) not in (2, 3) or any(isinstance(s, (bool, np.bool_)) or not _whole(s) or s < 1
+                                                for s in self.shape):
             raise ValueError(f"grid.shape must list 2 (slices) or 3 positive whole sides, got {list(self.shape)}")
+        # plain ints in a tuple: a side of 4.0 indexed nothing (an IndexError in to_grid), a list made the spec unhashable
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if isinstance(self.margin, (bool, np.bool_)) or not isinstance(self.margin, (int, np.integer)) or self.margin < 0:
+            raise ValueError(f"grid.margin must be a whole number of voxels >= 0, got {self.margin!r}")
+        if isinstance(self.slice_axis, (bool, np.bool_)) or not isinstance(self.slice_axis, (int, np.integer)):
+            raise ValueError(f"grid.slice_axis must be 0, 1 or 2, got {self.slice_axis!r}")
+        object.__setattr__(self, "margin", int(self.margin))
+        object.__setattr__(self, "slice_axis", int(self.slice_axis))
         if self.mode not in MODES:
             raise ValueError(f"grid.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.crop not in CROPS:
             raise ValueError(f"grid.crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
-        if self.margin < 0:
-            raise ValueError(f"grid.margin must be >= 0, got {self.margin}")
         if self.slice_axis not in (0, 1, 2):
             raise ValueError(f"grid.slice_axis must be 0, 1 or 2, got {self.slice_axis}")
 
@@ -67,6 +74,14 @@ class GridSpec:
     def vector_grid(self) -> tuple[int, ...]:
         """The grid each vector is: the 3-D grid, or one slice of it."""
         return tuple(int(s) for s in self.shape)
+
+
+def _whole(value) -> bool:
+    """A whole number (4, 4.0, numpy's too), not text."""
+    try:
+        return int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -98,6 +98,13 @@ def custom_preset(allowed, foreground) -> LabelPreset:
     if isinstance(foreground, (str, bytes, numbers.Number)) or (allowed is not None and isinstance(
             allowed, (str, bytes, numbers.Number))):
         raise DataError(f"custom labels are lists of label values, got allowed={allowed!r}, foreground={foreground!r}")
+    # lists of them first: a generator (or any one-pass iterable) was used up by the checks and left an empty region
+    try:
+        foreground = list(foreground)
+        allowed = None if allowed is None else list(allowed)
+    except TypeError:
+        raise DataError(f"custom labels are lists of label values, got allowed={allowed!r}, "
+                        f"foreground={foreground!r}") from None
     if not foreground:
         raise DataError("labels.preset is 'custom' but labels.foreground lists no label values")
     values = [allowed, foreground] if allowed is not None else [foreground]

@@ -34,6 +34,8 @@ def training_spacing(spacings: Sequence[Sequence[float]]) -> tuple[float, float,
     values = np.asarray(spacings, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] != 3:
         raise ValueError(f"expected one (x, y, z) spacing per training case, got an array of shape {values.shape}")
+    for row in values:  # a NaN, 0 or negative size made a median of NaN, 0 or below
+        _voxel_sizes(row, "spacings: a case's spacing")
     return tuple(float(v) for v in np.median(values, axis=0))
 
 
@@ -69,9 +71,20 @@ def _voxel_sizes(values: Sequence[float], name: str) -> np.ndarray:
     return sizes
 
 
+def _same_axes(spacing: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ValueError unless both give one size per axis of the same axes (zip dropped the extra axis)."""
+    if spacing.shape != target.shape:
+        raise ValueError(f"spacing {tuple(spacing.tolist())} and target {tuple(target.tolist())} have different "
+                         "numbers of axes")
+    return spacing, target
+
+
 def needs_resampling(spacing: Sequence[float], target: Sequence[float], tolerance: float = SPACING_TOLERANCE) -> bool:
     """True when an axis of ``spacing`` differs from ``target`` by more than ``tolerance`` (relative)."""
-    spacing, target = _voxel_sizes(spacing, "spacing"), _voxel_sizes(target, "target")
+    spacing, target = _same_axes(_voxel_sizes(spacing, "spacing"), _voxel_sizes(target, "target"))
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.integer, np.floating)) or \
+            not 0 <= tolerance < float("inf"):
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     # a hair above the bound, so that 1.01 against 1.0 (0.0100000000000000089 apart) is within 1 %
     return bool((np.abs(spacing - target) > tolerance * target * (1 + 1e-9)).any())
 
@@ -88,7 +101,10 @@ def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequ
     """The shape that covers the same extent as ``shape`` voxels of ``spacing`` mm with ``target`` mm
     voxels; a DataError naming ``source`` beyond both ``MAX_RESAMPLED_VOXELS`` and
     ``MAX_RESAMPLED_GROWTH`` times its own voxels."""
-    spacing, target = _voxel_sizes(spacing, "spacing"), _voxel_sizes(target, "target")
+    spacing, target = _same_axes(_voxel_sizes(spacing, "spacing"), _voxel_sizes(target, "target"))
+    if len(shape) != len(spacing) or any(isinstance(n, bool) or int(n) != n or n < 1 for n in shape):
+        raise ValueError(f"shape {tuple(shape)}: one whole number of voxels >= 1 per axis of the spacing "
+                         f"{tuple(spacing.tolist())} needed")
     out = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
     voxels = float(np.prod([float(n) for n in out]))
     if voxels > MAX_RESAMPLED_VOXELS and voxels > MAX_RESAMPLED_GROWTH * float(np.prod([float(n) for n in shape])):
@@ -101,7 +117,7 @@ def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequ
 def resample(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
     """``volume`` (3-D) resampled onto ``shape`` voxels covering the same extent; order 0 or 1."""
     from scipy import ndimage  # here: 0.2 s at start-up that a recommendation run never needs
-    if order not in (0, 1):
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) or order not in (0, 1):
         raise ValueError(f"order must be 0 (masks) or 1 (images and probabilities), got {order}")
     if volume.ndim != 3 or len(shape) != 3:
         raise ValueError(f"resample takes a 3-D volume and a 3-D shape, got {volume.shape} and {tuple(shape)}")
@@ -109,8 +125,12 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray
         raise ValueError(f"resample: shape {tuple(shape)} must hold whole numbers >= 1")
     factors = [int(m) / int(n) for m, n in zip(shape, volume.shape)]
     # an integer image interpolated linearly would be rounded back to integers
-    source = volume.astype(np.float32) if volume.dtype == bool or (order == 1 and volume.dtype.kind in "iu") else volume
+    # scipy's zoom has no float16: such a map is resampled in float32 and given back in float16
+    widen = volume.dtype == bool or volume.dtype == np.float16 or (order == 1 and volume.dtype.kind in "iu")
+    source = volume.astype(np.float32) if widen else volume
     out = ndimage.zoom(source, factors, order=order, mode="nearest", grid_mode=True)
+    if volume.dtype == np.float16:
+        out = out.astype(np.float16)
     # zoom rounds shape × factor; with factor = m / n that is m, but say so rather than trust it
     if out.shape != tuple(int(m) for m in shape):
         raise AssertionError(f"zoom gave {out.shape}, not {tuple(shape)}")
