@@ -102,6 +102,9 @@ def read_delimited(
             "sep": "set data.sep", **(keys or {})}
     if not isinstance(sep, str) or len(sep) != 1:  # csv's TypeError named its own "delimiter"
         raise ValueError(f"sep must be one character, got {sep!r}")
+    if not isinstance(header, (bool, np.bool_)):  # header='no' is truthy: its first row was read as the header
+        raise ValueError(f"header must be True or False, got {header!r}")
+    header = bool(header)
     path = Path(path)
     text = _read_text(path, encoding="utf-8-sig")
     # strict: text after a closing quote, or a quote never closed, is an error (csv otherwise reads

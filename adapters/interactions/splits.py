@@ -213,6 +213,9 @@ def strong_generalization(
     (at most n - 1) instead of the fraction; 1 holds out one item per user.
     """
     n_users = im.n_users
+    n_valid_users, n_test_users, holdout_fraction, min_items_to_split, seed, holdout_items = (
+        _scalar(value) for value in (n_valid_users, n_test_users, holdout_fraction, min_items_to_split, seed,
+                                     holdout_items))
     where = _check_holdout_choice(im, holdout)
     for name, value in (("n_valid_users", n_valid_users), ("n_test_users", n_test_users)):
         if not _is_integer(value) or value < 1:
@@ -310,6 +313,8 @@ def weak_generalization(
     are those with something held out for the stage; one whose every held-out item was dropped so
     stays, with an empty target (``eval.empty_users`` decides how it counts), as in the strong split.
     """
+    holdout_fraction, min_items_to_split, seed, holdout_items, valid_fraction = (
+        _scalar(value) for value in (holdout_fraction, min_items_to_split, seed, holdout_items, valid_fraction))
     where = _check_holdout_choice(im, holdout)
     _check_hold_out(where, holdout_fraction, min_items_to_split, seed, holdout_items)
     if valid_fraction is not None:
@@ -381,6 +386,8 @@ def temporal_split(im: InteractionMatrix, holdout_fraction: float = 0.2, valid_f
     no training interaction leave the vocabulary and their held-out pairs are dropped and counted;
     a scored user whose every target was dropped so stays, with an empty target.
     """
+    holdout_fraction, valid_fraction, test_from, valid_from = (
+        _scalar(value) for value in (holdout_fraction, valid_fraction, test_from, valid_from))
     where = im.source or "interaction matrix"
     if im.time is None:
         raise DataError(f"{where}: a temporal split needs each interaction's time, and these data have none "
@@ -498,6 +505,7 @@ def read_cut_offs(test_from, valid_from, where: str | None = None) -> dict[str, 
     """The temporal split's cut-offs as times (see ``_given_time``), each None where not given;
     DataError when one cannot be read or when ``valid_from`` is not earlier than ``test_from``.
     Needs no data: a recipe's cut-offs are checked before its file is read."""
+    test_from, valid_from = _scalar(test_from), _scalar(valid_from)
     given = {"test_from": _given_time(test_from, "test_from", where),
              "valid_from": _given_time(valid_from, "valid_from", where)}
     if given["test_from"] is not None and given["valid_from"] is not None and \
@@ -698,6 +706,8 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
     is the whole training file (the held-out validation items included), and those items are
     never ranked. Ids are the files' 0-based integers.
     """
+    n_valid_users, holdout_fraction, min_items_to_split, seed = (
+        _scalar(value) for value in (n_valid_users, holdout_fraction, min_items_to_split, seed))
     if not _is_integer(n_valid_users) or n_valid_users < 1:
         raise DataError(f"{train.source}: n_valid_users must be a positive integer, got {n_valid_users!r}")
     _check_hold_out(train.source, holdout_fraction, min_items_to_split, seed)
@@ -717,6 +727,11 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
     _warn_of_users_without_history(target_test, known, test.source)
     counts = np.diff(known.indptr)
     candidates = np.flatnonzero(counts >= min_items_to_split)
+    if len(candidates) < 2:  # "between 1 and the -1 users"
+        who = "no user has" if len(candidates) == 0 else "only 1 user has"
+        raise DataError(f"{train.source}: {who} at least {min_items_to_split} training items, and split.n_valid_users "
+                        f"= {n_valid_users} validation users need at least {n_valid_users + 1} such users (one stays a "
+                        "plain training user); lower split.min_items_to_split")
     if not 0 < n_valid_users < len(candidates):
         raise DataError(f"{train.source}: split.n_valid_users = {n_valid_users} must lie between 1 and the "
                         f"{len(candidates) - 1} users with at least {min_items_to_split} training items")
@@ -749,9 +764,26 @@ def train_test_split(train: RawInteractions, test: RawInteractions, n_valid_user
 
 def holdout_count(n_items: int, holdout_fraction: float, holdout_items: int | None = None) -> int:
     """Items a splittable user holds out: ``holdout_fraction`` of them rounded half up, or
-    ``holdout_items`` when given; at least 1, at most n - 1."""
+    ``holdout_items`` when given; at least 1, at most n - 1.
+
+    A splittable user has ``n_items`` >= 2 (every split's ``min_items_to_split`` is at least 2): a
+    ValueError for fewer, whose count could not be both at least 1 and at most n - 1, for a
+    fraction outside (0, 1) and for ``holdout_items`` other than an integer >= 1."""
+    n_items, holdout_fraction, holdout_items = (_scalar(value) for value in (n_items, holdout_fraction, holdout_items))
+    if not _is_integer(n_items) or n_items < 2:
+        raise ValueError(f"n_items must be an integer >= 2 (a user with fewer items cannot be split), got {n_items!r}")
+    if holdout_items is not None:
+        if not _is_integer(holdout_items) or holdout_items < 1:
+            raise ValueError(f"holdout_items must be None or an integer >= 1, got {holdout_items!r}")
+    elif not isinstance(holdout_fraction, numbers.Real) or not 0.0 < holdout_fraction < 1.0:  # NaN fails too
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
+    return _holdout_count(n_items, holdout_fraction, holdout_items)
+
+
+def _holdout_count(n_items: int, holdout_fraction: float, holdout_items: int | None = None) -> int:
+    """``holdout_count`` of arguments the split has checked (called once per user)."""
     count = holdout_items if holdout_items is not None else round_half_up(holdout_fraction, n_items)
-    return min(max(count, 1), n_items - 1)
+    return int(min(max(count, 1), n_items - 1))
 
 
 def _hold_out(
@@ -779,8 +811,8 @@ def _holdout_mask(
         n = end - start
         if n < min_items:
             continue
-        count = holdout_count(n, fraction, items) if totals is None else \
-            min(holdout_count(int(totals[position]), fraction), n - 1)
+        count = _holdout_count(n, fraction, items) if totals is None else \
+            min(_holdout_count(int(totals[position]), fraction), n - 1)
         if time is not None:
             # ascending by (time, column): the last `count` are the latest
             chosen = np.lexsort((known.indices[start:end], time[start:end]))[n - count:]
@@ -813,6 +845,13 @@ def _check_hold_out(where, holdout_fraction, min_items_to_split, seed, holdout_i
         raise DataError(f"{where}: min_items_to_split must be an integer >= 2, got {min_items_to_split!r}")
     if not _is_integer(seed) or seed < 0:
         raise DataError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+
+
+def _scalar(value):
+    """A 0-d numpy array as the numpy scalar it holds (``np.array(3)`` as ``np.int64(3)``), as the core
+    reads one; anything else as it is. The scalar, not ``.item()``: a float32 share stays float32,
+    which ``round_half_up`` reads as it prints (0.35, not 0.3499999940395355)."""
+    return value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value
 
 
 def _is_integer(value) -> bool:

@@ -311,16 +311,28 @@ def synthetic_preset(name: str) -> SyntheticPreset:
     )
 
 
+def _whole_int(value) -> bool:
+    """An int or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def synthetic_dataset(name: str, seed: int, k_core: int = 0) -> InteractionMatrix:
     """The matrix that ``data.dataset: <name>`` (``synthetic:<preset>``) stands for.
 
     Drawn from a child of the recipe seed (``SeedSequence(seed).spawn``), so it is
     independent of the split's draws, which use ``default_rng(seed)`` itself. Row and column
-    ids are the indices as strings. DataError names data.dataset when the sizes are impossible.
+    ids are the indices as strings. DataError names data.dataset when the sizes are impossible, and
+    the name when ``seed`` or ``k_core`` is not an integer >= 0.
     """
     if not name.startswith(SYNTHETIC_PREFIX):
         raise DataError(f"data.dataset: {name!r} is not a synthetic dataset (they start with {SYNTHETIC_PREFIX!r})")
     preset = synthetic_preset(name[len(SYNTHETIC_PREFIX):])
+    # a 0-d array as the number it holds, as the splits read one; int(1.7) drew seed 1's data, int(True) seed 1's
+    seed, k_core = (value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value for value in (seed, k_core))
+    if not _whole_int(seed) or seed < 0:
+        raise DataError(f"{name}: seed must be an integer >= 0, got {seed!r}")
+    if not _whole_int(k_core) or k_core < 0:  # as build_matrix: 2.5 was a 3-core, -1 none, '3' a TypeError
+        raise DataError(f"{name}: k_core must be an integer >= 0, got {k_core!r}")
     stream = np.random.SeedSequence(int(seed)).spawn(1)[0]
     try:
         matrix = synthetic_interactions(preset.n_users, preset.n_items, preset.n_interactions,

@@ -84,6 +84,15 @@ def _whole(value) -> bool:
         return False
 
 
+def _sides_of(shape, name: str) -> tuple[int, ...]:
+    """A shape as plain ints; ValueError naming ``name`` unless each side is a whole number >= 1
+    (a side of 0 or -1 placed a window in no volume, 9.5 was read as 9)."""
+    shape = tuple(shape)
+    if any(isinstance(s, (bool, np.bool_)) or not _whole(s) or s < 1 for s in shape):
+        raise ValueError(f"{name}: a shape must hold whole numbers >= 1, got {shape}")
+    return tuple(int(s) for s in shape)
+
+
 def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(lo, hi) with hi exclusive per axis, or None for an empty mask."""
     if not mask.any():
@@ -181,9 +190,10 @@ class GridTransform:
 
 def fit_transform(volume_shape, spec: GridSpec, roi: np.ndarray | None = None, source: str = "") -> GridTransform:
     """The transform of one case: the window around ``roi`` (None or empty: the whole volume)."""
-    volume_shape = tuple(int(s) for s in volume_shape)
+    volume_shape = tuple(volume_shape)
     if len(volume_shape) != 3:
         raise ValueError(f"{source or 'volume_shape'}: a grid is placed in a 3-D volume, got the shape {volume_shape}")
+    volume_shape = _sides_of(volume_shape, source or "volume_shape")
     if roi is not None and tuple(roi.shape) != volume_shape:
         raise DataError(f"{source}: region-of-interest mask of shape {tuple(roi.shape)} does not match "
                         f"the label map's shape {volume_shape}")
@@ -232,7 +242,7 @@ def _sides(shape, spec: GridSpec) -> tuple[int, ...]:
 
 def from_vectors(vectors: np.ndarray, grid_shape, spec: GridSpec) -> np.ndarray:
     """The inverse of ``to_vectors`` for a case whose 3-D grid has ``grid_shape``."""
-    x, y, z = (int(s) for s in grid_shape)
+    x, y, z = _sides_of(grid_shape, "grid_shape")  # 0 slices divided by zero; 9.5 was read as 9
     vectors = np.asarray(vectors)
     rows = 1 if not spec.slices else int(grid_shape[spec.slice_axis])
     if vectors.shape != (rows, x * y * z // rows):

@@ -46,6 +46,8 @@ def mixed_spacing(spacings: Mapping[str, Sequence[float]], tolerance: float = SP
     scales), else None. It names the ``named`` cases farthest from the median, so that a user can
     find the odd ones among hundreds (by case id: BraTS 2015 names every label file alike)."""
     names = list(spacings)
+    if not names:  # no cases differ (a reshape of nothing failed)
+        return None
     values = np.asarray([spacings[name] for name in names], dtype=np.float64).reshape(len(names), -1)
     target = training_spacing(values)
     odd = [i for i, v in enumerate(values) if needs_resampling(v, target, tolerance)]
@@ -121,8 +123,7 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray
         raise ValueError(f"order must be 0 (masks) or 1 (images and probabilities), got {order}")
     if volume.ndim != 3 or len(shape) != 3:
         raise ValueError(f"resample takes a 3-D volume and a 3-D shape, got {volume.shape} and {tuple(shape)}")
-    if any(isinstance(m, bool) or int(m) != m or m < 1 for m in shape):
-        raise ValueError(f"resample: shape {tuple(shape)} must hold whole numbers >= 1")
+    _check_shapes("resample", volume, shape)
     factors = [int(m) / int(n) for m, n in zip(shape, volume.shape)]
     # an integer image interpolated linearly would be rounded back to integers
     # scipy's zoom has no float16: such a map is resampled in float32 and given back in float16
@@ -137,6 +138,23 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray
     return out > 0.5 if volume.dtype == bool else out
 
 
+def _check_shapes(name: str, volume: np.ndarray, shape: Sequence[int]) -> None:
+    """ValueError naming ``name`` unless ``shape`` holds whole numbers >= 1 and ``volume`` has voxels
+    (an empty one divided by zero)."""
+    if any(isinstance(m, (bool, np.bool_)) or not _whole(m) or m < 1 for m in shape):
+        raise ValueError(f"{name}: shape {tuple(shape)} must hold whole numbers >= 1")
+    if volume.size == 0:
+        raise ValueError(f"{name}: the volume of shape {volume.shape} has no voxels")
+
+
+def _whole(value) -> bool:
+    """A whole number (4, 4.0, numpy's too), not text, NaN or an infinity."""
+    try:
+        return int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def area_share(volume: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """The share of each voxel of ``shape`` that the true voxels of ``volume`` (3-D, bool) cover,
     float64 in [0, 1], on the grid ``resample`` uses (the two grids share their outer faces).
@@ -148,6 +166,7 @@ def area_share(volume: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """
     if volume.ndim != 3 or len(shape) != 3:
         raise ValueError(f"area_share takes a 3-D volume and a 3-D shape, got {volume.shape} and {tuple(shape)}")
+    _check_shapes("area_share", volume, shape)  # linspace's error for -1; 8.5 read as 8
     out = np.asarray(volume, dtype=np.float64)
     for axis, (n_new, n_old) in enumerate(zip(shape, volume.shape)):
         new_edges, old_edges = np.linspace(0, 1, int(n_new) + 1), np.linspace(0, 1, n_old + 1)
