@@ -118,3 +118,21 @@ def test_resample_takes_float16_and_refuses_a_bool_order():
 def test_a_custom_preset_from_generators_keeps_its_labels():
     preset = custom_preset((v for v in [1, 2]), (v for v in [2]))  # the checks used them up: an empty region
     assert preset.regions["custom"] == frozenset({2}) and preset.allowed == frozenset({0, 1, 2})
+
+
+def test_datetime64_or_object_times_are_read_as_unix_seconds():
+    users, items = np.array(["a", "a", "b"]), np.array(["x", "y", "x"])
+    stamps = np.array(["1970-01-01T00:00:10", "1970-01-01T00:01:00", "1970-01-01T00:00:01.5"], "datetime64[ms]")
+    im = build_matrix(RawInteractions(users, items, None, "d", stamps))  # a pandas column's .values
+    assert im.time.tolist() == [10.0, 60.0, 1.5]  # entries (a, x), (a, y), (b, x)
+    im = build_matrix(RawInteractions(users, items, None, "d", np.array([10, 60, 2], dtype=object)))
+    assert im.time.tolist() == [10, 60, 2]
+    with pytest.raises(DataError, match="NaT at row 1"):
+        build_matrix(RawInteractions(users, items, None, "d", np.array(["1970-01-01", "NaT", "1970-01-02"],
+                                                                        "datetime64[s]")))
+
+
+def test_a_tiny_float64_entry_stays_an_interaction():
+    matrix = sp.csr_matrix(np.array([[1e-50, 1.0], [2.0, 0.0]]))  # 1e-50 is 0 in float32
+    im = InteractionMatrix(matrix, _ids(2), _ids(2), "m", np.array([1, 2, 3]))
+    assert im.matrix.toarray().tolist() == [[1, 1], [1, 0]] and im.time.tolist() == [1, 2, 3]

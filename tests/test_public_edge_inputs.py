@@ -94,6 +94,15 @@ def test_surface_dice_refuses_a_tolerance_that_is_no_distance(tolerance):
         segmentation_metrics(a * 0, a * 0, tolerance_mm=tolerance)  # not read where both are empty
 
 
+def test_surface_dice_takes_a_0_d_tolerance():
+    a = np.zeros((4, 4), bool)
+    a[1:3, 1:3] = True
+    b = np.roll(a, 1, axis=0)  # 2 of the 4 surface voxels of each lie on the other surface, the rest 1 mm off
+    assert surface_dice(a, b, tolerance_mm=0.0) == 0.5
+    for zero_d in (np.array(0.0), torch.tensor(0.0)):  # np.array(0.0) was taken before the check was added
+        assert surface_dice(a, b, tolerance_mm=zero_d) == 0.5
+
+
 @pytest.mark.parametrize("spacing", ["21", 2.0, (True, True)])
 def test_hd95_refuses_a_spacing_that_lists_no_voxel_sizes(spacing):
     a = np.zeros((4, 4), bool)
@@ -117,7 +126,7 @@ def test_tilt_of_integer_logits_returns_the_fractional_shift():
         tilt_to_count(np.zeros((1, 3)), [1])
 
 
-@pytest.mark.parametrize("t", [float("nan"), float("inf"), None, True])
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), None, True, np.True_, np.array(True), torch.tensor(True)])
 def test_scheduler_step_refuses_a_time_that_is_no_timestep_naming_t(t):
     scheduler = ReverseScheduler(BernoulliProcess.from_schedule("jsd", 4))
     with pytest.raises(ValueError, match="t = "):
@@ -134,6 +143,9 @@ def test_scheduler_refuses_non_tensors_and_infinite_step_counts_naming_them():
         scheduler.set_timesteps(timesteps=[float("inf"), 1])
     with pytest.raises(ValueError, match="timesteps must list"):
         scheduler.set_timesteps(timesteps=3)  # "'int' object is not iterable"
+    with pytest.raises(ValueError, match="timesteps must be whole"):
+        scheduler.set_timesteps(timesteps=[4, np.True_])  # numpy 2 names np.True_'s type "bool": time 1
+    assert scheduler.set_timesteps(timesteps=[np.int64(4), torch.tensor(2)]) == [4, 2]
 
 
 def test_register_denoiser_refuses_a_name_that_is_no_text():

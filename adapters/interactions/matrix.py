@@ -56,10 +56,12 @@ class InteractionMatrix:
                                               and (matrix.data != 0).all()):
                 raise ValueError(f"{where}: with time, matrix must be a CSR matrix with sorted indices, no duplicate "
                                  "and no stored zero (time is aligned with its entries)")
-            matrix = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+            # zeros dropped in the matrix's own dtype: a float64 1e-50 cast first became a float32 0 and was
+            # dropped (an interaction lost, or with time a "times for interactions" mismatch)
+            matrix = sp.csr_matrix(matrix, copy=True)
             matrix.sum_duplicates()
             matrix.eliminate_zeros()
-            matrix.data[:] = 1.0
+            matrix = sp.csr_matrix((np.ones(matrix.nnz, np.float32), matrix.indices, matrix.indptr), shape=matrix.shape)
             object.__setattr__(self, "matrix", matrix)
         if self.time is not None and len(self.time) != self.matrix.nnz:
             raise ValueError(f"{self.source}: {len(self.time)} times for {self.matrix.nnz} interactions")
@@ -100,7 +102,7 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
                                    or not _comparable(min_rating)):
         raise DataError(f"{raw.source}: min_rating must be null or a number, got {min_rating!r}")
     if times is not None:
-        times = np.asarray(times)
+        times = _numeric_times(np.asarray(times), raw.source)
         if times.dtype.kind not in "iuf" or (times.dtype.kind == "f" and not np.isfinite(times).all()):
             raise DataError(f"{raw.source}: each interaction's time must be a finite number; got "
                             + (f"dtype {times.dtype}" if times.dtype.kind not in "iuf"
@@ -137,6 +139,21 @@ def build_matrix(raw: RawInteractions, min_rating: float | None = None, k_core: 
         if time is not None:
             time = time[entry_positions(before, kept_users, kept_items)]
     return InteractionMatrix(matrix, user_ids, item_ids, raw.source, time)
+
+
+def _numeric_times(times: np.ndarray, source: str) -> np.ndarray:
+    """datetime64 times (a pandas column's ``.values``) as Unix seconds, as the readers give ISO dates;
+    an object column of numbers as the numbers (both were split before; the number check refused them)."""
+    if times.dtype.kind == "M":
+        if np.isnat(times).any():
+            raise DataError(f"{source}: each interaction's time must be a finite number; got NaT at row "
+                            f"{int(np.flatnonzero(np.isnat(times))[0])}")
+        micro = times.astype("datetime64[us]").astype(np.int64)
+        return micro // 10 ** 6 if (micro % 10 ** 6 == 0).all() else micro / 1e6
+    if times.dtype.kind == "O" and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                                       for v in times.tolist()):
+        return np.asarray(times.tolist())  # int64, float64, or object again for ints beyond int64
+    return times
 
 
 def _comparable(value) -> bool:

@@ -92,7 +92,7 @@ class ReverseScheduler:
             raise ValueError(f"t: one time for the whole batch (every row steps together), got shape {tuple(t.shape)}")
         value = t.item() if isinstance(t, torch.Tensor) else t
         try:  # NaN, inf and None raised int()'s own error, naming no t; True was the time 1
-            whole = None if isinstance(value, (bool, str, bytes)) or type(value).__name__ == "bool_" else int(value)
+            whole = None if isinstance(value, (str, bytes)) or _boolean(value) else int(value)
         except (TypeError, ValueError, OverflowError):
             whole = None
         if whole is None or bool(whole != value) or whole not in self.timesteps:
@@ -147,9 +147,15 @@ def _integer(name: str, value) -> int:
         whole = int(value)
     except (TypeError, ValueError, OverflowError):  # inf: "cannot convert float infinity", naming nothing
         whole = None
-    if isinstance(value, (bool, str, bytes)) or whole is None or bool(whole != value):
+    if isinstance(value, (str, bytes)) or _boolean(value) or whole is None or bool(whole != value):
         raise ValueError(f"{name} must be whole numbers, got {value!r}")
     return whole
+
+
+def _boolean(value) -> bool:
+    """Python's, numpy's (``np.True_``, whose type numpy 2 names ``bool``, not ``bool_``; a 0-d bool
+    array) and torch's booleans: int() reads each as 0 or 1."""
+    return isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
 
 
 def _even_grid(start: int, n: int) -> list[int]:

@@ -190,6 +190,8 @@ def surface_dice(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] |
 
 def _tolerance(tolerance_mm) -> float:
     """A distance in mm >= 0: a negative or NaN tolerance gave surface Dice 0 without a word."""
+    if np.ndim(tolerance_mm) == 0 and type(tolerance_mm).__name__ in ("ndarray", "Tensor"):
+        tolerance_mm = tolerance_mm.item()  # a 0-d array or tensor, as every other number argument takes
     if isinstance(tolerance_mm, (bool, np.bool_)) or not isinstance(tolerance_mm, numbers.Real) or not tolerance_mm >= 0:
         raise ValueError(f"tolerance_mm must be a distance in mm >= 0, got {tolerance_mm!r}")
     return float(tolerance_mm)
