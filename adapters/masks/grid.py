@@ -77,7 +77,7 @@ class GridSpec:
 
 
 def _whole(value) -> bool:
-    """A whole number (4, 4.0, numpy's too), not text."""
+    """A whole number (4, 4.0, numpy's too), not text, NaN or an infinity (also spacing.py's check)."""
     try:
         return int(value) == value
     except (TypeError, ValueError, OverflowError):

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import DataError
+from .grid import _whole
 
 __all__ = ["SPACING_TOLERANCE", "area_share", "mixed_spacing", "needs_resampling", "resample", "resampled_shape",
            "training_spacing"]
@@ -145,14 +146,6 @@ def _check_shapes(name: str, volume: np.ndarray, shape: Sequence[int]) -> None:
         raise ValueError(f"{name}: shape {tuple(shape)} must hold whole numbers >= 1")
     if volume.size == 0:
         raise ValueError(f"{name}: the volume of shape {volume.shape} has no voxels")
-
-
-def _whole(value) -> bool:
-    """A whole number (4, 4.0, numpy's too), not text, NaN or an infinity."""
-    try:
-        return int(value) == value
-    except (TypeError, ValueError, OverflowError):
-        return False
 
 
 def area_share(volume: np.ndarray, shape: Sequence[int]) -> np.ndarray:
