@@ -169,3 +169,14 @@ def test_denoisers_refuse_a_vector_length_that_is_no_positive_integer(dim):
     with pytest.raises(ValueError, match="dim must be an integer"):
         UNetDenoiser(dim, [1, 1], channels=[2])
     assert type(MLPDenoiser(np.int64(3), hidden=[2]).dim) is int  # a plain int, as a config needs
+
+
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32])
+def test_unsigned_scores_rank_as_their_values(dtype):
+    """uint16 and uint32 scores raised torch's '"gt_cpu" not implemented'; uint64, which int64 cannot
+    hold, is refused naming its dtype."""
+    scores = torch.tensor([[3, 60000, 1, 7], [5, 5, 9, 0]])
+    truth = [[1, 3, 0], [2, 0, 1]]  # by hand: highest first, ties in index order
+    assert topk_excluding(scores.to(dtype), None, 3).tolist() == truth
+    with pytest.raises(TypeError, match="uint64"):
+        topk_excluding(scores.to(torch.uint64), None, 3)

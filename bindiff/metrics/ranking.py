@@ -242,6 +242,10 @@ def _working_scores(scores: torch.Tensor, copy: bool) -> torch.Tensor:
     """Scores in a dtype that compares them exactly; a copy when excluded items will be overwritten."""
     if scores.dtype == torch.bool:
         return scores.to(torch.float32)
+    if scores.dtype in (torch.uint16, torch.uint32):  # torch compares neither ("gt_cpu"); int64 holds both
+        scores = scores.to(torch.int64)
+    if scores.dtype == torch.uint64:
+        raise TypeError("scores of dtype torch.uint64 cannot be compared by torch; give them as int64 or float64")
     if not scores.is_floating_point():
         beyond = (scores > 2 ** 53) | (scores < -(2 ** 53))
         if bool(beyond.any()):  # float64 would round them (2**60 + 1 tied with 2**60): their dense ranks keep the order
