@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from ...files import atomic_path
 from ..errors import DataError
 from ..shares import round_half_up
+from ..values import is_integer as _is_integer, scalar as _scalar
 from .matrix import InteractionMatrix, binary_csr, entry_positions
 from .readers import RawInteractions, from_iso
 
@@ -845,17 +846,6 @@ def _check_hold_out(where, holdout_fraction, min_items_to_split, seed, holdout_i
         raise DataError(f"{where}: min_items_to_split must be an integer >= 2, got {min_items_to_split!r}")
     if not _is_integer(seed) or seed < 0:
         raise DataError(f"{where}: seed must be a non-negative integer, got {seed!r}")
-
-
-def _scalar(value):
-    """A 0-d numpy array as the numpy scalar it holds (``np.array(3)`` as ``np.int64(3)``), as the core
-    reads one; anything else as it is. The scalar, not ``.item()``: a float32 share stays float32,
-    which ``round_half_up`` reads as it prints (0.35, not 0.3499999940395355)."""
-    return value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value
-
-
-def _is_integer(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _masked(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:

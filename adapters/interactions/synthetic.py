@@ -44,6 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError
+from ..values import is_integer, scalar
 from .matrix import InteractionMatrix, _k_core
 
 __all__ = [
@@ -311,11 +312,6 @@ def synthetic_preset(name: str) -> SyntheticPreset:
     )
 
 
-def _whole_int(value) -> bool:
-    """An int or numpy integer, not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def synthetic_dataset(name: str, seed: int, k_core: int = 0) -> InteractionMatrix:
     """The matrix that ``data.dataset: <name>`` (``synthetic:<preset>``) stands for.
 
@@ -328,10 +324,10 @@ def synthetic_dataset(name: str, seed: int, k_core: int = 0) -> InteractionMatri
         raise DataError(f"data.dataset: {name!r} is not a synthetic dataset (they start with {SYNTHETIC_PREFIX!r})")
     preset = synthetic_preset(name[len(SYNTHETIC_PREFIX):])
     # a 0-d array as the number it holds, as the splits read one; int(1.7) drew seed 1's data, int(True) seed 1's
-    seed, k_core = (value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value for value in (seed, k_core))
-    if not _whole_int(seed) or seed < 0:
+    seed, k_core = scalar(seed), scalar(k_core)
+    if not is_integer(seed) or seed < 0:
         raise DataError(f"{name}: seed must be an integer >= 0, got {seed!r}")
-    if not _whole_int(k_core) or k_core < 0:  # as build_matrix: 2.5 was a 3-core, -1 none, '3' a TypeError
+    if not is_integer(k_core) or k_core < 0:  # as build_matrix: 2.5 was a 3-core, -1 none, '3' a TypeError
         raise DataError(f"{name}: k_core must be an integer >= 0, got {k_core!r}")
     stream = np.random.SeedSequence(int(seed)).spawn(1)[0]
     try:

@@ -32,6 +32,7 @@ import numpy as np
 from einops import rearrange
 
 from ..errors import DataError
+from ..values import is_whole as _whole
 
 __all__ = ["GridSpec", "GridTransform", "fit_transform", "bounding_box", "to_vectors", "from_vectors"]
 
@@ -74,14 +75,6 @@ class GridSpec:
     def vector_grid(self) -> tuple[int, ...]:
         """The grid each vector is: the 3-D grid, or one slice of it."""
         return tuple(int(s) for s in self.shape)
-
-
-def _whole(value) -> bool:
-    """A whole number (4, 4.0, numpy's too), not text, NaN or an infinity (also spacing.py's check)."""
-    try:
-        return int(value) == value
-    except (TypeError, ValueError, OverflowError):
-        return False
 
 
 def _sides_of(shape, name: str) -> tuple[int, ...]:

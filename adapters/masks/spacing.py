@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import DataError
-from .grid import _whole
+from ..values import is_whole as _whole
 
 __all__ = ["SPACING_TOLERANCE", "area_share", "mixed_spacing", "needs_resampling", "resample", "resampled_shape",
            "training_spacing"]
