@@ -192,3 +192,16 @@ def test_fit_transform_takes_whole_numbers_of_any_type():
         transform = fit_transform(shape, GridSpec((4, 4, 4)))
         assert transform.volume_shape == (8, 4, 4) and transform.start == (2, 0, 0)
         assert all(type(s) is int for s in transform.volume_shape)
+
+
+def test_a_shipped_train_test_pair_needs_a_seed_to_draw_its_validation_users(tmp_path):
+    from bindiff.adapters.interactions.datasets import DatasetSource, load_predefined_split
+
+    (tmp_path / "train.txt").write_text("".join(f"{u} " + " ".join(str((u + j) % 9) for j in range(6)) + "\n"
+                                                for u in range(8)))
+    (tmp_path / "test.txt").write_text("".join(f"{u} {(u + 7) % 9}\n" for u in range(8)))
+    source = DatasetSource("bars", "item_lists", {part: tmp_path / f"{part}.txt" for part in ("train", "test")})
+    with pytest.raises(ValueError, match=r"ships train and test only: a seed is needed to draw its validation users"):
+        load_predefined_split(source, n_valid_users=3)  # a default seed of 0 drew them unasked
+    drawn = [load_predefined_split(source, n_valid_users=3, seed=5).valid.user_ids.tolist() for _ in range(2)]
+    assert len(drawn[0]) == 3 and drawn[0] == drawn[1]

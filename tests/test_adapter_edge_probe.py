@@ -76,13 +76,15 @@ def test_a_column_number_that_is_a_fraction_or_a_bool_is_refused(tmp_path):
     assert read_delimited(path, header=False, user_col=np.int64(0), item_col=1).item.tolist() == ["2", "4"]
 
 
-def test_grid_spec_refuses_fractional_margins_and_bool_axes_and_reads_whole_float_sides():
+def test_grid_spec_refuses_fractional_margins_and_bool_axes_and_reads_whole_floats():
     for bad in (dict(margin=1.5), dict(margin=True), dict(margin=float("nan")), dict(margin="2")):
         with pytest.raises(ValueError, match="grid.margin"):
             GridSpec((4, 4, 4), **bad)
-    for bad in (True, 2.0):
+    for bad in (True, 2.5, 3):
         with pytest.raises(ValueError, match="grid.slice_axis"):
             GridSpec((4, 4), slice_axis=bad)
+    whole = GridSpec((4, 4), margin=2.0, slice_axis=np.float64(1.0))  # as a side of 4.0 is read: the margin was refused
+    assert (whole.margin, whole.slice_axis) == (2, 1) and type(whole.margin) is int and type(whole.slice_axis) is int
     spec = GridSpec([np.float32(4.0), 4, 4])  # an IndexError in to_grid before; a list was unhashable
     assert spec.shape == (4, 4, 4) and hash(spec) == hash(GridSpec((4, 4, 4)))
     volume = np.arange(6 * 5 * 7).reshape(6, 5, 7)

@@ -196,7 +196,7 @@ def test_bad_recipe_file(tmp_path, text, message):
     ("train.lr=-1", "key 'train.lr' must be > 0"),
     ("diffusion.steps=0", "key 'diffusion.steps' must lie in 1..100000"),
     ("diffusion.schedule_params.beta_end=1.5",
-     "diffusion.schedule_params: schedule 'quadratic': beta_3 = 1.5 is outside (0, 1]"),
+     "diffusion.schedule_params: schedule 'quadratic': parameter 'beta_end' = 1.5 is outside (0, 1]"),
     ("diffusion.kernel=sideways", "diffusion.kernel: unknown kernel 'sideways'"),
     ("diffusion.loss=mse", "diffusion.loss: unknown loss 'mse'"),
     ("train.batch_size=true", "key 'train.batch_size' must be of type integer, got True"),

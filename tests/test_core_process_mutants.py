@@ -79,7 +79,7 @@ def test_draw_bits_returns_the_dtype_asked_from_torch_uniforms():
 # -- schedules.py --------------------------------------------------------------------------------------
 
 def test_a_beta_just_above_one_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"beta_1 = 1.0005 is outside \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"parameter 'beta' = 1.0005 is outside \(0, 1\]"):
         get_schedule("constant", 2, beta=1.0005)
     with pytest.raises(ValueError, match=r"^betas: beta_2 = 1 is outside \(0, 1\]"):  # 1 + 1e-12, printed to 6 digits
         BernoulliProcess(torch.tensor([0.5, 1 + 1e-12], dtype=torch.float64))

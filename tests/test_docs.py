@@ -263,18 +263,20 @@ def documented_signatures(text: str) -> list[tuple[int, str, object, list[tuple[
                           else importlib.import_module(".".join(owner)))
             except ImportError:
                 continue
-            candidates.append(getattr(holder, leaf, None))
+            candidates.append((getattr(holder, leaf, None), True))
         else:
-            candidates.append(getattr(bindiff, leaf, None) if leaf in bindiff.__all__ else None)
-            candidates += [getattr(getattr(bindiff, cls), leaf, None) for cls in METHOD_OWNERS]
-        for obj in candidates:
+            # a bare name could be a call (`run_comparison(seeds=0)`) or another class's method
+            # (`score(histories)`, `step`): the first parameter tells which
+            candidates.append((getattr(bindiff, leaf, None) if leaf in bindiff.__all__ else None, False))
+            candidates += [(getattr(getattr(bindiff, cls), leaf, None), False) for cls in METHOD_OWNERS]
+        for obj, named in candidates:
             if obj is None or not callable(obj):
                 continue
             try:
                 actual = [p for p in inspect.signature(obj).parameters.values() if p.name != "self"]
             except (TypeError, ValueError):
                 continue
-            if actual and written[0][0] == actual[0].name:
+            if named or (actual and written[0][0] == actual[0].name):  # dotted: a renamed first parameter counts
                 found.append((text[:match.start()].count("\n") + 1, name, obj, written))
                 break
     return found

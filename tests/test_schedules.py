@@ -47,7 +47,7 @@ def test_cosine_follows_its_formula():
     "name, steps, params, message",
     [
         ("linear", 3, {"beta_start": 0.5, "beta_end": 1.5}, "outside (0, 1]"),
-        ("constant", 3, {"beta": 0.0}, "beta_1 = 0 is outside (0, 1]"),
+        ("constant", 3, {"beta": 0.0}, "parameter 'beta' = 0.0 is outside (0, 1]"),
         ("linear", 0, {}, "T >= 1"),
         ("quadratic", -2, {}, "T >= 1"),
         ("warp", 3, {}, "unknown schedule 'warp'"),

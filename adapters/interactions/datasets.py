@@ -231,14 +231,17 @@ def load_interactions(
 
 
 def load_predefined_split(source: DatasetSource, n_valid_users: int | None = None, holdout_fraction: float = 0.2,
-                          min_items_to_split: int = 5, seed: int = 0) -> Split:
+                          min_items_to_split: int = 5, seed: int | None = None) -> Split:
     """The split shipped with the dataset: DiffRec's train/valid/test pair files as they are, or
     BARS train/test item lists with validation targets held out of ``n_valid_users`` users'
-    training items (:func:`train_test_split`)."""
+    training items, drawn with ``seed`` (:func:`train_test_split`)."""
     if source.layout == "item_lists":
         if n_valid_users is None:
             raise DataError(f"dataset {source.name!r} ships train and test only: split.n_valid_users is needed "
                             "to hold validation targets out of the training items")
+        if seed is None:  # a default seed hid a random draw the caller never chose
+            raise ValueError(f"dataset {source.name!r} ships train and test only: a seed is needed to draw "
+                             "its validation users")
         split = train_test_split(read_item_lists(source.paths["train"]), read_item_lists(source.paths["test"]),
                                  n_valid_users, holdout_fraction, min_items_to_split, seed)
         split.info["dataset"] = describe_source(source)

@@ -54,9 +54,10 @@ class GridSpec:
             raise ValueError(f"grid.shape must list 2 (slices) or 3 positive whole sides, got {list(self.shape)}")
         # plain ints in a tuple: a side of 4.0 indexed nothing (an IndexError in to_grid), a list made the spec unhashable
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        if isinstance(self.margin, (bool, np.bool_)) or not isinstance(self.margin, (int, np.integer)) or self.margin < 0:
+        # whole numbers as the sides are (a margin of 2.0 was refused where a side of 4.0 was taken)
+        if isinstance(self.margin, (bool, np.bool_)) or not _whole(self.margin) or self.margin < 0:
             raise ValueError(f"grid.margin must be a whole number of voxels >= 0, got {self.margin!r}")
-        if isinstance(self.slice_axis, (bool, np.bool_)) or not isinstance(self.slice_axis, (int, np.integer)):
+        if isinstance(self.slice_axis, (bool, np.bool_)) or not _whole(self.slice_axis):
             raise ValueError(f"grid.slice_axis must be 0, 1 or 2, got {self.slice_axis!r}")
         object.__setattr__(self, "margin", int(self.margin))
         object.__setattr__(self, "slice_axis", int(self.slice_axis))

@@ -85,12 +85,18 @@ def validate_betas(betas: torch.Tensor, *, source: str = "betas") -> torch.Tenso
     return betas
 
 
+MAX_STEPS = 100_000  # every table is computed at once (the recipe's diffusion.steps has the same bound)
+BETA_PARAMETERS = ("beta_start", "beta_end", "beta", "max_beta")  # each a β itself, in (0, 1]
+
+
 def get_schedule(name: str, steps: int, **params: float) -> torch.Tensor:
     """β_1..β_T for the named schedule, validated."""
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"schedule {name!r}: steps must be an integer >= 1 (T >= 1), got {steps!r}")
+    if steps > MAX_STEPS:  # 10**400 failed in torch's argument parsing, 2**40 in its allocator, neither naming steps
+        raise ValueError(f"schedule {name!r}: steps must be at most {MAX_STEPS}, got {steps!r}")
     steps = int(steps)  # numpy's integers too
     accepted = [p for p in inspect.signature(SCHEDULES[name]).parameters if p != "steps"]
     unknown = sorted(set(params) - set(accepted))
@@ -99,5 +105,9 @@ def get_schedule(name: str, steps: int, **params: float) -> torch.Tensor:
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ValueError(f"schedule {name!r}: parameter {key!r} must be a number, got {value!r}")
+        if key in BETA_PARAMETERS and not 0 < value <= 1:  # quadratic's √ of a negative β named nothing
+            raise ValueError(f"schedule {name!r}: parameter {key!r} = {value!r} is outside (0, 1]; it is a beta")
+        if key == "offset" and not -1 < value < math.inf:  # at -1 cosine's f divides by 0
+            raise ValueError(f"schedule {name!r}: parameter 'offset' must be a finite number > -1, got {value!r}")
     params = {key: int(v) if isinstance(v, numbers.Integral) else float(v) for key, v in params.items()}
     return validate_betas(SCHEDULES[name](steps, **params), source=f"schedule {name!r}")

@@ -8,8 +8,8 @@ import numpy as np
 def paired_wilcoxon(a, b) -> dict:
     """Mean of ``a − b`` and the two-sided Wilcoxon signed-rank p-value over the units both score.
 
-    Units where either value is NaN are left out; ``units`` counts the rest, over which the mean
-    difference is taken. The test ranks the non-zero differences only (scipy's ``zero_method``
+    Units whose difference is undefined (either value NaN, or both the same infinity) are left
+    out; ``units`` counts the rest, over which the mean difference is taken. The test ranks the non-zero differences only (scipy's ``zero_method``
     "wilcox", Wilcoxon's own), counted as ``ranked``; when every difference is 0 the p-value is 1.
     """
     from scipy.stats import wilcoxon
@@ -17,7 +17,8 @@ def paired_wilcoxon(a, b) -> dict:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired scores must have one shape, got {a.shape} and {b.shape}")
-    keep = ~(np.isnan(a) | np.isnan(b))
+    with np.errstate(invalid="ignore"):  # inf − inf is NaN: no difference to rank, as a NaN score
+        keep = ~np.isnan(a - b)
     diff = a[keep] - b[keep]
     if not keep.any():
         return {"units": 0, "ranked": 0, "mean_difference": float("nan"), "wilcoxon_p": float("nan")}

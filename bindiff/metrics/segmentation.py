@@ -108,7 +108,7 @@ def surface(mask: np.ndarray) -> np.ndarray:
 
 
 def diagonal_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:
-    return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing))))
+    return float(math.hypot(*(n * s for n, s in zip(shape, spacing))))  # hypot: no overflow in the squares
 
 
 def _directed(from_surface: np.ndarray, to_surface: np.ndarray, spacing) -> np.ndarray:
@@ -129,16 +129,35 @@ def _spacing(pred: np.ndarray, spacing) -> tuple[float, ...]:
         raise ValueError(f"spacing {spacing} does not match a {pred.ndim}-D mask")
     if not all(math.isfinite(s) and s > 0 for s in spacing):  # 0 mm made every distance 0
         raise ValueError(f"spacing {spacing}: voxel sizes in mm must be finite and > 0")
+    if max(spacing) > 1e150 * min(spacing):  # the distance transform squares distances in units of the largest
+        raise ValueError(f"spacing {spacing}: voxel sizes differ by more than a factor of 1e150 between axes")
     return spacing
 
 
 def surface_distances(pred: np.ndarray, truth: np.ndarray,
                       spacing: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The directed surface distances in mm, P→R and R→P; None when either mask is empty."""
+    distances = _distances_in_units(pred, truth, spacing)
+    if distances is None:
+        return None
+    d_pt, d_tp, unit = distances
+    return d_pt * unit, d_tp * unit
+
+
+def _distances_in_units(pred: np.ndarray, truth: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The directed surface distances in units of the largest voxel size, and that size in mm.
+    The distance transform squares distances: in mm, voxels of 1e308 mm overflowed (HD95 NaN)
+    and voxels of 1e-300 mm underflowed (HD95 0); in units of the largest voxel they cannot."""
     pred, truth = _pair(pred, truth)
     spacing = _spacing(pred, spacing)
     if not pred.any() or not truth.any():
         return None
+    unit = max(spacing)
+    return _directed_pair(pred, truth, tuple(s / unit for s in spacing)) + (unit,)
+
+
+def _directed_pair(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Both directed surface distances of two non-empty masks, in the units of ``spacing``."""
     # crop to the joint bounding box plus one voxel: same distances, much less work
     both = pred | truth
     lo = [int(np.flatnonzero(both.any(axis=tuple(a for a in range(both.ndim) if a != ax)))[0]) for ax in range(both.ndim)]
@@ -160,20 +179,19 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = 
     """The larger of the two directed 95th-percentile surface distances, in mm (voxels of
     ``spacing`` mm; 1 mm when None); the empty-mask rule of this module for empty masks."""
     pred, truth = _pair(pred, truth)
-    distances = surface_distances(pred, truth, spacing)
+    distances = _distances_in_units(pred, truth, spacing)
     if distances is None:
         return _empty_value(pred, truth, spacing, 0.0, None)
-    d_pt, d_tp = distances
-    return float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
+    return _hd95(*distances)
 
 
 def assd(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> float:
     """Average symmetric surface distance in mm: the mean of both directed distance sets together."""
     pred, truth = _pair(pred, truth)
-    distances = surface_distances(pred, truth, spacing)
+    distances = _distances_in_units(pred, truth, spacing)
     if distances is None:
         return _empty_value(pred, truth, spacing, 0.0, None)
-    return float(np.concatenate(distances).mean())
+    return _assd(*distances)
 
 
 def surface_dice(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None,
@@ -182,7 +200,7 @@ def surface_dice(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] |
     ``tolerance_mm`` of the other surface."""
     pred, truth = _pair(pred, truth)
     tolerance_mm = _tolerance(tolerance_mm)
-    distances = surface_distances(pred, truth, spacing)
+    distances = _distances_in_units(pred, truth, spacing)
     if distances is None:
         return _empty_value(pred, truth, spacing, 1.0, 0.0)
     return _share_within(*distances, tolerance_mm)
@@ -197,11 +215,19 @@ def _tolerance(tolerance_mm) -> float:
     return float(tolerance_mm)
 
 
-def _share_within(d_pt: np.ndarray, d_tp: np.ndarray, tolerance_mm: float) -> float:
-    """The share of both surfaces' distances within the tolerance. Spacings read from a float32
-    affine are off by ~1e-7 mm (1.00000003 on a slightly oblique scan), and a one-voxel shift then
-    lies just beyond a 1 mm tolerance: the comparison allows a relative 1e-6."""
-    limit = tolerance_mm * (1 + 1e-6)
+def _hd95(d_pt: np.ndarray, d_tp: np.ndarray, unit: float) -> float:
+    return float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)) * unit)
+
+
+def _assd(d_pt: np.ndarray, d_tp: np.ndarray, unit: float) -> float:
+    return float(np.concatenate((d_pt, d_tp)).mean() * unit)
+
+
+def _share_within(d_pt: np.ndarray, d_tp: np.ndarray, unit: float, tolerance_mm: float) -> float:
+    """The share of both surfaces' distances (in ``unit`` mm) within the tolerance. Spacings read
+    from a float32 affine are off by ~1e-7 mm (1.00000003 on a slightly oblique scan), and a
+    one-voxel shift then lies just beyond a 1 mm tolerance: the comparison allows a relative 1e-6."""
+    limit = tolerance_mm / unit * (1 + 1e-6)
     return float(((d_pt <= limit).sum() + (d_tp <= limit).sum()) / (d_pt.size + d_tp.size))
 
 
@@ -209,7 +235,7 @@ def volume_ml(mask: np.ndarray, spacing: Sequence[float] | None = None) -> float
     """The mask's volume in millilitres: its voxel count × the voxel volume in mm³ / 1000
     (``spacing`` per axis, 1 mm when None)."""
     mask = as_mask(mask)
-    return float(mask.sum()) * float(np.prod(_spacing(mask, spacing))) / 1000.0
+    return float(mask.sum()) * math.prod(_spacing(mask, spacing)) / 1000.0
 
 
 def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None,
@@ -219,15 +245,13 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[
     pred, truth = _pair(pred, truth)
     spacing, tolerance_mm = _spacing(pred, spacing), _tolerance(tolerance_mm)
     v_pred, v_truth = volume_ml(pred, spacing), volume_ml(truth, spacing)
-    distances = surface_distances(pred, truth, spacing)  # once, for HD95, ASSD and surface Dice
+    distances = _distances_in_units(pred, truth, spacing)  # once, for HD95, ASSD and surface Dice
     if distances is None:
         hd, mean_distance = (_empty_value(pred, truth, spacing, 0.0, None),) * 2
         nsd = _empty_value(pred, truth, spacing, 1.0, 0.0)
     else:
-        d_pt, d_tp = distances
-        hd = float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
-        mean_distance = float(np.concatenate(distances).mean())
-        nsd = _share_within(d_pt, d_tp, tolerance_mm)
+        hd, mean_distance = _hd95(*distances), _assd(*distances)
+        nsd = _share_within(*distances, tolerance_mm)
     return {"dice": dice(pred, truth), "iou": iou(pred, truth), "hd95_mm": hd, "assd_mm": mean_distance,
             "surface_dice": nsd, "volume_ml": v_pred, "reference_volume_ml": v_truth,
             "volume_error_ml": v_pred - v_truth, "empty_prediction": not pred.any(), "empty_reference": not truth.any()}
