@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,21 +19,6 @@ from .scheduler import STEP_MODES, ReverseScheduler
 
 DECODES = ("sample", "mean", "threshold")
 DENOISER_INPUTS = ("state", "flat_posterior")
-
-
-def _plain(value):
-    """A 0-d tensor or array as the Python number it holds (a time from ``torch.arange`` or a numpy
-    array); anything else as it is."""
-    return value.item() if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)) else value
-
-
-def _whole_number(value) -> bool:
-    """An integer, or a float with an integer value (3.0); not a bool, an infinity or a NaN."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return False
-    if isinstance(value, numbers.Integral):  # math.isfinite of an int beyond a float's range overflows
-        return True
-    return math.isfinite(value) and int(value) == value
 
 
 def _takes_condition(denoiser: nn.Module) -> bool:
@@ -112,8 +95,7 @@ class BinomialDiffusion(nn.Module):
         self.hybrid_coeff = float(hybrid_coeff)
         # Recommenders only ever denoise lightly corrupted histories; training on the first
         # few steps only concentrates capacity there. None trains on every step.
-        if train_t_max is not None and (isinstance(train_t_max, bool) or not isinstance(train_t_max, numbers.Real)
-                                        or not math.isfinite(train_t_max) or int(train_t_max) != train_t_max):
+        if train_t_max is not None and not checks.is_whole_number(train_t_max):
             raise ValueError(f"train_t_max must be a whole number of steps, got {train_t_max!r}")
         self.train_t_max = process.num_steps if train_t_max is None else int(train_t_max)
         if not 1 <= self.train_t_max <= process.num_steps:
@@ -150,9 +132,9 @@ class BinomialDiffusion(nn.Module):
                 raise ValueError(f"the {name} must lie in [0, 1], got {value}")
         if share + top_share > 1:
             raise ValueError(f"the low-time and top-time shares sum to {share + top_share}, more than 1")
-        if not _whole_number(_plain(low_max)) or _plain(low_max) < 1:
+        if not checks.is_whole_number(checks.plain(low_max)) or checks.plain(low_max) < 1:
             raise ValueError(f"low_max must be an integer >= 1, got {low_max!r}")
-        self.low_time_share, self.low_time_max = float(share), min(int(_plain(low_max)), self.train_t_max)
+        self.low_time_share, self.low_time_max = float(share), min(int(checks.plain(low_max)), self.train_t_max)
         self.top_time_share = float(top_share)
 
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -279,8 +261,8 @@ class BinomialDiffusion(nn.Module):
 
     def _check_time(self, t: int) -> int:
         # int() of an infinity or a NaN raises an error naming neither t nor its range
-        value = _plain(t)
-        if not _whole_number(value) or not 1 <= int(value) <= self.process.num_steps:
+        value = checks.plain(t)
+        if not checks.is_whole_number(value) or not 1 <= int(value) <= self.process.num_steps:
             raise ValueError(f"t must be an integer in 1..{self.process.num_steps}, got {t!r}")
         return int(value)
 
@@ -517,7 +499,7 @@ class BinomialDiffusion(nn.Module):
         ``start_logits`` (``start_logits(cond)``): the first denoiser call's logits where it is
         blind to x_T, computed once for several draws given the same ``cond``.
         """
-        n = checks.whole("n", _plain(n))  # torch's own refusal of 2.0 names a size argument, not n
+        n = checks.whole("n", checks.plain(n))  # torch's own refusal of 2.0 names a size argument, not n
         nothing_known = torch.zeros((n, self.denoiser.dim), device=device)
         return self.inpaint(nothing_known, nothing_known.bool(), steps=steps, generator=generator,
                             prior=prior, decode=decode, cond=cond, resample=resample, ones=ones, on_step=on_step,

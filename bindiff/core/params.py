@@ -1,4 +1,5 @@
-"""Checks of a denoiser's or a model's constructor arguments, which recipes pass in free-form sections.
+"""Checks of the numbers the core is given: a denoiser's or a model's constructor arguments, which
+recipes pass in free-form sections, and the times and counts of its calls.
 
 A free-form section is not typed by the recipe schema, and Python coerces quietly: ``int(2.7)``
 is 2, ``bool('false')`` is True and ``True`` is the integer 1. Each check refuses what is not
@@ -51,6 +52,39 @@ def rate(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
+
+
+def plain(value: Any) -> Any:
+    """A 0-d tensor or array as the Python number it holds (a time from ``torch.arange`` or a numpy
+    array); anything else as it is."""
+    return value.item() if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)) else value
+
+
+def is_boolean(value: Any) -> bool:
+    """Python's, numpy's (``np.True_``, whose type numpy 2 names ``bool``, not ``bool_``; a 0-d bool
+    array) and torch's booleans: int() reads each as 0 or 1."""
+    return isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
+
+
+def is_whole_number(value: Any) -> bool:
+    """An integer, or a float with an integer value (3.0); not a bool, an infinity or a NaN."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    if isinstance(value, numbers.Integral):  # math.isfinite of an int beyond a float's range overflows
+        return True
+    return math.isfinite(value) and int(value) == value
+
+
+def whole_number(name: str, value: Any) -> int:
+    """``value`` (3, 3.0, numpy's or torch's 0-d) as an int; ValueError naming ``name`` for a fraction
+    (2.7 steps are not 2), a bool, text, NaN or an infinity."""
+    try:
+        whole = int(value)
+    except (TypeError, ValueError, OverflowError):  # inf: "cannot convert float infinity", naming nothing
+        whole = None
+    if isinstance(value, (str, bytes)) or is_boolean(value) or whole is None or bool(whole != value):
+        raise ValueError(f"{name} must be whole numbers, got {value!r}")
+    return whole
 
 
 def accepted_params(cls: type, positional: int = 1, fixed: tuple[str, ...] = ()) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import params as checks
 from .process import REVERSE_KERNELS, BernoulliProcess, check_not_nan, check_unit_interval, draw_bits, working_dtype
 
 STEP_MODES = ("sample", "mean")
@@ -67,10 +68,10 @@ class ReverseScheduler:
         if timesteps is not None and (num_inference_steps is not None or start is not None):
             raise ValueError("give timesteps, or num_inference_steps and start, not both")
         if timesteps is None:
-            start = T if start is None else _integer("start", start)
+            start = T if start is None else checks.whole_number("start", start)
             if not 1 <= start <= T:
                 raise ValueError(f"start must lie in 1..{T}, got {start}")
-            n = start if num_inference_steps is None else _integer("num_inference_steps", num_inference_steps)
+            n = start if num_inference_steps is None else checks.whole_number("num_inference_steps", num_inference_steps)
             if not 1 <= n <= start:
                 raise ValueError(f"num_inference_steps must lie in 1..{start}, got {n}")
             grid = _even_grid(start, n)
@@ -78,7 +79,7 @@ class ReverseScheduler:
         if isinstance(timesteps, (str, bytes)) or not hasattr(timesteps, "__iter__") or (
                 isinstance(timesteps, torch.Tensor) and timesteps.ndim != 1):
             raise ValueError(f"timesteps must list whole numbers, got {timesteps!r}")
-        timesteps = [_integer("timesteps", t) for t in timesteps]
+        timesteps = [checks.whole_number("timesteps", t) for t in timesteps]
         if not timesteps or any(a <= b for a, b in zip(timesteps, timesteps[1:])):
             raise ValueError(f"timesteps must be strictly descending and non-empty, got {timesteps}")
         if timesteps[0] > T or timesteps[-1] < 1:
@@ -92,10 +93,10 @@ class ReverseScheduler:
             raise ValueError(f"t: one time for the whole batch (every row steps together), got shape {tuple(t.shape)}")
         value = t.item() if isinstance(t, torch.Tensor) else t
         try:  # NaN, inf and None raised int()'s own error, naming no t; True was the time 1
-            whole = None if isinstance(value, (str, bytes)) or _boolean(value) else int(value)
-        except (TypeError, ValueError, OverflowError):
+            whole = checks.whole_number("t", value)
+        except ValueError:
             whole = None
-        if whole is None or bool(whole != value) or whole not in self.timesteps:
+        if whole is None or whole not in self.timesteps:
             raise ValueError(f"t = {t!r} is not one of this scheduler's timesteps {self.timesteps}")
         i = self.timesteps.index(whole)
         return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else 0
@@ -139,23 +140,6 @@ class ReverseScheduler:
         else:
             nxt = draw_bits(probs, generator, sample.dtype)
         return StepOutput(prev_sample=nxt, prev_probs=probs, pred_x0=pred_x0)
-
-
-def _integer(name: str, value) -> int:
-    """``value`` as an int; ValueError for a fraction (2.7 steps are not 2), a bool or text."""
-    try:
-        whole = int(value)
-    except (TypeError, ValueError, OverflowError):  # inf: "cannot convert float infinity", naming nothing
-        whole = None
-    if isinstance(value, (str, bytes)) or _boolean(value) or whole is None or bool(whole != value):
-        raise ValueError(f"{name} must be whole numbers, got {value!r}")
-    return whole
-
-
-def _boolean(value) -> bool:
-    """Python's, numpy's (``np.True_``, whose type numpy 2 names ``bool``, not ``bool_``; a 0-d bool
-    array) and torch's booleans: int() reads each as 0 or 1."""
-    return isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
 
 
 def _even_grid(start: int, n: int) -> list[int]:
