@@ -103,7 +103,8 @@ def _prediction_mask(path: Path) -> tuple[np.ndarray, object]:
     if not set(values.tolist()) <= {0, 1}:
         shown = ", ".join(str(v) for v in values[:8])
         raise DataError(f"{path}: not a 0/1 mask (it holds {shown}); a prediction is the region's 0/1 mask "
-                        "(--preset and --region read the references' labels)")
+                        f"({argument('preset', '--preset')} and {argument('region', '--region')} read the "
+                        "references' labels)")
     return volume.data.astype(bool), volume.geometry
 
 
@@ -157,8 +158,12 @@ def score(prediction: str | Path, reference: str | Path, preset: LabelPreset | s
           out: str | Path | None = None) -> dict:
     """Every prediction scored against its reference; the summary is written to ``out`` (JSON) when given.
     ``preset``: a ``LabelPreset`` or a preset's name (``"msd_hippocampus"``; ``"binary"`` for 0/1 masks)."""
-    if isinstance(preset, str):
+    if preset is None or isinstance(preset, str):  # None: 0/1 references, as labels_to_score reads it
         preset, region = labels_to_score(preset=preset, region=region)
+    elif not isinstance(preset, LabelPreset):
+        raise TypeError(f"preset must be a LabelPreset or a preset's name, got {preset!r}")
+    elif region is None:  # as labels_to_score reads it
+        region = "whole"
     if preset.name != "custom":
         preset.region(region)  # an unknown region is refused before any file is read
     if out is not None:

@@ -174,6 +174,14 @@ class Task:
         return None
 
 
+def panel_count(panels) -> int:
+    """``panels`` (how many cases get a PNG panel) as a plain int >= 0 (numpy's too); a ValueError naming it
+    for anything else (None or "3" was a TypeError naming nothing, NaN or True drew none or one)."""
+    if isinstance(panels, (bool, np.bool_)) or not isinstance(panels, (int, np.integer)) or panels < 0:
+        raise ValueError(f"panels must be an integer >= 0, got {panels!r}")
+    return int(panels)
+
+
 def derived_seed(seed: int, *parts: str) -> int:
     """A seed for one named draw (an evaluation, a mode), derived from the recipe's seed; stable across runs."""
     return (seed * 1_000_003 + zlib.crc32("/".join(parts).encode())) % (2 ** 31)
@@ -315,6 +323,10 @@ def _build(task: Task, kind: ModelKind, config: dict, data: Any, device: torch.d
 def _validated(config: dict) -> dict:
     """A config from Python, read back as its run will store it: a dict edited by hand (an unknown
     key, 1.0 epochs, a numpy number) is refused now, not by the run's own evaluation after training."""
+    if not isinstance(config, dict):  # a recipe's path was called "not a plain YAML value (a numpy number?)",
+        # and None was read as the default recipe (a download of ML-1M)
+        raise RecipeError(f"config: a config is a mapping of sections (load_recipe(path) reads a recipe file), got "
+                          f"{config!r}")
     try:
         text = dump_recipe(config)
     except yaml.representer.RepresenterError as err:
@@ -638,6 +650,9 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
     run's ``train.device``: a run trained with ``train.device: cuda`` is read on a machine without
     CUDA by passing ``cpu``.
     """
+    if device is not None:  # a name, a torch.device or an index: refused by name before the run is read
+        device = resolve_device(device if isinstance(device, torch.device) else str(device),
+                                what=argument("device", "--device"))
     if companion is None:
         config, payload = read_run(run_dir, task.name, checkpoint)
         kind = task.model_kind(config)
@@ -663,8 +678,6 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
         except RecipeError:
             raise RecipeError(f"{run_dir}: the run's train.device is {config['train']['device']!r}, which this "
                               "machine lacks; pass --device cpu (device='cpu' from Python) to use it here") from None
-    elif isinstance(device, str):
-        device = resolve_device(device, what=argument("device", "--device"))
     model.to(device).eval()
     return config, payload, model
 

@@ -28,6 +28,7 @@ def register_task(task: base.Task, sections: dict) -> None:
             sections["eval"].get("select"), Key):
         raise ValueError(f"task {task.name!r}: its sections need an eval section with a select key (the lifecycle "
                          "selects the best checkpoint by it)")
+    _check_sections(task.name, sections)  # a table of anything else broke every later load_recipe of the task
     shared = sorted(set(sections) & set(schema.COMMON))
     if shared:
         raise ValueError(f"task {task.name!r}: sections {shared} are every task's; a task adds sections of its own")
@@ -36,6 +37,22 @@ def register_task(task: base.Task, sections: dict) -> None:
         raise ValueError(f"a task named {task.name!r} is already registered")
     schema.TASKS[task.name] = sections
     TASKS[task.name] = task
+
+
+def _check_sections(task_name: str, table: dict, prefix: str = "") -> None:
+    """ValueError naming the first entry of a task's sections that is not a ``Key``, ``FREE`` or a
+    mapping of these (sub-sections), nor named by a string."""
+    from ..config.keys import FREE, Key
+
+    for name, spec in table.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"task {task_name!r}: section and key names are non-empty strings, got {name!r}"
+                             + (f" in {prefix[:-1]}" if prefix else ""))
+        if isinstance(spec, dict):
+            _check_sections(task_name, spec, f"{prefix}{name}.")
+        elif not (isinstance(spec, Key) or spec is FREE):
+            raise ValueError(f"task {task_name!r}: {prefix}{name} must be a bindiff.config.keys.key(...), a "
+                             f"mapping of them or keys.FREE, got {spec!r}")
 
 
 def get_task(name: str) -> base.Task:

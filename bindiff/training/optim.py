@@ -16,6 +16,7 @@ from contextlib import nullcontext
 
 import torch
 
+from ..core import params as checks
 from .averaging import WeightAverage
 
 
@@ -41,8 +42,12 @@ class WarmupClip:
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 0, clip_norm: float | None = None,
                  total_steps: int | None = None, average_decay: float = 0.0):
         self.optimizer = optimizer
-        self.warmup_steps = int(warmup_steps)
-        self.total_steps = total_steps
+        # a negative or zero clip norm, or a negative warm-up, turned every update into a step up the loss
+        # (or none at all) without a word; a fractional warm-up was cut to an integer
+        self.warmup_steps = checks.whole("warmup_steps", warmup_steps)
+        self.total_steps = None if total_steps is None else checks.whole("total_steps", total_steps)
+        if clip_norm is not None and checks.number("clip_norm", clip_norm) <= 0:
+            raise ValueError(f"clip_norm must be > 0 (None: no clipping), got {clip_norm!r}")
         self.clip_norm = clip_norm
         self.steps_done = 0
         self.skipped = 0  # updates skipped for a non-finite gradient

@@ -114,6 +114,7 @@ def apply_run(run_dir: str | Path, task: str, input_path: str | Path, output_dir
     if unknown_label is not None and (isinstance(unknown_label, bool)
                                       or not isinstance(unknown_label, numbers.Integral)):  # "9" matched no voxel
         raise TypeError(f"unknown_label must be an integer label value, got {unknown_label!r}")
+    panels = base.panel_count(panels)
     task = _OLD_NAMES.get(task, task)
     if task not in APPLY_TASKS:
         raise RecipeError(f"apply: {argument('task', '--task')} must be one of {', '.join(APPLY_TASKS)}, got {task!r}")

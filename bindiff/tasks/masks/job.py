@@ -16,7 +16,7 @@ Layout of a run directory (``runs/<name>/<time>-<hash>/``):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -211,6 +211,21 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
     run_dir = Path(run_dir)
     if isinstance(evaluations, (str, bytes)):  # "denoising" would be read as d, e, n, ...
         raise TypeError(f"evaluations must be a list of names, not one string: write [{evaluations!r}]")
+    if evaluations is None or not isinstance(evaluations, Iterable):
+        raise TypeError(f"evaluations must be a list of names among {', '.join(EVALUATIONS)}, got {evaluations!r}")
+    evaluations = list(evaluations)
+    # every name and output folder checked before the first evaluation runs: a refusal after one had
+    # written its folder left a half-done set of results (and a name given twice was refused as "exists")
+    for i, name in enumerate(evaluations):
+        if name not in EVALUATIONS:
+            raise RecipeError(f"unknown evaluation {name!r}; choose among {', '.join(EVALUATIONS)}")
+        if name in evaluations[:i]:
+            raise RecipeError(f"evaluations: {name!r} is listed twice")
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
+    for name in evaluations:
+        if (out_dir / name).exists():
+            raise FileExistsError(f"{out_dir / name}: already exists; bindiff never overwrites (choose another "
+                                  f"{argument('out_dir', '--out')})")
     config, stored, model, info, payload = load_masks_run(run_dir, checkpoint=checkpoint, device=device,
                                                           data_dir=data_dir)
     allowed = None
@@ -219,13 +234,9 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
                    *(key for key in TASK.rescore_keys if not key.startswith("evaluations.")))
     config = base.rescoring_config(TASK, config, overrides, allowed=allowed, command=command)
     TASK.check_rescoring(config, model, payload)
-    for name in evaluations:
-        if name not in EVALUATIONS:
-            raise RecipeError(f"unknown evaluation {name!r}; choose among {', '.join(EVALUATIONS)}")
     data = data or stored
     base.apply_threads(config)
     ctx = EvalContext(model=model, data=data, config=config, device=base.device_of(model), checkpoint=info)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir
     metrics: dict = {"recipe": config["name"], "seed": config["seed"], "checkpoint": info}
     for name in evaluations:
         if (out_dir / name).exists():

@@ -8,7 +8,10 @@ this module is the glue a recipe needs, as ``bindiff.tasks.masks.data`` is for m
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
+
+import numpy as np
 
 from ...adapters.errors import DataError
 from ...adapters.interactions import (DatasetSource, Split, build_matrix, describe_source, load_interactions,
@@ -117,7 +120,13 @@ def prepare_split(
     """Resolve, load, filter and split a dataset as the training configuration says."""
     source = find_dataset(data_cfg, data_dir, split_cfg)
     min_rating = data_cfg.get("min_rating")
-    k_core = int(data_cfg.get("k_core") or 0)
+    k_core = data_cfg.get("k_core")
+    if k_core is None:
+        k_core = 0
+    # int() made 2.5 a 2-core, "3" a 3-core and True a 1-core without a word
+    if isinstance(k_core, (bool, np.bool_)) or not isinstance(k_core, numbers.Integral) or k_core < 0:
+        raise DataError(f"data.k_core must be an integer >= 0, got {k_core!r}")
+    k_core = int(k_core)
     kind = split_cfg.get("kind", "strong")
     holdout = split_cfg.get("holdout", "random")
     # a global cut-off trains on every pair chosen before it, even one chosen again after it

@@ -123,15 +123,16 @@ def evaluate_part(model: nn.Module, config: dict, part: EvalPart, device, worker
 
 
 def score_run(config: dict, split: Split, model: nn.Module, payload: dict, workers: Workers = SINGLE,
-              per_user_csv: Path | None = None, checkpoint: str = "best") -> dict:
+              per_user_csv: Path | None = None, checkpoint: str = "best", overwrite: bool = True) -> dict:
     """Validation and test metrics of a trained model, with each metric's definition;
-    ``per_user_csv``: also each test user's values, one row per user (raw id first)."""
+    ``per_user_csv``: also each test user's values, one row per user (raw id first); ``overwrite``:
+    False refuses a file another process wrote there meanwhile."""
     device = device_of(model)
     popularity = training_popularity(split.train)
     reports = {name: evaluate_part(model, config, getattr(split, name), device, workers, popularity, shown=name)
                for name in ("valid", "test")}
     if per_user_csv is not None and workers.is_main:
-        write_per_user_csv(per_user_csv, split.test.user_ids, reports["test"])
+        write_per_user_csv(per_user_csv, split.test.user_ids, reports["test"], overwrite=overwrite)
     return {
         "recipe": config["name"],
         "seed": config["seed"],
@@ -145,7 +146,7 @@ def score_run(config: dict, split: Split, model: nn.Module, payload: dict, worke
     }
 
 
-def write_per_user_csv(path: Path, user_ids, report: RankingReport) -> None:
+def write_per_user_csv(path: Path, user_ids, report: RankingReport, overwrite: bool = True) -> None:
     """``user,<metric>,...`` for every user of a part; empty cells for users with nothing held out."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -154,4 +155,4 @@ def write_per_user_csv(path: Path, user_ids, report: RankingReport) -> None:
     for i, user in enumerate(user_ids):
         values = [report.per_user[n][i] for n in names]
         writer.writerow([user, *("" if np.isnan(v) else f"{v:.6g}" for v in values)])
-    write_text(path, buffer.getvalue())
+    write_text(path, buffer.getvalue(), overwrite=overwrite)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...config import RecipeError, dump_recipe
+from ...config import RecipeError, dump_recipe, refuse_one_string
 from ...files import refuse_a_long_name, staged_folder, write_text
 from .. import base
 from .job import TASK
@@ -63,6 +63,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
     ``overrides`` (``inference.*``, as for ``bindiff evaluate``) choose how the exported scorer
     reads the trained model, e.g. a deterministic mode for a run that scored with random bits.
     """
+    refuse_one_string(overrides)  # its letters were refused one by one as overrides outside inference.*
     out_dir = Path(out_dir)
     refuse_a_long_name(out_dir)  # before exists(), which raises on a name the file system cannot hold
     if out_dir.exists():

@@ -21,6 +21,7 @@ from torch import nn
 from ...adapters.errors import DataError
 from ...adapters.interactions import Split
 from ...config import RecipeError, argument
+from ...files import OutputError, refuse_a_file_above, refuse_a_long_name
 from ...training.devices import device_of
 from ...training.distributed import SINGLE, Workers
 from .. import base
@@ -83,7 +84,10 @@ class RecommendationTask(base.Task):
         return lambda: evaluate_part(model, config, split.valid, device, workers, popularity).mean
 
     def evaluate(self, run_dir: Path, config: dict, split: Split, device, workers: Workers) -> dict:
-        per_user = Path(run_dir) / "per_user_test.csv" if config["eval"]["per_user"] else None
+        # the main process alone writes it (another, unlinking or checking it, would race with that write)
+        per_user = Path(run_dir) / "per_user_test.csv" if config["eval"]["per_user"] and workers.is_main else None
+        if per_user is not None:  # left by an attempt killed while it evaluated (no metrics.json yet): written again
+            per_user.unlink(missing_ok=True)
         return evaluate_run(run_dir, split=split, device=device, workers=workers, per_user_csv=per_user)
 
     def rescore(self, run_dir, overrides, checkpoint, out_dir, device, data_dir) -> dict:
@@ -164,11 +168,29 @@ def evaluate_run(run_dir: str | Path, split: Split | None = None, device=None, w
     """Validation and test metrics of ``checkpoint`` ("best" or "last"), with each metric's definition.
 
     ``overrides`` (``inference.*``, ``eval.metrics``, ``eval.batch_size``, ``eval.empty_users``,
-    ``output.progress``) score the same trained model another way.
+    ``output.progress``) score the same trained model another way. ``per_user_csv``: a new file (an
+    existing one, the run's own metrics.json among them, is never overwritten).
     """
+    if per_user_csv is not None:  # refused before anything is read or scored
+        per_user_csv = new_output_file(per_user_csv, "per_user_csv")
     config, saved_split, model, payload = load_run(run_dir, checkpoint=checkpoint, device=device)
     if overrides:
         config = base.rescoring_config(TASK, config, overrides)
         TASK.check_rescoring(config, model, payload)
         check_batches_fit(config, split or saved_split, trains=False, device=device_of(model))
-    return score_run(config, split or saved_split, model, payload, workers, per_user_csv, checkpoint)
+    return score_run(config, split or saved_split, model, payload, workers, per_user_csv, checkpoint,
+                     overwrite=False)
+
+
+def new_output_file(path, name: str) -> Path:
+    """``path`` as a Path, refused (naming the argument ``name``) when something is there already or a
+    file stands where a folder above it must be: bindiff never overwrites."""
+    path = Path(path)
+    try:
+        refuse_a_long_name(path)  # before exists(), which raises on a name the file system cannot hold
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(f"{name} {path}: already exists; bindiff never overwrites")
+        refuse_a_file_above(path)
+    except OutputError as err:
+        raise OutputError(f"{name} {err}", err.errno) from None
+    return path

@@ -19,9 +19,11 @@ is its ``ModelKind.fitting``:
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -149,6 +151,17 @@ def register_model(kind: RecommenderKind) -> None:
     Registering the same definition again replaces it; another under a taken name is refused."""
     if not isinstance(kind, RecommenderKind):
         raise TypeError(f"register_model takes a RecommenderKind, got {type(kind).__name__}")
+    if not isinstance(kind.name, str) or not kind.name:  # a name of 5 broke every later "unknown model" line
+        raise ValueError(f"a model's name is a non-empty string, got {kind.name!r}")
+    if not callable(kind.build):
+        raise ValueError(f"model {kind.name!r}: build must be a function (config, n_items, training=False) -> "
+                         f"nn.Module, got {kind.build!r}")
+    if kind.params_of is not None and not isinstance(kind.params_of, type):
+        raise ValueError(f"model {kind.name!r}: params_of must be a class (whose __init__ names model.params) or "
+                         f"None, got {kind.params_of!r}")
+    if not callable(kind.scorer):
+        raise ValueError(f"model {kind.name!r}: scorer must be a function (model, config, seed, per_history), "
+                         f"got {kind.scorer!r}")
     if kind.fitting not in ("gradient", "closed_form"):
         raise ValueError(f"model {kind.name!r}: fitting must be 'gradient' or 'closed_form', got {kind.fitting!r}")
     taken = MODELS.get(kind.name)
@@ -232,8 +245,23 @@ def build_model(config: dict, dim: int) -> nn.Module:
 
 def make_scorer(model: nn.Module, config: dict, seed: int, per_history: bool = False):
     """What evaluation and ``recommend`` call: ``scores(batch) -> (B, D)`` for the recipe's model.
-    ``per_history``: random draws that do not depend on the other rows of a batch (one-step reads)."""
-    return model_kind(config).scorer(model, config, seed, per_history)
+    ``per_history``: random draws that do not depend on the other rows of a batch (one-step reads).
+    ``seed``: an integer (numpy's, or a 0-d array or tensor, too) that ``torch.Generator.manual_seed`` takes."""
+    return model_kind(config).scorer(model, config, scorer_seed(seed), per_history)
+
+
+def scorer_seed(seed) -> int:
+    """``seed`` as a plain int (``manual_seed`` refused numpy's integers with "an integer is required"),
+    refused by name when it is not a whole number torch's generators take."""
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"seed must be an integer, got {seed!r}") from None
+    if not -2 ** 63 <= value < 2 ** 64:
+        raise ValueError(f"seed must lie in -2**63 .. 2**64 - 1 (torch's generators), got {value}")
+    return value
 
 
 __all__ = ["BINOMIAL", "MODELS", "RecommenderKind", "accepted_params", "build_model", "check_model_params",

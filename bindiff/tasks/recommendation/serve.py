@@ -52,6 +52,10 @@ class Recommender:
         self.config, self.model, self.split = config, model, split
         self.item_ids = np.asarray(item_ids).astype(str)
         self.column = {item: j for j, item in enumerate(self.item_ids.tolist())}
+        if len(self.column) != len(self.item_ids):  # a history's item would be read as one column, ranked as another
+            seen: set = set()
+            twice = next(item for item in self.item_ids.tolist() if item in seen or seen.add(item))
+            raise ValueError(f"item_ids: {twice!r} is listed twice; each column is one distinct item")
         self.scorer = make_scorer(model, config, seed=config["seed"])
         self.batch_size = config["eval"]["batch_size"]
         self.random = draws_random_bits(config)
@@ -100,8 +104,8 @@ class Recommender:
         """The ``k`` best items of each history that are not in it, as raw ids, best first.
         ``progress`` as ``output.progress``: a bar of the batches (None: on a terminal, else a line
         per batch)."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        if isinstance(k, (str, bytes)) or k is None or not k >= 1:  # "3" and None: a TypeError naming nothing
+            raise ValueError(f"k must be a positive integer, got {k!r}")
         rows, unknown = self.encode(histories)
         out: list[Recommendation] = []
         batches = -(-rows.shape[0] // self.batch_size)

@@ -185,6 +185,7 @@ def segment(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
     if model not in SEGMENT_MODELS:
         raise RecipeError(f"segment: {argument('model', '--model')} must be one of {', '.join(SEGMENT_MODELS)}, "
                           f"got {model!r}")
+    panels = base.panel_count(panels)
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir}: exists and is not an empty folder; bindiff never overwrites")
