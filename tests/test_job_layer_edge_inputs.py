@@ -247,3 +247,14 @@ def test_register_task_refuses_sections_that_are_not_keys(monkeypatch):
     with pytest.raises(ValueError, match=r"data\.rows must be"):
         registry.register_task(Mine(), {"eval": {"select": key(str, "loss", "v")}, "data": {"rows": 64}})
     assert "mine_edge" not in registry.TASKS
+
+
+def test_overrides_of_none_or_a_number_are_refused_naming_them(tmp_path):
+    for overrides in (None, 5):  # "'NoneType' object is not iterable", naming nothing
+        with pytest.raises(TypeError, match=r"^overrides must be a list of key=value strings \(empty: none\), got"):
+            load_recipe(RECIPE, overrides)
+        with pytest.raises(TypeError, match=r"^overrides must be a list"):
+            bindiff.train(_config(), overrides)
+        with pytest.raises(TypeError, match=r"^overrides must be a list"):
+            bindiff.export_run(tmp_path / "not-read", tmp_path / "out", overrides=overrides)
+    assert load_recipe(RECIPE, iter(["train.lr=0.5"]))["train"]["lr"] == 0.5  # any iterable of strings is a list

@@ -27,9 +27,12 @@ class RecipeError(ValueError):
 
 def refuse_one_string(overrides, name: str = "overrides") -> None:
     """TypeError for one string where a list of ``key=value`` strings is meant: its characters
-    would be read as overrides, one by one ("override 't' is not of the form key=value")."""
+    would be read as overrides, one by one ("override 't' is not of the form key=value"); and for
+    what holds no strings at all (None or 5: "'NoneType' object is not iterable")."""
     if isinstance(overrides, (str, bytes)):
         raise TypeError(f"{name} must be a list of key=value strings, not one string: write [{overrides!r}]")
+    if not isinstance(overrides, Iterable):
+        raise TypeError(f"{name} must be a list of key=value strings (empty: none), got {overrides!r}")
 
 
 def whole_count(value, name: str, flag: str):

@@ -242,7 +242,8 @@ def run_tuning(recipe: str | Path, overrides: Sequence[str] = (), trials: int | 
 
     registry.check_recipe(base)  # what `bindiff train` refuses before reading data, before any trial or folder
     dimensions = parse_space(base, source, section)
-    refuse_one_string(typed, "typed")  # read letter by letter: "override 'a' is not of the form key=value"
+    if typed is not None:
+        refuse_one_string(typed, "typed")  # read letter by letter: "override 'a' is not of the form key=value"
     typed = overrides if typed is None else typed
     refuse_replaced(typed, [d.key for d in dimensions], f"{section} searches")
     if "model.kind" not in {d.key for d in dimensions}:  # else each trial's kind reads what it reads
