@@ -158,6 +158,8 @@ def test_panels_that_are_not_a_count_are_refused_naming_panels(tmp_path):
 def test_train_given_a_recipe_path_names_load_recipe():
     with pytest.raises(RecipeError, match=r"a config is a mapping of sections \(load_recipe\(path\)"):
         bindiff.train(RECIPE)  # "is not a plain YAML value (a numpy number? ...)"
+    with pytest.raises(RecipeError, match=r"a config is a mapping of sections"):
+        bindiff.train(None)  # read as the default recipe: ML-1M downloaded and trained
 
 
 def test_score_reads_preset_none_as_binary_and_names_a_bad_preset(tmp_path):
