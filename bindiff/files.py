@@ -205,7 +205,11 @@ def write_json(path: str | Path, data, overwrite: bool = True) -> None:
 
 
 def json_safe(data):
-    """``data`` with every non-finite float (an undefined metric: an AUROC without errors) as None."""
+    """``data`` with every non-finite float (an undefined metric: an AUROC without errors) as None, and
+    numpy's numbers and 0-d arrays or tensors as the Python numbers they hold (json refused np.float32,
+    np.int64 and np.bool_; a float32 NaN passed as it is)."""
+    if getattr(data, "ndim", None) == 0 and callable(getattr(data, "item", None)) and not isinstance(data, float):
+        data = data.item()  # np.float64 is a float already; numpy's other scalars and 0-d arrays are not
     if isinstance(data, float):
         return data if math.isfinite(data) else None
     if isinstance(data, dict):

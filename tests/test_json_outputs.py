@@ -31,3 +31,13 @@ def test_a_value_json_cannot_hold_is_still_refused(tmp_path):
     with pytest.raises(TypeError):  # a bug in the caller keeps its traceback, and no file is left
         write_json(tmp_path / "bad.json", {"x": object()})
     assert not list(tmp_path.iterdir())
+
+
+def test_numpy_numbers_and_0d_arrays_are_written_as_the_numbers_they_hold(tmp_path):
+    import torch
+
+    data = {"f32": np.float32(0.5), "f32nan": np.float32("nan"), "i64": np.int64(7), "flag": np.bool_(True),
+            "zero_d": np.array(2.5), "tensor": torch.tensor(3), "inf16": np.float16("inf")}
+    write_json(tmp_path / "numbers.json", data)  # a TypeError for each, but np.float64 (a float)
+    assert _strict((tmp_path / "numbers.json").read_text()) == {
+        "f32": 0.5, "f32nan": None, "i64": 7, "flag": True, "zero_d": 2.5, "tensor": 3, "inf16": None}
