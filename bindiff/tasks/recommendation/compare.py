@@ -67,7 +67,9 @@ def _model_overrides(config: dict, names: list[str] | None) -> dict[str, list[st
     presets = config["compare"]["models"]
     if not presets:
         raise RecipeError("compare.models is empty: list each model with its overrides in the recipe")
-    if names is not None and (not names or any(not name.strip() for name in names)):
+    if names is not None and not names:  # ",".join of no names printed "an empty model name in ''"
+        raise RecipeError(f"{argument('models', '--models')}: no model named; the recipe defines {list(presets)}")
+    if names is not None and any(not name.strip() for name in names):
         raise RecipeError(f"{argument('models', '--models')}: an empty model name in {','.join(names)!r}; the recipe defines {list(presets)}")
     names = list(presets) if names is None else [name.strip() for name in names]
     unknown = [n for n in names if n not in presets]

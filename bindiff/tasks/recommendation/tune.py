@@ -234,6 +234,8 @@ def run_tuning(recipe: str | Path, overrides: Sequence[str] = (), trials: int | 
     base = load_recipe(recipe, overrides)
     source = str(recipe)
     if space is not None:
+        if not isinstance(space, dict):  # 5: an AttributeError ('int' object has no attribute 'items')
+            raise TypeError(f"space must be a mapping of recipe keys to ranges or choices, got {space!r}")
         base = {**base, "tune": {**base["tune"], "space": space}}
     if base["task"] != "recommend":
         raise RecipeError(f"{source}: bindiff tune searches recommendation recipes; this one has task "
