@@ -258,6 +258,9 @@ def recommend(
     from .tasks.recommendation.serve import Recommender, read_histories, write_recommendations
 
     try:
+        for name, value in (("--user", user), ("--items", items), ("--input", input), ("--output", output)):
+            if value is not None and not value.strip():  # was read as not given, or as the current folder
+                raise RecipeError(f"recommend: {name} is empty")
         given = [name for name, value in (("--user", user), ("--items", items), ("--input", input)) if value]
         if len(given) != 1:
             raise RecipeError("recommend: give exactly one of --user, --items or --input"
@@ -274,9 +277,11 @@ def recommend(
                 raise OutputError(f"--output {err}") from None
         if input is not None and Path(output).resolve() == Path(input).resolve():
             raise RecipeError(f"--output {output}: is the --input file; the histories would be overwritten")
-        if output is not None and Path(output).is_file():  # a folder or device in the way: atomic_path names it
+        if output is not None and Path(output).is_file():
             raise RecipeError(f"--output {output}: exists; bindiff never overwrites a file (remove it or name "
                               "another)")
+        if output is not None and Path(output).exists():  # a folder or a device: before every history is scored
+            raise RecipeError(f"--output {output}: exists and is not a regular file")
         if items is not None:
             users, histories = ["new"], [[i.strip() for i in items.split(",") if i.strip()]]
             if not histories[0]:
@@ -456,6 +461,10 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device
     from .tasks.masks.job import run_evaluations
 
     try:
+        if out is not None and not out.strip():  # was read as no --out: the results went into the run
+            from .config import RecipeError
+
+            raise RecipeError("--out is empty; name a new folder, or leave --out off for RUN_DIR/eval-<time>")
         out_dir = Path(out) if out else Path(run_dir) / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
         read_run_config(Path(run_dir))  # not a run: that line alone, before any warning about it
         _warn_if_unfinished(run_dir, checkpoint)

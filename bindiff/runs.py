@@ -110,6 +110,21 @@ _COMMANDS_OF = {"recommend": "`bindiff evaluate`, `recommend` and `export`",
                 "segmentation": "`bindiff evaluate RUN_DIR --out DIR`, `segment` and `score --run`"}
 
 
+def run_config_text(path: Path) -> str:
+    """A run's ``config.yaml`` as text; a file that cannot be read, is not UTF-8 or is empty is one
+    CheckpointError naming it (a traceback, or an empty file read as the defaults of a recommendation run)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                              "the run's config was damaged") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not text.strip():
+        raise CheckpointError(f"{path}: empty; the run's config was damaged")
+    return text
+
+
 def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[dict, dict]:
     """The resolved config and a loaded checkpoint of a run of ``task``, checked."""
     run_dir = Path(run_dir)
@@ -118,7 +133,7 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
     *companion, name = str(checkpoint).split("/")  # "best", or a companion's "unet/best"
     if name not in ("best", "last") or any(part in ("", ".", "..") for part in companion):
         # not a path to any .pt file
-        raise RecipeError(f"{argument('checkpoint', '--checkpoint')} must be best or last, got {name!r}")
+        raise RecipeError(f"{argument('checkpoint', '--checkpoint')} must be best or last, got {checkpoint!r}")
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     payload = load_checkpoint(path, mmap=True)  # only the weights are read: the optimiser's state stays on disk
     with naming_missing_code(payload):  # a plugin's denoiser, model or task not registered here
@@ -129,7 +144,7 @@ def read_run(run_dir: str | Path, task: str, checkpoint: str = "best") -> tuple[
     # A checkpoint copied in from another run would be built as that run's model and then fed
     # this run's data; where they disagree is named here instead of a shape error deep inside.
     # Over the keys of both: a free section (denoiser.params) may hold a key on one side only.
-    stored = flatten(recipe_from_text((run_dir / "config.yaml").read_text(encoding="utf-8"),
+    stored = flatten(recipe_from_text(run_config_text(run_dir / "config.yaml"),
                                       source=str(run_dir / "config.yaml")))
     ours = flatten(config)
     for key in sorted(set(ours) | set(stored), reverse=True):  # "a.b.c" before "a.b", which may be an empty {}

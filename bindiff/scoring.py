@@ -126,6 +126,8 @@ def labels_to_score(run: str | Path | None = None, preset: str | None = None,
                     region: str | None = None) -> tuple[LabelPreset, str]:
     """The references' label preset and region: named, or a run's own (``labels.*`` of a masks or
     segmentation run), else 0/1 masks (``binary``)."""
+    if region is not None and not region.strip():  # was read as no --region: the run's, or whole
+        raise RecipeError(f"score: {argument('region', '--region')} is empty")
     if run is not None:
         if preset is not None:
             raise RecipeError(f"score: give {argument('run', '--run')} or {argument('preset', '--preset')}, not both")

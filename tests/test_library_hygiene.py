@@ -181,7 +181,7 @@ def test_a_command_line_of_ones_own_is_told_the_python_argument(tmp_path):
 
     from bindiff.cli import app as bindiff_app
 
-    (tmp_path / "config.yaml").touch()
+    (tmp_path / "config.yaml").write_text("task: recommend\n")  # an empty one is a damaged run, refused first
     mine = typer.Typer()
 
     @mine.command()

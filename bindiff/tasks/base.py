@@ -45,7 +45,7 @@ from ..config.recipe import with_key
 from ..files import OutputError, write_json
 from ..plots import plot_training_curve
 from ..progress import log, log_lines, warn
-from ..runs import create_run_dir, flatten, read_run, remove_unfinished_run
+from ..runs import create_run_dir, flatten, read_run, remove_unfinished_run, run_config_text
 from ..training import distributed
 from ..training.checkpoint import (CheckpointError, check_resumable, load_checkpoint, naming_missing_code,
                                   remove_stale_temporaries, run_lock, saved_device_types, state_dict_mismatch)
@@ -452,7 +452,7 @@ def read_run_config(run_dir: Path) -> dict:
                                   "temporary config.yaml is there); nothing to resume: delete the folder and "
                                   "start the run again")
         raise CheckpointError(f"{run_dir}: not a bindiff run directory (no config.yaml)")
-    return recipe_from_text(path.read_text(encoding="utf-8"), source=str(path))
+    return recipe_from_text(run_config_text(path), source=str(path))
 
 
 # Errors of the file system, not of bindiff: the output location cannot take the run.
@@ -741,6 +741,9 @@ def refuse_no_out(task_name: str, out_dir: Path | None) -> None:
 def check_same_recipe(given: dict, run: dict, recipe: str, config_path: Path) -> None:
     """RecipeError naming the first key where a recipe resolves differently from a run's config."""
     ignored = {"output.root", "output.progress"}  # where the run lives and how it looks, not what it computes
+    if run.get("task") != given.get("task"):  # else the first key one task has and the other lacks was named
+        raise RecipeError(f"{recipe}: a {given.get('task')} recipe, but the run being resumed is a {run.get('task')} "
+                          f"run ({config_path}); resume it with its own recipe (`bindiff resume RUN_DIR`)")
     a, b = flatten(run), flatten(given)
     for key in sorted(set(a) | set(b)):
         if key not in ignored and a.get(key) != b.get(key):

@@ -19,6 +19,8 @@ def resolve_device(name: str, what: str = "train.device") -> torch.device:
         device = torch.device(name)
     except (RuntimeError, TypeError):
         raise RecipeError(f"{what}: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):  # meta, mps, xpu, ...: torch names them, bindiff runs on neither
+        raise RecipeError(f"{what}: {name!r} is not a device bindiff runs on; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RecipeError(f"{what}: {name!r} was asked for but no CUDA device is available")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

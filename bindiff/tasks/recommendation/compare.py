@@ -144,7 +144,11 @@ def run_comparison(recipe: str | Path, overrides: Sequence[str] = (), models: li
     n_seeds = base["compare"]["seeds"] if seeds is None else seeds
     if n_seeds < 1:
         raise RecipeError(f"{argument('seeds', '--seeds')} must be at least 1, got {n_seeds}")
-    seed_values = [base["seed"] + i for i in range(n_seeds)]
+    if base["seed"] + n_seeds - 1 >= 2 ** 32:  # seed, seed+1, ...: each must be a seed (a list of 10**20 filled memory)
+        given = "compare.seeds" if seeds is None else argument('seeds', '--seeds')
+        raise RecipeError(f"{given} {n_seeds} from seed {base['seed']}: the last seed, {base['seed'] + n_seeds - 1}, "
+                          "lies beyond 2**32 - 1")
+    seed_values = range(base["seed"], base["seed"] + n_seeds)
     # Validate every model's recipe and search space before anything is trained or written.
     from .. import registry
 
