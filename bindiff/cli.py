@@ -56,8 +56,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (RecipeError, DataError, CheckpointError, OutputError, FileExistsError, FileNotFoundError)
 
 
+def _not_empty(value):
+    """A path option or argument given as "" or blanks: refused, where it was read as the current folder
+    (`resume ""`: ".: not a bindiff run directory"; `output.root`-like folders filled in place)."""
+    if isinstance(value, str) and not value.strip():
+        raise typer.BadParameter("is empty; name a file or folder")
+    return value
+
+
 # the commands that read a masks or segmentation run's cases again: its named data set may have moved
-_DATA_DIR_OF_A_RUN = typer.Option(None, help="where a named data set that has moved since the run now lives "
+_DATA_DIR_OF_A_RUN = typer.Option(None, callback=_not_empty, help="where a named data set that has moved since the run now lives "
                                              "(default: $BINDIFF_DATA_DIR)")
 # every command that reads a trained run: a run trained on a GPU is used on a laptop with --device cpu
 _DEVICE = typer.Option(None, "--device", help="where the model runs: cpu, cuda, cuda:N or auto (default: the "
@@ -86,12 +94,12 @@ def _fail(err: BaseException) -> None:
 @app.command()
 def train(
     recipe: str = typer.Argument(..., autocompletion=complete_recipe,
-                                 help="a shipped recipe's name (ml1m; `bindiff recipes`) or a YAML file"),
+                                 callback=_not_empty, help="a shipped recipe's name (ml1m; `bindiff recipes`) or a YAML file"),
     overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
                                                     help="key=value overrides, e.g. train.lr=3e-4"),
-    data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
+    data_dir: Optional[str] = typer.Option(None, callback=_not_empty, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR",
-                                         help="continue this interrupted run of the same recipe"),
+                                         callback=_not_empty, help="continue this interrupted run of the same recipe"),
     nproc: int = typer.Option(1, "--nproc", min=1,
                               help="train on this many processes through torchrun (gloo on CPU, NCCL on CUDA)"),
 ):
@@ -124,8 +132,8 @@ def train(
 
 @app.command("resume")
 def resume_run(
-    run_dir: str = typer.Argument(..., help="a run directory whose training was interrupted"),
-    data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
+    run_dir: str = typer.Argument(..., callback=_not_empty, help="a run directory whose training was interrupted"),
+    data_dir: Optional[str] = typer.Option(None, callback=_not_empty, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
     nproc: int = typer.Option(1, "--nproc", min=1,
                               help="continue on this many processes through torchrun (as `train --nproc`)"),
 ):
@@ -188,7 +196,7 @@ def _print_run(run) -> None:
 
 @app.command()
 def evaluate(
-    run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train`"),
+    run_dir: str = typer.Argument(..., callback=_not_empty, help="a run directory made by `bindiff train`"),
     overrides: Optional[List[str]] = typer.Argument(
         None, autocompletion=complete_override,
         help="overrides of how the model is scored, e.g. inference.mode=reverse inference.t=3: "
@@ -196,7 +204,7 @@ def evaluate(
                    "segmentation.*; masks runs: evaluations.*; both: eval.* but eval.select), and output.progress"),
     checkpoint: str = typer.Option("best", help="best or last"),
     out: Optional[str] = typer.Option(None, "--out", "--output",
-                                      help="also write the metrics to OUT/metrics.json (a new folder)"),
+                                      callback=_not_empty, help="also write the metrics to OUT/metrics.json (a new folder)"),
     device: Optional[str] = _DEVICE,
     data_dir: Optional[str] = _DATA_DIR_OF_A_RUN,
 ):
@@ -329,12 +337,12 @@ def recommend(
 
 @app.command()
 def export(
-    run_dir: str = typer.Argument(..., help="a recommendation run directory made by `bindiff train`"),
+    run_dir: str = typer.Argument(..., callback=_not_empty, help="a recommendation run directory made by `bindiff train`"),
     overrides: Optional[List[str]] = typer.Argument(
         None, autocompletion=complete_override,
         help="inference.* overrides: how the scorer reads the model, e.g. inference.add_noise=false"),
     output: str = typer.Option(..., "--output", "--out",
-                               help="folder to create: scorer.pt2, items.json, config.yaml, README.md"),
+                               callback=_not_empty, help="folder to create: scorer.pt2, items.json, config.yaml, README.md"),
     checkpoint: str = typer.Option("best", help="best or last"),
 ):
     """Write a self-contained scorer of a run (torch.export), loadable with torch alone."""
@@ -351,7 +359,7 @@ def export(
 @app.command()
 def compare(
     recipe: str = typer.Argument(..., autocompletion=complete_recipe,
-                                 help="a shipped recipe's name or a YAML file whose compare.models lists the "
+                                 callback=_not_empty, help="a shipped recipe's name or a YAML file whose compare.models lists the "
                                       "models"),
     overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
                                                     help="key=value overrides applied to every model, before "
@@ -361,7 +369,7 @@ def compare(
     tune: Optional[int] = typer.Option(None, "--tune", metavar="TRIALS",
                                        help="first tune every model of compare.spaces with this many trials "
                                             "on validation users, then compare the tuned models"),
-    data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
+    data_dir: Optional[str] = typer.Option(None, callback=_not_empty, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
 ):
     """Train several models on the same splits over several seeds; write a table and a plot."""
     from .tasks.recommendation.compare import run_comparison
@@ -378,12 +386,12 @@ def compare(
 @app.command()
 def tune(
     recipe: str = typer.Argument(..., autocompletion=complete_recipe,
-                                 help="a shipped recommendation recipe's name or a YAML file whose tune.space "
+                                 callback=_not_empty, help="a shipped recommendation recipe's name or a YAML file whose tune.space "
                                       "lists the keys to search"),
     overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
                                                     help="key=value overrides applied to every trial"),
     trials: Optional[int] = typer.Option(None, help="number of trials (default: tune.trials)"),
-    data_dir: Optional[str] = typer.Option(None, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
+    data_dir: Optional[str] = typer.Option(None, callback=_not_empty, help="where datasets live (default: $BINDIFF_DATA_DIR)"),
 ):
     """Search tune.space with a seeded sampler, choosing on validation users only."""
     from .tasks.recommendation.tune import run_tuning
@@ -420,7 +428,7 @@ def list_recipes():
 @app.command("show-config")
 def show_config(
     recipe: Optional[str] = typer.Argument(None, autocompletion=complete_recipe,
-                                           help="a shipped recipe's name or a YAML file; omit it (or start "
+                                           callback=_not_empty, help="a shipped recipe's name or a YAML file; omit it (or start "
                                                 "with key=value) for the defaults, e.g. `show-config task=masks`"),
     overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
                                                     help="key=value overrides"),
@@ -476,7 +484,7 @@ def _masks_task(task: str, run_dir: str, overrides, checkpoint: str, out, device
     _echo_json(metrics[task])
 
 
-_RUN_DIR = typer.Argument(..., help="a run directory made by `bindiff train` on a masks recipe")
+_RUN_DIR = typer.Argument(..., callback=_not_empty, help="a run directory made by `bindiff train` on a masks recipe")
 _TASK_OVERRIDES = typer.Argument(None, help="overrides of this evaluation's own section (evaluations.<this "
                                             "command>.*), eval.* (but eval.select) or output.progress, e.g. "
                                             "evaluations.completion.hide=[box] for `masks completion`")
@@ -509,9 +517,9 @@ for _name, _verb, _doc in (
 def masks_apply(run_dir: str = _RUN_DIR,
                 overrides: Optional[List[str]] = _APPLY_OVERRIDES,
                 task: str = typer.Option(..., help="completion (fill the unknown voxels) or denoising"),
-                input: str = typer.Option(..., "--input", help="a label map, or a folder of them"),
-                output: str = typer.Option(..., "--output", "--out", help="folder for <case>.nii.gz and summary.json"),
-                unknown: Optional[str] = typer.Option(None, help="complete: a file (or a folder of same-named "
+                input: str = typer.Option(..., "--input", callback=_not_empty, help="a label map, or a folder of them"),
+                output: str = typer.Option(..., "--output", "--out", callback=_not_empty, help="folder for <case>.nii.gz and summary.json"),
+                unknown: Optional[str] = typer.Option(None, callback=_not_empty, help="complete: a file (or a folder of same-named "
                                                       "files) whose non-zero voxels are unknown"),
                 unknown_label: Optional[int] = typer.Option(None, help="complete: the label value marking unknown "
                                                             "voxels in the input itself"),
@@ -532,16 +540,16 @@ def masks_apply(run_dir: str = _RUN_DIR,
 
 @app.command("segment")
 def segment_images(
-    run_dir: str = typer.Argument(..., help="a run directory made by `bindiff train` on a segmentation recipe"),
+    run_dir: str = typer.Argument(..., callback=_not_empty, help="a run directory made by `bindiff train` on a segmentation recipe"),
     overrides: Optional[List[str]] = typer.Argument(None, autocompletion=complete_override,
                                                     help="segmentation.* overrides of how the model samples, "
                                                          "e.g. segmentation.samples=16, and eval.batch_size"),
-    input: str = typer.Option(..., "--input", help="an image (NIfTI, MHA, NRRD), a folder holding one DICOM series, "
+    input: str = typer.Option(..., "--input", callback=_not_empty, help="an image (NIfTI, MHA, NRRD), a folder holding one DICOM series, "
                               "a folder of these, or (several channels) a case folder holding the run's "
                               "images.channels, or a folder of them"),
-    output: str = typer.Option(..., "--output", "--out", help="a new (or empty) folder for <case>_mask.nii.gz, "
+    output: str = typer.Option(..., "--output", "--out", callback=_not_empty, help="a new (or empty) folder for <case>_mask.nii.gz, "
                                "<case>_uncertainty.nii.gz and summary.json"),
-    brain: Optional[str] = typer.Option(None, help="brain mask file, or a folder of <case>.nii.gz brain masks "
+    brain: Optional[str] = typer.Option(None, callback=_not_empty, help="brain mask file, or a folder of <case>.nii.gz brain masks "
                                         "(runs with images.brain only)"),
     model: str = typer.Option("diffusion", help="diffusion (K samples from noise) or unet (the run's baseline)"),
     probabilities: bool = typer.Option(False, "--probabilities", help="also write <case>_probability.nii.gz, the "
@@ -565,16 +573,16 @@ def segment_images(
 
 @app.command("score")
 def score_masks(
-    prediction: str = typer.Argument(..., help="a mask, or a folder of masks (<case>_mask.nii.gz as `bindiff segment` "
+    prediction: str = typer.Argument(..., callback=_not_empty, help="a mask, or a folder of masks (<case>_mask.nii.gz as `bindiff segment` "
                                      "writes them, or <case>.nii.gz)"),
-    reference: str = typer.Argument(..., help="the reference label map, or a folder of <case>.nii.gz label maps"),
-    run: Optional[str] = typer.Option(None, "--run", help="a masks or segmentation run: score its labels.preset "
+    reference: str = typer.Argument(..., callback=_not_empty, help="the reference label map, or a folder of <case>.nii.gz label maps"),
+    run: Optional[str] = typer.Option(None, "--run", callback=_not_empty, help="a masks or segmentation run: score its labels.preset "
                                       "and labels.region"),
     preset: Optional[str] = typer.Option(None, help="the references' label preset (msd_hippocampus, brats2015, "
                                          "brats2021, brats2023); default: binary, 0/1 masks"),
     region: Optional[str] = typer.Option(None, help="the preset's region (default: the run's, else whole)"),
     out: Optional[str] = typer.Option(None, "--out", "--output",
-                                      help="also write the summary (per case and means) to this new JSON file"),
+                                      callback=_not_empty, help="also write the summary (per case and means) to this new JSON file"),
 ):
     """Score masks against reference label maps (Dice, IoU, HD95, ASSD, surface Dice, volumes), case by case."""
     from .scoring import labels_to_score, score

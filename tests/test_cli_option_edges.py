@@ -4,6 +4,7 @@ one `error:` line naming the option or file, exit code 2, no traceback, and noth
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,34 @@ def test_recommend_refuses_a_folder_as_output_before_scoring(run, tmp_path, monk
     line = error_line(runner.invoke(app, ["recommend", str(run), "--input", str(users), "--output",
                                           str(tmp_path / "out")]))
     assert line == f"error: --output {tmp_path / 'out'}: exists and is not a regular file"
+
+
+def _main(argv, monkeypatch, capsys) -> str:
+    """`bindiff ARGV` through the command's own entry point (a usage error is reformatted there); its one line."""
+    from bindiff import cli
+
+    monkeypatch.setattr(sys, "argv", ["bindiff", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == "" and len(err.splitlines()) == 1, (exit_.value.code, out, err)
+    return err.strip()
+
+
+@pytest.mark.parametrize("command, named", [(["resume", ""], "'run_dir'"), (["evaluate", ".", "--out", " "], "'--out'"),
+                                            (["train", ""], "'recipe'"), (["train", "ml1m", "--data-dir", ""], "'--data-dir'"),
+                                            (["segment", ".", "--input", "", "--output", "o"], "'--input'"),
+                                            (["score", "", "."], "'prediction'"), (["export", ".", "--output", ""], "'--output'")])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(command, named, tmp_path, monkeypatch, capsys):
+    """`resume ""` said ".: not a bindiff run directory", `evaluate R --out ""` ": already exists"."""
+    monkeypatch.chdir(tmp_path)
+    line = _main(command, monkeypatch, capsys)
+    assert line.startswith(f"error: bindiff {command[0]}: Invalid value for {named}") and "is empty" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_output_root_is_refused_naming_the_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # run folders were made in the current folder
+    line = error_line(runner.invoke(app, ["train", "ml1m", "output.root=' '"]))
+    assert line.startswith("error: override \"output.root=' '\": key 'output.root' must name a folder")
+    assert list(tmp_path.iterdir()) == []

@@ -94,7 +94,8 @@ COMMON: dict[str, Any] = {
                    (lambda v: 0 <= v < 1, "must lie in [0, 1)")),
     },
     "output": {
-        "root": key(str, "runs", "folder that holds run directories"),
+        "root": key(str, "runs", "folder that holds run directories",
+                    (lambda v: bool(v.strip()), "must name a folder (empty: the current folder, filled in place)")),
         "progress": key((bool, type(None)), None, "progress bars: true, false, or null for only on a terminal"),
         "logger": key(str, "none", "none, or tensorboard: every epoch's loss and validation metrics as scalars in "
                       "<run>/tensorboard/ (needs pip install 'bindiff[tensorboard]')",
