@@ -9,8 +9,9 @@ def paired_wilcoxon(a, b) -> dict:
     """Mean of ``a − b`` and the two-sided Wilcoxon signed-rank p-value over the units both score.
 
     Units whose difference is undefined (either value NaN, or both the same infinity) are left
-    out; ``units`` counts the rest, over which the mean difference is taken. The test ranks the non-zero differences only (scipy's ``zero_method``
-    "wilcox", Wilcoxon's own), counted as ``ranked``; when every difference is 0 the p-value is 1.
+    out; ``units`` counts the rest, over which the mean difference is taken. The test ranks the
+    non-zero differences only (scipy's ``zero_method`` "wilcox", Wilcoxon's own), counted as
+    ``ranked``; when every difference is 0 the p-value is 1.
     """
     from scipy.stats import wilcoxon
 
