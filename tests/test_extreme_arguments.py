@@ -89,7 +89,7 @@ def test_a_schedule_of_more_steps_than_the_recipe_allows_is_refused_naming_steps
 
 
 @pytest.mark.parametrize("name, key, value", [("quadratic", "beta_start", -0.1), ("linear", "beta_end", math.nan),
-                                              ("cosine", "max_beta", 2.0), ("constant", "beta", 0.0)])
+                                              ("constant", "beta", 0.0)])
 def test_a_beta_parameter_outside_0_1_is_refused_naming_it(name, key, value):
     from bindiff.core.schedules import get_schedule
 
@@ -104,3 +104,16 @@ def test_a_cosine_offset_where_its_formula_breaks_is_refused_naming_it(offset):
 
     with pytest.raises(ValueError, match=r"^schedule 'cosine': parameter 'offset' must be a finite number > -1"):
         get_schedule("cosine", 4, offset=offset)  # was "every beta must be finite", naming no parameter
+
+
+def test_a_cosine_cap_of_one_or_more_caps_nothing_and_a_cap_of_zero_or_nan_is_refused():
+    from bindiff.core.schedules import get_schedule
+
+    # a run trained with max_beta: 2 (accepted before) could no longer be loaded, evaluated or resumed
+    f = [math.cos((t / 5 + 0.008) / 1.008 * math.pi / 2) ** 2 for t in range(6)]  # ᾱ_t = f(t) / f(0)
+    uncapped = [1 - f[t] / f[t - 1] for t in range(1, 6)]
+    for cap in (1.0, 2.0, math.inf):
+        assert get_schedule("cosine", 5, max_beta=cap).tolist() == pytest.approx(uncapped, rel=1e-12)
+    for cap in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match=r"^schedule 'cosine': parameter 'max_beta' = .* must be > 0"):
+            get_schedule("cosine", 5, max_beta=cap)

@@ -76,6 +76,17 @@ def test_the_per_user_csv_of_evaluate_run_is_written_without_overwriting(tmp_pat
     assert path.read_text() == "another process's\n"
 
 
+def test_evaluate_run_asks_the_scoring_not_to_overwrite_its_per_user_csv(tmp_path, monkeypatch):
+    # the check above runs before the scoring; a file another process writes meanwhile is refused by the
+    # write itself only if evaluate_run passes overwrite=False (the test above exercises write_per_user_csv alone)
+    calls = []
+    monkeypatch.setattr(job, "load_run", lambda *args, **kwargs: ({}, "split", "model", {}))
+    monkeypatch.setattr(job, "score_run", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
+    job.evaluate_run(tmp_path / "run", per_user_csv=str(tmp_path / "users.csv"))
+    (args, kwargs), = calls
+    assert args[5] == tmp_path / "users.csv" and kwargs == {"overwrite": False}
+
+
 def test_run_evaluations_checks_every_name_and_folder_before_the_first_evaluation(tmp_path):
     # the first evaluation was written before a second name given twice, or a second folder that
     # exists, was refused (as "already exists", for the name given twice)
@@ -99,6 +110,18 @@ def test_a_device_that_is_not_one_is_refused_naming_device(tmp_path, device):
     _python_names(err.value, "device")
     config, _, model = base.load_trained(job.TASK, run, device=torch.device("cpu"))
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_a_cuda_index_is_read_as_torch_reads_it(tmp_path, monkeypatch):
+    # model.to(0) is cuda:0: an index was taken before the device check, then refused as "'0' is not a device"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(FileNotFoundError, match="not a bindiff run directory"):  # accepted: the run is read next
+        base.load_trained(job.TASK, tmp_path / "not-a-run", device=np.int64(0))
+    with pytest.raises(RecipeError, match=r"^device: 'cuda:1' was asked for but this machine has 1 CUDA device"):
+        base.load_trained(job.TASK, tmp_path / "not-a-run", device=1)
+    with pytest.raises(RecipeError, match=r"^device: 'True' is not a device"):
+        base.load_trained(job.TASK, tmp_path / "not-a-run", device=True)
 
 
 def test_make_scorer_takes_numpy_and_0d_seeds_and_names_a_bad_one():
@@ -220,6 +243,8 @@ def test_warmup_clip_refuses_settings_that_would_climb_the_loss():
     weight.grad = torch.tensor([3.0, 4.0])
     clipped.step()
     assert torch.allclose(weight.detach(), torch.tensor([1 - 0.6, 1 - 0.8]))  # the gradient scaled to norm 1
+    whole = WarmupClip(sgd(), warmup_steps=2.0, total_steps=np.float64(8.0))  # int() took these before: kept
+    assert (whole.warmup_steps, whole.total_steps) == (2, 8) and type(whole.warmup_steps) is int
 
 
 # -- registrations that would break every later refusal --------------------------------------------------------
@@ -270,3 +295,39 @@ def test_empty_lists_of_evaluations_or_models_and_a_space_that_is_no_mapping_are
     with pytest.raises(TypeError, match=r"^space must be a mapping"):  # 'int' object has no attribute 'items'
         bindiff.run_tuning("ml1m", [f"output.root={tmp_path}"], space=5)
     assert not list(tmp_path.iterdir())
+
+
+def test_overrides_given_as_an_iterator_are_all_read_by_export_and_train(tmp_path, monkeypatch):
+    # refuse_one_string takes any iterable; export_run and train read theirs twice, and an iterator was
+    # empty the second time: the exported scorer and overrides.txt silently lost every override
+    from types import SimpleNamespace
+
+    from bindiff.tasks.recommendation import export, serve
+
+    seen = []
+
+    def rescoring(task, config, overrides, **kwargs):
+        seen.append(list(overrides))
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(serve.Recommender, "from_run", classmethod(lambda cls, *a, **k: SimpleNamespace(config={})))
+    monkeypatch.setattr(export.base, "rescoring_config", rescoring)
+    with pytest.raises(RuntimeError, match="stop"):
+        bindiff.export_run(tmp_path / "run", tmp_path / "out", overrides=iter(["inference.t=3"]))
+    assert seen == [["inference.t=3"]]
+
+    made = []
+
+    def create_run_dir(config, overrides):
+        made.append(overrides)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(base, "create_run_dir", create_run_dir)
+    monkeypatch.setattr(base, "check_recipe", lambda task, config: None)
+    monkeypatch.setattr(base, "_build", lambda *args: (None, None, None))
+    task = registry.get_task("recommend")
+    monkeypatch.setattr(task, "prepare", lambda config, data_dir: None)  # no data read
+    monkeypatch.setattr(task, "check", lambda config, data, model: None)
+    with pytest.raises(RuntimeError, match="stop"):
+        bindiff.train(_config("train.lr=0.5"), iter(["train.lr=0.5"]))
+    assert made == [["train.lr=0.5"]]

@@ -86,7 +86,7 @@ def validate_betas(betas: torch.Tensor, *, source: str = "betas") -> torch.Tenso
 
 
 MAX_STEPS = 100_000  # every table is computed at once (the recipe's diffusion.steps has the same bound)
-BETA_PARAMETERS = ("beta_start", "beta_end", "beta", "max_beta")  # each a β itself, in (0, 1]
+BETA_PARAMETERS = ("beta_start", "beta_end", "beta")  # each a β itself, in (0, 1]
 
 
 def get_schedule(name: str, steps: int, **params: float) -> torch.Tensor:
@@ -107,6 +107,10 @@ def get_schedule(name: str, steps: int, **params: float) -> torch.Tensor:
             raise ValueError(f"schedule {name!r}: parameter {key!r} must be a number, got {value!r}")
         if key in BETA_PARAMETERS and not 0 < value <= 1:  # quadratic's √ of a negative β named nothing
             raise ValueError(f"schedule {name!r}: parameter {key!r} = {value!r} is outside (0, 1]; it is a beta")
+        # a cap, not a β: 1 or more caps nothing (β <= 1 already), as runs trained with max_beta: 2 were built
+        if key == "max_beta" and not value > 0:
+            raise ValueError(f"schedule {name!r}: parameter 'max_beta' = {value!r} must be > 0 (the cap on every "
+                             "beta; 1 or more: no cap)")
         if key == "offset" and not -1 < value < math.inf:  # at -1 cosine's f divides by 0
             raise ValueError(f"schedule {name!r}: parameter 'offset' must be a finite number > -1, got {value!r}")
     params = {key: int(v) if isinstance(v, numbers.Integral) else float(v) for key, v in params.items()}

@@ -343,6 +343,7 @@ def train(task: Task, config: dict, overrides: list[str] = (), data_dir: str | N
     """
     started = time.perf_counter()
     refuse_one_string(overrides)
+    overrides = list(overrides)  # read twice (the unread check, overrides.txt): an iterator was empty the second time
     config = _validated(config)
     if config["task"] != task.name:  # train_recommender given a masks recipe: a KeyError deep in the task
         raise RecipeError(f"config: key 'task' is {config['task']!r}, not {task.name!r}; bindiff.train runs a "
@@ -646,11 +647,14 @@ def load_trained(task: Task, run_dir: str | Path, checkpoint: str = "best", devi
     """A run's config, loaded checkpoint and model (the evaluated variant, in eval mode).
 
     ``companion`` names one of the task's companions (its ``checkpoints/<name>/`` checkpoint);
-    None: the main model. ``device`` (a torch.device, or a name such as ``cpu``) defaults to the
+    None: the main model. ``device`` (a torch.device, a name such as ``cpu``, or a CUDA index as
+    torch reads one: 0 is ``cuda:0``) defaults to the
     run's ``train.device``: a run trained with ``train.device: cuda`` is read on a machine without
     CUDA by passing ``cpu``.
     """
     if device is not None:  # a name, a torch.device or an index: refused by name before the run is read
+        if isinstance(device, (int, np.integer)) and not isinstance(device, (bool, np.bool_)):
+            device = f"cuda:{int(device)}"  # torch's own reading of an index (model.to(0) is cuda:0); str(0) is no device
         device = resolve_device(device if isinstance(device, torch.device) else str(device),
                                 what=argument("device", "--device"))
     if companion is None:
@@ -711,6 +715,7 @@ def rescoring_config(task: Task, config: dict, overrides: list[str] = (), allowe
     """
     names = allowed if allowed is not None else task.rescore_keys
     refuse_one_string(overrides)  # its characters would be read as overrides, one by one
+    overrides = list(overrides)  # an iterator is read below, then asked whether it is empty
     for text in overrides:
         keys, value = parse_override(text)
         dotted = ".".join(keys)

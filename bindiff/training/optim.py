@@ -33,6 +33,14 @@ def build_optimizer(config: dict, model: torch.nn.Module, steps_per_epoch: int) 
                       t["clip_grad_norm"], total_steps=total, average_decay=t["ema"])
 
 
+def _step_count(name: str, value) -> int:
+    """A whole number of optimiser steps >= 0: 2.0 as 2 (``int()`` took it before), 2.7 and -2 refused by name."""
+    steps = checks.whole_number(name, value)
+    if steps < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return steps
+
+
 class WarmupClip:
     """Wrap an optimiser: scale the learning rate by min(1, step / warmup_steps) and, given
     ``total_steps``, by a cosine decay ½(1 + cos(π·step / total_steps)); clip the gradients'
@@ -44,8 +52,8 @@ class WarmupClip:
         self.optimizer = optimizer
         # a negative or zero clip norm, or a negative warm-up, turned every update into a step up the loss
         # (or none at all) without a word; a fractional warm-up was cut to an integer
-        self.warmup_steps = checks.whole("warmup_steps", warmup_steps)
-        self.total_steps = None if total_steps is None else checks.whole("total_steps", total_steps)
+        self.warmup_steps = _step_count("warmup_steps", warmup_steps)
+        self.total_steps = None if total_steps is None else _step_count("total_steps", total_steps)
         if clip_norm is not None and checks.number("clip_norm", clip_norm) <= 0:
             raise ValueError(f"clip_norm must be > 0 (None: no clipping), got {clip_norm!r}")
         self.clip_norm = clip_norm

@@ -64,6 +64,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
     reads the trained model, e.g. a deterministic mode for a run that scored with random bits.
     """
     refuse_one_string(overrides)  # its letters were refused one by one as overrides outside inference.*
+    overrides = list(overrides)  # read twice below: an iterator was empty by the time the config was built
     out_dir = Path(out_dir)
     refuse_a_long_name(out_dir)  # before exists(), which raises on a name the file system cannot hold
     if out_dir.exists():

@@ -246,6 +246,7 @@ def run_tuning(recipe: str | Path, overrides: Sequence[str] = (), trials: int | 
     dimensions = parse_space(base, source, section)
     if typed is not None:
         refuse_one_string(typed, "typed")  # read letter by letter: "override 'a' is not of the form key=value"
+        typed = list(typed)  # read twice below (the searched keys, the unread ones)
     typed = overrides if typed is None else typed
     refuse_replaced(typed, [d.key for d in dimensions], f"{section} searches")
     if "model.kind" not in {d.key for d in dimensions}:  # else each trial's kind reads what it reads
