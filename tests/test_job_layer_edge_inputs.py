@@ -287,9 +287,7 @@ def test_overrides_of_none_or_a_number_are_refused_naming_them(tmp_path):
     assert load_recipe(RECIPE, iter(["train.lr=0.5"]))["train"]["lr"] == 0.5  # any iterable of strings is a list
 
 
-def test_empty_lists_of_evaluations_or_models_and_a_space_that_is_no_mapping_are_named(tmp_path):
-    with pytest.raises(RecipeError, match=r"^evaluations: none named; choose among"):  # did nothing without a word
-        bindiff.run_evaluations(tmp_path / "not-read", [])
+def test_an_empty_list_of_models_and_a_space_that_is_no_mapping_are_named(tmp_path):
     with pytest.raises(RecipeError, match=r"models: no model named; the recipe defines"):  # "an empty model name in ''"
         bindiff.run_comparison("ml1m", [f"output.root={tmp_path}"], models=[])
     with pytest.raises(TypeError, match=r"^space must be a mapping"):  # 'int' object has no attribute 'items'

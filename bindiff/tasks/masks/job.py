@@ -214,8 +214,6 @@ def run_evaluations(run_dir: str | Path, evaluations, data: MaskData | None = No
     if evaluations is None or not isinstance(evaluations, Iterable):
         raise TypeError(f"evaluations must be a list of names among {', '.join(EVALUATIONS)}, got {evaluations!r}")
     evaluations = list(evaluations)
-    if not evaluations:  # it did nothing and returned the run's header
-        raise RecipeError(f"evaluations: none named; choose among {', '.join(EVALUATIONS)}")
     # every name and output folder checked before the first evaluation runs: a refusal after one had
     # written its folder left a half-done set of results (and a name given twice was refused as "exists")
     for i, name in enumerate(evaluations):
