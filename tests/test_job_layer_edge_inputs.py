@@ -160,11 +160,13 @@ def test_a_recommender_refuses_duplicate_item_ids_and_a_k_that_is_not_a_number()
     with pytest.raises(ValueError, match="item_ids: 'a' is listed twice"):
         bindiff.Recommender(config, model, ["a", "a", "b", "c"])
     recommender = bindiff.Recommender(config, model, ["a", "b", "c", "d"])
-    for k in ("3", None, float("nan")):
+    for k in ("3", None, float("nan"), [3]):
         with pytest.raises(ValueError, match=r"^k must be a positive integer"):  # "'<' not supported ..."
             recommender.recommend([["a"]], k=k)
     (result,) = recommender.recommend([["a"]], k=np.int64(2))
     assert len(result.items) == 2 and "a" not in result.items
+    (result,) = recommender.recommend([["a"]], k=torch.tensor(2))  # a 0-d tensor: the number it holds
+    assert len(result.items) == 2
 
 
 def test_panels_that_are_not_a_count_are_refused_naming_panels(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Container, Iterable, NamedTuple, Sequence
@@ -104,7 +105,9 @@ class Recommender:
         """The ``k`` best items of each history that are not in it, as raw ids, best first.
         ``progress`` as ``output.progress``: a bar of the batches (None: on a terminal, else a line
         per batch)."""
-        if isinstance(k, (str, bytes)) or k is None or not k >= 1:  # "3" and None: a TypeError naming nothing
+        if getattr(k, "ndim", None) == 0 and callable(getattr(k, "item", None)):
+            k = k.item()  # a 0-d array or tensor: the number it holds
+        if not isinstance(k, numbers.Real) or not k >= 1:  # "3", None, [3]: a TypeError naming nothing
             raise ValueError(f"k must be a positive integer, got {k!r}")
         rows, unknown = self.encode(histories)
         out: list[Recommendation] = []
