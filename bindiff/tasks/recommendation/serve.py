@@ -29,6 +29,7 @@ from ...adapters.interactions import Split
 from ...adapters.interactions.datasets import default_separator
 from ...adapters.interactions.readers import header_names, read_delimited
 from ...config import argument
+from ...core.params import plain
 from ...files import OutputError, atomic_path
 from ...metrics import topk_excluding
 from ...progress import log, piped_lines
@@ -105,8 +106,7 @@ class Recommender:
         """The ``k`` best items of each history that are not in it, as raw ids, best first.
         ``progress`` as ``output.progress``: a bar of the batches (None: on a terminal, else a line
         per batch)."""
-        if getattr(k, "ndim", None) == 0 and callable(getattr(k, "item", None)):
-            k = k.item()  # a 0-d array or tensor: the number it holds
+        k = plain(k)  # a 0-d array or tensor: the number it holds
         if not isinstance(k, numbers.Real) or not k >= 1:  # "3", None, [3]: a TypeError naming nothing
             raise ValueError(f"k must be a positive integer, got {k!r}")
         rows, unknown = self.encode(histories)
