@@ -113,6 +113,8 @@ def normalise_channels(channels: np.ndarray, foreground: np.ndarray, source: str
     at once: 68 MiB for a two-channel BraTS case); after a ``DataError`` it may be part-overwritten.
     """
     foreground = np.asarray(foreground, dtype=bool)
+    if np.iscomplexobj(channels):  # astype(float64) below kept the real part with only a numpy warning
+        raise DataError(_named(source, f"the image has data type {np.asarray(channels).dtype}, not real numbers"))
     if not foreground.any():
         raise DataError(_named(source, "the image's foreground is empty (every voxel of the image is 0, or "
                                        "its brain mask marks none)"))

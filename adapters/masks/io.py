@@ -35,8 +35,8 @@ import numpy as np
 from ...files import atomic_path
 from ..errors import DataError
 
-__all__ = ["Geometry", "Volume", "is_dicom_series", "is_nifti", "read_brain_mask", "read_geometry", "read_label_map",
-           "require_one_grid", "write_mask"]
+__all__ = ["Geometry", "Volume", "detached_data_files", "is_dicom_series", "is_nifti", "read_brain_mask",
+           "read_geometry", "read_label_map", "require_one_grid", "write_mask"]
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -151,11 +151,19 @@ def _read_nifti(path: Path) -> _Read:
         held = None if str(path).lower().endswith(".gz") else path.stat().st_size  # compressed: unknown until read
         # where the voxels start: nibabel reads vox_offset into the array proxy and leaves 0 in the header
         offset = int(getattr(image.dataobj, "offset", image.header["vox_offset"]))
+        header = image.header
+        if header["magic"].item() == header.single_magic and offset < header.single_vox_offset:
+            # nibabel takes vox_offset 0 as "unset" and reads from byte 0: the header became voxels, the scan moved
+            raise DataError(f"{path}: its header puts the voxels at byte {offset} (vox_offset), inside its own "
+                            f"{header.single_vox_offset}-byte header: a damaged header (the voxels would be read "
+                            "shifted)")
         if held is not None and offset + n_bytes > held:
             raise DataError(f"{path}: its header gives shape {shape} ({n_bytes:,} bytes of voxels from byte "
                             f"{offset:,}: {offset + n_bytes:,} in all) but the file holds {held:,} bytes: truncated "
                             "or a damaged header")
         data = np.asanyarray(image.dataobj)
+        while data.ndim > 4 and data.shape[-1] == 1:  # (X, Y, Z, 1, 1): a 3-D scan, as SimpleITK reads it
+            data = data[..., 0]
     except DataError:
         raise
     except MemoryError:  # a header claiming a huge shape: nibabel allocates it before reading the stream
@@ -357,6 +365,19 @@ def _data_files_named(path: Path) -> list[str] | None:
     return None if len(head) > _HEADER_LIMIT else []
 
 
+def detached_data_files(path: str | Path) -> list[Path]:
+    """The voxel files beside a MetaImage (``.mhd``) or detached NRRD (``.nhdr``) header that it
+    reads (none for another file, an attached header, or a printf pattern of names); read with it."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mhd", ".nhdr") or not path.is_file():
+        return []
+    try:
+        names = _data_files_named(path) or []
+    except OSError:
+        return []
+    return [path.parent / name for name in names if "%" not in name]
+
+
 def _refuse_data_elsewhere(path: Path) -> None:
     """A header naming its voxels' file outside its own folder (``/etc/passwd``, ``../../x.raw``)
     is refused: ITK would read that file's bytes as the image, and bindiff echo them back. The
@@ -465,6 +486,8 @@ def _distinct_qform(image) -> np.ndarray | None:
     if int(header["qform_code"]) == 0 or int(header["sform_code"]) == 0:
         return None  # the affine is the one form the file sets (or nibabel's guess)
     qform = np.asarray(header.get_qform(), dtype=float)
+    if not np.isfinite(qform).all() or abs(np.linalg.det(qform[:3, :3])) < 1e-12:
+        return None  # a damaged qform (NaN quaternion) beside the sform read: written back as the sform
     return None if np.allclose(qform, image.affine, atol=1e-6) else _in_mm(qform, header)  # mm, as the affine
 
 

@@ -32,7 +32,7 @@ from ...adapters.masks.datasets import (LABEL_SUFFIXES, find_by_stem, find_chann
                                         refuse_repeated_cases, volume_stem)
 from ...adapters.masks.grid import bounding_box
 from ...adapters.masks.images import ImageCase, image_roi, normalise_channels, read_brain_on, read_channels, read_image
-from ...adapters.masks.io import is_dicom_series
+from ...adapters.masks.io import detached_data_files, is_dicom_series
 from ...config import RecipeError, argument
 from ...files import staged_folder, write_json
 from ...metrics.calibration import binary_entropy
@@ -135,6 +135,7 @@ def unread_entries(path: Path, names: list[str] | None, cases: list[InputCase]) 
     if not path.is_dir() or (_channel_folder(path, names) if names else is_dicom_series(path)):
         return []  # one file, or a folder that is itself one case
     used = {file for case in cases for file in case.files} | {case.files[0].parent for case in cases}
+    used |= {data for case in cases for file in case.files for data in detached_data_files(file)}  # an .mhd's .raw
     return sorted(entry.name for entry in path.iterdir() if not entry.name.startswith(".") and entry not in used)
 
 
