@@ -1,6 +1,7 @@
 """PNG panels of a segmented case: the image, the truth (when there is one), each model's mask and
-the uncertainty map, in three planes through the centre of the first model's mask (a panel is
-chosen without the label)."""
+the uncertainty map, in three planes through the centre of the first model's mask (through the
+truth's where that mask is empty, so that a missed structure is shown; the volume's middle where
+there is neither)."""
 
 from __future__ import annotations
 
